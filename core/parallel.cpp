@@ -1,0 +1,44 @@
+#include "core/parallel.hpp"
+
+#include <omp.h>
+#include <tbb/blocked_range.h>
+#include <tbb/global_control.h>
+#include <tbb/parallel_for.h>
+
+#include <algorithm>
+#include <memory>
+#include <thread>
+
+namespace bitplan {
+namespace {
+int g_threads = 0;
+std::unique_ptr<tbb::global_control> g_tbb_limit;
+}  // namespace
+
+void set_num_threads(int threads) {
+  if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  g_threads = threads;
+  g_tbb_limit.reset();
+  g_tbb_limit = std::make_unique<tbb::global_control>(
+      tbb::global_control::max_allowed_parallelism, static_cast<std::size_t>(threads));
+  omp_set_num_threads(threads);
+}
+
+int num_threads() {
+  if (g_threads == 0) set_num_threads(0);
+  return g_threads;
+}
+
+void parallel_for(std::int64_t n, std::int64_t grain,
+                  const std::function<void(std::int64_t, std::int64_t)>& fn) {
+  if (n <= 0) return;
+  grain = std::max<std::int64_t>(grain, 1);
+  if (n <= grain || num_threads() == 1) {
+    fn(0, n);
+    return;
+  }
+  tbb::parallel_for(tbb::blocked_range<std::int64_t>(0, n, grain),
+                    [&](const tbb::blocked_range<std::int64_t>& r) { fn(r.begin(), r.end()); });
+}
+
+}  // namespace bitplan

@@ -1,0 +1,381 @@
+// Conv, ConvTranspose, Gemm and MatMul through oneDNN primitives.
+//
+// Each kernel creates its primitive once at plan time for the plan's concrete shapes; when
+// the weights are constant it lets oneDNN pick their layout ("any") and reorders them once
+// into it, so the run only binds the activation pointers and executes. oneDNN (Debian's
+// build) uses the OpenMP runtime; see core/parallel.hpp for how that shares the cores.
+#include <dnnl.hpp>
+
+#include <unordered_map>
+
+#include "executor/op_registry.hpp"
+#include "executor/ops/window.hpp"
+
+namespace bitplan {
+namespace {
+
+using dnnl::memory;
+using tag = dnnl::memory::format_tag;
+
+dnnl::engine& cpu_engine() {
+  static dnnl::engine engine(dnnl::engine::kind::cpu, 0);
+  return engine;
+}
+dnnl::stream& cpu_stream() {
+  static dnnl::stream stream(cpu_engine());
+  return stream;
+}
+
+memory::dims to_dnnl(const Dims& d) { return memory::dims(d.begin(), d.end()); }
+
+// Plain row-major layout for any rank.
+memory::desc plain_desc(const Dims& dims) {
+  return memory::desc(to_dnnl(dims), memory::data_type::f32, to_dnnl(contiguous_strides(dims)));
+}
+
+// Turns oneDNN's exception into bitplan's "cannot run node" error, naming the reason.
+template <typename Fn>
+auto create_or_explain(const OpContext& ctx, const char* what, Fn&& fn) {
+  try {
+    return fn();
+  } catch (const dnnl::error& e) {
+    ctx.unsupported("oneDNN has no {} implementation for these shapes/attributes ({})", what, e.what());
+  }
+}
+
+// A primitive plus the argument slots the run binds. `bindings` maps an executor input (or
+// -1 - output index) to a oneDNN argument; constant arguments are bound at plan time.
+class DnnlKernel final : public Kernel {
+ public:
+  struct Binding {
+    int arg;
+    int tensor;  // >= 0: input index; < 0: output (-1 - index)
+    memory mem;
+  };
+  DnnlKernel(dnnl::primitive prim, std::vector<Binding> bindings,
+             std::unordered_map<int, memory> constants)
+      : prim_(std::move(prim)), bindings_(std::move(bindings)), args_(std::move(constants)) {
+    for (auto& b : bindings_) args_[b.arg] = b.mem;
+  }
+  void run(std::span<const Tensor> in, std::span<Tensor> out) override {
+    for (auto& b : bindings_) {
+      void* ptr = b.tensor >= 0 ? const_cast<void*>(in[static_cast<std::size_t>(b.tensor)].raw())
+                                : out[static_cast<std::size_t>(-1 - b.tensor)].raw();
+      b.mem.set_data_handle(ptr);
+    }
+    prim_.execute(cpu_stream(), args_);
+    cpu_stream().wait();
+  }
+
+ private:
+  dnnl::primitive prim_;
+  std::vector<Binding> bindings_;
+  std::unordered_map<int, memory> args_;
+};
+
+// Reorders constant data given in `plain` layout into `target` layout once.
+memory reorder_constant(const Tensor& value, const memory::desc& plain, const memory::desc& target) {
+  memory src(plain, cpu_engine(), const_cast<void*>(value.raw()));
+  memory dst(target, cpu_engine());
+  dnnl::reorder(src, dst).execute(cpu_stream(), src, dst);
+  cpu_stream().wait();
+  return dst;
+}
+
+// Activation fused by bitplan's fusion pass: a "activation" attribute on Conv/Gemm/MatMul.
+dnnl::post_ops fused_post_ops(const OpContext& ctx) {
+  dnnl::post_ops po;
+  const std::string act = ctx.node().attr_string("bitplan_activation", "");
+  if (act == "Relu") po.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, 0.f, 0.f);
+  else if (act == "Clip")
+    po.append_eltwise(1.f, dnnl::algorithm::eltwise_clip, ctx.node().attr_float("bitplan_clip_min", 0.f),
+                      ctx.node().attr_float("bitplan_clip_max", 6.f));
+  else if (!act.empty()) ctx.invalid("fused activation '{}' is not Relu or Clip", act);
+  return po;
+}
+
+void require_f32(const OpContext& ctx, std::size_t n) {
+  for (std::size_t i = 0; i < n; ++i)
+    if (ctx.has_input(i) && ctx.input(i).dtype != DType::f32)
+      ctx.unsupported("input {} has type {}; the fp32 path takes float32 (quantized types come "
+                      "through the quantized executor)",
+                      i, dtype_name(ctx.input(i).dtype));
+}
+
+// ---------------------------------------------------------------- Conv / ConvTranspose
+
+OpBuild build_conv(const OpContext& ctx, bool transposed) {
+  require_f32(ctx, 3);
+  const ValueMeta& x = ctx.input(0);
+  const ValueMeta& w = ctx.input(1);
+  const std::size_t rank = x.dims.size();
+  if (rank < 3 || rank > 5 || w.dims.size() != rank)
+    ctx.unsupported("input {} and weights {} must be 1-D, 2-D or 3-D convolutions of equal rank",
+                    to_string(x.dims), to_string(w.dims));
+  const std::int64_t group = ctx.node().attr_int("group", 1);
+  const std::int64_t n = x.dims[0], c_in = x.dims[1];
+  // Conv W: [C_out, C_in/group, k...]; ConvTranspose W: [C_in, C_out/group, k...].
+  const std::int64_t c_out = transposed ? w.dims[1] * group : w.dims[0];
+  if (group < 1 || c_in % group != 0 || c_out % group != 0 ||
+      (transposed ? w.dims[0] != c_in : w.dims[1] * group != c_in))
+    ctx.invalid("weights {} do not match {} input channels with group {}", to_string(w.dims), c_in, group);
+  const Dims spatial(x.dims.begin() + 2, x.dims.end());
+  const Dims kernel(w.dims.begin() + 2, w.dims.end());
+  if (ctx.node().has_attr("kernel_shape") && ctx.node().attr_ints("kernel_shape") != kernel)
+    ctx.invalid("kernel_shape {} disagrees with weights {}", to_string(ctx.node().attr_ints("kernel_shape")),
+                to_string(w.dims));
+
+  WindowGeometry g;
+  Dims out_spatial(spatial.size());
+  if (!transposed) {
+    g = resolve_window(ctx, spatial, kernel, false);
+    out_spatial = g.output;
+  } else {
+    const std::size_t nd = spatial.size();
+    g.kernel = kernel;
+    g.strides = ctx.node().attr_ints("strides", Dims(nd, 1));
+    g.dilations = ctx.node().attr_ints("dilations", Dims(nd, 1));
+    const Dims out_pad = ctx.node().attr_ints("output_padding", Dims(nd, 0));
+    Dims pads = ctx.node().attr_ints("pads", Dims(2 * nd, 0));
+    const Dims out_shape = ctx.node().attr_ints("output_shape");
+    const std::string auto_pad = ctx.node().attr_string("auto_pad", "NOTSET");
+    g.pads_begin.assign(pads.begin(), pads.begin() + static_cast<std::ptrdiff_t>(nd));
+    g.pads_end.assign(pads.begin() + static_cast<std::ptrdiff_t>(nd), pads.end());
+    for (std::size_t i = 0; i < nd; ++i) {
+      const std::int64_t full = g.strides[i] * (spatial[i] - 1) + out_pad[i] + (kernel[i] - 1) * g.dilations[i] + 1;
+      if (!out_shape.empty() || auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER") {
+        const std::int64_t target = !out_shape.empty() ? out_shape[out_shape.size() - nd + i] : spatial[i] * g.strides[i];
+        // A negative total (output_shape larger than the natural size) extends the end,
+        // like output_padding does.
+        const std::int64_t total = full - target;
+        // ONNX: SAME_UPPER puts the smaller half first, otherwise the larger half first.
+        g.pads_begin[i] = total < 0 ? 0 : auto_pad == "SAME_UPPER" ? total / 2 : total - total / 2;
+        g.pads_end[i] = total - g.pads_begin[i];
+      }
+      out_spatial[i] = full - g.pads_begin[i] - g.pads_end[i];
+      // oneDNN has no output_padding: the extra rows are end padding taken back.
+      g.pads_end[i] -= out_pad[i];
+    }
+  }
+  Dims out_dims{n, c_out};
+  out_dims.insert(out_dims.end(), out_spatial.begin(), out_spatial.end());
+
+  // oneDNN weights: [G, O/G, I/G, k...] when grouped. ONNX's ConvTranspose stores I before O,
+  // which is oneDNN's "io" order (iohw / giohw...).
+  Dims wdims;
+  if (group > 1) wdims = {group, c_out / group, c_in / group};
+  else wdims = {c_out, c_in};
+  wdims.insert(wdims.end(), kernel.begin(), kernel.end());
+  memory::desc w_plain;
+  if (!transposed) {
+    w_plain = plain_desc(wdims);
+  } else {
+    // Strides of the ONNX layout [C_in (= G * I/G), O/G, k...] expressed in oneDNN's dims.
+    const Dims ks = contiguous_strides(w.dims);  // strides of [C_in, O/G, k...]
+    Dims s;
+    if (group > 1) s = {(c_in / group) * ks[0], ks[1], ks[0]};
+    else s = {ks[1], ks[0]};
+    for (std::size_t i = 2; i < w.dims.size(); ++i) s.push_back(ks[i]);
+    w_plain = memory::desc(to_dnnl(wdims), memory::data_type::f32, to_dnnl(s));
+  }
+  const bool const_w = w.constant.has_value();
+  const memory::desc w_any = const_w ? memory::desc(to_dnnl(wdims), memory::data_type::f32, tag::any) : w_plain;
+  const memory::desc src_md = plain_desc(x.dims), dst_md = plain_desc(out_dims);
+  const bool has_bias = ctx.has_input(2);
+  const memory::desc bias_md = has_bias ? plain_desc({c_out}) : memory::desc();
+  Dims dil = g.dilations;
+  for (auto& d : dil) d -= 1;  // oneDNN counts dilation from 0
+
+  dnnl::primitive_attr attr;
+  attr.set_post_ops(fused_post_ops(ctx));
+  dnnl::primitive prim;
+  memory::desc w_final;
+  create_or_explain(ctx, transposed ? "deconvolution" : "convolution", [&] {
+    if (!transposed) {
+      dnnl::convolution_forward::desc d(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
+                                        src_md, w_any, bias_md, dst_md, to_dnnl(g.strides), to_dnnl(dil),
+                                        to_dnnl(g.pads_begin), to_dnnl(g.pads_end));
+      dnnl::convolution_forward::primitive_desc pd(d, attr, cpu_engine());
+      w_final = pd.weights_desc();
+      prim = dnnl::convolution_forward(pd);
+    } else {
+      dnnl::deconvolution_forward::desc d(dnnl::prop_kind::forward_inference, dnnl::algorithm::deconvolution_direct,
+                                          src_md, w_any, bias_md, dst_md, to_dnnl(g.strides), to_dnnl(dil),
+                                          to_dnnl(g.pads_begin), to_dnnl(g.pads_end));
+      dnnl::deconvolution_forward::primitive_desc pd(d, attr, cpu_engine());
+      w_final = pd.weights_desc();
+      prim = dnnl::deconvolution_forward(pd);
+    }
+    return 0;
+  });
+  std::vector<DnnlKernel::Binding> bindings;
+  std::unordered_map<int, memory> constants;
+  bindings.push_back({DNNL_ARG_SRC, 0, memory(src_md, cpu_engine(), DNNL_MEMORY_NONE)});
+  bindings.push_back({DNNL_ARG_DST, -1, memory(dst_md, cpu_engine(), DNNL_MEMORY_NONE)});
+  if (const_w) constants[DNNL_ARG_WEIGHTS] = reorder_constant(*w.constant, w_plain, w_final);
+  else bindings.push_back({DNNL_ARG_WEIGHTS, 1, memory(w_plain, cpu_engine(), DNNL_MEMORY_NONE)});
+  if (has_bias) {
+    if (ctx.input(2).constant) constants[DNNL_ARG_BIAS] = reorder_constant(*ctx.input(2).constant, bias_md, bias_md);
+    else bindings.push_back({DNNL_ARG_BIAS, 2, memory(bias_md, cpu_engine(), DNNL_MEMORY_NONE)});
+  }
+  OpBuild b;
+  b.outputs.push_back({DType::f32, out_dims, {}});
+  b.kernel = std::make_unique<DnnlKernel>(std::move(prim), std::move(bindings), std::move(constants));
+  const std::int64_t per_output = product(kernel) * (c_in / group);
+  b.macs = transposed ? product(x.dims) * product(kernel) * (c_out / group) : product(out_dims) * per_output;
+  return b;
+}
+
+// ---------------------------------------------------------------- Gemm / MatMul
+
+// C = alpha * A x B (+ binary post-op / bias), A [..., M, K], B [..., K, N], given as
+// oneDNN memory descriptors that may carry transposing strides.
+struct MatmulSpec {
+  memory::desc a, b, c;
+  memory::desc bias;         // {1, N} bias argument (fast path) or empty
+  memory::desc addend;       // binary-add post-op operand or empty
+  float alpha = 1.f;
+  float post_scale = 1.f;  // applied after the addend (see Gemm's beta)
+  int a_input = 0, b_input = 1, addend_input = -1, bias_input = -1;
+  std::optional<Tensor> addend_value;  // when constant (pre-scaled by beta)
+};
+
+OpBuild finish_matmul(const OpContext& ctx, MatmulSpec spec, const Dims& out_dims) {
+  const ValueMeta& bmeta = ctx.input(static_cast<std::size_t>(spec.b_input));
+  const bool const_b = bmeta.constant.has_value();
+  const memory::desc b_any = const_b ? memory::desc(spec.b.dims(), memory::data_type::f32, tag::any) : spec.b;
+  dnnl::primitive_attr attr;
+  if (spec.alpha != 1.f) attr.set_output_scales(0, {spec.alpha});
+  dnnl::post_ops po;
+  if (!spec.addend.is_zero()) po.append_binary(dnnl::algorithm::binary_add, spec.addend);
+  if (spec.post_scale != 1.f) po.append_eltwise(1.f, dnnl::algorithm::eltwise_linear, spec.post_scale, 0.f);
+  const dnnl::post_ops act = fused_post_ops(ctx);
+  for (int i = 0; i < act.len(); ++i) {
+    float scale, alpha, beta;
+    dnnl::algorithm alg;
+    act.get_params_eltwise(i, scale, alg, alpha, beta);
+    po.append_eltwise(scale, alg, alpha, beta);
+  }
+  attr.set_post_ops(po);
+  dnnl::primitive prim;
+  memory::desc b_final;
+  create_or_explain(ctx, "matmul", [&] {
+    dnnl::matmul::desc d(spec.a, b_any, spec.bias, spec.c);
+    dnnl::matmul::primitive_desc pd(d, attr, cpu_engine());
+    b_final = pd.weights_desc();
+    prim = dnnl::matmul(pd);
+    return 0;
+  });
+  std::vector<DnnlKernel::Binding> bindings;
+  std::unordered_map<int, memory> constants;
+  bindings.push_back({DNNL_ARG_SRC, spec.a_input, memory(spec.a, cpu_engine(), DNNL_MEMORY_NONE)});
+  bindings.push_back({DNNL_ARG_DST, -1, memory(spec.c, cpu_engine(), DNNL_MEMORY_NONE)});
+  if (const_b) constants[DNNL_ARG_WEIGHTS] = reorder_constant(*bmeta.constant, spec.b, b_final);
+  else bindings.push_back({DNNL_ARG_WEIGHTS, spec.b_input, memory(spec.b, cpu_engine(), DNNL_MEMORY_NONE)});
+  if (!spec.bias.is_zero()) {
+    const ValueMeta& bias = ctx.input(static_cast<std::size_t>(spec.bias_input));
+    if (bias.constant) constants[DNNL_ARG_BIAS] = reorder_constant(*bias.constant, spec.bias, spec.bias);
+    else bindings.push_back({DNNL_ARG_BIAS, spec.bias_input, memory(spec.bias, cpu_engine(), DNNL_MEMORY_NONE)});
+  }
+  if (!spec.addend.is_zero()) {
+    const int arg = DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1;
+    if (spec.addend_value) constants[arg] = reorder_constant(*spec.addend_value, spec.addend, spec.addend);
+    else bindings.push_back({arg, spec.addend_input, memory(spec.addend, cpu_engine(), DNNL_MEMORY_NONE)});
+  }
+  OpBuild b;
+  b.outputs.push_back({DType::f32, out_dims, {}});
+  b.kernel = std::make_unique<DnnlKernel>(std::move(prim), std::move(bindings), std::move(constants));
+  return b;
+}
+
+OpBuild build_gemm(const OpContext& ctx) {
+  require_f32(ctx, 3);
+  const ValueMeta& a = ctx.input(0);
+  const ValueMeta& bm = ctx.input(1);
+  if (a.dims.size() != 2 || bm.dims.size() != 2)
+    ctx.invalid("A {} and B {} must be 2-D", to_string(a.dims), to_string(bm.dims));
+  const bool ta = ctx.node().attr_int("transA", 0) != 0, tb = ctx.node().attr_int("transB", 0) != 0;
+  const std::int64_t m = ta ? a.dims[1] : a.dims[0], k = ta ? a.dims[0] : a.dims[1];
+  const std::int64_t n = tb ? bm.dims[0] : bm.dims[1], kb = tb ? bm.dims[1] : bm.dims[0];
+  if (k != kb) ctx.invalid("A {} and B {} disagree on K ({} vs {}) with transA={} transB={}",
+                           to_string(a.dims), to_string(bm.dims), k, kb, ta, tb);
+  MatmulSpec spec;
+  // A transposed is A^T stored row-major: logical [M, K] with strides {1, M}.
+  spec.a = memory::desc({m, k}, memory::data_type::f32, ta ? memory::dims{1, m} : memory::dims{k, 1});
+  spec.b = memory::desc({k, n}, memory::data_type::f32, tb ? memory::dims{1, k} : memory::dims{n, 1});
+  spec.c = plain_desc({m, n});
+  spec.alpha = ctx.node().attr_float("alpha", 1.f);
+  const float beta = ctx.node().attr_float("beta", 1.f);
+  if (ctx.has_input(2) && beta != 0.f) {
+    const ValueMeta& c = ctx.input(2);
+    // C broadcasts to [M, N] unidirectionally.
+    Dims cd = c.dims;
+    while (cd.size() < 2) cd.insert(cd.begin(), 1);
+    if (cd.size() != 2 || (cd[0] != 1 && cd[0] != m) || (cd[1] != 1 && cd[1] != n))
+      ctx.invalid("C {} cannot be broadcast to [{}, {}]", to_string(c.dims), m, n);
+    if (cd[0] == 1 && cd[1] == n && beta == 1.f && spec.alpha == 1.f) {
+      spec.bias = plain_desc({1, n});
+      spec.bias_input = 2;
+    } else {
+      spec.addend = plain_desc(cd);
+      if (beta != 1.f && !c.constant) {
+        // alpha*AB + beta*C = beta * ((alpha/beta)*AB + C): scale, add C, then scale by beta.
+        spec.post_scale = beta;
+        spec.alpha /= beta;
+      } else if (c.constant) {
+        Tensor scaled = c.constant->clone();
+        for (std::int64_t i = 0; i < scaled.numel(); ++i) scaled.data<float>()[i] *= beta;
+        spec.addend_value = std::move(scaled);
+      }
+      spec.addend_input = 2;
+    }
+  }
+  OpBuild b = finish_matmul(ctx, std::move(spec), {m, n});
+  b.macs = m * n * k;
+  return b;
+}
+
+OpBuild build_matmul(const OpContext& ctx) {
+  require_f32(ctx, 2);
+  Dims ad = ctx.input(0).dims, bd = ctx.input(1).dims;
+  if (ad.empty() || bd.empty()) ctx.invalid("inputs must have rank >= 1");
+  // 1-D operands: A [K] -> [1, K], B [K] -> [K, 1]; the added dim is dropped afterwards.
+  const bool a_vec = ad.size() == 1, b_vec = bd.size() == 1;
+  if (a_vec) ad.insert(ad.begin(), 1);
+  if (b_vec) bd.push_back(1);
+  const std::size_t rank = std::max(ad.size(), bd.size());
+  while (ad.size() < rank) ad.insert(ad.begin(), 1);
+  while (bd.size() < rank) bd.insert(bd.begin(), 1);
+  if (ad[rank - 1] != bd[rank - 2])
+    ctx.invalid("A {} and B {} disagree on K", to_string(ctx.input(0).dims), to_string(ctx.input(1).dims));
+  Dims cd(rank);
+  for (std::size_t i = 0; i + 2 < rank; ++i) {
+    if (ad[i] != bd[i] && ad[i] != 1 && bd[i] != 1)
+      ctx.invalid("batch dims of A {} and B {} cannot be broadcast", to_string(ctx.input(0).dims),
+                  to_string(ctx.input(1).dims));
+    cd[i] = std::max(ad[i], bd[i]);
+  }
+  cd[rank - 2] = ad[rank - 2];
+  cd[rank - 1] = bd[rank - 1];
+  MatmulSpec spec;
+  spec.a = plain_desc(ad);
+  spec.b = plain_desc(bd);
+  spec.c = plain_desc(cd);
+  Dims out = cd;
+  if (b_vec) out.pop_back();
+  if (a_vec) out.erase(out.end() - (b_vec ? 1 : 2));
+  OpBuild b = finish_matmul(ctx, std::move(spec), out);
+  b.macs = product(cd) * ad[rank - 1];
+  return b;
+}
+
+}  // namespace
+
+void register_onednn_ops(OpRegistry& r) {
+  r.add("Conv", [](const OpContext& ctx) { return build_conv(ctx, false); });
+  r.add("ConvTranspose", [](const OpContext& ctx) { return build_conv(ctx, true); });
+  r.add("Gemm", build_gemm);
+  r.add("MatMul", build_matmul);
+}
+
+}  // namespace bitplan

@@ -1,0 +1,192 @@
+#include "executor/plan.hpp"
+
+#include <fmt/ranges.h>
+
+#include <algorithm>
+#include <map>
+#include <set>
+
+namespace bitplan {
+
+void check_supported(const Graph& graph) {
+  const auto& registry = OpRegistry::instance();
+  std::map<std::string, std::vector<std::string>> missing;  // op type -> node names
+  for (const auto& node : graph.nodes)
+    if (!registry.find(node.domain, node.op_type))
+      missing[node.domain.empty() ? node.op_type : node.domain + "::" + node.op_type].push_back(
+          node.name);
+  if (missing.empty()) return;
+  std::string list;
+  std::size_t nodes = 0;
+  for (const auto& [op, names] : missing) {
+    nodes += names.size();
+    std::vector<std::string> shown(names.begin(), names.begin() + std::min<std::size_t>(names.size(), 5));
+    list += fmt::format("\n  {} ({} node{}: {}{})", op, names.size(), names.size() == 1 ? "" : "s",
+                        fmt::join(shown, ", "), names.size() > shown.size() ? ", ..." : "");
+  }
+  fail_unsupported("model '{}' uses {} op type{} bitplan does not support ({} nodes):{}", graph.name,
+                   missing.size(), missing.size() == 1 ? "" : "s", nodes, list);
+}
+
+ExecutionPlan::~ExecutionPlan() = default;
+
+ExecutionPlan::ExecutionPlan(const Graph& graph, const PlanOptions& options) : options_(options) {
+  check_supported(graph);
+  if (options.batch < 1) fail(ErrorKind::usage, "building a plan: batch {} must be >= 1", options.batch);
+
+  std::map<std::string, int> slot_of;
+  auto new_slot = [&](const std::string& name, ValueMeta meta) {
+    slot_of[name] = static_cast<int>(slot_meta_.size());
+    slot_meta_.push_back(std::move(meta));
+    return slot_of[name];
+  };
+  for (const auto& in : graph.inputs) {
+    ValueMeta meta{in.dtype, in.dims, std::nullopt};
+    for (auto& d : meta.dims) d = d < 0 ? options.batch : d;
+    input_slots_.push_back(new_slot(in.name, meta));
+    input_meta_.push_back(slot_meta_.back());
+  }
+  for (const auto& [name, tensor] : graph.initializers)
+    new_slot(name, ValueMeta{tensor.dtype(), tensor.dims(), tensor});
+
+  const auto& registry = OpRegistry::instance();
+  for (const auto& node : graph.nodes) {
+    std::vector<const ValueMeta*> in_meta;
+    std::vector<int> in_slots;
+    bool all_constant = true;
+    std::int64_t params = 0;
+    for (const auto& name : node.inputs) {
+      if (name.empty()) {
+        in_meta.push_back(nullptr);
+        in_slots.push_back(-1);
+        continue;
+      }
+      auto it = slot_of.find(name);
+      BITPLAN_ASSERT(it != slot_of.end());  // topological order guarantees it
+      in_meta.push_back(&slot_meta_[it->second]);
+      in_slots.push_back(it->second);
+      const bool is_const = slot_meta_[it->second].constant.has_value();
+      all_constant = all_constant && is_const;
+      if (is_const && graph.initializer(name)) params += slot_meta_[it->second].constant->numel();
+    }
+    OpContext ctx(node, graph.opset, in_meta);
+    OpBuild build = (*registry.find(node.domain, node.op_type))(ctx);
+    BITPLAN_ASSERT(build.outputs.size() <= node.outputs.size());
+
+    StepInfo info{node.name, node.op_type, {}, {}, params, build.macs};
+    for (const auto* m : in_meta) info.input_dims.push_back(m ? m->dims : Dims{});
+    for (const auto& m : build.outputs) info.output_dims.push_back(m.dims);
+
+    // Fold: when every input is known, run the kernel now and keep the results as constants.
+    const bool outputs_known = std::all_of(build.outputs.begin(), build.outputs.end(),
+                                           [](const ValueMeta& m) { return m.constant.has_value(); });
+    if (!outputs_known && all_constant) {
+      std::vector<Tensor> ins;
+      for (const auto* m : in_meta) ins.push_back(m ? *m->constant : Tensor());
+      if (build.output_is_view_of_input) {
+        build.outputs[0].constant = ins[0].reshaped(build.outputs[0].dims);
+      } else {
+        std::vector<Tensor> outs;
+        for (const auto& m : build.outputs) outs.emplace_back(m.dtype, m.dims);
+        build.kernel->run(ins, outs);
+        for (std::size_t i = 0; i < outs.size(); ++i) build.outputs[i].constant = std::move(outs[i]);
+      }
+    }
+    Step step;
+    step.inputs = in_slots;
+    for (std::size_t i = 0; i < build.outputs.size(); ++i)
+      step.outputs.push_back(node.outputs[i].empty() ? -1 : new_slot(node.outputs[i], build.outputs[i]));
+    const bool folded = std::all_of(build.outputs.begin(), build.outputs.end(),
+                                    [](const ValueMeta& m) { return m.constant.has_value(); });
+    if (folded) continue;
+    step.kernel = build.output_is_view_of_input ? nullptr : std::move(build.kernel);
+    BITPLAN_ASSERT(step.kernel || build.output_is_view_of_input);
+    steps_.push_back(std::move(step));
+    step_info_.push_back(std::move(info));
+  }
+  for (const auto& out : graph.outputs) {
+    output_slots_.push_back(slot_of.at(out.name));
+    output_meta_.push_back(slot_meta_[output_slots_.back()]);
+  }
+
+  // Memory plan. A view shares its source's buffer, so buffers are tracked by "root" slot.
+  slots_.resize(slot_meta_.size());
+  for (std::size_t s = 0; s < slot_meta_.size(); ++s)
+    if (slot_meta_[s].constant) slots_[s] = *slot_meta_[s].constant;
+  std::vector<int> root(slot_meta_.size());
+  for (std::size_t s = 0; s < root.size(); ++s) root[s] = static_cast<int>(s);
+  std::vector<int> last_use(slot_meta_.size(), -1);
+  for (std::size_t i = 0; i < steps_.size(); ++i) {
+    const Step& step = steps_[i];
+    if (!step.kernel && step.outputs[0] >= 0) root[step.outputs[0]] = root[step.inputs[0]];
+    for (int s : step.inputs)
+      if (s >= 0) last_use[root[s]] = std::max(last_use[root[s]], static_cast<int>(i));
+  }
+  for (int s : output_slots_) last_use[root[s]] = static_cast<int>(steps_.size());  // kept
+
+  std::multimap<std::size_t, int> free_buffers;  // bytes -> buffer index
+  std::vector<int> buffer_of(slot_meta_.size(), -1);
+  for (std::size_t i = 0; i < steps_.size(); ++i) {
+    const Step& step = steps_[i];
+    if (step.kernel) {
+      for (int s : step.outputs) {
+        if (s < 0 || slot_meta_[s].constant) continue;
+        const std::size_t bytes = static_cast<std::size_t>(product(slot_meta_[s].dims)) *
+                                  dtype_size(slot_meta_[s].dtype);
+        auto fit = free_buffers.lower_bound(bytes);
+        if (fit != free_buffers.end()) {
+          buffer_of[s] = fit->second;
+          free_buffers.erase(fit);
+        } else {
+          buffer_of[s] = static_cast<int>(buffers_.size());
+          buffers_.emplace_back(DType::u8, Dims{static_cast<std::int64_t>(bytes)});
+          arena_bytes_ += bytes;
+        }
+        slots_[s] = Tensor::view(slot_meta_[s].dtype, slot_meta_[s].dims,
+                                 buffers_[buffer_of[s]].raw());
+        // An output nobody reads is released at once (after this step).
+        if (last_use[s] < 0) last_use[s] = static_cast<int>(i);
+      }
+    }
+    std::set<int> released;
+    for (int s : step.inputs)
+      if (s >= 0 && last_use[root[s]] == static_cast<int>(i)) released.insert(root[s]);
+    for (int s : step.outputs)
+      if (s >= 0 && root[s] == s && last_use[s] == static_cast<int>(i)) released.insert(s);
+    for (int r : released)
+      if (buffer_of[r] >= 0)
+        free_buffers.emplace(buffers_[buffer_of[r]].nbytes(), buffer_of[r]);
+  }
+}
+
+std::vector<Tensor> ExecutionPlan::run(std::span<const Tensor> inputs) {
+  if (inputs.size() != input_slots_.size())
+    fail(ErrorKind::usage, "running the model: got {} inputs, the model takes {}", inputs.size(),
+         input_slots_.size());
+  for (std::size_t i = 0; i < inputs.size(); ++i) {
+    const ValueMeta& meta = input_meta_[i];
+    if (inputs[i].dtype() != meta.dtype || inputs[i].dims() != meta.dims)
+      fail(ErrorKind::usage, "running the model: input {} is {} {} but the plan expects {} {}", i,
+           dtype_name(inputs[i].dtype()), to_string(inputs[i].dims()), dtype_name(meta.dtype),
+           to_string(meta.dims));
+    slots_[input_slots_[i]] = inputs[i];
+  }
+  std::vector<Tensor> ins, outs;
+  for (auto& step : steps_) {
+    if (!step.kernel) {
+      const int out = step.outputs[0];
+      slots_[out] = slots_[step.inputs[0]].reshaped(slot_meta_[out].dims);
+      continue;
+    }
+    ins.clear();
+    outs.clear();
+    for (int s : step.inputs) ins.push_back(s >= 0 ? slots_[s] : Tensor());
+    for (int s : step.outputs) outs.push_back(s >= 0 ? slots_[s] : Tensor());
+    step.kernel->run(ins, outs);
+  }
+  std::vector<Tensor> results;
+  for (int s : output_slots_) results.push_back(slots_[s]);
+  return results;
+}
+
+}  // namespace bitplan

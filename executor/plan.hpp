@@ -1,0 +1,71 @@
+// ExecutionPlan: a graph compiled for one batch size.
+//
+// Building the plan does all the setup once: concrete shapes for every value, constant
+// folding (anything computable from initializers and shapes, e.g. the Shape->Gather->
+// Concat->Reshape chains of torch exports), kernel creation (oneDNN primitives, packed
+// weights) and a memory plan in which activations share buffers once their last reader has
+// run. `run` then executes the kernels in order with no allocation on the hot path.
+#pragma once
+
+#include <span>
+#include <string>
+#include <vector>
+
+#include "executor/op_registry.hpp"
+
+namespace bitplan {
+
+// Fails with one message listing every op type bitplan cannot run and the nodes using it.
+void check_supported(const Graph& graph);
+
+struct PlanOptions {
+  std::int64_t batch = 1;  // substituted for every symbolic input dimension
+};
+
+// One executed node, for reports (`bitplan inspect`) and cost models.
+struct StepInfo {
+  std::string name;
+  std::string op_type;
+  std::vector<Dims> input_dims;
+  std::vector<Dims> output_dims;
+  std::int64_t params = 0;  // elements of constant inputs (weights, biases)
+  std::int64_t macs = 0;
+};
+
+class ExecutionPlan {
+ public:
+  ExecutionPlan(const Graph& graph, const PlanOptions& options);
+  ~ExecutionPlan();
+  ExecutionPlan(const ExecutionPlan&) = delete;
+  ExecutionPlan& operator=(const ExecutionPlan&) = delete;
+
+  const std::vector<ValueMeta>& input_meta() const { return input_meta_; }
+  const std::vector<ValueMeta>& output_meta() const { return output_meta_; }
+  const std::vector<StepInfo>& steps() const { return step_info_; }
+  std::int64_t batch() const { return options_.batch; }
+  // Bytes of activation memory the plan holds (after buffer sharing).
+  std::size_t arena_bytes() const { return arena_bytes_; }
+
+  // Runs the graph. Inputs are read in place (no copy); the returned outputs are views into
+  // the plan's buffers, valid until the next run.
+  std::vector<Tensor> run(std::span<const Tensor> inputs);
+
+ private:
+  struct Step {
+    std::unique_ptr<Kernel> kernel;  // null: output 0 is a view of input 0
+    std::vector<int> inputs;         // slot per node input, -1 when omitted
+    std::vector<int> outputs;
+  };
+
+  PlanOptions options_;
+  std::vector<Step> steps_;
+  std::vector<StepInfo> step_info_;
+  std::vector<ValueMeta> slot_meta_;
+  std::vector<Tensor> slots_;        // run-time tensors (constants filled at plan time)
+  std::vector<int> input_slots_, output_slots_;
+  std::vector<ValueMeta> input_meta_, output_meta_;
+  std::vector<Tensor> buffers_;      // shared activation buffers
+  std::size_t arena_bytes_ = 0;
+};
+
+}  // namespace bitplan

@@ -1,0 +1,28 @@
+// Structural rewrites applied at import, before anything is executed. They need no kernels:
+// constant folding (which runs ops) is done by the executor's planner.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "ir/graph.hpp"
+
+namespace bitplan {
+
+struct SimplifyReport {
+  int removed_identity = 0;   // Identity / Dropout (inference) dropped
+  int folded_batchnorm = 0;   // BatchNormalization folded into Conv / Gemm
+  int fused_layernorm = 0;    // decomposed LayerNorm recognised
+  int fused_gelu = 0;         // decomposed erf-GELU recognised
+  std::vector<std::string> notes;  // one line per rewrite, naming the nodes
+};
+
+SimplifyReport simplify(Graph& graph);
+
+// Individual passes (simplify runs them in this order).
+int remove_identities(Graph& graph);
+int fold_batchnorm(Graph& graph, std::vector<std::string>& notes);
+int fuse_layernorm(Graph& graph, std::vector<std::string>& notes);
+int fuse_gelu(Graph& graph, std::vector<std::string>& notes);
+
+}  // namespace bitplan
