@@ -294,12 +294,46 @@ int fuse_gelu(Graph& graph, std::vector<std::string>& notes) {
   return fused;
 }
 
+int fuse_activations(Graph& graph, std::vector<std::string>& notes) {
+  int fused = 0;
+  std::set<std::size_t> doomed;
+  for (std::size_t i = 0; i < graph.nodes.size(); ++i) {
+    Node& layer = graph.nodes[i];
+    if (!(is_op(layer, "Conv") || is_op(layer, "Gemm") || is_op(layer, "MatMul")) ||
+        layer.outputs.size() != 1 || layer.has_attr("bitplan_activation"))
+      continue;
+    auto next = sole_consumer(graph, layer.outputs[0]);
+    if (!next || doomed.count(*next)) continue;
+    const Node& act = graph.nodes[*next];
+    if (is_op(act, "Relu")) {
+      layer.attrs["bitplan_activation"] = std::string("Relu");
+    } else if (is_op(act, "Clip") && graph.opset >= 11) {
+      auto lo = act.has_input(1) ? scalar_initializer(graph, act.inputs[1]) : std::optional<float>(-INFINITY);
+      auto hi = act.has_input(2) ? scalar_initializer(graph, act.inputs[2]) : std::optional<float>(INFINITY);
+      if (!lo || !hi) continue;
+      layer.attrs["bitplan_activation"] = std::string("Clip");
+      layer.attrs["bitplan_clip_min"] = *lo;
+      layer.attrs["bitplan_clip_max"] = *hi;
+    } else {
+      continue;
+    }
+    notes.push_back(fmt::format("fused {} '{}' into {} '{}'", act.op_type, act.name, layer.op_type, layer.name));
+    layer.outputs[0] = act.outputs[0];
+    doomed.insert(*next);
+    ++fused;
+  }
+  erase_nodes(graph, doomed);
+  remove_dead_nodes(graph);
+  return fused;
+}
+
 SimplifyReport simplify(Graph& graph) {
   SimplifyReport report;
   report.removed_identity = remove_identities(graph);
   report.folded_batchnorm = fold_batchnorm(graph, report.notes);
   report.fused_layernorm = fuse_layernorm(graph, report.notes);
   report.fused_gelu = fuse_gelu(graph, report.notes);
+  report.fused_activation = fuse_activations(graph, report.notes);
   topological_sort(graph);
   return report;
 }

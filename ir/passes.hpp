@@ -14,6 +14,7 @@ struct SimplifyReport {
   int folded_batchnorm = 0;   // BatchNormalization folded into Conv / Gemm
   int fused_layernorm = 0;    // decomposed LayerNorm recognised
   int fused_gelu = 0;         // decomposed erf-GELU recognised
+  int fused_activation = 0;   // Relu / Clip folded into the producing Conv/Gemm/MatMul
   std::vector<std::string> notes;  // one line per rewrite, naming the nodes
 };
 
@@ -24,5 +25,9 @@ int remove_identities(Graph& graph);
 int fold_batchnorm(Graph& graph, std::vector<std::string>& notes);
 int fuse_layernorm(Graph& graph, std::vector<std::string>& notes);
 int fuse_gelu(Graph& graph, std::vector<std::string>& notes);
+// Marks Conv/Gemm/MatMul nodes whose only reader is a Relu or a constant-bound Clip with a
+// "bitplan_activation" attribute (kernels apply it as a post-op) and removes the activation.
+// The layer keeps its name; the activation's output name becomes the layer's output.
+int fuse_activations(Graph& graph, std::vector<std::string>& notes);
 
 }  // namespace bitplan

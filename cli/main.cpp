@@ -1,0 +1,257 @@
+// bitplan command line. Subcommands parse their own options (Boost.Program_options) into
+// the same structs the config file fills; every failure becomes one message and an exit
+// code (docs/cli.md):
+//   0 success, 1 internal error (a bug), 2 bad command line, 3 invalid input file or config,
+//   4 well-formed input bitplan does not support (unknown op, type, attribute).
+#include <boost/program_options.hpp>
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <cmath>
+#include <iostream>
+
+#include "cli/run_config.hpp"
+#include "core/parallel.hpp"
+#include "executor/evaluate.hpp"
+#include "executor/model.hpp"
+
+namespace po = boost::program_options;
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace bitplan {
+namespace {
+
+constexpr const char* kUsage = R"(bitplan: find the best per-layer quantization plan for a network on your hardware
+
+usage: bitplan <command> [options]
+
+commands:
+  inspect MODEL.onnx        layer table: name, op, shapes, parameters, MACs
+  evaluate                  fp32 accuracy, throughput and per-class accuracy on a dataset
+
+examples:
+  bitplan inspect models/fmnist_resnet.onnx
+  bitplan evaluate --config configs/default.yaml
+  bitplan evaluate --model models/fmnist_mlp.onnx \
+      --images /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz \
+      --labels /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz \
+      --mean 0.2860 --std 0.3530 --json
+
+`bitplan <command> --help` shows each command's options. Exit codes: 0 ok, 1 internal
+error, 2 bad command line, 3 invalid input, 4 unsupported model.
+)";
+
+po::variables_map parse(const po::options_description& desc, const std::vector<std::string>& args,
+                        const po::positional_options_description* positional = nullptr) {
+  po::variables_map vm;
+  try {
+    auto parser = po::command_line_parser(args).options(desc);
+    if (positional) parser.positional(*positional);
+    po::store(parser.run(), vm);
+    po::notify(vm);
+  } catch (const po::error& e) {
+    fail(ErrorKind::usage, "{} (see --help)", e.what());
+  }
+  return vm;
+}
+
+std::string human_count(double v) {
+  if (v >= 1e9) return fmt::format("{:.2f}G", v / 1e9);
+  if (v >= 1e6) return fmt::format("{:.2f}M", v / 1e6);
+  if (v >= 1e3) return fmt::format("{:.1f}k", v / 1e3);
+  return fmt::format("{:.0f}", v);
+}
+
+int cmd_inspect(const std::vector<std::string>& args) {
+  po::options_description desc(R"(bitplan inspect MODEL.onnx [options]
+
+Loads the model (with bitplan's import simplifications), plans it for one batch size and
+prints every executed layer with its ONNX node name, op, shapes, parameters and MACs.
+
+example:
+  bitplan inspect models/cifar10_resnet20.onnx --batch 1 --json
+
+options)");
+  std::string model;
+  std::int64_t batch = 1;
+  desc.add_options()("help,h", "show this help")("model", po::value(&model), "ONNX model file")(
+      "batch", po::value(&batch)->default_value(1), "batch size to plan for")("json", "print JSON");
+  po::positional_options_description pos;
+  pos.add("model", 1);
+  const auto vm = parse(desc, args, &pos);
+  if (vm.count("help")) {
+    std::cout << desc << "\n";
+    return 0;
+  }
+  if (model.empty()) fail(ErrorKind::usage, "inspect: a model file is required (bitplan inspect MODEL.onnx)");
+  const LoadedModel loaded = load_model(model);
+  const ExecutionPlan plan(loaded.graph, PlanOptions{batch});
+  std::int64_t total_params = 0, total_macs = 0;
+  for (const auto& s : plan.steps()) {
+    total_params += s.params;
+    total_macs += s.macs;
+  }
+  if (vm.count("json")) {
+    json layers = json::array();
+    for (const auto& s : plan.steps())
+      layers.push_back({{"name", s.name}, {"op", s.op_type}, {"inputs", s.input_dims},
+                        {"outputs", s.output_dims}, {"params", s.params}, {"macs", s.macs}});
+    json out = {{"model", model}, {"graph", loaded.graph.name}, {"opset", loaded.graph.opset},
+                {"batch", batch}, {"layers", layers}, {"total_params", total_params},
+                {"total_macs", total_macs}, {"arena_bytes", plan.arena_bytes()},
+                {"simplifications", loaded.simplification.notes}};
+    std::cout << out.dump(2) << "\n";
+    return 0;
+  }
+  fmt::print("model {} (graph '{}', opset {}), batch {}\n", model, loaded.graph.name, loaded.graph.opset, batch);
+  fmt::print("{:<40} {:<20} {:<24} {:<20} {:>10} {:>10}\n", "layer", "op", "input", "output", "params", "MACs");
+  for (const auto& s : plan.steps())
+    fmt::print("{:<40} {:<20} {:<24} {:<20} {:>10} {:>10}\n", s.name, s.op_type,
+               s.input_dims.empty() ? "" : to_string(s.input_dims[0]),
+               s.output_dims.empty() ? "" : to_string(s.output_dims[0]), human_count(static_cast<double>(s.params)),
+               human_count(static_cast<double>(s.macs)));
+  fmt::print("{} layers, {} parameters, {} MACs per batch of {}, {:.1f} KiB activation memory\n",
+             plan.steps().size(), human_count(static_cast<double>(total_params)),
+             human_count(static_cast<double>(total_macs)), batch, static_cast<double>(plan.arena_bytes()) / 1024.0);
+  if (!loaded.simplification.notes.empty())
+    fmt::print("import simplifications: {} BatchNorm folded, {} LayerNorm and {} GELU recognised, {} "
+               "activations fused, {} Identity/Dropout removed\n",
+               loaded.simplification.folded_batchnorm, loaded.simplification.fused_layernorm,
+               loaded.simplification.fused_gelu, loaded.simplification.fused_activation,
+               loaded.simplification.removed_identity);
+  return 0;
+}
+
+std::vector<float> parse_floats(const std::string& text, const char* flag) {
+  std::vector<float> out;
+  std::size_t pos = 0;
+  while (pos < text.size()) {
+    const std::size_t comma = text.find(',', pos);
+    const std::string part = text.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+    try {
+      std::size_t used = 0;
+      out.push_back(std::stof(part, &used));
+      if (used != part.size()) throw std::invalid_argument(part);
+    } catch (const std::exception&) {
+      fail(ErrorKind::usage, "--{} '{}': '{}' is not a number (use comma-separated values)", flag, text, part);
+    }
+    if (comma == std::string::npos) break;
+    pos = comma + 1;
+  }
+  return out;
+}
+
+int cmd_evaluate(const std::vector<std::string>& args) {
+  po::options_description desc(R"(bitplan evaluate (--config RUN.yaml | --model M.onnx --images ...) [options]
+
+Runs the model in fp32 on the validation selection of a dataset and reports top-1/top-5
+accuracy, per-class accuracy and throughput. Flags override the config file.
+
+examples:
+  bitplan evaluate --config configs/default.yaml
+  bitplan evaluate --config configs/default.yaml --count 1000 --batch 128 --json
+  bitplan evaluate --model models/cifar10_resnet20.onnx --format image_folder \
+      --images ../shared/data/cifar10/test --mean 0.4914,0.4822,0.4465 --std 0.2470,0.2435,0.2616
+
+options)");
+  std::string config_path, model, images, labels, format, mean, std_dev;
+  std::int64_t batch = 0, count = -1;
+  std::uint64_t seed = 0;
+  int threads = -1;
+  desc.add_options()("help,h", "show this help")("config", po::value(&config_path), "run config (YAML)")(
+      "model", po::value(&model), "ONNX model (overrides the config's)")(
+      "images", po::value(&images), "images: IDX/NPY file or image folder")(
+      "labels", po::value(&labels), "labels: IDX/NPY file (not for image folders)")(
+      "format", po::value(&format), "idx | npy | image_folder (default: guessed from --images)")(
+      "mean", po::value(&mean), "per-channel mean after scaling to [0,1], comma-separated")(
+      "std", po::value(&std_dev), "per-channel std, comma-separated")(
+      "count", po::value(&count), "validation samples (0 = all)")(
+      "seed", po::value(&seed), "validation selection seed (0 = dataset order)")(
+      "batch", po::value(&batch), "batch size (default 64)")(
+      "threads", po::value(&threads), "threads (0 = all cores)")("json", "print JSON");
+  const auto vm = parse(desc, args);
+  if (vm.count("help")) {
+    std::cout << desc << "\n";
+    return 0;
+  }
+  RunConfig config;
+  if (!config_path.empty()) config = load_run_config(config_path);
+  if (!model.empty()) config.model = model;
+  if (!images.empty()) {
+    config.has_dataset = true;
+    config.dataset.images = images;
+    config.dataset.labels = labels;
+    config.dataset.format = !format.empty() ? format : fs::is_directory(images) ? "image_folder"
+                                                     : images.ends_with(".npy") ? "npy" : "idx";
+  }
+  if (!mean.empty()) config.dataset.preprocess.mean = parse_floats(mean, "mean");
+  if (!std_dev.empty()) config.dataset.preprocess.std = parse_floats(std_dev, "std");
+  if (count >= 0) config.dataset.validation.count = count;
+  if (vm.count("seed")) config.dataset.validation.seed = seed;
+  if (batch > 0) config.evaluate.batch = batch;
+  else if (vm.count("batch")) fail(ErrorKind::usage, "--batch {} must be >= 1", batch);
+  if (threads >= 0) config.evaluate.threads = threads;
+  if (config.model.empty()) fail(ErrorKind::usage, "evaluate: give --config or --model");
+  if (!config.has_dataset) fail(ErrorKind::usage, "evaluate: give a dataset (--config with a dataset section, or --images)");
+
+  set_num_threads(config.evaluate.threads);
+  const LoadedModel loaded = load_model(config.model);
+  const auto dataset = open_dataset(config.dataset);
+  const auto indices = select_indices(config.dataset.validation, dataset->size(), "validation");
+  const EvalResult r = evaluate(loaded.graph, *dataset, indices, EvalOptions{config.evaluate.batch, false});
+  const double throughput = static_cast<double>(r.samples) / std::max(r.model_seconds, 1e-9);
+  if (vm.count("json")) {
+    json classes = json::array();
+    for (std::size_t c = 0; c < r.class_accuracy.size(); ++c)
+      classes.push_back({{"class", dataset->class_names()[c]}, {"samples", r.class_samples[c]},
+                         {"top1", std::isnan(r.class_accuracy[c]) ? json(nullptr) : json(r.class_accuracy[c])}});
+    json out = {{"model", config.model.string()}, {"samples", r.samples}, {"top1", r.top1}, {"top5", r.top5},
+                {"per_class", classes}, {"batch", config.evaluate.batch}, {"threads", num_threads()},
+                {"model_seconds", r.model_seconds}, {"load_seconds", r.load_seconds},
+                {"plan_seconds", r.plan_seconds}, {"samples_per_second", throughput},
+                {"arena_bytes", r.arena_bytes}};
+    std::cout << out.dump(2) << "\n";
+    return 0;
+  }
+  fmt::print("model    {}\nsamples  {} (batch {}, {} threads)\n", config.model.string(), r.samples,
+             config.evaluate.batch, num_threads());
+  fmt::print("top-1    {:.2f}%\ntop-5    {:.2f}%\n", 100 * r.top1, 100 * r.top5);
+  fmt::print("speed    {:.0f} samples/s in the model ({:.3f} s), {:.3f} s loading data, {:.3f} s planning\n",
+             throughput, r.model_seconds, r.load_seconds, r.plan_seconds);
+  fmt::print("per class:\n");
+  for (std::size_t c = 0; c < r.class_accuracy.size(); ++c)
+    fmt::print("  {:<16} {:>6} samples  top-1 {:.2f}%\n", dataset->class_names()[c], r.class_samples[c],
+               100 * r.class_accuracy[c]);
+  return 0;
+}
+
+}  // namespace
+}  // namespace bitplan
+
+int main(int argc, char** argv) {
+  using namespace bitplan;
+  std::vector<std::string> args(argv + 1, argv + argc);
+  if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
+    std::cout << kUsage;
+    return args.empty() ? 2 : 0;
+  }
+  const std::string command = args[0];
+  args.erase(args.begin());
+  try {
+    if (command == "inspect") return cmd_inspect(args);
+    if (command == "evaluate") return cmd_evaluate(args);
+    fail(ErrorKind::usage, "unknown command '{}'; commands are inspect, evaluate (bitplan --help)", command);
+  } catch (const Error& e) {
+    std::cerr << "bitplan: error: " << e.what() << "\n";
+    return static_cast<int>(e.kind());
+  } catch (const std::bad_alloc&) {
+    std::cerr << "bitplan: error: out of memory\n";
+    return static_cast<int>(ErrorKind::internal);
+  } catch (const std::exception& e) {
+    std::cerr << "bitplan: internal error: " << e.what() << "\n";
+    return static_cast<int>(ErrorKind::internal);
+  }
+}
