@@ -301,9 +301,12 @@ std::vector<std::string> peek_op_types(const fs::path& path) {
   onnx::ModelProto model;
   parse_bounded(model, bytes, limits, path, "model");
   std::set<std::string> ops;
-  for (const auto& node : model.graph().node())
+  for (const auto& node : model.graph().node()) {
+    if (node.op_type() == "Constant" && (node.domain().empty() || node.domain() == "ai.onnx"))
+      continue;  // becomes an initializer at import
     ops.insert(node.domain().empty() || node.domain() == "ai.onnx" ? node.op_type()
                                                                    : node.domain() + "::" + node.op_type());
+  }
   return {ops.begin(), ops.end()};
 }
 
