@@ -1,0 +1,117 @@
+// End-to-end tests of the `bitplan` executable: real runs on the fixture models, and every
+// kind of bad input giving one clear message and the documented exit code (never a crash).
+#include <doctest/doctest.h>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <string>
+#include <sys/wait.h>
+
+namespace fs = std::filesystem;
+
+namespace {
+
+const fs::path kSource = BITPLAN_SOURCE_DIR;
+const fs::path kFixtures = kSource / "tests/fixtures/cli";
+
+struct Result {
+  int exit_code;
+  std::string output;  // stdout and stderr together
+};
+
+Result run(const std::string& args) {
+  const std::string command = std::string(BITPLAN_EXECUTABLE) + " " + args + " 2>&1";
+  Result r{-1, ""};
+  FILE* pipe = popen(command.c_str(), "r");
+  REQUIRE(pipe != nullptr);
+  std::array<char, 4096> buffer{};
+  while (std::fgets(buffer.data(), buffer.size(), pipe)) r.output += buffer.data();
+  const int status = pclose(pipe);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return r;
+}
+
+bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+
+}  // namespace
+
+TEST_CASE("inspect prints the layer table with ONNX names") {
+  const Result r = run((kSource / "models/fmnist_resnet.onnx").string());
+  CHECK(r.exit_code == 2);  // a model path is not a command: usage error
+  const Result ok = run("inspect " + (kSource / "models/fmnist_resnet.onnx").string());
+  CHECK(ok.exit_code == 0);
+  CHECK(contains(ok.output, "Conv"));
+  CHECK(contains(ok.output, "MACs"));
+  const Result json = run("inspect --json " + (kSource / "models/fmnist_mlp.onnx").string());
+  CHECK(json.exit_code == 0);
+  CHECK(contains(json.output, "\"total_macs\""));
+}
+
+TEST_CASE("evaluate the default config on a Fashion-MNIST subset") {
+  if (!fs::exists("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz")) {
+    MESSAGE("SKIPPED: Fashion-MNIST not installed (apt install dataset-fashion-mnist)");
+    return;
+  }
+  const Result r = run("evaluate --config " + (kSource / "configs/default.yaml").string() + " --count 500 --json");
+  CHECK(r.exit_code == 0);
+  CHECK(contains(r.output, "\"top1\""));
+  CHECK(contains(r.output, "\"per_class\""));
+  // The trained fixture is far above chance (10%) on any 500 test images.
+  const auto pos = r.output.find("\"top1\": ");
+  REQUIRE(pos != std::string::npos);
+  CHECK(std::stod(r.output.substr(pos + 8)) > 0.8);
+}
+
+TEST_CASE("bad input: one clear message and a non-zero exit code") {
+  SUBCASE("unknown command and flags are usage errors") {
+    CHECK(run("frobnicate").exit_code == 2);
+    const Result r = run("evaluate --no-such-flag");
+    CHECK(r.exit_code == 2);
+    CHECK(contains(r.output, "no-such-flag"));
+  }
+  SUBCASE("missing model file") {
+    const Result r = run("inspect /nonexistent/model.onnx");
+    CHECK(r.exit_code == 3);
+    CHECK(contains(r.output, "/nonexistent/model.onnx"));
+    CHECK(contains(r.output, "does not exist"));
+  }
+  SUBCASE("malformed and truncated ONNX") {
+    for (const char* name : {"garbage.onnx", "truncated.onnx"}) {
+      const Result r = run("inspect " + (kFixtures / name).string());
+      CHECK(r.exit_code == 3);
+      CHECK(contains(r.output, name));
+      CHECK(contains(r.output, "not a valid ONNX model"));
+    }
+  }
+  SUBCASE("unsupported ops are listed together, with their nodes") {
+    const Result r = run("inspect " + (kFixtures / "unknown_ops.onnx").string());
+    CHECK(r.exit_code == 4);
+    CHECK(contains(r.output, "2 op types"));
+    CHECK(contains(r.output, "Det (1 node: det_layer)"));
+    CHECK(contains(r.output, "Einsum (2 nodes: einsum_1, einsum_2)"));
+  }
+  SUBCASE("external data outside the model folder is refused") {
+    const Result r = run("inspect " + (kFixtures / "external_escape.onnx").string());
+    CHECK(r.exit_code == 3);
+    CHECK(contains(r.output, "'..'"));
+  }
+  SUBCASE("YAML syntax error names line and column") {
+    const Result r = run("evaluate --config " + (kFixtures / "bad_syntax.yaml").string());
+    CHECK(r.exit_code == 3);
+    CHECK(contains(r.output, "bad_syntax.yaml"));
+    CHECK(contains(r.output, "line "));
+  }
+  SUBCASE("YAML schema error: unknown key with line and column") {
+    const Result r = run("evaluate --config " + (kFixtures / "unknown_key.yaml").string());
+    CHECK(r.exit_code == 3);
+    CHECK(contains(r.output, "line 4, column 3"));
+    CHECK(contains(r.output, "thraeds"));
+  }
+  SUBCASE("truncated IDX file") {
+    if (!fs::exists("/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz")) return;
+    const Result r = run("evaluate --config " + (kFixtures / "truncated_idx.yaml").string());
+    CHECK(r.exit_code == 3);
+    CHECK(contains(r.output, "truncated-images-idx3-ubyte"));
+  }
+}
