@@ -195,9 +195,30 @@ OpBuild build_batchnorm(const OpContext& ctx) {
   return b;
 }
 
+// Dropout at inference is the identity (output 0 is a view of the input); the optional
+// mask output is all true. Training mode would need random masks and is refused.
+OpBuild build_dropout(const OpContext& ctx) {
+  const ValueMeta& x = ctx.input(0);
+  if (ctx.has_input(2)) {
+    const Tensor& training = ctx.constant_input(2, "training_mode");
+    if (training.numel() > 0 && training.to_int64_vector()[0] != 0)
+      ctx.unsupported("training_mode=true is not supported; bitplan runs inference");
+  }
+  OpBuild b;
+  b.outputs.push_back({x.dtype, x.dims, {}});
+  b.output_is_view_of_input = true;
+  if (ctx.node().outputs.size() > 1) {
+    Tensor mask(DType::boolean, x.dims);
+    std::fill_n(mask.data<bool>(), mask.numel(), true);
+    b.outputs.push_back({DType::boolean, x.dims, std::move(mask)});
+  }
+  return b;
+}
+
 }  // namespace
 
 void register_nn_ops(OpRegistry& r) {
+  r.add("Dropout", build_dropout);
   r.add("MaxPool", pool_builder(Pool::max, false));
   r.add("AveragePool", pool_builder(Pool::average, false));
   r.add("LpPool", pool_builder(Pool::lp, false));
