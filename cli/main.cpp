@@ -12,6 +12,7 @@
 #include <cmath>
 #include <iostream>
 
+#include "backends/device.hpp"
 #include "cli/run_config.hpp"
 #include "core/parallel.hpp"
 #include "executor/evaluate.hpp"
@@ -31,6 +32,7 @@ usage: bitplan <command> [options]
 commands:
   inspect MODEL.onnx        layer table: name, op, shapes, parameters, MACs
   evaluate                  fp32 accuracy, throughput and per-class accuracy on a dataset
+  devices                   the CPU (ISA oneDNN uses) and CUDA GPUs bitplan can target
 
 examples:
   bitplan inspect models/fmnist_resnet.onnx
@@ -122,6 +124,45 @@ options)");
                loaded.simplification.folded_batchnorm, loaded.simplification.fused_layernorm,
                loaded.simplification.fused_gelu, loaded.simplification.fused_activation,
                loaded.simplification.removed_identity);
+  return 0;
+}
+
+int cmd_devices(const std::vector<std::string>& args) {
+  po::options_description desc(R"(bitplan devices [--json]
+
+Lists the hardware bitplan can profile: the CPU with the ISA oneDNN dispatches to, and the
+CUDA GPUs (or why none is usable).
+
+options)");
+  desc.add_options()("help,h", "show this help")("json", "print JSON");
+  const auto vm = parse(desc, args);
+  if (vm.count("help")) {
+    std::cout << desc << "\n";
+    return 0;
+  }
+  const CpuDevice cpu = query_cpu();
+  const CudaInventory cuda = query_cuda();
+  if (vm.count("json")) {
+    json gpus = json::array();
+    for (const auto& d : cuda.devices)
+      gpus.push_back({{"index", d.index}, {"name", d.name}, {"sm", fmt::format("{}.{}", d.sm_major, d.sm_minor)},
+                      {"multiprocessors", d.multiprocessors}, {"memory_bytes", d.memory_bytes},
+                      {"clock_khz", d.clock_khz}, {"memory_bus_bits", d.memory_bus_bits}});
+    json out = {{"cpu", {{"model", cpu.model}, {"logical_cores", cpu.logical_cores}, {"onednn_isa", cpu.onednn_isa},
+                         {"onednn_version", cpu.onednn_version}, {"flags", cpu.flags}}},
+                {"cuda", {{"built", cuda.built}, {"driver_version", cuda.driver_version},
+                          {"runtime_version", cuda.runtime_version}, {"unavailable", cuda.unavailable},
+                          {"devices", gpus}}}};
+    std::cout << out.dump(2) << "\n";
+    return 0;
+  }
+  fmt::print("cpu   {} ({} logical cores)\n      oneDNN {} dispatches to {}; flags: {}\n", cpu.model,
+             cpu.logical_cores, cpu.onednn_version, cpu.onednn_isa, fmt::join(cpu.flags, " "));
+  if (!cuda.unavailable.empty()) fmt::print("cuda  {}\n", cuda.unavailable);
+  for (const auto& d : cuda.devices)
+    fmt::print("cuda  #{} {} (sm_{}{}, {} SMs, {:.1f} GiB, driver {}, runtime {})\n", d.index, d.name, d.sm_major,
+               d.sm_minor, d.multiprocessors, static_cast<double>(d.memory_bytes) / (1 << 30), cuda.driver_version,
+               cuda.runtime_version);
   return 0;
 }
 
@@ -243,7 +284,9 @@ int main(int argc, char** argv) {
   try {
     if (command == "inspect") return cmd_inspect(args);
     if (command == "evaluate") return cmd_evaluate(args);
-    fail(ErrorKind::usage, "unknown command '{}'; commands are inspect, evaluate (bitplan --help)", command);
+    if (command == "devices") return cmd_devices(args);
+    fail(ErrorKind::usage, "unknown command '{}'; commands are inspect, evaluate, devices (bitplan --help)",
+         command);
   } catch (const Error& e) {
     std::cerr << "bitplan: error: " << e.what() << "\n";
     return static_cast<int>(e.kind());

@@ -1,0 +1,44 @@
+// CUDA device inventory through the runtime API. A machine without a driver or GPU is not
+// an error here: the inventory says why no device is usable, and callers that need a GPU
+// fail with that reason.
+#include <cuda_runtime_api.h>
+#include <fmt/format.h>
+
+#include "backends/device.hpp"
+
+namespace bitplan {
+
+CudaInventory query_cuda() {
+  CudaInventory inventory;
+  inventory.built = true;
+  cudaRuntimeGetVersion(&inventory.runtime_version);
+  cudaDriverGetVersion(&inventory.driver_version);
+  int count = 0;
+  const cudaError_t status = cudaGetDeviceCount(&count);
+  if (status != cudaSuccess) {
+    inventory.unavailable = fmt::format("no usable CUDA device: {} ({})", cudaGetErrorString(status),
+                                        cudaGetErrorName(status));
+    return inventory;
+  }
+  for (int i = 0; i < count; ++i) {
+    cudaDeviceProp prop{};
+    if (cudaGetDeviceProperties(&prop, i) != cudaSuccess) continue;
+    CudaDevice d;
+    d.index = i;
+    d.name = prop.name;
+    d.sm_major = prop.major;
+    d.sm_minor = prop.minor;
+    d.multiprocessors = prop.multiProcessorCount;
+    d.memory_bytes = prop.totalGlobalMem;
+    int clock = 0, bus = 0;
+    cudaDeviceGetAttribute(&clock, cudaDevAttrClockRate, i);
+    cudaDeviceGetAttribute(&bus, cudaDevAttrGlobalMemoryBusWidth, i);
+    d.clock_khz = clock;
+    d.memory_bus_bits = bus;
+    inventory.devices.push_back(d);
+  }
+  if (inventory.devices.empty()) inventory.unavailable = "the CUDA runtime reports no devices";
+  return inventory;
+}
+
+}  // namespace bitplan

@@ -1,0 +1,13 @@
+#include <doctest/doctest.h>
+
+#include "backends/device.hpp"
+
+using namespace bitplan;
+
+TEST_CASE("the CPU is identified with the ISA oneDNN dispatches to") {
+  const CpuDevice cpu = query_cpu();
+  CHECK(cpu.logical_cores >= 1);
+  CHECK(!cpu.onednn_isa.empty());
+  CHECK(cpu.onednn_isa != "other");
+  CHECK(cpu.onednn_version.rfind("2.", 0) == 0);
+}
