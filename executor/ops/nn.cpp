@@ -121,6 +121,28 @@ class PoolKernel final : public Kernel {
   std::int64_t in_plane_ = 1, out_plane_ = 1;
 };
 
+// GlobalAveragePool: one contiguous mean per (n, c) plane.
+class GlobalAverageKernel final : public Kernel {
+ public:
+  GlobalAverageKernel(std::int64_t planes, std::int64_t plane) : planes_(planes), plane_(plane) {}
+  void run(std::span<const Tensor> in, std::span<Tensor> out) override {
+    const float* x = in[0].data<float>();
+    float* y = out[0].data<float>();
+    const float inv = 1.f / static_cast<float>(plane_);
+    parallel_for(planes_, std::max<std::int64_t>(1, 16384 / plane_), [&](std::int64_t b, std::int64_t e) {
+      for (std::int64_t p = b; p < e; ++p) {
+        const float* px = x + p * plane_;
+        float sum = 0;
+        for (std::int64_t i = 0; i < plane_; ++i) sum += px[i];
+        y[p] = sum * inv;
+      }
+    });
+  }
+
+ private:
+  std::int64_t planes_, plane_;
+};
+
 OpBuilder pool_builder(Pool pool, bool global) {
   return [pool, global](const OpContext& ctx) {
     const ValueMeta& x = ctx.input(0);
@@ -143,6 +165,10 @@ OpBuilder pool_builder(Pool pool, bool global) {
     OpBuild b;
     b.outputs.push_back({DType::f32, out_dims, {}});
     if (pool == Pool::max && ctx.node().outputs.size() > 1) b.outputs.push_back({DType::i64, out_dims, {}});
+    if (global && pool == Pool::average) {
+      b.kernel = std::make_unique<GlobalAverageKernel>(x.dims[0] * x.dims[1], product(spatial));
+      return b;
+    }
     b.kernel = std::make_unique<PoolKernel>(x.dims, g, pool,
                                             ctx.node().attr_int("count_include_pad", 0) != 0,
                                             static_cast<int>(ctx.node().attr_int("storage_order", 0)),
