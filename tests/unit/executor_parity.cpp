@@ -43,12 +43,15 @@ DatasetConfig cifar_test() {
   return c;
 }
 
-void check_parity(const std::string& name, const DatasetConfig& config) {
-  const fs::path logits_file = kSource / "models" / (name + ".logits.npy");
+// `reference` names the recorded PyTorch outputs (the same model exported at another
+// opset shares them).
+void check_parity(const std::string& name, const DatasetConfig& config, std::string reference = "") {
+  if (reference.empty()) reference = name;
+  const fs::path logits_file = kSource / "models" / (reference + ".logits.npy");
   const LoadedModel model = load_model(kSource / "models" / (name + ".onnx"));
   const auto dataset = open_dataset(config);
   const Tensor want = read_npy(logits_file);
-  const Tensor want_preds = read_npy(kSource / "models" / (name + ".preds.npy"));
+  const Tensor want_preds = read_npy(kSource / "models" / (reference + ".preds.npy"));
   const std::int64_t n = want.dim(0), classes = want.dim(1);
   std::vector<std::int64_t> indices(static_cast<std::size_t>(n));
   std::iota(indices.begin(), indices.end(), 0);
@@ -84,6 +87,14 @@ TEST_CASE("fp32 parity with PyTorch on Fashion-MNIST fixtures") {
   for (const std::string name : {"fmnist_mlp", "fmnist_resnet", "fmnist_mobilenetv2", "fmnist_vit"}) {
     SUBCASE(name.c_str()) { check_parity(name, fashion_test()); }
   }
+  SUBCASE("fmnist_vit_opset17") { check_parity("fmnist_vit_opset17", fashion_test(), "fmnist_vit"); }
+}
+
+TEST_CASE("the opset-13 ViT's decomposed LayerNorms and GELUs are all recognised") {
+  const LoadedModel vit = load_model(kSource / "models/fmnist_vit.onnx");
+  CHECK(vit.simplification.fused_layernorm == 5);  // 2 blocks x 2 + final
+  CHECK(vit.simplification.fused_gelu == 2);
+  for (const auto& node : vit.graph.nodes) CHECK(node.op_type != "Erf");
 }
 
 TEST_CASE("fp32 parity with PyTorch on the published CIFAR-10 ResNets") {
