@@ -18,6 +18,7 @@
 int main(int argc, char** argv) {
   using namespace bitplan;
   using Clock = std::chrono::steady_clock;
+  limit_openmp_spinning(argv);
   if (argc < 4) {
     std::cerr << "usage: bench_fp32 MODEL.onnx BATCH THREADS [SECONDS]\n";
     return 2;

@@ -274,6 +274,7 @@ options)");
 
 int main(int argc, char** argv) {
   using namespace bitplan;
+  limit_openmp_spinning(argv);
   std::vector<std::string> args(argv + 1, argv + argc);
   if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
     std::cout << kUsage;

@@ -1,11 +1,13 @@
 #include "core/parallel.hpp"
 
 #include <omp.h>
+#include <unistd.h>
 #include <tbb/blocked_range.h>
 #include <tbb/global_control.h>
 #include <tbb/parallel_for.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <memory>
 #include <thread>
 
@@ -14,6 +16,14 @@ namespace {
 int g_threads = 0;
 std::unique_ptr<tbb::global_control> g_tbb_limit;
 }  // namespace
+
+void limit_openmp_spinning(char** argv) {
+  if (std::getenv("OMP_WAIT_POLICY") || std::getenv("GOMP_SPINCOUNT") || std::getenv("BITPLAN_OPENMP_CONFIGURED"))
+    return;
+  setenv("GOMP_SPINCOUNT", "1000", 1);
+  setenv("BITPLAN_OPENMP_CONFIGURED", "1", 1);
+  execv("/proc/self/exe", argv);  // returns only on failure: then run with the defaults
+}
 
 void set_num_threads(int threads) {
   if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));

@@ -11,6 +11,15 @@
 
 namespace bitplan {
 
+// libgomp reads its spin policy once, when it loads (before main), and by default an idle
+// OpenMP thread spins for ~300k iterations before sleeping. Measured on the 2-core dev VM
+// (docs/performance.md): spinning OpenMP workers steal the cores TBB needs for the next op
+// (ViT batch 64: 8.5 ms vs 5.6 ms), and when any other process is busy they make a run
+// 10x slower than one thread (ResNet batch 64: 216 ms vs 21 ms). Call this first thing in
+// main(): unless the user set OMP_WAIT_POLICY or GOMP_SPINCOUNT, it re-executes the
+// program with GOMP_SPINCOUNT=1000 (returns only if no re-exec happened).
+void limit_openmp_spinning(char** argv);
+
 // Sets the thread count for both pools (0 = all hardware threads). Call once at start-up,
 // before any op runs; later calls replace the limit.
 void set_num_threads(int threads);
