@@ -35,6 +35,23 @@ class Kernel {
   virtual void run(std::span<const Tensor> inputs, std::span<Tensor> outputs) = 0;
 };
 
+// A kernel from a lambda `void(std::span<const Tensor>, std::span<Tensor>)` that captured
+// its plan-time state.
+template <typename Fn>
+class LambdaKernel final : public Kernel {
+ public:
+  explicit LambdaKernel(Fn fn) : fn_(std::move(fn)) {}
+  void run(std::span<const Tensor> inputs, std::span<Tensor> outputs) override { fn_(inputs, outputs); }
+
+ private:
+  Fn fn_;
+};
+
+template <typename Fn>
+std::unique_ptr<Kernel> make_kernel(Fn fn) {
+  return std::make_unique<LambdaKernel<Fn>>(std::move(fn));
+}
+
 // Plan-time view of one node.
 class OpContext {
  public:

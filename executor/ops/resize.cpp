@@ -215,23 +215,6 @@ void run_linear(const std::vector<std::vector<Tap>>& taps, const Dims& out, cons
       });
 }
 
-template <typename Fn>
-class LambdaKernel final : public Kernel {
- public:
-  explicit LambdaKernel(Fn fn) : fn_(std::move(fn)) {}
-  void run(std::span<const Tensor> inputs, std::span<Tensor> outputs) override {
-    fn_(inputs, outputs);
-  }
-
- private:
-  Fn fn_;
-};
-
-template <typename Fn>
-std::unique_ptr<Kernel> make_kernel(Fn fn) {
-  return std::make_unique<LambdaKernel<Fn>>(std::move(fn));
-}
-
 OpBuild build_kernel(const OpContext& ctx, const ResizeSpec& spec) {
   const ValueMeta& x = ctx.input(0);
   if (x.dims.empty()) ctx.invalid("input must have rank >= 1 (got a scalar)");

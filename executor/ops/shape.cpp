@@ -40,23 +40,6 @@ std::int64_t ssize(const Dims& dims) {
   return static_cast<std::int64_t>(dims.size());
 }
 
-template <typename Fn>
-class LambdaKernel final : public Kernel {
- public:
-  explicit LambdaKernel(Fn fn) : fn_(std::move(fn)) {}
-  void run(std::span<const Tensor> inputs, std::span<Tensor> outputs) override {
-    fn_(inputs, outputs);
-  }
-
- private:
-  Fn fn_;
-};
-
-template <typename Fn>
-std::unique_ptr<Kernel> make_kernel(Fn fn) {
-  return std::make_unique<LambdaKernel<Fn>>(std::move(fn));
-}
-
 // Calls fn(U{}) with the unsigned integer type as wide as one element: copies move bits, so
 // one instantiation per element size serves every dtype.
 template <typename Fn>
