@@ -56,7 +56,7 @@ CIFAR_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog",
 
 # Default epochs (Adam, batch 128, cosine schedule); chosen to keep each run to a few
 # minutes on 2 CPU threads.
-FMNIST_EPOCHS = {"fmnist_resnet": 2, "fmnist_mobilenetv2": 2, "fmnist_vit": 2,
+FMNIST_EPOCHS = {"fmnist_resnet": 3, "fmnist_mobilenetv2": 2, "fmnist_vit": 2,
                  "fmnist_mlp": 6}
 LR = {"fmnist_resnet": 2e-3, "fmnist_mobilenetv2": 2e-3, "fmnist_vit": 1e-3,
       "fmnist_mlp": 1e-3}
@@ -193,12 +193,18 @@ _PAD_REGISTERED = set()
 
 
 def _module_path(node_name: str) -> str:
-    """'/layer1/layer1.0/conv1/Conv' -> 'layer1.0.conv1' (torch 1.13 scope names mix full
-    and short module names)."""
-    path = ""
+    """torch 1.13 node name -> state-dict module path. A scope part that starts with the
+    previous part + '.' is a Sequential child named relative to that part:
+    '/layer1/layer1.0/conv1/Conv' -> 'layer1.0.conv1',
+    '/layer2/downsample/downsample.0/Conv' -> 'layer2.downsample.0'."""
+    base, prev = "", ""
     for part in node_name.strip("/").split("/")[:-1]:
-        path = part if (not path or part.startswith(path + ".")) else path + "." + part
-    return path
+        if prev and part.startswith(prev + "."):
+            prev = part                      # replaces the previous part
+        else:
+            base = f"{base}.{prev}" if base and prev else (prev or base)
+            prev = part
+    return f"{base}.{prev}" if base and prev else (prev or base)
 
 
 def clean_onnx(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -273,8 +279,9 @@ def export_onnx(model: torch.nn.Module, name: str, path: str, opset: int) -> onn
     os.remove(tmp)
     proto.doc_string = f"bitplan fixture {name} (tools/train_fixtures.py)"
     onnx.checker.check_model(proto)
-    onnx.save(proto, path)
-    onnx.checker.check_model(path)
+    onnx.save(proto, tmp)
+    onnx.checker.check_model(tmp)
+    os.replace(tmp, path)          # readers (tests, benchmarks) never see a partial file
     return proto
 
 
@@ -386,14 +393,18 @@ def check_onnx(proto: onnx.ModelProto, name: str, x: torch.Tensor, ref: torch.Te
 # Outputs
 # --------------------------------------------------------------------------------------
 def save_npy(path: str, arr: np.ndarray) -> None:
-    np.save(path, np.ascontiguousarray(arr), allow_pickle=False)
-    with open(path, "rb") as f:
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        np.save(f, np.ascontiguousarray(arr), allow_pickle=False)
+    with open(tmp, "rb") as f:
         head = f.read(8)
     assert head[:6] == b"\x93NUMPY" and head[6] == 1, f"{path}: not an .npy v1 file"
+    os.replace(tmp, path)
 
 
 def write_outputs(name: str, model: torch.nn.Module, x_test: torch.Tensor,
-                  y_test: torch.Tensor, meta: dict, out_dir: str) -> dict:
+                  y_test: torch.Tensor, meta: dict, out_dir: str,
+                  save_state: bool = True) -> dict:
     logits = predict(model, x_test)
     preds = logits.argmax(1)
     acc = float((preds == y_test).float().mean())
@@ -401,7 +412,11 @@ def write_outputs(name: str, model: torch.nn.Module, x_test: torch.Tensor,
     save_npy(os.path.join(out_dir, f"{name}.logits.npy"),
              logits[:LOGITS_SAMPLES].numpy().astype("<f4"))
     os.makedirs(os.path.join(out_dir, "torch"), exist_ok=True)
-    torch.save(model.state_dict(), os.path.join(out_dir, "torch", f"{name}.pt"))
+    pt_path = os.path.join(out_dir, "torch", f"{name}.pt")
+    if save_state or not os.path.isfile(pt_path):
+        with open(pt_path + ".tmp", "wb") as f:
+            torch.save(model.state_dict(), f)
+        os.replace(pt_path + ".tmp", pt_path)
 
     onnx_path = os.path.join(out_dir, f"{name}.onnx")
     proto = export_onnx(model, name, onnx_path, OPSET)
@@ -448,9 +463,11 @@ def write_outputs(name: str, model: torch.nn.Module, x_test: torch.Tensor,
         "Exported with torch.onnx.export in eval mode, do_constant_folding=True: BatchNorm "
         "is folded into the preceding Conv; then Identity aliases of initializers were "
         "removed and unnamed initializers renamed after their module (clean_onnx).")
-    with open(os.path.join(out_dir, f"{name}.json"), "w") as f:
+    json_path = os.path.join(out_dir, f"{name}.json")
+    with open(json_path + ".tmp", "w") as f:
         json.dump(info, f, indent=2)
         f.write("\n")
+    os.replace(json_path + ".tmp", json_path)
     sizes = {p: os.path.getsize(os.path.join(out_dir, p)) for p in
              [f"{name}.onnx"] + (["fmnist_vit_opset17.onnx"] if name == "fmnist_vit" else [])}
     print(f"{name}: torch test accuracy {acc:.4f} on {x_test.shape[0]}; "
@@ -491,7 +508,7 @@ def fmnist_model(name: str, epochs: int, reuse: bool, out_dir: str) -> None:
         "train": train_info,
     }
     model.eval()
-    write_outputs(name, model, x_test, y_test, meta, out_dir)
+    write_outputs(name, model, x_test, y_test, meta, out_dir, save_state=not reuse)
 
 
 def cifar_model(name: str, out_dir: str) -> None:
