@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include <chrono>
+#include <optional>
 #include <cmath>
 #include <iostream>
 
@@ -16,7 +17,9 @@
 #include "cli/run_config.hpp"
 #include "core/parallel.hpp"
 #include "executor/evaluate.hpp"
+#include "executor/metrics.hpp"
 #include "executor/model.hpp"
+#include "executor/quant/simulate.hpp"
 
 namespace po = boost::program_options;
 namespace fs = std::filesystem;
@@ -195,10 +198,22 @@ examples:
   bitplan evaluate --config configs/default.yaml
   bitplan evaluate --config configs/default.yaml --count 1000 --batch 128 --json
   bitplan evaluate --model models/cifar10_resnet20.onnx --format image_folder \
-      --images ../shared/data/cifar10/test --mean 0.4914,0.4822,0.4465 --std 0.2470,0.2435,0.2616
+      --images ../shared/data/cifar10/test --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225
+  bitplan evaluate --config configs/default.yaml --plan W8A8              # uniform plan
+  bitplan evaluate --config configs/default.yaml --plan my_plan.yaml --json
+  bitplan evaluate --config configs/default.yaml --plan W4A8 --calibration mse --save-plan w4a8.yaml
+
+With --plan, the model also runs in fp32 and the report adds the plan's accuracy and its
+fidelity to fp32 (top-1 agreement, KL divergence, SQNR, cosine, worst-class drop).
+Activation ranges come from the dataset's calibration selection and are cached in
+--cache-dir.
 
 options)");
-  std::string config_path, model, images, labels, format, mean, std_dev;
+  std::string config_path, model, images, labels, format, mean, std_dev, plan_arg, calibration = "minmax",
+      save_plan_path;
+  std::string cache_dir = std::getenv("XDG_CACHE_HOME") ? std::string(std::getenv("XDG_CACHE_HOME")) + "/bitplan"
+                          : std::getenv("HOME")          ? std::string(std::getenv("HOME")) + "/.cache/bitplan"
+                                                         : ".bitplan-cache";
   std::int64_t batch = 0, count = -1;
   std::uint64_t seed = 0;
   int threads = -1;
@@ -212,7 +227,12 @@ options)");
       "count", po::value(&count), "validation samples (0 = all)")(
       "seed", po::value(&seed), "validation selection seed (0 = dataset order)")(
       "batch", po::value(&batch), "batch size (default 64)")(
-      "threads", po::value(&threads), "threads (0 = all cores)")("json", "print JSON");
+      "threads", po::value(&threads), "threads (0 = all cores)")(
+      "plan", po::value(&plan_arg), "quantization plan: a plan YAML file or a uniform plan (W8A8, W4A16, W4g32A8...)")(
+      "calibration", po::value(&calibration)->default_value("minmax"),
+      "activation calibration for uniform plans: minmax | percentile | mse | entropy")(
+      "cache-dir", po::value(&cache_dir), "calibration cache folder (default ~/.cache/bitplan)")(
+      "save-plan", po::value(&save_plan_path), "write the resolved plan as YAML")("json", "print JSON");
   const auto vm = parse(desc, args);
   if (vm.count("help")) {
     std::cout << desc << "\n";
@@ -242,18 +262,51 @@ options)");
   const LoadedModel loaded = load_model(config.model);
   const auto dataset = open_dataset(config.dataset);
   const auto indices = select_indices(config.dataset.validation, dataset->size(), "validation");
-  const EvalResult r = evaluate(loaded.graph, *dataset, indices, EvalOptions{config.evaluate.batch, false});
+  const bool with_plan = !plan_arg.empty();
+  const EvalResult r = evaluate(loaded.graph, *dataset, indices, EvalOptions{config.evaluate.batch, with_plan});
   const double throughput = static_cast<double>(r.samples) / std::max(r.model_seconds, 1e-9);
+
+  // The plan's run, next to fp32.
+  std::optional<EvalResult> q;
+  std::optional<Fidelity> fidelity;
+  QuantPlan plan;
+  if (with_plan) {
+    const std::string hash = model_file_hash(config.model);
+    const bool is_file = plan_arg.ends_with(".yaml") || plan_arg.ends_with(".yml") || fs::exists(plan_arg);
+    plan = is_file ? load_plan(plan_arg, loaded.graph, hash)
+                   : uniform_plan(plan_arg, loaded.graph, parse_calibration_method(calibration));
+    plan.model_hash = hash;
+    if (!save_plan_path.empty()) save_plan(save_plan_path, plan);
+    const Selection& cal = config.dataset.calibration;
+    CalibrationData data{dataset.get(), select_indices(cal, dataset->size(), "calibration"),
+                         fmt::format("{}|{}|count={}|seed={}|offset={}", config.dataset.images.string(),
+                                     config.dataset.labels.string(), cal.count, cal.seed, cal.offset),
+                         cache_dir, config.evaluate.batch};
+    QuantSimulator simulator(loaded.graph, hash, std::move(data));
+    const Graph simulated = simulator.build(plan);
+    q = evaluate(simulated, *dataset, indices, EvalOptions{config.evaluate.batch, true});
+    fidelity = compare_outputs(r.logits, q->logits, r.classes);
+  }
   if (vm.count("json")) {
-    json classes = json::array();
-    for (std::size_t c = 0; c < r.class_accuracy.size(); ++c)
-      classes.push_back({{"class", dataset->class_names()[c]}, {"samples", r.class_samples[c]},
-                         {"top1", std::isnan(r.class_accuracy[c]) ? json(nullptr) : json(r.class_accuracy[c])}});
+    auto per_class = [&](const EvalResult& e) {
+      json classes = json::array();
+      for (std::size_t c = 0; c < e.class_accuracy.size(); ++c)
+        classes.push_back({{"class", dataset->class_names()[c]}, {"samples", e.class_samples[c]},
+                           {"top1", std::isnan(e.class_accuracy[c]) ? json(nullptr) : json(e.class_accuracy[c])}});
+      return classes;
+    };
     json out = {{"model", config.model.string()}, {"samples", r.samples}, {"top1", r.top1}, {"top5", r.top5},
-                {"per_class", classes}, {"batch", config.evaluate.batch}, {"threads", num_threads()},
+                {"per_class", per_class(r)}, {"batch", config.evaluate.batch}, {"threads", num_threads()},
                 {"model_seconds", r.model_seconds}, {"load_seconds", r.load_seconds},
                 {"plan_seconds", r.plan_seconds}, {"samples_per_second", throughput},
                 {"arena_bytes", r.arena_bytes}};
+    if (q) {
+      out["quantized"] = {{"plan", plan_arg}, {"layers_quantized", plan.layers.size()}, {"top1", q->top1},
+                          {"top5", q->top5}, {"per_class", per_class(*q)}, {"model_seconds", q->model_seconds},
+                          {"top1_agreement", fidelity->top1_agreement}, {"kl_divergence", fidelity->kl_divergence},
+                          {"sqnr_db", std::isinf(fidelity->sqnr_db) ? json(nullptr) : json(fidelity->sqnr_db)},
+                          {"cosine", fidelity->cosine}, {"worst_class_drop", worst_class_drop(r, *q)}};
+    }
     std::cout << out.dump(2) << "\n";
     return 0;
   }
@@ -262,6 +315,16 @@ options)");
   fmt::print("top-1    {:.2f}%\ntop-5    {:.2f}%\n", 100 * r.top1, 100 * r.top5);
   fmt::print("speed    {:.0f} samples/s in the model ({:.3f} s), {:.3f} s loading data, {:.3f} s planning\n",
              throughput, r.model_seconds, r.load_seconds, r.plan_seconds);
+  if (q) {
+    fmt::print("plan     {} ({} of {} quantizable layers quantized)\n", plan_arg, plan.layers.size(),
+               quantizable_layers(loaded.graph).size());
+    fmt::print("  top-1 {:.2f}% ({:+.2f} pt), top-5 {:.2f}%, worst class drop {:.2f} pt\n", 100 * q->top1,
+               100 * (q->top1 - r.top1), 100 * q->top5, 100 * worst_class_drop(r, *q));
+    fmt::print("  fidelity to fp32: top-1 agreement {:.2f}%, KL {:.2e}, SQNR {:.1f} dB, cosine {:.5f}\n",
+               100 * fidelity->top1_agreement, fidelity->kl_divergence, fidelity->sqnr_db, fidelity->cosine);
+    fmt::print("  simulated run {:.3f} s ({:.2f}x the fp32 time)\n", q->model_seconds,
+               q->model_seconds / std::max(r.model_seconds, 1e-9));
+  }
   fmt::print("per class:\n");
   for (std::size_t c = 0; c < r.class_accuracy.size(); ++c)
     fmt::print("  {:<16} {:>6} samples  top-1 {:.2f}%\n", dataset->class_names()[c], r.class_samples[c],

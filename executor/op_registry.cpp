@@ -30,14 +30,19 @@ const OpRegistry& OpRegistry::instance() {
     register_reduce_ops(r);
     register_nn_ops(r);
     register_onednn_ops(r);
+    register_quant_ops(r);
     return r;
   }();
   return registry;
 }
 
 const OpBuilder* OpRegistry::find(const std::string& domain, const std::string& op_type) const {
-  if (!domain.empty() && domain != "ai.onnx") return nullptr;
-  auto it = builders_.find(op_type);
+  // bitplan's own ops (inserted by its passes, never read from user models' other
+  // domains) are registered as "bitplan::<op>".
+  std::string key = op_type;
+  if (domain == "bitplan") key = "bitplan::" + op_type;
+  else if (!domain.empty() && domain != "ai.onnx") return nullptr;
+  auto it = builders_.find(key);
   return it == builders_.end() ? nullptr : &it->second;
 }
 

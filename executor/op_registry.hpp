@@ -113,5 +113,6 @@ void register_shape_ops(OpRegistry& registry);
 void register_reduce_ops(OpRegistry& registry);
 void register_nn_ops(OpRegistry& registry);
 void register_onednn_ops(OpRegistry& registry);
+void register_quant_ops(OpRegistry& registry);  // bitplan::FakeQuant
 
 }  // namespace bitplan

@@ -1,0 +1,223 @@
+#include "executor/quant/plan.hpp"
+
+#include <fmt/ranges.h>
+#include <yaml-cpp/yaml.h>
+
+#include <regex>
+#include <set>
+
+#include "core/files.hpp"
+
+namespace bitplan {
+namespace fs = std::filesystem;
+
+std::vector<QuantizableLayer> quantizable_layers(const Graph& graph) {
+  std::vector<QuantizableLayer> layers;
+  for (const auto& node : graph.nodes) {
+    if (!node.domain.empty() || node.inputs.size() < 2) continue;
+    const Tensor* w = graph.initializer(node.inputs[1]);
+    if (!w || w->dtype() != DType::f32 || w->rank() < 2) continue;
+    QuantizableLayer layer{node.name, node.op_type, node.inputs[1], node.inputs[0], 0, 1};
+    if (node.op_type == "Conv") {
+      layer.channel_axis = 0;  // W [O, I/g, k...]: products run over I (and the window)
+      layer.reduction_axis = 1;
+    } else if (node.op_type == "ConvTranspose") {
+      layer.channel_axis = 1;  // W [I, O/g, k...]
+      layer.reduction_axis = 0;
+    } else if (node.op_type == "Gemm") {
+      const bool transposed = node.attr_int("transB", 0) != 0;  // W [N, K] when transposed
+      layer.channel_axis = transposed ? 0 : 1;
+      layer.reduction_axis = transposed ? 1 : 0;
+    } else if (node.op_type == "MatMul" && w->rank() == 2) {
+      layer.channel_axis = 1;  // B [K, N]
+      layer.reduction_axis = 0;
+    } else {
+      continue;
+    }
+    layers.push_back(std::move(layer));
+  }
+  return layers;
+}
+
+QuantSpec weight_spec_for(const QuantSpec& spec, const QuantizableLayer& layer) {
+  QuantSpec s = spec;
+  if (s.granularity == Granularity::per_channel) s.axis = layer.channel_axis;
+  return s;
+}
+
+CalibrationMethod parse_calibration_method(std::string_view name) {
+  for (auto m : {CalibrationMethod::minmax, CalibrationMethod::percentile, CalibrationMethod::mse,
+                 CalibrationMethod::entropy})
+    if (calibration_method_name(m) == name) return m;
+  fail_input("calibration method '{}' is not one of minmax, percentile, mse, entropy", name);
+}
+
+QuantPlan uniform_plan(std::string_view shorthand, const Graph& graph, CalibrationMethod calibration) {
+  // W<bits>[g<group>][A<bits>]
+  static const std::regex pattern(R"(W(\d+)(?:g(\d+))?(?:A(\d+))?)");
+  std::cmatch m;
+  const std::string text(shorthand);
+  if (!std::regex_match(text.c_str(), m, pattern))
+    fail_input("uniform plan '{}' is not of the form W<bits>[g<group>][A<bits>] (e.g. W8A8, W4A16, W4g32A8)",
+               shorthand);
+  LayerQuant q;
+  q.calibration = calibration;
+  const std::string wbits = m[1].str();
+  q.weights = parse_quant_spec(m[2].matched ? fmt::format("int{}/group{}/sym", wbits, m[2].str())
+                                            : fmt::format("int{}/channel/sym", wbits));
+  if (m[3].matched) {
+    const int abits = std::stoi(m[3].str());
+    if (abits == 16) q.activations = parse_quant_spec("fp16");
+    else if (abits != 32) q.activations = parse_quant_spec(fmt::format("uint{}/tensor/asym", abits));
+  }
+  QuantPlan plan;
+  for (const auto& layer : quantizable_layers(graph)) plan.layers[layer.name] = q;
+  return plan;
+}
+
+namespace {
+
+[[noreturn]] void schema_error(const fs::path& file, const YAML::Node& node, const std::string& rule) {
+  const YAML::Mark mark = node.Mark();
+  fail_input("plan '{}' line {}, column {}: {}", file.string(), mark.line + 1, mark.column + 1, rule);
+}
+
+QuantSpec spec_at(const fs::path& file, const YAML::Node& node, const std::string& key) {
+  if (!node.IsScalar()) schema_error(file, node, fmt::format("{} must be a spec string like int8/channel/sym", key));
+  try {
+    return parse_quant_spec(node.Scalar());
+  } catch (const Error& e) {
+    schema_error(file, node, fmt::format("{}: {}", key, e.what()));
+  }
+}
+
+// One layer entry: "fp32", or a mapping with weights / activations / dynamic / calibration
+// that overrides `base`.
+LayerQuant layer_at(const fs::path& file, const YAML::Node& node, LayerQuant base, const std::string& where) {
+  if (node.IsScalar() && node.Scalar() == "fp32") return LayerQuant{};
+  if (!node.IsMap())
+    schema_error(file, node, fmt::format("{} must be 'fp32' or a mapping with weights, activations, dynamic, "
+                                         "calibration", where));
+  for (const auto& kv : node) {
+    const std::string key = kv.first.as<std::string>();
+    if (key == "weights") base.weights = spec_at(file, kv.second, where + ".weights");
+    else if (key == "activations") base.activations = spec_at(file, kv.second, where + ".activations");
+    else if (key == "dynamic") {
+      try {
+        base.dynamic = kv.second.as<bool>();
+      } catch (const YAML::Exception&) {
+        schema_error(file, kv.second, where + ".dynamic must be true or false");
+      }
+    } else if (key == "calibration") {
+      try {
+        base.calibration = parse_calibration_method(kv.second.as<std::string>());
+      } catch (const Error& e) {
+        schema_error(file, kv.second, e.what());
+      }
+    } else {
+      schema_error(file, kv.first, fmt::format("unknown key '{}.{}'; known keys are weights, activations, dynamic, "
+                                               "calibration", where, key));
+    }
+  }
+  if (format_traits(base.activations.format).weights_only)
+    schema_error(file, node, fmt::format("{}.activations '{}' is a weight-only format (its levels come from the "
+                                         "values themselves); activations take integer, fp8, fp16 or bf16 formats",
+                                         where, to_string(base.activations)));
+  if (base.activations.format != FormatId::fp32 && base.activations.granularity != Granularity::per_tensor)
+    schema_error(file, node, fmt::format("{}.activations must be per tensor ('{}')", where, to_string(base.activations)));
+  return base;
+}
+
+}  // namespace
+
+QuantPlan load_plan(const fs::path& path, const Graph& graph, std::string_view model_hash) {
+  const std::string text = read_file(path, std::uint64_t{64} << 20, "plan");
+  YAML::Node root;
+  try {
+    root = YAML::Load(text);
+  } catch (const YAML::ParserException& e) {
+    fail_input("plan '{}' line {}, column {}: YAML syntax error: {}", path.string(), e.mark.line + 1,
+               e.mark.column + 1, e.msg);
+  }
+  if (!root.IsMap()) fail_input("plan '{}': the top level must be a mapping", path.string());
+  if (!root["bitplan_plan"])
+    fail_input("plan '{}': 'bitplan_plan: {}' (the schema version) is required", path.string(), QuantPlan::kVersion);
+  for (const auto& kv : root) {
+    const std::string key = kv.first.as<std::string>();
+    if (key != "bitplan_plan" && key != "model_hash" && key != "defaults" && key != "layers" && key != "model")
+      schema_error(path, kv.first, fmt::format("unknown key '{}'; known keys are bitplan_plan, model, model_hash, "
+                                               "defaults, layers", key));
+  }
+  int version = 0;
+  try {
+    version = root["bitplan_plan"].as<int>();
+  } catch (const YAML::Exception&) {
+  }
+  if (version != QuantPlan::kVersion)
+    schema_error(path, root["bitplan_plan"], fmt::format("plan schema version '{}' is not supported; this bitplan "
+                                                         "reads version {}", root["bitplan_plan"].Scalar(),
+                                                         QuantPlan::kVersion));
+  QuantPlan plan;
+  if (root["model_hash"]) plan.model_hash = root["model_hash"].as<std::string>();
+  if (!plan.model_hash.empty() && !model_hash.empty() && plan.model_hash != model_hash)
+    fail_input("plan '{}' was made for another model (model_hash {}, this model's is {}); plans map layers by "
+               "name and would not mean the same here",
+               path.string(), plan.model_hash, model_hash);
+
+  const auto layers = quantizable_layers(graph);
+  std::map<std::string, const QuantizableLayer*> by_name;
+  for (const auto& l : layers) by_name[l.name] = &l;
+  if (const YAML::Node defaults = root["defaults"]) {
+    const LayerQuant base = layer_at(path, defaults, LayerQuant{}, "defaults");
+    for (const auto& l : layers) plan.layers[l.name] = base;
+  }
+  std::vector<std::string> unknown;
+  if (const YAML::Node entries = root["layers"]) {
+    if (!entries.IsMap()) schema_error(path, entries, "layers must map layer names to specs");
+    for (const auto& kv : entries) {
+      const std::string name = kv.first.as<std::string>();
+      if (!by_name.count(name)) {
+        unknown.push_back(name);
+        continue;
+      }
+      const auto it = plan.layers.find(name);
+      plan.layers[name] = layer_at(path, kv.second, it == plan.layers.end() ? LayerQuant{} : it->second, name);
+    }
+  }
+  if (!unknown.empty()) {
+    std::vector<std::string> valid;
+    for (const auto& l : layers) valid.push_back(l.name);
+    fail_input("plan '{}' names {} layer(s) that are not quantizable layers of model '{}': {}; quantizable layers "
+               "are: {}",
+               path.string(), unknown.size(), graph.name, fmt::join(unknown, ", "), fmt::join(valid, ", "));
+  }
+  std::erase_if(plan.layers, [](const auto& kv) { return !kv.second.quantized(); });
+  return plan;
+}
+
+std::string plan_to_yaml(const QuantPlan& plan) {
+  YAML::Emitter out;
+  out << YAML::BeginMap << YAML::Key << "bitplan_plan" << YAML::Value << QuantPlan::kVersion;
+  if (!plan.model_hash.empty()) out << YAML::Key << "model_hash" << YAML::Value << plan.model_hash;
+  out << YAML::Key << "layers" << YAML::Value << YAML::BeginMap;
+  for (const auto& [name, q] : plan.layers) {
+    out << YAML::Key << name << YAML::Value << YAML::Flow << YAML::BeginMap;
+    out << YAML::Key << "weights" << YAML::Value << to_string(q.weights);
+    out << YAML::Key << "activations" << YAML::Value << to_string(q.activations);
+    if (q.activations.format != FormatId::fp32) {
+      if (q.dynamic) out << YAML::Key << "dynamic" << YAML::Value << true;
+      else out << YAML::Key << "calibration" << YAML::Value << std::string(calibration_method_name(q.calibration));
+    }
+    out << YAML::EndMap;
+  }
+  out << YAML::EndMap << YAML::EndMap;
+  return std::string(out.c_str()) + "\n";
+}
+
+void save_plan(const fs::path& path, const QuantPlan& plan) { write_file_atomic(path, plan_to_yaml(plan)); }
+
+std::string model_file_hash(const fs::path& path) {
+  return fnv1a64_hex(read_file(path, std::uint64_t{4} << 30, "ONNX model"));
+}
+
+}  // namespace bitplan

@@ -1,0 +1,61 @@
+// Simulated quantization: a plan turned into a graph the fp32 executor runs.
+//
+//   fp32 Graph + QuantPlan  --QuantSimulator::build-->  Graph with
+//     * each quantized layer's weight initializer replaced by its fake-quantized copy
+//       (quantize -> dequantize in float; computed once per (layer, spec) and cached), and
+//     * a bitplan::FakeQuant node in front of each quantized layer's input activation, with
+//       the scale/zero point from calibration (static) or from each batch (dynamic).
+//
+// The same ExecutionPlan machinery then plans and runs it, so simulated and fp32 runs share
+// every kernel but the fake quantization. Calibration runs once per (method, symmetry) over
+// the calibration selection and is cached on disk, keyed by model hash + selection + method.
+#pragma once
+
+#include <filesystem>
+#include <map>
+#include <memory>
+
+#include "data/dataset.hpp"
+#include "executor/quant/plan.hpp"
+
+namespace bitplan {
+
+struct CalibrationData {
+  const Dataset* dataset = nullptr;
+  std::vector<std::int64_t> indices;
+  std::string selection_id;         // names the samples exactly (enters the cache key)
+  std::filesystem::path cache_dir;  // empty: no disk cache
+  std::int64_t batch = 64;
+};
+
+class QuantSimulator {
+ public:
+  QuantSimulator(const Graph& graph, std::string model_hash, CalibrationData calibration);
+
+  const Graph& fp32_graph() const { return graph_; }
+  const std::vector<QuantizableLayer>& layers() const { return layers_; }
+
+  // The graph simulating `plan` (layers absent from it stay fp32).
+  Graph build(const QuantPlan& plan);
+
+  // Calibrated ranges of every quantizable layer's input for one method and symmetry
+  // (computed on first use, then from memory or the disk cache).
+  const CalibrationRanges& ranges(CalibrationMethod method, bool symmetric);
+
+ private:
+  const Tensor& quantized_weight(const QuantizableLayer& layer, const QuantSpec& spec);
+
+  Graph graph_;
+  std::string model_hash_;
+  CalibrationData calibration_;
+  std::vector<QuantizableLayer> layers_;
+  std::map<std::pair<CalibrationMethod, bool>, CalibrationRanges> ranges_;
+  std::map<std::string, Tensor> weight_cache_;  // "<layer>|<spec>" -> fake-quantized weights
+};
+
+// Observes `tensors` (activation names) over `indices` with one observer each.
+CalibrationRanges calibrate(const Graph& graph, const Dataset& dataset, std::span<const std::int64_t> indices,
+                            const std::vector<std::string>& tensors, const CalibrationOptions& options,
+                            std::int64_t batch);
+
+}  // namespace bitplan
