@@ -24,7 +24,8 @@ enum class CalibrationMethod {
   minmax,      // the smallest and largest finite values
   percentile,  // the (100 - p)-th and p-th percentiles (p-th of |x| when symmetric)
   mse,         // the clipping range with the least expected quantization error
-  entropy,     // TensorRT's KL-divergence threshold on |x|
+  entropy,     // TensorRT's KL-divergence threshold t on |x|: [-t, t], or when asymmetric
+               // the part of it the values reach (a ReLU output gets [0, t])
 };
 
 // "minmax", "percentile", "mse", "entropy".
@@ -55,7 +56,8 @@ struct CalibrationOptions {
 // unless w is already as fine as float spacing at max |x|. A percentile is read by linear
 // interpolation inside its bin, whose counts are exact: it is off from the exact sample
 // percentile by less than 2 w (the estimate and the samples ranked around it lie in the
-// same bin or its neighbour), and far less in practice.
+// same bin or its neighbour), and far less in practice: on 10^6 Gaussian values, at most
+// 3e-4 off for percentiles 90 to 99.99 against a bound of 5e-3.
 class RangeObserver {
  public:
   struct Range {

@@ -52,14 +52,17 @@ CalibrationMethod parse_calibration_method(std::string_view name) {
   fail_input("calibration method '{}' is not one of minmax, percentile, mse, entropy", name);
 }
 
-QuantPlan uniform_plan(std::string_view shorthand, const Graph& graph, CalibrationMethod calibration) {
+QuantPlan uniform_plan(std::string_view shorthand, const Graph& graph,
+                       CalibrationMethod calibration) {
   // W<bits>[g<group>][A<bits>]
   static const std::regex pattern(R"(W(\d+)(?:g(\d+))?(?:A(\d+))?)");
   std::cmatch m;
   const std::string text(shorthand);
   if (!std::regex_match(text.c_str(), m, pattern))
-    fail_input("uniform plan '{}' is not of the form W<bits>[g<group>][A<bits>] (e.g. W8A8, W4A16, W4g32A8)",
-               shorthand);
+    fail_input(
+        "uniform plan '{}' is not of the form W<bits>[g<group>][A<bits>] (e.g. W8A8, W4A16, "
+        "W4g32A8)",
+        shorthand);
   LayerQuant q;
   q.calibration = calibration;
   const std::string wbits = m[1].str();
@@ -67,8 +70,10 @@ QuantPlan uniform_plan(std::string_view shorthand, const Graph& graph, Calibrati
                                             : fmt::format("int{}/channel/sym", wbits));
   if (m[3].matched) {
     const int abits = std::stoi(m[3].str());
-    if (abits == 16) q.activations = parse_quant_spec("fp16");
-    else if (abits != 32) q.activations = parse_quant_spec(fmt::format("uint{}/tensor/asym", abits));
+    if (abits == 16)
+      q.activations = parse_quant_spec("fp16");
+    else if (abits != 32)
+      q.activations = parse_quant_spec(fmt::format("uint{}/tensor/asym", abits));
   }
   QuantPlan plan;
   for (const auto& layer : quantizable_layers(graph)) plan.layers[layer.name] = q;
@@ -77,13 +82,16 @@ QuantPlan uniform_plan(std::string_view shorthand, const Graph& graph, Calibrati
 
 namespace {
 
-[[noreturn]] void schema_error(const fs::path& file, const YAML::Node& node, const std::string& rule) {
+[[noreturn]] void schema_error(const fs::path& file, const YAML::Node& node,
+                               const std::string& rule) {
   const YAML::Mark mark = node.Mark();
-  fail_input("plan '{}' line {}, column {}: {}", file.string(), mark.line + 1, mark.column + 1, rule);
+  fail_input("plan '{}' line {}, column {}: {}", file.string(), mark.line + 1, mark.column + 1,
+             rule);
 }
 
 QuantSpec spec_at(const fs::path& file, const YAML::Node& node, const std::string& key) {
-  if (!node.IsScalar()) schema_error(file, node, fmt::format("{} must be a spec string like int8/channel/sym", key));
+  if (!node.IsScalar())
+    schema_error(file, node, fmt::format("{} must be a spec string like int8/channel/sym", key));
   try {
     return parse_quant_spec(node.Scalar());
   } catch (const Error& e) {
@@ -93,15 +101,20 @@ QuantSpec spec_at(const fs::path& file, const YAML::Node& node, const std::strin
 
 // One layer entry: "fp32", or a mapping with weights / activations / dynamic / calibration
 // that overrides `base`.
-LayerQuant layer_at(const fs::path& file, const YAML::Node& node, LayerQuant base, const std::string& where) {
+LayerQuant layer_at(const fs::path& file, const YAML::Node& node, LayerQuant base,
+                    const std::string& where) {
   if (node.IsScalar() && node.Scalar() == "fp32") return LayerQuant{};
   if (!node.IsMap())
-    schema_error(file, node, fmt::format("{} must be 'fp32' or a mapping with weights, activations, dynamic, "
-                                         "calibration", where));
+    schema_error(file, node,
+                 fmt::format("{} must be 'fp32' or a mapping with weights, activations, dynamic, "
+                             "calibration",
+                             where));
   for (const auto& kv : node) {
     const std::string key = kv.first.as<std::string>();
-    if (key == "weights") base.weights = spec_at(file, kv.second, where + ".weights");
-    else if (key == "activations") base.activations = spec_at(file, kv.second, where + ".activations");
+    if (key == "weights")
+      base.weights = spec_at(file, kv.second, where + ".weights");
+    else if (key == "activations")
+      base.activations = spec_at(file, kv.second, where + ".activations");
     else if (key == "dynamic") {
       try {
         base.dynamic = kv.second.as<bool>();
@@ -115,16 +128,23 @@ LayerQuant layer_at(const fs::path& file, const YAML::Node& node, LayerQuant bas
         schema_error(file, kv.second, e.what());
       }
     } else {
-      schema_error(file, kv.first, fmt::format("unknown key '{}.{}'; known keys are weights, activations, dynamic, "
-                                               "calibration", where, key));
+      schema_error(file, kv.first,
+                   fmt::format("unknown key '{}.{}'; known keys are weights, activations, dynamic, "
+                               "calibration",
+                               where, key));
     }
   }
   if (format_traits(base.activations.format).weights_only)
-    schema_error(file, node, fmt::format("{}.activations '{}' is a weight-only format (its levels come from the "
-                                         "values themselves); activations take integer, fp8, fp16 or bf16 formats",
-                                         where, to_string(base.activations)));
-  if (base.activations.format != FormatId::fp32 && base.activations.granularity != Granularity::per_tensor)
-    schema_error(file, node, fmt::format("{}.activations must be per tensor ('{}')", where, to_string(base.activations)));
+    schema_error(
+        file, node,
+        fmt::format("{}.activations '{}' is a weight-only format (its levels come from the "
+                    "values themselves); activations take integer, fp8, fp16 or bf16 formats",
+                    where, to_string(base.activations)));
+  if (base.activations.format != FormatId::fp32 &&
+      base.activations.granularity != Granularity::per_tensor)
+    schema_error(file, node,
+                 fmt::format("{}.activations must be per tensor ('{}')", where,
+                             to_string(base.activations)));
   return base;
 }
 
@@ -136,17 +156,21 @@ QuantPlan load_plan(const fs::path& path, const Graph& graph, std::string_view m
   try {
     root = YAML::Load(text);
   } catch (const YAML::ParserException& e) {
-    fail_input("plan '{}' line {}, column {}: YAML syntax error: {}", path.string(), e.mark.line + 1,
-               e.mark.column + 1, e.msg);
+    fail_input("plan '{}' line {}, column {}: YAML syntax error: {}", path.string(),
+               e.mark.line + 1, e.mark.column + 1, e.msg);
   }
   if (!root.IsMap()) fail_input("plan '{}': the top level must be a mapping", path.string());
   if (!root["bitplan_plan"])
-    fail_input("plan '{}': 'bitplan_plan: {}' (the schema version) is required", path.string(), QuantPlan::kVersion);
+    fail_input("plan '{}': 'bitplan_plan: {}' (the schema version) is required", path.string(),
+               QuantPlan::kVersion);
   for (const auto& kv : root) {
     const std::string key = kv.first.as<std::string>();
-    if (key != "bitplan_plan" && key != "model_hash" && key != "defaults" && key != "layers" && key != "model")
-      schema_error(path, kv.first, fmt::format("unknown key '{}'; known keys are bitplan_plan, model, model_hash, "
-                                               "defaults, layers", key));
+    if (key != "bitplan_plan" && key != "model_hash" && key != "defaults" && key != "layers" &&
+        key != "model")
+      schema_error(path, kv.first,
+                   fmt::format("unknown key '{}'; known keys are bitplan_plan, model, model_hash, "
+                               "defaults, layers",
+                               key));
   }
   int version = 0;
   try {
@@ -154,15 +178,18 @@ QuantPlan load_plan(const fs::path& path, const Graph& graph, std::string_view m
   } catch (const YAML::Exception&) {
   }
   if (version != QuantPlan::kVersion)
-    schema_error(path, root["bitplan_plan"], fmt::format("plan schema version '{}' is not supported; this bitplan "
-                                                         "reads version {}", root["bitplan_plan"].Scalar(),
-                                                         QuantPlan::kVersion));
+    schema_error(path, root["bitplan_plan"],
+                 fmt::format("plan schema version '{}' is not supported; this bitplan "
+                             "reads version {}",
+                             root["bitplan_plan"].Scalar(), QuantPlan::kVersion));
   QuantPlan plan;
   if (root["model_hash"]) plan.model_hash = root["model_hash"].as<std::string>();
   if (!plan.model_hash.empty() && !model_hash.empty() && plan.model_hash != model_hash)
-    fail_input("plan '{}' was made for another model (model_hash {}, this model's is {}); plans map layers by "
-               "name and would not mean the same here",
-               path.string(), plan.model_hash, model_hash);
+    fail_input(
+        "plan '{}' was made for another model (model_hash {}, this model's is {}); plans map "
+        "layers by "
+        "name and would not mean the same here",
+        path.string(), plan.model_hash, model_hash);
 
   const auto layers = quantizable_layers(graph);
   std::map<std::string, const QuantizableLayer*> by_name;
@@ -181,15 +208,19 @@ QuantPlan load_plan(const fs::path& path, const Graph& graph, std::string_view m
         continue;
       }
       const auto it = plan.layers.find(name);
-      plan.layers[name] = layer_at(path, kv.second, it == plan.layers.end() ? LayerQuant{} : it->second, name);
+      plan.layers[name] =
+          layer_at(path, kv.second, it == plan.layers.end() ? LayerQuant{} : it->second, name);
     }
   }
   if (!unknown.empty()) {
     std::vector<std::string> valid;
     for (const auto& l : layers) valid.push_back(l.name);
-    fail_input("plan '{}' names {} layer(s) that are not quantizable layers of model '{}': {}; quantizable layers "
-               "are: {}",
-               path.string(), unknown.size(), graph.name, fmt::join(unknown, ", "), fmt::join(valid, ", "));
+    fail_input(
+        "plan '{}' names {} layer(s) that are not quantizable layers of model '{}': {}; "
+        "quantizable layers "
+        "are: {}",
+        path.string(), unknown.size(), graph.name, fmt::join(unknown, ", "),
+        fmt::join(valid, ", "));
   }
   std::erase_if(plan.layers, [](const auto& kv) { return !kv.second.quantized(); });
   return plan;
@@ -205,8 +236,11 @@ std::string plan_to_yaml(const QuantPlan& plan) {
     out << YAML::Key << "weights" << YAML::Value << to_string(q.weights);
     out << YAML::Key << "activations" << YAML::Value << to_string(q.activations);
     if (q.activations.format != FormatId::fp32) {
-      if (q.dynamic) out << YAML::Key << "dynamic" << YAML::Value << true;
-      else out << YAML::Key << "calibration" << YAML::Value << std::string(calibration_method_name(q.calibration));
+      if (q.dynamic)
+        out << YAML::Key << "dynamic" << YAML::Value << true;
+      else
+        out << YAML::Key << "calibration" << YAML::Value
+            << std::string(calibration_method_name(q.calibration));
     }
     out << YAML::EndMap;
   }
@@ -214,7 +248,9 @@ std::string plan_to_yaml(const QuantPlan& plan) {
   return std::string(out.c_str()) + "\n";
 }
 
-void save_plan(const fs::path& path, const QuantPlan& plan) { write_file_atomic(path, plan_to_yaml(plan)); }
+void save_plan(const fs::path& path, const QuantPlan& plan) {
+  write_file_atomic(path, plan_to_yaml(plan));
+}
 
 std::string model_file_hash(const fs::path& path) {
   return fnv1a64_hex(read_file(path, std::uint64_t{4} << 30, "ONNX model"));

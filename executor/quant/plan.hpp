@@ -34,8 +34,15 @@ struct LayerQuant {
   bool dynamic = false;   // activation range from each batch instead of calibration
   CalibrationMethod calibration = CalibrationMethod::minmax;
 
-  bool quantized() const { return weights.format != FormatId::fp32 || activations.format != FormatId::fp32; }
-  bool operator==(const LayerQuant&) const = default;
+  bool quantized() const {
+    return weights.format != FormatId::fp32 || activations.format != FormatId::fp32;
+  }
+  // Specs compare by their canonical text (what plans and caches store).
+  bool operator==(const LayerQuant& other) const {
+    return to_string(weights) == to_string(other.weights) &&
+           to_string(activations) == to_string(other.activations) && dynamic == other.dynamic &&
+           calibration == other.calibration;
+  }
 };
 
 struct QuantPlan {
@@ -46,12 +53,12 @@ struct QuantPlan {
 
 // A layer the plan may quantize, with the facts every later step needs about it.
 struct QuantizableLayer {
-  std::string name;          // ONNX node name
+  std::string name;  // ONNX node name
   std::string op_type;
-  std::string weight;        // initializer name
-  std::string input;         // activation input
-  int channel_axis = 0;      // output channels in the weight tensor
-  int reduction_axis = 1;    // the axis products are summed over
+  std::string weight;      // initializer name
+  std::string input;       // activation input
+  int channel_axis = 0;    // output channels in the weight tensor
+  int reduction_axis = 1;  // the axis products are summed over
 };
 
 std::vector<QuantizableLayer> quantizable_layers(const Graph& graph);
@@ -68,7 +75,8 @@ QuantPlan uniform_plan(std::string_view shorthand, const Graph& graph,
 // YAML. load_plan checks the schema (errors name file, line, column), that every layer
 // named exists and is quantizable (all wrong names listed at once), and the model hash when
 // both sides have one.
-QuantPlan load_plan(const std::filesystem::path& path, const Graph& graph, std::string_view model_hash);
+QuantPlan load_plan(const std::filesystem::path& path, const Graph& graph,
+                    std::string_view model_hash);
 std::string plan_to_yaml(const QuantPlan& plan);
 void save_plan(const std::filesystem::path& path, const QuantPlan& plan);  // atomic
 

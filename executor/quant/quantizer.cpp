@@ -35,8 +35,8 @@ bool takes_granularity(const FormatTraits& f) {
   return f.has_scale() || f.kind == FormatKind::codebook;
 }
 
+// The granularities a format with parameters accepts, as written in specs.
 std::string granularity_choices(const FormatTraits& f) {
-  if (!takes_granularity(f)) return "none";
   if (f.block_size > 0) return fmt::format("group{}", f.block_size);
   if (f.kind == FormatKind::codebook) return "tensor, channel, channel:<axis>";
   return "tensor, channel, channel:<axis>, group<size>";
@@ -210,9 +210,10 @@ AffineParams grid_params(const FormatTraits& f, bool symmetric, float lo, float 
 }
 
 // MX: the smallest power of two X with amax / X <= max_element, i.e.
-// X = 2^ceil(log2(amax / max_element)), within E8M0's [2^-127, 2^127]. amax / 6 is exact
-// enough in double: a float amax is never within 2^-24 of 3·2^k without being equal to it,
-// so the power-of-two test below cannot be fooled by rounding.
+// X = 2^ceil(log2(amax / max_element)), within E8M0's [2^-127, 2^127]. The ratio is
+// computed in double, and for max_element = 6 it is exactly a power of two only when it
+// truly is one: the floats nearest 3·2^k are 2^-24 (relative) away from it, far beyond
+// double's rounding, so the m == ½ test below cannot pick a scale that clips.
 float mx_block_scale(float amax, double max_element) {
   if (!(amax > 0.f)) return 1.f;
   int e = 0;

@@ -72,7 +72,11 @@ struct QuantParams {
   std::vector<float> codebook;
 };
 
-// Number of slices of a tensor of `dims` under `spec` (scales, zero points or codebooks).
+// Every function taking `reduction_axis` uses it for per_group only (the axis the blocks
+// run along: 1 for Gemm transB / Conv [O, C, ...] weights, 0 for MatMul [K, N] weights).
+
+// Number of slices of a tensor of `dims` under `spec`: the length of its scale and
+// zero-point vectors, and its number of codebooks (1 for formats without parameters).
 std::int64_t slice_count(const QuantSpec& spec, const Dims& dims, int reduction_axis);
 
 // Parameters fitted to a float32 tensor, each slice from its own values. Only finite values

@@ -8,10 +8,12 @@
 namespace bitplan {
 namespace fs = std::filesystem;
 
-CalibrationRanges calibrate(const Graph& graph, const Dataset& dataset, std::span<const std::int64_t> indices,
-                            const std::vector<std::string>& tensors, const CalibrationOptions& options,
-                            std::int64_t batch) {
-  if (indices.empty()) fail_input("calibrating '{}': the calibration selection is empty", graph.name);
+CalibrationRanges calibrate(const Graph& graph, const Dataset& dataset,
+                            std::span<const std::int64_t> indices,
+                            const std::vector<std::string>& tensors,
+                            const CalibrationOptions& options, std::int64_t batch) {
+  if (indices.empty())
+    fail_input("calibrating '{}': the calibration selection is empty", graph.name);
   // Expose the observed activations as extra graph outputs: the planner keeps their buffers.
   Graph observed = graph;
   observed.outputs.clear();
@@ -22,10 +24,12 @@ CalibrationRanges calibrate(const Graph& graph, const Dataset& dataset, std::spa
   std::map<std::int64_t, std::unique_ptr<ExecutionPlan>> plans;
   Tensor input;
   for (std::size_t start = 0; start < indices.size(); start += static_cast<std::size_t>(batch)) {
-    const std::int64_t n = std::min<std::int64_t>(batch, static_cast<std::int64_t>(indices.size() - start));
+    const std::int64_t n =
+        std::min<std::int64_t>(batch, static_cast<std::int64_t>(indices.size() - start));
     auto& plan = plans[n];
     if (!plan) plan = std::make_unique<ExecutionPlan>(observed, PlanOptions{n});
-    if (input.empty() || input.dims() != plan->input_meta()[0].dims) input = Tensor(DType::f32, plan->input_meta()[0].dims);
+    if (input.empty() || input.dims() != plan->input_meta()[0].dims)
+      input = Tensor(DType::f32, plan->input_meta()[0].dims);
     dataset.load(indices.subspan(start, static_cast<std::size_t>(n)), input.data<float>());
     const auto outputs = plan->run(std::span<const Tensor>(&input, 1));
     for (std::size_t i = 0; i < tensors.size(); ++i)
@@ -42,16 +46,20 @@ CalibrationRanges calibrate(const Graph& graph, const Dataset& dataset, std::spa
   return ranges;
 }
 
-QuantSimulator::QuantSimulator(const Graph& graph, std::string model_hash, CalibrationData calibration)
-    : graph_(graph), model_hash_(std::move(model_hash)), calibration_(std::move(calibration)),
+QuantSimulator::QuantSimulator(const Graph& graph, std::string model_hash,
+                               CalibrationData calibration)
+    : graph_(graph),
+      model_hash_(std::move(model_hash)),
+      calibration_(std::move(calibration)),
       layers_(quantizable_layers(graph)) {}
 
-const CalibrationRanges& QuantSimulator::ranges(CalibrationMethod method, bool symmetric) {
-  auto key = std::make_pair(method, symmetric);
+const CalibrationRanges& QuantSimulator::ranges(CalibrationMethod method, bool symmetric, int bits) {
+  auto key = std::make_tuple(method, symmetric, bits);
   if (auto it = ranges_.find(key); it != ranges_.end()) return it->second;
   CalibrationOptions options;
   options.method = method;
   options.symmetric = symmetric;
+  options.target_bits = bits;
   std::vector<std::string> tensors;
   std::set<std::string> seen;
   for (const auto& layer : layers_)
@@ -67,9 +75,10 @@ const CalibrationRanges& QuantSimulator::ranges(CalibrationMethod method, bool s
     if (complete) return ranges_[key] = std::move(cached);
   }
   if (!calibration_.dataset)
-    fail(ErrorKind::usage, "quantizing '{}': static activation quantization needs calibration data", graph_.name);
-  CalibrationRanges computed = calibrate(graph_, *calibration_.dataset, calibration_.indices, tensors, options,
-                                         calibration_.batch);
+    fail(ErrorKind::usage, "quantizing '{}': static activation quantization needs calibration data",
+         graph_.name);
+  CalibrationRanges computed = calibrate(graph_, *calibration_.dataset, calibration_.indices,
+                                         tensors, options, calibration_.batch);
   if (!cache_file.empty()) {
     fs::create_directories(cache_file.parent_path());
     write_calibration_cache(cache_file, computed);
@@ -77,7 +86,8 @@ const CalibrationRanges& QuantSimulator::ranges(CalibrationMethod method, bool s
   return ranges_[key] = std::move(computed);
 }
 
-const Tensor& QuantSimulator::quantized_weight(const QuantizableLayer& layer, const QuantSpec& spec) {
+const Tensor& QuantSimulator::quantized_weight(const QuantizableLayer& layer,
+                                               const QuantSpec& spec) {
   const QuantSpec s = weight_spec_for(spec, layer);
   const std::string key = layer.name + "|" + to_string(s);
   if (auto it = weight_cache_.find(key); it != weight_cache_.end()) return it->second;
@@ -119,9 +129,11 @@ Graph QuantSimulator::build(const QuantPlan& plan) {
         fq.attrs["scale"] = 1.f;
         fq.attrs["zero_point"] = 0.f;
       } else {
-        const auto& range = ranges(q.calibration, q.activations.symmetric).at(layer.input);
-        const AffineParams p = affine_params_from_range(q.activations.format, q.activations.symmetric, range.min,
-                                                        range.max);
+        const auto& range = ranges(q.calibration, q.activations.symmetric,
+                                   format_traits(q.activations.format).bits)
+                                .at(layer.input);
+        const AffineParams p = affine_params_from_range(
+            q.activations.format, q.activations.symmetric, range.min, range.max);
         fq.attrs["scale"] = p.scale;
         fq.attrs["zero_point"] = p.zero_point;
       }

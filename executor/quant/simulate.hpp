@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <tuple>
 
 #include "data/dataset.hpp"
 #include "executor/quant/plan.hpp"
@@ -38,9 +39,10 @@ class QuantSimulator {
   // The graph simulating `plan` (layers absent from it stay fp32).
   Graph build(const QuantPlan& plan);
 
-  // Calibrated ranges of every quantizable layer's input for one method and symmetry
-  // (computed on first use, then from memory or the disk cache).
-  const CalibrationRanges& ranges(CalibrationMethod method, bool symmetric);
+  // Calibrated ranges of every quantizable layer's input for one method, symmetry and
+  // target width (mse and entropy choose the clipping for the grid they will feed);
+  // computed on first use, then from memory or the disk cache.
+  const CalibrationRanges& ranges(CalibrationMethod method, bool symmetric, int bits);
 
  private:
   const Tensor& quantized_weight(const QuantizableLayer& layer, const QuantSpec& spec);
@@ -49,13 +51,14 @@ class QuantSimulator {
   std::string model_hash_;
   CalibrationData calibration_;
   std::vector<QuantizableLayer> layers_;
-  std::map<std::pair<CalibrationMethod, bool>, CalibrationRanges> ranges_;
+  std::map<std::tuple<CalibrationMethod, bool, int>, CalibrationRanges> ranges_;
   std::map<std::string, Tensor> weight_cache_;  // "<layer>|<spec>" -> fake-quantized weights
 };
 
 // Observes `tensors` (activation names) over `indices` with one observer each.
-CalibrationRanges calibrate(const Graph& graph, const Dataset& dataset, std::span<const std::int64_t> indices,
-                            const std::vector<std::string>& tensors, const CalibrationOptions& options,
-                            std::int64_t batch);
+CalibrationRanges calibrate(const Graph& graph, const Dataset& dataset,
+                            std::span<const std::int64_t> indices,
+                            const std::vector<std::string>& tensors,
+                            const CalibrationOptions& options, std::int64_t batch);
 
 }  // namespace bitplan

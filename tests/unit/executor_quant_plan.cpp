@@ -1,0 +1,156 @@
+// Plans (YAML schema, uniform shorthands, validation) and simulated execution of plans.
+#include <doctest/doctest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <algorithm>
+#include <numeric>
+
+#include "executor/evaluate.hpp"
+#include "executor/metrics.hpp"
+#include "executor/model.hpp"
+#include "executor/quant/simulate.hpp"
+
+namespace fs = std::filesystem;
+using namespace bitplan;
+
+namespace {
+const fs::path kSource = BITPLAN_SOURCE_DIR;
+
+fs::path write_temp(const std::string& name, const std::string& text) {
+  const fs::path p = fs::temp_directory_path() / ("bitplan_plan_test_" + name);
+  std::ofstream(p) << text;
+  return p;
+}
+
+std::string load_error(const fs::path& plan, const Graph& graph, const std::string& hash = "") {
+  try {
+    load_plan(plan, graph, hash);
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+}  // namespace
+
+TEST_CASE("quantizable layers and uniform plans") {
+  const LoadedModel resnet = load_model(kSource / "models/fmnist_resnet.onnx");
+  const auto layers = quantizable_layers(resnet.graph);
+  CHECK(layers.size() == 10);  // 9 Conv + 1 Gemm
+  const QuantPlan w8a8 = uniform_plan("W8A8", resnet.graph);
+  CHECK(w8a8.layers.size() == layers.size());
+  const LayerQuant& q = w8a8.layers.at(layers[0].name);
+  CHECK(to_string(q.weights) == "int8/channel/sym");
+  CHECK(to_string(q.activations) == "uint8/tensor/asym");
+  CHECK(to_string(uniform_plan("W4g32A16", resnet.graph).layers.begin()->second.weights) ==
+        "int4/group32/sym");
+  CHECK(uniform_plan("W4A16", resnet.graph).layers.begin()->second.activations.format ==
+        FormatId::fp16);
+  CHECK(uniform_plan("W8", resnet.graph).layers.begin()->second.activations.format ==
+        FormatId::fp32);
+  CHECK_THROWS_WITH_AS(uniform_plan("int8", resnet.graph), doctest::Contains("W<bits>"), Error);
+}
+
+TEST_CASE("plan YAML: round trip, defaults, overrides and every kind of mistake") {
+  const LoadedModel mlp = load_model(kSource / "models/fmnist_mlp.onnx");
+  const auto layers = quantizable_layers(mlp.graph);
+  REQUIRE(layers.size() == 3);
+  const std::string first = layers[0].name, last = layers[2].name;
+
+  SUBCASE("defaults with per-layer overrides, fp32 layers dropped") {
+    const auto path =
+        write_temp("ok.yaml",
+                   "bitplan_plan: 1\n"
+                   "defaults: {weights: int8/channel/sym, activations: uint8/tensor/asym}\n"
+                   "layers:\n"
+                   "  " +
+                       first +
+                       ": {weights: int4/group32/sym, calibration: mse}\n"
+                       "  " +
+                       last + ": fp32\n");
+    const QuantPlan plan = load_plan(path, mlp.graph, "");
+    CHECK(plan.layers.size() == 2);
+    CHECK(to_string(plan.layers.at(first).weights) == "int4/group32/sym");
+    CHECK(to_string(plan.layers.at(first).activations) == "uint8/tensor/asym");
+    CHECK(plan.layers.at(first).calibration == CalibrationMethod::mse);
+    CHECK(!plan.layers.count(last));
+    // Round trip through the writer.
+    const auto again = write_temp("again.yaml", plan_to_yaml(plan));
+    CHECK(load_plan(again, mlp.graph, "").layers == plan.layers);
+  }
+  SUBCASE("unknown layer names are all listed with the valid ones") {
+    const auto path =
+        write_temp("names.yaml", "bitplan_plan: 1\nlayers:\n  nope1: fp32\n  nope2: fp32\n");
+    const std::string e = load_error(path, mlp.graph);
+    CHECK(e.find("nope1, nope2") != std::string::npos);
+    CHECK(e.find(first) != std::string::npos);
+  }
+  SUBCASE("a bad spec names line and column") {
+    const auto path = write_temp(
+        "spec.yaml", "bitplan_plan: 1\nlayers:\n  " + first + ": {weights: int9/channel/sym}\n");
+    CHECK(load_error(path, mlp.graph).find("line 3, column") != std::string::npos);
+  }
+  SUBCASE("weight-only formats are refused for activations") {
+    const auto path = write_temp(
+        "act.yaml", "bitplan_plan: 1\nlayers:\n  " + first + ": {activations: kmeans4/tensor}\n");
+    CHECK(load_error(path, mlp.graph).find("weight-only") != std::string::npos);
+  }
+  SUBCASE("a plan for another model is refused") {
+    const auto path = write_temp("hash.yaml", "bitplan_plan: 1\nmodel_hash: 0000000000000000\n");
+    CHECK(load_error(path, mlp.graph, "1111111111111111").find("another model") !=
+          std::string::npos);
+  }
+  SUBCASE("version and unknown keys") {
+    CHECK(load_error(write_temp("v.yaml", "bitplan_plan: 7\n"), mlp.graph).find("version") !=
+          std::string::npos);
+    CHECK(load_error(write_temp("k.yaml", "bitplan_plan: 1\nlayrs: {}\n"), mlp.graph)
+              .find("unknown key 'layrs'") != std::string::npos);
+  }
+}
+
+TEST_CASE("simulated plans: W8A8 stays faithful, W2 does not, weights are quantized once") {
+  const fs::path images = "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz";
+  if (!fs::exists(images)) {
+    MESSAGE("SKIPPED: Fashion-MNIST not installed (apt install dataset-fashion-mnist)");
+    return;
+  }
+  DatasetConfig config;
+  config.format = "idx";
+  config.images = images;
+  config.labels = "/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz";
+  config.preprocess.mean = {0.2860f};
+  config.preprocess.std = {0.3530f};
+  const auto dataset = open_dataset(config);
+  const auto calibration = select_indices({256, 7, 0}, dataset->size(), "calibration");
+  const auto validation = select_indices({600, 7, 256}, dataset->size(), "validation");
+
+  const LoadedModel model = load_model(kSource / "models/fmnist_resnet.onnx");
+  QuantSimulator simulator(model.graph, "test",
+                           CalibrationData{dataset.get(), calibration, "test-selection", {}, 64});
+  const EvalResult fp32 = evaluate(model.graph, *dataset, validation, EvalOptions{64, true});
+
+  const Graph w8a8 = simulator.build(uniform_plan("W8A8", model.graph));
+  int fake_quant_nodes = 0;
+  for (const auto& n : w8a8.nodes) fake_quant_nodes += n.op_type == "FakeQuant";
+  CHECK(fake_quant_nodes == 10);
+  const EvalResult q8 = evaluate(w8a8, *dataset, validation, EvalOptions{64, true});
+  const Fidelity f8 = compare_outputs(fp32.logits, q8.logits, fp32.classes);
+  MESSAGE("W8A8: fp32 " << fp32.top1 << " -> " << q8.top1 << ", agreement " << f8.top1_agreement
+                        << ", SQNR " << f8.sqnr_db << " dB");
+  CHECK(std::abs(q8.top1 - fp32.top1) < 0.02);
+  CHECK(f8.top1_agreement > 0.97);
+  CHECK(f8.sqnr_db > 20);
+  CHECK(f8.sqnr_db < 80);  // it did quantize something
+
+  const EvalResult q2 = evaluate(simulator.build(uniform_plan("W2", model.graph)), *dataset,
+                                 validation, EvalOptions{64, true});
+  CHECK(q2.top1 < fp32.top1 - 0.2);
+
+  // The cache hands back the same quantized weights for the same (layer, spec).
+  const Graph again = simulator.build(uniform_plan("W8A8", model.graph));
+  const auto conv = std::find_if(again.nodes.begin(), again.nodes.end(), [](const Node& n) { return n.op_type == "Conv"; });
+  REQUIRE(conv != again.nodes.end());
+  const std::string name = conv->inputs[1];
+  REQUIRE(w8a8.initializer(name) != nullptr);
+  CHECK(again.initializer(name)->raw() == w8a8.initializer(name)->raw());
+}
