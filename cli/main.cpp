@@ -232,7 +232,9 @@ options)");
       "calibration", po::value(&calibration)->default_value("minmax"),
       "activation calibration for uniform plans: minmax | percentile | mse | entropy")(
       "cache-dir", po::value(&cache_dir), "calibration cache folder (default ~/.cache/bitplan)")(
-      "save-plan", po::value(&save_plan_path), "write the resolved plan as YAML")("json", "print JSON");
+      "save-plan", po::value(&save_plan_path), "write the resolved plan as YAML")(
+      "int8", "also run the plan's INT8 layers on real integer kernels (oneDNN) and compare with the simulation")(
+      "json", "print JSON");
   const auto vm = parse(desc, args);
   if (vm.count("help")) {
     std::cout << desc << "\n";
@@ -268,7 +270,9 @@ options)");
 
   // The plan's run, next to fp32.
   std::optional<EvalResult> q;
-  std::optional<Fidelity> fidelity;
+  std::optional<Fidelity> fidelity, real_vs_sim;
+  std::optional<QuantSimulator::Int8Build> int8_build;
+  std::optional<EvalResult> real;
   QuantPlan plan;
   if (with_plan) {
     const std::string hash = model_file_hash(config.model);
@@ -286,6 +290,11 @@ options)");
     const Graph simulated = simulator.build(plan);
     q = evaluate(simulated, *dataset, indices, EvalOptions{config.evaluate.batch, true});
     fidelity = compare_outputs(r.logits, q->logits, r.classes);
+    if (vm.count("int8")) {
+      int8_build = simulator.build_int8(plan);
+      real = evaluate(int8_build->graph, *dataset, indices, EvalOptions{config.evaluate.batch, true});
+      real_vs_sim = compare_outputs(q->logits, real->logits, r.classes);
+    }
   }
   if (vm.count("json")) {
     auto per_class = [&](const EvalResult& e) {
@@ -306,6 +315,12 @@ options)");
                           {"top1_agreement", fidelity->top1_agreement}, {"kl_divergence", fidelity->kl_divergence},
                           {"sqnr_db", std::isinf(fidelity->sqnr_db) ? json(nullptr) : json(fidelity->sqnr_db)},
                           {"cosine", fidelity->cosine}, {"worst_class_drop", worst_class_drop(r, *q)}};
+      if (real)
+        out["int8"] = {{"layers", int8_build->int8_layers}, {"simulated_layers", int8_build->why_simulated},
+                       {"top1", real->top1}, {"model_seconds", real->model_seconds},
+                       {"agreement_with_simulation", real_vs_sim->top1_agreement},
+                       {"sqnr_vs_simulation_db",
+                        std::isinf(real_vs_sim->sqnr_db) ? json(nullptr) : json(real_vs_sim->sqnr_db)}};
     }
     std::cout << out.dump(2) << "\n";
     return 0;
@@ -324,6 +339,15 @@ options)");
                100 * fidelity->top1_agreement, fidelity->kl_divergence, fidelity->sqnr_db, fidelity->cosine);
     fmt::print("  simulated run {:.3f} s ({:.2f}x the fp32 time)\n", q->model_seconds,
                q->model_seconds / std::max(r.model_seconds, 1e-9));
+  }
+  if (real) {
+    fmt::print("int8     {} layers on integer kernels, {} simulated\n", int8_build->int8_layers.size(),
+               int8_build->why_simulated.size());
+    for (const auto& [layer, why] : int8_build->why_simulated) fmt::print("  simulated {}: {}\n", layer, why);
+    fmt::print("  top-1 {:.2f}%, same top-1 as the simulation on {:.2f}% of samples, SQNR vs simulation {:.1f} dB\n",
+               100 * real->top1, 100 * real_vs_sim->top1_agreement, real_vs_sim->sqnr_db);
+    fmt::print("  integer run {:.3f} s ({:.2f}x the fp32 time)\n", real->model_seconds,
+               real->model_seconds / std::max(r.model_seconds, 1e-9));
   }
   fmt::print("per class:\n");
   for (std::size_t c = 0; c < r.class_accuracy.size(); ++c)

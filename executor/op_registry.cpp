@@ -31,6 +31,7 @@ const OpRegistry& OpRegistry::instance() {
     register_nn_ops(r);
     register_onednn_ops(r);
     register_quant_ops(r);
+    register_int8_ops(r);
     return r;
   }();
   return registry;

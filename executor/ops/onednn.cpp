@@ -9,39 +9,15 @@
 #include <unordered_map>
 
 #include "executor/op_registry.hpp"
+#include "executor/ops/onednn_common.hpp"
 #include "executor/ops/window.hpp"
 
 namespace bitplan {
 namespace {
 
+using namespace onednn;
 using dnnl::memory;
 using tag = dnnl::memory::format_tag;
-
-dnnl::engine& cpu_engine() {
-  static dnnl::engine engine(dnnl::engine::kind::cpu, 0);
-  return engine;
-}
-dnnl::stream& cpu_stream() {
-  static dnnl::stream stream(cpu_engine());
-  return stream;
-}
-
-memory::dims to_dnnl(const Dims& d) { return memory::dims(d.begin(), d.end()); }
-
-// Plain row-major layout for any rank.
-memory::desc plain_desc(const Dims& dims) {
-  return memory::desc(to_dnnl(dims), memory::data_type::f32, to_dnnl(contiguous_strides(dims)));
-}
-
-// Turns oneDNN's exception into bitplan's "cannot run node" error, naming the reason.
-template <typename Fn>
-auto create_or_explain(const OpContext& ctx, const char* what, Fn&& fn) {
-  try {
-    return fn();
-  } catch (const dnnl::error& e) {
-    ctx.unsupported("oneDNN has no {} implementation for these shapes/attributes ({})", what, e.what());
-  }
-}
 
 // A primitive plus the argument slots the run binds. `bindings` maps an executor input (or
 // -1 - output index) to a oneDNN argument; constant arguments are bound at plan time.
@@ -110,27 +86,6 @@ class BlockedDnnlKernel final : public Kernel {
   dnnl::reorder src_reorder_, dst_reorder_;
   std::vector<DnnlKernel::Binding> runtime_;
 };
-
-// Reorders constant data given in `plain` layout into `target` layout once.
-memory reorder_constant(const Tensor& value, const memory::desc& plain, const memory::desc& target) {
-  memory src(plain, cpu_engine(), const_cast<void*>(value.raw()));
-  memory dst(target, cpu_engine());
-  dnnl::reorder(src, dst).execute(cpu_stream(), src, dst);
-  cpu_stream().wait();
-  return dst;
-}
-
-// Activation fused by bitplan's fusion pass: a "activation" attribute on Conv/Gemm/MatMul.
-dnnl::post_ops fused_post_ops(const OpContext& ctx) {
-  dnnl::post_ops po;
-  const std::string act = ctx.node().attr_string("bitplan_activation", "");
-  if (act == "Relu") po.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, 0.f, 0.f);
-  else if (act == "Clip")
-    po.append_eltwise(1.f, dnnl::algorithm::eltwise_clip, ctx.node().attr_float("bitplan_clip_min", 0.f),
-                      ctx.node().attr_float("bitplan_clip_max", 6.f));
-  else if (!act.empty()) ctx.invalid("fused activation '{}' is not Relu or Clip", act);
-  return po;
-}
 
 void require_f32(const OpContext& ctx, std::size_t n) {
   for (std::size_t i = 0; i < n; ++i)

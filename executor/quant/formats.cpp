@@ -188,6 +188,8 @@ constexpr std::array<FormatTraits, kFormatCount> kFormats = {
     codebook(FormatId::kmeans4, "kmeans4", 4, "16-entry k-means codebook per slice, 4-bit indices"),
     pow2(FormatId::pow2_3, "pow2_3", 3, "0 and ±scale·2^-k for k = 0..2, scale = max|w| per slice"),
     pow2(FormatId::pow2_4, "pow2_4", 4, "0 and ±scale·2^-k for k = 0..6, scale = max|w| per slice"),
+    integer(FormatId::int7, "int7", 7, true, "7-bit signed integer grid, fp32 scale per slice"),
+    integer(FormatId::uint7, "uint7", 7, false, "7-bit unsigned integer grid with zero point"),
 };
 
 constexpr bool rows_match_ids() {

@@ -51,8 +51,13 @@ enum class FormatId : std::uint8_t {
   kmeans4 = 23,
   pow2_3 = 24,
   pow2_4 = 25,
+  // 7-bit grids: int8 kernels on x86 CPUs without VNNI multiply u8 x s8 pairs with
+  // vpmaddubsw, whose 16-bit sums saturate for 8-bit weights; 7-bit weights never do, and
+  // run bit-exactly there (executor/ops/onednn_int8.cpp).
+  int7 = 26,
+  uint7 = 27,
 };
-inline constexpr std::size_t kFormatCount = 26;
+inline constexpr std::size_t kFormatCount = 28;
 
 // Pins every ID: a change here breaks stored plans, so it must fail to compile.
 constexpr bool format_ids_pinned() {
@@ -63,7 +68,7 @@ constexpr bool format_ids_pinned() {
       FormatId::uint6,   FormatId::uint8,    FormatId::uint16,   FormatId::fp16,
       FormatId::bf16,    FormatId::fp8_e4m3, FormatId::fp8_e5m2, FormatId::fp4_e2m1,
       FormatId::ternary, FormatId::kmeans2,  FormatId::kmeans3,  FormatId::kmeans4,
-      FormatId::pow2_3,  FormatId::pow2_4,
+      FormatId::pow2_3,  FormatId::pow2_4,   FormatId::int7,     FormatId::uint7,
   };
   for (std::size_t i = 0; i < std::size(order); ++i)
     if (static_cast<std::size_t>(order[i]) != i) return false;

@@ -1,8 +1,12 @@
 #include "executor/quant/simulate.hpp"
 
+#include <algorithm>
+#include <cmath>
 #include <set>
 
 #include "core/files.hpp"
+#include <dnnl.hpp>
+
 #include "executor/plan.hpp"
 
 namespace bitplan {
@@ -98,6 +102,32 @@ const Tensor& QuantSimulator::quantized_weight(const QuantizableLayer& layer,
   return weight_cache_[key] = std::move(out);
 }
 
+Node QuantSimulator::fake_quant_node(const QuantizableLayer& layer, const LayerQuant& q) {
+  Node fq;
+  fq.name = layer.name + "/input_quant";
+  fq.op_type = "FakeQuant";
+  fq.domain = "bitplan";
+  fq.inputs = {layer.input};
+  fq.outputs = {layer.input + "@q@" + layer.name};
+  fq.attrs["format"] = static_cast<std::int64_t>(q.activations.format);
+  fq.attrs["symmetric"] = static_cast<std::int64_t>(q.activations.symmetric);
+  if (q.dynamic) {
+    fq.attrs["dynamic"] = std::int64_t{1};
+  } else if (!format_traits(q.activations.format).has_scale()) {
+    // fp16 / bf16: plain rounding, nothing to calibrate.
+    fq.attrs["scale"] = 1.f;
+    fq.attrs["zero_point"] = 0.f;
+  } else {
+    const auto& range =
+        ranges(q.calibration, q.activations.symmetric, format_traits(q.activations.format).bits).at(layer.input);
+    const AffineParams p =
+        affine_params_from_range(q.activations.format, q.activations.symmetric, range.min, range.max);
+    fq.attrs["scale"] = p.scale;
+    fq.attrs["zero_point"] = p.zero_point;
+  }
+  return fq;
+}
+
 Graph QuantSimulator::build(const QuantPlan& plan) {
   Graph g = graph_;
   std::map<std::string, std::size_t> node_index;
@@ -114,37 +144,99 @@ Graph QuantSimulator::build(const QuantPlan& plan) {
       node.inputs[1] = name;
     }
     if (q.activations.format != FormatId::fp32) {
-      Node fq;
-      fq.name = layer.name + "/input_quant";
-      fq.op_type = "FakeQuant";
-      fq.domain = "bitplan";
-      fq.inputs = {layer.input};
-      fq.outputs = {layer.input + "@q@" + layer.name};
-      fq.attrs["format"] = static_cast<std::int64_t>(q.activations.format);
-      fq.attrs["symmetric"] = static_cast<std::int64_t>(q.activations.symmetric);
-      if (q.dynamic) {
-        fq.attrs["dynamic"] = std::int64_t{1};
-      } else if (!format_traits(q.activations.format).has_scale()) {
-        // fp16 / bf16: plain rounding, nothing to calibrate.
-        fq.attrs["scale"] = 1.f;
-        fq.attrs["zero_point"] = 0.f;
-      } else {
-        const auto& range = ranges(q.calibration, q.activations.symmetric,
-                                   format_traits(q.activations.format).bits)
-                                .at(layer.input);
-        const AffineParams p = affine_params_from_range(
-            q.activations.format, q.activations.symmetric, range.min, range.max);
-        fq.attrs["scale"] = p.scale;
-        fq.attrs["zero_point"] = p.zero_point;
-      }
-      node.inputs[0] = fq.outputs[0];
-      fake_quant_nodes.push_back(std::move(fq));
+      fake_quant_nodes.push_back(fake_quant_node(layer, q));
+      node.inputs[0] = fake_quant_nodes.back().outputs[0];
     }
   }
   g.nodes.insert(g.nodes.end(), fake_quant_nodes.begin(), fake_quant_nodes.end());
   topological_sort(g);
   remove_dead_nodes(g);
   return g;
+}
+
+bool cpu_has_vnni() {
+  const dnnl::cpu_isa isa = dnnl::get_effective_cpu_isa();
+  return isa == dnnl::cpu_isa::avx2_vnni || isa == dnnl::cpu_isa::avx512_core_vnni ||
+         isa == dnnl::cpu_isa::avx512_core_bf16 || isa == dnnl::cpu_isa::avx512_core_amx;
+}
+
+std::string QuantSimulator::int8_refusal(const QuantizableLayer& layer, const LayerQuant& q) const {
+  const Node& node = *std::find_if(graph_.nodes.begin(), graph_.nodes.end(),
+                                   [&](const Node& n) { return n.name == layer.name; });
+  if ((q.weights.format != FormatId::int8 && q.weights.format != FormatId::int7) || !q.weights.symmetric ||
+      q.weights.granularity == Granularity::per_group)
+    return fmt::format("weights '{}' are not int8/int7 symmetric per channel or per tensor", to_string(q.weights));
+  if (q.weights.format == FormatId::int8 && !cpu_has_vnni())
+    return "this CPU has no VNNI: oneDNN's int8 kernels would halve 8-bit weights (or saturate 16-bit pair sums), "
+           "so integer results would differ from the plan; int7 weights (e.g. W7A8) run exactly here";
+  if (q.activations.format != FormatId::uint8 && q.activations.format != FormatId::int8)
+    return fmt::format("activations '{}' are not 8-bit integers", to_string(q.activations));
+  if (q.dynamic) return "dynamic activation ranges are simulated (the integer kernels take a fixed input scale)";
+  if (layer.op_type == "ConvTranspose") return "ConvTranspose has no integer kernel here";
+  if (layer.op_type == "Gemm" && (node.attr_int("transA", 0) != 0 || node.attr_float("alpha", 1.f) != 1.f ||
+                                  node.attr_float("beta", 1.f) != 1.f))
+    return "Gemm with transA, alpha or beta other than the defaults";
+  if (layer.op_type != "Conv" && node.inputs.size() > 2 && !node.inputs[2].empty()) {
+    const Tensor* c = graph_.initializer(node.inputs[2]);
+    const std::int64_t n = graph_.initializer(layer.weight)->dim(static_cast<std::size_t>(layer.channel_axis));
+    if (!c || c->numel() != n) return "the Gemm bias is not a constant with one value per output";
+  }
+  return "";
+}
+
+QuantSimulator::Int8Build QuantSimulator::build_int8(const QuantPlan& plan) {
+  // Layers that cannot run in integers are simulated: start from the simulated graph of the
+  // plan restricted to them, then add the integer layers.
+  QuantPlan simulated_part;
+  std::vector<std::pair<const QuantizableLayer*, LayerQuant>> integer_layers;
+  Int8Build out;
+  for (const auto& layer : layers_) {
+    auto it = plan.layers.find(layer.name);
+    if (it == plan.layers.end() || !it->second.quantized()) continue;
+    const std::string why = int8_refusal(layer, it->second);
+    if (why.empty()) {
+      integer_layers.emplace_back(&layer, it->second);
+      out.int8_layers.push_back(layer.name);
+    } else {
+      out.why_simulated[layer.name] = why;
+      simulated_part.layers[layer.name] = it->second;
+    }
+  }
+  Graph g = build(simulated_part);
+  for (const auto& [layer, q] : integer_layers) {
+    auto node = std::find_if(g.nodes.begin(), g.nodes.end(), [&](const Node& n) { return n.name == layer->name; });
+    BITPLAN_ASSERT(node != g.nodes.end());
+    // Integer codes of the weights: the fake-quantized values are exactly code * scale[c].
+    const QuantSpec spec = weight_spec_for(q.weights, *layer);
+    const Tensor& w = *graph_.initializer(layer->weight);
+    const QuantParams params = choose_weight_params(spec, w, layer->reduction_axis);
+    const Tensor& wq = quantized_weight(*layer, q.weights);
+    const bool per_channel = spec.granularity == Granularity::per_channel;
+    const Dims strides = contiguous_strides(w.dims());
+    const std::int64_t channels = w.dim(static_cast<std::size_t>(layer->channel_axis));
+    // Gemm/MatMul kernels take codes [K, N]: Gemm with transB stores [N, K] and is transposed.
+    const bool transpose = layer->op_type == "Gemm" && layer->channel_axis == 0;
+    Tensor codes(DType::i8, transpose ? Dims{w.dim(1), w.dim(0)} : w.dims());
+    for (std::int64_t i = 0; i < w.numel(); ++i) {
+      const std::int64_t c = (i / strides[static_cast<std::size_t>(layer->channel_axis)]) % channels;
+      const float s = params.scale[per_channel ? static_cast<std::size_t>(c) : 0];
+      const std::int64_t dst = transpose ? (i % w.dim(1)) * w.dim(0) + i / w.dim(1) : i;
+      codes.data<std::int8_t>()[dst] = static_cast<std::int8_t>(std::nearbyint(wq.data<float>()[i] / s));
+    }
+    const std::string codes_name = layer->weight + "@" + layer->name + "@int8codes";
+    g.initializers[codes_name] = std::move(codes);
+    const Node fq = fake_quant_node(*layer, q);  // its scale and zero point, not the node
+    node->domain = "bitplan";
+    node->op_type = layer->op_type == "Conv" ? "Int8Conv" : "Int8MatMul";
+    node->inputs[1] = codes_name;
+    node->attrs["input_scale"] = fq.attr_float("scale", 1.f);
+    node->attrs["input_zero_point"] = fq.attr_float("zero_point", 0.f);
+    node->attrs["input_signed"] = static_cast<std::int64_t>(q.activations.format == FormatId::int8);
+    node->attrs["weight_scales"] = per_channel ? params.scale : std::vector<float>{params.scale[0]};
+  }
+  remove_dead_nodes(g);
+  out.graph = std::move(g);
+  return out;
 }
 
 }  // namespace bitplan

@@ -39,6 +39,17 @@ class QuantSimulator {
   // The graph simulating `plan` (layers absent from it stay fp32).
   Graph build(const QuantPlan& plan);
 
+  // The graph running `plan` with real integer kernels where a layer allows it (int8
+  // symmetric weights per channel or per tensor, 8-bit static activations, Conv or
+  // Gemm/MatMul with constant weights); every other quantized layer is simulated, and
+  // `why_simulated` says why, layer by layer.
+  struct Int8Build {
+    Graph graph;
+    std::vector<std::string> int8_layers;
+    std::map<std::string, std::string> why_simulated;
+  };
+  Int8Build build_int8(const QuantPlan& plan);
+
   // Calibrated ranges of every quantizable layer's input for one method, symmetry and
   // target width (mse and entropy choose the clipping for the grid they will feed);
   // computed on first use, then from memory or the disk cache.
@@ -46,6 +57,9 @@ class QuantSimulator {
 
  private:
   const Tensor& quantized_weight(const QuantizableLayer& layer, const QuantSpec& spec);
+  Node fake_quant_node(const QuantizableLayer& layer, const LayerQuant& q);
+  // Why `layer` under `q` cannot run on the integer kernels (empty when it can).
+  std::string int8_refusal(const QuantizableLayer& layer, const LayerQuant& q) const;
 
   Graph graph_;
   std::string model_hash_;
@@ -54,6 +68,9 @@ class QuantSimulator {
   std::map<std::tuple<CalibrationMethod, bool, int>, CalibrationRanges> ranges_;
   std::map<std::string, Tensor> weight_cache_;  // "<layer>|<spec>" -> fake-quantized weights
 };
+
+// Whether oneDNN dispatches to VNNI int8 instructions here (exact 8-bit weight products).
+bool cpu_has_vnni();
 
 // Observes `tensors` (activation names) over `indices` with one observer each.
 CalibrationRanges calibrate(const Graph& graph, const Dataset& dataset,

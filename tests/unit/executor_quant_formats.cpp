@@ -82,6 +82,7 @@ TEST_CASE("format IDs and names are stable: plans and caches store them") {
       {20, "ternary", 2, FormatKind::ternary},   {21, "kmeans2", 2, FormatKind::codebook},
       {22, "kmeans3", 3, FormatKind::codebook},  {23, "kmeans4", 4, FormatKind::codebook},
       {24, "pow2_3", 3, FormatKind::pow2},       {25, "pow2_4", 4, FormatKind::pow2},
+      {26, "int7", 7, FormatKind::integer},      {27, "uint7", 7, FormatKind::integer},
   };
   REQUIRE(all_formats().size() == expected.size());
   for (const Row& row : expected) {
@@ -94,7 +95,7 @@ TEST_CASE("format IDs and names are stable: plans and caches store them") {
     CHECK(format_from_name(row.name) == f.id);
     CHECK(&format_traits(f.id) == &f);
   }
-  CHECK_FALSE(format_from_name("int7").has_value());
+  CHECK_FALSE(format_from_name("int9").has_value());
   CHECK_FALSE(format_from_name("INT4").has_value());
 }
 

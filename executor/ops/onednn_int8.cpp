@@ -1,0 +1,285 @@
+// Real integer execution of INT8 layers through oneDNN: bitplan::Int8Conv and
+// bitplan::Int8MatMul (Gemm/MatMul with constant weights).
+//
+// A layer whose plan says "int8 weights (symmetric, per channel or per tensor) + 8-bit
+// static activations" computes exactly what the simulation computes, but in integers:
+//   simulation:  y[c] = sum_k dq(x_k) * dq(w_ck),   dq(x) = (q_x - zp_x) s_x,  dq(w) = q_w s_w[c]
+//              = s_x s_w[c] * sum_k (q_x,k - zp_x) q_w,ck
+// so oneDNN runs sum_k (q_x - zp_x) q_w in int32 (zp_x as a source zero point, which also
+// makes padded borders contribute zero), and scales by s_x s_w[c] ("output scales") into a
+// float32 output, followed by the bias and any fused activation. The input codes are made
+// here with the simulation's own quantize_to_grid, so both paths see identical codes; the
+// only difference left is the float rounding of the final sum (int32 is exact, the
+// simulation's float32 accumulation is not).
+#include <cmath>
+
+#include "core/parallel.hpp"
+#include "executor/ops/onednn_common.hpp"
+#include "executor/ops/window.hpp"
+#include "executor/quant/formats.hpp"
+
+namespace bitplan {
+namespace {
+
+using namespace onednn;
+using dnnl::memory;
+using tag = dnnl::memory::format_tag;
+
+struct InputQuant {
+  float scale = 1.f;
+  float zero_point = 0.f;
+  bool is_signed = false;  // s8 codes in [-128, 127], else u8 in [0, 255]
+  float qmin() const { return is_signed ? -128.f : 0.f; }
+  float qmax() const { return is_signed ? 127.f : 255.f; }
+};
+
+InputQuant input_quant(const OpContext& ctx) {
+  InputQuant q{ctx.node().attr_float("input_scale", 0.f), ctx.node().attr_float("input_zero_point", 0.f),
+               ctx.node().attr_int("input_signed", 0) != 0};
+  if (!(std::isfinite(q.scale) && q.scale > 0)) ctx.invalid("input_scale {} must be finite and positive", q.scale);
+  if (q.zero_point < q.qmin() || q.zero_point > q.qmax() || q.zero_point != std::nearbyint(q.zero_point))
+    ctx.invalid("input_zero_point {} must be an integer code in [{}, {}]", q.zero_point, q.qmin(), q.qmax());
+  return q;
+}
+
+template <typename Code>
+void quantize_codes(const float* x, Code* q, std::int64_t n, const InputQuant& p) {
+  for (std::int64_t i = 0; i < n; ++i)
+    q[i] = static_cast<Code>(quantize_to_grid(x[i], p.scale, p.zero_point, p.qmin(), p.qmax()));
+}
+
+// Output scales s_x * s_w[c]: one per output channel, or one for the whole tensor.
+std::vector<float> output_scales(const OpContext& ctx, float input_scale, std::int64_t channels) {
+  std::vector<float> w = ctx.node().attr_floats("weight_scales");
+  if (w.size() != 1 && static_cast<std::int64_t>(w.size()) != channels)
+    ctx.invalid("weight_scales has {} values; expected 1 or one per output channel ({})", w.size(), channels);
+  for (float& s : w) s *= input_scale;
+  return w;
+}
+
+void require_int8_weights(const OpContext& ctx, std::size_t i) {
+  const ValueMeta& w = ctx.input(i);
+  if (w.dtype != DType::i8 || !w.constant)
+    ctx.invalid("weights must be a constant int8 code tensor, got {}{}", dtype_name(w.dtype),
+                w.constant ? "" : " computed at run time");
+}
+
+// Quantizes the float input into codes laid out as the primitive wants them, runs it with a
+// run-time source zero point, and reorders the float output back to plain if needed.
+class Int8Kernel final : public Kernel {
+ public:
+  Int8Kernel(dnnl::primitive prim, std::unordered_map<int, memory> args, InputQuant quant, Dims in_dims,
+             bool channels_last, memory codes, memory dst_plain, memory dst_primitive)
+      : prim_(std::move(prim)), args_(std::move(args)), quant_(quant), in_dims_(std::move(in_dims)),
+        channels_last_(channels_last), codes_(codes), dst_plain_(dst_plain), dst_primitive_(dst_primitive),
+        zero_point_(memory({{1}, memory::data_type::s32, tag::x}, cpu_engine())) {
+    *static_cast<std::int32_t*>(zero_point_.get_data_handle()) = static_cast<std::int32_t>(quant_.zero_point);
+    args_[DNNL_ARG_SRC] = codes_;
+    args_[DNNL_ARG_ATTR_ZERO_POINTS | DNNL_ARG_SRC] = zero_point_;
+    if (dst_plain_.get_desc() != dst_primitive_.get_desc()) dst_reorder_ = dnnl::reorder(dst_primitive_, dst_plain_);
+    args_[DNNL_ARG_DST] = dst_primitive_;
+  }
+
+  void run(std::span<const Tensor> in, std::span<Tensor> out) override {
+    if (quant_.is_signed) quantize<std::int8_t>(in[0].data<float>());
+    else quantize<std::uint8_t>(in[0].data<float>());
+    dst_plain_.set_data_handle(out[0].raw());
+    if (!dst_reorder_) dst_primitive_.set_data_handle(out[0].raw());
+    prim_.execute(cpu_stream(), args_);
+    if (dst_reorder_) dst_reorder_.execute(cpu_stream(), dst_primitive_, dst_plain_);
+    cpu_stream().wait();
+  }
+
+ private:
+  template <typename Code>
+  void quantize(const float* x) {
+    Code* q = static_cast<Code*>(codes_.get_data_handle());
+    if (!channels_last_) {
+      parallel_for(product(in_dims_), 16384, [&](std::int64_t b, std::int64_t e) {
+        quantize_codes(x + b, q + b, e - b, quant_);
+      });
+      return;
+    }
+    // NCHW floats -> NHWC codes: one task per (n, spatial block), channels innermost.
+    const std::int64_t n = in_dims_[0], c = in_dims_[1], hw = product(Dims(in_dims_.begin() + 2, in_dims_.end()));
+    parallel_for(n * hw, std::max<std::int64_t>(1, 4096 / std::max<std::int64_t>(c, 1)),
+                 [&](std::int64_t b, std::int64_t e) {
+                   for (std::int64_t p = b; p < e; ++p) {
+                     const std::int64_t img = p / hw, pos = p % hw;
+                     const float* src = x + img * c * hw + pos;
+                     Code* dst = q + p * c;
+                     for (std::int64_t ch = 0; ch < c; ++ch)
+                       dst[ch] = static_cast<Code>(
+                           quantize_to_grid(src[ch * hw], quant_.scale, quant_.zero_point, quant_.qmin(), quant_.qmax()));
+                   }
+                 });
+  }
+
+  dnnl::primitive prim_;
+  std::unordered_map<int, memory> args_;
+  InputQuant quant_;
+  Dims in_dims_;
+  bool channels_last_;
+  memory codes_, dst_plain_, dst_primitive_, zero_point_;
+  dnnl::reorder dst_reorder_;
+};
+
+// oneDNN on x86 CPUs without VNNI stores int8 weights halved (memory-descriptor flag
+// scale_adjust = 0.5), so that the 16-bit pair sums of vpmaddubsw cannot saturate, and
+// undoes the factor after accumulation. Halving an odd code would lose its last bit, so
+// weights must fit 7 bits there (|code| <= 63) and are handed over doubled: the stored
+// value is then the code itself and the integer sum is exact.
+float weights_scale_adjust(const memory::desc& md) {
+  const auto& extra = md.data.extra;
+  return (extra.flags & dnnl_memory_extra_flag_scale_adjust) ? extra.scale_adjust : 1.f;
+}
+
+Tensor codes_for_adjust(const OpContext& ctx, const Tensor& codes, float adjust) {
+  if (adjust == 1.f) return codes;
+  Tensor out = codes.clone();
+  for (std::int8_t& c : std::span(out.data<std::int8_t>(), static_cast<std::size_t>(out.numel()))) {
+    if (c < -63 || c > 63)
+      ctx.unsupported("this CPU has no VNNI, so oneDNN's int8 kernels halve the weights (scale_adjust {}); the "
+                      "8-bit weight code {} would lose its last bit. Quantize this layer's weights to int7 for "
+                      "exact integer execution here",
+                      adjust, c);
+    c = static_cast<std::int8_t>(static_cast<float>(c) / adjust);
+  }
+  return out;
+}
+
+// oneDNN 2.x int8 convolutions and matmuls add the bias to the int32 accumulator before
+// the output scales (dst = scale * (acc + bias)), so the float bias goes in divided by each
+// output channel's scale s_x s_w[c].
+Tensor bias_before_scales(const Tensor& bias, const std::vector<float>& scales) {
+  Tensor out = bias.clone();
+  float* b = out.data<float>();
+  for (std::int64_t c = 0; c < out.numel(); ++c) b[c] /= scales[scales.size() == 1 ? 0 : static_cast<std::size_t>(c)];
+  return out;
+}
+
+dnnl::primitive_attr int8_attr(const OpContext& ctx, const std::vector<float>& scales, int channel_mask) {
+  dnnl::primitive_attr attr;
+  attr.set_output_scales(scales.size() == 1 ? 0 : channel_mask, scales);
+  attr.set_zero_points(DNNL_ARG_SRC, 0, {DNNL_RUNTIME_S32_VAL});
+  attr.set_post_ops(fused_post_ops(ctx));
+  return attr;
+}
+
+OpBuild build_int8_conv(const OpContext& ctx) {
+  const ValueMeta& x = ctx.input(0);
+  require_int8_weights(ctx, 1);
+  const ValueMeta& w = ctx.input(1);
+  const InputQuant quant = input_quant(ctx);
+  const std::size_t rank = x.dims.size();
+  if (x.dtype != DType::f32 || rank < 3 || rank > 5 || w.dims.size() != rank)
+    ctx.unsupported("input {} {} and weights {}: int8 convolutions take float32 1-D to 3-D inputs",
+                    dtype_name(x.dtype), to_string(x.dims), to_string(w.dims));
+  const std::int64_t group = ctx.node().attr_int("group", 1);
+  const std::int64_t c_in = x.dims[1], c_out = w.dims[0];
+  if (group < 1 || c_in % group || c_out % group || w.dims[1] * group != c_in)
+    ctx.invalid("weights {} do not match {} input channels with group {}", to_string(w.dims), c_in, group);
+  const Dims spatial(x.dims.begin() + 2, x.dims.end()), kernel(w.dims.begin() + 2, w.dims.end());
+  const WindowGeometry g = resolve_window(ctx, spatial, kernel, false);
+  Dims out_dims{x.dims[0], c_out};
+  out_dims.insert(out_dims.end(), g.output.begin(), g.output.end());
+  Dims wdims = group > 1 ? Dims{group, c_out / group, c_in / group} : Dims{c_out, c_in};
+  wdims.insert(wdims.end(), kernel.begin(), kernel.end());
+  Dims dil = g.dilations;
+  for (auto& d : dil) d -= 1;
+
+  const auto code_type = quant.is_signed ? memory::data_type::s8 : memory::data_type::u8;
+  // Channels-last codes: what oneDNN's integer convolutions are built for.
+  const tag channels_last = rank == 3 ? tag::nwc : rank == 4 ? tag::nhwc : tag::ndhwc;
+  const memory::desc src_md(to_dnnl(x.dims), code_type, channels_last);
+  const memory::desc w_any(to_dnnl(wdims), memory::data_type::s8, tag::any);
+  const memory::desc dst_any(to_dnnl(out_dims), memory::data_type::f32, tag::any);
+  const bool has_bias = ctx.has_input(2);
+  if (has_bias && !ctx.input(2).constant) ctx.unsupported("the bias must be constant for int8 execution");
+  const memory::desc bias_md = has_bias ? plain_desc({c_out}) : memory::desc();
+  const std::vector<float> scales = output_scales(ctx, quant.scale, c_out);
+  auto make_pd = [&](const std::vector<float>& attr_scales) {
+    return create_or_explain(ctx, "int8 convolution", [&] {
+      dnnl::convolution_forward::desc d(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
+                                        src_md, w_any, bias_md, dst_any, to_dnnl(g.strides), to_dnnl(dil),
+                                        to_dnnl(g.pads_begin), to_dnnl(g.pads_end));
+      return dnnl::convolution_forward::primitive_desc(d, int8_attr(ctx, attr_scales, 1 << 1), cpu_engine());
+    });
+  };
+  dnnl::convolution_forward::primitive_desc pd = make_pd(scales);
+  const float adjust = weights_scale_adjust(pd.weights_desc());
+  if (adjust != 1.f) {
+    std::vector<float> adjusted = scales;
+    for (float& v : adjusted) v *= adjust;
+    pd = make_pd(adjusted);
+  }
+  std::unordered_map<int, memory> args;
+  args[DNNL_ARG_WEIGHTS] = reorder_constant(codes_for_adjust(ctx, *w.constant, adjust),
+                                            plain_desc(wdims, memory::data_type::s8), pd.weights_desc());
+  if (has_bias) args[DNNL_ARG_BIAS] = reorder_constant(bias_before_scales(*ctx.input(2).constant, scales), bias_md, bias_md);
+  const memory::desc dst_plain = plain_desc(out_dims);
+  memory dst_primitive = pd.dst_desc() == dst_plain ? memory(dst_plain, cpu_engine(), DNNL_MEMORY_NONE)
+                                                    : memory(pd.dst_desc(), cpu_engine());
+  OpBuild b;
+  b.outputs.push_back({DType::f32, out_dims, {}});
+  b.kernel = std::make_unique<Int8Kernel>(dnnl::convolution_forward(pd), std::move(args), quant, x.dims, true,
+                                          memory(src_md, cpu_engine()), memory(dst_plain, cpu_engine(), DNNL_MEMORY_NONE),
+                                          dst_primitive);
+  b.macs = product(out_dims) * product(kernel) * (c_in / group);
+  return b;
+}
+
+// Weights are codes [K, N] (Gemm with transB is converted when the plan is applied).
+OpBuild build_int8_matmul(const OpContext& ctx) {
+  const ValueMeta& x = ctx.input(0);
+  require_int8_weights(ctx, 1);
+  const ValueMeta& w = ctx.input(1);
+  const InputQuant quant = input_quant(ctx);
+  if (x.dtype != DType::f32 || x.dims.size() < 2 || w.dims.size() != 2 || x.dims.back() != w.dims[0])
+    ctx.invalid("input {} and weights {} must be [..., K] x [K, N]", to_string(x.dims), to_string(w.dims));
+  const std::int64_t k = w.dims[0], n = w.dims[1], m = product(x.dims) / k;
+  const auto code_type = quant.is_signed ? memory::data_type::s8 : memory::data_type::u8;
+  const memory::desc src_md = plain_desc({m, k}, code_type);
+  const memory::desc w_any({k, n}, memory::data_type::s8, tag::any);
+  const memory::desc dst_md = plain_desc({m, n});
+  const bool has_bias = ctx.has_input(2);
+  if (has_bias && (!ctx.input(2).constant || product(ctx.input(2).dims) != n))
+    ctx.unsupported("the bias must be a constant of {} values for int8 execution", n);
+  const memory::desc bias_md = has_bias ? plain_desc({1, n}) : memory::desc();
+  const std::vector<float> scales = output_scales(ctx, quant.scale, n);
+  auto make_pd = [&](const std::vector<float>& attr_scales) {
+    return create_or_explain(ctx, "int8 matmul", [&] {
+      return dnnl::matmul::primitive_desc(dnnl::matmul::desc(src_md, w_any, bias_md, dst_md),
+                                          int8_attr(ctx, attr_scales, 1 << 1), cpu_engine());
+    });
+  };
+  dnnl::matmul::primitive_desc pd = make_pd(scales);
+  const float adjust = weights_scale_adjust(pd.weights_desc());
+  if (adjust != 1.f) {
+    std::vector<float> adjusted = scales;
+    for (float& v : adjusted) v *= adjust;
+    pd = make_pd(adjusted);
+  }
+  std::unordered_map<int, memory> args;
+  args[DNNL_ARG_WEIGHTS] = reorder_constant(codes_for_adjust(ctx, *w.constant, adjust),
+                                            plain_desc({k, n}, memory::data_type::s8), pd.weights_desc());
+  if (has_bias) args[DNNL_ARG_BIAS] = reorder_constant(bias_before_scales(*ctx.input(2).constant, scales), bias_md, bias_md);
+  Dims out_dims = x.dims;
+  out_dims.back() = n;
+  memory dst(dst_md, cpu_engine(), DNNL_MEMORY_NONE);
+  OpBuild b;
+  b.outputs.push_back({DType::f32, out_dims, {}});
+  b.kernel = std::make_unique<Int8Kernel>(dnnl::matmul(pd), std::move(args), quant, x.dims, false,
+                                          memory(src_md, cpu_engine()), dst, dst);
+  b.macs = m * n * k;
+  return b;
+}
+
+}  // namespace
+
+void register_int8_ops(OpRegistry& r) {
+  r.add("bitplan::Int8Conv", build_int8_conv);
+  r.add("bitplan::Int8MatMul", build_int8_matmul);
+}
+
+}  // namespace bitplan
