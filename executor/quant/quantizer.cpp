@@ -776,28 +776,38 @@ void fake_quantize_reference(const QuantSpec& spec, const QuantParams& params, c
 }
 
 void fake_quantize_activation_per_tensor(FormatId format, float scale, float zero_point,
-                                         float* data, std::int64_t n) {
+                                         const float* in, float* out, std::int64_t n) {
   const FormatTraits& f = format_traits(format);
-  const std::string action =
-      fmt::format("fake-quantizing activations as {} with scale {} and zero point {}", f.name,
-                  scale, zero_point);
+  // Runs once per layer per batch: the message is only built when something is wrong.
+  auto action = [&] {
+    return fmt::format("fake-quantizing activations as {} with scale {} and zero point {}", f.name, scale,
+                       zero_point);
+  };
   if (f.weights_only)
     fail_unsupported(
         "{}: {} is a weight-only format; activations take integer, fp8, fp16, "
         "bf16 or fp32",
-        action, f.name);
+        action(), f.name);
   if (f.has_scale() ? !(scale > 0.f && std::isfinite(scale)) : scale != 1.f)
-    fail_input("{}: the scale must be {}", action,
+    fail_input("{}: the scale must be {}", action(),
                f.has_scale() ? "positive and finite" : "1 (the format takes no scale)");
   if (f.kind == FormatKind::integer ? !(zero_point >= f.qmin && zero_point <= f.qmax &&
                                         zero_point == std::nearbyint(zero_point))
                                     : zero_point != 0.f)
-    fail_input("{}: the zero point must be {}", action,
+    fail_input("{}: the zero point must be {}", action(),
                f.kind == FormatKind::integer ? fmt::format("an integer in [{}, {}]", f.qmin, f.qmax)
                                              : std::string("0 (the format has none)"));
-  if (f.kind == FormatKind::none) return;
+  if (f.kind == FormatKind::none) {
+    if (in != out) std::copy(in, in + n, out);
+    return;
+  }
   with_quantizer(f, &scale, &zero_point, nullptr, nullptr,
-                 [&](const auto& q) { apply(per_tensor_slicing(n), q, data, data); });
+                 [&](const auto& q) { apply(per_tensor_slicing(n), q, in, out); });
+}
+
+void fake_quantize_activation_per_tensor(FormatId format, float scale, float zero_point,
+                                         float* data, std::int64_t n) {
+  fake_quantize_activation_per_tensor(format, scale, zero_point, data, data, n);
 }
 
 std::int64_t storage_bytes(const QuantSpec& spec, const Dims& weight_dims, int reduction_axis) {

@@ -128,6 +128,9 @@ void fake_quantize_reference(const QuantSpec& spec, const QuantParams& params, c
 // inside the grid.
 void fake_quantize_activation_per_tensor(FormatId format, float scale, float zero_point,
                                          float* data, std::int64_t n);
+// The same from `in` into `out` (one pass; `in == out` is allowed).
+void fake_quantize_activation_per_tensor(FormatId format, float scale, float zero_point,
+                                         const float* in, float* out, std::int64_t n);
 
 // Bytes to store the quantized tensor: element codes packed densely and rounded up once
 // per tensor, plus per slice: an fp32 scale (an 8-bit E8M0 exponent for MX), a zero point

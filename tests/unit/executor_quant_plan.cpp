@@ -154,3 +154,46 @@ TEST_CASE("simulated plans: W8A8 stays faithful, W2 does not, weights are quanti
   REQUIRE(w8a8.initializer(name) != nullptr);
   CHECK(again.initializer(name)->raw() == w8a8.initializer(name)->raw());
 }
+
+TEST_CASE("real INT8 execution agrees with the simulation") {
+  const fs::path images = "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz";
+  if (!fs::exists(images)) {
+    MESSAGE("SKIPPED: Fashion-MNIST not installed (apt install dataset-fashion-mnist)");
+    return;
+  }
+  DatasetConfig config;
+  config.format = "idx";
+  config.images = images;
+  config.labels = "/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz";
+  config.preprocess.mean = {0.2860f};
+  config.preprocess.std = {0.3530f};
+  const auto dataset = open_dataset(config);
+  const auto calibration = select_indices({256, 3, 0}, dataset->size(), "calibration");
+  const auto validation = select_indices({500, 3, 256}, dataset->size(), "validation");
+  for (const std::string name : {"fmnist_mlp", "fmnist_resnet", "fmnist_vit"}) {
+    SUBCASE(name.c_str()) {
+      const LoadedModel model = load_model(kSource / "models" / (name + ".onnx"));
+      QuantSimulator simulator(model.graph, "test", CalibrationData{dataset.get(), calibration, "t", {}, 64});
+      // 7-bit weights run exactly on every x86 CPU (see onednn_int8.cpp).
+      const QuantPlan plan = uniform_plan("W7A8", model.graph);
+      const auto int8 = simulator.build_int8(plan);
+      CHECK(int8.int8_layers.size() == plan.layers.size());
+      const EvalResult sim = evaluate(simulator.build(plan), *dataset, validation, EvalOptions{64, true});
+      const EvalResult real = evaluate(int8.graph, *dataset, validation, EvalOptions{64, true});
+      const Fidelity f = compare_outputs(sim.logits, real.logits, sim.classes);
+      MESSAGE(name << ": integer vs simulated top-1 agreement " << f.top1_agreement << ", SQNR " << f.sqnr_db
+                   << " dB");
+      CHECK(f.top1_agreement >= 0.995);
+      CHECK(f.sqnr_db > 50);  // only float rounding of the final sums differs
+
+      // 8-bit weights: integer kernels where the CPU has VNNI, otherwise simulated with the reason.
+      const auto w8 = simulator.build_int8(uniform_plan("W8A8", model.graph));
+      if (cpu_has_vnni()) {
+        CHECK(w8.why_simulated.empty());
+      } else {
+        REQUIRE(!w8.why_simulated.empty());
+        CHECK(w8.why_simulated.begin()->second.find("VNNI") != std::string::npos);
+      }
+    }
+  }
+}
