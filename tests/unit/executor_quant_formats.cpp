@@ -109,7 +109,7 @@ TEST_CASE("unknown names and IDs fail with the valid names listed") {
           "reading plan 'p.yaml': unknown number format 'int9'; valid formats: " + format_names());
   }
   CHECK(format_names().starts_with("fp32, int2, int3, int4, int5, int6, int8, int16, uint2"));
-  CHECK(format_names().ends_with("kmeans4, pow2_3, pow2_4"));
+  CHECK(format_names().ends_with("kmeans4, pow2_3, pow2_4, int7, uint7"));
   CHECK_THROWS_AS(format_traits(static_cast<FormatId>(kFormatCount)), Error);
 }
 
