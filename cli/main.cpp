@@ -19,6 +19,8 @@
 #include "executor/evaluate.hpp"
 #include "executor/metrics.hpp"
 #include "executor/model.hpp"
+#include "core/files.hpp"
+#include "executor/quant/debug.hpp"
 #include "executor/quant/simulate.hpp"
 
 namespace po = boost::program_options;
@@ -34,7 +36,9 @@ usage: bitplan <command> [options]
 
 commands:
   inspect MODEL.onnx        layer table: name, op, shapes, parameters, MACs
-  evaluate                  fp32 accuracy, throughput and per-class accuracy on a dataset
+  evaluate                  fp32 accuracy, throughput and per-class accuracy on a dataset;
+                            with --plan, a quantization plan's accuracy and fidelity
+  debug                     per-layer quantization error of a plan (isolated and cumulative)
   devices                   the CPU (ISA oneDNN uses) and CUDA GPUs bitplan can target
 
 examples:
@@ -169,6 +173,112 @@ options)");
   return 0;
 }
 
+// A plan file, or a uniform plan in one word (W8A8...).
+QuantPlan resolve_plan(const std::string& plan_arg, const std::string& calibration, const Graph& graph,
+                       const std::string& model_hash) {
+  const bool is_file = plan_arg.ends_with(".yaml") || plan_arg.ends_with(".yml") || fs::exists(plan_arg);
+  QuantPlan plan = is_file ? load_plan(plan_arg, graph, model_hash)
+                           : uniform_plan(plan_arg, graph, parse_calibration_method(calibration));
+  plan.model_hash = model_hash;
+  return plan;
+}
+
+CalibrationData calibration_data(const RunConfig& config, const Dataset& dataset, const std::string& cache_dir) {
+  const Selection& cal = config.dataset.calibration;
+  return CalibrationData{&dataset, select_indices(cal, dataset.size(), "calibration"),
+                         fmt::format("{}|{}|count={}|seed={}|offset={}", config.dataset.images.string(),
+                                     config.dataset.labels.string(), cal.count, cal.seed, cal.offset),
+                         cache_dir, config.evaluate.batch};
+}
+
+std::string default_cache_dir() {
+  if (const char* xdg = std::getenv("XDG_CACHE_HOME")) return std::string(xdg) + "/bitplan";
+  if (const char* home = std::getenv("HOME")) return std::string(home) + "/.cache/bitplan";
+  return ".bitplan-cache";
+}
+
+int cmd_debug(const std::vector<std::string>& args) {
+  po::options_description desc(R"(bitplan debug --config RUN.yaml [--plan PLAN] [options]
+
+Where a plan's error comes from, layer by layer, on a subset of the validation samples:
+the SQNR of each layer's output and of the model output when only that layer is quantized
+(isolated), the SQNR of each layer's output with the whole plan (cumulative), the weight
+range with its outlier ratio (max|w| / std) and the calibrated input range.
+
+examples:
+  bitplan debug --config configs/default.yaml --plan W4A8
+  bitplan debug --config configs/default.yaml --plan my_plan.yaml --count 512 --csv debug.csv --json
+
+options)");
+  std::string config_path, plan_arg = "W8A8", calibration = "minmax", csv_path, cache_dir = default_cache_dir();
+  std::int64_t count = 256;
+  desc.add_options()("help,h", "show this help")("config", po::value(&config_path), "run config (YAML)")(
+      "plan", po::value(&plan_arg)->default_value("W8A8"), "plan YAML file or uniform plan (W8A8, W4A16...)")(
+      "calibration", po::value(&calibration)->default_value("minmax"), "calibration for uniform plans")(
+      "count", po::value(&count)->default_value(256), "validation samples to measure on")(
+      "cache-dir", po::value(&cache_dir), "calibration cache folder")("csv", po::value(&csv_path),
+                                                                        "also write the table as CSV")(
+      "json", "print JSON");
+  const auto vm = parse(desc, args);
+  if (vm.count("help")) {
+    std::cout << desc << "\n";
+    return 0;
+  }
+  if (config_path.empty()) fail(ErrorKind::usage, "debug: --config RUN.yaml is required");
+  RunConfig config = load_run_config(config_path);
+  if (!config.has_dataset) fail_input("config '{}': debug needs a dataset section", config_path);
+  if (count < 1) fail(ErrorKind::usage, "--count {} must be >= 1", count);
+  set_num_threads(config.evaluate.threads);
+  const LoadedModel loaded = load_model(config.model);
+  const auto dataset = open_dataset(config.dataset);
+  Selection sel = config.dataset.validation;
+  sel.count = std::min<std::int64_t>(count, dataset->size() - sel.offset);
+  const auto indices = select_indices(sel, dataset->size(), "validation");
+  const std::string hash = model_file_hash(config.model);
+  const QuantPlan plan = resolve_plan(plan_arg, calibration, loaded.graph, hash);
+  QuantSimulator simulator(loaded.graph, hash, calibration_data(config, *dataset, cache_dir));
+  const PlanDebug d = debug_plan(simulator, plan, *dataset, indices, config.evaluate.batch);
+
+  auto num = [](double v) { return std::isfinite(v) ? json(v) : json(nullptr); };
+  if (!csv_path.empty()) {
+    std::string csv = "layer,op,weights,activations,isolated_layer_sqnr_db,isolated_output_sqnr_db,"
+                      "cumulative_layer_sqnr_db,weight_min,weight_max,weight_outlier_ratio,input_min,input_max\n";
+    for (const auto& l : d.layers)
+      csv += fmt::format("\"{}\",{},{},{},{:.3f},{:.3f},{:.3f},{},{},{:.3f},{},{}\n", l.name, l.op_type, l.weights,
+                         l.activations, l.isolated_layer_sqnr_db, l.isolated_output_sqnr_db,
+                         l.cumulative_layer_sqnr_db, l.weight_min, l.weight_max, l.weight_outlier_ratio, l.input_min,
+                         l.input_max);
+    write_file_atomic(csv_path, csv);
+  }
+  if (vm.count("json")) {
+    json layers = json::array();
+    for (const auto& l : d.layers)
+      layers.push_back({{"name", l.name}, {"op", l.op_type}, {"weights", l.weights}, {"activations", l.activations},
+                        {"isolated_layer_sqnr_db", num(l.isolated_layer_sqnr_db)},
+                        {"isolated_output_sqnr_db", num(l.isolated_output_sqnr_db)},
+                        {"cumulative_layer_sqnr_db", num(l.cumulative_layer_sqnr_db)},
+                        {"weight_min", l.weight_min}, {"weight_max", l.weight_max},
+                        {"weight_outlier_ratio", l.weight_outlier_ratio}, {"input_min", num(l.input_min)},
+                        {"input_max", num(l.input_max)}});
+    std::cout << json{{"model", config.model.string()}, {"plan", plan_arg}, {"samples", d.samples},
+                      {"output_sqnr_db", num(d.output_sqnr_db)}, {"layers", layers}}
+                     .dump(2)
+              << "\n";
+    return 0;
+  }
+  fmt::print("model {} plan {} on {} samples: model output SQNR {:.1f} dB\n", config.model.string(), plan_arg,
+             d.samples, d.output_sqnr_db);
+  fmt::print("{:<36} {:<18} {:<18} {:>9} {:>9} {:>9} {:>19} {:>7} {:>17}\n", "layer", "weights", "activations",
+             "iso.layer", "iso.out", "cumul.", "weight range", "w.out", "input range");
+  for (const auto& l : d.layers)
+    fmt::print("{:<36} {:<18} {:<18} {:>9.1f} {:>9.1f} {:>9.1f} {:>9.3f},{:<9.3f} {:>7.1f} {:>8.3f},{:<8.3f}\n", l.name,
+               l.weights, l.activations, l.isolated_layer_sqnr_db, l.isolated_output_sqnr_db,
+               l.cumulative_layer_sqnr_db, l.weight_min, l.weight_max, l.weight_outlier_ratio, l.input_min, l.input_max);
+  fmt::print("SQNR in dB (higher is better): iso.layer/iso.out = the layer's output / the model output with only "
+             "this layer quantized; cumul. = the layer's output with the whole plan\n");
+  return 0;
+}
+
 std::vector<float> parse_floats(const std::string& text, const char* flag) {
   std::vector<float> out;
   std::size_t pos = 0;
@@ -211,9 +321,7 @@ Activation ranges come from the dataset's calibration selection and are cached i
 options)");
   std::string config_path, model, images, labels, format, mean, std_dev, plan_arg, calibration = "minmax",
       save_plan_path;
-  std::string cache_dir = std::getenv("XDG_CACHE_HOME") ? std::string(std::getenv("XDG_CACHE_HOME")) + "/bitplan"
-                          : std::getenv("HOME")          ? std::string(std::getenv("HOME")) + "/.cache/bitplan"
-                                                         : ".bitplan-cache";
+  std::string cache_dir = default_cache_dir();
   std::int64_t batch = 0, count = -1;
   std::uint64_t seed = 0;
   int threads = -1;
@@ -276,17 +384,9 @@ options)");
   QuantPlan plan;
   if (with_plan) {
     const std::string hash = model_file_hash(config.model);
-    const bool is_file = plan_arg.ends_with(".yaml") || plan_arg.ends_with(".yml") || fs::exists(plan_arg);
-    plan = is_file ? load_plan(plan_arg, loaded.graph, hash)
-                   : uniform_plan(plan_arg, loaded.graph, parse_calibration_method(calibration));
-    plan.model_hash = hash;
+    plan = resolve_plan(plan_arg, calibration, loaded.graph, hash);
     if (!save_plan_path.empty()) save_plan(save_plan_path, plan);
-    const Selection& cal = config.dataset.calibration;
-    CalibrationData data{dataset.get(), select_indices(cal, dataset->size(), "calibration"),
-                         fmt::format("{}|{}|count={}|seed={}|offset={}", config.dataset.images.string(),
-                                     config.dataset.labels.string(), cal.count, cal.seed, cal.offset),
-                         cache_dir, config.evaluate.batch};
-    QuantSimulator simulator(loaded.graph, hash, std::move(data));
+    QuantSimulator simulator(loaded.graph, hash, calibration_data(config, *dataset, cache_dir));
     const Graph simulated = simulator.build(plan);
     q = evaluate(simulated, *dataset, indices, EvalOptions{config.evaluate.batch, true});
     fidelity = compare_outputs(r.logits, q->logits, r.classes);
@@ -373,7 +473,8 @@ int main(int argc, char** argv) {
     if (command == "inspect") return cmd_inspect(args);
     if (command == "evaluate") return cmd_evaluate(args);
     if (command == "devices") return cmd_devices(args);
-    fail(ErrorKind::usage, "unknown command '{}'; commands are inspect, evaluate, devices (bitplan --help)",
+    if (command == "debug") return cmd_debug(args);
+    fail(ErrorKind::usage, "unknown command '{}'; commands are inspect, evaluate, debug, devices (bitplan --help)",
          command);
   } catch (const Error& e) {
     std::cerr << "bitplan: error: " << e.what() << "\n";

@@ -96,6 +96,15 @@ const Tensor& QuantSimulator::quantized_weight(const QuantizableLayer& layer,
   const std::string key = layer.name + "|" + to_string(s);
   if (auto it = weight_cache_.find(key); it != weight_cache_.end()) return it->second;
   const Tensor& w = *graph_.initializer(layer.weight);
+  if (s.granularity == Granularity::per_group) {
+    const std::int64_t depth = w.dim(static_cast<std::size_t>(layer.reduction_axis));
+    // One group spanning a short axis is per-channel quantization; otherwise every group
+    // must be whole, as kernels and exporters (ONNX block_size) expect.
+    if (s.group_size < depth && depth % s.group_size != 0)
+      fail_input("quantizing layer '{}' with '{}': group size {} does not divide the reduction axis ({} values of "
+                 "weight '{}' {}); use a divisor of {} or a group of at least {}",
+                 layer.name, to_string(s), s.group_size, depth, layer.weight, to_string(w.dims()), depth, depth);
+  }
   const QuantParams params = choose_weight_params(s, w, layer.reduction_axis);
   Tensor out;
   fake_quantize(s, params, w, out, layer.reduction_axis);

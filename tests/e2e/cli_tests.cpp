@@ -115,3 +115,33 @@ TEST_CASE("bad input: one clear message and a non-zero exit code") {
     CHECK(contains(r.output, "truncated-images-idx3-ubyte"));
   }
 }
+
+TEST_CASE("quantized evaluation, integer execution and the debugger from the CLI") {
+  if (!fs::exists("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz")) {
+    MESSAGE("SKIPPED: Fashion-MNIST not installed (apt install dataset-fashion-mnist)");
+    return;
+  }
+  const fs::path cache = fs::temp_directory_path() / "bitplan_e2e_cache";
+  fs::remove_all(cache);
+  const std::string config = (kSource / "configs/default.yaml").string();
+  const fs::path saved = fs::temp_directory_path() / "bitplan_e2e_plan.yaml";
+  const Result r = run("evaluate --config " + config + " --count 300 --plan W7A8 --int8 --json --cache-dir " +
+                       cache.string() + " --save-plan " + saved.string());
+  CHECK(r.exit_code == 0);
+  CHECK(contains(r.output, "\"quantized\""));
+  CHECK(contains(r.output, "\"agreement_with_simulation\""));
+  CHECK(fs::exists(saved));
+  CHECK(!fs::is_empty(cache));  // calibration ranges cached
+  // The saved plan evaluates the same way as a file.
+  const Result again = run("evaluate --config " + config + " --count 300 --plan " + saved.string() +
+                           " --json --cache-dir " + cache.string());
+  CHECK(again.exit_code == 0);
+  const Result d = run("debug --config " + config + " --plan W4A8 --count 64 --json --cache-dir " + cache.string());
+  CHECK(d.exit_code == 0);
+  CHECK(contains(d.output, "\"isolated_output_sqnr_db\""));
+  const Result bad = run("evaluate --config " + config + " --count 64 --plan W4g7A8 --cache-dir " + cache.string());
+  CHECK(bad.exit_code == 3);
+  CHECK(contains(bad.output, "does not divide the reduction axis"));
+  fs::remove_all(cache);
+  fs::remove(saved);
+}

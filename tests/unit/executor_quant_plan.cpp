@@ -9,6 +9,7 @@
 #include "executor/evaluate.hpp"
 #include "executor/metrics.hpp"
 #include "executor/model.hpp"
+#include "executor/quant/debug.hpp"
 #include "executor/quant/simulate.hpp"
 
 namespace fs = std::filesystem;
@@ -196,4 +197,42 @@ TEST_CASE("real INT8 execution agrees with the simulation") {
       }
     }
   }
+}
+
+TEST_CASE("the per-layer debugger measures isolated and cumulative error") {
+  const fs::path images = "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz";
+  if (!fs::exists(images)) {
+    MESSAGE("SKIPPED: Fashion-MNIST not installed (apt install dataset-fashion-mnist)");
+    return;
+  }
+  DatasetConfig config;
+  config.format = "idx";
+  config.images = images;
+  config.labels = "/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz";
+  config.preprocess.mean = {0.2860f};
+  config.preprocess.std = {0.3530f};
+  const auto dataset = open_dataset(config);
+  const auto indices = select_indices({128, 5, 0}, dataset->size(), "validation");
+  const LoadedModel model = load_model(kSource / "models/fmnist_mlp.onnx");
+  QuantSimulator simulator(model.graph, "test", CalibrationData{dataset.get(), indices, "t", {}, 64});
+  const PlanDebug w8 = debug_plan(simulator, uniform_plan("W8A8", model.graph), *dataset, indices, 64);
+  const PlanDebug w3 = debug_plan(simulator, uniform_plan("W3A8", model.graph), *dataset, indices, 64);
+  REQUIRE(w8.layers.size() == 3);
+  for (std::size_t i = 0; i < w8.layers.size(); ++i) {
+    CHECK(std::isfinite(w8.layers[i].isolated_layer_sqnr_db));
+    CHECK(w8.layers[i].isolated_layer_sqnr_db > w3.layers[i].isolated_layer_sqnr_db + 10);  // ~6 dB per bit
+    CHECK(w8.layers[i].weight_min < 0);
+    CHECK(w8.layers[i].weight_max > 0);
+    CHECK(w8.layers[i].input_max > w8.layers[i].input_min);
+  }
+  // The first layer sees no upstream error: isolated and cumulative agree there.
+  CHECK(w8.layers[0].cumulative_layer_sqnr_db == doctest::Approx(w8.layers[0].isolated_layer_sqnr_db));
+  // Error accumulates: the last layer is worse with the whole plan than alone.
+  CHECK(w8.layers[2].cumulative_layer_sqnr_db < w8.layers[2].isolated_layer_sqnr_db);
+  CHECK(w8.output_sqnr_db > w3.output_sqnr_db);
+
+  // Groups must divide the reduction axis (784 inputs: 100 does not, 112 does).
+  CHECK_THROWS_WITH_AS(simulator.build(uniform_plan("W4g100A8", model.graph)),
+                       doctest::Contains("does not divide the reduction axis"), Error);
+  CHECK_NOTHROW(simulator.build(uniform_plan("W4g16A8", model.graph)));
 }
