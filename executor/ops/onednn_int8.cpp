@@ -166,6 +166,27 @@ dnnl::primitive_attr int8_attr(const OpContext& ctx, const std::vector<float>& s
   return attr;
 }
 
+// Creates the primitive descriptor with `make_pd(scales)`, learns whether oneDNN halves the
+// weights on this CPU, and if so recreates it with scales that undo the halving (see
+// codes_for_adjust). Returns it with the weights and bias bound as constants.
+template <typename MakePd>
+auto int8_primitive(const OpContext& ctx, const std::vector<float>& scales, const memory::desc& weights_plain,
+                    const memory::desc& bias_md, MakePd make_pd) {
+  auto pd = make_pd(scales);
+  const float adjust = weights_scale_adjust(pd.weights_desc());
+  if (adjust != 1.f) {
+    std::vector<float> adjusted = scales;
+    for (float& v : adjusted) v *= adjust;
+    pd = make_pd(adjusted);
+  }
+  std::unordered_map<int, memory> args;
+  args[DNNL_ARG_WEIGHTS] =
+      reorder_constant(codes_for_adjust(ctx, *ctx.input(1).constant, adjust), weights_plain, pd.weights_desc());
+  if (ctx.has_input(2))
+    args[DNNL_ARG_BIAS] = reorder_constant(bias_before_scales(*ctx.input(2).constant, scales), bias_md, bias_md);
+  return std::make_pair(pd, std::move(args));
+}
+
 OpBuild build_int8_conv(const OpContext& ctx) {
   const ValueMeta& x = ctx.input(0);
   require_int8_weights(ctx, 1);
@@ -198,25 +219,17 @@ OpBuild build_int8_conv(const OpContext& ctx) {
   if (has_bias && !ctx.input(2).constant) ctx.unsupported("the bias must be constant for int8 execution");
   const memory::desc bias_md = has_bias ? plain_desc({c_out}) : memory::desc();
   const std::vector<float> scales = output_scales(ctx, quant.scale, c_out);
-  auto make_pd = [&](const std::vector<float>& attr_scales) {
-    return create_or_explain(ctx, "int8 convolution", [&] {
-      dnnl::convolution_forward::desc d(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
-                                        src_md, w_any, bias_md, dst_any, to_dnnl(g.strides), to_dnnl(dil),
-                                        to_dnnl(g.pads_begin), to_dnnl(g.pads_end));
-      return dnnl::convolution_forward::primitive_desc(d, int8_attr(ctx, attr_scales, 1 << 1), cpu_engine());
-    });
-  };
-  dnnl::convolution_forward::primitive_desc pd = make_pd(scales);
-  const float adjust = weights_scale_adjust(pd.weights_desc());
-  if (adjust != 1.f) {
-    std::vector<float> adjusted = scales;
-    for (float& v : adjusted) v *= adjust;
-    pd = make_pd(adjusted);
-  }
-  std::unordered_map<int, memory> args;
-  args[DNNL_ARG_WEIGHTS] = reorder_constant(codes_for_adjust(ctx, *w.constant, adjust),
-                                            plain_desc(wdims, memory::data_type::s8), pd.weights_desc());
-  if (has_bias) args[DNNL_ARG_BIAS] = reorder_constant(bias_before_scales(*ctx.input(2).constant, scales), bias_md, bias_md);
+  auto [pd, args] = int8_primitive(ctx, scales, plain_desc(wdims, memory::data_type::s8), bias_md,
+                                   [&](const std::vector<float>& attr_scales) {
+                                     return create_or_explain(ctx, "int8 convolution", [&] {
+                                       dnnl::convolution_forward::desc d(
+                                           dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
+                                           src_md, w_any, bias_md, dst_any, to_dnnl(g.strides), to_dnnl(dil),
+                                           to_dnnl(g.pads_begin), to_dnnl(g.pads_end));
+                                       return dnnl::convolution_forward::primitive_desc(
+                                           d, int8_attr(ctx, attr_scales, 1 << 1), cpu_engine());
+                                     });
+                                   });
   const memory::desc dst_plain = plain_desc(out_dims);
   memory dst_primitive = pd.dst_desc() == dst_plain ? memory(dst_plain, cpu_engine(), DNNL_MEMORY_NONE)
                                                     : memory(pd.dst_desc(), cpu_engine());
@@ -247,23 +260,14 @@ OpBuild build_int8_matmul(const OpContext& ctx) {
     ctx.unsupported("the bias must be a constant of {} values for int8 execution", n);
   const memory::desc bias_md = has_bias ? plain_desc({1, n}) : memory::desc();
   const std::vector<float> scales = output_scales(ctx, quant.scale, n);
-  auto make_pd = [&](const std::vector<float>& attr_scales) {
-    return create_or_explain(ctx, "int8 matmul", [&] {
-      return dnnl::matmul::primitive_desc(dnnl::matmul::desc(src_md, w_any, bias_md, dst_md),
-                                          int8_attr(ctx, attr_scales, 1 << 1), cpu_engine());
-    });
-  };
-  dnnl::matmul::primitive_desc pd = make_pd(scales);
-  const float adjust = weights_scale_adjust(pd.weights_desc());
-  if (adjust != 1.f) {
-    std::vector<float> adjusted = scales;
-    for (float& v : adjusted) v *= adjust;
-    pd = make_pd(adjusted);
-  }
-  std::unordered_map<int, memory> args;
-  args[DNNL_ARG_WEIGHTS] = reorder_constant(codes_for_adjust(ctx, *w.constant, adjust),
-                                            plain_desc({k, n}, memory::data_type::s8), pd.weights_desc());
-  if (has_bias) args[DNNL_ARG_BIAS] = reorder_constant(bias_before_scales(*ctx.input(2).constant, scales), bias_md, bias_md);
+  auto [pd, args] = int8_primitive(ctx, scales, plain_desc({k, n}, memory::data_type::s8), bias_md,
+                                   [&](const std::vector<float>& attr_scales) {
+                                     return create_or_explain(ctx, "int8 matmul", [&] {
+                                       return dnnl::matmul::primitive_desc(
+                                           dnnl::matmul::desc(src_md, w_any, bias_md, dst_md),
+                                           int8_attr(ctx, attr_scales, 1 << 1), cpu_engine());
+                                     });
+                                   });
   Dims out_dims = x.dims;
   out_dims.back() = n;
   memory dst(dst_md, cpu_engine(), DNNL_MEMORY_NONE);

@@ -12,6 +12,7 @@
 #include "data/npy.hpp"
 #include "executor/evaluate.hpp"
 #include "executor/model.hpp"
+#include "fashion_mnist.hpp"
 
 namespace fs = std::filesystem;
 using namespace bitplan;
@@ -19,18 +20,9 @@ using namespace bitplan;
 namespace {
 
 const fs::path kSource = BITPLAN_SOURCE_DIR;
-const fs::path kFashion = "/usr/share/datasets/fashion-mnist";
 const fs::path kCifar = kSource / "../shared/data/cifar10/test";
 
-DatasetConfig fashion_test() {
-  DatasetConfig c;
-  c.format = "idx";
-  c.images = kFashion / "t10k-images-idx3-ubyte.gz";
-  c.labels = kFashion / "t10k-labels-idx1-ubyte.gz";
-  c.preprocess.mean = {0.2860f};
-  c.preprocess.std = {0.3530f};
-  return c;
-}
+DatasetConfig fashion_test() { return testing::fashion_mnist_test_config(); }
 
 DatasetConfig cifar_test() {
   DatasetConfig c;
@@ -80,8 +72,8 @@ void check_parity(const std::string& name, const DatasetConfig& config, std::str
 }  // namespace
 
 TEST_CASE("fp32 parity with PyTorch on Fashion-MNIST fixtures") {
-  if (!fs::exists(kFashion / "t10k-images-idx3-ubyte.gz")) {
-    MESSAGE("SKIPPED: Fashion-MNIST not installed (apt install dataset-fashion-mnist)");
+  if (!fs::exists(fashion_test().images)) {
+    MESSAGE(testing::kFashionMnistMissing);
     return;
   }
   for (const std::string name : {"fmnist_mlp", "fmnist_resnet", "fmnist_mobilenetv2", "fmnist_vit"}) {

@@ -11,6 +11,7 @@
 #include "executor/model.hpp"
 #include "executor/quant/debug.hpp"
 #include "executor/quant/simulate.hpp"
+#include "fashion_mnist.hpp"
 
 namespace fs = std::filesystem;
 using namespace bitplan;
@@ -110,18 +111,11 @@ TEST_CASE("plan YAML: round trip, defaults, overrides and every kind of mistake"
 }
 
 TEST_CASE("simulated plans: W8A8 stays faithful, W2 does not, weights are quantized once") {
-  const fs::path images = "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz";
-  if (!fs::exists(images)) {
-    MESSAGE("SKIPPED: Fashion-MNIST not installed (apt install dataset-fashion-mnist)");
+  const auto dataset = testing::open_fashion_mnist_test();
+  if (!dataset) {
+    MESSAGE(testing::kFashionMnistMissing);
     return;
   }
-  DatasetConfig config;
-  config.format = "idx";
-  config.images = images;
-  config.labels = "/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz";
-  config.preprocess.mean = {0.2860f};
-  config.preprocess.std = {0.3530f};
-  const auto dataset = open_dataset(config);
   const auto calibration = select_indices({256, 7, 0}, dataset->size(), "calibration");
   const auto validation = select_indices({600, 7, 256}, dataset->size(), "validation");
 
@@ -157,18 +151,11 @@ TEST_CASE("simulated plans: W8A8 stays faithful, W2 does not, weights are quanti
 }
 
 TEST_CASE("real INT8 execution agrees with the simulation") {
-  const fs::path images = "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz";
-  if (!fs::exists(images)) {
-    MESSAGE("SKIPPED: Fashion-MNIST not installed (apt install dataset-fashion-mnist)");
+  const auto dataset = testing::open_fashion_mnist_test();
+  if (!dataset) {
+    MESSAGE(testing::kFashionMnistMissing);
     return;
   }
-  DatasetConfig config;
-  config.format = "idx";
-  config.images = images;
-  config.labels = "/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz";
-  config.preprocess.mean = {0.2860f};
-  config.preprocess.std = {0.3530f};
-  const auto dataset = open_dataset(config);
   const auto calibration = select_indices({256, 3, 0}, dataset->size(), "calibration");
   const auto validation = select_indices({500, 3, 256}, dataset->size(), "validation");
   for (const std::string name : {"fmnist_mlp", "fmnist_resnet", "fmnist_vit"}) {
@@ -200,18 +187,11 @@ TEST_CASE("real INT8 execution agrees with the simulation") {
 }
 
 TEST_CASE("the per-layer debugger measures isolated and cumulative error") {
-  const fs::path images = "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz";
-  if (!fs::exists(images)) {
-    MESSAGE("SKIPPED: Fashion-MNIST not installed (apt install dataset-fashion-mnist)");
+  const auto dataset = testing::open_fashion_mnist_test();
+  if (!dataset) {
+    MESSAGE(testing::kFashionMnistMissing);
     return;
   }
-  DatasetConfig config;
-  config.format = "idx";
-  config.images = images;
-  config.labels = "/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz";
-  config.preprocess.mean = {0.2860f};
-  config.preprocess.std = {0.3530f};
-  const auto dataset = open_dataset(config);
   const auto indices = select_indices({128, 5, 0}, dataset->size(), "validation");
   const LoadedModel model = load_model(kSource / "models/fmnist_mlp.onnx");
   QuantSimulator simulator(model.graph, "test", CalibrationData{dataset.get(), indices, "t", {}, 64});
