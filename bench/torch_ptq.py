@@ -4,11 +4,12 @@ peer that bitplan's W8A8 plans are compared against (accuracy and CPU latency).
 
     /usr/bin/python3 bench/torch_ptq.py --model NAME [--threads 2] [--calib 512]
         [--batch-sizes 1,64] [--seconds 2] [--engine x86|fbgemm|onednn]
-        [--calib-seed 0] [--observer default|minmax]
+        [--calib-seed 0] [--observer default|minmax] [--reduce-range]
 
 Needs Debian's torch (/usr/bin/python3; torch 1.13). Prints ONE JSON line on stdout:
     {"model", "engine", "torch_version", "calibration_samples", "calibration_seed",
-     "observer", "fp32_top1", "int8_top1", "top1_agreement_with_fp32", "test_samples",
+     "observer", "reduce_range_forced", "fp32_top1", "int8_top1",
+     "top1_agreement_with_fp32", "test_samples",
      "latency": {"1": {"fp32_ms", "int8_ms", "speedup"}, "64": {...}}, "threads", "notes"}
 and a one-line progress/engine message on stderr.
 
@@ -34,9 +35,13 @@ What it does, step by step
   difference: the defaults calibrate activations with a HistogramObserver (range chosen
   to minimise the L2 quantization error), whereas bitplan's default calibration is
   min/max; --observer minmax swaps in MinMaxObserver with the engine's reduce_range for
-  a like-for-like comparison. Ops the native backend has no quantized kernel or pattern
-  for (e.g. matmul between activations, GELU, pad) stay fp32 between dequantize and
-  quantize; the notes list them.
+  a like-for-like comparison. reduce_range: x86/fbgemm default to True (activations use
+  7 of the 8 bits, to avoid int16 overflow in the u8*s8 kernels), onednn to False;
+  --reduce-range forces it on. Ops the native backend has no quantized pattern for stay fp32
+  between dequantize and quantize; the notes list them and the quantized
+  modules/functions (ViT: Linear, LayerNorm, matmul, add, mul are quantized; softmax,
+  GELU, F.pad and the q/k/v indexing run in fp32. CIFAR ResNets: the option-A shortcut's
+  slicing and padding run in fp32).
 - Calibration: the first --calib (default 512) test samples in dataset order, i.e. what
   bitplan's `calibration: {count: 512, seed: 0}` selects; --calib-seed S selects what
   `{count: N, seed: S}` selects (the same splitmix64 + Fisher-Yates permutation as
@@ -46,11 +51,20 @@ What it does, step by step
 - Accuracy: top-1 of the fp32 model and of the converted int8 model on the full test
   set (batches of 500, torch.inference_mode()), and the fraction of samples where the two
   predictions agree.
+- Diagnostic (a note, not a result): the int8 model's logits against the same quantized
+  model simulated in fp32 (convert_to_reference_fx: quantize/dequantize around fp32 ops)
+  on every 5th test sample; a large gap points at kernel effects (e.g. int16 saturation
+  of u8*s8 products on CPUs without VNNI, since the onednn qconfig keeps reduce_range off).
 - Latency: torch.set_num_threads(--threads), eval mode, torch.inference_mode(), a random
   float32 input [B, C, H, W] (torch.manual_seed(0)); for each batch size B, first the fp32
   model then the int8 model (whose forward includes the input quantize and the output
   dequantize): 3 warm-up runs, then runs until --seconds have passed and at least 5 runs
   were made; the median in ms. speedup = fp32_ms / int8_ms.
+- Reading the numbers (Debian's torch 1.13.1): fp32 Linear/MatMul go through the
+  reference (netlib) BLAS of that build, so the fp32 MLP/ViT baselines are slow and their
+  speedups flatter int8; convolutions use oneDNN in both. Timings on a loaded 2-core
+  machine are unreliable (OpenMP workers waiting whole scheduler ticks: medians snap to
+  multiples of 4 ms); measure on a quiet machine.
 - If FX tracing, prepare, convert or the int8 forward fails, int8_top1, the agreement and
   the int8 latencies are null and the notes give the error; nothing else (e.g. dynamic
   quantization) is substituted.
@@ -82,6 +96,7 @@ from torch_peer import load_model  # noqa: E402
 WARMUP = 3
 MIN_RUNS = 5
 EVAL_BATCH = 500
+REFERENCE_STRIDE = 5
 ENGINE_PREFERENCE = ("x86", "fbgemm", "onednn")
 
 FMNIST_DIR = "/usr/share/datasets/fashion-mnist"
@@ -197,26 +212,27 @@ def pick_engine(requested: str | None) -> str:
     return requested
 
 
-def qconfig_mapping_for(engine: str, observer: str):
+def qconfig_mapping_for(engine: str, observer: str, reduce_range: bool):
+    """get_default_qconfig_mapping(engine), optionally with its HistogramObserver
+    activations replaced by MinMaxObserver (same dtype / qscheme) and/or with
+    reduce_range forced on (7-bit activations). Fixed-qparams ops (softmax, sigmoid, ...)
+    and the weight observers are left as they are."""
     from torch.ao.quantization import QConfig, get_default_qconfig_mapping
     from torch.ao.quantization.observer import HistogramObserver, MinMaxObserver
     mapping = get_default_qconfig_mapping(engine)
-    if observer == "default":
+    if observer == "default" and not reduce_range:
         return mapping
-    # Same mapping, but every HistogramObserver activation becomes a MinMaxObserver with
-    # the same dtype / qscheme / reduce_range (fixed-qparams ops such as softmax keep theirs).
-    hist_cls = HistogramObserver
 
     def swap(qconfig):
         if qconfig is None:
             return None
-        act = qconfig.activation
-        probe = act()
-        if not isinstance(probe, hist_cls):
+        probe = qconfig.activation()
+        if not isinstance(probe, HistogramObserver):
             return qconfig
-        minmax = MinMaxObserver.with_args(dtype=probe.dtype, qscheme=probe.qscheme,
-                                          reduce_range=probe.reduce_range)
-        return QConfig(activation=minmax, weight=qconfig.weight)
+        cls = MinMaxObserver if observer == "minmax" else HistogramObserver
+        act = cls.with_args(dtype=probe.dtype, qscheme=probe.qscheme,
+                            reduce_range=probe.reduce_range or reduce_range)
+        return QConfig(activation=act, weight=qconfig.weight)
 
     mapping.global_qconfig = swap(mapping.global_qconfig)
     for key, qc in list(mapping.object_type_qconfigs.items()):
@@ -287,6 +303,22 @@ def predict(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
                           for i in range(0, x.shape[0], EVAL_BATCH)])
 
 
+def reference_check(qmodel, ref_model, x_test: torch.Tensor) -> str:
+    """Compares the int8 kernels with the same quantized model simulated in fp32
+    (convert_to_reference_fx: quantize/dequantize around fp32 ops) on every 5th test
+    sample: a large gap would point at kernel effects such as int16 saturation."""
+    x = x_test[::REFERENCE_STRIDE]
+    with torch.inference_mode():
+        q = torch.cat([qmodel(x[i:i + EVAL_BATCH]).float() for i in range(0, x.shape[0], EVAL_BATCH)])
+        r = torch.cat([ref_model(x[i:i + EVAL_BATCH]).float()
+                       for i in range(0, x.shape[0], EVAL_BATCH)])
+    agree = float((q.argmax(1) == r.argmax(1)).float().mean())
+    rel = float(((q - r).abs().amax(1) / r.abs().amax(1).clamp_min(1e-12)).max())
+    return (f"int8 kernels vs fp32-simulated reference quantized model (convert_to_reference_fx)"
+            f" on {x.shape[0]} test samples (every {REFERENCE_STRIDE}th): top-1 agreement "
+            f"{agree:.4f}, worst per-sample max|dlogit|/max|logit| {rel:.3g}")
+
+
 def median_ms(model: torch.nn.Module, x: torch.Tensor, seconds: float) -> float:
     times = []
     with torch.inference_mode():
@@ -323,6 +355,10 @@ def main() -> None:
     ap.add_argument("--observer", choices=("default", "minmax"), default="default",
                     help="activation observer: the engine's default (HistogramObserver) "
                          "or MinMaxObserver like bitplan's minmax calibration")
+    ap.add_argument("--reduce-range", action="store_true",
+                    help="force reduce_range=True (7-bit activation range) on the activation "
+                         "observers, as the x86/fbgemm defaults have; avoids int16 "
+                         "saturation in the onednn kernels on CPUs without VNNI")
     args = ap.parse_args()
     try:
         batch_sizes = [int(b) for b in args.batch_sizes.split(",") if b.strip()]
@@ -351,9 +387,10 @@ def main() -> None:
         except OSError:
             pass
         if flags and "avx512_vnni" not in flags and "avx_vnni" not in flags:
-            notes.append("this CPU has no VNNI; the onednn qconfig uses reduce_range=False "
-                         "(full 8-bit activations), for which PyTorch warns of possible "
-                         "int16 saturation on non-VNNI CPUs")
+            notes.append("this CPU has no VNNI: oneDNN's int8 kernels sum pairs of u8*s8 "
+                         "products in int16 (vpmaddubsw), which can saturate with full-range "
+                         "activations; the onednn qconfig keeps reduce_range off (see the "
+                         "reference check below, and --reduce-range)")
 
     model = load_model(args.model)
     published = fm.PUBLISHED_WEIGHTS.get(args.model)
@@ -385,12 +422,14 @@ def main() -> None:
     int8_top1 = agreement = None
     stage = "prepare_fx"
     try:
-        from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
-        mapping = qconfig_mapping_for(engine, args.observer)
+        from torch.ao.quantization.quantize_fx import (convert_fx, convert_to_reference_fx,
+                                                       prepare_fx)
+        mapping = qconfig_mapping_for(engine, args.observer, args.reduce_range)
         bc_name, bc = backend_config_for(engine)
         notes.append(f"qconfig: get_default_qconfig_mapping('{engine}')"
                      + ("" if args.observer == "default"
                         else " with activation HistogramObserver -> MinMaxObserver")
+                     + (" with activation reduce_range forced on" if args.reduce_range else "")
                      + f"; backend config: {bc_name}")
         prepared = prepare_fx(copy.deepcopy(model).eval(), mapping, (x_calib[:1],),
                               backend_config=bc)
@@ -398,6 +437,12 @@ def main() -> None:
         stage = "calibration"
         with torch.no_grad():
             prepared(x_calib)
+        try:
+            ref_model = convert_to_reference_fx(copy.deepcopy(prepared),
+                                                backend_config=bc).eval()
+        except Exception as e:  # noqa: BLE001 (a diagnostic only)
+            ref_model = None
+            notes.append(f"convert_to_reference_fx failed: {type(e).__name__}: {e}")
         stage = "convert_fx"
         qmodel = convert_fx(prepared, backend_config=bc).eval()
         q_ops, f_ops = describe_converted(qmodel)
@@ -407,6 +452,11 @@ def main() -> None:
         int8_pred = predict(qmodel, x_test)
         int8_top1 = float((int8_pred == y_test).float().mean())
         agreement = float((int8_pred == fp32_pred).float().mean())
+        if ref_model is not None:
+            try:
+                notes.append(reference_check(qmodel, ref_model, x_test))
+            except Exception as e:  # noqa: BLE001 (a diagnostic only)
+                notes.append(f"reference check failed: {type(e).__name__}: {e}")
     except Exception as e:  # noqa: BLE001
         qmodel = None
         last = traceback.extract_tb(e.__traceback__)[-1]
@@ -435,7 +485,7 @@ def main() -> None:
     print(json.dumps({
         "model": args.model, "engine": engine, "torch_version": torch.__version__,
         "calibration_samples": args.calib, "calibration_seed": args.calib_seed,
-        "observer": args.observer,
+        "observer": args.observer, "reduce_range_forced": args.reduce_range,
         "fp32_top1": round(fp32_top1, 4),
         "int8_top1": None if int8_top1 is None else round(int8_top1, 4),
         "top1_agreement_with_fp32": None if agreement is None else round(agreement, 4),
