@@ -1,7 +1,7 @@
 // Cost of running a quantization plan, next to fp32, in one run: the simulated plan
 // (fake-quantized weights, FakeQuant on layer inputs) and the real integer path. Plans are
 // built once; each timing is the median of repeated runs over rotating random inputs.
-// Calibration uses 256 Fashion-MNIST test images (the fixture models' data).
+// Calibration uses 256 Fashion-MNIST test images: Fashion-MNIST fixture models only.
 //
 //   bench_quant MODEL.onnx PLAN BATCH THREADS [SECONDS]     PLAN: W8A8, W7A8, plan.yaml...
 #include <fmt/format.h>

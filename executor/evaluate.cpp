@@ -15,23 +15,27 @@ double seconds_since(Clock::time_point t) {
 }
 }  // namespace
 
+void check_model_takes_samples(const Graph& graph, const Dataset& dataset) {
+  if (graph.inputs.size() != 1)
+    fail_unsupported("feeding '{}' from a dataset: the model has {} inputs; bitplan feeds one image input",
+                     graph.name, graph.inputs.size());
+  const ValueInfo& input = graph.inputs[0];
+  bool ok = input.dims.size() == dataset.sample_dims().size() + 1;
+  for (std::size_t i = 1; ok && i < input.dims.size(); ++i)
+    ok = input.dims[i] < 0 || input.dims[i] == dataset.sample_dims()[i - 1];
+  if (!ok)
+    fail_input("feeding '{}' from a dataset: the model input '{}' has shape {} but the dataset's samples are {} "
+               "(plus the batch axis); check the dataset's layout/resize/crop",
+               graph.name, input.name, to_string(input.dims), to_string(dataset.sample_dims()));
+}
+
 EvalResult evaluate(const Graph& graph, const Dataset& dataset,
                     std::span<const std::int64_t> indices, const EvalOptions& options) {
-  if (graph.inputs.size() != 1 || graph.outputs.size() != 1)
-    fail_unsupported("evaluating '{}': the model has {} inputs and {} outputs; evaluation needs one "
-                     "image input and one logits output",
-                     graph.name, graph.inputs.size(), graph.outputs.size());
+  if (graph.outputs.size() != 1)
+    fail_unsupported("evaluating '{}': the model has {} outputs; evaluation needs one logits output", graph.name,
+                     graph.outputs.size());
+  check_model_takes_samples(graph, dataset);
   if (options.batch < 1) fail(ErrorKind::usage, "evaluating: batch {} must be >= 1", options.batch);
-  const ValueInfo& input = graph.inputs[0];
-  if (input.dims.size() != dataset.sample_dims().size() + 1)
-    fail_input("evaluating '{}': the model input '{}' has shape {} but dataset samples are {} "
-               "(plus the batch axis)",
-               graph.name, input.name, to_string(input.dims), to_string(dataset.sample_dims()));
-  for (std::size_t i = 1; i < input.dims.size(); ++i)
-    if (input.dims[i] >= 0 && input.dims[i] != dataset.sample_dims()[i - 1])
-      fail_input("evaluating '{}': the model input '{}' has shape {} but dataset samples are {}; "
-                 "check the dataset's layout/resize/crop",
-                 graph.name, input.name, to_string(input.dims), to_string(dataset.sample_dims()));
 
   EvalResult r;
   r.classes = dataset.num_classes();

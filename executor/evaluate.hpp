@@ -30,6 +30,10 @@ struct EvalResult {
   std::size_t arena_bytes = 0;              // activation memory of the largest plan
 };
 
+// Fails (invalid input) unless `graph` has one input whose dims after the batch axis are
+// the dataset's sample dims.
+void check_model_takes_samples(const Graph& graph, const Dataset& dataset);
+
 // Runs `graph` (one input, one output [N, classes]) over `indices` of `dataset`.
 EvalResult evaluate(const Graph& graph, const Dataset& dataset,
                     std::span<const std::int64_t> indices, const EvalOptions& options);

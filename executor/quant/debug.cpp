@@ -3,6 +3,7 @@
 #include <cmath>
 #include <limits>
 
+#include "executor/evaluate.hpp"
 #include "executor/plan.hpp"
 
 namespace bitplan {
@@ -33,6 +34,7 @@ std::vector<NoiseMeter> compare_runs(const Graph& reference, const Graph& candid
     g.outputs = outputs;
     return g;
   };
+  check_model_takes_samples(reference, dataset);
   const Graph ref = expose(reference), cand = expose(candidate);
   std::vector<NoiseMeter> meters(tensors.size() + 1);
   std::map<std::int64_t, std::pair<std::unique_ptr<ExecutionPlan>, std::unique_ptr<ExecutionPlan>>> plans;

@@ -7,6 +7,7 @@
 #include "core/files.hpp"
 #include <dnnl.hpp>
 
+#include "executor/evaluate.hpp"
 #include "executor/plan.hpp"
 
 namespace bitplan {
@@ -18,6 +19,7 @@ CalibrationRanges calibrate(const Graph& graph, const Dataset& dataset,
                             const CalibrationOptions& options, std::int64_t batch) {
   if (indices.empty())
     fail_input("calibrating '{}': the calibration selection is empty", graph.name);
+  check_model_takes_samples(graph, dataset);
   // Expose the observed activations as extra graph outputs: the planner keeps their buffers.
   Graph observed = graph;
   observed.outputs.clear();
