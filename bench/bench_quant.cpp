@@ -1,9 +1,9 @@
 // Cost of running a quantization plan, next to fp32, in one run: the simulated plan
 // (fake-quantized weights, FakeQuant on layer inputs) and the real integer path. Plans are
 // built once; each timing is the median of repeated runs over rotating random inputs.
-// Calibration uses 256 Fashion-MNIST test images: Fashion-MNIST fixture models only.
+// Model, dataset and calibration selection come from a run config.
 //
-//   bench_quant MODEL.onnx PLAN BATCH THREADS [SECONDS]     PLAN: W8A8, W7A8, plan.yaml...
+//   bench_quant CONFIG.yaml PLAN BATCH THREADS [SECONDS]    PLAN: W8A8, W7A8, plan.yaml...
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -12,6 +12,7 @@
 #include <iostream>
 #include <random>
 
+#include "cli/run_config.hpp"
 #include "core/parallel.hpp"
 #include "executor/model.hpp"
 #include "executor/plan.hpp"
@@ -38,27 +39,23 @@ double median_ms(ExecutionPlan& plan, const std::vector<Tensor>& inputs, double 
 int main(int argc, char** argv) {
   limit_openmp_spinning(argv);
   if (argc < 5) {
-    std::cerr << "usage: bench_quant MODEL.onnx PLAN BATCH THREADS [SECONDS]\n";
+    std::cerr << "usage: bench_quant CONFIG.yaml PLAN BATCH THREADS [SECONDS]\n";
     return 2;
   }
   try {
-    const std::filesystem::path model_path = argv[1];
+    const RunConfig config = load_run_config(argv[1]);
+    const std::filesystem::path model_path = config.model;
     const std::string plan_arg = argv[2];
     const std::int64_t batch = std::stoll(argv[3]);
     set_num_threads(std::stoi(argv[4]));
     const double budget = argc > 5 ? std::stod(argv[5]) : 2.0;
     const LoadedModel model = load_model(model_path);
-    DatasetConfig data;
-    data.format = "idx";
-    data.images = "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz";
-    data.labels = "/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz";
-    data.preprocess.mean = {0.2860f};
-    data.preprocess.std = {0.3530f};
-    const auto dataset = open_dataset(data);
+    const auto dataset = open_dataset(config.dataset);
     const std::string hash = model_file_hash(model_path);
-    QuantSimulator simulator(model.graph, hash,
-                             CalibrationData{dataset.get(), select_indices({256, 1, 0}, dataset->size(), "calibration"),
-                                             "bench-256-seed1", {}, 64});
+    QuantSimulator simulator(
+        model.graph, hash,
+        CalibrationData{dataset.get(), select_indices(config.dataset.calibration, dataset->size(), "calibration"),
+                        "bench", {}, 64});
     const QuantPlan plan = plan_arg.ends_with(".yaml") ? load_plan(plan_arg, model.graph, hash)
                                                        : uniform_plan(plan_arg, model.graph);
     ExecutionPlan fp32(model.graph, PlanOptions{batch});
