@@ -3,7 +3,8 @@
 // test samples), bitplan's own accuracy, and the worst relative logit error on the samples
 // whose logits were recorded (models/<name>.logits.npy).
 //
-//   parity_full [REPO_DIR]     (CIFAR-10 models need ../shared/data/cifar10 next to the repo)
+//   parity_full [REPO_DIR]     (reads configs/<model>.yaml; the CIFAR-10 configs need
+//                               ../shared/data/cifar10 next to the repo)
 #include <fmt/format.h>
 
 #include <cmath>
@@ -11,6 +12,7 @@
 #include <iostream>
 #include <numeric>
 
+#include "cli/run_config.hpp"
 #include "data/npy.hpp"
 #include "executor/evaluate.hpp"
 #include "executor/model.hpp"
@@ -18,24 +20,6 @@
 namespace fs = std::filesystem;
 using namespace bitplan;
 
-namespace {
-DatasetConfig dataset_for(const std::string& name, const fs::path& repo) {
-  DatasetConfig c;
-  if (name.starts_with("fmnist")) {
-    c.format = "idx";
-    c.images = "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz";
-    c.labels = "/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz";
-    c.preprocess.mean = {0.2860f};
-    c.preprocess.std = {0.3530f};
-  } else {
-    c.format = "image_folder";
-    c.images = repo / "../shared/data/cifar10/test";
-    c.preprocess.mean = {0.485f, 0.456f, 0.406f};
-    c.preprocess.std = {0.229f, 0.224f, 0.225f};
-  }
-  return c;
-}
-}  // namespace
 
 int main(int argc, char** argv) {
   const fs::path repo = argc > 1 ? argv[1] : ".";
@@ -44,8 +28,10 @@ int main(int argc, char** argv) {
   for (const std::string name : {"fmnist_mlp", "fmnist_resnet", "fmnist_mobilenetv2", "fmnist_vit",
                                  "cifar10_resnet20", "cifar10_resnet32"}) {
     try {
-      const fs::path model_file = repo / "models" / (name + ".onnx");
-      const DatasetConfig config = dataset_for(name, repo);
+      // The model's own run config names its dataset and preprocessing.
+      const RunConfig run = load_run_config(repo / "configs" / (name + ".yaml"));
+      const fs::path& model_file = run.model;
+      const DatasetConfig& config = run.dataset;
       if (!fs::exists(model_file) || !fs::exists(config.images)) {
         fmt::print("{:<20} skipped: {} or {} missing\n", name, model_file.string(), config.images.string());
         continue;
