@@ -182,8 +182,11 @@ OpBuild build_conv(const OpContext& ctx, bool transposed) {
   Dims dil = g.dilations;
   for (auto& d : dil) d -= 1;  // oneDNN counts dilation from 0
 
+  std::unordered_map<int, memory> constants;
+  dnnl::post_ops post_ops;
+  append_fused_epilogue(ctx, out_dims.size(), post_ops, constants);
   dnnl::primitive_attr attr;
-  attr.set_post_ops(fused_post_ops(ctx));
+  attr.set_post_ops(post_ops);
   dnnl::primitive prim;
   memory::desc w_final, src_final, dst_final;
   create_or_explain(ctx, transposed ? "deconvolution" : "convolution", [&] {
@@ -208,7 +211,6 @@ OpBuild build_conv(const OpContext& ctx, bool transposed) {
     }
     return 0;
   });
-  std::unordered_map<int, memory> constants;
   if (const_w) constants[DNNL_ARG_WEIGHTS] = reorder_constant(*w.constant, w_plain, w_final);
   std::vector<DnnlKernel::Binding> runtime;
   if (has_bias) {
@@ -253,13 +255,8 @@ OpBuild finish_matmul(const OpContext& ctx, MatmulSpec spec, const Dims& out_dim
   dnnl::post_ops po;
   if (!spec.addend.is_zero()) po.append_binary(dnnl::algorithm::binary_add, spec.addend);
   if (spec.post_scale != 1.f) po.append_eltwise(1.f, dnnl::algorithm::eltwise_linear, spec.post_scale, 0.f);
-  const dnnl::post_ops act = fused_post_ops(ctx);
-  for (int i = 0; i < act.len(); ++i) {
-    float scale, alpha, beta;
-    dnnl::algorithm alg;
-    act.get_params_eltwise(i, scale, alg, alpha, beta);
-    po.append_eltwise(scale, alg, alpha, beta);
-  }
+  std::unordered_map<int, memory> constants;
+  append_fused_epilogue(ctx, static_cast<std::size_t>(spec.c.dims().size()), po, constants);
   attr.set_post_ops(po);
   dnnl::primitive prim;
   memory::desc b_final;
@@ -271,7 +268,6 @@ OpBuild finish_matmul(const OpContext& ctx, MatmulSpec spec, const Dims& out_dim
     return 0;
   });
   std::vector<DnnlKernel::Binding> bindings;
-  std::unordered_map<int, memory> constants;
   bindings.push_back({DNNL_ARG_SRC, spec.a_input, memory(spec.a, cpu_engine(), DNNL_MEMORY_NONE)});
   bindings.push_back({DNNL_ARG_DST, -1, memory(spec.c, cpu_engine(), DNNL_MEMORY_NONE)});
   if (const_b) constants[DNNL_ARG_WEIGHTS] = reorder_constant(*bmeta.constant, spec.b, b_final);

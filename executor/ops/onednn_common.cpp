@@ -1,5 +1,7 @@
 #include "executor/ops/onednn_common.hpp"
 
+#include <cmath>
+
 namespace bitplan::onednn {
 
 using dnnl::memory;
@@ -26,15 +28,44 @@ memory reorder_constant(const Tensor& value, const memory::desc& plain, const me
   return dst;
 }
 
-dnnl::post_ops fused_post_ops(const OpContext& ctx) {
-  dnnl::post_ops po;
-  const std::string act = ctx.node().attr_string("bitplan_activation", "");
+void append_fused_epilogue(const OpContext& ctx, std::size_t dst_rank, dnnl::post_ops& po,
+                           std::unordered_map<int, memory>& args) {
+  const Node& node = ctx.node();
+  const std::string act = node.attr_string("bitplan_activation", "");
   if (act == "Relu") po.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, 0.f, 0.f);
   else if (act == "Clip")
-    po.append_eltwise(1.f, dnnl::algorithm::eltwise_clip, ctx.node().attr_float("bitplan_clip_min", 0.f),
-                      ctx.node().attr_float("bitplan_clip_max", 6.f));
+    po.append_eltwise(1.f, dnnl::algorithm::eltwise_clip, node.attr_float("bitplan_clip_min", 0.f),
+                      node.attr_float("bitplan_clip_max", 6.f));
   else if (!act.empty()) ctx.invalid("fused activation '{}' is not Relu or Clip", act);
-  return po;
+
+  if (!node.has_attr("bitplan_output_scale")) return;
+  // The simulation's integer fake quantization of this output (the next layer's input),
+  // step for step as quantize_to_grid / dequantize_from_grid compute it, so the fused and
+  // the separate FakeQuant give the same bits:
+  //   q = clamp(round_half_even(x / s) + zp, qmin, qmax);   y = (q - zp) * s
+  // Divisions, additions and multiplications by the scale and zero point are binary
+  // post-ops with broadcast scalars (x / s is a true division, not x * (1/s); the integer
+  // sums are exact in float). Each eltwise algorithm appears once in the chain: oneDNN 2.6's
+  // JIT kernels keep one injector per eltwise algorithm, so a second eltwise_clip (after a
+  // fused ReLU6) or a second eltwise_linear would silently reuse the first one's bounds.
+  const float scale = node.attr_float("bitplan_output_scale", 1.f);
+  const float zero_point = node.attr_float("bitplan_output_zero_point", 0.f);
+  const float qmin = node.attr_float("bitplan_output_qmin", 0.f), qmax = node.attr_float("bitplan_output_qmax", 0.f);
+  if (!(std::isfinite(scale) && scale > 0) || !(qmin < qmax))
+    ctx.invalid("output quantization scale {} and range [{}, {}] are invalid", scale, qmin, qmax);
+  const memory::desc scalar_md(memory::dims(dst_rank, 1), memory::data_type::f32, memory::dims(dst_rank, 1));
+  auto binary = [&](dnnl::algorithm alg, float value) {
+    memory scalar(scalar_md, cpu_engine());
+    *static_cast<float*>(scalar.get_data_handle()) = value;
+    args[DNNL_ARG_ATTR_MULTIPLE_POST_OP(po.len()) | DNNL_ARG_SRC_1] = scalar;
+    po.append_binary(alg, scalar_md);
+  };
+  binary(dnnl::algorithm::binary_div, scale);
+  po.append_eltwise(1.f, dnnl::algorithm::eltwise_round, 0.f, 0.f);
+  if (zero_point != 0.f) binary(dnnl::algorithm::binary_add, zero_point);
+  po.append_eltwise(1.f, dnnl::algorithm::eltwise_clip_v2, qmin, qmax);
+  if (zero_point != 0.f) binary(dnnl::algorithm::binary_sub, zero_point);
+  binary(dnnl::algorithm::binary_mul, scale);
 }
 
 }  // namespace bitplan::onednn

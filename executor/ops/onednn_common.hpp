@@ -5,6 +5,8 @@
 
 #include <dnnl.hpp>
 
+#include <unordered_map>
+
 #include "executor/op_registry.hpp"
 
 namespace bitplan::onednn {
@@ -30,7 +32,10 @@ auto create_or_explain(const OpContext& ctx, const char* what, Fn&& fn) {
 // Reorders constant data given in `plain` layout into `target` layout once.
 dnnl::memory reorder_constant(const Tensor& value, const dnnl::memory::desc& plain, const dnnl::memory::desc& target);
 
-// The activation bitplan's fusion pass attached to a Conv/Gemm/MatMul, as post-ops.
-dnnl::post_ops fused_post_ops(const OpContext& ctx);
+// Appends what bitplan's passes fused into a Conv/Gemm/MatMul to `post_ops`: the
+// activation (Relu / Clip), then an output fake quantization (see append_fake_quant).
+// Constant post-op operands are added to `args`; `dst_rank` is the output's rank.
+void append_fused_epilogue(const OpContext& ctx, std::size_t dst_rank, dnnl::post_ops& post_ops,
+                           std::unordered_map<int, dnnl::memory>& args);
 
 }  // namespace bitplan::onednn

@@ -158,11 +158,16 @@ Tensor bias_before_scales(const Tensor& bias, const std::vector<float>& scales) 
   return out;
 }
 
-dnnl::primitive_attr int8_attr(const OpContext& ctx, const std::vector<float>& scales, int channel_mask) {
+// Output scales, the run-time source zero point and the fused epilogue (whose constant
+// operands go to `args`).
+dnnl::primitive_attr int8_attr(const OpContext& ctx, const std::vector<float>& scales, int channel_mask,
+                               std::size_t dst_rank, std::unordered_map<int, memory>& args) {
   dnnl::primitive_attr attr;
   attr.set_output_scales(scales.size() == 1 ? 0 : channel_mask, scales);
   attr.set_zero_points(DNNL_ARG_SRC, 0, {DNNL_RUNTIME_S32_VAL});
-  attr.set_post_ops(fused_post_ops(ctx));
+  dnnl::post_ops post_ops;
+  append_fused_epilogue(ctx, dst_rank, post_ops, args);
+  attr.set_post_ops(post_ops);
   return attr;
 }
 
@@ -171,15 +176,16 @@ dnnl::primitive_attr int8_attr(const OpContext& ctx, const std::vector<float>& s
 // codes_for_adjust). Returns it with the weights and bias bound as constants.
 template <typename MakePd>
 auto int8_primitive(const OpContext& ctx, const std::vector<float>& scales, const memory::desc& weights_plain,
-                    const memory::desc& bias_md, MakePd make_pd) {
-  auto pd = make_pd(scales);
+                    const memory::desc& bias_md, std::size_t dst_rank, MakePd make_pd) {
+  std::unordered_map<int, memory> args;
+  auto pd = make_pd(int8_attr(ctx, scales, 1 << 1, dst_rank, args));
   const float adjust = weights_scale_adjust(pd.weights_desc());
   if (adjust != 1.f) {
     std::vector<float> adjusted = scales;
     for (float& v : adjusted) v *= adjust;
-    pd = make_pd(adjusted);
+    args.clear();
+    pd = make_pd(int8_attr(ctx, adjusted, 1 << 1, dst_rank, args));
   }
-  std::unordered_map<int, memory> args;
   args[DNNL_ARG_WEIGHTS] =
       reorder_constant(codes_for_adjust(ctx, *ctx.input(1).constant, adjust), weights_plain, pd.weights_desc());
   if (ctx.has_input(2))
@@ -219,15 +225,14 @@ OpBuild build_int8_conv(const OpContext& ctx) {
   if (has_bias && !ctx.input(2).constant) ctx.unsupported("the bias must be constant for int8 execution");
   const memory::desc bias_md = has_bias ? plain_desc({c_out}) : memory::desc();
   const std::vector<float> scales = output_scales(ctx, quant.scale, c_out);
-  auto [pd, args] = int8_primitive(ctx, scales, plain_desc(wdims, memory::data_type::s8), bias_md,
-                                   [&](const std::vector<float>& attr_scales) {
+  auto [pd, args] = int8_primitive(ctx, scales, plain_desc(wdims, memory::data_type::s8), bias_md, out_dims.size(),
+                                   [&](const dnnl::primitive_attr& attr) {
                                      return create_or_explain(ctx, "int8 convolution", [&] {
                                        dnnl::convolution_forward::desc d(
                                            dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
                                            src_md, w_any, bias_md, dst_any, to_dnnl(g.strides), to_dnnl(dil),
                                            to_dnnl(g.pads_begin), to_dnnl(g.pads_end));
-                                       return dnnl::convolution_forward::primitive_desc(
-                                           d, int8_attr(ctx, attr_scales, 1 << 1), cpu_engine());
+                                       return dnnl::convolution_forward::primitive_desc(d, attr, cpu_engine());
                                      });
                                    });
   const memory::desc dst_plain = plain_desc(out_dims);
@@ -260,12 +265,11 @@ OpBuild build_int8_matmul(const OpContext& ctx) {
     ctx.unsupported("the bias must be a constant of {} values for int8 execution", n);
   const memory::desc bias_md = has_bias ? plain_desc({1, n}) : memory::desc();
   const std::vector<float> scales = output_scales(ctx, quant.scale, n);
-  auto [pd, args] = int8_primitive(ctx, scales, plain_desc({k, n}, memory::data_type::s8), bias_md,
-                                   [&](const std::vector<float>& attr_scales) {
+  auto [pd, args] = int8_primitive(ctx, scales, plain_desc({k, n}, memory::data_type::s8), bias_md, 2,
+                                   [&](const dnnl::primitive_attr& attr) {
                                      return create_or_explain(ctx, "int8 matmul", [&] {
                                        return dnnl::matmul::primitive_desc(
-                                           dnnl::matmul::desc(src_md, w_any, bias_md, dst_md),
-                                           int8_attr(ctx, attr_scales, 1 << 1), cpu_engine());
+                                           dnnl::matmul::desc(src_md, w_any, bias_md, dst_md), attr, cpu_engine());
                                      });
                                    });
   Dims out_dims = x.dims;

@@ -113,6 +113,33 @@ const Tensor& QuantSimulator::quantized_weight(const QuantizableLayer& layer,
   return weight_cache_[key] = std::move(out);
 }
 
+void fuse_fake_quant_into_producers(Graph& g) {
+  const auto uses = g.consumer_counts();
+  std::set<std::size_t> fused;
+  for (std::size_t i = 0; i < g.nodes.size(); ++i) {
+    const Node& fq = g.nodes[i];
+    if (fq.domain != "bitplan" || fq.op_type != "FakeQuant" || fq.attr_int("dynamic", 0) != 0) continue;
+    const FormatTraits& format = format_traits(static_cast<FormatId>(fq.attr_int("format", 0)));
+    if (format.kind != FormatKind::integer) continue;
+    const auto producer = g.producer(fq.inputs[0]);
+    if (!producer || uses.at(fq.inputs[0]) != 1) continue;
+    Node& layer = g.nodes[*producer];
+    if (!layer.domain.empty() || !(layer.op_type == "Conv" || layer.op_type == "Gemm" || layer.op_type == "MatMul") ||
+        layer.outputs.size() != 1 || layer.has_attr("bitplan_output_scale"))
+      continue;
+    layer.attrs["bitplan_output_scale"] = fq.attr_float("scale", 1.f);
+    layer.attrs["bitplan_output_zero_point"] = fq.attr_float("zero_point", 0.f);
+    layer.attrs["bitplan_output_qmin"] = static_cast<float>(format.qmin);
+    layer.attrs["bitplan_output_qmax"] = static_cast<float>(format.qmax);
+    layer.outputs[0] = fq.outputs[0];
+    fused.insert(i);
+  }
+  std::vector<Node> kept;
+  for (std::size_t i = 0; i < g.nodes.size(); ++i)
+    if (!fused.count(i)) kept.push_back(std::move(g.nodes[i]));
+  g.nodes = std::move(kept);
+}
+
 Node QuantSimulator::fake_quant_node(const QuantizableLayer& layer, const LayerQuant& q) {
   Node fq;
   fq.name = layer.name + "/input_quant";
@@ -161,6 +188,7 @@ Graph QuantSimulator::build(const QuantPlan& plan) {
   }
   g.nodes.insert(g.nodes.end(), fake_quant_nodes.begin(), fake_quant_nodes.end());
   topological_sort(g);
+  fuse_fake_quant_into_producers(g);
   remove_dead_nodes(g);
   return g;
 }

@@ -69,6 +69,12 @@ class QuantSimulator {
   std::map<std::string, Tensor> weight_cache_;  // "<layer>|<spec>" -> fake-quantized weights
 };
 
+// A static integer FakeQuant whose input is the only use of a Conv/Gemm/MatMul output
+// becomes that layer's output epilogue (oneDNN post-ops computing the same bits, see
+// append_fused_epilogue in executor/ops/onednn_common.hpp): the separate pass over the
+// activation disappears. QuantSimulator::build applies it.
+void fuse_fake_quant_into_producers(Graph& graph);
+
 // Whether oneDNN dispatches to VNNI int8 instructions here (exact 8-bit weight products).
 bool cpu_has_vnni();
 

@@ -4,11 +4,15 @@
 #include <filesystem>
 #include <fstream>
 #include <algorithm>
+#include <cstring>
 #include <numeric>
+#include <random>
+#include <set>
 
 #include "executor/evaluate.hpp"
 #include "executor/metrics.hpp"
 #include "executor/model.hpp"
+#include "executor/plan.hpp"
 #include "executor/quant/debug.hpp"
 #include "executor/quant/simulate.hpp"
 #include "fashion_mnist.hpp"
@@ -215,4 +219,64 @@ TEST_CASE("the per-layer debugger measures isolated and cumulative error") {
   CHECK_THROWS_WITH_AS(simulator.build(uniform_plan("W4g100A8", model.graph)),
                        doctest::Contains("does not divide the reduction axis"), Error);
   CHECK_NOTHROW(simulator.build(uniform_plan("W4g16A8", model.graph)));
+}
+
+TEST_CASE("fake quantization fused into the producer gives the same bits as the separate op") {
+  std::mt19937 rng(11);
+  std::normal_distribution<float> normal(0.f, 1.f);
+  auto random = [&](Dims dims) {
+    Tensor t(DType::f32, std::move(dims));
+    for (std::int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = normal(rng);
+    return t;
+  };
+  auto fake_quant = [](const std::string& in, const std::string& out, float scale, float zero_point) {
+    Node fq{"fq", "FakeQuant", "bitplan", {in}, {out}, {}};
+    fq.attrs["format"] = static_cast<std::int64_t>(FormatId::uint8);
+    fq.attrs["scale"] = scale;
+    fq.attrs["zero_point"] = zero_point;
+    return fq;
+  };
+  SUBCASE("Gemm without activation, nonzero zero point") {
+    Graph g;
+    g.name = "gemm_fq";
+    g.opset = 13;
+    g.inputs.push_back({"x", DType::f32, {-1, 48}, {}});
+    g.outputs.push_back({"y", DType::f32, {-1, 24}, {}});
+    g.initializers["w"] = random({24, 48});
+    g.initializers["b"] = random({24});
+    Node gemm{"gemm", "Gemm", "", {"x", "w", "b"}, {"h"}, {}};
+    gemm.attrs["transB"] = std::int64_t{1};
+    g.nodes = {gemm, fake_quant("h", "y", 0.037f, 131.f)};
+    Graph fused = g;
+    fuse_fake_quant_into_producers(fused);
+    REQUIRE(fused.nodes.size() == 1);
+    const Tensor x = random({32, 48});
+    ExecutionPlan a(g, PlanOptions{32}), b(fused, PlanOptions{32});
+    const auto ya = a.run(std::span<const Tensor>(&x, 1)), yb = b.run(std::span<const Tensor>(&x, 1));
+    CHECK(std::memcmp(ya[0].raw(), yb[0].raw(), ya[0].nbytes()) == 0);
+    std::set<float> levels(ya[0].values<float>().begin(), ya[0].values<float>().end());
+    CHECK(levels.size() > 20);  // really quantized, and not all clipped
+  }
+  SUBCASE("Conv with a fused ReLU6 (a second clip in the chain)") {
+    Graph g;
+    g.name = "conv_fq";
+    g.opset = 13;
+    g.inputs.push_back({"x", DType::f32, {-1, 8, 9, 9}, {}});
+    g.outputs.push_back({"y", DType::f32, {-1, 16, 9, 9}, {}});
+    g.initializers["w"] = random({16, 8, 3, 3});
+    Node conv{"conv", "Conv", "", {"x", "w"}, {"h"}, {}};
+    conv.attrs["pads"] = std::vector<std::int64_t>{1, 1, 1, 1};
+    conv.attrs["bitplan_activation"] = std::string("Clip");
+    conv.attrs["bitplan_clip_min"] = 0.f;
+    conv.attrs["bitplan_clip_max"] = 6.f;
+    g.nodes = {conv, fake_quant("h", "y", 6.f / 255.f, 0.f)};
+    Graph fused = g;
+    fuse_fake_quant_into_producers(fused);
+    REQUIRE(fused.nodes.size() == 1);
+    const Tensor x = random({4, 8, 9, 9});
+    ExecutionPlan a(g, PlanOptions{4}), b(fused, PlanOptions{4});
+    const auto ya = a.run(std::span<const Tensor>(&x, 1)), yb = b.run(std::span<const Tensor>(&x, 1));
+    CHECK(std::memcmp(ya[0].raw(), yb[0].raw(), ya[0].nbytes()) == 0);
+    CHECK(*std::max_element(ya[0].values<float>().begin(), ya[0].values<float>().end()) > 1.f);
+  }
 }
