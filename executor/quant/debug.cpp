@@ -71,14 +71,14 @@ PlanDebug debug_plan(QuantSimulator& simulator, const QuantPlan& plan, const Dat
 
   PlanDebug result;
   result.samples = static_cast<std::int64_t>(indices.size());
-  const auto cumulative = compare_runs(fp32, simulator.build(plan), outputs, dataset, indices, batch);
+  const auto cumulative = compare_runs(fp32, simulator.build(plan, false), outputs, dataset, indices, batch);
   result.output_sqnr_db = cumulative.back().sqnr_db();
   for (std::size_t i = 0; i < layers.size(); ++i) {
     const QuantizableLayer& layer = *layers[i];
     const LayerQuant& q = plan.layers.at(layer.name);
     QuantPlan only;
     only.layers[layer.name] = q;
-    const auto isolated = compare_runs(fp32, simulator.build(only), {outputs[i]}, dataset, indices, batch);
+    const auto isolated = compare_runs(fp32, simulator.build(only, false), {outputs[i]}, dataset, indices, batch);
     LayerDebug d;
     d.name = layer.name;
     d.op_type = layer.op_type;

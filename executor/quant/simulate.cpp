@@ -131,7 +131,17 @@ void fuse_fake_quant_into_producers(Graph& g) {
     layer.attrs["bitplan_output_zero_point"] = fq.attr_float("zero_point", 0.f);
     layer.attrs["bitplan_output_qmin"] = static_cast<float>(format.qmin);
     layer.attrs["bitplan_output_qmax"] = static_cast<float>(format.qmax);
-    layer.outputs[0] = fq.outputs[0];
+    // The layer keeps its output name (reports follow it) and the FakeQuant's readers read
+    // it directly, unless the FakeQuant's output is a graph output, whose name must stay.
+    const bool graph_output = std::any_of(g.outputs.begin(), g.outputs.end(),
+                                          [&](const ValueInfo& v) { return v.name == fq.outputs[0]; });
+    if (graph_output) {
+      layer.outputs[0] = fq.outputs[0];
+    } else {
+      for (auto& n : g.nodes)
+        for (auto& in : n.inputs)
+          if (in == fq.outputs[0]) in = fq.inputs[0];
+    }
     fused.insert(i);
   }
   std::vector<Node> kept;
@@ -166,7 +176,7 @@ Node QuantSimulator::fake_quant_node(const QuantizableLayer& layer, const LayerQ
   return fq;
 }
 
-Graph QuantSimulator::build(const QuantPlan& plan) {
+Graph QuantSimulator::build(const QuantPlan& plan, bool fuse) {
   Graph g = graph_;
   std::map<std::string, std::size_t> node_index;
   for (std::size_t i = 0; i < g.nodes.size(); ++i) node_index[g.nodes[i].name] = i;
@@ -188,7 +198,7 @@ Graph QuantSimulator::build(const QuantPlan& plan) {
   }
   g.nodes.insert(g.nodes.end(), fake_quant_nodes.begin(), fake_quant_nodes.end());
   topological_sort(g);
-  fuse_fake_quant_into_producers(g);
+  if (fuse) fuse_fake_quant_into_producers(g);
   remove_dead_nodes(g);
   return g;
 }

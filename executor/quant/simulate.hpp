@@ -36,8 +36,10 @@ class QuantSimulator {
   const Graph& fp32_graph() const { return graph_; }
   const std::vector<QuantizableLayer>& layers() const { return layers_; }
 
-  // The graph simulating `plan` (layers absent from it stay fp32).
-  Graph build(const QuantPlan& plan);
+  // The graph simulating `plan` (layers absent from it stay fp32). `fuse` folds input
+  // quantization into producing layers (same bits, less time); without it every layer's
+  // output is its own, unquantized, which is what the per-layer debugger measures.
+  Graph build(const QuantPlan& plan, bool fuse = true);
 
   // The graph running `plan` with real integer kernels where a layer allows it (int8
   // symmetric weights per channel or per tensor, 8-bit static activations, Conv or
