@@ -9,9 +9,9 @@
 namespace bitplan {
 
 struct CpuDevice {
-  std::string model;        // /proc/cpuinfo "model name"
+  std::string model;  // /proc/cpuinfo "model name"
   int logical_cores = 0;
-  std::string onednn_isa;   // the ISA oneDNN's kernels use here (e.g. "avx512_core_vnni")
+  std::string onednn_isa;  // the ISA oneDNN's kernels use here (e.g. "avx512_core_vnni")
   std::string onednn_version;
   std::vector<std::string> flags;  // relevant ISA flags present (avx2, avx512f, avx512_vnni, ...)
 };
@@ -27,8 +27,8 @@ struct CudaDevice {
 };
 
 struct CudaInventory {
-  bool built = false;          // the CUDA backend was compiled in
-  std::string unavailable;     // why no GPU can be used (empty when devices were found)
+  bool built = false;       // the CUDA backend was compiled in
+  std::string unavailable;  // why no GPU can be used (empty when devices were found)
   int driver_version = 0, runtime_version = 0;
   std::vector<CudaDevice> devices;
 };

@@ -47,10 +47,14 @@ int main(int argc, char** argv) {
       ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t).count());
     }
     std::sort(ms.begin(), ms.end());
-    auto quantile = [&](double q) { return ms[static_cast<std::size_t>(q * static_cast<double>(ms.size() - 1))]; };
-    fmt::print("{{\"model\": \"{}\", \"batch\": {}, \"threads\": {}, \"median_ms\": {:.4f}, \"iqr_ms\": {:.4f}, "
-               "\"runs\": {}}}\n",
-               argv[1], batch, num_threads(), quantile(0.5), quantile(0.75) - quantile(0.25), ms.size());
+    auto quantile = [&](double q) {
+      return ms[static_cast<std::size_t>(q * static_cast<double>(ms.size() - 1))];
+    };
+    fmt::print(
+        "{{\"model\": \"{}\", \"batch\": {}, \"threads\": {}, \"median_ms\": {:.4f}, \"iqr_ms\": "
+        "{:.4f}, "
+        "\"runs\": {}}}\n",
+        argv[1], batch, num_threads(), quantile(0.5), quantile(0.75) - quantile(0.25), ms.size());
   } catch (const std::exception& e) {
     std::cerr << "bench_fp32: " << e.what() << "\n";
     return 1;

@@ -54,8 +54,11 @@ int main(int argc, char** argv) {
     const std::string hash = model_file_hash(model_path);
     QuantSimulator simulator(
         model.graph, hash,
-        CalibrationData{dataset.get(), select_indices(config.dataset.calibration, dataset->size(), "calibration"),
-                        "bench", {}, 64});
+        CalibrationData{dataset.get(),
+                        select_indices(config.dataset.calibration, dataset->size(), "calibration"),
+                        "bench",
+                        {},
+                        64});
     const QuantPlan plan = plan_arg.ends_with(".yaml") ? load_plan(plan_arg, model.graph, hash)
                                                        : uniform_plan(plan_arg, model.graph);
     ExecutionPlan fp32(model.graph, PlanOptions{batch});
@@ -74,11 +77,13 @@ int main(int argc, char** argv) {
     const double t_fp32 = median_ms(fp32, inputs, budget);
     const double t_sim = median_ms(simulated, inputs, budget);
     const double t_int8 = median_ms(integer, inputs, budget);
-    fmt::print("{{\"model\": \"{}\", \"plan\": \"{}\", \"batch\": {}, \"threads\": {}, \"fp32_ms\": {:.4f}, "
-               "\"simulated_ms\": {:.4f}, \"int8_ms\": {:.4f}, \"simulated_over_fp32\": {:.3f}, "
-               "\"fp32_over_int8\": {:.3f}, \"int8_layers\": {}, \"simulated_layers\": {}}}\n",
-               model_path.filename().string(), plan_arg, batch, num_threads(), t_fp32, t_sim, t_int8,
-               t_sim / t_fp32, t_fp32 / t_int8, int8.int8_layers.size(), int8.why_simulated.size());
+    fmt::print(
+        "{{\"model\": \"{}\", \"plan\": \"{}\", \"batch\": {}, \"threads\": {}, \"fp32_ms\": "
+        "{:.4f}, "
+        "\"simulated_ms\": {:.4f}, \"int8_ms\": {:.4f}, \"simulated_over_fp32\": {:.3f}, "
+        "\"fp32_over_int8\": {:.3f}, \"int8_layers\": {}, \"simulated_layers\": {}}}\n",
+        model_path.filename().string(), plan_arg, batch, num_threads(), t_fp32, t_sim, t_int8,
+        t_sim / t_fp32, t_fp32 / t_int8, int8.int8_layers.size(), int8.why_simulated.size());
   } catch (const std::exception& e) {
     std::cerr << "bench_quant: " << e.what() << "\n";
     return 1;

@@ -20,11 +20,10 @@
 namespace fs = std::filesystem;
 using namespace bitplan;
 
-
 int main(int argc, char** argv) {
   const fs::path repo = argc > 1 ? argv[1] : ".";
-  fmt::print("{:<20} {:>7} {:>14} {:>12} {:>12} {:>16}\n", "model", "samples", "top1_agree", "bitplan_acc",
-             "torch_acc", "max_rel_logit_err");
+  fmt::print("{:<20} {:>7} {:>14} {:>12} {:>12} {:>16}\n", "model", "samples", "top1_agree",
+             "bitplan_acc", "torch_acc", "max_rel_logit_err");
   for (const std::string name : {"fmnist_mlp", "fmnist_resnet", "fmnist_mobilenetv2", "fmnist_vit",
                                  "cifar10_resnet20", "cifar10_resnet32"}) {
     try {
@@ -33,7 +32,8 @@ int main(int argc, char** argv) {
       const fs::path& model_file = run.model;
       const DatasetConfig& config = run.dataset;
       if (!fs::exists(model_file) || !fs::exists(config.images)) {
-        fmt::print("{:<20} skipped: {} or {} missing\n", name, model_file.string(), config.images.string());
+        fmt::print("{:<20} skipped: {} or {} missing\n", name, model_file.string(),
+                   config.images.string());
         continue;
       }
       const LoadedModel model = load_model(model_file);
@@ -61,8 +61,8 @@ int main(int argc, char** argv) {
       }
       const double n = static_cast<double>(preds.size());
       fmt::print("{:<20} {:>7} {:>13.2f}% {:>11.2f}% {:>11.2f}% {:>16.2e}\n", name, preds.size(),
-                 100.0 * static_cast<double>(agree) / n, 100.0 * r.top1, 100.0 * static_cast<double>(torch_correct) / n,
-                 worst);
+                 100.0 * static_cast<double>(agree) / n, 100.0 * r.top1,
+                 100.0 * static_cast<double>(torch_correct) / n, worst);
     } catch (const std::exception& e) {
       fmt::print("{:<20} error: {}\n", name, e.what());
       return 1;

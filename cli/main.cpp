@@ -3,23 +3,23 @@
 // code (docs/cli.md):
 //   0 success, 1 internal error (a bug), 2 bad command line, 3 invalid input file or config,
 //   4 well-formed input bitplan does not support (unknown op, type, attribute).
-#include <boost/program_options.hpp>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
+#include <boost/program_options.hpp>
 #include <nlohmann/json.hpp>
 
 #include <chrono>
-#include <optional>
 #include <cmath>
 #include <iostream>
+#include <optional>
 
 #include "backends/device.hpp"
 #include "cli/run_config.hpp"
+#include "core/files.hpp"
 #include "core/parallel.hpp"
 #include "executor/evaluate.hpp"
 #include "executor/metrics.hpp"
 #include "executor/model.hpp"
-#include "core/files.hpp"
 #include "executor/quant/debug.hpp"
 #include "executor/quant/simulate.hpp"
 
@@ -30,7 +30,8 @@ using nlohmann::json;
 namespace bitplan {
 namespace {
 
-constexpr const char* kUsage = R"(bitplan: find the best per-layer quantization plan for a network on your hardware
+constexpr const char* kUsage =
+    R"(bitplan: find the best per-layer quantization plan for a network on your hardware
 
 usage: bitplan <command> [options]
 
@@ -95,7 +96,8 @@ options)");
     std::cout << desc << "\n";
     return 0;
   }
-  if (model.empty()) fail(ErrorKind::usage, "inspect: a model file is required (bitplan inspect MODEL.onnx)");
+  if (model.empty())
+    fail(ErrorKind::usage, "inspect: a model file is required (bitplan inspect MODEL.onnx)");
   const LoadedModel loaded = load_model(model);
   const ExecutionPlan plan(loaded.graph, PlanOptions{batch});
   std::int64_t total_params = 0, total_macs = 0;
@@ -106,31 +108,45 @@ options)");
   if (vm.count("json")) {
     json layers = json::array();
     for (const auto& s : plan.steps())
-      layers.push_back({{"name", s.name}, {"op", s.op_type}, {"inputs", s.input_dims},
-                        {"outputs", s.output_dims}, {"params", s.params}, {"macs", s.macs}});
-    json out = {{"model", model}, {"graph", loaded.graph.name}, {"opset", loaded.graph.opset},
-                {"batch", batch}, {"layers", layers}, {"total_params", total_params},
-                {"total_macs", total_macs}, {"arena_bytes", plan.arena_bytes()},
+      layers.push_back({{"name", s.name},
+                        {"op", s.op_type},
+                        {"inputs", s.input_dims},
+                        {"outputs", s.output_dims},
+                        {"params", s.params},
+                        {"macs", s.macs}});
+    json out = {{"model", model},
+                {"graph", loaded.graph.name},
+                {"opset", loaded.graph.opset},
+                {"batch", batch},
+                {"layers", layers},
+                {"total_params", total_params},
+                {"total_macs", total_macs},
+                {"arena_bytes", plan.arena_bytes()},
                 {"simplifications", loaded.simplification.notes}};
     std::cout << out.dump(2) << "\n";
     return 0;
   }
-  fmt::print("model {} (graph '{}', opset {}), batch {}\n", model, loaded.graph.name, loaded.graph.opset, batch);
-  fmt::print("{:<40} {:<20} {:<24} {:<20} {:>10} {:>10}\n", "layer", "op", "input", "output", "params", "MACs");
+  fmt::print("model {} (graph '{}', opset {}), batch {}\n", model, loaded.graph.name,
+             loaded.graph.opset, batch);
+  fmt::print("{:<40} {:<20} {:<24} {:<20} {:>10} {:>10}\n", "layer", "op", "input", "output",
+             "params", "MACs");
   for (const auto& s : plan.steps())
     fmt::print("{:<40} {:<20} {:<24} {:<20} {:>10} {:>10}\n", s.name, s.op_type,
                s.input_dims.empty() ? "" : to_string(s.input_dims[0]),
-               s.output_dims.empty() ? "" : to_string(s.output_dims[0]), human_count(static_cast<double>(s.params)),
+               s.output_dims.empty() ? "" : to_string(s.output_dims[0]),
+               human_count(static_cast<double>(s.params)),
                human_count(static_cast<double>(s.macs)));
   fmt::print("{} layers, {} parameters, {} MACs per batch of {}, {:.1f} KiB activation memory\n",
              plan.steps().size(), human_count(static_cast<double>(total_params)),
-             human_count(static_cast<double>(total_macs)), batch, static_cast<double>(plan.arena_bytes()) / 1024.0);
+             human_count(static_cast<double>(total_macs)), batch,
+             static_cast<double>(plan.arena_bytes()) / 1024.0);
   if (!loaded.simplification.notes.empty())
-    fmt::print("import simplifications: {} BatchNorm folded, {} LayerNorm and {} GELU recognised, {} "
-               "activations fused, {} Identity/Dropout removed\n",
-               loaded.simplification.folded_batchnorm, loaded.simplification.fused_layernorm,
-               loaded.simplification.fused_gelu, loaded.simplification.fused_activation,
-               loaded.simplification.removed_identity);
+    fmt::print(
+        "import simplifications: {} BatchNorm folded, {} LayerNorm and {} GELU recognised, {} "
+        "activations fused, {} Identity/Dropout removed\n",
+        loaded.simplification.folded_batchnorm, loaded.simplification.fused_layernorm,
+        loaded.simplification.fused_gelu, loaded.simplification.fused_activation,
+        loaded.simplification.removed_identity);
   return 0;
 }
 
@@ -152,43 +168,59 @@ options)");
   if (vm.count("json")) {
     json gpus = json::array();
     for (const auto& d : cuda.devices)
-      gpus.push_back({{"index", d.index}, {"name", d.name}, {"sm", fmt::format("{}.{}", d.sm_major, d.sm_minor)},
-                      {"multiprocessors", d.multiprocessors}, {"memory_bytes", d.memory_bytes},
-                      {"clock_khz", d.clock_khz}, {"memory_bus_bits", d.memory_bus_bits}});
-    json out = {{"cpu", {{"model", cpu.model}, {"logical_cores", cpu.logical_cores}, {"onednn_isa", cpu.onednn_isa},
-                         {"onednn_version", cpu.onednn_version}, {"flags", cpu.flags}}},
-                {"cuda", {{"built", cuda.built}, {"driver_version", cuda.driver_version},
-                          {"runtime_version", cuda.runtime_version}, {"unavailable", cuda.unavailable},
-                          {"devices", gpus}}}};
+      gpus.push_back({{"index", d.index},
+                      {"name", d.name},
+                      {"sm", fmt::format("{}.{}", d.sm_major, d.sm_minor)},
+                      {"multiprocessors", d.multiprocessors},
+                      {"memory_bytes", d.memory_bytes},
+                      {"clock_khz", d.clock_khz},
+                      {"memory_bus_bits", d.memory_bus_bits}});
+    json out = {{"cpu",
+                 {{"model", cpu.model},
+                  {"logical_cores", cpu.logical_cores},
+                  {"onednn_isa", cpu.onednn_isa},
+                  {"onednn_version", cpu.onednn_version},
+                  {"flags", cpu.flags}}},
+                {"cuda",
+                 {{"built", cuda.built},
+                  {"driver_version", cuda.driver_version},
+                  {"runtime_version", cuda.runtime_version},
+                  {"unavailable", cuda.unavailable},
+                  {"devices", gpus}}}};
     std::cout << out.dump(2) << "\n";
     return 0;
   }
-  fmt::print("cpu   {} ({} logical cores)\n      oneDNN {} dispatches to {}; flags: {}\n", cpu.model,
-             cpu.logical_cores, cpu.onednn_version, cpu.onednn_isa, fmt::join(cpu.flags, " "));
+  fmt::print("cpu   {} ({} logical cores)\n      oneDNN {} dispatches to {}; flags: {}\n",
+             cpu.model, cpu.logical_cores, cpu.onednn_version, cpu.onednn_isa,
+             fmt::join(cpu.flags, " "));
   if (!cuda.unavailable.empty()) fmt::print("cuda  {}\n", cuda.unavailable);
   for (const auto& d : cuda.devices)
-    fmt::print("cuda  #{} {} (sm_{}{}, {} SMs, {:.1f} GiB, driver {}, runtime {})\n", d.index, d.name, d.sm_major,
-               d.sm_minor, d.multiprocessors, static_cast<double>(d.memory_bytes) / (1 << 30), cuda.driver_version,
+    fmt::print("cuda  #{} {} (sm_{}{}, {} SMs, {:.1f} GiB, driver {}, runtime {})\n", d.index,
+               d.name, d.sm_major, d.sm_minor, d.multiprocessors,
+               static_cast<double>(d.memory_bytes) / (1 << 30), cuda.driver_version,
                cuda.runtime_version);
   return 0;
 }
 
 // A plan file, or a uniform plan in one word (W8A8...).
-QuantPlan resolve_plan(const std::string& plan_arg, const std::string& calibration, const Graph& graph,
-                       const std::string& model_hash) {
-  const bool is_file = plan_arg.ends_with(".yaml") || plan_arg.ends_with(".yml") || fs::exists(plan_arg);
+QuantPlan resolve_plan(const std::string& plan_arg, const std::string& calibration,
+                       const Graph& graph, const std::string& model_hash) {
+  const bool is_file =
+      plan_arg.ends_with(".yaml") || plan_arg.ends_with(".yml") || fs::exists(plan_arg);
   QuantPlan plan = is_file ? load_plan(plan_arg, graph, model_hash)
                            : uniform_plan(plan_arg, graph, parse_calibration_method(calibration));
   plan.model_hash = model_hash;
   return plan;
 }
 
-CalibrationData calibration_data(const RunConfig& config, const Dataset& dataset, const std::string& cache_dir) {
+CalibrationData calibration_data(const RunConfig& config, const Dataset& dataset,
+                                 const std::string& cache_dir) {
   const Selection& cal = config.dataset.calibration;
-  return CalibrationData{&dataset, select_indices(cal, dataset.size(), "calibration"),
-                         fmt::format("{}|{}|count={}|seed={}|offset={}", config.dataset.images.string(),
-                                     config.dataset.labels.string(), cal.count, cal.seed, cal.offset),
-                         cache_dir, config.evaluate.batch};
+  return CalibrationData{
+      &dataset, select_indices(cal, dataset.size(), "calibration"),
+      fmt::format("{}|{}|count={}|seed={}|offset={}", config.dataset.images.string(),
+                  config.dataset.labels.string(), cal.count, cal.seed, cal.offset),
+      cache_dir, config.evaluate.batch};
 }
 
 std::string default_cache_dir() {
@@ -210,15 +242,18 @@ examples:
   bitplan debug --config configs/default.yaml --plan my_plan.yaml --count 512 --csv debug.csv --json
 
 options)");
-  std::string config_path, plan_arg = "W8A8", calibration = "minmax", csv_path, cache_dir = default_cache_dir();
+  std::string config_path, plan_arg = "W8A8", calibration = "minmax", csv_path,
+                           cache_dir = default_cache_dir();
   std::int64_t count = 256;
-  desc.add_options()("help,h", "show this help")("config", po::value(&config_path), "run config (YAML)")(
-      "plan", po::value(&plan_arg)->default_value("W8A8"), "plan YAML file or uniform plan (W8A8, W4A16...)")(
-      "calibration", po::value(&calibration)->default_value("minmax"), "calibration for uniform plans")(
-      "count", po::value(&count)->default_value(256), "validation samples to measure on")(
-      "cache-dir", po::value(&cache_dir), "calibration cache folder")("csv", po::value(&csv_path),
-                                                                        "also write the table as CSV")(
-      "json", "print JSON");
+  desc.add_options()("help,h", "show this help")("config", po::value(&config_path),
+                                                 "run config (YAML)")(
+      "plan", po::value(&plan_arg)->default_value("W8A8"),
+      "plan YAML file or uniform plan (W8A8, W4A16...)")(
+      "calibration", po::value(&calibration)->default_value("minmax"),
+      "calibration for uniform plans")("count", po::value(&count)->default_value(256),
+                                       "validation samples to measure on")(
+      "cache-dir", po::value(&cache_dir), "calibration cache folder")(
+      "csv", po::value(&csv_path), "also write the table as CSV")("json", "print JSON");
   const auto vm = parse(desc, args);
   if (vm.count("help")) {
     std::cout << desc << "\n";
@@ -241,41 +276,56 @@ options)");
 
   auto num = [](double v) { return std::isfinite(v) ? json(v) : json(nullptr); };
   if (!csv_path.empty()) {
-    std::string csv = "layer,op,weights,activations,isolated_layer_sqnr_db,isolated_output_sqnr_db,"
-                      "cumulative_layer_sqnr_db,weight_min,weight_max,weight_outlier_ratio,input_min,input_max\n";
+    std::string csv =
+        "layer,op,weights,activations,isolated_layer_sqnr_db,isolated_output_sqnr_db,"
+        "cumulative_layer_sqnr_db,weight_min,weight_max,weight_outlier_ratio,input_min,input_max\n";
     for (const auto& l : d.layers)
-      csv += fmt::format("\"{}\",{},{},{},{:.3f},{:.3f},{:.3f},{},{},{:.3f},{},{}\n", l.name, l.op_type, l.weights,
-                         l.activations, l.isolated_layer_sqnr_db, l.isolated_output_sqnr_db,
-                         l.cumulative_layer_sqnr_db, l.weight_min, l.weight_max, l.weight_outlier_ratio, l.input_min,
-                         l.input_max);
+      csv += fmt::format("\"{}\",{},{},{},{:.3f},{:.3f},{:.3f},{},{},{:.3f},{},{}\n", l.name,
+                         l.op_type, l.weights, l.activations, l.isolated_layer_sqnr_db,
+                         l.isolated_output_sqnr_db, l.cumulative_layer_sqnr_db, l.weight_min,
+                         l.weight_max, l.weight_outlier_ratio, l.input_min, l.input_max);
     write_file_atomic(csv_path, csv);
   }
   if (vm.count("json")) {
     json layers = json::array();
     for (const auto& l : d.layers)
-      layers.push_back({{"name", l.name}, {"op", l.op_type}, {"weights", l.weights}, {"activations", l.activations},
+      layers.push_back({{"name", l.name},
+                        {"op", l.op_type},
+                        {"weights", l.weights},
+                        {"activations", l.activations},
                         {"isolated_layer_sqnr_db", num(l.isolated_layer_sqnr_db)},
                         {"isolated_output_sqnr_db", num(l.isolated_output_sqnr_db)},
                         {"cumulative_layer_sqnr_db", num(l.cumulative_layer_sqnr_db)},
-                        {"weight_min", l.weight_min}, {"weight_max", l.weight_max},
-                        {"weight_outlier_ratio", l.weight_outlier_ratio}, {"input_min", num(l.input_min)},
+                        {"weight_min", l.weight_min},
+                        {"weight_max", l.weight_max},
+                        {"weight_outlier_ratio", l.weight_outlier_ratio},
+                        {"input_min", num(l.input_min)},
                         {"input_max", num(l.input_max)}});
-    std::cout << json{{"model", config.model.string()}, {"plan", plan_arg}, {"samples", d.samples},
-                      {"output_sqnr_db", num(d.output_sqnr_db)}, {"layers", layers}}
+    std::cout << json{{"model", config.model.string()},
+                      {"plan", plan_arg},
+                      {"samples", d.samples},
+                      {"output_sqnr_db", num(d.output_sqnr_db)},
+                      {"layers", layers}}
                      .dump(2)
               << "\n";
     return 0;
   }
-  fmt::print("model {} plan {} on {} samples: model output SQNR {:.1f} dB\n", config.model.string(), plan_arg,
-             d.samples, d.output_sqnr_db);
-  fmt::print("{:<36} {:<18} {:<18} {:>9} {:>9} {:>9} {:>19} {:>7} {:>17}\n", "layer", "weights", "activations",
-             "iso.layer", "iso.out", "cumul.", "weight range", "w.out", "input range");
+  fmt::print("model {} plan {} on {} samples: model output SQNR {:.1f} dB\n", config.model.string(),
+             plan_arg, d.samples, d.output_sqnr_db);
+  fmt::print("{:<36} {:<18} {:<18} {:>9} {:>9} {:>9} {:>19} {:>7} {:>17}\n", "layer", "weights",
+             "activations", "iso.layer", "iso.out", "cumul.", "weight range", "w.out",
+             "input range");
   for (const auto& l : d.layers)
-    fmt::print("{:<36} {:<18} {:<18} {:>9.1f} {:>9.1f} {:>9.1f} {:>9.3f},{:<9.3f} {:>7.1f} {:>8.3f},{:<8.3f}\n", l.name,
-               l.weights, l.activations, l.isolated_layer_sqnr_db, l.isolated_output_sqnr_db,
-               l.cumulative_layer_sqnr_db, l.weight_min, l.weight_max, l.weight_outlier_ratio, l.input_min, l.input_max);
-  fmt::print("SQNR in dB (higher is better): iso.layer/iso.out = the layer's output / the model output with only "
-             "this layer quantized; cumul. = the layer's output with the whole plan\n");
+    fmt::print(
+        "{:<36} {:<18} {:<18} {:>9.1f} {:>9.1f} {:>9.1f} {:>9.3f},{:<9.3f} {:>7.1f} "
+        "{:>8.3f},{:<8.3f}\n",
+        l.name, l.weights, l.activations, l.isolated_layer_sqnr_db, l.isolated_output_sqnr_db,
+        l.cumulative_layer_sqnr_db, l.weight_min, l.weight_max, l.weight_outlier_ratio, l.input_min,
+        l.input_max);
+  fmt::print(
+      "SQNR in dB (higher is better): iso.layer/iso.out = the layer's output / the model output "
+      "with only "
+      "this layer quantized; cumul. = the layer's output with the whole plan\n");
   return 0;
 }
 
@@ -284,13 +334,15 @@ std::vector<float> parse_floats(const std::string& text, const char* flag) {
   std::size_t pos = 0;
   while (pos < text.size()) {
     const std::size_t comma = text.find(',', pos);
-    const std::string part = text.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+    const std::string part =
+        text.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
     try {
       std::size_t used = 0;
       out.push_back(std::stof(part, &used));
       if (used != part.size()) throw std::invalid_argument(part);
     } catch (const std::exception&) {
-      fail(ErrorKind::usage, "--{} '{}': '{}' is not a number (use comma-separated values)", flag, text, part);
+      fail(ErrorKind::usage, "--{} '{}': '{}' is not a number (use comma-separated values)", flag,
+           text, part);
     }
     if (comma == std::string::npos) break;
     pos = comma + 1;
@@ -299,7 +351,8 @@ std::vector<float> parse_floats(const std::string& text, const char* flag) {
 }
 
 int cmd_evaluate(const std::vector<std::string>& args) {
-  po::options_description desc(R"(bitplan evaluate (--config RUN.yaml | --model M.onnx --images ...) [options]
+  po::options_description desc(
+      R"(bitplan evaluate (--config RUN.yaml | --model M.onnx --images ...) [options]
 
 Runs the model in fp32 on the validation selection of a dataset and reports top-1/top-5
 accuracy, per-class accuracy and throughput. Flags override the config file.
@@ -319,13 +372,14 @@ Activation ranges come from the dataset's calibration selection and are cached i
 --cache-dir.
 
 options)");
-  std::string config_path, model, images, labels, format, mean, std_dev, plan_arg, calibration = "minmax",
-      save_plan_path;
+  std::string config_path, model, images, labels, format, mean, std_dev, plan_arg,
+      calibration = "minmax", save_plan_path;
   std::string cache_dir = default_cache_dir();
   std::int64_t batch = 0, count = -1;
   std::uint64_t seed = 0;
   int threads = -1;
-  desc.add_options()("help,h", "show this help")("config", po::value(&config_path), "run config (YAML)")(
+  desc.add_options()("help,h", "show this help")("config", po::value(&config_path),
+                                                 "run config (YAML)")(
       "model", po::value(&model), "ONNX model (overrides the config's)")(
       "images", po::value(&images), "images: IDX/NPY file or image folder")(
       "labels", po::value(&labels), "labels: IDX/NPY file (not for image folders)")(
@@ -334,15 +388,17 @@ options)");
       "std", po::value(&std_dev), "per-channel std, comma-separated")(
       "count", po::value(&count), "validation samples (0 = all)")(
       "seed", po::value(&seed), "validation selection seed (0 = dataset order)")(
-      "batch", po::value(&batch), "batch size (default 64)")(
-      "threads", po::value(&threads), "threads (0 = all cores)")(
-      "plan", po::value(&plan_arg), "quantization plan: a plan YAML file or a uniform plan (W8A8, W4A16, W4g32A8...)")(
+      "batch", po::value(&batch), "batch size (default 64)")("threads", po::value(&threads),
+                                                             "threads (0 = all cores)")(
+      "plan", po::value(&plan_arg),
+      "quantization plan: a plan YAML file or a uniform plan (W8A8, W4A16, W4g32A8...)")(
       "calibration", po::value(&calibration)->default_value("minmax"),
       "activation calibration for uniform plans: minmax | percentile | mse | entropy")(
       "cache-dir", po::value(&cache_dir), "calibration cache folder (default ~/.cache/bitplan)")(
       "save-plan", po::value(&save_plan_path), "write the resolved plan as YAML")(
-      "int8", "also run the plan's INT8 layers on real integer kernels (oneDNN) and compare with the simulation")(
-      "json", "print JSON");
+      "int8",
+      "also run the plan's INT8 layers on real integer kernels (oneDNN) and compare with the "
+      "simulation")("json", "print JSON");
   const auto vm = parse(desc, args);
   if (vm.count("help")) {
     std::cout << desc << "\n";
@@ -355,25 +411,32 @@ options)");
     config.has_dataset = true;
     config.dataset.images = images;
     config.dataset.labels = labels;
-    config.dataset.format = !format.empty() ? format : fs::is_directory(images) ? "image_folder"
-                                                     : images.ends_with(".npy") ? "npy" : "idx";
+    config.dataset.format = !format.empty()            ? format
+                            : fs::is_directory(images) ? "image_folder"
+                            : images.ends_with(".npy") ? "npy"
+                                                       : "idx";
   }
   if (!mean.empty()) config.dataset.preprocess.mean = parse_floats(mean, "mean");
   if (!std_dev.empty()) config.dataset.preprocess.std = parse_floats(std_dev, "std");
   if (count >= 0) config.dataset.validation.count = count;
   if (vm.count("seed")) config.dataset.validation.seed = seed;
-  if (batch > 0) config.evaluate.batch = batch;
-  else if (vm.count("batch")) fail(ErrorKind::usage, "--batch {} must be >= 1", batch);
+  if (batch > 0)
+    config.evaluate.batch = batch;
+  else if (vm.count("batch"))
+    fail(ErrorKind::usage, "--batch {} must be >= 1", batch);
   if (threads >= 0) config.evaluate.threads = threads;
   if (config.model.empty()) fail(ErrorKind::usage, "evaluate: give --config or --model");
-  if (!config.has_dataset) fail(ErrorKind::usage, "evaluate: give a dataset (--config with a dataset section, or --images)");
+  if (!config.has_dataset)
+    fail(ErrorKind::usage,
+         "evaluate: give a dataset (--config with a dataset section, or --images)");
 
   set_num_threads(config.evaluate.threads);
   const LoadedModel loaded = load_model(config.model);
   const auto dataset = open_dataset(config.dataset);
   const auto indices = select_indices(config.dataset.validation, dataset->size(), "validation");
   const bool with_plan = !plan_arg.empty();
-  const EvalResult r = evaluate(loaded.graph, *dataset, indices, EvalOptions{config.evaluate.batch, with_plan});
+  const EvalResult r =
+      evaluate(loaded.graph, *dataset, indices, EvalOptions{config.evaluate.batch, with_plan});
   const double throughput = static_cast<double>(r.samples) / std::max(r.model_seconds, 1e-9);
 
   // The plan's run, next to fp32.
@@ -392,7 +455,8 @@ options)");
     fidelity = compare_outputs(r.logits, q->logits, r.classes);
     if (vm.count("int8")) {
       int8_build = simulator.build_int8(plan);
-      real = evaluate(int8_build->graph, *dataset, indices, EvalOptions{config.evaluate.batch, true});
+      real =
+          evaluate(int8_build->graph, *dataset, indices, EvalOptions{config.evaluate.batch, true});
       real_vs_sim = compare_outputs(q->logits, real->logits, r.classes);
     }
   }
@@ -400,27 +464,46 @@ options)");
     auto per_class = [&](const EvalResult& e) {
       json classes = json::array();
       for (std::size_t c = 0; c < e.class_accuracy.size(); ++c)
-        classes.push_back({{"class", dataset->class_names()[c]}, {"samples", e.class_samples[c]},
-                           {"top1", std::isnan(e.class_accuracy[c]) ? json(nullptr) : json(e.class_accuracy[c])}});
+        classes.push_back({{"class", dataset->class_names()[c]},
+                           {"samples", e.class_samples[c]},
+                           {"top1", std::isnan(e.class_accuracy[c]) ? json(nullptr)
+                                                                    : json(e.class_accuracy[c])}});
       return classes;
     };
-    json out = {{"model", config.model.string()}, {"samples", r.samples}, {"top1", r.top1}, {"top5", r.top5},
-                {"per_class", per_class(r)}, {"batch", config.evaluate.batch}, {"threads", num_threads()},
-                {"model_seconds", r.model_seconds}, {"load_seconds", r.load_seconds},
-                {"plan_seconds", r.plan_seconds}, {"samples_per_second", throughput},
+    json out = {{"model", config.model.string()},
+                {"samples", r.samples},
+                {"top1", r.top1},
+                {"top5", r.top5},
+                {"per_class", per_class(r)},
+                {"batch", config.evaluate.batch},
+                {"threads", num_threads()},
+                {"model_seconds", r.model_seconds},
+                {"load_seconds", r.load_seconds},
+                {"plan_seconds", r.plan_seconds},
+                {"samples_per_second", throughput},
                 {"arena_bytes", r.arena_bytes}};
     if (q) {
-      out["quantized"] = {{"plan", plan_arg}, {"layers_quantized", plan.layers.size()}, {"top1", q->top1},
-                          {"top5", q->top5}, {"per_class", per_class(*q)}, {"model_seconds", q->model_seconds},
-                          {"top1_agreement", fidelity->top1_agreement}, {"kl_divergence", fidelity->kl_divergence},
-                          {"sqnr_db", std::isinf(fidelity->sqnr_db) ? json(nullptr) : json(fidelity->sqnr_db)},
-                          {"cosine", fidelity->cosine}, {"worst_class_drop", worst_class_drop(r, *q)}};
+      out["quantized"] = {
+          {"plan", plan_arg},
+          {"layers_quantized", plan.layers.size()},
+          {"top1", q->top1},
+          {"top5", q->top5},
+          {"per_class", per_class(*q)},
+          {"model_seconds", q->model_seconds},
+          {"top1_agreement", fidelity->top1_agreement},
+          {"kl_divergence", fidelity->kl_divergence},
+          {"sqnr_db", std::isinf(fidelity->sqnr_db) ? json(nullptr) : json(fidelity->sqnr_db)},
+          {"cosine", fidelity->cosine},
+          {"worst_class_drop", worst_class_drop(r, *q)}};
       if (real)
-        out["int8"] = {{"layers", int8_build->int8_layers}, {"simulated_layers", int8_build->why_simulated},
-                       {"top1", real->top1}, {"model_seconds", real->model_seconds},
-                       {"agreement_with_simulation", real_vs_sim->top1_agreement},
-                       {"sqnr_vs_simulation_db",
-                        std::isinf(real_vs_sim->sqnr_db) ? json(nullptr) : json(real_vs_sim->sqnr_db)}};
+        out["int8"] = {
+            {"layers", int8_build->int8_layers},
+            {"simulated_layers", int8_build->why_simulated},
+            {"top1", real->top1},
+            {"model_seconds", real->model_seconds},
+            {"agreement_with_simulation", real_vs_sim->top1_agreement},
+            {"sqnr_vs_simulation_db",
+             std::isinf(real_vs_sim->sqnr_db) ? json(nullptr) : json(real_vs_sim->sqnr_db)}};
     }
     std::cout << out.dump(2) << "\n";
     return 0;
@@ -428,31 +511,39 @@ options)");
   fmt::print("model    {}\nsamples  {} (batch {}, {} threads)\n", config.model.string(), r.samples,
              config.evaluate.batch, num_threads());
   fmt::print("top-1    {:.2f}%\ntop-5    {:.2f}%\n", 100 * r.top1, 100 * r.top5);
-  fmt::print("speed    {:.0f} samples/s in the model ({:.3f} s), {:.3f} s loading data, {:.3f} s planning\n",
-             throughput, r.model_seconds, r.load_seconds, r.plan_seconds);
+  fmt::print(
+      "speed    {:.0f} samples/s in the model ({:.3f} s), {:.3f} s loading data, {:.3f} s "
+      "planning\n",
+      throughput, r.model_seconds, r.load_seconds, r.plan_seconds);
   if (q) {
-    fmt::print("plan     {} ({} of {} quantizable layers quantized)\n", plan_arg, plan.layers.size(),
-               quantizable_layers(loaded.graph).size());
-    fmt::print("  top-1 {:.2f}% ({:+.2f} pt), top-5 {:.2f}%, worst class drop {:.2f} pt\n", 100 * q->top1,
-               100 * (q->top1 - r.top1), 100 * q->top5, 100 * worst_class_drop(r, *q));
-    fmt::print("  fidelity to fp32: top-1 agreement {:.2f}%, KL {:.2e}, SQNR {:.1f} dB, cosine {:.5f}\n",
-               100 * fidelity->top1_agreement, fidelity->kl_divergence, fidelity->sqnr_db, fidelity->cosine);
+    fmt::print("plan     {} ({} of {} quantizable layers quantized)\n", plan_arg,
+               plan.layers.size(), quantizable_layers(loaded.graph).size());
+    fmt::print("  top-1 {:.2f}% ({:+.2f} pt), top-5 {:.2f}%, worst class drop {:.2f} pt\n",
+               100 * q->top1, 100 * (q->top1 - r.top1), 100 * q->top5,
+               100 * worst_class_drop(r, *q));
+    fmt::print(
+        "  fidelity to fp32: top-1 agreement {:.2f}%, KL {:.2e}, SQNR {:.1f} dB, cosine {:.5f}\n",
+        100 * fidelity->top1_agreement, fidelity->kl_divergence, fidelity->sqnr_db,
+        fidelity->cosine);
     fmt::print("  simulated run {:.3f} s ({:.2f}x the fp32 time)\n", q->model_seconds,
                q->model_seconds / std::max(r.model_seconds, 1e-9));
   }
   if (real) {
-    fmt::print("int8     {} layers on integer kernels, {} simulated\n", int8_build->int8_layers.size(),
-               int8_build->why_simulated.size());
-    for (const auto& [layer, why] : int8_build->why_simulated) fmt::print("  simulated {}: {}\n", layer, why);
-    fmt::print("  top-1 {:.2f}%, same top-1 as the simulation on {:.2f}% of samples, SQNR vs simulation {:.1f} dB\n",
-               100 * real->top1, 100 * real_vs_sim->top1_agreement, real_vs_sim->sqnr_db);
+    fmt::print("int8     {} layers on integer kernels, {} simulated\n",
+               int8_build->int8_layers.size(), int8_build->why_simulated.size());
+    for (const auto& [layer, why] : int8_build->why_simulated)
+      fmt::print("  simulated {}: {}\n", layer, why);
+    fmt::print(
+        "  top-1 {:.2f}%, same top-1 as the simulation on {:.2f}% of samples, SQNR vs simulation "
+        "{:.1f} dB\n",
+        100 * real->top1, 100 * real_vs_sim->top1_agreement, real_vs_sim->sqnr_db);
     fmt::print("  integer run {:.3f} s ({:.2f}x the fp32 time)\n", real->model_seconds,
                real->model_seconds / std::max(r.model_seconds, 1e-9));
   }
   fmt::print("per class:\n");
   for (std::size_t c = 0; c < r.class_accuracy.size(); ++c)
-    fmt::print("  {:<16} {:>6} samples  top-1 {:.2f}%\n", dataset->class_names()[c], r.class_samples[c],
-               100 * r.class_accuracy[c]);
+    fmt::print("  {:<16} {:>6} samples  top-1 {:.2f}%\n", dataset->class_names()[c],
+               r.class_samples[c], 100 * r.class_accuracy[c]);
   return 0;
 }
 
@@ -474,7 +565,8 @@ int main(int argc, char** argv) {
     if (command == "evaluate") return cmd_evaluate(args);
     if (command == "devices") return cmd_devices(args);
     if (command == "debug") return cmd_debug(args);
-    fail(ErrorKind::usage, "unknown command '{}'; commands are inspect, evaluate, debug, devices (bitplan --help)",
+    fail(ErrorKind::usage,
+         "unknown command '{}'; commands are inspect, evaluate, debug, devices (bitplan --help)",
          command);
   } catch (const Error& e) {
     std::cerr << "bitplan: error: " << e.what() << "\n";

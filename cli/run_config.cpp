@@ -12,7 +12,8 @@ namespace {
 [[noreturn]] void schema_error(const std::filesystem::path& file, const YAML::Node& node,
                                const std::string& rule) {
   const YAML::Mark mark = node.Mark();
-  fail_input("config '{}' line {}, column {}: {}", file.string(), mark.line + 1, mark.column + 1, rule);
+  fail_input("config '{}' line {}, column {}: {}", file.string(), mark.line + 1, mark.column + 1,
+             rule);
 }
 
 template <typename T>
@@ -21,8 +22,9 @@ T scalar(const std::filesystem::path& file, const YAML::Node& node, const std::s
   try {
     return node.as<T>();
   } catch (const YAML::Exception&) {
-    schema_error(file, node, fmt::format("{} '{}' is not a valid {}", key, node.Scalar(),
-                                         std::is_integral_v<T> ? "integer" : "value"));
+    schema_error(file, node,
+                 fmt::format("{} '{}' is not a valid {}", key, node.Scalar(),
+                             std::is_integral_v<T> ? "integer" : "value"));
   }
 }
 
@@ -35,10 +37,11 @@ RunConfig load_run_config(const std::filesystem::path& path) {
   try {
     root = YAML::Load(text);
   } catch (const YAML::ParserException& e) {
-    fail_input("config '{}' line {}, column {}: YAML syntax error: {}", path.string(), e.mark.line + 1,
-               e.mark.column + 1, e.msg);
+    fail_input("config '{}' line {}, column {}: YAML syntax error: {}", path.string(),
+               e.mark.line + 1, e.mark.column + 1, e.msg);
   }
-  if (!root.IsMap()) fail_input("config '{}': the top level must be a mapping of sections", path.string());
+  if (!root.IsMap())
+    fail_input("config '{}': the top level must be a mapping of sections", path.string());
   RunConfig config;
   config.source = path;
   const auto base = path.parent_path();
@@ -46,9 +49,12 @@ RunConfig load_run_config(const std::filesystem::path& path) {
   for (const auto& kv : root) {
     const std::string key = kv.first.as<std::string>();
     if (!known.count(key))
-      schema_error(path, kv.first, fmt::format("unknown section '{}'; known sections are model, dataset, evaluate", key));
+      schema_error(
+          path, kv.first,
+          fmt::format("unknown section '{}'; known sections are model, dataset, evaluate", key));
   }
-  if (!root["model"]) fail_input("config '{}': the 'model' entry (path to an ONNX file) is required", path.string());
+  if (!root["model"])
+    fail_input("config '{}': the 'model' entry (path to an ONNX file) is required", path.string());
   config.model = base / scalar<std::string>(path, root["model"], "model");
   if (root["dataset"]) {
     config.dataset = parse_dataset_config(root["dataset"], path);
@@ -58,14 +64,20 @@ RunConfig load_run_config(const std::filesystem::path& path) {
     if (!ev.IsMap()) schema_error(path, ev, "evaluate must be a mapping");
     for (const auto& kv : ev) {
       const std::string key = kv.first.as<std::string>();
-      if (key == "batch") config.evaluate.batch = scalar<std::int64_t>(path, kv.second, "evaluate.batch");
-      else if (key == "threads") config.evaluate.threads = scalar<int>(path, kv.second, "evaluate.threads");
-      else schema_error(path, kv.first, fmt::format("unknown key 'evaluate.{}'; known keys are batch, threads", key));
+      if (key == "batch")
+        config.evaluate.batch = scalar<std::int64_t>(path, kv.second, "evaluate.batch");
+      else if (key == "threads")
+        config.evaluate.threads = scalar<int>(path, kv.second, "evaluate.threads");
+      else
+        schema_error(path, kv.first,
+                     fmt::format("unknown key 'evaluate.{}'; known keys are batch, threads", key));
     }
     if (config.evaluate.batch < 1)
-      schema_error(path, ev["batch"], fmt::format("evaluate.batch {} must be >= 1", config.evaluate.batch));
+      schema_error(path, ev["batch"],
+                   fmt::format("evaluate.batch {} must be >= 1", config.evaluate.batch));
     if (config.evaluate.threads < 0)
-      schema_error(path, ev["threads"], fmt::format("evaluate.threads {} must be >= 0", config.evaluate.threads));
+      schema_error(path, ev["threads"],
+                   fmt::format("evaluate.threads {} must be >= 0", config.evaluate.threads));
   }
   return config;
 }

@@ -11,10 +11,10 @@ namespace bitplan {
 
 // What went wrong decides the CLI exit code (see docs/cli.md).
 enum class ErrorKind {
-  internal = 1,     // a bug in bitplan: an invariant did not hold
-  usage = 2,        // bad command line
+  internal = 1,       // a bug in bitplan: an invariant did not hold
+  usage = 2,          // bad command line
   invalid_input = 3,  // a file or config that does not follow its format or schema
-  unsupported = 4,  // well-formed input that bitplan cannot run (unknown op, attribute...)
+  unsupported = 4,    // well-formed input that bitplan cannot run (unknown op, attribute...)
 };
 
 class Error : public std::runtime_error {
@@ -44,10 +44,10 @@ template <typename... Args>
 }  // namespace bitplan
 
 // Internal invariant: a failure here is a bitplan bug, never a user's mistake.
-#define BITPLAN_ASSERT(cond)                                                              \
-  do {                                                                                    \
-    if (!(cond))                                                                          \
-      throw ::bitplan::Error(::bitplan::ErrorKind::internal,                              \
-                             fmt::format("internal error: {} at {}:{}", #cond, __FILE__, \
-                                         __LINE__));                                      \
+#define BITPLAN_ASSERT(cond)                                                      \
+  do {                                                                            \
+    if (!(cond))                                                                  \
+      throw ::bitplan::Error(                                                     \
+          ::bitplan::ErrorKind::internal,                                         \
+          fmt::format("internal error: {} at {}:{}", #cond, __FILE__, __LINE__)); \
   } while (0)

@@ -1,10 +1,10 @@
 #include "core/parallel.hpp"
 
 #include <omp.h>
-#include <unistd.h>
 #include <tbb/blocked_range.h>
 #include <tbb/global_control.h>
 #include <tbb/parallel_for.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstdlib>
@@ -18,7 +18,8 @@ std::unique_ptr<tbb::global_control> g_tbb_limit;
 }  // namespace
 
 void limit_openmp_spinning(char** argv) {
-  if (std::getenv("OMP_WAIT_POLICY") || std::getenv("GOMP_SPINCOUNT") || std::getenv("BITPLAN_OPENMP_CONFIGURED"))
+  if (std::getenv("OMP_WAIT_POLICY") || std::getenv("GOMP_SPINCOUNT") ||
+      std::getenv("BITPLAN_OPENMP_CONFIGURED"))
     return;
   setenv("GOMP_SPINCOUNT", "1000", 1);
   setenv("BITPLAN_OPENMP_CONFIGURED", "1", 1);
@@ -29,8 +30,8 @@ void set_num_threads(int threads) {
   if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   g_threads = threads;
   g_tbb_limit.reset();
-  g_tbb_limit = std::make_unique<tbb::global_control>(
-      tbb::global_control::max_allowed_parallelism, static_cast<std::size_t>(threads));
+  g_tbb_limit = std::make_unique<tbb::global_control>(tbb::global_control::max_allowed_parallelism,
+                                                      static_cast<std::size_t>(threads));
   omp_set_num_threads(threads);
 }
 

@@ -17,23 +17,27 @@ double seconds_since(Clock::time_point t) {
 
 void check_model_takes_samples(const Graph& graph, const Dataset& dataset) {
   if (graph.inputs.size() != 1)
-    fail_unsupported("feeding '{}' from a dataset: the model has {} inputs; bitplan feeds one image input",
-                     graph.name, graph.inputs.size());
+    fail_unsupported(
+        "feeding '{}' from a dataset: the model has {} inputs; bitplan feeds one image input",
+        graph.name, graph.inputs.size());
   const ValueInfo& input = graph.inputs[0];
   bool ok = input.dims.size() == dataset.sample_dims().size() + 1;
   for (std::size_t i = 1; ok && i < input.dims.size(); ++i)
     ok = input.dims[i] < 0 || input.dims[i] == dataset.sample_dims()[i - 1];
   if (!ok)
-    fail_input("feeding '{}' from a dataset: the model input '{}' has shape {} but the dataset's samples are {} "
-               "(plus the batch axis); check the dataset's layout/resize/crop",
-               graph.name, input.name, to_string(input.dims), to_string(dataset.sample_dims()));
+    fail_input(
+        "feeding '{}' from a dataset: the model input '{}' has shape {} but the dataset's samples "
+        "are {} "
+        "(plus the batch axis); check the dataset's layout/resize/crop",
+        graph.name, input.name, to_string(input.dims), to_string(dataset.sample_dims()));
 }
 
 EvalResult evaluate(const Graph& graph, const Dataset& dataset,
                     std::span<const std::int64_t> indices, const EvalOptions& options) {
   if (graph.outputs.size() != 1)
-    fail_unsupported("evaluating '{}': the model has {} outputs; evaluation needs one logits output", graph.name,
-                     graph.outputs.size());
+    fail_unsupported(
+        "evaluating '{}': the model has {} outputs; evaluation needs one logits output", graph.name,
+        graph.outputs.size());
   check_model_takes_samples(graph, dataset);
   if (options.batch < 1) fail(ErrorKind::usage, "evaluating: batch {} must be >= 1", options.batch);
 
@@ -46,8 +50,10 @@ EvalResult evaluate(const Graph& graph, const Dataset& dataset,
   // At most two plans: the full batch and the remainder.
   std::map<std::int64_t, std::unique_ptr<ExecutionPlan>> plans;
   Tensor batch_input;
-  for (std::size_t start = 0; start < indices.size(); start += static_cast<std::size_t>(options.batch)) {
-    const std::int64_t n = std::min<std::int64_t>(options.batch, static_cast<std::int64_t>(indices.size() - start));
+  for (std::size_t start = 0; start < indices.size();
+       start += static_cast<std::size_t>(options.batch)) {
+    const std::int64_t n =
+        std::min<std::int64_t>(options.batch, static_cast<std::int64_t>(indices.size() - start));
     auto& plan = plans[n];
     if (!plan) {
       const auto t = Clock::now();
@@ -56,15 +62,17 @@ EvalResult evaluate(const Graph& graph, const Dataset& dataset,
       r.arena_bytes = std::max(r.arena_bytes, plan->arena_bytes());
       const ValueMeta& out = plan->output_meta()[0];
       if (out.dims.size() != 2 || out.dims[0] != n || out.dtype != DType::f32)
-        fail_unsupported("evaluating '{}': output '{}' is {} {}; evaluation needs float logits [N, "
-                         "classes]",
-                         graph.name, graph.outputs[0].name, dtype_name(out.dtype), to_string(out.dims));
+        fail_unsupported(
+            "evaluating '{}': output '{}' is {} {}; evaluation needs float logits [N, "
+            "classes]",
+            graph.name, graph.outputs[0].name, dtype_name(out.dtype), to_string(out.dims));
       if (out.dims[1] < r.classes)
         fail_input("evaluating '{}': the model has {} outputs but the dataset has {} classes",
                    graph.name, out.dims[1], r.classes);
     }
     Dims in_dims = plan->input_meta()[0].dims;
-    if (batch_input.empty() || batch_input.dims() != in_dims) batch_input = Tensor(DType::f32, in_dims);
+    if (batch_input.empty() || batch_input.dims() != in_dims)
+      batch_input = Tensor(DType::f32, in_dims);
     auto t = Clock::now();
     const auto batch_indices = indices.subspan(start, static_cast<std::size_t>(n));
     dataset.load(batch_indices, batch_input.data<float>());
@@ -80,8 +88,9 @@ EvalResult evaluate(const Graph& graph, const Dataset& dataset,
       const float* row = logits + i * width;
       std::iota(order.begin(), order.end(), 0);
       const std::size_t k = std::min<std::size_t>(5, order.size());
-      std::partial_sort(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(k), order.end(),
-                        [&](auto a, auto b) { return row[a] > row[b] || (row[a] == row[b] && a < b); });
+      std::partial_sort(
+          order.begin(), order.begin() + static_cast<std::ptrdiff_t>(k), order.end(),
+          [&](auto a, auto b) { return row[a] > row[b] || (row[a] == row[b] && a < b); });
       const std::int64_t label = dataset.label(batch_indices[static_cast<std::size_t>(i)]);
       const bool hit1 = order[0] == label;
       correct1 += hit1;

@@ -19,15 +19,15 @@ struct EvalOptions {
 struct EvalResult {
   std::int64_t samples = 0;
   std::int64_t classes = 0;
-  double top1 = 0, top5 = 0;                // fractions
-  std::vector<double> class_accuracy;       // top-1 per class (NaN where a class has no sample)
+  double top1 = 0, top5 = 0;           // fractions
+  std::vector<double> class_accuracy;  // top-1 per class (NaN where a class has no sample)
   std::vector<std::int64_t> class_samples;
-  std::vector<std::int64_t> predictions;    // top-1 per sample, in selection order
-  std::vector<float> logits;                // [samples, classes] when keep_logits
-  double model_seconds = 0;                 // time inside ExecutionPlan::run
-  double load_seconds = 0;                  // time decoding and preprocessing inputs
-  double plan_seconds = 0;                  // building plans (once per batch size)
-  std::size_t arena_bytes = 0;              // activation memory of the largest plan
+  std::vector<std::int64_t> predictions;  // top-1 per sample, in selection order
+  std::vector<float> logits;              // [samples, classes] when keep_logits
+  double model_seconds = 0;               // time inside ExecutionPlan::run
+  double load_seconds = 0;                // time decoding and preprocessing inputs
+  double plan_seconds = 0;                // building plans (once per batch size)
+  std::size_t arena_bytes = 0;            // activation memory of the largest plan
 };
 
 // Fails (invalid input) unless `graph` has one input whose dims after the batch axis are

@@ -6,7 +6,8 @@
 
 namespace bitplan {
 
-Fidelity compare_outputs(std::span<const float> reference, std::span<const float> candidate, std::int64_t width) {
+Fidelity compare_outputs(std::span<const float> reference, std::span<const float> candidate,
+                         std::int64_t width) {
   BITPLAN_ASSERT(reference.size() == candidate.size() && width > 0);
   const auto samples = static_cast<std::int64_t>(reference.size()) / width;
   Fidelity f;
@@ -47,7 +48,8 @@ Fidelity compare_outputs(std::span<const float> reference, std::span<const float
 
 double worst_class_drop(const EvalResult& reference, const EvalResult& candidate) {
   double worst = 0;
-  for (std::size_t c = 0; c < reference.class_accuracy.size() && c < candidate.class_accuracy.size(); ++c)
+  for (std::size_t c = 0;
+       c < reference.class_accuracy.size() && c < candidate.class_accuracy.size(); ++c)
     if (!std::isnan(reference.class_accuracy[c]) && !std::isnan(candidate.class_accuracy[c]))
       worst = std::max(worst, reference.class_accuracy[c] - candidate.class_accuracy[c]);
   return worst;

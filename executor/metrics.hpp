@@ -17,7 +17,8 @@ struct Fidelity {
 };
 
 // `reference` and `candidate` are [samples, width] row-major.
-Fidelity compare_outputs(std::span<const float> reference, std::span<const float> candidate, std::int64_t width);
+Fidelity compare_outputs(std::span<const float> reference, std::span<const float> candidate,
+                         std::int64_t width);
 
 // The largest per-class top-1 drop (reference - candidate), in fractions; classes without
 // samples are ignored.

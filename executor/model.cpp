@@ -19,9 +19,10 @@ LoadedModel load_model(const std::filesystem::path& path) {
     model.graph = load_onnx(path);
   } catch (const Error& e) {
     if (unknown.empty()) throw;
-    fail_unsupported("model '{}' uses {} op type(s) bitplan does not support: {} (loading also "
-                     "failed: {})",
-                     path.string(), unknown.size(), fmt::join(unknown, ", "), e.what());
+    fail_unsupported(
+        "model '{}' uses {} op type(s) bitplan does not support: {} (loading also "
+        "failed: {})",
+        path.string(), unknown.size(), fmt::join(unknown, ", "), e.what());
   }
   check_supported(model.graph);
   model.simplification = simplify(model.graph);

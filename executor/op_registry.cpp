@@ -10,9 +10,10 @@ const ValueMeta& OpContext::input(std::size_t i) const {
 const Tensor& OpContext::constant_input(std::size_t i, std::string_view role) const {
   const ValueMeta& meta = input(i);
   if (!meta.constant)
-    unsupported("input {} ({}) '{}' must be known before running (a constant or computed from "
-                "shapes only); bitplan plans shapes statically",
-                i, role, node_.inputs[i]);
+    unsupported(
+        "input {} ({}) '{}' must be known before running (a constant or computed from "
+        "shapes only); bitplan plans shapes statically",
+        i, role, node_.inputs[i]);
   return *meta.constant;
 }
 
@@ -41,8 +42,10 @@ const OpBuilder* OpRegistry::find(const std::string& domain, const std::string& 
   // bitplan's own ops (inserted by its passes, never read from user models' other
   // domains) are registered as "bitplan::<op>".
   std::string key = op_type;
-  if (domain == "bitplan") key = "bitplan::" + op_type;
-  else if (!domain.empty() && domain != "ai.onnx") return nullptr;
+  if (domain == "bitplan")
+    key = "bitplan::" + op_type;
+  else if (!domain.empty() && domain != "ai.onnx")
+    return nullptr;
   auto it = builders_.find(key);
   return it == builders_.end() ? nullptr : &it->second;
 }

@@ -41,7 +41,9 @@ template <typename Fn>
 class LambdaKernel final : public Kernel {
  public:
   explicit LambdaKernel(Fn fn) : fn_(std::move(fn)) {}
-  void run(std::span<const Tensor> inputs, std::span<Tensor> outputs) override { fn_(inputs, outputs); }
+  void run(std::span<const Tensor> inputs, std::span<Tensor> outputs) override {
+    fn_(inputs, outputs);
+  }
 
  private:
   Fn fn_;

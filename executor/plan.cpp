@@ -20,19 +20,21 @@ void check_supported(const Graph& graph) {
   std::size_t nodes = 0;
   for (const auto& [op, names] : missing) {
     nodes += names.size();
-    std::vector<std::string> shown(names.begin(), names.begin() + std::min<std::size_t>(names.size(), 5));
+    std::vector<std::string> shown(names.begin(),
+                                   names.begin() + std::min<std::size_t>(names.size(), 5));
     list += fmt::format("\n  {} ({} node{}: {}{})", op, names.size(), names.size() == 1 ? "" : "s",
                         fmt::join(shown, ", "), names.size() > shown.size() ? ", ..." : "");
   }
-  fail_unsupported("model '{}' uses {} op type{} bitplan does not support ({} nodes):{}", graph.name,
-                   missing.size(), missing.size() == 1 ? "" : "s", nodes, list);
+  fail_unsupported("model '{}' uses {} op type{} bitplan does not support ({} nodes):{}",
+                   graph.name, missing.size(), missing.size() == 1 ? "" : "s", nodes, list);
 }
 
 ExecutionPlan::~ExecutionPlan() = default;
 
 ExecutionPlan::ExecutionPlan(const Graph& graph, const PlanOptions& options) : options_(options) {
   check_supported(graph);
-  if (options.batch < 1) fail(ErrorKind::usage, "building a plan: batch {} must be >= 1", options.batch);
+  if (options.batch < 1)
+    fail(ErrorKind::usage, "building a plan: batch {} must be >= 1", options.batch);
 
   std::map<std::string, int> slot_of;
   auto new_slot = [&](const std::string& name, ValueMeta meta) {
@@ -78,8 +80,9 @@ ExecutionPlan::ExecutionPlan(const Graph& graph, const PlanOptions& options) : o
     for (const auto& m : build.outputs) info.output_dims.push_back(m.dims);
 
     // Fold: when every input is known, run the kernel now and keep the results as constants.
-    const bool outputs_known = std::all_of(build.outputs.begin(), build.outputs.end(),
-                                           [](const ValueMeta& m) { return m.constant.has_value(); });
+    const bool outputs_known =
+        std::all_of(build.outputs.begin(), build.outputs.end(),
+                    [](const ValueMeta& m) { return m.constant.has_value(); });
     if (!outputs_known && all_constant) {
       std::vector<Tensor> ins;
       for (const auto* m : in_meta) ins.push_back(m ? *m->constant : Tensor());
@@ -89,13 +92,15 @@ ExecutionPlan::ExecutionPlan(const Graph& graph, const PlanOptions& options) : o
         std::vector<Tensor> outs;
         for (const auto& m : build.outputs) outs.emplace_back(m.dtype, m.dims);
         build.kernel->run(ins, outs);
-        for (std::size_t i = 0; i < outs.size(); ++i) build.outputs[i].constant = std::move(outs[i]);
+        for (std::size_t i = 0; i < outs.size(); ++i)
+          build.outputs[i].constant = std::move(outs[i]);
       }
     }
     Step step;
     step.inputs = in_slots;
     for (std::size_t i = 0; i < build.outputs.size(); ++i)
-      step.outputs.push_back(node.outputs[i].empty() ? -1 : new_slot(node.outputs[i], build.outputs[i]));
+      step.outputs.push_back(node.outputs[i].empty() ? -1
+                                                     : new_slot(node.outputs[i], build.outputs[i]));
     const bool folded = std::all_of(build.outputs.begin(), build.outputs.end(),
                                     [](const ValueMeta& m) { return m.constant.has_value(); });
     if (folded) continue;
@@ -131,8 +136,8 @@ ExecutionPlan::ExecutionPlan(const Graph& graph, const PlanOptions& options) : o
     if (step.kernel) {
       for (int s : step.outputs) {
         if (s < 0 || slot_meta_[s].constant) continue;
-        const std::size_t bytes = static_cast<std::size_t>(product(slot_meta_[s].dims)) *
-                                  dtype_size(slot_meta_[s].dtype);
+        const std::size_t bytes =
+            static_cast<std::size_t>(product(slot_meta_[s].dims)) * dtype_size(slot_meta_[s].dtype);
         auto fit = free_buffers.lower_bound(bytes);
         if (fit != free_buffers.end()) {
           buffer_of[s] = fit->second;
@@ -142,8 +147,8 @@ ExecutionPlan::ExecutionPlan(const Graph& graph, const PlanOptions& options) : o
           buffers_.emplace_back(DType::u8, Dims{static_cast<std::int64_t>(bytes)});
           arena_bytes_ += bytes;
         }
-        slots_[s] = Tensor::view(slot_meta_[s].dtype, slot_meta_[s].dims,
-                                 buffers_[buffer_of[s]].raw());
+        slots_[s] =
+            Tensor::view(slot_meta_[s].dtype, slot_meta_[s].dims, buffers_[buffer_of[s]].raw());
         // An output nobody reads is released at once (after this step).
         if (last_use[s] < 0) last_use[s] = static_cast<int>(i);
       }
@@ -154,8 +159,7 @@ ExecutionPlan::ExecutionPlan(const Graph& graph, const PlanOptions& options) : o
     for (int s : step.outputs)
       if (s >= 0 && root[s] == s && last_use[s] == static_cast<int>(i)) released.insert(s);
     for (int r : released)
-      if (buffer_of[r] >= 0)
-        free_buffers.emplace(buffers_[buffer_of[r]].nbytes(), buffer_of[r]);
+      if (buffer_of[r] >= 0) free_buffers.emplace(buffers_[buffer_of[r]].nbytes(), buffer_of[r]);
   }
 }
 

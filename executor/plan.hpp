@@ -61,10 +61,10 @@ class ExecutionPlan {
   std::vector<Step> steps_;
   std::vector<StepInfo> step_info_;
   std::vector<ValueMeta> slot_meta_;
-  std::vector<Tensor> slots_;        // run-time tensors (constants filled at plan time)
+  std::vector<Tensor> slots_;  // run-time tensors (constants filled at plan time)
   std::vector<int> input_slots_, output_slots_;
   std::vector<ValueMeta> input_meta_, output_meta_;
-  std::vector<Tensor> buffers_;      // shared activation buffers
+  std::vector<Tensor> buffers_;  // shared activation buffers
   std::size_t arena_bytes_ = 0;
 };
 

@@ -95,12 +95,14 @@ void topological_sort(Graph& graph) {
       if (placed[i]) continue;
       for (const auto& in : graph.nodes[i].inputs)
         if (!in.empty() && !available.count(in) && !produced.count(in))
-          fail_input("ordering graph '{}': node '{}' ({}) reads '{}', which no node, initializer "
-                     "or graph input provides",
-                     graph.name, graph.nodes[i].name, graph.nodes[i].op_type, in);
-      fail_input("ordering graph '{}': node '{}' ({}) is part of a cycle; ONNX graphs must be "
-                 "acyclic",
-                 graph.name, graph.nodes[i].name, graph.nodes[i].op_type);
+          fail_input(
+              "ordering graph '{}': node '{}' ({}) reads '{}', which no node, initializer "
+              "or graph input provides",
+              graph.name, graph.nodes[i].name, graph.nodes[i].op_type, in);
+      fail_input(
+          "ordering graph '{}': node '{}' ({}) is part of a cycle; ONNX graphs must be "
+          "acyclic",
+          graph.name, graph.nodes[i].name, graph.nodes[i].op_type);
     }
   }
   graph.nodes = std::move(ordered);

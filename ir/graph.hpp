@@ -51,8 +51,8 @@ struct ValueInfo {
 
 struct Graph {
   std::string name;
-  std::int64_t opset = 0;  // ai.onnx opset the model was exported with
-  std::vector<ValueInfo> inputs;   // runtime inputs (initializers excluded)
+  std::int64_t opset = 0;         // ai.onnx opset the model was exported with
+  std::vector<ValueInfo> inputs;  // runtime inputs (initializers excluded)
   std::vector<ValueInfo> outputs;
   std::map<std::string, Tensor> initializers;
   std::vector<Node> nodes;  // topological order

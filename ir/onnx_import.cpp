@@ -23,26 +23,34 @@ struct ImportContext {
 // ONNX TensorProto.DataType values bitplan can hold.
 std::optional<DType> dtype_from_onnx(int onnx_type) {
   switch (onnx_type) {
-    case onnx::TensorProto::FLOAT: return DType::f32;
-    case onnx::TensorProto::DOUBLE: return DType::f64;
-    case onnx::TensorProto::INT64: return DType::i64;
-    case onnx::TensorProto::INT32: return DType::i32;
-    case onnx::TensorProto::INT8: return DType::i8;
-    case onnx::TensorProto::UINT8: return DType::u8;
-    case onnx::TensorProto::BOOL: return DType::boolean;
-    default: return std::nullopt;
+    case onnx::TensorProto::FLOAT:
+      return DType::f32;
+    case onnx::TensorProto::DOUBLE:
+      return DType::f64;
+    case onnx::TensorProto::INT64:
+      return DType::i64;
+    case onnx::TensorProto::INT32:
+      return DType::i32;
+    case onnx::TensorProto::INT8:
+      return DType::i8;
+    case onnx::TensorProto::UINT8:
+      return DType::u8;
+    case onnx::TensorProto::BOOL:
+      return DType::boolean;
+    default:
+      return std::nullopt;
   }
 }
 
 DType require_dtype(int onnx_type, const std::string& what, const ImportContext& ctx) {
   auto dtype = dtype_from_onnx(onnx_type);
   if (!dtype)
-    fail_unsupported("loading '{}': {} has ONNX element type {} ({}); bitplan supports float, "
-                     "double, int64, int32, int8, uint8 and bool",
-                     ctx.model_path.string(), what,
-                     onnx::TensorProto::DataType_Name(
-                         static_cast<onnx::TensorProto::DataType>(onnx_type)),
-                     onnx_type);
+    fail_unsupported(
+        "loading '{}': {} has ONNX element type {} ({}); bitplan supports float, "
+        "double, int64, int32, int8, uint8 and bool",
+        ctx.model_path.string(), what,
+        onnx::TensorProto::DataType_Name(static_cast<onnx::TensorProto::DataType>(onnx_type)),
+        onnx_type);
   return *dtype;
 }
 
@@ -61,12 +69,14 @@ fs::path resolve_external_path(const std::string& location, const std::string& t
   for (const auto& part : rel)
     if (part == "..") reject("contains '..'; external data must stay inside the model's folder");
   std::error_code ec;
-  const fs::path dir = fs::weakly_canonical(ctx.model_dir.empty() ? fs::path(".") : ctx.model_dir, ec);
+  const fs::path dir =
+      fs::weakly_canonical(ctx.model_dir.empty() ? fs::path(".") : ctx.model_dir, ec);
   const fs::path full = fs::weakly_canonical(dir / rel, ec);
   if (ec) reject("cannot be resolved");
   // After resolving symlinks the file must still lie below the model folder.
   auto [dir_end, _] = std::mismatch(dir.begin(), dir.end(), full.begin(), full.end());
-  if (dir_end != dir.end()) reject("resolves (through a symlink) to a file outside the model's folder");
+  if (dir_end != dir.end())
+    reject("resolves (through a symlink) to a file outside the model's folder");
   if (!fs::is_regular_file(full, ec)) reject("is not an existing regular file");
   return full;
 }
@@ -84,26 +94,32 @@ std::string read_external(const onnx::TensorProto& proto, std::size_t expected_b
         if (used != text.size()) throw std::invalid_argument(text);
         return v;
       } catch (const std::exception&) {
-        fail_input("loading '{}': external data {} '{}' of tensor '{}' is not a non-negative "
-                   "integer",
-                   ctx.model_path.string(), entry.key(), text, proto.name());
+        fail_input(
+            "loading '{}': external data {} '{}' of tensor '{}' is not a non-negative "
+            "integer",
+            ctx.model_path.string(), entry.key(), text, proto.name());
       }
     };
-    if (entry.key() == "location") location = entry.value();
-    else if (entry.key() == "offset") offset = parse(entry.value());
-    else if (entry.key() == "length") length = parse(entry.value());
+    if (entry.key() == "location")
+      location = entry.value();
+    else if (entry.key() == "offset")
+      offset = parse(entry.value());
+    else if (entry.key() == "length")
+      length = parse(entry.value());
   }
   const fs::path file = resolve_external_path(location, proto.name(), ctx);
   const std::uint64_t file_size = fs::file_size(file);
   const std::uint64_t bytes = length.value_or(expected_bytes);
   if (bytes != expected_bytes)
-    fail_input("loading '{}': external data of tensor '{}' has length {} but its shape and type "
-               "need {} bytes",
-               ctx.model_path.string(), proto.name(), bytes, expected_bytes);
+    fail_input(
+        "loading '{}': external data of tensor '{}' has length {} but its shape and type "
+        "need {} bytes",
+        ctx.model_path.string(), proto.name(), bytes, expected_bytes);
   if (offset > file_size || bytes > file_size - offset)
-    fail_input("loading '{}': external data of tensor '{}' asks for bytes [{}, {}) of '{}', which "
-               "has only {} bytes",
-               ctx.model_path.string(), proto.name(), offset, offset + bytes, location, file_size);
+    fail_input(
+        "loading '{}': external data of tensor '{}' asks for bytes [{}, {}) of '{}', which "
+        "has only {} bytes",
+        ctx.model_path.string(), proto.name(), offset, offset + bytes, location, file_size);
   std::ifstream in(file, std::ios::binary);
   in.seekg(static_cast<std::streamoff>(offset));
   std::string data(bytes, '\0');
@@ -155,14 +171,28 @@ Tensor tensor_from_proto(const onnx::TensorProto& proto, const ImportContext& ct
     std::memcpy(t.raw(), proto.raw_data().data(), expected_bytes);
   } else {
     switch (dtype) {
-      case DType::f32: copy_typed<float>(proto.float_data(), t, proto.name(), ctx); break;
-      case DType::f64: copy_typed<double>(proto.double_data(), t, proto.name(), ctx); break;
-      case DType::i64: copy_typed<std::int64_t>(proto.int64_data(), t, proto.name(), ctx); break;
+      case DType::f32:
+        copy_typed<float>(proto.float_data(), t, proto.name(), ctx);
+        break;
+      case DType::f64:
+        copy_typed<double>(proto.double_data(), t, proto.name(), ctx);
+        break;
+      case DType::i64:
+        copy_typed<std::int64_t>(proto.int64_data(), t, proto.name(), ctx);
+        break;
       // ONNX stores int32, int8, uint8 and bool in int32_data.
-      case DType::i32: copy_typed<std::int32_t>(proto.int32_data(), t, proto.name(), ctx); break;
-      case DType::i8: copy_typed<std::int8_t>(proto.int32_data(), t, proto.name(), ctx); break;
-      case DType::u8: copy_typed<std::uint8_t>(proto.int32_data(), t, proto.name(), ctx); break;
-      case DType::boolean: copy_typed<bool>(proto.int32_data(), t, proto.name(), ctx); break;
+      case DType::i32:
+        copy_typed<std::int32_t>(proto.int32_data(), t, proto.name(), ctx);
+        break;
+      case DType::i8:
+        copy_typed<std::int8_t>(proto.int32_data(), t, proto.name(), ctx);
+        break;
+      case DType::u8:
+        copy_typed<std::uint8_t>(proto.int32_data(), t, proto.name(), ctx);
+        break;
+      case DType::boolean:
+        copy_typed<bool>(proto.int32_data(), t, proto.name(), ctx);
+        break;
     }
   }
   return t;
@@ -172,9 +202,10 @@ ValueInfo value_info_from_proto(const onnx::ValueInfoProto& proto, const ImportC
   ValueInfo info;
   info.name = proto.name();
   if (!proto.type().has_tensor_type())
-    fail_unsupported("loading '{}': value '{}' is not a tensor (sequences and maps are not "
-                     "supported)",
-                     ctx.model_path.string(), proto.name());
+    fail_unsupported(
+        "loading '{}': value '{}' is not a tensor (sequences and maps are not "
+        "supported)",
+        ctx.model_path.string(), proto.name());
   const auto& tt = proto.type().tensor_type();
   info.dtype = require_dtype(tt.elem_type(), fmt::format("value '{}'", proto.name()), ctx);
   if (tt.has_shape()) {
@@ -190,18 +221,25 @@ AttrValue attr_from_proto(const onnx::AttributeProto& a, const std::string& node
                           const ImportContext& ctx) {
   using A = onnx::AttributeProto;
   switch (a.type()) {
-    case A::INT: return a.i();
-    case A::FLOAT: return a.f();
-    case A::STRING: return a.s();
-    case A::INTS: return std::vector<std::int64_t>(a.ints().begin(), a.ints().end());
-    case A::FLOATS: return std::vector<float>(a.floats().begin(), a.floats().end());
-    case A::STRINGS: return std::vector<std::string>(a.strings().begin(), a.strings().end());
-    case A::TENSOR: return tensor_from_proto(a.t(), ctx);
+    case A::INT:
+      return a.i();
+    case A::FLOAT:
+      return a.f();
+    case A::STRING:
+      return a.s();
+    case A::INTS:
+      return std::vector<std::int64_t>(a.ints().begin(), a.ints().end());
+    case A::FLOATS:
+      return std::vector<float>(a.floats().begin(), a.floats().end());
+    case A::STRINGS:
+      return std::vector<std::string>(a.strings().begin(), a.strings().end());
+    case A::TENSOR:
+      return tensor_from_proto(a.t(), ctx);
     default:
-      fail_unsupported("loading '{}': attribute '{}' of node '{}' has type {}, which bitplan does "
-                       "not support (subgraphs, sparse tensors and type protos)",
-                       ctx.model_path.string(), a.name(), node_name,
-                       A::AttributeType_Name(a.type()));
+      fail_unsupported(
+          "loading '{}': attribute '{}' of node '{}' has type {}, which bitplan does "
+          "not support (subgraphs, sparse tensors and type protos)",
+          ctx.model_path.string(), a.name(), node_name, A::AttributeType_Name(a.type()));
   }
 }
 
@@ -209,7 +247,8 @@ AttrValue attr_from_proto(const onnx::AttributeProto& a, const std::string& node
 Tensor constant_value(const Node& node, const ImportContext& ctx) {
   if (const Tensor* t = node.attr_tensor("value")) return *t;
   if (node.has_attr("value_float")) return Tensor::scalar<float>(node.attr_float("value_float", 0));
-  if (node.has_attr("value_int")) return Tensor::scalar<std::int64_t>(node.attr_int("value_int", 0));
+  if (node.has_attr("value_int"))
+    return Tensor::scalar<std::int64_t>(node.attr_int("value_int", 0));
   if (node.has_attr("value_floats")) {
     auto v = node.attr_floats("value_floats");
     return Tensor::from_values<float>({static_cast<std::int64_t>(v.size())}, v);
@@ -218,9 +257,10 @@ Tensor constant_value(const Node& node, const ImportContext& ctx) {
     auto v = node.attr_ints("value_ints");
     return Tensor::from_values<std::int64_t>({static_cast<std::int64_t>(v.size())}, v);
   }
-  fail_unsupported("loading '{}': Constant node '{}' has no value bitplan can read (value, "
-                   "value_float(s), value_int(s) are supported)",
-                   ctx.model_path.string(), node.name);
+  fail_unsupported(
+      "loading '{}': Constant node '{}' has no value bitplan can read (value, "
+      "value_float(s), value_int(s) are supported)",
+      ctx.model_path.string(), node.name);
 }
 
 template <typename Message>
@@ -228,12 +268,14 @@ void parse_bounded(Message& message, const std::string& bytes, const ImportLimit
                    const fs::path& path, std::string_view what) {
   google::protobuf::io::CodedInputStream stream(reinterpret_cast<const std::uint8_t*>(bytes.data()),
                                                 static_cast<int>(bytes.size()));
-  stream.SetTotalBytesLimit(static_cast<int>(std::min<std::uint64_t>(limits.max_model_bytes, INT32_MAX)));
+  stream.SetTotalBytesLimit(
+      static_cast<int>(std::min<std::uint64_t>(limits.max_model_bytes, INT32_MAX)));
   stream.SetRecursionLimit(limits.max_recursion);
   if (!message.ParseFromCodedStream(&stream) || !stream.ConsumedEntireMessage())
-    fail_input("loading '{}': not a valid ONNX {} (protobuf parsing failed: truncated or corrupt "
-               "file)",
-               path.string(), what);
+    fail_input(
+        "loading '{}': not a valid ONNX {} (protobuf parsing failed: truncated or corrupt "
+        "file)",
+        path.string(), what);
 }
 
 }  // namespace
@@ -253,18 +295,18 @@ Graph load_onnx(const fs::path& path, const ImportLimits& limits) {
   if (graph.opset == 0)
     fail_input("loading '{}': the model imports no ai.onnx opset", path.string());
   if (graph.opset < kMinOpset || graph.opset > kMaxOpset)
-    fail_unsupported("loading '{}': opset {} is outside the supported range {}..{}",
-                     path.string(), graph.opset, kMinOpset, kMaxOpset);
+    fail_unsupported("loading '{}': opset {} is outside the supported range {}..{}", path.string(),
+                     graph.opset, kMinOpset, kMaxOpset);
 
   const auto& g = model.graph();
   for (const auto& init : g.initializer()) {
-    if (init.name().empty())
-      fail_input("loading '{}': an initializer has no name", path.string());
+    if (init.name().empty()) fail_input("loading '{}': an initializer has no name", path.string());
     graph.initializers[init.name()] = tensor_from_proto(init, ctx);
   }
   // Old exporters list initializers among the inputs too; those are not runtime inputs.
   for (const auto& in : g.input())
-    if (!graph.initializers.count(in.name())) graph.inputs.push_back(value_info_from_proto(in, ctx));
+    if (!graph.initializers.count(in.name()))
+      graph.inputs.push_back(value_info_from_proto(in, ctx));
   for (const auto& out : g.output()) graph.outputs.push_back(value_info_from_proto(out, ctx));
 
   std::set<std::string> names;
@@ -285,7 +327,8 @@ Graph load_onnx(const fs::path& path, const ImportLimits& limits) {
     }
     if (node.op_type == "Constant" && node.domain.empty()) {
       if (node.outputs.size() != 1)
-        fail_input("loading '{}': Constant node '{}' must have one output", path.string(), node.name);
+        fail_input("loading '{}': Constant node '{}' must have one output", path.string(),
+                   node.name);
       graph.initializers[node.outputs[0]] = constant_value(node, ctx);
       continue;
     }
@@ -304,8 +347,9 @@ std::vector<std::string> peek_op_types(const fs::path& path) {
   for (const auto& node : model.graph().node()) {
     if (node.op_type() == "Constant" && (node.domain().empty() || node.domain() == "ai.onnx"))
       continue;  // becomes an initializer at import
-    ops.insert(node.domain().empty() || node.domain() == "ai.onnx" ? node.op_type()
-                                                                   : node.domain() + "::" + node.op_type());
+    ops.insert(node.domain().empty() || node.domain() == "ai.onnx"
+                   ? node.op_type()
+                   : node.domain() + "::" + node.op_type());
   }
   return {ops.begin(), ops.end()};
 }

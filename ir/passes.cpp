@@ -50,7 +50,9 @@ std::optional<float> scalar_initializer(const Graph& graph, const std::string& n
   return t->data<float>()[0];
 }
 
-bool is_op(const Node& node, std::string_view op) { return node.domain.empty() && node.op_type == op; }
+bool is_op(const Node& node, std::string_view op) {
+  return node.domain.empty() && node.op_type == op;
+}
 
 // The other input of a binary node, given one of them.
 std::optional<std::string> other_input(const Node& node, const std::string& known) {
@@ -87,9 +89,9 @@ int remove_identities(Graph& graph) {
   for (std::size_t i = 0; i < graph.nodes.size(); ++i) {
     Node& node = graph.nodes[i];
     // Dropout at inference is the identity; its optional mask output must be unused.
-    const bool dropout = is_op(node, "Dropout") &&
-                         (node.outputs.size() < 2 || node.outputs[1].empty() ||
-                          consumers(graph, node.outputs[1]).empty());
+    const bool dropout =
+        is_op(node, "Dropout") && (node.outputs.size() < 2 || node.outputs[1].empty() ||
+                                   consumers(graph, node.outputs[1]).empty());
     if (!(is_op(node, "Identity") || dropout)) continue;
     const std::string in = node.inputs.at(0), out = node.outputs.at(0);
     if (is_graph_output(graph, out)) {
@@ -120,7 +122,8 @@ int fold_batchnorm(Graph& graph, std::vector<std::string>& notes) {
     auto next = sole_consumer(graph, layer.outputs[0]);
     if (!next) continue;
     Node& bn = graph.nodes[*next];
-    if (!is_op(bn, "BatchNormalization") || bn.outputs.size() != 1 || bn.inputs.size() != 5) continue;
+    if (!is_op(bn, "BatchNormalization") || bn.outputs.size() != 1 || bn.inputs.size() != 5)
+      continue;
     if (bn.attr_int("training_mode", 0) != 0) continue;
     const Tensor* w = graph.initializer(layer.inputs.at(1));
     const Tensor* b = layer.has_input(2) ? graph.initializer(layer.inputs[2]) : nullptr;
@@ -186,9 +189,12 @@ int fuse_layernorm(Graph& graph, std::vector<std::string>& notes) {
     std::optional<std::size_t> pow_i, div_i;
     for (auto u : users) {
       const Node& n = graph.nodes[u];
-      if (is_op(n, "Pow") && n.inputs[0] == d && scalar_initializer(graph, n.inputs[1]) == 2.f) pow_i = u;
-      else if (is_op(n, "Mul") && n.inputs.size() == 2 && n.inputs[0] == d && n.inputs[1] == d) pow_i = u;
-      else if (is_op(n, "Div") && n.inputs[0] == d) div_i = u;
+      if (is_op(n, "Pow") && n.inputs[0] == d && scalar_initializer(graph, n.inputs[1]) == 2.f)
+        pow_i = u;
+      else if (is_op(n, "Mul") && n.inputs.size() == 2 && n.inputs[0] == d && n.inputs[1] == d)
+        pow_i = u;
+      else if (is_op(n, "Div") && n.inputs[0] == d)
+        div_i = u;
     }
     if (!pow_i || !div_i) continue;
     auto var_i = sole_consumer(graph, graph.nodes[*pow_i].outputs[0]);
@@ -210,7 +216,8 @@ int fuse_layernorm(Graph& graph, std::vector<std::string>& notes) {
     std::optional<std::string> beta;
     if (badd_i && is_op(graph.nodes[*badd_i], "Add")) {
       beta = other_input(graph.nodes[*badd_i], graph.nodes[*mul_i].outputs[0]);
-      if (beta && (!graph.initializer(*beta) || graph.initializer(*beta)->rank() != 1)) beta.reset();
+      if (beta && (!graph.initializer(*beta) || graph.initializer(*beta)->rank() != 1))
+        beta.reset();
     }
     const Node& last = beta ? graph.nodes[*badd_i] : graph.nodes[*mul_i];
 
@@ -222,7 +229,8 @@ int fuse_layernorm(Graph& graph, std::vector<std::string>& notes) {
     ln.outputs = {last.outputs[0]};
     ln.attrs["axis"] = std::int64_t{-1};
     ln.attrs["epsilon"] = *eps;
-    notes.push_back(fmt::format("recognised LayerNormalization from '{}' .. '{}'", mean.name, last.name));
+    notes.push_back(
+        fmt::format("recognised LayerNormalization from '{}' .. '{}'", mean.name, last.name));
     std::set<std::size_t> doomed{i, *sub_i, *pow_i, *var_i, *add_i, *sqrt_i, *div_i, *mul_i};
     if (beta) doomed.insert(*badd_i);
     graph.nodes[i] = ln;  // takes the place of the first node: inputs are ready there
@@ -244,7 +252,8 @@ int fuse_gelu(Graph& graph, std::vector<std::string>& notes) {
     if (!(is_op(div, "Div") || is_op(div, "Mul")) || div.inputs.size() != 2) continue;
     auto c = scalar_initializer(graph, div.inputs[1]);
     const float inv_sqrt2 = 0.70710678f;
-    if (!c || !(is_op(div, "Div") ? std::abs(*c - 1.41421356f) < 1e-4f : std::abs(*c - inv_sqrt2) < 1e-4f))
+    if (!c || !(is_op(div, "Div") ? std::abs(*c - 1.41421356f) < 1e-4f
+                                  : std::abs(*c - inv_sqrt2) < 1e-4f))
       continue;
     const std::string x = div.inputs[0];
     auto erf_i = sole_consumer(graph, div.outputs[0]);
@@ -308,8 +317,10 @@ int fuse_activations(Graph& graph, std::vector<std::string>& notes) {
     if (is_op(act, "Relu")) {
       layer.attrs["bitplan_activation"] = std::string("Relu");
     } else if (is_op(act, "Clip") && graph.opset >= 11) {
-      auto lo = act.has_input(1) ? scalar_initializer(graph, act.inputs[1]) : std::optional<float>(-INFINITY);
-      auto hi = act.has_input(2) ? scalar_initializer(graph, act.inputs[2]) : std::optional<float>(INFINITY);
+      auto lo = act.has_input(1) ? scalar_initializer(graph, act.inputs[1])
+                                 : std::optional<float>(-INFINITY);
+      auto hi = act.has_input(2) ? scalar_initializer(graph, act.inputs[2])
+                                 : std::optional<float>(INFINITY);
       if (!lo || !hi) continue;
       layer.attrs["bitplan_activation"] = std::string("Clip");
       layer.attrs["bitplan_clip_min"] = *lo;
@@ -317,7 +328,8 @@ int fuse_activations(Graph& graph, std::vector<std::string>& notes) {
     } else {
       continue;
     }
-    notes.push_back(fmt::format("fused {} '{}' into {} '{}'", act.op_type, act.name, layer.op_type, layer.name));
+    notes.push_back(fmt::format("fused {} '{}' into {} '{}'", act.op_type, act.name, layer.op_type,
+                                layer.name));
     layer.outputs[0] = act.outputs[0];
     doomed.insert(*next);
     ++fused;

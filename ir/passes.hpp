@@ -10,11 +10,11 @@
 namespace bitplan {
 
 struct SimplifyReport {
-  int removed_identity = 0;   // Identity / Dropout (inference) dropped
-  int folded_batchnorm = 0;   // BatchNormalization folded into Conv / Gemm
-  int fused_layernorm = 0;    // decomposed LayerNorm recognised
-  int fused_gelu = 0;         // decomposed erf-GELU recognised
-  int fused_activation = 0;   // Relu / Clip folded into the producing Conv/Gemm/MatMul
+  int removed_identity = 0;        // Identity / Dropout (inference) dropped
+  int folded_batchnorm = 0;        // BatchNormalization folded into Conv / Gemm
+  int fused_layernorm = 0;         // decomposed LayerNorm recognised
+  int fused_gelu = 0;              // decomposed erf-GELU recognised
+  int fused_activation = 0;        // Relu / Clip folded into the producing Conv/Gemm/MatMul
   std::vector<std::string> notes;  // one line per rewrite, naming the nodes
 };
 

@@ -1,5 +1,5 @@
-#include <dnnl.hpp>
 #include <fmt/format.h>
+#include <dnnl.hpp>
 
 #include <fstream>
 #include <set>
@@ -13,15 +13,24 @@ namespace bitplan {
 namespace {
 std::string isa_name(dnnl::cpu_isa isa) {
   switch (isa) {
-    case dnnl::cpu_isa::sse41: return "sse41";
-    case dnnl::cpu_isa::avx: return "avx";
-    case dnnl::cpu_isa::avx2: return "avx2";
-    case dnnl::cpu_isa::avx2_vnni: return "avx2_vnni";
-    case dnnl::cpu_isa::avx512_core: return "avx512_core";
-    case dnnl::cpu_isa::avx512_core_vnni: return "avx512_core_vnni";
-    case dnnl::cpu_isa::avx512_core_bf16: return "avx512_core_bf16";
-    case dnnl::cpu_isa::avx512_core_amx: return "avx512_core_amx";
-    default: return "other";
+    case dnnl::cpu_isa::sse41:
+      return "sse41";
+    case dnnl::cpu_isa::avx:
+      return "avx";
+    case dnnl::cpu_isa::avx2:
+      return "avx2";
+    case dnnl::cpu_isa::avx2_vnni:
+      return "avx2_vnni";
+    case dnnl::cpu_isa::avx512_core:
+      return "avx512_core";
+    case dnnl::cpu_isa::avx512_core_vnni:
+      return "avx512_core_vnni";
+    case dnnl::cpu_isa::avx512_core_bf16:
+      return "avx512_core_bf16";
+    case dnnl::cpu_isa::avx512_core_amx:
+      return "avx512_core_amx";
+    default:
+      return "other";
   }
 }
 }  // namespace
@@ -31,8 +40,9 @@ CpuDevice query_cpu() {
   cpu.logical_cores = static_cast<int>(std::thread::hardware_concurrency());
   std::ifstream info("/proc/cpuinfo");
   std::string line;
-  const std::set<std::string> wanted{"avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl",
-                                     "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_int8", "amx_bf16"};
+  const std::set<std::string> wanted{"avx2",     "fma",      "f16c",        "avx512f",
+                                     "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16",
+                                     "avx_vnni", "amx_int8", "amx_bf16"};
   std::set<std::string> found;
   while (std::getline(info, line)) {
     const auto colon = line.find(':');
@@ -56,7 +66,8 @@ CpuDevice query_cpu() {
 #ifndef BITPLAN_HAVE_CUDA
 CudaInventory query_cuda() {
   CudaInventory inventory;
-  inventory.unavailable = "bitplan was built without the CUDA backend (no CUDA toolkit at configure time)";
+  inventory.unavailable =
+      "bitplan was built without the CUDA backend (no CUDA toolkit at configure time)";
   return inventory;
 }
 #endif

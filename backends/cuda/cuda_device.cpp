@@ -16,8 +16,8 @@ CudaInventory query_cuda() {
   int count = 0;
   const cudaError_t status = cudaGetDeviceCount(&count);
   if (status != cudaSuccess) {
-    inventory.unavailable = fmt::format("no usable CUDA device: {} ({})", cudaGetErrorString(status),
-                                        cudaGetErrorName(status));
+    inventory.unavailable = fmt::format("no usable CUDA device: {} ({})",
+                                        cudaGetErrorString(status), cudaGetErrorName(status));
     return inventory;
   }
   for (int i = 0; i < count; ++i) {

@@ -19,10 +19,10 @@ std::optional<Dims> broadcast_dims(const std::vector<Dims>& inputs);
 
 template <std::size_t N>
 struct BroadcastPlan {
-  Dims outer_dims;                                 // all output dims but the (collapsed) inner one
-  std::int64_t inner = 1;                          // length of the contiguous inner run
-  std::array<Dims, N> outer_strides;               // per input, per outer dim
-  std::array<std::int64_t, N> inner_stride{};      // 1 (streams) or 0 (repeats one value)
+  Dims outer_dims;                             // all output dims but the (collapsed) inner one
+  std::int64_t inner = 1;                      // length of the contiguous inner run
+  std::array<Dims, N> outer_strides;           // per input, per outer dim
+  std::array<std::int64_t, N> inner_stride{};  // 1 (streams) or 0 (repeats one value)
   std::int64_t rows = 1;
 
   BroadcastPlan(const Dims& out, const std::array<Dims, N>& inputs) {
@@ -73,7 +73,8 @@ struct BroadcastPlan {
       if (inner_stride[k] == -1) inner_stride[k] = 0;
     outer_dims.assign(out.begin(), out.begin() + static_cast<std::ptrdiff_t>(split));
     for (std::size_t k = 0; k < N; ++k)
-      outer_strides[k].assign(strides[k].begin(), strides[k].begin() + static_cast<std::ptrdiff_t>(split));
+      outer_strides[k].assign(strides[k].begin(),
+                              strides[k].begin() + static_cast<std::ptrdiff_t>(split));
     rows = product(outer_dims);
   }
 

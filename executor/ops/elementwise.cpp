@@ -46,7 +46,8 @@ void add_unary_float(OpRegistry& r, std::string name, Make make) {
     else if (x.dtype == DType::f64)
       b.kernel = std::make_unique<UnaryKernel<double, decltype(fn)>>(fn);
     else
-      ctx.unsupported("input type {} is not supported; float32 and float64 are", dtype_name(x.dtype));
+      ctx.unsupported("input type {} is not supported; float32 and float64 are",
+                      dtype_name(x.dtype));
     return b;
   });
 }
@@ -97,7 +98,8 @@ std::pair<double, double> clip_bounds(const OpContext& ctx) {
 void register_unary(OpRegistry& r) {
   auto plain = [](auto fn) { return [fn](const OpContext&) { return fn; }; };
   add_unary_float(r, "Relu", plain([](auto x) { return x > 0 ? x : decltype(x)(0); }));
-  add_unary_float(r, "Sigmoid", plain([](auto x) { return decltype(x)(1) / (decltype(x)(1) + std::exp(-x)); }));
+  add_unary_float(r, "Sigmoid",
+                  plain([](auto x) { return decltype(x)(1) / (decltype(x)(1) + std::exp(-x)); }));
   add_unary_float(r, "Tanh", plain([](auto x) { return std::tanh(x); }));
   add_unary_float(r, "Exp", plain([](auto x) { return std::exp(x); }));
   add_unary_float(r, "Log", plain([](auto x) { return std::log(x); }));
@@ -108,24 +110,30 @@ void register_unary(OpRegistry& r) {
   add_unary_float(r, "Ceil", plain([](auto x) { return std::ceil(x); }));
   // ONNX Round rounds halves to even, which nearbyint does in the default rounding mode.
   add_unary_float(r, "Round", plain([](auto x) { return std::nearbyint(x); }));
-  add_unary_float(r, "Softplus", plain([](auto x) { return std::log1p(std::exp(-std::abs(x))) + std::max(x, decltype(x)(0)); }));
+  add_unary_float(r, "Softplus", plain([](auto x) {
+                    return std::log1p(std::exp(-std::abs(x))) + std::max(x, decltype(x)(0));
+                  }));
   add_unary_float(r, "Softsign", plain([](auto x) { return x / (decltype(x)(1) + std::abs(x)); }));
   add_unary_float(r, "Sin", plain([](auto x) { return std::sin(x); }));
   add_unary_float(r, "Cos", plain([](auto x) { return std::cos(x); }));
   add_unary_signed(r, "Neg", plain([](auto x) { return static_cast<decltype(x)>(-x); }));
-  add_unary_signed(r, "Abs", plain([](auto x) { return static_cast<decltype(x)>(x < 0 ? -x : x); }));
-  add_unary_signed(r, "Sign", plain([](auto x) { return static_cast<decltype(x)>((x > 0) - (x < 0)); }));
+  add_unary_signed(r, "Abs",
+                   plain([](auto x) { return static_cast<decltype(x)>(x < 0 ? -x : x); }));
+  add_unary_signed(r, "Sign",
+                   plain([](auto x) { return static_cast<decltype(x)>((x > 0) - (x < 0)); }));
   add_unary_float(r, "HardSwish", plain([](auto x) {
-    using T = decltype(x);
-    return x * std::clamp(x / T(6) + T(0.5), T(0), T(1));
-  }));
+                    using T = decltype(x);
+                    return x * std::clamp(x / T(6) + T(0.5), T(0), T(1));
+                  }));
   add_unary_float(r, "LeakyRelu", [](const OpContext& ctx) {
     const float alpha = ctx.node().attr_float("alpha", 0.01f);
     return [alpha](auto x) { return x >= 0 ? x : static_cast<decltype(x)>(alpha) * x; };
   });
   add_unary_float(r, "Elu", [](const OpContext& ctx) {
     const float alpha = ctx.node().attr_float("alpha", 1.0f);
-    return [alpha](auto x) { return x >= 0 ? x : static_cast<decltype(x)>(alpha) * (std::exp(x) - 1); };
+    return [alpha](auto x) {
+      return x >= 0 ? x : static_cast<decltype(x)>(alpha) * (std::exp(x) - 1);
+    };
   });
   add_unary_float(r, "Selu", [](const OpContext& ctx) {
     const float alpha = ctx.node().attr_float("alpha", 1.67326319217681884765625f);
@@ -136,7 +144,8 @@ void register_unary(OpRegistry& r) {
     };
   });
   add_unary_float(r, "HardSigmoid", [](const OpContext& ctx) {
-    const float alpha = ctx.node().attr_float("alpha", 0.2f), beta = ctx.node().attr_float("beta", 0.5f);
+    const float alpha = ctx.node().attr_float("alpha", 0.2f),
+                beta = ctx.node().attr_float("beta", 0.5f);
     return [alpha, beta](auto x) {
       using T = decltype(x);
       return std::clamp(static_cast<T>(alpha) * x + static_cast<T>(beta), T(0), T(1));
@@ -166,9 +175,11 @@ void register_unary(OpRegistry& r) {
       } else {
         // Bounds outside T's range (e.g. the infinite defaults) saturate to it.
         const T tlo = lo <= static_cast<double>(std::numeric_limits<T>::lowest())
-                          ? std::numeric_limits<T>::lowest() : static_cast<T>(lo);
+                          ? std::numeric_limits<T>::lowest()
+                          : static_cast<T>(lo);
         const T thi = hi >= static_cast<double>(std::numeric_limits<T>::max())
-                          ? std::numeric_limits<T>::max() : static_cast<T>(hi);
+                          ? std::numeric_limits<T>::max()
+                          : static_cast<T>(hi);
         auto fn = [tlo, thi](T v) { return v < tlo ? tlo : (v > thi ? thi : v); };
         b.kernel = std::make_unique<UnaryKernel<T, decltype(fn)>>(fn);
       }
@@ -273,8 +284,10 @@ OpBuild build_pow(const OpContext& ctx) {
         ctx.unsupported("bool inputs are not supported");
       } else {
         auto op = [](A x, B y) {
-          if constexpr (std::is_same_v<A, float> && std::is_same_v<B, float>) return std::pow(x, y);
-          else return static_cast<A>(std::pow(static_cast<double>(x), static_cast<double>(y)));
+          if constexpr (std::is_same_v<A, float> && std::is_same_v<B, float>)
+            return std::pow(x, y);
+          else
+            return static_cast<A>(std::pow(static_cast<double>(x), static_cast<double>(y)));
         };
         out.kernel = std::make_unique<BinaryKernel<A, B, A, decltype(op)>>(plan, op);
       }
@@ -314,9 +327,8 @@ OpBuild build_where(const OpContext& ctx) {
   OpBuild out;
   out.outputs.push_back({x.dtype, dims, {}});
   BroadcastPlan<3> plan(dims, {c.dims, x.dims, y.dims});
-  visit_dtype(x.dtype, [&](auto tag) {
-    out.kernel = std::make_unique<WhereKernel<decltype(tag)>>(plan);
-  });
+  visit_dtype(x.dtype,
+              [&](auto tag) { out.kernel = std::make_unique<WhereKernel<decltype(tag)>>(plan); });
   return out;
 }
 
@@ -338,10 +350,14 @@ class VariadicKernel final : public Kernel {
         for (std::int64_t i = 0; i < plan.inner; ++i) {
           const T v = x[off[1] + i * plan.inner_stride[1]];
           T& acc = y[o + i];
-          if (k == 0) acc = v;
-          else if (op_ == 0 || op_ == 3) acc = acc + v;
-          else if (op_ == 1) acc = std::max(acc, v);
-          else acc = std::min(acc, v);
+          if (k == 0)
+            acc = v;
+          else if (op_ == 0 || op_ == 3)
+            acc = acc + v;
+          else if (op_ == 1)
+            acc = std::max(acc, v);
+          else
+            acc = std::min(acc, v);
         }
       });
     }
@@ -367,8 +383,10 @@ void add_variadic(OpRegistry& r, std::string name, int op) {
     b.outputs.push_back({ctx.input(0).dtype, out_dims, {}});
     visit_dtype(ctx.input(0).dtype, [&](auto tag) {
       using T = decltype(tag);
-      if constexpr (std::is_same_v<T, bool>) ctx.unsupported("bool inputs are not supported");
-      else b.kernel = std::make_unique<VariadicKernel<T>>(dims, out_dims, op);
+      if constexpr (std::is_same_v<T, bool>)
+        ctx.unsupported("bool inputs are not supported");
+      else
+        b.kernel = std::make_unique<VariadicKernel<T>>(dims, out_dims, op);
     });
     return b;
   });
@@ -394,17 +412,32 @@ OpBuild build_cast(const OpContext& ctx) {
   const std::int64_t to = ctx.node().attr_int("to", -1);
   DType target;
   switch (to) {
-    case 1: target = DType::f32; break;
-    case 2: target = DType::u8; break;
-    case 3: target = DType::i8; break;
-    case 6: target = DType::i32; break;
-    case 7: target = DType::i64; break;
-    case 9: target = DType::boolean; break;
-    case 11: target = DType::f64; break;
+    case 1:
+      target = DType::f32;
+      break;
+    case 2:
+      target = DType::u8;
+      break;
+    case 3:
+      target = DType::i8;
+      break;
+    case 6:
+      target = DType::i32;
+      break;
+    case 7:
+      target = DType::i64;
+      break;
+    case 9:
+      target = DType::boolean;
+      break;
+    case 11:
+      target = DType::f64;
+      break;
     default:
-      ctx.unsupported("target type {} (ONNX code) is not supported; float, double, int64, int32, "
-                      "int8, uint8 and bool are",
-                      to);
+      ctx.unsupported(
+          "target type {} (ONNX code) is not supported; float, double, int64, int32, "
+          "int8, uint8 and bool are",
+          to);
   }
   OpBuild b;
   b.outputs.push_back({target, x.dims, {}});
@@ -425,8 +458,10 @@ void register_elementwise_ops(OpRegistry& r) {
   add_binary(r, "Mul", Types::arithmetic, [](auto x, auto y) { return x * y; });
   add_binary(r, "Div", Types::arithmetic, [](auto x, auto y) {
     // Integer division by zero is undefined in ONNX; return 0 rather than trap (SIGFPE).
-    if constexpr (std::is_integral_v<decltype(y)>) return y == 0 ? decltype(x / y){0} : x / y;
-    else return x / y;
+    if constexpr (std::is_integral_v<decltype(y)>)
+      return y == 0 ? decltype(x / y){0} : x / y;
+    else
+      return x / y;
   });
   add_binary(r, "Equal", Types::compare, [](auto x, auto y) { return x == y; });
   add_binary(r, "Less", Types::compare, [](auto x, auto y) { return x < y; });

@@ -17,8 +17,12 @@ class PoolKernel final : public Kernel {
  public:
   PoolKernel(Dims in_dims, WindowGeometry g, Pool pool, bool count_include_pad, int storage_order,
              float p)
-      : in_dims_(std::move(in_dims)), g_(std::move(g)), pool_(pool),
-        count_include_pad_(count_include_pad), storage_order_(storage_order), p_(p) {
+      : in_dims_(std::move(in_dims)),
+        g_(std::move(g)),
+        pool_(pool),
+        count_include_pad_(count_include_pad),
+        storage_order_(storage_order),
+        p_(p) {
     spatial_.assign(in_dims_.begin() + 2, in_dims_.end());
     in_plane_ = product(spatial_);
     out_plane_ = product(g_.output);
@@ -27,7 +31,8 @@ class PoolKernel final : public Kernel {
   void run(std::span<const Tensor> in, std::span<Tensor> out) override {
     const float* x = in[0].data<float>();
     float* y = out[0].data<float>();
-    std::int64_t* indices = out.size() > 1 && !out[1].empty() ? out[1].data<std::int64_t>() : nullptr;
+    std::int64_t* indices =
+        out.size() > 1 && !out[1].empty() ? out[1].data<std::int64_t>() : nullptr;
     const std::int64_t planes = in_dims_[0] * in_dims_[1];
     const std::size_t nd = spatial_.size();
     parallel_for(planes, 1, [&](std::int64_t pb, std::int64_t pe) {
@@ -52,7 +57,8 @@ class PoolKernel final : public Kernel {
             std::int64_t offset = 0;
             bool inside = true;
             for (std::size_t d = 0; d < nd; ++d) {
-              const std::int64_t i = opos[d] * g_.strides[d] - g_.pads_begin[d] + kpos[d] * g_.dilations[d];
+              const std::int64_t i =
+                  opos[d] * g_.strides[d] - g_.pads_begin[d] + kpos[d] * g_.dilations[d];
               inside = inside && i >= 0 && i < spatial_[d];
               offset = offset * spatial_[d] + i;
             }
@@ -80,7 +86,8 @@ class PoolKernel final : public Kernel {
             }
           }
           if (pool_ == Pool::average)
-            acc /= static_cast<float>(count_include_pad_ ? window : std::max<std::int64_t>(count, 1));
+            acc /=
+                static_cast<float>(count_include_pad_ ? window : std::max<std::int64_t>(count, 1));
           else if (pool_ == Pool::lp)
             acc = std::pow(acc, 1.f / p_);
           py[o] = acc;
@@ -129,14 +136,15 @@ class GlobalAverageKernel final : public Kernel {
     const float* x = in[0].data<float>();
     float* y = out[0].data<float>();
     const float inv = 1.f / static_cast<float>(plane_);
-    parallel_for(planes_, std::max<std::int64_t>(1, 16384 / plane_), [&](std::int64_t b, std::int64_t e) {
-      for (std::int64_t p = b; p < e; ++p) {
-        const float* px = x + p * plane_;
-        float sum = 0;
-        for (std::int64_t i = 0; i < plane_; ++i) sum += px[i];
-        y[p] = sum * inv;
-      }
-    });
+    parallel_for(planes_, std::max<std::int64_t>(1, 16384 / plane_),
+                 [&](std::int64_t b, std::int64_t e) {
+                   for (std::int64_t p = b; p < e; ++p) {
+                     const float* px = x + p * plane_;
+                     float sum = 0;
+                     for (std::int64_t i = 0; i < plane_; ++i) sum += px[i];
+                     y[p] = sum * inv;
+                   }
+                 });
   }
 
  private:
@@ -146,7 +154,8 @@ class GlobalAverageKernel final : public Kernel {
 OpBuilder pool_builder(Pool pool, bool global) {
   return [pool, global](const OpContext& ctx) {
     const ValueMeta& x = ctx.input(0);
-    if (x.dtype != DType::f32) ctx.unsupported("input type {} is not supported; float32 is", dtype_name(x.dtype));
+    if (x.dtype != DType::f32)
+      ctx.unsupported("input type {} is not supported; float32 is", dtype_name(x.dtype));
     if (x.dims.size() < 3) ctx.invalid("input {} must be [N, C, spatial...]", to_string(x.dims));
     const Dims spatial(x.dims.begin() + 2, x.dims.end());
     WindowGeometry g;
@@ -164,15 +173,16 @@ OpBuilder pool_builder(Pool pool, bool global) {
     out_dims.insert(out_dims.end(), g.output.begin(), g.output.end());
     OpBuild b;
     b.outputs.push_back({DType::f32, out_dims, {}});
-    if (pool == Pool::max && ctx.node().outputs.size() > 1) b.outputs.push_back({DType::i64, out_dims, {}});
+    if (pool == Pool::max && ctx.node().outputs.size() > 1)
+      b.outputs.push_back({DType::i64, out_dims, {}});
     if (global && pool == Pool::average) {
       b.kernel = std::make_unique<GlobalAverageKernel>(x.dims[0] * x.dims[1], product(spatial));
       return b;
     }
-    b.kernel = std::make_unique<PoolKernel>(x.dims, g, pool,
-                                            ctx.node().attr_int("count_include_pad", 0) != 0,
-                                            static_cast<int>(ctx.node().attr_int("storage_order", 0)),
-                                            static_cast<float>(ctx.node().attr_int("p", 2)));
+    b.kernel = std::make_unique<PoolKernel>(
+        x.dims, g, pool, ctx.node().attr_int("count_include_pad", 0) != 0,
+        static_cast<int>(ctx.node().attr_int("storage_order", 0)),
+        static_cast<float>(ctx.node().attr_int("p", 2)));
     return b;
   };
 }
@@ -186,8 +196,8 @@ class BatchNormKernel final : public Kernel {
     const std::int64_t n = dims_[0], c = dims_.size() > 1 ? dims_[1] : 1;
     const std::int64_t plane = dims_.size() > 2 ? product(Dims(dims_.begin() + 2, dims_.end())) : 1;
     const float* x = in[0].data<float>();
-    const float *scale = in[1].data<float>(), *bias = in[2].data<float>(), *mean = in[3].data<float>(),
-                *var = in[4].data<float>();
+    const float *scale = in[1].data<float>(), *bias = in[2].data<float>(),
+                *mean = in[3].data<float>(), *var = in[4].data<float>();
     float* y = out[0].data<float>();
     parallel_for(n * c, 1, [&](std::int64_t b, std::int64_t e) {
       for (std::int64_t p = b; p < e; ++p) {
@@ -208,13 +218,16 @@ class BatchNormKernel final : public Kernel {
 
 OpBuild build_batchnorm(const OpContext& ctx) {
   const ValueMeta& x = ctx.input(0);
-  if (x.dtype != DType::f32) ctx.unsupported("input type {} is not supported; float32 is", dtype_name(x.dtype));
+  if (x.dtype != DType::f32)
+    ctx.unsupported("input type {} is not supported; float32 is", dtype_name(x.dtype));
   if (ctx.node().attr_int("training_mode", 0) != 0 || ctx.node().outputs.size() > 1)
-    ctx.unsupported("training mode (running statistics outputs) is not supported; bitplan runs inference");
+    ctx.unsupported(
+        "training mode (running statistics outputs) is not supported; bitplan runs inference");
   const std::int64_t channels = x.dims.size() > 1 ? x.dims[1] : 1;
   for (std::size_t i = 1; i < 5; ++i)
     if (product(ctx.input(i).dims) != channels)
-      ctx.invalid("input {} has {} values, expected one per channel ({})", i, product(ctx.input(i).dims), channels);
+      ctx.invalid("input {} has {} values, expected one per channel ({})", i,
+                  product(ctx.input(i).dims), channels);
   OpBuild b;
   b.outputs.push_back({DType::f32, x.dims, {}});
   b.kernel = std::make_unique<BatchNormKernel>(x.dims, ctx.node().attr_float("epsilon", 1e-5f));

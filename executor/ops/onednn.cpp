@@ -60,10 +60,17 @@ class BlockedDnnlKernel final : public Kernel {
   BlockedDnnlKernel(dnnl::primitive prim, std::unordered_map<int, memory> args, memory src_plain,
                     memory src_blocked, memory dst_plain, memory dst_blocked,
                     std::vector<DnnlKernel::Binding> runtime)
-      : prim_(std::move(prim)), args_(std::move(args)), src_plain_(src_plain), src_blocked_(src_blocked),
-        dst_plain_(dst_plain), dst_blocked_(dst_blocked), runtime_(std::move(runtime)) {
-    if (src_plain_.get_desc() != src_blocked_.get_desc()) src_reorder_ = dnnl::reorder(src_plain_, src_blocked_);
-    if (dst_plain_.get_desc() != dst_blocked_.get_desc()) dst_reorder_ = dnnl::reorder(dst_blocked_, dst_plain_);
+      : prim_(std::move(prim)),
+        args_(std::move(args)),
+        src_plain_(src_plain),
+        src_blocked_(src_blocked),
+        dst_plain_(dst_plain),
+        dst_blocked_(dst_blocked),
+        runtime_(std::move(runtime)) {
+    if (src_plain_.get_desc() != src_blocked_.get_desc())
+      src_reorder_ = dnnl::reorder(src_plain_, src_blocked_);
+    if (dst_plain_.get_desc() != dst_blocked_.get_desc())
+      dst_reorder_ = dnnl::reorder(dst_blocked_, dst_plain_);
     args_[DNNL_ARG_SRC] = src_reorder_ ? src_blocked_ : src_plain_;
     args_[DNNL_ARG_DST] = dst_reorder_ ? dst_blocked_ : dst_plain_;
     for (auto& b : runtime_) args_[b.arg] = b.mem;
@@ -72,7 +79,8 @@ class BlockedDnnlKernel final : public Kernel {
     auto& stream = cpu_stream();
     src_plain_.set_data_handle(const_cast<void*>(in[0].raw()));
     dst_plain_.set_data_handle(out[0].raw());
-    for (auto& b : runtime_) b.mem.set_data_handle(const_cast<void*>(in[static_cast<std::size_t>(b.tensor)].raw()));
+    for (auto& b : runtime_)
+      b.mem.set_data_handle(const_cast<void*>(in[static_cast<std::size_t>(b.tensor)].raw()));
     if (src_reorder_) src_reorder_.execute(stream, src_plain_, src_blocked_);
     prim_.execute(stream, args_);
     if (dst_reorder_) dst_reorder_.execute(stream, dst_blocked_, dst_plain_);
@@ -90,9 +98,10 @@ class BlockedDnnlKernel final : public Kernel {
 void require_f32(const OpContext& ctx, std::size_t n) {
   for (std::size_t i = 0; i < n; ++i)
     if (ctx.has_input(i) && ctx.input(i).dtype != DType::f32)
-      ctx.unsupported("input {} has type {}; the fp32 path takes float32 (quantized types come "
-                      "through the quantized executor)",
-                      i, dtype_name(ctx.input(i).dtype));
+      ctx.unsupported(
+          "input {} has type {}; the fp32 path takes float32 (quantized types come "
+          "through the quantized executor)",
+          i, dtype_name(ctx.input(i).dtype));
 }
 
 // ---------------------------------------------------------------- Conv / ConvTranspose
@@ -111,12 +120,13 @@ OpBuild build_conv(const OpContext& ctx, bool transposed) {
   const std::int64_t c_out = transposed ? w.dims[1] * group : w.dims[0];
   if (group < 1 || c_in % group != 0 || c_out % group != 0 ||
       (transposed ? w.dims[0] != c_in : w.dims[1] * group != c_in))
-    ctx.invalid("weights {} do not match {} input channels with group {}", to_string(w.dims), c_in, group);
+    ctx.invalid("weights {} do not match {} input channels with group {}", to_string(w.dims), c_in,
+                group);
   const Dims spatial(x.dims.begin() + 2, x.dims.end());
   const Dims kernel(w.dims.begin() + 2, w.dims.end());
   if (ctx.node().has_attr("kernel_shape") && ctx.node().attr_ints("kernel_shape") != kernel)
-    ctx.invalid("kernel_shape {} disagrees with weights {}", to_string(ctx.node().attr_ints("kernel_shape")),
-                to_string(w.dims));
+    ctx.invalid("kernel_shape {} disagrees with weights {}",
+                to_string(ctx.node().attr_ints("kernel_shape")), to_string(w.dims));
 
   WindowGeometry g;
   Dims out_spatial(spatial.size());
@@ -135,9 +145,11 @@ OpBuild build_conv(const OpContext& ctx, bool transposed) {
     g.pads_begin.assign(pads.begin(), pads.begin() + static_cast<std::ptrdiff_t>(nd));
     g.pads_end.assign(pads.begin() + static_cast<std::ptrdiff_t>(nd), pads.end());
     for (std::size_t i = 0; i < nd; ++i) {
-      const std::int64_t full = g.strides[i] * (spatial[i] - 1) + out_pad[i] + (kernel[i] - 1) * g.dilations[i] + 1;
+      const std::int64_t full =
+          g.strides[i] * (spatial[i] - 1) + out_pad[i] + (kernel[i] - 1) * g.dilations[i] + 1;
       if (!out_shape.empty() || auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER") {
-        const std::int64_t target = !out_shape.empty() ? out_shape[out_shape.size() - nd + i] : spatial[i] * g.strides[i];
+        const std::int64_t target =
+            !out_shape.empty() ? out_shape[out_shape.size() - nd + i] : spatial[i] * g.strides[i];
         // A negative total (output_shape larger than the natural size) extends the end,
         // like output_padding does.
         const std::int64_t total = full - target;
@@ -156,8 +168,10 @@ OpBuild build_conv(const OpContext& ctx, bool transposed) {
   // oneDNN weights: [G, O/G, I/G, k...] when grouped. ONNX's ConvTranspose stores I before O,
   // which is oneDNN's "io" order (iohw / giohw...).
   Dims wdims;
-  if (group > 1) wdims = {group, c_out / group, c_in / group};
-  else wdims = {c_out, c_in};
+  if (group > 1)
+    wdims = {group, c_out / group, c_in / group};
+  else
+    wdims = {c_out, c_in};
   wdims.insert(wdims.end(), kernel.begin(), kernel.end());
   memory::desc w_plain;
   if (!transposed) {
@@ -166,13 +180,16 @@ OpBuild build_conv(const OpContext& ctx, bool transposed) {
     // Strides of the ONNX layout [C_in (= G * I/G), O/G, k...] expressed in oneDNN's dims.
     const Dims ks = contiguous_strides(w.dims);  // strides of [C_in, O/G, k...]
     Dims s;
-    if (group > 1) s = {(c_in / group) * ks[0], ks[1], ks[0]};
-    else s = {ks[1], ks[0]};
+    if (group > 1)
+      s = {(c_in / group) * ks[0], ks[1], ks[0]};
+    else
+      s = {ks[1], ks[0]};
     for (std::size_t i = 2; i < w.dims.size(); ++i) s.push_back(ks[i]);
     w_plain = memory::desc(to_dnnl(wdims), memory::data_type::f32, to_dnnl(s));
   }
   const bool const_w = w.constant.has_value();
-  const memory::desc w_any = const_w ? memory::desc(to_dnnl(wdims), memory::data_type::f32, tag::any) : w_plain;
+  const memory::desc w_any =
+      const_w ? memory::desc(to_dnnl(wdims), memory::data_type::f32, tag::any) : w_plain;
   const memory::desc src_md = plain_desc(x.dims), dst_md = plain_desc(out_dims);
   // Activations: let oneDNN choose (blocked) layouts; the kernel reorders at its edges.
   const memory::desc src_any(to_dnnl(x.dims), memory::data_type::f32, tag::any);
@@ -191,8 +208,9 @@ OpBuild build_conv(const OpContext& ctx, bool transposed) {
   memory::desc w_final, src_final, dst_final;
   create_or_explain(ctx, transposed ? "deconvolution" : "convolution", [&] {
     if (!transposed) {
-      dnnl::convolution_forward::desc d(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
-                                        src_any, w_any, bias_md, dst_any, to_dnnl(g.strides), to_dnnl(dil),
+      dnnl::convolution_forward::desc d(dnnl::prop_kind::forward_inference,
+                                        dnnl::algorithm::convolution_direct, src_any, w_any,
+                                        bias_md, dst_any, to_dnnl(g.strides), to_dnnl(dil),
                                         to_dnnl(g.pads_begin), to_dnnl(g.pads_end));
       dnnl::convolution_forward::primitive_desc pd(d, attr, cpu_engine());
       w_final = pd.weights_desc();
@@ -200,8 +218,9 @@ OpBuild build_conv(const OpContext& ctx, bool transposed) {
       dst_final = pd.dst_desc();
       prim = dnnl::convolution_forward(pd);
     } else {
-      dnnl::deconvolution_forward::desc d(dnnl::prop_kind::forward_inference, dnnl::algorithm::deconvolution_direct,
-                                          src_any, w_any, bias_md, dst_any, to_dnnl(g.strides), to_dnnl(dil),
+      dnnl::deconvolution_forward::desc d(dnnl::prop_kind::forward_inference,
+                                          dnnl::algorithm::deconvolution_direct, src_any, w_any,
+                                          bias_md, dst_any, to_dnnl(g.strides), to_dnnl(dil),
                                           to_dnnl(g.pads_begin), to_dnnl(g.pads_end));
       dnnl::deconvolution_forward::primitive_desc pd(d, attr, cpu_engine());
       w_final = pd.weights_desc();
@@ -214,21 +233,28 @@ OpBuild build_conv(const OpContext& ctx, bool transposed) {
   if (const_w) constants[DNNL_ARG_WEIGHTS] = reorder_constant(*w.constant, w_plain, w_final);
   std::vector<DnnlKernel::Binding> runtime;
   if (has_bias) {
-    if (ctx.input(2).constant) constants[DNNL_ARG_BIAS] = reorder_constant(*ctx.input(2).constant, bias_md, bias_md);
-    else runtime.push_back({DNNL_ARG_BIAS, 2, memory(bias_md, cpu_engine(), DNNL_MEMORY_NONE)});
+    if (ctx.input(2).constant)
+      constants[DNNL_ARG_BIAS] = reorder_constant(*ctx.input(2).constant, bias_md, bias_md);
+    else
+      runtime.push_back({DNNL_ARG_BIAS, 2, memory(bias_md, cpu_engine(), DNNL_MEMORY_NONE)});
   }
-  memory src_plain(src_md, cpu_engine(), DNNL_MEMORY_NONE), dst_plain(dst_md, cpu_engine(), DNNL_MEMORY_NONE);
+  memory src_plain(src_md, cpu_engine(), DNNL_MEMORY_NONE),
+      dst_plain(dst_md, cpu_engine(), DNNL_MEMORY_NONE);
   memory src_blocked = src_final == src_md ? src_plain : memory(src_final, cpu_engine());
   memory dst_blocked = dst_final == dst_md ? dst_plain : memory(dst_final, cpu_engine());
   // Non-constant weights arrive in ONNX layout: only valid when oneDNN accepted it as is.
-  if (!const_w && w_final != w_plain) ctx.unsupported("weights computed at run time need a reorder; Conv weights are initializers");
-  if (!const_w) runtime.push_back({DNNL_ARG_WEIGHTS, 1, memory(w_plain, cpu_engine(), DNNL_MEMORY_NONE)});
+  if (!const_w && w_final != w_plain)
+    ctx.unsupported("weights computed at run time need a reorder; Conv weights are initializers");
+  if (!const_w)
+    runtime.push_back({DNNL_ARG_WEIGHTS, 1, memory(w_plain, cpu_engine(), DNNL_MEMORY_NONE)});
   OpBuild b;
   b.outputs.push_back({DType::f32, out_dims, {}});
-  b.kernel = std::make_unique<BlockedDnnlKernel>(std::move(prim), std::move(constants), src_plain, src_blocked,
-                                                 dst_plain, dst_blocked, std::move(runtime));
+  b.kernel =
+      std::make_unique<BlockedDnnlKernel>(std::move(prim), std::move(constants), src_plain,
+                                          src_blocked, dst_plain, dst_blocked, std::move(runtime));
   const std::int64_t per_output = product(kernel) * (c_in / group);
-  b.macs = transposed ? product(x.dims) * product(kernel) * (c_out / group) : product(out_dims) * per_output;
+  b.macs = transposed ? product(x.dims) * product(kernel) * (c_out / group)
+                      : product(out_dims) * per_output;
   return b;
 }
 
@@ -238,8 +264,8 @@ OpBuild build_conv(const OpContext& ctx, bool transposed) {
 // oneDNN memory descriptors that may carry transposing strides.
 struct MatmulSpec {
   memory::desc a, b, c;
-  memory::desc bias;         // {1, N} bias argument (fast path) or empty
-  memory::desc addend;       // binary-add post-op operand or empty
+  memory::desc bias;    // {1, N} bias argument (fast path) or empty
+  memory::desc addend;  // binary-add post-op operand or empty
   float alpha = 1.f;
   float post_scale = 1.f;  // applied after the addend (see Gemm's beta)
   int a_input = 0, b_input = 1, addend_input = -1, bias_input = -1;
@@ -249,12 +275,14 @@ struct MatmulSpec {
 OpBuild finish_matmul(const OpContext& ctx, MatmulSpec spec, const Dims& out_dims) {
   const ValueMeta& bmeta = ctx.input(static_cast<std::size_t>(spec.b_input));
   const bool const_b = bmeta.constant.has_value();
-  const memory::desc b_any = const_b ? memory::desc(spec.b.dims(), memory::data_type::f32, tag::any) : spec.b;
+  const memory::desc b_any =
+      const_b ? memory::desc(spec.b.dims(), memory::data_type::f32, tag::any) : spec.b;
   dnnl::primitive_attr attr;
   if (spec.alpha != 1.f) attr.set_output_scales(0, {spec.alpha});
   dnnl::post_ops po;
   if (!spec.addend.is_zero()) po.append_binary(dnnl::algorithm::binary_add, spec.addend);
-  if (spec.post_scale != 1.f) po.append_eltwise(1.f, dnnl::algorithm::eltwise_linear, spec.post_scale, 0.f);
+  if (spec.post_scale != 1.f)
+    po.append_eltwise(1.f, dnnl::algorithm::eltwise_linear, spec.post_scale, 0.f);
   std::unordered_map<int, memory> constants;
   append_fused_epilogue(ctx, static_cast<std::size_t>(spec.c.dims().size()), po, constants);
   attr.set_post_ops(po);
@@ -270,21 +298,31 @@ OpBuild finish_matmul(const OpContext& ctx, MatmulSpec spec, const Dims& out_dim
   std::vector<DnnlKernel::Binding> bindings;
   bindings.push_back({DNNL_ARG_SRC, spec.a_input, memory(spec.a, cpu_engine(), DNNL_MEMORY_NONE)});
   bindings.push_back({DNNL_ARG_DST, -1, memory(spec.c, cpu_engine(), DNNL_MEMORY_NONE)});
-  if (const_b) constants[DNNL_ARG_WEIGHTS] = reorder_constant(*bmeta.constant, spec.b, b_final);
-  else bindings.push_back({DNNL_ARG_WEIGHTS, spec.b_input, memory(spec.b, cpu_engine(), DNNL_MEMORY_NONE)});
+  if (const_b)
+    constants[DNNL_ARG_WEIGHTS] = reorder_constant(*bmeta.constant, spec.b, b_final);
+  else
+    bindings.push_back(
+        {DNNL_ARG_WEIGHTS, spec.b_input, memory(spec.b, cpu_engine(), DNNL_MEMORY_NONE)});
   if (!spec.bias.is_zero()) {
     const ValueMeta& bias = ctx.input(static_cast<std::size_t>(spec.bias_input));
-    if (bias.constant) constants[DNNL_ARG_BIAS] = reorder_constant(*bias.constant, spec.bias, spec.bias);
-    else bindings.push_back({DNNL_ARG_BIAS, spec.bias_input, memory(spec.bias, cpu_engine(), DNNL_MEMORY_NONE)});
+    if (bias.constant)
+      constants[DNNL_ARG_BIAS] = reorder_constant(*bias.constant, spec.bias, spec.bias);
+    else
+      bindings.push_back(
+          {DNNL_ARG_BIAS, spec.bias_input, memory(spec.bias, cpu_engine(), DNNL_MEMORY_NONE)});
   }
   if (!spec.addend.is_zero()) {
     const int arg = DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1;
-    if (spec.addend_value) constants[arg] = reorder_constant(*spec.addend_value, spec.addend, spec.addend);
-    else bindings.push_back({arg, spec.addend_input, memory(spec.addend, cpu_engine(), DNNL_MEMORY_NONE)});
+    if (spec.addend_value)
+      constants[arg] = reorder_constant(*spec.addend_value, spec.addend, spec.addend);
+    else
+      bindings.push_back(
+          {arg, spec.addend_input, memory(spec.addend, cpu_engine(), DNNL_MEMORY_NONE)});
   }
   OpBuild b;
   b.outputs.push_back({DType::f32, out_dims, {}});
-  b.kernel = std::make_unique<DnnlKernel>(std::move(prim), std::move(bindings), std::move(constants));
+  b.kernel =
+      std::make_unique<DnnlKernel>(std::move(prim), std::move(bindings), std::move(constants));
   return b;
 }
 
@@ -297,12 +335,15 @@ OpBuild build_gemm(const OpContext& ctx) {
   const bool ta = ctx.node().attr_int("transA", 0) != 0, tb = ctx.node().attr_int("transB", 0) != 0;
   const std::int64_t m = ta ? a.dims[1] : a.dims[0], k = ta ? a.dims[0] : a.dims[1];
   const std::int64_t n = tb ? bm.dims[0] : bm.dims[1], kb = tb ? bm.dims[1] : bm.dims[0];
-  if (k != kb) ctx.invalid("A {} and B {} disagree on K ({} vs {}) with transA={} transB={}",
-                           to_string(a.dims), to_string(bm.dims), k, kb, ta, tb);
+  if (k != kb)
+    ctx.invalid("A {} and B {} disagree on K ({} vs {}) with transA={} transB={}",
+                to_string(a.dims), to_string(bm.dims), k, kb, ta, tb);
   MatmulSpec spec;
   // A transposed is A^T stored row-major: logical [M, K] with strides {1, M}.
-  spec.a = memory::desc({m, k}, memory::data_type::f32, ta ? memory::dims{1, m} : memory::dims{k, 1});
-  spec.b = memory::desc({k, n}, memory::data_type::f32, tb ? memory::dims{1, k} : memory::dims{n, 1});
+  spec.a =
+      memory::desc({m, k}, memory::data_type::f32, ta ? memory::dims{1, m} : memory::dims{k, 1});
+  spec.b =
+      memory::desc({k, n}, memory::data_type::f32, tb ? memory::dims{1, k} : memory::dims{n, 1});
   spec.c = plain_desc({m, n});
   spec.alpha = ctx.node().attr_float("alpha", 1.f);
   const float beta = ctx.node().attr_float("beta", 1.f);
@@ -347,7 +388,8 @@ OpBuild build_matmul(const OpContext& ctx) {
   while (ad.size() < rank) ad.insert(ad.begin(), 1);
   while (bd.size() < rank) bd.insert(bd.begin(), 1);
   if (ad[rank - 1] != bd[rank - 2])
-    ctx.invalid("A {} and B {} disagree on K", to_string(ctx.input(0).dims), to_string(ctx.input(1).dims));
+    ctx.invalid("A {} and B {} disagree on K", to_string(ctx.input(0).dims),
+                to_string(ctx.input(1).dims));
   Dims cd(rank);
   for (std::size_t i = 0; i + 2 < rank; ++i) {
     if (ad[i] != bd[i] && ad[i] != 1 && bd[i] != 1)

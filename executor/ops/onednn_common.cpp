@@ -20,7 +20,8 @@ memory::desc plain_desc(const Dims& dims, memory::data_type type) {
   return memory::desc(to_dnnl(dims), type, to_dnnl(contiguous_strides(dims)));
 }
 
-memory reorder_constant(const Tensor& value, const memory::desc& plain, const memory::desc& target) {
+memory reorder_constant(const Tensor& value, const memory::desc& plain,
+                        const memory::desc& target) {
   memory src(plain, cpu_engine(), const_cast<void*>(value.raw()));
   memory dst(target, cpu_engine());
   dnnl::reorder(src, dst).execute(cpu_stream(), src, dst);
@@ -32,11 +33,13 @@ void append_fused_epilogue(const OpContext& ctx, std::size_t dst_rank, dnnl::pos
                            std::unordered_map<int, memory>& args) {
   const Node& node = ctx.node();
   const std::string act = node.attr_string("bitplan_activation", "");
-  if (act == "Relu") po.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, 0.f, 0.f);
+  if (act == "Relu")
+    po.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, 0.f, 0.f);
   else if (act == "Clip")
     po.append_eltwise(1.f, dnnl::algorithm::eltwise_clip, node.attr_float("bitplan_clip_min", 0.f),
                       node.attr_float("bitplan_clip_max", 6.f));
-  else if (!act.empty()) ctx.invalid("fused activation '{}' is not Relu or Clip", act);
+  else if (!act.empty())
+    ctx.invalid("fused activation '{}' is not Relu or Clip", act);
 
   if (!node.has_attr("bitplan_output_scale")) return;
   // The simulation's integer fake quantization of this output (the next layer's input),
@@ -50,10 +53,12 @@ void append_fused_epilogue(const OpContext& ctx, std::size_t dst_rank, dnnl::pos
   // fused ReLU6) or a second eltwise_linear would silently reuse the first one's bounds.
   const float scale = node.attr_float("bitplan_output_scale", 1.f);
   const float zero_point = node.attr_float("bitplan_output_zero_point", 0.f);
-  const float qmin = node.attr_float("bitplan_output_qmin", 0.f), qmax = node.attr_float("bitplan_output_qmax", 0.f);
+  const float qmin = node.attr_float("bitplan_output_qmin", 0.f),
+              qmax = node.attr_float("bitplan_output_qmax", 0.f);
   if (!(std::isfinite(scale) && scale > 0) || !(qmin < qmax))
     ctx.invalid("output quantization scale {} and range [{}, {}] are invalid", scale, qmin, qmax);
-  const memory::desc scalar_md(memory::dims(dst_rank, 1), memory::data_type::f32, memory::dims(dst_rank, 1));
+  const memory::desc scalar_md(memory::dims(dst_rank, 1), memory::data_type::f32,
+                               memory::dims(dst_rank, 1));
   auto binary = [&](dnnl::algorithm alg, float value) {
     memory scalar(scalar_md, cpu_engine());
     *static_cast<float*>(scalar.get_data_handle()) = value;

@@ -14,10 +14,13 @@ namespace bitplan::onednn {
 dnnl::engine& cpu_engine();
 dnnl::stream& cpu_stream();
 
-inline dnnl::memory::dims to_dnnl(const Dims& d) { return dnnl::memory::dims(d.begin(), d.end()); }
+inline dnnl::memory::dims to_dnnl(const Dims& d) {
+  return dnnl::memory::dims(d.begin(), d.end());
+}
 
 // Plain row-major layout for any rank.
-dnnl::memory::desc plain_desc(const Dims& dims, dnnl::memory::data_type type = dnnl::memory::data_type::f32);
+dnnl::memory::desc plain_desc(const Dims& dims,
+                              dnnl::memory::data_type type = dnnl::memory::data_type::f32);
 
 // Turns oneDNN's exception into bitplan's "cannot run node" error, naming the reason.
 template <typename Fn>
@@ -25,12 +28,14 @@ auto create_or_explain(const OpContext& ctx, const char* what, Fn&& fn) {
   try {
     return fn();
   } catch (const dnnl::error& e) {
-    ctx.unsupported("oneDNN has no {} implementation for these shapes/attributes ({})", what, e.what());
+    ctx.unsupported("oneDNN has no {} implementation for these shapes/attributes ({})", what,
+                    e.what());
   }
 }
 
 // Reorders constant data given in `plain` layout into `target` layout once.
-dnnl::memory reorder_constant(const Tensor& value, const dnnl::memory::desc& plain, const dnnl::memory::desc& target);
+dnnl::memory reorder_constant(const Tensor& value, const dnnl::memory::desc& plain,
+                              const dnnl::memory::desc& target);
 
 // Appends what bitplan's passes fused into a Conv/Gemm/MatMul to `post_ops`: the
 // activation (Relu / Clip), then an output fake quantization (see append_fake_quant).

@@ -34,11 +34,15 @@ struct InputQuant {
 };
 
 InputQuant input_quant(const OpContext& ctx) {
-  InputQuant q{ctx.node().attr_float("input_scale", 0.f), ctx.node().attr_float("input_zero_point", 0.f),
+  InputQuant q{ctx.node().attr_float("input_scale", 0.f),
+               ctx.node().attr_float("input_zero_point", 0.f),
                ctx.node().attr_int("input_signed", 0) != 0};
-  if (!(std::isfinite(q.scale) && q.scale > 0)) ctx.invalid("input_scale {} must be finite and positive", q.scale);
-  if (q.zero_point < q.qmin() || q.zero_point > q.qmax() || q.zero_point != std::nearbyint(q.zero_point))
-    ctx.invalid("input_zero_point {} must be an integer code in [{}, {}]", q.zero_point, q.qmin(), q.qmax());
+  if (!(std::isfinite(q.scale) && q.scale > 0))
+    ctx.invalid("input_scale {} must be finite and positive", q.scale);
+  if (q.zero_point < q.qmin() || q.zero_point > q.qmax() ||
+      q.zero_point != std::nearbyint(q.zero_point))
+    ctx.invalid("input_zero_point {} must be an integer code in [{}, {}]", q.zero_point, q.qmin(),
+                q.qmax());
   return q;
 }
 
@@ -52,7 +56,8 @@ void quantize_codes(const float* x, Code* q, std::int64_t n, const InputQuant& p
 std::vector<float> output_scales(const OpContext& ctx, float input_scale, std::int64_t channels) {
   std::vector<float> w = ctx.node().attr_floats("weight_scales");
   if (w.size() != 1 && static_cast<std::int64_t>(w.size()) != channels)
-    ctx.invalid("weight_scales has {} values; expected 1 or one per output channel ({})", w.size(), channels);
+    ctx.invalid("weight_scales has {} values; expected 1 or one per output channel ({})", w.size(),
+                channels);
   for (float& s : w) s *= input_scale;
   return w;
 }
@@ -68,21 +73,31 @@ void require_int8_weights(const OpContext& ctx, std::size_t i) {
 // run-time source zero point, and reorders the float output back to plain if needed.
 class Int8Kernel final : public Kernel {
  public:
-  Int8Kernel(dnnl::primitive prim, std::unordered_map<int, memory> args, InputQuant quant, Dims in_dims,
-             bool channels_last, memory codes, memory dst_plain, memory dst_primitive)
-      : prim_(std::move(prim)), args_(std::move(args)), quant_(quant), in_dims_(std::move(in_dims)),
-        channels_last_(channels_last), codes_(codes), dst_plain_(dst_plain), dst_primitive_(dst_primitive),
+  Int8Kernel(dnnl::primitive prim, std::unordered_map<int, memory> args, InputQuant quant,
+             Dims in_dims, bool channels_last, memory codes, memory dst_plain, memory dst_primitive)
+      : prim_(std::move(prim)),
+        args_(std::move(args)),
+        quant_(quant),
+        in_dims_(std::move(in_dims)),
+        channels_last_(channels_last),
+        codes_(codes),
+        dst_plain_(dst_plain),
+        dst_primitive_(dst_primitive),
         zero_point_(memory({{1}, memory::data_type::s32, tag::x}, cpu_engine())) {
-    *static_cast<std::int32_t*>(zero_point_.get_data_handle()) = static_cast<std::int32_t>(quant_.zero_point);
+    *static_cast<std::int32_t*>(zero_point_.get_data_handle()) =
+        static_cast<std::int32_t>(quant_.zero_point);
     args_[DNNL_ARG_SRC] = codes_;
     args_[DNNL_ARG_ATTR_ZERO_POINTS | DNNL_ARG_SRC] = zero_point_;
-    if (dst_plain_.get_desc() != dst_primitive_.get_desc()) dst_reorder_ = dnnl::reorder(dst_primitive_, dst_plain_);
+    if (dst_plain_.get_desc() != dst_primitive_.get_desc())
+      dst_reorder_ = dnnl::reorder(dst_primitive_, dst_plain_);
     args_[DNNL_ARG_DST] = dst_primitive_;
   }
 
   void run(std::span<const Tensor> in, std::span<Tensor> out) override {
-    if (quant_.is_signed) quantize<std::int8_t>(in[0].data<float>());
-    else quantize<std::uint8_t>(in[0].data<float>());
+    if (quant_.is_signed)
+      quantize<std::int8_t>(in[0].data<float>());
+    else
+      quantize<std::uint8_t>(in[0].data<float>());
     dst_plain_.set_data_handle(out[0].raw());
     if (!dst_reorder_) dst_primitive_.set_data_handle(out[0].raw());
     prim_.execute(cpu_stream(), args_);
@@ -101,18 +116,20 @@ class Int8Kernel final : public Kernel {
       return;
     }
     // NCHW floats -> NHWC codes: one task per (n, spatial block), channels innermost.
-    const std::int64_t n = in_dims_[0], c = in_dims_[1], hw = product(Dims(in_dims_.begin() + 2, in_dims_.end()));
-    parallel_for(n * hw, std::max<std::int64_t>(1, 4096 / std::max<std::int64_t>(c, 1)),
-                 [&](std::int64_t b, std::int64_t e) {
-                   for (std::int64_t p = b; p < e; ++p) {
-                     const std::int64_t img = p / hw, pos = p % hw;
-                     const float* src = x + img * c * hw + pos;
-                     Code* dst = q + p * c;
-                     for (std::int64_t ch = 0; ch < c; ++ch)
-                       dst[ch] = static_cast<Code>(
-                           quantize_to_grid(src[ch * hw], quant_.scale, quant_.zero_point, quant_.qmin(), quant_.qmax()));
-                   }
-                 });
+    const std::int64_t n = in_dims_[0], c = in_dims_[1],
+                       hw = product(Dims(in_dims_.begin() + 2, in_dims_.end()));
+    parallel_for(
+        n * hw, std::max<std::int64_t>(1, 4096 / std::max<std::int64_t>(c, 1)),
+        [&](std::int64_t b, std::int64_t e) {
+          for (std::int64_t p = b; p < e; ++p) {
+            const std::int64_t img = p / hw, pos = p % hw;
+            const float* src = x + img * c * hw + pos;
+            Code* dst = q + p * c;
+            for (std::int64_t ch = 0; ch < c; ++ch)
+              dst[ch] = static_cast<Code>(quantize_to_grid(
+                  src[ch * hw], quant_.scale, quant_.zero_point, quant_.qmin(), quant_.qmax()));
+          }
+        });
   }
 
   dnnl::primitive prim_;
@@ -139,10 +156,11 @@ Tensor codes_for_adjust(const OpContext& ctx, const Tensor& codes, float adjust)
   Tensor out = codes.clone();
   for (std::int8_t& c : std::span(out.data<std::int8_t>(), static_cast<std::size_t>(out.numel()))) {
     if (c < -63 || c > 63)
-      ctx.unsupported("this CPU has no VNNI, so oneDNN's int8 kernels halve the weights (scale_adjust {}); the "
-                      "8-bit weight code {} would lose its last bit. Quantize this layer's weights to int7 for "
-                      "exact integer execution here",
-                      adjust, c);
+      ctx.unsupported(
+          "this CPU has no VNNI, so oneDNN's int8 kernels halve the weights (scale_adjust {}); the "
+          "8-bit weight code {} would lose its last bit. Quantize this layer's weights to int7 for "
+          "exact integer execution here",
+          adjust, c);
     c = static_cast<std::int8_t>(static_cast<float>(c) / adjust);
   }
   return out;
@@ -154,14 +172,16 @@ Tensor codes_for_adjust(const OpContext& ctx, const Tensor& codes, float adjust)
 Tensor bias_before_scales(const Tensor& bias, const std::vector<float>& scales) {
   Tensor out = bias.clone();
   float* b = out.data<float>();
-  for (std::int64_t c = 0; c < out.numel(); ++c) b[c] /= scales[scales.size() == 1 ? 0 : static_cast<std::size_t>(c)];
+  for (std::int64_t c = 0; c < out.numel(); ++c)
+    b[c] /= scales[scales.size() == 1 ? 0 : static_cast<std::size_t>(c)];
   return out;
 }
 
 // Output scales, the run-time source zero point and the fused epilogue (whose constant
 // operands go to `args`).
-dnnl::primitive_attr int8_attr(const OpContext& ctx, const std::vector<float>& scales, int channel_mask,
-                               std::size_t dst_rank, std::unordered_map<int, memory>& args) {
+dnnl::primitive_attr int8_attr(const OpContext& ctx, const std::vector<float>& scales,
+                               int channel_mask, std::size_t dst_rank,
+                               std::unordered_map<int, memory>& args) {
   dnnl::primitive_attr attr;
   attr.set_output_scales(scales.size() == 1 ? 0 : channel_mask, scales);
   attr.set_zero_points(DNNL_ARG_SRC, 0, {DNNL_RUNTIME_S32_VAL});
@@ -175,8 +195,9 @@ dnnl::primitive_attr int8_attr(const OpContext& ctx, const std::vector<float>& s
 // weights on this CPU, and if so recreates it with scales that undo the halving (see
 // codes_for_adjust). Returns it with the weights and bias bound as constants.
 template <typename MakePd>
-auto int8_primitive(const OpContext& ctx, const std::vector<float>& scales, const memory::desc& weights_plain,
-                    const memory::desc& bias_md, std::size_t dst_rank, MakePd make_pd) {
+auto int8_primitive(const OpContext& ctx, const std::vector<float>& scales,
+                    const memory::desc& weights_plain, const memory::desc& bias_md,
+                    std::size_t dst_rank, MakePd make_pd) {
   std::unordered_map<int, memory> args;
   auto pd = make_pd(int8_attr(ctx, scales, 1 << 1, dst_rank, args));
   const float adjust = weights_scale_adjust(pd.weights_desc());
@@ -186,10 +207,11 @@ auto int8_primitive(const OpContext& ctx, const std::vector<float>& scales, cons
     args.clear();
     pd = make_pd(int8_attr(ctx, adjusted, 1 << 1, dst_rank, args));
   }
-  args[DNNL_ARG_WEIGHTS] =
-      reorder_constant(codes_for_adjust(ctx, *ctx.input(1).constant, adjust), weights_plain, pd.weights_desc());
+  args[DNNL_ARG_WEIGHTS] = reorder_constant(codes_for_adjust(ctx, *ctx.input(1).constant, adjust),
+                                            weights_plain, pd.weights_desc());
   if (ctx.has_input(2))
-    args[DNNL_ARG_BIAS] = reorder_constant(bias_before_scales(*ctx.input(2).constant, scales), bias_md, bias_md);
+    args[DNNL_ARG_BIAS] =
+        reorder_constant(bias_before_scales(*ctx.input(2).constant, scales), bias_md, bias_md);
   return std::make_pair(pd, std::move(args));
 }
 
@@ -205,7 +227,8 @@ OpBuild build_int8_conv(const OpContext& ctx) {
   const std::int64_t group = ctx.node().attr_int("group", 1);
   const std::int64_t c_in = x.dims[1], c_out = w.dims[0];
   if (group < 1 || c_in % group || c_out % group || w.dims[1] * group != c_in)
-    ctx.invalid("weights {} do not match {} input channels with group {}", to_string(w.dims), c_in, group);
+    ctx.invalid("weights {} do not match {} input channels with group {}", to_string(w.dims), c_in,
+                group);
   const Dims spatial(x.dims.begin() + 2, x.dims.end()), kernel(w.dims.begin() + 2, w.dims.end());
   const WindowGeometry g = resolve_window(ctx, spatial, kernel, false);
   Dims out_dims{x.dims[0], c_out};
@@ -222,26 +245,30 @@ OpBuild build_int8_conv(const OpContext& ctx) {
   const memory::desc w_any(to_dnnl(wdims), memory::data_type::s8, tag::any);
   const memory::desc dst_any(to_dnnl(out_dims), memory::data_type::f32, tag::any);
   const bool has_bias = ctx.has_input(2);
-  if (has_bias && !ctx.input(2).constant) ctx.unsupported("the bias must be constant for int8 execution");
+  if (has_bias && !ctx.input(2).constant)
+    ctx.unsupported("the bias must be constant for int8 execution");
   const memory::desc bias_md = has_bias ? plain_desc({c_out}) : memory::desc();
   const std::vector<float> scales = output_scales(ctx, quant.scale, c_out);
-  auto [pd, args] = int8_primitive(ctx, scales, plain_desc(wdims, memory::data_type::s8), bias_md, out_dims.size(),
-                                   [&](const dnnl::primitive_attr& attr) {
-                                     return create_or_explain(ctx, "int8 convolution", [&] {
-                                       dnnl::convolution_forward::desc d(
-                                           dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
-                                           src_md, w_any, bias_md, dst_any, to_dnnl(g.strides), to_dnnl(dil),
-                                           to_dnnl(g.pads_begin), to_dnnl(g.pads_end));
-                                       return dnnl::convolution_forward::primitive_desc(d, attr, cpu_engine());
-                                     });
-                                   });
+  auto [pd, args] = int8_primitive(
+      ctx, scales, plain_desc(wdims, memory::data_type::s8), bias_md, out_dims.size(),
+      [&](const dnnl::primitive_attr& attr) {
+        return create_or_explain(ctx, "int8 convolution", [&] {
+          dnnl::convolution_forward::desc d(dnnl::prop_kind::forward_inference,
+                                            dnnl::algorithm::convolution_direct, src_md, w_any,
+                                            bias_md, dst_any, to_dnnl(g.strides), to_dnnl(dil),
+                                            to_dnnl(g.pads_begin), to_dnnl(g.pads_end));
+          return dnnl::convolution_forward::primitive_desc(d, attr, cpu_engine());
+        });
+      });
   const memory::desc dst_plain = plain_desc(out_dims);
-  memory dst_primitive = pd.dst_desc() == dst_plain ? memory(dst_plain, cpu_engine(), DNNL_MEMORY_NONE)
-                                                    : memory(pd.dst_desc(), cpu_engine());
+  memory dst_primitive = pd.dst_desc() == dst_plain
+                             ? memory(dst_plain, cpu_engine(), DNNL_MEMORY_NONE)
+                             : memory(pd.dst_desc(), cpu_engine());
   OpBuild b;
   b.outputs.push_back({DType::f32, out_dims, {}});
-  b.kernel = std::make_unique<Int8Kernel>(dnnl::convolution_forward(pd), std::move(args), quant, x.dims, true,
-                                          memory(src_md, cpu_engine()), memory(dst_plain, cpu_engine(), DNNL_MEMORY_NONE),
+  b.kernel = std::make_unique<Int8Kernel>(dnnl::convolution_forward(pd), std::move(args), quant,
+                                          x.dims, true, memory(src_md, cpu_engine()),
+                                          memory(dst_plain, cpu_engine(), DNNL_MEMORY_NONE),
                                           dst_primitive);
   b.macs = product(out_dims) * product(kernel) * (c_in / group);
   return b;
@@ -253,8 +280,10 @@ OpBuild build_int8_matmul(const OpContext& ctx) {
   require_int8_weights(ctx, 1);
   const ValueMeta& w = ctx.input(1);
   const InputQuant quant = input_quant(ctx);
-  if (x.dtype != DType::f32 || x.dims.size() < 2 || w.dims.size() != 2 || x.dims.back() != w.dims[0])
-    ctx.invalid("input {} and weights {} must be [..., K] x [K, N]", to_string(x.dims), to_string(w.dims));
+  if (x.dtype != DType::f32 || x.dims.size() < 2 || w.dims.size() != 2 ||
+      x.dims.back() != w.dims[0])
+    ctx.invalid("input {} and weights {} must be [..., K] x [K, N]", to_string(x.dims),
+                to_string(w.dims));
   const std::int64_t k = w.dims[0], n = w.dims[1], m = product(x.dims) / k;
   const auto code_type = quant.is_signed ? memory::data_type::s8 : memory::data_type::u8;
   const memory::desc src_md = plain_desc({m, k}, code_type);
@@ -265,11 +294,12 @@ OpBuild build_int8_matmul(const OpContext& ctx) {
     ctx.unsupported("the bias must be a constant of {} values for int8 execution", n);
   const memory::desc bias_md = has_bias ? plain_desc({1, n}) : memory::desc();
   const std::vector<float> scales = output_scales(ctx, quant.scale, n);
-  auto [pd, args] = int8_primitive(ctx, scales, plain_desc({k, n}, memory::data_type::s8), bias_md, 2,
-                                   [&](const dnnl::primitive_attr& attr) {
+  auto [pd, args] = int8_primitive(ctx, scales, plain_desc({k, n}, memory::data_type::s8), bias_md,
+                                   2, [&](const dnnl::primitive_attr& attr) {
                                      return create_or_explain(ctx, "int8 matmul", [&] {
                                        return dnnl::matmul::primitive_desc(
-                                           dnnl::matmul::desc(src_md, w_any, bias_md, dst_md), attr, cpu_engine());
+                                           dnnl::matmul::desc(src_md, w_any, bias_md, dst_md), attr,
+                                           cpu_engine());
                                      });
                                    });
   Dims out_dims = x.dims;

@@ -49,17 +49,21 @@ OpBuild build_fake_quant(const OpContext& ctx) {
   for (const auto& t : all_formats()) known = known || t.id == format;
   if (!known) ctx.invalid("format id {} is not a bitplan format", id);
   const bool dynamic = ctx.node().attr_int("dynamic", 0) != 0;
-  AffineParams params{ctx.node().attr_float("scale", 1.f), ctx.node().attr_float("zero_point", 0.f)};
+  AffineParams params{ctx.node().attr_float("scale", 1.f),
+                      ctx.node().attr_float("zero_point", 0.f)};
   if (!dynamic && !(std::isfinite(params.scale) && params.scale > 0))
     ctx.invalid("scale {} must be finite and positive", params.scale);
   OpBuild b;
   b.outputs.push_back({DType::f32, x.dims, {}});
-  b.kernel = std::make_unique<FakeQuantKernel>(format, ctx.node().attr_int("symmetric", 1) != 0, dynamic, params);
+  b.kernel = std::make_unique<FakeQuantKernel>(format, ctx.node().attr_int("symmetric", 1) != 0,
+                                               dynamic, params);
   return b;
 }
 
 }  // namespace
 
-void register_quant_ops(OpRegistry& r) { r.add("bitplan::FakeQuant", build_fake_quant); }
+void register_quant_ops(OpRegistry& r) {
+  r.add("bitplan::FakeQuant", build_fake_quant);
+}
 
 }  // namespace bitplan

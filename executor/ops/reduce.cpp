@@ -27,12 +27,16 @@ class ReduceKernel final : public Kernel {
         last = static_cast<int>(a);
       }
     contiguous_ = true;
-    for (int a = first; a <= last && first >= 0; ++a) contiguous_ = contiguous_ && (reduced_[a] || in_dims_[a] == 1);
+    for (int a = first; a <= last && first >= 0; ++a)
+      contiguous_ = contiguous_ && (reduced_[a] || in_dims_[a] == 1);
     outer_ = reduced_count_ = inner_ = 1;
     for (std::size_t a = 0; a < in_dims_.size(); ++a) {
-      if (first < 0 || static_cast<int>(a) < first) outer_ *= in_dims_[a];
-      else if (static_cast<int>(a) <= last) reduced_count_ *= in_dims_[a];
-      else inner_ *= in_dims_[a];
+      if (first < 0 || static_cast<int>(a) < first)
+        outer_ *= in_dims_[a];
+      else if (static_cast<int>(a) <= last)
+        reduced_count_ *= in_dims_[a];
+      else
+        inner_ *= in_dims_[a];
     }
   }
 
@@ -40,7 +44,8 @@ class ReduceKernel final : public Kernel {
     const T* x = in[0].data<T>();
     T* y = out[0].data<T>();
     if (contiguous_) {
-      parallel_for(outer_ * inner_, std::max<std::int64_t>(1, 4096 / std::max<std::int64_t>(reduced_count_, 1)),
+      parallel_for(outer_ * inner_,
+                   std::max<std::int64_t>(1, 4096 / std::max<std::int64_t>(reduced_count_, 1)),
                    [&](std::int64_t b, std::int64_t e) {
                      for (std::int64_t idx = b; idx < e; ++idx) {
                        const std::int64_t o = idx / inner_, i = idx % inner_;
@@ -72,36 +77,58 @@ class ReduceKernel final : public Kernel {
         index[a] = 0;
       }
     }
-    for (std::int64_t k = 0; k < n_out; ++k) y[k] = finish(acc[static_cast<std::size_t>(k)], n_in / std::max<std::int64_t>(n_out, 1));
+    for (std::int64_t k = 0; k < n_out; ++k)
+      y[k] = finish(acc[static_cast<std::size_t>(k)], n_in / std::max<std::int64_t>(n_out, 1));
   }
 
  private:
   double init() const {
     switch (op_) {
-      case Reduce::max: return -std::numeric_limits<double>::infinity();
-      case Reduce::min: return std::numeric_limits<double>::infinity();
-      case Reduce::prod: return 1.0;
-      default: return 0.0;
+      case Reduce::max:
+        return -std::numeric_limits<double>::infinity();
+      case Reduce::min:
+        return std::numeric_limits<double>::infinity();
+      case Reduce::prod:
+        return 1.0;
+      default:
+        return 0.0;
     }
   }
   void accumulate(double& acc, double v) const {
     switch (op_) {
-      case Reduce::max: acc = std::max(acc, v); break;
-      case Reduce::min: acc = std::min(acc, v); break;
-      case Reduce::prod: acc *= v; break;
-      case Reduce::l1: acc += std::abs(v); break;
+      case Reduce::max:
+        acc = std::max(acc, v);
+        break;
+      case Reduce::min:
+        acc = std::min(acc, v);
+        break;
+      case Reduce::prod:
+        acc *= v;
+        break;
+      case Reduce::l1:
+        acc += std::abs(v);
+        break;
       case Reduce::l2:
-      case Reduce::sum_square: acc += v * v; break;
-      case Reduce::log_sum_exp: acc += std::exp(v); break;
-      default: acc += v;
+      case Reduce::sum_square:
+        acc += v * v;
+        break;
+      case Reduce::log_sum_exp:
+        acc += std::exp(v);
+        break;
+      default:
+        acc += v;
     }
   }
   T finish(double acc, std::int64_t count) const {
     switch (op_) {
-      case Reduce::mean: return static_cast<T>(acc / static_cast<double>(std::max<std::int64_t>(count, 1)));
-      case Reduce::l2: return static_cast<T>(std::sqrt(acc));
-      case Reduce::log_sum_exp: return static_cast<T>(std::log(acc));
-      default: return static_cast<T>(acc);
+      case Reduce::mean:
+        return static_cast<T>(acc / static_cast<double>(std::max<std::int64_t>(count, 1)));
+      case Reduce::l2:
+        return static_cast<T>(std::sqrt(acc));
+      case Reduce::log_sum_exp:
+        return static_cast<T>(std::log(acc));
+      default:
+        return static_cast<T>(acc);
     }
   }
   T reduce_strided(const T* base, std::int64_t n, std::int64_t stride) const {
@@ -111,8 +138,9 @@ class ReduceKernel final : public Kernel {
       using Acc = std::conditional_t<std::is_floating_point_v<T>, T, double>;
       Acc sum = 0;
       for (std::int64_t r = 0; r < n; ++r) sum += static_cast<Acc>(base[r * stride]);
-      return op_ == Reduce::mean ? static_cast<T>(sum / static_cast<Acc>(std::max<std::int64_t>(n, 1)))
-                                 : static_cast<T>(sum);
+      return op_ == Reduce::mean
+                 ? static_cast<T>(sum / static_cast<Acc>(std::max<std::int64_t>(n, 1)))
+                 : static_cast<T>(sum);
     }
     double acc = init();
     for (std::int64_t r = 0; r < n; ++r) accumulate(acc, static_cast<double>(base[r * stride]));
@@ -150,15 +178,19 @@ OpBuilder reduce_builder(Reduce op, std::int64_t axes_input_since) {
     for (auto a : axes) reduced[static_cast<std::size_t>(ctx.axis(a, rank))] = true;
     Dims out_dims;
     for (std::int64_t a = 0; a < rank; ++a) {
-      if (!reduced[static_cast<std::size_t>(a)]) out_dims.push_back(x.dims[a]);
-      else if (keepdims) out_dims.push_back(1);
+      if (!reduced[static_cast<std::size_t>(a)])
+        out_dims.push_back(x.dims[a]);
+      else if (keepdims)
+        out_dims.push_back(1);
     }
     OpBuild b;
     b.outputs.push_back({x.dtype, out_dims, {}});
     visit_dtype(x.dtype, [&](auto tag) {
       using T = decltype(tag);
-      if constexpr (std::is_same_v<T, bool>) ctx.unsupported("bool inputs are not supported");
-      else b.kernel = std::make_unique<ReduceKernel<T>>(x.dims, reduced, op);
+      if constexpr (std::is_same_v<T, bool>)
+        ctx.unsupported("bool inputs are not supported");
+      else
+        b.kernel = std::make_unique<ReduceKernel<T>>(x.dims, reduced, op);
     });
     return b;
   };
@@ -222,7 +254,8 @@ class SoftmaxKernel final : public Kernel {
 OpBuilder softmax_builder(SoftmaxKind kind) {
   return [kind](const OpContext& ctx) {
     const ValueMeta& x = ctx.input(0);
-    if (x.dtype != DType::f32) ctx.unsupported("input type {} is not supported; float32 is", dtype_name(x.dtype));
+    if (x.dtype != DType::f32)
+      ctx.unsupported("input type {} is not supported; float32 is", dtype_name(x.dtype));
     const auto rank = static_cast<std::int64_t>(x.dims.size());
     // Before opset 13 the input is coerced to 2-D at `axis` (default 1); from 13 the op
     // normalises along one axis (default -1).
@@ -230,9 +263,12 @@ OpBuilder softmax_builder(SoftmaxKind kind) {
     const std::int64_t axis = ctx.axis(ctx.node().attr_int("axis", coerce ? 1 : -1), rank);
     std::int64_t outer = 1, n = 1, inner = 1;
     for (std::int64_t a = 0; a < rank; ++a) {
-      if (a < axis) outer *= x.dims[a];
-      else if (a == axis || coerce) n *= x.dims[a];
-      else inner *= x.dims[a];
+      if (a < axis)
+        outer *= x.dims[a];
+      else if (a == axis || coerce)
+        n *= x.dims[a];
+      else
+        inner *= x.dims[a];
     }
     OpBuild b;
     b.outputs.push_back({x.dtype, x.dims, {}});
@@ -282,7 +318,8 @@ class LayerNormKernel final : public Kernel {
 
 OpBuild build_layernorm(const OpContext& ctx) {
   const ValueMeta& x = ctx.input(0);
-  if (x.dtype != DType::f32) ctx.unsupported("input type {} is not supported; float32 is", dtype_name(x.dtype));
+  if (x.dtype != DType::f32)
+    ctx.unsupported("input type {} is not supported; float32 is", dtype_name(x.dtype));
   const auto rank = static_cast<std::int64_t>(x.dims.size());
   const std::int64_t axis = ctx.axis(ctx.node().attr_int("axis", -1), rank);
   std::int64_t rows = 1, n = 1;
@@ -290,14 +327,16 @@ OpBuild build_layernorm(const OpContext& ctx) {
   const std::int64_t scale_n = product(ctx.input(1).dims);
   const std::int64_t bias_n = ctx.has_input(2) ? product(ctx.input(2).dims) : n;
   if ((scale_n != n && scale_n != 1) || (bias_n != n && bias_n != 1))
-    ctx.unsupported("scale ({} elements) and bias ({}) must cover the {} normalised elements or be "
-                    "one value",
-                    scale_n, bias_n, n);
+    ctx.unsupported(
+        "scale ({} elements) and bias ({}) must cover the {} normalised elements or be "
+        "one value",
+        scale_n, bias_n, n);
   OpBuild b;
   b.outputs.push_back({x.dtype, x.dims, {}});
   Dims stat_dims = x.dims;
   for (std::int64_t a = axis; a < rank; ++a) stat_dims[a] = 1;
-  for (std::size_t i = 1; i < ctx.node().outputs.size(); ++i) b.outputs.push_back({DType::f32, stat_dims, {}});
+  for (std::size_t i = 1; i < ctx.node().outputs.size(); ++i)
+    b.outputs.push_back({DType::f32, stat_dims, {}});
   b.kernel = std::make_unique<LayerNormKernel>(rows, n, ctx.node().attr_float("epsilon", 1e-5f),
                                                scale_n == 1, bias_n == 1);
   return b;

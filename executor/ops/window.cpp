@@ -11,15 +11,18 @@ WindowGeometry resolve_window(const OpContext& ctx, const Dims& in, const Dims& 
   g.strides = node.attr_ints("strides", Dims(n, 1));
   g.dilations = node.attr_ints("dilations", Dims(n, 1));
   Dims pads = node.attr_ints("pads", Dims(2 * n, 0));
-  if (g.kernel.size() != n || g.strides.size() != n || g.dilations.size() != n || pads.size() != 2 * n)
-    ctx.invalid("kernel_shape {}, strides {}, dilations {} and pads {} must have {} (pads {}) "
-                "entries for a {}-d input",
-                to_string(g.kernel), to_string(g.strides), to_string(g.dilations), to_string(pads), n,
-                2 * n, n);
+  if (g.kernel.size() != n || g.strides.size() != n || g.dilations.size() != n ||
+      pads.size() != 2 * n)
+    ctx.invalid(
+        "kernel_shape {}, strides {}, dilations {} and pads {} must have {} (pads {}) "
+        "entries for a {}-d input",
+        to_string(g.kernel), to_string(g.strides), to_string(g.dilations), to_string(pads), n,
+        2 * n, n);
   for (std::size_t i = 0; i < n; ++i)
     if (g.kernel[i] < 1 || g.strides[i] < 1 || g.dilations[i] < 1 || pads[i] < 0 || pads[i + n] < 0)
       ctx.invalid("kernel {}, strides {}, dilations {} must be >= 1 and pads {} >= 0",
-                  to_string(g.kernel), to_string(g.strides), to_string(g.dilations), to_string(pads));
+                  to_string(g.kernel), to_string(g.strides), to_string(g.dilations),
+                  to_string(pads));
   const std::string auto_pad = node.attr_string("auto_pad", "NOTSET");
   const bool ceil_mode = allow_ceil_mode && node.attr_int("ceil_mode", 0) != 0;
   g.pads_begin.assign(pads.begin(), pads.begin() + static_cast<std::ptrdiff_t>(n));
@@ -29,7 +32,8 @@ WindowGeometry resolve_window(const OpContext& ctx, const Dims& in, const Dims& 
     const std::int64_t span = (g.kernel[i] - 1) * g.dilations[i] + 1;  // window extent
     if (auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER") {
       g.output[i] = (in[i] + g.strides[i] - 1) / g.strides[i];
-      const std::int64_t total = std::max<std::int64_t>(0, (g.output[i] - 1) * g.strides[i] + span - in[i]);
+      const std::int64_t total =
+          std::max<std::int64_t>(0, (g.output[i] - 1) * g.strides[i] + span - in[i]);
       // SAME_UPPER puts the extra pad at the end, SAME_LOWER at the beginning.
       g.pads_begin[i] = auto_pad == "SAME_UPPER" ? total / 2 : total - total / 2;
       g.pads_end[i] = total - g.pads_begin[i];

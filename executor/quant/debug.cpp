@@ -25,8 +25,10 @@ struct NoiseMeter {
 
 // Runs `reference` and `candidate` side by side over the samples and measures the noise of
 // each of `tensors` (present in both graphs) plus the model output (last entry).
-std::vector<NoiseMeter> compare_runs(const Graph& reference, const Graph& candidate, const std::vector<std::string>& tensors,
-                                     const Dataset& dataset, std::span<const std::int64_t> indices, std::int64_t batch) {
+std::vector<NoiseMeter> compare_runs(const Graph& reference, const Graph& candidate,
+                                     const std::vector<std::string>& tensors,
+                                     const Dataset& dataset, std::span<const std::int64_t> indices,
+                                     std::int64_t batch) {
   auto expose = [&](Graph g) {
     std::vector<ValueInfo> outputs;
     for (const auto& t : tensors) outputs.push_back({t, DType::f32, {}, {}});
@@ -37,20 +39,24 @@ std::vector<NoiseMeter> compare_runs(const Graph& reference, const Graph& candid
   check_model_takes_samples(reference, dataset);
   const Graph ref = expose(reference), cand = expose(candidate);
   std::vector<NoiseMeter> meters(tensors.size() + 1);
-  std::map<std::int64_t, std::pair<std::unique_ptr<ExecutionPlan>, std::unique_ptr<ExecutionPlan>>> plans;
+  std::map<std::int64_t, std::pair<std::unique_ptr<ExecutionPlan>, std::unique_ptr<ExecutionPlan>>>
+      plans;
   Tensor input;
   for (std::size_t start = 0; start < indices.size(); start += static_cast<std::size_t>(batch)) {
-    const std::int64_t n = std::min<std::int64_t>(batch, static_cast<std::int64_t>(indices.size() - start));
+    const std::int64_t n =
+        std::min<std::int64_t>(batch, static_cast<std::int64_t>(indices.size() - start));
     auto& [rp, cp] = plans[n];
     if (!rp) {
       rp = std::make_unique<ExecutionPlan>(ref, PlanOptions{n});
       cp = std::make_unique<ExecutionPlan>(cand, PlanOptions{n});
     }
-    if (input.empty() || input.dims() != rp->input_meta()[0].dims) input = Tensor(DType::f32, rp->input_meta()[0].dims);
+    if (input.empty() || input.dims() != rp->input_meta()[0].dims)
+      input = Tensor(DType::f32, rp->input_meta()[0].dims);
     dataset.load(indices.subspan(start, static_cast<std::size_t>(n)), input.data<float>());
     const auto r = rp->run(std::span<const Tensor>(&input, 1));
     const auto c = cp->run(std::span<const Tensor>(&input, 1));
-    for (std::size_t i = 0; i < meters.size(); ++i) meters[i].add(r[i].values<float>(), c[i].values<float>());
+    for (std::size_t i = 0; i < meters.size(); ++i)
+      meters[i].add(r[i].values<float>(), c[i].values<float>());
   }
   return meters;
 }
@@ -71,14 +77,16 @@ PlanDebug debug_plan(QuantSimulator& simulator, const QuantPlan& plan, const Dat
 
   PlanDebug result;
   result.samples = static_cast<std::int64_t>(indices.size());
-  const auto cumulative = compare_runs(fp32, simulator.build(plan, false), outputs, dataset, indices, batch);
+  const auto cumulative =
+      compare_runs(fp32, simulator.build(plan, false), outputs, dataset, indices, batch);
   result.output_sqnr_db = cumulative.back().sqnr_db();
   for (std::size_t i = 0; i < layers.size(); ++i) {
     const QuantizableLayer& layer = *layers[i];
     const LayerQuant& q = plan.layers.at(layer.name);
     QuantPlan only;
     only.layers[layer.name] = q;
-    const auto isolated = compare_runs(fp32, simulator.build(only, false), {outputs[i]}, dataset, indices, batch);
+    const auto isolated =
+        compare_runs(fp32, simulator.build(only, false), {outputs[i]}, dataset, indices, batch);
     LayerDebug d;
     d.name = layer.name;
     d.op_type = layer.op_type;
@@ -101,9 +109,12 @@ PlanDebug debug_plan(QuantSimulator& simulator, const QuantPlan& plan, const Dat
     const double stddev = std::sqrt(std::max(0.0, sum2 / n - (sum / n) * (sum / n)));
     d.weight_outlier_ratio = stddev > 0 ? max_abs / stddev : 0;
     d.input_min = d.input_max = std::numeric_limits<float>::quiet_NaN();
-    if (q.activations.format != FormatId::fp32 && !q.dynamic && format_traits(q.activations.format).has_scale()) {
-      const auto& range = simulator.ranges(q.calibration, q.activations.symmetric,
-                                           format_traits(q.activations.format).bits).at(layer.input);
+    if (q.activations.format != FormatId::fp32 && !q.dynamic &&
+        format_traits(q.activations.format).has_scale()) {
+      const auto& range = simulator
+                              .ranges(q.calibration, q.activations.symmetric,
+                                      format_traits(q.activations.format).bits)
+                              .at(layer.input);
       d.input_min = range.min;
       d.input_max = range.max;
     }

@@ -19,7 +19,7 @@ struct LayerDebug {
   double isolated_output_sqnr_db = 0;
   double cumulative_layer_sqnr_db = 0;
   float weight_min = 0, weight_max = 0;
-  double weight_outlier_ratio = 0;  // max|w| / std(w)
+  double weight_outlier_ratio = 0;     // max|w| / std(w)
   float input_min = 0, input_max = 0;  // calibrated (NaN when the input is not quantized)
 };
 

@@ -780,8 +780,8 @@ void fake_quantize_activation_per_tensor(FormatId format, float scale, float zer
   const FormatTraits& f = format_traits(format);
   // Runs once per layer per batch: the message is only built when something is wrong.
   auto action = [&] {
-    return fmt::format("fake-quantizing activations as {} with scale {} and zero point {}", f.name, scale,
-                       zero_point);
+    return fmt::format("fake-quantizing activations as {} with scale {} and zero point {}", f.name,
+                       scale, zero_point);
   };
   if (f.weights_only)
     fail_unsupported(

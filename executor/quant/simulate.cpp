@@ -4,8 +4,8 @@
 #include <cmath>
 #include <set>
 
-#include "core/files.hpp"
 #include <dnnl.hpp>
+#include "core/files.hpp"
 
 #include "executor/evaluate.hpp"
 #include "executor/plan.hpp"
@@ -59,7 +59,8 @@ QuantSimulator::QuantSimulator(const Graph& graph, std::string model_hash,
       calibration_(std::move(calibration)),
       layers_(quantizable_layers(graph)) {}
 
-const CalibrationRanges& QuantSimulator::ranges(CalibrationMethod method, bool symmetric, int bits) {
+const CalibrationRanges& QuantSimulator::ranges(CalibrationMethod method, bool symmetric,
+                                                int bits) {
   auto key = std::make_tuple(method, symmetric, bits);
   if (auto it = ranges_.find(key); it != ranges_.end()) return it->second;
   CalibrationOptions options;
@@ -103,9 +104,12 @@ const Tensor& QuantSimulator::quantized_weight(const QuantizableLayer& layer,
     // One group spanning a short axis is per-channel quantization; otherwise every group
     // must be whole, as kernels and exporters (ONNX block_size) expect.
     if (s.group_size < depth && depth % s.group_size != 0)
-      fail_input("quantizing layer '{}' with '{}': group size {} does not divide the reduction axis ({} values of "
-                 "weight '{}' {}); use a divisor of {} or a group of at least {}",
-                 layer.name, to_string(s), s.group_size, depth, layer.weight, to_string(w.dims()), depth, depth);
+      fail_input(
+          "quantizing layer '{}' with '{}': group size {} does not divide the reduction axis ({} "
+          "values of "
+          "weight '{}' {}); use a divisor of {} or a group of at least {}",
+          layer.name, to_string(s), s.group_size, depth, layer.weight, to_string(w.dims()), depth,
+          depth);
   }
   const QuantParams params = choose_weight_params(s, w, layer.reduction_axis);
   Tensor out;
@@ -118,13 +122,15 @@ void fuse_fake_quant_into_producers(Graph& g) {
   std::set<std::size_t> fused;
   for (std::size_t i = 0; i < g.nodes.size(); ++i) {
     const Node& fq = g.nodes[i];
-    if (fq.domain != "bitplan" || fq.op_type != "FakeQuant" || fq.attr_int("dynamic", 0) != 0) continue;
+    if (fq.domain != "bitplan" || fq.op_type != "FakeQuant" || fq.attr_int("dynamic", 0) != 0)
+      continue;
     const FormatTraits& format = format_traits(static_cast<FormatId>(fq.attr_int("format", 0)));
     if (format.kind != FormatKind::integer) continue;
     const auto producer = g.producer(fq.inputs[0]);
     if (!producer || uses.at(fq.inputs[0]) != 1) continue;
     Node& layer = g.nodes[*producer];
-    if (!layer.domain.empty() || !(layer.op_type == "Conv" || layer.op_type == "Gemm" || layer.op_type == "MatMul") ||
+    if (!layer.domain.empty() ||
+        !(layer.op_type == "Conv" || layer.op_type == "Gemm" || layer.op_type == "MatMul") ||
         layer.outputs.size() != 1 || layer.has_attr("bitplan_output_scale"))
       continue;
     layer.attrs["bitplan_output_scale"] = fq.attr_float("scale", 1.f);
@@ -133,8 +139,9 @@ void fuse_fake_quant_into_producers(Graph& g) {
     layer.attrs["bitplan_output_qmax"] = static_cast<float>(format.qmax);
     // The layer keeps its output name (reports follow it) and the FakeQuant's readers read
     // it directly, unless the FakeQuant's output is a graph output, whose name must stay.
-    const bool graph_output = std::any_of(g.outputs.begin(), g.outputs.end(),
-                                          [&](const ValueInfo& v) { return v.name == fq.outputs[0]; });
+    const bool graph_output =
+        std::any_of(g.outputs.begin(), g.outputs.end(),
+                    [&](const ValueInfo& v) { return v.name == fq.outputs[0]; });
     if (graph_output) {
       layer.outputs[0] = fq.outputs[0];
     } else {
@@ -167,9 +174,10 @@ Node QuantSimulator::fake_quant_node(const QuantizableLayer& layer, const LayerQ
     fq.attrs["zero_point"] = 0.f;
   } else {
     const auto& range =
-        ranges(q.calibration, q.activations.symmetric, format_traits(q.activations.format).bits).at(layer.input);
-    const AffineParams p =
-        affine_params_from_range(q.activations.format, q.activations.symmetric, range.min, range.max);
+        ranges(q.calibration, q.activations.symmetric, format_traits(q.activations.format).bits)
+            .at(layer.input);
+    const AffineParams p = affine_params_from_range(q.activations.format, q.activations.symmetric,
+                                                    range.min, range.max);
     fq.attrs["scale"] = p.scale;
     fq.attrs["zero_point"] = p.zero_point;
   }
@@ -212,22 +220,28 @@ bool cpu_has_vnni() {
 std::string QuantSimulator::int8_refusal(const QuantizableLayer& layer, const LayerQuant& q) const {
   const Node& node = *std::find_if(graph_.nodes.begin(), graph_.nodes.end(),
                                    [&](const Node& n) { return n.name == layer.name; });
-  if ((q.weights.format != FormatId::int8 && q.weights.format != FormatId::int7) || !q.weights.symmetric ||
-      q.weights.granularity == Granularity::per_group)
-    return fmt::format("weights '{}' are not int8/int7 symmetric per channel or per tensor", to_string(q.weights));
+  if ((q.weights.format != FormatId::int8 && q.weights.format != FormatId::int7) ||
+      !q.weights.symmetric || q.weights.granularity == Granularity::per_group)
+    return fmt::format("weights '{}' are not int8/int7 symmetric per channel or per tensor",
+                       to_string(q.weights));
   if (q.weights.format == FormatId::int8 && !cpu_has_vnni())
-    return "this CPU has no VNNI: oneDNN's int8 kernels would halve 8-bit weights (or saturate 16-bit pair sums), "
-           "so integer results would differ from the plan; int7 weights (e.g. W7A8) run exactly here";
+    return "this CPU has no VNNI: oneDNN's int8 kernels would halve 8-bit weights (or saturate "
+           "16-bit pair sums), "
+           "so integer results would differ from the plan; int7 weights (e.g. W7A8) run exactly "
+           "here";
   if (q.activations.format != FormatId::uint8 && q.activations.format != FormatId::int8)
     return fmt::format("activations '{}' are not 8-bit integers", to_string(q.activations));
-  if (q.dynamic) return "dynamic activation ranges are simulated (the integer kernels take a fixed input scale)";
+  if (q.dynamic)
+    return "dynamic activation ranges are simulated (the integer kernels take a fixed input scale)";
   if (layer.op_type == "ConvTranspose") return "ConvTranspose has no integer kernel here";
-  if (layer.op_type == "Gemm" && (node.attr_int("transA", 0) != 0 || node.attr_float("alpha", 1.f) != 1.f ||
-                                  node.attr_float("beta", 1.f) != 1.f))
+  if (layer.op_type == "Gemm" &&
+      (node.attr_int("transA", 0) != 0 || node.attr_float("alpha", 1.f) != 1.f ||
+       node.attr_float("beta", 1.f) != 1.f))
     return "Gemm with transA, alpha or beta other than the defaults";
   if (layer.op_type != "Conv" && node.inputs.size() > 2 && !node.inputs[2].empty()) {
     const Tensor* c = graph_.initializer(node.inputs[2]);
-    const std::int64_t n = graph_.initializer(layer.weight)->dim(static_cast<std::size_t>(layer.channel_axis));
+    const std::int64_t n =
+        graph_.initializer(layer.weight)->dim(static_cast<std::size_t>(layer.channel_axis));
     if (!c || c->numel() != n) return "the Gemm bias is not a constant with one value per output";
   }
   return "";
@@ -253,7 +267,8 @@ QuantSimulator::Int8Build QuantSimulator::build_int8(const QuantPlan& plan) {
   }
   Graph g = build(simulated_part);
   for (const auto& [layer, q] : integer_layers) {
-    auto node = std::find_if(g.nodes.begin(), g.nodes.end(), [&](const Node& n) { return n.name == layer->name; });
+    auto node = std::find_if(g.nodes.begin(), g.nodes.end(),
+                             [&](const Node& n) { return n.name == layer->name; });
     BITPLAN_ASSERT(node != g.nodes.end());
     // Integer codes of the weights: the fake-quantized values are exactly code * scale[c].
     const QuantSpec spec = weight_spec_for(q.weights, *layer);
@@ -267,10 +282,12 @@ QuantSimulator::Int8Build QuantSimulator::build_int8(const QuantPlan& plan) {
     const bool transpose = layer->op_type == "Gemm" && layer->channel_axis == 0;
     Tensor codes(DType::i8, transpose ? Dims{w.dim(1), w.dim(0)} : w.dims());
     for (std::int64_t i = 0; i < w.numel(); ++i) {
-      const std::int64_t c = (i / strides[static_cast<std::size_t>(layer->channel_axis)]) % channels;
+      const std::int64_t c =
+          (i / strides[static_cast<std::size_t>(layer->channel_axis)]) % channels;
       const float s = params.scale[per_channel ? static_cast<std::size_t>(c) : 0];
       const std::int64_t dst = transpose ? (i % w.dim(1)) * w.dim(0) + i / w.dim(1) : i;
-      codes.data<std::int8_t>()[dst] = static_cast<std::int8_t>(std::nearbyint(wq.data<float>()[i] / s));
+      codes.data<std::int8_t>()[dst] =
+          static_cast<std::int8_t>(std::nearbyint(wq.data<float>()[i] / s));
     }
     const std::string codes_name = layer->weight + "@" + layer->name + "@int8codes";
     g.initializers[codes_name] = std::move(codes);

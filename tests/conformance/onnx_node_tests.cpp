@@ -104,7 +104,8 @@ TEST_CASE("ONNX backend node tests") {
           plan = std::make_unique<ExecutionPlan>(fixed, PlanOptions{});
           outputs = plan->run(inputs);
         } catch (const Error& e) {
-          if (std::string(e.what()).find("must be known before running") == std::string::npos) throw;
+          if (std::string(e.what()).find("must be known before running") == std::string::npos)
+            throw;
           for (std::size_t i = 0; i < fixed.inputs.size() && i < inputs.size(); ++i)
             fixed.initializers[fixed.inputs[i].name] = inputs[i];
           fixed.inputs.clear();
@@ -114,7 +115,8 @@ TEST_CASE("ONNX backend node tests") {
         }
         for (std::size_t i = 0; i < expected.size(); ++i) {
           const std::string diff = compare(outputs.at(i), expected[i]);
-          if (!diff.empty()) throw Error(ErrorKind::internal, fmt::format("output {}: {}", i, diff));
+          if (!diff.empty())
+            throw Error(ErrorKind::internal, fmt::format("output {}: {}", i, diff));
         }
       }
       for (const auto& node : graph.nodes) ops_covered.insert(node.op_type);
@@ -134,11 +136,13 @@ TEST_CASE("ONNX backend node tests") {
   for (const auto& [name, why] : declined) MESSAGE("declined " << name << ": " << why);
   for (const auto& [name, why] : failed) MESSAGE("FAILED " << name << ": " << why);
   const int run = passed + static_cast<int>(failed.size());
-  MESSAGE(fmt::format("ONNX node tests: {} directories; {} use only supported ops; ran {}, passed {}, "
-                      "failed {}, declined {} (unsupported types/attributes); {} of the passed needed "
-                      "shape inputs bound at plan time; {} op types covered; tolerance |got-want| <= {} + {}*|want|",
-                      dirs.size(), dirs.size() - static_cast<std::size_t>(not_applicable), run, passed,
-                      failed.size(), declined.size(), bound.size(), ops_covered.size(), kAtol, kRtol));
+  MESSAGE(
+      fmt::format("ONNX node tests: {} directories; {} use only supported ops; ran {}, passed {}, "
+                  "failed {}, declined {} (unsupported types/attributes); {} of the passed needed "
+                  "shape inputs bound at plan time; {} op types covered; tolerance |got-want| <= "
+                  "{} + {}*|want|",
+                  dirs.size(), dirs.size() - static_cast<std::size_t>(not_applicable), run, passed,
+                  failed.size(), declined.size(), bound.size(), ops_covered.size(), kAtol, kRtol));
   CHECK(failed.empty());
   CHECK(passed > 0);
 }

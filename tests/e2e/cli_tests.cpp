@@ -2,11 +2,11 @@
 // kind of bad input giving one clear message and the documented exit code (never a crash).
 #include <doctest/doctest.h>
 
+#include <sys/wait.h>
 #include <array>
 #include <cstdio>
 #include <filesystem>
 #include <string>
-#include <sys/wait.h>
 
 namespace fs = std::filesystem;
 
@@ -32,7 +32,9 @@ Result run(const std::string& args) {
   return r;
 }
 
-bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+bool contains(const std::string& text, const std::string& part) {
+  return text.find(part) != std::string::npos;
+}
 
 }  // namespace
 
@@ -53,7 +55,8 @@ TEST_CASE("evaluate the default config on a Fashion-MNIST subset") {
     MESSAGE("SKIPPED: Fashion-MNIST not installed (apt install dataset-fashion-mnist)");
     return;
   }
-  const Result r = run("evaluate --config " + (kSource / "configs/default.yaml").string() + " --count 500 --json");
+  const Result r = run("evaluate --config " + (kSource / "configs/default.yaml").string() +
+                       " --count 500 --json");
   CHECK(r.exit_code == 0);
   CHECK(contains(r.output, "\"top1\""));
   CHECK(contains(r.output, "\"per_class\""));
@@ -125,8 +128,9 @@ TEST_CASE("quantized evaluation, integer execution and the debugger from the CLI
   fs::remove_all(cache);
   const std::string config = (kSource / "configs/default.yaml").string();
   const fs::path saved = fs::temp_directory_path() / "bitplan_e2e_plan.yaml";
-  const Result r = run("evaluate --config " + config + " --count 300 --plan W7A8 --int8 --json --cache-dir " +
-                       cache.string() + " --save-plan " + saved.string());
+  const Result r =
+      run("evaluate --config " + config + " --count 300 --plan W7A8 --int8 --json --cache-dir " +
+          cache.string() + " --save-plan " + saved.string());
   CHECK(r.exit_code == 0);
   CHECK(contains(r.output, "\"quantized\""));
   CHECK(contains(r.output, "\"agreement_with_simulation\""));
@@ -136,10 +140,12 @@ TEST_CASE("quantized evaluation, integer execution and the debugger from the CLI
   const Result again = run("evaluate --config " + config + " --count 300 --plan " + saved.string() +
                            " --json --cache-dir " + cache.string());
   CHECK(again.exit_code == 0);
-  const Result d = run("debug --config " + config + " --plan W4A8 --count 64 --json --cache-dir " + cache.string());
+  const Result d = run("debug --config " + config + " --plan W4A8 --count 64 --json --cache-dir " +
+                       cache.string());
   CHECK(d.exit_code == 0);
   CHECK(contains(d.output, "\"isolated_output_sqnr_db\""));
-  const Result bad = run("evaluate --config " + config + " --count 64 --plan W4g7A8 --cache-dir " + cache.string());
+  const Result bad = run("evaluate --config " + config + " --count 64 --plan W4g7A8 --cache-dir " +
+                         cache.string());
   CHECK(bad.exit_code == 3);
   CHECK(contains(bad.output, "does not divide the reduction axis"));
   fs::remove_all(cache);

@@ -13,8 +13,8 @@ TEST_CASE("CUDA devices are listed with their compute capability") {
     return;
   }
   for (const auto& d : cuda.devices) {
-    MESSAGE("GPU " << d.index << ": " << d.name << " sm_" << d.sm_major << d.sm_minor << ", " << d.multiprocessors
-                   << " SMs");
+    MESSAGE("GPU " << d.index << ": " << d.name << " sm_" << d.sm_major << d.sm_minor << ", "
+                   << d.multiprocessors << " SMs");
     CHECK(!d.name.empty());
     CHECK(d.sm_major >= 7);
     CHECK(d.multiprocessors > 0);

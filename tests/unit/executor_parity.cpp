@@ -22,7 +22,9 @@ namespace {
 const fs::path kSource = BITPLAN_SOURCE_DIR;
 const fs::path kCifar = kSource / "../shared/data/cifar10/test";
 
-DatasetConfig fashion_test() { return testing::fashion_mnist_test_config(); }
+DatasetConfig fashion_test() {
+  return testing::fashion_mnist_test_config();
+}
 
 DatasetConfig cifar_test() {
   DatasetConfig c;
@@ -37,7 +39,8 @@ DatasetConfig cifar_test() {
 
 // `reference` names the recorded PyTorch outputs (the same model exported at another
 // opset shares them).
-void check_parity(const std::string& name, const DatasetConfig& config, std::string reference = "") {
+void check_parity(const std::string& name, const DatasetConfig& config,
+                  std::string reference = "") {
   if (reference.empty()) reference = name;
   const fs::path logits_file = kSource / "models" / (reference + ".logits.npy");
   const LoadedModel model = load_model(kSource / "models" / (name + ".onnx"));
@@ -76,10 +79,15 @@ TEST_CASE("fp32 parity with PyTorch on Fashion-MNIST fixtures") {
     MESSAGE(testing::kFashionMnistMissing);
     return;
   }
-  for (const std::string name : {"fmnist_mlp", "fmnist_resnet", "fmnist_mobilenetv2", "fmnist_vit"}) {
-    SUBCASE(name.c_str()) { check_parity(name, fashion_test()); }
+  for (const std::string name :
+       {"fmnist_mlp", "fmnist_resnet", "fmnist_mobilenetv2", "fmnist_vit"}) {
+    SUBCASE(name.c_str()) {
+      check_parity(name, fashion_test());
+    }
   }
-  SUBCASE("fmnist_vit_opset17") { check_parity("fmnist_vit_opset17", fashion_test(), "fmnist_vit"); }
+  SUBCASE("fmnist_vit_opset17") {
+    check_parity("fmnist_vit_opset17", fashion_test(), "fmnist_vit");
+  }
 }
 
 TEST_CASE("the opset-13 ViT's decomposed LayerNorms and GELUs are all recognised") {
@@ -91,10 +99,13 @@ TEST_CASE("the opset-13 ViT's decomposed LayerNorms and GELUs are all recognised
 
 TEST_CASE("fp32 parity with PyTorch on the published CIFAR-10 ResNets") {
   if (!fs::is_directory(kCifar)) {
-    MESSAGE("SKIPPED: " << kCifar.string() << " not present (it ships in ../shared, not in the repo)");
+    MESSAGE("SKIPPED: " << kCifar.string()
+                        << " not present (it ships in ../shared, not in the repo)");
     return;
   }
   for (const std::string name : {"cifar10_resnet20", "cifar10_resnet32"}) {
-    SUBCASE(name.c_str()) { check_parity(name, cifar_test()); }
+    SUBCASE(name.c_str()) {
+      check_parity(name, cifar_test());
+    }
   }
 }

@@ -36,7 +36,9 @@ void check_close(const std::vector<float>& a, const std::vector<float>& b, float
   CHECK(nonzero > a.size() / 2);
 }
 
-Tensor scalar_f32(float v) { return Tensor::scalar<float>(v); }
+Tensor scalar_f32(float v) {
+  return Tensor::scalar<float>(v);
+}
 
 }  // namespace
 
@@ -121,13 +123,16 @@ TEST_CASE("shape chains of torch exports fold at plan time") {
   g.inputs.push_back({"x", DType::f32, {-1, 2, 3}, {}});
   g.outputs.push_back({"y", DType::f32, {-1, 6}, {}});
   g.initializers["zero"] = Tensor::scalar<std::int64_t>(0);
-  g.initializers["minus_one"] = Tensor::from_values<std::int64_t>({1}, std::vector<std::int64_t>{-1});
+  g.initializers["minus_one"] =
+      Tensor::from_values<std::int64_t>({1}, std::vector<std::int64_t>{-1});
   g.initializers["axes"] = Tensor::from_values<std::int64_t>({1}, std::vector<std::int64_t>{0});
   Node concat{"concat", "Concat", "", {"b1", "minus_one"}, {"shape"}, {}};
   concat.attrs["axis"] = std::int64_t{0};
   Node gather{"gather", "Gather", "", {"s", "zero"}, {"b"}, {}};
-  g.nodes = {{"shape", "Shape", "", {"x"}, {"s"}, {}}, gather,
-             {"unsq", "Unsqueeze", "", {"b", "axes"}, {"b1"}, {}}, concat,
+  g.nodes = {{"shape", "Shape", "", {"x"}, {"s"}, {}},
+             gather,
+             {"unsq", "Unsqueeze", "", {"b", "axes"}, {"b1"}, {}},
+             concat,
              {"reshape", "Reshape", "", {"x", "shape"}, {"y"}, {}}};
   ExecutionPlan plan(g, PlanOptions{4});
   // Only the Reshape survives as a step (a view); everything else folded.

@@ -1,10 +1,10 @@
 // Plans (YAML schema, uniform shorthands, validation) and simulated execution of plans.
 #include <doctest/doctest.h>
 
-#include <filesystem>
-#include <fstream>
 #include <algorithm>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <numeric>
 #include <random>
 #include <set>
@@ -152,7 +152,8 @@ TEST_CASE("simulated plans: W8A8 stays faithful, W2 does not, weights are quanti
 
   // The cache hands back the same quantized weights for the same (layer, spec).
   const Graph again = simulator.build(uniform_plan("W8A8", model.graph));
-  const auto conv = std::find_if(again.nodes.begin(), again.nodes.end(), [](const Node& n) { return n.op_type == "Conv"; });
+  const auto conv = std::find_if(again.nodes.begin(), again.nodes.end(),
+                                 [](const Node& n) { return n.op_type == "Conv"; });
   REQUIRE(conv != again.nodes.end());
   const std::string name = conv->inputs[1];
   REQUIRE(w8a8.initializer(name) != nullptr);
@@ -170,16 +171,18 @@ TEST_CASE("real INT8 execution agrees with the simulation") {
   for (const std::string name : {"fmnist_mlp", "fmnist_resnet", "fmnist_vit"}) {
     SUBCASE(name.c_str()) {
       const LoadedModel model = load_model(kSource / "models" / (name + ".onnx"));
-      QuantSimulator simulator(model.graph, "test", CalibrationData{dataset.get(), calibration, "t", {}, 64});
+      QuantSimulator simulator(model.graph, "test",
+                               CalibrationData{dataset.get(), calibration, "t", {}, 64});
       // 7-bit weights run exactly on every x86 CPU (see onednn_int8.cpp).
       const QuantPlan plan = uniform_plan("W7A8", model.graph);
       const auto int8 = simulator.build_int8(plan);
       CHECK(int8.int8_layers.size() == plan.layers.size());
-      const EvalResult sim = evaluate(simulator.build(plan), *dataset, validation, EvalOptions{64, true});
+      const EvalResult sim =
+          evaluate(simulator.build(plan), *dataset, validation, EvalOptions{64, true});
       const EvalResult real = evaluate(int8.graph, *dataset, validation, EvalOptions{64, true});
       const Fidelity f = compare_outputs(sim.logits, real.logits, sim.classes);
-      MESSAGE(name << ": integer vs simulated top-1 agreement " << f.top1_agreement << ", SQNR " << f.sqnr_db
-                   << " dB");
+      MESSAGE(name << ": integer vs simulated top-1 agreement " << f.top1_agreement << ", SQNR "
+                   << f.sqnr_db << " dB");
       CHECK(f.top1_agreement >= 0.995);
       CHECK(f.sqnr_db > 50);  // only float rounding of the final sums differs
 
@@ -203,19 +206,24 @@ TEST_CASE("the per-layer debugger measures isolated and cumulative error") {
   }
   const auto indices = select_indices({128, 5, 0}, dataset->size(), "validation");
   const LoadedModel model = load_model(kSource / "models/fmnist_mlp.onnx");
-  QuantSimulator simulator(model.graph, "test", CalibrationData{dataset.get(), indices, "t", {}, 64});
-  const PlanDebug w8 = debug_plan(simulator, uniform_plan("W8A8", model.graph), *dataset, indices, 64);
-  const PlanDebug w3 = debug_plan(simulator, uniform_plan("W3A8", model.graph), *dataset, indices, 64);
+  QuantSimulator simulator(model.graph, "test",
+                           CalibrationData{dataset.get(), indices, "t", {}, 64});
+  const PlanDebug w8 =
+      debug_plan(simulator, uniform_plan("W8A8", model.graph), *dataset, indices, 64);
+  const PlanDebug w3 =
+      debug_plan(simulator, uniform_plan("W3A8", model.graph), *dataset, indices, 64);
   REQUIRE(w8.layers.size() == 3);
   for (std::size_t i = 0; i < w8.layers.size(); ++i) {
     CHECK(std::isfinite(w8.layers[i].isolated_layer_sqnr_db));
-    CHECK(w8.layers[i].isolated_layer_sqnr_db > w3.layers[i].isolated_layer_sqnr_db + 10);  // ~6 dB per bit
+    CHECK(w8.layers[i].isolated_layer_sqnr_db >
+          w3.layers[i].isolated_layer_sqnr_db + 10);  // ~6 dB per bit
     CHECK(w8.layers[i].weight_min < 0);
     CHECK(w8.layers[i].weight_max > 0);
     CHECK(w8.layers[i].input_max > w8.layers[i].input_min);
   }
   // The first layer sees no upstream error: isolated and cumulative agree there.
-  CHECK(w8.layers[0].cumulative_layer_sqnr_db == doctest::Approx(w8.layers[0].isolated_layer_sqnr_db));
+  CHECK(w8.layers[0].cumulative_layer_sqnr_db ==
+        doctest::Approx(w8.layers[0].isolated_layer_sqnr_db));
   // Error accumulates: the last layer is worse with the whole plan than alone.
   CHECK(w8.layers[2].cumulative_layer_sqnr_db < w8.layers[2].isolated_layer_sqnr_db);
   CHECK(w8.output_sqnr_db > w3.output_sqnr_db);
@@ -234,7 +242,8 @@ TEST_CASE("fake quantization fused into the producer gives the same bits as the 
     for (std::int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = normal(rng);
     return t;
   };
-  auto fake_quant = [](const std::string& in, const std::string& out, float scale, float zero_point) {
+  auto fake_quant = [](const std::string& in, const std::string& out, float scale,
+                       float zero_point) {
     Node fq{"fq", "FakeQuant", "bitplan", {in}, {out}, {}};
     fq.attrs["format"] = static_cast<std::int64_t>(FormatId::uint8);
     fq.attrs["scale"] = scale;
@@ -257,7 +266,8 @@ TEST_CASE("fake quantization fused into the producer gives the same bits as the 
     REQUIRE(fused.nodes.size() == 1);
     const Tensor x = random({32, 48});
     ExecutionPlan a(g, PlanOptions{32}), b(fused, PlanOptions{32});
-    const auto ya = a.run(std::span<const Tensor>(&x, 1)), yb = b.run(std::span<const Tensor>(&x, 1));
+    const auto ya = a.run(std::span<const Tensor>(&x, 1)),
+               yb = b.run(std::span<const Tensor>(&x, 1));
     CHECK(std::memcmp(ya[0].raw(), yb[0].raw(), ya[0].nbytes()) == 0);
     std::set<float> levels(ya[0].values<float>().begin(), ya[0].values<float>().end());
     CHECK(levels.size() > 20);  // really quantized, and not all clipped
@@ -280,7 +290,8 @@ TEST_CASE("fake quantization fused into the producer gives the same bits as the 
     REQUIRE(fused.nodes.size() == 1);
     const Tensor x = random({4, 8, 9, 9});
     ExecutionPlan a(g, PlanOptions{4}), b(fused, PlanOptions{4});
-    const auto ya = a.run(std::span<const Tensor>(&x, 1)), yb = b.run(std::span<const Tensor>(&x, 1));
+    const auto ya = a.run(std::span<const Tensor>(&x, 1)),
+               yb = b.run(std::span<const Tensor>(&x, 1));
     CHECK(std::memcmp(ya[0].raw(), yb[0].raw(), ya[0].nbytes()) == 0);
     CHECK(*std::max_element(ya[0].values<float>().begin(), ya[0].values<float>().end()) > 1.f);
   }

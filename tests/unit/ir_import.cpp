@@ -31,10 +31,11 @@ TEST_CASE("external data is read from inside the model folder") {
 }
 
 TEST_CASE("external data that escapes or overruns is refused with the reason") {
-  CHECK(error_of(kFixtures / "external_past_end.onnx").find("has only 24 bytes") != std::string::npos);
-  CHECK(error_of(kFixtures / "external_absolute.onnx").find("absolute path") != std::string::npos);
-  CHECK(error_of(fs::path(BITPLAN_SOURCE_DIR) / "tests/fixtures/cli/external_escape.onnx").find("'..'") !=
+  CHECK(error_of(kFixtures / "external_past_end.onnx").find("has only 24 bytes") !=
         std::string::npos);
+  CHECK(error_of(kFixtures / "external_absolute.onnx").find("absolute path") != std::string::npos);
+  CHECK(error_of(fs::path(BITPLAN_SOURCE_DIR) / "tests/fixtures/cli/external_escape.onnx")
+            .find("'..'") != std::string::npos);
 
   // A symlink inside the folder pointing outside it is refused too.
   const fs::path dir = fs::temp_directory_path() / "bitplan_ir_symlink_test";
@@ -79,8 +80,10 @@ TEST_CASE("topological_sort orders nodes and reports missing producers and cycle
   CHECK(g.nodes[1].name == "second");
 
   g.nodes[0].inputs = {"nowhere"};
-  CHECK_THROWS_WITH_AS(topological_sort(g), doctest::Contains("which no node, initializer or graph input provides"),
+  CHECK_THROWS_WITH_AS(topological_sort(g),
+                       doctest::Contains("which no node, initializer or graph input provides"),
                        Error);
-  g.nodes = {{"a", "Relu", "", {"b_out"}, {"a_out"}, {}}, {"b", "Relu", "", {"a_out"}, {"b_out"}, {}}};
+  g.nodes = {{"a", "Relu", "", {"b_out"}, {"a_out"}, {}},
+             {"b", "Relu", "", {"a_out"}, {"b_out"}, {}}};
   CHECK_THROWS_WITH_AS(topological_sort(g), doctest::Contains("cycle"), Error);
 }
