@@ -435,6 +435,13 @@ options)");
   const auto dataset = open_dataset(config.dataset);
   const auto indices = select_indices(config.dataset.validation, dataset->size(), "validation");
   const bool with_plan = !plan_arg.empty();
+  if (vm.count("int8") && !with_plan)
+    fail(ErrorKind::usage, "--int8 runs a plan's INT8 layers: give --plan too");
+  if (!vm["calibration"].defaulted() &&
+      (!with_plan || plan_arg.ends_with(".yaml") || plan_arg.ends_with(".yml")))
+    fail(ErrorKind::usage,
+         "--calibration {} applies to uniform plans (--plan W8A8...); plan files set it per layer",
+         calibration);
   const EvalResult r =
       evaluate(loaded.graph, *dataset, indices, EvalOptions{config.evaluate.batch, with_plan});
   const double throughput = static_cast<double>(r.samples) / std::max(r.model_seconds, 1e-9);
