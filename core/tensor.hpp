@@ -71,6 +71,12 @@ class Tensor {
 
   // Same buffer, new dims with the same element count.
   Tensor reshaped(Dims dims) const;
+  // Points this tensor at `source`'s data, keeping its own dtype and dims (the caller
+  // guarantees they describe the same bytes). No allocation: for rebinding on hot paths.
+  void alias_data_of(const Tensor& source) {
+    storage_ = source.storage_;
+    data_ = source.data_;
+  }
   Tensor clone() const;
   // Values as int64 whatever the integer dtype (shape and index inputs).
   std::vector<std::int64_t> to_int64_vector() const;

@@ -117,7 +117,9 @@ ExecutionPlan::ExecutionPlan(const Graph& graph, const PlanOptions& options) : o
   // Memory plan. A view shares its source's buffer, so buffers are tracked by "root" slot.
   slots_.resize(slot_meta_.size());
   for (std::size_t s = 0; s < slot_meta_.size(); ++s)
-    if (slot_meta_[s].constant) slots_[s] = *slot_meta_[s].constant;
+    slots_[s] = slot_meta_[s].constant
+                    ? *slot_meta_[s].constant
+                    : Tensor::view(slot_meta_[s].dtype, slot_meta_[s].dims, nullptr);
   std::vector<int> root(slot_meta_.size());
   for (std::size_t s = 0; s < root.size(); ++s) root[s] = static_cast<int>(s);
   std::vector<int> last_use(slot_meta_.size(), -1);
@@ -161,6 +163,10 @@ ExecutionPlan::ExecutionPlan(const Graph& graph, const PlanOptions& options) : o
     for (int r : released)
       if (buffer_of[r] >= 0) free_buffers.emplace(buffers_[buffer_of[r]].nbytes(), buffer_of[r]);
   }
+  for (auto& step : steps_) {
+    for (int s : step.inputs) step.input_args.push_back(s >= 0 ? slots_[s] : Tensor());
+    for (int s : step.outputs) step.output_args.push_back(s >= 0 ? slots_[s] : Tensor());
+  }
 }
 
 std::vector<Tensor> ExecutionPlan::run(std::span<const Tensor> inputs) {
@@ -173,20 +179,19 @@ std::vector<Tensor> ExecutionPlan::run(std::span<const Tensor> inputs) {
       fail(ErrorKind::usage, "running the model: input {} is {} {} but the plan expects {} {}", i,
            dtype_name(inputs[i].dtype()), to_string(inputs[i].dims()), dtype_name(meta.dtype),
            to_string(meta.dims));
-    slots_[input_slots_[i]] = inputs[i];
+    slots_[input_slots_[i]].alias_data_of(inputs[i]);
   }
-  std::vector<Tensor> ins, outs;
+  // Graph inputs and views change their data pointer from run to run: rebind everything.
   for (auto& step : steps_) {
     if (!step.kernel) {
-      const int out = step.outputs[0];
-      slots_[out] = slots_[step.inputs[0]].reshaped(slot_meta_[out].dims);
+      slots_[step.outputs[0]].alias_data_of(slots_[step.inputs[0]]);
       continue;
     }
-    ins.clear();
-    outs.clear();
-    for (int s : step.inputs) ins.push_back(s >= 0 ? slots_[s] : Tensor());
-    for (int s : step.outputs) outs.push_back(s >= 0 ? slots_[s] : Tensor());
-    step.kernel->run(ins, outs);
+    for (std::size_t j = 0; j < step.inputs.size(); ++j)
+      if (step.inputs[j] >= 0) step.input_args[j].alias_data_of(slots_[step.inputs[j]]);
+    for (std::size_t j = 0; j < step.outputs.size(); ++j)
+      if (step.outputs[j] >= 0) step.output_args[j].alias_data_of(slots_[step.outputs[j]]);
+    step.kernel->run(step.input_args, step.output_args);
   }
   std::vector<Tensor> results;
   for (int s : output_slots_) results.push_back(slots_[s]);

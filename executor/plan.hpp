@@ -55,6 +55,9 @@ class ExecutionPlan {
     std::unique_ptr<Kernel> kernel;  // null: output 0 is a view of input 0
     std::vector<int> inputs;         // slot per node input, -1 when omitted
     std::vector<int> outputs;
+    // The kernel's arguments with their planned dtype and dims, made once; each run only
+    // rebinds their data pointers, so running allocates nothing.
+    std::vector<Tensor> input_args, output_args;
   };
 
   PlanOptions options_;
