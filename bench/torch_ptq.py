@@ -75,16 +75,13 @@ from __future__ import annotations
 import argparse
 import collections
 import copy
-import gzip
 import json
 import os
 import statistics
-import struct
 import sys
 import time
 import traceback
 
-import numpy as np
 import torch
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -92,6 +89,7 @@ sys.path.insert(0, os.path.join(REPO, "tools"))
 sys.path.insert(0, os.path.join(REPO, "bench"))
 import fixture_models as fm  # noqa: E402
 from torch_peer import load_model  # noqa: E402
+import train_fixtures as tf  # noqa: E402
 
 WARMUP = 3
 MIN_RUNS = 5
@@ -99,69 +97,21 @@ EVAL_BATCH = 500
 REFERENCE_STRIDE = 5
 ENGINE_PREFERENCE = ("x86", "fbgemm", "onednn")
 
-FMNIST_DIR = "/usr/share/datasets/fashion-mnist"
-FMNIST_MEAN, FMNIST_STD = 0.2860, 0.3530
 CIFAR_TEST_DIR = os.path.join(REPO, "..", "shared", "data", "cifar10", "test")
-CIFAR_MEAN = (0.485, 0.456, 0.406)
-CIFAR_STD = (0.229, 0.224, 0.225)
 
 
 # --------------------------------------------------------------------------------------
 # Data
 # --------------------------------------------------------------------------------------
-def _read_idx(path: str) -> np.ndarray:
-    with gzip.open(path, "rb") as f:
-        data = f.read()
-    zero, dtype, ndim = struct.unpack(">HBB", data[:4])
-    if zero != 0 or dtype != 0x08:
-        raise ValueError(f"{path}: not an unsigned-byte IDX file")
-    dims = struct.unpack(">" + "I" * ndim, data[4:4 + 4 * ndim])
-    return np.frombuffer(data[4 + 4 * ndim:], dtype=np.uint8).reshape(dims)
-
-
-def _fmnist_test_local() -> tuple[torch.Tensor, torch.Tensor]:
-    images = _read_idx(os.path.join(FMNIST_DIR, "t10k-images-idx3-ubyte.gz"))
-    labels = _read_idx(os.path.join(FMNIST_DIR, "t10k-labels-idx1-ubyte.gz"))
-    x = torch.from_numpy(images.astype(np.float32) / 255.0).unsqueeze(1)
-    return ((x - FMNIST_MEAN) / FMNIST_STD).contiguous(), torch.from_numpy(labels.astype(np.int64))
-
-
-def _cifar_test_local() -> tuple[torch.Tensor, torch.Tensor]:
-    from PIL import Image
-    classes = sorted(d for d in os.listdir(CIFAR_TEST_DIR)
-                     if os.path.isdir(os.path.join(CIFAR_TEST_DIR, d)))
-    images, labels = [], []
-    for idx, cls in enumerate(classes):
-        folder = os.path.join(CIFAR_TEST_DIR, cls)
-        for fname in sorted(os.listdir(folder)):
-            if fname.lower().endswith((".jpg", ".jpeg")):
-                with Image.open(os.path.join(folder, fname)) as im:
-                    images.append(np.asarray(im.convert("RGB"), dtype=np.uint8))
-                labels.append(idx)
-    x = torch.from_numpy(np.stack(images).astype(np.float32) / 255.0).permute(0, 3, 1, 2)
-    mean = torch.tensor(CIFAR_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(CIFAR_STD).view(1, 3, 1, 1)
-    return ((x - mean) / std).contiguous(), torch.tensor(labels, dtype=torch.int64)
-
-
-def test_set(name: str, notes: list) -> tuple[torch.Tensor, torch.Tensor]:
-    """The full test set of the model's dataset, preprocessed, in dataset order."""
-    try:
-        import train_fixtures as tf
-    except Exception as e:  # noqa: BLE001 (e.g. onnx missing)
-        tf = None
-        notes.append(f"tools/train_fixtures.py not importable ({type(e).__name__}: {e}); "
-                     "used local readers")
+def test_set(name: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The full test set of the model's dataset, preprocessed, in dataset order (the readers
+    of tools/train_fixtures.py, which made the fixtures)."""
     if name.startswith("cifar10_"):
         if not os.path.isdir(CIFAR_TEST_DIR):
             sys.exit(f"torch_ptq: {CIFAR_TEST_DIR} is missing (the CIFAR-10 JPEG test folder)")
-        if tf is not None:
-            x, y, _ = tf.cifar_test_tensors()
-            return x, y
-        return _cifar_test_local()
-    if tf is not None:
-        return tf.fmnist_tensors("test")
-    return _fmnist_test_local()
+        x, y, _ = tf.cifar_test_tensors()
+        return x, y
+    return tf.fmnist_tensors("test")
 
 
 def select_indices(count: int, seed: int, size: int) -> list[int]:
@@ -399,7 +349,7 @@ def main() -> None:
     else:
         notes.append(f"weights: models/torch/{args.model}.pt")
 
-    x_test, y_test = test_set(args.model, notes)
+    x_test, y_test = test_set(args.model)
     n_test = int(x_test.shape[0])
     calib_idx = select_indices(args.calib, args.calib_seed, n_test)
     x_calib = x_test[torch.tensor(calib_idx)]
