@@ -5,6 +5,7 @@
 // stay fp32. On disk a plan is YAML (docs/plans.md):
 //
 //   bitplan_plan: 1                        # schema version
+//   model: fmnist_resnet.onnx              # optional, for the reader; not checked
 //   model_hash: 5f0c...                    # fnv1a64 of the ONNX file; checked when present
 //   defaults: {weights: int8/channel/sym, activations: uint8/tensor/asym, calibration: minmax}
 //   layers:
