@@ -1,0 +1,266 @@
+#include "search/exact_solver.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <deque>
+#include <limits>
+#include <map>
+
+#include "core/error.hpp"
+
+namespace bitplan::search {
+
+namespace {
+
+// Which totals take part in the dominance test; a cost left out counts as 0 there (its
+// real sum is still carried for reporting).
+struct Axes {
+  bool latency = false;
+  bool size = false;
+};
+
+struct State {
+  double sensitivity, latency, size;
+  std::uint32_t parent;  // index into the previous layer's kept states
+  std::uint32_t option;
+};
+
+struct Backpointer {
+  std::uint32_t parent;
+  std::uint32_t option;
+};
+
+double cost_of(const std::vector<std::vector<double>>& table, std::size_t layer, int option) {
+  return table.empty() ? 0.0 : table[layer][std::size_t(option)];
+}
+
+// Sum over layers from..end of each layer's cheapest supported option.
+std::vector<double> cheapest_suffix(const std::vector<std::vector<double>>& table,
+                                    const std::vector<std::vector<int>>& allowed) {
+  std::vector<double> suffix(allowed.size() + 1, 0.0);
+  for (std::size_t l = allowed.size(); l-- > 0;) {
+    double cheapest = std::numeric_limits<double>::infinity();
+    for (int option : allowed[l]) cheapest = std::min(cheapest, cost_of(table, l, option));
+    suffix[l] = suffix[l + 1] + cheapest;
+  }
+  return suffix;
+}
+
+// Keeps the states no other state dominates in (latency?, size?, sensitivity), one per
+// distinct key. Sorted by the first key, a state can only be dominated by an earlier one;
+// the (size, sensitivity) staircase of the earlier states answers that in O(log n).
+void keep_non_dominated(std::vector<State>& states, Axes axes) {
+  auto key_latency = [&](const State& s) { return axes.latency ? s.latency : 0.0; };
+  auto key_size = [&](const State& s) { return axes.size ? s.size : 0.0; };
+  std::sort(states.begin(), states.end(), [&](const State& a, const State& b) {
+    if (key_latency(a) != key_latency(b)) return key_latency(a) < key_latency(b);
+    if (key_size(a) != key_size(b)) return key_size(a) < key_size(b);
+    return a.sensitivity < b.sensitivity;
+  });
+  std::map<double, double> staircase;  // size -> least sensitivity; sensitivity falls as size grows
+  std::size_t kept = 0;
+  for (const State& state : states) {
+    const double size = key_size(state);
+    auto above = staircase.upper_bound(size);
+    if (above != staircase.begin() && std::prev(above)->second <= state.sensitivity) continue;
+    for (auto it = staircase.lower_bound(size);
+         it != staircase.end() && it->second >= state.sensitivity;)
+      it = staircase.erase(it);
+    staircase.emplace(size, state.sensitivity);
+    states[kept++] = state;
+  }
+  states.resize(kept);
+}
+
+// The least total, summed from the first layer like the programme's totals so that the
+// two agree to the last bit.
+double cheapest_total(const std::vector<std::vector<double>>& table,
+                      const std::vector<std::vector<int>>& allowed) {
+  double total = 0;
+  for (std::size_t l = 0; l < allowed.size(); ++l) {
+    double cheapest = std::numeric_limits<double>::infinity();
+    for (int option : allowed[l]) cheapest = std::min(cheapest, cost_of(table, l, option));
+    total += cheapest;
+  }
+  return total;
+}
+
+// Tolerance for the budget pruning, whose bound sums in a different order than the final
+// totals: rounding must never drop a plan that fits. Final totals are checked exactly.
+bool exceeds(double lower_bound, const std::optional<double>& budget) {
+  return budget && lower_bound > *budget + 1e-9 * std::max(1.0, std::abs(*budget));
+}
+
+std::vector<SolvedPlan> run_dominance_dp(const SearchSpace& space, const LayerCostTable& costs,
+                                         const CostBudgets& budgets, Axes axes) {
+  const std::vector<std::vector<int>> allowed = allowed_options(space, &costs);
+  const std::vector<double> latency_suffix = cheapest_suffix(costs.latency, allowed);
+  const std::vector<double> size_suffix = cheapest_suffix(costs.size, allowed);
+
+  std::vector<State> frontier{{0, 0, 0, 0, 0}};
+  std::vector<std::vector<Backpointer>> trace(space.layers.size());
+  for (std::size_t l = 0; l < space.layers.size(); ++l) {
+    const std::size_t candidates = frontier.size() * allowed[l].size();
+    if (candidates > kMaxStates)
+      fail_unsupported(
+          "solve bit allocation exactly: {} partial plans at layer '{}' ({} of {}): more than "
+          "the {} the exact solver holds; use nsga2, or fewer options per layer",
+          candidates, space.layers[l].layer, l + 1, space.layers.size(), kMaxStates);
+    std::vector<State> next;
+    next.reserve(candidates);
+    for (std::size_t s = 0; s < frontier.size(); ++s) {
+      const State& state = frontier[s];
+      for (int option : allowed[l]) {
+        State extended{state.sensitivity + costs.sensitivity[l][std::size_t(option)],
+                       state.latency + cost_of(costs.latency, l, option),
+                       state.size + cost_of(costs.size, l, option), std::uint32_t(s),
+                       std::uint32_t(option)};
+        if (exceeds(extended.latency + latency_suffix[l + 1], budgets.latency) ||
+            exceeds(extended.size + size_suffix[l + 1], budgets.size))
+          continue;
+        next.push_back(extended);
+      }
+    }
+    keep_non_dominated(next, axes);
+    trace[l].reserve(next.size());
+    for (const State& state : next) trace[l].push_back({state.parent, state.option});
+    frontier = std::move(next);
+    if (frontier.empty()) break;
+  }
+
+  std::vector<SolvedPlan> plans;
+  for (std::size_t s = 0; s < frontier.size(); ++s) {
+    const State& state = frontier[s];
+    if ((budgets.latency && state.latency > *budgets.latency) ||
+        (budgets.size && state.size > *budgets.size))
+      continue;
+    SolvedPlan plan{Genome(space.layers.size()), {state.sensitivity, state.latency, state.size}};
+    std::uint32_t index = std::uint32_t(s);
+    for (std::size_t l = space.layers.size(); l-- > 0;) {
+      plan.genome[l] = int(trace[l][index].option);
+      index = trace[l][index].parent;
+    }
+    plans.push_back(std::move(plan));
+  }
+  std::sort(plans.begin(), plans.end(), [](const SolvedPlan& a, const SolvedPlan& b) {
+    if (a.totals.latency != b.totals.latency) return a.totals.latency < b.totals.latency;
+    if (a.totals.size != b.totals.size) return a.totals.size < b.totals.size;
+    return a.totals.sensitivity < b.totals.sensitivity;
+  });
+  return plans;
+}
+
+void check_inputs(const SearchSpace& space, const LayerCostTable& costs,
+                  const CostBudgets& budgets) {
+  space.validate();
+  costs.validate(space);
+  if (budgets.latency && costs.latency.empty())
+    fail_input(
+        "solve bit allocation: a latency budget ({}) but no latency in the cost table: "
+        "a budget needs its cost model",
+        *budgets.latency);
+  if (budgets.size && costs.size.empty())
+    fail_input(
+        "solve bit allocation: a size budget ({}) but no size in the cost table: a budget "
+        "needs its cost model",
+        *budgets.size);
+}
+
+}  // namespace
+
+std::vector<SolvedPlan> trace_front(const SearchSpace& space, const LayerCostTable& costs,
+                                    const CostBudgets& budgets) {
+  check_inputs(space, costs, budgets);
+  return run_dominance_dp(space, costs, budgets, {!costs.latency.empty(), !costs.size.empty()});
+}
+
+SolveResult solve(const SearchSpace& space, const LayerCostTable& costs,
+                  const CostBudgets& budgets) {
+  check_inputs(space, costs, budgets);
+  SolveResult result;
+  const std::vector<std::vector<int>> allowed = allowed_options(space, &costs);
+  result.lowest = {cheapest_total(costs.sensitivity, allowed),
+                   cheapest_total(costs.latency, allowed), cheapest_total(costs.size, allowed)};
+
+  // Only the budgeted costs matter for the best plan: leaving the others out of the
+  // dominance test keeps the state sets small.
+  const Axes axes{budgets.latency.has_value(), budgets.size.has_value()};
+  const std::vector<SolvedPlan> front = run_dominance_dp(space, costs, budgets, axes);
+  if (!front.empty()) {
+    result.best =
+        *std::min_element(front.begin(), front.end(), [](const SolvedPlan& a, const SolvedPlan& b) {
+          if (a.totals.sensitivity != b.totals.sensitivity)
+            return a.totals.sensitivity < b.totals.sensitivity;
+          if (a.totals.latency != b.totals.latency) return a.totals.latency < b.totals.latency;
+          return a.totals.size < b.totals.size;
+        });
+    return result;
+  }
+  if (budgets.latency && result.lowest.latency > *budgets.latency) {
+    result.infeasible_reason = fmt::format("latency budget {} is below the fastest plan's {}",
+                                           *budgets.latency, result.lowest.latency);
+  } else if (budgets.size && result.lowest.size > *budgets.size) {
+    result.infeasible_reason = fmt::format("size budget {} is below the smallest plan's {}",
+                                           *budgets.size, result.lowest.size);
+  } else {
+    // Each budget alone can be met, both together cannot: say what the size budget costs.
+    BITPLAN_ASSERT(budgets.latency && budgets.size);
+    const std::vector<SolvedPlan> within_size =
+        run_dominance_dp(space, costs, {std::nullopt, budgets.size}, {true, true});
+    double fastest = std::numeric_limits<double>::infinity();
+    for (const SolvedPlan& plan : within_size) fastest = std::min(fastest, plan.totals.latency);
+    result.infeasible_reason = fmt::format(
+        "latency budget {} and size budget {} cannot both be met: the fastest plan within size "
+        "{} takes latency {}",
+        *budgets.latency, *budgets.size, *budgets.size, fastest);
+  }
+  return result;
+}
+
+std::vector<std::size_t> bisection_order(std::size_t n) {
+  std::vector<std::size_t> order;
+  if (n == 0) return order;
+  order.push_back(0);
+  if (n == 1) return order;
+  order.push_back(n - 1);
+  std::deque<std::pair<std::size_t, std::size_t>> gaps{{0, n - 1}};  // open intervals
+  while (!gaps.empty()) {
+    const auto [low, high] = gaps.front();
+    gaps.pop_front();
+    if (high - low < 2) continue;
+    const std::size_t middle = low + (high - low) / 2;
+    order.push_back(middle);
+    gaps.emplace_back(low, middle);
+    gaps.emplace_back(middle, high);
+  }
+  return order;
+}
+
+ExactFrontPolicy::ExactFrontPolicy(const SearchSpace& space, const PolicyParams& params)
+    : space_(space) {
+  if (!params.costs)
+    fail_input(
+        "create the 'exact' policy: no per-layer cost table: it needs sensitivity (and "
+        "latency and/or size) per layer and option");
+  front_ = trace_front(space, *params.costs, params.budgets);
+  order_ = bisection_order(front_.size());
+}
+
+std::vector<Genome> ExactFrontPolicy::ask(std::size_t max_count) {
+  std::vector<Genome> plans;
+  for (; next_ < order_.size() && plans.size() < max_count; ++next_) {
+    const Genome& genome = front_[order_[next_]].genome;
+    if (!told_.contains(genome)) plans.push_back(genome);
+  }
+  return plans;
+}
+
+void ExactFrontPolicy::tell(std::span<const Evaluation> results) {
+  for (const Evaluation& result : results) {
+    space_.check(result.genome);
+    told_.insert(result.genome);
+  }
+}
+
+}  // namespace bitplan::search

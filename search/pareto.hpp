@@ -1,0 +1,38 @@
+// Pareto tools for minimised objectives: dominance, the non-dominated filter, exact
+// hypervolume (2 and 3 objectives) and normalisation to [0, 1] by given bounds.
+#pragma once
+
+#include <cstddef>
+#include <vector>
+
+namespace bitplan::search {
+
+using ObjectivePoint = std::vector<double>;
+
+// a dominates b: no worse in every objective and strictly better in at least one.
+bool dominates(const ObjectivePoint& a, const ObjectivePoint& b);
+
+// Indices (ascending) of the points no other point dominates. Equal points do not dominate
+// each other, so every copy of a non-dominated point is kept.
+std::vector<std::size_t> non_dominated(const std::vector<ObjectivePoint>& points);
+
+// Volume of the region dominated by `points` and bounded by `reference` (a point worse
+// than every point of interest). Points not strictly better than the reference in every
+// objective add nothing. Exact for 1, 2 and 3 objectives (3 by slicing along the last
+// objective: O(n^2 log n), fine for a few thousand points); other counts fail.
+double hypervolume(const std::vector<ObjectivePoint>& points, const ObjectivePoint& reference);
+
+struct ObjectiveBounds {
+  ObjectivePoint lower;  // per objective; e.g. the ideal point
+  ObjectivePoint upper;  // e.g. the nadir point
+};
+
+// Per-objective minimum and maximum over `points` (which must be non-empty).
+ObjectiveBounds bounds_of(const std::vector<ObjectivePoint>& points);
+
+// Maps each objective to (x - lower) / (upper - lower), so objectives with different units
+// weigh alike in hypervolume and distances; an objective with upper == lower maps to 0.
+std::vector<ObjectivePoint> normalize(const std::vector<ObjectivePoint>& points,
+                                      const ObjectiveBounds& bounds);
+
+}  // namespace bitplan::search

@@ -1,0 +1,55 @@
+// Dominance, the non-dominated filter, hypervolume and normalisation, on hand-computed cases.
+#include <doctest/doctest.h>
+
+#include "core/error.hpp"
+#include "search/pareto.hpp"
+
+using namespace bitplan;
+using namespace bitplan::search;
+
+TEST_CASE("dominance is strict in one objective and ties keep both copies") {
+  CHECK(dominates({1, 2}, {1, 3}));
+  CHECK_FALSE(dominates({1, 2}, {1, 2}));
+  CHECK_FALSE(dominates({1, 3}, {2, 2}));
+
+  const std::vector<ObjectivePoint> points{{1, 5}, {2, 2}, {3, 3}, {2, 2}, {5, 1}, {1, 6}};
+  CHECK(non_dominated(points) == std::vector<std::size_t>{0, 1, 3, 4});
+}
+
+TEST_CASE("hypervolume in 1, 2 and 3 objectives matches hand-computed volumes") {
+  CHECK(hypervolume({{2}, {3}}, {5}) == 3.0);
+
+  // Staircase (1,3), (2,2), (3,1) against (4,4), in vertical strips: x in [1,2) has
+  // height 4-3 = 1, [2,3) height 2, [3,4) height 3 -> 6.
+  const std::vector<ObjectivePoint> staircase{{1, 3}, {2, 2}, {3, 1}};
+  CHECK(hypervolume(staircase, {4, 4}) == 6.0);
+  // A dominated point, a duplicate and a point outside the reference add nothing.
+  CHECK(hypervolume({{1, 3}, {2, 2}, {3, 1}, {3, 3}, {2, 2}, {5, 0}}, {4, 4}) == 6.0);
+  CHECK(hypervolume({{4, 1}}, {4, 4}) == 0.0);
+
+  // Two boxes against (2,2,2): (0,0,1) dominates 2*2*1 = 4, (1,1,0) dominates 1*1*2 = 2,
+  // overlapping in [1,2]x[1,2]x[1,2] = 1 -> 5.
+  CHECK(hypervolume({{0, 0, 1}, {1, 1, 0}}, {2, 2, 2}) == 5.0);
+  // One point: a box.
+  CHECK(hypervolume({{0.5, 0.25, 0}}, {1, 1, 1}) == doctest::Approx(0.5 * 0.75 * 1.0));
+  // Three points on a simplex-like front against (1,1,1): each alone is 0.5*0.5*1 etc.
+  // (0,0.5,0.5)->1*0.5*0.5, (0.5,0,0.5)->0.5*1*0.5, (0.5,0.5,0)->0.5*0.5*1, pairwise
+  // overlaps 0.5^3 each (3 of them), triple overlap 0.5^3: 0.75 - 0.375 + 0.125 = 0.5.
+  CHECK(hypervolume({{0, 0.5, 0.5}, {0.5, 0, 0.5}, {0.5, 0.5, 0}}, {1, 1, 1}) ==
+        doctest::Approx(0.5));
+
+  CHECK_THROWS_AS(hypervolume({{1, 1, 1, 1}}, {2, 2, 2, 2}), Error);
+  CHECK_THROWS_AS(hypervolume({{1, 1}}, {2, 2, 2}), Error);
+}
+
+TEST_CASE("normalisation maps bounds to 0 and 1 and a constant objective to 0") {
+  const std::vector<ObjectivePoint> points{{1, 10, 7}, {3, 20, 7}, {2, 15, 7}};
+  const ObjectiveBounds bounds = bounds_of(points);
+  CHECK(bounds.lower == ObjectivePoint{1, 10, 7});
+  CHECK(bounds.upper == ObjectivePoint{3, 20, 7});
+  const auto scaled = normalize(points, bounds);
+  CHECK(scaled[0] == ObjectivePoint{0, 0, 0});
+  CHECK(scaled[1] == ObjectivePoint{1, 1, 0});
+  CHECK(scaled[2] == ObjectivePoint{0.5, 0.5, 0});
+  CHECK_THROWS_AS(bounds_of({}), Error);
+}
