@@ -14,6 +14,7 @@
 #include <optional>
 
 #include "backends/device.hpp"
+#include "cli/commands.hpp"
 #include "cli/run_config.hpp"
 #include "core/files.hpp"
 #include "core/parallel.hpp"
@@ -41,6 +42,8 @@ commands:
                             with --plan, a quantization plan's accuracy and fidelity
   debug                     per-layer quantization error of a plan (isolated and cumulative)
   devices                   the CPU (ISA oneDNN uses) and CUDA GPUs bitplan can target
+  profile                   measure per-layer latencies on a backend into hw_profiles/,
+                            and check the latency cost model against end-to-end runs
 
 examples:
   bitplan inspect models/fmnist_resnet.onnx
@@ -56,16 +59,7 @@ error, 2 bad command line, 3 invalid input, 4 unsupported model.
 
 po::variables_map parse(const po::options_description& desc, const std::vector<std::string>& args,
                         const po::positional_options_description* positional = nullptr) {
-  po::variables_map vm;
-  try {
-    auto parser = po::command_line_parser(args).options(desc);
-    if (positional) parser.positional(*positional);
-    po::store(parser.run(), vm);
-    po::notify(vm);
-  } catch (const po::error& e) {
-    fail(ErrorKind::usage, "{} (see --help)", e.what());
-  }
-  return vm;
+  return parse_options(desc, args, positional);
 }
 
 std::string human_count(double v) {
@@ -572,8 +566,9 @@ int main(int argc, char** argv) {
     if (command == "evaluate") return cmd_evaluate(args);
     if (command == "devices") return cmd_devices(args);
     if (command == "debug") return cmd_debug(args);
+    if (command == "profile") return cmd_profile(args);
     fail(ErrorKind::usage,
-         "unknown command '{}'; commands are inspect, evaluate, debug, devices (bitplan --help)",
+         "unknown command '{}'; commands are inspect, evaluate, debug, profile, devices (bitplan --help)",
          command);
   } catch (const Error& e) {
     std::cerr << "bitplan: error: " << e.what() << "\n";

@@ -1,5 +1,7 @@
 #include "executor/plan.hpp"
 
+#include <chrono>
+
 #include <fmt/ranges.h>
 
 #include <algorithm>
@@ -170,6 +172,19 @@ ExecutionPlan::ExecutionPlan(const Graph& graph, const PlanOptions& options) : o
 }
 
 std::vector<Tensor> ExecutionPlan::run(std::span<const Tensor> inputs) {
+  return run_steps(inputs, nullptr);
+}
+
+std::vector<Tensor> ExecutionPlan::run_timed(std::span<const Tensor> inputs,
+                                             std::span<double> step_seconds) {
+  if (step_seconds.size() != steps_.size())
+    fail(ErrorKind::internal, "timing a run: {} step slots for {} steps", step_seconds.size(),
+         steps_.size());
+  return run_steps(inputs, step_seconds.data());
+}
+
+std::vector<Tensor> ExecutionPlan::run_steps(std::span<const Tensor> inputs,
+                                             double* step_seconds) {
   if (inputs.size() != input_slots_.size())
     fail(ErrorKind::usage, "running the model: got {} inputs, the model takes {}", inputs.size(),
          input_slots_.size());
@@ -182,16 +197,25 @@ std::vector<Tensor> ExecutionPlan::run(std::span<const Tensor> inputs) {
     slots_[input_slots_[i]].alias_data_of(inputs[i]);
   }
   // Graph inputs and views change their data pointer from run to run: rebind everything.
-  for (auto& step : steps_) {
+  for (std::size_t index = 0; index < steps_.size(); ++index) {
+    Step& step = steps_[index];
     if (!step.kernel) {
       slots_[step.outputs[0]].alias_data_of(slots_[step.inputs[0]]);
+      if (step_seconds) step_seconds[index] = 0;
       continue;
     }
     for (std::size_t j = 0; j < step.inputs.size(); ++j)
       if (step.inputs[j] >= 0) step.input_args[j].alias_data_of(slots_[step.inputs[j]]);
     for (std::size_t j = 0; j < step.outputs.size(); ++j)
       if (step.outputs[j] >= 0) step.output_args[j].alias_data_of(slots_[step.outputs[j]]);
+    if (!step_seconds) {
+      step.kernel->run(step.input_args, step.output_args);
+      continue;
+    }
+    const auto start = std::chrono::steady_clock::now();
     step.kernel->run(step.input_args, step.output_args);
+    step_seconds[index] =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   }
   std::vector<Tensor> results;
   for (int s : output_slots_) results.push_back(slots_[s]);

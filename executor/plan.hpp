@@ -49,6 +49,10 @@ class ExecutionPlan {
   // Runs the graph. Inputs are read in place (no copy); the returned outputs are views into
   // the plan's buffers, valid until the next run.
   std::vector<Tensor> run(std::span<const Tensor> inputs);
+  // The same run, recording each step's wall time (seconds, index = steps()) into
+  // `step_seconds`: the hardware profiler times layers in their real context this way, with
+  // the caches as a whole-model run leaves them.
+  std::vector<Tensor> run_timed(std::span<const Tensor> inputs, std::span<double> step_seconds);
 
  private:
   struct Step {
@@ -59,6 +63,8 @@ class ExecutionPlan {
     // rebinds their data pointers, so running allocates nothing.
     std::vector<Tensor> input_args, output_args;
   };
+
+  std::vector<Tensor> run_steps(std::span<const Tensor> inputs, double* step_seconds);
 
   PlanOptions options_;
   std::vector<Step> steps_;

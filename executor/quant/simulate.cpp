@@ -220,9 +220,14 @@ bool cpu_has_vnni() {
 std::string QuantSimulator::int8_refusal(const QuantizableLayer& layer, const LayerQuant& q) const {
   const Node& node = *std::find_if(graph_.nodes.begin(), graph_.nodes.end(),
                                    [&](const Node& n) { return n.name == layer.name; });
-  if ((q.weights.format != FormatId::int8 && q.weights.format != FormatId::int7) ||
-      !q.weights.symmetric || q.weights.granularity == Granularity::per_group)
-    return fmt::format("weights '{}' are not int8/int7 symmetric per channel or per tensor",
+  // Any symmetric signed integer grid of at most 8 bits (int2 ... int8) has its codes in s8,
+  // so the int8 kernels compute it exactly; group-wise scales have no oneDNN 2.6 kernel.
+  const FormatTraits& weight_format = format_traits(q.weights.format);
+  if (weight_format.kind != FormatKind::integer || !weight_format.is_signed ||
+      weight_format.bits > 8 || !q.weights.symmetric ||
+      q.weights.granularity == Granularity::per_group)
+    return fmt::format("weights '{}' are not a signed integer grid of <= 8 bits, symmetric, per "
+                       "channel or per tensor",
                        to_string(q.weights));
   if (q.weights.format == FormatId::int8 && !cpu_has_vnni())
     return "this CPU has no VNNI: oneDNN's int8 kernels would halve 8-bit weights (or saturate "

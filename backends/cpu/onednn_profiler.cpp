@@ -1,0 +1,335 @@
+#include "backends/cpu/onednn_profiler.hpp"
+
+#include <fmt/format.h>
+
+#include <chrono>
+#include <cstring>
+#include <dnnl.hpp>
+#include <map>
+#include <random>
+#include <set>
+
+#include "backends/device.hpp"
+#include "backends/workload.hpp"
+#include "core/error.hpp"
+#include "core/parallel.hpp"
+#include "executor/plan.hpp"
+#include "executor/quant/simulate.hpp"
+
+namespace bitplan {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+// Calibration samples for the int8 timing run: latency does not depend on the values, but
+// the scales must be finite, so a few standard-normal samples of the model's input do.
+class RandomNormalDataset final : public Dataset {
+ public:
+  RandomNormalDataset(Dims sample_dims, std::int64_t count)
+      : Dataset(std::move(sample_dims), std::vector<std::int64_t>(count, 0), {"0"}) {}
+  void load(std::span<const std::int64_t> indices, float* dst) const override {
+    for (std::size_t i = 0; i < indices.size(); ++i) {
+      std::mt19937_64 rng(static_cast<std::uint64_t>(indices[i]) + 1);
+      std::normal_distribution<float> normal;
+      for (std::int64_t j = 0; j < sample_numel(); ++j)
+        dst[static_cast<std::int64_t>(i) * sample_numel() + j] = normal(rng);
+    }
+  }
+};
+
+std::vector<std::vector<Tensor>> random_inputs(const ExecutionPlan& plan, int sets) {
+  std::mt19937_64 rng(42);
+  std::normal_distribution<float> normal;
+  std::vector<std::vector<Tensor>> out(static_cast<std::size_t>(sets));
+  for (auto& set : out)
+    for (const auto& meta : plan.input_meta()) {
+      Tensor t(meta.dtype, meta.dims);
+      if (meta.dtype == DType::f32) {
+        for (std::int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = normal(rng);
+      } else {
+        // Integer inputs are indices or masks: small non-zero values stay in range.
+        std::memset(t.raw(), 0, t.nbytes());
+      }
+      set.push_back(std::move(t));
+    }
+  return out;
+}
+
+struct TimedRuns {
+  std::vector<std::vector<double>> step_us;  // [step][repeat]
+  std::vector<double> total_us;              // whole runs
+};
+
+TimedRuns time_plan(ExecutionPlan& plan, const CpuProfileOptions& options) {
+  // Several input sets, rotated, so no layer sees the same data twice in a row.
+  const auto inputs = random_inputs(plan, 3);
+  for (int i = 0; i < options.warmup_runs; ++i) plan.run(inputs[static_cast<std::size_t>(i) % 3]);
+  TimedRuns out;
+  out.step_us.resize(plan.steps().size());
+  std::vector<double> seconds(plan.steps().size());
+  const auto start = Clock::now();
+  for (std::size_t r = 0;
+       (static_cast<int>(r) < options.min_repeats || seconds_since(start) < options.budget_seconds) &&
+       r < 100000;
+       ++r) {
+    const auto run_start = Clock::now();
+    plan.run_timed(inputs[r % 3], seconds);
+    out.total_us.push_back(seconds_since(run_start) * 1e6);
+    for (std::size_t s = 0; s < seconds.size(); ++s) out.step_us[s].push_back(seconds[s] * 1e6);
+  }
+  return out;
+}
+
+// The entries of one precision from one timed plan: samples of steps with the same workload
+// key are pooled.
+void record_layers(const std::vector<LayerWorkload>& workloads, const ExecutionPlan& plan,
+                   TimedRuns& runs, const std::string& precision,
+                   const std::string& implementation, const std::set<std::string>& layers,
+                   HwProfile& profile) {
+  std::map<std::string, std::size_t> step_of;
+  for (std::size_t s = 0; s < plan.steps().size(); ++s) step_of[plan.steps()[s].name] = s;
+  std::map<std::string, std::vector<double>> pooled;
+  for (const auto& w : workloads) {
+    if (!layers.count(w.layer)) continue;
+    auto it = step_of.find(w.layer);
+    BITPLAN_ASSERT(it != step_of.end());
+    auto& samples = pooled[w.key];
+    const auto& mine = runs.step_us[it->second];
+    samples.insert(samples.end(), mine.begin(), mine.end());
+  }
+  for (auto& [key, samples] : pooled) {
+    const Spread spread = median_and_iqr(samples);
+    ProfileEntry e;
+    e.key = key;
+    e.precision = precision;
+    e.median_us = spread.median;
+    e.iqr_us = spread.iqr;
+    e.repeats = static_cast<int>(samples.size());
+    e.implementation = implementation;
+    profile.put(std::move(e));
+  }
+}
+
+// Whether oneDNN has a bf16 convolution for this CPU: the answer of primitive creation itself.
+std::string bf16_refusal() {
+  using namespace dnnl;
+  const engine eng(engine::kind::cpu, 0);
+  const memory::dims src{1, 32, 16, 16}, wei{32, 32, 3, 3}, dst{1, 32, 16, 16};
+  try {
+    const auto any = memory::format_tag::any;
+    const convolution_forward::desc desc(
+        prop_kind::forward_inference, algorithm::convolution_direct,
+        memory::desc(src, memory::data_type::bf16, any),
+        memory::desc(wei, memory::data_type::bf16, any),
+        memory::desc(dst, memory::data_type::f32, any), {1, 1}, {1, 1}, {1, 1});
+    const convolution_forward::primitive_desc pd(desc, eng);
+    (void)pd;
+  } catch (const dnnl::error&) {
+    return fmt::format("oneDNN {} has no bf16 convolution/matmul kernel for this CPU (ISA {}): its "
+                       "bf16 kernels need AVX-512 (avx512_core) or newer",
+                       query_cpu().onednn_version, query_cpu().onednn_isa);
+  }
+  return "oneDNN could run bf16 here, but bitplan's CPU executor has no bf16 execution path yet, "
+         "so no layer is timed in bf16";
+}
+
+// The graph running `plan` on the integer kernels where it can, calibrated on random normal
+// samples of the (single, float) model input.
+QuantSimulator::Int8Build int8_build(const Graph& graph, const std::string& model_hash,
+                                     const QuantPlan& plan) {
+  if (graph.inputs.size() != 1)
+    fail_unsupported("timing a quantized plan: the model has {} inputs; calibration on random "
+                     "samples needs a single float input",
+                     graph.inputs.size());
+  const ExecutionPlan probe(graph, PlanOptions{1});
+  Dims sample_dims = probe.input_meta()[0].dims;
+  sample_dims.erase(sample_dims.begin());
+  const RandomNormalDataset samples(sample_dims, 8);
+  QuantSimulator simulator(graph, model_hash,
+                           CalibrationData{&samples, {0, 1, 2, 3, 4, 5, 6, 7}, "normal-8", {}, 8});
+  return simulator.build_int8(plan);
+}
+
+bool complete(const HwProfile& profile, const std::vector<LayerWorkload>& workloads,
+              const std::string& precision) {
+  for (const auto& w : workloads)
+    if (!profile.find(w.key, precision)) return false;
+  return true;
+}
+
+}  // namespace
+
+const std::vector<std::string>& onednn_precisions() {
+  static const std::vector<std::string> names{"fp32", "int8", "bf16"};
+  return names;
+}
+
+void describe_cpu_target(HwProfile& profile, const CpuProfileOptions& options) {
+  const CpuDevice cpu = query_cpu();
+  profile.backend = "onednn";
+  profile.device["name"] = cpu.model;
+  profile.device["logical_cores"] = std::to_string(cpu.logical_cores);
+  profile.device["threads"] = std::to_string(num_threads());
+  profile.device["onednn_isa"] = cpu.onednn_isa;
+  std::string flags;
+  for (const auto& f : cpu.flags) flags += (flags.empty() ? "" : " ") + f;
+  profile.device["isa_flags"] = flags;
+  profile.device["vnni"] = cpu_has_vnni() ? "yes" : "no";
+  profile.libraries["onednn"] = cpu.onednn_version;
+  profile.timing["warmup_runs"] = std::to_string(options.warmup_runs);
+  profile.timing["min_repeats"] = std::to_string(options.min_repeats);
+  profile.timing["budget_s"] = fmt::format("{}", options.budget_seconds);
+  profile.timing["statistic"] = "median";
+  profile.timing["spread"] = "iqr";
+  profile.timing["clock"] = "steady_clock around each step of whole-model runs";
+  profile.timing["inputs"] = "3 standard-normal input sets, rotated";
+}
+
+void measure_cpu_ceilings(HwProfile& profile) {
+  using namespace dnnl;
+  const engine eng(engine::kind::cpu, 0);
+  stream strm(eng);
+  const memory::dim n = 1024;
+  auto gemm_rate = [&](memory::data_type a, memory::data_type b, memory::data_type c) {
+    const matmul::desc desc(memory::desc({n, n}, a, memory::format_tag::ab),
+                            memory::desc({n, n}, b, memory::format_tag::any),
+                            memory::desc({n, n}, c, memory::format_tag::ab));
+    const matmul::primitive_desc pd(desc, eng);
+    memory src(pd.src_desc(), eng), wei(pd.weights_desc(), eng), dst(pd.dst_desc(), eng);
+    std::memset(src.get_data_handle(), 1, pd.src_desc().get_size());
+    std::memset(wei.get_data_handle(), 1, pd.weights_desc().get_size());
+    const matmul prim(pd);
+    auto once = [&] {
+      prim.execute(strm, {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, wei}, {DNNL_ARG_DST, dst}});
+      strm.wait();
+    };
+    once();
+    std::vector<double> samples;
+    const auto start = Clock::now();
+    while (samples.size() < 5 || seconds_since(start) < 1.0) {
+      const auto t = Clock::now();
+      once();
+      samples.push_back(seconds_since(t));
+    }
+    std::sort(samples.begin(), samples.end());
+    return 2.0 * static_cast<double>(n * n * n) / samples.front() / 1e9;  // best run
+  };
+  const std::string how = fmt::format("oneDNN matmul {}^3, best of 1 s of runs", n);
+  profile.ceilings.clear();
+  profile.ceilings.push_back({"gemm_fp32_gflops",
+                              gemm_rate(memory::data_type::f32, memory::data_type::f32,
+                                        memory::data_type::f32),
+                              "GFLOP/s", how});
+  profile.ceilings.push_back({"gemm_int8_gops",
+                              gemm_rate(memory::data_type::u8, memory::data_type::s8,
+                                        memory::data_type::s32),
+                              "GOP/s", how + " (u8 x s8 -> s32)"});
+  // Memory bandwidth: a parallel copy far larger than the caches, bytes read + written.
+  const std::size_t bytes = std::size_t{256} << 20;
+  std::vector<char> a(bytes, 1), b(bytes, 0);
+  double best = 1e30;
+  for (int rep = 0; rep < 5; ++rep) {
+    const auto t = Clock::now();
+    parallel_for(static_cast<std::int64_t>(bytes), 1 << 22, [&](std::int64_t s, std::int64_t e) {
+      std::memcpy(b.data() + s, a.data() + s, static_cast<std::size_t>(e - s));
+    });
+    best = std::min(best, seconds_since(t));
+  }
+  profile.ceilings.push_back({"memory_bandwidth_gbs", 2.0 * static_cast<double>(bytes) / best / 1e9,
+                              "GB/s", "parallel memcpy of 256 MiB, bytes read + written, best of 5"});
+}
+
+void profile_model_onednn(const Graph& graph, const std::string& model_name,
+                          const std::string& model_hash, const CpuProfileOptions& options,
+                          HwProfile& profile,
+                          const std::function<void(const std::string&)>& progress) {
+  for (const auto& precision : options.precisions)
+    if (std::find(onednn_precisions().begin(), onednn_precisions().end(), precision) ==
+        onednn_precisions().end())
+      fail_input("profiling on oneDNN: precision '{}' is not one of fp32, int8, bf16", precision);
+  const std::string int8_plan_name = cpu_has_vnni() ? "W8A8" : "W7A8";
+  for (const std::int64_t batch : options.batches) {
+    ExecutionPlan fp32_plan(graph, PlanOptions{batch});
+    const auto workloads = layer_workloads(graph, fp32_plan);
+    std::set<std::string> all_layers;
+    for (const auto& w : workloads) all_layers.insert(w.layer);
+    auto say = [&](const std::string& what) {
+      if (progress) progress(fmt::format("{} batch {}: {}", model_name, batch, what));
+    };
+
+    const bool want_fp32 = std::count(options.precisions.begin(), options.precisions.end(), "fp32");
+    if (want_fp32 && (options.remeasure || !complete(profile, workloads, "fp32") ||
+                      !profile.find_model(model_hash, batch))) {
+      say("timing fp32");
+      TimedRuns runs = time_plan(fp32_plan, options);
+      record_layers(workloads, fp32_plan, runs, "fp32", "oneDNN fp32 (bitplan executor)",
+                    all_layers, profile);
+      // Everything that is not a quantizable layer runs the same under every plan.
+      std::vector<double> other(runs.total_us.size(), 0.0);
+      for (std::size_t s = 0; s < fp32_plan.steps().size(); ++s)
+        if (!all_layers.count(fp32_plan.steps()[s].name))
+          for (std::size_t r = 0; r < other.size(); ++r) other[r] += runs.step_us[s][r];
+      const Spread other_spread = median_and_iqr(other);
+      const Spread total = median_and_iqr(runs.total_us);
+      profile.put(ModelOverhead{model_hash, model_name, batch, other_spread.median,
+                                other_spread.iqr, total.median});
+    }
+
+    const bool want_int8 = std::count(options.precisions.begin(), options.precisions.end(), "int8");
+    if (want_int8 && (options.remeasure || !complete(profile, workloads, "int8"))) {
+      std::string refusal;
+      if (graph.inputs.size() != 1 || fp32_plan.input_meta()[0].dtype != DType::f32)
+        refusal = "int8 timing calibrates on random samples of the model's input, which needs a "
+                  "single float input";
+      if (!refusal.empty()) {
+        for (const auto& w : workloads) profile.put(ProfileEntry{w.key, "int8", 0, 0, 0, "", refusal});
+      } else {
+        say("timing int8");
+        auto build = int8_build(graph, model_hash, uniform_plan(int8_plan_name, graph));
+        ExecutionPlan int8_plan(build.graph, PlanOptions{batch});
+        TimedRuns runs = time_plan(int8_plan, options);
+        const std::set<std::string> int8_layers(build.int8_layers.begin(), build.int8_layers.end());
+        record_layers(workloads, int8_plan, runs, "int8",
+                      "oneDNN u8 x s8 -> s32, per-channel scales, input quantized in the step",
+                      int8_layers, profile);
+        for (const auto& w : workloads)
+          if (auto it = build.why_simulated.find(w.layer); it != build.why_simulated.end())
+            if (!profile.find(w.key, "int8"))
+              profile.put(ProfileEntry{w.key, "int8", 0, 0, 0, "", it->second});
+      }
+    }
+
+    const bool want_bf16 = std::count(options.precisions.begin(), options.precisions.end(), "bf16");
+    if (want_bf16 && (options.remeasure || !complete(profile, workloads, "bf16"))) {
+      const std::string why = bf16_refusal();
+      for (const auto& w : workloads) profile.put(ProfileEntry{w.key, "bf16", 0, 0, 0, "", why});
+    }
+  }
+}
+
+Spread measure_plan_onednn(const Graph& graph, const std::string& model_hash,
+                           const QuantPlan& plan, std::int64_t batch,
+                           const CpuProfileOptions& options) {
+  auto build = int8_build(graph, model_hash, plan);
+  ExecutionPlan executable(build.graph, PlanOptions{batch});
+  const auto inputs = random_inputs(executable, 3);
+  for (int i = 0; i < options.warmup_runs; ++i)
+    executable.run(inputs[static_cast<std::size_t>(i) % 3]);
+  std::vector<double> samples;
+  const auto start = Clock::now();
+  for (std::size_t r = 0; (static_cast<int>(r) < options.min_repeats ||
+                           seconds_since(start) < options.budget_seconds) &&
+                          r < 100000;
+       ++r) {
+    const auto t = Clock::now();
+    executable.run(inputs[r % 3]);
+    samples.push_back(seconds_since(t) * 1e6);
+  }
+  return median_and_iqr(samples);
+}
+
+}  // namespace bitplan

@@ -1,0 +1,227 @@
+// bitplan profile: per-layer latencies into a hardware profile, and the cost model checked
+// against end-to-end runs (--validate).
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <random>
+
+#include "backends/cpu/onednn_profiler.hpp"
+#include "backends/device.hpp"
+#include "backends/workload.hpp"
+#include "cli/commands.hpp"
+#include "core/error.hpp"
+#include "core/files.hpp"
+#include "core/parallel.hpp"
+#include "cost_models/cost_model.hpp"
+#include "executor/model.hpp"
+#include "executor/quant/simulate.hpp"
+
+namespace bitplan {
+namespace {
+
+namespace po = boost::program_options;
+namespace fs = std::filesystem;
+using json = nlohmann::ordered_json;
+
+std::string default_cpu_target() {
+  const CpuDevice cpu = query_cpu();
+  std::string name = "cpu-" + cpu.model;
+  for (char& c : name) c = std::isalnum(static_cast<unsigned char>(c)) ? static_cast<char>(std::tolower(c)) : '-';
+  name.erase(std::unique(name.begin(), name.end(),
+                         [](char a, char b) { return a == '-' && b == '-'; }),
+             name.end());
+  return fmt::format("{}-{}t", name, num_threads());
+}
+
+// The plans --validate runs: uniform fp32 and int8 and mixes of them.
+std::vector<std::pair<std::string, QuantPlan>> validation_plans(const Graph& graph) {
+  const std::string int8 = cpu_has_vnni() ? "W8A8" : "W7A8";
+  const QuantPlan all = uniform_plan(int8, graph);
+  const auto layers = quantizable_layers(graph);
+  std::vector<std::pair<std::string, QuantPlan>> plans;
+  plans.emplace_back("fp32", QuantPlan{});
+  plans.emplace_back(int8, all);
+  auto subset = [&](const std::string& name, auto&& keep) {
+    QuantPlan p;
+    for (std::size_t i = 0; i < layers.size(); ++i)
+      if (keep(i)) p.layers[layers[i].name] = all.layers.at(layers[i].name);
+    plans.emplace_back(name, std::move(p));
+  };
+  const std::size_t half = layers.size() / 2;
+  subset(int8 + " first half", [&](std::size_t i) { return i < half; });
+  subset(int8 + " second half", [&](std::size_t i) { return i >= half; });
+  subset(int8 + " every other", [&](std::size_t i) { return i % 2 == 0; });
+  std::mt19937_64 rng(7);
+  for (int r = 0; r < 2; ++r) {
+    std::vector<bool> pick(layers.size());
+    for (std::size_t i = 0; i < pick.size(); ++i) pick[i] = rng() % 2 == 0;
+    subset(fmt::format("{} random mix {}", int8, r + 1), [&](std::size_t i) { return pick[i]; });
+  }
+  return plans;
+}
+
+}  // namespace
+
+int cmd_profile(const std::vector<std::string>& args) {
+  po::options_description desc(R"(bitplan profile --backend onednn --model MODEL.onnx [options]
+
+Measures the latency of every quantizable layer (Conv, Gemm, MatMul) of the models at each
+batch size and precision on the backend, plus the time of everything else in the model, the
+device's ceilings (peak GEMM rates, memory bandwidth) and its identity, into a hardware profile
+(YAML). Re-running with the same --out measures only what is missing. --validate then runs
+fp32, int8 and mixed plans end to end and compares the measured latency with the cost model's
+prediction from the profile.
+
+--backend cuda runs where a GPU is: there, use bitplan-cuda-profile with the workloads this
+command writes (--emit-workloads DIR); see docs/cuda_backend.md.
+
+options)");
+  std::vector<std::string> models;
+  std::string backend = "onednn", batches_text = "1", precisions_text = "fp32,int8,bf16", out,
+              target, emit_dir, validate_json;
+  int threads = 0;
+  double budget = 1.5;
+  desc.add_options()("help,h", "show this help")(
+      "backend", po::value(&backend), "onednn (this CPU) or cuda")(
+      "model", po::value(&models)->composing(), "ONNX model (repeatable)")(
+      "batch", po::value(&batches_text), "batch sizes, comma-separated (default 1)")(
+      "precisions", po::value(&precisions_text), "precisions to time (default fp32,int8,bf16)")(
+      "out", po::value(&out), "profile to write or extend (default hw_profiles/<target>.yaml)")(
+      "target", po::value(&target), "target name recorded in the profile")(
+      "threads", po::value(&threads), "threads (0 = all cores)")(
+      "budget", po::value(&budget), "seconds of timed runs per model, batch and precision")(
+      "remeasure", "time again what the profile already has")(
+      "emit-workloads", po::value(&emit_dir),
+      "write the layer workloads as JSON (DIR/<model>_b<batch>.json) for external profilers "
+      "and stop")("validate", "compare predicted and measured end-to-end latency")(
+      "validate-json", po::value(&validate_json), "write the --validate table as JSON");
+  const auto vm = parse_options(desc, args);
+  if (vm.count("help")) {
+    std::cout << desc << "\n";
+    return 0;
+  }
+  if (models.empty()) fail(ErrorKind::usage, "profile: give at least one --model (see --help)");
+  if (backend != "onednn" && backend != "cuda")
+    fail(ErrorKind::usage, "profile: --backend '{}' is not one of onednn, cuda", backend);
+  if (!(budget > 0) || budget > 600)
+    fail(ErrorKind::usage, "profile: --budget {} must lie in (0, 600] seconds", budget);
+  set_num_threads(threads);
+  CpuProfileOptions options;
+  options.batches = parse_positive_list(batches_text, "--batch");
+  options.precisions = split_list(precisions_text);
+  options.budget_seconds = budget;
+  options.remeasure = vm.count("remeasure") != 0;
+
+  if (!emit_dir.empty()) {
+    fs::create_directories(emit_dir);
+    for (const auto& model_path : models) {
+      const LoadedModel model = load_model(model_path);
+      for (const auto batch : options.batches) {
+        const ExecutionPlan plan(model.graph, PlanOptions{batch});
+        const fs::path file =
+            fs::path(emit_dir) / fmt::format("{}_b{}.json", fs::path(model_path).stem().string(), batch);
+        write_workloads_json(file, fs::path(model_path).filename().string(), batch,
+                             options.precisions, layer_workloads(model.graph, plan));
+        fmt::print("wrote {}\n", file.string());
+      }
+    }
+    return 0;
+  }
+  if (backend == "cuda") {
+    const CudaInventory cuda = query_cuda();
+    fail_unsupported("profile --backend cuda: {}; measure on a GPU machine with "
+                     "bitplan-cuda-profile and the workloads from --emit-workloads "
+                     "(docs/cuda_backend.md)",
+                     cuda.unavailable.empty()
+                         ? "this command times the CPU; GPU layers are timed by bitplan-cuda-profile"
+                         : cuda.unavailable);
+  }
+  for (const auto& p : options.precisions)
+    if (std::find(onednn_precisions().begin(), onednn_precisions().end(), p) ==
+        onednn_precisions().end())
+      fail(ErrorKind::usage, "profile: precision '{}' is not one the onednn backend knows ({})", p,
+           fmt::join(onednn_precisions(), ", "));
+
+  if (target.empty()) target = default_cpu_target();
+  if (out.empty()) out = "hw_profiles/" + target + ".yaml";
+  HwProfile profile;
+  if (fs::exists(out)) {
+    profile = load_hw_profile(out);
+    const std::string here = query_cpu().model;
+    if (profile.backend != "onednn" || profile.device["name"] != here)
+      fail_input("profile '{}' was measured on {} '{}', not on this CPU '{}'; give another --out",
+                 out, profile.backend, profile.device["name"], here);
+    if (profile.device["threads"] != std::to_string(num_threads()))
+      fail_input("profile '{}' was measured with {} threads, this run uses {}; give --threads {} "
+                 "or another --out",
+                 out, profile.device["threads"], num_threads(), profile.device["threads"]);
+  } else {
+    profile.target = target;
+  }
+  describe_cpu_target(profile, options);
+  if (profile.ceilings.empty() || options.remeasure) {
+    fmt::print("measuring the CPU's ceilings\n");
+    measure_cpu_ceilings(profile);
+  }
+  for (const auto& model_path : models) {
+    const LoadedModel model = load_model(model_path);
+    profile_model_onednn(model.graph, fs::path(model_path).filename().string(),
+                         model_file_hash(model_path), options, profile,
+                         [](const std::string& what) { fmt::print("  {}\n", what); });
+    save_hw_profile(out, profile);  // after each model: an interrupted run keeps the rest
+  }
+  fmt::print("profile {}: {} entries, {} models\n", out, profile.entries.size(),
+             profile.models.size());
+  for (const auto& c : profile.ceilings) fmt::print("  ceiling {} = {:.1f} {}\n", c.name, c.value, c.unit);
+
+  if (!vm.count("validate")) return 0;
+  json rows = json::array();
+  std::vector<double> errors;
+  fmt::print("\n{:<24} {:>5} {:<22} {:>11} {:>17} {:>8}\n", "model", "batch", "plan",
+             "predicted", "measured (IQR)", "error");
+  for (const auto& model_path : models) {
+    const LoadedModel model = load_model(model_path);
+    const std::string hash = model_file_hash(model_path);
+    for (const auto batch : options.batches) {
+      const CostContext context = CostContext::build(model.graph, hash, batch);
+      const auto latency = make_latency_model(context, profile);
+      for (const auto& [name, plan] : validation_plans(model.graph)) {
+        const PlanCost predicted = latency->plan_cost(plan);
+        if (!predicted.supported()) continue;
+        const Spread measured = measure_plan_onednn(model.graph, hash, plan, batch, options);
+        const double measured_ms = measured.median / 1e3;
+        const double error = (predicted.total - measured_ms) / measured_ms;
+        errors.push_back(std::abs(error));
+        fmt::print("{:<24} {:>5} {:<22} {:>8.3f} ms {:>8.3f} ({:.3f}) ms {:>+7.1f}%\n",
+                   fs::path(model_path).filename().string(), batch, name, predicted.total,
+                   measured_ms, measured.iqr / 1e3, 100 * error);
+        rows.push_back({{"model", fs::path(model_path).filename().string()},
+                        {"batch", batch},
+                        {"plan", name},
+                        {"predicted_ms", predicted.total},
+                        {"measured_ms", measured_ms},
+                        {"measured_iqr_ms", measured.iqr / 1e3},
+                        {"error", error},
+                        {"estimated_layers", predicted.estimated_layers}});
+      }
+    }
+  }
+  std::vector<double> sorted = errors;
+  std::sort(sorted.begin(), sorted.end());
+  const double median = sorted.empty() ? 0 : sorted[sorted.size() / 2];
+  fmt::print("median |error| {:.1f}% over {} runs, max {:.1f}%\n", 100 * median, sorted.size(),
+             sorted.empty() ? 0 : 100 * sorted.back());
+  if (!validate_json.empty())
+    write_file_atomic(validate_json, json{{"profile", out},
+                                          {"threads", num_threads()},
+                                          {"median_abs_error", median},
+                                          {"rows", rows}}
+                                         .dump(1) +
+                                         "\n");
+  return 0;
+}
+
+}  // namespace bitplan

@@ -1,0 +1,209 @@
+#include "cost_models/cost_model.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <set>
+
+#include "core/error.hpp"
+#include "executor/plan.hpp"
+#include "executor/quant/formats.hpp"
+
+namespace bitplan {
+namespace {
+
+bool integer_weights_up_to(const QuantSpec& w, int bits) {
+  const FormatTraits& t = format_traits(w.format);
+  return t.kind == FormatKind::integer && t.is_signed && t.bits <= bits && w.symmetric;
+}
+
+bool is(FormatId f, std::initializer_list<FormatId> any) {
+  return std::find(any.begin(), any.end(), f) != any.end();
+}
+
+}  // namespace
+
+KernelChoice kernel_precision(const LayerQuant& q, const std::string& backend) {
+  const FormatId w = q.weights.format, a = q.activations.format;
+  const std::string what =
+      fmt::format("weights {} with activations {}", to_string(q.weights), to_string(q.activations));
+  if (a == FormatId::fp32) return {"fp32", ""};  // weight-only: decompressed at load
+  if (backend == "onednn") {
+    if (is(a, {FormatId::uint8, FormatId::int8}) && !q.dynamic &&
+        integer_weights_up_to(q.weights, 8) && q.weights.granularity != Granularity::per_group)
+      return {"int8", ""};
+    return {"", fmt::format("no oneDNN CPU kernel runs {}{}: the CPU backend has fp32 and int8 "
+                            "(signed <= 8-bit symmetric per-channel/tensor weights, 8-bit static "
+                            "activations)",
+                            what, q.dynamic ? " (dynamic)" : "")};
+  }
+  if (backend == "cuda") {
+    if (a == FormatId::fp16 && (w == FormatId::fp32 || w == FormatId::fp16)) return {"fp16", ""};
+    if (a == FormatId::bf16 && (w == FormatId::fp32 || w == FormatId::bf16)) return {"bf16", ""};
+    if (a == FormatId::fp16 && integer_weights_up_to(q.weights, 4)) return {"w4a16", ""};
+    if (is(a, {FormatId::uint8, FormatId::int8}) && integer_weights_up_to(q.weights, 8) &&
+        q.weights.granularity != Granularity::per_group)
+      return {"int8", ""};
+    if (a == FormatId::fp8_e4m3 && w == FormatId::fp8_e4m3) return {"fp8_e4m3", ""};
+    return {"", fmt::format("no CUDA kernel runs {}: the CUDA backend has fp32, fp16, bf16, int8 "
+                            "(<= 8-bit weights, 8-bit activations), fp8 e4m3 and w4a16 (<= 4-bit "
+                            "weights, fp16 activations)",
+                            what)};
+  }
+  fail_input("costing a plan: backend '{}' is not one of onednn, cuda", backend);
+}
+
+CostContext CostContext::build(const Graph& graph, std::string model_hash, std::int64_t batch) {
+  CostContext c;
+  c.model_hash = std::move(model_hash);
+  c.batch = batch;
+  c.layers = quantizable_layers(graph);
+  const ExecutionPlan plan(graph, PlanOptions{batch});
+  const auto workloads = layer_workloads(graph, plan);
+  std::set<std::string> weights;
+  for (const auto& layer : c.layers) {
+    auto it = std::find_if(workloads.begin(), workloads.end(),
+                           [&](const LayerWorkload& w) { return w.layer == layer.name; });
+    if (it == workloads.end())
+      fail(ErrorKind::internal, "costing: layer '{}' has no workload (not executed?)", layer.name);
+    c.workloads.push_back(*it);
+    c.weight_dims.push_back(graph.initializer(layer.weight)->dims());
+    weights.insert(layer.weight);
+  }
+  for (const auto& [name, tensor] : graph.initializers)
+    if (!weights.count(name)) c.float_bytes_outside += static_cast<std::int64_t>(tensor.nbytes());
+  return c;
+}
+
+PlanCost CostModel::plan_cost(const QuantPlan& plan) const {
+  PlanCost out;
+  out.fixed = fixed_cost();
+  out.total = out.fixed;
+  const LayerQuant fp32{};
+  const LayerQuant* previous = nullptr;
+  for (std::size_t i = 0; i < context_.layers.size(); ++i) {
+    auto it = plan.layers.find(context_.layers[i].name);
+    const LayerQuant& spec = it == plan.layers.end() ? fp32 : it->second;
+    const LayerCost cost = layer_cost(i, spec);
+    if (!cost.unsupported.empty()) out.unsupported.emplace_back(context_.layers[i].name, cost.unsupported);
+    out.estimated_layers += cost.estimated;
+    double value = cost.value;
+    if (previous) value += boundary_cost(i, *previous, spec);
+    out.per_layer.push_back(value);
+    out.total += value;
+    previous = &spec;
+  }
+  return out;
+}
+
+namespace {
+
+class LatencyModel final : public CostModel {
+ public:
+  LatencyModel(const CostContext& context, const HwProfile& profile)
+      : CostModel(context), profile_(profile) {}
+  std::string name() const override { return "latency"; }
+  std::string unit() const override { return "ms"; }
+
+  double fixed_cost() const override {
+    const ModelOverhead* m = profile_.find_model(context_.model_hash, context_.batch);
+    return m ? m->other_us / 1e3 : 0.0;
+  }
+
+  LayerCost layer_cost(std::size_t layer, const LayerQuant& spec) const override {
+    const KernelChoice kernel = kernel_precision(spec, profile_.backend);
+    if (kernel.precision.empty()) return {0, false, kernel.unsupported};
+    const LayerWorkload& w = context_.workloads[layer];
+    if (const ProfileEntry* e = profile_.find(w.key, kernel.precision)) {
+      if (!e->unsupported.empty()) return {0, false, e->unsupported};
+      return {e->median_us / 1e3, false, ""};
+    }
+    return roofline(w, kernel.precision);
+  }
+
+  // CUDA entries take activations already in their precision; CPU entries convert inside.
+  double boundary_cost(std::size_t layer, const LayerQuant& previous,
+                       const LayerQuant& spec) const override {
+    if (profile_.conversions.empty()) return 0;
+    const std::string from = kernel_precision(previous, profile_.backend).precision;
+    const std::string to = kernel_precision(spec, profile_.backend).precision;
+    if (from.empty() || to.empty() || from == to) return 0;
+    const std::int64_t elements = context_.workloads[layer].input_elements;
+    const ConversionEntry* nearest = nullptr;
+    for (const auto& c : profile_.conversions)
+      if (c.from == from && c.to == to &&
+          (!nearest || std::llabs(c.elements - elements) < std::llabs(nearest->elements - elements)))
+        nearest = &c;
+    if (!nearest || nearest->elements == 0) return 0;
+    // Conversions are bandwidth-bound: scale the nearest measured size linearly.
+    return nearest->median_us / 1e3 * static_cast<double>(elements) /
+           static_cast<double>(nearest->elements);
+  }
+
+ private:
+  // max(compute time at the precision's peak, traffic time at memory bandwidth).
+  LayerCost roofline(const LayerWorkload& w, const std::string& precision) const {
+    const Ceiling* compute = nullptr;
+    for (const auto& c : profile_.ceilings)
+      if (c.name.rfind("gemm_" + precision + "_", 0) == 0) compute = &c;
+    const Ceiling* bandwidth = profile_.find_ceiling("memory_bandwidth_gbs");
+    if (!bandwidth) bandwidth = profile_.find_ceiling("dram_bandwidth");
+    if (!compute || !bandwidth)
+      return {0, false,
+              fmt::format("workload {} has no {} entry in the profile and the profile lacks the "
+                          "ceilings to estimate it; run `bitplan profile` for this model",
+                          w.key, precision)};
+    const double unit_scale = compute->unit.rfind("T", 0) == 0 ? 1e12 : 1e9;
+    const double compute_s = 2.0 * static_cast<double>(w.macs) / (compute->value * unit_scale);
+    const double act_bytes = precision == "fp32" ? 4 : precision == "int8" ? 1 : 2;
+    const double weight_bytes = precision == "w4a16" ? 0.5 : act_bytes;
+    const double bytes = static_cast<double>(w.input_elements + w.output_elements) * act_bytes +
+                         static_cast<double>(w.weight_elements) * weight_bytes;
+    const double memory_s = bytes / (bandwidth->value * 1e9);
+    return {std::max(compute_s, memory_s) * 1e3, true, ""};
+  }
+
+  const HwProfile& profile_;
+};
+
+class SizeModel final : public CostModel {
+ public:
+  explicit SizeModel(const CostContext& context) : CostModel(context) {}
+  std::string name() const override { return "size"; }
+  std::string unit() const override { return "bytes"; }
+  double fixed_cost() const override { return static_cast<double>(context_.float_bytes_outside); }
+  LayerCost layer_cost(std::size_t layer, const LayerQuant& spec) const override {
+    const QuantSpec w = weight_spec_for(spec.weights, context_.layers[layer]);
+    return {static_cast<double>(storage_bytes(w, context_.weight_dims[layer],
+                                              context_.layers[layer].reduction_axis)),
+            false, ""};
+  }
+};
+
+class BopsModel final : public CostModel {
+ public:
+  explicit BopsModel(const CostContext& context) : CostModel(context) {}
+  std::string name() const override { return "bops"; }
+  std::string unit() const override { return "GBOPs"; }
+  double fixed_cost() const override { return 0; }
+  LayerCost layer_cost(std::size_t layer, const LayerQuant& spec) const override {
+    const double wbits = format_traits(spec.weights.format).storage_bits();
+    const double abits = format_traits(spec.activations.format).storage_bits();
+    return {static_cast<double>(context_.workloads[layer].macs) * wbits * abits / 1e9, false, ""};
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<CostModel> make_latency_model(const CostContext& context, const HwProfile& profile) {
+  return std::make_unique<LatencyModel>(context, profile);
+}
+std::unique_ptr<CostModel> make_size_model(const CostContext& context) {
+  return std::make_unique<SizeModel>(context);
+}
+std::unique_ptr<CostModel> make_bops_model(const CostContext& context) {
+  return std::make_unique<BopsModel>(context);
+}
+
+}  // namespace bitplan
