@@ -1,0 +1,108 @@
+// Deployment export: a plan, with the numbers bitplan's simulation used, written in the forms
+// other runtimes take.
+//
+//   QuantSimulator + QuantPlan --prepare_export--> ExportModel (per layer: the weights the
+//      |                                             simulation quantized, their codes and
+//      |                                             parameters, the calibrated input scale)
+//      |  export_problems(format)    layers a format cannot express, each with the nearest
+//      |                             spec it can (the export refuses them: never a silently
+//      v                             different model)
+//   onnx-qdq         the original ONNX graph with QuantizeLinear/DequantizeLinear where the
+//                    simulation quantizes, weights stored as codes (export/onnx_qdq.cpp)
+//   trt-precisions   TensorRT per-layer precisions (--layerPrecisions), next to the QDQ model
+//   ort-overrides    ONNX Runtime's TensorQuantOverrides JSON (onnxruntime.quantization)
+//   json             every layer's specs, scales, zero points and codebooks, flat
+//
+// docs/export.md describes each format, the opset rules and what a runtime may round
+// differently.
+#pragma once
+
+#include <filesystem>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "executor/quant/simulate.hpp"
+
+namespace bitplan {
+
+enum class ExportFormat { onnx_qdq, trt_precisions, ort_overrides, json };
+
+// "onnx-qdq", "trt-precisions", "ort-overrides", "json".
+std::string_view export_format_name(ExportFormat format);
+ExportFormat parse_export_format(std::string_view name);
+
+// bitplan's version, as exported models record it.
+std::string_view bitplan_version();
+
+// One quantized layer exactly as the simulation computes it.
+struct ExportLayer {
+  QuantizableLayer layer;  // names in bitplan's simplified graph: node, weight and input
+  // The layer's input and weight names in the model file (the import may rename them, e.g.
+  // when it drops an Identity in front of the layer).
+  std::string model_input, model_weight;
+  LayerQuant quant;
+  QuantSpec weight_spec;  // the plan's weight spec with this layer's channel axis
+  // The float weights the simulation quantized: the model's own, or with a BatchNormalization
+  // folded in when the import folded one into this layer (then `folded_batchnorm` names it
+  // and `folded_bias` holds the folded bias).
+  Tensor weight;
+  std::string folded_batchnorm;
+  Tensor folded_bias;
+  QuantParams weight_params;
+  // Per element, what the stored format holds, as a float: integer/ternary the code
+  // (q = clamp(round(w / scale) + zero_point)), floating and pow2 the value on the format's
+  // grid in units of the slice scale, codebook the entry index. Empty for fp32 weights.
+  Tensor weight_codes;
+  Tensor simulated_weight;  // the fake-quantized weights the simulation runs with
+  // Static input quantization: the FakeQuant node's scale and zero point and the calibrated
+  // range they come from (unset for dynamic or float activations).
+  AffineParams input;
+  float input_min = 0.f, input_max = 0.f;
+};
+
+struct ExportModel {
+  std::filesystem::path model_path;  // the original ONNX file (the QDQ export rewrites it)
+  std::string model_hash;
+  QuantPlan plan;
+  std::vector<ExportLayer> layers;        // quantized layers, in graph order
+  std::vector<std::string> float_layers;  // quantizable layers the plan leaves in fp32
+};
+
+// The plan's quantized layers with their parameters, from the simulator that evaluates the
+// plan (so calibration, caches and weight rounding are the simulation's own).
+ExportModel prepare_export(QuantSimulator& simulator, const QuantPlan& plan,
+                           const std::filesystem::path& model_path);
+
+// A layer's spec that a format cannot express.
+struct ExportProblem {
+  std::string layer;
+  std::string tensor;  // "weights" or "activations"
+  std::string spec;    // as the plan writes it, " (dynamic)" added for dynamic ranges
+  std::string why;
+  QuantSpec nearest;  // the nearest spec the format expresses (activations: static range)
+};
+std::vector<ExportProblem> export_problems(const ExportModel& model, ExportFormat format);
+
+// The plan with each problem's tensor given its nearest expressible spec.
+QuantPlan nearest_expressible_plan(const QuantPlan& plan,
+                                   const std::vector<ExportProblem>& problems);
+
+// File contents of each format (the model must have no problems for that format).
+std::string export_onnx_qdq(const ExportModel& model);
+std::string export_trt_precisions(const ExportModel& model);
+std::string export_ort_overrides(const ExportModel& model);
+std::string export_json(const ExportModel& model);
+
+// What `write_export` writes: the output itself and, for trt-precisions, the QDQ model next
+// to it (same stem, ".onnx").
+std::vector<std::filesystem::path> export_outputs(ExportFormat format,
+                                                  const std::filesystem::path& output);
+
+// Checks every output before anything is written (an existing file needs `overwrite`, the
+// folder must exist and be writable), fails listing `export_problems` with their nearest
+// specs, then writes each file atomically: a failed export leaves no partial file.
+void write_export(const ExportModel& model, ExportFormat format,
+                  const std::filesystem::path& output, bool overwrite);
+
+}  // namespace bitplan

@@ -1,0 +1,158 @@
+// prepare_export: each quantized layer's numbers, taken from the simulation itself (its
+// graph's FakeQuant nodes and fake-quantized weights) so every exporter writes what bitplan
+// measured.
+#include <algorithm>
+
+#include "export/export.hpp"
+#include "ir/onnx_import.hpp"
+
+namespace bitplan {
+namespace {
+
+constexpr std::string_view kFormatNames[] = {"onnx-qdq", "trt-precisions", "ort-overrides", "json"};
+
+// The slice of the element at row-major `index`, by the layout quantizer.hpp documents:
+// per_channel slices are the indices of the channel axis; per_group slices are the blocks
+// along the reduction axis, row-major in the tensor's shape with that axis cut to the block
+// count.
+std::int64_t slice_of(const QuantSpec& spec, const Dims& dims, int reduction_axis,
+                      std::int64_t index) {
+  if (spec.granularity == Granularity::per_tensor) return 0;
+  const auto axis = static_cast<std::size_t>(
+      spec.granularity == Granularity::per_channel ? spec.axis : reduction_axis);
+  const std::int64_t inner =
+      product(Dims(dims.begin() + static_cast<std::ptrdiff_t>(axis) + 1, dims.end()));
+  const std::int64_t dim = dims[axis];
+  const std::int64_t d = index / inner % dim;
+  if (spec.granularity == Granularity::per_channel) return d;
+  const std::int64_t blocks = (dim + spec.group_size - 1) / spec.group_size;
+  return (index / inner / dim * blocks + d / spec.group_size) * inner + index % inner;
+}
+
+// What the stored format holds for one weight (see ExportLayer::weight_codes), through the
+// format's reference functions: the definition the simulation's fast path reproduces.
+float stored_code(const FormatTraits& f, const QuantParams& p, std::int64_t slice, float w) {
+  const auto k = static_cast<std::size_t>(slice);
+  switch (f.kind) {
+    case FormatKind::none:
+      return w;
+    case FormatKind::integer:
+      return f.quantize(w, p.scale[k], p.zero_point[k]);
+    case FormatKind::ternary:
+      return f.quantize(w, p.scale[k], 0.f);
+    case FormatKind::floating:
+      return f.has_scale() ? f.round_to_format(w / p.scale[k]) : f.round_to_format(w);
+    case FormatKind::pow2:
+      return f.round_to_pow2_level(w / p.scale[k]);
+    case FormatKind::codebook: {
+      const auto size = static_cast<std::size_t>(f.codebook_size());
+      const std::span<const float> book(p.codebook.data() + k * size, size);
+      const float entry = round_to_codebook(book, w);
+      return static_cast<float>(std::lower_bound(book.begin(), book.end(), entry) - book.begin());
+    }
+  }
+  return w;
+}
+
+// The BatchNormalization the import folded into `layer`, if any: in the original graph the
+// layer's only reader is a BatchNormalization that bitplan's graph no longer has.
+std::string folded_batchnorm_of(const Graph& original, const Graph& simplified,
+                                const std::string& layer) {
+  const auto node = std::find_if(original.nodes.begin(), original.nodes.end(),
+                                 [&](const Node& n) { return n.name == layer; });
+  if (node == original.nodes.end() || node->outputs.empty()) return "";
+  std::vector<const Node*> readers;
+  for (const auto& n : original.nodes)
+    if (std::find(n.inputs.begin(), n.inputs.end(), node->outputs[0]) != n.inputs.end())
+      readers.push_back(&n);
+  if (readers.size() != 1 || readers[0]->op_type != "BatchNormalization") return "";
+  const bool kept = std::any_of(simplified.nodes.begin(), simplified.nodes.end(),
+                                [&](const Node& n) { return n.name == readers[0]->name; });
+  return kept ? "" : readers[0]->name;
+}
+
+}  // namespace
+
+std::string_view export_format_name(ExportFormat format) {
+  return kFormatNames[static_cast<std::size_t>(format)];
+}
+
+ExportFormat parse_export_format(std::string_view name) {
+  for (std::size_t i = 0; i < std::size(kFormatNames); ++i)
+    if (kFormatNames[i] == name) return static_cast<ExportFormat>(i);
+  fail(ErrorKind::usage,
+       "--format '{}' is not an export format; formats: onnx-qdq, "
+       "trt-precisions, ort-overrides, json",
+       name);
+}
+
+std::string_view bitplan_version() {
+  return BITPLAN_VERSION;
+}
+
+ExportModel prepare_export(QuantSimulator& simulator, const QuantPlan& plan,
+                           const std::filesystem::path& model_path) {
+  ExportModel model;
+  model.model_path = model_path;
+  model.model_hash = plan.model_hash;
+  model.plan = plan;
+  const Graph& graph = simulator.fp32_graph();
+  const Graph original = load_onnx(model_path);
+  // Unfused: every layer keeps its own FakeQuant node, named "<layer>/input_quant".
+  const Graph simulated = simulator.build(plan, /*fuse=*/false);
+  for (const auto& layer : simulator.layers()) {
+    const auto it = plan.layers.find(layer.name);
+    if (it == plan.layers.end() || !it->second.quantized()) {
+      model.float_layers.push_back(layer.name);
+      continue;
+    }
+    ExportLayer e;
+    e.layer = layer;
+    e.quant = it->second;
+    e.weight_spec = weight_spec_for(e.quant.weights, layer);
+    e.weight = *graph.initializer(layer.weight);
+    const Node& node = *std::find_if(graph.nodes.begin(), graph.nodes.end(),
+                                     [&](const Node& n) { return n.name == layer.name; });
+    const auto in_file = std::find_if(original.nodes.begin(), original.nodes.end(),
+                                      [&](const Node& n) { return n.name == layer.name; });
+    if (in_file == original.nodes.end() || in_file->inputs.size() < 2)
+      fail_input("exporting '{}': layer '{}' is not a node with a weight input in the model file",
+                 model_path.string(), layer.name);
+    e.model_input = in_file->inputs[0];
+    e.model_weight = in_file->inputs[1];
+    e.folded_batchnorm = folded_batchnorm_of(original, graph, layer.name);
+    if (!e.folded_batchnorm.empty() && node.has_input(2))
+      e.folded_bias = *graph.initializer(node.inputs[2]);
+
+    const Node& simulated_node = *std::find_if(simulated.nodes.begin(), simulated.nodes.end(),
+                                               [&](const Node& n) { return n.name == layer.name; });
+    if (e.quant.weights.format != FormatId::fp32) {
+      const FormatTraits& f = format_traits(e.quant.weights.format);
+      e.weight_params = choose_weight_params(e.weight_spec, e.weight, layer.reduction_axis);
+      e.simulated_weight = *simulated.initializer(simulated_node.inputs[1]);
+      e.weight_codes = Tensor(DType::f32, e.weight.dims());
+      const float* w = e.weight.data<float>();
+      float* codes = e.weight_codes.data<float>();
+      for (std::int64_t i = 0; i < e.weight.numel(); ++i)
+        codes[i] =
+            stored_code(f, e.weight_params,
+                        slice_of(e.weight_spec, e.weight.dims(), layer.reduction_axis, i), w[i]);
+    }
+    const FormatTraits& a = format_traits(e.quant.activations.format);
+    if (a.has_scale() && !e.quant.dynamic) {
+      const std::string fake_quant = layer.name + "/input_quant";
+      const Node& fq = *std::find_if(simulated.nodes.begin(), simulated.nodes.end(),
+                                     [&](const Node& n) { return n.name == fake_quant; });
+      e.input = {fq.attr_float("scale", 1.f), fq.attr_float("zero_point", 0.f)};
+      const RangeObserver::Range& range =
+          simulator.ranges(e.quant.calibration, e.quant.activations.symmetric, a.bits)
+              .at(layer.input);
+      e.input_min = range.min;
+      e.input_max = range.max;
+    }
+    model.layers.push_back(std::move(e));
+  }
+  return model;
+}
+
+}  // namespace bitplan

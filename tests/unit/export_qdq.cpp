@@ -1,0 +1,359 @@
+// The export library: QDQ graph structure, numbers equal to the simulation's, opset rules,
+// BatchNorm folding, formats that cannot express a spec, and output checks.
+#include <doctest/doctest.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <numeric>
+#include <set>
+
+#include "executor/model.hpp"
+#include "export/export.hpp"
+#include "export_test_util.hpp"
+#include "fashion_mnist.hpp"
+
+namespace fs = std::filesystem;
+using namespace bitplan;
+using namespace bitplan::testing;
+
+namespace {
+
+const fs::path kSource = BITPLAN_SOURCE_DIR;
+
+struct Fixture {
+  fs::path path;
+  LoadedModel loaded;
+  std::unique_ptr<Dataset> dataset;
+  QuantSimulator simulator;
+
+  // Calibrates on the first 256 test images when the dataset is installed (plans with
+  // static integer activations need it).
+  explicit Fixture(const std::string& model, std::unique_ptr<Dataset> data = nullptr)
+      : path(kSource / "models" / model),
+        loaded(load_model(path)),
+        dataset(std::move(data)),
+        simulator(loaded.graph, model_file_hash(path), calibration()) {}
+
+  CalibrationData calibration() const {
+    CalibrationData c;
+    if (!dataset) return c;
+    c.dataset = dataset.get();
+    c.indices.resize(256);
+    std::iota(c.indices.begin(), c.indices.end(), 0);
+    c.selection_id = "export test: first 256";
+    return c;
+  }
+
+  ExportModel prepare(const QuantPlan& plan) { return prepare_export(simulator, plan, path); }
+};
+
+LayerQuant layer_quant(const std::string& weights, const std::string& activations) {
+  LayerQuant q;
+  q.weights = parse_quant_spec(weights);
+  q.activations = parse_quant_spec(activations);
+  return q;
+}
+
+std::string metadata(const onnx::ModelProto& m, const std::string& key) {
+  for (const auto& e : m.metadata_props())
+    if (e.key() == key) return e.value();
+  return "";
+}
+
+std::int64_t default_opset(const onnx::ModelProto& m) {
+  for (const auto& o : m.opset_import())
+    if (o.domain().empty()) return o.version();
+  return 0;
+}
+
+// Every quantized layer's DequantizeLinear gives the simulation's weights bit for bit.
+void check_weights_equal_simulation(const onnx::ModelProto& m, const ExportModel& e) {
+  for (const auto& l : e.layers) {
+    if (l.quant.weights.format == FormatId::fp32) continue;
+    const onnx::NodeProto* dq = find_node(m, l.layer.name + "/weight/DequantizeLinear");
+    REQUIRE(dq != nullptr);
+    const std::vector<float> weights = dequantize_linear(m, *dq);
+    const auto simulated = l.simulated_weight.values<float>();
+    REQUIRE(weights.size() == simulated.size());
+    CHECK(std::memcmp(weights.data(), simulated.data(), simulated.size_bytes()) == 0);
+    CHECK(find_node(m, l.layer.name)->input(1) == dq->output(0));
+  }
+}
+
+}  // namespace
+
+TEST_CASE("onnx-qdq W8A8: original nodes kept, QDQ where the simulation quantizes") {
+  auto dataset = open_fashion_mnist_test();
+  if (!dataset) {
+    MESSAGE(kFashionMnistMissing);
+    return;
+  }
+  Fixture f("fmnist_mlp.onnx", std::move(dataset));
+  QuantPlan plan = uniform_plan("W8A8", f.loaded.graph);
+  plan.model_hash = model_file_hash(f.path);
+  const ExportModel e = f.prepare(plan);
+  REQUIRE(e.layers.size() == 3);
+  const onnx::ModelProto m = parse_model(export_onnx_qdq(e));
+
+  CHECK(default_opset(m) == 13);
+  for (const auto& node : f.simulator.fp32_graph().nodes) CHECK(find_node(m, node.name));
+  CHECK(metadata(m, "bitplan_version") == bitplan_version());
+  CHECK(metadata(m, "bitplan_model_hash") == plan.model_hash);
+  CHECK(metadata(m, "bitplan_plan").starts_with("bitplan_plan: 1"));
+  CHECK(find_initializer(m, "net.1.weight") == nullptr);  // replaced by its codes
+
+  check_weights_equal_simulation(m, e);
+  const Graph simulated = f.simulator.build(plan, /*fuse=*/false);
+  for (const auto& l : e.layers) {
+    const onnx::NodeProto* dq = find_node(m, l.layer.name + "/weight/DequantizeLinear");
+    CHECK(int_attribute(*dq, "axis", -1) == 0);  // Gemm transB: output channels first
+    CHECK(find_initializer(m, dq->input(0))->data_type() == 3);  // INT8
+    // The input's QuantizeLinear carries the FakeQuant node's scale and zero point.
+    const onnx::NodeProto* q = find_node(m, l.layer.name + "/input_quant/QuantizeLinear");
+    REQUIRE(q != nullptr);
+    CHECK(q->input(0) == l.model_input);
+    const Node& fake_quant =
+        *std::find_if(simulated.nodes.begin(), simulated.nodes.end(),
+                      [&](const Node& n) { return n.name == l.layer.name + "/input_quant"; });
+    CHECK(values_of(*find_initializer(m, q->input(1)))[0] == fake_quant.attr_float("scale", 0));
+    const onnx::TensorProto& zero_point = *find_initializer(m, q->input(2));
+    CHECK(zero_point.data_type() == 2);  // UINT8
+    CHECK(values_of(zero_point)[0] == fake_quant.attr_float("zero_point", -1));
+    const onnx::NodeProto* dq_input = find_node(m, l.layer.name + "/input_quant/DequantizeLinear");
+    CHECK(find_node(m, l.layer.name)->input(0) == dq_input->output(0));
+  }
+
+  SUBCASE("ort-overrides and json carry the same numbers") {
+    const auto overrides = nlohmann::json::parse(export_ort_overrides(e));
+    const ExportLayer& first = e.layers[0];
+    const auto& weight = overrides.at("net.1.weight");
+    CHECK(weight.size() == 256);
+    CHECK(weight[0].at("quant_type") == "QInt8");
+    CHECK(weight[0].at("axis") == 0);
+    CHECK(weight[7].at("scale").get<float>() == first.weight_params.scale[7]);
+    const auto& input = overrides.at(first.model_input)[0];
+    CHECK(input.at("quant_type") == "QUInt8");
+    CHECK(input.at("scale").get<float>() == first.input.scale);
+    const auto dump = nlohmann::json::parse(export_json(e));
+    CHECK(dump.at("layers")[0].at("weights").at("scale").size() == 256);
+    CHECK(dump.at("layers")[0].at("activations").at("zero_point").get<float>() ==
+          first.input.zero_point);
+  }
+}
+
+TEST_CASE("onnx-qdq int4 block-wise weights: opset 21, packed INT4, blocked scales") {
+  Fixture f("fmnist_mlp.onnx");
+  const ExportModel e = f.prepare(uniform_plan("W4g16", f.loaded.graph));  // 784 = 49 x 16
+  const onnx::ModelProto m = parse_model(export_onnx_qdq(e));
+  CHECK(default_opset(m) == 21);
+  CHECK(m.ir_version() == 10);
+  check_weights_equal_simulation(m, e);
+  const onnx::NodeProto& dq = *find_node(m, "/net/net.1/Gemm/weight/DequantizeLinear");
+  CHECK(int_attribute(dq, "axis", -1) == 1);  // blocks run along K of W [N, K]
+  CHECK(int_attribute(dq, "block_size", -1) == 16);
+  const onnx::TensorProto& codes = *find_initializer(m, dq.input(0));
+  CHECK(codes.data_type() == 22);  // INT4
+  CHECK(codes.raw_data().size() == 256 * 784 / 2);
+  const onnx::TensorProto& scale = *find_initializer(m, dq.input(1));
+  CHECK(std::vector<std::int64_t>(scale.dims().begin(), scale.dims().end()) ==
+        std::vector<std::int64_t>{256, 49});
+}
+
+TEST_CASE("onnx-qdq ViT at opset 21: ReduceMean axes become an input") {
+  Fixture f("fmnist_vit.onnx");
+  const ExportModel e = f.prepare(uniform_plan("W4A16", f.loaded.graph));
+  const onnx::ModelProto m = parse_model(export_onnx_qdq(e));
+  CHECK(default_opset(m) == 21);
+  int reduce_means = 0;
+  for (const auto& n : m.graph().node()) {
+    if (n.op_type() != "ReduceMean") continue;
+    ++reduce_means;
+    CHECK(n.input_size() == 2);
+    for (const auto& a : n.attribute()) CHECK(a.name() != "axes");
+  }
+  CHECK(reduce_means == 10);
+  check_weights_equal_simulation(m, e);
+  // fp16 inputs: a Cast to FLOAT16 and back in front of every layer.
+  for (const auto& l : e.layers) {
+    const onnx::NodeProto* cast = find_node(m, l.layer.name + "/input_quant/Cast");
+    REQUIRE(cast != nullptr);
+    CHECK(int_attribute(*cast, "to", 0) == 10);
+  }
+}
+
+TEST_CASE("onnx-qdq: fp8, pow2, ternary and narrow grids are stored exactly") {
+  auto dataset = open_fashion_mnist_test();
+  if (!dataset) {
+    MESSAGE(kFashionMnistMissing);
+    return;
+  }
+  Fixture f("fmnist_mlp.onnx", std::move(dataset));
+  QuantPlan plan;
+  plan.layers["/net/net.1/Gemm"] = layer_quant("fp8_e4m3/channel", "uint6/tensor/asym");
+  plan.layers["/net/net.3/Gemm"] = layer_quant("pow2_4/channel", "fp8_e4m3/tensor");
+  plan.layers["/net/net.5/Gemm"] = layer_quant("ternary/channel", "int8/tensor/sym");
+  const ExportModel e = f.prepare(plan);
+  const onnx::ModelProto m = parse_model(export_onnx_qdq(e));
+  CHECK(default_opset(m) == 21);  // ternary codes are INT4
+  check_weights_equal_simulation(m, e);
+  const auto code_type = [&](const std::string& layer) {
+    return find_initializer(m, find_node(m, layer + "/weight/DequantizeLinear")->input(0))
+        ->data_type();
+  };
+  CHECK(code_type("/net/net.1/Gemm") == 17);  // FLOAT8E4M3FN
+  CHECK(code_type("/net/net.3/Gemm") == 17);
+  CHECK(code_type("/net/net.5/Gemm") == 22);  // INT4
+  // uint6 in a uint8 container: a Clip to the 6-bit grid's range in front of the Quantize.
+  const ExportLayer& first = e.layers[0];
+  const onnx::NodeProto* clip = find_node(m, "/net/net.1/Gemm/input_quant/Clip");
+  REQUIRE(clip != nullptr);
+  CHECK(values_of(*find_initializer(m, clip->input(2)))[0] ==
+        (63.f - first.input.zero_point) * first.input.scale);
+  CHECK(find_node(m, "/net/net.5/Gemm/input_quant/Clip") == nullptr);  // int8: the whole type
+}
+
+TEST_CASE("onnx-qdq writes BatchNorm-folded layers folded, as the simulation quantized them") {
+  // x [N, 1, 4, 4] -> Conv 'conv' (2 channels, 3x3, pad 1) -> BatchNormalization 'bn' -> y
+  onnx::ModelProto model;
+  model.set_ir_version(7);
+  model.add_opset_import()->set_version(13);
+  auto* g = model.mutable_graph();
+  g->set_name("conv_bn");
+  const auto add_float = [&](const std::string& name, std::vector<std::int64_t> dims,
+                             std::vector<float> values) {
+    auto* t = g->add_initializer();
+    t->set_name(name);
+    t->set_data_type(1);
+    for (auto d : dims) t->add_dims(d);
+    t->set_raw_data(std::string(reinterpret_cast<const char*>(values.data()), values.size() * 4));
+  };
+  std::vector<float> w(18);
+  for (std::size_t i = 0; i < w.size(); ++i) w[i] = 0.1f * static_cast<float>(i) - 0.7f;
+  add_float("w", {2, 1, 3, 3}, w);
+  add_float("gamma", {2}, {1.5f, 0.5f});
+  add_float("beta", {2}, {0.1f, -0.2f});
+  add_float("mean", {2}, {0.3f, -0.1f});
+  add_float("var", {2}, {2.0f, 0.25f});
+  const auto value = [](onnx::ValueInfoProto* v, const std::string& name) {
+    v->set_name(name);
+    auto* t = v->mutable_type()->mutable_tensor_type();
+    t->set_elem_type(1);
+    t->mutable_shape()->add_dim()->set_dim_param("batch");
+    for (int d : {0, 4, 4}) t->mutable_shape()->add_dim()->set_dim_value(d == 0 ? 1 : d);
+  };
+  value(g->add_input(), "x");
+  value(g->add_output(), "y");
+  g->mutable_output(0)
+      ->mutable_type()
+      ->mutable_tensor_type()
+      ->mutable_shape()
+      ->mutable_dim(1)
+      ->set_dim_value(2);
+  auto* conv = g->add_node();
+  conv->set_name("conv");
+  conv->set_op_type("Conv");
+  for (const char* i : {"x", "w"}) conv->add_input(i);
+  conv->add_output(std::string("conv_out"));
+  auto* pads = conv->add_attribute();
+  pads->set_name("pads");
+  pads->set_type(onnx::AttributeProto::INTS);
+  for (int i = 0; i < 4; ++i) pads->add_ints(1);
+  auto* bn = g->add_node();
+  bn->set_name("bn");
+  bn->set_op_type("BatchNormalization");
+  for (const char* i : {"conv_out", "gamma", "beta", "mean", "var"}) bn->add_input(i);
+  bn->add_output(std::string("y"));
+  const fs::path path = fs::temp_directory_path() / "bitplan_export_conv_bn.onnx";
+  std::ofstream(path, std::ios::binary) << model.SerializeAsString();
+
+  const LoadedModel loaded = load_model(path);
+  QuantSimulator simulator(loaded.graph, model_file_hash(path), CalibrationData{});
+  QuantPlan plan;
+  plan.layers["conv"] = layer_quant("int4/channel/sym", "fp16");
+  const ExportModel e = prepare_export(simulator, plan, path);
+  REQUIRE(e.layers.size() == 1);
+  CHECK(e.layers[0].folded_batchnorm == "bn");
+  const onnx::ModelProto m = parse_model(export_onnx_qdq(e));
+  CHECK(find_node(m, "bn") == nullptr);
+  const onnx::NodeProto& exported_conv = *find_node(m, "conv");
+  CHECK(exported_conv.output(0) == "y");
+  CHECK(exported_conv.input(2) == "conv/bias_bnfolded");
+  CHECK(find_initializer(m, "gamma") == nullptr);
+  check_weights_equal_simulation(m, e);  // the codes are the folded weights' codes
+  const std::vector<float> bias = values_of(*find_initializer(m, "conv/bias_bnfolded"));
+  const auto folded = e.layers[0].folded_bias.values<float>();
+  CHECK(std::equal(bias.begin(), bias.end(), folded.begin(), folded.end()));
+}
+
+TEST_CASE("specs a format cannot express are listed with the nearest spec; nothing is written") {
+  Fixture f("fmnist_mlp.onnx");
+  QuantPlan plan;
+  plan.layers["/net/net.1/Gemm"] = layer_quant("kmeans4/channel", "fp32");
+  plan.layers["/net/net.3/Gemm"] = layer_quant("fp4_e2m1/group32", "fp32");
+  plan.layers["/net/net.5/Gemm"] = layer_quant("int8/channel/sym", "fp16");
+  const ExportModel e = f.prepare(plan);
+
+  const auto qdq = export_problems(e, ExportFormat::onnx_qdq);
+  REQUIRE(qdq.size() == 2);
+  CHECK(qdq[0].layer == "/net/net.1/Gemm");
+  CHECK(qdq[0].tensor == "weights");
+  CHECK(to_string(qdq[0].nearest) == "int4/channel/sym");
+  CHECK(to_string(qdq[1].nearest) == "int4/group32/sym");
+  CHECK(export_problems(e, ExportFormat::json).empty());
+
+  // ONNX Runtime's quantizer: no codebooks, no block-wise weights, no fp16 inputs.
+  const auto ort = export_problems(e, ExportFormat::ort_overrides);
+  CHECK(ort.size() == 5);  // two weights, and all three layers' inputs
+  const auto fp16_input = std::find_if(ort.begin(), ort.end(), [](const ExportProblem& p) {
+    return p.layer == "/net/net.5/Gemm" && p.tensor == "activations";
+  });
+  REQUIRE(fp16_input != ort.end());
+  CHECK(to_string(fp16_input->nearest) == "uint8/tensor/asym");
+
+  const fs::path out = fs::temp_directory_path() / "bitplan_export_refused.onnx";
+  fs::remove(out);
+  CHECK_THROWS_WITH_AS(write_export(e, ExportFormat::onnx_qdq, out, false),
+                       doctest::Contains("layer '/net/net.1/Gemm' weights kmeans4/channel"), Error);
+  CHECK_FALSE(fs::exists(out));
+
+  const QuantPlan nearest = nearest_expressible_plan(plan, qdq);
+  CHECK(export_problems(f.prepare(nearest), ExportFormat::onnx_qdq).empty());
+}
+
+TEST_CASE("write_export checks every output before writing") {
+  Fixture f("fmnist_mlp.onnx");
+  const ExportModel e = f.prepare(uniform_plan("W8", f.loaded.graph));
+  const fs::path dir = fs::temp_directory_path() / "bitplan_export_write";
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+
+  std::ofstream(dir / "taken.onnx") << "old";
+  CHECK_THROWS_WITH_AS(write_export(e, ExportFormat::onnx_qdq, dir / "taken.onnx", false),
+                       doctest::Contains("exists; pass --force"), Error);
+  write_export(e, ExportFormat::onnx_qdq, dir / "taken.onnx", true);
+  CHECK(fs::file_size(dir / "taken.onnx") > 100000);
+
+  CHECK_THROWS_WITH_AS(write_export(e, ExportFormat::json, dir / "no/such/out.json", false),
+                       doctest::Contains("does not exist"), Error);
+  // The precision list's QDQ model goes next to it, and both must be free.
+  std::ofstream(dir / "trt.onnx") << "old";
+  CHECK_THROWS_WITH_AS(write_export(e, ExportFormat::trt_precisions, dir / "trt.txt", false),
+                       doctest::Contains("trt.onnx' exists"), Error);
+  CHECK_FALSE(fs::exists(dir / "trt.txt"));
+
+  const fs::path locked = dir / "locked";
+  fs::create_directories(locked);
+  fs::permissions(locked, fs::perms::owner_read | fs::perms::owner_exec);
+  if (::access(locked.c_str(), W_OK) == 0) {
+    MESSAGE("SKIPPED unwritable-folder check: running as root, which writes anywhere");
+  } else {
+    CHECK_THROWS_WITH_AS(write_export(e, ExportFormat::json, locked / "out.json", false),
+                         doctest::Contains("is not writable"), Error);
+  }
+  fs::permissions(locked, fs::perms::owner_all);
+  for (const auto& entry : fs::directory_iterator(dir))
+    CHECK(entry.path().filename().string().find(".tmp.") == std::string::npos);
+}
