@@ -44,8 +44,8 @@ struct PolicyParams {
   std::size_t population_size = 32;
   // NSGA-II: stop after this many generations of offspring (0 = until the driver stops).
   std::size_t generations = 0;
-  // Required by "exact" and "reinforce"; when given, every policy avoids the options it
-  // marks unsupported.
+  // Required by "exact"; "reinforce" takes its budget feature from it. When given, every
+  // policy avoids the options it marks unsupported.
   std::optional<LayerCostTable> costs;
   // "exact": the front is traced within these budgets. "reinforce": the walk's "budget used
   // so far" feature is relative to them.
