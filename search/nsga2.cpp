@@ -114,8 +114,11 @@ std::vector<Genome> Nsga2Policy::ask(std::size_t max_count) {
   std::vector<Genome> plans;
   while (plans.size() < max_count) {
     if (next_in_batch_ < batch_.size()) {
-      awaiting_.insert(batch_[next_in_batch_]);
-      plans.push_back(batch_[next_in_batch_++]);
+      // A plan told since the batch was bred (e.g. resumed from the database) is skipped.
+      const Genome& genome = batch_[next_in_batch_++];
+      if (told_.contains(genome)) continue;
+      awaiting_.insert(genome);
+      plans.push_back(genome);
       continue;
     }
     if (!awaiting_.empty() || finished()) break;
