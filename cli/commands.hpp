@@ -6,6 +6,9 @@
 #include <string>
 #include <vector>
 
+#include "cli/run_config.hpp"
+#include "executor/quant/simulate.hpp"
+
 namespace bitplan {
 
 // Parses a subcommand's arguments; a bad command line is a usage error (exit 2).
@@ -17,6 +20,14 @@ boost::program_options::variables_map parse_options(
 std::vector<std::int64_t> parse_positive_list(const std::string& text, const char* flag);
 std::vector<std::string> split_list(const std::string& text);
 
+// The calibration selection of a run config (its id names the samples exactly, for caches).
+CalibrationData calibration_data(const RunConfig& config, const Dataset& dataset,
+                                 const std::string& cache_dir);
+// $XDG_CACHE_HOME/bitplan, ~/.cache/bitplan, or ./.bitplan-cache.
+std::string default_cache_dir();
+
 int cmd_profile(const std::vector<std::string>& args);
+int cmd_search(const std::vector<std::string>& args);
+int cmd_sensitivity(const std::vector<std::string>& args);
 
 }  // namespace bitplan

@@ -18,6 +18,7 @@
 #include "cli/run_config.hpp"
 #include "core/files.hpp"
 #include "core/parallel.hpp"
+#include "data/npy.hpp"
 #include "executor/evaluate.hpp"
 #include "executor/metrics.hpp"
 #include "executor/model.hpp"
@@ -42,6 +43,10 @@ commands:
                             with --plan, a quantization plan's accuracy and fidelity
   debug                     per-layer quantization error of a plan (isolated and cumulative)
   devices                   the CPU (ISA oneDNN uses) and CUDA GPUs bitplan can target
+  search                    find the Pareto-optimal per-layer plans (accuracy x latency x
+                            size) for a model on a target; results/<run>/report.html
+  sensitivity               per-layer sensitivity of every candidate spec (the search's
+                            first step, on its own)
   profile                   measure per-layer latencies on a backend into hw_profiles/,
                             and check the latency cost model against end-to-end runs
 
@@ -207,22 +212,6 @@ QuantPlan resolve_plan(const std::string& plan_arg, const std::string& calibrati
   return plan;
 }
 
-CalibrationData calibration_data(const RunConfig& config, const Dataset& dataset,
-                                 const std::string& cache_dir) {
-  const Selection& cal = config.dataset.calibration;
-  return CalibrationData{
-      &dataset, select_indices(cal, dataset.size(), "calibration"),
-      fmt::format("{}|{}|count={}|seed={}|offset={}", config.dataset.images.string(),
-                  config.dataset.labels.string(), cal.count, cal.seed, cal.offset),
-      cache_dir, config.evaluate.batch};
-}
-
-std::string default_cache_dir() {
-  if (const char* xdg = std::getenv("XDG_CACHE_HOME")) return std::string(xdg) + "/bitplan";
-  if (const char* home = std::getenv("HOME")) return std::string(home) + "/.cache/bitplan";
-  return ".bitplan-cache";
-}
-
 int cmd_debug(const std::vector<std::string>& args) {
   po::options_description desc(R"(bitplan debug --config RUN.yaml [--plan PLAN] [options]
 
@@ -367,7 +356,7 @@ Activation ranges come from the dataset's calibration selection and are cached i
 
 options)");
   std::string config_path, model, images, labels, format, mean, std_dev, plan_arg,
-      calibration = "minmax", save_plan_path;
+      calibration = "minmax", save_plan_path, predictions_path;
   std::string cache_dir = default_cache_dir();
   std::int64_t batch = 0, count = -1;
   std::uint64_t seed = 0;
@@ -390,6 +379,8 @@ options)");
       "activation calibration for uniform plans: minmax | percentile | mse | entropy")(
       "cache-dir", po::value(&cache_dir), "calibration cache folder (default ~/.cache/bitplan)")(
       "save-plan", po::value(&save_plan_path), "write the resolved plan as YAML")(
+      "predictions", po::value(&predictions_path),
+      "write each sample's top-1 class (int64 .npy, selection order; the plan's with --plan)")(
       "int8",
       "also run the plan's INT8 layers on real integer kernels (oneDNN) and compare with the "
       "simulation")("json", "print JSON");
@@ -460,6 +451,11 @@ options)");
           evaluate(int8_build->graph, *dataset, indices, EvalOptions{config.evaluate.batch, true});
       real_vs_sim = compare_outputs(q->logits, real->logits, r.classes);
     }
+  }
+  if (!predictions_path.empty()) {
+    const std::vector<std::int64_t>& top1 = q ? q->predictions : r.predictions;
+    write_npy(predictions_path, Tensor::from_values<std::int64_t>(
+                                    {static_cast<std::int64_t>(top1.size())}, top1));
   }
   if (vm.count("json")) {
     auto per_class = [&](const EvalResult& e) {
@@ -567,8 +563,10 @@ int main(int argc, char** argv) {
     if (command == "devices") return cmd_devices(args);
     if (command == "debug") return cmd_debug(args);
     if (command == "profile") return cmd_profile(args);
+    if (command == "search") return cmd_search(args);
+    if (command == "sensitivity") return cmd_sensitivity(args);
     fail(ErrorKind::usage,
-         "unknown command '{}'; commands are inspect, evaluate, debug, profile, devices (bitplan --help)",
+         "unknown command '{}'; commands are inspect, evaluate, debug, search, sensitivity, profile, devices (bitplan --help)",
          command);
   } catch (const Error& e) {
     std::cerr << "bitplan: error: " << e.what() << "\n";

@@ -1,4 +1,7 @@
+#include <fmt/format.h>
+
 #include <charconv>
+#include <cstdlib>
 
 #include "cli/commands.hpp"
 #include "core/error.hpp"
@@ -45,6 +48,22 @@ std::vector<std::int64_t> parse_positive_list(const std::string& text, const cha
   }
   if (out.empty()) fail(ErrorKind::usage, "{} is empty (give e.g. 1,64)", flag);
   return out;
+}
+
+CalibrationData calibration_data(const RunConfig& config, const Dataset& dataset,
+                                 const std::string& cache_dir) {
+  const Selection& cal = config.dataset.calibration;
+  return CalibrationData{
+      &dataset, select_indices(cal, dataset.size(), "calibration"),
+      fmt::format("{}|{}|count={}|seed={}|offset={}", config.dataset.images.string(),
+                  config.dataset.labels.string(), cal.count, cal.seed, cal.offset),
+      cache_dir, config.evaluate.batch};
+}
+
+std::string default_cache_dir() {
+  if (const char* xdg = std::getenv("XDG_CACHE_HOME")) return std::string(xdg) + "/bitplan";
+  if (const char* home = std::getenv("HOME")) return std::string(home) + "/.cache/bitplan";
+  return ".bitplan-cache";
 }
 
 }  // namespace bitplan

@@ -28,9 +28,146 @@ T scalar(const std::filesystem::path& file, const YAML::Node& node, const std::s
   }
 }
 
+std::vector<std::string> string_list(const std::filesystem::path& file, const YAML::Node& node,
+                                     const std::string& key) {
+  if (!node.IsSequence() || node.size() == 0)
+    schema_error(file, node, fmt::format("{} must be a non-empty list", key));
+  std::vector<std::string> out;
+  for (const auto& item : node) out.push_back(scalar<std::string>(file, item, key));
+  return out;
+}
+
+template <typename T>
+T positive(const std::filesystem::path& file, const YAML::Node& node, const std::string& key,
+           bool allow_zero) {
+  const T v = scalar<T>(file, node, key);
+  if (!(allow_zero ? v >= 0 : v > 0))
+    schema_error(file, node, fmt::format("{} {} must be {}", key, v, allow_zero ? ">= 0" : "> 0"));
+  return v;
+}
+
+search::SearchOptions parse_search(const std::filesystem::path& file, const YAML::Node& node) {
+  if (!node.IsMap()) schema_error(file, node, "search must be a mapping");
+  search::SearchOptions s;
+  const auto base = file.parent_path();
+  for (const auto& kv : node) {
+    const std::string key = kv.first.as<std::string>();
+    const YAML::Node& v = kv.second;
+    const std::string name = "search." + key;
+    if (key == "options") {
+      s.options = string_list(file, v, name);
+    } else if (key == "overrides") {
+      if (!v.IsSequence()) schema_error(file, v, "search.overrides must be a list");
+      for (const auto& item : v) {
+        if (!item.IsMap() || !item["layers"] || !item["options"])
+          schema_error(file, item, "each search.overrides item is {layers: REGEX, options: [...]}");
+        s.overrides.push_back({scalar<std::string>(file, item["layers"], "layers"),
+                               string_list(file, item["options"], "options")});
+      }
+    } else if (key == "keep_fp32") {
+      s.keep_fp32 = string_list(file, v, name);
+    } else if (key == "objectives") {
+      s.objectives = string_list(file, v, name);
+      for (const auto& o : s.objectives)
+        if (o != "accuracy" && o != "latency" && o != "size" && o != "bops" &&
+            o != "worst_class" && o != "kl")
+          schema_error(file, v,
+                       fmt::format("objective '{}' is not one of accuracy, latency, size, bops, "
+                                   "worst_class, kl",
+                                   o));
+    } else if (key == "constraints") {
+      if (!v.IsMap()) schema_error(file, v, "search.constraints must be a mapping");
+      for (const auto& c : v) {
+        const std::string ck = c.first.as<std::string>();
+        const double value = positive<double>(file, c.second, "search.constraints." + ck, true);
+        if (ck == "max_latency_ms") s.max_latency_ms = value;
+        else if (ck == "max_size_mb") s.max_size_mb = value;
+        else if (ck == "max_accuracy_drop") s.max_accuracy_drop = value;
+        else if (ck == "max_worst_class_drop") s.max_worst_class_drop = value;
+        else
+          schema_error(file, c.first,
+                       fmt::format("unknown constraint '{}'; known: max_latency_ms, max_size_mb, "
+                                   "max_accuracy_drop (points), max_worst_class_drop (points)",
+                                   ck));
+      }
+    } else if (key == "policy") {
+      s.policy = scalar<std::string>(file, v, name);
+    } else if (key == "seed") {
+      s.seed = scalar<std::uint64_t>(file, v, name);
+    } else if (key == "population") {
+      s.population = positive<std::int64_t>(file, v, name, false);
+    } else if (key == "budget") {
+      if (!v.IsMap()) schema_error(file, v, "search.budget must be {evaluations: N, seconds: S}");
+      for (const auto& b : v) {
+        const std::string bk = b.first.as<std::string>();
+        if (bk == "evaluations")
+          s.max_evaluations = positive<std::int64_t>(file, b.second, "search.budget.evaluations", true);
+        else if (bk == "seconds")
+          s.max_seconds = positive<double>(file, b.second, "search.budget.seconds", true);
+        else
+          schema_error(file, b.first,
+                       fmt::format("unknown key 'search.budget.{}'; known: evaluations, seconds", bk));
+      }
+    } else if (key == "subset") {
+      s.subset = positive<std::int64_t>(file, v, name, false);
+    } else if (key == "sensitivity_subset") {
+      s.sensitivity_subset = positive<std::int64_t>(file, v, name, false);
+    } else if (key == "final_samples") {
+      s.final_samples = positive<std::int64_t>(file, v, name, true);
+    } else if (key == "latency_batch") {
+      s.latency_batch = positive<std::int64_t>(file, v, name, false);
+    } else if (key == "output") {
+      s.output = base / scalar<std::string>(file, v, name);
+    } else if (key == "database") {
+      s.database = base / scalar<std::string>(file, v, name);
+    } else {
+      schema_error(file, kv.first,
+                   fmt::format("unknown key '{}'; known keys are options, overrides, keep_fp32, "
+                               "objectives, constraints, policy, seed, population, budget, "
+                               "subset, sensitivity_subset, final_samples, latency_batch, output, "
+                               "database",
+                               name));
+    }
+  }
+  return s;
+}
+
+// "a.b.c=value": sets root[a][b][c] to value parsed as YAML (so lists and numbers work).
+void apply_override(const std::filesystem::path& file, YAML::Node root, const std::string& text) {
+  const auto eq = text.find('=');
+  if (eq == std::string::npos || eq == 0)
+    fail(ErrorKind::usage, "--set '{}': expected KEY=VALUE, e.g. search.policy=random", text);
+  std::vector<std::string> path;
+  std::size_t start = 0;
+  const std::string key = text.substr(0, eq);
+  while (start <= key.size()) {
+    const std::size_t dot = std::min(key.find('.', start), key.size());
+    if (dot == start)
+      fail(ErrorKind::usage, "--set '{}': empty name in the key '{}'", text, key);
+    path.push_back(key.substr(start, dot - start));
+    start = dot + 1;
+  }
+  YAML::Node value;
+  try {
+    value = YAML::Load(text.substr(eq + 1));
+  } catch (const YAML::Exception& e) {
+    fail(ErrorKind::usage, "--set '{}': the value is not valid YAML: {}", text, e.msg);
+  }
+  std::vector<YAML::Node> chain{root};
+  for (std::size_t i = 0; i + 1 < path.size(); ++i) {
+    YAML::Node next = chain.back()[path[i]];
+    if (next && !next.IsMap())
+      fail(ErrorKind::usage, "--set '{}': '{}' in {} is not a section", text, path[i],
+           file.string());
+    chain.push_back(next);
+  }
+  chain.back()[path.back()] = value;
+}
+
 }  // namespace
 
-RunConfig load_run_config(const std::filesystem::path& path) {
+RunConfig load_run_config(const std::filesystem::path& path,
+                          const std::vector<std::string>& overrides) {
   // Bounded read first: a missing or huge file gets bitplan's message, not yaml-cpp's.
   const std::string text = read_file(path, std::uint64_t{16} << 20, "config");
   YAML::Node root;
@@ -42,16 +179,18 @@ RunConfig load_run_config(const std::filesystem::path& path) {
   }
   if (!root.IsMap())
     fail_input("config '{}': the top level must be a mapping of sections", path.string());
+  for (const auto& o : overrides) apply_override(path, root, o);
   RunConfig config;
   config.source = path;
   const auto base = path.parent_path();
-  const std::set<std::string> known{"model", "dataset", "evaluate"};
+  const std::set<std::string> known{"model", "dataset", "evaluate", "target", "search"};
   for (const auto& kv : root) {
     const std::string key = kv.first.as<std::string>();
     if (!known.count(key))
       schema_error(
           path, kv.first,
-          fmt::format("unknown section '{}'; known sections are model, dataset, evaluate", key));
+          fmt::format("unknown section '{}'; known sections are model, dataset, evaluate, target, search",
+                      key));
   }
   if (!root["model"])
     fail_input("config '{}': the 'model' entry (path to an ONNX file) is required", path.string());
@@ -78,6 +217,11 @@ RunConfig load_run_config(const std::filesystem::path& path) {
     if (config.evaluate.threads < 0)
       schema_error(path, ev["threads"],
                    fmt::format("evaluate.threads {} must be >= 0", config.evaluate.threads));
+  }
+  if (root["target"]) config.target = base / scalar<std::string>(path, root["target"], "target");
+  if (root["search"]) {
+    config.search = parse_search(path, root["search"]);
+    config.has_search = true;
   }
   return config;
 }

@@ -4,11 +4,17 @@
 //   model: models/fmnist_resnet.onnx        # relative to this file's folder
 //   dataset: { ... }                        # see data/dataset.hpp
 //   evaluate: {batch: 64, threads: 0}       # 0 threads = all cores
+//   target: ../hw_profiles/cpu.yaml         # hardware profile the latency comes from
+//   search: { ... }                         # see SearchSection and docs/search.md
 #pragma once
 
 #include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
 
 #include "data/dataset.hpp"
+#include "search/options.hpp"
 
 namespace bitplan {
 
@@ -23,10 +29,15 @@ struct RunConfig {
   DatasetConfig dataset;
   bool has_dataset = false;
   EvaluateSection evaluate;
+  std::filesystem::path target;  // empty: none given
+  search::SearchOptions search;
+  bool has_search = false;
 };
 
 // Reads and validates a run config. YAML syntax and schema errors name the file, line and
-// column; unknown keys are errors.
-RunConfig load_run_config(const std::filesystem::path& path);
+// column; unknown keys are errors. `overrides` ("search.policy=random", "evaluate.batch=32")
+// replace fields before validation, so a command-line override is checked like the file.
+RunConfig load_run_config(const std::filesystem::path& path,
+                          const std::vector<std::string>& overrides = {});
 
 }  // namespace bitplan

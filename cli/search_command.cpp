@@ -1,0 +1,176 @@
+// bitplan search / bitplan sensitivity: a run config's `search:` section to a Pareto front.
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <csignal>
+#include <iostream>
+
+#include "backends/hw_profile.hpp"
+#include "cli/commands.hpp"
+#include "core/error.hpp"
+#include "core/parallel.hpp"
+#include "executor/model.hpp"
+#include "search/driver.hpp"
+#include "search/output.hpp"
+
+namespace bitplan {
+namespace {
+
+namespace po = boost::program_options;
+namespace fs = std::filesystem;
+
+std::atomic<bool> g_interrupted{false};
+extern "C" void on_sigint(int) { g_interrupted = true; }
+
+int run(const std::vector<std::string>& args, bool sensitivity_only) {
+  const char* name = sensitivity_only ? "sensitivity" : "search";
+  po::options_description desc(fmt::format(R"(bitplan {} --config RUN.yaml [options]
+
+{}
+Every field of the config can be overridden: --set search.policy=random --set
+search.constraints.max_accuracy_drop=0.5 (repeatable). Results go to search.output
+(default results/<config name>/); every evaluation is stored in the results database
+(search.database, default results/bitplan.sqlite), which later runs and resumed runs reuse.
+Ctrl-C writes the partial front and exits with 130; running the same command again resumes.
+
+options)",
+                                           name,
+                                           sensitivity_only
+                                               ? "Per-layer sensitivity: the metric change when only one layer takes one candidate\nspec, for every layer and candidate of the search space (sensitivity.csv, report.html).\n"
+                                               : "Searches per-layer quantization plans and writes the Pareto front over the\nconfigured objectives (accuracy, predicted latency on the target, size...).\n"));
+  std::string config_path, policy, output, target;
+  std::vector<std::string> sets;
+  std::int64_t evaluations = -1, seed = -1;
+  double seconds = -1;
+  int threads = -1;
+  desc.add_options()("help,h", "show this help")("config", po::value(&config_path), "run config (YAML)")(
+      "set", po::value(&sets)->composing(), "override a config field: KEY=VALUE")(
+      "policy", po::value(&policy), "exact, nsga2, reinforce or random (= --set search.policy=...)")(
+      "evaluations", po::value(&evaluations), "evaluation budget (0 = no limit)")(
+      "seconds", po::value(&seconds), "wall-clock budget of the policy loop (0 = no limit)")(
+      "seed", po::value(&seed), "random seed")("output", po::value(&output), "results folder")(
+      "target", po::value(&target), "hardware profile (YAML)")(
+      "threads", po::value(&threads), "threads (0 = all cores)")(
+      "dry-run", "print the resolved run and the size of the space, evaluate nothing");
+  const auto vm = parse_options(desc, args);
+  if (vm.count("help")) {
+    std::cout << desc << "\n";
+    return 0;
+  }
+  if (config_path.empty()) fail(ErrorKind::usage, "{}: --config RUN.yaml is required", name);
+  if (!policy.empty()) sets.push_back("search.policy=" + policy);
+  if (evaluations >= 0) sets.push_back(fmt::format("search.budget.evaluations={}", evaluations));
+  if (seconds >= 0) sets.push_back(fmt::format("search.budget.seconds={}", seconds));
+  if (seed >= 0) sets.push_back(fmt::format("search.seed={}", seed));
+  if (threads >= 0) sets.push_back(fmt::format("evaluate.threads={}", threads));
+  RunConfig config = load_run_config(config_path, sets);
+  // Paths given on the command line are relative to the working directory, not the config.
+  if (!output.empty()) config.search.output = output;
+  if (!target.empty()) config.target = target;
+  if (config.search.output.empty())
+    config.search.output = fs::path("results") / fs::path(config_path).stem();
+  if (config.search.database.empty())
+    config.search.database = config.search.output.parent_path() / "bitplan.sqlite";
+  if (!config.has_dataset)
+    fail_input("config '{}': a search needs a dataset section (calibration and validation)",
+               config_path);
+  set_num_threads(config.evaluate.threads);
+
+  const LoadedModel model = load_model(config.model);
+  const std::string hash = model_file_hash(config.model);
+  const auto dataset = open_dataset(config.dataset);
+  search::DriverInputs in;
+  in.graph = &model.graph;
+  in.model_name = config.model.filename().string();
+  in.model_hash = hash;
+  in.dataset = dataset.get();
+  in.validation = select_indices(config.dataset.validation, dataset->size(), "validation");
+  const Selection& val = config.dataset.validation;
+  in.dataset_id = fmt::format("{}|{}|count={}|seed={}|offset={}", config.dataset.images.string(),
+                              config.dataset.labels.string(), val.count, val.seed, val.offset);
+  in.calibration = calibration_data(config, *dataset, default_cache_dir());
+  if (!config.target.empty()) in.profile = load_hw_profile(config.target);
+  in.eval_batch = config.evaluate.batch;
+  in.options = config.search;
+  in.dry_run = vm.count("dry-run") != 0;
+  in.sensitivity_only = sensitivity_only;
+  if (in.profile) {
+    // The latency batch must have been profiled for this model (else roofline estimates).
+    if (!in.profile->find_model(hash, config.search.latency_batch) && in.profile->backend == "onednn")
+      fmt::print(stderr,
+                 "bitplan: warning: profile '{}' has no measurement of {} at batch {}: latencies "
+                 "are roofline estimates; run `bitplan profile --model {} --batch {} --out {}`\n",
+                 config.target.string(), in.model_name, config.search.latency_batch,
+                 config.model.string(), config.search.latency_batch, config.target.string());
+  }
+
+  const bool tty = isatty(STDERR_FILENO);
+  search::Progress progress;
+  progress.line = [&](const std::string& s) {
+    if (tty) std::cerr << "\r\033[K";
+    std::cerr << s << "\n";
+  };
+  auto last = std::chrono::steady_clock::now() - std::chrono::seconds(10);
+  progress.status = [&, tty](const std::string& s) {
+    if (tty) {
+      std::cerr << "\r\033[K" << s << std::flush;
+    } else if (std::chrono::steady_clock::now() - last > std::chrono::seconds(5)) {
+      std::cerr << s << "\n";
+      last = std::chrono::steady_clock::now();
+    }
+  };
+  std::signal(SIGINT, on_sigint);
+  const search::SearchResult result = search::run_search(in, progress, g_interrupted);
+  if (tty) std::cerr << "\r\033[K";
+  if (in.dry_run) {
+    fmt::print("model    {} ({})\ntarget   {}\npolicy   {} (seed {})\nspace    {}\n",
+               in.model_name, hash, config.target.empty() ? "(none)" : config.target.string(),
+               config.search.policy, config.search.seed, result.space_description);
+    fmt::print("objectives {}\nbudget   {} evaluations, {} s\noutput   {}\ndatabase {}\n",
+               fmt::join(config.search.objectives, ", "), config.search.max_evaluations,
+               config.search.max_seconds, config.search.output.string(),
+               config.search.database.string());
+    for (std::size_t l = 0; l < result.space.layers.size(); ++l) {
+      fmt::print("  {:<40}", result.space.layers[l].layer);
+      for (std::size_t o = 0; o < result.space.layers[l].options.size(); ++o)
+        fmt::print(" {}{}", result.space.layers[l].options[o],
+                   result.unsupported[l][o].empty() ? "" : "(unsupported)");
+      fmt::print("\n");
+    }
+    return 0;
+  }
+  std::string command = "bitplan";
+  command += sensitivity_only ? " sensitivity" : " search";
+  for (const auto& a : args) command += " " + a;
+  search::write_results(config.search.output, result,
+                        {in.model_name, hash, config_path, command});
+  fmt::print("{}: {} evaluations ({} from the database) in {:.1f} s (sensitivity {:.1f} s, "
+             "search {:.1f} s, final {:.1f} s); {}\n",
+             name, result.evaluations.size(), result.evaluations_reused,
+             result.seconds_sensitivity + result.seconds_search + result.seconds_final,
+             result.seconds_sensitivity, result.seconds_search, result.seconds_final,
+             result.stop_reason);
+  if (!sensitivity_only) {
+    fmt::print("fp32 top-1 {:.2f}%; front of {} plans (hypervolume {:.4f}):\n", 100 * result.fp32.top1,
+               result.front.size(), result.hypervolume);
+    for (std::size_t k = 0; k < result.front.size(); ++k) {
+      const auto& e = result.evaluations[result.front[k]];
+      const auto& m = e.final_metrics ? *e.final_metrics : e.metrics;
+      fmt::print("  plan_{:03d}  top-1 {:.2f}% ({:+.2f} pt)  latency {:.4f} ms{}  size {:.4f} MB\n", k,
+                 100 * m.top1, 100 * (m.top1 - result.fp32.top1), e.metrics.latency_ms,
+                 e.measured_latency_ms ? fmt::format(" (measured {:.4f})", *e.measured_latency_ms) : "",
+                 e.metrics.size_bytes / 1e6);
+    }
+  }
+  fmt::print("results in {}/ (report.html, pareto.json, pareto.csv, plan_NNN.yaml)\n",
+             config.search.output.string());
+  return result.interrupted ? 130 : 0;
+}
+
+}  // namespace
+
+int cmd_search(const std::vector<std::string>& args) { return run(args, false); }
+int cmd_sensitivity(const std::vector<std::string>& args) { return run(args, true); }
+
+}  // namespace bitplan

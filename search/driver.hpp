@@ -1,0 +1,111 @@
+// The search driver: one run from a config to a Pareto front of measured plans.
+//
+//   model + dataset + profile + SearchOptions
+//     -> space (per-layer candidate specs; unsupported ones marked with the reason)
+//     -> cost tables (latency from the profile, size, BOPs: cost_models/)
+//     -> sensitivity (each layer x option alone, on a subset; cached in the results DB)
+//     -> policy loop (ask/tell; each plan evaluated by the quantized executor, or taken
+//        from the results DB when an earlier run evaluated it)
+//     -> front (non-dominated feasible plans), re-evaluated on the full selection, latency
+//        measured end to end when the profile is of this CPU
+//     -> results/<run>/ (search/output.hpp)
+// A killed run resumes by running again: every finished evaluation is in the database, the
+// policies are deterministic for a seed, so the replay reaches the same front.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "backends/hw_profile.hpp"
+#include "executor/quant/simulate.hpp"
+#include "search/options.hpp"
+#include "search/space.hpp"
+
+namespace bitplan::search {
+
+struct DriverInputs {
+  const Graph* graph = nullptr;  // imported, simplified
+  std::string model_name, model_hash;
+  const Dataset* dataset = nullptr;
+  std::vector<std::int64_t> validation;  // selection, in order (subsets are prefixes)
+  std::string dataset_id;                // names the dataset and selection (results key)
+  CalibrationData calibration;
+  std::optional<HwProfile> profile;  // none: latency is not an objective
+  std::int64_t eval_batch = 64;
+  SearchOptions options;
+  bool dry_run = false;           // resolve and describe, evaluate nothing
+  bool sensitivity_only = false;  // stop after the sensitivity analysis (and baselines)
+};
+
+struct PlanMetrics {
+  double top1 = 0;  // on the subset (or the final selection for final_*)
+  double worst_class_drop = 0;
+  double kl = 0, sqnr_db = 0, agreement = 0;
+  std::int64_t samples = 0;
+  bool stopped_early = false;
+  double latency_ms = 0;  // predicted from the profile (NaN without one)
+  double size_bytes = 0;
+  double gbops = 0;
+};
+
+struct EvaluatedPlan {
+  Genome genome;
+  std::string key;
+  QuantPlan plan;
+  PlanMetrics metrics;
+  std::vector<double> objectives;
+  double violation = 0;
+  bool from_database = false;
+  std::vector<std::pair<std::string, std::string>> unsupported;  // layer, reason
+  // Front points only: the full selection and a measured end-to-end latency.
+  std::optional<PlanMetrics> final_metrics;
+  std::optional<double> measured_latency_ms, measured_latency_iqr_ms;
+};
+
+struct Baseline {
+  std::string name;
+  PlanMetrics metrics;
+  std::string unsupported;  // why the target cannot run it (latency then NaN)
+};
+
+struct SearchResult {
+  SearchSpace space;
+  std::vector<std::vector<std::string>> unsupported;  // [layer][option]
+  std::vector<std::vector<double>> sensitivity;      // [layer][option] KL (0 for fp32)
+  std::vector<std::vector<double>> sensitivity_drop; // [layer][option] top-1 drop
+  std::vector<std::vector<double>> latency_ms;       // [layer][option]
+  PlanMetrics fp32;
+  std::vector<Baseline> baselines;
+  std::vector<EvaluatedPlan> evaluations;  // in evaluation order
+  std::vector<std::size_t> front;          // indices into evaluations
+  std::vector<std::string> objective_names;
+  double hypervolume = 0;  // normalised objectives, reference 1.1 per axis
+  double seconds_sensitivity = 0, seconds_search = 0, seconds_final = 0;
+  std::int64_t evaluations_run = 0, evaluations_reused = 0;
+  bool interrupted = false;
+  std::string stop_reason;
+  std::string target;  // profile target, or "" without one
+  std::string policy;
+  std::string space_description;  // for --dry-run and the report
+};
+
+struct Progress {
+  std::function<void(const std::string&)> line;    // a finished step
+  std::function<void(const std::string&)> status;  // the current state (overwritten)
+};
+
+// Fails (invalid_input) for impossible requests before any evaluation: infeasible latency
+// or size budgets (naming the fastest / smallest possible plan), empty spaces, override
+// patterns that match no layer, options no layer can run.
+SearchResult run_search(const DriverInputs& inputs, const Progress& progress,
+                        const std::atomic<bool>& stop);
+
+// The LayerQuant of an option label for a layer: "fp32", "fp16", "bf16", "fp8" or a uniform
+// shorthand (W8A8, W4A8, W4g128A16, ...; see executor/quant/plan.hpp).
+LayerQuant option_spec(const std::string& label, const Graph& graph, const QuantizableLayer& layer);
+
+}  // namespace bitplan::search

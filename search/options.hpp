@@ -1,0 +1,41 @@
+// What a search run is asked to do: the `search:` section of a run config (cli/run_config
+// parses it; every field can be overridden with --set search.KEY=VALUE). Plain data.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace bitplan::search {
+
+// Layers whose name matches `pattern` (ECMAScript regex, whole name) get `options`.
+struct SpaceOverride {
+  std::string pattern;
+  std::vector<std::string> options;
+};
+
+struct SearchOptions {
+  // Candidate specs per layer: "fp32" or uniform shorthands (W8A8, W4A8, W4g128A16, ...).
+  std::vector<std::string> options{"fp32", "W8A8", "W4A8"};
+  std::vector<SpaceOverride> overrides;
+  std::vector<std::string> keep_fp32;  // regexes of layers that stay fp32
+  // Minimised, in this order: accuracy (1 - top-1), latency (ms), size (bytes), bops,
+  // worst_class (largest per-class top-1 drop), kl (KL divergence to fp32).
+  std::vector<std::string> objectives{"accuracy", "latency", "size"};
+  std::optional<double> max_latency_ms, max_size_mb, max_accuracy_drop, max_worst_class_drop;
+  std::string policy = "nsga2";
+  std::uint64_t seed = 1;
+  std::int64_t population = 16;
+  std::int64_t max_evaluations = 200;  // 0 = no limit
+  double max_seconds = 0;              // 0 = no limit
+  std::int64_t subset = 1000;          // validation samples per candidate
+  std::int64_t sensitivity_subset = 500;
+  std::int64_t final_samples = 0;      // re-evaluation of the front: 0 = the whole selection
+  std::int64_t latency_batch = 1;      // batch size the latency is costed at
+  std::filesystem::path output;        // default results/<config name>
+  std::filesystem::path database;      // default results/bitplan.sqlite beside the output
+};
+
+}  // namespace bitplan::search
