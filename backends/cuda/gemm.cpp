@@ -1,0 +1,131 @@
+#include "backends/cuda/gemm.hpp"
+
+#include "backends/cuda/check.hpp"
+
+namespace bitplan::cuda {
+namespace {
+
+struct LtTypes {
+  cudaDataType_t ab, cd, scale;
+  cublasComputeType_t compute;
+};
+
+LtTypes lt_types(Precision p) {
+  switch (p) {
+    case Precision::fp32:
+      return {CUDA_R_32F, CUDA_R_32F, CUDA_R_32F, CUBLAS_COMPUTE_32F};
+    case Precision::fp16:
+      return {CUDA_R_16F, CUDA_R_16F, CUDA_R_32F, CUBLAS_COMPUTE_32F};
+    case Precision::bf16:
+      return {CUDA_R_16BF, CUDA_R_16BF, CUDA_R_32F, CUBLAS_COMPUTE_32F};
+    case Precision::int8:
+      return {CUDA_R_8I, CUDA_R_32I, CUDA_R_32I, CUBLAS_COMPUTE_32I};
+    case Precision::fp8_e4m3:
+      return {CUDA_R_8F_E4M3, CUDA_R_16F, CUDA_R_32F, CUBLAS_COMPUTE_32F};
+    case Precision::w4a16:
+      break;
+  }
+  throw ProfileError("creating a cuBLASLt GEMM: precision w4a16: runs on bitplan's own kernel");
+}
+
+std::string shape_text(std::int64_t m, std::int64_t n, std::int64_t k) {
+  return "m=" + std::to_string(m) + " n=" + std::to_string(n) + " k=" + std::to_string(k);
+}
+
+}  // namespace
+
+std::string cublaslt_version() {
+  const std::size_t v = cublasLtGetVersion();  // major*10000 + minor*100 + patch
+  return std::to_string(v / 10000) + "." + std::to_string(v / 100 % 100) + "." +
+         std::to_string(v % 100);
+}
+
+LtGemm::LtGemm(cublasLtHandle_t handle, Precision precision, std::int64_t m, std::int64_t n,
+               std::int64_t k, std::int64_t ldw, std::int64_t ldx, const float* fp8_scale_w,
+               const float* fp8_scale_x)
+    : handle_(handle), precision_(precision) {
+  const LtTypes types = lt_types(precision);
+  const std::string what = to_string(precision) + " GEMM " + shape_text(m, n, k);
+  // The documented layout rules of the integer and fp8 tensor-core kernels, checked first so
+  // the profile says which rule a shape breaks.
+  if (precision == Precision::int8 && (k % 4 != 0 || n % 4 != 0 || ldw % 4 != 0 || ldx % 4 != 0))
+    throw Unsupported("cuBLASLt int8 " + shape_text(m, n, k) +
+                      ": needs k and n multiples of 4 (IMMA kernels, TN layout)");
+  if (precision == Precision::fp8_e4m3 &&
+      (k % 16 != 0 || n % 8 != 0 || ldw % 16 != 0 || ldx % 16 != 0))
+    throw Unsupported("cuBLASLt fp8 " + shape_text(m, n, k) +
+                      ": needs k a multiple of 16 and n a multiple of 8 (16-byte aligned rows)");
+  try {
+    check_cublas(cublasLtMatmulDescCreate(&op_, types.compute, types.scale),
+                 "creating a cuBLASLt matmul descriptor");
+    const cublasOperation_t transpose = CUBLAS_OP_T, keep = CUBLAS_OP_N;
+    check_cublas(cublasLtMatmulDescSetAttribute(op_, CUBLASLT_MATMUL_DESC_TRANSA, &transpose,
+                                                sizeof(transpose)),
+                 "setting TRANSA");
+    check_cublas(
+        cublasLtMatmulDescSetAttribute(op_, CUBLASLT_MATMUL_DESC_TRANSB, &keep, sizeof(keep)),
+        "setting TRANSB");
+    if (precision == Precision::fp8_e4m3) {
+      check_cublas(cublasLtMatmulDescSetAttribute(op_, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER,
+                                                  &fp8_scale_w, sizeof(fp8_scale_w)),
+                   "setting the fp8 weight scale");
+      check_cublas(cublasLtMatmulDescSetAttribute(op_, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER,
+                                                  &fp8_scale_x, sizeof(fp8_scale_x)),
+                   "setting the fp8 activation scale");
+      // Inference GEMMs (TensorRT-LLM, Transformer Engine's forward pass) use fast
+      // accumulation; it is what a deployment would run.
+      const std::int8_t fast_accumulate = 1;
+      check_cublas(cublasLtMatmulDescSetAttribute(op_, CUBLASLT_MATMUL_DESC_FAST_ACCUM,
+                                                  &fast_accumulate, sizeof(fast_accumulate)),
+                   "setting fp8 fast accumulation");
+    }
+    check_cublas(cublasLtMatrixLayoutCreate(&a_, types.ab, k, n, ldw), "creating layout A");
+    check_cublas(cublasLtMatrixLayoutCreate(&b_, types.ab, k, m, ldx), "creating layout B");
+    check_cublas(cublasLtMatrixLayoutCreate(&c_, types.cd, n, m, n), "creating layout C");
+
+    cublasLtMatmulPreference_t preference = nullptr;
+    check_cublas(cublasLtMatmulPreferenceCreate(&preference), "creating a matmul preference");
+    const std::size_t workspace = kWorkspaceBytes;
+    cublasLtMatmulPreferenceSetAttribute(preference, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                         &workspace, sizeof(workspace));
+    cublasLtMatmulHeuristicResult_t result{};
+    int found = 0;
+    const cublasStatus_t status = cublasLtMatmulAlgoGetHeuristic(handle_, op_, a_, b_, c_, c_,
+                                                                 preference, 1, &result, &found);
+    cublasLtMatmulPreferenceDestroy(preference);
+    if (status != CUBLAS_STATUS_SUCCESS || found == 0)
+      throw Unsupported("cuBLASLt has no algorithm for " + what + " (heuristic status " +
+                        std::to_string(static_cast<int>(status)) + ")");
+    algo_ = result.algo;
+    description_ = "cublasLt heuristic #0";
+  } catch (...) {
+    release();
+    throw;
+  }
+}
+
+LtGemm::~LtGemm() {
+  release();
+}
+
+void LtGemm::release() {
+  if (c_) cublasLtMatrixLayoutDestroy(c_);
+  if (b_) cublasLtMatrixLayoutDestroy(b_);
+  if (a_) cublasLtMatrixLayoutDestroy(a_);
+  if (op_) cublasLtMatmulDescDestroy(op_);
+  c_ = b_ = a_ = nullptr;
+  op_ = nullptr;
+}
+
+void LtGemm::run(const void* w, const void* x, void* y, void* workspace,
+                 std::size_t workspace_bytes, cudaStream_t stream) const {
+  const float one = 1.0f, zero = 0.0f;
+  const std::int32_t one_i = 1, zero_i = 0;
+  const bool integer = precision_ == Precision::int8;
+  check_cublas(cublasLtMatmul(handle_, op_, integer ? static_cast<const void*>(&one_i) : &one, w,
+                              a_, x, b_, integer ? static_cast<const void*>(&zero_i) : &zero, y, c_,
+                              y, c_, &algo_, workspace, workspace_bytes, stream),
+               "running cublasLtMatmul");
+}
+
+}  // namespace bitplan::cuda

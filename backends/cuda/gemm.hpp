@@ -1,0 +1,50 @@
+// cuBLASLt GEMMs in the profiler's convention: Y[m][n] = X[m][k] * W, with the weights
+// stored K-major as W^T [n][k] (like an ONNX/PyTorch Linear weight) and X, Y row-major.
+// In cuBLASLt's column-major terms that is D(n x m) = op_T(A: k x n) * B(k x m), the "TN"
+// layout that the int8 and fp8 tensor-core kernels require.
+#pragma once
+
+#include <cublasLt.h>
+
+#include <cstdint>
+#include <string>
+
+#include "backends/cuda/precision.hpp"
+
+namespace bitplan::cuda {
+
+class LtGemm {
+ public:
+  // precision: fp32 (true fp32, CUBLAS_COMPUTE_32F: no TF32), fp16/bf16 (fp32 accumulate),
+  // int8 (s8 x s8 -> s32; the caller dequantises), fp8_e4m3 (e4m3 x e4m3 -> fp16 with
+  // per-tensor scales from device pointers, fp32 accumulate). Throws Unsupported with the
+  // rule when cuBLASLt has no algorithm for the shape.
+  LtGemm(cublasLtHandle_t handle, Precision precision, std::int64_t m, std::int64_t n,
+         std::int64_t k, std::int64_t ldw, std::int64_t ldx, const float* fp8_scale_w = nullptr,
+         const float* fp8_scale_x = nullptr);
+  ~LtGemm();
+  LtGemm(const LtGemm&) = delete;
+  LtGemm& operator=(const LtGemm&) = delete;
+
+  // y is int32 for int8, fp16 for fp8 and w4a16-dequantised fp16, else the input type.
+  void run(const void* w, const void* x, void* y, void* workspace, std::size_t workspace_bytes,
+           cudaStream_t stream) const;
+  const std::string& description() const { return description_; }
+
+  static constexpr std::size_t kWorkspaceBytes = 32u << 20;
+
+ private:
+  void release();
+
+  cublasLtHandle_t handle_;
+  Precision precision_;
+  cublasLtMatmulDesc_t op_ = nullptr;
+  cublasLtMatrixLayout_t a_ = nullptr, b_ = nullptr, c_ = nullptr;
+  cublasLtMatmulAlgo_t algo_{};
+  std::string description_;
+};
+
+// "13.0.2" from cublasLtGetVersion().
+std::string cublaslt_version();
+
+}  // namespace bitplan::cuda

@@ -1,0 +1,308 @@
+// The profiler's own kernels; see kernels.hpp for what each computes.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_fp8.h>
+
+#include <algorithm>
+#include <string>
+
+#include "backends/cuda/check.hpp"
+#include "backends/cuda/kernels.hpp"
+
+namespace bitplan::cuda {
+namespace {
+
+// Grid for a grid-stride loop: enough blocks to fill the GPU several times, no more.
+constexpr int kThreads = 256;
+unsigned grid_for(std::int64_t work_items) {
+  const std::int64_t blocks = (work_items + kThreads - 1) / kThreads;
+  return static_cast<unsigned>(std::clamp<std::int64_t>(blocks, 1, 132 * 32));
+}
+
+__device__ __forceinline__ std::uint32_t hash32(std::uint32_t seed, std::uint64_t i) {
+  // splitmix64 finaliser: consecutive indices give unrelated values.
+  std::uint64_t z = i * 0x9E3779B97F4A7C15ull + (std::uint64_t(seed) << 32 | seed);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return static_cast<std::uint32_t>((z ^ (z >> 31)) >> 16);
+}
+
+template <typename T>
+__device__ __forceinline__ float to_float(T v) {
+  return static_cast<float>(v);
+}
+template <>
+__device__ __forceinline__ float to_float<__half>(__half v) {
+  return __half2float(v);
+}
+template <>
+__device__ __forceinline__ float to_float<__nv_bfloat16>(__nv_bfloat16 v) {
+  return __bfloat162float(v);
+}
+template <>
+__device__ __forceinline__ float to_float<__nv_fp8_e4m3>(__nv_fp8_e4m3 v) {
+  return static_cast<float>(v);
+}
+
+template <typename T>
+__device__ __forceinline__ T from_float(float v);
+template <>
+__device__ __forceinline__ float from_float<float>(float v) {
+  return v;
+}
+template <>
+__device__ __forceinline__ __half from_float<__half>(float v) {
+  return __float2half_rn(v);
+}
+template <>
+__device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float v) {
+  return __float2bfloat16_rn(v);
+}
+template <>
+__device__ __forceinline__ std::int8_t from_float<std::int8_t>(float v) {
+  return static_cast<std::int8_t>(fminf(fmaxf(rintf(v), -128.f), 127.f));
+}
+template <>
+__device__ __forceinline__ __nv_fp8_e4m3 from_float<__nv_fp8_e4m3>(float v) {
+  return __nv_fp8_e4m3(v);  // round to nearest, saturating to the largest finite value
+}
+
+template <typename T>
+__global__ void fill_kernel(T* data, std::int64_t count, std::uint32_t seed, float amplitude) {
+  for (std::int64_t i = blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x; i < count;
+       i += std::int64_t(gridDim.x) * blockDim.x) {
+    const float u = hash32(seed, i) * (2.0f / 65536.0f / 65536.0f) - 1.0f;  // [-1, 1)
+    data[i] = from_float<T>(u * amplitude);
+  }
+}
+
+__global__ void fill_bytes_kernel(std::uint8_t* data, std::int64_t bytes, std::uint32_t seed) {
+  for (std::int64_t i = blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x; i < bytes;
+       i += std::int64_t(gridDim.x) * blockDim.x)
+    data[i] = static_cast<std::uint8_t>(hash32(seed, i) >> 7);
+}
+
+// Eight elements per thread so both sides move in wide, coalesced accesses.
+template <typename T>
+struct alignas(sizeof(T) * 8) Pack8 {
+  T v[8];
+};
+
+template <typename In, typename Out>
+__global__ void convert_kernel(const In* in, Out* out, std::int64_t count, float factor) {
+  const std::int64_t packs = count / 8;
+  const std::int64_t stride = std::int64_t(gridDim.x) * blockDim.x;
+  const std::int64_t first = blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x;
+  for (std::int64_t p = first; p < packs; p += stride) {
+    const Pack8<In> a = reinterpret_cast<const Pack8<In>*>(in)[p];
+    Pack8<Out> b;
+#pragma unroll
+    for (int j = 0; j < 8; ++j) b.v[j] = from_float<Out>(to_float(a.v[j]) * factor);
+    reinterpret_cast<Pack8<Out>*>(out)[p] = b;
+  }
+  for (std::int64_t i = packs * 8 + first; i < count; i += stride)
+    out[i] = from_float<Out>(to_float(in[i]) * factor);
+}
+
+template <typename T>
+__global__ void im2col_kernel(const T* in, LayerShape s, std::int64_t oh, std::int64_t ow, T* out,
+                              std::int64_t padded_k) {
+  const std::int64_t rows = s.batch * oh * ow;
+  const std::int64_t total = rows * padded_k;
+  const std::int64_t real_k = s.c * s.r * s.s;
+  for (std::int64_t i = blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x; i < total;
+       i += std::int64_t(gridDim.x) * blockDim.x) {
+    const std::int64_t col = i % padded_k, row = i / padded_k;
+    T value = T(0.0f);
+    if (col < real_k) {
+      const std::int64_t c = col % s.c, rs = col / s.c, kx = rs % s.s, ky = rs / s.s;
+      const std::int64_t x = row % ow, y = (row / ow) % oh, n = row / (ow * oh);
+      const std::int64_t iy = y * s.stride_h - s.pad_top + ky * s.dilation_h;
+      const std::int64_t ix = x * s.stride_w - s.pad_left + kx * s.dilation_w;
+      if (iy >= 0 && iy < s.h && ix >= 0 && ix < s.w)
+        value = in[((n * s.h + iy) * s.w + ix) * s.c + c];
+    }
+    out[i] = value;
+  }
+}
+
+// One thread per output element, channel fastest so neighbouring threads read neighbouring
+// channels (coalesced); the r*s taps of a pixel stay in L1.
+template <typename T, typename Acc, typename Out>
+__global__ void depthwise_kernel(const T* in, const T* weights, const float* channel_scales,
+                                 float input_scale, LayerShape s, std::int64_t oh, std::int64_t ow,
+                                 Out* out) {
+  const std::int64_t total = s.batch * oh * ow * s.c;
+  for (std::int64_t i = blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x; i < total;
+       i += std::int64_t(gridDim.x) * blockDim.x) {
+    const std::int64_t c = i % s.c, x = (i / s.c) % ow, y = (i / (s.c * ow)) % oh;
+    const std::int64_t n = i / (s.c * ow * oh);
+    Acc acc = 0;
+    for (std::int64_t ky = 0; ky < s.r; ++ky) {
+      const std::int64_t iy = y * s.stride_h - s.pad_top + ky * s.dilation_h;
+      if (iy < 0 || iy >= s.h) continue;
+      for (std::int64_t kx = 0; kx < s.s; ++kx) {
+        const std::int64_t ix = x * s.stride_w - s.pad_left + kx * s.dilation_w;
+        if (ix < 0 || ix >= s.w) continue;
+        const T a = in[((n * s.h + iy) * s.w + ix) * s.c + c];
+        const T b = weights[(c * s.r + ky) * s.s + kx];
+        if constexpr (std::is_same_v<Acc, int>)
+          acc += int(a) * int(b);
+        else
+          acc += to_float(a) * to_float(b);
+      }
+    }
+    if (channel_scales != nullptr)
+      out[i] = from_float<Out>(float(acc) * input_scale * channel_scales[c]);
+    else
+      out[i] = from_float<Out>(float(acc));
+  }
+}
+
+__global__ void dequantize_s32_kernel(const std::int32_t* acc, float input_scale,
+                                      const float* channel_scales, std::int64_t m, std::int64_t n,
+                                      __half* y) {
+  const std::int64_t total = m * n;
+  const std::int64_t stride = std::int64_t(gridDim.x) * blockDim.x;
+  const std::int64_t first = blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x;
+  if (n % 4 == 0) {  // four at a time: 16-byte loads, 8-byte stores
+    for (std::int64_t p = first; p < total / 4; p += stride) {
+      const int4 a = reinterpret_cast<const int4*>(acc)[p];
+      const std::int64_t col = (p * 4) % n;
+      const float4 sc = *reinterpret_cast<const float4*>(channel_scales + col);
+      __half2 lo = __floats2half2_rn(a.x * input_scale * sc.x, a.y * input_scale * sc.y);
+      __half2 hi = __floats2half2_rn(a.z * input_scale * sc.z, a.w * input_scale * sc.w);
+      reinterpret_cast<__half2*>(y)[2 * p] = lo;
+      reinterpret_cast<__half2*>(y)[2 * p + 1] = hi;
+    }
+    return;
+  }
+  for (std::int64_t i = first; i < total; i += stride)
+    y[i] = __float2half_rn(acc[i] * input_scale * channel_scales[i % n]);
+}
+
+__global__ void spin_kernel(std::uint64_t nanoseconds) {
+  std::uint64_t start, now;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(start));
+  do {
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(now));
+  } while (now - start < nanoseconds);
+}
+
+template <typename F>
+void dispatch_type(ElementType t, F&& f) {
+  switch (t) {
+    case ElementType::f32:
+      f(float{});
+      return;
+    case ElementType::f16:
+      f(__half{});
+      return;
+    case ElementType::bf16:
+      f(__nv_bfloat16{});
+      return;
+    case ElementType::s8:
+      f(std::int8_t{});
+      return;
+    case ElementType::e4m3:
+      f(__nv_fp8_e4m3{});
+      return;
+  }
+}
+
+}  // namespace
+
+void fill_random(void* data, ElementType type, std::int64_t count, std::uint32_t seed,
+                 float amplitude, cudaStream_t stream) {
+  dispatch_type(type, [&](auto tag) {
+    using T = decltype(tag);
+    const float amp = std::is_same_v<T, std::int8_t> ? 127.0f : amplitude;
+    fill_kernel<T>
+        <<<grid_for(count), kThreads, 0, stream>>>(static_cast<T*>(data), count, seed, amp);
+  });
+  check_launch("launching fill_random");
+}
+
+void fill_random_bytes(void* data, std::int64_t bytes, std::uint32_t seed, cudaStream_t stream) {
+  fill_bytes_kernel<<<grid_for(bytes), kThreads, 0, stream>>>(static_cast<std::uint8_t*>(data),
+                                                              bytes, seed);
+  check_launch("launching fill_random_bytes");
+}
+
+void convert(const void* in, ElementType from, void* out, ElementType to, std::int64_t count,
+             float factor, cudaStream_t stream) {
+  dispatch_type(from, [&](auto in_tag) {
+    dispatch_type(to, [&](auto out_tag) {
+      using In = decltype(in_tag);
+      using Out = decltype(out_tag);
+      convert_kernel<In, Out><<<grid_for(count / 8 + 1), kThreads, 0, stream>>>(
+          static_cast<const In*>(in), static_cast<Out*>(out), count, factor);
+    });
+  });
+  check_launch("launching convert");
+}
+
+void im2col_nhwc(const void* in, std::size_t element_bytes, const LayerShape& shape, void* out,
+                 std::int64_t padded_k, cudaStream_t stream) {
+  const std::int64_t oh = shape.out_h(), ow = shape.out_w();
+  const std::int64_t total = shape.batch * oh * ow * padded_k;
+  const unsigned grid = grid_for(total);
+  // Only the element size matters for a copy; zero is all-zero bits in every type used here.
+  switch (element_bytes) {
+    case 1:
+      im2col_kernel<std::int8_t>
+          <<<grid, kThreads, 0, stream>>>(static_cast<const std::int8_t*>(in), shape, oh, ow,
+                                          static_cast<std::int8_t*>(out), padded_k);
+      break;
+    case 2:
+      im2col_kernel<__half><<<grid, kThreads, 0, stream>>>(
+          static_cast<const __half*>(in), shape, oh, ow, static_cast<__half*>(out), padded_k);
+      break;
+    case 4:
+      im2col_kernel<float><<<grid, kThreads, 0, stream>>>(static_cast<const float*>(in), shape, oh,
+                                                          ow, static_cast<float*>(out), padded_k);
+      break;
+    default:
+      throw ProfileError("running im2col: element size " + std::to_string(element_bytes) +
+                         ": must be 1, 2 or 4 bytes");
+  }
+  check_launch("launching im2col");
+}
+
+void depthwise_conv_nhwc(const void* in, ElementType type, const void* weights,
+                         const float* channel_scales, float input_scale, const LayerShape& shape,
+                         void* out, cudaStream_t stream) {
+  const std::int64_t oh = shape.out_h(), ow = shape.out_w();
+  const unsigned grid = grid_for(shape.batch * oh * ow * shape.c);
+  dispatch_type(type, [&](auto tag) {
+    using T = decltype(tag);
+    if constexpr (std::is_same_v<T, std::int8_t>) {
+      depthwise_kernel<T, int, __half><<<grid, kThreads, 0, stream>>>(
+          static_cast<const T*>(in), static_cast<const T*>(weights), channel_scales, input_scale,
+          shape, oh, ow, static_cast<__half*>(out));
+    } else if constexpr (std::is_same_v<T, __nv_fp8_e4m3>) {
+      depthwise_kernel<T, float, __half><<<grid, kThreads, 0, stream>>>(
+          static_cast<const T*>(in), static_cast<const T*>(weights), channel_scales, input_scale,
+          shape, oh, ow, static_cast<__half*>(out));
+    } else {
+      depthwise_kernel<T, float, T>
+          <<<grid, kThreads, 0, stream>>>(static_cast<const T*>(in), static_cast<const T*>(weights),
+                                          nullptr, 1.0f, shape, oh, ow, static_cast<T*>(out));
+    }
+  });
+  check_launch("launching depthwise_conv");
+}
+
+void dequantize_s32(const std::int32_t* acc, float input_scale, const float* channel_scales,
+                    std::int64_t m, std::int64_t n, void* y, cudaStream_t stream) {
+  dequantize_s32_kernel<<<grid_for(m * n / 4 + 1), kThreads, 0, stream>>>(
+      acc, input_scale, channel_scales, m, n, static_cast<__half*>(y));
+  check_launch("launching dequantize_s32");
+}
+
+void spin(double microseconds, cudaStream_t stream) {
+  spin_kernel<<<1, 1, 0, stream>>>(static_cast<std::uint64_t>(microseconds * 1000.0));
+  check_launch("launching spin");
+}
+
+}  // namespace bitplan::cuda

@@ -1,0 +1,77 @@
+// The profiler's own CUDA kernels (everything that is not a cuBLASLt call): random fill,
+// precision conversion, im2col, depthwise convolution, int8 dequantisation, a spin kernel
+// that keeps the GPU busy while the host queues timed work, and the W4A16 GEMM.
+// Activations are NHWC; every launcher checks the launch and throws ProfileError.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+#include <vector>
+
+#include "backends/cuda/precision.hpp"
+#include "backends/cuda/workloads.hpp"
+
+namespace bitplan::cuda {
+
+// Fills `count` elements with uniform values in [-amplitude, amplitude] (s8: integers in
+// [-127, 127] regardless of amplitude), from a counter-based hash of (seed, index).
+void fill_random(void* data, ElementType type, std::int64_t count, std::uint32_t seed,
+                 float amplitude, cudaStream_t stream);
+void fill_random_bytes(void* data, std::int64_t bytes, std::uint32_t seed, cudaStream_t stream);
+
+// out[i] = saturate(round(in[i] * factor)) in the output type; one fused elementwise pass.
+void convert(const void* in, ElementType from, void* out, ElementType to, std::int64_t count,
+             float factor, cudaStream_t stream);
+
+// NHWC input [n][h][w][c] -> rows [n*oh*ow][padded_k] with columns ordered (r, s, c) and
+// zero for padding and for columns past c*r*s (so int8/fp8 GEMMs see aligned K).
+void im2col_nhwc(const void* in, std::size_t element_bytes, const LayerShape& shape, void* out,
+                 std::int64_t padded_k, cudaStream_t stream);
+
+// Depthwise convolution (groups == c == k), NHWC, weights [c][r][s] in the input type.
+// Float types accumulate in fp32 and write the input type; s8 accumulates in int32 and e4m3
+// in fp32, both writing fp16 scaled by input_scale * channel_scales[c].
+void depthwise_conv_nhwc(const void* in, ElementType type, const void* weights,
+                         const float* channel_scales, float input_scale, const LayerShape& shape,
+                         void* out, cudaStream_t stream);
+
+// y[m][n] (fp16) = acc[m][n] (int32) * input_scale * channel_scales[n].
+void dequantize_s32(const std::int32_t* acc, float input_scale, const float* channel_scales,
+                    std::int64_t m, std::int64_t n, void* y, cudaStream_t stream);
+
+// Busy-waits on the GPU for about `microseconds` (global timer), so the host can queue a
+// batch of timed launches behind it and they then run back to back with no host gaps.
+void spin(double microseconds, cudaStream_t stream);
+
+// ---- W4A16: weight-only int4 GEMM with fp16 activations ---------------------------------
+// Weights W[k][n] are symmetric int4 (q - 8, q in 0..15) with one fp16 scale per
+// (n, group of `group` consecutive k). `group` is 128 when k is a multiple of 128, else k.
+// The packed layout pads k to a multiple of 128 and n to a multiple of 8 (zeros) and orders
+// each 64-byte (n, 128-k chunk) so that one 16-byte load per lane yields that lane's
+// tensor-core (mma.m16n8k16) B fragments for the chunk; the kernel dequantises them in
+// registers.
+struct W4Layout {
+  std::int64_t n = 0, k = 0, padded_n = 0, padded_k = 0, group = 0;
+  std::int64_t packed_bytes() const { return padded_n * padded_k / 2; }
+  std::int64_t scale_count() const { return padded_n * (padded_k / 128); }
+};
+W4Layout w4_layout(std::int64_t n, std::int64_t k);
+
+// Host packer: q[n * k + kk] in 0..15 (row n holds output channel n's k weights) and
+// scales[n * groups + g] -> packed bytes and per-chunk fp16 scales (as raw uint16 bits).
+void w4_pack(const W4Layout& layout, const std::vector<std::uint8_t>& q,
+             const std::vector<float>& group_scales, std::vector<std::uint8_t>& packed,
+             std::vector<std::uint16_t>& chunk_scales);
+
+// Y[m][n] fp16 = X[m][k] fp16 * dequant(W). `x_row_stride` is in elements (>= k).
+void w4a16_gemm(const void* x, std::int64_t x_row_stride, const std::uint8_t* packed,
+                const void* chunk_scales, const W4Layout& layout, std::int64_t m, void* y,
+                cudaStream_t stream);
+
+// W[n][k] fp16 (row stride padded_k) = dequant(packed): for the large-m path that hands the
+// dequantised weights to a cuBLASLt fp16 GEMM.
+void w4_dequantize(const std::uint8_t* packed, const void* chunk_scales, const W4Layout& layout,
+                   void* w_fp16, cudaStream_t stream);
+
+}  // namespace bitplan::cuda

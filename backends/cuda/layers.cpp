@@ -1,0 +1,268 @@
+#include "backends/cuda/layers.hpp"
+
+#include <algorithm>
+#include <cstring>
+
+#include "backends/cuda/check.hpp"
+#include "backends/cuda/gemm.hpp"
+#include "backends/cuda/kernels.hpp"
+
+namespace bitplan::cuda {
+namespace {
+
+std::int64_t round_up(std::int64_t v, std::int64_t to) {
+  return (v + to - 1) / to * to;
+}
+
+int sets_for(std::int64_t bytes_per_set, std::int64_t rotate_bytes, int max_sets) {
+  if (rotate_bytes <= 0 || bytes_per_set <= 0) return 1;
+  // At least two sets whenever rotation is asked for: the same buffers twice in a row would
+  // leave part of a large layer in L2.
+  return static_cast<int>(
+      std::clamp<std::int64_t>((rotate_bytes + bytes_per_set - 1) / bytes_per_set, 2, max_sets));
+}
+
+// Seeds differ per buffer so no two buffers hold the same data.
+std::uint32_t next_seed() {
+  static std::uint32_t seed = 12345;
+  return seed += 7919;
+}
+
+DeviceBuffer random_buffer(const GpuContext& gpu, ElementType type, std::int64_t count,
+                           float amplitude) {
+  DeviceBuffer b(static_cast<std::size_t>(count) * element_bytes(type));
+  fill_random(b.get(), type, count, next_seed(), amplitude, gpu.stream());
+  return b;
+}
+
+// The activation scale of quantised inputs; any positive value times the same work.
+constexpr float kActivationScale = 0.05f;
+
+// Layers whose arithmetic is a GEMM: gemm workloads and convolutions with groups == 1
+// (im2col into [n*oh*ow][padded c*r*s] unless the conv is 1x1, stride 1, unpadded and the
+// channel count is already aligned, when the NHWC input is the GEMM operand as it is).
+class GemmLayerRun final : public LayerRun {
+ public:
+  GemmLayerRun(const GpuContext& gpu, const LayerShape& shape, Precision precision,
+               const LayerRunOptions& options)
+      : gpu_(gpu), precision_(precision), w4_path_(options.w4_path) {
+    const bool quantized = precision == Precision::int8 || precision == Precision::fp8_e4m3;
+    const std::int64_t align = quantized ? 16 : 8;
+    if (shape.op == LayerOp::gemm) {
+      m_ = shape.m, n_ = shape.n, k_ = shape.k, ldx_ = shape.k;
+      input_elements_ = shape.m * shape.k;
+    } else {
+      conv_ = shape;
+      m_ = shape.batch * shape.out_h() * shape.out_w();
+      n_ = shape.k;
+      k_ = shape.c * shape.r * shape.s;
+      input_elements_ = shape.input_elements();
+      const bool pointwise = shape.r == 1 && shape.s == 1 && shape.stride_h == 1 &&
+                             shape.stride_w == 1 && shape.pad_top == 0 && shape.pad_left == 0 &&
+                             shape.pad_bottom == 0 && shape.pad_right == 0;
+      im2col_ = !(pointwise && shape.c % align == 0);
+      // Padding K with zero columns keeps every precision's alignment rule satisfied.
+      if (im2col_) k_ = round_up(k_, align);
+      ldx_ = k_;
+    }
+    const ElementType in_type = input_type(precision);
+    const ElementType out_type = output_type(precision);
+    std::int64_t weight_bytes = 0;
+    if (precision == Precision::w4a16) {
+      w4_ = w4_layout(n_, k_);
+      weight_bytes = w4_.packed_bytes() + 2 * w4_.scale_count();
+    } else {
+      weight_bytes = n_ * k_ * static_cast<std::int64_t>(element_bytes(in_type));
+    }
+    bytes_per_set_ = input_elements_ * std::int64_t(element_bytes(in_type)) + weight_bytes +
+                     m_ * n_ * std::int64_t(element_bytes(out_type));
+
+    // GEMM plan first: an unsupported shape fails before any allocation.
+    std::string gemm_text;
+    if (precision == Precision::w4a16) {
+      if (w4_path_ == W4Path::dequantize_then_cublaslt) {
+        gemm_ = std::make_unique<LtGemm>(gpu.lt(), Precision::fp16, m_, n_, k_, w4_.padded_k, ldx_);
+        gemm_text = "int4->fp16 weight dequant kernel + cublasLt fp16 " + gemm_->description();
+      } else {
+        gemm_text = "bitplan w4a16 kernel (mma.m16n8k16, int4 dequantised in registers, group " +
+                    std::to_string(w4_.group) + ")";
+      }
+    } else {
+      if (precision == Precision::fp8_e4m3) {
+        fp8_scales_ = DeviceBuffer(2 * sizeof(float));
+        const float scales[2] = {0.02f, kActivationScale};  // weight, activation
+        check_cuda(cudaMemcpy(fp8_scales_.get(), scales, sizeof(scales), cudaMemcpyHostToDevice),
+                   "uploading fp8 scales");
+      }
+      gemm_ = std::make_unique<LtGemm>(gpu.lt(), precision, m_, n_, k_, k_, ldx_,
+                                       fp8_scales_.as<float>(), fp8_scales_.as<float>() + 1);
+      gemm_text = gemm_->description();
+    }
+    implementation_ = (im2col_ ? "im2col kernel + " : "") + gemm_text;
+    if (precision == Precision::int8)
+      implementation_ += " + int32->fp16 per-channel dequant kernel";
+
+    sets_ = sets_for(bytes_per_set_, options.rotate_bytes, options.max_sets);
+    for (int s = 0; s < sets_; ++s) {
+      inputs_.push_back(random_buffer(gpu, in_type, input_elements_, 1.0f));
+      if (precision == Precision::w4a16) {
+        DeviceBuffer packed(static_cast<std::size_t>(w4_.packed_bytes()));
+        fill_random_bytes(packed.get(), w4_.packed_bytes(), next_seed(), gpu.stream());
+        weights_.push_back(std::move(packed));
+        w4_scales_.push_back(random_buffer(gpu, ElementType::f16, w4_.scale_count(), 0.01f));
+      } else {
+        weights_.push_back(random_buffer(gpu, in_type, n_ * k_, 0.05f));
+      }
+      outputs_.push_back(DeviceBuffer(static_cast<std::size_t>(m_ * n_) * element_bytes(out_type)));
+    }
+    if (im2col_)
+      columns_ = DeviceBuffer(static_cast<std::size_t>(m_ * k_) * element_bytes(in_type));
+    if (precision == Precision::int8) {
+      accumulators_ = DeviceBuffer(static_cast<std::size_t>(m_ * n_) * sizeof(std::int32_t));
+      channel_scales_ = random_buffer(gpu, ElementType::f32, n_, 0.01f);
+    }
+    if (precision == Precision::w4a16 && w4_path_ == W4Path::dequantize_then_cublaslt)
+      dequantized_ = DeviceBuffer(static_cast<std::size_t>(w4_.padded_n * w4_.padded_k) * 2);
+    gpu.synchronize();
+  }
+
+  void run(int set) override {
+    const int s = set % sets_;
+    const cudaStream_t stream = gpu_.stream();
+    const void* x = inputs_[s].get();
+    if (im2col_) {
+      im2col_nhwc(x, element_bytes(input_type(precision_)), conv_, columns_.get(), k_, stream);
+      x = columns_.get();
+    }
+    switch (precision_) {
+      case Precision::int8:
+        gemm_->run(weights_[s].get(), x, accumulators_.get(), gpu_.workspace(),
+                   gpu_.workspace_bytes(), stream);
+        dequantize_s32(accumulators_.as<std::int32_t>(), kActivationScale,
+                       channel_scales_.as<float>(), m_, n_, outputs_[s].get(), stream);
+        break;
+      case Precision::w4a16:
+        if (w4_path_ == W4Path::own_kernel) {
+          w4a16_gemm(x, ldx_, weights_[s].as<std::uint8_t>(), w4_scales_[s].get(), w4_, m_,
+                     outputs_[s].get(), stream);
+        } else {
+          w4_dequantize(weights_[s].as<std::uint8_t>(), w4_scales_[s].get(), w4_,
+                        dequantized_.get(), stream);
+          gemm_->run(dequantized_.get(), x, outputs_[s].get(), gpu_.workspace(),
+                     gpu_.workspace_bytes(), stream);
+        }
+        break;
+      default:
+        gemm_->run(weights_[s].get(), x, outputs_[s].get(), gpu_.workspace(),
+                   gpu_.workspace_bytes(), stream);
+    }
+  }
+
+ private:
+  const GpuContext& gpu_;
+  Precision precision_;
+  W4Path w4_path_;
+  LayerShape conv_;
+  bool im2col_ = false;
+  std::int64_t m_ = 0, n_ = 0, k_ = 0, ldx_ = 0, input_elements_ = 0;
+  W4Layout w4_;
+  std::unique_ptr<LtGemm> gemm_;
+  std::vector<DeviceBuffer> inputs_, weights_, outputs_, w4_scales_;
+  DeviceBuffer columns_, accumulators_, channel_scales_, fp8_scales_, dequantized_;
+};
+
+// Depthwise convolution (groups == c == k) on bitplan's direct NHWC kernel.
+class DepthwiseRun final : public LayerRun {
+ public:
+  DepthwiseRun(const GpuContext& gpu, const LayerShape& shape, Precision precision,
+               const LayerRunOptions& options)
+      : gpu_(gpu), shape_(shape), type_(input_type(precision)) {
+    if (precision == Precision::w4a16)
+      throw Unsupported(
+          "w4a16 depthwise conv: the int4 weight-only kernel is a GEMM; a depthwise layer has "
+          "only r*s weights per channel, so there is no w4a16 depthwise kernel");
+    const ElementType out_type = output_type(precision);
+    const std::int64_t weights = shape.c * shape.r * shape.s;
+    bytes_per_set_ = (shape.input_elements() + weights) * std::int64_t(element_bytes(type_)) +
+                     shape.output_elements() * std::int64_t(element_bytes(out_type));
+    sets_ = sets_for(bytes_per_set_, options.rotate_bytes, options.max_sets);
+    for (int s = 0; s < sets_; ++s) {
+      inputs_.push_back(random_buffer(gpu, type_, shape.input_elements(), 1.0f));
+      weights_.push_back(random_buffer(gpu, type_, weights, 0.2f));
+      outputs_.push_back(DeviceBuffer(static_cast<std::size_t>(shape.output_elements()) *
+                                      element_bytes(out_type)));
+    }
+    if (type_ == ElementType::s8 || type_ == ElementType::e4m3)
+      channel_scales_ = random_buffer(gpu, ElementType::f32, shape.c, 0.01f);
+    implementation_ = "bitplan direct depthwise kernel (NHWC, " +
+                      std::string(type_ == ElementType::s8 ? "int32" : "fp32") + " accumulate)";
+    gpu.synchronize();
+  }
+
+  void run(int set) override {
+    const int s = set % sets_;
+    depthwise_conv_nhwc(inputs_[s].get(), type_, weights_[s].get(), channel_scales_.as<float>(),
+                        kActivationScale, shape_, outputs_[s].get(), gpu_.stream());
+  }
+
+ private:
+  const GpuContext& gpu_;
+  LayerShape shape_;
+  ElementType type_;
+  std::vector<DeviceBuffer> inputs_, weights_, outputs_;
+  DeviceBuffer channel_scales_;
+};
+
+class ConversionRun final : public LayerRun {
+ public:
+  ConversionRun(const GpuContext& gpu, std::int64_t elements, ElementType from, ElementType to,
+                std::int64_t rotate_bytes, int max_sets)
+      : gpu_(gpu), elements_(elements), from_(from), to_(to) {
+    const bool quantize = to == ElementType::s8 || to == ElementType::e4m3;
+    const bool dequantize = from == ElementType::s8 || from == ElementType::e4m3;
+    factor_ = quantize ? 1.0f / kActivationScale : dequantize ? kActivationScale : 1.0f;
+    bytes_per_set_ = elements * std::int64_t(element_bytes(from) + element_bytes(to));
+    sets_ = sets_for(bytes_per_set_, rotate_bytes, max_sets);
+    for (int s = 0; s < sets_; ++s) {
+      inputs_.push_back(random_buffer(gpu, from, elements, 1.0f));
+      outputs_.push_back(DeviceBuffer(static_cast<std::size_t>(elements) * element_bytes(to)));
+    }
+    implementation_ = "bitplan convert kernel (8 elements per thread)";
+    gpu.synchronize();
+  }
+
+  void run(int set) override {
+    const int s = set % sets_;
+    convert(inputs_[s].get(), from_, outputs_[s].get(), to_, elements_, factor_, gpu_.stream());
+  }
+
+ private:
+  const GpuContext& gpu_;
+  std::int64_t elements_;
+  ElementType from_, to_;
+  float factor_ = 1.0f;
+  std::vector<DeviceBuffer> inputs_, outputs_;
+};
+
+}  // namespace
+
+std::unique_ptr<LayerRun> make_layer_run(const GpuContext& gpu, const LayerShape& shape,
+                                         Precision precision, const LayerRunOptions& options) {
+  if (shape.op == LayerOp::conv && shape.groups != 1) {
+    if (!shape.depthwise())
+      throw Unsupported("grouped conv with groups=" + std::to_string(shape.groups) +
+                        ", c=" + std::to_string(shape.c) + ", k=" + std::to_string(shape.k) +
+                        ": the CUDA backend runs groups == 1 (GEMM) and depthwise "
+                        "(groups == c == k) convolutions only");
+    return std::make_unique<DepthwiseRun>(gpu, shape, precision, options);
+  }
+  return std::make_unique<GemmLayerRun>(gpu, shape, precision, options);
+}
+
+std::unique_ptr<LayerRun> make_conversion_run(const GpuContext& gpu, std::int64_t elements,
+                                              ElementType from, ElementType to,
+                                              std::int64_t rotate_bytes, int max_sets) {
+  return std::make_unique<ConversionRun>(gpu, elements, from, to, rotate_bytes, max_sets);
+}
+
+}  // namespace bitplan::cuda

@@ -1,0 +1,33 @@
+// Precisions the CUDA backend times, and the element types their activations use.
+#pragma once
+
+#include <cstddef>
+#include <string>
+#include <vector>
+
+namespace bitplan::cuda {
+
+enum class Precision { fp32, fp16, bf16, int8, fp8_e4m3, w4a16 };
+
+// Element types of activations in device memory.
+enum class ElementType { f32, f16, bf16, s8, e4m3 };
+
+const std::vector<Precision>& all_precisions();
+std::string to_string(Precision p);
+// Throws ProfileError naming the accepted names when `name` is not one of them.
+Precision parse_precision(const std::string& name);
+
+std::string to_string(ElementType t);
+std::size_t element_bytes(ElementType t);
+
+// A layer at precision p reads its input in input_type(p) and writes output_type(p):
+// int8 and fp8 layers take quantized activations and scale their result back to fp16,
+// the activation precision of the GPU plans; w4a16 reads and writes fp16.
+ElementType input_type(Precision p);
+ElementType output_type(Precision p);
+
+// The profile names conversions by precision ("fp16" -> "int8"); each element type has
+// one such name.
+std::string precision_name(ElementType t);
+
+}  // namespace bitplan::cuda

@@ -1,0 +1,247 @@
+// W4A16 GEMM: int4 weights (group-wise fp16 scales), fp16 activations, tensor cores.
+//
+// Why this shape: for the small m of decoding (m <= 16) the GEMM is bound by reading the
+// packed weights, so each weight byte must be read once, in wide coalesced loads, with
+// enough loads in flight. A block owns 8 output columns (the n of one mma.m16n8k16) and its
+// 8 warps split K between them (reduced through shared memory at the end), so even
+// n = 4096 gives 512 blocks of 8 warps. Each lane loads 16 bytes per 128-k chunk - exactly
+// its B fragments for 8 mma k-steps, thanks to the packing order - and turns nibbles into
+// fp16 with the 0x6400 exponent trick (1024 + q), then (1024 + q - 1032) * scale.
+//
+// K order inside a chunk is permuted consistently for A and B (a dot product does not care),
+// so lane t's A fragments for k-steps 2p and 2p+1 are 8 consecutive activations
+// x[row][128c + 32p + 8t .. +7]: one 16-byte load per row instead of four 4-byte loads.
+#include <cuda_fp16.h>
+
+#include <algorithm>
+#include <string>
+
+#include "backends/cuda/check.hpp"
+#include "backends/cuda/kernels.hpp"
+
+namespace bitplan::cuda {
+namespace {
+
+constexpr int kChunk = 128;  // k per chunk: one 16-byte load per lane, one scale group
+constexpr int kWarps = 8;    // warps per block, splitting K
+constexpr int kTileN = 8;    // output columns per block (mma n)
+
+__device__ __forceinline__ void mma_16816(float (&d)[4], const uint4& a, std::uint32_t b0,
+                                          std::uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+      "{%8,%9}, {%0,%1,%2,%3};"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a.x), "r"(a.y), "r"(a.z), "r"(a.w), "r"(b0), "r"(b1));
+}
+
+// Two int4 values (bits 0-3 and 16-19 of `bits`) -> half2 of (q - 8) * scale.
+__device__ __forceinline__ std::uint32_t dequant_pair(std::uint32_t bits, __half2 scale) {
+  const std::uint32_t biased = (bits & 0x000F000Fu) | 0x64006400u;  // 1024 + q, exactly
+  __half2 v = *reinterpret_cast<const __half2*>(&biased);
+  v = __hmul2(__hsub2(v, __float2half2_rn(1032.0f)), scale);
+  return *reinterpret_cast<std::uint32_t*>(&v);
+}
+
+// 8 activations x[row][k0 .. k0+7] as a uint4 of half pairs; zeros outside [0, m) x [0, k).
+template <bool kVector>
+__device__ __forceinline__ uint4 load_x8(const __half* x, std::int64_t ldx, std::int64_t row,
+                                         std::int64_t m, std::int64_t k0, std::int64_t k) {
+  uint4 v = make_uint4(0, 0, 0, 0);
+  if (row >= m) return v;
+  const __half* p = x + row * ldx + k0;
+  if constexpr (kVector) {  // k and ldx multiples of 8: a chunk is all in or all out
+    if (k0 < k) v = __ldg(reinterpret_cast<const uint4*>(p));
+  } else {
+    __half h[8];
+#pragma unroll
+    for (int j = 0; j < 8; ++j) h[j] = (k0 + j < k) ? p[j] : __float2half(0.0f);
+    v = *reinterpret_cast<uint4*>(h);
+  }
+  return v;
+}
+
+template <int kMTiles, bool kVector>
+__global__ void __launch_bounds__(kWarps * 32)
+    w4a16_kernel(const __half* __restrict__ x, std::int64_t ldx, const uint4* __restrict__ packed,
+                 const __half* __restrict__ chunk_scales, std::int64_t n, std::int64_t k,
+                 std::int64_t padded_k, std::int64_t m, __half* __restrict__ y) {
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int g = lane / 4, t = lane % 4;  // mma "group" (row / column) and thread-in-group
+  const std::int64_t chunks = padded_k / kChunk;
+  const std::int64_t col = std::int64_t(blockIdx.x) * kTileN + g;  // this lane's B column
+  const std::int64_t row0 = std::int64_t(blockIdx.y) * 16 * kMTiles;
+  const uint4* wrow = packed + col * (padded_k / 32) + t;  // 16-byte units
+  const __half* srow = chunk_scales + col * chunks;
+
+  float acc[kMTiles][4] = {};
+  std::int64_t c = warp;
+  uint4 wnext = c < chunks ? __ldg(wrow + c * 4) : make_uint4(0, 0, 0, 0);
+  __half snext = c < chunks ? srow[c] : __float2half(0.0f);
+  for (; c < chunks; c += kWarps) {
+    const uint4 wbits = wnext;
+    const __half2 scale = __half2half2(snext);
+    if (c + kWarps < chunks) {  // next chunk's weights in flight while this one computes
+      wnext = __ldg(wrow + (c + kWarps) * 4);
+      snext = srow[c + kWarps];
+    }
+    std::uint32_t b[8][2];  // B fragments of the chunk's 8 k-steps
+    const std::uint32_t words[4] = {wbits.x, wbits.y, wbits.z, wbits.w};
+#pragma unroll
+    for (int p = 0; p < 4; ++p) {
+      b[2 * p][0] = dequant_pair(words[p], scale);
+      b[2 * p][1] = dequant_pair(words[p] >> 4, scale);
+      b[2 * p + 1][0] = dequant_pair(words[p] >> 8, scale);
+      b[2 * p + 1][1] = dequant_pair(words[p] >> 12, scale);
+    }
+#pragma unroll
+    for (int mt = 0; mt < kMTiles; ++mt) {
+      const std::int64_t r_lo = row0 + mt * 16 + g, r_hi = r_lo + 8;
+#pragma unroll
+      for (int p = 0; p < 4; ++p) {
+        const std::int64_t k0 = c * kChunk + 32 * p + 8 * t;
+        const uint4 lo = load_x8<kVector>(x, ldx, r_lo, m, k0, k);
+        const uint4 hi = load_x8<kVector>(x, ldx, r_hi, m, k0, k);
+        // A registers: {row g, e0e1}, {row g+8, e0e1}, {row g, e2e3}, {row g+8, e2e3}.
+        mma_16816(acc[mt], make_uint4(lo.x, hi.x, lo.y, hi.y), b[2 * p][0], b[2 * p][1]);
+        mma_16816(acc[mt], make_uint4(lo.z, hi.z, lo.w, hi.w), b[2 * p + 1][0], b[2 * p + 1][1]);
+      }
+    }
+  }
+
+  // Sum the warps' partial K sums; then each thread writes some of the block's outputs.
+  __shared__ float partial[kWarps][kMTiles * 4][32];
+#pragma unroll
+  for (int mt = 0; mt < kMTiles; ++mt)
+#pragma unroll
+    for (int j = 0; j < 4; ++j) partial[warp][mt * 4 + j][lane] = acc[mt][j];
+  __syncthreads();
+  for (int i = threadIdx.x; i < kMTiles * 4 * 32; i += blockDim.x) {
+    const int reg = i / 32, l = i % 32, mt = reg / 4, j = reg % 4;
+    float sum = 0.0f;
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) sum += partial[w][reg][l];
+    // C fragment: c0,c1 at (row g, cols 2t, 2t+1), c2,c3 at (row g+8, same cols).
+    const std::int64_t row = row0 + mt * 16 + l / 4 + (j >= 2 ? 8 : 0);
+    const std::int64_t out_col = std::int64_t(blockIdx.x) * kTileN + 2 * (l % 4) + (j % 2);
+    if (row < m && out_col < n) y[row * n + out_col] = __float2half_rn(sum);
+  }
+}
+
+template <int kMTiles>
+void launch_w4a16(const __half* x, std::int64_t ldx, const std::uint8_t* packed,
+                  const __half* scales, const W4Layout& l, std::int64_t m, __half* y,
+                  cudaStream_t stream) {
+  const dim3 grid(static_cast<unsigned>(l.padded_n / kTileN),
+                  static_cast<unsigned>((m + 16 * kMTiles - 1) / (16 * kMTiles)));
+  const bool vector = l.k % 8 == 0 && ldx % 8 == 0 && reinterpret_cast<std::uintptr_t>(x) % 16 == 0;
+  if (vector)
+    w4a16_kernel<kMTiles, true><<<grid, kWarps * 32, 0, stream>>>(
+        x, ldx, reinterpret_cast<const uint4*>(packed), scales, l.n, l.k, l.padded_k, m, y);
+  else
+    w4a16_kernel<kMTiles, false><<<grid, kWarps * 32, 0, stream>>>(
+        x, ldx, reinterpret_cast<const uint4*>(packed), scales, l.n, l.k, l.padded_k, m, y);
+}
+
+// Inverse of the packing: one thread per (column, chunk, lane t) 16-byte unit.
+__global__ void w4_dequantize_kernel(const uint4* packed, const __half* chunk_scales,
+                                     std::int64_t padded_n, std::int64_t padded_k, __half* w) {
+  const std::int64_t chunks = padded_k / kChunk;
+  const std::int64_t units = padded_n * chunks * 4;
+  for (std::int64_t u = blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x; u < units;
+       u += std::int64_t(gridDim.x) * blockDim.x) {
+    const std::int64_t t = u % 4, c = (u / 4) % chunks, col = u / (4 * chunks);
+    const uint4 bits = packed[u];
+    const __half2 scale = __half2half2(chunk_scales[col * chunks + c]);
+    const std::uint32_t words[4] = {bits.x, bits.y, bits.z, bits.w};
+    __half* out = w + col * padded_k + c * kChunk + 8 * t;
+#pragma unroll
+    for (int p = 0; p < 4; ++p) {
+      // Nibble i of word p holds k offset 32p + 8t + 4*((i&3)>>1) + (i>>2) + 2*(i&1).
+      __half h[8];
+#pragma unroll
+      for (int shift = 0; shift < 4; ++shift) {
+        const std::uint32_t pair = dequant_pair(words[p] >> (4 * shift), scale);
+        const __half2 v = *reinterpret_cast<const __half2*>(&pair);
+        // shift s = nibbles s (low) and s+4 (high): offsets 4*(s>>1) + 2*(s&1) + {0, 1}.
+        const int base = 4 * (shift >> 1) + 2 * (shift & 1);
+        h[base] = __low2half(v);
+        h[base + 1] = __high2half(v);
+      }
+      *reinterpret_cast<uint4*>(out + 32 * p) = *reinterpret_cast<uint4*>(h);
+    }
+  }
+}
+
+}  // namespace
+
+W4Layout w4_layout(std::int64_t n, std::int64_t k) {
+  if (n <= 0 || k <= 0)
+    throw ProfileError("laying out int4 weights: n=" + std::to_string(n) +
+                       ", k=" + std::to_string(k) + ": both must be positive");
+  W4Layout l;
+  l.n = n;
+  l.k = k;
+  l.padded_n = (n + kTileN - 1) / kTileN * kTileN;
+  l.padded_k = (k + kChunk - 1) / kChunk * kChunk;
+  l.group = k % kChunk == 0 ? kChunk : k;
+  return l;
+}
+
+void w4_pack(const W4Layout& l, const std::vector<std::uint8_t>& q,
+             const std::vector<float>& group_scales, std::vector<std::uint8_t>& packed,
+             std::vector<std::uint16_t>& chunk_scales) {
+  const std::int64_t groups = l.k / l.group, chunks = l.padded_k / kChunk;
+  if (std::int64_t(q.size()) != l.n * l.k || std::int64_t(group_scales.size()) != l.n * groups)
+    throw ProfileError("packing int4 weights: " + std::to_string(q.size()) + " values and " +
+                       std::to_string(group_scales.size()) +
+                       " scales: need n*k = " + std::to_string(l.n * l.k) +
+                       " and n*k/group = " + std::to_string(l.n * groups));
+  packed.assign(static_cast<std::size_t>(l.packed_bytes()), 0);
+  chunk_scales.assign(static_cast<std::size_t>(l.scale_count()), 0);
+  for (std::int64_t col = 0; col < l.padded_n; ++col) {
+    for (std::int64_t c = 0; c < chunks; ++c) {
+      const float scale = col < l.n ? group_scales[col * groups + c * kChunk / l.group] : 0.0f;
+      const __half hs = __float2half_rn(scale);
+      chunk_scales[col * chunks + c] = *reinterpret_cast<const std::uint16_t*>(&hs);
+      for (int t = 0; t < 4; ++t)
+        for (int p = 0; p < 4; ++p)
+          for (int i = 0; i < 8; ++i) {
+            const std::int64_t kk =
+                c * kChunk + 32 * p + 8 * t + 4 * ((i & 3) >> 1) + (i >> 2) + 2 * (i & 1);
+            const std::uint8_t value = (col < l.n && kk < l.k) ? (q[col * l.k + kk] & 0xF) : 8;
+            const std::int64_t byte = col * (l.padded_k / 2) + c * 64 + t * 16 + p * 4 + i / 2;
+            packed[byte] |= static_cast<std::uint8_t>(value << (4 * (i % 2)));
+          }
+    }
+  }
+}
+
+void w4a16_gemm(const void* x, std::int64_t x_row_stride, const std::uint8_t* packed,
+                const void* chunk_scales, const W4Layout& layout, std::int64_t m, void* y,
+                cudaStream_t stream) {
+  const auto* xh = static_cast<const __half*>(x);
+  const auto* sh = static_cast<const __half*>(chunk_scales);
+  auto* yh = static_cast<__half*>(y);
+  // More row tiles per block reuse each dequantised weight fragment across more rows.
+  if (m <= 16)
+    launch_w4a16<1>(xh, x_row_stride, packed, sh, layout, m, yh, stream);
+  else if (m <= 32)
+    launch_w4a16<2>(xh, x_row_stride, packed, sh, layout, m, yh, stream);
+  else
+    launch_w4a16<4>(xh, x_row_stride, packed, sh, layout, m, yh, stream);
+  check_launch("launching w4a16_gemm");
+}
+
+void w4_dequantize(const std::uint8_t* packed, const void* chunk_scales, const W4Layout& layout,
+                   void* w_fp16, cudaStream_t stream) {
+  const std::int64_t units = layout.padded_n * (layout.padded_k / kChunk) * 4;
+  const unsigned grid =
+      static_cast<unsigned>(std::min<std::int64_t>((units + 255) / 256, 132 * 32));
+  w4_dequantize_kernel<<<grid, 256, 0, stream>>>(
+      reinterpret_cast<const uint4*>(packed), static_cast<const __half*>(chunk_scales),
+      layout.padded_n, layout.padded_k, static_cast<__half*>(w_fp16));
+  check_launch("launching w4_dequantize");
+}
+
+}  // namespace bitplan::cuda
