@@ -73,8 +73,10 @@ std::string simulation_refusal(const LayerQuant& spec, const QuantizableLayer& l
   if (spec.weights.granularity != Granularity::per_group) return "";
   const Tensor* w = graph.initializer(layer.weight);
   const std::int64_t k = w->dim(static_cast<std::size_t>(layer.reduction_axis));
-  if (k % spec.weights.group_size == 0) return "";
-  return fmt::format("group size {} does not divide the layer's reduction axis ({})",
+  // As the simulator rules: one group spanning a short axis is per-channel; otherwise whole
+  // groups only.
+  if (spec.weights.group_size >= k || k % spec.weights.group_size == 0) return "";
+  return fmt::format("group size {} does not divide the layer's reduction axis ({} elements)",
                      spec.weights.group_size, k);
 }
 
@@ -361,21 +363,26 @@ SearchResult run_search(const DriverInputs& in, const Progress& progress,
     Baseline b{name, {}, ""};
     QuantPlan plan;
     plan.model_hash = in.model_hash;
-    std::string sim_refusal;
+    // A uniform plan applies the spec wherever it can be simulated; layers it cannot fit
+    // (a group size that does not divide the reduction axis) stay fp32 and are counted.
+    int kept_fp32 = 0;
     for (const auto& layer : layers) {
       const LayerQuant q = option_spec(name, graph, layer);
-      if (sim_refusal.empty()) sim_refusal = simulation_refusal(q, layer, graph);
+      if (!simulation_refusal(q, layer, graph).empty()) {
+        ++kept_fp32;
+        continue;
+      }
       if (q.quantized()) plan.layers[layer.name] = q;
     }
-    if (!sim_refusal.empty()) {
-      b.unsupported = sim_refusal;
-      b.metrics.latency_ms = NAN;
-    } else {
-      b.metrics = evaluate_plan(plan, evaluator, context_key, "uniform:" + name, nullptr);
-      std::vector<std::pair<std::string, std::string>> unsupported;
-      cost_metrics(plan, b.metrics, &unsupported);
-      if (!unsupported.empty()) b.unsupported = unsupported.front().second;
-    }
+    b.metrics = evaluate_plan(plan, evaluator, context_key, "uniform:" + name, nullptr);
+    std::vector<std::pair<std::string, std::string>> unsupported;
+    cost_metrics(plan, b.metrics, &unsupported);
+    if (kept_fp32)
+      b.unsupported = fmt::format("{} layer(s) kept fp32: the group size does not divide their "
+                                  "reduction axis; ",
+                                  kept_fp32);
+    if (!unsupported.empty())
+      b.unsupported += fmt::format("no latency on {}: {}", result.target, unsupported.front().second);
     result.baselines.push_back(std::move(b));
   }
 

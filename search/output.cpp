@@ -235,6 +235,7 @@ void write_results(const std::filesystem::path& dir, const SearchResult& r, cons
     size_points.push_back({m.size_bytes / 1e6, 100 * m.top1, 4, tip, f ? "front" : "all"});
   }
   for (const auto& b : r.baselines) {
+    if (b.metrics.samples == 0) continue;
     lat_points.push_back({b.metrics.latency_ms, 100 * b.metrics.top1, 0, b.name, "baseline"});
     size_points.push_back({b.metrics.size_bytes / 1e6, 100 * b.metrics.top1, 0, b.name, "baseline"});
   }
