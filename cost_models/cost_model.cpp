@@ -30,6 +30,8 @@ KernelChoice kernel_precision(const LayerQuant& q, const std::string& backend) {
       fmt::format("weights {} with activations {}", to_string(q.weights), to_string(q.activations));
   if (a == FormatId::fp32) return {"fp32", ""};  // weight-only: decompressed at load
   if (backend == "onednn") {
+    // bf16 maps to the profile's bf16 entries, which say whether oneDNN runs it here.
+    if (a == FormatId::bf16 && (w == FormatId::fp32 || w == FormatId::bf16)) return {"bf16", ""};
     if (is(a, {FormatId::uint8, FormatId::int8}) && !q.dynamic &&
         integer_weights_up_to(q.weights, 8) && q.weights.granularity != Granularity::per_group)
       return {"int8", ""};
