@@ -15,6 +15,7 @@
 
 #include "backends/device.hpp"
 #include "cli/commands.hpp"
+#include "cli/export_command.hpp"
 #include "cli/run_config.hpp"
 #include "core/files.hpp"
 #include "core/parallel.hpp"
@@ -49,6 +50,8 @@ commands:
                             first step, on its own)
   profile                   measure per-layer latencies on a backend into hw_profiles/,
                             and check the latency cost model against end-to-end runs
+  export                    write a plan for deployment: ONNX QDQ model, TensorRT layer
+                            precisions, ONNX Runtime quantization overrides, JSON
 
 examples:
   bitplan inspect models/fmnist_resnet.onnx
@@ -565,8 +568,9 @@ int main(int argc, char** argv) {
     if (command == "profile") return cmd_profile(args);
     if (command == "search") return cmd_search(args);
     if (command == "sensitivity") return cmd_sensitivity(args);
+    if (command == "export") return cmd_export(args);
     fail(ErrorKind::usage,
-         "unknown command '{}'; commands are inspect, evaluate, debug, search, sensitivity, profile, devices (bitplan --help)",
+         "unknown command '{}'; commands are inspect, evaluate, debug, search, sensitivity, profile, export, devices (bitplan --help)",
          command);
   } catch (const Error& e) {
     std::cerr << "bitplan: error: " << e.what() << "\n";

@@ -67,6 +67,10 @@ struct ExportModel {
   QuantPlan plan;
   std::vector<ExportLayer> layers;        // quantized layers, in graph order
   std::vector<std::string> float_layers;  // quantizable layers the plan leaves in fp32
+  // onnx-qdq: store int8-container weight codes as uint8 offset by 128 (zero point + 128):
+  // the same values, but ONNX Runtime then runs its u8u8 integer kernels, which on x86 CPUs
+  // without VNNI do not saturate 16-bit pair sums as its u8s8 kernels do (docs/export.md).
+  bool uint8_weights = false;
 };
 
 // The plan's quantized layers with their parameters, from the simulator that evaluates the

@@ -350,9 +350,20 @@ std::string ModelWriter::weight_input(const ExportLayer& l, std::vector<onnx::No
     set_int_attribute(cast, "to", kFloat);
     return prefix + "_float";
   }
-  const Container c = weight_container(f);
-  const std::string codes =
-      add_codes(prefix + "_quantized", c, dims, l.weight_codes.values<float>());
+  Container c = weight_container(f);
+  std::vector<float> stored(l.weight_codes.values<float>().begin(),
+                            l.weight_codes.values<float>().end());
+  // Integer grids store their zero point; ternary, fp8 and pow2 are symmetric around 0.
+  std::vector<float> zero_points = l.weight_params.zero_point.empty()
+                                       ? std::vector<float>(l.weight_params.scale.size(), 0.f)
+                                       : l.weight_params.zero_point;
+  if (model_.uint8_weights && c.onnx_type == kInt8) {
+    // (q + 128) - (zp + 128) = q - zp: every dequantized value stays the same.
+    c = integer_container(8, false);
+    for (float& q : stored) q += 128;
+    for (float& z : zero_points) z += 128;
+  }
+  const std::string codes = add_codes(prefix + "_quantized", c, dims, stored);
   // Scale and zero-point shapes: [] per tensor, [C] per channel, the weight's shape with the
   // reduction axis cut to its block count per group (quantizer.hpp's slice order).
   Dims param_dims;
@@ -364,10 +375,6 @@ std::string ModelWriter::weight_input(const ExportLayer& l, std::vector<onnx::No
     d = (d + l.weight_spec.group_size - 1) / l.weight_spec.group_size;
   }
   const std::string scale = add_float(prefix + "_scale", param_dims, l.weight_params.scale);
-  // Integer grids store their zero point; ternary, fp8 and pow2 are symmetric around 0.
-  const std::vector<float> zero_points = l.weight_params.zero_point.empty()
-                                             ? std::vector<float>(l.weight_params.scale.size(), 0.f)
-                                             : l.weight_params.zero_point;
   const std::string zero_point = add_codes(prefix + "_zero_point", c, param_dims, zero_points);
   auto& dq = add_node(out, prefix + "/DequantizeLinear", "DequantizeLinear",
                       {codes, scale, zero_point}, {prefix + "_dequantized"});

@@ -126,6 +126,15 @@ TEST_CASE("onnx-qdq W8A8: original nodes kept, QDQ where the simulation quantize
     CHECK(find_node(m, l.layer.name)->input(0) == dq_input->output(0));
   }
 
+  SUBCASE("uint8 weights: the same values, offset by 128") {
+    ExportModel offset = e;
+    offset.uint8_weights = true;
+    const onnx::ModelProto u = parse_model(export_onnx_qdq(offset));
+    check_weights_equal_simulation(u, e);
+    const onnx::NodeProto& dq = *find_node(u, "/net/net.1/Gemm/weight/DequantizeLinear");
+    CHECK(find_initializer(u, dq.input(0))->data_type() == 2);  // UINT8
+    CHECK(values_of(*find_initializer(u, dq.input(2)))[0] == 128);
+  }
   SUBCASE("ort-overrides and json carry the same numbers") {
     const auto overrides = nlohmann::json::parse(export_ort_overrides(e));
     const ExportLayer& first = e.layers[0];

@@ -1,0 +1,226 @@
+#!/usr/bin/env python3
+"""ONNX Runtime interop test for `bitplan export --format onnx-qdq`.
+
+For each fixture model (whose dataset is present) and plan (uniform W8A8, W4A16 with groups
+of 128 (16 for the MLP, whose 784 inputs 128 does not divide), and a mixed plan of int8,
+int4, fp16 and fp32 layers), the test exports the QDQ model, checks it with the ONNX
+checker, runs it in ONNX Runtime (CPU, 2 threads) on the same preprocessed samples bitplan
+evaluates, and compares with bitplan's simulated predictions per sample:
+  target |top-1(ORT) - top-1(bitplan)| <= 0.05 pt and per-sample top-1 agreement >= 99.9 %
+  (reported; where ONNX Runtime's float kernels round differently it is missed by a few
+  samples, see docs/export.md), failing below 99.0 % agreement or beyond 0.5 pt.
+ONNX Runtime runs twice: with its default graph optimizations (QDQ fused into integer
+kernels where it can) and with them off (every QuantizeLinear/DequantizeLinear as the ONNX
+definition) to tell rounding in fused kernels from export mistakes.
+
+It makes its own virtual environment (python3 -m venv; pip install onnxruntime numpy onnx)
+and exits 77 (ctest SKIP_RETURN_CODE) with the reason when python3's venv or PyPI is not
+available. --latency also times fp32 vs the exported W8A8 model at batch 1 and 64.
+
+CI:      ctest --test-dir build -L interop          (2,000 samples per model)
+Manual:  python3 tests/interop/ort_interop.py --bitplan build/cli/bitplan \\
+           --dump build/tests/bitplan_interop_dump_samples --count 10000 --latency
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+SKIP = 77
+SOURCE = Path(__file__).resolve().parents[2]
+FASHION = "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz"
+MODELS = {  # model -> (config, dataset file that must exist, W4A16 group)
+    "fmnist_mlp": ("configs/fmnist_mlp.yaml", FASHION, 16),
+    "fmnist_resnet": ("configs/fmnist_resnet.yaml", FASHION, 128),
+    "fmnist_mobilenetv2": ("configs/fmnist_mobilenetv2.yaml", FASHION, 128),
+    "fmnist_vit": ("configs/fmnist_vit.yaml", FASHION, 128),
+    "cifar10_resnet20": ("configs/cifar10_resnet20.yaml", str(SOURCE.parent / "shared/data/cifar10/test"), 128),
+    "cifar10_resnet32": ("configs/cifar10_resnet32.yaml", str(SOURCE.parent / "shared/data/cifar10/test"), 128),
+}
+# The target (docs/export.md reports where ONNX Runtime's kernels miss it, and why) and the
+# floor below which the test fails: an export mistake moves far more than one sample in 200.
+TARGET_GAP_PT, TARGET_AGREEMENT = 0.05, 99.9
+FLOOR_GAP_PT, FLOOR_AGREEMENT = 0.5, 99.0
+
+
+def skip(reason):
+    print(f"SKIPPED: {reason}")
+    sys.exit(SKIP)
+
+
+def ensure_venv(venv: Path):
+    """Re-runs this script inside a venv with onnxruntime, numpy and onnx."""
+    python = venv / "bin" / "python"
+    if os.environ.get("BITPLAN_INTEROP_IN_VENV") == "1":
+        return
+    if not python.exists():
+        made = subprocess.run([sys.executable, "-m", "venv", str(venv)], capture_output=True, text=True)
+        if made.returncode != 0:
+            skip(f"python3 cannot create a virtual environment (python3-venv missing?): {made.stderr.strip()}")
+    have = subprocess.run([str(python), "-c", "import onnxruntime, onnx, numpy"], capture_output=True)
+    if have.returncode != 0:
+        pip = subprocess.run([str(python), "-m", "pip", "install", "--quiet", "onnxruntime", "numpy", "onnx"],
+                             capture_output=True, text=True)
+        if pip.returncode != 0:
+            detail = pip.stderr.strip().splitlines()[-1] if pip.stderr.strip() else "no output"
+            skip(f"pip could not install onnxruntime, numpy and onnx from PyPI (offline?): {detail}")
+    env = dict(os.environ, BITPLAN_INTEROP_IN_VENV="1")
+    sys.exit(subprocess.run([str(python), __file__] + sys.argv[1:], env=env).returncode)
+
+
+def run(cmd):
+    done = subprocess.run([str(c) for c in cmd], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(map(str, cmd))} failed ({done.returncode}):\n{done.stderr}")
+    return done.stdout
+
+
+def mixed_plan(bitplan, config, work, cache):
+    """int8 first and last layers; the others cycle W4A8, W8A16 (fp16 inputs) and fp32."""
+    layers_json = work / "layers.json"
+    run([bitplan, "export", "--config", config, "--plan", "W8A8", "--format", "json", "--output", layers_json,
+         "--force", "--cache-dir", cache])
+    layers = json.loads(layers_json.read_text())["layers"]
+    lines = ["bitplan_plan: 1", "layers:"]
+    cycle = [("int4/channel/sym", "uint8/tensor/asym"), ("int8/channel/sym", "fp16"), None]
+    for i, layer in enumerate(layers):
+        spec = ("int8/channel/sym", "uint8/tensor/asym") if i in (0, len(layers) - 1) else cycle[(i - 1) % 3]
+        name = json.dumps(layer["name"])
+        lines.append(f"  {name}: fp32" if spec is None else f"  {name}: {{weights: {spec[0]}, activations: {spec[1]}}}")
+    path = work / "mixed.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def ort_session(path, optimized):
+    import onnxruntime as ort
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 2
+    options.inter_op_num_threads = 1
+    if not optimized:
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def ort_predictions(session, inputs, batch=100):
+    import numpy as np
+    name = session.get_inputs()[0].name
+    out = [session.run(None, {name: inputs[i:i + batch]})[0].argmax(axis=1) for i in range(0, len(inputs), batch)]
+    return np.concatenate(out)
+
+
+def latency_ms(session, sample, batch, repeats):
+    import numpy as np
+    name = session.get_inputs()[0].name
+    x = np.ascontiguousarray(np.repeat(sample[:1], batch, axis=0))
+    for _ in range(5):
+        session.run(None, {name: x})
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        session.run(None, {name: x})
+        times.append((time.perf_counter() - start) * 1e3)
+    return float(np.median(times))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--bitplan", required=True)
+    parser.add_argument("--dump", required=True, help="bitplan_interop_dump_samples executable")
+    parser.add_argument("--work", default=None, help="scratch folder (default: next to the venv)")
+    parser.add_argument("--venv", default=str(SOURCE / "build" / "interop-venv"))
+    parser.add_argument("--count", type=int, default=2000)
+    parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--latency", action="store_true")
+    parser.add_argument("--report", default=None, help="write the results as JSON here")
+    args = parser.parse_args()
+    venv = Path(args.venv)
+    ensure_venv(venv)
+
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+
+    work = Path(args.work) if args.work else venv.parent / "interop-work"
+    work.mkdir(parents=True, exist_ok=True)
+    cache = work / "cache"
+    print(f"onnxruntime {ort.__version__}, onnx {onnx.__version__}, {args.count} samples per model")
+    failures, results, skipped = [], [], []
+    for model in args.models.split(","):
+        config, data, group = MODELS[model]
+        if not Path(data).exists():
+            skipped.append(f"{model}: {data} absent")
+            continue
+        config = SOURCE / config
+        mwork = work / model
+        mwork.mkdir(exist_ok=True)
+        inputs_path, labels_path = mwork / "inputs.npy", mwork / "labels.npy"
+        run([args.dump, config, args.count, inputs_path, labels_path])
+        inputs, labels = np.load(inputs_path), np.load(labels_path)
+        plans = {"W8A8": "W8A8", f"W4g{group}A16": f"W4g{group}A16",
+                 "mixed": str(mixed_plan(args.bitplan, config, mwork, cache))}
+        for plan_name, plan in plans.items():
+            exported = mwork / f"{plan_name}.onnx"
+            exported_u8 = mwork / f"{plan_name}.u8.onnx"
+            for path, extra in ((exported, []), (exported_u8, ["--uint8-weights"])):
+                run([args.bitplan, "export", "--config", config, "--plan", plan, "--format", "onnx-qdq",
+                     "--output", path, "--force", "--cache-dir", cache] + extra)
+                onnx.checker.check_model(onnx.load(str(path)), full_check=True)
+            predictions_path = mwork / f"{plan_name}.bitplan.npy"
+            run([args.bitplan, "evaluate", "--config", config, "--plan", plan, "--count", args.count,
+                 "--threads", 2, "--cache-dir", cache, "--predictions", predictions_path, "--json"])
+            simulated = np.load(predictions_path)
+            row = {"model": model, "plan": plan_name, "samples": len(labels),
+                   "opset": onnx.load(str(exported)).opset_import[0].version,
+                   "bitplan_top1": float((simulated == labels).mean() * 100)}
+            # ort: default optimizations on the --uint8-weights export (what the targets are
+            # for); ort_s8: the same on the int8-weight export, whose fused u8s8 kernels
+            # saturate on x86 CPUs without VNNI; ort_reference: no optimizations, every
+            # QuantizeLinear/DequantizeLinear as ONNX defines it (the export's own check).
+            for mode, path, optimized in (("ort", exported_u8, True), ("ort_s8", exported, True),
+                                          ("ort_reference", exported, False)):
+                predicted = ort_predictions(ort_session(path, optimized), inputs)
+                row[f"{mode}_top1"] = float((predicted == labels).mean() * 100)
+                row[f"{mode}_agreement"] = float((predicted == simulated).mean() * 100)
+            results.append(row)
+            verdict = "ok"
+            for mode in ("ort", "ort_reference"):
+                gap = abs(row[f"{mode}_top1"] - row["bitplan_top1"])
+                if gap > FLOOR_GAP_PT + 1e-9 or row[f"{mode}_agreement"] < FLOOR_AGREEMENT:
+                    verdict = "FAIL"
+                    failures.append(f"{model} {plan_name} ({mode})")
+                elif (gap > TARGET_GAP_PT + 1e-9 or row[f"{mode}_agreement"] < TARGET_AGREEMENT) and verdict == "ok":
+                    verdict = "target missed (see docs/export.md)"
+            print(f"{model:20s} {plan_name:10s} opset {row['opset']}: bitplan {row['bitplan_top1']:.2f}%  "
+                  f"ORT {row['ort_top1']:.2f}% (agreement {row['ort_agreement']:.2f}%)  "
+                  f"ORT int8 weights {row['ort_s8_top1']:.2f}% (agreement {row['ort_s8_agreement']:.2f}%)  "
+                  f"ORT unoptimized {row['ort_reference_top1']:.2f}% "
+                  f"(agreement {row['ort_reference_agreement']:.2f}%)  {verdict}")
+        if args.latency:
+            row = {"model": model, "plan": "latency_ms"}
+            for label, path in (("fp32", SOURCE / f"models/{model}.onnx"), ("int8", mwork / "W8A8.u8.onnx"),
+                                ("int8_s8", mwork / "W8A8.onnx")):
+                session = ort_session(path, True)
+                for batch in (1, 64):
+                    row[f"{label}_b{batch}"] = latency_ms(session, inputs, batch, 200 if batch == 1 else 30)
+            results.append(row)
+            print(f"{model:20s} latency (ms, 2 threads, median): fp32 b1 {row['fp32_b1']:.3f} b64 "
+                  f"{row['fp32_b64']:.2f} | W8A8 u8 weights b1 {row['int8_b1']:.3f} b64 {row['int8_b64']:.2f}"
+                  f" | W8A8 s8 weights b1 {row['int8_s8_b1']:.3f} b64 {row['int8_s8_b64']:.2f}")
+    for s in skipped:
+        print(f"skipped {s}")
+    if args.report:
+        Path(args.report).write_text(json.dumps(results, indent=2) + "\n")
+    if not results:
+        skip("no fixture dataset present: " + "; ".join(skipped))
+    if failures:
+        print("FAILED: " + ", ".join(failures))
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
