@@ -47,10 +47,10 @@ void spin(double microseconds, cudaStream_t stream);
 // ---- W4A16: weight-only int4 GEMM with fp16 activations ---------------------------------
 // Weights W[k][n] are symmetric int4 (q - 8, q in 0..15) with one fp16 scale per
 // (n, group of `group` consecutive k). `group` is 128 when k is a multiple of 128, else k.
-// The packed layout pads k to a multiple of 128 and n to a multiple of 8 (zeros) and orders
-// each 64-byte (n, 128-k chunk) so that one 16-byte load per lane yields that lane's
-// tensor-core (mma.m16n8k16) B fragments for the chunk; the kernel dequantises them in
-// registers.
+// The packed layout pads k to a multiple of 128 and n to a multiple of 8 (zeros), stores
+// each (8 columns, 128-k chunk) tile as 512 contiguous bytes (64 per column), and orders
+// each column's 64 bytes so that one 16-byte load per lane yields that lane's tensor-core
+// (mma.m16n8k16) B fragments for the chunk; the kernel dequantises them in registers.
 struct W4Layout {
   std::int64_t n = 0, k = 0, padded_n = 0, padded_k = 0, group = 0;
   std::int64_t packed_bytes() const { return padded_n * padded_k / 2; }

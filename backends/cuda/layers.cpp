@@ -89,13 +89,14 @@ class GemmLayerRun final : public LayerRun {
       }
     } else {
       if (precision == Precision::fp8_e4m3) {
-        fp8_scales_ = DeviceBuffer(2 * sizeof(float));
-        const float scales[2] = {0.02f, kActivationScale};  // weight, activation
+        // Weight scale at float 0, activation scale at float 4: each scalar 16-byte aligned.
+        fp8_scales_ = DeviceBuffer(8 * sizeof(float));
+        const float scales[8] = {0.02f, 0, 0, 0, kActivationScale, 0, 0, 0};
         check_cuda(cudaMemcpy(fp8_scales_.get(), scales, sizeof(scales), cudaMemcpyHostToDevice),
                    "uploading fp8 scales");
       }
       gemm_ = std::make_unique<LtGemm>(gpu.lt(), precision, m_, n_, k_, k_, ldx_,
-                                       fp8_scales_.as<float>(), fp8_scales_.as<float>() + 1);
+                                       fp8_scales_.as<float>(), fp8_scales_.as<float>() + 4);
       gemm_text = gemm_->description();
     }
     implementation_ = (im2col_ ? "im2col kernel + " : "") + gemm_text;

@@ -255,6 +255,16 @@ void measure_ceilings(GpuContext& gpu, ProfileDocument& doc,
   }
 }
 
+// W4A16 above m = 16 has two implementations: the int4 kernel, or "dequantise the weights,
+// then a cuBLASLt fp16 GEMM". A deployment would run the faster, so the profile and the
+// chains time both and keep the faster.
+bool has_w4_alternative(const LayerShape& shape, Precision p) {
+  if (p != Precision::w4a16 || shape.depthwise()) return false;
+  const std::int64_t gemm_m =
+      shape.op == LayerOp::gemm ? shape.m : shape.batch * shape.out_h() * shape.out_w();
+  return gemm_m > 16;
+}
+
 }  // namespace
 
 int run_profile(GpuContext& gpu, const ProfileOptions& options) {
@@ -311,9 +321,7 @@ int run_profile(GpuContext& gpu, const ProfileOptions& options) {
         std::string implementation = run->implementation();
         // At larger m the int4 kernel competes with "dequantise, then a tensor-core GEMM";
         // a deployment would pick the faster, so the profile does too (and says which).
-        const std::int64_t gemm_m =
-            shape.op == LayerOp::gemm ? shape.m : shape.batch * shape.out_h() * shape.out_w();
-        if (p == Precision::w4a16 && gemm_m > 16) {
+        if (has_w4_alternative(shape, p)) {
           run.reset();
           LayerRunOptions alternative = run_options;
           alternative.w4_path = W4Path::dequantize_then_cublaslt;
@@ -412,6 +420,20 @@ void run_chains(GpuContext& gpu, const ChainOptions& options) {
         }
         try {
           steps.push_back(make_layer_run(gpu, shape, p, LayerRunOptions{}));
+          if (has_w4_alternative(shape, p)) {  // the same choice as the profile makes
+            LayerRunOptions alternative;
+            alternative.w4_path = W4Path::dequantize_then_cublaslt;
+            auto other = make_layer_run(gpu, shape, p, alternative);
+            TimingOptions quick;
+            quick.min_repeats = 10;
+            quick.budget_ms = 2;
+            const auto time_of = [&](LayerRun& r) {
+              return time_on_gpu(
+                         gpu, [&](int) { r.run(0); }, quick)
+                  .median_us;
+            };
+            if (time_of(*other) < time_of(*steps.back())) steps.back() = std::move(other);
+          }
         } catch (const Unsupported& e) {
           throw Unsupported("layer " + std::to_string(i) + " (" + key + ", " + to_string(p) +
                             "): " + e.what());

@@ -61,8 +61,9 @@ __device__ __forceinline__ uint4 load_x8(const __half* x, std::int64_t ldx, std:
   return v;
 }
 
+// Four blocks per SM for the decode-size kernel (64 registers): n = 4096 is then one wave.
 template <int kMTiles, bool kVector>
-__global__ void __launch_bounds__(kWarps * 32)
+__global__ void __launch_bounds__(kWarps * 32, kMTiles == 1 ? 4 : 1)
     w4a16_kernel(const __half* __restrict__ x, std::int64_t ldx, const uint4* __restrict__ packed,
                  const __half* __restrict__ chunk_scales, std::int64_t n, std::int64_t k,
                  std::int64_t padded_k, std::int64_t m, __half* __restrict__ y) {
@@ -71,40 +72,53 @@ __global__ void __launch_bounds__(kWarps * 32)
   const std::int64_t chunks = padded_k / kChunk;
   const std::int64_t col = std::int64_t(blockIdx.x) * kTileN + g;  // this lane's B column
   const std::int64_t row0 = std::int64_t(blockIdx.y) * 16 * kMTiles;
-  const uint4* wrow = packed + col * (padded_k / 32) + t;  // 16-byte units
+  // 16-byte units; a (column tile, chunk) is 512 contiguous bytes, so one warp-wide load
+  // reads one contiguous 512-byte piece and a block's 8 warps read 4 KB in a row.
+  const uint4* wrow = packed + std::int64_t(blockIdx.x) * chunks * 32 + g * 4 + t;
   const __half* srow = chunk_scales + col * chunks;
 
-  float acc[kMTiles][4] = {};
-  std::int64_t c = warp;
-  uint4 wnext = c < chunks ? __ldg(wrow + c * 4) : make_uint4(0, 0, 0, 0);
-  __half snext = c < chunks ? srow[c] : __float2half(0.0f);
-  for (; c < chunks; c += kWarps) {
-    const uint4 wbits = wnext;
-    const __half2 scale = __half2half2(snext);
-    if (c + kWarps < chunks) {  // next chunk's weights in flight while this one computes
-      wnext = __ldg(wrow + (c + kWarps) * 4);
-      snext = srow[c + kWarps];
-    }
-    std::uint32_t b[8][2];  // B fragments of the chunk's 8 k-steps
-    const std::uint32_t words[4] = {wbits.x, wbits.y, wbits.z, wbits.w};
+  // A warp takes kBatch chunks at a time and issues all their weight loads before using
+  // any: at decode sizes each warp has only a few chunks, so one DRAM round trip per batch
+  // (not per chunk) is what keeps the weight stream busy. Two accumulator sets halve the
+  // chain of dependent mma instructions.
+  constexpr int kBatch = kMTiles >= 4 ? 2 : 4;
+  float acc[2][kMTiles][4] = {};
+  for (std::int64_t c0 = warp; c0 < chunks; c0 += std::int64_t(kWarps) * kBatch) {
+    uint4 wbits[kBatch];
+    __half scales[kBatch];
 #pragma unroll
-    for (int p = 0; p < 4; ++p) {
-      b[2 * p][0] = dequant_pair(words[p], scale);
-      b[2 * p][1] = dequant_pair(words[p] >> 4, scale);
-      b[2 * p + 1][0] = dequant_pair(words[p] >> 8, scale);
-      b[2 * p + 1][1] = dequant_pair(words[p] >> 12, scale);
+    for (int u = 0; u < kBatch; ++u) {
+      const std::int64_t c = c0 + std::int64_t(u) * kWarps;
+      wbits[u] = c < chunks ? __ldg(wrow + c * 32) : make_uint4(0, 0, 0, 0);
+      scales[u] = c < chunks ? srow[c] : __float2half(0.0f);
     }
 #pragma unroll
-    for (int mt = 0; mt < kMTiles; ++mt) {
-      const std::int64_t r_lo = row0 + mt * 16 + g, r_hi = r_lo + 8;
+    for (int u = 0; u < kBatch; ++u) {
+      const std::int64_t c = c0 + std::int64_t(u) * kWarps;
+      if (c >= chunks) break;
+      const __half2 scale = __half2half2(scales[u]);
+      std::uint32_t b[8][2];  // B fragments of the chunk's 8 k-steps
+      const std::uint32_t words[4] = {wbits[u].x, wbits[u].y, wbits[u].z, wbits[u].w};
 #pragma unroll
       for (int p = 0; p < 4; ++p) {
-        const std::int64_t k0 = c * kChunk + 32 * p + 8 * t;
-        const uint4 lo = load_x8<kVector>(x, ldx, r_lo, m, k0, k);
-        const uint4 hi = load_x8<kVector>(x, ldx, r_hi, m, k0, k);
-        // A registers: {row g, e0e1}, {row g+8, e0e1}, {row g, e2e3}, {row g+8, e2e3}.
-        mma_16816(acc[mt], make_uint4(lo.x, hi.x, lo.y, hi.y), b[2 * p][0], b[2 * p][1]);
-        mma_16816(acc[mt], make_uint4(lo.z, hi.z, lo.w, hi.w), b[2 * p + 1][0], b[2 * p + 1][1]);
+        b[2 * p][0] = dequant_pair(words[p], scale);
+        b[2 * p][1] = dequant_pair(words[p] >> 4, scale);
+        b[2 * p + 1][0] = dequant_pair(words[p] >> 8, scale);
+        b[2 * p + 1][1] = dequant_pair(words[p] >> 12, scale);
+      }
+#pragma unroll
+      for (int mt = 0; mt < kMTiles; ++mt) {
+        const std::int64_t r_lo = row0 + mt * 16 + g, r_hi = r_lo + 8;
+#pragma unroll
+        for (int p = 0; p < 4; ++p) {
+          const std::int64_t k0 = c * kChunk + 32 * p + 8 * t;
+          const uint4 lo = load_x8<kVector>(x, ldx, r_lo, m, k0, k);
+          const uint4 hi = load_x8<kVector>(x, ldx, r_hi, m, k0, k);
+          // A registers: {row g, e0e1}, {row g+8, e0e1}, {row g, e2e3}, {row g+8, e2e3}.
+          mma_16816(acc[u % 2][mt], make_uint4(lo.x, hi.x, lo.y, hi.y), b[2 * p][0], b[2 * p][1]);
+          mma_16816(acc[u % 2][mt], make_uint4(lo.z, hi.z, lo.w, hi.w), b[2 * p + 1][0],
+                    b[2 * p + 1][1]);
+        }
       }
     }
   }
@@ -114,7 +128,7 @@ __global__ void __launch_bounds__(kWarps * 32)
 #pragma unroll
   for (int mt = 0; mt < kMTiles; ++mt)
 #pragma unroll
-    for (int j = 0; j < 4; ++j) partial[warp][mt * 4 + j][lane] = acc[mt][j];
+    for (int j = 0; j < 4; ++j) partial[warp][mt * 4 + j][lane] = acc[0][mt][j] + acc[1][mt][j];
   __syncthreads();
   for (int i = threadIdx.x; i < kMTiles * 4 * 32; i += blockDim.x) {
     const int reg = i / 32, l = i % 32, mt = reg / 4, j = reg % 4;
@@ -151,7 +165,7 @@ __global__ void w4_dequantize_kernel(const uint4* packed, const __half* chunk_sc
   for (std::int64_t u = blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x; u < units;
        u += std::int64_t(gridDim.x) * blockDim.x) {
     const std::int64_t t = u % 4, c = (u / 4) % chunks, col = u / (4 * chunks);
-    const uint4 bits = packed[u];
+    const uint4 bits = packed[((col / kTileN) * chunks + c) * 32 + (col % kTileN) * 4 + t];
     const __half2 scale = __half2half2(chunk_scales[col * chunks + c]);
     const std::uint32_t words[4] = {bits.x, bits.y, bits.z, bits.w};
     __half* out = w + col * padded_k + c * kChunk + 8 * t;
@@ -210,7 +224,8 @@ void w4_pack(const W4Layout& l, const std::vector<std::uint8_t>& q,
             const std::int64_t kk =
                 c * kChunk + 32 * p + 8 * t + 4 * ((i & 3) >> 1) + (i >> 2) + 2 * (i & 1);
             const std::uint8_t value = (col < l.n && kk < l.k) ? (q[col * l.k + kk] & 0xF) : 8;
-            const std::int64_t byte = col * (l.padded_k / 2) + c * 64 + t * 16 + p * 4 + i / 2;
+            const std::int64_t byte =
+                ((col / kTileN) * chunks + c) * 512 + (col % kTileN) * 64 + t * 16 + p * 4 + i / 2;
             packed[byte] |= static_cast<std::uint8_t>(value << (4 * (i % 2)));
           }
     }

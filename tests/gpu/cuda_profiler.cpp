@@ -128,11 +128,11 @@ TEST_CASE("cuBLASLt GEMMs match a CPU reference in every precision") {
       const ElementType out_type = output_type(c.precision);
       DeviceBuffer y(m * n * element_bytes(out_type));
       poison(y);
-      DeviceBuffer scales(2 * sizeof(float));
-      const float fp8_scales[2] = {0.5f, 0.25f};
+      DeviceBuffer scales(8 * sizeof(float));
+      const float fp8_scales[8] = {0.5f, 0, 0, 0, 0.25f, 0, 0, 0};
       check_cuda(cudaMemcpy(scales.get(), fp8_scales, sizeof(fp8_scales), cudaMemcpyHostToDevice),
                  "uploading scales");
-      LtGemm gemm(gpu.lt(), c.precision, m, n, k, k, k, scales.as<float>(), scales.as<float>() + 1);
+      LtGemm gemm(gpu.lt(), c.precision, m, n, k, k, k, scales.as<float>(), scales.as<float>() + 4);
       gemm.run(w.get(), x.get(), y.get(), gpu.workspace(), gpu.workspace_bytes(), gpu.stream());
       const double scale = c.precision == Precision::fp8_e4m3 ? 0.125 : 1.0;
       const double error = relative_error(download_as_f32(gpu, y.get(), out_type, m * n),

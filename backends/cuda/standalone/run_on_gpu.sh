@@ -10,6 +10,7 @@ set -uo pipefail
 OUT=${OUT:-$PWD/gpu-out}
 BUILD=${BUILD:-$PWD/build-cuda-standalone}
 PROFILE_SECONDS=${PROFILE_SECONDS:-420}
+# PROFILE_ARGS: extra bitplan-cuda-profile options, e.g. "--precisions w4a16".
 mkdir -p "$OUT"
 for stage in "$@"; do
   case $stage in
@@ -27,7 +28,7 @@ for stage in "$@"; do
       [ -f .carry/h100.yaml ] && cp .carry/h100.yaml "$OUT/h100.yaml"
       # Small batches first, so a cut-off run still holds the most used entries; the profile
       # is saved every 50 measurements and a rerun only adds what is missing.
-      timeout "$PROFILE_SECONDS" "$BUILD/bitplan-cuda-profile" --out "$OUT/h100.yaml" --workloads \
+      timeout "$PROFILE_SECONDS" "$BUILD/bitplan-cuda-profile" ${PROFILE_ARGS:-} --out "$OUT/h100.yaml" --workloads \
         .carry/workloads/*_b1.json .carry/workloads/*_b16.json .carry/workloads/*_b256.json \
         > "$OUT/profile.log" 2>&1
       echo "profile rc=$? entries=$(grep -c 'precision:' "$OUT/h100.yaml")"
