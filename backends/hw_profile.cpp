@@ -134,10 +134,15 @@ HwProfile load_hw_profile(const std::filesystem::path& path) {
   p.libraries = string_map(path, root["libraries"]);
   p.timing = string_map(path, root["timing"]);
   if (const auto node = sequence(path, root, "ceilings"))
-    for (const auto& c : node)
+    for (const auto& c : node) {
       p.ceilings.push_back({field<std::string>(path, c, "name"), field<double>(path, c, "value"),
                             optional_field<std::string>(path, c, "unit", ""),
                             optional_field<std::string>(path, c, "how", "")});
+      // A ceiling divides in the roofline estimate: it must be a positive rate.
+      if (!std::isfinite(p.ceilings.back().value) || p.ceilings.back().value <= 0)
+        schema_error(path, c, fmt::format("ceiling '{}' must be a finite number > 0, got {}",
+                                          p.ceilings.back().name, p.ceilings.back().value));
+    }
   if (const auto node = sequence(path, root, "entries"))
     for (const auto& e : node) {
       ProfileEntry entry;
@@ -163,12 +168,16 @@ HwProfile load_hw_profile(const std::filesystem::path& path) {
       p.conversions.push_back(std::move(conv));
     }
   if (const auto node = sequence(path, root, "models"))
-    for (const auto& m : node)
+    for (const auto& m : node) {
       p.models.push_back({field<std::string>(path, m, "model_hash"),
                           optional_field<std::string>(path, m, "model", ""),
                           field<std::int64_t>(path, m, "batch"), field<double>(path, m, "other_us"),
                           optional_field<double>(path, m, "other_iqr_us", 0.0),
                           optional_field<double>(path, m, "total_fp32_us", 0.0)});
+      check_non_negative(path, m, p.models.back().other_us, "other_us");
+      if (p.models.back().batch < 1)
+        schema_error(path, m, fmt::format("batch must be >= 1, got {}", p.models.back().batch));
+    }
   return p;
 }
 

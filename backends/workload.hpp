@@ -38,8 +38,8 @@ struct LayerWorkload {
 };
 
 // The workloads of every quantizable layer of `graph` as `plan` (built from the same graph,
-// at its batch size) executes them, in execution order. A 1-D (or 3-D) Conv is described as
-// a 2-D one with unit height.
+// at its batch size) executes them, in execution order. A 1-D Conv is described as a 2-D
+// one with unit height; 3-D convolutions are refused (unsupported).
 std::vector<LayerWorkload> layer_workloads(const Graph& graph, const ExecutionPlan& plan);
 
 // JSON document for external profilers: {"bitplan_workloads": 1, "model", "batch",

@@ -161,13 +161,17 @@ options)");
   } else {
     profile.target = target;
   }
+  // Load every model first: a bad path or model fails before minutes of measuring.
+  std::vector<LoadedModel> loaded;
+  for (const auto& model_path : models) loaded.push_back(load_model(model_path));
   describe_cpu_target(profile, options);
   if (profile.ceilings.empty() || options.remeasure) {
     fmt::print("measuring the CPU's ceilings\n");
     measure_cpu_ceilings(profile);
   }
-  for (const auto& model_path : models) {
-    const LoadedModel model = load_model(model_path);
+  for (std::size_t i = 0; i < models.size(); ++i) {
+    const std::string& model_path = models[i];
+    const LoadedModel& model = loaded[i];
     profile_model_onednn(model.graph, fs::path(model_path).filename().string(),
                          model_file_hash(model_path), options, profile,
                          [](const std::string& what) { fmt::print("  {}\n", what); });

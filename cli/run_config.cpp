@@ -12,6 +12,8 @@ namespace {
 [[noreturn]] void schema_error(const std::filesystem::path& file, const YAML::Node& node,
                                const std::string& rule) {
   const YAML::Mark mark = node.Mark();
+  // Nodes made by a --set override have no position in the file.
+  if (mark.line < 0) fail_input("config '{}' (as changed by --set): {}", file.string(), rule);
   fail_input("config '{}' line {}, column {}: {}", file.string(), mark.line + 1, mark.column + 1,
              rule);
 }

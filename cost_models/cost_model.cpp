@@ -158,7 +158,8 @@ class LatencyModel final : public CostModel {
                           w.key, precision)};
     const double unit_scale = compute->unit.rfind("T", 0) == 0 ? 1e12 : 1e9;
     const double compute_s = 2.0 * static_cast<double>(w.macs) / (compute->value * unit_scale);
-    const double act_bytes = precision == "fp32" ? 4 : precision == "int8" ? 1 : 2;
+    const double act_bytes =
+        precision == "fp32" ? 4 : (precision == "int8" || precision == "fp8_e4m3") ? 1 : 2;
     const double weight_bytes = precision == "w4a16" ? 0.5 : act_bytes;
     const double bytes = static_cast<double>(w.input_elements + w.output_elements) * act_bytes +
                          static_cast<double>(w.weight_elements) * weight_bytes;

@@ -1,6 +1,7 @@
 #include "search/driver.hpp"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <algorithm>
 #include <chrono>
@@ -109,6 +110,9 @@ SearchResult run_search(const DriverInputs& in, const Progress& progress,
     if (progress.line) progress.line(s);
   };
   SearchResult result;
+  const auto names = policy_names();
+  if (std::find(names.begin(), names.end(), opt.policy) == names.end())
+    fail(ErrorKind::usage, "search.policy '{}' is not one of {}", opt.policy, fmt::join(names, ", "));
   result.policy = opt.policy;
   result.objective_names = opt.objectives;
   if (in.profile) result.target = in.profile->target;
@@ -230,15 +234,22 @@ SearchResult run_search(const DriverInputs& in, const Progress& progress,
   {
     const SolveResult feasible = solve(result.space, table, budgets);
     if (!feasible.best) {
-      std::string closest;
-      if (opt.max_latency_ms && latency)
-        closest += fmt::format(" the fastest plan takes {:.3f} ms;",
-                               feasible.lowest.latency + latency->fixed_cost());
-      if (opt.max_size_mb)
-        closest += fmt::format(" the smallest plan is {:.3f} MB;",
-                               (feasible.lowest.size + size->fixed_cost()) / 1e6);
-      fail_input("search.constraints cannot be met by any plan of the space:{} {}", closest,
-                 feasible.infeasible_reason);
+      // The solver sees per-layer sums; the limits the user wrote include the fixed costs.
+      const double fastest = feasible.lowest.latency + (latency ? latency->fixed_cost() : 0);
+      const double smallest = (feasible.lowest.size + size->fixed_cost()) / 1e6;
+      std::string why;
+      if (opt.max_latency_ms && fastest > *opt.max_latency_ms)
+        why += fmt::format(" max_latency_ms {} is below the fastest plan of the space, {:.4f} ms;",
+                           *opt.max_latency_ms, fastest);
+      if (opt.max_size_mb && smallest > *opt.max_size_mb)
+        why += fmt::format(" max_size_mb {} is below the smallest plan of the space, {:.4f} MB;",
+                           *opt.max_size_mb, smallest);
+      if (why.empty())
+        why = fmt::format(" each limit alone can be met (fastest plan {:.4f} ms, smallest {:.4f} "
+                          "MB) but no plan meets max_latency_ms and max_size_mb together;",
+                          fastest, smallest);
+      why.pop_back();
+      fail_input("search.constraints cannot be met by any plan:{}", why);
     }
   }
   if (in.dry_run) return result;

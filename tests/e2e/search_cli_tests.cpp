@@ -406,9 +406,9 @@ TEST_CASE("search and profile: bad input gives one clear message and the documen
   }
 }
 
-// Found while writing these tests; see the report. Skipped until fixed.
-TEST_CASE("search: --set of an unknown key does not claim a line of the file" * doctest::skip()) {
-  // Bug: the overridden node has no position in the file, so the message reads
+// Regression tests for bugs found while writing these tests.
+TEST_CASE("search: --set of an unknown key does not claim a line of the file") {
+  // Was: the overridden node has no position in the file, so the message reads
   // "config '...' line 0, column 0: unknown key 'search.frobnicate'" - a line that does not
   // exist. It should name the --set override instead.
   if (!have_dataset()) return;
@@ -420,9 +420,8 @@ TEST_CASE("search: --set of an unknown key does not claim a line of the file" * 
   CHECK(contains(r.output, "--set"));
 }
 
-TEST_CASE("search: an infeasible size budget is reported in the units the user gave" *
-          doctest::skip()) {
-  // Bug: the driver hands the exact solver budgets with the fixed costs subtracted, and the
+TEST_CASE("search: an infeasible size budget is reported in the units the user gave") {
+  // Was: the driver hands the exact solver budgets with the fixed costs subtracted, and the
   // solver's reason prints them raw: `--set search.constraints.max_size_mb=0.05` reads
   // "... the smallest plan is 0.121 MB; size budget 48424 is below the smallest plan's
   // 118952" - bytes, minus the 1576 bytes of float biases, next to the MB the user gave. The
@@ -436,9 +435,8 @@ TEST_CASE("search: an infeasible size budget is reported in the units the user g
   CHECK(!contains(r.output, "118952"));
 }
 
-TEST_CASE("search: an unknown policy is refused before any evaluation (--dry-run)" *
-          doctest::skip()) {
-  // Bug: the policy name is only checked by make_policy, after calibration, the sensitivity
+TEST_CASE("search: an unknown policy is refused before any evaluation (--dry-run)") {
+  // Was: the policy name is only checked by make_policy, after calibration, the sensitivity
   // analysis and the uniform baselines have run (minutes on a real model); --dry-run, which
   // "prints the resolved run", accepts it and exits 0.
   if (!have_dataset()) return;

@@ -869,10 +869,10 @@ TEST_CASE("latency model: conversions between precisions where the profile keeps
   CHECK(latency->plan_cost(QuantPlan{}).total == doctest::Approx(30.0 / 1e3));
 }
 
-// --- Found while writing these tests; see the report. Skipped until fixed. --------------------
+// --- Regression tests for bugs found while writing these tests. ------------------------------
 
-TEST_CASE("roofline: fp8 moves one byte per element" * doctest::skip()) {
-  // Bug: LatencyModel::roofline takes 4 bytes for fp32, 1 for int8 and 2 for everything else,
+TEST_CASE("roofline: fp8 moves one byte per element") {
+  // Was: LatencyModel::roofline takes 4 bytes for fp32, 1 for int8 and 2 for everything else,
   // so an fp8_e4m3 layer missing from a CUDA profile is estimated with twice its memory
   // traffic (activations and weights are 1 byte each in fp8).
   const Graph& g = mlp().graph;
@@ -887,8 +887,8 @@ TEST_CASE("roofline: fp8 moves one byte per element" * doctest::skip()) {
   CHECK(est.value == doctest::Approx(1418.0 / 1e9 * 1e3));
 }
 
-TEST_CASE("hardware profile: ceilings and model times must be positive numbers" * doctest::skip()) {
-  // Bug: load_hw_profile checks median_us >= 0 for entries and conversions but accepts a
+TEST_CASE("hardware profile: ceilings and model times must be positive numbers") {
+  // Was: load_hw_profile checks median_us >= 0 for entries and conversions but accepts a
   // ceiling of 0 or below and a negative model time; a zero bandwidth then makes every
   // roofline estimate infinite and a negative other_us makes plan latencies negative.
   const TempDir dir("bitplan_hw_profile_ceiling");
