@@ -7,12 +7,13 @@
 set -eu
 build=$1; evals=$2; shift 2
 out=results/policies
+mkdir -p "$out"
 for config in "$@"; do
   name=$(basename "$config" .yaml)
   for policy in exact nsga2 reinforce random; do
     "$build/cli/bitplan" search --config "$config" --policy "$policy" --evaluations "$evals" \
-      --set search.final_samples=1000 --output "$out/$name/$policy" >/dev/null 2>"$out.$name.$policy.log" ||
-      { echo "search failed: $config $policy (see $out.$name.$policy.log)"; exit 1; }
+      --set search.final_samples=1000 --output "$out/$name/$policy" >/dev/null 2>"$out/$name.$policy.log" ||
+      { echo "search failed: $config $policy (see $out/$name.$policy.log)"; exit 1; }
   done
 done
 /usr/bin/python3 "$(dirname "$0")/hypervolume.py" "$out" "$@"
