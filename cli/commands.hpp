@@ -27,6 +27,7 @@ CalibrationData calibration_data(const RunConfig& config, const Dataset& dataset
 std::string default_cache_dir();
 
 int cmd_profile(const std::vector<std::string>& args);
+int cmd_cost(const std::vector<std::string>& args);
 int cmd_search(const std::vector<std::string>& args);
 int cmd_sensitivity(const std::vector<std::string>& args);
 

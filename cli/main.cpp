@@ -50,6 +50,7 @@ commands:
                             first step, on its own)
   profile                   measure per-layer latencies on a backend into hw_profiles/,
                             and check the latency cost model against end-to-end runs
+  cost                      a plan's predicted latency, size and BOPs on a target, per layer
   export                    write a plan for deployment: ONNX QDQ model, TensorRT layer
                             precisions, ONNX Runtime quantization overrides, JSON
 
@@ -566,11 +567,12 @@ int main(int argc, char** argv) {
     if (command == "devices") return cmd_devices(args);
     if (command == "debug") return cmd_debug(args);
     if (command == "profile") return cmd_profile(args);
+    if (command == "cost") return cmd_cost(args);
     if (command == "search") return cmd_search(args);
     if (command == "sensitivity") return cmd_sensitivity(args);
     if (command == "export") return cmd_export(args);
     fail(ErrorKind::usage,
-         "unknown command '{}'; commands are inspect, evaluate, debug, search, sensitivity, profile, export, devices (bitplan --help)",
+         "unknown command '{}'; commands are inspect, evaluate, debug, search, sensitivity, profile, cost, export, devices (bitplan --help)",
          command);
   } catch (const Error& e) {
     std::cerr << "bitplan: error: " << e.what() << "\n";

@@ -229,3 +229,93 @@ options)");
 }
 
 }  // namespace bitplan
+
+namespace bitplan {
+
+int cmd_cost(const std::vector<std::string>& args) {
+  po::options_description desc(R"(bitplan cost --model MODEL.onnx --plan PLAN --target PROFILE.yaml [options]
+
+What a plan costs on a target, layer by layer: the kernel precision each layer's spec runs on,
+its latency from the profile (measured, or a flagged roofline estimate), its size and BOPs,
+and the totals. A layer whose spec has no kernel on the target is named with the reason, and
+the command exits with 4.
+
+options)");
+  std::string model_path, plan_arg, target;
+  std::int64_t batch = 1;
+  desc.add_options()("help,h", "show this help")("model", po::value(&model_path), "ONNX model")(
+      "plan", po::value(&plan_arg), "plan YAML or a uniform shorthand (W8A8, W4A8, ...)")(
+      "target", po::value(&target), "hardware profile (YAML)")(
+      "batch", po::value(&batch), "batch size (default 1)")("json", "print JSON");
+  const auto vm = parse_options(desc, args);
+  if (vm.count("help")) {
+    std::cout << desc << "\n";
+    return 0;
+  }
+  if (model_path.empty() || plan_arg.empty() || target.empty())
+    fail(ErrorKind::usage, "cost: --model, --plan and --target are required (see --help)");
+  if (batch < 1) fail(ErrorKind::usage, "cost: --batch {} must be >= 1", batch);
+  const LoadedModel model = load_model(model_path);
+  const std::string hash = model_file_hash(model_path);
+  const HwProfile profile = load_hw_profile(target);
+  const bool is_file = plan_arg.ends_with(".yaml") || plan_arg.ends_with(".yml") || fs::exists(plan_arg);
+  const QuantPlan plan = is_file ? load_plan(plan_arg, model.graph, hash) : uniform_plan(plan_arg, model.graph);
+  const CostContext context = CostContext::build(model.graph, hash, batch);
+  const auto latency = make_latency_model(context, profile);
+  const auto size = make_size_model(context);
+  const auto bops = make_bops_model(context);
+  const PlanCost lat = latency->plan_cost(plan), bytes = size->plan_cost(plan), ops = bops->plan_cost(plan);
+  json layers = json::array();
+  const LayerQuant fp32{};
+  for (std::size_t i = 0; i < context.layers.size(); ++i) {
+    auto it = plan.layers.find(context.layers[i].name);
+    const LayerQuant& q = it == plan.layers.end() ? fp32 : it->second;
+    const KernelChoice kernel = kernel_precision(q, profile.backend);
+    const LayerCost c = latency->layer_cost(i, q);
+    layers.push_back({{"layer", context.layers[i].name},
+                      {"key", context.workloads[i].key},
+                      {"weights", to_string(q.weights)},
+                      {"activations", to_string(q.activations)},
+                      {"kernel", kernel.precision},
+                      {"latency_ms", c.unsupported.empty() ? json(lat.per_layer[i]) : json(nullptr)},
+                      {"estimated", c.estimated},
+                      {"unsupported", c.unsupported},
+                      {"size_bytes", bytes.per_layer[i]},
+                      {"gbops", ops.per_layer[i]}});
+  }
+  const json out = {{"model", fs::path(model_path).filename().string()},
+                    {"target", profile.target},
+                    {"batch", batch},
+                    {"latency_ms", lat.supported() ? json(lat.total) : json(nullptr)},
+                    {"latency_fixed_ms", lat.fixed},
+                    {"estimated_layers", lat.estimated_layers},
+                    {"size_bytes", bytes.total},
+                    {"gbops", ops.total},
+                    {"layers", layers}};
+  if (vm.count("json")) {
+    std::cout << out.dump(2) << "\n";
+  } else {
+    fmt::print("{:<40} {:<36} {:<8} {:>12} {:>12}\n", "layer", "spec (w / a)", "kernel", "latency ms",
+               "size bytes");
+    for (const auto& l : layers)
+      fmt::print("{:<40} {:<36} {:<8} {:>12} {:>12.0f}\n", l["layer"].get<std::string>(),
+                 l["weights"].get<std::string>() + " / " + l["activations"].get<std::string>(),
+                 l["kernel"].get<std::string>(),
+                 l["latency_ms"].is_null()
+                     ? std::string("-")
+                     : fmt::format("{:.4f}{}", l["latency_ms"].get<double>(), l["estimated"].get<bool>() ? "*" : ""),
+                 l["size_bytes"].get<double>());
+    fmt::print("other ops {:.4f} ms; total latency {} ms{}, size {:.0f} bytes, {:.4g} GBOPs\n", lat.fixed,
+               lat.supported() ? fmt::format("{:.4f}", lat.total) : "n/a",
+               lat.estimated_layers ? fmt::format(" ({} layers estimated from ceilings, *)", lat.estimated_layers) : "",
+               bytes.total, ops.total);
+  }
+  if (!lat.supported()) {
+    std::string list;
+    for (const auto& [layer, why] : lat.unsupported) list += fmt::format("\n  {}: {}", layer, why);
+    fail_unsupported("plan '{}' has layers with no kernel on {}:{}", plan_arg, profile.target, list);
+  }
+  return 0;
+}
+
+}  // namespace bitplan
