@@ -192,24 +192,32 @@ options)");
     for (const auto batch : options.batches) {
       const CostContext context = CostContext::build(model.graph, hash, batch);
       const auto latency = make_latency_model(context, profile);
-      for (const auto& [name, plan] : validation_plans(model.graph)) {
-        const PlanCost predicted = latency->plan_cost(plan);
-        if (!predicted.supported()) continue;
-        const Spread measured = measure_plan_onednn(model.graph, hash, plan, batch, options);
-        const double measured_ms = measured.median / 1e3;
-        const double error = (predicted.total - measured_ms) / measured_ms;
+      const auto plans = validation_plans(model.graph);
+      std::vector<QuantPlan> runnable;
+      std::vector<std::pair<std::string, PlanCost>> predicted;
+      for (const auto& [name, plan] : plans) {
+        PlanCost cost = latency->plan_cost(plan);
+        if (!cost.supported()) continue;
+        runnable.push_back(plan);
+        predicted.emplace_back(name, std::move(cost));
+      }
+      const auto measured = measure_plans_onednn(model.graph, hash, runnable, batch, options);
+      for (std::size_t i = 0; i < runnable.size(); ++i) {
+        const auto& [name, cost] = predicted[i];
+        const double measured_ms = measured[i].median / 1e3;
+        const double error = (cost.total - measured_ms) / measured_ms;
         errors.push_back(std::abs(error));
         fmt::print("{:<24} {:>5} {:<22} {:>8.3f} ms {:>8.3f} ({:.3f}) ms {:>+7.1f}%\n",
-                   fs::path(model_path).filename().string(), batch, name, predicted.total,
-                   measured_ms, measured.iqr / 1e3, 100 * error);
+                   fs::path(model_path).filename().string(), batch, name, cost.total,
+                   measured_ms, measured[i].iqr / 1e3, 100 * error);
         rows.push_back({{"model", fs::path(model_path).filename().string()},
                         {"batch", batch},
                         {"plan", name},
-                        {"predicted_ms", predicted.total},
+                        {"predicted_ms", cost.total},
                         {"measured_ms", measured_ms},
-                        {"measured_iqr_ms", measured.iqr / 1e3},
+                        {"measured_iqr_ms", measured[i].iqr / 1e3},
                         {"error", error},
-                        {"estimated_layers", predicted.estimated_layers}});
+                        {"estimated_layers", cost.estimated_layers}});
       }
     }
   }

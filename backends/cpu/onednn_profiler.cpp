@@ -314,22 +314,35 @@ void profile_model_onednn(const Graph& graph, const std::string& model_name,
 Spread measure_plan_onednn(const Graph& graph, const std::string& model_hash,
                            const QuantPlan& plan, std::int64_t batch,
                            const CpuProfileOptions& options) {
-  auto build = int8_build(graph, model_hash, plan);
-  ExecutionPlan executable(build.graph, PlanOptions{batch});
-  const auto inputs = random_inputs(executable, 3);
-  for (int i = 0; i < options.warmup_runs; ++i)
-    executable.run(inputs[static_cast<std::size_t>(i) % 3]);
-  std::vector<double> samples;
-  const auto start = Clock::now();
-  for (std::size_t r = 0; (static_cast<int>(r) < options.min_repeats ||
-                           seconds_since(start) < options.budget_seconds) &&
-                          r < 100000;
-       ++r) {
-    const auto t = Clock::now();
-    executable.run(inputs[r % 3]);
-    samples.push_back(seconds_since(t) * 1e6);
+  return measure_plans_onednn(graph, model_hash, {plan}, batch, options).at(0);
+}
+
+std::vector<Spread> measure_plans_onednn(const Graph& graph, const std::string& model_hash,
+                                         const std::vector<QuantPlan>& plans, std::int64_t batch,
+                                         const CpuProfileOptions& options) {
+  std::vector<Graph> graphs;
+  std::vector<std::unique_ptr<ExecutionPlan>> executables;
+  for (const auto& plan : plans) {
+    graphs.push_back(int8_build(graph, model_hash, plan).graph);
+    executables.push_back(std::make_unique<ExecutionPlan>(graphs.back(), PlanOptions{batch}));
   }
-  return median_and_iqr(samples);
+  const auto inputs = random_inputs(*executables.front(), 3);
+  for (auto& e : executables)
+    for (int i = 0; i < options.warmup_runs; ++i) e->run(inputs[static_cast<std::size_t>(i) % 3]);
+  std::vector<std::vector<double>> samples(plans.size());
+  const auto start = Clock::now();
+  const double budget = options.budget_seconds * static_cast<double>(plans.size());
+  for (std::size_t r = 0;
+       (static_cast<int>(r) < options.min_repeats || seconds_since(start) < budget) && r < 100000;
+       ++r)
+    for (std::size_t p = 0; p < plans.size(); ++p) {
+      const auto t = Clock::now();
+      executables[p]->run(inputs[r % 3]);
+      samples[p].push_back(seconds_since(t) * 1e6);
+    }
+  std::vector<Spread> out;
+  for (auto& s : samples) out.push_back(median_and_iqr(s));
+  return out;
 }
 
 }  // namespace bitplan

@@ -53,6 +53,11 @@ void profile_model_onednn(const Graph& graph, const std::string& model_name,
 Spread measure_plan_onednn(const Graph& graph, const std::string& model_hash,
                            const QuantPlan& plan, std::int64_t batch,
                            const CpuProfileOptions& options);
+// The same for several plans, measured round-robin (one run of each in turn), so that a
+// change in machine load affects every plan alike.
+std::vector<Spread> measure_plans_onednn(const Graph& graph, const std::string& model_hash,
+                                         const std::vector<QuantPlan>& plans, std::int64_t batch,
+                                         const CpuProfileOptions& options);
 
 // Precisions the CPU backend knows, for validating --precisions.
 const std::vector<std::string>& onednn_precisions();

@@ -2,6 +2,8 @@
 // kind of bad input giving one clear message and the documented exit code (never a crash).
 #include <doctest/doctest.h>
 
+#include "run_bitplan.hpp"
+
 #include <sys/wait.h>
 #include <array>
 #include <cstdio>
@@ -9,32 +11,16 @@
 #include <string>
 
 namespace fs = std::filesystem;
+using bitplan::e2e::contains;
+using bitplan::e2e::read_text;
+using bitplan::e2e::Result;
+using bitplan::e2e::run;
 
 namespace {
 
 const fs::path kSource = BITPLAN_SOURCE_DIR;
 const fs::path kFixtures = kSource / "tests/fixtures/cli";
 
-struct Result {
-  int exit_code;
-  std::string output;  // stdout and stderr together
-};
-
-Result run(const std::string& args) {
-  const std::string command = std::string(BITPLAN_EXECUTABLE) + " " + args + " 2>&1";
-  Result r{-1, ""};
-  FILE* pipe = popen(command.c_str(), "r");
-  REQUIRE(pipe != nullptr);
-  std::array<char, 4096> buffer{};
-  while (std::fgets(buffer.data(), buffer.size(), pipe)) r.output += buffer.data();
-  const int status = pclose(pipe);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  return r;
-}
-
-bool contains(const std::string& text, const std::string& part) {
-  return text.find(part) != std::string::npos;
-}
 
 }  // namespace
 

@@ -3,6 +3,8 @@
 // unwritable outputs), each with one clear message, its exit code and no partial file.
 #include <doctest/doctest.h>
 
+#include "run_bitplan.hpp"
+
 #include <sys/wait.h>
 
 #include <array>
@@ -13,39 +15,16 @@
 #include <string>
 
 namespace fs = std::filesystem;
+using bitplan::e2e::contains;
+using bitplan::e2e::read_text;
+using bitplan::e2e::Result;
+using bitplan::e2e::run;
 
 namespace {
 
 const fs::path kSource = BITPLAN_SOURCE_DIR;
 const fs::path kFashion = "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz";
 
-struct Result {
-  int exit_code;
-  std::string output;  // stdout and stderr together
-};
-
-Result run(const std::string& args) {
-  const std::string command = std::string(BITPLAN_EXECUTABLE) + " " + args + " 2>&1";
-  Result r{-1, ""};
-  FILE* pipe = popen(command.c_str(), "r");
-  REQUIRE(pipe != nullptr);
-  std::array<char, 4096> buffer{};
-  while (std::fgets(buffer.data(), buffer.size(), pipe)) r.output += buffer.data();
-  const int status = pclose(pipe);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  return r;
-}
-
-bool contains(const std::string& text, const std::string& part) {
-  return text.find(part) != std::string::npos;
-}
-
-std::string read(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
 
 // A fresh folder for one test's outputs and calibration cache.
 fs::path scratch(const std::string& name) {
@@ -72,18 +51,18 @@ TEST_CASE("export: every format from one plan, and a format that cannot express 
       run(mlp_export(dir, "--plan W8A8 --format onnx-qdq --output " + (dir / "mlp.onnx").string()));
   CHECK(qdq.exit_code == 0);
   CHECK(contains(qdq.output, "3 quantized layers"));
-  CHECK(contains(read(dir / "mlp.onnx"), "/net/net.1/Gemm/input_quant/QuantizeLinear"));
+  CHECK(contains(read_text(dir / "mlp.onnx"), "/net/net.1/Gemm/input_quant/QuantizeLinear"));
 
   const Result overrides = run(mlp_export(
       dir, "--plan W8A8 --format ort-overrides --output " + (dir / "ort.json").string()));
   CHECK(overrides.exit_code == 0);
-  CHECK(contains(read(dir / "ort.json"), "\"QUInt8\""));
-  CHECK(contains(read(dir / "ort.json"), "\"net.1.weight\""));
+  CHECK(contains(read_text(dir / "ort.json"), "\"QUInt8\""));
+  CHECK(contains(read_text(dir / "ort.json"), "\"net.1.weight\""));
 
   const Result json =
       run(mlp_export(dir, "--plan W8A8 --format json --output " + (dir / "plan.json").string()));
   CHECK(json.exit_code == 0);
-  CHECK(contains(read(dir / "plan.json"), "\"bitplan_export\": 1"));
+  CHECK(contains(read_text(dir / "plan.json"), "\"bitplan_export\": 1"));
 
   // TensorRT quantizes activations symmetrically: uint8 asymmetric inputs are refused with
   // the nearest spec, and the plan with it exports.
@@ -99,7 +78,7 @@ TEST_CASE("export: every format from one plan, and a format that cannot express 
       run(mlp_export(dir, "--plan " + (dir / "nearest.yaml").string() +
                               " --format trt-precisions --output " + (dir / "trt.txt").string()));
   CHECK(nearest.exit_code == 0);
-  CHECK(read(dir / "trt.txt") ==
+  CHECK(read_text(dir / "trt.txt") ==
         "/net/net.1/Gemm:int8,/net/net.3/Gemm:int8,/net/net.5/Gemm:int8\n");
   CHECK(fs::exists(dir / "trt.onnx"));
 }
@@ -129,10 +108,10 @@ TEST_CASE("export: bad input gives one message, its exit code and no partial fil
     const Result r = run("export " + model + " --plan W8" + out);
     CHECK(r.exit_code == 3);
     CHECK(contains(r.output, "exists; pass --force"));
-    CHECK(read(dir / "out.onnx") == "keep me");
+    CHECK(read_text(dir / "out.onnx") == "keep me");
     const Result forced = run("export " + model + " --plan W8" + out + " --force");
     CHECK(forced.exit_code == 0);
-    CHECK(read(dir / "out.onnx") != "keep me");
+    CHECK(read_text(dir / "out.onnx") != "keep me");
   }
   SUBCASE("a missing output folder") {
     const Result r = run("export " + model + " --plan W8 --format json --output " +

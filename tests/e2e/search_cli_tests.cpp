@@ -3,6 +3,8 @@
 // database, every policy, bad input (one clear message, the documented exit code) and Ctrl-C.
 #include <doctest/doctest.h>
 
+#include "run_bitplan.hpp"
+
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -21,6 +23,10 @@
 #include <vector>
 
 namespace fs = std::filesystem;
+using bitplan::e2e::contains;
+using bitplan::e2e::read_text;
+using bitplan::e2e::Result;
+using bitplan::e2e::run;
 using nlohmann::json;
 
 namespace {
@@ -31,33 +37,6 @@ const fs::path kLabels = "/usr/share/datasets/fashion-mnist/t10k-labels-idx1-uby
 constexpr const char* kMissing =
     "SKIPPED: Fashion-MNIST not installed (apt install dataset-fashion-mnist)";
 
-struct Result {
-  int exit_code;
-  std::string output;  // stdout and stderr together
-};
-
-Result run(const std::string& args) {
-  const std::string command = std::string(BITPLAN_EXECUTABLE) + " " + args + " 2>&1";
-  Result r{-1, ""};
-  FILE* pipe = popen(command.c_str(), "r");
-  REQUIRE(pipe != nullptr);
-  std::array<char, 4096> buffer{};
-  while (std::fgets(buffer.data(), buffer.size(), pipe)) r.output += buffer.data();
-  const int status = pclose(pipe);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  return r;
-}
-
-bool contains(const std::string& text, const std::string& part) {
-  return text.find(part) != std::string::npos;
-}
-
-std::string read_text(const fs::path& file) {
-  std::ifstream in(file);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
 
 json read_json(const fs::path& file) {
   REQUIRE(fs::exists(file));

@@ -1,0 +1,45 @@
+// What the end-to-end tests share: running the `bitplan` executable and reading its output.
+#pragma once
+
+#include <doctest/doctest.h>
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+namespace bitplan::e2e {
+
+struct Result {
+  int exit_code;
+  std::string output;  // stdout and stderr together
+};
+
+// Runs `bitplan ARGS` through the shell; a death by signal reads as 128 + signal.
+inline Result run(const std::string& args) {
+  const std::string command = std::string(BITPLAN_EXECUTABLE) + " " + args + " 2>&1";
+  Result r{-1, ""};
+  FILE* pipe = popen(command.c_str(), "r");
+  REQUIRE(pipe != nullptr);
+  std::array<char, 4096> buffer{};
+  while (std::fgets(buffer.data(), buffer.size(), pipe)) r.output += buffer.data();
+  const int status = pclose(pipe);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return r;
+}
+
+inline bool contains(const std::string& text, const std::string& part) {
+  return text.find(part) != std::string::npos;
+}
+
+inline std::string read_text(const std::filesystem::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+}  // namespace bitplan::e2e
