@@ -55,7 +55,7 @@ struct Ceiling {
 struct ModelOverhead {
   std::string model_hash, model;
   std::int64_t batch = 0;
-  double other_us = 0, other_iqr_us = 0;  // every step that is not a quantizable layer
+  double other_us = 0, other_iqr_us = 0;  // whole run minus the quantizable layers
   double total_fp32_us = 0;               // the whole fp32 run, for reference
 };
 

@@ -64,24 +64,50 @@ struct TimedRuns {
   std::vector<double> total_us;              // whole runs
 };
 
-TimedRuns time_plan(ExecutionPlan& plan, const CpuProfileOptions& options) {
+// Times `plans` together: rounds in which each plan runs once unrecorded (its weights and
+// buffers back in cache, as in a deployment running one model back to back) and then
+// kBlock recorded runs, plan after plan - so that a change in machine load reaches every
+// plan alike. `per_step[i]` records plan i's steps (run_timed) besides its whole runs.
+std::vector<TimedRuns> time_plans(const std::vector<ExecutionPlan*>& plans,
+                                  const std::vector<bool>& per_step,
+                                  const CpuProfileOptions& options) {
+  constexpr std::size_t kBlock = 5;
   // Several input sets, rotated, so no layer sees the same data twice in a row.
-  const auto inputs = random_inputs(plan, 3);
-  for (int i = 0; i < options.warmup_runs; ++i) plan.run(inputs[static_cast<std::size_t>(i) % 3]);
-  TimedRuns out;
-  out.step_us.resize(plan.steps().size());
-  std::vector<double> seconds(plan.steps().size());
-  const auto start = Clock::now();
-  for (std::size_t r = 0;
-       (static_cast<int>(r) < options.min_repeats || seconds_since(start) < options.budget_seconds) &&
-       r < 100000;
-       ++r) {
-    const auto run_start = Clock::now();
-    plan.run_timed(inputs[r % 3], seconds);
-    out.total_us.push_back(seconds_since(run_start) * 1e6);
-    for (std::size_t s = 0; s < seconds.size(); ++s) out.step_us[s].push_back(seconds[s] * 1e6);
+  const auto inputs = random_inputs(*plans.front(), 3);
+  for (auto* plan : plans)
+    for (int i = 0; i < options.warmup_runs; ++i) plan->run(inputs[static_cast<std::size_t>(i) % 3]);
+  std::vector<TimedRuns> out(plans.size());
+  std::vector<std::vector<double>> seconds(plans.size());
+  for (std::size_t p = 0; p < plans.size(); ++p) {
+    out[p].step_us.resize(plans[p]->steps().size());
+    seconds[p].resize(plans[p]->steps().size());
   }
+  const double budget = options.budget_seconds * static_cast<double>(plans.size());
+  const auto start = Clock::now();
+  for (std::size_t r = 0; (static_cast<int>(r * kBlock) < options.min_repeats ||
+                           seconds_since(start) < budget) &&
+                          r < 20000;
+       ++r)
+    for (std::size_t p = 0; p < plans.size(); ++p) {
+      plans[p]->run(inputs[r % 3]);
+      for (std::size_t k = 1; k <= kBlock; ++k) {
+        const auto& input = inputs[(r + k) % 3];
+        const auto run_start = Clock::now();
+        if (per_step[p])
+          plans[p]->run_timed(input, seconds[p]);
+        else
+          plans[p]->run(input);
+        out[p].total_us.push_back(seconds_since(run_start) * 1e6);
+        if (per_step[p])
+          for (std::size_t st = 0; st < seconds[p].size(); ++st)
+            out[p].step_us[st].push_back(seconds[p][st] * 1e6);
+      }
+    }
   return out;
+}
+
+TimedRuns time_plan(ExecutionPlan& plan, const CpuProfileOptions& options) {
+  return std::move(time_plans({&plan}, {true}, options).front());
 }
 
 // The entries of one precision from one timed plan: samples of steps with the same workload
@@ -153,6 +179,34 @@ QuantSimulator::Int8Build int8_build(const Graph& graph, const std::string& mode
                            CalibrationData{&samples, {0, 1, 2, 3, 4, 5, 6, 7}, "normal-8", {}, 8});
   return simulator.build_int8(plan);
 }
+
+std::set<std::string> layer_names(const std::vector<LayerWorkload>& workloads) {
+  std::set<std::string> out;
+  for (const auto& w : workloads) out.insert(w.layer);
+  return out;
+}
+
+// fp32 entries and the model's overhead: everything that is not a quantizable layer runs
+// the same under every plan.
+void record_fp32(const std::vector<LayerWorkload>& workloads, const ExecutionPlan& plan,
+                 TimedRuns& runs, const std::string& model_name, const std::string& model_hash,
+                 std::int64_t batch, HwProfile& profile) {
+  const std::set<std::string> layers = layer_names(workloads);
+  record_layers(workloads, plan, runs, "fp32", "oneDNN fp32 (bitplan executor)", layers, profile);
+  // The whole run minus its quantizable layers: the other ops and the executor's own per-run
+  // work (binding inputs, views), which a sum of steps would miss.
+  std::vector<double> other = runs.total_us;
+  for (std::size_t s = 0; s < plan.steps().size(); ++s)
+    if (layers.count(plan.steps()[s].name))
+      for (std::size_t r = 0; r < other.size(); ++r) other[r] -= runs.step_us[s][r];
+  const Spread other_spread = median_and_iqr(other);
+  const Spread total = median_and_iqr(runs.total_us);
+  profile.put(ModelOverhead{model_hash, model_name, batch, other_spread.median, other_spread.iqr,
+                            total.median});
+}
+
+const char* const kInt8Implementation =
+    "oneDNN u8 x s8 -> s32, per-channel scales, input quantized in the step";
 
 bool complete(const HwProfile& profile, const std::vector<LayerWorkload>& workloads,
               const std::string& precision) {
@@ -255,8 +309,6 @@ void profile_model_onednn(const Graph& graph, const std::string& model_name,
   for (const std::int64_t batch : options.batches) {
     ExecutionPlan fp32_plan(graph, PlanOptions{batch});
     const auto workloads = layer_workloads(graph, fp32_plan);
-    std::set<std::string> all_layers;
-    for (const auto& w : workloads) all_layers.insert(w.layer);
     auto say = [&](const std::string& what) {
       if (progress) progress(fmt::format("{} batch {}: {}", model_name, batch, what));
     };
@@ -266,17 +318,7 @@ void profile_model_onednn(const Graph& graph, const std::string& model_name,
                       !profile.find_model(model_hash, batch))) {
       say("timing fp32");
       TimedRuns runs = time_plan(fp32_plan, options);
-      record_layers(workloads, fp32_plan, runs, "fp32", "oneDNN fp32 (bitplan executor)",
-                    all_layers, profile);
-      // Everything that is not a quantizable layer runs the same under every plan.
-      std::vector<double> other(runs.total_us.size(), 0.0);
-      for (std::size_t s = 0; s < fp32_plan.steps().size(); ++s)
-        if (!all_layers.count(fp32_plan.steps()[s].name))
-          for (std::size_t r = 0; r < other.size(); ++r) other[r] += runs.step_us[s][r];
-      const Spread other_spread = median_and_iqr(other);
-      const Spread total = median_and_iqr(runs.total_us);
-      profile.put(ModelOverhead{model_hash, model_name, batch, other_spread.median,
-                                other_spread.iqr, total.median});
+      record_fp32(workloads, fp32_plan, runs, model_name, model_hash, batch, profile);
     }
 
     const bool want_int8 = std::count(options.precisions.begin(), options.precisions.end(), "int8");
@@ -293,9 +335,8 @@ void profile_model_onednn(const Graph& graph, const std::string& model_name,
         ExecutionPlan int8_plan(build.graph, PlanOptions{batch});
         TimedRuns runs = time_plan(int8_plan, options);
         const std::set<std::string> int8_layers(build.int8_layers.begin(), build.int8_layers.end());
-        record_layers(workloads, int8_plan, runs, "int8",
-                      "oneDNN u8 x s8 -> s32, per-channel scales, input quantized in the step",
-                      int8_layers, profile);
+        record_layers(workloads, int8_plan, runs, "int8", kInt8Implementation, int8_layers,
+                      profile);
         for (const auto& w : workloads)
           if (auto it = build.why_simulated.find(w.layer); it != build.why_simulated.end())
             if (!profile.find(w.key, "int8"))
@@ -320,28 +361,45 @@ Spread measure_plan_onednn(const Graph& graph, const std::string& model_hash,
 std::vector<Spread> measure_plans_onednn(const Graph& graph, const std::string& model_hash,
                                          const std::vector<QuantPlan>& plans, std::int64_t batch,
                                          const CpuProfileOptions& options) {
+  HwProfile unused;
+  return validate_plans_onednn(graph, "", model_hash, plans, batch, options, unused, false);
+}
+
+std::vector<Spread> validate_plans_onednn(const Graph& graph, const std::string& model_name,
+                                          const std::string& model_hash,
+                                          const std::vector<QuantPlan>& plans, std::int64_t batch,
+                                          const CpuProfileOptions& options, HwProfile& fresh,
+                                          bool retime_entries) {
   std::vector<Graph> graphs;
   std::vector<std::unique_ptr<ExecutionPlan>> executables;
+  std::vector<bool> per_step;
+  std::vector<std::string> int8_layers;
+  if (retime_entries) {
+    graphs.push_back(graph);
+    auto int8 = int8_build(graph, model_hash, uniform_plan(cpu_has_vnni() ? "W8A8" : "W7A8", graph));
+    int8_layers = int8.int8_layers;
+    graphs.push_back(std::move(int8.graph));
+    per_step = {true, true};
+  }
   for (const auto& plan : plans) {
     graphs.push_back(int8_build(graph, model_hash, plan).graph);
-    executables.push_back(std::make_unique<ExecutionPlan>(graphs.back(), PlanOptions{batch}));
+    per_step.push_back(false);
   }
-  const auto inputs = random_inputs(*executables.front(), 3);
-  for (auto& e : executables)
-    for (int i = 0; i < options.warmup_runs; ++i) e->run(inputs[static_cast<std::size_t>(i) % 3]);
-  std::vector<std::vector<double>> samples(plans.size());
-  const auto start = Clock::now();
-  const double budget = options.budget_seconds * static_cast<double>(plans.size());
-  for (std::size_t r = 0;
-       (static_cast<int>(r) < options.min_repeats || seconds_since(start) < budget) && r < 100000;
-       ++r)
-    for (std::size_t p = 0; p < plans.size(); ++p) {
-      const auto t = Clock::now();
-      executables[p]->run(inputs[r % 3]);
-      samples[p].push_back(seconds_since(t) * 1e6);
-    }
+  std::vector<ExecutionPlan*> raw;
+  for (const auto& g : graphs) {
+    executables.push_back(std::make_unique<ExecutionPlan>(g, PlanOptions{batch}));
+    raw.push_back(executables.back().get());
+  }
+  auto runs = time_plans(raw, per_step, options);
+  const std::size_t first_plan = retime_entries ? 2 : 0;
+  if (retime_entries) {
+    const auto workloads = layer_workloads(graph, *raw[0]);
+    record_fp32(workloads, *raw[0], runs[0], model_name, model_hash, batch, fresh);
+    record_layers(workloads, *raw[1], runs[1], "int8", kInt8Implementation,
+                  std::set<std::string>(int8_layers.begin(), int8_layers.end()), fresh);
+  }
   std::vector<Spread> out;
-  for (auto& s : samples) out.push_back(median_and_iqr(s));
+  for (std::size_t p = first_plan; p < runs.size(); ++p) out.push_back(median_and_iqr(runs[p].total_us));
   return out;
 }
 

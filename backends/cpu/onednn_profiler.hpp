@@ -59,6 +59,17 @@ std::vector<Spread> measure_plans_onednn(const Graph& graph, const std::string& 
                                          const std::vector<QuantPlan>& plans, std::int64_t batch,
                                          const CpuProfileOptions& options);
 
+// --validate's measurement: the plans' end-to-end latencies and, in the same interleaved
+// session (when `retime_entries`), the model's fp32 and int8 layer entries and overhead,
+// written to `fresh`. Predictions from `fresh` then test the cost model itself - sums of
+// layers, mixed precisions, the overhead - under the load the plans ran in, which drifts on
+// a shared machine between profiling and validation.
+std::vector<Spread> validate_plans_onednn(const Graph& graph, const std::string& model_name,
+                                          const std::string& model_hash,
+                                          const std::vector<QuantPlan>& plans, std::int64_t batch,
+                                          const CpuProfileOptions& options, HwProfile& fresh,
+                                          bool retime_entries = true);
+
 // Precisions the CPU backend knows, for validating --precisions.
 const std::vector<std::string>& onednn_precisions();
 
