@@ -117,6 +117,17 @@ class LatencyModel final : public CostModel {
     const KernelChoice kernel = kernel_precision(spec, profile_.backend);
     if (kernel.precision.empty()) return {0, false, kernel.unsupported};
     const LayerWorkload& w = context_.workloads[layer];
+    // Without VNNI, oneDNN's int8 kernels halve the weights (or saturate 16-bit pair sums):
+    // 8-bit weight codes would not compute what the plan says - the executor refuses them
+    // too (executor/quant/simulate.cpp) - so only <= 7-bit weights have an int8 kernel here.
+    if (kernel.precision == "int8" && profile_.backend == "onednn" &&
+        format_traits(spec.weights.format).bits == 8 && profile_.device.count("vnni") &&
+        profile_.device.at("vnni") == "no")
+      return {0, false,
+              fmt::format("weights {}: this CPU has no VNNI, so oneDNN's int8 kernels would halve "
+                          "8-bit weights (or saturate 16-bit pair sums) and compute something else; "
+                          "7-bit weights (W7A8) run exactly on them",
+                          to_string(spec.weights))};
     if (const ProfileEntry* e = profile_.find(w.key, kernel.precision)) {
       if (!e->unsupported.empty()) return {0, false, e->unsupported};
       return {e->median_us / 1e3, false, ""};
