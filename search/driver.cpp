@@ -256,9 +256,11 @@ SearchResult run_search(const DriverInputs& in, const Progress& progress,
 
   // --- Evaluation machinery -----------------------------------------------------------------
   const std::string calibration_name = "minmax";
+  const std::int64_t subset_n =
+      std::min<std::int64_t>(opt.subset, static_cast<std::int64_t>(in.validation.size()));
   const std::string context_key = fmt::format(
-      "model={}|data={}|calibration={}|batch={}|executor=1", in.model_hash, in.dataset_id,
-      in.calibration.selection_id, in.eval_batch);
+      "model={}|data={}|calibration={}|batch={}|subset={}|order=shuffled", in.model_hash,
+      in.dataset_id, in.calibration.selection_id, in.eval_batch, subset_n);
   if (!opt.database.parent_path().empty()) std::filesystem::create_directories(opt.database.parent_path());
   ResultsDb db(opt.database);
   const std::string run_id = fmt::format("{}|{}|seed={}", opt.output.string(), opt.policy, opt.seed);
@@ -270,10 +272,14 @@ SearchResult run_search(const DriverInputs& in, const Progress& progress,
 
   QuantSimulator simulator(graph, in.model_hash, in.calibration);
   say("calibrating and evaluating the fp32 reference");
-  const std::int64_t subset_n =
-      std::min<std::int64_t>(opt.subset, static_cast<std::int64_t>(in.validation.size()));
+  // Subsets are prefixes of one fixed shuffle of the validation selection: a dataset in class
+  // order (image folders) would otherwise give subsets of one or two classes.
+  std::vector<std::int64_t> shuffled;
+  for (const auto i : select_indices(Selection{0, 0x5EEDB17, 0},
+                                     static_cast<std::int64_t>(in.validation.size()), "search subsets"))
+    shuffled.push_back(in.validation[static_cast<std::size_t>(i)]);
   const std::int64_t sens_n = std::min(opt.sensitivity_subset, subset_n);
-  const std::vector<std::int64_t> subset(in.validation.begin(), in.validation.begin() + subset_n);
+  const std::vector<std::int64_t> subset(shuffled.begin(), shuffled.begin() + subset_n);
   const SubsetEvaluator evaluator(graph, *in.dataset, subset, in.eval_batch);
   const SubsetEvaluator sens_evaluator(
       graph, *in.dataset, std::vector<std::int64_t>(subset.begin(), subset.begin() + sens_n),
@@ -371,7 +377,8 @@ SearchResult run_search(const DriverInputs& in, const Progress& progress,
     if (std::find(baseline_names.begin(), baseline_names.end(), label) == baseline_names.end())
       baseline_names.push_back(label);
   for (const auto& name : baseline_names) {
-    Baseline b{name, {}, ""};
+    Baseline b;
+    b.name = name;
     QuantPlan plan;
     plan.model_hash = in.model_hash;
     // A uniform plan applies the spec wherever it can be simulated; layers it cannot fit
@@ -385,6 +392,7 @@ SearchResult run_search(const DriverInputs& in, const Progress& progress,
       }
       if (q.quantized()) plan.layers[layer.name] = q;
     }
+    b.plan = plan;
     b.metrics = evaluate_plan(plan, evaluator, context_key, "uniform:" + name, nullptr);
     std::vector<std::pair<std::string, std::string>> unsupported;
     cost_metrics(plan, b.metrics, &unsupported);
@@ -552,8 +560,8 @@ SearchResult run_search(const DriverInputs& in, const Progress& progress,
     const auto final_start = Clock::now();
     const std::int64_t final_n =
         opt.final_samples > 0
-            ? std::min<std::int64_t>(opt.final_samples, static_cast<std::int64_t>(in.validation.size()))
-            : static_cast<std::int64_t>(in.validation.size());
+            ? std::min<std::int64_t>(opt.final_samples, static_cast<std::int64_t>(shuffled.size()))
+            : static_cast<std::int64_t>(shuffled.size());
     const bool local_cpu = in.profile && in.profile->backend == "onednn" &&
                            in.profile->device.count("name") &&
                            in.profile->device.at("name") == query_cpu().model;
@@ -561,7 +569,7 @@ SearchResult run_search(const DriverInputs& in, const Progress& progress,
     const std::string final_context = context_key + fmt::format("|final={}", final_n);
     if (final_n > subset_n) {
       full.emplace(graph, *in.dataset,
-                   std::vector<std::int64_t>(in.validation.begin(), in.validation.begin() + final_n),
+                   std::vector<std::int64_t>(shuffled.begin(), shuffled.begin() + final_n),
                    in.eval_batch);
       result.fp32.top1 = full->reference().top1;
       result.fp32.samples = full->reference().samples;
@@ -585,6 +593,16 @@ SearchResult run_search(const DriverInputs& in, const Progress& progress,
         e.measured_latency_ms = s.median / 1e3;
         e.measured_latency_iqr_ms = s.iqr / 1e3;
       }
+    }
+    // The uniform baselines on the same final selection, so the comparison is like for like.
+    for (auto& b : result.baselines) {
+      if (stop) break;
+      PlanMetrics m = full ? evaluate_plan(b.plan, *full, final_context, "uniform:" + b.name, nullptr)
+                           : b.metrics;
+      m.latency_ms = b.metrics.latency_ms;
+      m.size_bytes = b.metrics.size_bytes;
+      m.gbops = b.metrics.gbops;
+      b.final_metrics = m;
     }
     if (stop) {
       result.interrupted = true;

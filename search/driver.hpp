@@ -68,8 +68,10 @@ struct EvaluatedPlan {
 
 struct Baseline {
   std::string name;
-  PlanMetrics metrics;
+  PlanMetrics metrics;      // on the search subset
   std::string unsupported;  // why the target cannot run it (latency then NaN)
+  QuantPlan plan;
+  std::optional<PlanMetrics> final_metrics;  // on the final selection, beside the front's
 };
 
 struct SearchResult {

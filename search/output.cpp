@@ -184,6 +184,7 @@ void write_results(const std::filesystem::path& dir, const SearchResult& r, cons
   for (const auto& b : r.baselines)
     baselines.push_back({{"name", b.name},
                          {"metrics", metrics_json(b.metrics)},
+                         {"final", b.final_metrics ? metrics_json(*b.final_metrics) : json(nullptr)},
                          {"unsupported", b.unsupported}});
   const json doc = {{"bitplan_results", 1},
                     {"model", info.model_name},
@@ -236,8 +237,9 @@ void write_results(const std::filesystem::path& dir, const SearchResult& r, cons
   }
   for (const auto& b : r.baselines) {
     if (b.metrics.samples == 0) continue;
-    lat_points.push_back({b.metrics.latency_ms, 100 * b.metrics.top1, 0, b.name, "baseline"});
-    size_points.push_back({b.metrics.size_bytes / 1e6, 100 * b.metrics.top1, 0, b.name, "baseline"});
+    const PlanMetrics& m = b.final_metrics ? *b.final_metrics : b.metrics;
+    lat_points.push_back({m.latency_ms, 100 * m.top1, 0, b.name, "baseline"});
+    size_points.push_back({m.size_bytes / 1e6, 100 * m.top1, 0, b.name, "baseline"});
   }
   std::string html = fmt::format(
       R"~(<!DOCTYPE html><html><head><meta charset="utf-8"><title>bitplan: {}</title>)~"
@@ -272,11 +274,12 @@ void write_results(const std::filesystem::path& dir, const SearchResult& r, cons
                               : "<span class=muted>not this machine</span>",
         e.metrics.size_bytes / 1e6, e.metrics.gbops);
   }
-  html += "</table><h2>Uniform baselines (same subset)</h2><table><tr><th>plan</th><th>top-1</th>"
-          "<th>predicted latency (ms)</th><th>size (MB)</th><th class=l>note</th></tr>";
+  html += "</table><h2>Uniform baselines</h2><table><tr><th>plan</th><th>top-1 (subset)</th>"
+          "<th>top-1 (final)</th><th>predicted latency (ms)</th><th>size (MB)</th><th class=l>note</th></tr>";
   for (const auto& b : r.baselines)
-    html += fmt::format("<tr><td class=l>{}</td><td>{:.2f}%</td><td>{}</td><td>{:.4f}</td><td class=l>{}</td></tr>",
+    html += fmt::format("<tr><td class=l>{}</td><td>{:.2f}%</td><td>{}</td><td>{}</td><td>{:.4f}</td><td class=l>{}</td></tr>",
                         b.name, 100 * b.metrics.top1,
+                        b.final_metrics ? fmt::format("{:.2f}%", 100 * b.final_metrics->top1) : "&ndash;",
                         std::isfinite(b.metrics.latency_ms) ? fmt::format("{:.4f}", b.metrics.latency_ms) : "&ndash;",
                         b.metrics.size_bytes / 1e6, html_escape(b.unsupported));
   html += "</table><h2>Per-layer choices of the front plans</h2><table><tr><th>layer</th>";
