@@ -115,9 +115,10 @@ HwProfile load_hw_profile(const std::filesystem::path& path) {
     fail_input("hardware profile '{}': expected a mapping with 'bitplan_hw_profile: {}' at the top",
                path.string(), HwProfile::kVersion);
   if (!root["bitplan_hw_profile"])
-    fail_input("hardware profile '{}': no 'bitplan_hw_profile' version field; is this a bitplan "
-               "profile?",
-               path.string());
+    fail_input(
+        "hardware profile '{}': no 'bitplan_hw_profile' version field; is this a bitplan "
+        "profile?",
+        path.string());
   const int version = field<int>(path, root, "bitplan_hw_profile");
   if (version != HwProfile::kVersion)
     schema_error(path, root["bitplan_hw_profile"],
@@ -140,8 +141,9 @@ HwProfile load_hw_profile(const std::filesystem::path& path) {
                             optional_field<std::string>(path, c, "how", "")});
       // A ceiling divides in the roofline estimate: it must be a positive rate.
       if (!std::isfinite(p.ceilings.back().value) || p.ceilings.back().value <= 0)
-        schema_error(path, c, fmt::format("ceiling '{}' must be a finite number > 0, got {}",
-                                          p.ceilings.back().name, p.ceilings.back().value));
+        schema_error(path, c,
+                     fmt::format("ceiling '{}' must be a finite number > 0, got {}",
+                                 p.ceilings.back().name, p.ceilings.back().value));
     }
   if (const auto node = sequence(path, root, "entries"))
     for (const auto& e : node) {
@@ -195,9 +197,9 @@ void save_hw_profile(const std::filesystem::path& path, const HwProfile& p) {
   }
   out << YAML::Key << "ceilings" << YAML::Value << YAML::BeginSeq;
   for (const auto& c : p.ceilings)
-    out << YAML::Flow << YAML::BeginMap << YAML::Key << "name" << YAML::Value << c.name
-        << YAML::Key << "value" << YAML::Value << c.value << YAML::Key << "unit" << YAML::Value
-        << c.unit << YAML::Key << "how" << YAML::Value << c.how << YAML::EndMap;
+    out << YAML::Flow << YAML::BeginMap << YAML::Key << "name" << YAML::Value << c.name << YAML::Key
+        << "value" << YAML::Value << c.value << YAML::Key << "unit" << YAML::Value << c.unit
+        << YAML::Key << "how" << YAML::Value << c.how << YAML::EndMap;
   out << YAML::EndSeq;
   out << YAML::Key << "entries" << YAML::Value << YAML::BeginSeq;
   for (const auto& e : p.entries) {
@@ -216,10 +218,10 @@ void save_hw_profile(const std::filesystem::path& path, const HwProfile& p) {
   out << YAML::EndSeq;
   out << YAML::Key << "conversions" << YAML::Value << YAML::BeginSeq;
   for (const auto& c : p.conversions)
-    out << YAML::Flow << YAML::BeginMap << YAML::Key << "from" << YAML::Value << c.from
-        << YAML::Key << "to" << YAML::Value << c.to << YAML::Key << "elements" << YAML::Value
-        << c.elements << YAML::Key << "median_us" << YAML::Value << c.median_us << YAML::Key
-        << "iqr_us" << YAML::Value << c.iqr_us << YAML::EndMap;
+    out << YAML::Flow << YAML::BeginMap << YAML::Key << "from" << YAML::Value << c.from << YAML::Key
+        << "to" << YAML::Value << c.to << YAML::Key << "elements" << YAML::Value << c.elements
+        << YAML::Key << "median_us" << YAML::Value << c.median_us << YAML::Key << "iqr_us"
+        << YAML::Value << c.iqr_us << YAML::EndMap;
   out << YAML::EndSeq;
   out << YAML::Key << "models" << YAML::Value << YAML::BeginSeq;
   for (const auto& m : p.models)

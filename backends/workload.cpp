@@ -36,9 +36,10 @@ LayerWorkload conv_workload(const Node& node, const StepInfo& step) {
   const Dims& wt = step.input_dims.at(1);
   const Dims& y = step.output_dims.at(0);
   if (x.size() < 3 || x.size() > 4)
-    fail_unsupported("describing layer '{}' for profiling: a {}-D convolution (only 1-D and 2-D "
-                     "are profiled)",
-                     node.name, x.size() - 2);
+    fail_unsupported(
+        "describing layer '{}' for profiling: a {}-D convolution (only 1-D and 2-D "
+        "are profiled)",
+        node.name, x.size() - 2);
   const std::size_t spatial = x.size() - 2;
   const bool two_d = spatial == 2;
   LayerWorkload w;

@@ -458,8 +458,8 @@ options)");
   }
   if (!predictions_path.empty()) {
     const std::vector<std::int64_t>& top1 = q ? q->predictions : r.predictions;
-    write_npy(predictions_path, Tensor::from_values<std::int64_t>(
-                                    {static_cast<std::int64_t>(top1.size())}, top1));
+    write_npy(predictions_path,
+              Tensor::from_values<std::int64_t>({static_cast<std::int64_t>(top1.size())}, top1));
   }
   if (vm.count("json")) {
     auto per_class = [&](const EvalResult& e) {
@@ -572,7 +572,8 @@ int main(int argc, char** argv) {
     if (command == "sensitivity") return cmd_sensitivity(args);
     if (command == "export") return cmd_export(args);
     fail(ErrorKind::usage,
-         "unknown command '{}'; commands are inspect, evaluate, debug, search, sensitivity, profile, cost, export, devices (bitplan --help)",
+         "unknown command '{}'; commands are inspect, evaluate, debug, search, sensitivity, "
+         "profile, cost, export, devices (bitplan --help)",
          command);
   } catch (const Error& e) {
     std::cerr << "bitplan: error: " << e.what() << "\n";

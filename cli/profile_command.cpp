@@ -29,10 +29,11 @@ using json = nlohmann::ordered_json;
 std::string default_cpu_target() {
   const CpuDevice cpu = query_cpu();
   std::string name = "cpu-" + cpu.model;
-  for (char& c : name) c = std::isalnum(static_cast<unsigned char>(c)) ? static_cast<char>(std::tolower(c)) : '-';
-  name.erase(std::unique(name.begin(), name.end(),
-                         [](char a, char b) { return a == '-' && b == '-'; }),
-             name.end());
+  for (char& c : name)
+    c = std::isalnum(static_cast<unsigned char>(c)) ? static_cast<char>(std::tolower(c)) : '-';
+  name.erase(
+      std::unique(name.begin(), name.end(), [](char a, char b) { return a == '-' && b == '-'; }),
+      name.end());
   return fmt::format("{}-{}t", name, num_threads());
 }
 
@@ -84,8 +85,8 @@ options)");
               target, emit_dir, validate_json;
   int threads = 0;
   double budget = 1.5;
-  desc.add_options()("help,h", "show this help")(
-      "backend", po::value(&backend), "onednn (this CPU) or cuda")(
+  desc.add_options()("help,h", "show this help")("backend", po::value(&backend),
+                                                 "onednn (this CPU) or cuda")(
       "model", po::value(&models)->composing(), "ONNX model (repeatable)")(
       "batch", po::value(&batches_text), "batch sizes, comma-separated (default 1)")(
       "precisions", po::value(&precisions_text), "precisions to time (default fp32,int8,bf16)")(
@@ -122,7 +123,8 @@ options)");
       for (const auto batch : options.batches) {
         const ExecutionPlan plan(model.graph, PlanOptions{batch});
         const fs::path file =
-            fs::path(emit_dir) / fmt::format("{}_b{}.json", fs::path(model_path).stem().string(), batch);
+            fs::path(emit_dir) /
+            fmt::format("{}_b{}.json", fs::path(model_path).stem().string(), batch);
         write_workloads_json(file, fs::path(model_path).filename().string(), batch,
                              options.precisions, layer_workloads(model.graph, plan));
         fmt::print("wrote {}\n", file.string());
@@ -132,12 +134,13 @@ options)");
   }
   if (backend == "cuda") {
     const CudaInventory cuda = query_cuda();
-    fail_unsupported("profile --backend cuda: {}; measure on a GPU machine with "
-                     "bitplan-cuda-profile and the workloads from --emit-workloads "
-                     "(docs/cuda_backend.md)",
-                     cuda.unavailable.empty()
-                         ? "this command times the CPU; GPU layers are timed by bitplan-cuda-profile"
-                         : cuda.unavailable);
+    fail_unsupported(
+        "profile --backend cuda: {}; measure on a GPU machine with "
+        "bitplan-cuda-profile and the workloads from --emit-workloads "
+        "(docs/cuda_backend.md)",
+        cuda.unavailable.empty()
+            ? "this command times the CPU; GPU layers are timed by bitplan-cuda-profile"
+            : cuda.unavailable);
   }
   for (const auto& p : options.precisions)
     if (std::find(onednn_precisions().begin(), onednn_precisions().end(), p) ==
@@ -155,9 +158,10 @@ options)");
       fail_input("profile '{}' was measured on {} '{}', not on this CPU '{}'; give another --out",
                  out, profile.backend, profile.device["name"], here);
     if (profile.device["threads"] != std::to_string(num_threads()))
-      fail_input("profile '{}' was measured with {} threads, this run uses {}; give --threads {} "
-                 "or another --out",
-                 out, profile.device["threads"], num_threads(), profile.device["threads"]);
+      fail_input(
+          "profile '{}' was measured with {} threads, this run uses {}; give --threads {} "
+          "or another --out",
+          out, profile.device["threads"], num_threads(), profile.device["threads"]);
   } else {
     profile.target = target;
   }
@@ -179,7 +183,8 @@ options)");
   }
   fmt::print("profile {}: {} entries, {} models\n", out, profile.entries.size(),
              profile.models.size());
-  for (const auto& c : profile.ceilings) fmt::print("  ceiling {} = {:.1f} {}\n", c.name, c.value, c.unit);
+  for (const auto& c : profile.ceilings)
+    fmt::print("  ceiling {} = {:.1f} {}\n", c.name, c.value, c.unit);
 
   if (!vm.count("validate")) return 0;
   json rows = json::array();
@@ -203,8 +208,9 @@ options)");
       }
       // Entries re-timed in the same interleaved session (see validate_plans_onednn).
       HwProfile fresh = profile;
-      const auto measured = validate_plans_onednn(model.graph, fs::path(model_path).filename().string(),
-                                                  hash, runnable, batch, options, fresh);
+      const auto measured =
+          validate_plans_onednn(model.graph, fs::path(model_path).filename().string(), hash,
+                                runnable, batch, options, fresh);
       const auto fresh_latency = make_latency_model(context, fresh);
       for (std::size_t i = 0; i < runnable.size(); ++i) {
         const auto& [name, cost] = predicted[i];
@@ -214,9 +220,11 @@ options)");
         const double stored_error = (cost.total - measured_ms) / measured_ms;
         errors.push_back(std::abs(error));
         stored_errors.push_back(std::abs(stored_error));
-        fmt::print("{:<24} {:>5} {:<22} {:>8.3f} ms {:>8.3f} ({:.3f}) ms {:>+7.1f}%   {:>8.3f} ms {:>+7.1f}%\n",
-                   fs::path(model_path).filename().string(), batch, name, same_session,
-                   measured_ms, measured[i].iqr / 1e3, 100 * error, cost.total, 100 * stored_error);
+        fmt::print(
+            "{:<24} {:>5} {:<22} {:>8.3f} ms {:>8.3f} ({:.3f}) ms {:>+7.1f}%   {:>8.3f} ms "
+            "{:>+7.1f}%\n",
+            fs::path(model_path).filename().string(), batch, name, same_session, measured_ms,
+            measured[i].iqr / 1e3, 100 * error, cost.total, 100 * stored_error);
         rows.push_back({{"model", fs::path(model_path).filename().string()},
                         {"batch", batch},
                         {"plan", name},
@@ -235,18 +243,19 @@ options)");
     return v.empty() ? 0.0 : v[v.size() / 2];
   };
   const double median = median_of(errors), stored_median = median_of(stored_errors);
-  fmt::print("median |error| {:.1f}% over {} runs (max {:.1f}%) with entries timed in the same "
-             "session; {:.1f}% against the stored profile\n",
-             100 * median, errors.size(),
-             errors.empty() ? 0 : 100 * *std::max_element(errors.begin(), errors.end()),
-             100 * stored_median);
+  fmt::print(
+      "median |error| {:.1f}% over {} runs (max {:.1f}%) with entries timed in the same "
+      "session; {:.1f}% against the stored profile\n",
+      100 * median, errors.size(),
+      errors.empty() ? 0 : 100 * *std::max_element(errors.begin(), errors.end()),
+      100 * stored_median);
   if (!validate_json.empty())
     write_file_atomic(validate_json, json{{"profile", out},
                                           {"threads", num_threads()},
                                           {"median_abs_error", median},
                                           {"median_abs_error_vs_stored_profile", stored_median},
                                           {"rows", rows}}
-                                         .dump(1) +
+                                             .dump(1) +
                                          "\n");
   return 0;
 }
@@ -256,7 +265,8 @@ options)");
 namespace bitplan {
 
 int cmd_cost(const std::vector<std::string>& args) {
-  po::options_description desc(R"(bitplan cost --model MODEL.onnx --plan PLAN --target PROFILE.yaml [options]
+  po::options_description desc(
+      R"(bitplan cost --model MODEL.onnx --plan PLAN --target PROFILE.yaml [options]
 
 What a plan costs on a target, layer by layer: the kernel precision each layer's spec runs on,
 its latency from the profile (measured, or a flagged roofline estimate), its size and BOPs,
@@ -281,13 +291,16 @@ options)");
   const LoadedModel model = load_model(model_path);
   const std::string hash = model_file_hash(model_path);
   const HwProfile profile = load_hw_profile(target);
-  const bool is_file = plan_arg.ends_with(".yaml") || plan_arg.ends_with(".yml") || fs::exists(plan_arg);
-  const QuantPlan plan = is_file ? load_plan(plan_arg, model.graph, hash) : uniform_plan(plan_arg, model.graph);
+  const bool is_file =
+      plan_arg.ends_with(".yaml") || plan_arg.ends_with(".yml") || fs::exists(plan_arg);
+  const QuantPlan plan =
+      is_file ? load_plan(plan_arg, model.graph, hash) : uniform_plan(plan_arg, model.graph);
   const CostContext context = CostContext::build(model.graph, hash, batch);
   const auto latency = make_latency_model(context, profile);
   const auto size = make_size_model(context);
   const auto bops = make_bops_model(context);
-  const PlanCost lat = latency->plan_cost(plan), bytes = size->plan_cost(plan), ops = bops->plan_cost(plan);
+  const PlanCost lat = latency->plan_cost(plan), bytes = size->plan_cost(plan),
+                 ops = bops->plan_cost(plan);
   json layers = json::array();
   const LayerQuant fp32{};
   for (std::size_t i = 0; i < context.layers.size(); ++i) {
@@ -295,16 +308,17 @@ options)");
     const LayerQuant& q = it == plan.layers.end() ? fp32 : it->second;
     const KernelChoice kernel = kernel_precision(q, profile.backend);
     const LayerCost c = latency->layer_cost(i, q);
-    layers.push_back({{"layer", context.layers[i].name},
-                      {"key", context.workloads[i].key},
-                      {"weights", to_string(q.weights)},
-                      {"activations", to_string(q.activations)},
-                      {"kernel", kernel.precision},
-                      {"latency_ms", c.unsupported.empty() ? json(lat.per_layer[i]) : json(nullptr)},
-                      {"estimated", c.estimated},
-                      {"unsupported", c.unsupported},
-                      {"size_bytes", bytes.per_layer[i]},
-                      {"gbops", ops.per_layer[i]}});
+    layers.push_back(
+        {{"layer", context.layers[i].name},
+         {"key", context.workloads[i].key},
+         {"weights", to_string(q.weights)},
+         {"activations", to_string(q.activations)},
+         {"kernel", kernel.precision},
+         {"latency_ms", c.unsupported.empty() ? json(lat.per_layer[i]) : json(nullptr)},
+         {"estimated", c.estimated},
+         {"unsupported", c.unsupported},
+         {"size_bytes", bytes.per_layer[i]},
+         {"gbops", ops.per_layer[i]}});
   }
   const json out = {{"model", fs::path(model_path).filename().string()},
                     {"target", profile.target},
@@ -318,25 +332,28 @@ options)");
   if (vm.count("json")) {
     std::cout << out.dump(2) << "\n";
   } else {
-    fmt::print("{:<40} {:<36} {:<8} {:>12} {:>12}\n", "layer", "spec (w / a)", "kernel", "latency ms",
-               "size bytes");
+    fmt::print("{:<40} {:<36} {:<8} {:>12} {:>12}\n", "layer", "spec (w / a)", "kernel",
+               "latency ms", "size bytes");
     for (const auto& l : layers)
       fmt::print("{:<40} {:<36} {:<8} {:>12} {:>12.0f}\n", l["layer"].get<std::string>(),
                  l["weights"].get<std::string>() + " / " + l["activations"].get<std::string>(),
                  l["kernel"].get<std::string>(),
-                 l["latency_ms"].is_null()
-                     ? std::string("-")
-                     : fmt::format("{:.4f}{}", l["latency_ms"].get<double>(), l["estimated"].get<bool>() ? "*" : ""),
+                 l["latency_ms"].is_null() ? std::string("-")
+                                           : fmt::format("{:.4f}{}", l["latency_ms"].get<double>(),
+                                                         l["estimated"].get<bool>() ? "*" : ""),
                  l["size_bytes"].get<double>());
-    fmt::print("other ops {:.4f} ms; total latency {} ms{}, size {:.0f} bytes, {:.4g} GBOPs\n", lat.fixed,
-               lat.supported() ? fmt::format("{:.4f}", lat.total) : "n/a",
-               lat.estimated_layers ? fmt::format(" ({} layers estimated from ceilings, *)", lat.estimated_layers) : "",
+    fmt::print("other ops {:.4f} ms; total latency {} ms{}, size {:.0f} bytes, {:.4g} GBOPs\n",
+               lat.fixed, lat.supported() ? fmt::format("{:.4f}", lat.total) : "n/a",
+               lat.estimated_layers
+                   ? fmt::format(" ({} layers estimated from ceilings, *)", lat.estimated_layers)
+                   : "",
                bytes.total, ops.total);
   }
   if (!lat.supported()) {
     std::string list;
     for (const auto& [layer, why] : lat.unsupported) list += fmt::format("\n  {}: {}", layer, why);
-    fail_unsupported("plan '{}' has layers with no kernel on {}:{}", plan_arg, profile.target, list);
+    fail_unsupported("plan '{}' has layers with no kernel on {}:{}", plan_arg, profile.target,
+                     list);
   }
   return 0;
 }

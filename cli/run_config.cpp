@@ -71,8 +71,8 @@ search::SearchOptions parse_search(const std::filesystem::path& file, const YAML
     } else if (key == "objectives") {
       s.objectives = string_list(file, v, name);
       for (const auto& o : s.objectives)
-        if (o != "accuracy" && o != "latency" && o != "size" && o != "bops" &&
-            o != "worst_class" && o != "kl")
+        if (o != "accuracy" && o != "latency" && o != "size" && o != "bops" && o != "worst_class" &&
+            o != "kl")
           schema_error(file, v,
                        fmt::format("objective '{}' is not one of accuracy, latency, size, bops, "
                                    "worst_class, kl",
@@ -82,10 +82,14 @@ search::SearchOptions parse_search(const std::filesystem::path& file, const YAML
       for (const auto& c : v) {
         const std::string ck = c.first.as<std::string>();
         const double value = positive<double>(file, c.second, "search.constraints." + ck, true);
-        if (ck == "max_latency_ms") s.max_latency_ms = value;
-        else if (ck == "max_size_mb") s.max_size_mb = value;
-        else if (ck == "max_accuracy_drop") s.max_accuracy_drop = value;
-        else if (ck == "max_worst_class_drop") s.max_worst_class_drop = value;
+        if (ck == "max_latency_ms")
+          s.max_latency_ms = value;
+        else if (ck == "max_size_mb")
+          s.max_size_mb = value;
+        else if (ck == "max_accuracy_drop")
+          s.max_accuracy_drop = value;
+        else if (ck == "max_worst_class_drop")
+          s.max_worst_class_drop = value;
         else
           schema_error(file, c.first,
                        fmt::format("unknown constraint '{}'; known: max_latency_ms, max_size_mb, "
@@ -103,12 +107,14 @@ search::SearchOptions parse_search(const std::filesystem::path& file, const YAML
       for (const auto& b : v) {
         const std::string bk = b.first.as<std::string>();
         if (bk == "evaluations")
-          s.max_evaluations = positive<std::int64_t>(file, b.second, "search.budget.evaluations", true);
+          s.max_evaluations =
+              positive<std::int64_t>(file, b.second, "search.budget.evaluations", true);
         else if (bk == "seconds")
           s.max_seconds = positive<double>(file, b.second, "search.budget.seconds", true);
         else
-          schema_error(file, b.first,
-                       fmt::format("unknown key 'search.budget.{}'; known: evaluations, seconds", bk));
+          schema_error(
+              file, b.first,
+              fmt::format("unknown key 'search.budget.{}'; known: evaluations, seconds", bk));
       }
     } else if (key == "subset") {
       s.subset = positive<std::int64_t>(file, v, name, false);
@@ -144,8 +150,7 @@ void apply_override(const std::filesystem::path& file, YAML::Node root, const st
   const std::string key = text.substr(0, eq);
   while (start <= key.size()) {
     const std::size_t dot = std::min(key.find('.', start), key.size());
-    if (dot == start)
-      fail(ErrorKind::usage, "--set '{}': empty name in the key '{}'", text, key);
+    if (dot == start) fail(ErrorKind::usage, "--set '{}': empty name in the key '{}'", text, key);
     path.push_back(key.substr(start, dot - start));
     start = dot + 1;
   }
@@ -191,8 +196,9 @@ RunConfig load_run_config(const std::filesystem::path& path,
     if (!known.count(key))
       schema_error(
           path, kv.first,
-          fmt::format("unknown section '{}'; known sections are model, dataset, evaluate, target, search",
-                      key));
+          fmt::format(
+              "unknown section '{}'; known sections are model, dataset, evaluate, target, search",
+              key));
   }
   if (!root["model"])
     fail_input("config '{}': the 'model' entry (path to an ONNX file) is required", path.string());

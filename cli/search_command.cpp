@@ -21,11 +21,14 @@ namespace po = boost::program_options;
 namespace fs = std::filesystem;
 
 std::atomic<bool> g_interrupted{false};
-extern "C" void on_sigint(int) { g_interrupted = true; }
+extern "C" void on_sigint(int) {
+  g_interrupted = true;
+}
 
 int run(const std::vector<std::string>& args, bool sensitivity_only) {
   const char* name = sensitivity_only ? "sensitivity" : "search";
-  po::options_description desc(fmt::format(R"(bitplan {} --config RUN.yaml [options]
+  po::options_description desc(fmt::format(
+      R"(bitplan {} --config RUN.yaml [options]
 
 {}
 Every field of the config can be overridden: --set search.policy=random --set
@@ -35,23 +38,28 @@ search.constraints.max_accuracy_drop=0.5 (repeatable). Results go to search.outp
 Ctrl-C writes the partial front and exits with 130; running the same command again resumes.
 
 options)",
-                                           name,
-                                           sensitivity_only
-                                               ? "Per-layer sensitivity: the metric change when only one layer takes one candidate\nspec, for every layer and candidate of the search space (sensitivity.csv, report.html).\n"
-                                               : "Searches per-layer quantization plans and writes the Pareto front over the\nconfigured objectives (accuracy, predicted latency on the target, size...).\n"));
+      name,
+      sensitivity_only
+          ? "Per-layer sensitivity: the metric change when only one layer takes one "
+            "candidate\nspec, for every layer and candidate of the search space (sensitivity.csv, "
+            "report.html).\n"
+          : "Searches per-layer quantization plans and writes the Pareto front over "
+            "the\nconfigured objectives (accuracy, predicted latency on the target, size...).\n"));
   std::string config_path, policy, output, target;
   std::vector<std::string> sets;
   std::int64_t evaluations = -1, seed = -1;
   double seconds = -1;
   int threads = -1;
-  desc.add_options()("help,h", "show this help")("config", po::value(&config_path), "run config (YAML)")(
-      "set", po::value(&sets)->composing(), "override a config field: KEY=VALUE")(
-      "policy", po::value(&policy), "exact, nsga2, reinforce or random (= --set search.policy=...)")(
+  desc.add_options()("help,h", "show this help")(
+      "config", po::value(&config_path), "run config (YAML)")("set", po::value(&sets)->composing(),
+                                                              "override a config field: KEY=VALUE")(
+      "policy", po::value(&policy),
+      "exact, nsga2, reinforce or random (= --set search.policy=...)")(
       "evaluations", po::value(&evaluations), "evaluation budget (0 = no limit)")(
       "seconds", po::value(&seconds), "wall-clock budget of the policy loop (0 = no limit)")(
       "seed", po::value(&seed), "random seed")("output", po::value(&output), "results folder")(
-      "target", po::value(&target), "hardware profile (YAML)")(
-      "threads", po::value(&threads), "threads (0 = all cores)")(
+      "target", po::value(&target), "hardware profile (YAML)")("threads", po::value(&threads),
+                                                               "threads (0 = all cores)")(
       "dry-run", "print the resolved run and the size of the space, evaluate nothing");
   const auto vm = parse_options(desc, args);
   if (vm.count("help")) {
@@ -97,7 +105,8 @@ options)",
   in.sensitivity_only = sensitivity_only;
   if (in.profile) {
     // The latency batch must have been profiled for this model (else roofline estimates).
-    if (!in.profile->find_model(hash, config.search.latency_batch) && in.profile->backend == "onednn")
+    if (!in.profile->find_model(hash, config.search.latency_batch) &&
+        in.profile->backend == "onednn")
       fmt::print(stderr,
                  "bitplan: warning: profile '{}' has no measurement of {} at batch {}: latencies "
                  "are roofline estimates; run `bitplan profile --model {} --batch {} --out {}`\n",
@@ -124,8 +133,8 @@ options)",
   const search::SearchResult result = search::run_search(in, progress, g_interrupted);
   if (tty) std::cerr << "\r\033[K";
   if (in.dry_run) {
-    fmt::print("model    {} ({})\ntarget   {}\npolicy   {} (seed {})\nspace    {}\n",
-               in.model_name, hash, config.target.empty() ? "(none)" : config.target.string(),
+    fmt::print("model    {} ({})\ntarget   {}\npolicy   {} (seed {})\nspace    {}\n", in.model_name,
+               hash, config.target.empty() ? "(none)" : config.target.string(),
                config.search.policy, config.search.seed, result.space_description);
     fmt::print("objectives {}\nbudget   {} evaluations, {} s\noutput   {}\ndatabase {}\n",
                fmt::join(config.search.objectives, ", "), config.search.max_evaluations,
@@ -143,24 +152,24 @@ options)",
   std::string command = "bitplan";
   command += sensitivity_only ? " sensitivity" : " search";
   for (const auto& a : args) command += " " + a;
-  search::write_results(config.search.output, result,
-                        {in.model_name, hash, config_path, command});
-  fmt::print("{}: {} evaluations ({} from the database) in {:.1f} s (sensitivity {:.1f} s, "
-             "search {:.1f} s, final {:.1f} s); {}\n",
-             name, result.evaluations.size(), result.evaluations_reused,
-             result.seconds_sensitivity + result.seconds_search + result.seconds_final,
-             result.seconds_sensitivity, result.seconds_search, result.seconds_final,
-             result.stop_reason);
+  search::write_results(config.search.output, result, {in.model_name, hash, config_path, command});
+  fmt::print(
+      "{}: {} evaluations ({} from the database) in {:.1f} s (sensitivity {:.1f} s, "
+      "search {:.1f} s, final {:.1f} s); {}\n",
+      name, result.evaluations.size(), result.evaluations_reused,
+      result.seconds_sensitivity + result.seconds_search + result.seconds_final,
+      result.seconds_sensitivity, result.seconds_search, result.seconds_final, result.stop_reason);
   if (!sensitivity_only) {
-    fmt::print("fp32 top-1 {:.2f}%; front of {} plans (hypervolume {:.4f}):\n", 100 * result.fp32.top1,
-               result.front.size(), result.hypervolume);
+    fmt::print("fp32 top-1 {:.2f}%; front of {} plans (hypervolume {:.4f}):\n",
+               100 * result.fp32.top1, result.front.size(), result.hypervolume);
     for (std::size_t k = 0; k < result.front.size(); ++k) {
       const auto& e = result.evaluations[result.front[k]];
       const auto& m = e.final_metrics ? *e.final_metrics : e.metrics;
-      fmt::print("  plan_{:03d}  top-1 {:.2f}% ({:+.2f} pt)  latency {:.4f} ms{}  size {:.4f} MB\n", k,
-                 100 * m.top1, 100 * (m.top1 - result.fp32.top1), e.metrics.latency_ms,
-                 e.measured_latency_ms ? fmt::format(" (measured {:.4f})", *e.measured_latency_ms) : "",
-                 e.metrics.size_bytes / 1e6);
+      fmt::print(
+          "  plan_{:03d}  top-1 {:.2f}% ({:+.2f} pt)  latency {:.4f} ms{}  size {:.4f} MB\n", k,
+          100 * m.top1, 100 * (m.top1 - result.fp32.top1), e.metrics.latency_ms,
+          e.measured_latency_ms ? fmt::format(" (measured {:.4f})", *e.measured_latency_ms) : "",
+          e.metrics.size_bytes / 1e6);
     }
   }
   fmt::print("results in {}/ (report.html, pareto.json, pareto.csv, plan_NNN.yaml)\n",
@@ -170,7 +179,11 @@ options)",
 
 }  // namespace
 
-int cmd_search(const std::vector<std::string>& args) { return run(args, false); }
-int cmd_sensitivity(const std::vector<std::string>& args) { return run(args, true); }
+int cmd_search(const std::vector<std::string>& args) {
+  return run(args, false);
+}
+int cmd_sensitivity(const std::vector<std::string>& args) {
+  return run(args, true);
+}
 
 }  // namespace bitplan

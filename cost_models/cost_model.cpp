@@ -88,7 +88,8 @@ PlanCost CostModel::plan_cost(const QuantPlan& plan) const {
     auto it = plan.layers.find(context_.layers[i].name);
     const LayerQuant& spec = it == plan.layers.end() ? fp32 : it->second;
     const LayerCost cost = layer_cost(i, spec);
-    if (!cost.unsupported.empty()) out.unsupported.emplace_back(context_.layers[i].name, cost.unsupported);
+    if (!cost.unsupported.empty())
+      out.unsupported.emplace_back(context_.layers[i].name, cost.unsupported);
     out.estimated_layers += cost.estimated;
     double value = cost.value;
     if (previous) value += boundary_cost(i, *previous, spec);
@@ -123,11 +124,12 @@ class LatencyModel final : public CostModel {
     if (kernel.precision == "int8" && profile_.backend == "onednn" &&
         format_traits(spec.weights.format).bits == 8 && profile_.device.count("vnni") &&
         profile_.device.at("vnni") == "no")
-      return {0, false,
-              fmt::format("weights {}: this CPU has no VNNI, so oneDNN's int8 kernels would halve "
-                          "8-bit weights (or saturate 16-bit pair sums) and compute something else; "
-                          "7-bit weights (W7A8) run exactly on them",
-                          to_string(spec.weights))};
+      return {
+          0, false,
+          fmt::format("weights {}: this CPU has no VNNI, so oneDNN's int8 kernels would halve "
+                      "8-bit weights (or saturate 16-bit pair sums) and compute something else; "
+                      "7-bit weights (W7A8) run exactly on them",
+                      to_string(spec.weights))};
     if (const ProfileEntry* e = profile_.find(w.key, kernel.precision)) {
       if (!e->unsupported.empty()) return {0, false, e->unsupported};
       return {e->median_us / 1e3, false, ""};
@@ -146,7 +148,8 @@ class LatencyModel final : public CostModel {
     const ConversionEntry* nearest = nullptr;
     for (const auto& c : profile_.conversions)
       if (c.from == from && c.to == to &&
-          (!nearest || std::llabs(c.elements - elements) < std::llabs(nearest->elements - elements)))
+          (!nearest ||
+           std::llabs(c.elements - elements) < std::llabs(nearest->elements - elements)))
         nearest = &c;
     if (!nearest || nearest->elements == 0) return 0;
     // Conversions are bandwidth-bound: scale the nearest measured size linearly.
@@ -169,8 +172,9 @@ class LatencyModel final : public CostModel {
                           w.key, precision)};
     const double unit_scale = compute->unit.rfind("T", 0) == 0 ? 1e12 : 1e9;
     const double compute_s = 2.0 * static_cast<double>(w.macs) / (compute->value * unit_scale);
-    const double act_bytes =
-        precision == "fp32" ? 4 : (precision == "int8" || precision == "fp8_e4m3") ? 1 : 2;
+    const double act_bytes = precision == "fp32"                                ? 4
+                             : (precision == "int8" || precision == "fp8_e4m3") ? 1
+                                                                                : 2;
     const double weight_bytes = precision == "w4a16" ? 0.5 : act_bytes;
     const double bytes = static_cast<double>(w.input_elements + w.output_elements) * act_bytes +
                          static_cast<double>(w.weight_elements) * weight_bytes;
@@ -210,7 +214,8 @@ class BopsModel final : public CostModel {
 
 }  // namespace
 
-std::unique_ptr<CostModel> make_latency_model(const CostContext& context, const HwProfile& profile) {
+std::unique_ptr<CostModel> make_latency_model(const CostContext& context,
+                                              const HwProfile& profile) {
   return std::make_unique<LatencyModel>(context, profile);
 }
 std::unique_ptr<CostModel> make_size_model(const CostContext& context) {

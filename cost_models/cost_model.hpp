@@ -54,10 +54,10 @@ struct PlanCost {
 struct CostContext {
   std::string model_hash;
   std::int64_t batch = 1;
-  std::vector<QuantizableLayer> layers;   // plan order
-  std::vector<LayerWorkload> workloads;   // same order
-  std::vector<Dims> weight_dims;          // same order
-  std::int64_t float_bytes_outside = 0;   // initializers that are not a layer's weight
+  std::vector<QuantizableLayer> layers;  // plan order
+  std::vector<LayerWorkload> workloads;  // same order
+  std::vector<Dims> weight_dims;         // same order
+  std::int64_t float_bytes_outside = 0;  // initializers that are not a layer's weight
 
   static CostContext build(const Graph& graph, std::string model_hash, std::int64_t batch);
 };

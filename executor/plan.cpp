@@ -183,8 +183,7 @@ std::vector<Tensor> ExecutionPlan::run_timed(std::span<const Tensor> inputs,
   return run_steps(inputs, step_seconds.data());
 }
 
-std::vector<Tensor> ExecutionPlan::run_steps(std::span<const Tensor> inputs,
-                                             double* step_seconds) {
+std::vector<Tensor> ExecutionPlan::run_steps(std::span<const Tensor> inputs, double* step_seconds) {
   if (inputs.size() != input_slots_.size())
     fail(ErrorKind::usage, "running the model: got {} inputs, the model takes {}", inputs.size(),
          input_slots_.size());

@@ -37,9 +37,12 @@ std::string duration_text(double seconds) {
 }
 
 json metrics_to_json(const PlanMetrics& m) {
-  return {{"top1", m.top1},   {"worst_class_drop", m.worst_class_drop},
-          {"kl", m.kl},       {"sqnr_db", std::isfinite(m.sqnr_db) ? m.sqnr_db : 999.0},
-          {"agreement", m.agreement}, {"samples", m.samples},
+  return {{"top1", m.top1},
+          {"worst_class_drop", m.worst_class_drop},
+          {"kl", m.kl},
+          {"sqnr_db", std::isfinite(m.sqnr_db) ? m.sqnr_db : 999.0},
+          {"agreement", m.agreement},
+          {"samples", m.samples},
           {"stopped_early", m.stopped_early}};
 }
 
@@ -112,15 +115,17 @@ SearchResult run_search(const DriverInputs& in, const Progress& progress,
   SearchResult result;
   const auto names = policy_names();
   if (std::find(names.begin(), names.end(), opt.policy) == names.end())
-    fail(ErrorKind::usage, "search.policy '{}' is not one of {}", opt.policy, fmt::join(names, ", "));
+    fail(ErrorKind::usage, "search.policy '{}' is not one of {}", opt.policy,
+         fmt::join(names, ", "));
   result.policy = opt.policy;
   result.objective_names = opt.objectives;
   if (in.profile) result.target = in.profile->target;
   const bool wants_latency =
       std::count(opt.objectives.begin(), opt.objectives.end(), "latency") || opt.max_latency_ms;
   if (wants_latency && !in.profile)
-    fail_input("search: latency is an objective or constraint but the config names no target "
-               "profile (target: hw_profiles/<name>.yaml)");
+    fail_input(
+        "search: latency is an objective or constraint but the config names no target "
+        "profile (target: hw_profiles/<name>.yaml)");
 
   // --- The space -------------------------------------------------------------------------
   const auto layers = quantizable_layers(graph);
@@ -155,9 +160,10 @@ SearchResult run_search(const DriverInputs& in, const Progress& progress,
   }
   for (std::size_t i = 0; i < override_hits.size(); ++i)
     if (!override_hits[i])
-      fail_input("search.overrides: pattern '{}' matches no quantizable layer of {} (layers are "
-                 "ONNX node names, e.g. '{}')",
-                 opt.overrides[i].pattern, in.model_name, layers.front().name);
+      fail_input(
+          "search.overrides: pattern '{}' matches no quantizable layer of {} (layers are "
+          "ONNX node names, e.g. '{}')",
+          opt.overrides[i].pattern, in.model_name, layers.front().name);
   for (std::size_t i = 0; i < keep_hits.size(); ++i)
     if (!keep_hits[i])
       fail_input("search.keep_fp32: pattern '{}' matches no quantizable layer of {} (e.g. '{}')",
@@ -183,9 +189,10 @@ SearchResult run_search(const DriverInputs& in, const Progress& progress,
       try {
         q = option_spec(label, graph, layers[l]);
       } catch (const Error& e) {
-        fail_input("search.options: '{}' is not a spec label (fp32, fp16, bf16, fp8 or a uniform "
-                   "shorthand such as W8A8, W4A8, W4g128A16): {}",
-                   label, e.what());
+        fail_input(
+            "search.options: '{}' is not a spec label (fp32, fp16, bf16, fp8 or a uniform "
+            "shorthand such as W8A8, W4A8, W4g128A16): {}",
+            label, e.what());
       }
       std::string why = simulation_refusal(q, layers[l], graph);
       double lat = 0;
@@ -229,7 +236,8 @@ SearchResult run_search(const DriverInputs& in, const Progress& progress,
 
   // Budgets: the solver's tables hold the per-layer part; fixed costs are subtracted.
   CostBudgets budgets;
-  if (opt.max_latency_ms) budgets.latency = *opt.max_latency_ms - (latency ? latency->fixed_cost() : 0);
+  if (opt.max_latency_ms)
+    budgets.latency = *opt.max_latency_ms - (latency ? latency->fixed_cost() : 0);
   if (opt.max_size_mb) budgets.size = *opt.max_size_mb * 1e6 - size->fixed_cost();
   {
     const SolveResult feasible = solve(result.space, table, budgets);
@@ -245,9 +253,10 @@ SearchResult run_search(const DriverInputs& in, const Progress& progress,
         why += fmt::format(" max_size_mb {} is below the smallest plan of the space, {:.4f} MB;",
                            *opt.max_size_mb, smallest);
       if (why.empty())
-        why = fmt::format(" each limit alone can be met (fastest plan {:.4f} ms, smallest {:.4f} "
-                          "MB) but no plan meets max_latency_ms and max_size_mb together;",
-                          fastest, smallest);
+        why = fmt::format(
+            " each limit alone can be met (fastest plan {:.4f} ms, smallest {:.4f} "
+            "MB) but no plan meets max_latency_ms and max_size_mb together;",
+            fastest, smallest);
       why.pop_back();
       fail_input("search.constraints cannot be met by any plan:{}", why);
     }
@@ -261,9 +270,11 @@ SearchResult run_search(const DriverInputs& in, const Progress& progress,
   const std::string context_key = fmt::format(
       "model={}|data={}|calibration={}|batch={}|subset={}|order=shuffled", in.model_hash,
       in.dataset_id, in.calibration.selection_id, in.eval_batch, subset_n);
-  if (!opt.database.parent_path().empty()) std::filesystem::create_directories(opt.database.parent_path());
+  if (!opt.database.parent_path().empty())
+    std::filesystem::create_directories(opt.database.parent_path());
   ResultsDb db(opt.database);
-  const std::string run_id = fmt::format("{}|{}|seed={}", opt.output.string(), opt.policy, opt.seed);
+  const std::string run_id =
+      fmt::format("{}|{}|seed={}", opt.output.string(), opt.policy, opt.seed);
   db.begin_run(run_id, json{{"model", in.model_name},
                             {"policy", opt.policy},
                             {"seed", opt.seed},
@@ -275,8 +286,9 @@ SearchResult run_search(const DriverInputs& in, const Progress& progress,
   // Subsets are prefixes of one fixed shuffle of the validation selection: a dataset in class
   // order (image folders) would otherwise give subsets of one or two classes.
   std::vector<std::int64_t> shuffled;
-  for (const auto i : select_indices(Selection{0, 0x5EEDB17, 0},
-                                     static_cast<std::int64_t>(in.validation.size()), "search subsets"))
+  for (const auto i :
+       select_indices(Selection{0, 0x5EEDB17, 0}, static_cast<std::int64_t>(in.validation.size()),
+                      "search subsets"))
     shuffled.push_back(in.validation[static_cast<std::size_t>(i)]);
   const std::int64_t sens_n = std::min(opt.sensitivity_subset, subset_n);
   const std::vector<std::int64_t> subset(shuffled.begin(), shuffled.begin() + subset_n);
@@ -348,14 +360,14 @@ SearchResult run_search(const DriverInputs& in, const Progress& progress,
           const SubsetOutcome out = sens_evaluator.evaluate(simulator.build(single));
           kl = out.fidelity.kl_divergence;
           drop = sens_evaluator.reference().top1 - out.top1;
-          db.put_sensitivity(sens_context, StoredSensitivity{layers[l].name, label, kl,
-                                                             metrics_to_json(to_metrics(out)),
-                                                             out.seconds, ""});
+          db.put_sensitivity(sens_context,
+                             StoredSensitivity{layers[l].name, label, kl,
+                                               metrics_to_json(to_metrics(out)), out.seconds, ""});
         }
         ++done_pairs;
         if (progress.status)
-          progress.status(fmt::format("sensitivity {}/{} ({})", done_pairs, total_pairs,
-                                      layers[l].name));
+          progress.status(
+              fmt::format("sensitivity {}/{} ({})", done_pairs, total_pairs, layers[l].name));
       }
       table.sensitivity[l].push_back(kl);
       result.sensitivity[l].push_back(kl);
@@ -397,11 +409,13 @@ SearchResult run_search(const DriverInputs& in, const Progress& progress,
     std::vector<std::pair<std::string, std::string>> unsupported;
     cost_metrics(plan, b.metrics, &unsupported);
     if (kept_fp32)
-      b.unsupported = fmt::format("{} layer(s) kept fp32: the group size does not divide their "
-                                  "reduction axis; ",
-                                  kept_fp32);
+      b.unsupported = fmt::format(
+          "{} layer(s) kept fp32: the group size does not divide their "
+          "reduction axis; ",
+          kept_fp32);
     if (!unsupported.empty())
-      b.unsupported += fmt::format("no latency on {}: {}", result.target, unsupported.front().second);
+      b.unsupported +=
+          fmt::format("no latency on {}: {}", result.target, unsupported.front().second);
     result.baselines.push_back(std::move(b));
   }
 
@@ -442,12 +456,18 @@ SearchResult run_search(const DriverInputs& in, const Progress& progress,
   auto objectives_of = [&](const PlanMetrics& m) {
     std::vector<double> out;
     for (const auto& name : opt.objectives) {
-      if (name == "accuracy") out.push_back(1.0 - m.top1);
-      else if (name == "latency") out.push_back(m.latency_ms);
-      else if (name == "size") out.push_back(m.size_bytes);
-      else if (name == "bops") out.push_back(m.gbops);
-      else if (name == "worst_class") out.push_back(m.worst_class_drop);
-      else if (name == "kl") out.push_back(m.kl);
+      if (name == "accuracy")
+        out.push_back(1.0 - m.top1);
+      else if (name == "latency")
+        out.push_back(m.latency_ms);
+      else if (name == "size")
+        out.push_back(m.size_bytes);
+      else if (name == "bops")
+        out.push_back(m.gbops);
+      else if (name == "worst_class")
+        out.push_back(m.worst_class_drop);
+      else if (name == "kl")
+        out.push_back(m.kl);
     }
     return out;
   };
@@ -491,8 +511,8 @@ SearchResult run_search(const DriverInputs& in, const Progress& progress,
       result.stop_reason = fmt::format("time budget of {} s spent", opt.max_seconds);
       break;
     }
-    const auto asked =
-        policy->ask(std::min<std::size_t>(params.population_size, max_evals - result.evaluations.size()));
+    const auto asked = policy->ask(
+        std::min<std::size_t>(params.population_size, max_evals - result.evaluations.size()));
     if (asked.empty()) break;
     std::vector<Evaluation> told;
     for (const auto& genome : asked) {
@@ -517,16 +537,17 @@ SearchResult run_search(const DriverInputs& in, const Progress& progress,
         for (const auto i : front) best = std::max(best, result.evaluations[i].metrics.top1);
         const double rate = double(result.evaluations_run) / std::max(since(search_start), 1e-9);
         const double remaining =
-            max_evals == SIZE_MAX ? NAN
-                                  : double(max_evals - result.evaluations.size()) /
-                                        std::max(rate, 1e-9);
+            max_evals == SIZE_MAX
+                ? NAN
+                : double(max_evals - result.evaluations.size()) / std::max(rate, 1e-9);
         progress.status(fmt::format(
             "{} {}/{} evaluations ({} reused), front {}, best top-1 {:.2f}%, {:.1f} eval/s, ETA {}",
             opt.policy, result.evaluations.size(),
             max_evals == SIZE_MAX ? std::string("-") : std::to_string(max_evals),
             result.evaluations_reused, front.size(), 100 * best, rate,
-            duration_text(opt.max_seconds > 0 ? std::min(remaining, opt.max_seconds - since(search_start))
-                                              : remaining)));
+            duration_text(opt.max_seconds > 0
+                              ? std::min(remaining, opt.max_seconds - since(search_start))
+                              : remaining)));
       }
     }
     policy->tell(told);
@@ -550,8 +571,8 @@ SearchResult run_search(const DriverInputs& in, const Progress& progress,
     all.push_back(objectives_of(result.fp32));
     if (!pts.empty() && opt.objectives.size() <= 3) {
       const auto bounds = bounds_of(all);
-      result.hypervolume = hypervolume(normalize(pts, bounds),
-                                       ObjectivePoint(opt.objectives.size(), 1.1));
+      result.hypervolume =
+          hypervolume(normalize(pts, bounds), ObjectivePoint(opt.objectives.size(), 1.1));
     }
   }
 
@@ -579,7 +600,8 @@ SearchResult run_search(const DriverInputs& in, const Progress& progress,
       if (progress.status)
         progress.status(fmt::format("final: front point {}/{} on {} samples", k + 1,
                                     result.front.size(), final_n));
-      PlanMetrics m = full ? evaluate_plan(e.plan, *full, final_context, e.key, nullptr) : e.metrics;
+      PlanMetrics m =
+          full ? evaluate_plan(e.plan, *full, final_context, e.key, nullptr) : e.metrics;
       m.latency_ms = e.metrics.latency_ms;
       m.size_bytes = e.metrics.size_bytes;
       m.gbops = e.metrics.gbops;
@@ -597,8 +619,9 @@ SearchResult run_search(const DriverInputs& in, const Progress& progress,
     // The uniform baselines on the same final selection, so the comparison is like for like.
     for (auto& b : result.baselines) {
       if (stop) break;
-      PlanMetrics m = full ? evaluate_plan(b.plan, *full, final_context, "uniform:" + b.name, nullptr)
-                           : b.metrics;
+      PlanMetrics m =
+          full ? evaluate_plan(b.plan, *full, final_context, "uniform:" + b.name, nullptr)
+               : b.metrics;
       m.latency_ms = b.metrics.latency_ms;
       m.size_bytes = b.metrics.size_bytes;
       m.gbops = b.metrics.gbops;

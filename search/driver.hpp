@@ -77,9 +77,9 @@ struct Baseline {
 struct SearchResult {
   SearchSpace space;
   std::vector<std::vector<std::string>> unsupported;  // [layer][option]
-  std::vector<std::vector<double>> sensitivity;      // [layer][option] KL (0 for fp32)
-  std::vector<std::vector<double>> sensitivity_drop; // [layer][option] top-1 drop
-  std::vector<std::vector<double>> latency_ms;       // [layer][option]
+  std::vector<std::vector<double>> sensitivity;       // [layer][option] KL (0 for fp32)
+  std::vector<std::vector<double>> sensitivity_drop;  // [layer][option] top-1 drop
+  std::vector<std::vector<double>> latency_ms;        // [layer][option]
   PlanMetrics fp32;
   std::vector<Baseline> baselines;
   std::vector<EvaluatedPlan> evaluations;  // in evaluation order

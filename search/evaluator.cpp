@@ -14,8 +14,7 @@ namespace bitplan::search {
 SubsetEvaluator::SubsetEvaluator(const Graph& fp32_graph, const Dataset& dataset,
                                  std::vector<std::int64_t> indices, std::int64_t batch)
     : batch_(batch) {
-  if (indices.empty())
-    fail_input("evaluating candidates: the validation subset has no samples");
+  if (indices.empty()) fail_input("evaluating candidates: the validation subset has no samples");
   check_model_takes_samples(fp32_graph, dataset);
   const std::int64_t numel = dataset.sample_numel();
   for (std::size_t start = 0; start < indices.size(); start += static_cast<std::size_t>(batch)) {
@@ -105,8 +104,8 @@ SubsetOutcome SubsetEvaluator::run(const Graph& graph, std::optional<double> max
     for (std::size_t c = 0; c < class_count.size(); ++c)
       if (class_count[c] && !std::isnan(reference_class_accuracy_[c]))
         out.worst_class_drop =
-            std::max(out.worst_class_drop,
-                     reference_class_accuracy_[c] - double(class_correct[c]) / double(class_count[c]));
+            std::max(out.worst_class_drop, reference_class_accuracy_[c] -
+                                               double(class_correct[c]) / double(class_count[c]));
   } else {
     out.fidelity = Fidelity{1, 0, INFINITY, 1};
   }

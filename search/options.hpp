@@ -32,10 +32,10 @@ struct SearchOptions {
   double max_seconds = 0;              // 0 = no limit
   std::int64_t subset = 1000;          // validation samples per candidate
   std::int64_t sensitivity_subset = 500;
-  std::int64_t final_samples = 0;      // re-evaluation of the front: 0 = the whole selection
-  std::int64_t latency_batch = 1;      // batch size the latency is costed at
-  std::filesystem::path output;        // default results/<config name>
-  std::filesystem::path database;      // default results/bitplan.sqlite beside the output
+  std::int64_t final_samples = 0;  // re-evaluation of the front: 0 = the whole selection
+  std::int64_t latency_batch = 1;  // batch size the latency is costed at
+  std::filesystem::path output;    // default results/<config name>
+  std::filesystem::path database;  // default results/bitplan.sqlite beside the output
 };
 
 }  // namespace bitplan::search

@@ -14,7 +14,9 @@ namespace {
 
 using json = nlohmann::ordered_json;
 
-json number_or_null(double v) { return std::isfinite(v) ? json(v) : json(nullptr); }
+json number_or_null(double v) {
+  return std::isfinite(v) ? json(v) : json(nullptr);
+}
 
 json metrics_json(const PlanMetrics& m) {
   return {{"top1", m.top1},
@@ -31,11 +33,16 @@ json metrics_json(const PlanMetrics& m) {
 std::string html_escape(const std::string& s) {
   std::string out;
   for (char c : s) {
-    if (c == '<') out += "&lt;";
-    else if (c == '>') out += "&gt;";
-    else if (c == '&') out += "&amp;";
-    else if (c == '"') out += "&quot;";
-    else out += c;
+    if (c == '<')
+      out += "&lt;";
+    else if (c == '>')
+      out += "&gt;";
+    else if (c == '&')
+      out += "&amp;";
+    else if (c == '"')
+      out += "&quot;";
+    else
+      out += c;
   }
   return out;
 }
@@ -117,8 +124,8 @@ std::string heatmap_svg(const SearchResult& r) {
                        html_escape(columns[c]));
   for (std::size_t l = 0; l < r.space.layers.size(); ++l) {
     const double y = top + cell_h * static_cast<double>(l);
-    svg += fmt::format(R"~(<text x="{}" y="{:.1f}" text-anchor="end">{}</text>)~", left - 4,
-                       y + 12, html_escape(r.space.layers[l].layer));
+    svg += fmt::format(R"~(<text x="{}" y="{:.1f}" text-anchor="end">{}</text>)~", left - 4, y + 12,
+                       html_escape(r.space.layers[l].layer));
     for (std::size_t c = 0; c < columns.size(); ++c) {
       const auto& opts = r.space.layers[l].options;
       const auto it = std::find(opts.begin(), opts.end(), columns[c]);
@@ -143,13 +150,15 @@ std::string heatmap_svg(const SearchResult& r) {
           left + cell_w * static_cast<double>(c), y, cell_w, cell_h, fill, html_escape(tip));
     }
   }
-  svg += R"~(<defs><pattern id="hatch" width="6" height="6" patternUnits="userSpaceOnUse"><path d="M0,6 L6,0" stroke="#bbb"/></pattern></defs>)~";
+  svg +=
+      R"~(<defs><pattern id="hatch" width="6" height="6" patternUnits="userSpaceOnUse"><path d="M0,6 L6,0" stroke="#bbb"/></pattern></defs>)~";
   return svg + "</svg>";
 }
 
 }  // namespace
 
-void write_results(const std::filesystem::path& dir, const SearchResult& r, const OutputInfo& info) {
+void write_results(const std::filesystem::path& dir, const SearchResult& r,
+                   const OutputInfo& info) {
   std::filesystem::create_directories(dir);
   const bool has_latency = !r.target.empty();
   // pareto.json / csv / plans
@@ -167,25 +176,28 @@ void write_results(const std::filesystem::path& dir, const SearchResult& r, cons
               {"subset", metrics_json(e.metrics)},
               {"final", metrics_json(fin)},
               {"accuracy_drop_pt", 100 * (r.fp32.top1 - fin.top1)},
-              {"measured_latency_ms", e.measured_latency_ms ? json(*e.measured_latency_ms) : json(nullptr)},
+              {"measured_latency_ms",
+               e.measured_latency_ms ? json(*e.measured_latency_ms) : json(nullptr)},
               {"measured_latency_iqr_ms",
                e.measured_latency_iqr_ms ? json(*e.measured_latency_iqr_ms) : json(nullptr)},
               {"objectives", e.objectives},
               {"quantized_layers", e.plan.layers.size()}};
     front.push_back(j);
-    csv += fmt::format("{},{:.4f},{:.4f},{},{:.3f},{:.3f},{:.5g},{},{},{:.0f},{:.4g},{}\n", plan_file,
-                       e.metrics.top1, fin.top1, fin.samples, 100 * (r.fp32.top1 - fin.top1),
-                       100 * fin.worst_class_drop, fin.kl,
-                       std::isfinite(e.metrics.latency_ms) ? fmt::format("{:.4f}", e.metrics.latency_ms) : "",
-                       e.measured_latency_ms ? fmt::format("{:.4f}", *e.measured_latency_ms) : "",
-                       e.metrics.size_bytes, e.metrics.gbops, e.plan.layers.size());
+    csv += fmt::format(
+        "{},{:.4f},{:.4f},{},{:.3f},{:.3f},{:.5g},{},{},{:.0f},{:.4g},{}\n", plan_file,
+        e.metrics.top1, fin.top1, fin.samples, 100 * (r.fp32.top1 - fin.top1),
+        100 * fin.worst_class_drop, fin.kl,
+        std::isfinite(e.metrics.latency_ms) ? fmt::format("{:.4f}", e.metrics.latency_ms) : "",
+        e.measured_latency_ms ? fmt::format("{:.4f}", *e.measured_latency_ms) : "",
+        e.metrics.size_bytes, e.metrics.gbops, e.plan.layers.size());
   }
   json baselines = json::array();
   for (const auto& b : r.baselines)
-    baselines.push_back({{"name", b.name},
-                         {"metrics", metrics_json(b.metrics)},
-                         {"final", b.final_metrics ? metrics_json(*b.final_metrics) : json(nullptr)},
-                         {"unsupported", b.unsupported}});
+    baselines.push_back(
+        {{"name", b.name},
+         {"metrics", metrics_json(b.metrics)},
+         {"final", b.final_metrics ? metrics_json(*b.final_metrics) : json(nullptr)},
+         {"unsupported", b.unsupported}});
   const json doc = {{"bitplan_results", 1},
                     {"model", info.model_name},
                     {"model_hash", info.model_hash},
@@ -213,11 +225,11 @@ void write_results(const std::filesystem::path& dir, const SearchResult& r, cons
   std::string sens = "layer,option,kl,top1_drop,predicted_latency_ms,unsupported\n";
   for (std::size_t l = 0; l < r.sensitivity.size(); ++l)
     for (std::size_t o = 0; o < r.sensitivity[l].size(); ++o)
-      sens += fmt::format("\"{}\",{},{:.6g},{:.5f},{},\"{}\"\n", r.space.layers[l].layer,
-                          r.space.layers[l].options[o], r.sensitivity[l][o],
-                          r.sensitivity_drop[l][o],
-                          std::isfinite(r.latency_ms[l][o]) ? fmt::format("{:.5f}", r.latency_ms[l][o]) : "",
-                          r.unsupported[l][o]);
+      sens += fmt::format(
+          "\"{}\",{},{:.6g},{:.5f},{},\"{}\"\n", r.space.layers[l].layer,
+          r.space.layers[l].options[o], r.sensitivity[l][o], r.sensitivity_drop[l][o],
+          std::isfinite(r.latency_ms[l][o]) ? fmt::format("{:.5f}", r.latency_ms[l][o]) : "",
+          r.unsupported[l][o]);
   write_file_atomic(dir / "sensitivity.csv", sens);
 
   // report.html
@@ -253,43 +265,52 @@ void write_results(const std::filesystem::path& dir, const SearchResult& r, cons
       html_escape(r.target.empty() ? "(none)" : r.target), html_escape(r.policy),
       html_escape(fmt::format("{}", fmt::join(r.objective_names, ", "))),
       html_escape(r.space_description), 100 * r.fp32.top1, r.fp32.samples, r.evaluations.size(),
-      r.evaluations_run, r.evaluations_reused, r.front.size(), r.hypervolume,
-      r.seconds_sensitivity, r.seconds_search, r.seconds_final, html_escape(r.stop_reason));
+      r.evaluations_run, r.evaluations_reused, r.front.size(), r.hypervolume, r.seconds_sensitivity,
+      r.seconds_search, r.seconds_final, html_escape(r.stop_reason));
   if (has_latency)
-    html += scatter_svg("Accuracy vs predicted latency (front: blue, size as radius; uniform baselines: red)",
-                        "latency (ms, predicted from the profile)", lat_points);
+    html += scatter_svg(
+        "Accuracy vs predicted latency (front: blue, size as radius; uniform baselines: red)",
+        "latency (ms, predicted from the profile)", lat_points);
   html += scatter_svg("Accuracy vs model size", "size (MB)", size_points);
-  html += "<h2>Front</h2><table><tr><th>plan</th><th>top-1 (final)</th><th>drop (pt)</th>"
-          "<th>worst class drop (pt)</th><th>predicted latency (ms)</th><th>measured (ms)</th>"
-          "<th>size (MB)</th><th>GBOPs</th></tr>";
+  html +=
+      "<h2>Front</h2><table><tr><th>plan</th><th>top-1 (final)</th><th>drop (pt)</th>"
+      "<th>worst class drop (pt)</th><th>predicted latency (ms)</th><th>measured (ms)</th>"
+      "<th>size (MB)</th><th>GBOPs</th></tr>";
   for (std::size_t k = 0; k < r.front.size(); ++k) {
     const auto& e = r.evaluations[r.front[k]];
     const PlanMetrics& m = e.final_metrics ? *e.final_metrics : e.metrics;
     html += fmt::format(
         "<tr><td class=l>plan_{:03d}.yaml</td><td>{:.2f}%</td><td>{:.2f}</td><td>{:.2f}</td>"
         "<td>{:.4f}</td><td>{}</td><td>{:.4f}</td><td>{:.3g}</td></tr>",
-        k, 100 * m.top1, 100 * (r.fp32.top1 - m.top1), 100 * m.worst_class_drop, e.metrics.latency_ms,
+        k, 100 * m.top1, 100 * (r.fp32.top1 - m.top1), 100 * m.worst_class_drop,
+        e.metrics.latency_ms,
         e.measured_latency_ms ? fmt::format("{:.4f} &plusmn; {:.4f}", *e.measured_latency_ms,
                                             e.measured_latency_iqr_ms.value_or(0) / 2)
                               : "<span class=muted>not this machine</span>",
         e.metrics.size_bytes / 1e6, e.metrics.gbops);
   }
-  html += "</table><h2>Uniform baselines</h2><table><tr><th>plan</th><th>top-1 (subset)</th>"
-          "<th>top-1 (final)</th><th>predicted latency (ms)</th><th>size (MB)</th><th class=l>note</th></tr>";
+  html +=
+      "</table><h2>Uniform baselines</h2><table><tr><th>plan</th><th>top-1 (subset)</th>"
+      "<th>top-1 (final)</th><th>predicted latency (ms)</th><th>size (MB)</th><th "
+      "class=l>note</th></tr>";
   for (const auto& b : r.baselines)
-    html += fmt::format("<tr><td class=l>{}</td><td>{:.2f}%</td><td>{}</td><td>{}</td><td>{:.4f}</td><td class=l>{}</td></tr>",
-                        b.name, 100 * b.metrics.top1,
-                        b.final_metrics ? fmt::format("{:.2f}%", 100 * b.final_metrics->top1) : "&ndash;",
-                        std::isfinite(b.metrics.latency_ms) ? fmt::format("{:.4f}", b.metrics.latency_ms) : "&ndash;",
-                        b.metrics.size_bytes / 1e6, html_escape(b.unsupported));
+    html += fmt::format(
+        "<tr><td class=l>{}</td><td>{:.2f}%</td><td>{}</td><td>{}</td><td>{:.4f}</td><td "
+        "class=l>{}</td></tr>",
+        b.name, 100 * b.metrics.top1,
+        b.final_metrics ? fmt::format("{:.2f}%", 100 * b.final_metrics->top1) : "&ndash;",
+        std::isfinite(b.metrics.latency_ms) ? fmt::format("{:.4f}", b.metrics.latency_ms)
+                                            : "&ndash;",
+        b.metrics.size_bytes / 1e6, html_escape(b.unsupported));
   html += "</table><h2>Per-layer choices of the front plans</h2><table><tr><th>layer</th>";
   for (std::size_t k = 0; k < r.front.size(); ++k) html += fmt::format("<th>{:03d}</th>", k);
   html += "</tr>";
   for (std::size_t l = 0; l < r.space.layers.size(); ++l) {
     html += fmt::format("<tr><td class=l>{}</td>", html_escape(r.space.layers[l].layer));
     for (const auto i : r.front)
-      html += fmt::format("<td>{}</td>",
-                          r.space.layers[l].options[static_cast<std::size_t>(r.evaluations[i].genome[l])]);
+      html += fmt::format(
+          "<td>{}</td>",
+          r.space.layers[l].options[static_cast<std::size_t>(r.evaluations[i].genome[l])]);
     html += "</tr>";
   }
   html += "</table><h2>Sensitivity</h2>" + heatmap_svg(r);

@@ -75,7 +75,8 @@ std::vector<TimedRuns> time_plans(const std::vector<ExecutionPlan*>& plans,
   // Several input sets, rotated, so no layer sees the same data twice in a row.
   const auto inputs = random_inputs(*plans.front(), 3);
   for (auto* plan : plans)
-    for (int i = 0; i < options.warmup_runs; ++i) plan->run(inputs[static_cast<std::size_t>(i) % 3]);
+    for (int i = 0; i < options.warmup_runs; ++i)
+      plan->run(inputs[static_cast<std::size_t>(i) % 3]);
   std::vector<TimedRuns> out(plans.size());
   std::vector<std::vector<double>> seconds(plans.size());
   for (std::size_t p = 0; p < plans.size(); ++p) {
@@ -84,9 +85,9 @@ std::vector<TimedRuns> time_plans(const std::vector<ExecutionPlan*>& plans,
   }
   const double budget = options.budget_seconds * static_cast<double>(plans.size());
   const auto start = Clock::now();
-  for (std::size_t r = 0; (static_cast<int>(r * kBlock) < options.min_repeats ||
-                           seconds_since(start) < budget) &&
-                          r < 20000;
+  for (std::size_t r = 0;
+       (static_cast<int>(r * kBlock) < options.min_repeats || seconds_since(start) < budget) &&
+       r < 20000;
        ++r)
     for (std::size_t p = 0; p < plans.size(); ++p) {
       plans[p]->run(inputs[r % 3]);
@@ -113,9 +114,8 @@ TimedRuns time_plan(ExecutionPlan& plan, const CpuProfileOptions& options) {
 // The entries of one precision from one timed plan: samples of steps with the same workload
 // key are pooled.
 void record_layers(const std::vector<LayerWorkload>& workloads, const ExecutionPlan& plan,
-                   TimedRuns& runs, const std::string& precision,
-                   const std::string& implementation, const std::set<std::string>& layers,
-                   HwProfile& profile) {
+                   TimedRuns& runs, const std::string& precision, const std::string& implementation,
+                   const std::set<std::string>& layers, HwProfile& profile) {
   std::map<std::string, std::size_t> step_of;
   for (std::size_t s = 0; s < plan.steps().size(); ++s) step_of[plan.steps()[s].name] = s;
   std::map<std::string, std::vector<double>> pooled;
@@ -155,9 +155,10 @@ std::string bf16_refusal() {
     const convolution_forward::primitive_desc pd(desc, eng);
     (void)pd;
   } catch (const dnnl::error&) {
-    return fmt::format("oneDNN {} has no bf16 convolution/matmul kernel for this CPU (ISA {}): its "
-                       "bf16 kernels need AVX-512 (avx512_core) or newer",
-                       query_cpu().onednn_version, query_cpu().onednn_isa);
+    return fmt::format(
+        "oneDNN {} has no bf16 convolution/matmul kernel for this CPU (ISA {}): its "
+        "bf16 kernels need AVX-512 (avx512_core) or newer",
+        query_cpu().onednn_version, query_cpu().onednn_isa);
   }
   return "oneDNN could run bf16 here, but bitplan's CPU executor has no bf16 execution path yet, "
          "so no layer is timed in bf16";
@@ -168,9 +169,10 @@ std::string bf16_refusal() {
 QuantSimulator::Int8Build int8_build(const Graph& graph, const std::string& model_hash,
                                      const QuantPlan& plan) {
   if (graph.inputs.size() != 1)
-    fail_unsupported("timing a quantized plan: the model has {} inputs; calibration on random "
-                     "samples needs a single float input",
-                     graph.inputs.size());
+    fail_unsupported(
+        "timing a quantized plan: the model has {} inputs; calibration on random "
+        "samples needs a single float input",
+        graph.inputs.size());
   const ExecutionPlan probe(graph, PlanOptions{1});
   Dims sample_dims = probe.input_meta()[0].dims;
   sample_dims.erase(sample_dims.begin());
@@ -274,14 +276,14 @@ void measure_cpu_ceilings(HwProfile& profile) {
   };
   const std::string how = fmt::format("oneDNN matmul {}^3, best of 1 s of runs", n);
   profile.ceilings.clear();
-  profile.ceilings.push_back({"gemm_fp32_gflops",
-                              gemm_rate(memory::data_type::f32, memory::data_type::f32,
-                                        memory::data_type::f32),
-                              "GFLOP/s", how});
-  profile.ceilings.push_back({"gemm_int8_gops",
-                              gemm_rate(memory::data_type::u8, memory::data_type::s8,
-                                        memory::data_type::s32),
-                              "GOP/s", how + " (u8 x s8 -> s32)"});
+  profile.ceilings.push_back(
+      {"gemm_fp32_gflops",
+       gemm_rate(memory::data_type::f32, memory::data_type::f32, memory::data_type::f32), "GFLOP/s",
+       how});
+  profile.ceilings.push_back(
+      {"gemm_int8_gops",
+       gemm_rate(memory::data_type::u8, memory::data_type::s8, memory::data_type::s32), "GOP/s",
+       how + " (u8 x s8 -> s32)"});
   // Memory bandwidth: a parallel copy far larger than the caches, bytes read + written.
   const std::size_t bytes = std::size_t{256} << 20;
   std::vector<char> a(bytes, 1), b(bytes, 0);
@@ -294,7 +296,8 @@ void measure_cpu_ceilings(HwProfile& profile) {
     best = std::min(best, seconds_since(t));
   }
   profile.ceilings.push_back({"memory_bandwidth_gbs", 2.0 * static_cast<double>(bytes) / best / 1e9,
-                              "GB/s", "parallel memcpy of 256 MiB, bytes read + written, best of 5"});
+                              "GB/s",
+                              "parallel memcpy of 256 MiB, bytes read + written, best of 5"});
 }
 
 void profile_model_onednn(const Graph& graph, const std::string& model_name,
@@ -325,10 +328,12 @@ void profile_model_onednn(const Graph& graph, const std::string& model_name,
     if (want_int8 && (options.remeasure || !complete(profile, workloads, "int8"))) {
       std::string refusal;
       if (graph.inputs.size() != 1 || fp32_plan.input_meta()[0].dtype != DType::f32)
-        refusal = "int8 timing calibrates on random samples of the model's input, which needs a "
-                  "single float input";
+        refusal =
+            "int8 timing calibrates on random samples of the model's input, which needs a "
+            "single float input";
       if (!refusal.empty()) {
-        for (const auto& w : workloads) profile.put(ProfileEntry{w.key, "int8", 0, 0, 0, "", refusal});
+        for (const auto& w : workloads)
+          profile.put(ProfileEntry{w.key, "int8", 0, 0, 0, "", refusal});
       } else {
         say("timing int8");
         auto build = int8_build(graph, model_hash, uniform_plan(int8_plan_name, graph));
@@ -352,9 +357,8 @@ void profile_model_onednn(const Graph& graph, const std::string& model_name,
   }
 }
 
-Spread measure_plan_onednn(const Graph& graph, const std::string& model_hash,
-                           const QuantPlan& plan, std::int64_t batch,
-                           const CpuProfileOptions& options) {
+Spread measure_plan_onednn(const Graph& graph, const std::string& model_hash, const QuantPlan& plan,
+                           std::int64_t batch, const CpuProfileOptions& options) {
   return measure_plans_onednn(graph, model_hash, {plan}, batch, options).at(0);
 }
 
@@ -376,7 +380,8 @@ std::vector<Spread> validate_plans_onednn(const Graph& graph, const std::string&
   std::vector<std::string> int8_layers;
   if (retime_entries) {
     graphs.push_back(graph);
-    auto int8 = int8_build(graph, model_hash, uniform_plan(cpu_has_vnni() ? "W8A8" : "W7A8", graph));
+    auto int8 =
+        int8_build(graph, model_hash, uniform_plan(cpu_has_vnni() ? "W8A8" : "W7A8", graph));
     int8_layers = int8.int8_layers;
     graphs.push_back(std::move(int8.graph));
     per_step = {true, true};
@@ -399,7 +404,8 @@ std::vector<Spread> validate_plans_onednn(const Graph& graph, const std::string&
                   std::set<std::string>(int8_layers.begin(), int8_layers.end()), fresh);
   }
   std::vector<Spread> out;
-  for (std::size_t p = first_plan; p < runs.size(); ++p) out.push_back(median_and_iqr(runs[p].total_us));
+  for (std::size_t p = first_plan; p < runs.size(); ++p)
+    out.push_back(median_and_iqr(runs[p].total_us));
   return out;
 }
 

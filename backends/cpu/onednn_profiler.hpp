@@ -50,9 +50,8 @@ void profile_model_onednn(const Graph& graph, const std::string& model_name,
 // the executor's kernels - int8 where a layer allows it - for checking cost models against
 // reality. Activation scales come from random calibration samples (latency does not depend
 // on them).
-Spread measure_plan_onednn(const Graph& graph, const std::string& model_hash,
-                           const QuantPlan& plan, std::int64_t batch,
-                           const CpuProfileOptions& options);
+Spread measure_plan_onednn(const Graph& graph, const std::string& model_hash, const QuantPlan& plan,
+                           std::int64_t batch, const CpuProfileOptions& options);
 // The same for several plans, measured round-robin (one run of each in turn), so that a
 // change in machine load affects every plan alike.
 std::vector<Spread> measure_plans_onednn(const Graph& graph, const std::string& model_hash,

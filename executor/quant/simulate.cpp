@@ -226,9 +226,10 @@ std::string QuantSimulator::int8_refusal(const QuantizableLayer& layer, const La
   if (weight_format.kind != FormatKind::integer || !weight_format.is_signed ||
       weight_format.bits > 8 || !q.weights.symmetric ||
       q.weights.granularity == Granularity::per_group)
-    return fmt::format("weights '{}' are not a signed integer grid of <= 8 bits, symmetric, per "
-                       "channel or per tensor",
-                       to_string(q.weights));
+    return fmt::format(
+        "weights '{}' are not a signed integer grid of <= 8 bits, symmetric, per "
+        "channel or per tensor",
+        to_string(q.weights));
   if (q.weights.format == FormatId::int8 && !cpu_has_vnni())
     return "this CPU has no VNNI: oneDNN's int8 kernels would halve 8-bit weights (or saturate "
            "16-bit pair sums), "

@@ -21,7 +21,6 @@ namespace {
 const fs::path kSource = BITPLAN_SOURCE_DIR;
 const fs::path kFixtures = kSource / "tests/fixtures/cli";
 
-
 }  // namespace
 
 TEST_CASE("inspect prints the layer table with ONNX names") {

@@ -25,7 +25,6 @@ namespace {
 const fs::path kSource = BITPLAN_SOURCE_DIR;
 const fs::path kFashion = "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz";
 
-
 // A fresh folder for one test's outputs and calibration cache.
 fs::path scratch(const std::string& name) {
   const fs::path dir = fs::temp_directory_path() / ("bitplan_export_e2e_" + name);

@@ -37,7 +37,6 @@ const fs::path kLabels = "/usr/share/datasets/fashion-mnist/t10k-labels-idx1-uby
 constexpr const char* kMissing =
     "SKIPPED: Fashion-MNIST not installed (apt install dataset-fashion-mnist)";
 
-
 json read_json(const fs::path& file) {
   REQUIRE(fs::exists(file));
   std::ifstream in(file);

@@ -9,21 +9,14 @@
 
 #include "core/error.hpp"
 #include "search/exact_solver.hpp"
+#include "tests/unit/search_test_spaces.hpp"
 
 using namespace bitplan;
 using namespace bitplan::search;
 
 namespace {
 
-SearchSpace make_space(std::size_t layers, std::size_t options) {
-  SearchSpace space;
-  for (std::size_t l = 0; l < layers; ++l) {
-    LayerOptions layer{"layer" + std::to_string(l), {}};
-    for (std::size_t o = 0; o < options; ++o) layer.options.push_back("opt" + std::to_string(o));
-    space.layers.push_back(layer);
-  }
-  return space;
-}
+using test::make_space;
 
 // Costs on a coarse grid so that ties and equal totals happen too.
 LayerCostTable random_costs(const SearchSpace& space, std::uint64_t seed, bool latency, bool size) {

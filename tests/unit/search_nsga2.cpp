@@ -10,21 +10,14 @@
 #include "search/exact_solver.hpp"
 #include "search/nsga2.hpp"
 #include "search/pareto.hpp"
+#include "tests/unit/search_test_spaces.hpp"
 
 using namespace bitplan;
 using namespace bitplan::search;
 
 namespace {
 
-SearchSpace make_space(std::size_t layers, std::size_t options) {
-  SearchSpace space;
-  for (std::size_t l = 0; l < layers; ++l) {
-    LayerOptions layer{"layer" + std::to_string(l), {}};
-    for (std::size_t o = 0; o < options; ++o) layer.options.push_back("opt" + std::to_string(o));
-    space.layers.push_back(layer);
-  }
-  return space;
-}
+using test::make_space;
 
 // Two conflicting additive objectives, like accuracy loss against latency: higher options
 // lose more accuracy and run faster, with per-layer noise so the front is irregular.
