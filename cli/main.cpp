@@ -18,6 +18,7 @@
 #include "cli/export_command.hpp"
 #include "cli/run_config.hpp"
 #include "core/files.hpp"
+#include "core/interrupt.hpp"
 #include "core/parallel.hpp"
 #include "data/npy.hpp"
 #include "executor/evaluate.hpp"
@@ -554,6 +555,7 @@ options)");
 int main(int argc, char** argv) {
   using namespace bitplan;
   limit_openmp_spinning(argv);
+  install_interrupt_handling();  // before any worker thread exists
   std::vector<std::string> args(argv + 1, argv + argc);
   if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
     std::cout << kUsage;

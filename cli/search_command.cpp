@@ -3,12 +3,12 @@
 #include <unistd.h>
 
 #include <atomic>
-#include <csignal>
 #include <iostream>
 
 #include "backends/hw_profile.hpp"
 #include "cli/commands.hpp"
 #include "core/error.hpp"
+#include "core/interrupt.hpp"
 #include "core/parallel.hpp"
 #include "executor/model.hpp"
 #include "search/driver.hpp"
@@ -21,9 +21,6 @@ namespace po = boost::program_options;
 namespace fs = std::filesystem;
 
 std::atomic<bool> g_interrupted{false};
-extern "C" void on_sigint(int) {
-  g_interrupted = true;
-}
 
 int run(const std::vector<std::string>& args, bool sensitivity_only) {
   const char* name = sensitivity_only ? "sensitivity" : "search";
@@ -129,7 +126,7 @@ options)",
       last = std::chrono::steady_clock::now();
     }
   };
-  std::signal(SIGINT, on_sigint);
+  set_interrupt_flag(&g_interrupted);  // Ctrl-C now stops the search cleanly
   const search::SearchResult result = search::run_search(in, progress, g_interrupted);
   if (tty) std::cerr << "\r\033[K";
   if (in.dry_run) {
