@@ -264,7 +264,6 @@ SearchResult run_search(const DriverInputs& in, const Progress& progress,
   if (in.dry_run) return result;
 
   // --- Evaluation machinery -----------------------------------------------------------------
-  const std::string calibration_name = "minmax";
   const std::int64_t subset_n =
       std::min<std::int64_t>(opt.subset, static_cast<std::int64_t>(in.validation.size()));
   const std::string context_key = fmt::format(
@@ -488,7 +487,6 @@ SearchResult run_search(const DriverInputs& in, const Progress& progress,
   const auto search_start = Clock::now();
   const std::size_t max_evals =
       opt.max_evaluations > 0 ? static_cast<std::size_t>(opt.max_evaluations) : SIZE_MAX;
-  std::set<std::string> seen;
   auto front_indices = [&] {
     std::vector<ObjectivePoint> pts;
     std::vector<std::size_t> idx;
@@ -530,7 +528,6 @@ SearchResult run_search(const DriverInputs& in, const Progress& progress,
       (reused ? result.evaluations_reused : result.evaluations_run) += 1;
       told.push_back({genome, e.objectives, e.violation});
       result.evaluations.push_back(std::move(e));
-      seen.insert(result.evaluations.back().key);
       if (progress.status) {
         const auto front = front_indices();
         double best = 0;
