@@ -144,9 +144,7 @@ ExportModel prepare_export(QuantSimulator& simulator, const QuantPlan& plan,
       const Node& fq = *std::find_if(simulated.nodes.begin(), simulated.nodes.end(),
                                      [&](const Node& n) { return n.name == fake_quant; });
       e.input = {fq.attr_float("scale", 1.f), fq.attr_float("zero_point", 0.f)};
-      const RangeObserver::Range& range =
-          simulator.ranges(e.quant.calibration, e.quant.activations.symmetric, a.bits)
-              .at(layer.input);
+      const RangeObserver::Range& range = simulator.input_range(layer, e.quant);
       e.input_min = range.min;
       e.input_max = range.max;
     }

@@ -111,10 +111,7 @@ PlanDebug debug_plan(QuantSimulator& simulator, const QuantPlan& plan, const Dat
     d.input_min = d.input_max = std::numeric_limits<float>::quiet_NaN();
     if (q.activations.format != FormatId::fp32 && !q.dynamic &&
         format_traits(q.activations.format).has_scale()) {
-      const auto& range = simulator
-                              .ranges(q.calibration, q.activations.symmetric,
-                                      format_traits(q.activations.format).bits)
-                              .at(layer.input);
+      const auto& range = simulator.input_range(layer, q);
       d.input_min = range.min;
       d.input_max = range.max;
     }

@@ -59,6 +59,12 @@ QuantSimulator::QuantSimulator(const Graph& graph, std::string model_hash,
       calibration_(std::move(calibration)),
       layers_(quantizable_layers(graph)) {}
 
+const RangeObserver::Range& QuantSimulator::input_range(const QuantizableLayer& layer,
+                                                        const LayerQuant& q) {
+  return ranges(q.calibration, q.activations.symmetric, format_traits(q.activations.format).bits)
+      .at(layer.input);
+}
+
 const CalibrationRanges& QuantSimulator::ranges(CalibrationMethod method, bool symmetric,
                                                 int bits) {
   auto key = std::make_tuple(method, symmetric, bits);
@@ -173,9 +179,7 @@ Node QuantSimulator::fake_quant_node(const QuantizableLayer& layer, const LayerQ
     fq.attrs["scale"] = 1.f;
     fq.attrs["zero_point"] = 0.f;
   } else {
-    const auto& range =
-        ranges(q.calibration, q.activations.symmetric, format_traits(q.activations.format).bits)
-            .at(layer.input);
+    const auto& range = input_range(layer, q);
     const AffineParams p = affine_params_from_range(q.activations.format, q.activations.symmetric,
                                                     range.min, range.max);
     fq.attrs["scale"] = p.scale;

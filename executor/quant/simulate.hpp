@@ -56,6 +56,9 @@ class QuantSimulator {
   // target width (mse and entropy choose the clipping for the grid they will feed);
   // computed on first use, then from memory or the disk cache.
   const CalibrationRanges& ranges(CalibrationMethod method, bool symmetric, int bits);
+  // The calibrated range of `layer`'s input under `q` (its method, symmetry and width): what
+  // the layer's static FakeQuant, the debugger and the exporters all use.
+  const RangeObserver::Range& input_range(const QuantizableLayer& layer, const LayerQuant& q);
 
  private:
   const Tensor& quantized_weight(const QuantizableLayer& layer, const QuantSpec& spec);
