@@ -3,7 +3,10 @@
 // built once; each timing is the median of repeated runs over rotating random inputs.
 // Model, dataset and calibration selection come from a run config.
 //
-//   bench_quant CONFIG.yaml PLAN BATCH THREADS [SECONDS]    PLAN: W8A8, W7A8, plan.yaml...
+//   bench_quant CONFIG.yaml PLAN BATCH THREADS [SECONDS] [--steps]   PLAN: W8A8, W7A8, plan.yaml...
+//
+// --steps also prints each step's median time in the fp32 and the integer plan (stderr),
+// to see where the integer path spends its time.
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -34,6 +37,23 @@ double median_ms(ExecutionPlan& plan, const std::vector<Tensor>& inputs, double 
   std::nth_element(ms.begin(), ms.begin() + static_cast<std::ptrdiff_t>(ms.size() / 2), ms.end());
   return ms[ms.size() / 2];
 }
+void print_steps(const char* title, ExecutionPlan& plan, const std::vector<Tensor>& inputs) {
+  const std::size_t steps = plan.steps().size();
+  std::vector<std::vector<double>> seconds(steps);
+  std::vector<double> one(steps);
+  for (int r = 0; r < 51; ++r) {
+    plan.run_timed(std::span<const Tensor>(&inputs[static_cast<std::size_t>(r) % inputs.size()], 1),
+                   one);
+    for (std::size_t i = 0; i < steps; ++i) seconds[i].push_back(one[i]);
+  }
+  fmt::print(stderr, "{}\n", title);
+  for (std::size_t i = 0; i < steps; ++i) {
+    auto& v = seconds[i];
+    std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(v.size() / 2), v.end());
+    fmt::print(stderr, "  {:9.4f} ms  {:<16} {}\n", 1e3 * v[v.size() / 2], plan.steps()[i].op_type,
+               plan.steps()[i].name);
+  }
+}
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -49,6 +69,7 @@ int main(int argc, char** argv) {
     const std::int64_t batch = std::stoll(argv[3]);
     set_num_threads(std::stoi(argv[4]));
     const double budget = argc > 5 ? std::stod(argv[5]) : 2.0;
+    const bool steps = argc > 6 && std::string(argv[6]) == "--steps";
     const LoadedModel model = load_model(model_path);
     const auto dataset = open_dataset(config.dataset);
     const std::string hash = model_file_hash(model_path);
@@ -77,13 +98,19 @@ int main(int argc, char** argv) {
     const double t_fp32 = median_ms(fp32, inputs, budget);
     const double t_sim = median_ms(simulated, inputs, budget);
     const double t_int8 = median_ms(integer, inputs, budget);
+    if (steps) {
+      print_steps("fp32 steps", fp32, inputs);
+      print_steps("integer steps", integer, inputs);
+    }
     fmt::print(
         "{{\"model\": \"{}\", \"plan\": \"{}\", \"batch\": {}, \"threads\": {}, \"fp32_ms\": "
         "{:.4f}, "
         "\"simulated_ms\": {:.4f}, \"int8_ms\": {:.4f}, \"simulated_over_fp32\": {:.3f}, "
-        "\"fp32_over_int8\": {:.3f}, \"int8_layers\": {}, \"simulated_layers\": {}}}\n",
+        "\"fp32_over_int8\": {:.3f}, \"int8_layers\": {}, \"chained_tensors\": {}, "
+        "\"simulated_layers\": {}}}\n",
         model_path.filename().string(), plan_arg, batch, num_threads(), t_fp32, t_sim, t_int8,
-        t_sim / t_fp32, t_fp32 / t_int8, int8.int8_layers.size(), int8.why_simulated.size());
+        t_sim / t_fp32, t_fp32 / t_int8, int8.int8_layers.size(), int8.chained_tensors,
+        int8.why_simulated.size());
   } catch (const std::exception& e) {
     std::cerr << "bench_quant: " << e.what() << "\n";
     return 1;

@@ -501,6 +501,7 @@ options)");
         out["int8"] = {
             {"layers", int8_build->int8_layers},
             {"simulated_layers", int8_build->why_simulated},
+            {"chained_tensors", int8_build->chained_tensors},
             {"top1", real->top1},
             {"model_seconds", real->model_seconds},
             {"agreement_with_simulation", real_vs_sim->top1_agreement},
@@ -531,8 +532,11 @@ options)");
                q->model_seconds / std::max(r.model_seconds, 1e-9));
   }
   if (real) {
-    fmt::print("int8     {} layers on integer kernels, {} simulated\n",
-               int8_build->int8_layers.size(), int8_build->why_simulated.size());
+    fmt::print(
+        "int8     {} layers on integer kernels ({} activations passed between them as codes), {} "
+        "simulated\n",
+        int8_build->int8_layers.size(), int8_build->chained_tensors,
+        int8_build->why_simulated.size());
     for (const auto& [layer, why] : int8_build->why_simulated)
       fmt::print("  simulated {}: {}\n", layer, why);
     fmt::print(

@@ -29,6 +29,16 @@ memory reorder_constant(const Tensor& value, const memory::desc& plain,
   return dst;
 }
 
+void append_scalar_binary(dnnl::algorithm alg, float value, std::size_t dst_rank,
+                          dnnl::post_ops& po, std::unordered_map<int, memory>& args) {
+  const memory::desc scalar_md(memory::dims(dst_rank, 1), memory::data_type::f32,
+                               memory::dims(dst_rank, 1));
+  memory scalar(scalar_md, cpu_engine());
+  *static_cast<float*>(scalar.get_data_handle()) = value;
+  args[DNNL_ARG_ATTR_MULTIPLE_POST_OP(po.len()) | DNNL_ARG_SRC_1] = scalar;
+  po.append_binary(alg, scalar_md);
+}
+
 void append_fused_epilogue(const OpContext& ctx, std::size_t dst_rank, dnnl::post_ops& po,
                            std::unordered_map<int, memory>& args) {
   const Node& node = ctx.node();
@@ -57,13 +67,8 @@ void append_fused_epilogue(const OpContext& ctx, std::size_t dst_rank, dnnl::pos
               qmax = node.attr_float("bitplan_output_qmax", 0.f);
   if (!(std::isfinite(scale) && scale > 0) || !(qmin < qmax))
     ctx.invalid("output quantization scale {} and range [{}, {}] are invalid", scale, qmin, qmax);
-  const memory::desc scalar_md(memory::dims(dst_rank, 1), memory::data_type::f32,
-                               memory::dims(dst_rank, 1));
   auto binary = [&](dnnl::algorithm alg, float value) {
-    memory scalar(scalar_md, cpu_engine());
-    *static_cast<float*>(scalar.get_data_handle()) = value;
-    args[DNNL_ARG_ATTR_MULTIPLE_POST_OP(po.len()) | DNNL_ARG_SRC_1] = scalar;
-    po.append_binary(alg, scalar_md);
+    append_scalar_binary(alg, value, dst_rank, po, args);
   };
   binary(dnnl::algorithm::binary_div, scale);
   po.append_eltwise(1.f, dnnl::algorithm::eltwise_round, 0.f, 0.f);

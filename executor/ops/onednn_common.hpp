@@ -37,6 +37,10 @@ auto create_or_explain(const OpContext& ctx, const char* what, Fn&& fn) {
 dnnl::memory reorder_constant(const Tensor& value, const dnnl::memory::desc& plain,
                               const dnnl::memory::desc& target);
 
+// Appends `dst = dst <alg> value` (a broadcast scalar operand, bound in `args`) to `post_ops`.
+void append_scalar_binary(dnnl::algorithm alg, float value, std::size_t dst_rank,
+                          dnnl::post_ops& post_ops, std::unordered_map<int, dnnl::memory>& args);
+
 // Appends what bitplan's passes fused into a Conv/Gemm/MatMul to `post_ops`: the
 // activation (Relu / Clip), then an output fake quantization (see append_fake_quant).
 // Constant post-op operands are added to `args`; `dst_rank` is the output's rank.

@@ -11,7 +11,18 @@
 // here with the simulation's own quantize_to_grid, so both paths see identical codes; the
 // only difference left is the float rounding of the final sum (int32 is exact, the
 // simulation's float32 accumulation is not).
+//
+// Chained layers (attributes set by chain_int8_layers, executor/quant/simulate.hpp): when
+// every reader of a layer's output is an integer layer with the same input quantization,
+// the producer writes the readers' codes itself and they read them as they are, so the
+// float tensor, its quantization pass and the layout reorders between the two disappear:
+//   producer:  q_y = sat(round_half_even(y / s_y) + zp_y)     (y: the float output above)
+// computed as post-ops (y / s_y, + zp_y) followed by oneDNN's rounding, saturating
+// conversion to u8/s8, which is the simulation's quantize_to_grid for 8-bit grids. Codes
+// between convolutions are channels-last (the layout oneDNN's int8 convolutions read and
+// write); the tensor's dims stay the logical NCHW ones, and only integer layers read it.
 #include <cmath>
+#include <optional>
 
 #include "core/parallel.hpp"
 #include "executor/ops/onednn_common.hpp"
@@ -25,29 +36,53 @@ using namespace onednn;
 using dnnl::memory;
 using tag = dnnl::memory::format_tag;
 
-struct InputQuant {
+// The 8-bit grid of a layer's input ("input_*" attributes) or of the codes it writes for
+// chained readers ("output_codes_*").
+struct CodeGrid {
   float scale = 1.f;
   float zero_point = 0.f;
   bool is_signed = false;  // s8 codes in [-128, 127], else u8 in [0, 255]
   float qmin() const { return is_signed ? -128.f : 0.f; }
   float qmax() const { return is_signed ? 127.f : 255.f; }
+  memory::data_type type() const {
+    return is_signed ? memory::data_type::s8 : memory::data_type::u8;
+  }
+  DType dtype() const { return is_signed ? DType::i8 : DType::u8; }
 };
 
-InputQuant input_quant(const OpContext& ctx) {
-  InputQuant q{ctx.node().attr_float("input_scale", 0.f),
-               ctx.node().attr_float("input_zero_point", 0.f),
-               ctx.node().attr_int("input_signed", 0) != 0};
+CodeGrid code_grid(const OpContext& ctx, const std::string& prefix) {
+  const Node& node = ctx.node();
+  CodeGrid q{node.attr_float(prefix + "scale", 0.f), node.attr_float(prefix + "zero_point", 0.f),
+             node.attr_int(prefix + "signed", 0) != 0};
   if (!(std::isfinite(q.scale) && q.scale > 0))
-    ctx.invalid("input_scale {} must be finite and positive", q.scale);
+    ctx.invalid("{}scale {} must be finite and positive", prefix, q.scale);
   if (q.zero_point < q.qmin() || q.zero_point > q.qmax() ||
       q.zero_point != std::nearbyint(q.zero_point))
-    ctx.invalid("input_zero_point {} must be an integer code in [{}, {}]", q.zero_point, q.qmin(),
-                q.qmax());
+    ctx.invalid("{}zero_point {} must be an integer code in [{}, {}]", prefix, q.zero_point,
+                q.qmin(), q.qmax());
   return q;
 }
 
+// How a layer's input and output travel: float, or 8-bit codes shared with its neighbours.
+struct Int8Io {
+  CodeGrid input;
+  bool input_is_codes = false;        // the producer wrote our codes (chained)
+  std::optional<CodeGrid> out_codes;  // we write our readers' codes (chained)
+};
+
+Int8Io int8_io(const OpContext& ctx) {
+  Int8Io io{code_grid(ctx, "input_"), ctx.node().attr_int("input_is_codes", 0) != 0, {}};
+  if (ctx.node().has_attr("output_codes_scale")) io.out_codes = code_grid(ctx, "output_codes_");
+  const ValueMeta& x = ctx.input(0);
+  const DType expected = io.input_is_codes ? io.input.dtype() : DType::f32;
+  if (x.dtype != expected)
+    ctx.invalid("input is {}, expected {} ({})", dtype_name(x.dtype), dtype_name(expected),
+                io.input_is_codes ? "the codes its producer writes for it" : "float activations");
+  return io;
+}
+
 template <typename Code>
-void quantize_codes(const float* x, Code* q, std::int64_t n, const InputQuant& p) {
+void quantize_codes(const float* x, Code* q, std::int64_t n, const CodeGrid& p) {
   for (std::int64_t i = 0; i < n; ++i)
     q[i] = static_cast<Code>(quantize_to_grid(x[i], p.scale, p.zero_point, p.qmin(), p.qmax()));
 }
@@ -69,23 +104,32 @@ void require_int8_weights(const OpContext& ctx, std::size_t i) {
                 w.constant ? "" : " computed at run time");
 }
 
-// Quantizes the float input into codes laid out as the primitive wants them, runs it with a
-// run-time source zero point, and reorders the float output back to plain if needed.
+// Quantizes the float input into codes laid out as the primitive wants them (or takes the
+// codes its producer wrote), runs it with a run-time source zero point, and reorders a float
+// output back to plain if needed.
 class Int8Kernel final : public Kernel {
  public:
-  Int8Kernel(dnnl::primitive prim, std::unordered_map<int, memory> args, InputQuant quant,
-             Dims in_dims, bool channels_last, memory codes, memory dst_plain, memory dst_primitive)
+  Int8Kernel(dnnl::primitive prim, std::unordered_map<int, memory> args, Int8Io io, memory codes,
+             memory dst_plain, memory dst_primitive)
       : prim_(std::move(prim)),
         args_(std::move(args)),
-        quant_(quant),
-        in_dims_(std::move(in_dims)),
-        channels_last_(channels_last),
+        quant_(io.input),
+        input_is_codes_(io.input_is_codes),
         codes_(codes),
         dst_plain_(dst_plain),
         dst_primitive_(dst_primitive),
         zero_point_(memory({{1}, memory::data_type::s32, tag::x}, cpu_engine())) {
     *static_cast<std::int32_t*>(zero_point_.get_data_handle()) =
         static_cast<std::int32_t>(quant_.zero_point);
+    // Float inputs are quantized in their own (plain) order, a contiguous pass that
+    // vectorises, and the bytes are then reordered to the primitive's layout (a quarter of
+    // the float traffic) instead of quantizing through a strided transpose.
+    const memory::dims dims = codes_.get_desc().dims();
+    const memory::desc plain_codes = plain_desc(Dims(dims.begin(), dims.end()), quant_.type());
+    if (!input_is_codes_ && codes_.get_desc() != plain_codes) {
+      plain_codes_ = memory(plain_codes, cpu_engine());
+      codes_reorder_ = dnnl::reorder(plain_codes_, codes_);
+    }
     args_[DNNL_ARG_SRC] = codes_;
     args_[DNNL_ARG_ATTR_ZERO_POINTS | DNNL_ARG_SRC] = zero_point_;
     if (dst_plain_.get_desc() != dst_primitive_.get_desc())
@@ -94,10 +138,22 @@ class Int8Kernel final : public Kernel {
   }
 
   void run(std::span<const Tensor> in, std::span<Tensor> out) override {
-    if (quant_.is_signed)
-      quantize<std::int8_t>(in[0].data<float>());
-    else
-      quantize<std::uint8_t>(in[0].data<float>());
+    if (input_is_codes_) {
+      codes_.set_data_handle(const_cast<void*>(in[0].raw()));
+    } else {
+      memory& plain = codes_reorder_ ? plain_codes_ : codes_;
+      const float* x = in[0].data<float>();
+      const std::int64_t n = in[0].numel();
+      parallel_for(n, 16384, [&](std::int64_t b, std::int64_t e) {
+        if (quant_.is_signed)
+          quantize_codes(x + b, static_cast<std::int8_t*>(plain.get_data_handle()) + b, e - b,
+                         quant_);
+        else
+          quantize_codes(x + b, static_cast<std::uint8_t*>(plain.get_data_handle()) + b, e - b,
+                         quant_);
+      });
+      if (codes_reorder_) codes_reorder_.execute(cpu_stream(), plain_codes_, codes_);
+    }
     dst_plain_.set_data_handle(out[0].raw());
     if (!dst_reorder_) dst_primitive_.set_data_handle(out[0].raw());
     prim_.execute(cpu_stream(), args_);
@@ -106,39 +162,12 @@ class Int8Kernel final : public Kernel {
   }
 
  private:
-  template <typename Code>
-  void quantize(const float* x) {
-    Code* q = static_cast<Code*>(codes_.get_data_handle());
-    if (!channels_last_) {
-      parallel_for(product(in_dims_), 16384, [&](std::int64_t b, std::int64_t e) {
-        quantize_codes(x + b, q + b, e - b, quant_);
-      });
-      return;
-    }
-    // NCHW floats -> NHWC codes: one task per (n, spatial block), channels innermost.
-    const std::int64_t n = in_dims_[0], c = in_dims_[1],
-                       hw = product(Dims(in_dims_.begin() + 2, in_dims_.end()));
-    parallel_for(
-        n * hw, std::max<std::int64_t>(1, 4096 / std::max<std::int64_t>(c, 1)),
-        [&](std::int64_t b, std::int64_t e) {
-          for (std::int64_t p = b; p < e; ++p) {
-            const std::int64_t img = p / hw, pos = p % hw;
-            const float* src = x + img * c * hw + pos;
-            Code* dst = q + p * c;
-            for (std::int64_t ch = 0; ch < c; ++ch)
-              dst[ch] = static_cast<Code>(quantize_to_grid(
-                  src[ch * hw], quant_.scale, quant_.zero_point, quant_.qmin(), quant_.qmax()));
-          }
-        });
-  }
-
   dnnl::primitive prim_;
   std::unordered_map<int, memory> args_;
-  InputQuant quant_;
-  Dims in_dims_;
-  bool channels_last_;
-  memory codes_, dst_plain_, dst_primitive_, zero_point_;
-  dnnl::reorder dst_reorder_;
+  CodeGrid quant_;
+  bool input_is_codes_;
+  memory codes_, plain_codes_, dst_plain_, dst_primitive_, zero_point_;
+  dnnl::reorder codes_reorder_, dst_reorder_;
 };
 
 // oneDNN on x86 CPUs without VNNI stores int8 weights halved (memory-descriptor flag
@@ -178,15 +207,23 @@ Tensor bias_before_scales(const Tensor& bias, const std::vector<float>& scales) 
 }
 
 // Output scales, the run-time source zero point and the fused epilogue (whose constant
-// operands go to `args`).
-dnnl::primitive_attr int8_attr(const OpContext& ctx, const std::vector<float>& scales,
-                               int channel_mask, std::size_t dst_rank,
-                               std::unordered_map<int, memory>& args) {
+// operands go to `args`); for chained readers, then y / s_y + zp_y, which the conversion to
+// the 8-bit destination rounds half to even and saturates.
+dnnl::primitive_attr int8_attr(const OpContext& ctx, const Int8Io& io,
+                               const std::vector<float>& scales, int channel_mask,
+                               std::size_t dst_rank, std::unordered_map<int, memory>& args) {
   dnnl::primitive_attr attr;
   attr.set_output_scales(scales.size() == 1 ? 0 : channel_mask, scales);
   attr.set_zero_points(DNNL_ARG_SRC, 0, {DNNL_RUNTIME_S32_VAL});
   dnnl::post_ops post_ops;
   append_fused_epilogue(ctx, dst_rank, post_ops, args);
+  if (io.out_codes) {
+    append_scalar_binary(dnnl::algorithm::binary_div, io.out_codes->scale, dst_rank, post_ops,
+                         args);
+    if (io.out_codes->zero_point != 0.f)
+      append_scalar_binary(dnnl::algorithm::binary_add, io.out_codes->zero_point, dst_rank,
+                           post_ops, args);
+  }
   attr.set_post_ops(post_ops);
   return attr;
 }
@@ -195,17 +232,17 @@ dnnl::primitive_attr int8_attr(const OpContext& ctx, const std::vector<float>& s
 // weights on this CPU, and if so recreates it with scales that undo the halving (see
 // codes_for_adjust). Returns it with the weights and bias bound as constants.
 template <typename MakePd>
-auto int8_primitive(const OpContext& ctx, const std::vector<float>& scales,
+auto int8_primitive(const OpContext& ctx, const Int8Io& io, const std::vector<float>& scales,
                     const memory::desc& weights_plain, const memory::desc& bias_md,
                     std::size_t dst_rank, MakePd make_pd) {
   std::unordered_map<int, memory> args;
-  auto pd = make_pd(int8_attr(ctx, scales, 1 << 1, dst_rank, args));
+  auto pd = make_pd(int8_attr(ctx, io, scales, 1 << 1, dst_rank, args));
   const float adjust = weights_scale_adjust(pd.weights_desc());
   if (adjust != 1.f) {
     std::vector<float> adjusted = scales;
     for (float& v : adjusted) v *= adjust;
     args.clear();
-    pd = make_pd(int8_attr(ctx, adjusted, 1 << 1, dst_rank, args));
+    pd = make_pd(int8_attr(ctx, io, adjusted, 1 << 1, dst_rank, args));
   }
   args[DNNL_ARG_WEIGHTS] = reorder_constant(codes_for_adjust(ctx, *ctx.input(1).constant, adjust),
                                             weights_plain, pd.weights_desc());
@@ -219,11 +256,11 @@ OpBuild build_int8_conv(const OpContext& ctx) {
   const ValueMeta& x = ctx.input(0);
   require_int8_weights(ctx, 1);
   const ValueMeta& w = ctx.input(1);
-  const InputQuant quant = input_quant(ctx);
+  const Int8Io io = int8_io(ctx);
   const std::size_t rank = x.dims.size();
-  if (x.dtype != DType::f32 || rank < 3 || rank > 5 || w.dims.size() != rank)
-    ctx.unsupported("input {} {} and weights {}: int8 convolutions take float32 1-D to 3-D inputs",
-                    dtype_name(x.dtype), to_string(x.dims), to_string(w.dims));
+  if (rank < 3 || rank > 5 || w.dims.size() != rank)
+    ctx.unsupported("input {} and weights {}: int8 convolutions take 1-D to 3-D inputs",
+                    to_string(x.dims), to_string(w.dims));
   const std::int64_t group = ctx.node().attr_int("group", 1);
   const std::int64_t c_in = x.dims[1], c_out = w.dims[0];
   if (group < 1 || c_in % group || c_out % group || w.dims[1] * group != c_in)
@@ -238,38 +275,41 @@ OpBuild build_int8_conv(const OpContext& ctx) {
   Dims dil = g.dilations;
   for (auto& d : dil) d -= 1;
 
-  const auto code_type = quant.is_signed ? memory::data_type::s8 : memory::data_type::u8;
   // Channels-last codes: what oneDNN's integer convolutions are built for.
   const tag channels_last = rank == 3 ? tag::nwc : rank == 4 ? tag::nhwc : tag::ndhwc;
-  const memory::desc src_md(to_dnnl(x.dims), code_type, channels_last);
+  const memory::desc src_md(to_dnnl(x.dims), io.input.type(), channels_last);
   const memory::desc w_any(to_dnnl(wdims), memory::data_type::s8, tag::any);
-  const memory::desc dst_any(to_dnnl(out_dims), memory::data_type::f32, tag::any);
+  const memory::desc dst_md =
+      io.out_codes ? memory::desc(to_dnnl(out_dims), io.out_codes->type(), channels_last)
+                   : memory::desc(to_dnnl(out_dims), memory::data_type::f32, tag::any);
   const bool has_bias = ctx.has_input(2);
   if (has_bias && !ctx.input(2).constant)
     ctx.unsupported("the bias must be constant for int8 execution");
   const memory::desc bias_md = has_bias ? plain_desc({c_out}) : memory::desc();
-  const std::vector<float> scales = output_scales(ctx, quant.scale, c_out);
+  const std::vector<float> scales = output_scales(ctx, io.input.scale, c_out);
   auto [pd, args] = int8_primitive(
-      ctx, scales, plain_desc(wdims, memory::data_type::s8), bias_md, out_dims.size(),
+      ctx, io, scales, plain_desc(wdims, memory::data_type::s8), bias_md, out_dims.size(),
       [&](const dnnl::primitive_attr& attr) {
         return create_or_explain(ctx, "int8 convolution", [&] {
           dnnl::convolution_forward::desc d(dnnl::prop_kind::forward_inference,
                                             dnnl::algorithm::convolution_direct, src_md, w_any,
-                                            bias_md, dst_any, to_dnnl(g.strides), to_dnnl(dil),
+                                            bias_md, dst_md, to_dnnl(g.strides), to_dnnl(dil),
                                             to_dnnl(g.pads_begin), to_dnnl(g.pads_end));
           return dnnl::convolution_forward::primitive_desc(d, attr, cpu_engine());
         });
       });
-  const memory::desc dst_plain = plain_desc(out_dims);
+  // Float outputs go back to plain NCHW; chained codes stay channels-last.
+  const memory::desc dst_plain = io.out_codes ? dst_md : plain_desc(out_dims);
   memory dst_primitive = pd.dst_desc() == dst_plain
                              ? memory(dst_plain, cpu_engine(), DNNL_MEMORY_NONE)
                              : memory(pd.dst_desc(), cpu_engine());
   OpBuild b;
-  b.outputs.push_back({DType::f32, out_dims, {}});
-  b.kernel = std::make_unique<Int8Kernel>(dnnl::convolution_forward(pd), std::move(args), quant,
-                                          x.dims, true, memory(src_md, cpu_engine()),
-                                          memory(dst_plain, cpu_engine(), DNNL_MEMORY_NONE),
-                                          dst_primitive);
+  b.outputs.push_back({io.out_codes ? io.out_codes->dtype() : DType::f32, out_dims, {}});
+  b.kernel = std::make_unique<Int8Kernel>(
+      dnnl::convolution_forward(pd), std::move(args), io,
+      io.input_is_codes ? memory(src_md, cpu_engine(), DNNL_MEMORY_NONE)
+                        : memory(src_md, cpu_engine()),
+      memory(dst_plain, cpu_engine(), DNNL_MEMORY_NONE), dst_primitive);
   b.macs = product(out_dims) * product(kernel) * (c_in / group);
   return b;
 }
@@ -279,23 +319,22 @@ OpBuild build_int8_matmul(const OpContext& ctx) {
   const ValueMeta& x = ctx.input(0);
   require_int8_weights(ctx, 1);
   const ValueMeta& w = ctx.input(1);
-  const InputQuant quant = input_quant(ctx);
-  if (x.dtype != DType::f32 || x.dims.size() < 2 || w.dims.size() != 2 ||
-      x.dims.back() != w.dims[0])
+  const Int8Io io = int8_io(ctx);
+  if (x.dims.size() < 2 || w.dims.size() != 2 || x.dims.back() != w.dims[0])
     ctx.invalid("input {} and weights {} must be [..., K] x [K, N]", to_string(x.dims),
                 to_string(w.dims));
   const std::int64_t k = w.dims[0], n = w.dims[1], m = product(x.dims) / k;
-  const auto code_type = quant.is_signed ? memory::data_type::s8 : memory::data_type::u8;
-  const memory::desc src_md = plain_desc({m, k}, code_type);
+  const memory::desc src_md = plain_desc({m, k}, io.input.type());
   const memory::desc w_any({k, n}, memory::data_type::s8, tag::any);
-  const memory::desc dst_md = plain_desc({m, n});
+  const memory::desc dst_md =
+      plain_desc({m, n}, io.out_codes ? io.out_codes->type() : memory::data_type::f32);
   const bool has_bias = ctx.has_input(2);
   if (has_bias && (!ctx.input(2).constant || product(ctx.input(2).dims) != n))
     ctx.unsupported("the bias must be a constant of {} values for int8 execution", n);
   const memory::desc bias_md = has_bias ? plain_desc({1, n}) : memory::desc();
-  const std::vector<float> scales = output_scales(ctx, quant.scale, n);
-  auto [pd, args] = int8_primitive(ctx, scales, plain_desc({k, n}, memory::data_type::s8), bias_md,
-                                   2, [&](const dnnl::primitive_attr& attr) {
+  const std::vector<float> scales = output_scales(ctx, io.input.scale, n);
+  auto [pd, args] = int8_primitive(ctx, io, scales, plain_desc({k, n}, memory::data_type::s8),
+                                   bias_md, 2, [&](const dnnl::primitive_attr& attr) {
                                      return create_or_explain(ctx, "int8 matmul", [&] {
                                        return dnnl::matmul::primitive_desc(
                                            dnnl::matmul::desc(src_md, w_any, bias_md, dst_md), attr,
@@ -306,9 +345,12 @@ OpBuild build_int8_matmul(const OpContext& ctx) {
   out_dims.back() = n;
   memory dst(dst_md, cpu_engine(), DNNL_MEMORY_NONE);
   OpBuild b;
-  b.outputs.push_back({DType::f32, out_dims, {}});
-  b.kernel = std::make_unique<Int8Kernel>(dnnl::matmul(pd), std::move(args), quant, x.dims, false,
-                                          memory(src_md, cpu_engine()), dst, dst);
+  b.outputs.push_back({io.out_codes ? io.out_codes->dtype() : DType::f32, out_dims, {}});
+  b.kernel = std::make_unique<Int8Kernel>(dnnl::matmul(pd), std::move(args), io,
+                                          io.input_is_codes
+                                              ? memory(src_md, cpu_engine(), DNNL_MEMORY_NONE)
+                                              : memory(src_md, cpu_engine()),
+                                          dst, dst);
   b.macs = m * n * k;
   return b;
 }

@@ -310,9 +310,46 @@ QuantSimulator::Int8Build QuantSimulator::build_int8(const QuantPlan& plan) {
     node->attrs["input_signed"] = static_cast<std::int64_t>(q.activations.format == FormatId::int8);
     node->attrs["weight_scales"] = per_channel ? params.scale : std::vector<float>{params.scale[0]};
   }
+  out.chained_tensors = chain_int8_layers(g);
   remove_dead_nodes(g);
   out.graph = std::move(g);
   return out;
+}
+
+int chain_int8_layers(Graph& g) {
+  const auto is_int8 = [](const Node& n) {
+    return n.domain == "bitplan" && (n.op_type == "Int8Conv" || n.op_type == "Int8MatMul");
+  };
+  std::map<std::string, std::vector<std::pair<Node*, std::size_t>>> readers;
+  for (auto& n : g.nodes)
+    for (std::size_t i = 0; i < n.inputs.size(); ++i) readers[n.inputs[i]].emplace_back(&n, i);
+  std::set<std::string> graph_outputs;
+  for (const auto& v : g.outputs) graph_outputs.insert(v.name);
+  int chained = 0;
+  for (auto& producer : g.nodes) {
+    if (!is_int8(producer) || producer.outputs.size() != 1 ||
+        graph_outputs.count(producer.outputs[0]))
+      continue;
+    const auto& rs = readers[producer.outputs[0]];
+    if (rs.empty()) continue;
+    // Every reader must take this tensor as its activation, in the producer's layout
+    // (convolutions: channels-last codes; matmuls: plain rows) and on the same grid.
+    const Node& first = *rs.front().first;
+    const bool same_grid = std::all_of(rs.begin(), rs.end(), [&](const auto& r) {
+      const Node& n = *r.first;
+      return r.second == 0 && is_int8(n) && n.op_type == producer.op_type &&
+             n.attr_float("input_scale", 0.f) == first.attr_float("input_scale", 0.f) &&
+             n.attr_float("input_zero_point", 0.f) == first.attr_float("input_zero_point", 0.f) &&
+             n.attr_int("input_signed", 0) == first.attr_int("input_signed", 0);
+    });
+    if (!same_grid) continue;
+    producer.attrs["output_codes_scale"] = first.attr_float("input_scale", 0.f);
+    producer.attrs["output_codes_zero_point"] = first.attr_float("input_zero_point", 0.f);
+    producer.attrs["output_codes_signed"] = first.attr_int("input_signed", 0);
+    for (const auto& r : rs) r.first->attrs["input_is_codes"] = std::int64_t{1};
+    ++chained;
+  }
+  return chained;
 }
 
 }  // namespace bitplan

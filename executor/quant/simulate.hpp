@@ -49,6 +49,7 @@ class QuantSimulator {
     Graph graph;
     std::vector<std::string> int8_layers;
     std::map<std::string, std::string> why_simulated;
+    int chained_tensors = 0;  // activations passed between integer layers as codes
   };
   Int8Build build_int8(const QuantPlan& plan);
 
@@ -79,6 +80,14 @@ class QuantSimulator {
 // append_fused_epilogue in executor/ops/onednn_common.hpp): the separate pass over the
 // activation disappears. QuantSimulator::build applies it.
 void fuse_fake_quant_into_producers(Graph& graph);
+
+// Integer layers whose output is read only by integer layers of the same kind on one grid
+// write those readers' 8-bit codes directly (attributes output_codes_* on the producer,
+// input_is_codes on the readers; executor/ops/onednn_int8.cpp computes them): no float
+// tensor, quantization pass or layout reorder between them. The simulation quantizes the
+// same float value on the same grid, so the codes agree up to float rounding of the sums.
+// Returns how many tensors became codes. QuantSimulator::build_int8 applies it.
+int chain_int8_layers(Graph& graph);
 
 // Whether oneDNN dispatches to VNNI int8 instructions here (exact 8-bit weight products).
 bool cpu_has_vnni();
