@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# On a machine without Debian's packages (a lent GPU host, run from the repository root with
+# the archive of bench/pack_runtime.sh): unpacks bitplan's binaries and runtime, puts the
+# Fashion-MNIST test files where the configs expect them, and runs the INT8 benchmarks:
+# bitplan's INT8 vs PyTorch's (bench/int8_vs_torch.sh), the integer path's agreement with
+# the simulation on the full test sets, and the executor unit tests. Output goes to $OUT
+# (default ./out).
+#   bench/run_packed.sh ARCHIVE THREADS [PYTHON]
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+archive=$1
+threads=$2
+python=${3:-python3}
+out=${OUT:-$repo/out}
+rt=/tmp/bitplan-runtime
+mkdir -p "$rt" "$out" && tar xJf "$archive" -C "$rt"
+mkdir -p /usr/share/datasets/fashion-mnist && cp "$rt"/data/* /usr/share/datasets/fashion-mnist/
+# The binaries were linked against Debian 12's libraries: run them through its loader.
+# GOMP_SPINCOUNT set up front stops bitplan's re-exec of /proc/self/exe (the loader here).
+mkdir -p "$rt/build/bench" "$rt/build/cli"
+for b in bench/bench_quant cli/bitplan; do
+  printf '#!/bin/sh\nGOMP_SPINCOUNT=${GOMP_SPINCOUNT:-1000} exec %s/lib/ld-linux-x86-64.so.2 --library-path %s/lib %s/bin/%s "$@"\n' \
+    "$rt" "$rt" "$rt" "$(basename $b)" >"$rt/build/$b"
+  chmod +x "$rt/build/$b"
+done
+{ lscpu; grep -o -w -E 'avx512_vnni|avx_vnni|amx_int8|avx512f' /proc/cpuinfo | sort | uniq -c || true; } >"$out/cpu.txt" 2>&1
+"$repo/bench/int8_vs_torch.sh" "$rt/build" "$threads" 2 auto "$python" 2>&1 | tee "$out/int8_vs_torch.txt"
+plan=W7A8
+grep -qw -E 'avx512_vnni|avx_vnni' /proc/cpuinfo && plan=W8A8
+for model in fmnist_mlp fmnist_resnet fmnist_mobilenetv2 fmnist_vit; do
+  echo "== $model $plan" && "$rt/build/cli/bitplan" evaluate --config "$repo/configs/$model.yaml" \
+    --plan "$plan" --int8 --threads "$threads" | grep -A3 -E '^(plan|int8)'
+done 2>&1 | tee "$out/agreement.txt"
+# The unit tests find the sources at the path they were built in.
+src=$(strings "$rt/bin/bitplan_tests_executor" | grep -m1 -o '^/.*/tests/unit/' | sed 's|/tests/unit/$||' || true)
+if [ -n "$src" ] && [ ! -e "$src" ]; then mkdir -p "$(dirname "$src")" && ln -s "$repo" "$src"; fi
+"$rt/lib/ld-linux-x86-64.so.2" --library-path "$rt/lib" "$rt/bin/bitplan_tests_executor" 2>&1 |
+  tail -5 | tee "$out/unit_executor.txt"
