@@ -107,10 +107,10 @@ int main(int argc, char** argv) {
         "{:.4f}, "
         "\"simulated_ms\": {:.4f}, \"int8_ms\": {:.4f}, \"simulated_over_fp32\": {:.3f}, "
         "\"fp32_over_int8\": {:.3f}, \"int8_layers\": {}, \"chained_tensors\": {}, "
-        "\"simulated_layers\": {}}}\n",
+        "\"channels_last_tensors\": {}, \"simulated_layers\": {}}}\n",
         model_path.filename().string(), plan_arg, batch, num_threads(), t_fp32, t_sim, t_int8,
         t_sim / t_fp32, t_fp32 / t_int8, int8.int8_layers.size(), int8.chained_tensors,
-        int8.why_simulated.size());
+        int8.channels_last_tensors, int8.why_simulated.size());
   } catch (const std::exception& e) {
     std::cerr << "bench_quant: " << e.what() << "\n";
     return 1;

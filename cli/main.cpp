@@ -502,6 +502,7 @@ options)");
             {"layers", int8_build->int8_layers},
             {"simulated_layers", int8_build->why_simulated},
             {"chained_tensors", int8_build->chained_tensors},
+            {"channels_last_tensors", int8_build->channels_last_tensors},
             {"top1", real->top1},
             {"model_seconds", real->model_seconds},
             {"agreement_with_simulation", real_vs_sim->top1_agreement},
@@ -533,10 +534,10 @@ options)");
   }
   if (real) {
     fmt::print(
-        "int8     {} layers on integer kernels ({} activations passed between them as codes), {} "
-        "simulated\n",
+        "int8     {} layers on integer kernels ({} activations passed between them as codes, {} "
+        "kept channels-last), {} simulated\n",
         int8_build->int8_layers.size(), int8_build->chained_tensors,
-        int8_build->why_simulated.size());
+        int8_build->channels_last_tensors, int8_build->why_simulated.size());
     for (const auto& [layer, why] : int8_build->why_simulated)
       fmt::print("  simulated {}: {}\n", layer, why);
     fmt::print(

@@ -63,16 +63,24 @@ CodeGrid code_grid(const OpContext& ctx, const std::string& prefix) {
   return q;
 }
 
-// How a layer's input and output travel: float, or 8-bit codes shared with its neighbours.
+// How a layer's input and output travel: float, or 8-bit codes shared with its neighbours;
+// a convolution's float input and output may also be channels-last (keep_channels_last).
 struct Int8Io {
   CodeGrid input;
   bool input_is_codes = false;        // the producer wrote our codes (chained)
   std::optional<CodeGrid> out_codes;  // we write our readers' codes (chained)
+  bool float_input_channels_last = false;
+  bool float_output_channels_last = false;
 };
 
 Int8Io int8_io(const OpContext& ctx) {
-  Int8Io io{code_grid(ctx, "input_"), ctx.node().attr_int("input_is_codes", 0) != 0, {}};
-  if (ctx.node().has_attr("output_codes_scale")) io.out_codes = code_grid(ctx, "output_codes_");
+  const Node& node = ctx.node();
+  Int8Io io{code_grid(ctx, "input_"),
+            node.attr_int("input_is_codes", 0) != 0,
+            {},
+            node.attr_int("input_channels_last", 0) != 0,
+            node.attr_int("output_channels_last", 0) != 0};
+  if (node.has_attr("output_codes_scale")) io.out_codes = code_grid(ctx, "output_codes_");
   const ValueMeta& x = ctx.input(0);
   const DType expected = io.input_is_codes ? io.input.dtype() : DType::f32;
   if (x.dtype != expected)
@@ -83,8 +91,12 @@ Int8Io int8_io(const OpContext& ctx) {
 
 template <typename Code>
 void quantize_codes(const float* x, Code* q, std::int64_t n, const CodeGrid& p) {
+  // Locals, not p's fields: a byte store could alias them, which keeps GCC from vectorising.
+  // The clamped value is an integer in the code range, so going through int32 is exact.
+  const float scale = p.scale, zero_point = p.zero_point, qmin = p.qmin(), qmax = p.qmax();
   for (std::int64_t i = 0; i < n; ++i)
-    q[i] = static_cast<Code>(quantize_to_grid(x[i], p.scale, p.zero_point, p.qmin(), p.qmax()));
+    q[i] = static_cast<Code>(
+        static_cast<std::int32_t>(quantize_to_grid(x[i], scale, zero_point, qmin, qmax)));
 }
 
 // Output scales s_x * s_w[c]: one per output channel, or one for the whole tensor.
@@ -126,7 +138,7 @@ class Int8Kernel final : public Kernel {
     // the float traffic) instead of quantizing through a strided transpose.
     const memory::dims dims = codes_.get_desc().dims();
     const memory::desc plain_codes = plain_desc(Dims(dims.begin(), dims.end()), quant_.type());
-    if (!input_is_codes_ && codes_.get_desc() != plain_codes) {
+    if (!input_is_codes_ && !io.float_input_channels_last && codes_.get_desc() != plain_codes) {
       plain_codes_ = memory(plain_codes, cpu_engine());
       codes_reorder_ = dnnl::reorder(plain_codes_, codes_);
     }
@@ -281,7 +293,9 @@ OpBuild build_int8_conv(const OpContext& ctx) {
   const memory::desc w_any(to_dnnl(wdims), memory::data_type::s8, tag::any);
   const memory::desc dst_md =
       io.out_codes ? memory::desc(to_dnnl(out_dims), io.out_codes->type(), channels_last)
-                   : memory::desc(to_dnnl(out_dims), memory::data_type::f32, tag::any);
+      : io.float_output_channels_last
+          ? memory::desc(to_dnnl(out_dims), memory::data_type::f32, channels_last)
+          : memory::desc(to_dnnl(out_dims), memory::data_type::f32, tag::any);
   const bool has_bias = ctx.has_input(2);
   if (has_bias && !ctx.input(2).constant)
     ctx.unsupported("the bias must be constant for int8 execution");
@@ -298,8 +312,10 @@ OpBuild build_int8_conv(const OpContext& ctx) {
           return dnnl::convolution_forward::primitive_desc(d, attr, cpu_engine());
         });
       });
-  // Float outputs go back to plain NCHW; chained codes stay channels-last.
-  const memory::desc dst_plain = io.out_codes ? dst_md : plain_desc(out_dims);
+  // Float outputs go back to plain NCHW unless kept channels-last; chained codes stay
+  // channels-last.
+  const memory::desc dst_plain =
+      io.out_codes || io.float_output_channels_last ? dst_md : plain_desc(out_dims);
   memory dst_primitive = pd.dst_desc() == dst_plain
                              ? memory(dst_plain, cpu_engine(), DNNL_MEMORY_NONE)
                              : memory(pd.dst_desc(), cpu_engine());
@@ -355,11 +371,36 @@ OpBuild build_int8_matmul(const OpContext& ctx) {
   return b;
 }
 
+// A float tensor kept channels-last between integer convolutions, back to plain NCHW for a
+// reader that needs it (keep_channels_last, executor/quant/simulate.hpp). Dims are logical.
+OpBuild build_channels_last_to_plain(const OpContext& ctx) {
+  const ValueMeta& x = ctx.input(0);
+  const std::size_t rank = x.dims.size();
+  if (x.dtype != DType::f32 || rank < 3 || rank > 5)
+    ctx.invalid("input {} {} is not a float32 1-D to 3-D feature map", dtype_name(x.dtype),
+                to_string(x.dims));
+  const tag channels_last = rank == 3 ? tag::nwc : rank == 4 ? tag::nhwc : tag::ndhwc;
+  memory src({to_dnnl(x.dims), memory::data_type::f32, channels_last}, cpu_engine(),
+             DNNL_MEMORY_NONE);
+  memory dst(plain_desc(x.dims), cpu_engine(), DNNL_MEMORY_NONE);
+  OpBuild b;
+  b.outputs.push_back({DType::f32, x.dims, {}});
+  b.kernel = make_kernel([src, dst, reorder = dnnl::reorder(src, dst)](
+                             std::span<const Tensor> in, std::span<Tensor> out) mutable {
+    src.set_data_handle(const_cast<void*>(in[0].raw()));
+    dst.set_data_handle(out[0].raw());
+    reorder.execute(cpu_stream(), src, dst);
+    cpu_stream().wait();
+  });
+  return b;
+}
+
 }  // namespace
 
 void register_int8_ops(OpRegistry& r) {
   r.add("bitplan::Int8Conv", build_int8_conv);
   r.add("bitplan::Int8MatMul", build_int8_matmul);
+  r.add("bitplan::ChannelsLastToPlain", build_channels_last_to_plain);
 }
 
 }  // namespace bitplan

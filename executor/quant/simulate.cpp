@@ -215,6 +215,97 @@ Graph QuantSimulator::build(const QuantPlan& plan, bool fuse) {
   return g;
 }
 
+int keep_channels_last(Graph& g) {
+  const auto is_conv = [](const Node& n) {
+    return n.domain == "bitplan" && n.op_type == "Int8Conv";
+  };
+  // Elementwise ops compute the same thing in any layout when every input is a same-shaped
+  // channels-last tensor (no broadcasting); their dims come from a plan of the graph.
+  std::map<std::string, std::vector<Dims>> input_dims;
+  {
+    const ExecutionPlan probe(g, PlanOptions{1});
+    for (const auto& step : probe.steps()) input_dims[step.name] = step.input_dims;
+  }
+  std::set<std::string> graph_outputs;
+  for (const auto& v : g.outputs) graph_outputs.insert(v.name);
+  const auto elementwise = [&](const Node& n) {
+    if (!n.domain.empty() || n.outputs.size() != 1 || graph_outputs.count(n.outputs[0]))
+      return false;
+    if (n.op_type == "Relu") return n.inputs.size() == 1;
+    if (n.op_type != "Add" && n.op_type != "Mul" && n.op_type != "Sub") return false;
+    const auto it = input_dims.find(n.name);
+    return it != input_dims.end() && it->second.size() == 2 && it->second[0] == it->second[1];
+  };
+  std::map<std::string, std::vector<Node*>> readers;
+  for (auto& n : g.nodes)
+    for (const auto& in : n.inputs) readers[in].push_back(&n);
+
+  // Convolutions whose float output is kept channels-last; everything else follows from them.
+  std::set<const Node*> sources;
+  for (auto& n : g.nodes)
+    if (is_conv(n) && !n.has_attr("output_codes_scale") && n.outputs.size() == 1 &&
+        !graph_outputs.count(n.outputs[0]))
+      sources.insert(&n);
+  std::set<std::string> channels_last;
+  const auto propagate = [&] {
+    channels_last.clear();
+    for (const auto& n : g.nodes) {  // topological order
+      const bool all_inputs = elementwise(n) && std::all_of(n.inputs.begin(), n.inputs.end(),
+                                                            [&](const std::string& in) {
+                                                              return channels_last.count(in) > 0;
+                                                            });
+      if (sources.count(&n) || all_inputs) channels_last.insert(n.outputs[0]);
+    }
+  };
+  const auto accepts = [&](const Node& reader, const std::string& tensor) {
+    return (is_conv(reader) && reader.inputs[0] == tensor &&
+            std::count(reader.inputs.begin(), reader.inputs.end(), tensor) == 1) ||
+           (elementwise(reader) && channels_last.count(reader.outputs[0]));
+  };
+  // A source none of whose readers takes channels-last would only move its reorder into a
+  // separate node: it stays plain. Dropping one can strand others, hence the loop.
+  for (bool changed = true; changed;) {
+    propagate();
+    changed = false;
+    for (auto it = sources.begin(); it != sources.end();) {
+      const std::string& out = (*it)->outputs[0];
+      const auto& rs = readers[out];
+      if (std::none_of(rs.begin(), rs.end(), [&](const Node* r) { return accepts(*r, out); })) {
+        it = sources.erase(it);
+        changed = true;
+      } else {
+        ++it;
+      }
+    }
+  }
+  propagate();
+
+  std::vector<Node> conversions;
+  for (auto& n : g.nodes) {
+    if (sources.count(&n)) n.attrs["output_channels_last"] = std::int64_t{1};
+    if (is_conv(n) && channels_last.count(n.inputs[0]))
+      n.attrs["input_channels_last"] = std::int64_t{1};
+  }
+  for (const auto& tensor : channels_last) {
+    const std::string plain = tensor + "@plain";
+    bool needed = false;
+    for (Node* r : readers[tensor])
+      if (!accepts(*r, tensor)) {
+        for (auto& in : r->inputs)
+          if (in == tensor) in = plain;
+        needed = true;
+      }
+    if (needed)
+      conversions.push_back(
+          {tensor + "/to_plain", "ChannelsLastToPlain", "bitplan", {tensor}, {plain}, {}});
+  }
+  if (!conversions.empty()) {
+    g.nodes.insert(g.nodes.end(), conversions.begin(), conversions.end());
+    topological_sort(g);
+  }
+  return static_cast<int>(channels_last.size());
+}
+
 bool cpu_has_vnni() {
   const dnnl::cpu_isa isa = dnnl::get_effective_cpu_isa();
   return isa == dnnl::cpu_isa::avx2_vnni || isa == dnnl::cpu_isa::avx512_core_vnni ||
@@ -311,6 +402,7 @@ QuantSimulator::Int8Build QuantSimulator::build_int8(const QuantPlan& plan) {
     node->attrs["weight_scales"] = per_channel ? params.scale : std::vector<float>{params.scale[0]};
   }
   out.chained_tensors = chain_int8_layers(g);
+  out.channels_last_tensors = keep_channels_last(g);
   remove_dead_nodes(g);
   out.graph = std::move(g);
   return out;

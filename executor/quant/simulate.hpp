@@ -49,7 +49,8 @@ class QuantSimulator {
     Graph graph;
     std::vector<std::string> int8_layers;
     std::map<std::string, std::string> why_simulated;
-    int chained_tensors = 0;  // activations passed between integer layers as codes
+    int chained_tensors = 0;        // activations passed between integer layers as codes
+    int channels_last_tensors = 0;  // float activations kept channels-last between them
   };
   Int8Build build_int8(const QuantPlan& plan);
 
@@ -88,6 +89,14 @@ void fuse_fake_quant_into_producers(Graph& graph);
 // same float value on the same grid, so the codes agree up to float rounding of the sums.
 // Returns how many tensors became codes. QuantSimulator::build_int8 applies it.
 int chain_int8_layers(Graph& graph);
+
+// Float activations between integer convolutions stay channels-last (the layout their
+// kernels read and write), through elementwise ops whose inputs all share that layout and
+// shape (a ResNet's residual Add and ReLU); a reader needing plain NCHW gets a
+// bitplan::ChannelsLastToPlain node in front. This removes the layout reorders around every
+// integer convolution. Returns how many tensors stay channels-last. build_int8 applies it
+// after chain_int8_layers.
+int keep_channels_last(Graph& graph);
 
 // Whether oneDNN dispatches to VNNI int8 instructions here (exact 8-bit weight products).
 bool cpu_has_vnni();
