@@ -71,16 +71,21 @@ struct Int8Io {
   std::optional<CodeGrid> out_codes;  // we write our readers' codes (chained)
   bool float_input_channels_last = false;
   bool float_output_channels_last = false;
+  // A residual Add (input 3, same shape and layout as the output) and the ReLU after it,
+  // fused by fuse_residual_into_int8_conv: dst = relu(conv(x) + residual).
+  memory::desc residual_md;
+  bool residual_relu = false;
 };
 
 Int8Io int8_io(const OpContext& ctx) {
   const Node& node = ctx.node();
-  Int8Io io{code_grid(ctx, "input_"),
-            node.attr_int("input_is_codes", 0) != 0,
-            {},
-            node.attr_int("input_channels_last", 0) != 0,
-            node.attr_int("output_channels_last", 0) != 0};
+  Int8Io io;
+  io.input = code_grid(ctx, "input_");
+  io.input_is_codes = node.attr_int("input_is_codes", 0) != 0;
+  io.float_input_channels_last = node.attr_int("input_channels_last", 0) != 0;
+  io.float_output_channels_last = node.attr_int("output_channels_last", 0) != 0;
   if (node.has_attr("output_codes_scale")) io.out_codes = code_grid(ctx, "output_codes_");
+  io.residual_relu = node.attr_string("residual_activation", "") == "Relu";
   const ValueMeta& x = ctx.input(0);
   const DType expected = io.input_is_codes ? io.input.dtype() : DType::f32;
   if (x.dtype != expected)
@@ -147,6 +152,10 @@ class Int8Kernel final : public Kernel {
     if (dst_plain_.get_desc() != dst_primitive_.get_desc())
       dst_reorder_ = dnnl::reorder(dst_primitive_, dst_plain_);
     args_[DNNL_ARG_DST] = dst_primitive_;
+    if (!io.residual_md.is_zero())
+      for (const auto& [arg, mem] : args_)
+        if (arg >= DNNL_ARG_ATTR_MULTIPLE_POST_OP_BASE && mem.get_desc() == io.residual_md)
+          residual_ = mem;
   }
 
   void run(std::span<const Tensor> in, std::span<Tensor> out) override {
@@ -166,6 +175,7 @@ class Int8Kernel final : public Kernel {
       });
       if (codes_reorder_) codes_reorder_.execute(cpu_stream(), plain_codes_, codes_);
     }
+    if (residual_) residual_.set_data_handle(const_cast<void*>(in[3].raw()));
     dst_plain_.set_data_handle(out[0].raw());
     if (!dst_reorder_) dst_primitive_.set_data_handle(out[0].raw());
     prim_.execute(cpu_stream(), args_);
@@ -179,6 +189,7 @@ class Int8Kernel final : public Kernel {
   CodeGrid quant_;
   bool input_is_codes_;
   memory codes_, plain_codes_, dst_plain_, dst_primitive_, zero_point_;
+  memory residual_;  // the fused residual Add's operand, bound to input 3 at each run
   dnnl::reorder codes_reorder_, dst_reorder_;
 };
 
@@ -229,6 +240,13 @@ dnnl::primitive_attr int8_attr(const OpContext& ctx, const Int8Io& io,
   attr.set_zero_points(DNNL_ARG_SRC, 0, {DNNL_RUNTIME_S32_VAL});
   dnnl::post_ops post_ops;
   append_fused_epilogue(ctx, dst_rank, post_ops, args);
+  if (!io.residual_md.is_zero()) {
+    // Int8Kernel::run binds the residual tensor (input 3) to this operand.
+    args[DNNL_ARG_ATTR_MULTIPLE_POST_OP(post_ops.len()) | DNNL_ARG_SRC_1] =
+        memory(io.residual_md, cpu_engine(), DNNL_MEMORY_NONE);
+    post_ops.append_binary(dnnl::algorithm::binary_add, io.residual_md);
+    if (io.residual_relu) post_ops.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, 0.f, 0.f);
+  }
   if (io.out_codes) {
     append_scalar_binary(dnnl::algorithm::binary_div, io.out_codes->scale, dst_rank, post_ops,
                          args);
@@ -268,7 +286,7 @@ OpBuild build_int8_conv(const OpContext& ctx) {
   const ValueMeta& x = ctx.input(0);
   require_int8_weights(ctx, 1);
   const ValueMeta& w = ctx.input(1);
-  const Int8Io io = int8_io(ctx);
+  Int8Io io = int8_io(ctx);
   const std::size_t rank = x.dims.size();
   if (rank < 3 || rank > 5 || w.dims.size() != rank)
     ctx.unsupported("input {} and weights {}: int8 convolutions take 1-D to 3-D inputs",
@@ -289,6 +307,16 @@ OpBuild build_int8_conv(const OpContext& ctx) {
 
   // Channels-last codes: what oneDNN's integer convolutions are built for.
   const tag channels_last = rank == 3 ? tag::nwc : rank == 4 ? tag::nhwc : tag::ndhwc;
+  if (ctx.has_input(3)) {
+    const ValueMeta& residual = ctx.input(3);
+    if (residual.dtype != DType::f32 || residual.dims != out_dims ||
+        !io.float_output_channels_last || io.out_codes)
+      ctx.invalid(
+          "the fused residual {} {} must be float32 of the output's dims {}, with a "
+          "channels-last float output",
+          dtype_name(residual.dtype), to_string(residual.dims), to_string(out_dims));
+    io.residual_md = memory::desc(to_dnnl(out_dims), memory::data_type::f32, channels_last);
+  }
   const memory::desc src_md(to_dnnl(x.dims), io.input.type(), channels_last);
   const memory::desc w_any(to_dnnl(wdims), memory::data_type::s8, tag::any);
   const memory::desc dst_md =

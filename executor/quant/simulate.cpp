@@ -299,10 +299,51 @@ int keep_channels_last(Graph& g) {
       conversions.push_back(
           {tensor + "/to_plain", "ChannelsLastToPlain", "bitplan", {tensor}, {plain}, {}});
   }
-  if (!conversions.empty()) {
-    g.nodes.insert(g.nodes.end(), conversions.begin(), conversions.end());
-    topological_sort(g);
+  g.nodes.insert(g.nodes.end(), conversions.begin(), conversions.end());
+
+  // A channels-last residual Add whose one input is a kept-channels-last convolution's
+  // output (read by nothing else) becomes that convolution's binary post-op, with the ReLU
+  // after it: relu(conv(x) + residual) in one pass over the output, in the same float
+  // operations as the separate ops.
+  std::map<std::string, std::vector<Node*>> readers_now;
+  std::map<std::string, Node*> producer;
+  for (auto& n : g.nodes) {
+    for (const auto& in : n.inputs) readers_now[in].push_back(&n);
+    for (const auto& out : n.outputs) producer[out] = &n;
   }
+  const auto single_reader = [&](const std::string& t) -> Node* {
+    const auto& rs = readers_now[t];
+    return rs.size() == 1 && !graph_outputs.count(t) ? rs[0] : nullptr;
+  };
+  std::set<const Node*> absorbed;
+  for (auto& add : g.nodes) {
+    if (add.op_type != "Add" || !add.domain.empty() || !channels_last.count(add.outputs[0]))
+      continue;
+    for (std::size_t i = 0; i < 2; ++i) {
+      Node* conv = producer.count(add.inputs[i]) ? producer[add.inputs[i]] : nullptr;
+      const std::string& residual = add.inputs[1 - i];
+      if (!conv || !sources.count(conv) || conv->inputs.size() > 3 || residual == add.inputs[i] ||
+          single_reader(add.inputs[i]) != &add)
+        continue;
+      conv->inputs.resize(4);
+      conv->inputs[3] = residual;
+      conv->outputs[0] = add.outputs[0];
+      absorbed.insert(&add);
+      Node* relu = single_reader(add.outputs[0]);
+      if (relu && relu->op_type == "Relu" && relu->domain.empty() &&
+          channels_last.count(relu->outputs[0])) {
+        conv->attrs["residual_activation"] = std::string("Relu");
+        conv->outputs[0] = relu->outputs[0];
+        absorbed.insert(relu);
+      }
+      break;
+    }
+  }
+  std::vector<Node> kept;
+  for (auto& n : g.nodes)
+    if (!absorbed.count(&n)) kept.push_back(std::move(n));
+  g.nodes = std::move(kept);
+  topological_sort(g);
   return static_cast<int>(channels_last.size());
 }
 
