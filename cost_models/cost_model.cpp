@@ -32,6 +32,8 @@ KernelChoice kernel_precision(const LayerQuant& q, const std::string& backend) {
   if (backend == "onednn") {
     // bf16 maps to the profile's bf16 entries, which say whether oneDNN runs it here.
     if (a == FormatId::bf16 && (w == FormatId::fp32 || w == FormatId::bf16)) return {"bf16", ""};
+    // Dynamic ranges (per tensor or per token) have no oneDNN integer kernel here, as in
+    // QuantSimulator::int8_refusal.
     if (is(a, {FormatId::uint8, FormatId::int8}) && !q.dynamic &&
         integer_weights_up_to(q.weights, 8) && q.weights.granularity != Granularity::per_group)
       return {"int8", ""};
@@ -44,6 +46,9 @@ KernelChoice kernel_precision(const LayerQuant& q, const std::string& backend) {
     if (a == FormatId::fp16 && (w == FormatId::fp32 || w == FormatId::fp16)) return {"fp16", ""};
     if (a == FormatId::bf16 && (w == FormatId::fp32 || w == FormatId::bf16)) return {"bf16", ""};
     if (a == FormatId::fp16 && integer_weights_up_to(q.weights, 4)) return {"w4a16", ""};
+    // Dynamic ranges, per tensor or per token, cost as static int8 here: the profiles time
+    // the integer GEMM only, not the pass that finds each batch's (or each token's) range
+    // nor the per-token rescale of the int32 sums. A profile entry for both is still missing.
     if (is(a, {FormatId::uint8, FormatId::int8}) && integer_weights_up_to(q.weights, 8) &&
         q.weights.granularity != Granularity::per_group)
       return {"int8", ""};

@@ -84,7 +84,8 @@ struct ExportProblem {
   std::string tensor;  // "weights" or "activations"
   std::string spec;    // as the plan writes it, " (dynamic)" added for dynamic ranges
   std::string why;
-  QuantSpec nearest;  // the nearest spec the format expresses (activations: static range)
+  QuantSpec nearest;             // the nearest spec the format expresses
+  bool nearest_dynamic = false;  // activations: whether `nearest` keeps a run-time range
 };
 std::vector<ExportProblem> export_problems(const ExportModel& model, ExportFormat format);
 

@@ -13,6 +13,7 @@ namespace {
 struct Refusal {
   std::string why;
   QuantSpec nearest;
+  bool nearest_dynamic = false;  // activations: `nearest` keeps a run-time range
 };
 using Verdict = std::optional<Refusal>;
 
@@ -23,6 +24,24 @@ QuantSpec spec(std::string_view text) {
 // "tensor" / "channel" of `s`, with groups widened to channels (for formats without blocks).
 std::string tensor_or_channel(const QuantSpec& s) {
   return s.granularity == Granularity::per_tensor ? "tensor" : "channel";
+}
+
+// `s` with one range for the whole tensor: what a per-token spec becomes where no operator
+// takes a range per token.
+QuantSpec per_tensor(const QuantSpec& s) {
+  QuantSpec out = s;
+  out.granularity = Granularity::per_tensor;
+  return out;
+}
+
+// For runtimes with calibrated ranges only: the nearest static spec to a dynamic one is its
+// per-tensor form, or what `rules` make of that when they cannot express it either.
+QuantSpec nearest_static(const LayerQuant& q, Verdict (*rules)(const LayerQuant&)) {
+  LayerQuant fixed = q;
+  fixed.activations = per_tensor(q.activations);
+  fixed.dynamic = false;
+  const Verdict v = rules(fixed);
+  return v ? v->nearest : fixed.activations;
 }
 
 // The signed symmetric integer grid of `bits` bits with the spec's granularity.
@@ -60,6 +79,15 @@ Verdict qdq_weights(const QuantSpec& s) {
 }
 
 Verdict qdq_activations(const LayerQuant& q) {
+  // Dynamic per-tensor uint8 asym is DynamicQuantizeLinear; the nearest to a per-token spec
+  // keeps the run-time range where that op can (uint8 asym), else the calibrated one.
+  if (q.activations.granularity == Granularity::per_token) {
+    const QuantSpec nearest = per_tensor(q.activations);
+    return Refusal{
+        "ONNX has no per-token dynamic quantization: DynamicQuantizeLinear computes "
+        "one uint8 scale and zero point for the whole tensor",
+        nearest, to_string(nearest) == "uint8/tensor/asym"};
+  }
   if (q.dynamic && to_string(q.activations) != "uint8/tensor/asym")
     return Refusal{"ONNX's DynamicQuantizeLinear computes uint8 asymmetric parameters only",
                    q.activations};
@@ -112,7 +140,8 @@ Verdict trt_activations(const LayerQuant& q) {
   const QuantSpec& s = q.activations;
   const FormatTraits& f = format_traits(s.format);
   if (!f.has_scale()) return std::nullopt;
-  if (q.dynamic) return Refusal{"TensorRT's Q/DQ scales are static", s};
+  if (q.dynamic)
+    return Refusal{"TensorRT's Q/DQ scales are static", nearest_static(q, trt_activations)};
   if (s.format == FormatId::int8 && s.symmetric) return std::nullopt;
   if (s.format == FormatId::fp8_e4m3) return std::nullopt;
   if (s.format == FormatId::fp8_e5m2)
@@ -187,7 +216,8 @@ Verdict ort_activations(const LayerQuant& q) {
                                  spec("uint8/tensor/asym")})
                : std::nullopt;
   if (q.dynamic)
-    return Refusal{"TensorQuantOverrides describe static quantization (quantize_static)", s};
+    return Refusal{"TensorQuantOverrides describe static quantization (quantize_static)",
+                   nearest_static(q, ort_activations)};
   if (f.kind == FormatKind::floating && !f.has_scale())
     return Refusal{fmt::format("{} activations are a float conversion "
                                "(onnxconverter_common.float16), not a quantization override",
@@ -255,7 +285,7 @@ std::vector<ExportProblem> export_problems(const ExportModel& model, ExportForma
           {l.layer.name, "weights", spec_text(l.quant, false), weights->why, weights->nearest});
     if (activations)
       problems.push_back({l.layer.name, "activations", spec_text(l.quant, true), activations->why,
-                          activations->nearest});
+                          activations->nearest, activations->nearest_dynamic});
   }
   return problems;
 }
@@ -269,7 +299,7 @@ QuantPlan nearest_expressible_plan(const QuantPlan& plan,
       q.weights = p.nearest;
     } else {
       q.activations = p.nearest;
-      q.dynamic = false;
+      q.dynamic = p.nearest_dynamic;
     }
   }
   return out;

@@ -18,6 +18,8 @@ std::string_view granularity_name(Granularity g) {
       return "channel";
     case Granularity::per_group:
       return "group";
+    case Granularity::per_token:
+      return "token";
   }
   return "?";
 }

@@ -41,8 +41,9 @@ void write_export(const ExportModel& model, ExportFormat format, const fs::path&
   if (!problems.empty()) {
     std::string list;
     for (const auto& p : problems)
-      list += fmt::format("\n  layer '{}' {} {}: {}; nearest expressible: {}", p.layer, p.tensor,
-                          p.spec, p.why, to_string(p.nearest));
+      list +=
+          fmt::format("\n  layer '{}' {} {}: {}; nearest expressible: {}{}", p.layer, p.tensor,
+                      p.spec, p.why, to_string(p.nearest), p.nearest_dynamic ? " (dynamic)" : "");
     fail_unsupported(
         "{}: {} quantized tensor(s) use specs the format cannot express (bitplan never exports a "
         "silently different model):{}\nexport a plan with the nearest specs "

@@ -21,16 +21,20 @@ std::vector<QuantizableLayer> quantizable_layers(const Graph& graph) {
     if (node.op_type == "Conv") {
       layer.channel_axis = 0;  // W [O, I/g, k...]: products run over I (and the window)
       layer.reduction_axis = 1;
+      layer.input_reduction_axis = 1;  // X [N, C, ...]
     } else if (node.op_type == "ConvTranspose") {
       layer.channel_axis = 1;  // W [I, O/g, k...]
       layer.reduction_axis = 0;
+      layer.input_reduction_axis = 1;
     } else if (node.op_type == "Gemm") {
       const bool transposed = node.attr_int("transB", 0) != 0;  // W [N, K] when transposed
       layer.channel_axis = transposed ? 0 : 1;
       layer.reduction_axis = transposed ? 1 : 0;
+      layer.input_reduction_axis = node.attr_int("transA", 0) != 0 ? 0 : -1;  // A [K, M]/[M, K]
     } else if (node.op_type == "MatMul" && w->rank() == 2) {
       layer.channel_axis = 1;  // B [K, N]
       layer.reduction_axis = 0;
+      layer.input_reduction_axis = -1;  // A [..., K]
     } else {
       continue;
     }
@@ -54,14 +58,14 @@ CalibrationMethod parse_calibration_method(std::string_view name) {
 
 QuantPlan uniform_plan(std::string_view shorthand, const Graph& graph,
                        CalibrationMethod calibration) {
-  // W<bits>[g<group>][A<bits>]
-  static const std::regex pattern(R"(W(\d+)(?:g(\d+))?(?:A(\d+))?)");
+  // W<bits>[g<group>][A<bits>[d|t]]
+  static const std::regex pattern(R"(W(\d+)(?:g(\d+))?(?:A(\d+)([dt])?)?)");
   std::cmatch m;
   const std::string text(shorthand);
   if (!std::regex_match(text.c_str(), m, pattern))
     fail_input(
-        "uniform plan '{}' is not of the form W<bits>[g<group>][A<bits>] (e.g. W8A8, W4A16, "
-        "W4g32A8)",
+        "uniform plan '{}' is not of the form W<bits>[g<group>][A<bits>[d|t]] (e.g. W8A8, W4A16, "
+        "W4g32A8, W8A8t)",
         shorthand);
   LayerQuant q;
   q.calibration = calibration;
@@ -70,10 +74,18 @@ QuantPlan uniform_plan(std::string_view shorthand, const Graph& graph,
                                             : fmt::format("int{}/channel/sym", wbits));
   if (m[3].matched) {
     const int abits = std::stoi(m[3].str());
+    if (m[4].matched && (abits == 16 || abits == 32))
+      fail_input(
+          "uniform plan '{}': the suffix '{}' asks for run-time ranges, which A{} activations "
+          "(float, no scale) do not have; d and t apply to A<bits> with bits <= 8",
+          shorthand, m[4].str(), abits);
+    const bool per_token = m[4].matched && m[4].str() == "t";
     if (abits == 16)
       q.activations = parse_quant_spec("fp16");
     else if (abits != 32)
-      q.activations = parse_quant_spec(fmt::format("uint{}/tensor/asym", abits));
+      q.activations =
+          parse_quant_spec(fmt::format("uint{}/{}/asym", abits, per_token ? "token" : "tensor"));
+    q.dynamic = m[4].matched;
   }
   QuantPlan plan;
   for (const auto& layer : quantizable_layers(graph)) plan.layers[layer.name] = q;
@@ -141,10 +153,26 @@ LayerQuant layer_at(const fs::path& file, const YAML::Node& node, LayerQuant bas
                     "values themselves); activations take integer, fp8, fp16 or bf16 formats",
                     where, to_string(base.activations)));
   if (base.activations.format != FormatId::fp32 &&
-      base.activations.granularity != Granularity::per_tensor)
+      base.activations.granularity != Granularity::per_tensor &&
+      base.activations.granularity != Granularity::per_token)
     schema_error(file, node,
-                 fmt::format("{}.activations must be per tensor ('{}')", where,
-                             to_string(base.activations)));
+                 fmt::format("{}.activations '{}' must be per tensor or per token (the layer's "
+                             "input has no channel axis or groups of its own)",
+                             where, to_string(base.activations)));
+  if (base.activations.granularity == Granularity::per_token && !base.dynamic)
+    schema_error(
+        file, node,
+        fmt::format("{}.activations '{}' is per token with a static range; per-token ranges are "
+                    "taken from each batch at run time, so add 'dynamic: true' (or use "
+                    "'{}' for a calibrated range)",
+                    where, to_string(base.activations),
+                    to_string(QuantSpec{base.activations.format, Granularity::per_tensor, 0, 0,
+                                        base.activations.symmetric})));
+  if (base.weights.granularity == Granularity::per_token)
+    schema_error(file, node,
+                 fmt::format("{}.weights '{}': per token is an activation granularity; weights "
+                             "take tensor, channel or group<size>",
+                             where, to_string(base.weights)));
   return base;
 }
 

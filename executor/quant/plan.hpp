@@ -15,7 +15,9 @@
 // "channel" granularity always means the layer's output channels (the axis is set per
 // layer: 0 for Conv/Gemm-transB weights, 1 for MatMul/Gemm weights [K, N]); groups run
 // along the reduction axis. Activation specs quantize the layer's input activation, per
-// tensor, with a range from calibration (static) or from each batch (dynamic).
+// tensor with a range from calibration (static) or from each batch (dynamic), or per token
+// (uint8/token/asym: one range per row of the input, along all axes but the one products
+// are summed over) with ranges from each batch, which needs dynamic: true.
 #pragma once
 
 #include <filesystem>
@@ -60,6 +62,10 @@ struct QuantizableLayer {
   std::string input;       // activation input
   int channel_axis = 0;    // output channels in the weight tensor
   int reduction_axis = 1;  // the axis products are summed over
+  // The axis of the input activation that products are summed over (negative: from the
+  // end): per-token activation ranges are taken over it. 1 for Conv/ConvTranspose [N, C, ...],
+  // -1 for MatMul [..., K] and Gemm A [M, K], 0 for Gemm with transA (A is [K, M]).
+  int input_reduction_axis = 1;
 };
 
 std::vector<QuantizableLayer> quantizable_layers(const Graph& graph);
@@ -68,8 +74,10 @@ std::vector<QuantizableLayer> quantizable_layers(const Graph& graph);
 QuantSpec weight_spec_for(const QuantSpec& spec, const QuantizableLayer& layer);
 
 // Uniform plans in one word: "W8A8", "W4A16", "W4A8", "W8A16", "W4g32A8", "W8" (weights
-// only)... W<b> = int<b>/channel/sym, W<b>g<G> = int<b>/group<G>/sym, A<b> (b <= 8) =
-// uint<b>/tensor/asym, A16 = fp16, A32 or no A = float activations.
+// only), "W8A8d", "W8A8t"... W<b> = int<b>/channel/sym, W<b>g<G> = int<b>/group<G>/sym,
+// A<b> (b <= 8) = uint<b>/tensor/asym with a calibrated range, A<b>d = the same with a range
+// from each batch (dynamic), A<b>t = uint<b>/token/asym, a range per token from each batch;
+// A16 = fp16, A32 or no A = float activations.
 QuantPlan uniform_plan(std::string_view shorthand, const Graph& graph,
                        CalibrationMethod calibration = CalibrationMethod::minmax);
 

@@ -39,7 +39,7 @@ bool takes_granularity(const FormatTraits& f) {
 std::string granularity_choices(const FormatTraits& f) {
   if (f.block_size > 0) return fmt::format("group{}", f.block_size);
   if (f.kind == FormatKind::codebook) return "tensor, channel, channel:<axis>";
-  return "tensor, channel, channel:<axis>, group<size>";
+  return "tensor, channel, channel:<axis>, group<size>, token";
 }
 
 std::string granularity_token(const QuantSpec& spec) {
@@ -50,6 +50,8 @@ std::string granularity_token(const QuantSpec& spec) {
       return spec.axis == 0 ? std::string("channel") : fmt::format("channel:{}", spec.axis);
     case Granularity::per_group:
       return fmt::format("group{}", spec.group_size);
+    case Granularity::per_token:
+      return "token";
   }
   return "?";
 }
@@ -64,7 +66,8 @@ std::optional<std::string> spec_problem(const QuantSpec& spec) {
       (spec.granularity != Granularity::per_group || spec.group_size != f.block_size))
     return fmt::format("{} takes only group{} (its MX block), not '{}'", f.name, f.block_size,
                        token);
-  if (f.kind == FormatKind::codebook && spec.granularity == Granularity::per_group)
+  if (f.kind == FormatKind::codebook &&
+      (spec.granularity == Granularity::per_group || spec.granularity == Granularity::per_token))
     return fmt::format("{} takes {}, not '{}' (a codebook per group outweighs the group)", f.name,
                        granularity_choices(f), token);
   if (spec.granularity == Granularity::per_channel && spec.axis < 0)
@@ -88,6 +91,8 @@ std::optional<T> parse_number(std::string_view text) {
 // ---------------------------------------------------------------- slicing
 
 // The tensor as [outer, dim, inner] around the slicing axis (per_tensor: [1, 1, numel]).
+// per_token is sliced as per_group with one group spanning the reduction axis, so a Slicing
+// never holds per_token; the loops below treat it with per_group only to be exhaustive.
 struct Slicing {
   Granularity granularity = Granularity::per_tensor;
   std::int64_t outer = 1, dim = 1, inner = 1;
@@ -100,6 +105,7 @@ struct Slicing {
       case Granularity::per_channel:
         return dim;
       case Granularity::per_group:
+      case Granularity::per_token:
         return outer * blocks * inner;
     }
     return 1;
@@ -126,17 +132,18 @@ Slicing make_slicing(const QuantSpec& spec, const Dims& dims, int reduction_axis
   if (auto problem = spec_problem(spec)) fail_input("{}: {}", action, *problem);
   if (spec.granularity == Granularity::per_tensor) return per_tensor_slicing(product(dims));
   const bool channel = spec.granularity == Granularity::per_channel;
-  const int axis = channel ? spec.axis : reduction_axis;
+  const int axis = channel ? spec.axis : reduction_axis;  // groups and tokens: the reduction
   if (axis < 0 || axis >= static_cast<int>(dims.size()))
     fail_input("{}: {} axis {} is out of range for a tensor of shape {}", action,
                channel ? "the channel" : "the reduction", axis, to_string(dims));
   Slicing s;
-  s.granularity = spec.granularity;
+  s.granularity = channel ? Granularity::per_channel : Granularity::per_group;
   s.outer = product(Dims(dims.begin(), dims.begin() + axis));
   s.dim = dims[static_cast<std::size_t>(axis)];
   s.inner = product(Dims(dims.begin() + axis + 1, dims.end()));
   if (!channel) {
-    s.group = spec.group_size;
+    s.group = spec.granularity == Granularity::per_token ? std::max<std::int64_t>(1, s.dim)
+                                                         : spec.group_size;
     s.blocks = (s.dim + s.group - 1) / s.group;
   }
   return s;
@@ -155,7 +162,8 @@ void gather_slice(const Slicing& s, const float* x, std::int64_t k, std::vector<
         values.insert(values.end(), row, row + s.inner);
       }
       break;
-    case Granularity::per_group: {
+    case Granularity::per_group:
+    case Granularity::per_token: {
       const std::int64_t i = k % s.inner;
       const std::int64_t block = k / s.inner % s.blocks;
       const std::int64_t o = k / s.inner / s.blocks;
@@ -207,6 +215,16 @@ AffineParams grid_params(const FormatTraits& f, bool symmetric, float lo, float 
         static_cast<float>(std::clamp(std::nearbyint(f.qmin - low / p.scale), f.qmin, f.qmax));
   }
   return p;
+}
+
+// The parameters of an activation format for the finite range [lo, hi], lo <= hi: what the
+// static, dynamic per-tensor and dynamic per-token paths all use, so they compute the same
+// bits. fp8 maps the largest magnitude onto the format's max finite; fp16/bf16/fp32 take
+// no scale.
+AffineParams range_params(const FormatTraits& f, bool symmetric, float lo, float hi) {
+  if (f.kind == FormatKind::integer) return grid_params(f, symmetric, lo, hi);
+  if (f.has_scale()) return {positive_scale(std::max(-lo, hi) / f.qmax), 0.f};
+  return {};
 }
 
 // MX: the smallest power of two X with amax / X <= max_element, i.e.
@@ -572,6 +590,7 @@ void apply(const Slicing& s, const Quant& q, const float* x, float* y) {
       }
       break;
     case Granularity::per_group:
+    case Granularity::per_token:
       if (s.inner == 1) {  // reduction axis last: each block is contiguous, slice = block
         parallel_for(
             s.outer * s.blocks, items_per_task(s.group), [&](std::int64_t b, std::int64_t e) {
@@ -664,6 +683,8 @@ QuantSpec parse_quant_spec(std::string_view text) {
                      action, part);
         spec.axis = *axis;
       }
+    } else if (part == "token") {
+      spec.granularity = Granularity::per_token;
     } else if (part.starts_with("group")) {
       spec.granularity = Granularity::per_group;
       const auto size = parse_number<std::int64_t>(part.substr(5));
@@ -676,7 +697,7 @@ QuantSpec parse_quant_spec(std::string_view text) {
     } else {
       fail_input(
           "{}: '{}' is neither a granularity (tensor, channel, channel:<axis>, "
-          "group<size>) nor a symmetry (sym, asym)",
+          "group<size>, token) nor a symmetry (sym, asym)",
           action, part);
     }
     if (have_granularity) fail_input("{}: '{}' repeats the granularity", action, part);
@@ -732,21 +753,22 @@ QuantParams choose_weight_params(const QuantSpec& spec, const Tensor& weights, i
 
 AffineParams affine_params_from_range(FormatId format, bool symmetric, float lo, float hi) {
   const FormatTraits& f = format_traits(format);
-  const std::string action =
-      fmt::format("computing {} parameters for the range [{}, {}]", f.name, lo, hi);
+  // Dynamic per-tensor ranges call this once per layer per batch: the message is only built
+  // when something is wrong.
+  auto action = [&] {
+    return fmt::format("computing {} parameters for the range [{}, {}]", f.name, lo, hi);
+  };
   if (!(std::isfinite(lo) && std::isfinite(hi) && lo <= hi))
-    fail_input("{}: the range must be finite with lo <= hi", action);
+    fail_input("{}: the range must be finite with lo <= hi", action());
   if (f.weights_only)
     fail_unsupported(
         "{}: {} is a weight-only format; activations take integer, fp8, fp16, "
         "bf16 or fp32",
-        action, f.name);
+        action(), f.name);
   if (!symmetric && f.kind != FormatKind::integer)
-    fail_input("{}: {} is symmetric by construction; asym applies to integer formats only", action,
-               f.name);
-  if (f.kind == FormatKind::integer) return grid_params(f, symmetric, lo, hi);
-  if (f.has_scale()) return {positive_scale(std::max(-lo, hi) / f.qmax), 0.f};
-  return {};
+    fail_input("{}: {} is symmetric by construction; asym applies to integer formats only",
+               action(), f.name);
+  return range_params(f, symmetric, lo, hi);
 }
 
 void fake_quantize(const QuantSpec& spec, const QuantParams& params, const Tensor& in, Tensor& out,
@@ -808,6 +830,89 @@ void fake_quantize_activation_per_tensor(FormatId format, float scale, float zer
 void fake_quantize_activation_per_tensor(FormatId format, float scale, float zero_point,
                                          float* data, std::int64_t n) {
   fake_quantize_activation_per_tensor(format, scale, zero_point, data, data, n);
+}
+
+void fake_quantize_activation_per_token(FormatId format, bool symmetric, const float* in,
+                                        float* out, std::int64_t outer, std::int64_t dim,
+                                        std::int64_t inner) {
+  const FormatTraits& f = format_traits(format);
+  if (!f.has_scale() || f.weights_only || f.block_size > 0)
+    fail_unsupported(
+        "fake-quantizing activations per token as {}: per-token ranges need a format with one "
+        "scale per slice: integer or fp8 (fp16/bf16 take no scale; weight-only and MX formats "
+        "fix their own parameters)",
+        f.name);
+  if (!symmetric && f.kind != FormatKind::integer)
+    fail_input(
+        "fake-quantizing activations per token as {}: {} is symmetric by construction; asym "
+        "applies to integer formats only",
+        f.name, f.name);
+  BITPLAN_ASSERT(outer >= 0 && dim >= 0 && inner >= 0);
+  // Each token t (its values x_t along the reduction axis) has its own grid, from its finite
+  // values only (NaN then stays NaN and ±Inf saturate, as on the per-tensor path):
+  //   lo_t = min x_t, hi_t = max x_t, both 0 when the token has no finite value;
+  //   integer, asym: the range is widened to [l, h] = [min(lo_t, 0), max(hi_t, 0)] so that 0
+  //     (padding, ReLU outputs) stays exact; l -> qmin and h -> qmax give
+  //     scale_t = (h - l) / (qmax - qmin), zp_t = clamp(round(qmin - l / scale_t), qmin, qmax);
+  //   integer, sym: scale_t = max(-l, h) / (2^(b-1) - 1), zp_t = 0 (signed) or 2^(b-1);
+  //   fp8: scale_t = max(-l, h) / max finite, no zero point;
+  // and x -> (clamp(round(x / scale_t) + zp_t, qmin, qmax) - zp_t) * scale_t. A zero range
+  // (a token of zeros, e.g. padding) gives h - l = 0: the scale would be 0 and x / 0 NaN, so
+  // positive_scale makes it 1, and a token of zeros stays exactly zero.
+  // range_params is affine_params_from_range's arithmetic without its checks (done above),
+  // so tokens and a per-tensor range of the same values give the same bits.
+  const auto token_params = [&](float lo, float hi) {
+    return lo <= hi ? range_params(f, symmetric, lo, hi) : range_params(f, symmetric, 0.f, 0.f);
+  };
+  if (inner == 1) {  // reduction axis last: token o is the contiguous row o
+    parallel_for(outer, items_per_task(dim), [&](std::int64_t b, std::int64_t e) {
+      for (std::int64_t o = b; o < e; ++o) {
+        const float* x = in + o * dim;
+        float* y = out + o * dim;
+        const auto [lo, hi] = finite_range(std::span(x, static_cast<std::size_t>(dim)));
+        const AffineParams p = token_params(lo, hi);
+        with_quantizer(f, &p.scale, &p.zero_point, nullptr, nullptr, [&](const auto& q) {
+          const auto fn = q.at(0);
+          for (std::int64_t d = 0; d < dim; ++d) y[d] = fn(x[d]);
+        });
+      }
+    });
+    return;
+  }
+  // Tokens (o, i) with the reduction axis in the middle (NCHW: i = h·W + w) are strided by
+  // `inner`: a tile of consecutive i walks the axis row by row, so both passes read
+  // contiguous runs, and its ranges and parameters fit on the stack.
+  constexpr std::int64_t kTile = 64;
+  const std::int64_t tiles = (inner + kTile - 1) / kTile;
+  parallel_for(outer * tiles, items_per_task(dim * kTile), [&](std::int64_t b, std::int64_t e) {
+    float lo[kTile], hi[kTile], scale[kTile], zero_point[kTile];
+    for (std::int64_t t = b; t < e; ++t) {
+      const std::int64_t i0 = t % tiles * kTile, n = std::min(kTile, inner - i0);
+      const std::int64_t begin = t / tiles * dim * inner + i0;
+      std::fill_n(lo, n, std::numeric_limits<float>::infinity());
+      std::fill_n(hi, n, -std::numeric_limits<float>::infinity());
+      for (std::int64_t d = 0; d < dim; ++d) {
+        const float* x = in + begin + d * inner;
+        for (std::int64_t j = 0; j < n; ++j)
+          if (std::isfinite(x[j])) {
+            lo[j] = std::min(lo[j], x[j]);
+            hi[j] = std::max(hi[j], x[j]);
+          }
+      }
+      for (std::int64_t j = 0; j < n; ++j) {
+        const AffineParams p = token_params(lo[j], hi[j]);
+        scale[j] = p.scale;
+        zero_point[j] = p.zero_point;
+      }
+      with_quantizer(f, scale, zero_point, nullptr, nullptr, [&](const auto& q) {
+        for (std::int64_t d = 0; d < dim; ++d) {
+          const float* x = in + begin + d * inner;
+          float* y = out + begin + d * inner;
+          for (std::int64_t j = 0; j < n; ++j) y[j] = q.at(j)(x[j]);
+        }
+      });
+    }
+  });
 }
 
 std::int64_t storage_bytes(const QuantSpec& spec, const Dims& weight_dims, int reduction_axis) {

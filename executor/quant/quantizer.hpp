@@ -16,7 +16,11 @@
 //  * per_group: blocks of `group_size` consecutive elements along the reduction axis, one
 //    slice per block and per index of every other axis — ONNX blocked quantization
 //    (QuantizeLinear block_size): the parameters have the tensor's shape with the reduction
-//    axis cut to ceil(D / group_size), row-major; the last block may be shorter.
+//    axis cut to ceil(D / group_size), row-major; the last block may be shorter;
+//  * per_token: one slice per position of every axis but the reduction axis, i.e. a group
+//    spanning the whole reduction axis (an activation [..., K] has one slice per row; an
+//    NCHW Conv input, reduced over C, one per (n, h, w)). An activation granularity: plans
+//    allow it only with ranges taken at run time (LayerQuant::dynamic).
 // Slice k's parameters are scale[k], zero_point[k], codebook[k·2^bits ...].
 #pragma once
 
@@ -30,7 +34,7 @@
 
 namespace bitplan {
 
-enum class Granularity : std::uint8_t { per_tensor, per_channel, per_group };
+enum class Granularity : std::uint8_t { per_tensor, per_channel, per_group, per_token };
 
 // Which granularity each format takes (checked by parse_quant_spec and every entry point):
 //  * fp32, fp16, bf16: no scale, so per_tensor only, written as the bare name ("fp16");
@@ -49,10 +53,10 @@ struct QuantSpec {
 };
 
 // Compact form used in plans: "<format>[/<granularity>][/sym|asym]" with granularity
-// tensor | channel | channel:<axis> | group<size>, e.g. "int4/group128/sym",
+// tensor | channel | channel:<axis> | group<size> | token, e.g. "int4/group128/sym",
 // "int8/channel/sym", "uint8/tensor/asym", "fp8_e4m3/tensor", "kmeans4/channel",
-// "fp4_e2m1/group32", "fp16". sym/asym is required for integer formats and refused for
-// the others; the granularity is required unless the format takes no scale.
+// "fp4_e2m1/group32", "uint8/token/asym", "fp16". sym/asym is required for integer formats and
+// refused for the others; the granularity is required unless the format takes no scale.
 std::string to_string(const QuantSpec& spec);
 // Fails (invalid input) naming the bad part and listing the valid values.
 QuantSpec parse_quant_spec(std::string_view text);
@@ -72,8 +76,8 @@ struct QuantParams {
   std::vector<float> codebook;
 };
 
-// Every function taking `reduction_axis` uses it for per_group only (the axis the blocks
-// run along: 1 for Gemm transB / Conv [O, C, ...] weights, 0 for MatMul [K, N] weights).
+// Every function taking `reduction_axis` uses it for per_group and per_token only (the axis the
+// blocks run along: 1 for Gemm transB / Conv [O, C, ...] weights, 0 for MatMul [K, N] weights).
 
 // Number of slices of a tensor of `dims` under `spec`: the length of its scale and
 // zero-point vectors, and its number of codebooks (1 for formats without parameters).
@@ -131,6 +135,17 @@ void fake_quantize_activation_per_tensor(FormatId format, float scale, float zer
 // The same from `in` into `out` (one pass; `in == out` is allowed).
 void fake_quantize_activation_per_tensor(FormatId format, float scale, float zero_point,
                                          const float* in, float* out, std::int64_t n);
+
+// Dynamic per-token activation quantization from `in` into `out` (one pass over each token
+// for its range, one to quantize; `in == out` is allowed). The tensor is viewed as
+// [outer, dim, inner] around its reduction axis (dim = the axis products are summed over),
+// and each token (o, i) gets its own scale and zero point from its finite min/max by the
+// rules of affine_params_from_range; NaN stays NaN, ±Inf saturate, a token with no finite
+// value (or all values equal to 0) gets scale 1. Integer and fp8 formats (the activation
+// formats with a scale); parallel over tokens, allocates nothing.
+void fake_quantize_activation_per_token(FormatId format, bool symmetric, const float* in,
+                                        float* out, std::int64_t outer, std::int64_t dim,
+                                        std::int64_t inner);
 
 // Bytes to store the quantized tensor: element codes packed densely and rounded up once
 // per tensor, plus per slice: an fp32 scale (an 8-bit E8M0 exponent for MX), a zero point

@@ -172,6 +172,16 @@ Node QuantSimulator::fake_quant_node(const QuantizableLayer& layer, const LayerQ
   fq.outputs = {layer.input + "@q@" + layer.name};
   fq.attrs["format"] = static_cast<std::int64_t>(q.activations.format);
   fq.attrs["symmetric"] = static_cast<std::int64_t>(q.activations.symmetric);
+  if (q.activations.granularity == Granularity::per_token) {
+    // load_plan refuses this already; plans built in code (search, tests) meet it here.
+    if (!q.dynamic)
+      fail_input(
+          "quantizing the input of layer '{}' with '{}': per-token ranges are taken at run time, "
+          "so the plan must say dynamic: true",
+          layer.name, to_string(q.activations));
+    fq.attrs["per_token"] = std::int64_t{1};
+    fq.attrs["axis"] = static_cast<std::int64_t>(layer.input_reduction_axis);
+  }
   if (q.dynamic) {
     fq.attrs["dynamic"] = std::int64_t{1};
   } else if (!format_traits(q.activations.format).has_scale()) {
@@ -374,7 +384,11 @@ std::string QuantSimulator::int8_refusal(const QuantizableLayer& layer, const La
   if (q.activations.format != FormatId::uint8 && q.activations.format != FormatId::int8)
     return fmt::format("activations '{}' are not 8-bit integers", to_string(q.activations));
   if (q.dynamic)
-    return "dynamic activation ranges are simulated (the integer kernels take a fixed input scale)";
+    return q.activations.granularity == Granularity::per_token
+               ? "dynamic per-token activation ranges are simulated (the integer kernels take one "
+                 "fixed input scale; per-token scales would rescale each row's int32 sums)"
+               : "dynamic activation ranges are simulated (the integer kernels take a fixed input "
+                 "scale)";
   if (layer.op_type == "ConvTranspose") return "ConvTranspose has no integer kernel here";
   if (layer.op_type == "Gemm" &&
       (node.attr_int("transA", 0) != 0 || node.attr_float("alpha", 1.f) != 1.f ||

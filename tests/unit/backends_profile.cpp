@@ -664,6 +664,12 @@ TEST_CASE("kernel_precision: which kernel runs a spec on each backend") {
       kernel_precision(spec("int8/channel/sym", "uint8/tensor/asym", true), "onednn");
   CHECK(dynamic.precision.empty());
   CHECK(contains(dynamic.unsupported, "dynamic"));
+  // Per-token dynamic ranges cost what dynamic per-tensor ranges cost on both backends.
+  const LayerQuant per_token = spec("int8/channel/sym", "uint8/token/asym", true);
+  CHECK(kernel_precision(per_token, "onednn").precision.empty());
+  CHECK(contains(kernel_precision(per_token, "onednn").unsupported, "uint8/token/asym (dynamic)"));
+  CHECK(kernel_precision(per_token, "cuda").precision ==
+        kernel_precision(spec("int8/channel/sym", "uint8/tensor/asym", true), "cuda").precision);
   // Per-group and asymmetric weights have no int8 kernel on either backend.
   CHECK(
       kernel_precision(spec("int8/group32/sym", "uint8/tensor/asym"), "onednn").precision.empty());

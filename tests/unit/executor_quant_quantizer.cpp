@@ -90,6 +90,9 @@ std::vector<std::pair<QuantSpec, int>> layouts(const FormatTraits& f, int rank) 
       s.group_size = group;
       for (int axis = 0; axis < rank; ++axis) out.push_back({s, axis});
     }
+    if (f.block_size > 0) continue;
+    s.granularity = Granularity::per_token;
+    for (int axis = 0; axis < rank; ++axis) out.push_back({s, axis});
   }
   return out;
 }

@@ -67,6 +67,9 @@ TEST_CASE("spec strings fill the fields") {
   const QuantSpec c = parse_quant_spec("fp16");
   CHECK(c.format == FormatId::fp16);
   CHECK(c.granularity == Granularity::per_tensor);
+  const QuantSpec d = parse_quant_spec("uint8/token/asym");
+  CHECK(d.granularity == Granularity::per_token);
+  CHECK(to_string(d) == "uint8/token/asym");
   // Parts after the format may come in any order; to_string writes the canonical one.
   CHECK(to_string(parse_quant_spec("int4/sym/group128")) == "int4/group128/sym");
 }
@@ -97,15 +100,16 @@ TEST_CASE("bad spec strings name the bad part and list the valid values") {
       {"int9/tensor/sym", {"unknown number format 'int9'", "valid formats: fp32, int2, int3"}},
       {"", {"unknown number format ''"}},
       {"int4/grp128/sym",
-       {"'grp128' is neither a granularity (tensor, channel, channel:<axis>, group<size>) nor a "
-        "symmetry (sym, asym)"}},
+       {"'grp128' is neither a granularity (tensor, channel, channel:<axis>, group<size>, token) "
+        "nor a symmetry (sym, asym)"}},
       {"int4/group0/sym", {"'group0' has a bad group size", "positive integer"}},
       {"int4/groupx/sym", {"'groupx' has a bad group size"}},
       {"int4/group-8/sym", {"'group-8' has a bad group size"}},
       {"int4/channel:-1/sym", {"'channel:-1' has a bad axis"}},
       {"int4/channel:/sym", {"'channel:' has a bad axis"}},
       {"int4/tensor", {"int4 needs a symmetry: sym or asym"}},
-      {"int4/sym", {"int4 needs a granularity: tensor, channel, channel:<axis>, group<size>"}},
+      {"int4/sym",
+       {"int4 needs a granularity: tensor, channel, channel:<axis>, group<size>, token"}},
       {"fp8_e4m3", {"fp8_e4m3 needs a granularity"}},
       {"fp8_e4m3/tensor/sym", {"fp8_e4m3 is symmetric by construction"}},
       {"ternary/tensor/asym", {"ternary is symmetric by construction"}},
@@ -115,6 +119,9 @@ TEST_CASE("bad spec strings name the bad part and list the valid values") {
       {"fp4_e2m1/tensor", {"fp4_e2m1 takes only group32"}},
       {"fp4_e2m1", {"fp4_e2m1 needs a granularity: group32"}},
       {"kmeans4/group128", {"kmeans4 takes tensor, channel, channel:<axis>, not 'group128'"}},
+      {"kmeans4/token", {"kmeans4 takes tensor, channel, channel:<axis>, not 'token'"}},
+      {"fp16/token", {"fp16 takes no scale, so the spec is just 'fp16'"}},
+      {"fp4_e2m1/token", {"fp4_e2m1 takes only group32 (its MX block), not 'token'"}},
       {"int4/tensor/channel/sym", {"'channel' repeats the granularity"}},
       {"int4/tensor/sym/asym", {"'asym' repeats the symmetry"}},
       {"int4/group128/sym/", {"'' is neither a granularity"}},

@@ -332,6 +332,46 @@ TEST_CASE("specs a format cannot express are listed with the nearest spec; nothi
   CHECK(export_problems(f.prepare(nearest), ExportFormat::onnx_qdq).empty());
 }
 
+TEST_CASE("per-token activations: not expressible; the nearest keeps the range source it can") {
+  Fixture f("fmnist_mlp.onnx");
+  QuantPlan plan = uniform_plan("W8A8t", f.loaded.graph);
+  plan.layers.at("/net/net.5/Gemm").activations = parse_quant_spec("int8/token/sym");
+  const ExportModel e = f.prepare(plan);
+
+  // ONNX: DynamicQuantizeLinear is per tensor and uint8 asymmetric only.
+  const auto qdq = export_problems(e, ExportFormat::onnx_qdq);
+  REQUIRE(qdq.size() == 3);
+  for (const auto& p : qdq) {
+    CHECK(p.tensor == "activations");
+    CHECK(p.why.find("no per-token") != std::string::npos);
+  }
+  CHECK(qdq[0].spec == "uint8/token/asym (dynamic)");
+  CHECK(to_string(qdq[0].nearest) == "uint8/tensor/asym");
+  CHECK(qdq[0].nearest_dynamic);
+  CHECK(to_string(qdq[2].nearest) == "int8/tensor/sym");
+  CHECK_FALSE(qdq[2].nearest_dynamic);
+  const QuantPlan nearest = nearest_expressible_plan(plan, qdq);
+  CHECK(nearest.layers.at("/net/net.1/Gemm").dynamic);
+  CHECK_FALSE(nearest.layers.at("/net/net.5/Gemm").dynamic);
+  // W8A8t's nearest is W8A8d, which the QDQ export writes with DynamicQuantizeLinear (no
+  // calibration needed).
+  const QuantPlan w8a8t = uniform_plan("W8A8t", f.loaded.graph);
+  const QuantPlan w8a8d =
+      nearest_expressible_plan(w8a8t, export_problems(f.prepare(w8a8t), ExportFormat::onnx_qdq));
+  CHECK(w8a8d.layers == uniform_plan("W8A8d", f.loaded.graph).layers);
+  CHECK(export_problems(f.prepare(w8a8d), ExportFormat::onnx_qdq).empty());
+
+  // The static runtimes: the per-tensor spec with a calibrated range.
+  for (const auto format : {ExportFormat::trt_precisions, ExportFormat::ort_overrides})
+    for (const auto& p : export_problems(e, format))
+      if (p.tensor == "activations") {
+        CHECK(format_traits(p.nearest.format).has_scale());
+        CHECK(p.nearest.granularity == Granularity::per_tensor);
+        CHECK_FALSE(p.nearest_dynamic);
+      }
+  CHECK(export_problems(e, ExportFormat::json).empty());
+}
+
 TEST_CASE("write_export checks every output before writing") {
   Fixture f("fmnist_mlp.onnx");
   const ExportModel e = f.prepare(uniform_plan("W8", f.loaded.graph));
