@@ -73,13 +73,8 @@ int main(int argc, char** argv) {
     const LoadedModel model = load_model(model_path);
     const auto dataset = open_dataset(config.dataset);
     const std::string hash = model_file_hash(model_path);
-    QuantSimulator simulator(
-        model.graph, hash,
-        CalibrationData{dataset.get(),
-                        select_indices(config.dataset.calibration, dataset->size(), "calibration"),
-                        "bench",
-                        {},
-                        64});
+    QuantSimulator simulator(model.graph, hash,
+                             calibration_data(config.dataset, *dataset, {}, config.evaluate.batch));
     const QuantPlan plan = plan_arg.ends_with(".yaml") ? load_plan(plan_arg, model.graph, hash)
                                                        : uniform_plan(plan_arg, model.graph);
     ExecutionPlan fp32(model.graph, PlanOptions{batch});

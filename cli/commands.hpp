@@ -20,9 +20,8 @@ boost::program_options::variables_map parse_options(
 std::vector<std::int64_t> parse_positive_list(const std::string& text, const char* flag);
 std::vector<std::string> split_list(const std::string& text);
 
-// The calibration selection of a run config (its id names the samples exactly, for caches).
-CalibrationData calibration_data(const RunConfig& config, const Dataset& dataset,
-                                 const std::string& cache_dir);
+// Where calibration samples come from, for summaries: "512 samples (seed 1) of PATH".
+std::string calibration_summary(const DatasetConfig& dataset);
 // $XDG_CACHE_HOME/bitplan, ~/.cache/bitplan, or ./.bitplan-cache.
 std::string default_cache_dir();
 

@@ -85,7 +85,7 @@ options)");
   std::unique_ptr<Dataset> dataset;
   if (config.has_dataset) {
     dataset = open_dataset(config.dataset);
-    calibration = calibration_data(config, *dataset, cache_dir);
+    calibration = calibration_data(config.dataset, *dataset, cache_dir, config.evaluate.batch);
   }
   QuantSimulator simulator(loaded.graph, hash, std::move(calibration));
   ExportModel exported = prepare_export(simulator, plan, config.model);

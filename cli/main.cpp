@@ -259,7 +259,9 @@ options)");
   const auto indices = select_indices(sel, dataset->size(), "validation");
   const std::string hash = model_file_hash(config.model);
   const QuantPlan plan = resolve_plan(plan_arg, calibration, loaded.graph, hash);
-  QuantSimulator simulator(loaded.graph, hash, calibration_data(config, *dataset, cache_dir));
+  QuantSimulator simulator(
+      loaded.graph, hash,
+      calibration_data(config.dataset, *dataset, cache_dir, config.evaluate.batch));
   const PlanDebug d = debug_plan(simulator, plan, *dataset, indices, config.evaluate.batch);
 
   auto num = [](double v) { return std::isfinite(v) ? json(v) : json(nullptr); };
@@ -356,8 +358,9 @@ examples:
 
 With --plan, the model also runs in fp32 and the report adds the plan's accuracy and its
 fidelity to fp32 (top-1 agreement, KL divergence, SQNR, cosine, worst-class drop).
-Activation ranges come from the dataset's calibration selection and are cached in
---cache-dir.
+Activation ranges come from the config's calibration selection (dataset.calibration: its
+own images, e.g. a train split, or else a subset of the evaluation images) and are cached
+in --cache-dir.
 
 options)");
   std::string config_path, model, images, labels, format, mean, std_dev, plan_arg,
@@ -446,7 +449,9 @@ options)");
     const std::string hash = model_file_hash(config.model);
     plan = resolve_plan(plan_arg, calibration, loaded.graph, hash);
     if (!save_plan_path.empty()) save_plan(save_plan_path, plan);
-    QuantSimulator simulator(loaded.graph, hash, calibration_data(config, *dataset, cache_dir));
+    QuantSimulator simulator(
+        loaded.graph, hash,
+        calibration_data(config.dataset, *dataset, cache_dir, config.evaluate.batch));
     const Graph simulated = simulator.build(plan);
     q = evaluate(simulated, *dataset, indices, EvalOptions{config.evaluate.batch, true});
     fidelity = compare_outputs(r.logits, q->logits, r.classes);
@@ -496,7 +501,8 @@ options)");
           {"kl_divergence", fidelity->kl_divergence},
           {"sqnr_db", std::isinf(fidelity->sqnr_db) ? json(nullptr) : json(fidelity->sqnr_db)},
           {"cosine", fidelity->cosine},
-          {"worst_class_drop", worst_class_drop(r, *q)}};
+          {"worst_class_drop", worst_class_drop(r, *q)},
+          {"calibration", calibration_summary(config.dataset)}};
       if (real)
         out["int8"] = {
             {"layers", int8_build->int8_layers},
@@ -522,6 +528,7 @@ options)");
   if (q) {
     fmt::print("plan     {} ({} of {} quantizable layers quantized)\n", plan_arg,
                plan.layers.size(), quantizable_layers(loaded.graph).size());
+    fmt::print("  calibrated on {}\n", calibration_summary(config.dataset));
     fmt::print("  top-1 {:.2f}% ({:+.2f} pt), top-5 {:.2f}%, worst class drop {:.2f} pt\n",
                100 * q->top1, 100 * (q->top1 - r.top1), 100 * q->top5,
                100 * worst_class_drop(r, *q));

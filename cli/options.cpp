@@ -50,14 +50,14 @@ std::vector<std::int64_t> parse_positive_list(const std::string& text, const cha
   return out;
 }
 
-CalibrationData calibration_data(const RunConfig& config, const Dataset& dataset,
-                                 const std::string& cache_dir) {
-  const Selection& cal = config.dataset.calibration;
-  return CalibrationData{
-      &dataset, select_indices(cal, dataset.size(), "calibration"),
-      fmt::format("{}|{}|count={}|seed={}|offset={}", config.dataset.images.string(),
-                  config.dataset.labels.string(), cal.count, cal.seed, cal.offset),
-      cache_dir, config.evaluate.batch};
+std::string calibration_summary(const DatasetConfig& dataset) {
+  const CalibrationConfig& c = dataset.calibration;
+  std::string samples = c.count == 0 ? "all samples" : fmt::format("{} samples", c.count);
+  samples += c.seed == 0 ? " (dataset order" : fmt::format(" (seed {}", c.seed);
+  if (c.offset != 0) samples += fmt::format(", offset {}", c.offset);
+  if (c.images.empty())
+    return fmt::format("{}) of the evaluation images {}", samples, dataset.images.string());
+  return fmt::format("{}) of {}", samples, c.images.string());
 }
 
 std::string default_cache_dir() {

@@ -94,7 +94,8 @@ options)",
   const Selection& val = config.dataset.validation;
   in.dataset_id = fmt::format("{}|{}|count={}|seed={}|offset={}", config.dataset.images.string(),
                               config.dataset.labels.string(), val.count, val.seed, val.offset);
-  in.calibration = calibration_data(config, *dataset, default_cache_dir());
+  in.calibration =
+      calibration_data(config.dataset, *dataset, default_cache_dir(), config.evaluate.batch);
   if (!config.target.empty()) in.profile = load_hw_profile(config.target);
   in.eval_batch = config.evaluate.batch;
   in.options = config.search;
@@ -133,6 +134,7 @@ options)",
     fmt::print("model    {} ({})\ntarget   {}\npolicy   {} (seed {})\nspace    {}\n", in.model_name,
                hash, config.target.empty() ? "(none)" : config.target.string(),
                config.search.policy, config.search.seed, result.space_description);
+    fmt::print("calibration {}\n", calibration_summary(config.dataset));
     fmt::print("objectives {}\nbudget   {} evaluations, {} s\noutput   {}\ndatabase {}\n",
                fmt::join(config.search.objectives, ", "), config.search.max_evaluations,
                config.search.max_seconds, config.search.output.string(),

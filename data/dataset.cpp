@@ -64,7 +64,31 @@ Tensor read_array(const std::string& format, const fs::path& path) {
   return format == "idx" ? read_idx(path) : read_npy(path);
 }
 
-std::unique_ptr<Dataset> open_array_dataset(const DatasetConfig& config) {
+// The labels file of an array dataset of `count` images, checked. Without
+// `labels_required`, no labels file gives every sample label 0 (a calibration source,
+// whose labels nothing reads).
+std::vector<std::int64_t> read_labels(const DatasetConfig& config, std::int64_t count,
+                                      bool labels_required) {
+  if (config.labels.empty() && !labels_required)
+    return std::vector<std::int64_t>(static_cast<std::size_t>(count), 0);
+  const std::string labels_name = config.labels.string();
+  const Tensor label_tensor = read_array(config.format, config.labels);
+  if (label_tensor.rank() != 1)
+    fail_input("open dataset '{}': labels of dims {}: must be [N]", labels_name,
+               to_string(label_tensor.dims()));
+  if (label_tensor.dtype() == DType::f32 || label_tensor.dtype() == DType::f64 ||
+      label_tensor.dtype() == DType::boolean)
+    fail_input("open dataset '{}': labels of dtype {}: must be integers", labels_name,
+               dtype_name(label_tensor.dtype()));
+  if (label_tensor.dim(0) != count)
+    fail_input(
+        "open dataset '{}': {} labels: the images '{}' hold {} samples; the counts must "
+        "match",
+        labels_name, label_tensor.dim(0), config.images.string(), count);
+  return label_tensor.to_int64_vector();
+}
+
+std::unique_ptr<Dataset> open_array_dataset(const DatasetConfig& config, bool labels_required) {
   const std::string images_name = config.images.string();
   const std::string labels_name = config.labels.string();
   const Preprocess& preprocess = config.preprocess;
@@ -89,20 +113,7 @@ std::unique_ptr<Dataset> open_array_dataset(const DatasetConfig& config) {
   if (images.rank() == 3) images = images.reshaped({dims[0], 1, dims[1], dims[2]});
   const std::int64_t count = images.dim(0);
 
-  const Tensor label_tensor = read_array(config.format, config.labels);
-  if (label_tensor.rank() != 1)
-    fail_input("open dataset '{}': labels of dims {}: must be [N]", labels_name,
-               to_string(label_tensor.dims()));
-  if (label_tensor.dtype() == DType::f32 || label_tensor.dtype() == DType::f64 ||
-      label_tensor.dtype() == DType::boolean)
-    fail_input("open dataset '{}': labels of dtype {}: must be integers", labels_name,
-               dtype_name(label_tensor.dtype()));
-  if (label_tensor.dim(0) != count)
-    fail_input(
-        "open dataset '{}': {} labels: the images '{}' hold {} samples; the counts must "
-        "match",
-        labels_name, label_tensor.dim(0), images_name, count);
-  std::vector<std::int64_t> labels = label_tensor.to_int64_vector();
+  std::vector<std::int64_t> labels = read_labels(config, count, labels_required);
 
   std::vector<std::string> class_names = config.class_names;
   const bool inferred = class_names.empty();
@@ -248,16 +259,57 @@ class ConfigReader {
 
   Selection selection(const YAML::Node& node, std::string_view name) const {
     Selection selection;
-    for (const auto& [key, value] : mapping(node, name, {"count", "seed", "offset"})) {
-      const std::string field = fmt::format("{}.{}", name, key);
-      constexpr auto kMax = std::numeric_limits<std::int64_t>::max();
-      if (key == "count") selection.count = integer<std::int64_t>(value, field, 0, kMax);
-      if (key == "seed")
-        selection.seed =
-            integer<std::uint64_t>(value, field, 0, std::numeric_limits<std::uint64_t>::max());
-      if (key == "offset") selection.offset = integer<std::int64_t>(value, field, 0, kMax);
-    }
+    for (const auto& [key, value] : mapping(node, name, {"count", "seed", "offset"}))
+      selection_field(key, value, name, selection);
     return selection;
+  }
+
+  // dataset.calibration: a selection, optionally of its own source in `format` (default:
+  // `dataset_format`).
+  CalibrationConfig calibration(const YAML::Node& node, const std::string& dataset_format) const {
+    constexpr std::string_view kName = "dataset.calibration";
+    CalibrationConfig calibration;
+    const auto entries =
+        mapping(node, kName, {"images", "labels", "format", "count", "seed", "offset"});
+    for (const auto& [key, value] : entries) {
+      const std::string field = fmt::format("{}.{}", kName, key);
+      if (key == "images") calibration.images = path(value, field);
+      if (key == "labels") calibration.labels = path(value, field);
+      if (key == "format") {
+        calibration.format = string(value, field);
+        if (calibration.format != "idx" && calibration.format != "npy" &&
+            calibration.format != "image_folder")
+          fail(value, "{} '{}' is not one of idx, npy, image_folder", field, calibration.format);
+      }
+      if (key == "count" || key == "seed" || key == "offset")
+        selection_field(key, value, kName, calibration);
+    }
+    const bool separate = entries.count("images") != 0;
+    for (const char* key : {"labels", "format"})
+      if (!separate && entries.count(key))
+        fail(entries.at(key),
+             "{}.{} describes a separate calibration source: give its images too "
+             "(dataset.calibration.images)",
+             kName, key);
+    if (!separate) return calibration;
+    if (calibration.format.empty()) calibration.format = dataset_format;
+    if (calibration.format == "image_folder" && entries.count("labels"))
+      fail(entries.at("labels"),
+           "{}.labels does not apply to an image_folder source: its labels are the class folders",
+           kName);
+    return calibration;
+  }
+
+  // One of a selection's fields: count, seed or offset.
+  void selection_field(const std::string& key, const YAML::Node& value, std::string_view name,
+                       Selection& selection) const {
+    const std::string field = fmt::format("{}.{}", name, key);
+    constexpr auto kMax = std::numeric_limits<std::int64_t>::max();
+    if (key == "count") selection.count = integer<std::int64_t>(value, field, 0, kMax);
+    if (key == "seed")
+      selection.seed =
+          integer<std::uint64_t>(value, field, 0, std::numeric_limits<std::uint64_t>::max());
+    if (key == "offset") selection.offset = integer<std::int64_t>(value, field, 0, kMax);
   }
 
   Preprocess preprocess(const YAML::Node& node, const std::string& format) const {
@@ -322,9 +374,42 @@ std::int64_t Dataset::label(std::int64_t index) const {
 
 std::unique_ptr<Dataset> open_dataset(const DatasetConfig& config) {
   if (config.format == "image_folder") return open_image_folder(config);
-  if (config.format == "idx" || config.format == "npy") return open_array_dataset(config);
+  if (config.format == "idx" || config.format == "npy") return open_array_dataset(config, true);
   fail_input("open dataset '{}': format '{}': must be idx, npy or image_folder",
              config.images.string(), config.format);
+}
+
+std::unique_ptr<Dataset> open_calibration_dataset(const DatasetConfig& config,
+                                                  const Dims& sample_dims) {
+  const CalibrationConfig& calibration = config.calibration;
+  BITPLAN_ASSERT(!calibration.images.empty());
+  DatasetConfig source;
+  source.format = calibration.format.empty() ? config.format : calibration.format;
+  source.images = calibration.images;
+  source.labels = calibration.labels;
+  source.preprocess = config.preprocess;
+  // class_names stay the dataset's concern: a calibration split's labels are never read.
+  std::unique_ptr<Dataset> dataset;
+  try {
+    // Not open_dataset: that one requires labels.
+    if (source.format == "image_folder")
+      dataset = open_image_folder(source);
+    else if (source.format == "idx" || source.format == "npy")
+      dataset = open_array_dataset(source, false);
+    else
+      fail_input("open dataset '{}': format '{}': must be idx, npy or image_folder",
+                 source.images.string(), source.format);
+  } catch (const Error& e) {
+    throw Error(e.kind(),
+                fmt::format("open calibration source (dataset.calibration.images): {}", e.what()));
+  }
+  if (dataset->sample_dims() != sample_dims)
+    fail_input(
+        "open calibration source '{}': samples of dims {}: the dataset images '{}' give {}; "
+        "calibration samples must have the dims of the samples the model is evaluated on",
+        calibration.images.string(), to_string(dataset->sample_dims()), config.images.string(),
+        to_string(sample_dims));
+  return dataset;
 }
 
 std::vector<std::int64_t> select_indices(const Selection& selection, std::int64_t dataset_size,
@@ -394,8 +479,8 @@ DatasetConfig parse_dataset_config(const YAML::Node& node, const fs::path& confi
     config.class_names = reader.class_names(*names);
   if (const YAML::Node* preprocess = find("preprocess"))
     config.preprocess = reader.preprocess(*preprocess, config.format);
-  if (const YAML::Node* selection = find("calibration"))
-    config.calibration = reader.selection(*selection, "dataset.calibration");
+  if (const YAML::Node* calibration = find("calibration"))
+    config.calibration = reader.calibration(*calibration, config.format);
   if (const YAML::Node* selection = find("validation"))
     config.validation = reader.selection(*selection, "dataset.validation");
   return config;

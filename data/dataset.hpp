@@ -7,7 +7,9 @@
 //     labels: fashion/t10k-labels-idx1-ubyte.gz
 //     class_names: [T-shirt, Trouser, ...]   # optional
 //     preprocess: {scale: 0.00392157, mean: [0.286], std: [0.353], layout: NCHW}
-//     calibration: {count: 512, seed: 1}
+//     calibration: {count: 512, seed: 1}   # a subset of `images` (test samples: leaks)
+//     calibration:                         # or a separate source, e.g. the train split
+//       {images: fashion/train-images-idx3-ubyte.gz, format: idx, count: 512, seed: 1}
 //     validation: {count: 0}
 //
 // IDX and NPY images are uint8 (or float32 for .npy) arrays [N, H, W] or [N, C, H, W],
@@ -48,12 +50,23 @@ struct Selection {
   std::int64_t offset = 0;
 };
 
+// `dataset.calibration`: which samples calibration observes. Without `images` they are a
+// selection of the dataset's own (evaluation) images, so a test set would leak into the
+// activation ranges; with it, a selection of a separate source (a train or calibration split)
+// read with the dataset's preprocessing. Labels are optional there: calibration reads none.
+struct CalibrationConfig : Selection {
+  std::filesystem::path images;  // file (idx/npy) or folder (image_folder); empty: the dataset's
+  std::filesystem::path labels;  // idx/npy labels file, or empty
+  std::string format;            // "idx" | "npy" | "image_folder"; the dataset's when not given
+};
+
 struct DatasetConfig {
   std::string format;            // "idx" | "npy" | "image_folder"
   std::filesystem::path images;  // file (idx/npy) or folder (image_folder)
   std::filesystem::path labels;  // idx/npy labels file; empty for image folders
   Preprocess preprocess;
-  Selection calibration, validation;
+  CalibrationConfig calibration;
+  Selection validation;
   std::vector<std::string> class_names;  // optional; image folders use their folder names
 };
 
@@ -90,6 +103,14 @@ class Dataset {
 // Opens the dataset `config` describes. IDX/NPY arrays are read whole (and kept as uint8 or
 // float32); image folders are only listed, and decoded batch by batch in load().
 std::unique_ptr<Dataset> open_dataset(const DatasetConfig& config);
+
+// Opens the separate calibration source config.calibration.images (which must be set) as
+// open_dataset would, with the dataset's preprocessing; without calibration labels every
+// sample reads as class 0. Its samples must have `sample_dims`, those of the evaluation
+// dataset config.images: the error names both files and both dims. Every error says it is
+// about the calibration source.
+std::unique_ptr<Dataset> open_calibration_dataset(const DatasetConfig& config,
+                                                  const Dims& sample_dims);
 
 // A deterministic subset of [0, dataset_size): positions [offset, offset + count) of a
 // permutation that is the identity for seed 0 and a seeded shuffle otherwise (its own

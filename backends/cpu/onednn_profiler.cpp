@@ -177,8 +177,12 @@ QuantSimulator::Int8Build int8_build(const Graph& graph, const std::string& mode
   Dims sample_dims = probe.input_meta()[0].dims;
   sample_dims.erase(sample_dims.begin());
   const RandomNormalDataset samples(sample_dims, 8);
-  QuantSimulator simulator(graph, model_hash,
-                           CalibrationData{&samples, {0, 1, 2, 3, 4, 5, 6, 7}, "normal-8", {}, 8});
+  CalibrationData calibration;
+  calibration.dataset = &samples;
+  calibration.indices = {0, 1, 2, 3, 4, 5, 6, 7};
+  calibration.selection_id = "normal-8";
+  calibration.batch = 8;
+  QuantSimulator simulator(graph, model_hash, std::move(calibration));
   return simulator.build_int8(plan);
 }
 

@@ -52,6 +52,32 @@ CalibrationRanges calibrate(const Graph& graph, const Dataset& dataset,
   return ranges;
 }
 
+CalibrationData calibration_data(const DatasetConfig& config, const Dataset& dataset,
+                                 fs::path cache_dir, std::int64_t batch) {
+  const CalibrationConfig& selection = config.calibration;
+  const bool separate = !selection.images.empty();
+  CalibrationData data;
+  data.selection_id = fmt::format("{}|{}|count={}|seed={}|offset={}",
+                                  (separate ? selection.images : config.images).string(),
+                                  (separate ? selection.labels : config.labels).string(),
+                                  selection.count, selection.seed, selection.offset);
+  data.cache_dir = std::move(cache_dir);
+  data.batch = batch;
+  if (!separate) {
+    data.dataset = &dataset;
+    data.indices = select_indices(selection, dataset.size(), "calibration");
+    return data;
+  }
+  data.open = [config, sample_dims = dataset.sample_dims()] {
+    std::shared_ptr<const Dataset> source = open_calibration_dataset(config, sample_dims);
+    std::vector<std::int64_t> indices =
+        select_indices(config.calibration, source->size(),
+                       fmt::format("calibration ('{}')", config.calibration.images.string()));
+    return CalibrationData::Samples{std::move(source), std::move(indices)};
+  };
+  return data;
+}
+
 QuantSimulator::QuantSimulator(const Graph& graph, std::string model_hash,
                                CalibrationData calibration)
     : graph_(graph),
@@ -86,6 +112,12 @@ const CalibrationRanges& QuantSimulator::ranges(CalibrationMethod method, bool s
     bool complete = true;
     for (const auto& t : tensors) complete = complete && cached.count(t);
     if (complete) return ranges_[key] = std::move(cached);
+  }
+  if (!calibration_.dataset && calibration_.open) {
+    CalibrationData::Samples samples = calibration_.open();
+    opened_ = std::move(samples.dataset);
+    calibration_.dataset = opened_.get();
+    calibration_.indices = std::move(samples.indices);
   }
   if (!calibration_.dataset)
     fail(ErrorKind::usage, "quantizing '{}': static activation quantization needs calibration data",

@@ -12,6 +12,7 @@
 #pragma once
 
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <tuple>
@@ -21,13 +22,29 @@
 
 namespace bitplan {
 
+// The samples calibration observes, and where its ranges are cached.
 struct CalibrationData {
+  struct Samples {
+    std::shared_ptr<const Dataset> dataset;
+    std::vector<std::int64_t> indices;
+  };
+
   const Dataset* dataset = nullptr;
   std::vector<std::int64_t> indices;
   std::string selection_id;         // names the samples exactly (enters the cache key)
   std::filesystem::path cache_dir;  // empty: no disk cache
   std::int64_t batch = 64;
+  // Without `dataset`: opens the samples on the first calibration that misses the cache, so
+  // a run whose ranges are all cached never reads a separate calibration source.
+  std::function<Samples()> open;
 };
+
+// The calibration data of the `dataset:` section `config`: its calibration selection of
+// `dataset` (the evaluation samples), or of the separate source config.calibration.images,
+// opened on first use and checked against `dataset`'s sample dims. The selection id names
+// the source's files, so different sources never share a cache entry.
+CalibrationData calibration_data(const DatasetConfig& config, const Dataset& dataset,
+                                 std::filesystem::path cache_dir, std::int64_t batch);
 
 class QuantSimulator {
  public:
@@ -71,6 +88,7 @@ class QuantSimulator {
   Graph graph_;
   std::string model_hash_;
   CalibrationData calibration_;
+  std::shared_ptr<const Dataset> opened_;  // what calibration_.open returned, once called
   std::vector<QuantizableLayer> layers_;
   std::map<std::tuple<CalibrationMethod, bool, int>, CalibrationRanges> ranges_;
   std::map<std::string, Tensor> weight_cache_;  // "<layer>|<spec>" -> fake-quantized weights

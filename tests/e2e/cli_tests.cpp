@@ -8,7 +8,10 @@
 #include <array>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 namespace fs = std::filesystem;
 using bitplan::e2e::contains;
@@ -135,4 +138,98 @@ TEST_CASE("quantized evaluation, integer execution and the debugger from the CLI
   CHECK(contains(bad.output, "does not divide the reduction axis"));
   fs::remove_all(cache);
   fs::remove(saved);
+}
+
+TEST_CASE("a separate calibration source: used, named in the output, checked") {
+  const fs::path fashion = "/usr/share/datasets/fashion-mnist";
+  if (!fs::exists(fashion / "train-images-idx3-ubyte.gz")) {
+    MESSAGE("SKIPPED: Fashion-MNIST not installed (apt install dataset-fashion-mnist)");
+    return;
+  }
+  const fs::path dir = fs::temp_directory_path() / "bitplan_e2e_calibration_source";
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  const std::string cache = (dir / "cache").string();
+  // fmnist_mlp on the test set, calibrated as `calibration` says.
+  const auto config = [&](const std::string& name, const std::string& calibration) {
+    const fs::path file = dir / (name + ".yaml");
+    std::ofstream(file) << "model: " << (kSource / "models/fmnist_mlp.onnx").string()
+                        << "\ndataset:\n  format: idx\n  images: "
+                        << (fashion / "t10k-images-idx3-ubyte.gz").string()
+                        << "\n  labels: " << (fashion / "t10k-labels-idx1-ubyte.gz").string()
+                        << "\n  preprocess: {mean: [0.2860], std: [0.3530]}\n  calibration: "
+                        << calibration << "\n";
+    return file.string();
+  };
+  const std::string train = (fashion / "train-images-idx3-ubyte.gz").string();
+  const std::string same = config("same", "{count: 256, seed: 1}");
+  const std::string separate =
+      config("separate", "{images: " + train +
+                             ", labels: " + (fashion / "train-labels-idx1-ubyte.gz").string() +
+                             ", count: 256, seed: 1}");
+
+  // The debugger prints every layer's calibrated input range. The first layer sees the
+  // normalised pixels, whose extremes any 256 images reach; the later ones differ by source.
+  const auto input_ranges = [&](const std::string& config_file) {
+    const Result r = run("debug --config " + config_file +
+                         " --plan W8A8 --count 32 --json --cache-dir " + cache);
+    INFO(r.output);
+    REQUIRE(r.exit_code == 0);
+    const auto debug = nlohmann::json::parse(r.output.substr(r.output.find('{')));
+    std::vector<std::pair<double, double>> ranges;
+    for (const auto& layer : debug["layers"])
+      ranges.emplace_back(layer["input_min"].get<double>(), layer["input_max"].get<double>());
+    return ranges;
+  };
+  const auto same_ranges = input_ranges(same);
+  const auto separate_ranges = input_ranges(separate);
+  REQUIRE(same_ranges.size() == 3);
+  CHECK(same_ranges[0] == separate_ranges[0]);
+  CHECK(same_ranges[1] != separate_ranges[1]);
+  CHECK(same_ranges[2] != separate_ranges[2]);
+  // Two sources, two cache entries; the old form keeps its own.
+  CHECK(std::distance(fs::directory_iterator(cache), fs::directory_iterator{}) == 2);
+  CHECK(input_ranges(same) == same_ranges);
+
+  const Result evaluated =
+      run("evaluate --config " + separate + " --plan W8A8 --count 64 --cache-dir " + cache);
+  CHECK(evaluated.exit_code == 0);
+  CHECK(contains(evaluated.output, "calibrated on 256 samples (seed 1) of " + train));
+  const Result old_form =
+      run("evaluate --config " + same + " --plan W8A8 --count 64 --cache-dir " + cache);
+  CHECK(old_form.exit_code == 0);
+  CHECK(contains(old_form.output, "calibrated on 256 samples (seed 1) of the evaluation images"));
+
+  {  // a missing calibration file is named
+    const std::string missing = (dir / "no-such-train-images.gz").string();
+    const Result r =
+        run("evaluate --config " + config("missing", "{images: " + missing + ", count: 8}") +
+            " --plan W8A8 --count 16 --cache-dir " + cache);
+    CHECK(r.exit_code == 3);
+    CHECK(contains(r.output, "open calibration source (dataset.calibration.images)"));
+    CHECK(contains(r.output, missing));
+  }
+  {  // samples of other dims name both files and both dims
+    // Three 5x5 images, uncompressed IDX.
+    const fs::path small = dir / "small-images-idx3-ubyte";
+    std::ofstream(small, std::ios::binary)
+        << std::string("\0\0\x08\x03\0\0\0\x03\0\0\0\x05\0\0\0\x05", 16) << std::string(75, '\x20');
+    const Result r =
+        run("evaluate --config " + config("small", "{images: " + small.string() + ", count: 2}") +
+            " --plan W8A8 --count 16 --cache-dir " + cache);
+    INFO(r.output);
+    CHECK(r.exit_code == 3);
+    CHECK(contains(r.output, "small-images-idx3-ubyte"));
+    CHECK(contains(r.output, "samples of dims [1, 5, 5]"));
+    CHECK(contains(r.output, "t10k-images-idx3-ubyte.gz' give [1, 28, 28]"));
+  }
+  {  // more samples than the source holds
+    const Result r =
+        run("evaluate --config " + config("large", "{images: " + train + ", count: 60001}") +
+            " --plan W8A8 --count 16 --cache-dir " + cache);
+    CHECK(r.exit_code == 3);
+    CHECK(contains(r.output, "count 60001 is larger than the 60000 samples available"));
+    CHECK(contains(r.output, train));
+  }
+  fs::remove_all(dir);
 }

@@ -232,6 +232,8 @@ TEST_CASE("search: --dry-run prints the space and evaluates nothing") {
   CHECK(r.exit_code == 0);
   CHECK(contains(r.output, "3 layers, 9 (layer, option) pairs"));
   CHECK(contains(r.output, "policy   nsga2"));
+  CHECK(contains(r.output, "calibration 64 samples (dataset order) of the evaluation images " +
+                               kImages.string()));
   for (const char* layer : {"/net/net.1/Gemm", "/net/net.3/Gemm", "/net/net.5/Gemm"})
     CHECK(contains(r.output, layer));
   // W7A8 runs on the int8 kernels of every CPU (8-bit weights need VNNI for exact int8).

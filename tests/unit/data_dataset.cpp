@@ -175,6 +175,69 @@ TEST_CASE("parse_dataset_config errors name the file, line, column and rule") {
   expect(head + "  ? [a]\n  : 1\n", {"dataset has a key that is a list"});
 }
 
+TEST_CASE("parse_dataset_config reads a separate calibration source") {
+  const DatasetConfig config = parse(R"(
+dataset:
+  format: idx
+  images: test-images
+  labels: test-labels
+  calibration: {images: train/images.npy, labels: /abs/train-labels.npy, format: npy,
+                count: 512, seed: 1}
+)");
+  CHECK(config.calibration.images == fs::path("/cfg/train/images.npy"));
+  CHECK(config.calibration.labels == fs::path("/abs/train-labels.npy"));
+  CHECK(config.calibration.format == "npy");
+  CHECK(config.calibration.count == 512);
+  CHECK(config.calibration.seed == 1);
+
+  // The format defaults to the dataset's; labels are optional.
+  const DatasetConfig folder = parse(R"(
+dataset:
+  format: image_folder
+  images: cifar/test
+  calibration: {images: cifar/calib, count: 8}
+)");
+  CHECK(folder.calibration.images == fs::path("/cfg/cifar/calib"));
+  CHECK(folder.calibration.labels.empty());
+  CHECK(folder.calibration.format == "image_folder");
+
+  // Without images: a selection of the dataset's own images, as before.
+  const DatasetConfig same = parse(R"(
+dataset:
+  format: idx
+  images: i
+  labels: l
+  calibration: {count: 64, seed: 3, offset: 2}
+)");
+  CHECK(same.calibration.images.empty());
+  CHECK(same.calibration.format.empty());
+  CHECK(same.calibration.count == 64);
+  CHECK(same.calibration.offset == 2);
+}
+
+TEST_CASE("parse_dataset_config rejects inconsistent calibration sources") {
+  const auto expect = [](const std::string& yaml, std::initializer_list<std::string_view> parts) {
+    check_error([&] { parse(yaml, "run.yaml"); }, parts);
+  };
+  const std::string head = "dataset:\n  format: idx\n  images: i\n  labels: l\n";
+  expect(head + "  calibration: {labels: train-labels, count: 5}\n",
+         {"line 5, column 25",
+          "dataset.calibration.labels describes a separate calibration source: give its images"});
+  expect(head + "  calibration: {format: npy}\n",
+         {"dataset.calibration.format describes a separate calibration source"});
+  expect(head + "  calibration: {images: t, format: jpg}\n",
+         {"line 5, column 36", "dataset.calibration.format 'jpg' is not one of idx, npy"});
+  expect(head + "  calibration: {images: t, format: image_folder, labels: x}\n",
+         {"dataset.calibration.labels does not apply to an image_folder source"});
+  expect("dataset:\n  format: image_folder\n  images: x\n  calibration: {images: c, labels: y}\n",
+         {"dataset.calibration.labels does not apply to an image_folder source"});
+  expect(head + "  calibration: {images: [a]}\n",
+         {"dataset.calibration.images must be a string, not a list"});
+  expect(head + "  calibration: {imgs: t}\n",
+         {"dataset.calibration.imgs is not a known key; the keys are images, labels, format, "
+          "count, seed, offset"});
+}
+
 // ---- IDX / NPY datasets ----------------------------------------------------------------
 
 struct ArrayFiles {
@@ -319,6 +382,73 @@ TEST_CASE("the Fashion-MNIST test set loads as 10000 1x28x28 images of 10 classe
   std::set<std::int64_t> labels;
   for (std::int64_t i = 0; i < dataset->size(); ++i) labels.insert(dataset->label(i));
   CHECK(labels.size() == 10);
+}
+
+// ---- Calibration source ------------------------------------------------------------------
+
+// An IDX dataset config (idx_files) whose calibration source is `count` images of
+// `height` x `width` in the same folder, without labels.
+DatasetConfig with_calibration_source(const TempDir& dir, std::uint32_t count, std::uint32_t height,
+                                      std::uint32_t width) {
+  DatasetConfig config = idx_files(dir).config;
+  const std::string pixels(std::size_t{count} * height * width, '\x40');
+  write_bytes(dir / "calib-ubyte", idx_header(0x08, {count, height, width}) + pixels);
+  config.calibration.images = dir / "calib-ubyte";
+  config.calibration.format = "idx";
+  return config;
+}
+
+TEST_CASE("a calibration source opens with the dataset's preprocessing, labels optional") {
+  TempDir dir;
+  DatasetConfig config = with_calibration_source(dir, 7, 2, 3);
+  config.preprocess.mean = {0.25f};
+  const auto source = open_calibration_dataset(config, Dims{1, 2, 3});
+  CHECK(source->size() == 7);
+  CHECK(source->label(6) == 0);  // no labels file: calibration reads none
+  const Indices first = {0};
+  std::vector<float> sample(6);
+  source->load(first, sample.data());
+  CHECK(sample[0] == doctest::Approx(64 / 255.0f - 0.25f));
+
+  // With labels, they are checked like a dataset's.
+  write_bytes(dir / "calib-labels", idx_header(0x08, {6}) + std::string(6, '\1'));
+  config.calibration.labels = dir / "calib-labels";
+  check_error(
+      [&] {
+        open_calibration_dataset(config, Dims{1, 2, 3});
+      },
+      {"open calibration source (dataset.calibration.images)", "calib-labels", "6 labels",
+       "hold 7 samples"});
+}
+
+TEST_CASE("a calibration source must give the evaluation samples' dims") {
+  TempDir dir;
+  const DatasetConfig config = with_calibration_source(dir, 4, 3, 3);
+  check_error(
+      [&] {
+        open_calibration_dataset(config, Dims{1, 2, 3});
+      },
+      {"open calibration source '", "calib-ubyte", "samples of dims [1, 3, 3]",
+       "the dataset images '", "images-ubyte", "give [1, 2, 3]"});
+}
+
+TEST_CASE("a missing calibration source is an error naming the file") {
+  TempDir dir;
+  DatasetConfig config = idx_files(dir).config;
+  config.calibration.images = dir / "no-such-train-images.gz";
+  config.calibration.format = "idx";
+  check_error(
+      [&] {
+        open_calibration_dataset(config, Dims{1, 2, 3});
+      },
+      {"open calibration source (dataset.calibration.images)", "no-such-train-images.gz",
+       "does not exist"});
+  config.calibration.format = "image_folder";
+  check_error(
+      [&] {
+        open_calibration_dataset(config, Dims{1, 2, 3});
+      },
+      {"open calibration source", "no-such-train-images.gz", "does not exist"});
 }
 
 }  // namespace

@@ -23,6 +23,15 @@ using namespace bitplan;
 namespace {
 const fs::path kSource = BITPLAN_SOURCE_DIR;
 
+// Calibration on `indices` of `dataset`, without a disk cache.
+CalibrationData calibration_on(const Dataset& dataset, std::vector<std::int64_t> indices) {
+  CalibrationData data;
+  data.dataset = &dataset;
+  data.indices = std::move(indices);
+  data.selection_id = "test";
+  return data;
+}
+
 fs::path write_temp(const std::string& name, const std::string& text) {
   const fs::path p = fs::temp_directory_path() / ("bitplan_plan_test_" + name);
   std::ofstream(p) << text;
@@ -124,8 +133,7 @@ TEST_CASE("simulated plans: W8A8 stays faithful, W2 does not, weights are quanti
   const auto validation = select_indices({600, 7, 256}, dataset->size(), "validation");
 
   const LoadedModel model = load_model(kSource / "models/fmnist_resnet.onnx");
-  QuantSimulator simulator(model.graph, "test",
-                           CalibrationData{dataset.get(), calibration, "test-selection", {}, 64});
+  QuantSimulator simulator(model.graph, "test", calibration_on(*dataset, calibration));
   const EvalResult fp32 = evaluate(model.graph, *dataset, validation, EvalOptions{64, true});
 
   const Graph w8a8 = simulator.build(uniform_plan("W8A8", model.graph));
@@ -171,8 +179,7 @@ TEST_CASE("real INT8 execution agrees with the simulation") {
   for (const std::string name : {"fmnist_mlp", "fmnist_resnet", "fmnist_vit"}) {
     SUBCASE(name.c_str()) {
       const LoadedModel model = load_model(kSource / "models" / (name + ".onnx"));
-      QuantSimulator simulator(model.graph, "test",
-                               CalibrationData{dataset.get(), calibration, "t", {}, 64});
+      QuantSimulator simulator(model.graph, "test", calibration_on(*dataset, calibration));
       // Weights of at most 7 bits run exactly on every x86 CPU (see onednn_int8.cpp); 4-bit
       // codes ride the same s8 kernels.
       for (const char* uniform : {"W7A8", "W4A8"}) {
@@ -219,8 +226,7 @@ TEST_CASE("the per-layer debugger measures isolated and cumulative error") {
   }
   const auto indices = select_indices({128, 5, 0}, dataset->size(), "validation");
   const LoadedModel model = load_model(kSource / "models/fmnist_mlp.onnx");
-  QuantSimulator simulator(model.graph, "test",
-                           CalibrationData{dataset.get(), indices, "t", {}, 64});
+  QuantSimulator simulator(model.graph, "test", calibration_on(*dataset, indices));
   const PlanDebug w8 =
       debug_plan(simulator, uniform_plan("W8A8", model.graph), *dataset, indices, 64);
   const PlanDebug w3 =
