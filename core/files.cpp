@@ -35,6 +35,10 @@ std::string read_file(const fs::path& path, std::uint64_t max_bytes, std::string
 void write_file_atomic(const fs::path& path, std::string_view contents) {
   const fs::path tmp = path.string() + ".tmp." + std::to_string(::getpid());
   {
+    // A missing output folder is made (a failure shows as the write error below), so a long
+    // measurement is not lost for want of it.
+    std::error_code made;
+    if (path.has_parent_path()) fs::create_directories(path.parent_path(), made);
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
     if (!out)
       fail_input("cannot write '{}': {} (is the folder writable?)", path.string(),
