@@ -145,9 +145,11 @@ class LatencyModel final : public CostModel {
   // CUDA entries take activations already in their precision; CPU entries convert inside.
   double boundary_cost(std::size_t layer, const LayerQuant& previous,
                        const LayerQuant& spec) const override {
-    if (profile_.conversions.empty()) return 0;
     const std::string from = kernel_precision(previous, profile_.backend).precision;
     const std::string to = kernel_precision(spec, profile_.backend).precision;
+    if (profile_.backend == "onednn" && from == "int8" && to == "int8")
+      return -chain_saving(layer - 1, true) - chain_saving(layer, false);
+    if (profile_.conversions.empty()) return 0;
     if (from.empty() || to.empty() || from == to) return 0;
     const std::int64_t elements = context_.workloads[layer].input_elements;
     const ConversionEntry* nearest = nullptr;
@@ -163,6 +165,22 @@ class LatencyModel final : public CostModel {
   }
 
  private:
+  // On oneDNN, an int8 entry is the layer between float layers ("int8"), and "int8_chained"
+  // the same layer between integer layers (onednn_profiler.cpp): chaining saves the input's
+  // quantization and the output's reorder. Each edge between two int8 layers takes its
+  // share of both layers' saving: half from each side, or all of it where the layer has no
+  // other side (the first layer's input and the last layer's output are always float), so
+  // an all-int8 plan costs exactly its layers' chained entries.
+  double chain_saving(std::size_t layer, bool output_side) const {
+    const std::string& key = context_.workloads[layer].key;
+    const ProfileEntry* alone = profile_.find(key, "int8");
+    const ProfileEntry* chained = profile_.find(key, "int8_chained");
+    if (!alone || !chained || !alone->unsupported.empty() || !chained->unsupported.empty())
+      return 0;
+    const bool edge_layer = output_side ? layer == 0 : layer + 1 == context_.workloads.size();
+    return (alone->median_us - chained->median_us) / 1e3 * (edge_layer ? 1.0 : 0.5);
+  }
+
   // max(compute time at the precision's peak, traffic time at memory bandwidth).
   LayerCost roofline(const LayerWorkload& w, const std::string& precision) const {
     const Ceiling* compute = nullptr;

@@ -212,7 +212,71 @@ void record_fp32(const std::vector<LayerWorkload>& workloads, const ExecutionPla
 }
 
 const char* const kInt8Implementation =
-    "oneDNN u8 x s8 -> s32, per-channel scales, input quantized in the step";
+    "oneDNN u8 x s8 -> s32, per-channel scales, between float layers: input quantized and "
+    "output reordered in the step";
+const char* const kInt8ChainedImplementation =
+    "oneDNN u8 x s8 -> s32 between integer layers (codes or channels-last floats passed on, "
+    "residual Add fused): the layer's share of the all-int8 run";
+
+// The plans int8 entries come from. A layer's int8 time depends on its neighbours
+// (QuantSimulator::build_int8): between float layers it quantizes its input and reorders its
+// output; between integer layers it passes codes or channels-last floats on and may absorb a
+// residual Add. So every layer is timed between float layers (every other layer int8, in two
+// plans) for the "int8" entries, and all layers int8 for "int8_chained".
+struct Int8ContextPlans {
+  std::vector<QuantPlan> plans;  // every other layer from the first, from the second, all
+};
+
+Int8ContextPlans int8_context_plans(const Graph& graph) {
+  const QuantPlan all = uniform_plan(cpu_has_vnni() ? "W8A8" : "W7A8", graph);
+  QuantPlan even, odd;
+  std::size_t i = 0;
+  for (const auto& layer : quantizable_layers(graph)) {
+    auto it = all.layers.find(layer.name);
+    if (it == all.layers.end()) continue;
+    (i++ % 2 == 0 ? even : odd).layers[layer.name] = it->second;
+  }
+  return {{even, odd, all}};
+}
+
+// "int8" entries from the two every-other runs, "int8_chained" from the all-int8 run. Per
+// step, the all-int8 run misattributes what fusion moved (a residual Add now inside a
+// convolution, reorders now separate steps), so the chained entries are the int8 entries
+// minus each layer's step saving, scaled so that the model's overhead plus its layers'
+// chained entries give the all-int8 run's measured total.
+void record_int8(const std::vector<LayerWorkload>& workloads,
+                 const std::vector<QuantSimulator::Int8Build>& builds,
+                 const std::vector<const ExecutionPlan*>& plans, std::vector<TimedRuns*> runs,
+                 double other_us, HwProfile& profile) {
+  for (std::size_t p = 0; p < 2; ++p)
+    record_layers(workloads, *plans[p], *runs[p], "int8", kInt8Implementation,
+                  std::set<std::string>(builds[p].int8_layers.begin(), builds[p].int8_layers.end()),
+                  profile);
+  HwProfile chained;
+  record_layers(workloads, *plans[2], *runs[2], "int8_chained", kInt8ChainedImplementation,
+                std::set<std::string>(builds[2].int8_layers.begin(), builds[2].int8_layers.end()),
+                chained);
+  std::map<std::string, double> saving;  // per workload key, from the steps
+  double predicted_unchained = other_us, raw_saving = 0;
+  for (const auto& w : workloads) {
+    const ProfileEntry* iso = profile.find(w.key, "int8");
+    const ProfileEntry* ch = chained.find(w.key, "int8_chained");
+    if (!iso || !iso->unsupported.empty() || !ch) continue;
+    saving[w.key] = std::max(0.0, iso->median_us - ch->median_us);
+    predicted_unchained += iso->median_us;
+    raw_saving += saving[w.key];
+  }
+  const double measured = median_and_iqr(runs[2]->total_us).median;
+  const double scale =
+      raw_saving > 0 ? std::max(0.0, predicted_unchained - measured) / raw_saving : 0.0;
+  for (const auto& [key, s] : saving) {
+    ProfileEntry e = *chained.find(key, "int8_chained");
+    // A noisy total can ask for more saving than a layer has: keep a floor of 5 %.
+    const double alone = profile.find(key, "int8")->median_us;
+    e.median_us = std::max(alone - scale * s, 0.05 * alone);
+    profile.put(std::move(e));
+  }
+}
 
 bool complete(const HwProfile& profile, const std::vector<LayerWorkload>& workloads,
               const std::string& precision) {
@@ -339,15 +403,23 @@ void profile_model_onednn(const Graph& graph, const std::string& model_name,
         for (const auto& w : workloads)
           profile.put(ProfileEntry{w.key, "int8", 0, 0, 0, "", refusal});
       } else {
-        say("timing int8");
-        auto build = int8_build(graph, model_hash, uniform_plan(int8_plan_name, graph));
-        ExecutionPlan int8_plan(build.graph, PlanOptions{batch});
-        TimedRuns runs = time_plan(int8_plan, options);
-        const std::set<std::string> int8_layers(build.int8_layers.begin(), build.int8_layers.end());
-        record_layers(workloads, int8_plan, runs, "int8", kInt8Implementation, int8_layers,
-                      profile);
+        say("timing int8 (between float layers, and chained)");
+        const Int8ContextPlans contexts = int8_context_plans(graph);
+        std::vector<QuantSimulator::Int8Build> builds;
+        std::vector<std::unique_ptr<ExecutionPlan>> executables;
+        std::vector<ExecutionPlan*> raw;
+        for (const auto& plan : contexts.plans) {
+          builds.push_back(int8_build(graph, model_hash, plan));
+          executables.push_back(
+              std::make_unique<ExecutionPlan>(builds.back().graph, PlanOptions{batch}));
+          raw.push_back(executables.back().get());
+        }
+        auto runs = time_plans(raw, {true, true, true}, options);
+        const ModelOverhead* overhead = profile.find_model(model_hash, batch);
+        record_int8(workloads, builds, {raw.begin(), raw.end()}, {&runs[0], &runs[1], &runs[2]},
+                    overhead ? overhead->other_us : 0.0, profile);
         for (const auto& w : workloads)
-          if (auto it = build.why_simulated.find(w.layer); it != build.why_simulated.end())
+          if (auto it = builds[2].why_simulated.find(w.layer); it != builds[2].why_simulated.end())
             if (!profile.find(w.key, "int8"))
               profile.put(ProfileEntry{w.key, "int8", 0, 0, 0, "", it->second});
       }
@@ -381,14 +453,14 @@ std::vector<Spread> validate_plans_onednn(const Graph& graph, const std::string&
   std::vector<Graph> graphs;
   std::vector<std::unique_ptr<ExecutionPlan>> executables;
   std::vector<bool> per_step;
-  std::vector<std::string> int8_layers;
+  std::vector<QuantSimulator::Int8Build> int8_builds;
   if (retime_entries) {
     graphs.push_back(graph);
-    auto int8 =
-        int8_build(graph, model_hash, uniform_plan(cpu_has_vnni() ? "W8A8" : "W7A8", graph));
-    int8_layers = int8.int8_layers;
-    graphs.push_back(std::move(int8.graph));
-    per_step = {true, true};
+    for (const auto& plan : int8_context_plans(graph).plans) {
+      int8_builds.push_back(int8_build(graph, model_hash, plan));
+      graphs.push_back(int8_builds.back().graph);
+    }
+    per_step = {true, true, true, true};
   }
   for (const auto& plan : plans) {
     graphs.push_back(int8_build(graph, model_hash, plan).graph);
@@ -400,12 +472,12 @@ std::vector<Spread> validate_plans_onednn(const Graph& graph, const std::string&
     raw.push_back(executables.back().get());
   }
   auto runs = time_plans(raw, per_step, options);
-  const std::size_t first_plan = retime_entries ? 2 : 0;
+  const std::size_t first_plan = retime_entries ? 4 : 0;
   if (retime_entries) {
     const auto workloads = layer_workloads(graph, *raw[0]);
     record_fp32(workloads, *raw[0], runs[0], model_name, model_hash, batch, fresh);
-    record_layers(workloads, *raw[1], runs[1], "int8", kInt8Implementation,
-                  std::set<std::string>(int8_layers.begin(), int8_layers.end()), fresh);
+    record_int8(workloads, int8_builds, {raw[1], raw[2], raw[3]}, {&runs[1], &runs[2], &runs[3]},
+                fresh.find_model(model_hash, batch)->other_us, fresh);
   }
   std::vector<Spread> out;
   for (std::size_t p = first_plan; p < runs.size(); ++p)

@@ -525,7 +525,8 @@ TEST_CASE("profile_model_onednn on fmnist_mlp: every key, every precision, then 
 
   const auto ws = workloads_of(g, 1);
   REQUIRE(ws.size() == 3);
-  CHECK(profile.entries.size() == 3 * ws.size());  // fp32, int8, bf16 per key
+  // fp32, int8 (between float layers), int8_chained (between int8 layers), bf16 per key
+  CHECK(profile.entries.size() == 4 * ws.size());
   const bool bf16_isa =
       contains(query_cpu().onednn_isa, "avx512") || contains(query_cpu().onednn_isa, "amx");
   for (const auto& w : ws) {
@@ -544,6 +545,11 @@ TEST_CASE("profile_model_onednn on fmnist_mlp: every key, every precision, then 
       CHECK(int8->median_us > 0);
       CHECK(int8->repeats >= options.min_repeats);
       CHECK(contains(int8->implementation, "s8"));
+      // Chaining saves the input quantization and the output reorder, never adds time.
+      const ProfileEntry* chained = profile.find(w.key, "int8_chained");
+      REQUIRE(chained != nullptr);
+      CHECK(chained->median_us > 0);
+      CHECK(chained->median_us <= int8->median_us);
     }
     const ProfileEntry* bf16 = profile.find(w.key, "bf16");
     REQUIRE(bf16 != nullptr);
