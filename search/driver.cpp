@@ -207,6 +207,20 @@ SearchResult run_search(const DriverInputs& in, const Progress& progress,
       table.unsupported_reason[l].push_back(why);
       specs[l].push_back(q);
     }
+  // Edge latencies (CUDA precision conversions, oneDNN int8 chains), when the model has any.
+  if (latency) {
+    std::vector<std::vector<std::vector<double>>> edges(n_layers);
+    bool any = false;
+    for (std::size_t l = 1; l < n_layers; ++l) {
+      edges[l].assign(specs[l - 1].size(), std::vector<double>(specs[l].size(), 0.0));
+      for (std::size_t a = 0; a < specs[l - 1].size(); ++a)
+        for (std::size_t b = 0; b < specs[l].size(); ++b) {
+          edges[l][a][b] = latency->boundary_cost(l, specs[l - 1][a], specs[l][b]);
+          any = any || edges[l][a][b] != 0;
+        }
+    }
+    if (any) table.latency_edge = std::move(edges);
+  }
   result.unsupported = table.unsupported_reason;
   table.sensitivity.assign(n_layers, {});  // filled by the sensitivity analysis below
   for (std::size_t l = 0; l < n_layers; ++l)

@@ -86,6 +86,46 @@ double cheapest_total(const std::vector<std::vector<double>>& table,
   return total;
 }
 
+double edge_of(const LayerCostTable& costs, std::size_t layer, std::uint32_t previous, int option) {
+  return costs.latency_edge.empty() || layer == 0
+             ? 0.0
+             : costs.latency_edge[layer][previous][std::size_t(option)];
+}
+
+// Sum over layers from..end of each layer's least edge into it (edges may be negative).
+std::vector<double> least_edge_suffix(const LayerCostTable& costs,
+                                      const std::vector<std::vector<int>>& allowed) {
+  std::vector<double> suffix(allowed.size() + 1, 0.0);
+  for (std::size_t l = allowed.size(); l-- > 0;) {
+    double least = 0;
+    if (!costs.latency_edge.empty() && l > 0) {
+      least = std::numeric_limits<double>::infinity();
+      for (int previous : allowed[l - 1])
+        for (int option : allowed[l])
+          least = std::min(least, edge_of(costs, l, std::uint32_t(previous), option));
+    }
+    suffix[l] = suffix[l + 1] + least;
+  }
+  return suffix;
+}
+
+// The fastest plan's latency with edges: a shortest path over (layer, option).
+double fastest_with_edges(const LayerCostTable& costs,
+                          const std::vector<std::vector<int>>& allowed) {
+  std::vector<double> best(allowed.empty() ? 0 : allowed[0].size());
+  for (std::size_t i = 0; i < best.size(); ++i) best[i] = cost_of(costs.latency, 0, allowed[0][i]);
+  for (std::size_t l = 1; l < allowed.size(); ++l) {
+    std::vector<double> next(allowed[l].size(), std::numeric_limits<double>::infinity());
+    for (std::size_t j = 0; j < allowed[l].size(); ++j)
+      for (std::size_t i = 0; i < allowed[l - 1].size(); ++i)
+        next[j] = std::min(
+            next[j], best[i] + edge_of(costs, l, std::uint32_t(allowed[l - 1][i]), allowed[l][j]) +
+                         cost_of(costs.latency, l, allowed[l][j]));
+    best = std::move(next);
+  }
+  return best.empty() ? 0.0 : *std::min_element(best.begin(), best.end());
+}
+
 // Tolerance for the budget pruning, whose bound sums in a different order than the final
 // totals: rounding must never drop a plan that fits. Final totals are checked exactly.
 bool exceeds(double lower_bound, const std::optional<double>& budget) {
@@ -95,7 +135,9 @@ bool exceeds(double lower_bound, const std::optional<double>& budget) {
 std::vector<SolvedPlan> run_dominance_dp(const SearchSpace& space, const LayerCostTable& costs,
                                          const CostBudgets& budgets, Axes axes) {
   const std::vector<std::vector<int>> allowed = allowed_options(space, &costs);
-  const std::vector<double> latency_suffix = cheapest_suffix(costs.latency, allowed);
+  std::vector<double> latency_suffix = cheapest_suffix(costs.latency, allowed);
+  const std::vector<double> edge_suffix = least_edge_suffix(costs, allowed);
+  for (std::size_t l = 0; l < latency_suffix.size(); ++l) latency_suffix[l] += edge_suffix[l];
   const std::vector<double> size_suffix = cheapest_suffix(costs.size, allowed);
 
   std::vector<State> frontier{{0, 0, 0, 0, 0}};
@@ -113,7 +155,8 @@ std::vector<SolvedPlan> run_dominance_dp(const SearchSpace& space, const LayerCo
       const State& state = frontier[s];
       for (int option : allowed[l]) {
         State extended{state.sensitivity + costs.sensitivity[l][std::size_t(option)],
-                       state.latency + cost_of(costs.latency, l, option),
+                       state.latency + cost_of(costs.latency, l, option) +
+                           edge_of(costs, l, state.option, option),
                        state.size + cost_of(costs.size, l, option), std::uint32_t(s),
                        std::uint32_t(option)};
         if (exceeds(extended.latency + latency_suffix[l + 1], budgets.latency) ||
@@ -122,7 +165,21 @@ std::vector<SolvedPlan> run_dominance_dp(const SearchSpace& space, const LayerCo
         next.push_back(extended);
       }
     }
-    keep_non_dominated(next, axes);
+    if (costs.latency_edge.empty() || l + 1 == space.layers.size()) {
+      keep_non_dominated(next, axes);
+    } else {
+      // With edge costs the rest of a plan depends on this layer's option: only partial
+      // plans ending in the same option can dominate each other (at the last layer all can).
+      std::vector<State> kept;
+      for (int option : allowed[l]) {
+        std::vector<State> group;
+        for (const State& state : next)
+          if (state.option == std::uint32_t(option)) group.push_back(state);
+        keep_non_dominated(group, axes);
+        kept.insert(kept.end(), group.begin(), group.end());
+      }
+      next = std::move(kept);
+    }
     trace[l].reserve(next.size());
     for (const State& state : next) trace[l].push_back({state.parent, state.option});
     frontier = std::move(next);
@@ -181,7 +238,10 @@ SolveResult solve(const SearchSpace& space, const LayerCostTable& costs,
   SolveResult result;
   const std::vector<std::vector<int>> allowed = allowed_options(space, &costs);
   result.lowest = {cheapest_total(costs.sensitivity, allowed),
-                   cheapest_total(costs.latency, allowed), cheapest_total(costs.size, allowed)};
+                   costs.latency_edge.empty() || costs.latency.empty()
+                       ? cheapest_total(costs.latency, allowed)
+                       : fastest_with_edges(costs, allowed),
+                   cheapest_total(costs.size, allowed)};
 
   // Only the budgeted costs matter for the best plan: leaving the others out of the
   // dominance test keeps the state sets small.

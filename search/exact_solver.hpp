@@ -9,7 +9,9 @@
 // the table; the only limit is the state count: more than kMaxStates candidate partial
 // plans at one layer fails with an error suggesting nsga2 (memory stays near
 // 32 bytes x kMaxStates for the candidates plus 8 bytes per kept state for the traceback).
-// Plans with identical totals are represented by one of them.
+// Plans with identical totals are represented by one of them. Edge latencies between
+// consecutive layers (LayerCostTable::latency_edge) keep it exact: partial plans are then
+// compared only with those ending in the same option.
 #pragma once
 
 #include <cstddef>

@@ -149,6 +149,28 @@ void LayerCostTable::validate(const SearchSpace& space) const {
   check_table_shape(space, sensitivity, "sensitivity", true);
   check_table_shape(space, latency, "latency", false);
   check_table_shape(space, size, "size", false);
+  if (!latency_edge.empty()) {
+    if (latency_edge.size() != space.layers.size())
+      fail_input("check cost table: 'latency_edge' has {} layers, the search space {}",
+                 latency_edge.size(), space.layers.size());
+    for (std::size_t l = 1; l < space.layers.size(); ++l) {
+      const auto& edge = latency_edge[l];
+      bool shaped = edge.size() == space.layers[l - 1].options.size();
+      for (const auto& row : edge) {
+        shaped = shaped && row.size() == space.layers[l].options.size();
+        for (double v : row)
+          if (!std::isfinite(v))
+            fail_input("check cost table: 'latency_edge' into layer '{}' has a non-finite value",
+                       space.layers[l].layer);
+      }
+      if (!shaped)
+        fail_input(
+            "check cost table: 'latency_edge' into layer '{}' must be {} x {} (options of the "
+            "previous layer x options of this one)",
+            space.layers[l].layer, space.layers[l - 1].options.size(),
+            space.layers[l].options.size());
+    }
+  }
   if (unsupported_reason.empty()) return;
   if (unsupported_reason.size() != space.layers.size())
     fail_input("check cost table: 'unsupported_reason' has {} layers, the search space {}",

@@ -72,6 +72,10 @@ struct LayerCostTable {
   std::vector<std::vector<double>> latency;
   std::vector<std::vector<double>> size;
   std::vector<std::vector<std::string>> unsupported_reason;
+  // Latency between consecutive layers: latency_edge[l][a][b] is added when layer l-1 takes
+  // option a and layer l option b (precision conversions, or a negative saving where two
+  // layers pass data on directly). Empty: no edge costs; else one (empty) entry for layer 0.
+  std::vector<std::vector<std::vector<double>>> latency_edge;
 
   // Fails unless every non-empty table matches the space's shape, every value is finite,
   // and each layer keeps at least one supported option (the message gives the reasons).

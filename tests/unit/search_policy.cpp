@@ -10,7 +10,7 @@ using namespace bitplan::search;
 TEST_CASE("make_policy builds every named policy and refuses unknown names") {
   const SearchSpace space{{{"conv1", {"W8A8", "W4A8"}}, {"fc", {"W8A8", "FP32"}}}};
   PolicyParams params;
-  params.costs = LayerCostTable{{{0.1, 0.3}, {0.2, 0.0}}, {{1, 0.5}, {1, 2}}, {}, {}};
+  params.costs = LayerCostTable{{{0.1, 0.3}, {0.2, 0.0}}, {{1, 0.5}, {1, 2}}, {}, {}, {}};
   for (const std::string& name : policy_names()) {
     CAPTURE(name);
     const auto policy = make_policy(name, space, params);

@@ -33,7 +33,7 @@ TEST_CASE("random search is deterministic per seed and skips unsupported options
   PolicyParams params;
   params.seed = 42;
   params.costs = LayerCostTable{
-      {{0, 0, 0}, {0, 0}, {0, 0}}, {}, {}, {{"", "no INT4", ""}, {"", ""}, {"", ""}}};
+      {{0, 0, 0}, {0, 0}, {0, 0}}, {}, {}, {{"", "no INT4", ""}, {"", ""}, {"", ""}}, {}};
   RandomPolicy first(space, params), second(space, params);
   const auto plans = first.ask(8);
   CHECK(plans == second.ask(8));

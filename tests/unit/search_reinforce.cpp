@@ -92,7 +92,7 @@ TEST_CASE("the greedy policy converges to the clearly best option of every layer
 TEST_CASE("the agent is deterministic per seed and never picks unsupported options") {
   const Problem problem = clear_winner(6, 3, 9);
   PolicyParams params = params_for(problem, 5);
-  params.costs = LayerCostTable{problem.loss, {}, {}, {}};
+  params.costs = LayerCostTable{problem.loss, {}, {}, {}, {}};
   params.costs->unsupported_reason.assign(6, {"", "", ""});
   params.costs->unsupported_reason[2][std::size_t(problem.best[2])] = "no kernel";
   ReinforcePolicy first(problem.space, params), second(problem.space, params);
