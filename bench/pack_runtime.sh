@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Packs bitplan's built binaries with their Debian runtime (every shared library ldd names,
-# and the loader) and the Fashion-MNIST test files into one archive, so that the CPU
+# and the loader) and the Fashion-MNIST files into one archive, so that the CPU
 # benchmarks can run on a machine without Debian's packages (e.g. a lent GPU host, whose
 # CPU has VNNI: bench/run_packed.sh runs them there).
 #   bench/pack_runtime.sh [BUILD_DIR] [OUT.tar.xz]      (default .carry/runtime.tar.xz)
@@ -14,7 +14,8 @@ mkdir -p "$stage/bin" "$stage/lib" "$stage/data"
 cp "$build/cli/bitplan" "$build/bench/bench_quant" "$build/tests/bitplan_tests_executor" "$stage/bin/"
 for b in "$stage"/bin/*; do ldd "$b" | awk '/=>/ {print $3} /ld-linux/ {print $1}'; done |
   sort -u | grep / | xargs -I{} cp -L {} "$stage/lib/"
-cp /usr/share/datasets/fashion-mnist/t10k-* "$stage/data/"
+# The test split, and the train split the configs calibrate on.
+cp /usr/share/datasets/fashion-mnist/*-ubyte.gz "$stage/data/"
 mkdir -p "$(dirname "$out")"
 tar cJf "$out.tmp" -C "$stage" . && mv "$out.tmp" "$out"
 echo "packed $(du -h "$out" | cut -f1) into $out"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # On a machine without Debian's packages (a lent GPU host, run from the repository root with
 # the archive of bench/pack_runtime.sh): unpacks bitplan's binaries and runtime, puts the
-# Fashion-MNIST test files where the configs expect them, and runs the INT8 benchmarks:
+# Fashion-MNIST files where the configs expect them, and runs the INT8 benchmarks:
 # bitplan's INT8 vs PyTorch's (bench/int8_vs_torch.sh), the integer path's agreement with
 # the simulation on the full test sets, and the executor unit tests. Output goes to $OUT
 # (default ./out).

@@ -507,6 +507,7 @@ options)");
         out["int8"] = {
             {"layers", int8_build->int8_layers},
             {"simulated_layers", int8_build->why_simulated},
+            {"bf16_layers", int8_build->bf16_layers},
             {"chained_tensors", int8_build->chained_tensors},
             {"channels_last_tensors", int8_build->channels_last_tensors},
             {"top1", real->top1},
@@ -542,9 +543,10 @@ options)");
   if (real) {
     fmt::print(
         "int8     {} layers on integer kernels ({} activations passed between them as codes, {} "
-        "kept channels-last), {} simulated\n",
+        "kept channels-last), {} on bf16 kernels, {} simulated\n",
         int8_build->int8_layers.size(), int8_build->chained_tensors,
-        int8_build->channels_last_tensors, int8_build->why_simulated.size());
+        int8_build->channels_last_tensors, int8_build->bf16_layers.size(),
+        int8_build->why_simulated.size());
     for (const auto& [layer, why] : int8_build->why_simulated)
       fmt::print("  simulated {}: {}\n", layer, why);
     fmt::print(

@@ -140,30 +140,6 @@ void record_layers(const std::vector<LayerWorkload>& workloads, const ExecutionP
   }
 }
 
-// Whether oneDNN has a bf16 convolution for this CPU: the answer of primitive creation itself.
-std::string bf16_refusal() {
-  using namespace dnnl;
-  const engine eng(engine::kind::cpu, 0);
-  const memory::dims src{1, 32, 16, 16}, wei{32, 32, 3, 3}, dst{1, 32, 16, 16};
-  try {
-    const auto any = memory::format_tag::any;
-    const convolution_forward::desc desc(
-        prop_kind::forward_inference, algorithm::convolution_direct,
-        memory::desc(src, memory::data_type::bf16, any),
-        memory::desc(wei, memory::data_type::bf16, any),
-        memory::desc(dst, memory::data_type::f32, any), {1, 1}, {1, 1}, {1, 1});
-    const convolution_forward::primitive_desc pd(desc, eng);
-    (void)pd;
-  } catch (const dnnl::error&) {
-    return fmt::format(
-        "oneDNN {} has no bf16 convolution/matmul kernel for this CPU (ISA {}): its "
-        "bf16 kernels need AVX-512 (avx512_core) or newer",
-        query_cpu().onednn_version, query_cpu().onednn_isa);
-  }
-  return "oneDNN could run bf16 here, but bitplan's CPU executor has no bf16 execution path yet, "
-         "so no layer is timed in bf16";
-}
-
 // The graph running `plan` on the integer kernels where it can, calibrated on random normal
 // samples of the (single, float) model input.
 QuantSimulator::Int8Build int8_build(const Graph& graph, const std::string& model_hash,
@@ -427,8 +403,25 @@ void profile_model_onednn(const Graph& graph, const std::string& model_name,
 
     const bool want_bf16 = std::count(options.precisions.begin(), options.precisions.end(), "bf16");
     if (want_bf16 && (options.remeasure || !complete(profile, workloads, "bf16"))) {
-      const std::string why = bf16_refusal();
-      for (const auto& w : workloads) profile.put(ProfileEntry{w.key, "bf16", 0, 0, 0, "", why});
+      const std::string why = cpu_bf16_refusal();
+      if (!why.empty() || graph.inputs.size() != 1) {
+        for (const auto& w : workloads)
+          profile.put(ProfileEntry{w.key, "bf16", 0, 0, 0, "",
+                                   why.empty() ? "bf16 timing needs a single float input" : why});
+      } else {
+        say("timing bf16");
+        auto build = int8_build(graph, model_hash, uniform_plan("bf16", graph));
+        ExecutionPlan bf16_plan(build.graph, PlanOptions{batch});
+        TimedRuns runs = time_plan(bf16_plan, options);
+        record_layers(workloads, bf16_plan, runs, "bf16",
+                      "oneDNN bf16 input and weights, f32 accumulation and output",
+                      std::set<std::string>(build.bf16_layers.begin(), build.bf16_layers.end()),
+                      profile);
+        for (const auto& w : workloads)
+          if (auto it = build.why_simulated.find(w.layer); it != build.why_simulated.end())
+            if (!profile.find(w.key, "bf16"))
+              profile.put(ProfileEntry{w.key, "bf16", 0, 0, 0, "", it->second});
+      }
     }
   }
 }

@@ -188,11 +188,20 @@ OpBuild build_conv(const OpContext& ctx, bool transposed) {
     w_plain = memory::desc(to_dnnl(wdims), memory::data_type::f32, to_dnnl(s));
   }
   const bool const_w = w.constant.has_value();
+  // bf16 compute (a plan's real bf16 layer, QuantSimulator::build_int8): bf16 input and
+  // weights, f32 accumulation and output. The weights are already bf16 values, so their
+  // conversion is exact; the input's conversion rounds half to even, as the simulation does.
+  const std::string compute = ctx.node().attr_string("bitplan_compute", "f32");
+  if (compute != "f32" && compute != "bf16")
+    ctx.invalid("bitplan_compute '{}' is not f32 or bf16", compute);
+  if (compute == "bf16" && (!const_w || transposed))
+    ctx.unsupported("bf16 compute takes a Conv with constant weights");
+  const auto compute_type = compute == "bf16" ? memory::data_type::bf16 : memory::data_type::f32;
   const memory::desc w_any =
-      const_w ? memory::desc(to_dnnl(wdims), memory::data_type::f32, tag::any) : w_plain;
+      const_w ? memory::desc(to_dnnl(wdims), compute_type, tag::any) : w_plain;
   const memory::desc src_md = plain_desc(x.dims), dst_md = plain_desc(out_dims);
   // Activations: let oneDNN choose (blocked) layouts; the kernel reorders at its edges.
-  const memory::desc src_any(to_dnnl(x.dims), memory::data_type::f32, tag::any);
+  const memory::desc src_any(to_dnnl(x.dims), compute_type, tag::any);
   const memory::desc dst_any(to_dnnl(out_dims), memory::data_type::f32, tag::any);
   const bool has_bias = ctx.has_input(2);
   const memory::desc bias_md = has_bias ? plain_desc({c_out}) : memory::desc();

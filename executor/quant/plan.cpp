@@ -62,13 +62,22 @@ QuantPlan uniform_plan(std::string_view shorthand, const Graph& graph,
   static const std::regex pattern(R"(W(\d+)(?:g(\d+))?(?:A(\d+)([dt])?)?)");
   std::cmatch m;
   const std::string text(shorthand);
-  if (!std::regex_match(text.c_str(), m, pattern))
-    fail_input(
-        "uniform plan '{}' is not of the form W<bits>[g<group>][A<bits>[d|t]] (e.g. W8A8, W4A16, "
-        "W4g32A8, W8A8t)",
-        shorthand);
   LayerQuant q;
   q.calibration = calibration;
+  const auto every_layer = [&] {
+    QuantPlan plan;
+    for (const auto& layer : quantizable_layers(graph)) plan.layers[layer.name] = q;
+    return plan;
+  };
+  if (text == "fp16" || text == "bf16") {  // weights and activations in the float format
+    q.weights = q.activations = parse_quant_spec(text);
+    return every_layer();
+  }
+  if (!std::regex_match(text.c_str(), m, pattern))
+    fail_input(
+        "uniform plan '{}' is not fp16, bf16 or of the form W<bits>[g<group>][A<bits>[d|t]] "
+        "(e.g. W8A8, W4A16, W4g32A8, W8A8t)",
+        shorthand);
   const std::string wbits = m[1].str();
   q.weights = parse_quant_spec(m[2].matched ? fmt::format("int{}/group{}/sym", wbits, m[2].str())
                                             : fmt::format("int{}/channel/sym", wbits));
@@ -87,9 +96,7 @@ QuantPlan uniform_plan(std::string_view shorthand, const Graph& graph,
           parse_quant_spec(fmt::format("uint{}/{}/asym", abits, per_token ? "token" : "tensor"));
     q.dynamic = m[4].matched;
   }
-  QuantPlan plan;
-  for (const auto& layer : quantizable_layers(graph)) plan.layers[layer.name] = q;
-  return plan;
+  return every_layer();
 }
 
 namespace {

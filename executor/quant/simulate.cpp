@@ -389,6 +389,31 @@ int keep_channels_last(Graph& g) {
   return static_cast<int>(channels_last.size());
 }
 
+std::string cpu_bf16_refusal() {
+  using namespace dnnl;
+  static const std::string refusal = [] {
+    const engine eng(engine::kind::cpu, 0);
+    const memory::dims src{1, 32, 16, 16}, wei{32, 32, 3, 3}, dst{1, 32, 16, 16};
+    const auto any = memory::format_tag::any;
+    try {
+      const convolution_forward::desc desc(
+          prop_kind::forward_inference, algorithm::convolution_direct,
+          memory::desc(src, memory::data_type::bf16, any),
+          memory::desc(wei, memory::data_type::bf16, any),
+          memory::desc(dst, memory::data_type::f32, any), {1, 1}, {1, 1}, {1, 1});
+      (void)convolution_forward::primitive_desc(desc, eng);
+    } catch (const dnnl::error&) {
+      const dnnl::version_t* v = dnnl::version();
+      return fmt::format(
+          "oneDNN {}.{}.{} has no bf16 convolution kernel for this CPU: its bf16 kernels need "
+          "AVX-512 (avx512_core) or newer",
+          v->major, v->minor, v->patch);
+    }
+    return std::string();
+  }();
+  return refusal;
+}
+
 bool cpu_has_vnni() {
   const dnnl::cpu_isa isa = dnnl::get_effective_cpu_isa();
   return isa == dnnl::cpu_isa::avx2_vnni || isa == dnnl::cpu_isa::avx512_core_vnni ||
@@ -435,15 +460,37 @@ std::string QuantSimulator::int8_refusal(const QuantizableLayer& layer, const La
   return "";
 }
 
+bool QuantSimulator::is_bf16_compute(const LayerQuant& q) {
+  return q.weights.format == FormatId::bf16 && q.activations.format == FormatId::bf16;
+}
+
+std::string QuantSimulator::bf16_refusal(const QuantizableLayer& layer) const {
+  if (layer.op_type != "Conv")
+    return fmt::format("bf16 runs on oneDNN for Conv layers; this {} is simulated", layer.op_type);
+  return cpu_bf16_refusal();
+}
+
 QuantSimulator::Int8Build QuantSimulator::build_int8(const QuantPlan& plan) {
   // Layers that cannot run in integers are simulated: start from the simulated graph of the
   // plan restricted to them, then add the integer layers.
   QuantPlan simulated_part;
   std::vector<std::pair<const QuantizableLayer*, LayerQuant>> integer_layers;
+  std::vector<const QuantizableLayer*> bf16_layers;
   Int8Build out;
   for (const auto& layer : layers_) {
     auto it = plan.layers.find(layer.name);
     if (it == plan.layers.end() || !it->second.quantized()) continue;
+    if (is_bf16_compute(it->second)) {
+      const std::string why = bf16_refusal(layer);
+      if (why.empty()) {
+        bf16_layers.push_back(&layer);
+        out.bf16_layers.push_back(layer.name);
+      } else {
+        out.why_simulated[layer.name] = why;
+        simulated_part.layers[layer.name] = it->second;
+      }
+      continue;
+    }
     const std::string why = int8_refusal(layer, it->second);
     if (why.empty()) {
       integer_layers.emplace_back(&layer, it->second);
@@ -454,6 +501,17 @@ QuantSimulator::Int8Build QuantSimulator::build_int8(const QuantPlan& plan) {
     }
   }
   Graph g = build(simulated_part);
+  for (const QuantizableLayer* layer : bf16_layers) {
+    auto node = std::find_if(g.nodes.begin(), g.nodes.end(),
+                             [&](const Node& n) { return n.name == layer->name; });
+    BITPLAN_ASSERT(node != g.nodes.end());
+    // The simulation's bf16 weights (exact in bf16) and no FakeQuant: the kernel's own
+    // rounding of its input to bf16 is the simulation's.
+    const std::string name = layer->weight + "@" + layer->name + "@bf16";
+    g.initializers[name] = quantized_weight(*layer, parse_quant_spec("bf16"));
+    node->inputs[1] = name;
+    node->attrs["bitplan_compute"] = std::string("bf16");
+  }
   for (const auto& [layer, q] : integer_layers) {
     auto node = std::find_if(g.nodes.begin(), g.nodes.end(),
                              [&](const Node& n) { return n.name == layer->name; });

@@ -62,9 +62,12 @@ class QuantSimulator {
   // symmetric weights per channel or per tensor, 8-bit static activations, Conv or
   // Gemm/MatMul with constant weights); every other quantized layer is simulated, and
   // `why_simulated` says why, layer by layer.
+  // bf16 layers (bf16 weights and activations) of Conv ops run on oneDNN's bf16 kernels
+  // where this CPU has them (bf16_layers).
   struct Int8Build {
     Graph graph;
     std::vector<std::string> int8_layers;
+    std::vector<std::string> bf16_layers;
     std::map<std::string, std::string> why_simulated;
     int chained_tensors = 0;        // activations passed between integer layers as codes
     int channels_last_tensors = 0;  // float activations kept channels-last between them
@@ -84,6 +87,9 @@ class QuantSimulator {
   Node fake_quant_node(const QuantizableLayer& layer, const LayerQuant& q);
   // Why `layer` under `q` cannot run on the integer kernels (empty when it can).
   std::string int8_refusal(const QuantizableLayer& layer, const LayerQuant& q) const;
+  static bool is_bf16_compute(const LayerQuant& q);
+  // Why a bf16 `layer` cannot run on oneDNN's bf16 kernels (empty when it can).
+  std::string bf16_refusal(const QuantizableLayer& layer) const;
 
   Graph graph_;
   std::string model_hash_;
@@ -115,6 +121,10 @@ int chain_int8_layers(Graph& graph);
 // integer convolution. Returns how many tensors stay channels-last. build_int8 applies it
 // after chain_int8_layers.
 int keep_channels_last(Graph& graph);
+
+// Why oneDNN cannot run bf16 convolutions on this CPU (empty when it can): the answer of
+// primitive creation itself, asked once.
+std::string cpu_bf16_refusal();
 
 // Whether oneDNN dispatches to VNNI int8 instructions here (exact 8-bit weight products).
 bool cpu_has_vnni();

@@ -206,6 +206,30 @@ TEST_CASE("real INT8 execution agrees with the simulation") {
       CHECK(grouped.why_simulated.begin()->second.find("per channel or per tensor") !=
             std::string::npos);
 
+      // bf16 convolutions run on oneDNN's bf16 kernels where the CPU has them (AVX-512 and
+      // newer), agreeing with the simulation; elsewhere, and for Gemm/MatMul, simulated with
+      // the reason.
+      {
+        const QuantPlan bf16 = uniform_plan("bf16", model.graph);
+        const auto real = simulator.build_int8(bf16);
+        CHECK(real.bf16_layers.size() + real.why_simulated.size() == bf16.layers.size());
+        if (cpu_bf16_refusal().empty()) {
+          if (name == "fmnist_resnet") CHECK(real.bf16_layers.size() == 9);  // its 9 Convs
+          const EvalResult sim =
+              evaluate(simulator.build(bf16), *dataset, validation, EvalOptions{64, true});
+          const EvalResult run = evaluate(real.graph, *dataset, validation, EvalOptions{64, true});
+          const Fidelity f = compare_outputs(sim.logits, run.logits, sim.classes);
+          MESSAGE(name << " bf16: kernels vs simulated top-1 agreement " << f.top1_agreement
+                       << ", SQNR " << f.sqnr_db << " dB");
+          CHECK(f.top1_agreement >= 0.995);
+        } else {
+          REQUIRE(!real.why_simulated.empty());
+          CHECK(real.bf16_layers.empty());
+          if (name == "fmnist_resnet")
+            CHECK(real.why_simulated.begin()->second.find("AVX-512") != std::string::npos);
+        }
+      }
+
       // 8-bit weights: integer kernels where the CPU has VNNI, otherwise simulated with the reason.
       const auto w8 = simulator.build_int8(uniform_plan("W8A8", model.graph));
       if (cpu_has_vnni()) {
