@@ -261,6 +261,15 @@ int keep_channels_last(Graph& g) {
   const auto is_conv = [](const Node& n) {
     return n.domain == "bitplan" && n.op_type == "Int8Conv";
   };
+  std::set<std::string> graph_outputs;
+  for (const auto& v : g.outputs) graph_outputs.insert(v.name);
+  // Convolutions whose float output is kept channels-last; everything else follows from them.
+  std::set<const Node*> sources;
+  for (auto& n : g.nodes)
+    if (is_conv(n) && !n.has_attr("output_codes_scale") && n.outputs.size() == 1 &&
+        !graph_outputs.count(n.outputs[0]))
+      sources.insert(&n);
+  if (sources.empty()) return 0;  // no plan of the graph needed below
   // Elementwise ops compute the same thing in any layout when every input is a same-shaped
   // channels-last tensor (no broadcasting); their dims come from a plan of the graph.
   std::map<std::string, std::vector<Dims>> input_dims;
@@ -268,8 +277,6 @@ int keep_channels_last(Graph& g) {
     const ExecutionPlan probe(g, PlanOptions{1});
     for (const auto& step : probe.steps()) input_dims[step.name] = step.input_dims;
   }
-  std::set<std::string> graph_outputs;
-  for (const auto& v : g.outputs) graph_outputs.insert(v.name);
   const auto elementwise = [&](const Node& n) {
     if (!n.domain.empty() || n.outputs.size() != 1 || graph_outputs.count(n.outputs[0]))
       return false;
@@ -282,12 +289,6 @@ int keep_channels_last(Graph& g) {
   for (auto& n : g.nodes)
     for (const auto& in : n.inputs) readers[in].push_back(&n);
 
-  // Convolutions whose float output is kept channels-last; everything else follows from them.
-  std::set<const Node*> sources;
-  for (auto& n : g.nodes)
-    if (is_conv(n) && !n.has_attr("output_codes_scale") && n.outputs.size() == 1 &&
-        !graph_outputs.count(n.outputs[0]))
-      sources.insert(&n);
   std::set<std::string> channels_last;
   const auto propagate = [&] {
     channels_last.clear();
