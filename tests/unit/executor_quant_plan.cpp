@@ -126,7 +126,7 @@ TEST_CASE("plan YAML: round trip, defaults, overrides and every kind of mistake"
 TEST_CASE("simulated plans: W8A8 stays faithful, W2 does not, weights are quantized once") {
   const auto dataset = testing::open_fashion_mnist_test();
   if (!dataset) {
-    MESSAGE(testing::kFashionMnistMissing);
+    testing::skip(testing::kFashionMnistMissing);
     return;
   }
   const auto calibration = select_indices({256, 7, 0}, dataset->size(), "calibration");
@@ -171,7 +171,7 @@ TEST_CASE("simulated plans: W8A8 stays faithful, W2 does not, weights are quanti
 TEST_CASE("real INT8 execution agrees with the simulation") {
   const auto dataset = testing::open_fashion_mnist_test();
   if (!dataset) {
-    MESSAGE(testing::kFashionMnistMissing);
+    testing::skip(testing::kFashionMnistMissing);
     return;
   }
   const auto calibration = select_indices({256, 3, 0}, dataset->size(), "calibration");
@@ -245,7 +245,7 @@ TEST_CASE("real INT8 execution agrees with the simulation") {
 TEST_CASE("the per-layer debugger measures isolated and cumulative error") {
   const auto dataset = testing::open_fashion_mnist_test();
   if (!dataset) {
-    MESSAGE(testing::kFashionMnistMissing);
+    testing::skip(testing::kFashionMnistMissing);
     return;
   }
   const auto indices = select_indices({128, 5, 0}, dataset->size(), "validation");
