@@ -580,7 +580,7 @@ SearchResult run_search(const DriverInputs& in, const Progress& progress,
     for (const auto& e : result.evaluations)
       if (e.unsupported.empty()) all.push_back(e.objectives);
     all.push_back(objectives_of(result.fp32));
-    if (!pts.empty() && opt.objectives.size() <= 3) {
+    if (!pts.empty()) {
       const auto bounds = bounds_of(all);
       result.hypervolume =
           hypervolume(normalize(pts, bounds), ObjectivePoint(opt.objectives.size(), 1.1));
