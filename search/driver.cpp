@@ -641,6 +641,37 @@ SearchResult run_search(const DriverInputs& in, const Progress& progress,
     if (stop) {
       result.interrupted = true;
       result.stop_reason = "interrupted (SIGINT) during the final re-evaluation";
+    } else {
+      // The front was chosen on subset numbers. On the final selection a point can turn out
+      // beaten on every objective by another front point or by a uniform baseline; it leaves
+      // the front, with a line saying which plan beat it, so no output lists a dominated plan.
+      std::vector<std::string> rival_names;
+      std::vector<ObjectivePoint> rivals;
+      for (const std::size_t i : result.front) {
+        rival_names.push_back(fmt::format("front plan {}", result.evaluations[i].key));
+        rivals.push_back(objectives_of(*result.evaluations[i].final_metrics));
+      }
+      const std::vector<ObjectivePoint> front_points = rivals;
+      for (const auto& b : result.baselines) {
+        if (!b.unsupported.empty() || !b.final_metrics) continue;
+        rival_names.push_back("uniform " + b.name);
+        rivals.push_back(objectives_of(*b.final_metrics));
+      }
+      const auto beaten_by = first_dominators(front_points, rivals);
+      std::vector<std::size_t> kept;
+      for (std::size_t k = 0; k < result.front.size(); ++k) {
+        if (!beaten_by[k]) {
+          kept.push_back(result.front[k]);
+          continue;
+        }
+        const EvaluatedPlan& e = result.evaluations[result.front[k]];
+        result.dropped_from_front.push_back({e.key, rival_names[*beaten_by[k]]});
+        if (progress.line)
+          progress.line(fmt::format("final: plan {} leaves the front: on the final selection {} "
+                                    "is better on every objective",
+                                    e.key, rival_names[*beaten_by[k]]));
+      }
+      result.front = std::move(kept);
     }
     result.seconds_final = since(final_start);
   }

@@ -11,7 +11,7 @@ bool dominates(const ObjectivePoint& a, const ObjectivePoint& b) {
   BITPLAN_ASSERT(a.size() == b.size());
   bool strictly_better = false;
   for (std::size_t i = 0; i < a.size(); ++i) {
-    if (a[i] > b[i]) return false;
+    if (!(a[i] <= b[i])) return false;  // NaN (e.g. no latency) compares as incomparable
     if (a[i] < b[i]) strictly_better = true;
   }
   return strictly_better;
@@ -26,6 +26,15 @@ std::vector<std::size_t> non_dominated(const std::vector<ObjectivePoint>& points
     if (!dominated) kept.push_back(i);
   }
   return kept;
+}
+
+std::vector<std::optional<std::size_t>> first_dominators(const std::vector<ObjectivePoint>& points,
+                                                         const std::vector<ObjectivePoint>& rivals) {
+  std::vector<std::optional<std::size_t>> out(points.size());
+  for (std::size_t i = 0; i < points.size(); ++i)
+    for (std::size_t r = 0; r < rivals.size() && !out[i]; ++r)
+      if (rivals[r].size() == points[i].size() && dominates(rivals[r], points[i])) out[i] = r;
+  return out;
 }
 
 namespace {

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstddef>
+#include <optional>
 #include <vector>
 
 namespace bitplan::search {
@@ -15,6 +16,12 @@ bool dominates(const ObjectivePoint& a, const ObjectivePoint& b);
 // Indices (ascending) of the points no other point dominates. Equal points do not dominate
 // each other, so every copy of a non-dominated point is kept.
 std::vector<std::size_t> non_dominated(const std::vector<ObjectivePoint>& points);
+
+// For each of `points`, the index of the first of `rivals` that dominates it, or none. The
+// search uses it to take front plans that the final re-evaluation shows beaten (by another
+// front plan or a uniform baseline) off the front.
+std::vector<std::optional<std::size_t>> first_dominators(const std::vector<ObjectivePoint>& points,
+                                                         const std::vector<ObjectivePoint>& rivals);
 
 // Volume of the region dominated by `points` and bounded by `reference` (a point worse
 // than every point of interest). Points not strictly better than the reference in every

@@ -2,6 +2,7 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <random>
 
 #include "core/error.hpp"
@@ -96,4 +97,18 @@ TEST_CASE("normalisation maps bounds to 0 and 1 and a constant objective to 0") 
   CHECK(scaled[1] == ObjectivePoint{1, 1, 0});
   CHECK(scaled[2] == ObjectivePoint{0.5, 0.5, 0});
   CHECK_THROWS_AS(bounds_of({}), Error);
+}
+
+TEST_CASE("first_dominators names the first rival better on every objective") {
+  // Front chosen on a subset: (0.08, 0.93, 128) and (0.10, 0.50, 40); on the final selection
+  // a uniform baseline (0.085, 0.77, 59) beats the first, nothing beats the second.
+  const std::vector<ObjectivePoint> front{{0.0857, 0.93, 128}, {0.10, 0.50, 40}};
+  const std::vector<ObjectivePoint> rivals{front[0], front[1], {0.0850, 0.77, 59}};
+  const auto beaten = first_dominators(front, rivals);
+  REQUIRE(beaten.size() == 2);
+  CHECK(beaten[0] == std::optional<std::size_t>(2));
+  CHECK_FALSE(beaten[1].has_value());
+  // A point does not dominate itself or an equal copy; NaN (no latency) dominates nothing.
+  CHECK_FALSE(first_dominators({{1, 1}}, {{1, 1}, {1, 1}})[0].has_value());
+  CHECK_FALSE(first_dominators({{1, 1}}, {{0.5, std::nan("")}})[0].has_value());
 }
