@@ -15,6 +15,7 @@
 #include "core/error.hpp"
 #include "core/files.hpp"
 #include "core/parallel.hpp"
+#include "core/text.hpp"
 #include "cost_models/cost_model.hpp"
 #include "executor/model.hpp"
 #include "executor/quant/simulate.hpp"
@@ -250,13 +251,14 @@ options)");
       errors.empty() ? 0 : 100 * *std::max_element(errors.begin(), errors.end()),
       100 * stored_median);
   if (!validate_json.empty())
-    write_file_atomic(validate_json, json{{"profile", out},
-                                          {"threads", num_threads()},
-                                          {"median_abs_error", median},
-                                          {"median_abs_error_vs_stored_profile", stored_median},
-                                          {"rows", rows}}
-                                             .dump(1) +
-                                         "\n");
+    write_file_atomic(validate_json,
+                      json_text(json{{"profile", out},
+                                     {"threads", num_threads()},
+                                     {"median_abs_error", median},
+                                     {"median_abs_error_vs_stored_profile", stored_median},
+                                     {"rows", rows}},
+                                1) +
+                          "\n");
   return 0;
 }
 
@@ -330,7 +332,7 @@ options)");
                     {"gbops", ops.total},
                     {"layers", layers}};
   if (vm.count("json")) {
-    std::cout << out.dump(2) << "\n";
+    std::cout << json_text(out, 2) << "\n";
   } else {
     fmt::print("{:<40} {:<36} {:<8} {:>12} {:>12}\n", "layer", "spec (w / a)", "kernel",
                "latency ms", "size bytes");

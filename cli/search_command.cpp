@@ -8,6 +8,7 @@
 #include "backends/hw_profile.hpp"
 #include "cli/commands.hpp"
 #include "core/error.hpp"
+#include "core/files.hpp"
 #include "core/interrupt.hpp"
 #include "core/parallel.hpp"
 #include "executor/model.hpp"
@@ -80,6 +81,14 @@ options)",
   if (!config.has_dataset)
     fail_input("config '{}': a search needs a dataset section (calibration and validation)",
                config_path);
+  // Outputs first: an unusable results folder or database would otherwise fail only after
+  // calibration, sensitivity and the search. A dry run writes nothing.
+  if (!vm.count("dry-run")) {
+    search::prepare_results_folder(config.search.output);
+    check_output_target(config.search.database);
+    prepare_output_folder(config.search.database.parent_path(),
+                          "results database folder (search.database)");
+  }
   set_num_threads(config.evaluate.threads);
 
   const LoadedModel model = load_model(config.model);
