@@ -110,6 +110,7 @@ options)");
     fail(ErrorKind::usage, "profile: --backend '{}' is not one of onednn, cuda", backend);
   if (!(budget > 0) || budget > 600)
     fail(ErrorKind::usage, "profile: --budget {} must lie in (0, 600] seconds", budget);
+  if (!validate_json.empty()) check_output_target(validate_json);  // before the measuring
   set_num_threads(threads);
   CpuProfileOptions options;
   options.batches = parse_positive_list(batches_text, "--batch");
@@ -118,7 +119,7 @@ options)");
   options.remeasure = vm.count("remeasure") != 0;
 
   if (!emit_dir.empty()) {
-    fs::create_directories(emit_dir);
+    prepare_output_folder(emit_dir, "--emit-workloads");
     for (const auto& model_path : models) {
       const LoadedModel model = load_model(model_path);
       for (const auto batch : options.batches) {

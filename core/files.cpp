@@ -131,7 +131,7 @@ void prepare_output_folder(const fs::path& folder, std::string_view what) {
   std::error_code ec;
   const fs::file_status status = fs::status(dir, ec);
   if (fs::exists(status) && !fs::is_directory(status))
-    fail_input("{} '{}': {}, not a folder: results go into a folder (give a folder path)", what,
+    fail_input("{} '{}': {}, not a folder: give the path of a folder (made if missing)", what,
                dir.string(), kind_of(status.type()));
   fs::create_directories(dir, ec);
   if (ec) fail_input("{} '{}': cannot create the folder: {}", what, dir.string(), ec.message());

@@ -37,8 +37,9 @@ TEST_CASE("17.2 write_file_atomic refuses device nodes and leaves them devices")
     CAPTURE(device);
     REQUIRE(fs::is_character_file(device));
     CHECK_THROWS_WITH_AS(write_file_atomic(device, "x"),
-                         doctest::Contains(std::string("cannot write '") + device +
-                                           "': a character device, not a regular file"),
+                         doctest::Contains((std::string("cannot write '") + device +
+                                            "': a character device, not a regular file")
+                                               .c_str()),
                          Error);
     CHECK_THROWS_AS(check_output_target(device), Error);
     CHECK(fs::is_character_file(device));
@@ -93,10 +94,11 @@ TEST_CASE("17.6 prepare_output_folder makes the folder, proves it writable, leav
 
   const fs::path file = dir.path / "file";
   std::ofstream(file) << "x";
-  CHECK_THROWS_WITH_AS(prepare_output_folder(file, "search.output"),
-                       doctest::Contains("search.output '" + file.string() +
-                                         "': a regular file, not a folder"),
-                       Error);
+  CHECK_THROWS_WITH_AS(
+      prepare_output_folder(file, "search.output"),
+      doctest::Contains(
+          ("search.output '" + file.string() + "': a regular file, not a folder").c_str()),
+      Error);
   CHECK_THROWS_WITH_AS(prepare_output_folder("/dev/null", "search.output"),
                        doctest::Contains("'/dev/null': a character device, not a folder"), Error);
   CHECK_THROWS_WITH_AS(prepare_output_folder(file / "sub", "search.output"),

@@ -16,14 +16,14 @@ TEST_CASE("17.5 valid_utf8 keeps valid text and replaces each invalid byte with 
   CHECK(valid_utf8("") == "");
   CHECK(valid_utf8("plain ASCII, tabs\tand\nnewlines") == "plain ASCII, tabs\tand\nnewlines");
   // Two-, three- and four-byte sequences at the edges of their ranges stay as they are.
-  for (const std::string valid : {"\xC2\x80", "caf\xC3\xA9", "\xE0\xA0\x80", "\xE2\x82\xAC",
-                                  "\xED\x9F\xBF", "\xEE\x80\x80", "\xF0\x90\x80\x80",
-                                  "\xF0\x9D\x84\x9E", "\xF4\x8F\xBF\xBF"})
+  for (const std::string valid :
+       {"\xC2\x80", "caf\xC3\xA9", "\xE0\xA0\x80", "\xE2\x82\xAC", "\xED\x9F\xBF", "\xEE\x80\x80",
+        "\xF0\x90\x80\x80", "\xF0\x9D\x84\x9E", "\xF4\x8F\xBF\xBF"})
     CHECK(valid_utf8(valid) == valid);
 
   CHECK(valid_utf8("m\xFF.onnx") == "m" + kReplacement + ".onnx");
-  CHECK(valid_utf8("\x80") == kReplacement);                          // a lone continuation
-  CHECK(valid_utf8("\xC0\xAF") == kReplacement + kReplacement);       // overlong '/'
+  CHECK(valid_utf8("\x80") == kReplacement);                     // a lone continuation
+  CHECK(valid_utf8("\xC0\xAF") == kReplacement + kReplacement);  // overlong '/'
   CHECK(valid_utf8("\xE0\x80\xAF") == kReplacement + kReplacement + kReplacement);  // overlong
   CHECK(valid_utf8("\xED\xA0\x80") == kReplacement + kReplacement + kReplacement);  // surrogate
   CHECK(valid_utf8("\xF4\x90\x80\x80") ==  // above U+10FFFF
