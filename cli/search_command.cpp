@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cmath>
 #include <iostream>
 
 #include "backends/hw_profile.hpp"
@@ -173,11 +174,16 @@ options)",
     for (std::size_t k = 0; k < result.front.size(); ++k) {
       const auto& e = result.evaluations[result.front[k]];
       const auto& m = e.final_metrics ? *e.final_metrics : e.metrics;
-      fmt::print(
-          "  plan_{:03d}  top-1 {:.2f}% ({:+.2f} pt)  latency {:.4f} ms{}  size {:.4f} MB\n", k,
-          100 * m.top1, 100 * (m.top1 - result.fp32.top1), e.metrics.latency_ms,
-          e.measured_latency_ms ? fmt::format(" (measured {:.4f})", *e.measured_latency_ms) : "",
-          e.metrics.size_bytes / 1e6);
+      // Without a target profile there is no latency to show.
+      const std::string latency =
+          std::isfinite(e.metrics.latency_ms)
+              ? fmt::format("  latency {:.4f} ms{}", e.metrics.latency_ms,
+                            e.measured_latency_ms
+                                ? fmt::format(" (measured {:.4f})", *e.measured_latency_ms)
+                                : "")
+              : "";
+      fmt::print("  plan_{:03d}  top-1 {:.2f}% ({:+.2f} pt){}  size {:.4f} MB\n", k, 100 * m.top1,
+                 100 * (m.top1 - result.fp32.top1), latency, e.metrics.size_bytes / 1e6);
     }
   }
   fmt::print("results in {}/ (report.html, pareto.json, pareto.csv, plan_NNN.yaml)\n",
