@@ -2,6 +2,8 @@
 // a FIFO or a folder is refused with the path and the rule, and a results folder is proved
 // writable before any work.
 #include <doctest/doctest.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -82,6 +84,29 @@ TEST_CASE("17.2 write_file_atomic keeps the replaced file's permissions and writ
                        Error);
   CHECK(fs::is_symlink(fs::symlink_status(to_null)));
   CHECK(entries(dir.path) == 3);
+}
+
+TEST_CASE("17.2 a failed write is reported and leaves the old file whole, no temporary file") {
+  TempDir dir;
+  const fs::path file = dir.path / "out.json";
+  write_file_atomic(file, "old");
+  // A file size limit makes write() fail (EFBIG) as a full disk would (ENOSPC).
+  rlimit saved{};
+  REQUIRE(::getrlimit(RLIMIT_FSIZE, &saved) == 0);
+  const auto previous_handler = ::signal(SIGXFSZ, SIG_IGN);
+  const rlimit small{16, saved.rlim_max};
+  REQUIRE(::setrlimit(RLIMIT_FSIZE, &small) == 0);
+  std::string error;
+  try {
+    write_file_atomic(file, std::string(4096, 'x'));
+  } catch (const Error& e) {
+    error = e.what();
+  }
+  ::setrlimit(RLIMIT_FSIZE, &saved);
+  ::signal(SIGXFSZ, previous_handler);
+  CHECK(error == "cannot write '" + file.string() + "': File too large");
+  CHECK(read_file(file, 64, "output") == "old");
+  CHECK(entries(dir.path) == 1);
 }
 
 TEST_CASE("17.6 prepare_output_folder makes the folder, proves it writable, leaves no probe") {
