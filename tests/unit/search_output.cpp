@@ -2,6 +2,7 @@
 // that are not UTF-8 or hold CSV/HTML syntax keep every file well-formed, and "infinite / not
 // applicable" is null in pareto.json (issue 17.5, 17.6, 17.11).
 #include <doctest/doctest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmath>
@@ -12,6 +13,7 @@
 
 #include "core/error.hpp"
 #include "search/output.hpp"
+#include "search/results_db.hpp"
 
 namespace fs = std::filesystem;
 using namespace bitplan;
@@ -146,4 +148,16 @@ TEST_CASE("17.6 write_results and prepare_results_folder refuse unusable folders
   const fs::path results = dir.path / "results";
   fs::create_directories(results / "report.html");
   CHECK_THROWS_WITH_AS(prepare_results_folder(results), doctest::Contains("report.html"), Error);
+}
+
+TEST_CASE("17.2 the results database refuses a device or FIFO (SQLite would read or block)") {
+  CHECK_THROWS_WITH_AS(ResultsDb("/dev/null"),
+                       doctest::Contains("'/dev/null': a character device, not a regular file"),
+                       Error);
+  TempDir dir;
+  const fs::path fifo = dir.path / "results.sqlite";
+  REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  CHECK_THROWS_WITH_AS(ResultsDb{fifo}, doctest::Contains("a FIFO (named pipe)"), Error);
+  CHECK(fs::is_fifo(fifo));
+  CHECK(fs::is_character_file("/dev/null"));
 }
