@@ -5,6 +5,7 @@
 #include <iostream>
 
 #include "cli/commands.hpp"
+#include "core/files.hpp"
 #include "core/parallel.hpp"
 #include "executor/model.hpp"
 #include "export/export.hpp"
@@ -65,6 +66,9 @@ options)");
   if (plan_arg.empty() || format_name.empty() || output.empty())
     fail(ErrorKind::usage, "export: --plan, --format and --output are required (see --help)");
   const ExportFormat format = parse_export_format(format_name);
+  // A device or FIFO as the output is refused before the work (write_export checks the rest).
+  for (const auto& path : export_outputs(format, output)) check_output_target(path);
+  if (!nearest_path.empty()) check_output_target(nearest_path);
   RunConfig config;
   if (!config_path.empty()) config = load_run_config(config_path);
   if (!model.empty()) config.model = model;

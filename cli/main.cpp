@@ -20,6 +20,7 @@
 #include "core/files.hpp"
 #include "core/interrupt.hpp"
 #include "core/parallel.hpp"
+#include "core/text.hpp"
 #include "data/npy.hpp"
 #include "executor/evaluate.hpp"
 #include "executor/metrics.hpp"
@@ -127,7 +128,7 @@ options)");
                 {"total_macs", total_macs},
                 {"arena_bytes", plan.arena_bytes()},
                 {"simplifications", loaded.simplification.notes}};
-    std::cout << out.dump(2) << "\n";
+    std::cout << json_text(out, 2) << "\n";
     return 0;
   }
   fmt::print("model {} (graph '{}', opset {}), batch {}\n", model, loaded.graph.name,
@@ -191,7 +192,7 @@ options)");
                   {"runtime_version", cuda.runtime_version},
                   {"unavailable", cuda.unavailable},
                   {"devices", gpus}}}};
-    std::cout << out.dump(2) << "\n";
+    std::cout << json_text(out, 2) << "\n";
     return 0;
   }
   fmt::print("cpu   {} ({} logical cores)\n      oneDNN {} dispatches to {}; flags: {}\n",
@@ -248,6 +249,7 @@ options)");
     return 0;
   }
   if (config_path.empty()) fail(ErrorKind::usage, "debug: --config RUN.yaml is required");
+  if (!csv_path.empty()) check_output_target(csv_path);  // before the work, not after it
   RunConfig config = load_run_config(config_path);
   if (!config.has_dataset) fail_input("config '{}': debug needs a dataset section", config_path);
   if (count < 1) fail(ErrorKind::usage, "--count {} must be >= 1", count);
@@ -270,8 +272,8 @@ options)");
         "layer,op,weights,activations,isolated_layer_sqnr_db,isolated_output_sqnr_db,"
         "cumulative_layer_sqnr_db,weight_min,weight_max,weight_outlier_ratio,input_min,input_max\n";
     for (const auto& l : d.layers)
-      csv += fmt::format("\"{}\",{},{},{},{:.3f},{:.3f},{:.3f},{},{},{:.3f},{},{}\n", l.name,
-                         l.op_type, l.weights, l.activations, l.isolated_layer_sqnr_db,
+      csv += fmt::format("{},{},{},{},{:.3f},{:.3f},{:.3f},{},{},{:.3f},{},{}\n", csv_field(l.name),
+                         csv_field(l.op_type), l.weights, l.activations, l.isolated_layer_sqnr_db,
                          l.isolated_output_sqnr_db, l.cumulative_layer_sqnr_db, l.weight_min,
                          l.weight_max, l.weight_outlier_ratio, l.input_min, l.input_max);
     write_file_atomic(csv_path, csv);
@@ -291,12 +293,12 @@ options)");
                         {"weight_outlier_ratio", l.weight_outlier_ratio},
                         {"input_min", num(l.input_min)},
                         {"input_max", num(l.input_max)}});
-    std::cout << json{{"model", config.model.string()},
-                      {"plan", plan_arg},
-                      {"samples", d.samples},
-                      {"output_sqnr_db", num(d.output_sqnr_db)},
-                      {"layers", layers}}
-                     .dump(2)
+    std::cout << json_text(json{{"model", config.model.string()},
+                                {"plan", plan_arg},
+                                {"samples", d.samples},
+                                {"output_sqnr_db", num(d.output_sqnr_db)},
+                                {"layers", layers}},
+                           2)
               << "\n";
     return 0;
   }
@@ -423,6 +425,9 @@ options)");
     fail(ErrorKind::usage,
          "evaluate: give a dataset (--config with a dataset section, or --images)");
 
+  // Output targets before the work, not after it.
+  for (const auto& output : {save_plan_path, predictions_path})
+    if (!output.empty()) check_output_target(output);
   set_num_threads(config.evaluate.threads);
   const LoadedModel loaded = load_model(config.model);
   const auto dataset = open_dataset(config.dataset);
@@ -516,7 +521,7 @@ options)");
             {"sqnr_vs_simulation_db",
              std::isinf(real_vs_sim->sqnr_db) ? json(nullptr) : json(real_vs_sim->sqnr_db)}};
     }
-    std::cout << out.dump(2) << "\n";
+    std::cout << json_text(out, 2) << "\n";
     return 0;
   }
   fmt::print("model    {}\nsamples  {} (batch {}, {} threads)\n", config.model.string(), r.samples,

@@ -15,6 +15,7 @@
 #include "core/error.hpp"
 #include "core/files.hpp"
 #include "core/parallel.hpp"
+#include "core/text.hpp"
 #include "cost_models/cost_model.hpp"
 #include "executor/model.hpp"
 #include "executor/quant/simulate.hpp"
@@ -109,6 +110,7 @@ options)");
     fail(ErrorKind::usage, "profile: --backend '{}' is not one of onednn, cuda", backend);
   if (!(budget > 0) || budget > 600)
     fail(ErrorKind::usage, "profile: --budget {} must lie in (0, 600] seconds", budget);
+  if (!validate_json.empty()) check_output_target(validate_json);  // before the measuring
   set_num_threads(threads);
   CpuProfileOptions options;
   options.batches = parse_positive_list(batches_text, "--batch");
@@ -117,7 +119,7 @@ options)");
   options.remeasure = vm.count("remeasure") != 0;
 
   if (!emit_dir.empty()) {
-    fs::create_directories(emit_dir);
+    prepare_output_folder(emit_dir, "--emit-workloads");
     for (const auto& model_path : models) {
       const LoadedModel model = load_model(model_path);
       for (const auto batch : options.batches) {
@@ -250,13 +252,14 @@ options)");
       errors.empty() ? 0 : 100 * *std::max_element(errors.begin(), errors.end()),
       100 * stored_median);
   if (!validate_json.empty())
-    write_file_atomic(validate_json, json{{"profile", out},
-                                          {"threads", num_threads()},
-                                          {"median_abs_error", median},
-                                          {"median_abs_error_vs_stored_profile", stored_median},
-                                          {"rows", rows}}
-                                             .dump(1) +
-                                         "\n");
+    write_file_atomic(validate_json,
+                      json_text(json{{"profile", out},
+                                     {"threads", num_threads()},
+                                     {"median_abs_error", median},
+                                     {"median_abs_error_vs_stored_profile", stored_median},
+                                     {"rows", rows}},
+                                1) +
+                          "\n");
   return 0;
 }
 
@@ -330,7 +333,7 @@ options)");
                     {"gbops", ops.total},
                     {"layers", layers}};
   if (vm.count("json")) {
-    std::cout << out.dump(2) << "\n";
+    std::cout << json_text(out, 2) << "\n";
   } else {
     fmt::print("{:<40} {:<36} {:<8} {:>12} {:>12}\n", "layer", "spec (w / a)", "kernel",
                "latency ms", "size bytes");

@@ -3,11 +3,13 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cmath>
 #include <iostream>
 
 #include "backends/hw_profile.hpp"
 #include "cli/commands.hpp"
 #include "core/error.hpp"
+#include "core/files.hpp"
 #include "core/interrupt.hpp"
 #include "core/parallel.hpp"
 #include "executor/model.hpp"
@@ -80,6 +82,14 @@ options)",
   if (!config.has_dataset)
     fail_input("config '{}': a search needs a dataset section (calibration and validation)",
                config_path);
+  // Outputs first: an unusable results folder or database would otherwise fail only after
+  // calibration, sensitivity and the search. A dry run writes nothing.
+  if (!vm.count("dry-run")) {
+    search::prepare_results_folder(config.search.output);
+    check_output_target(config.search.database);
+    prepare_output_folder(config.search.database.parent_path(),
+                          "results database folder (search.database)");
+  }
   set_num_threads(config.evaluate.threads);
 
   const LoadedModel model = load_model(config.model);
@@ -164,11 +174,16 @@ options)",
     for (std::size_t k = 0; k < result.front.size(); ++k) {
       const auto& e = result.evaluations[result.front[k]];
       const auto& m = e.final_metrics ? *e.final_metrics : e.metrics;
-      fmt::print(
-          "  plan_{:03d}  top-1 {:.2f}% ({:+.2f} pt)  latency {:.4f} ms{}  size {:.4f} MB\n", k,
-          100 * m.top1, 100 * (m.top1 - result.fp32.top1), e.metrics.latency_ms,
-          e.measured_latency_ms ? fmt::format(" (measured {:.4f})", *e.measured_latency_ms) : "",
-          e.metrics.size_bytes / 1e6);
+      // Without a target profile there is no latency to show.
+      const std::string latency =
+          std::isfinite(e.metrics.latency_ms)
+              ? fmt::format("  latency {:.4f} ms{}", e.metrics.latency_ms,
+                            e.measured_latency_ms
+                                ? fmt::format(" (measured {:.4f})", *e.measured_latency_ms)
+                                : "")
+              : "";
+      fmt::print("  plan_{:03d}  top-1 {:.2f}% ({:+.2f} pt){}  size {:.4f} MB\n", k, 100 * m.top1,
+                 100 * (m.top1 - result.fp32.top1), latency, e.metrics.size_bytes / 1e6);
     }
   }
   fmt::print("results in {}/ (report.html, pareto.json, pareto.csv, plan_NNN.yaml)\n",

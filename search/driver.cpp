@@ -40,7 +40,7 @@ json metrics_to_json(const PlanMetrics& m) {
   return {{"top1", m.top1},
           {"worst_class_drop", m.worst_class_drop},
           {"kl", m.kl},
-          {"sqnr_db", std::isfinite(m.sqnr_db) ? m.sqnr_db : 999.0},
+          {"sqnr_db", std::isfinite(m.sqnr_db) ? json(m.sqnr_db) : json(nullptr)},
           {"agreement", m.agreement},
           {"samples", m.samples},
           {"stopped_early", m.stopped_early}};
@@ -51,7 +51,9 @@ PlanMetrics metrics_from_json(const json& j) {
   m.top1 = j.at("top1");
   m.worst_class_drop = j.at("worst_class_drop");
   m.kl = j.at("kl");
-  m.sqnr_db = j.at("sqnr_db");
+  // null: outputs identical to fp32 (infinite SQNR); earlier bitplan versions stored 999.
+  const json& sqnr = j.at("sqnr_db");
+  m.sqnr_db = sqnr.is_null() || sqnr == 999.0 ? INFINITY : sqnr.get<double>();
   m.agreement = j.at("agreement");
   m.samples = j.at("samples");
   m.stopped_early = j.at("stopped_early");
