@@ -571,7 +571,8 @@ options)");
                real->model_seconds / std::max(r.model_seconds, 1e-9));
   }
   // With a plan, each class's top-1 under the plan next to fp32's.
-  fmt::print(q ? "per class (top-1 fp32 -> plan {}):\n" : "per class:\n", plan_arg);
+  fmt::print("{}\n", q ? fmt::format("per class (top-1 fp32 -> plan {}):", plan_arg)
+                       : std::string("per class:"));
   for (std::size_t c = 0; c < r.class_accuracy.size(); ++c) {
     fmt::print("  {:<16} {:>6} samples  top-1 {:.2f}%", dataset->class_names()[c],
                r.class_samples[c], 100 * r.class_accuracy[c]);

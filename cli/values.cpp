@@ -121,10 +121,10 @@ void check_batch_memory(std::int64_t batch, std::int64_t samples_at_once, double
   if (needed <= limit) return;
   const double gib = 1024.0 * 1024.0 * 1024.0;
   origin.fail(std::to_string(batch),
-              fmt::format("{} samples at once need {:.3g} GiB for the activations alone ({:.1f} "
-                          "KiB per sample), more than the {:.1f} GiB of memory this process may "
-                          "use; give a smaller batch",
-                          samples_at_once, needed / gib, bytes_per_sample / 1024.0, limit / gib));
+              fmt::format("needs {:.3g} GiB for the activations alone ({:.1f} KiB per sample x "
+                          "{} samples at once), more than the {:.1f} GiB of memory this process "
+                          "may use; give a smaller batch",
+                          needed / gib, bytes_per_sample / 1024.0, samples_at_once, limit / gib));
 }
 
 }  // namespace bitplan
