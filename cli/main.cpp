@@ -533,9 +533,10 @@ options)");
   if (q) {
     fmt::print("plan     {} ({} of {} quantizable layers quantized)\n", plan_arg,
                plan.layers.size(), quantizable_layers(loaded.graph).size());
-    fmt::print("  calibration: {}\n", needs_calibration(plan)
-                                          ? "on " + calibration_summary(config.dataset)
-                                          : calibration_text);
+    if (needs_calibration(plan))
+      fmt::print("  calibrated on {}\n", calibration_summary(config.dataset));
+    else
+      fmt::print("  calibration: {}\n", calibration_text);
     fmt::print("  top-1 {:.2f}% ({:+.2f} pt), top-5 {:.2f}%, worst class drop {:.2f} pt\n",
                100 * q->top1, 100 * (q->top1 - r.top1), 100 * q->top5,
                100 * worst_class_drop(r, *q));

@@ -184,9 +184,9 @@ options)");
   }
   std::set<std::string> distinct_models;
   for (const auto& m : profile.models) distinct_models.insert(m.model_hash);
-  fmt::print("profile {}: {} entries, {} model{} ({} model/batch pairs)\n", out,
+  fmt::print("profile {}: {} entries, {} model{} ({} model/batch pair{})\n", out,
              profile.entries.size(), distinct_models.size(), distinct_models.size() == 1 ? "" : "s",
-             profile.models.size());
+             profile.models.size(), profile.models.size() == 1 ? "" : "s");
   for (const auto& c : profile.ceilings)
     fmt::print("  ceiling {} = {:.1f} {}\n", c.name, c.value, c.unit);
 

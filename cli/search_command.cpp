@@ -73,7 +73,8 @@ options)",
     const auto policies = search::policy_names();
     if (std::find(policies.begin(), policies.end(), policy) == policies.end())
       ValueOrigin::flag("--policy")
-          .fail(policy, fmt::format("is not one of {}", fmt::join(policies, ", ")));
+          .fail(fmt::format("'{}'", policy),
+                fmt::format("is not one of {}", fmt::join(policies, ", ")));
     sets.push_back("search.policy=" + policy);
   }
   if (evaluations)
