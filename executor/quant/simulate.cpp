@@ -435,7 +435,7 @@ std::string QuantSimulator::int8_refusal(const QuantizableLayer& layer, const La
   if (q.weights.granularity == Granularity::per_group)
     return fmt::format(
         "weights '{}' have a scale per group of {} weights: oneDNN 2.6's integer kernels take "
-        "one scale per output channel or per tensor",
+        "one scale per channel or per tensor",
         to_string(q.weights), q.weights.group_size);
   if (q.weights.format == FormatId::int8 && !cpu_has_vnni())
     return "this CPU has no VNNI: oneDNN's int8 kernels would halve 8-bit weights (or saturate "
