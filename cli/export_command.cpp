@@ -46,7 +46,8 @@ options)");
   desc.add_options()("help,h", "show this help")("config", po::value(&config_path),
                                                  "run config (YAML): model and calibration data")(
       "model", po::value(&model), "ONNX model (overrides the config's)")(
-      "plan", po::value(&plan_arg), "plan YAML file or uniform plan (W8A8, W4A16, W4g128A16...)")(
+      "plan", po::value(&plan_arg),
+      "plan YAML file or uniform plan (W8A8, W4A16, W4g128A16, fp32...)")(
       "calibration", po::value(&calibration_method)->default_value("minmax"),
       "activation calibration for uniform plans: minmax | percentile | mse | entropy")(
       "format", po::value(&format_name), "onnx-qdq | trt-precisions | ort-overrides | json")(

@@ -229,7 +229,7 @@ options)");
   desc.add_options()("help,h", "show this help")("config", po::value(&config_path),
                                                  "run config (YAML)")(
       "plan", po::value(&plan_arg)->default_value("W8A8"),
-      "plan YAML file or uniform plan (W8A8, W4A16...)")(
+      "plan YAML file or uniform plan (W8A8, W4A16, fp32...)")(
       "calibration", po::value(&calibration)->default_value("minmax"),
       "calibration for uniform plans")("count", po::value<std::string>()->default_value("256"),
                                        "validation samples to measure on (0 = all)")(
@@ -374,7 +374,7 @@ options)");
       "batch", po::value<std::string>(), "batch size (default 64)")(
       "threads", po::value<std::string>(), "threads (0 = all cores)")(
       "plan", po::value(&plan_arg),
-      "quantization plan: a plan YAML file or a uniform plan (W8A8, W4A16, W4g32A8...)")(
+      "quantization plan: a plan YAML file or a uniform plan (W8A8, W4A16, W4g32A8, fp32...)")(
       "calibration", po::value(&calibration)->default_value("minmax"),
       "activation calibration for uniform plans: minmax | percentile | mse | entropy")(
       "cache-dir", po::value(&cache_dir), "calibration cache folder (default ~/.cache/bitplan)")(

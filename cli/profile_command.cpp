@@ -85,7 +85,6 @@ options)");
   std::vector<std::string> models;
   std::string backend = "onednn", batches_text = "1", precisions_text = "fp32,int8,bf16", out,
               target, emit_dir, validate_json;
-  double budget = 1.5;
   desc.add_options()("help,h", "show this help")("backend", po::value(&backend),
                                                  "onednn (this CPU) or cuda")(
       "model", po::value(&models)->composing(), "ONNX model (repeatable)")(
@@ -94,7 +93,8 @@ options)");
       "out", po::value(&out), "profile to write or extend (default hw_profiles/<target>.yaml)")(
       "target", po::value(&target), "target name recorded in the profile")(
       "threads", po::value<std::string>()->default_value("0"), "threads (0 = all cores)")(
-      "budget", po::value(&budget), "seconds of timed runs per model, batch and precision")(
+      "budget", po::value<std::string>()->default_value("1.5"),
+      "seconds of timed runs per model, batch and precision")(
       "remeasure", "time again what the profile already has")(
       "emit-workloads", po::value(&emit_dir),
       "write the layer workloads as JSON (DIR/<model>_b<batch>.json) for external profilers "
@@ -108,8 +108,10 @@ options)");
   if (models.empty()) fail(ErrorKind::usage, "profile: give at least one --model (see --help)");
   if (backend != "onednn" && backend != "cuda")
     fail(ErrorKind::usage, "profile: --backend '{}' is not one of onednn, cuda", backend);
-  if (!(budget > 0) || budget > 600)
-    fail(ErrorKind::usage, "profile: --budget {} must lie in (0, 600] seconds", budget);
+  const ValueOrigin budget_flag = ValueOrigin::flag("--budget");
+  const std::string budget_text = *flag_text(vm, "budget");
+  const double budget = parse_finite(budget_text, budget_flag);
+  if (!(budget > 0) || budget > 600) budget_flag.fail(budget_text, "must lie in (0, 600] seconds");
   set_num_threads(parse_threads(*flag_text(vm, "threads"), ValueOrigin::flag("--threads")));
   CpuProfileOptions options;
   options.batches = parse_batch_list(batches_text, "--batch");

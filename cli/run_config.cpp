@@ -59,7 +59,9 @@ T positive(const std::filesystem::path& file, const YAML::Node& node, const std:
   return v;
 }
 
-search::SearchOptions parse_search(const std::filesystem::path& file, const YAML::Node& node) {
+// Fills config.search; `latency_batch_origin` records where search.latency_batch was set.
+search::SearchOptions parse_search(const std::filesystem::path& file, const YAML::Node& node,
+                                   std::optional<ValueOrigin>& latency_batch_origin) {
   if (!node.IsMap()) schema_error(file, node, "search must be a mapping");
   search::SearchOptions s;
   const auto base = file.parent_path();
@@ -141,7 +143,8 @@ search::SearchOptions parse_search(const std::filesystem::path& file, const YAML
     } else if (key == "final_samples") {
       s.final_samples = positive<std::int64_t>(file, v, name, true);
     } else if (key == "latency_batch") {
-      s.latency_batch = positive<std::int64_t>(file, v, name, false);
+      latency_batch_origin = ValueOrigin::config(file, v, name);
+      s.latency_batch = parse_batch(scalar_text(file, v, name), *latency_batch_origin);
     } else if (key == "output") {
       s.output = base / scalar<std::string>(file, v, name);
     } else if (key == "database") {
@@ -260,7 +263,7 @@ RunConfig load_run_config(const std::filesystem::path& path,
   }
   if (root["target"]) config.target = base / scalar<std::string>(path, root["target"], "target");
   if (root["search"]) {
-    config.search = parse_search(path, root["search"]);
+    config.search = parse_search(path, root["search"], config.latency_batch_origin);
     config.has_search = true;
   }
   return config;

@@ -36,6 +36,8 @@ struct RunConfig {
   std::filesystem::path target;  // empty: none given
   search::SearchOptions search;
   bool has_search = false;
+  // Where search.latency_batch was set, for the memory check once the model is known.
+  std::optional<ValueOrigin> latency_batch_origin;
 };
 
 // Reads and validates a run config. YAML syntax and schema errors name the file, line and

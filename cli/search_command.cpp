@@ -111,6 +111,8 @@ options)",
   in.dataset = dataset.get();
   in.validation = select_indices(config.dataset.validation, dataset->size(), "validation");
   check_batch_fits(model.graph, config, static_cast<std::int64_t>(in.validation.size()));
+  if (config.latency_batch_origin)  // the cost models plan the model at this batch
+    check_batch_fits(model.graph, config.search.latency_batch, *config.latency_batch_origin);
   const Selection& val = config.dataset.validation;
   in.dataset_id = fmt::format("{}|{}|count={}|seed={}|offset={}", config.dataset.images.string(),
                               config.dataset.labels.string(), val.count, val.seed, val.offset);
