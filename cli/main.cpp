@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cmath>
 #include <iostream>
+#include <limits>
 #include <map>
 #include <optional>
 
@@ -313,22 +314,17 @@ options)");
   return 0;
 }
 
+// Comma-separated finite numbers ("0.485,0.456,0.406"), each checked like a config's.
 std::vector<float> parse_floats(const std::string& text, const char* flag) {
+  const ValueOrigin origin = ValueOrigin::flag(flag);
   std::vector<float> out;
   std::size_t pos = 0;
-  while (pos < text.size()) {
-    const std::size_t comma = text.find(',', pos);
-    const std::string part =
-        text.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
-    try {
-      std::size_t used = 0;
-      out.push_back(std::stof(part, &used));
-      if (used != part.size()) throw std::invalid_argument(part);
-    } catch (const std::exception&) {
-      fail(ErrorKind::usage, "--{} '{}': '{}' is not a number (use comma-separated values)", flag,
-           text, part);
-    }
-    if (comma == std::string::npos) break;
+  while (pos <= text.size()) {
+    const std::size_t comma = std::min(text.find(',', pos), text.size());
+    const double value = parse_finite(text.substr(pos, comma - pos), origin);
+    if (std::abs(value) > std::numeric_limits<float>::max())
+      origin.fail(text.substr(pos, comma - pos), "is out of the float range");
+    out.push_back(static_cast<float>(value));
     pos = comma + 1;
   }
   return out;
@@ -401,8 +397,12 @@ options)");
                             : images.ends_with(".npy") ? "npy"
                                                        : "idx";
   }
-  if (!mean.empty()) config.dataset.preprocess.mean = parse_floats(mean, "mean");
-  if (!std_dev.empty()) config.dataset.preprocess.std = parse_floats(std_dev, "std");
+  if (!mean.empty()) config.dataset.preprocess.mean = parse_floats(mean, "--mean");
+  if (!std_dev.empty()) {
+    config.dataset.preprocess.std = parse_floats(std_dev, "--std");
+    for (const float v : config.dataset.preprocess.std)
+      if (v == 0) ValueOrigin::flag("--std").fail(std_dev, "has a 0: every std must be non-zero");
+  }
   if (const auto text = flag_text(vm, "count"))
     config.dataset.validation.count = parse_count(*text, ValueOrigin::flag("--count"));
   if (const auto text = flag_text(vm, "seed"))

@@ -28,7 +28,7 @@ ValueOrigin ValueOrigin::config(const std::filesystem::path& file, const YAML::N
 }
 
 void ValueOrigin::fail(std::string_view value, std::string_view rule) const {
-  throw Error(kind_, fmt::format("{} {}: {}", where_, value, rule));
+  throw Error(kind_, fmt::format("{} {}: {}", where_, value.empty() ? "''" : value, rule));
 }
 
 namespace {
