@@ -47,7 +47,8 @@ options)");
   desc.add_options()("help,h", "show this help")("config", po::value(&config_path),
                                                  "run config (YAML): model and calibration data")(
       "model", po::value(&model), "ONNX model (overrides the config's)")(
-      "plan", po::value(&plan_arg), "plan YAML file or uniform plan (W8A8, W4A16, W4g128A16...)")(
+      "plan", po::value(&plan_arg),
+      "plan YAML file or uniform plan (W8A8, W4A16, W4g128A16, fp32...)")(
       "calibration", po::value(&calibration_method)->default_value("minmax"),
       "activation calibration for uniform plans: minmax | percentile | mse | entropy")(
       "format", po::value(&format_name), "onnx-qdq | trt-precisions | ort-overrides | json")(
@@ -77,18 +78,14 @@ options)");
 
   const LoadedModel loaded = load_model(config.model);
   const std::string hash = model_file_hash(config.model);
-  const bool plan_file =
-      plan_arg.ends_with(".yaml") || plan_arg.ends_with(".yml") || fs::exists(plan_arg);
-  QuantPlan plan = plan_file ? load_plan(plan_arg, loaded.graph, hash)
-                             : uniform_plan(plan_arg, loaded.graph,
-                                            parse_calibration_method(calibration_method));
-  plan.model_hash = hash;
+  const QuantPlan plan = resolve_plan(plan_arg, calibration_method, loaded.graph, hash);
 
   // Calibration as `bitplan evaluate` does it: same samples, same cache.
   CalibrationData calibration;
   std::unique_ptr<Dataset> dataset;
   if (config.has_dataset) {
     dataset = open_dataset(config.dataset);
+    check_batch_fits(loaded.graph, config);
     calibration = calibration_data(config.dataset, *dataset, cache_dir, config.evaluate.batch);
   }
   QuantSimulator simulator(loaded.graph, hash, std::move(calibration));

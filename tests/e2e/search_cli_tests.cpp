@@ -146,7 +146,7 @@ TEST_CASE("profile: writes a hardware profile; a second run measures only what i
   CHECK(again.exit_code == 0);
   CHECK(!contains(again.output, "timing"));
   CHECK(!contains(again.output, "measuring the CPU's ceilings"));
-  CHECK(contains(again.output, "12 entries, 1 models"));
+  CHECK(contains(again.output, "12 entries, 1 model (1 model/batch pair)"));
 }
 
 TEST_CASE("search: writes the front, plans evaluate accepts, CSVs and the report; a rerun reuses") {

@@ -205,6 +205,9 @@ TEST_CASE("real INT8 execution agrees with the simulation") {
       REQUIRE(!grouped.why_simulated.empty());
       CHECK(grouped.why_simulated.begin()->second.find("per channel or per tensor") !=
             std::string::npos);
+      // 17.15: the reason names the group granularity, not the grid.
+      CHECK(grouped.why_simulated.begin()->second.find("a scale per group of 16 weights") !=
+            std::string::npos);
 
       // bf16 convolutions run on oneDNN's bf16 kernels where the CPU has them (AVX-512 and
       // newer), agreeing with the simulation; elsewhere, and for Gemm/MatMul, simulated with
