@@ -6,6 +6,7 @@
 
 #include "cli/commands.hpp"
 #include "core/parallel.hpp"
+#include "executor/evaluate.hpp"
 #include "executor/model.hpp"
 #include "export/export.hpp"
 
@@ -71,7 +72,7 @@ options)");
   if (config.model.empty()) fail(ErrorKind::usage, "export: give --config or --model");
   set_num_threads(config.evaluate.threads);
 
-  const LoadedModel loaded = load_model(config.model);
+  LoadedModel loaded = load_model(config.model);
   const std::string hash = model_file_hash(config.model);
   const bool plan_file =
       plan_arg.ends_with(".yaml") || plan_arg.ends_with(".yml") || fs::exists(plan_arg);
@@ -85,6 +86,7 @@ options)");
   std::unique_ptr<Dataset> dataset;
   if (config.has_dataset) {
     dataset = open_dataset(config.dataset);
+    bind_input_to_samples(loaded.graph, *dataset);
     calibration = calibration_data(config.dataset, *dataset, cache_dir, config.evaluate.batch);
   }
   QuantSimulator simulator(loaded.graph, hash, std::move(calibration));

@@ -16,6 +16,7 @@
 #include "backends/device.hpp"
 #include "cli/commands.hpp"
 #include "cli/export_command.hpp"
+#include "cli/input_shape.hpp"
 #include "cli/run_config.hpp"
 #include "core/files.hpp"
 #include "core/interrupt.hpp"
@@ -91,8 +92,10 @@ example:
 options)");
   std::string model;
   std::int64_t batch = 1;
+  std::vector<std::string> input_shapes;
   desc.add_options()("help,h", "show this help")("model", po::value(&model), "ONNX model file")(
-      "batch", po::value(&batch)->default_value(1), "batch size to plan for")("json", "print JSON");
+      "batch", po::value(&batch)->default_value(1), "batch size to plan for")(
+      "input-shape", po::value(&input_shapes)->composing(), kInputShapeHelp)("json", "print JSON");
   po::positional_options_description pos;
   pos.add("model", 1);
   const auto vm = parse(desc, args, &pos);
@@ -102,7 +105,8 @@ options)");
   }
   if (model.empty())
     fail(ErrorKind::usage, "inspect: a model file is required (bitplan inspect MODEL.onnx)");
-  const LoadedModel loaded = load_model(model);
+  const LoadedModel loaded =
+      load_model(model, parse_input_shapes(input_shapes, "--input-shape"));
   const ExecutionPlan plan(loaded.graph, PlanOptions{batch});
   std::int64_t total_params = 0, total_macs = 0;
   for (const auto& s : plan.steps()) {
@@ -252,8 +256,9 @@ options)");
   if (!config.has_dataset) fail_input("config '{}': debug needs a dataset section", config_path);
   if (count < 1) fail(ErrorKind::usage, "--count {} must be >= 1", count);
   set_num_threads(config.evaluate.threads);
-  const LoadedModel loaded = load_model(config.model);
+  LoadedModel loaded = load_model(config.model);
   const auto dataset = open_dataset(config.dataset);
+  bind_input_to_samples(loaded.graph, *dataset);
   Selection sel = config.dataset.validation;
   sel.count = std::min<std::int64_t>(count, dataset->size() - sel.offset);
   const auto indices = select_indices(sel, dataset->size(), "validation");
@@ -424,8 +429,9 @@ options)");
          "evaluate: give a dataset (--config with a dataset section, or --images)");
 
   set_num_threads(config.evaluate.threads);
-  const LoadedModel loaded = load_model(config.model);
+  LoadedModel loaded = load_model(config.model);
   const auto dataset = open_dataset(config.dataset);
+  bind_input_to_samples(loaded.graph, *dataset);
   const auto indices = select_indices(config.dataset.validation, dataset->size(), "validation");
   const bool with_plan = !plan_arg.empty();
   if (vm.count("int8") && !with_plan)

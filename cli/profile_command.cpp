@@ -12,6 +12,7 @@
 #include "backends/device.hpp"
 #include "backends/workload.hpp"
 #include "cli/commands.hpp"
+#include "cli/input_shape.hpp"
 #include "core/error.hpp"
 #include "core/files.hpp"
 #include "core/parallel.hpp"
@@ -80,7 +81,7 @@ prediction from the profile.
 command writes (--emit-workloads DIR); see docs/cuda_backend.md.
 
 options)");
-  std::vector<std::string> models;
+  std::vector<std::string> models, input_shape_texts;
   std::string backend = "onednn", batches_text = "1", precisions_text = "fp32,int8,bf16", out,
               target, emit_dir, validate_json;
   int threads = 0;
@@ -88,6 +89,7 @@ options)");
   desc.add_options()("help,h", "show this help")("backend", po::value(&backend),
                                                  "onednn (this CPU) or cuda")(
       "model", po::value(&models)->composing(), "ONNX model (repeatable)")(
+      "input-shape", po::value(&input_shape_texts)->composing(), kInputShapeHelp)(
       "batch", po::value(&batches_text), "batch sizes, comma-separated (default 1)")(
       "precisions", po::value(&precisions_text), "precisions to time (default fp32,int8,bf16)")(
       "out", po::value(&out), "profile to write or extend (default hw_profiles/<target>.yaml)")(
@@ -115,11 +117,13 @@ options)");
   options.precisions = split_list(precisions_text);
   options.budget_seconds = budget;
   options.remeasure = vm.count("remeasure") != 0;
+  const std::vector<InputShape> input_shapes =
+      parse_input_shapes(input_shape_texts, "--input-shape");  // for every --model
 
   if (!emit_dir.empty()) {
     fs::create_directories(emit_dir);
     for (const auto& model_path : models) {
-      const LoadedModel model = load_model(model_path);
+      const LoadedModel model = load_model(model_path, input_shapes);
       for (const auto batch : options.batches) {
         const ExecutionPlan plan(model.graph, PlanOptions{batch});
         const fs::path file =
@@ -167,7 +171,7 @@ options)");
   }
   // Load every model first: a bad path or model fails before minutes of measuring.
   std::vector<LoadedModel> loaded;
-  for (const auto& model_path : models) loaded.push_back(load_model(model_path));
+  for (const auto& model_path : models) loaded.push_back(load_model(model_path, input_shapes));
   describe_cpu_target(profile, options);
   if (profile.ceilings.empty() || options.remeasure) {
     fmt::print("measuring the CPU's ceilings\n");
@@ -192,7 +196,7 @@ options)");
   fmt::print("\n{:<24} {:>5} {:<22} {:>11} {:>17} {:>8}   {:>11} {:>8}\n", "model", "batch", "plan",
              "predicted", "measured (IQR)", "error", "stored prof", "error");
   for (const auto& model_path : models) {
-    const LoadedModel model = load_model(model_path);
+    const LoadedModel model = load_model(model_path, input_shapes);
     const std::string hash = model_file_hash(model_path);
     for (const auto batch : options.batches) {
       const CostContext context = CostContext::build(model.graph, hash, batch);
@@ -275,11 +279,13 @@ the command exits with 4.
 
 options)");
   std::string model_path, plan_arg, target;
+  std::vector<std::string> input_shapes;
   std::int64_t batch = 1;
   desc.add_options()("help,h", "show this help")("model", po::value(&model_path), "ONNX model")(
       "plan", po::value(&plan_arg), "plan YAML or a uniform shorthand (W8A8, W4A8, ...)")(
       "target", po::value(&target), "hardware profile (YAML)")(
-      "batch", po::value(&batch), "batch size (default 1)")("json", "print JSON");
+      "batch", po::value(&batch), "batch size (default 1)")(
+      "input-shape", po::value(&input_shapes)->composing(), kInputShapeHelp)("json", "print JSON");
   const auto vm = parse_options(desc, args);
   if (vm.count("help")) {
     std::cout << desc << "\n";
@@ -288,7 +294,8 @@ options)");
   if (model_path.empty() || plan_arg.empty() || target.empty())
     fail(ErrorKind::usage, "cost: --model, --plan and --target are required (see --help)");
   if (batch < 1) fail(ErrorKind::usage, "cost: --batch {} must be >= 1", batch);
-  const LoadedModel model = load_model(model_path);
+  const LoadedModel model =
+      load_model(model_path, parse_input_shapes(input_shapes, "--input-shape"));
   const std::string hash = model_file_hash(model_path);
   const HwProfile profile = load_hw_profile(target);
   const bool is_file =

@@ -10,6 +10,7 @@
 #include "core/error.hpp"
 #include "core/interrupt.hpp"
 #include "core/parallel.hpp"
+#include "executor/evaluate.hpp"
 #include "executor/model.hpp"
 #include "search/driver.hpp"
 #include "search/output.hpp"
@@ -82,9 +83,10 @@ options)",
                config_path);
   set_num_threads(config.evaluate.threads);
 
-  const LoadedModel model = load_model(config.model);
+  LoadedModel model = load_model(config.model);
   const std::string hash = model_file_hash(config.model);
   const auto dataset = open_dataset(config.dataset);
+  bind_input_to_samples(model.graph, *dataset);
   search::DriverInputs in;
   in.graph = &model.graph;
   in.model_name = config.model.filename().string();
