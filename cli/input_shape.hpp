@@ -17,7 +17,6 @@ inline constexpr const char* kInputShapeHelp =
 
 // Parses each "NAME=D0,D1,..." (D0 may be N: the batch axis). `flag` ("--input-shape") names
 // the option in errors, which are usage errors giving the bad text and the expected form.
-std::vector<InputShape> parse_input_shapes(const std::vector<std::string>& texts,
-                                           const char* flag);
+std::vector<InputShape> parse_input_shapes(const std::vector<std::string>& texts, const char* flag);
 
 }  // namespace bitplan

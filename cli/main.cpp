@@ -105,8 +105,7 @@ options)");
   }
   if (model.empty())
     fail(ErrorKind::usage, "inspect: a model file is required (bitplan inspect MODEL.onnx)");
-  const LoadedModel loaded =
-      load_model(model, parse_input_shapes(input_shapes, "--input-shape"));
+  const LoadedModel loaded = load_model(model, parse_input_shapes(input_shapes, "--input-shape"));
   const ExecutionPlan plan(loaded.graph, PlanOptions{batch});
   std::int64_t total_params = 0, total_macs = 0;
   for (const auto& s : plan.steps()) {

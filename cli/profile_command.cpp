@@ -283,8 +283,8 @@ options)");
   std::int64_t batch = 1;
   desc.add_options()("help,h", "show this help")("model", po::value(&model_path), "ONNX model")(
       "plan", po::value(&plan_arg), "plan YAML or a uniform shorthand (W8A8, W4A8, ...)")(
-      "target", po::value(&target), "hardware profile (YAML)")(
-      "batch", po::value(&batch), "batch size (default 1)")(
+      "target", po::value(&target), "hardware profile (YAML)")("batch", po::value(&batch),
+                                                               "batch size (default 1)")(
       "input-shape", po::value(&input_shapes)->composing(), kInputShapeHelp)("json", "print JSON");
   const auto vm = parse_options(desc, args);
   if (vm.count("help")) {

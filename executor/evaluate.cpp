@@ -65,13 +65,14 @@ void check_plan_takes_batch(const ExecutionPlan& plan, const Graph& graph, const
   if (planned != data_dims) {
     const ValueInfo& info = sample_input(graph);
     const bool fixed_batch = !info.dims.empty() && info.dims[0] >= 0;
-    fail_input("feeding '{}' from a dataset: input '{}' is planned as {} but a batch of the data is {}{}",
-               graph.name, info.name, to_string(planned), to_string(data_dims),
-               fixed_batch && !planned.empty() && planned[0] != data_dims[0]
-                   ? fmt::format("; the model fixes the batch axis to {}: run with batch {} "
-                                 "(--batch, evaluate.batch)",
-                                 info.dims[0], info.dims[0])
-                   : "");
+    fail_input(
+        "feeding '{}' from a dataset: input '{}' is planned as {} but a batch of the data is {}{}",
+        graph.name, info.name, to_string(planned), to_string(data_dims),
+        fixed_batch && !planned.empty() && planned[0] != data_dims[0]
+            ? fmt::format("; the model fixes the batch axis to {}: run with batch {} "
+                          "(--batch, evaluate.batch)",
+                          info.dims[0], info.dims[0])
+            : "");
   }
 }
 

@@ -23,7 +23,8 @@ void bind_input_shapes(Graph& graph, std::span<const InputShape> shapes,
                        const InputShapeSource& source) {
   std::set<std::string> seen;
   for (const InputShape& shape : shapes) {
-    const std::string given = fmt::format("{} {}={}", source.name, shape.name, shape_text(shape.dims));
+    const std::string given =
+        fmt::format("{} {}={}", source.name, shape.name, shape_text(shape.dims));
     auto input = std::find_if(graph.inputs.begin(), graph.inputs.end(),
                               [&](const ValueInfo& in) { return in.name == shape.name; });
     if (input == graph.inputs.end()) {
@@ -48,8 +49,8 @@ void bind_input_shapes(Graph& graph, std::span<const InputShape> shapes,
         fail(source.kind, "{}: dimension {} is {}; sizes are positive integers", given, axis,
              wanted);
       if (model >= 0 && model != wanted)
-        fail(source.kind, "{}: dimension {} of input '{}' is fixed to {} by the model", given,
-             axis, shape.name, model);
+        fail(source.kind, "{}: dimension {} of input '{}' is fixed to {} by the model", given, axis,
+             shape.name, model);
       if (model < 0 && axis == 0)
         fail(source.kind,
              "{}: dimension 0 of input '{}' is its batch axis, sized by the command's batch; "

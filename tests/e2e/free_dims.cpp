@@ -246,8 +246,9 @@ TEST_CASE("17.12 a model whose batch axis is fixed to 1, evaluated at batch 64: 
   const Result r = run("evaluate --model " + model + data + " --batch 64 --threads 1");
   INFO(r.output);
   CHECK(r.exit_code == 3);
-  CHECK(contains(r.output, "input 'images' is planned as [1, 3, 8, 8] but a batch of the data is "
-                           "[64, 3, 8, 8]; the model fixes the batch axis to 1"));
+  CHECK(contains(r.output,
+                 "input 'images' is planned as [1, 3, 8, 8] but a batch of the data is "
+                 "[64, 3, 8, 8]; the model fixes the batch axis to 1"));
   CHECK(run("evaluate --model " + model + data + " --batch 1 --threads 1").exit_code == 0);
 }
 

@@ -170,14 +170,18 @@ TEST_CASE("17.12 bind_input_shapes sizes free dimensions and the batch axis stay
 TEST_CASE("17.12 bind_input_shapes refuses shapes that do not fit the model") {
   auto bind_error = [](std::vector<InputShape> shapes) {
     Graph g = free_hw_classifier({-1, 3, -1, 64});
-    return error_of([&] { bind_input_shapes(g, shapes, {"--input-shape", ErrorKind::usage}); },
-                    ErrorKind::usage);
+    return error_of(
+        [&] {
+          bind_input_shapes(g, shapes, {"--input-shape", ErrorKind::usage});
+        },
+        ErrorKind::usage);
   };
   const std::int64_t N = InputShape::kBatchAxis;
   CHECK(has(bind_error({{"image", {N, 3, 8, 64}}}),
             "--input-shape image=N,3,8,64: the model 'free_hw' has no input 'image'; its inputs "
             "are images"));
-  CHECK(has(bind_error({{"images", {N, 3, 8}}}), "input 'images' has 4 dimensions (N,3,?,64), not 3"));
+  CHECK(has(bind_error({{"images", {N, 3, 8}}}),
+            "input 'images' has 4 dimensions (N,3,?,64), not 3"));
   CHECK(has(bind_error({{"images", {N, 3, 8, 32}}}),
             "dimension 3 of input 'images' is fixed to 64 by the model"));
   CHECK(has(bind_error({{"images", {1, 3, 8, 64}}}),
@@ -189,8 +193,11 @@ TEST_CASE("17.12 bind_input_shapes refuses shapes that do not fit the model") {
   // From a config file the same mistakes are invalid input (exit 3).
   Graph g = free_hw_classifier();
   const std::vector<InputShape> wrong{{"x", {N, 3, 8, 8}}};
-  CHECK(has(error_of([&] { bind_input_shapes(g, wrong, {"config 'run.yaml'", ErrorKind::invalid_input}); },
-                     ErrorKind::invalid_input),
+  CHECK(has(error_of(
+                [&] {
+                  bind_input_shapes(g, wrong, {"config 'run.yaml'", ErrorKind::invalid_input});
+                },
+                ErrorKind::invalid_input),
             "config 'run.yaml' x=N,3,8,8"));
 }
 
@@ -200,10 +207,14 @@ TEST_CASE("17.12 a model whose batch axis is fixed to 1 fed batches of 64: a cle
   const auto dataset = npy_dataset(dir, 100, {3, 8, 8});
   const auto indices = all_indices(*dataset);
   const Graph fixed = free_hw_classifier({1, 3, 8, 8});
-  const std::string message =
-      error_of([&] { evaluate(fixed, *dataset, indices, {64, false}); }, ErrorKind::invalid_input);
-  CHECK(has(message, "input 'images' is planned as [1, 3, 8, 8] but a batch of the data is "
-                     "[64, 3, 8, 8]; the model fixes the batch axis to 1: run with batch 1"));
+  const std::string message = error_of(
+      [&] {
+        evaluate(fixed, *dataset, indices, {64, false});
+      },
+      ErrorKind::invalid_input);
+  CHECK(has(message,
+            "input 'images' is planned as [1, 3, 8, 8] but a batch of the data is "
+            "[64, 3, 8, 8]; the model fixes the batch axis to 1: run with batch 1"));
   // Batch 1 is what the model takes.
   CHECK(evaluate(fixed, *dataset, indices, {1, false}).samples == 100);
   // Calibration feeds data the same way.
@@ -220,7 +231,11 @@ TEST_CASE("17.12 samples whose fixed dimensions differ from the model's: a clean
             "the model input 'images' has shape [-1, 3, 64, -1] but the dataset's samples are "
             "[3, 48, 192]"));
   const auto indices = all_indices(*dataset);
-  CHECK(has(error_of([&] { evaluate(g, *dataset, indices, {4, false}); }, ErrorKind::invalid_input),
+  CHECK(has(error_of(
+                [&] {
+                  evaluate(g, *dataset, indices, {4, false});
+                },
+                ErrorKind::invalid_input),
             "[3, 48, 192]"));
 }
 
@@ -239,8 +254,9 @@ TEST_CASE("17.12 calibration and evaluation run a free-H/W model once bound to t
 TEST_CASE("17.12 running a plan on data of another shape is a clean error naming both") {
   ExecutionPlan plan(free_hw_classifier({-1, 3, 8, 8}), PlanOptions{2});
   const Tensor wrong(DType::f32, {2, 3, 8, 9});
-  const std::string message = error_of([&] { plan.run(std::span<const Tensor>(&wrong, 1)); },
-                                       ErrorKind::invalid_input);
-  CHECK(has(message,
-            "input 'images' is planned as float32 [2, 3, 8, 8] but the data is float32 [2, 3, 8, 9]"));
+  const std::string message =
+      error_of([&] { plan.run(std::span<const Tensor>(&wrong, 1)); }, ErrorKind::invalid_input);
+  CHECK(has(
+      message,
+      "input 'images' is planned as float32 [2, 3, 8, 8] but the data is float32 [2, 3, 8, 9]"));
 }
