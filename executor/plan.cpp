@@ -75,6 +75,14 @@ ExecutionPlan::ExecutionPlan(const Graph& graph, const PlanOptions& options) : o
       if (axis > 0) fail_free_dimension(graph, in, axis);
       meta.dims[axis] = options.batch;
     }
+    // Every size the plan computes from this input (buffers, MACs) stays far from overflow.
+    std::int64_t elements = 1;
+    for (const std::int64_t d : meta.dims) {
+      if (d != 0 && elements > (std::int64_t{1} << 40) / d)
+        fail_input("planning '{}': input '{}' of shape {} has more than 2^40 elements", graph.name,
+                   in.name, to_string(meta.dims));
+      elements *= d;
+    }
     input_slots_.push_back(new_slot(in.name, meta));
     input_names_.push_back(in.name);
     input_meta_.push_back(slot_meta_.back());

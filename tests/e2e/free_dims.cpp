@@ -252,6 +252,16 @@ TEST_CASE("17.12 a model whose batch axis is fixed to 1, evaluated at batch 64: 
   CHECK(run("evaluate --model " + model + data + " --batch 1 --threads 1").exit_code == 0);
 }
 
+TEST_CASE("17.12 a negative dim_value in a model input is refused, not read as free") {
+  TempDir dir;
+  const std::string model =
+      dir.file("cls.onnx", classifier({{0, "N"}, {3, ""}, {-1, ""}, {8, ""}}));
+  const Result r = run("inspect " + model + " --input-shape images=N,3,8,8");
+  INFO(r.output);
+  CHECK(r.exit_code == 3);
+  CHECK(contains(r.output, "value 'images' has negative dimension -1"));
+}
+
 TEST_CASE("17.12 the catalogue's free-H/W fixture is this test's model") {
   const fs::path fixture =
       fs::path(BITPLAN_SOURCE_DIR) / "tests/fixtures/malformed/free_hw_classifier.onnx";

@@ -260,3 +260,9 @@ TEST_CASE("17.12 running a plan on data of another shape is a clean error naming
       message,
       "input 'images' is planned as float32 [2, 3, 8, 8] but the data is float32 [2, 3, 8, 9]"));
 }
+
+TEST_CASE("17.12 an input too large to plan is refused before any size overflows") {
+  Graph g = free_hw_classifier({-1, 3, 1 << 20, 1 << 20});
+  CHECK(has(error_of([&] { ExecutionPlan plan(g, PlanOptions{1}); }, ErrorKind::invalid_input),
+            "input 'images' of shape [1, 3, 1048576, 1048576] has more than 2^40 elements"));
+}
