@@ -25,23 +25,15 @@ struct InputShape {
   Dims dims;
 };
 
-// Where input shapes come from, for messages ("--input-shape", "config 'run.yaml'"), and
-// the exit code a shape that does not fit the model gets (a flag: usage; a file: input).
-struct InputShapeSource {
-  std::string name;
-  ErrorKind kind = ErrorKind::usage;
-};
-
 // Gives the free dimensions of the named inputs the sizes in `shapes` (graph.inputs[].dims).
 // The batch axis stays free when given as N (ExecutionPlan sizes it); a number there is
-// refused for a free batch axis, since the command's batch sets it. Fails naming the source,
-// the input and the rule when a name is no input or is given twice, the rank differs, or a
-// fixed dimension is given another size.
+// refused for a free batch axis, since the command's batch sets it. Fails (usage) naming
+// `flag`, the input and the rule when a name is no input or is given twice, the rank
+// differs, or a fixed dimension is given another size.
 void bind_input_shapes(Graph& graph, std::span<const InputShape> shapes,
-                       const InputShapeSource& source);
+                       std::string_view flag = "--input-shape");
 
 // load_onnx + check_supported + simplify, then bind_input_shapes when `shapes` is not empty.
-LoadedModel load_model(const std::filesystem::path& path, std::span<const InputShape> shapes = {},
-                       const InputShapeSource& source = {"--input-shape", ErrorKind::usage});
+LoadedModel load_model(const std::filesystem::path& path, std::span<const InputShape> shapes = {});
 
 }  // namespace bitplan

@@ -160,7 +160,7 @@ TEST_CASE("17.12 a free dimension after the batch axis is refused when planning,
 TEST_CASE("17.12 bind_input_shapes sizes free dimensions and the batch axis stays the batch") {
   Graph g = free_hw_classifier();
   const std::vector<InputShape> shapes{{"images", {InputShape::kBatchAxis, 3, 32, 48}}};
-  bind_input_shapes(g, shapes, {"--input-shape", ErrorKind::usage});
+  bind_input_shapes(g, shapes);
   CHECK(g.inputs[0].dims == Dims{-1, 3, 32, 48});
   const ExecutionPlan plan(g, PlanOptions{5});
   CHECK(plan.input_meta()[0].dims == Dims{5, 3, 32, 48});
@@ -170,11 +170,7 @@ TEST_CASE("17.12 bind_input_shapes sizes free dimensions and the batch axis stay
 TEST_CASE("17.12 bind_input_shapes refuses shapes that do not fit the model") {
   auto bind_error = [](std::vector<InputShape> shapes) {
     Graph g = free_hw_classifier({-1, 3, -1, 64});
-    return error_of(
-        [&] {
-          bind_input_shapes(g, shapes, {"--input-shape", ErrorKind::usage});
-        },
-        ErrorKind::usage);
+    return error_of([&] { bind_input_shapes(g, shapes); }, ErrorKind::usage);
   };
   const std::int64_t N = InputShape::kBatchAxis;
   CHECK(has(bind_error({{"image", {N, 3, 8, 64}}}),
@@ -190,15 +186,6 @@ TEST_CASE("17.12 bind_input_shapes refuses shapes that do not fit the model") {
   CHECK(has(bind_error({{"images", {N, 3, 8, 64}}, {"images", {N, 3, 9, 64}}}),
             "input 'images' is given more than one shape"));
   CHECK(has(bind_error({{"images", {N, 3, N, 64}}}), "N (the batch) may only be the first"));
-  // From a config file the same mistakes are invalid input (exit 3).
-  Graph g = free_hw_classifier();
-  const std::vector<InputShape> wrong{{"x", {N, 3, 8, 8}}};
-  CHECK(has(error_of(
-                [&] {
-                  bind_input_shapes(g, wrong, {"config 'run.yaml'", ErrorKind::invalid_input});
-                },
-                ErrorKind::invalid_input),
-            "config 'run.yaml' x=N,3,8,8"));
 }
 
 TEST_CASE("17.12 a model whose batch axis is fixed to 1 fed batches of 64: a clean error") {
