@@ -7,6 +7,7 @@
 #include "cli/commands.hpp"
 #include "core/files.hpp"
 #include "core/parallel.hpp"
+#include "executor/evaluate.hpp"
 #include "executor/model.hpp"
 #include "export/export.hpp"
 
@@ -76,7 +77,7 @@ options)");
   if (config.model.empty()) fail(ErrorKind::usage, "export: give --config or --model");
   set_num_threads(config.evaluate.threads);
 
-  const LoadedModel loaded = load_model(config.model);
+  LoadedModel loaded = load_model(config.model);
   const std::string hash = model_file_hash(config.model);
   const QuantPlan plan = resolve_plan(plan_arg, calibration_method, loaded.graph, hash);
 
@@ -85,6 +86,7 @@ options)");
   std::unique_ptr<Dataset> dataset;
   if (config.has_dataset) {
     dataset = open_dataset(config.dataset);
+    bind_input_to_samples(loaded.graph, *dataset);
     check_batch_fits(loaded.graph, config);
     calibration = calibration_data(config.dataset, *dataset, cache_dir, config.evaluate.batch);
   }

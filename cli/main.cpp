@@ -18,6 +18,7 @@
 #include "backends/device.hpp"
 #include "cli/commands.hpp"
 #include "cli/export_command.hpp"
+#include "cli/input_shape.hpp"
 #include "cli/run_config.hpp"
 #include "cli/values.hpp"
 #include "core/files.hpp"
@@ -94,9 +95,10 @@ example:
 
 options)");
   std::string model;
+  std::vector<std::string> input_shapes;
   desc.add_options()("help,h", "show this help")("model", po::value(&model), "ONNX model file")(
       "batch", po::value<std::string>()->default_value("1"), "batch size to plan for")(
-      "json", "print JSON");
+      "input-shape", po::value(&input_shapes)->composing(), kInputShapeHelp)("json", "print JSON");
   po::positional_options_description pos;
   pos.add("model", 1);
   const auto vm = parse(desc, args, &pos);
@@ -108,7 +110,7 @@ options)");
     fail(ErrorKind::usage, "inspect: a model file is required (bitplan inspect MODEL.onnx)");
   const ValueOrigin batch_flag = ValueOrigin::flag("--batch");
   const std::int64_t batch = parse_batch(*flag_text(vm, "batch"), batch_flag);
-  const LoadedModel loaded = load_model(model);
+  const LoadedModel loaded = load_model(model, parse_input_shapes(input_shapes, "--input-shape"));
   check_batch_fits(loaded.graph, batch, batch_flag);
   const ExecutionPlan plan(loaded.graph, PlanOptions{batch});
   std::int64_t total_params = 0, total_macs = 0;
@@ -248,8 +250,9 @@ options)");
   RunConfig config = load_run_config(config_path);
   if (!config.has_dataset) fail_input("config '{}': debug needs a dataset section", config_path);
   set_num_threads(config.evaluate.threads);
-  const LoadedModel loaded = load_model(config.model);
+  LoadedModel loaded = load_model(config.model);
   const auto dataset = open_dataset(config.dataset);
+  bind_input_to_samples(loaded.graph, *dataset);
   Selection sel = config.dataset.validation;
   if (count > 0) sel.count = std::min<std::int64_t>(count, dataset->size() - sel.offset);
   const auto indices = select_indices(sel, dataset->size(), "validation");
@@ -430,8 +433,9 @@ options)");
   for (const auto& output : {save_plan_path, predictions_path})
     if (!output.empty()) check_output_target(output);
   set_num_threads(config.evaluate.threads);
-  const LoadedModel loaded = load_model(config.model);
+  LoadedModel loaded = load_model(config.model);
   const auto dataset = open_dataset(config.dataset);
+  bind_input_to_samples(loaded.graph, *dataset);
   const auto indices = select_indices(config.dataset.validation, dataset->size(), "validation");
   check_batch_fits(loaded.graph, config, static_cast<std::int64_t>(indices.size()));
   const bool with_plan = !plan_arg.empty();

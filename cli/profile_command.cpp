@@ -13,6 +13,7 @@
 #include "backends/device.hpp"
 #include "backends/workload.hpp"
 #include "cli/commands.hpp"
+#include "cli/input_shape.hpp"
 #include "cli/values.hpp"
 #include "core/error.hpp"
 #include "core/files.hpp"
@@ -83,12 +84,13 @@ prediction from the profile.
 command writes (--emit-workloads DIR); see docs/cuda_backend.md.
 
 options)");
-  std::vector<std::string> models;
+  std::vector<std::string> models, input_shape_texts;
   std::string backend = "onednn", batches_text = "1", precisions_text = "fp32,int8,bf16", out,
               target, emit_dir, validate_json;
   desc.add_options()("help,h", "show this help")("backend", po::value(&backend),
                                                  "onednn (this CPU) or cuda")(
       "model", po::value(&models)->composing(), "ONNX model (repeatable)")(
+      "input-shape", po::value(&input_shape_texts)->composing(), kInputShapeHelp)(
       "batch", po::value(&batches_text), "batch sizes, comma-separated (default 1)")(
       "precisions", po::value(&precisions_text), "precisions to time (default fp32,int8,bf16)")(
       "out", po::value(&out), "profile to write or extend (default hw_profiles/<target>.yaml)")(
@@ -120,11 +122,13 @@ options)");
   options.precisions = split_list(precisions_text);
   options.budget_seconds = budget;
   options.remeasure = vm.count("remeasure") != 0;
+  const std::vector<InputShape> input_shapes =
+      parse_input_shapes(input_shape_texts, "--input-shape");  // for every --model
 
   if (!emit_dir.empty()) {
     prepare_output_folder(emit_dir, "--emit-workloads");
     for (const auto& model_path : models) {
-      const LoadedModel model = load_model(model_path);
+      const LoadedModel model = load_model(model_path, input_shapes);
       for (const auto batch : options.batches) {
         const ExecutionPlan plan(model.graph, PlanOptions{batch});
         const fs::path file =
@@ -172,7 +176,7 @@ options)");
   }
   // Load every model first: a bad path or model fails before minutes of measuring.
   std::vector<LoadedModel> loaded;
-  for (const auto& model_path : models) loaded.push_back(load_model(model_path));
+  for (const auto& model_path : models) loaded.push_back(load_model(model_path, input_shapes));
   describe_cpu_target(profile, options);
   if (profile.ceilings.empty() || options.remeasure) {
     fmt::print("measuring the CPU's ceilings\n");
@@ -200,7 +204,7 @@ options)");
   fmt::print("\n{:<24} {:>5} {:<22} {:>11} {:>17} {:>8}   {:>11} {:>8}\n", "model", "batch", "plan",
              "predicted", "measured (IQR)", "error", "stored prof", "error");
   for (const auto& model_path : models) {
-    const LoadedModel model = load_model(model_path);
+    const LoadedModel model = load_model(model_path, input_shapes);
     const std::string hash = model_file_hash(model_path);
     for (const auto batch : options.batches) {
       const CostContext context = CostContext::build(model.graph, hash, batch);
@@ -284,11 +288,13 @@ the command exits with 4.
 
 options)");
   std::string model_path, plan_arg, target;
+  std::vector<std::string> input_shapes;
   desc.add_options()("help,h", "show this help")("model", po::value(&model_path), "ONNX model")(
       "plan", po::value(&plan_arg),
       "plan YAML, a uniform shorthand (W8A8, W4A8, ...), fp32 or fp8, as in search.options")(
       "target", po::value(&target), "hardware profile (YAML)")(
-      "batch", po::value<std::string>()->default_value("1"), "batch size")("json", "print JSON");
+      "batch", po::value<std::string>()->default_value("1"), "batch size")(
+      "input-shape", po::value(&input_shapes)->composing(), kInputShapeHelp)("json", "print JSON");
   const auto vm = parse_options(desc, args);
   if (vm.count("help")) {
     std::cout << desc << "\n";
@@ -298,7 +304,8 @@ options)");
     fail(ErrorKind::usage, "cost: --model, --plan and --target are required (see --help)");
   const ValueOrigin batch_flag = ValueOrigin::flag("--batch");
   const std::int64_t batch = parse_batch(*flag_text(vm, "batch"), batch_flag);
-  const LoadedModel model = load_model(model_path);
+  const LoadedModel model =
+      load_model(model_path, parse_input_shapes(input_shapes, "--input-shape"));
   check_batch_fits(model.graph, batch, batch_flag);
   const std::string hash = model_file_hash(model_path);
   const HwProfile profile = load_hw_profile(target);

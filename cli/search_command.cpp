@@ -14,6 +14,7 @@
 #include "core/files.hpp"
 #include "core/interrupt.hpp"
 #include "core/parallel.hpp"
+#include "executor/evaluate.hpp"
 #include "executor/model.hpp"
 #include "search/driver.hpp"
 #include "search/output.hpp"
@@ -111,9 +112,10 @@ options)",
   }
   set_num_threads(config.evaluate.threads);
 
-  const LoadedModel model = load_model(config.model);
+  LoadedModel model = load_model(config.model);
   const std::string hash = model_file_hash(config.model);
   const auto dataset = open_dataset(config.dataset);
+  bind_input_to_samples(model.graph, *dataset);
   search::DriverInputs in;
   in.graph = &model.graph;
   in.model_name = config.model.filename().string();

@@ -34,9 +34,8 @@ CalibrationRanges calibrate(const Graph& graph, const Dataset& dataset,
         std::min<std::int64_t>(batch, static_cast<std::int64_t>(indices.size() - start));
     auto& plan = plans[n];
     if (!plan) plan = std::make_unique<ExecutionPlan>(observed, PlanOptions{n});
-    if (input.empty() || input.dims() != plan->input_meta()[0].dims)
-      input = Tensor(DType::f32, plan->input_meta()[0].dims);
-    dataset.load(indices.subspan(start, static_cast<std::size_t>(n)), input.data<float>());
+    load_batch(*plan, observed, dataset, indices.subspan(start, static_cast<std::size_t>(n)),
+               input);
     const auto outputs = plan->run(std::span<const Tensor>(&input, 1));
     for (std::size_t i = 0; i < tensors.size(); ++i)
       observers.at(tensors[i]).observe(outputs[i].values<float>());
