@@ -52,7 +52,7 @@ TEST_CASE("17.9 duplicate YAML keys are refused with both places named") {
   CHECK(contains(parse_error("layers: {a: fp32, b: fp32, a: fp32}\n"),
                  "key 'layers.a' appears twice"));
   CHECK(contains(parse_error("entries:\n  - {key: k, key: j}\n"),
-                 "line 2, column 15: key 'entries[0].key' appears twice"));
+                 "line 2, column 14: key 'entries[0].key' appears twice"));
   // The same key in two different mappings is fine.
   const YamlFile ok =
       YamlFile::parse("a: {x: 1}\nb: {x: 2}\nc: [{x: 1}, {x: 2}]\n", "ok.yaml", "config");
