@@ -54,34 +54,34 @@ TEST_CASE("17.8 unknown precision") {
   const ProfileFiles files;
   CHECK(files.error(
             fmt::format("entries:\n  - {{key: {}, precision: int3, median_us: 1}}\n", kGemm)) ==
-        "line 5, column 37: precision 'int3' is not one of fp32, int8, int8_chained, bf16, fp16, "
+        "line 5, column 39: precision 'int3' is not one of fp32, int8, int8_chained, bf16, fp16, "
         "fp8_e4m3, w4a16");
   CHECK(files.error("conversions:\n  - {from: fp32, to: int4, elements: 8, median_us: 1}\n") ==
-        "line 5, column 23: to 'int4' is not one of fp32, int8, bf16, fp16, fp8_e4m3");
+        "line 5, column 22: to 'int4' is not one of fp32, int8, bf16, fp16, fp8_e4m3");
 }
 
 TEST_CASE("17.8 negative iqr_us") {
   const ProfileFiles files;
   CHECK(files.error(fmt::format(
             "entries:\n  - {{key: {}, precision: fp32, median_us: 1, iqr_us: -0.5}}\n", kGemm)) ==
-        "line 5, column 60: iqr_us must be a finite number >= 0, got -0.5");
+        "line 5, column 67: iqr_us must be a finite number >= 0, got -0.5");
   CHECK(files.error(
             "conversions:\n  - {from: fp32, to: int8, elements: 8, median_us: 1, iqr_us: -1}\n") ==
-        "line 5, column 70: iqr_us must be a finite number >= 0, got -1");
+        "line 5, column 63: iqr_us must be a finite number >= 0, got -1");
   CHECK(files.error("models:\n  - {model_hash: h, batch: 1, other_us: 1, other_iqr_us: -2}\n") ==
-        "line 5, column 59: other_iqr_us must be a finite number >= 0, got -2");
+        "line 5, column 58: other_iqr_us must be a finite number >= 0, got -2");
   CHECK(files.error(fmt::format(
             "entries:\n  - {{key: {}, precision: fp32, median_us: 1, iqr_us: .nan}}\n", kGemm)) ==
-        "line 5, column 60: iqr_us must be a finite number >= 0, got nan");
+        "line 5, column 67: iqr_us must be a finite number >= 0, got nan");
 }
 
 TEST_CASE("17.8 negative repeats") {
   const ProfileFiles files;
   CHECK(files.error(fmt::format(
             "entries:\n  - {{key: {}, precision: fp32, median_us: 1, repeats: -3}}\n", kGemm)) ==
-        "line 5, column 61: repeats must be >= 0, got -3");
+        "line 5, column 68: repeats must be >= 0, got -3");
   CHECK(files.error("conversions:\n  - {from: fp32, to: int8, elements: -8, median_us: 1}\n") ==
-        "line 5, column 42: elements must be >= 1, got -8");
+        "line 5, column 38: elements must be >= 1, got -8");
 }
 
 TEST_CASE("17.8 duplicate entries") {
@@ -109,14 +109,14 @@ TEST_CASE("17.8 duplicate entries") {
   // A key twice within one entry is refused as YAML that says two things.
   CHECK(files.error(fmt::format(
             "entries:\n  - {{key: {}, precision: fp32, median_us: 1, median_us: 9}}\n", kGemm)) ==
-        "line 5, column 55: key 'entries[0].median_us' appears twice in one mapping (first at "
-        "line 5, column 42); each key may appear once");
+        "line 5, column 59: key 'entries[0].median_us' appears twice in one mapping (first at "
+        "line 5, column 45); each key may appear once");
 }
 
 TEST_CASE("17.8 malformed or huge keys") {
   const ProfileFiles files;
   CHECK(files.error("entries:\n  - {key: 'gemm:m1:n-10:k64', precision: fp32, median_us: 1}\n") ==
-        "line 5, column 10: key 'gemm:m1:n-10:k64' is not a workload key: "
+        "line 5, column 11: key 'gemm:m1:n-10:k64' is not a workload key: "
         "conv:n{N}:c{C}:h{H}:w{W}:k{K}:r{R}:s{S}:st{sh}x{sw}:p{t}x{l}x{b}x{r}:d{dh}x{dw}:g{G} or "
         "gemm:m{M}:n{N}:k{K}, at most 256 characters");
   CHECK(files.error("entries:\n  - {key: k, precision: fp32, median_us: 1}\n")
@@ -150,7 +150,7 @@ TEST_CASE("17.8 unknown keys") {
         "backend, device, libraries, timing, ceilings, entries, conversions, models");
   CHECK(files.error(fmt::format(
             "entries:\n  - {{key: {}, precision: fp32, median_us: 1, iqr: 0.1}}\n", kGemm)) ==
-        "line 5, column 55: unknown key 'entries[].iqr'; known keys are key, precision, "
+        "line 5, column 59: unknown key 'entries[].iqr'; known keys are key, precision, "
         "median_us, iqr_us, repeats, implementation, unsupported");
   CHECK(files.error("ceilings:\n  - {name: bw, value: 1, units: GB/s}\n")
             .find("unknown key 'ceilings[].units'") != std::string::npos);
@@ -160,16 +160,16 @@ TEST_CASE("17.8 unknown keys") {
   CHECK(
       files.error(fmt::format(
           "entries:\n  - {{key: {}, precision: bf16, unsupported: no, median_us: 1}}\n", kGemm)) ==
-      "line 5, column 64: an entry with 'unsupported' has no measurement, but it has "
+      "line 5, column 73: an entry with 'unsupported' has no measurement, but it has "
       "'median_us'");
   // Entries that are not mappings, and values of the wrong kind.
   CHECK(files.error("entries:\n  - 3\n") == "line 5, column 5: entries[] must be a mapping");
   CHECK(files.error(
             fmt::format("entries:\n  - {{key: {}, precision: [fp32], median_us: 1}}\n", kGemm)) ==
-        "line 5, column 37: field 'precision' has the wrong type: a list is not text");
+        "line 5, column 39: field 'precision' has the wrong type: a list is not text");
   CHECK(files.error(
             fmt::format("entries:\n  - {{key: {}, precision: fp32, median_us: }}\n", kGemm)) ==
-        "line 5, column 53: field 'median_us' has the wrong type: empty is not a number");
+        "line 5, column 56: field 'median_us' has the wrong type: empty is not a number");
 }
 
 TEST_CASE("17.8 the shipped profiles pass the checks") {

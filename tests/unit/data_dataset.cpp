@@ -173,7 +173,8 @@ TEST_CASE("parse_dataset_config errors name the file, line, column and rule") {
          {"line 5, column 23", "dataset.class_names lists 'a' twice"});
   expect(head + "  class_names: [a, [b]]\n", {"dataset.class_names must be a string, not a list"});
   expect(head + "  class_names: a\n", {"dataset.class_names must be a list of names"});
-  expect(head + "  ? [a]\n  : 1\n", {"dataset has a key that is a list"});
+  expect(head + "  ? [a]\n  : 1\n",
+         {"line 5, column 5: a key of dataset is a list; keys must be names"});
 }
 
 TEST_CASE("parse_dataset_config reads a separate calibration source") {

@@ -64,7 +64,7 @@ TEST_CASE("17.9 a layer listed twice in a plan") {
       "inner.yaml",
       "bitplan_plan: 1\ndefaults: {weights: int8/channel/sym, weights: int4/channel/sym}\n");
   CHECK(contains(load_error(inner, mlp.graph).second,
-                 "line 2, column 42: key 'defaults.weights' appears twice"));
+                 "line 2, column 39: key 'defaults.weights' appears twice"));
 }
 
 TEST_CASE("17.9 a second document in a plan") {
