@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <map>
+#include <optional>
 #include <sstream>
 
 #include "core/error.hpp"
@@ -23,15 +24,14 @@ struct StructureProblem {
   std::string rule;
 };
 
-// Walks the parser's events of one document: a key repeated in a mapping is a problem, and
-// so is the start of a second document. Aliases arrive as one event, never expanded, so a
-// "billion laughs" text costs its length.
+// Walks the parser's events of one document: a key that is not text, a key repeated in a
+// mapping and the start of a second document are problems. Aliases arrive as one event, never
+// expanded, so a "billion laughs" text costs its length.
 class StructureCheck : public YAML::EventHandler {
  public:
   void OnDocumentStart(const YAML::Mark& mark) override {
     if (++documents_ > 1)
-      throw StructureProblem{mark,
-                             "a second YAML document starts here; the file must hold exactly one"};
+      report({mark, "a second YAML document starts here; the file must hold exactly one"});
   }
   void OnDocumentEnd() override {}
   void OnNull(const YAML::Mark& mark, YAML::anchor_t) override { leaf(mark, nullptr, "empty"); }
@@ -55,6 +55,9 @@ class StructureCheck : public YAML::EventHandler {
   void OnMapEnd() override { close(); }
 
   int aliases() const { return aliases_; }
+  // The first problem; the walk goes on, so that a syntax error later in the text, which
+  // may be what confused the structure, is the one reported.
+  const std::optional<StructureProblem>& problem() const { return problem_; }
 
  private:
   struct Collection {
@@ -74,16 +77,18 @@ class StructureCheck : public YAML::EventHandler {
     Collection& c = stack_.back();
     if (!c.is_map) return fmt::format("{}[{}]", c.name, c.items++);
     if (!c.expect_key) return c.value_name;
-    if (!key_text)
-      throw StructureProblem{mark, fmt::format("a key of {} is {}; keys must be names",
-                                               c.name.empty() ? "the top level" : c.name, kind)};
+    if (!key_text) {
+      report({mark, fmt::format("a key of {} is {}; keys must be names",
+                                c.name.empty() ? "the top level" : c.name, kind)});
+      c.value_name = yaml_key_name(c.name, "?");
+      return c.value_name;
+    }
     c.value_name = yaml_key_name(c.name, *key_text);
     const auto [first, fresh] = c.keys.emplace(*key_text, mark);
     if (!fresh)
-      throw StructureProblem{
-          mark, fmt::format("key '{}' appears twice in one mapping (first at {}); each key "
-                            "may appear once",
-                            c.value_name, position(first->second))};
+      report({mark, fmt::format("key '{}' appears twice in one mapping (first at {}); each key "
+                                "may appear once",
+                                c.value_name, position(first->second))});
     return c.value_name;
   }
   // A node is complete: in a mapping, a key is followed by its value and a value by a key.
@@ -105,18 +110,24 @@ class StructureCheck : public YAML::EventHandler {
     done();
   }
 
+  void report(StructureProblem problem) {
+    if (!problem_) problem_ = std::move(problem);
+  }
+
+  std::optional<StructureProblem> problem_;
   int documents_ = 0;
   int aliases_ = 0;
   std::vector<Collection> stack_;
 };
 
-// Parses `text` as one document with the checks above; problems are thrown as
-// StructureProblem, syntax errors as yaml-cpp's ParserException.
+// Parses `text` as one document with the checks above; syntax errors are thrown as
+// yaml-cpp's ParserException, then the first problem as a StructureProblem.
 YAML::Node load_one_document(const std::string& text, int* aliases = nullptr) {
   std::istringstream stream(text);
   YAML::Parser parser(stream);
   StructureCheck check;
   if (parser.HandleNextDocument(check)) parser.HandleNextDocument(check);
+  if (check.problem()) throw *check.problem();
   if (aliases) *aliases = check.aliases();
   return YAML::Load(text);
 }

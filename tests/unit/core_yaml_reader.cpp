@@ -86,6 +86,10 @@ TEST_CASE("17.9 a second YAML document is refused") {
 TEST_CASE("yaml reader: syntax errors, aliases and files") {
   CHECK(contains(parse_error("a: [1, 2\n"), "config 'run.yaml' line "));
   CHECK(contains(parse_error("a: [1, 2\n"), "YAML syntax error"));
+  // A syntax error wins over what it made the structure look like (here, a mapping as a
+  // key) and over a repeated key before it.
+  CHECK(contains(parse_error("entries: [{key: k\n"), "YAML syntax error"));
+  CHECK(contains(parse_error("a: {b: 1, b: 2\n"), "YAML syntax error"));
   // Aliases are not expanded by the checks: a "billion laughs" text is read at once.
   std::string laughs = "a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n";
   for (int i = 1; i < 30; ++i)
