@@ -2,8 +2,6 @@
 
 #include <yaml-cpp/yaml.h>
 
-#include <set>
-
 #include "core/yaml_reader.hpp"
 
 namespace bitplan {
