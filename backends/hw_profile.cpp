@@ -5,6 +5,7 @@
 #include <fmt/ranges.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <regex>
 #include <span>
@@ -106,11 +107,23 @@ T optional_field(const YamlFile& file, const YAML::Node& map, const char* key, T
   return map[key] ? field<T>(file, map, key) : fallback;
 }
 
-std::map<std::string, std::string> string_map(const YamlFile& file, const YAML::Node& node) {
+// device, libraries, timing: names (as the profilers write them) to plain values.
+std::map<std::string, std::string> string_map(const YamlFile& file, const YAML::Node& root,
+                                              const char* section) {
+  constexpr std::size_t kMaxName = 64;
   std::map<std::string, std::string> out;
+  const YAML::Node node = root[section];
   if (!node) return out;
   if (!node.IsMap()) schema_error(file, node, "expected a mapping of names to values");
   for (const auto& kv : node) {
+    const std::string& name = kv.first.Scalar();
+    const bool plain = std::all_of(name.begin(), name.end(), [](char c) {
+      return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.';
+    });
+    if (name.empty() || name.size() > kMaxName || !plain)
+      schema_error(file, kv.first,
+                   fmt::format("{} name {} must be 1 to {} letters, digits, '_', '-' or '.'",
+                               section, quoted(name), kMaxName));
     if (!kv.second.IsScalar())
       schema_error(file, kv.second, "expected a plain value (text or number)");
     out[kv.first.Scalar()] = kv.second.Scalar();
@@ -196,9 +209,9 @@ HwProfile load_hw_profile(const std::filesystem::path& path) {
   if (p.backend != "onednn" && p.backend != "cuda")
     schema_error(file, root["backend"],
                  fmt::format("backend '{}' is not one of onednn, cuda", p.backend));
-  p.device = string_map(file, root["device"]);
-  p.libraries = string_map(file, root["libraries"]);
-  p.timing = string_map(file, root["timing"]);
+  p.device = string_map(file, root, "device");
+  p.libraries = string_map(file, root, "libraries");
+  p.timing = string_map(file, root, "timing");
   Uniques ceilings, entries, conversions, models;
   if (const auto node = sequence(file, root, "ceilings"))
     for (const auto& c : node) {

@@ -129,6 +129,12 @@ TEST_CASE("17.8 malformed or huge keys") {
   CHECK(message.find("key 'gemm:m1:n10:k1111") != std::string::npos);
   CHECK(message.find("...' (100013 characters) is not a workload key") != std::string::npos);
   CHECK(message.size() < 400);
+  // The names in device, libraries and timing are names, not text of any length.
+  CHECK(files.error("device: {'cpu model': x}\n") ==
+        "line 4, column 10: device name 'cpu model' must be 1 to 64 letters, digits, '_', '-' or "
+        "'.'");
+  CHECK(files.error("timing: {" + std::string(65, 'n') + ": 1}\n").find("timing name 'nnnn") !=
+        std::string::npos);
   // Real keys, conv and gemm, are read.
   const fs::path dir =
       fs::temp_directory_path() / ("bitplan_profile_ok_" + std::to_string(::getpid()));
