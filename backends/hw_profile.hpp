@@ -76,8 +76,10 @@ struct HwProfile {
   void put(ModelOverhead overhead);
 };
 
-// Reads a profile; errors name the file, line and column (malformed YAML, missing fields,
-// another schema version).
+// Reads a profile; errors name the file, line and column, the value and the rule
+// (malformed YAML, missing fields, another schema version, unknown keys or precisions,
+// negative times or repeats, keys that are not workload keys, an entry, ceiling,
+// conversion or model given twice: docs/profiling.md).
 HwProfile load_hw_profile(const std::filesystem::path& path);
 // Writes atomically (temp + rename).
 void save_hw_profile(const std::filesystem::path& path, const HwProfile& profile);

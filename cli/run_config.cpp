@@ -8,22 +8,16 @@
 
 #include "cli/values.hpp"
 #include "core/files.hpp"
+#include "core/yaml_reader.hpp"
 #include "search/policy.hpp"
 
 namespace bitplan {
 namespace {
 
-[[noreturn]] void schema_error(const std::filesystem::path& file, const YAML::Node& node,
-                               const std::string& rule) {
-  const YAML::Mark mark = node.Mark();
-  // Nodes made by a --set override have no position in the file.
-  if (mark.line < 0) fail_input("config '{}' (as changed by --set): {}", file.string(), rule);
-  fail_input("config '{}' line {}, column {}: {}", file.string(), mark.line + 1, mark.column + 1,
-             rule);
-}
+constexpr std::string_view kSections[] = {"model", "dataset", "evaluate", "target", "search"};
 
 template <typename T>
-T scalar(const std::filesystem::path& file, const YAML::Node& node, const std::string& key) {
+T scalar(const YamlFile& file, const YAML::Node& node, const std::string& key) {
   if (!node.IsScalar()) schema_error(file, node, fmt::format("{} must be a single value", key));
   try {
     return node.as<T>();
@@ -35,13 +29,12 @@ T scalar(const std::filesystem::path& file, const YAML::Node& node, const std::s
 }
 
 // The text of a scalar node, for cli/values.hpp's parsers.
-std::string scalar_text(const std::filesystem::path& file, const YAML::Node& node,
-                        const std::string& key) {
+std::string scalar_text(const YamlFile& file, const YAML::Node& node, const std::string& key) {
   if (!node.IsScalar()) schema_error(file, node, fmt::format("{} must be a single value", key));
   return node.Scalar();
 }
 
-std::vector<std::string> string_list(const std::filesystem::path& file, const YAML::Node& node,
+std::vector<std::string> string_list(const YamlFile& file, const YAML::Node& node,
                                      const std::string& key) {
   if (!node.IsSequence() || node.size() == 0)
     schema_error(file, node, fmt::format("{} must be a non-empty list", key));
@@ -51,8 +44,7 @@ std::vector<std::string> string_list(const std::filesystem::path& file, const YA
 }
 
 template <typename T>
-T positive(const std::filesystem::path& file, const YAML::Node& node, const std::string& key,
-           bool allow_zero) {
+T positive(const YamlFile& file, const YAML::Node& node, const std::string& key, bool allow_zero) {
   const T v = scalar<T>(file, node, key);
   if (!(allow_zero ? v >= 0 : v > 0))
     schema_error(file, node, fmt::format("{} {} must be {}", key, v, allow_zero ? ">= 0" : "> 0"));
@@ -60,11 +52,11 @@ T positive(const std::filesystem::path& file, const YAML::Node& node, const std:
 }
 
 // Fills config.search; `latency_batch_origin` records where search.latency_batch was set.
-search::SearchOptions parse_search(const std::filesystem::path& file, const YAML::Node& node,
+search::SearchOptions parse_search(const YamlFile& file, const YAML::Node& node,
                                    std::optional<ValueOrigin>& latency_batch_origin) {
   if (!node.IsMap()) schema_error(file, node, "search must be a mapping");
   search::SearchOptions s;
-  const auto base = file.parent_path();
+  const auto base = file.path().parent_path();
   for (const auto& kv : node) {
     const std::string key = kv.first.as<std::string>();
     const YAML::Node& v = kv.second;
@@ -161,109 +153,47 @@ search::SearchOptions parse_search(const std::filesystem::path& file, const YAML
   return s;
 }
 
-// A copy of `node` built in memory: its nodes have no position, so errors about them say
-// "as changed by --set" instead of pointing at line 1 of the config file.
-YAML::Node without_position(const YAML::Node& node) {
-  if (node.IsScalar()) return YAML::Node(node.Scalar());
-  YAML::Node copy;
-  if (node.IsSequence()) {
-    copy = YAML::Node(YAML::NodeType::Sequence);
-    for (const auto& item : node) copy.push_back(without_position(item));
-  } else if (node.IsMap()) {
-    copy = YAML::Node(YAML::NodeType::Map);
-    for (const auto& kv : node) copy[kv.first.Scalar()] = without_position(kv.second);
-  }
-  return copy;
-}
-
-// "a.b.c=value": sets root[a][b][c] to value parsed as YAML (so lists and numbers work).
-void apply_override(const std::filesystem::path& file, YAML::Node root, const std::string& text) {
-  const auto eq = text.find('=');
-  if (eq == std::string::npos || eq == 0)
-    fail(ErrorKind::usage, "--set '{}': expected KEY=VALUE, e.g. search.policy=random", text);
-  std::vector<std::string> path;
-  std::size_t start = 0;
-  const std::string key = text.substr(0, eq);
-  while (start <= key.size()) {
-    const std::size_t dot = std::min(key.find('.', start), key.size());
-    if (dot == start) fail(ErrorKind::usage, "--set '{}': empty name in the key '{}'", text, key);
-    path.push_back(key.substr(start, dot - start));
-    start = dot + 1;
-  }
-  YAML::Node value;
-  try {
-    value = YAML::Load(text.substr(eq + 1));
-  } catch (const YAML::Exception& e) {
-    fail(ErrorKind::usage, "--set '{}': the value is not valid YAML: {}", text, e.msg);
-  }
-  std::vector<YAML::Node> chain{root};
-  for (std::size_t i = 0; i + 1 < path.size(); ++i) {
-    YAML::Node next = chain.back()[path[i]];
-    if (next && !next.IsMap())
-      fail(ErrorKind::usage, "--set '{}': '{}' in {} is not a section", text, path[i],
-           file.string());
-    chain.push_back(next);
-  }
-  chain.back()[path.back()] = without_position(value);
-}
-
 }  // namespace
 
 RunConfig load_run_config(const std::filesystem::path& path,
                           const std::vector<std::string>& overrides) {
-  // Bounded read first: a missing or huge file gets bitplan's message, not yaml-cpp's.
-  const std::string text = read_file(path, std::uint64_t{16} << 20, "config");
-  YAML::Node root;
-  try {
-    root = YAML::Load(text);
-  } catch (const YAML::ParserException& e) {
-    fail_input("config '{}' line {}, column {}: YAML syntax error: {}", path.string(),
-               e.mark.line + 1, e.mark.column + 1, e.msg);
-  }
-  if (!root.IsMap())
+  YamlFile file = YamlFile::load(path, "config", std::uint64_t{16} << 20);
+  if (!file.root().IsMap())
     fail_input("config '{}': the top level must be a mapping of sections", path.string());
-  for (const auto& o : overrides) apply_override(path, root, o);
+  for (const auto& o : overrides) file.set(o);
+  const YAML::Node& root = file.root();
   RunConfig config;
   config.source = path;
   const auto base = path.parent_path();
-  const std::set<std::string> known{"model", "dataset", "evaluate", "target", "search"};
-  for (const auto& kv : root) {
-    const std::string key = kv.first.as<std::string>();
-    if (!known.count(key))
-      schema_error(
-          path, kv.first,
-          fmt::format(
-              "unknown section '{}'; known sections are model, dataset, evaluate, target, search",
-              key));
-  }
+  check_keys(file, root, "", kSections);
   if (!root["model"])
     fail_input("config '{}': the 'model' entry (path to an ONNX file) is required", path.string());
-  config.model = base / scalar<std::string>(path, root["model"], "model");
+  config.model = base / scalar<std::string>(file, root["model"], "model");
   if (root["dataset"]) {
-    config.dataset = parse_dataset_config(root["dataset"], path);
+    config.dataset = parse_dataset_config(root["dataset"], file);
     config.has_dataset = true;
   }
   if (const YAML::Node ev = root["evaluate"]) {
-    if (!ev.IsMap()) schema_error(path, ev, "evaluate must be a mapping");
+    if (!ev.IsMap()) schema_error(file, ev, "evaluate must be a mapping");
     for (const auto& kv : ev) {
       const std::string key = kv.first.as<std::string>();
       const std::string name = "evaluate." + key;
       if (key == "batch") {
-        config.evaluate.batch_origin = ValueOrigin::config(path, kv.second, name);
+        config.evaluate.batch_origin = ValueOrigin::config(file, kv.second, name);
         config.evaluate.batch =
-            parse_batch(scalar_text(path, kv.second, name), *config.evaluate.batch_origin);
+            parse_batch(scalar_text(file, kv.second, name), *config.evaluate.batch_origin);
       } else if (key == "threads") {
-        config.evaluate.threads = parse_threads(scalar_text(path, kv.second, name),
-                                                ValueOrigin::config(path, kv.second, name));
+        config.evaluate.threads = parse_threads(scalar_text(file, kv.second, name),
+                                                ValueOrigin::config(file, kv.second, name));
       } else {
-        schema_error(path, kv.first,
+        schema_error(file, kv.first,
                      fmt::format("unknown key 'evaluate.{}'; known keys are batch, threads", key));
       }
     }
   }
-  if (root["target"]) config.target = base / scalar<std::string>(path, root["target"], "target");
+  if (root["target"]) config.target = base / scalar<std::string>(file, root["target"], "target");
   if (root["search"]) {
-    config.search = parse_search(path, root["search"], config.latency_batch_origin);
+    config.search = parse_search(file, root["search"], config.latency_batch_origin);
     config.has_search = true;
   }
   return config;

@@ -16,15 +16,8 @@ ValueOrigin ValueOrigin::flag(std::string name) {
   return ValueOrigin(ErrorKind::usage, std::move(name));
 }
 
-ValueOrigin ValueOrigin::config(const std::filesystem::path& file, const YAML::Node& node,
-                                std::string key) {
-  const YAML::Mark mark = node.Mark();
-  if (mark.line < 0)
-    return ValueOrigin(ErrorKind::invalid_input,
-                       fmt::format("config '{}' (as changed by --set): {}", file.string(), key));
-  return ValueOrigin(ErrorKind::invalid_input,
-                     fmt::format("config '{}' line {}, column {}: {}", file.string(), mark.line + 1,
-                                 mark.column + 1, key));
+ValueOrigin ValueOrigin::config(const YamlFile& file, const YAML::Node& node, std::string key) {
+  return ValueOrigin(ErrorKind::invalid_input, fmt::format("{}: {}", file.where(node), key));
 }
 
 void ValueOrigin::fail(std::string_view value, std::string_view rule) const {

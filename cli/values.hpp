@@ -12,6 +12,7 @@
 #include <string_view>
 
 #include "core/error.hpp"
+#include "core/yaml_reader.hpp"
 
 namespace bitplan {
 
@@ -19,9 +20,8 @@ class ValueOrigin {
  public:
   // A command-line flag, e.g. "--threads".
   static ValueOrigin flag(std::string name);
-  // The config key `key` at `node` of `file` (nodes a --set made have no position there).
-  static ValueOrigin config(const std::filesystem::path& file, const YAML::Node& node,
-                            std::string key);
+  // The config key `key` at `node` of `file` (its line and column, or the --set that made it).
+  static ValueOrigin config(const YamlFile& file, const YAML::Node& node, std::string key);
 
   // "<where> <value>: <rule>", with the exit code of the origin.
   [[noreturn]] void fail(std::string_view value, std::string_view rule) const;
@@ -31,6 +31,7 @@ class ValueOrigin {
   ValueOrigin(ErrorKind kind, std::string where) : kind_(kind), where_(std::move(where)) {}
   ErrorKind kind_;
   std::string where_;  // "--threads" or "config 'run.yaml' line 3, column 12: evaluate.threads"
+                       // or "config 'run.yaml' (from --set evaluate.threads=-1): evaluate.threads"
 };
 
 // A whole integer in the type's range: no sign for the unsigned seed, no fraction or

@@ -12,6 +12,7 @@
 
 #include "core/error.hpp"
 #include "core/parallel.hpp"
+#include "core/yaml_reader.hpp"
 #include "data/idx.hpp"
 #include "data/image_folder.hpp"
 #include "data/normalize.hpp"
@@ -178,36 +179,25 @@ std::string_view node_kind(const YAML::Node& node) {
 }
 
 // Reads the `dataset:` section, failing with the config file, line and column of the
-// offending node.
+// offending node (or the --set that made it).
 class ConfigReader {
  public:
-  explicit ConfigReader(const fs::path& file) : file_(file) {}
+  explicit ConfigReader(const YamlFile& file) : file_(file) {}
 
   template <typename... Args>
   [[noreturn]] void fail(const YAML::Node& at, fmt::format_string<Args...> format,
                          Args&&... args) const {
-    const YAML::Mark mark = at.Mark();
-    const std::string rule = fmt::format(format, std::forward<Args>(args)...);
-    if (mark.is_null()) fail_input("config '{}': {}", file_.string(), rule);
-    fail_input("config '{}' line {}, column {}: {}", file_.string(), mark.line + 1, mark.column + 1,
-               rule);
+    file_.fail(at, fmt::format(format, std::forward<Args>(args)...));
   }
 
   // The entries of the mapping `node` (named `name` in messages) by key, after checking
-  // that every key is one of `known` and none repeats.
+  // that every key is one of `known` (the reader refused repeated keys).
   std::map<std::string, YAML::Node> mapping(const YAML::Node& node, std::string_view name,
                                             std::initializer_list<std::string_view> known) const {
     if (!node.IsMap()) fail(node, "{} must be a mapping, not {}", name, node_kind(node));
+    check_keys(file_, node, name, std::span(known.begin(), known.size()));
     std::map<std::string, YAML::Node> entries;
-    for (const auto& entry : node) {
-      const YAML::Node& key = entry.first;
-      if (!key.IsScalar())
-        fail(key, "{} has a key that is {}: keys must be names", name, node_kind(key));
-      const std::string& text = key.Scalar();
-      if (std::find(known.begin(), known.end(), text) == known.end())
-        fail(key, "{}.{} is not a known key; the keys are {}", name, text, fmt::join(known, ", "));
-      if (!entries.emplace(text, entry.second).second) fail(key, "{}.{} appears twice", name, text);
-    }
+    for (const auto& entry : node) entries.emplace(entry.first.Scalar(), entry.second);
     return entries;
   }
 
@@ -254,7 +244,7 @@ class ConfigReader {
 
   fs::path path(const YAML::Node& node, std::string_view name) const {
     const fs::path path = string(node, name);
-    return path.is_relative() ? file_.parent_path() / path : path;
+    return path.is_relative() ? file_.path().parent_path() / path : path;
   }
 
   Selection selection(const YAML::Node& node, std::string_view name) const {
@@ -356,7 +346,7 @@ class ConfigReader {
   }
 
  private:
-  const fs::path& file_;
+  const YamlFile& file_;
 };
 
 }  // namespace
@@ -442,10 +432,10 @@ std::vector<std::int64_t> select_indices(const Selection& selection, std::int64_
   return {first, first + count};
 }
 
-DatasetConfig parse_dataset_config(const YAML::Node& node, const fs::path& config_file) {
+DatasetConfig parse_dataset_config(const YAML::Node& node, const YamlFile& config_file) {
   if (!node.IsDefined())
     fail_input("config '{}': no dataset section: a run needs `dataset:` with format and images",
-               config_file.string());
+               config_file.path().string());
   const ConfigReader reader(config_file);
   const auto entries = reader.mapping(
       node, "dataset",

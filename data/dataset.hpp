@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "core/tensor.hpp"
+#include "core/yaml_reader.hpp"
 
 namespace bitplan {
 
@@ -122,9 +123,9 @@ std::vector<std::int64_t> select_indices(const Selection& selection, std::int64_
                                          std::string_view what);
 
 // Parses the `dataset:` section `node` of the config file `config_file`; relative paths
-// resolve against the file's folder. Errors name the file, line and column and the rule;
-// unknown or repeated keys are errors, so a typo is never silently ignored.
-DatasetConfig parse_dataset_config(const YAML::Node& node,
-                                   const std::filesystem::path& config_file);
+// resolve against the file's folder. Errors name the file, line and column (or the --set
+// that made the node) and the rule; unknown keys are errors, so a typo is never silently
+// ignored (repeated keys were refused when the file was read).
+DatasetConfig parse_dataset_config(const YAML::Node& node, const YamlFile& config_file);
 
 }  // namespace bitplan

@@ -7,6 +7,7 @@
 #include <set>
 
 #include "core/files.hpp"
+#include "core/yaml_reader.hpp"
 
 namespace bitplan {
 namespace fs = std::filesystem;
@@ -101,14 +102,11 @@ QuantPlan uniform_plan(std::string_view shorthand, const Graph& graph,
 
 namespace {
 
-[[noreturn]] void schema_error(const fs::path& file, const YAML::Node& node,
-                               const std::string& rule) {
-  const YAML::Mark mark = node.Mark();
-  fail_input("plan '{}' line {}, column {}: {}", file.string(), mark.line + 1, mark.column + 1,
-             rule);
-}
+constexpr std::string_view kPlanKeys[] = {"bitplan_plan", "model", "model_hash", "defaults",
+                                          "layers"};
+constexpr std::string_view kLayerKeys[] = {"weights", "activations", "dynamic", "calibration"};
 
-QuantSpec spec_at(const fs::path& file, const YAML::Node& node, const std::string& key) {
+QuantSpec spec_at(const YamlFile& file, const YAML::Node& node, const std::string& key) {
   if (!node.IsScalar())
     schema_error(file, node, fmt::format("{} must be a spec string like int8/channel/sym", key));
   try {
@@ -120,7 +118,7 @@ QuantSpec spec_at(const fs::path& file, const YAML::Node& node, const std::strin
 
 // One layer entry: "fp32", or a mapping with weights / activations / dynamic / calibration
 // that overrides `base`.
-LayerQuant layer_at(const fs::path& file, const YAML::Node& node, LayerQuant base,
+LayerQuant layer_at(const YamlFile& file, const YAML::Node& node, LayerQuant base,
                     const std::string& where) {
   if (node.IsScalar() && node.Scalar() == "fp32") return LayerQuant{};
   if (!node.IsMap())
@@ -128,8 +126,9 @@ LayerQuant layer_at(const fs::path& file, const YAML::Node& node, LayerQuant bas
                  fmt::format("{} must be 'fp32' or a mapping with weights, activations, dynamic, "
                              "calibration",
                              where));
+  check_keys(file, node, where, kLayerKeys);
   for (const auto& kv : node) {
-    const std::string key = kv.first.as<std::string>();
+    const std::string& key = kv.first.Scalar();
     if (key == "weights")
       base.weights = spec_at(file, kv.second, where + ".weights");
     else if (key == "activations")
@@ -141,16 +140,13 @@ LayerQuant layer_at(const fs::path& file, const YAML::Node& node, LayerQuant bas
         schema_error(file, kv.second, where + ".dynamic must be true or false");
       }
     } else if (key == "calibration") {
+      if (!kv.second.IsScalar())
+        schema_error(file, kv.second, where + ".calibration must be a method name");
       try {
-        base.calibration = parse_calibration_method(kv.second.as<std::string>());
+        base.calibration = parse_calibration_method(kv.second.Scalar());
       } catch (const Error& e) {
         schema_error(file, kv.second, e.what());
       }
-    } else {
-      schema_error(file, kv.first,
-                   fmt::format("unknown key '{}.{}'; known keys are weights, activations, dynamic, "
-                               "calibration",
-                               where, key));
     }
   }
   if (format_traits(base.activations.format).weights_only)
@@ -186,39 +182,29 @@ LayerQuant layer_at(const fs::path& file, const YAML::Node& node, LayerQuant bas
 }  // namespace
 
 QuantPlan load_plan(const fs::path& path, const Graph& graph, std::string_view model_hash) {
-  const std::string text = read_file(path, std::uint64_t{64} << 20, "plan");
-  YAML::Node root;
-  try {
-    root = YAML::Load(text);
-  } catch (const YAML::ParserException& e) {
-    fail_input("plan '{}' line {}, column {}: YAML syntax error: {}", path.string(),
-               e.mark.line + 1, e.mark.column + 1, e.msg);
-  }
+  const YamlFile file = YamlFile::load(path, "plan", std::uint64_t{64} << 20);
+  const YAML::Node& root = file.root();
   if (!root.IsMap()) fail_input("plan '{}': the top level must be a mapping", path.string());
   if (!root["bitplan_plan"])
     fail_input("plan '{}': 'bitplan_plan: {}' (the schema version) is required", path.string(),
                QuantPlan::kVersion);
-  for (const auto& kv : root) {
-    const std::string key = kv.first.as<std::string>();
-    if (key != "bitplan_plan" && key != "model_hash" && key != "defaults" && key != "layers" &&
-        key != "model")
-      schema_error(path, kv.first,
-                   fmt::format("unknown key '{}'; known keys are bitplan_plan, model, model_hash, "
-                               "defaults, layers",
-                               key));
-  }
+  check_keys(file, root, "", kPlanKeys);
   int version = 0;
   try {
     version = root["bitplan_plan"].as<int>();
   } catch (const YAML::Exception&) {
   }
   if (version != QuantPlan::kVersion)
-    schema_error(path, root["bitplan_plan"],
+    schema_error(file, root["bitplan_plan"],
                  fmt::format("plan schema version '{}' is not supported; this bitplan "
                              "reads version {}",
                              root["bitplan_plan"].Scalar(), QuantPlan::kVersion));
   QuantPlan plan;
-  if (root["model_hash"]) plan.model_hash = root["model_hash"].as<std::string>();
+  if (const YAML::Node hash = root["model_hash"]) {
+    if (!hash.IsScalar())
+      schema_error(file, hash, "model_hash must be a hash like 5f0cdeadbeef0123");
+    plan.model_hash = hash.Scalar();
+  }
   if (!plan.model_hash.empty() && !model_hash.empty() && plan.model_hash != model_hash)
     fail_input(
         "plan '{}' was made for another model (model_hash {}, this model's is {}); plans map "
@@ -230,21 +216,22 @@ QuantPlan load_plan(const fs::path& path, const Graph& graph, std::string_view m
   std::map<std::string, const QuantizableLayer*> by_name;
   for (const auto& l : layers) by_name[l.name] = &l;
   if (const YAML::Node defaults = root["defaults"]) {
-    const LayerQuant base = layer_at(path, defaults, LayerQuant{}, "defaults");
+    const LayerQuant base = layer_at(file, defaults, LayerQuant{}, "defaults");
     for (const auto& l : layers) plan.layers[l.name] = base;
   }
   std::vector<std::string> unknown;
   if (const YAML::Node entries = root["layers"]) {
-    if (!entries.IsMap()) schema_error(path, entries, "layers must map layer names to specs");
+    if (!entries.IsMap()) schema_error(file, entries, "layers must map layer names to specs");
+    // A layer listed twice was refused when the file was read (a repeated key).
     for (const auto& kv : entries) {
-      const std::string name = kv.first.as<std::string>();
+      const std::string& name = kv.first.Scalar();
       if (!by_name.count(name)) {
         unknown.push_back(name);
         continue;
       }
       const auto it = plan.layers.find(name);
       plan.layers[name] =
-          layer_at(path, kv.second, it == plan.layers.end() ? LayerQuant{} : it->second, name);
+          layer_at(file, kv.second, it == plan.layers.end() ? LayerQuant{} : it->second, name);
     }
   }
   if (!unknown.empty()) {

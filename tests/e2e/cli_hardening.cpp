@@ -117,7 +117,7 @@ TEST_CASE("17.7 numbers: one rule for a flag and its config key, no -1 sentinels
     const Result r =
         run("search --config " + kMlpConfig + " --set search.budget.seconds=-2 --dry-run");
     CHECK(r.exit_code == 3);
-    CHECK(contains(r.output, "(as changed by --set): search.budget.seconds -2: must be"));
+    CHECK(contains(r.output, "(from --set search.budget.seconds=-2): search.budget.seconds -2: must be"));
     CHECK(!contains(r.output, "line 1, column 1"));
   }
   SUBCASE("negative budgets, seeds and counts are refused, not ignored") {

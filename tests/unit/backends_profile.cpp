@@ -431,24 +431,25 @@ TEST_CASE("hardware profile: malformed files fail with the file, line and rule")
     CHECK(contains(m, "'tpu'"));
   }
   SUBCASE("entry without its precision") {
-    const std::string m =
-        load_error("noprec.yaml", head +
-                                      "entries:\n  - {key: k, precision: fp32, median_us: 1}\n"
-                                      "  - {key: k, median_us: 3}\n");
+    const std::string m = load_error(
+        "noprec.yaml", head +
+                           "entries:\n  - {key: gemm:m1:n10:k64, precision: fp32, median_us: 1}\n"
+                           "  - {key: gemm:m1:n10:k64, median_us: 3}\n");
     CHECK(contains(m, "line 6, column 5"));
     CHECK(contains(m, "missing field 'precision'"));
   }
   SUBCASE("a measured entry needs its median") {
-    const std::string m =
-        load_error("nomedian.yaml", head + "entries:\n  - {key: k, precision: fp32}\n");
+    const std::string m = load_error(
+        "nomedian.yaml", head + "entries:\n  - {key: gemm:m1:n10:k64, precision: fp32}\n");
     CHECK(contains(m, "line 5"));
     CHECK(contains(m, "missing field 'median_us'"));
   }
   SUBCASE("negative median") {
     const std::string m = load_error(
-        "negative.yaml", head + "entries:\n  - {key: k, precision: fp32, median_us: -2.5}\n");
-    CHECK(contains(m, "line 5, column 5"));
-    CHECK(contains(m, "median_us must be a finite number >= 0"));
+        "negative.yaml",
+        head + "entries:\n  - {key: gemm:m1:n10:k64, precision: fp32, median_us: -2.5}\n");
+    CHECK(contains(m, "line 5, column 56"));
+    CHECK(contains(m, "median_us must be a finite number >= 0, got -2.5"));
     const std::string c = load_error(
         "negconv.yaml",
         head + "conversions:\n  - {from: fp32, to: int8, elements: 10, median_us: -1}\n");
@@ -457,15 +458,17 @@ TEST_CASE("hardware profile: malformed files fail with the file, line and rule")
   }
   SUBCASE("wrong types") {
     const std::string m = load_error(
-        "type.yaml", head + "entries:\n  - {key: k, precision: fp32, median_us: fast}\n");
+        "type.yaml",
+        head + "entries:\n  - {key: gemm:m1:n10:k64, precision: fp32, median_us: fast}\n");
     CHECK(contains(m, "line 5"));
     CHECK(contains(m, "'median_us' has the wrong type"));
     CHECK(contains(load_error("entries.yaml", head + "entries: 3\n"), "'entries' must be a list"));
     CHECK(contains(load_error("device.yaml", head + "device: [a, b]\n"), "line 4"));
   }
   SUBCASE("an unsupported entry needs no median") {
-    const fs::path file =
-        dir.write("ok.yaml", head + "entries:\n  - {key: k, precision: bf16, unsupported: why}\n");
+    const fs::path file = dir.write(
+        "ok.yaml",
+        head + "entries:\n  - {key: gemm:m1:n10:k64, precision: bf16, unsupported: why}\n");
     const HwProfile p = load_hw_profile(file);
     REQUIRE(p.entries.size() == 1);
     CHECK(p.entries[0].unsupported == "why");

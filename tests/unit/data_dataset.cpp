@@ -70,7 +70,8 @@ TEST_CASE("select_indices rejects counts and offsets the dataset cannot meet") {
 // ---- parse_dataset_config --------------------------------------------------------------
 
 DatasetConfig parse(const std::string& yaml, const fs::path& file = "/cfg/run.yaml") {
-  return parse_dataset_config(YAML::Load(yaml)["dataset"], file);
+  const YamlFile config = YamlFile::parse(yaml, file, "config");
+  return parse_dataset_config(config.root()["dataset"], config);
 }
 
 TEST_CASE("parse_dataset_config reads every field and resolves relative paths") {
@@ -126,12 +127,12 @@ TEST_CASE("parse_dataset_config errors name the file, line, column and rule") {
          {"config 'run.yaml' line 2, column 11: dataset.format 'jpg' is not one of idx, npy, "
           "image_folder"});
   expect(head + "  lables: x\n",
-         {"line 5, column 3: dataset.lables is not a known key; the keys are format, images"});
+         {"line 5, column 3: unknown key 'dataset.lables'; known keys are format, images"});
   expect(head + "  preprocess:\n    scael: 1\n",
-         {"line 6, column 5: dataset.preprocess.scael is not a known key"});
+         {"line 6, column 5: unknown key 'dataset.preprocess.scael'"});
   expect(head + "  calibration: {count: 5, sede: 1}\n",
-         {"line 5, column 27: dataset.calibration.sede is not a known key"});
-  expect(head + "  format: npy\n", {"line 5, column 3: dataset.format appears twice"});
+         {"line 5, column 27: unknown key 'dataset.calibration.sede'"});
+  expect(head + "  format: npy\n", {"line 5, column 3: key 'dataset.format' appears twice"});
   expect("dataset:\n  images: x\n", {"run.yaml", "dataset.format is required"});
   expect("dataset:\n  format: idx\n", {"dataset.images is required"});
   expect("dataset:\n  format: npy\n  images: x\n",
@@ -141,7 +142,7 @@ TEST_CASE("parse_dataset_config errors name the file, line, column and rule") {
   expect("dataset: [1, 2]\n", {"line 1, column 10", "dataset must be a mapping, not a list"});
   expect("dataset:\n", {"dataset must be a mapping, not empty"});
   expect("other: 1\n", {"run.yaml", "no dataset section"});
-  expect(head + "  images: [a]\n", {"dataset.images appears twice"});
+  expect(head + "  images: [a]\n", {"key 'dataset.images' appears twice"});
   expect("dataset:\n  format: idx\n  images: [a]\n",
          {"line 3, column 11", "dataset.images must be a string, not a list"});
   expect(head + "  calibration: {count: -1}\n",
@@ -172,7 +173,8 @@ TEST_CASE("parse_dataset_config errors name the file, line, column and rule") {
          {"line 5, column 23", "dataset.class_names lists 'a' twice"});
   expect(head + "  class_names: [a, [b]]\n", {"dataset.class_names must be a string, not a list"});
   expect(head + "  class_names: a\n", {"dataset.class_names must be a list of names"});
-  expect(head + "  ? [a]\n  : 1\n", {"dataset has a key that is a list"});
+  expect(head + "  ? [a]\n  : 1\n",
+         {"line 5, column 5: a key of dataset is a list; keys must be names"});
 }
 
 TEST_CASE("parse_dataset_config reads a separate calibration source") {
@@ -234,8 +236,8 @@ TEST_CASE("parse_dataset_config rejects inconsistent calibration sources") {
   expect(head + "  calibration: {images: [a]}\n",
          {"dataset.calibration.images must be a string, not a list"});
   expect(head + "  calibration: {imgs: t}\n",
-         {"dataset.calibration.imgs is not a known key; the keys are images, labels, format, "
-          "count, seed, offset"});
+         {"unknown key 'dataset.calibration.imgs'; known keys are images, labels, format, count, "
+          "seed, offset"});
 }
 
 // ---- IDX / NPY datasets ----------------------------------------------------------------
