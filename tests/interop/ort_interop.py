@@ -134,6 +134,8 @@ def main():
     parser.add_argument("--venv", default=str(SOURCE / "build" / "interop-venv"))
     parser.add_argument("--count", type=int, default=2000)
     parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--plans", default="W8A8,W4A16,mixed",
+                        help="which of the three plans (W4A16 = the W4gNA16 plan of each model)")
     parser.add_argument("--latency", action="store_true")
     parser.add_argument("--report", default=None, help="write the results as JSON here")
     args = parser.parse_args()
@@ -160,8 +162,14 @@ def main():
         inputs_path, labels_path = mwork / "inputs.npy", mwork / "labels.npy"
         run([args.dump, config, args.count, inputs_path, labels_path])
         inputs, labels = np.load(inputs_path), np.load(labels_path)
-        plans = {"W8A8": "W8A8", f"W4g{group}A16": f"W4g{group}A16",
-                 "mixed": str(mixed_plan(args.bitplan, config, mwork, cache))}
+        wanted = args.plans.split(",")
+        plans = {}
+        if "W8A8" in wanted:
+            plans["W8A8"] = "W8A8"
+        if "W4A16" in wanted:
+            plans[f"W4g{group}A16"] = f"W4g{group}A16"
+        if "mixed" in wanted:
+            plans["mixed"] = str(mixed_plan(args.bitplan, config, mwork, cache))
         for plan_name, plan in plans.items():
             exported = mwork / f"{plan_name}.onnx"
             exported_u8 = mwork / f"{plan_name}.u8.onnx"
@@ -185,6 +193,7 @@ def main():
                 predicted = ort_predictions(ort_session(path, optimized), inputs)
                 row[f"{mode}_top1"] = float((predicted == labels).mean() * 100)
                 row[f"{mode}_agreement"] = float((predicted == simulated).mean() * 100)
+                row[f"{mode}_differing_samples"] = int((predicted != simulated).sum())
             results.append(row)
             verdict = "ok"
             for mode in ("ort", "ort_reference"):
@@ -198,7 +207,8 @@ def main():
                   f"ORT {row['ort_top1']:.2f}% (agreement {row['ort_agreement']:.2f}%)  "
                   f"ORT int8 weights {row['ort_s8_top1']:.2f}% (agreement {row['ort_s8_agreement']:.2f}%)  "
                   f"ORT unoptimized {row['ort_reference_top1']:.2f}% "
-                  f"(agreement {row['ort_reference_agreement']:.2f}%)  {verdict}")
+                  f"(agreement {row['ort_reference_agreement']:.2f}%, "
+                  f"{row['ort_reference_differing_samples']} samples differ)  {verdict}")
         if args.latency:
             row = {"model": model, "plan": "latency_ms"}
             for label, path in (("fp32", SOURCE / f"models/{model}.onnx"), ("int8", mwork / "W8A8.u8.onnx"),
