@@ -191,6 +191,7 @@ def main():
             for mode, path, optimized in (("ort", exported_u8, True), ("ort_s8", exported, True),
                                           ("ort_reference", exported, False)):
                 predicted = ort_predictions(ort_session(path, optimized), inputs)
+                np.save(mwork / f"{plan_name}.{mode}.npy", predicted)
                 row[f"{mode}_top1"] = float((predicted == labels).mean() * 100)
                 row[f"{mode}_agreement"] = float((predicted == simulated).mean() * 100)
                 row[f"{mode}_differing_samples"] = int((predicted != simulated).sum())
