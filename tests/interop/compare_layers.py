@@ -39,17 +39,15 @@ def quantize_linear(x, scale, zero_point, lo=0, hi=255):
     return np.clip(q, lo, hi)
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("model")
-    parser.add_argument("dump")
-    parser.add_argument("--optimized", action="store_true")
-    parser.add_argument("--json", default=None)
-    parser.add_argument("--isolate", action="store_true")
-    args = parser.parse_args()
-    dump = Path(args.dump)
+# Ops whose float sums ONNX Runtime and oneDNN take in different orders; every other op of
+# the export must give bitplan's bits when run alone on bitplan's inputs.
+SUM_ORDER_OPS = ("Conv", "Conv+Relu", "GlobalAveragePool")
 
-    model = onnx.load(args.model)
+
+def compare(model_path, dump, optimized=False, isolate_ops=False, verbose=True):
+    """Rows per tensor (execution order) and, with isolate_ops, rows per op run alone."""
+    dump = Path(dump)
+    model = onnx.load(str(model_path))
     inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
     # The scale, zero point and clip bounds of every activation QuantizeLinear.
     quant = {}
@@ -67,7 +65,7 @@ def main():
             known.add(v.name)
     options = ort.SessionOptions()
     options.intra_op_num_threads = 2
-    if not args.optimized:
+    if not optimized:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
     x = np.load(dump / "input.npy")
@@ -110,7 +108,7 @@ def main():
                 "codes_differ_same_input": int(((ours_codes != theirs_codes) & (ours_in == theirs_in)).sum()),
             })
         rows.append(row)
-    for r in rows:
+    for r in rows if verbose else []:
         extra = ""
         if "codes_differ" in r:
             extra = (f"  codes differ {r['codes_differ']} (of which same float input "
@@ -122,14 +120,25 @@ def main():
         else:
             print(f"{r['tensor'][:60]:60s} differ {r['differ']:8d}/{r['elements']:<9d} "
                   f"max {r['max_ulps']:.3g} ulp ({r['max_abs']:.3g}){extra}")
-    if args.isolate:
-        rows.append({"isolated": isolate(model, inits, bitplan, x)})
+    isolated = isolate(model, inits, bitplan, x, verbose) if isolate_ops else []
+    return rows, isolated
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model")
+    parser.add_argument("dump")
+    parser.add_argument("--optimized", action="store_true")
+    parser.add_argument("--json", default=None)
+    parser.add_argument("--isolate", action="store_true")
+    args = parser.parse_args()
+    rows, isolated = compare(args.model, args.dump, args.optimized, args.isolate)
     if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=1) + "\n")
+        Path(args.json).write_text(json.dumps({"tensors": rows, "isolated": isolated}, indent=1) + "\n")
     return 0
 
 
-def isolate(model, inits, bitplan, x):
+def isolate(model, inits, bitplan, x, verbose=True):
     """Each float op alone in ONNX Runtime on bitplan's inputs, against bitplan's output."""
     from onnx import helper
     constants = {n.output[0]: numpy_helper.to_array(n.attribute[0].t)
@@ -187,8 +196,9 @@ def isolate(model, inits, bitplan, x):
                             "max_abs": float(np.abs(got - expected).max()),
                             "max_rel": float((np.abs(got - expected) / np.maximum(np.abs(expected), 1e-30)).max())})
             r = results[-1]
-            print(f"isolated {r['op']:18s} {r['node'][:45]:45s} differ {r['differ']:8d}/{r['elements']:<9d} "
-                  f"max abs {r['max_abs']:.3g} rel {r['max_rel']:.3g}")
+            if verbose:
+                print(f"isolated {r['op']:18s} {r['node'][:45]:45s} differ {r['differ']:8d}/{r['elements']:<9d} "
+                      f"max abs {r['max_abs']:.3g} rel {r['max_rel']:.3g}")
     return results
 
 
