@@ -13,6 +13,11 @@ ONNX Runtime runs twice: with its default graph optimizations (QDQ fused into in
 kernels where it can) and with them off (every QuantizeLinear/DequantizeLinear as the ONNX
 definition) to tell rounding in fused kernels from export mistakes.
 
+With --dump-tensors (ctest passes it) the ResNets' W8A8 exports are also compared layer by
+layer on --layer-samples samples (compare_layers.py): every activation quantization must be
+ONNX QuantizeLinear of its own input on both sides and every data-movement or elementwise op
+run alone must give bitplan's bits; only float sums (Conv, pooling, Gemm) may differ.
+
 It makes its own virtual environment (python3 -m venv; pip install onnxruntime numpy onnx)
 and exits 77 (ctest SKIP_RETURN_CODE) with the reason when python3's venv or PyPI is not
 available. --latency also times fp32 vs the exported W8A8 model at batch 1 and 64.
