@@ -141,8 +141,11 @@ def main():
 def isolate(model, inits, bitplan, x, verbose=True):
     """Each float op alone in ONNX Runtime on bitplan's inputs, against bitplan's output."""
     from onnx import helper
-    constants = {n.output[0]: numpy_helper.to_array(n.attribute[0].t)
-                 for n in model.graph.node if n.op_type == "Constant"}
+    def constant_value(node):
+        value = helper.get_attribute_value(node.attribute[0])
+        return numpy_helper.to_array(value) if isinstance(value, onnx.TensorProto) else np.array(value)
+
+    constants = {n.output[0]: constant_value(n) for n in model.graph.node if n.op_type == "Constant"}
     quantized_input = {}  # "<layer>/input_quant_dequantized" -> bitplan's FakeQuant output
     for name in bitplan:
         if "@q@" in name:
