@@ -13,6 +13,11 @@ ONNX Runtime runs twice: with its default graph optimizations (QDQ fused into in
 kernels where it can) and with them off (every QuantizeLinear/DequantizeLinear as the ONNX
 definition) to tell rounding in fused kernels from export mistakes.
 
+With --dump-tensors (ctest passes it) the ResNets' W8A8 exports are also compared layer by
+layer on --layer-samples samples (compare_layers.py): every activation quantization must be
+ONNX QuantizeLinear of its own input on both sides and every data-movement or elementwise op
+run alone must give bitplan's bits; only float sums (Conv, pooling, Gemm) may differ.
+
 It makes its own virtual environment (python3 -m venv; pip install onnxruntime numpy onnx)
 and exits 77 (ctest SKIP_RETURN_CODE) with the reason when python3's venv or PyPI is not
 available. --latency also times fp32 vs the exported W8A8 model at batch 1 and 64.
@@ -40,6 +45,14 @@ MODELS = {  # model -> (config, dataset file that must exist, W4A16 group)
     "cifar10_resnet20": ("configs/cifar10_resnet20.yaml", str(SOURCE.parent / "shared/data/cifar10/test"), 128),
     "cifar10_resnet32": ("configs/cifar10_resnet32.yaml", str(SOURCE.parent / "shared/data/cifar10/test"), 128),
 }
+# Models whose W8A8 export is also compared layer by layer (compare_layers.py) on a few
+# samples: the ResNets, whose residual Adds and option-A shortcuts (strided Slice + Pad)
+# must stay bit-identical to the simulation, so only the float sums of Conv and
+# GlobalAveragePool may differ (docs/export.md, "Where the CIFAR ResNets differ").
+LAYER_CHECKED = ("fmnist_resnet", "cifar10_resnet20", "cifar10_resnet32")
+# Ops that round once per element (or only move data): ONNX Runtime must give bitplan's bits.
+EXACT_OPS = ("Add", "Sub", "Mul", "Relu", "Clip", "Slice", "Pad", "Concat", "Flatten", "Reshape",
+             "Transpose", "MaxPool")
 # The target (docs/export.md reports where ONNX Runtime's kernels miss it, and why) and the
 # floor below which the test fails: an export mistake moves far more than one sample in 200.
 TARGET_GAP_PT, TARGET_AGREEMENT = 0.05, 99.9
@@ -126,14 +139,49 @@ def latency_ms(session, sample, batch, repeats):
     return float(np.median(times))
 
 
+def layer_check(args, config, cache, mwork, exported):
+    """The first --layer-samples samples through bitplan_interop_dump_tensors and
+    compare_layers.py: every activation quantization must be ONNX QuantizeLinear of its own
+    input on both sides, every EXACT_OPS op run alone in ORT must give bitplan's bits."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from compare_layers import compare
+    dump = mwork / "W8A8.layers"
+    run([args.dump_tensors, config, "W8A8", 0, args.layer_samples, cache, dump])
+    tensors, isolated = compare(exported, dump, isolate_ops=True, verbose=False)
+    problems = []
+    quantized = [r for r in tensors if "codes_differ" in r]
+    for r in quantized:
+        if not (r["bitplan_is_quantize_linear"] and r["ort_is_quantize_linear"]) or r["codes_differ_same_input"]:
+            problems.append(f"{r['tensor']}: not ONNX QuantizeLinear on both sides")
+    exact = [r for r in isolated if r["op"] in EXACT_OPS]
+    for r in exact:
+        if r["differ"]:
+            problems.append(f"{r['node']} ({r['op']}): {r['differ']} of {r['elements']} values differ alone")
+    summed = [r for r in isolated if r["op"] not in EXACT_OPS]
+    summary = {"quantized_inputs": len(quantized), "exact_ops": len(exact),
+               "other_ops_differing": sum(1 for r in summed if r["differ"]),
+               "other_ops_max_abs": max((r["max_abs"] for r in summed), default=0.0), "problems": problems}
+    print(f"  layers ({args.layer_samples} samples): {len(quantized)} input quantizations are ONNX "
+          f"QuantizeLinear on both sides, {len(exact)} data/elementwise ops bit-identical alone, "
+          f"{summary['other_ops_differing']} of {len(summed)} summing ops (Conv, pooling, Gemm) differ "
+          f"by <= {summary['other_ops_max_abs']:.2g}" + (f"; PROBLEMS: {problems[:3]}" if problems else ""))
+    return summary
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bitplan", required=True)
     parser.add_argument("--dump", required=True, help="bitplan_interop_dump_samples executable")
+    parser.add_argument("--dump-tensors", default=None,
+                        help="bitplan_interop_dump_tensors executable: compare the ResNets' W8A8 "
+                             "exports layer by layer too")
+    parser.add_argument("--layer-samples", type=int, default=8)
     parser.add_argument("--work", default=None, help="scratch folder (default: next to the venv)")
     parser.add_argument("--venv", default=str(SOURCE / "build" / "interop-venv"))
     parser.add_argument("--count", type=int, default=2000)
     parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--plans", default="W8A8,W4A16,mixed",
+                        help="which of the three plans (W4A16 = the W4gNA16 plan of each model)")
     parser.add_argument("--latency", action="store_true")
     parser.add_argument("--report", default=None, help="write the results as JSON here")
     args = parser.parse_args()
@@ -160,8 +208,14 @@ def main():
         inputs_path, labels_path = mwork / "inputs.npy", mwork / "labels.npy"
         run([args.dump, config, args.count, inputs_path, labels_path])
         inputs, labels = np.load(inputs_path), np.load(labels_path)
-        plans = {"W8A8": "W8A8", f"W4g{group}A16": f"W4g{group}A16",
-                 "mixed": str(mixed_plan(args.bitplan, config, mwork, cache))}
+        wanted = args.plans.split(",")
+        plans = {}
+        if "W8A8" in wanted:
+            plans["W8A8"] = "W8A8"
+        if "W4A16" in wanted:
+            plans[f"W4g{group}A16"] = f"W4g{group}A16"
+        if "mixed" in wanted:
+            plans["mixed"] = str(mixed_plan(args.bitplan, config, mwork, cache))
         for plan_name, plan in plans.items():
             exported = mwork / f"{plan_name}.onnx"
             exported_u8 = mwork / f"{plan_name}.u8.onnx"
@@ -183,8 +237,14 @@ def main():
             for mode, path, optimized in (("ort", exported_u8, True), ("ort_s8", exported, True),
                                           ("ort_reference", exported, False)):
                 predicted = ort_predictions(ort_session(path, optimized), inputs)
+                np.save(mwork / f"{plan_name}.{mode}.npy", predicted)
                 row[f"{mode}_top1"] = float((predicted == labels).mean() * 100)
                 row[f"{mode}_agreement"] = float((predicted == simulated).mean() * 100)
+                row[f"{mode}_differing_samples"] = int((predicted != simulated).sum())
+            if args.dump_tensors and plan_name == "W8A8" and model in LAYER_CHECKED:
+                row["layers"] = layer_check(args, config, cache, mwork, exported)
+                if row["layers"]["problems"]:
+                    failures.append(f"{model} W8A8 layers: " + "; ".join(row["layers"]["problems"][:3]))
             results.append(row)
             verdict = "ok"
             for mode in ("ort", "ort_reference"):
@@ -198,7 +258,8 @@ def main():
                   f"ORT {row['ort_top1']:.2f}% (agreement {row['ort_agreement']:.2f}%)  "
                   f"ORT int8 weights {row['ort_s8_top1']:.2f}% (agreement {row['ort_s8_agreement']:.2f}%)  "
                   f"ORT unoptimized {row['ort_reference_top1']:.2f}% "
-                  f"(agreement {row['ort_reference_agreement']:.2f}%)  {verdict}")
+                  f"(agreement {row['ort_reference_agreement']:.2f}%, "
+                  f"{row['ort_reference_differing_samples']} samples differ)  {verdict}")
         if args.latency:
             row = {"model": model, "plan": "latency_ms"}
             for label, path in (("fp32", SOURCE / f"models/{model}.onnx"), ("int8", mwork / "W8A8.u8.onnx"),
