@@ -18,7 +18,7 @@ layer on --layer-samples samples (compare_layers.py): every activation quantizat
 ONNX QuantizeLinear of its own input on both sides and every data-movement or elementwise op
 run alone must give bitplan's bits; only float sums (Conv, pooling, Gemm) may differ.
 
-It makes its own virtual environment (python3 -m venv; pip install onnxruntime numpy onnx)
+It makes its own virtual environment (python3 -m venv; pip install of the PINNED versions)
 and exits 77 (ctest SKIP_RETURN_CODE) with the reason when python3's venv or PyPI is not
 available. --latency also times fp32 vs the exported W8A8 model at batch 1 and 64.
 
@@ -59,6 +59,11 @@ TARGET_GAP_PT, TARGET_AGREEMENT = 0.05, 99.9
 FLOOR_GAP_PT, FLOOR_AGREEMENT = 0.5, 99.0
 
 
+
+# Exact versions the figures in docs/export.md were measured with (the venv is remade if
+# they differ).
+PINNED = ["onnxruntime==1.32.0", "onnx==1.23.2", "numpy==2.4.6"]
+
 def skip(reason):
     print(f"SKIPPED: {reason}")
     sys.exit(SKIP)
@@ -73,9 +78,11 @@ def ensure_venv(venv: Path):
         made = subprocess.run([sys.executable, "-m", "venv", str(venv)], capture_output=True, text=True)
         if made.returncode != 0:
             skip(f"python3 cannot create a virtual environment (python3-venv missing?): {made.stderr.strip()}")
-    have = subprocess.run([str(python), "-c", "import onnxruntime, onnx, numpy"], capture_output=True)
+    check = "; ".join(f"import {name}; assert {name}.__version__ == '{version}'"
+                      for name, version in (p.split("==") for p in PINNED))
+    have = subprocess.run([str(python), "-c", check], capture_output=True)
     if have.returncode != 0:
-        pip = subprocess.run([str(python), "-m", "pip", "install", "--quiet", "onnxruntime", "numpy", "onnx"],
+        pip = subprocess.run([str(python), "-m", "pip", "install", "--quiet", *PINNED],
                              capture_output=True, text=True)
         if pip.returncode != 0:
             detail = pip.stderr.strip().splitlines()[-1] if pip.stderr.strip() else "no output"
