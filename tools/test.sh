@@ -37,11 +37,12 @@ run_fuzz() {
   mkdir -p build-fuzz/crashes
   local harness name
   for harness in build-fuzz/tests/fuzz/fuzz_*; do
+    [ -f "$harness" ] && [ -x "$harness" ] || continue
     name="${harness##*/fuzz_}"
     # New inputs go to the first (build) folder; the committed seeds stay untouched.
     mkdir -p "build-fuzz/corpus/$name"
     echo "fuzz: $name for ${fuzz_seconds} s"
-    "$harness" -max_total_time="$fuzz_seconds" -timeout=25 -rss_limit_mb=2048 \
+    UBSAN_OPTIONS=print_stacktrace=1 "$harness" -max_total_time="$fuzz_seconds" -timeout=25 -rss_limit_mb=2048 \
       -print_final_stats=1 -artifact_prefix="build-fuzz/crashes/$name-" \
       "build-fuzz/corpus/$name" "tests/fuzz/corpus/$name" 2>"build-fuzz/fuzz_$name.log" || {
       tail -n 60 "build-fuzz/fuzz_$name.log"
