@@ -5,13 +5,13 @@
 // other exception escapes the harness, so libFuzzer reports both as crashes.
 #pragma once
 
+#include <unistd.h>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <string>
-#include <unistd.h>
 
 #include "core/error.hpp"
 
@@ -20,8 +20,8 @@ namespace bitplan::fuzz {
 // A folder of this process under the temp directory, removed at normal exit.
 inline const std::filesystem::path& scratch_dir() {
   static const std::filesystem::path dir = [] {
-    const std::filesystem::path d = std::filesystem::temp_directory_path() /
-                                    ("bitplan_fuzz_" + std::to_string(::getpid()));
+    const std::filesystem::path d =
+        std::filesystem::temp_directory_path() / ("bitplan_fuzz_" + std::to_string(::getpid()));
     std::filesystem::create_directories(d);
     std::atexit([] {
       std::error_code ignored;
