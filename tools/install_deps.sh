@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages bitplan needs to build, test and run its default job,
-# skipping those already installed. Needs root (or sudo). Non-interactive.
+# skipping those already installed. Needs root (or sudo). Non-interactive. clang-14 with its
+# sanitizer/libFuzzer runtimes and OpenMP is for the fuzz harnesses (tools/test.sh).
 set -euo pipefail
 packages=(
   build-essential cmake pkg-config
@@ -8,6 +9,7 @@ packages=(
   libprotobuf-dev protobuf-compiler libonnx-dev
   libfmt-dev nlohmann-json3-dev zlib1g-dev libjpeg62-turbo-dev libpng-dev libsqlite3-dev libeigen3-dev
   dataset-fashion-mnist libonnx-testdata
+  clang-14 libclang-rt-14-dev libomp-14-dev
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -165,7 +165,9 @@ void register_unary(OpRegistry& r) {
   });
   r.add("Clip", [](const OpContext& ctx) {
     const ValueMeta& x = ctx.input(0);
-    const auto [lo, hi] = clip_bounds(ctx);
+    // Not a structured binding: clang 14 (the fuzz preset) cannot capture one in a lambda.
+    const std::pair<double, double> bounds = clip_bounds(ctx);
+    const double lo = bounds.first, hi = bounds.second;
     OpBuild b;
     b.outputs.push_back({x.dtype, x.dims, {}});
     visit_dtype(x.dtype, [&](auto tag) {

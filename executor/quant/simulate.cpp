@@ -505,8 +505,9 @@ QuantSimulator::Int8Build QuantSimulator::build_int8(const QuantPlan& plan) {
   }
   Graph g = build(simulated_part);
   for (const QuantizableLayer* layer : bf16_layers) {
+    // The name by value: clang 14 (the fuzz preset) cannot capture a structured binding.
     auto node = std::find_if(g.nodes.begin(), g.nodes.end(),
-                             [&](const Node& n) { return n.name == layer->name; });
+                             [name = layer->name](const Node& n) { return n.name == name; });
     BITPLAN_ASSERT(node != g.nodes.end());
     // The simulation's bf16 weights (exact in bf16) and no FakeQuant: the kernel's own
     // rounding of its input to bf16 is the simulation's.
@@ -516,8 +517,9 @@ QuantSimulator::Int8Build QuantSimulator::build_int8(const QuantPlan& plan) {
     node->attrs["bitplan_compute"] = std::string("bf16");
   }
   for (const auto& [layer, q] : integer_layers) {
+    // The name by value: clang 14 (the fuzz preset) cannot capture a structured binding.
     auto node = std::find_if(g.nodes.begin(), g.nodes.end(),
-                             [&](const Node& n) { return n.name == layer->name; });
+                             [name = layer->name](const Node& n) { return n.name == name; });
     BITPLAN_ASSERT(node != g.nodes.end());
     // Integer codes of the weights: the fake-quantized values are exactly code * scale[c].
     const QuantSpec spec = weight_spec_for(q.weights, *layer);

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it (.ci/run and the README call this script):
+#   release  the release build (preset release, build/) and every ctest test;
+#   asan     the asan-ubsan preset (build-asan/): the unit, e2e and conformance labels under
+#            AddressSanitizer + UndefinedBehaviorSanitizer with leak detection;
+#   fuzz     the fuzz preset (build-fuzz/, clang-14): each libFuzzer harness of tests/fuzz for
+#            BITPLAN_FUZZ_SECONDS seconds (default 20) from its seed corpus; a crash, leak,
+#            timeout or out-of-memory fails the run and leaves the input in build-fuzz/crashes/.
+# Usage: tools/test.sh [release] [asan] [fuzz]   (no argument: all three, in this order)
+# Needs no compiler cache; set CMAKE_CXX_COMPILER_LAUNCHER=ccache in the environment to use one.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+stages=("$@")
+if [ ${#stages[@]} -eq 0 ]; then stages=(release asan fuzz); fi
+jobs="$(nproc)"
+fuzz_seconds="${BITPLAN_FUZZ_SECONDS:-20}"
+
+tools/install_deps.sh
+
+run_release() {
+  cmake --preset release
+  cmake --build --preset release -j"$jobs"
+  ctest --preset release
+}
+
+run_asan() {
+  cmake --preset asan-ubsan
+  cmake --build build-asan -j"$jobs" --target bitplan_check_targets
+  ctest --preset asan-ubsan
+}
+
+run_fuzz() {
+  cmake --preset fuzz
+  cmake --build --preset fuzz -j"$jobs"
+  ctest --preset fuzz  # every seed input still ends cleanly
+  mkdir -p build-fuzz/crashes
+  local harness name failed=()
+  for harness in build-fuzz/tests/fuzz/fuzz_*; do
+    [ -f "$harness" ] && [ -x "$harness" ] || continue
+    name="${harness##*/fuzz_}"
+    # New inputs go to the first (build) folder; the committed seeds stay untouched.
+    mkdir -p "build-fuzz/corpus/$name"
+    echo "fuzz: $name for ${fuzz_seconds} s"
+    if UBSAN_OPTIONS=print_stacktrace=1 "$harness" -max_total_time="$fuzz_seconds" -timeout=25 \
+        -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="build-fuzz/crashes/$name-" \
+        "build-fuzz/corpus/$name" "tests/fuzz/corpus/$name" 2>"build-fuzz/fuzz_$name.log"; then
+      grep -E "^stat::number_of_executed_units" "build-fuzz/fuzz_$name.log" || true
+    else
+      tail -n 40 "build-fuzz/fuzz_$name.log"
+      echo "fuzz: $name failed; the input is in build-fuzz/crashes/ (replay: $harness FILE)"
+      failed+=("$name")
+    fi
+  done
+  if [ ${#failed[@]} -gt 0 ]; then
+    echo "fuzz: crashes in ${failed[*]} (tests/fuzz/FINDINGS.md lists the known ones)"
+    return 1
+  fi
+}
+
+for stage in "${stages[@]}"; do
+  case "$stage" in
+    release) run_release ;;
+    asan) run_asan ;;
+    fuzz) run_fuzz ;;
+    *) echo "tools/test.sh: unknown stage '$stage': stages are release, asan, fuzz" >&2; exit 2 ;;
+  esac
+done
+echo "tools/test.sh: ${stages[*]} passed"
