@@ -164,6 +164,11 @@ OpBuild build_conv(const OpContext& ctx, bool transposed) {
   }
   Dims out_dims{n, c_out};
   out_dims.insert(out_dims.end(), out_spatial.begin(), out_spatial.end());
+  // Before any oneDNN descriptor: oneDNN multiplies these sizes without overflow checks.
+  check_output_size(ctx, out_dims);
+  const std::int64_t macs =
+      transposed ? mac_count(ctx, {product(x.dims), product(kernel), c_out / group})
+                 : mac_count(ctx, {product(out_dims), product(kernel), c_in / group});
 
   // oneDNN weights: [G, O/G, I/G, k...] when grouped. ONNX's ConvTranspose stores I before O,
   // which is oneDNN's "io" order (iohw / giohw...).
@@ -261,9 +266,7 @@ OpBuild build_conv(const OpContext& ctx, bool transposed) {
   b.kernel =
       std::make_unique<BlockedDnnlKernel>(std::move(prim), std::move(constants), src_plain,
                                           src_blocked, dst_plain, dst_blocked, std::move(runtime));
-  const std::int64_t per_output = product(kernel) * (c_in / group);
-  b.macs = transposed ? product(x.dims) * product(kernel) * (c_out / group)
-                      : product(out_dims) * per_output;
+  b.macs = macs;
   return b;
 }
 
@@ -347,6 +350,9 @@ OpBuild build_gemm(const OpContext& ctx) {
   if (k != kb)
     ctx.invalid("A {} and B {} disagree on K ({} vs {}) with transA={} transB={}",
                 to_string(a.dims), to_string(bm.dims), k, kb, ta, tb);
+  // Before any oneDNN descriptor: oneDNN multiplies these sizes without overflow checks.
+  check_output_size(ctx, {m, n});
+  const std::int64_t macs = mac_count(ctx, {m, n, k});
   MatmulSpec spec;
   // A transposed is A^T stored row-major: logical [M, K] with strides {1, M}.
   spec.a =
@@ -381,7 +387,7 @@ OpBuild build_gemm(const OpContext& ctx) {
     }
   }
   OpBuild b = finish_matmul(ctx, std::move(spec), {m, n});
-  b.macs = m * n * k;
+  b.macs = macs;
   return b;
 }
 
@@ -408,6 +414,8 @@ OpBuild build_matmul(const OpContext& ctx) {
   }
   cd[rank - 2] = ad[rank - 2];
   cd[rank - 1] = bd[rank - 1];
+  check_output_size(ctx, cd);  // before any oneDNN descriptor, as for Gemm
+  const std::int64_t macs = mac_count(ctx, {product(cd), ad[rank - 1]});
   MatmulSpec spec;
   spec.a = plain_desc(ad);
   spec.b = plain_desc(bd);
@@ -416,7 +424,7 @@ OpBuild build_matmul(const OpContext& ctx) {
   if (b_vec) out.pop_back();
   if (a_vec) out.erase(out.end() - (b_vec ? 1 : 2));
   OpBuild b = finish_matmul(ctx, std::move(spec), out);
-  b.macs = product(cd) * ad[rank - 1];
+  b.macs = macs;
   return b;
 }
 
