@@ -91,12 +91,14 @@ IdxLayout parse_header(Bytes head, std::uint64_t total_bytes, const fs::path& pa
   // Checked on the non-zero dims too: [2^32-1, 2^32-1, 0] holds no data, but later code
   // multiplying its first two dims (sample counts, strides) would overflow.
   const auto count = checked_product(layout.dims);
-  const auto data_bytes = count ? checked_mul(static_cast<std::uint64_t>(*count),
-                                              std::uint64_t{dtype_size(layout.dtype)})
-                                : std::nullopt;
-  if (!data_bytes)
-    fail_input("read IDX '{}': dims {}: the product of the non-zero dims does not fit in 64 bits",
+  if (!count)
+    fail_input("read IDX '{}': dims {}: the product of the non-zero dims overflows 64 bits",
                path.string(), to_string(layout.dims));
+  const auto data_bytes =
+      checked_mul(static_cast<std::uint64_t>(*count), std::uint64_t{dtype_size(layout.dtype)});
+  if (!data_bytes)
+    fail_input("read IDX '{}': dims {} of {}: the data size overflows 64 bits", path.string(),
+               to_string(layout.dims), dtype_name(layout.dtype));
   layout.data_bytes = *data_bytes;
   if (layout.data_bytes != total_bytes - layout.header_bytes)
     fail_input(

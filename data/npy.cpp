@@ -365,14 +365,14 @@ Tensor read_npy(const fs::path& path) {
   // Checked on the non-zero dims too, so a zero dim cannot hide an overflowing shape that
   // later code (strides, sample sizes) would multiply.
   const auto count = checked_product(header.shape);
-  const auto data_bytes = count ? checked_mul(static_cast<std::uint64_t>(*count),
-                                              std::uint64_t{dtype_size(header.dtype)})
-                                : std::nullopt;
+  if (!count)
+    fail_input("read NPY '{}': shape {}: the product of the non-zero dimensions overflows 64 bits",
+               path.string(), to_string(header.shape));
+  const auto data_bytes =
+      checked_mul(static_cast<std::uint64_t>(*count), std::uint64_t{dtype_size(header.dtype)});
   if (!data_bytes)
-    fail_input(
-        "read NPY '{}': shape {}: the product of the non-zero dimensions does not fit in "
-        "64 bits",
-        path.string(), to_string(header.shape));
+    fail_input("read NPY '{}': shape {} of {}: the data size overflows 64 bits", path.string(),
+               to_string(header.shape), dtype_name(header.dtype));
   const std::uint64_t bytes = *data_bytes;
   if (bytes != file.remaining())
     fail_input(

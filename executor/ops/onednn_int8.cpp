@@ -293,7 +293,7 @@ OpBuild build_int8_conv(const OpContext& ctx) {
                     to_string(x.dims), to_string(w.dims));
   const std::int64_t group = ctx.node().attr_int("group", 1);
   const std::int64_t c_in = x.dims[1], c_out = w.dims[0];
-  if (group < 1 || c_in % group || c_out % group || w.dims[1] * group != c_in)
+  if (group < 1 || c_in % group || c_out % group || checked_mul(w.dims[1], group) != c_in)
     ctx.invalid("weights {} do not match {} input channels with group {}", to_string(w.dims), c_in,
                 group);
   const Dims spatial(x.dims.begin() + 2, x.dims.end()), kernel(w.dims.begin() + 2, w.dims.end());

@@ -55,3 +55,8 @@ TEST_CASE("17.9 escaped() shows control bytes as \\xNN and keeps the rest of the
   CHECK(escaped("back\\slash") == "back\\\\slash");
   CHECK(escaped("caf\xc3\xa9 ok") == "caf\xc3\xa9 ok");  // UTF-8 stays readable
 }
+
+TEST_CASE("17.9 an Error whose message holds a NUL byte keeps the whole message") {
+  const Error error(ErrorKind::invalid_input, std::string("name 'a\0b': rule", 16));
+  CHECK(std::string(error.what()) == "name 'a\\x00b': rule");
+}

@@ -33,13 +33,12 @@ std::string npy_v1(std::string_view header, std::string_view data = {}) {
 TEST_CASE("17.10 IDX dims [2^32-1, 2^32-1, 0] are refused: their non-zero product overflows") {
   TempDir dir;
   const auto path = write_bytes(dir / "x.idx", idx_header(0x08, {0xffffffffu, 0xffffffffu, 0}));
-  check_error([&] { read_idx(path); },
-              {"x.idx", "dims [4294967295, 4294967295, 0]",
-               "the product of the non-zero dims does not fit in 64 bits"});
+  check_error([&] { read_idx(path); }, {"x.idx", "dims [4294967295, 4294967295, 0]",
+                                        "the product of the non-zero dims overflows 64 bits"});
   // The same header gzip-compressed takes the other path through the reader.
   const auto gz =
       write_bytes(dir / "x.idx.gz", test::gzip(idx_header(0x08, {0xffffffffu, 0xffffffffu, 0})));
-  check_error([&] { read_idx(gz); }, {"x.idx.gz", "does not fit in 64 bits"});
+  check_error([&] { read_idx(gz); }, {"x.idx.gz", "non-zero dims overflows 64 bits"});
 }
 
 TEST_CASE("17.10 IDX dims with a zero and a small product still read as an empty tensor") {
@@ -59,7 +58,7 @@ TEST_CASE("17.10 NPY shapes whose non-zero dims overflow are refused, a zero dim
         dir / "a.npy",
         npy_v1(std::string("{'descr': '<f4', 'fortran_order': False, 'shape': ") + shape + ", }"));
     check_error([&] { read_npy(path); },
-                {"a.npy", "the product of the non-zero dimensions does not fit in 64 bits"});
+                {"a.npy", "the product of the non-zero dimensions overflows 64 bits"});
   }
 }
 

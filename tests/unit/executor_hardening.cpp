@@ -69,3 +69,32 @@ TEST_CASE("a Gemm plan at an ordinary batch still builds and counts its MACs") {
   REQUIRE(plan.steps().size() == 1);
   CHECK(plan.steps()[0].macs == 8 * 4 * 2);
 }
+
+TEST_CASE("17.10 Tile repeats whose output length overflows are refused") {
+  Graph graph;
+  graph.name = "tile";
+  graph.opset = 13;
+  graph.inputs.push_back({"x", DType::f32, {-1, 3}, {"N", ""}});
+  graph.initializers["repeats"] =
+      Tensor::from_values<std::int64_t>({2}, std::vector<std::int64_t>{std::int64_t{1} << 62, 1});
+  graph.outputs.push_back({"y", DType::f32, {-1, 3}, {"N", ""}});
+  graph.nodes.push_back({"tile", "Tile", "", {"x", "repeats"}, {"y"}, {}});
+  CHECK(plan_error(graph, 4, ErrorKind::invalid_input) ==
+        "invalid node 'tile' (Tile): repeats [4611686018427387904, 1] of input [4, 3]: the output "
+        "length overflows 64 bits");
+}
+
+TEST_CASE("17.10 Conv dilations whose window extent overflows are refused") {
+  Graph graph;
+  graph.name = "conv";
+  graph.opset = 13;
+  graph.inputs.push_back({"x", DType::f32, {-1, 1, 8, 8}, {"N", "", "", ""}});
+  graph.initializers["w"] = Tensor(DType::f32, {1, 1, 3, 3});
+  graph.outputs.push_back({"y", DType::f32, {-1, 1, 8, 8}, {"N", "", "", ""}});
+  graph.nodes.push_back(
+      {"conv", "Conv", "", {"x", "w"}, {"y"}, {{"dilations", Dims{std::int64_t{1} << 62, 1}}}});
+  CHECK(plan_error(graph, 1, ErrorKind::invalid_input)
+            .find("invalid node 'conv' (Conv): kernel [3, 3], strides [1, 1], dilations "
+                  "[4611686018427387904, 1] and pads [0, 0, 0, 0] on input [8, 8]: the window "
+                  "arithmetic overflows 64 bits") != std::string::npos);
+}

@@ -38,6 +38,17 @@ class ModelDir {
   fs::path path_;
 };
 
+onnx::NodeProto* add_node(onnx::ModelProto& model, const std::string& name, const std::string& op,
+                          std::initializer_list<std::string> inputs,
+                          std::initializer_list<std::string> outputs) {
+  auto* node = model.mutable_graph()->add_node();
+  node->set_name(name);
+  node->set_op_type(op);
+  for (const auto& in : inputs) node->add_input(in);
+  for (const auto& out : outputs) node->add_output(out);
+  return node;
+}
+
 // y = Relu(x) with x, y float [1, 4]: a valid model each test breaks in one way.
 onnx::ModelProto relu_model() {
   onnx::ModelProto model;
@@ -53,11 +64,7 @@ onnx::ModelProto relu_model() {
     tensor_type->mutable_shape()->add_dim()->set_dim_value(1);
     tensor_type->mutable_shape()->add_dim()->set_dim_value(4);
   }
-  auto* node = graph->add_node();
-  node->set_name("relu");
-  node->set_op_type("Relu");
-  node->add_input("x");
-  node->add_output("y");
+  add_node(model, "relu", "Relu", {"x"}, {"y"});
   return model;
 }
 
@@ -69,17 +76,6 @@ onnx::TensorProto* add_initializer(onnx::ModelProto& model, const std::string& n
   tensor->set_data_type(type);
   for (auto d : dims) tensor->add_dims(d);
   return tensor;
-}
-
-onnx::NodeProto* add_node(onnx::ModelProto& model, const std::string& name, const std::string& op,
-                          std::initializer_list<std::string> inputs,
-                          std::initializer_list<std::string> outputs) {
-  auto* node = model.mutable_graph()->add_node();
-  node->set_name(name);
-  node->set_op_type(op);
-  for (const auto& in : inputs) node->add_input(in);
-  for (const auto& out : outputs) node->add_output(out);
-  return node;
 }
 
 fs::path save(const onnx::ModelProto& model, const fs::path& path) {
