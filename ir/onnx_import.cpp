@@ -254,9 +254,9 @@ ValueInfo value_info_from_proto(const onnx::ValueInfoProto& proto, const ImportC
     fail_unsupported(
         "loading '{}': value '{}' is not a tensor (sequences and maps are not "
         "supported)",
-        ctx.model_path.string(), proto.name());
+        ctx.model_path.string(), escaped(proto.name()));
   const auto& tt = proto.type().tensor_type();
-  info.dtype = require_dtype(tt.elem_type(), fmt::format("value '{}'", proto.name()), ctx);
+  info.dtype = require_dtype(tt.elem_type(), fmt::format("value '{}'", escaped(proto.name())), ctx);
   if (tt.has_shape()) {
     for (const auto& d : tt.shape().dim()) {
       info.dims.push_back(d.has_dim_value() ? d.dim_value() : -1);
@@ -288,7 +288,8 @@ AttrValue attr_from_proto(const onnx::AttributeProto& a, const std::string& node
       fail_unsupported(
           "loading '{}': attribute '{}' of node '{}' has type {}, which bitplan does "
           "not support (subgraphs, sparse tensors and type protos)",
-          ctx.model_path.string(), a.name(), node_name, A::AttributeType_Name(a.type()));
+          ctx.model_path.string(), escaped(a.name()), escaped(node_name),
+          A::AttributeType_Name(a.type()));
   }
 }
 
@@ -309,7 +310,7 @@ Tensor constant_value(const Node& node, const ImportContext& ctx) {
   fail_unsupported(
       "loading '{}': Constant node '{}' has no value bitplan can read (value, "
       "value_float(s), value_int(s) are supported)",
-      ctx.model_path.string(), node.name);
+      ctx.model_path.string(), escaped(node.name));
 }
 
 template <typename Message>
@@ -421,7 +422,7 @@ Graph load_onnx(const fs::path& path, const ImportLimits& limits) {
     if (node.op_type == "Constant" && node.domain.empty()) {
       if (node.outputs.size() != 1)
         fail_input("loading '{}': Constant node '{}' must have one output", path.string(),
-                   node.name);
+                   escaped(node.name));
       graph.initializers[node.outputs[0]] = constant_value(node, ctx);
       continue;
     }
