@@ -7,6 +7,7 @@
 
 #include "core/error.hpp"
 #include "core/files.hpp"
+#include "core/text.hpp"
 #include "executor/quant/plan.hpp"
 
 namespace bitplan {
@@ -153,7 +154,7 @@ void write_workloads_json(const std::filesystem::path& path, const std::string& 
     j["output_elements"] = w.output_elements;
     layers.push_back(std::move(j));
   }
-  write_file_atomic(path, doc.dump(1) + "\n");
+  write_file_atomic(path, json_text(doc, 1) + "\n");
 }
 
 }  // namespace bitplan

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <boost/program_options.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -16,9 +17,32 @@ boost::program_options::variables_map parse_options(
     const boost::program_options::options_description& desc, const std::vector<std::string>& args,
     const boost::program_options::positional_options_description* positional = nullptr);
 
-// Comma-separated list ("1,64") of positive integers; `flag` names the option in errors.
-std::vector<std::int64_t> parse_positive_list(const std::string& text, const char* flag);
+// The text given for the flag --`name`, if it was given. Numeric flags are read as text and
+// parsed by cli/values.hpp, the same rules as their config keys.
+std::optional<std::string> flag_text(const boost::program_options::variables_map& vm,
+                                     const char* name);
+
+// Comma-separated batch sizes ("1,64"), each checked as parse_batch does; `flag` names the
+// option in errors.
+std::vector<std::int64_t> parse_batch_list(const std::string& text, const char* flag);
 std::vector<std::string> split_list(const std::string& text);
+
+// A plan file (.yaml/.yml or an existing path), or a plan in one word for every quantizable
+// layer: the uniform shorthands (W8A8, W4g128A16, fp16, bf16...) with `calibration` for their
+// activation ranges, and the search's other options, fp32 (nothing quantized) and fp8.
+QuantPlan resolve_plan(const std::string& plan_arg, const std::string& calibration,
+                       const Graph& graph, const std::string& model_hash);
+bool is_plan_file(const std::string& plan_arg);
+// Whether some layer of `plan` quantizes its input with a calibrated (static) range; a
+// weight-only plan, float activations or dynamic ranges need no calibration.
+bool needs_calibration(const QuantPlan& plan);
+
+// Refuses a `batch` whose activations would not fit in memory (cli/values.hpp), estimated
+// from the model planned for one sample. `origin` names the flag or config key.
+void check_batch_fits(const Graph& graph, std::int64_t batch, const ValueOrigin& origin);
+// The same for the run config's evaluate.batch (or the --batch that replaced it), run on at
+// most `samples` samples at a time (0: no such bound).
+void check_batch_fits(const Graph& graph, const RunConfig& config, std::int64_t samples = 0);
 
 // Where calibration samples come from, for summaries: "512 samples (seed 1) of PATH".
 std::string calibration_summary(const DatasetConfig& dataset);

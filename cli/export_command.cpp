@@ -5,7 +5,9 @@
 #include <iostream>
 
 #include "cli/commands.hpp"
+#include "core/files.hpp"
 #include "core/parallel.hpp"
+#include "executor/evaluate.hpp"
 #include "executor/model.hpp"
 #include "export/export.hpp"
 
@@ -46,7 +48,8 @@ options)");
   desc.add_options()("help,h", "show this help")("config", po::value(&config_path),
                                                  "run config (YAML): model and calibration data")(
       "model", po::value(&model), "ONNX model (overrides the config's)")(
-      "plan", po::value(&plan_arg), "plan YAML file or uniform plan (W8A8, W4A16, W4g128A16...)")(
+      "plan", po::value(&plan_arg),
+      "plan YAML file or uniform plan (W8A8, W4A16, W4g128A16, fp32...)")(
       "calibration", po::value(&calibration_method)->default_value("minmax"),
       "activation calibration for uniform plans: minmax | percentile | mse | entropy")(
       "format", po::value(&format_name), "onnx-qdq | trt-precisions | ort-overrides | json")(
@@ -65,26 +68,26 @@ options)");
   if (plan_arg.empty() || format_name.empty() || output.empty())
     fail(ErrorKind::usage, "export: --plan, --format and --output are required (see --help)");
   const ExportFormat format = parse_export_format(format_name);
+  // A device or FIFO as the output is refused before the work (write_export checks the rest).
+  for (const auto& path : export_outputs(format, output)) check_output_target(path);
+  if (!nearest_path.empty()) check_output_target(nearest_path);
   RunConfig config;
   if (!config_path.empty()) config = load_run_config(config_path);
   if (!model.empty()) config.model = model;
   if (config.model.empty()) fail(ErrorKind::usage, "export: give --config or --model");
   set_num_threads(config.evaluate.threads);
 
-  const LoadedModel loaded = load_model(config.model);
+  LoadedModel loaded = load_model(config.model);
   const std::string hash = model_file_hash(config.model);
-  const bool plan_file =
-      plan_arg.ends_with(".yaml") || plan_arg.ends_with(".yml") || fs::exists(plan_arg);
-  QuantPlan plan = plan_file ? load_plan(plan_arg, loaded.graph, hash)
-                             : uniform_plan(plan_arg, loaded.graph,
-                                            parse_calibration_method(calibration_method));
-  plan.model_hash = hash;
+  const QuantPlan plan = resolve_plan(plan_arg, calibration_method, loaded.graph, hash);
 
   // Calibration as `bitplan evaluate` does it: same samples, same cache.
   CalibrationData calibration;
   std::unique_ptr<Dataset> dataset;
   if (config.has_dataset) {
     dataset = open_dataset(config.dataset);
+    bind_input_to_samples(loaded.graph, *dataset);
+    check_batch_fits(loaded.graph, config);
     calibration = calibration_data(config.dataset, *dataset, cache_dir, config.evaluate.batch);
   }
   QuantSimulator simulator(loaded.graph, hash, std::move(calibration));

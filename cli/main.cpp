@@ -11,15 +11,20 @@
 #include <chrono>
 #include <cmath>
 #include <iostream>
+#include <limits>
+#include <map>
 #include <optional>
 
 #include "backends/device.hpp"
 #include "cli/commands.hpp"
 #include "cli/export_command.hpp"
+#include "cli/input_shape.hpp"
 #include "cli/run_config.hpp"
+#include "cli/values.hpp"
 #include "core/files.hpp"
 #include "core/interrupt.hpp"
 #include "core/parallel.hpp"
+#include "core/text.hpp"
 #include "data/npy.hpp"
 #include "executor/evaluate.hpp"
 #include "executor/metrics.hpp"
@@ -90,9 +95,10 @@ example:
 
 options)");
   std::string model;
-  std::int64_t batch = 1;
+  std::vector<std::string> input_shapes;
   desc.add_options()("help,h", "show this help")("model", po::value(&model), "ONNX model file")(
-      "batch", po::value(&batch)->default_value(1), "batch size to plan for")("json", "print JSON");
+      "batch", po::value<std::string>()->default_value("1"), "batch size to plan for")(
+      "input-shape", po::value(&input_shapes)->composing(), kInputShapeHelp)("json", "print JSON");
   po::positional_options_description pos;
   pos.add("model", 1);
   const auto vm = parse(desc, args, &pos);
@@ -102,7 +108,10 @@ options)");
   }
   if (model.empty())
     fail(ErrorKind::usage, "inspect: a model file is required (bitplan inspect MODEL.onnx)");
-  const LoadedModel loaded = load_model(model);
+  const ValueOrigin batch_flag = ValueOrigin::flag("--batch");
+  const std::int64_t batch = parse_batch(*flag_text(vm, "batch"), batch_flag);
+  const LoadedModel loaded = load_model(model, parse_input_shapes(input_shapes, "--input-shape"));
+  check_batch_fits(loaded.graph, batch, batch_flag);
   const ExecutionPlan plan(loaded.graph, PlanOptions{batch});
   std::int64_t total_params = 0, total_macs = 0;
   for (const auto& s : plan.steps()) {
@@ -127,7 +136,7 @@ options)");
                 {"total_macs", total_macs},
                 {"arena_bytes", plan.arena_bytes()},
                 {"simplifications", loaded.simplification.notes}};
-    std::cout << out.dump(2) << "\n";
+    std::cout << json_text(out, 2) << "\n";
     return 0;
   }
   fmt::print("model {} (graph '{}', opset {}), batch {}\n", model, loaded.graph.name,
@@ -191,7 +200,7 @@ options)");
                   {"runtime_version", cuda.runtime_version},
                   {"unavailable", cuda.unavailable},
                   {"devices", gpus}}}};
-    std::cout << out.dump(2) << "\n";
+    std::cout << json_text(out, 2) << "\n";
     return 0;
   }
   fmt::print("cpu   {} ({} logical cores)\n      oneDNN {} dispatches to {}; flags: {}\n",
@@ -204,17 +213,6 @@ options)");
                static_cast<double>(d.memory_bytes) / (1 << 30), cuda.driver_version,
                cuda.runtime_version);
   return 0;
-}
-
-// A plan file, or a uniform plan in one word (W8A8...).
-QuantPlan resolve_plan(const std::string& plan_arg, const std::string& calibration,
-                       const Graph& graph, const std::string& model_hash) {
-  const bool is_file =
-      plan_arg.ends_with(".yaml") || plan_arg.ends_with(".yml") || fs::exists(plan_arg);
-  QuantPlan plan = is_file ? load_plan(plan_arg, graph, model_hash)
-                           : uniform_plan(plan_arg, graph, parse_calibration_method(calibration));
-  plan.model_hash = model_hash;
-  return plan;
 }
 
 int cmd_debug(const std::vector<std::string>& args) {
@@ -232,14 +230,13 @@ examples:
 options)");
   std::string config_path, plan_arg = "W8A8", calibration = "minmax", csv_path,
                            cache_dir = default_cache_dir();
-  std::int64_t count = 256;
   desc.add_options()("help,h", "show this help")("config", po::value(&config_path),
                                                  "run config (YAML)")(
       "plan", po::value(&plan_arg)->default_value("W8A8"),
-      "plan YAML file or uniform plan (W8A8, W4A16...)")(
+      "plan YAML file or uniform plan (W8A8, W4A16, fp32...)")(
       "calibration", po::value(&calibration)->default_value("minmax"),
-      "calibration for uniform plans")("count", po::value(&count)->default_value(256),
-                                       "validation samples to measure on")(
+      "calibration for uniform plans")("count", po::value<std::string>()->default_value("256"),
+                                       "validation samples to measure on (0 = all)")(
       "cache-dir", po::value(&cache_dir), "calibration cache folder")(
       "csv", po::value(&csv_path), "also write the table as CSV")("json", "print JSON");
   const auto vm = parse(desc, args);
@@ -248,15 +245,18 @@ options)");
     return 0;
   }
   if (config_path.empty()) fail(ErrorKind::usage, "debug: --config RUN.yaml is required");
+  if (!csv_path.empty()) check_output_target(csv_path);  // before the work, not after it
+  const std::int64_t count = parse_count(*flag_text(vm, "count"), ValueOrigin::flag("--count"));
   RunConfig config = load_run_config(config_path);
   if (!config.has_dataset) fail_input("config '{}': debug needs a dataset section", config_path);
-  if (count < 1) fail(ErrorKind::usage, "--count {} must be >= 1", count);
   set_num_threads(config.evaluate.threads);
-  const LoadedModel loaded = load_model(config.model);
+  LoadedModel loaded = load_model(config.model);
   const auto dataset = open_dataset(config.dataset);
+  bind_input_to_samples(loaded.graph, *dataset);
   Selection sel = config.dataset.validation;
-  sel.count = std::min<std::int64_t>(count, dataset->size() - sel.offset);
+  if (count > 0) sel.count = std::min<std::int64_t>(count, dataset->size() - sel.offset);
   const auto indices = select_indices(sel, dataset->size(), "validation");
+  check_batch_fits(loaded.graph, config, static_cast<std::int64_t>(indices.size()));
   const std::string hash = model_file_hash(config.model);
   const QuantPlan plan = resolve_plan(plan_arg, calibration, loaded.graph, hash);
   QuantSimulator simulator(
@@ -270,8 +270,8 @@ options)");
         "layer,op,weights,activations,isolated_layer_sqnr_db,isolated_output_sqnr_db,"
         "cumulative_layer_sqnr_db,weight_min,weight_max,weight_outlier_ratio,input_min,input_max\n";
     for (const auto& l : d.layers)
-      csv += fmt::format("\"{}\",{},{},{},{:.3f},{:.3f},{:.3f},{},{},{:.3f},{},{}\n", l.name,
-                         l.op_type, l.weights, l.activations, l.isolated_layer_sqnr_db,
+      csv += fmt::format("{},{},{},{},{:.3f},{:.3f},{:.3f},{},{},{:.3f},{},{}\n", csv_field(l.name),
+                         csv_field(l.op_type), l.weights, l.activations, l.isolated_layer_sqnr_db,
                          l.isolated_output_sqnr_db, l.cumulative_layer_sqnr_db, l.weight_min,
                          l.weight_max, l.weight_outlier_ratio, l.input_min, l.input_max);
     write_file_atomic(csv_path, csv);
@@ -291,12 +291,12 @@ options)");
                         {"weight_outlier_ratio", l.weight_outlier_ratio},
                         {"input_min", num(l.input_min)},
                         {"input_max", num(l.input_max)}});
-    std::cout << json{{"model", config.model.string()},
-                      {"plan", plan_arg},
-                      {"samples", d.samples},
-                      {"output_sqnr_db", num(d.output_sqnr_db)},
-                      {"layers", layers}}
-                     .dump(2)
+    std::cout << json_text(json{{"model", config.model.string()},
+                                {"plan", plan_arg},
+                                {"samples", d.samples},
+                                {"output_sqnr_db", num(d.output_sqnr_db)},
+                                {"layers", layers}},
+                           2)
               << "\n";
     return 0;
   }
@@ -319,22 +319,17 @@ options)");
   return 0;
 }
 
+// Comma-separated finite numbers ("0.485,0.456,0.406"), each checked like a config's.
 std::vector<float> parse_floats(const std::string& text, const char* flag) {
+  const ValueOrigin origin = ValueOrigin::flag(flag);
   std::vector<float> out;
   std::size_t pos = 0;
-  while (pos < text.size()) {
-    const std::size_t comma = text.find(',', pos);
-    const std::string part =
-        text.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
-    try {
-      std::size_t used = 0;
-      out.push_back(std::stof(part, &used));
-      if (used != part.size()) throw std::invalid_argument(part);
-    } catch (const std::exception&) {
-      fail(ErrorKind::usage, "--{} '{}': '{}' is not a number (use comma-separated values)", flag,
-           text, part);
-    }
-    if (comma == std::string::npos) break;
+  while (pos <= text.size()) {
+    const std::size_t comma = std::min(text.find(',', pos), text.size());
+    const double value = parse_finite(text.substr(pos, comma - pos), origin);
+    if (std::abs(value) > std::numeric_limits<float>::max())
+      origin.fail(text.substr(pos, comma - pos), "is out of the float range");
+    out.push_back(static_cast<float>(value));
     pos = comma + 1;
   }
   return out;
@@ -366,23 +361,21 @@ options)");
   std::string config_path, model, images, labels, format, mean, std_dev, plan_arg,
       calibration = "minmax", save_plan_path, predictions_path;
   std::string cache_dir = default_cache_dir();
-  std::int64_t batch = 0, count = -1;
-  std::uint64_t seed = 0;
-  int threads = -1;
   desc.add_options()("help,h", "show this help")("config", po::value(&config_path),
                                                  "run config (YAML)")(
       "model", po::value(&model), "ONNX model (overrides the config's)")(
       "images", po::value(&images), "images: IDX/NPY file or image folder")(
-      "labels", po::value(&labels), "labels: IDX/NPY file (not for image folders)")(
+      "labels", po::value(&labels),
+      "labels: IDX/NPY file, required with IDX/NPY images (image folders: the subfolders)")(
       "format", po::value(&format), "idx | npy | image_folder (default: guessed from --images)")(
       "mean", po::value(&mean), "per-channel mean after scaling to [0,1], comma-separated")(
       "std", po::value(&std_dev), "per-channel std, comma-separated")(
-      "count", po::value(&count), "validation samples (0 = all)")(
-      "seed", po::value(&seed), "validation selection seed (0 = dataset order)")(
-      "batch", po::value(&batch), "batch size (default 64)")("threads", po::value(&threads),
-                                                             "threads (0 = all cores)")(
+      "count", po::value<std::string>(), "validation samples (0 = all)")(
+      "seed", po::value<std::string>(), "validation selection seed (0 = dataset order)")(
+      "batch", po::value<std::string>(), "batch size (default 64)")(
+      "threads", po::value<std::string>(), "threads (0 = all cores)")(
       "plan", po::value(&plan_arg),
-      "quantization plan: a plan YAML file or a uniform plan (W8A8, W4A16, W4g32A8...)")(
+      "quantization plan: a plan YAML file or a uniform plan (W8A8, W4A16, W4g32A8, fp32...)")(
       "calibration", po::value(&calibration)->default_value("minmax"),
       "activation calibration for uniform plans: minmax | percentile | mse | entropy")(
       "cache-dir", po::value(&cache_dir), "calibration cache folder (default ~/.cache/bitplan)")(
@@ -409,29 +402,46 @@ options)");
                             : images.ends_with(".npy") ? "npy"
                                                        : "idx";
   }
-  if (!mean.empty()) config.dataset.preprocess.mean = parse_floats(mean, "mean");
-  if (!std_dev.empty()) config.dataset.preprocess.std = parse_floats(std_dev, "std");
-  if (count >= 0) config.dataset.validation.count = count;
-  if (vm.count("seed")) config.dataset.validation.seed = seed;
-  if (batch > 0)
-    config.evaluate.batch = batch;
-  else if (vm.count("batch"))
-    fail(ErrorKind::usage, "--batch {} must be >= 1", batch);
-  if (threads >= 0) config.evaluate.threads = threads;
+  if (!mean.empty()) config.dataset.preprocess.mean = parse_floats(mean, "--mean");
+  if (!std_dev.empty()) {
+    config.dataset.preprocess.std = parse_floats(std_dev, "--std");
+    for (const float v : config.dataset.preprocess.std)
+      if (v == 0) ValueOrigin::flag("--std").fail(std_dev, "has a 0: every std must be non-zero");
+  }
+  if (const auto text = flag_text(vm, "count"))
+    config.dataset.validation.count = parse_count(*text, ValueOrigin::flag("--count"));
+  if (const auto text = flag_text(vm, "seed"))
+    config.dataset.validation.seed = parse_seed(*text, ValueOrigin::flag("--seed"));
+  if (const auto text = flag_text(vm, "batch")) {
+    config.evaluate.batch_origin = ValueOrigin::flag("--batch");
+    config.evaluate.batch = parse_batch(*text, *config.evaluate.batch_origin);
+  }
+  if (const auto text = flag_text(vm, "threads"))
+    config.evaluate.threads = parse_threads(*text, ValueOrigin::flag("--threads"));
   if (config.model.empty()) fail(ErrorKind::usage, "evaluate: give --config or --model");
   if (!config.has_dataset)
     fail(ErrorKind::usage,
          "evaluate: give a dataset (--config with a dataset section, or --images)");
+  // Accuracy needs the true classes: IDX/NPY images come with a labels file.
+  if (!images.empty() && config.dataset.format != "image_folder" && labels.empty())
+    fail(ErrorKind::usage,
+         "evaluate --images {}: --labels is required with {} images (an IDX/NPY file of the "
+         "samples' classes; image folders take them from their subfolders)",
+         images, config.dataset.format);
 
+  // Output targets before the work, not after it.
+  for (const auto& output : {save_plan_path, predictions_path})
+    if (!output.empty()) check_output_target(output);
   set_num_threads(config.evaluate.threads);
-  const LoadedModel loaded = load_model(config.model);
+  LoadedModel loaded = load_model(config.model);
   const auto dataset = open_dataset(config.dataset);
+  bind_input_to_samples(loaded.graph, *dataset);
   const auto indices = select_indices(config.dataset.validation, dataset->size(), "validation");
+  check_batch_fits(loaded.graph, config, static_cast<std::int64_t>(indices.size()));
   const bool with_plan = !plan_arg.empty();
   if (vm.count("int8") && !with_plan)
     fail(ErrorKind::usage, "--int8 runs a plan's INT8 layers: give --plan too");
-  if (!vm["calibration"].defaulted() &&
-      (!with_plan || plan_arg.ends_with(".yaml") || plan_arg.ends_with(".yml")))
+  if (!vm["calibration"].defaulted() && (!with_plan || is_plan_file(plan_arg)))
     fail(ErrorKind::usage,
          "--calibration {} applies to uniform plans (--plan W8A8...); plan files set it per layer",
          calibration);
@@ -467,6 +477,9 @@ options)");
     write_npy(predictions_path,
               Tensor::from_values<std::int64_t>({static_cast<std::int64_t>(top1.size())}, top1));
   }
+  const std::string calibration_text =
+      needs_calibration(plan) ? calibration_summary(config.dataset)
+                              : "none needed (no layer quantizes its input with a static range)";
   if (vm.count("json")) {
     auto per_class = [&](const EvalResult& e) {
       json classes = json::array();
@@ -502,7 +515,7 @@ options)");
           {"sqnr_db", std::isinf(fidelity->sqnr_db) ? json(nullptr) : json(fidelity->sqnr_db)},
           {"cosine", fidelity->cosine},
           {"worst_class_drop", worst_class_drop(r, *q)},
-          {"calibration", calibration_summary(config.dataset)}};
+          {"calibration", calibration_text}};
       if (real)
         out["int8"] = {
             {"layers", int8_build->int8_layers},
@@ -516,7 +529,7 @@ options)");
             {"sqnr_vs_simulation_db",
              std::isinf(real_vs_sim->sqnr_db) ? json(nullptr) : json(real_vs_sim->sqnr_db)}};
     }
-    std::cout << out.dump(2) << "\n";
+    std::cout << json_text(out, 2) << "\n";
     return 0;
   }
   fmt::print("model    {}\nsamples  {} (batch {}, {} threads)\n", config.model.string(), r.samples,
@@ -529,7 +542,10 @@ options)");
   if (q) {
     fmt::print("plan     {} ({} of {} quantizable layers quantized)\n", plan_arg,
                plan.layers.size(), quantizable_layers(loaded.graph).size());
-    fmt::print("  calibrated on {}\n", calibration_summary(config.dataset));
+    if (needs_calibration(plan))
+      fmt::print("  calibrated on {}\n", calibration_summary(config.dataset));
+    else
+      fmt::print("  calibration: {}\n", calibration_text);
     fmt::print("  top-1 {:.2f}% ({:+.2f} pt), top-5 {:.2f}%, worst class drop {:.2f} pt\n",
                100 * q->top1, 100 * (q->top1 - r.top1), 100 * q->top5,
                100 * worst_class_drop(r, *q));
@@ -547,8 +563,16 @@ options)");
         int8_build->int8_layers.size(), int8_build->chained_tensors,
         int8_build->channels_last_tensors, int8_build->bf16_layers.size(),
         int8_build->why_simulated.size());
+    // One line per reason: a uniform plan gives every layer the same one.
+    std::map<std::string, std::vector<std::string>> layers_by_reason;
     for (const auto& [layer, why] : int8_build->why_simulated)
-      fmt::print("  simulated {}: {}\n", layer, why);
+      layers_by_reason[why].push_back(layer);
+    for (const auto& [why, layers] : layers_by_reason)
+      fmt::print("  simulated {}: {}\n",
+                 layers.size() == 1 ? layers[0]
+                                    : fmt::format("{} layers ({} ... {})", layers.size(),
+                                                  layers.front(), layers.back()),
+                 why);
     fmt::print(
         "  top-1 {:.2f}%, same top-1 as the simulation on {:.2f}% of samples, SQNR vs simulation "
         "{:.1f} dB\n",
@@ -556,10 +580,17 @@ options)");
     fmt::print("  integer run {:.3f} s ({:.2f}x the fp32 time)\n", real->model_seconds,
                real->model_seconds / std::max(r.model_seconds, 1e-9));
   }
-  fmt::print("per class:\n");
-  for (std::size_t c = 0; c < r.class_accuracy.size(); ++c)
-    fmt::print("  {:<16} {:>6} samples  top-1 {:.2f}%\n", dataset->class_names()[c],
+  // With a plan, each class's top-1 under the plan next to fp32's.
+  fmt::print("{}\n", q ? fmt::format("per class (top-1 fp32 -> plan {}):", plan_arg)
+                       : std::string("per class:"));
+  for (std::size_t c = 0; c < r.class_accuracy.size(); ++c) {
+    fmt::print("  {:<16} {:>6} samples  top-1 {:.2f}%", dataset->class_names()[c],
                r.class_samples[c], 100 * r.class_accuracy[c]);
+    if (q)
+      fmt::print(" -> {:.2f}% ({:+.2f} pt)", 100 * q->class_accuracy[c],
+                 100 * (q->class_accuracy[c] - r.class_accuracy[c]));
+    fmt::print("\n");
+  }
   return 0;
 }
 

@@ -1,10 +1,14 @@
 #include <fmt/format.h>
 
-#include <charconv>
+#include <algorithm>
 #include <cstdlib>
+#include <filesystem>
 
 #include "cli/commands.hpp"
+#include "cli/values.hpp"
 #include "core/error.hpp"
+#include "executor/plan.hpp"
+#include "search/driver.hpp"
 
 namespace bitplan {
 
@@ -25,6 +29,11 @@ po::variables_map parse_options(const po::options_description& desc,
   return vm;
 }
 
+std::optional<std::string> flag_text(const po::variables_map& vm, const char* name) {
+  if (!vm.count(name)) return std::nullopt;
+  return vm[name].as<std::string>();
+}
+
 std::vector<std::string> split_list(const std::string& text) {
   std::vector<std::string> out;
   std::size_t start = 0;
@@ -36,18 +45,75 @@ std::vector<std::string> split_list(const std::string& text) {
   return out;
 }
 
-std::vector<std::int64_t> parse_positive_list(const std::string& text, const char* flag) {
+std::vector<std::int64_t> parse_batch_list(const std::string& text, const char* flag) {
   std::vector<std::int64_t> out;
-  for (const auto& item : split_list(text)) {
-    std::int64_t v = 0;
-    const auto [end, ec] = std::from_chars(item.data(), item.data() + item.size(), v);
-    if (ec != std::errc() || end != item.data() + item.size() || v <= 0)
-      fail(ErrorKind::usage, "{} '{}': '{}' is not a positive integer (give e.g. 1,64)", flag, text,
-           item);
-    out.push_back(v);
-  }
+  for (const auto& item : split_list(text))
+    out.push_back(parse_batch(item, ValueOrigin::flag(flag)));
   if (out.empty()) fail(ErrorKind::usage, "{} is empty (give e.g. 1,64)", flag);
   return out;
+}
+
+bool is_plan_file(const std::string& plan_arg) {
+  return plan_arg.ends_with(".yaml") || plan_arg.ends_with(".yml") ||
+         std::filesystem::exists(plan_arg);
+}
+
+QuantPlan resolve_plan(const std::string& plan_arg, const std::string& calibration,
+                       const Graph& graph, const std::string& model_hash) {
+  QuantPlan plan;
+  if (is_plan_file(plan_arg)) {
+    plan = load_plan(plan_arg, graph, model_hash);
+  } else if (plan_arg == "fp32" || plan_arg == "fp8") {
+    // Search options that are no uniform shorthand: take each layer's as the search does.
+    const CalibrationMethod method = parse_calibration_method(calibration);
+    for (const auto& layer : quantizable_layers(graph)) {
+      LayerQuant q = search::option_spec(plan_arg, graph, layer);
+      q.calibration = method;
+      if (q.quantized()) plan.layers[layer.name] = q;
+    }
+  } else {
+    plan = uniform_plan(plan_arg, graph, parse_calibration_method(calibration));
+  }
+  plan.model_hash = model_hash;
+  return plan;
+}
+
+bool needs_calibration(const QuantPlan& plan) {
+  return std::any_of(plan.layers.begin(), plan.layers.end(), [](const auto& entry) {
+    const LayerQuant& q = entry.second;
+    return q.activations.format != FormatId::fp32 && !q.dynamic &&
+           format_traits(q.activations.format).has_scale();
+  });
+}
+
+namespace {
+
+// Activation bytes of one sample (the planned arena and the inputs), or 0 when the model
+// cannot be planned as is: the run's own planning then reports why.
+double activation_bytes_per_sample(const Graph& graph) {
+  try {
+    const ExecutionPlan one(graph, PlanOptions{1});
+    double bytes = static_cast<double>(one.arena_bytes());
+    for (const ValueMeta& input : one.input_meta())
+      bytes +=
+          static_cast<double>(product(input.dims)) * static_cast<double>(dtype_size(input.dtype));
+    return bytes;
+  } catch (const Error&) {
+    return 0;
+  }
+}
+
+}  // namespace
+
+void check_batch_fits(const Graph& graph, std::int64_t batch, const ValueOrigin& origin) {
+  check_batch_memory(batch, batch, activation_bytes_per_sample(graph), origin);
+}
+
+void check_batch_fits(const Graph& graph, const RunConfig& config, std::int64_t samples) {
+  const std::int64_t batch = config.evaluate.batch;
+  check_batch_memory(batch, samples > 0 ? std::min(batch, samples) : batch,
+                     activation_bytes_per_sample(graph),
+                     config.evaluate.batch_origin.value_or(ValueOrigin::flag("--batch")));
 }
 
 std::string calibration_summary(const DatasetConfig& dataset) {

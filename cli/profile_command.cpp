@@ -7,14 +7,18 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <set>
 
 #include "backends/cpu/onednn_profiler.hpp"
 #include "backends/device.hpp"
 #include "backends/workload.hpp"
 #include "cli/commands.hpp"
+#include "cli/input_shape.hpp"
+#include "cli/values.hpp"
 #include "core/error.hpp"
 #include "core/files.hpp"
 #include "core/parallel.hpp"
+#include "core/text.hpp"
 #include "cost_models/cost_model.hpp"
 #include "executor/model.hpp"
 #include "executor/quant/simulate.hpp"
@@ -80,20 +84,20 @@ prediction from the profile.
 command writes (--emit-workloads DIR); see docs/cuda_backend.md.
 
 options)");
-  std::vector<std::string> models;
+  std::vector<std::string> models, input_shape_texts;
   std::string backend = "onednn", batches_text = "1", precisions_text = "fp32,int8,bf16", out,
               target, emit_dir, validate_json;
-  int threads = 0;
-  double budget = 1.5;
   desc.add_options()("help,h", "show this help")("backend", po::value(&backend),
                                                  "onednn (this CPU) or cuda")(
       "model", po::value(&models)->composing(), "ONNX model (repeatable)")(
+      "input-shape", po::value(&input_shape_texts)->composing(), kInputShapeHelp)(
       "batch", po::value(&batches_text), "batch sizes, comma-separated (default 1)")(
       "precisions", po::value(&precisions_text), "precisions to time (default fp32,int8,bf16)")(
       "out", po::value(&out), "profile to write or extend (default hw_profiles/<target>.yaml)")(
       "target", po::value(&target), "target name recorded in the profile")(
-      "threads", po::value(&threads), "threads (0 = all cores)")(
-      "budget", po::value(&budget), "seconds of timed runs per model, batch and precision")(
+      "threads", po::value<std::string>()->default_value("0"), "threads (0 = all cores)")(
+      "budget", po::value<std::string>()->default_value("1.5"),
+      "seconds of timed runs per model, batch and precision")(
       "remeasure", "time again what the profile already has")(
       "emit-workloads", po::value(&emit_dir),
       "write the layer workloads as JSON (DIR/<model>_b<batch>.json) for external profilers "
@@ -107,19 +111,24 @@ options)");
   if (models.empty()) fail(ErrorKind::usage, "profile: give at least one --model (see --help)");
   if (backend != "onednn" && backend != "cuda")
     fail(ErrorKind::usage, "profile: --backend '{}' is not one of onednn, cuda", backend);
-  if (!(budget > 0) || budget > 600)
-    fail(ErrorKind::usage, "profile: --budget {} must lie in (0, 600] seconds", budget);
-  set_num_threads(threads);
+  const ValueOrigin budget_flag = ValueOrigin::flag("--budget");
+  const std::string budget_text = *flag_text(vm, "budget");
+  const double budget = parse_finite(budget_text, budget_flag);
+  if (!(budget > 0) || budget > 600) budget_flag.fail(budget_text, "must lie in (0, 600] seconds");
+  if (!validate_json.empty()) check_output_target(validate_json);  // before the measuring
+  set_num_threads(parse_threads(*flag_text(vm, "threads"), ValueOrigin::flag("--threads")));
   CpuProfileOptions options;
-  options.batches = parse_positive_list(batches_text, "--batch");
+  options.batches = parse_batch_list(batches_text, "--batch");
   options.precisions = split_list(precisions_text);
   options.budget_seconds = budget;
   options.remeasure = vm.count("remeasure") != 0;
+  const std::vector<InputShape> input_shapes =
+      parse_input_shapes(input_shape_texts, "--input-shape");  // for every --model
 
   if (!emit_dir.empty()) {
-    fs::create_directories(emit_dir);
+    prepare_output_folder(emit_dir, "--emit-workloads");
     for (const auto& model_path : models) {
-      const LoadedModel model = load_model(model_path);
+      const LoadedModel model = load_model(model_path, input_shapes);
       for (const auto batch : options.batches) {
         const ExecutionPlan plan(model.graph, PlanOptions{batch});
         const fs::path file =
@@ -167,7 +176,7 @@ options)");
   }
   // Load every model first: a bad path or model fails before minutes of measuring.
   std::vector<LoadedModel> loaded;
-  for (const auto& model_path : models) loaded.push_back(load_model(model_path));
+  for (const auto& model_path : models) loaded.push_back(load_model(model_path, input_shapes));
   describe_cpu_target(profile, options);
   if (profile.ceilings.empty() || options.remeasure) {
     fmt::print("measuring the CPU's ceilings\n");
@@ -181,8 +190,11 @@ options)");
                          [](const std::string& what) { fmt::print("  {}\n", what); });
     save_hw_profile(out, profile);  // after each model: an interrupted run keeps the rest
   }
-  fmt::print("profile {}: {} entries, {} models\n", out, profile.entries.size(),
-             profile.models.size());
+  std::set<std::string> distinct_models;
+  for (const auto& m : profile.models) distinct_models.insert(m.model_hash);
+  fmt::print("profile {}: {} entries, {} model{} ({} model/batch pair{})\n", out,
+             profile.entries.size(), distinct_models.size(), distinct_models.size() == 1 ? "" : "s",
+             profile.models.size(), profile.models.size() == 1 ? "" : "s");
   for (const auto& c : profile.ceilings)
     fmt::print("  ceiling {} = {:.1f} {}\n", c.name, c.value, c.unit);
 
@@ -192,7 +204,7 @@ options)");
   fmt::print("\n{:<24} {:>5} {:<22} {:>11} {:>17} {:>8}   {:>11} {:>8}\n", "model", "batch", "plan",
              "predicted", "measured (IQR)", "error", "stored prof", "error");
   for (const auto& model_path : models) {
-    const LoadedModel model = load_model(model_path);
+    const LoadedModel model = load_model(model_path, input_shapes);
     const std::string hash = model_file_hash(model_path);
     for (const auto batch : options.batches) {
       const CostContext context = CostContext::build(model.graph, hash, batch);
@@ -250,13 +262,14 @@ options)");
       errors.empty() ? 0 : 100 * *std::max_element(errors.begin(), errors.end()),
       100 * stored_median);
   if (!validate_json.empty())
-    write_file_atomic(validate_json, json{{"profile", out},
-                                          {"threads", num_threads()},
-                                          {"median_abs_error", median},
-                                          {"median_abs_error_vs_stored_profile", stored_median},
-                                          {"rows", rows}}
-                                             .dump(1) +
-                                         "\n");
+    write_file_atomic(validate_json,
+                      json_text(json{{"profile", out},
+                                     {"threads", num_threads()},
+                                     {"median_abs_error", median},
+                                     {"median_abs_error_vs_stored_profile", stored_median},
+                                     {"rows", rows}},
+                                1) +
+                          "\n");
   return 0;
 }
 
@@ -275,11 +288,13 @@ the command exits with 4.
 
 options)");
   std::string model_path, plan_arg, target;
-  std::int64_t batch = 1;
+  std::vector<std::string> input_shapes;
   desc.add_options()("help,h", "show this help")("model", po::value(&model_path), "ONNX model")(
-      "plan", po::value(&plan_arg), "plan YAML or a uniform shorthand (W8A8, W4A8, ...)")(
+      "plan", po::value(&plan_arg),
+      "plan YAML, a uniform shorthand (W8A8, W4A8, ...), fp32 or fp8, as in search.options")(
       "target", po::value(&target), "hardware profile (YAML)")(
-      "batch", po::value(&batch), "batch size (default 1)")("json", "print JSON");
+      "batch", po::value<std::string>()->default_value("1"), "batch size")(
+      "input-shape", po::value(&input_shapes)->composing(), kInputShapeHelp)("json", "print JSON");
   const auto vm = parse_options(desc, args);
   if (vm.count("help")) {
     std::cout << desc << "\n";
@@ -287,14 +302,14 @@ options)");
   }
   if (model_path.empty() || plan_arg.empty() || target.empty())
     fail(ErrorKind::usage, "cost: --model, --plan and --target are required (see --help)");
-  if (batch < 1) fail(ErrorKind::usage, "cost: --batch {} must be >= 1", batch);
-  const LoadedModel model = load_model(model_path);
+  const ValueOrigin batch_flag = ValueOrigin::flag("--batch");
+  const std::int64_t batch = parse_batch(*flag_text(vm, "batch"), batch_flag);
+  const LoadedModel model =
+      load_model(model_path, parse_input_shapes(input_shapes, "--input-shape"));
+  check_batch_fits(model.graph, batch, batch_flag);
   const std::string hash = model_file_hash(model_path);
   const HwProfile profile = load_hw_profile(target);
-  const bool is_file =
-      plan_arg.ends_with(".yaml") || plan_arg.ends_with(".yml") || fs::exists(plan_arg);
-  const QuantPlan plan =
-      is_file ? load_plan(plan_arg, model.graph, hash) : uniform_plan(plan_arg, model.graph);
+  const QuantPlan plan = resolve_plan(plan_arg, "minmax", model.graph, hash);
   const CostContext context = CostContext::build(model.graph, hash, batch);
   const auto latency = make_latency_model(context, profile);
   const auto size = make_size_model(context);
@@ -303,22 +318,28 @@ options)");
                  ops = bops->plan_cost(plan);
   json layers = json::array();
   const LayerQuant fp32{};
+  const LayerQuant* previous = nullptr;
   for (std::size_t i = 0; i < context.layers.size(); ++i) {
     auto it = plan.layers.find(context.layers[i].name);
     const LayerQuant& q = it == plan.layers.end() ? fp32 : it->second;
     const KernelChoice kernel = kernel_precision(q, profile.backend);
     const LayerCost c = latency->layer_cost(i, q);
-    layers.push_back(
-        {{"layer", context.layers[i].name},
-         {"key", context.workloads[i].key},
-         {"weights", to_string(q.weights)},
-         {"activations", to_string(q.activations)},
-         {"kernel", kernel.precision},
-         {"latency_ms", c.unsupported.empty() ? json(lat.per_layer[i]) : json(nullptr)},
-         {"estimated", c.estimated},
-         {"unsupported", c.unsupported},
-         {"size_bytes", bytes.per_layer[i]},
-         {"gbops", ops.per_layer[i]}});
+    // The edge from the previous layer (a conversion's cost, or the credit of int8 layers
+    // passing codes to each other) is shown apart from the layer's own time: both add up
+    // to the total, but only the first is the layer's.
+    const double edge = previous ? latency->boundary_cost(i, *previous, q) : 0.0;
+    previous = &q;
+    layers.push_back({{"layer", context.layers[i].name},
+                      {"key", context.workloads[i].key},
+                      {"weights", to_string(q.weights)},
+                      {"activations", to_string(q.activations)},
+                      {"kernel", kernel.precision},
+                      {"latency_ms", c.unsupported.empty() ? json(c.value) : json(nullptr)},
+                      {"edge_ms", edge},
+                      {"estimated", c.estimated},
+                      {"unsupported", c.unsupported},
+                      {"size_bytes", bytes.per_layer[i]},
+                      {"gbops", ops.per_layer[i]}});
   }
   const json out = {{"model", fs::path(model_path).filename().string()},
                     {"target", profile.target},
@@ -330,18 +351,29 @@ options)");
                     {"gbops", ops.total},
                     {"layers", layers}};
   if (vm.count("json")) {
-    std::cout << out.dump(2) << "\n";
+    std::cout << json_text(out, 2) << "\n";
   } else {
-    fmt::print("{:<40} {:<36} {:<8} {:>12} {:>12}\n", "layer", "spec (w / a)", "kernel",
-               "latency ms", "size bytes");
-    for (const auto& l : layers)
-      fmt::print("{:<40} {:<36} {:<8} {:>12} {:>12.0f}\n", l["layer"].get<std::string>(),
+    fmt::print("{:<40} {:<36} {:<8} {:>12} {:>12} {:>12}\n", "layer", "spec (w / a)", "kernel",
+               "latency ms", "edge ms", "size bytes");
+    double edges = 0;
+    for (const auto& l : layers) {
+      const double edge = l["edge_ms"].get<double>();
+      edges += edge;
+      fmt::print("{:<40} {:<36} {:<8} {:>12} {:>12} {:>12.0f}\n", l["layer"].get<std::string>(),
                  l["weights"].get<std::string>() + " / " + l["activations"].get<std::string>(),
                  l["kernel"].get<std::string>(),
                  l["latency_ms"].is_null() ? std::string("-")
                                            : fmt::format("{:.4f}{}", l["latency_ms"].get<double>(),
                                                          l["estimated"].get<bool>() ? "*" : ""),
+                 edge == 0 ? std::string("") : fmt::format("{:+.4f}", edge),
                  l["size_bytes"].get<double>());
+    }
+    if (std::any_of(layers.begin(), layers.end(),
+                    [](const json& l) { return l["edge_ms"].get<double>() != 0; }))
+      fmt::print(
+          "edge ms: the edge from the previous layer (precision conversions; a negative value "
+          "is the saving of int8 layers passing codes to each other), {:+.4f} ms in all\n",
+          edges);
     fmt::print("other ops {:.4f} ms; total latency {} ms{}, size {:.0f} bytes, {:.4g} GBOPs\n",
                lat.fixed, lat.supported() ? fmt::format("{:.4f}", lat.total) : "n/a",
                lat.estimated_layers

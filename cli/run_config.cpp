@@ -1,10 +1,14 @@
 #include "cli/run_config.hpp"
 
+#include <fmt/ranges.h>
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <set>
 
+#include "cli/values.hpp"
 #include "core/files.hpp"
+#include "search/policy.hpp"
 
 namespace bitplan {
 namespace {
@@ -30,6 +34,13 @@ T scalar(const std::filesystem::path& file, const YAML::Node& node, const std::s
   }
 }
 
+// The text of a scalar node, for cli/values.hpp's parsers.
+std::string scalar_text(const std::filesystem::path& file, const YAML::Node& node,
+                        const std::string& key) {
+  if (!node.IsScalar()) schema_error(file, node, fmt::format("{} must be a single value", key));
+  return node.Scalar();
+}
+
 std::vector<std::string> string_list(const std::filesystem::path& file, const YAML::Node& node,
                                      const std::string& key) {
   if (!node.IsSequence() || node.size() == 0)
@@ -48,7 +59,9 @@ T positive(const std::filesystem::path& file, const YAML::Node& node, const std:
   return v;
 }
 
-search::SearchOptions parse_search(const std::filesystem::path& file, const YAML::Node& node) {
+// Fills config.search; `latency_batch_origin` records where search.latency_batch was set.
+search::SearchOptions parse_search(const std::filesystem::path& file, const YAML::Node& node,
+                                   std::optional<ValueOrigin>& latency_batch_origin) {
   if (!node.IsMap()) schema_error(file, node, "search must be a mapping");
   search::SearchOptions s;
   const auto base = file.parent_path();
@@ -98,19 +111,26 @@ search::SearchOptions parse_search(const std::filesystem::path& file, const YAML
       }
     } else if (key == "policy") {
       s.policy = scalar<std::string>(file, v, name);
+      const auto policies = search::policy_names();
+      if (std::find(policies.begin(), policies.end(), s.policy) == policies.end())
+        schema_error(
+            file, v,
+            fmt::format("{} '{}' is not one of {}", name, s.policy, fmt::join(policies, ", ")));
     } else if (key == "seed") {
-      s.seed = scalar<std::uint64_t>(file, v, name);
+      s.seed = parse_seed(scalar_text(file, v, name), ValueOrigin::config(file, v, name));
     } else if (key == "population") {
       s.population = positive<std::int64_t>(file, v, name, false);
     } else if (key == "budget") {
       if (!v.IsMap()) schema_error(file, v, "search.budget must be {evaluations: N, seconds: S}");
       for (const auto& b : v) {
         const std::string bk = b.first.as<std::string>();
+        const std::string budget_key = "search.budget." + bk;
         if (bk == "evaluations")
-          s.max_evaluations =
-              positive<std::int64_t>(file, b.second, "search.budget.evaluations", true);
+          s.max_evaluations = parse_count(scalar_text(file, b.second, budget_key),
+                                          ValueOrigin::config(file, b.second, budget_key));
         else if (bk == "seconds")
-          s.max_seconds = positive<double>(file, b.second, "search.budget.seconds", true);
+          s.max_seconds = parse_seconds(scalar_text(file, b.second, budget_key),
+                                        ValueOrigin::config(file, b.second, budget_key));
         else
           schema_error(
               file, b.first,
@@ -123,7 +143,8 @@ search::SearchOptions parse_search(const std::filesystem::path& file, const YAML
     } else if (key == "final_samples") {
       s.final_samples = positive<std::int64_t>(file, v, name, true);
     } else if (key == "latency_batch") {
-      s.latency_batch = positive<std::int64_t>(file, v, name, false);
+      latency_batch_origin = ValueOrigin::config(file, v, name);
+      s.latency_batch = parse_batch(scalar_text(file, v, name), *latency_batch_origin);
     } else if (key == "output") {
       s.output = base / scalar<std::string>(file, v, name);
     } else if (key == "database") {
@@ -138,6 +159,21 @@ search::SearchOptions parse_search(const std::filesystem::path& file, const YAML
     }
   }
   return s;
+}
+
+// A copy of `node` built in memory: its nodes have no position, so errors about them say
+// "as changed by --set" instead of pointing at line 1 of the config file.
+YAML::Node without_position(const YAML::Node& node) {
+  if (node.IsScalar()) return YAML::Node(node.Scalar());
+  YAML::Node copy;
+  if (node.IsSequence()) {
+    copy = YAML::Node(YAML::NodeType::Sequence);
+    for (const auto& item : node) copy.push_back(without_position(item));
+  } else if (node.IsMap()) {
+    copy = YAML::Node(YAML::NodeType::Map);
+    for (const auto& kv : node) copy[kv.first.Scalar()] = without_position(kv.second);
+  }
+  return copy;
 }
 
 // "a.b.c=value": sets root[a][b][c] to value parsed as YAML (so lists and numbers work).
@@ -168,7 +204,7 @@ void apply_override(const std::filesystem::path& file, YAML::Node root, const st
            file.string());
     chain.push_back(next);
   }
-  chain.back()[path.back()] = value;
+  chain.back()[path.back()] = without_position(value);
 }
 
 }  // namespace
@@ -211,24 +247,23 @@ RunConfig load_run_config(const std::filesystem::path& path,
     if (!ev.IsMap()) schema_error(path, ev, "evaluate must be a mapping");
     for (const auto& kv : ev) {
       const std::string key = kv.first.as<std::string>();
-      if (key == "batch")
-        config.evaluate.batch = scalar<std::int64_t>(path, kv.second, "evaluate.batch");
-      else if (key == "threads")
-        config.evaluate.threads = scalar<int>(path, kv.second, "evaluate.threads");
-      else
+      const std::string name = "evaluate." + key;
+      if (key == "batch") {
+        config.evaluate.batch_origin = ValueOrigin::config(path, kv.second, name);
+        config.evaluate.batch =
+            parse_batch(scalar_text(path, kv.second, name), *config.evaluate.batch_origin);
+      } else if (key == "threads") {
+        config.evaluate.threads = parse_threads(scalar_text(path, kv.second, name),
+                                                ValueOrigin::config(path, kv.second, name));
+      } else {
         schema_error(path, kv.first,
                      fmt::format("unknown key 'evaluate.{}'; known keys are batch, threads", key));
+      }
     }
-    if (config.evaluate.batch < 1)
-      schema_error(path, ev["batch"],
-                   fmt::format("evaluate.batch {} must be >= 1", config.evaluate.batch));
-    if (config.evaluate.threads < 0)
-      schema_error(path, ev["threads"],
-                   fmt::format("evaluate.threads {} must be >= 0", config.evaluate.threads));
   }
   if (root["target"]) config.target = base / scalar<std::string>(path, root["target"], "target");
   if (root["search"]) {
-    config.search = parse_search(path, root["search"]);
+    config.search = parse_search(path, root["search"], config.latency_batch_origin);
     config.has_search = true;
   }
   return config;

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "cli/values.hpp"
 #include "data/dataset.hpp"
 #include "search/options.hpp"
 
@@ -21,6 +22,9 @@ namespace bitplan {
 struct EvaluateSection {
   std::int64_t batch = 64;
   int threads = 0;
+  // Where `batch` was set (the config key or a flag), for the memory check once the model
+  // is known; none for the default.
+  std::optional<ValueOrigin> batch_origin;
 };
 
 struct RunConfig {
@@ -32,11 +36,15 @@ struct RunConfig {
   std::filesystem::path target;  // empty: none given
   search::SearchOptions search;
   bool has_search = false;
+  // Where search.latency_batch was set, for the memory check once the model is known.
+  std::optional<ValueOrigin> latency_batch_origin;
 };
 
 // Reads and validates a run config. YAML syntax and schema errors name the file, line and
 // column; unknown keys are errors. `overrides` ("search.policy=random", "evaluate.batch=32")
-// replace fields before validation, so a command-line override is checked like the file.
+// replace fields before validation, so a command-line override is checked like the file
+// (its errors say "as changed by --set" instead of a line). Numbers follow cli/values.hpp's
+// rules, the same as the flags that set them.
 RunConfig load_run_config(const std::filesystem::path& path,
                           const std::vector<std::string>& overrides = {});
 

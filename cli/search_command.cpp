@@ -1,18 +1,24 @@
 // bitplan search / bitplan sensitivity: a run config's `search:` section to a Pareto front.
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <iostream>
 
 #include "backends/hw_profile.hpp"
 #include "cli/commands.hpp"
 #include "core/error.hpp"
+#include "core/files.hpp"
 #include "core/interrupt.hpp"
 #include "core/parallel.hpp"
+#include "executor/evaluate.hpp"
 #include "executor/model.hpp"
 #include "search/driver.hpp"
 #include "search/output.hpp"
+#include "search/policy.hpp"
 
 namespace bitplan {
 namespace {
@@ -44,18 +50,16 @@ options)",
             "the\nconfigured objectives (accuracy, predicted latency on the target, size...).\n"));
   std::string config_path, policy, output, target;
   std::vector<std::string> sets;
-  std::int64_t evaluations = -1, seed = -1;
-  double seconds = -1;
-  int threads = -1;
   desc.add_options()("help,h", "show this help")(
       "config", po::value(&config_path), "run config (YAML)")("set", po::value(&sets)->composing(),
                                                               "override a config field: KEY=VALUE")(
       "policy", po::value(&policy),
       "exact, nsga2, reinforce or random (= --set search.policy=...)")(
-      "evaluations", po::value(&evaluations), "evaluation budget (0 = no limit)")(
-      "seconds", po::value(&seconds), "wall-clock budget of the policy loop (0 = no limit)")(
-      "seed", po::value(&seed), "random seed")("output", po::value(&output), "results folder")(
-      "target", po::value(&target), "hardware profile (YAML)")("threads", po::value(&threads),
+      "evaluations", po::value<std::string>(), "evaluation budget (0 = no limit)")(
+      "seconds", po::value<std::string>(), "wall-clock budget of the policy loop (0 = no limit)")(
+      "seed", po::value<std::string>(), "random seed")("output", po::value(&output),
+                                                       "results folder")(
+      "target", po::value(&target), "hardware profile (YAML)")("threads", po::value<std::string>(),
                                                                "threads (0 = all cores)")(
       "dry-run", "print the resolved run and the size of the space, evaluate nothing");
   const auto vm = parse_options(desc, args);
@@ -64,11 +68,29 @@ options)",
     return 0;
   }
   if (config_path.empty()) fail(ErrorKind::usage, "{}: --config RUN.yaml is required", name);
-  if (!policy.empty()) sets.push_back("search.policy=" + policy);
-  if (evaluations >= 0) sets.push_back(fmt::format("search.budget.evaluations={}", evaluations));
-  if (seconds >= 0) sets.push_back(fmt::format("search.budget.seconds={}", seconds));
-  if (seed >= 0) sets.push_back(fmt::format("search.seed={}", seed));
-  if (threads >= 0) sets.push_back(fmt::format("evaluate.threads={}", threads));
+  const auto evaluations = flag_text(vm, "evaluations"), seconds = flag_text(vm, "seconds"),
+             seed = flag_text(vm, "seed"), threads = flag_text(vm, "threads");
+  // The flags become --set overrides, checked first by the same rules as the config keys so
+  // that an error names the flag the user typed.
+  if (!policy.empty()) {
+    const auto policies = search::policy_names();
+    if (std::find(policies.begin(), policies.end(), policy) == policies.end())
+      ValueOrigin::flag("--policy")
+          .fail(fmt::format("'{}'", policy),
+                fmt::format("is not one of {}", fmt::join(policies, ", ")));
+    sets.push_back("search.policy=" + policy);
+  }
+  if (evaluations)
+    sets.push_back(fmt::format("search.budget.evaluations={}",
+                               parse_count(*evaluations, ValueOrigin::flag("--evaluations"))));
+  if (seconds)
+    sets.push_back(fmt::format("search.budget.seconds={}",
+                               parse_seconds(*seconds, ValueOrigin::flag("--seconds"))));
+  if (seed)
+    sets.push_back(fmt::format("search.seed={}", parse_seed(*seed, ValueOrigin::flag("--seed"))));
+  if (threads)
+    sets.push_back(fmt::format("evaluate.threads={}",
+                               parse_threads(*threads, ValueOrigin::flag("--threads"))));
   RunConfig config = load_run_config(config_path, sets);
   // Paths given on the command line are relative to the working directory, not the config.
   if (!output.empty()) config.search.output = output;
@@ -80,17 +102,29 @@ options)",
   if (!config.has_dataset)
     fail_input("config '{}': a search needs a dataset section (calibration and validation)",
                config_path);
+  // Outputs first: an unusable results folder or database would otherwise fail only after
+  // calibration, sensitivity and the search. A dry run writes nothing.
+  if (!vm.count("dry-run")) {
+    search::prepare_results_folder(config.search.output);
+    check_output_target(config.search.database);
+    prepare_output_folder(config.search.database.parent_path(),
+                          "results database folder (search.database)");
+  }
   set_num_threads(config.evaluate.threads);
 
-  const LoadedModel model = load_model(config.model);
+  LoadedModel model = load_model(config.model);
   const std::string hash = model_file_hash(config.model);
   const auto dataset = open_dataset(config.dataset);
+  bind_input_to_samples(model.graph, *dataset);
   search::DriverInputs in;
   in.graph = &model.graph;
   in.model_name = config.model.filename().string();
   in.model_hash = hash;
   in.dataset = dataset.get();
   in.validation = select_indices(config.dataset.validation, dataset->size(), "validation");
+  check_batch_fits(model.graph, config, static_cast<std::int64_t>(in.validation.size()));
+  if (config.latency_batch_origin)  // the cost models plan the model at this batch
+    check_batch_fits(model.graph, config.search.latency_batch, *config.latency_batch_origin);
   const Selection& val = config.dataset.validation;
   in.dataset_id = fmt::format("{}|{}|count={}|seed={}|offset={}", config.dataset.images.string(),
                               config.dataset.labels.string(), val.count, val.seed, val.offset);
@@ -164,11 +198,16 @@ options)",
     for (std::size_t k = 0; k < result.front.size(); ++k) {
       const auto& e = result.evaluations[result.front[k]];
       const auto& m = e.final_metrics ? *e.final_metrics : e.metrics;
-      fmt::print(
-          "  plan_{:03d}  top-1 {:.2f}% ({:+.2f} pt)  latency {:.4f} ms{}  size {:.4f} MB\n", k,
-          100 * m.top1, 100 * (m.top1 - result.fp32.top1), e.metrics.latency_ms,
-          e.measured_latency_ms ? fmt::format(" (measured {:.4f})", *e.measured_latency_ms) : "",
-          e.metrics.size_bytes / 1e6);
+      // Without a target profile there is no latency to show.
+      const std::string latency =
+          std::isfinite(e.metrics.latency_ms)
+              ? fmt::format("  latency {:.4f} ms{}", e.metrics.latency_ms,
+                            e.measured_latency_ms
+                                ? fmt::format(" (measured {:.4f})", *e.measured_latency_ms)
+                                : "")
+              : "";
+      fmt::print("  plan_{:03d}  top-1 {:.2f}% ({:+.2f} pt){}  size {:.4f} MB\n", k, 100 * m.top1,
+                 100 * (m.top1 - result.fp32.top1), latency, e.metrics.size_bytes / 1e6);
     }
   }
   fmt::print("results in {}/ (report.html, pareto.json, pareto.csv, plan_NNN.yaml)\n",

@@ -1,6 +1,8 @@
 #include "core/parallel.hpp"
 
+#include <fmt/format.h>
 #include <omp.h>
+#include <sched.h>
 #include <tbb/blocked_range.h>
 #include <tbb/global_control.h>
 #include <tbb/parallel_for.h>
@@ -10,6 +12,8 @@
 #include <cstdlib>
 #include <memory>
 #include <thread>
+
+#include "core/error.hpp"
 
 namespace bitplan {
 namespace {
@@ -26,8 +30,31 @@ void limit_openmp_spinning(char** argv) {
   execv("/proc/self/exe", argv);  // returns only on failure: then run with the defaults
 }
 
-void set_num_threads(int threads) {
-  if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+int available_cores() {
+  cpu_set_t mask;
+  CPU_ZERO(&mask);
+  if (sched_getaffinity(0, sizeof(mask), &mask) == 0 && CPU_COUNT(&mask) > 0)
+    return CPU_COUNT(&mask);
+  return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+}
+
+int max_threads() {
+  return 4 * available_cores();
+}
+
+std::string thread_count_problem(std::int64_t threads) {
+  if (threads >= 0 && threads <= max_threads()) return "";
+  return fmt::format(
+      "must be 0 (all cores) or 1 to {} (4x the {} logical cores this process may run on)",
+      max_threads(), available_cores());
+}
+
+void set_num_threads(std::int64_t requested) {
+  if (const std::string problem = thread_count_problem(requested); !problem.empty())
+    fail(ErrorKind::usage, "threads {}: {}", requested, problem);
+  const int threads = requested == 0
+                          ? static_cast<int>(std::max(1u, std::thread::hardware_concurrency()))
+                          : static_cast<int>(requested);
   g_threads = threads;
   g_tbb_limit.reset();
   g_tbb_limit = std::make_unique<tbb::global_control>(tbb::global_control::max_allowed_parallelism,

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <string>
 
 namespace bitplan {
 
@@ -20,9 +21,21 @@ namespace bitplan {
 // program with GOMP_SPINCOUNT=1000 (returns only if no re-exec happened).
 void limit_openmp_spinning(char** argv);
 
+// The logical cores this process may run on (its CPU affinity mask; all hardware threads
+// where the mask cannot be read).
+int available_cores();
+// The most threads set_num_threads accepts: 4x available_cores(). More only oversubscribes
+// the cores, and far more exhausts the OpenMP runtime (65535 threads crashed libgomp inside
+// oneDNN's reorder; 40000 failed with "Thread creation failed").
+int max_threads();
+// Why `threads` is not a thread count set_num_threads accepts, as the rule a message ends
+// with ("must be 0 (all cores) or 1 to 8 ..."); empty when it is one.
+std::string thread_count_problem(std::int64_t threads);
+
 // Sets the thread count for both pools (0 = all hardware threads). Call once at start-up,
-// before any op runs; later calls replace the limit.
-void set_num_threads(int threads);
+// before any op runs; later calls replace the limit. A count thread_count_problem refuses
+// is a usage error: callers check it first to name the flag or config key it came from.
+void set_num_threads(std::int64_t threads);
 int num_threads();
 
 // Splits [0, n) into chunks of at least `grain` iterations and calls fn(begin, end) on the

@@ -15,21 +15,73 @@ double seconds_since(Clock::time_point t) {
 }
 }  // namespace
 
-void check_model_takes_samples(const Graph& graph, const Dataset& dataset) {
+namespace {
+
+const ValueInfo& sample_input(const Graph& graph) {
   if (graph.inputs.size() != 1)
     fail_unsupported(
         "feeding '{}' from a dataset: the model has {} inputs; bitplan feeds one image input",
         graph.name, graph.inputs.size());
-  const ValueInfo& input = graph.inputs[0];
-  bool ok = input.dims.size() == dataset.sample_dims().size() + 1;
-  for (std::size_t i = 1; ok && i < input.dims.size(); ++i)
-    ok = input.dims[i] < 0 || input.dims[i] == dataset.sample_dims()[i - 1];
-  if (!ok)
+  return graph.inputs[0];
+}
+
+// Whether each dimension after the batch axis is the sample's, or free where `free_ok`.
+bool takes_samples(const ValueInfo& input, const Dims& sample, bool free_ok) {
+  if (input.dims.size() != sample.size() + 1) return false;
+  for (std::size_t i = 1; i < input.dims.size(); ++i)
+    if (!(input.dims[i] == sample[i - 1] || (free_ok && input.dims[i] < 0))) return false;
+  return true;
+}
+
+[[noreturn]] void fail_sample_shape(const Graph& graph, const ValueInfo& input,
+                                    const Dataset& dataset) {
+  fail_input(
+      "feeding '{}' from a dataset: the model input '{}' has shape {} but the dataset's samples "
+      "are {} (plus the batch axis); check the dataset's layout/resize/crop",
+      graph.name, input.name, to_string(input.dims), to_string(dataset.sample_dims()));
+}
+
+}  // namespace
+
+void bind_input_to_samples(Graph& graph, const Dataset& dataset) {
+  sample_input(graph);  // exactly one input
+  ValueInfo& input = graph.inputs[0];
+  if (!takes_samples(input, dataset.sample_dims(), true)) fail_sample_shape(graph, input, dataset);
+  for (std::size_t i = 1; i < input.dims.size(); ++i) input.dims[i] = dataset.sample_dims()[i - 1];
+}
+
+void check_model_takes_samples(const Graph& graph, const Dataset& dataset) {
+  const ValueInfo& input = sample_input(graph);
+  if (!takes_samples(input, dataset.sample_dims(), true)) fail_sample_shape(graph, input, dataset);
+  for (std::size_t i = 1; i < input.dims.size(); ++i)
+    BITPLAN_ASSERT(input.dims[i] >= 0);  // bind_input_to_samples gives free dims the data's
+}
+
+void check_plan_takes_batch(const ExecutionPlan& plan, const Graph& graph, const Dataset& dataset,
+                            std::int64_t n) {
+  Dims data_dims = dataset.sample_dims();
+  data_dims.insert(data_dims.begin(), n);
+  const Dims& planned = plan.input_meta().at(0).dims;
+  if (planned != data_dims) {
+    const ValueInfo& info = sample_input(graph);
+    const bool fixed_batch = !info.dims.empty() && info.dims[0] >= 0;
     fail_input(
-        "feeding '{}' from a dataset: the model input '{}' has shape {} but the dataset's samples "
-        "are {} "
-        "(plus the batch axis); check the dataset's layout/resize/crop",
-        graph.name, input.name, to_string(input.dims), to_string(dataset.sample_dims()));
+        "feeding '{}' from a dataset: input '{}' is planned as {} but a batch of the data is {}{}",
+        graph.name, info.name, to_string(planned), to_string(data_dims),
+        fixed_batch && !planned.empty() && planned[0] != data_dims[0]
+            ? fmt::format("; the model fixes the batch axis to {}: run with batch {} "
+                          "(--batch, evaluate.batch)",
+                          info.dims[0], info.dims[0])
+            : "");
+  }
+}
+
+void load_batch(const ExecutionPlan& plan, const Graph& graph, const Dataset& dataset,
+                std::span<const std::int64_t> indices, Tensor& input) {
+  check_plan_takes_batch(plan, graph, dataset, static_cast<std::int64_t>(indices.size()));
+  const Dims& planned = plan.input_meta().at(0).dims;
+  if (input.empty() || input.dims() != planned) input = Tensor(DType::f32, planned);
+  dataset.load(indices, input.data<float>());
 }
 
 EvalResult evaluate(const Graph& graph, const Dataset& dataset,
@@ -38,7 +90,8 @@ EvalResult evaluate(const Graph& graph, const Dataset& dataset,
     fail_unsupported(
         "evaluating '{}': the model has {} outputs; evaluation needs one logits output", graph.name,
         graph.outputs.size());
-  check_model_takes_samples(graph, dataset);
+  Graph bound = graph;  // tensors are shared, not copied
+  bind_input_to_samples(bound, dataset);
   if (options.batch < 1) fail(ErrorKind::usage, "evaluating: batch {} must be >= 1", options.batch);
 
   EvalResult r;
@@ -57,9 +110,10 @@ EvalResult evaluate(const Graph& graph, const Dataset& dataset,
     auto& plan = plans[n];
     if (!plan) {
       const auto t = Clock::now();
-      plan = std::make_unique<ExecutionPlan>(graph, PlanOptions{n});
+      plan = std::make_unique<ExecutionPlan>(bound, PlanOptions{n});
       r.plan_seconds += seconds_since(t);
       r.arena_bytes = std::max(r.arena_bytes, plan->arena_bytes());
+      check_plan_takes_batch(*plan, bound, dataset, n);
       const ValueMeta& out = plan->output_meta()[0];
       if (out.dims.size() != 2 || out.dims[0] != n || out.dtype != DType::f32)
         fail_unsupported(
@@ -70,12 +124,9 @@ EvalResult evaluate(const Graph& graph, const Dataset& dataset,
         fail_input("evaluating '{}': the model has {} outputs but the dataset has {} classes",
                    graph.name, out.dims[1], r.classes);
     }
-    Dims in_dims = plan->input_meta()[0].dims;
-    if (batch_input.empty() || batch_input.dims() != in_dims)
-      batch_input = Tensor(DType::f32, in_dims);
     auto t = Clock::now();
     const auto batch_indices = indices.subspan(start, static_cast<std::size_t>(n));
-    dataset.load(batch_indices, batch_input.data<float>());
+    load_batch(*plan, bound, dataset, batch_indices, batch_input);
     r.load_seconds += seconds_since(t);
     t = Clock::now();
     const std::vector<Tensor> outputs = plan->run(std::span<const Tensor>(&batch_input, 1));

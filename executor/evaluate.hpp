@@ -30,11 +30,28 @@ struct EvalResult {
   std::size_t arena_bytes = 0;            // activation memory of the largest plan
 };
 
+// Gives the free dimensions after the batch axis of `graph`'s one input the dataset's
+// sample dims (models often leave H and W symbolic: [N, 3, H, W]). Fails like
+// check_model_takes_samples when the ranks or a fixed dimension disagree.
+void bind_input_to_samples(Graph& graph, const Dataset& dataset);
+
 // Fails (invalid input) unless `graph` has one input whose dims after the batch axis are
-// the dataset's sample dims.
+// the dataset's sample dims; a free one among them must have been bound first
+// (bind_input_to_samples).
 void check_model_takes_samples(const Graph& graph, const Dataset& dataset);
 
-// Runs `graph` (one input, one output [N, classes]) over `indices` of `dataset`.
+// Fails (invalid input) unless `plan`'s one input is planned as [n, sample dims...], naming
+// the input, the planned shape and the data's (and the batch to use when the model fixes it).
+void check_plan_takes_batch(const ExecutionPlan& plan, const Graph& graph, const Dataset& dataset,
+                            std::int64_t n);
+
+// Loads samples `indices` into `input` (allocated anew when its dims differ) for `plan`, after
+// check_plan_takes_batch: data of any other shape would be written past the buffer.
+void load_batch(const ExecutionPlan& plan, const Graph& graph, const Dataset& dataset,
+                std::span<const std::int64_t> indices, Tensor& input);
+
+// Runs `graph` (one input, one output [N, classes]) over `indices` of `dataset`, with the
+// input's free dimensions bound to the samples (bind_input_to_samples).
 EvalResult evaluate(const Graph& graph, const Dataset& dataset,
                     std::span<const std::int64_t> indices, const EvalOptions& options);
 

@@ -43,6 +43,30 @@ void check_supported(const Graph& graph) {
                    graph.name, missing.size(), missing.size() == 1 ? "" : "s", nodes, list);
 }
 
+namespace {
+
+// A free input dimension after the batch axis has no size the plan could take: planning it
+// with the batch size (as bitplan once did) ran detectors at 1x1 pixels without a word.
+[[noreturn]] void fail_free_dimension(const Graph& graph, const ValueInfo& input,
+                                      std::size_t axis) {
+  auto shown = [&](std::size_t i) -> std::string {
+    if (i == 0) return "N";
+    if (input.dims[i] >= 0) return std::to_string(input.dims[i]);
+    const bool named = i < input.dim_names.size() && !input.dim_names[i].empty();
+    return named ? input.dim_names[i] : fmt::format("D{}", i);
+  };
+  std::vector<std::string> example;
+  for (std::size_t i = 0; i < input.dims.size(); ++i) example.push_back(shown(i));
+  fail(ErrorKind::usage,
+       "planning '{}': dimension {} ({}) of input '{}' [{}] is free (symbolic) and only the "
+       "first, the batch axis, takes the batch size; give its size with --input-shape "
+       "{}={} (N = the batch), or run on data, whose samples set it",
+       graph.name, axis, shown(axis), input.name, fmt::join(example, ", "), input.name,
+       fmt::join(example, ","));
+}
+
+}  // namespace
+
 ExecutionPlan::~ExecutionPlan() = default;
 
 ExecutionPlan::ExecutionPlan(const Graph& graph, const PlanOptions& options) : options_(options) {
@@ -58,13 +82,21 @@ ExecutionPlan::ExecutionPlan(const Graph& graph, const PlanOptions& options) : o
   };
   for (const auto& in : graph.inputs) {
     ValueMeta meta{in.dtype, in.dims, std::nullopt};
-    for (auto& d : meta.dims) d = d < 0 ? options.batch : d;
-    if (!byte_size(meta))
-      fail(in.dims == meta.dims ? ErrorKind::invalid_input : ErrorKind::usage,
-           "building a plan: input '{}' of shape {} (batch {}): its size in bytes does not fit "
-           "in 64 bits",
-           in.name, to_string(meta.dims), options.batch);
+    for (std::size_t axis = 0; axis < meta.dims.size(); ++axis) {
+      if (meta.dims[axis] >= 0) continue;
+      if (axis > 0) fail_free_dimension(graph, in, axis);
+      meta.dims[axis] = options.batch;
+    }
+    // Every size the plan computes from this input (buffers, MACs) stays far from overflow.
+    std::int64_t elements = 1;
+    for (const std::int64_t d : meta.dims) {
+      if (d != 0 && elements > (std::int64_t{1} << 40) / d)
+        fail_input("planning '{}': input '{}' of shape {} has more than 2^40 elements", graph.name,
+                   in.name, to_string(meta.dims));
+      elements *= d;
+    }
     input_slots_.push_back(new_slot(in.name, meta));
+    input_names_.push_back(in.name);
     input_meta_.push_back(slot_meta_.back());
   }
   for (const auto& [name, tensor] : graph.initializers)
@@ -221,10 +253,11 @@ std::vector<Tensor> ExecutionPlan::run_steps(std::span<const Tensor> inputs, dou
          input_slots_.size());
   for (std::size_t i = 0; i < inputs.size(); ++i) {
     const ValueMeta& meta = input_meta_[i];
+    // Kernels read exactly the planned bytes: any other shape would be read past its end.
     if (inputs[i].dtype() != meta.dtype || inputs[i].dims() != meta.dims)
-      fail(ErrorKind::usage, "running the model: input {} is {} {} but the plan expects {} {}", i,
-           dtype_name(inputs[i].dtype()), to_string(inputs[i].dims()), dtype_name(meta.dtype),
-           to_string(meta.dims));
+      fail_input("running the model: input '{}' is planned as {} {} but the data is {} {}",
+                 input_names_[i], dtype_name(meta.dtype), to_string(meta.dims),
+                 dtype_name(inputs[i].dtype()), to_string(inputs[i].dims()));
     slots_[input_slots_[i]].alias_data_of(inputs[i]);
   }
   // Graph inputs and views change their data pointer from run to run: rebind everything.

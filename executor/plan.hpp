@@ -19,7 +19,10 @@ namespace bitplan {
 void check_supported(const Graph& graph);
 
 struct PlanOptions {
-  std::int64_t batch = 1;  // substituted for every symbolic input dimension
+  // The size of every input's first dimension when that is free (symbolic): the batch axis.
+  // A free dimension anywhere else has no value here; it must be bound before planning
+  // (bind_input_shapes, bind_input_to_samples), or the plan fails naming it.
+  std::int64_t batch = 1;
 };
 
 // One executed node, for reports (`bitplan inspect`) and cost models.
@@ -47,7 +50,8 @@ class ExecutionPlan {
   std::size_t arena_bytes() const { return arena_bytes_; }
 
   // Runs the graph. Inputs are read in place (no copy); the returned outputs are views into
-  // the plan's buffers, valid until the next run.
+  // the plan's buffers, valid until the next run. An input whose dtype or dims differ from
+  // the planned ones fails (invalid input) naming it, both shapes and both types.
   std::vector<Tensor> run(std::span<const Tensor> inputs);
   // The same run, recording each step's wall time (seconds, index = steps()) into
   // `step_seconds`: the hardware profiler times layers in their real context this way, with
@@ -72,6 +76,7 @@ class ExecutionPlan {
   std::vector<ValueMeta> slot_meta_;
   std::vector<Tensor> slots_;  // run-time tensors (constants filled at plan time)
   std::vector<int> input_slots_, output_slots_;
+  std::vector<std::string> input_names_;  // for messages
   std::vector<ValueMeta> input_meta_, output_meta_;
   std::vector<Tensor> buffers_;  // shared activation buffers
   std::size_t arena_bytes_ = 0;

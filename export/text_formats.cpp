@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "core/text.hpp"
 #include "export/export.hpp"
 
 namespace bitplan {
@@ -103,7 +104,7 @@ std::string export_ort_overrides(const ExportModel& model) {
                       {"scale", l.input.scale},
                       {"zero_point", zero_point_value(a, l.input.zero_point)}}});
   }
-  return overrides.dump(2) + "\n";
+  return json_text(overrides, 2) + "\n";
 }
 
 std::string export_json(const ExportModel& model) {
@@ -152,7 +153,7 @@ std::string export_json(const ExportModel& model) {
                     {"model_hash", model.model_hash},
                     {"layers", layers},
                     {"float_layers", model.float_layers}};
-  return out.dump(2) + "\n";
+  return json_text(out, 2) + "\n";
 }
 
 }  // namespace bitplan

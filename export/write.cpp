@@ -29,6 +29,7 @@ void write_export(const ExportModel& model, ExportFormat format, const fs::path&
     std::error_code ec;
     if (fs::is_directory(path, ec))
       fail_input("{}: output '{}' is a folder; give a file name", action, path.string());
+    check_output_target(path);  // a device such as /dev/full is refused, --force or not
     if (fs::exists(path, ec) && !overwrite)
       fail_input("{}: output '{}' exists; pass --force to replace it", action, path.string());
     const fs::path folder = path.has_parent_path() ? path.parent_path() : fs::path(".");

@@ -259,6 +259,9 @@ ValueInfo value_info_from_proto(const onnx::ValueInfoProto& proto, const ImportC
   info.dtype = require_dtype(tt.elem_type(), fmt::format("value '{}'", escaped(proto.name())), ctx);
   if (tt.has_shape()) {
     for (const auto& d : tt.shape().dim()) {
+      if (d.has_dim_value() && d.dim_value() < 0)  // -1 would read as a free dimension
+        fail_input("loading '{}': value '{}' has negative dimension {}", ctx.model_path.string(),
+                   escaped(proto.name()), d.dim_value());
       info.dims.push_back(d.has_dim_value() ? d.dim_value() : -1);
       info.dim_names.push_back(d.has_dim_param() ? d.dim_param() : "");
     }

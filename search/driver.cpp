@@ -40,7 +40,7 @@ json metrics_to_json(const PlanMetrics& m) {
   return {{"top1", m.top1},
           {"worst_class_drop", m.worst_class_drop},
           {"kl", m.kl},
-          {"sqnr_db", std::isfinite(m.sqnr_db) ? m.sqnr_db : 999.0},
+          {"sqnr_db", std::isfinite(m.sqnr_db) ? json(m.sqnr_db) : json(nullptr)},
           {"agreement", m.agreement},
           {"samples", m.samples},
           {"stopped_early", m.stopped_early}};
@@ -51,7 +51,9 @@ PlanMetrics metrics_from_json(const json& j) {
   m.top1 = j.at("top1");
   m.worst_class_drop = j.at("worst_class_drop");
   m.kl = j.at("kl");
-  m.sqnr_db = j.at("sqnr_db");
+  // null: outputs identical to fp32 (infinite SQNR); earlier bitplan versions stored 999.
+  const json& sqnr = j.at("sqnr_db");
+  m.sqnr_db = sqnr.is_null() || sqnr == 999.0 ? INFINITY : sqnr.get<double>();
   m.agreement = j.at("agreement");
   m.samples = j.at("samples");
   m.stopped_early = j.at("stopped_early");
@@ -580,7 +582,7 @@ SearchResult run_search(const DriverInputs& in, const Progress& progress,
     for (const auto& e : result.evaluations)
       if (e.unsupported.empty()) all.push_back(e.objectives);
     all.push_back(objectives_of(result.fp32));
-    if (!pts.empty() && opt.objectives.size() <= 3) {
+    if (!pts.empty()) {
       const auto bounds = bounds_of(all);
       result.hypervolume =
           hypervolume(normalize(pts, bounds), ObjectivePoint(opt.objectives.size(), 1.1));
@@ -641,6 +643,37 @@ SearchResult run_search(const DriverInputs& in, const Progress& progress,
     if (stop) {
       result.interrupted = true;
       result.stop_reason = "interrupted (SIGINT) during the final re-evaluation";
+    } else {
+      // The front was chosen on subset numbers. On the final selection a point can turn out
+      // beaten on every objective by another front point or by a uniform baseline; it leaves
+      // the front, with a line saying which plan beat it, so no output lists a dominated plan.
+      std::vector<std::string> rival_names;
+      std::vector<ObjectivePoint> rivals;
+      for (const std::size_t i : result.front) {
+        rival_names.push_back(fmt::format("front plan {}", result.evaluations[i].key));
+        rivals.push_back(objectives_of(*result.evaluations[i].final_metrics));
+      }
+      const std::vector<ObjectivePoint> front_points = rivals;
+      for (const auto& b : result.baselines) {
+        if (!b.unsupported.empty() || !b.final_metrics) continue;
+        rival_names.push_back("uniform " + b.name);
+        rivals.push_back(objectives_of(*b.final_metrics));
+      }
+      const auto beaten_by = first_dominators(front_points, rivals);
+      std::vector<std::size_t> kept;
+      for (std::size_t k = 0; k < result.front.size(); ++k) {
+        if (!beaten_by[k]) {
+          kept.push_back(result.front[k]);
+          continue;
+        }
+        const EvaluatedPlan& e = result.evaluations[result.front[k]];
+        result.dropped_from_front.push_back({e.key, rival_names[*beaten_by[k]]});
+        if (progress.line)
+          progress.line(fmt::format("final: plan {} leaves the front: on the final selection {} "
+                                    "is better on every objective",
+                                    e.key, rival_names[*beaten_by[k]]));
+      }
+      result.front = std::move(kept);
     }
     result.seconds_final = since(final_start);
   }

@@ -84,6 +84,9 @@ struct SearchResult {
   std::vector<Baseline> baselines;
   std::vector<EvaluatedPlan> evaluations;  // in evaluation order
   std::vector<std::size_t> front;          // indices into evaluations
+  // Subset-front plans the final re-evaluation showed beaten on every objective: (plan key,
+  // the plan that beat it). They are no longer in `front`.
+  std::vector<std::pair<std::string, std::string>> dropped_from_front;
   std::vector<std::string> objective_names;
   double hypervolume = 0;  // normalised objectives, reference 1.1 per axis
   double seconds_sensitivity = 0, seconds_search = 0, seconds_final = 0;

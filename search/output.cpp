@@ -5,14 +5,48 @@
 #include <algorithm>
 #include <cmath>
 #include <nlohmann/json.hpp>
+#include <regex>
 #include <set>
 
 #include "core/files.hpp"
+#include "core/text.hpp"
 
 namespace bitplan::search {
 namespace {
 
 using json = nlohmann::ordered_json;
+namespace fs = std::filesystem;
+
+// The files every run writes, beside plan_NNN.yaml.
+constexpr const char* kResultFiles[] = {"pareto.json", "pareto.csv", "sensitivity.csv",
+                                        "report.html"};
+
+std::string plan_file_name(std::size_t index) {
+  return fmt::format("plan_{:03d}.yaml", index);
+}
+
+// A folder reused for a new run may hold plan files of an earlier, larger front; beside the
+// new pareto.json they would read as part of this front. Only names this writer makes, from
+// the new front's size on, are removed.
+void remove_stale_plans(const fs::path& dir, std::size_t front_size) {
+  static const std::regex plan_name(R"(plan_([0-9]{3,9})\.yaml)");
+  std::error_code ec;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    std::smatch match;
+    if (!std::regex_match(name, match, plan_name)) continue;
+    const std::size_t index = std::stoul(match[1].str());
+    std::error_code type_ec;
+    if (index < front_size || name != plan_file_name(index) || !it->is_regular_file(type_ec))
+      continue;
+    std::error_code removed;
+    fs::remove(it->path(), removed);
+    if (removed)
+      fail_input("remove the stale plan '{}' of an earlier run: {}", it->path().string(),
+                 removed.message());
+  }
+  if (ec) fail_input("list results folder '{}': {}", dir.string(), ec.message());
+}
 
 json number_or_null(double v) {
   return std::isfinite(v) ? json(v) : json(nullptr);
@@ -28,23 +62,6 @@ json metrics_json(const PlanMetrics& m) {
           {"latency_ms", number_or_null(m.latency_ms)},
           {"size_bytes", m.size_bytes},
           {"gbops", m.gbops}};
-}
-
-std::string html_escape(const std::string& s) {
-  std::string out;
-  for (char c : s) {
-    if (c == '<')
-      out += "&lt;";
-    else if (c == '>')
-      out += "&gt;";
-    else if (c == '&')
-      out += "&amp;";
-    else if (c == '"')
-      out += "&quot;";
-    else
-      out += c;
-  }
-  return out;
 }
 
 // One scatter plot: x (ms or MB) against top-1 %, evaluations grey, the front blue (radius by
@@ -71,7 +88,7 @@ std::string scatter_svg(const std::string& title, const std::string& x_label,
       R"~(<svg xmlns="http://www.w3.org/2000/svg" width="{}" height="{}" font-family="sans-serif" font-size="11">)~"
       R"~(<text x="{}" y="18" font-size="14" font-weight="bold">{}</text>)~"
       R"~(<rect x="{}" y="{}" width="{}" height="{}" fill="none" stroke="#888"/>)~",
-      W, H, L, html_escape(title), L, T, W - L - R, H - T - B);
+      W, H, L, html_text(title), L, T, W - L - R, H - T - B);
   for (int i = 0; i <= 4; ++i) {
     const double xv = x0 + (x1 - x0) * i / 4, yv = y0 + (y1 - y0) * i / 4;
     svg += fmt::format(R"~(<text x="{:.1f}" y="{}" text-anchor="middle">{:.3g}</text>)~", sx(xv),
@@ -80,7 +97,7 @@ std::string scatter_svg(const std::string& title, const std::string& x_label,
                        sy(yv) + 4, yv);
   }
   svg += fmt::format(R"~(<text x="{}" y="{}" text-anchor="middle">{}</text>)~", (L + W - R) / 2,
-                     H - 12, html_escape(x_label));
+                     H - 12, html_text(x_label));
   svg += fmt::format(
       R"~(<text x="14" y="{}" transform="rotate(-90 14 {})" text-anchor="middle">top-1 accuracy (%)</text>)~",
       (T + H - B) / 2, (T + H - B) / 2);
@@ -89,12 +106,12 @@ std::string scatter_svg(const std::string& title, const std::string& x_label,
     if (p.css == "baseline") {
       svg += fmt::format(
           R"~(<rect x="{:.1f}" y="{:.1f}" width="9" height="9" fill="#d62728"/><text x="{:.1f}" y="{:.1f}" fill="#d62728">{}</text>)~",
-          sx(p.x) - 4.5, sy(p.y) - 4.5, sx(p.x) + 7, sy(p.y) - 6, html_escape(p.label));
+          sx(p.x) - 4.5, sy(p.y) - 4.5, sx(p.x) + 7, sy(p.y) - 6, html_text(p.label));
     } else {
       svg += fmt::format(
           R"~(<circle cx="{:.1f}" cy="{:.1f}" r="{:.1f}" fill="{}" fill-opacity="{}"><title>{}</title></circle>)~",
           sx(p.x), sy(p.y), p.r, p.css == "front" ? "#1f77b4" : "#999",
-          p.css == "front" ? 0.8 : 0.35, html_escape(p.label));
+          p.css == "front" ? 0.8 : 0.35, html_text(p.label));
     }
   }
   return svg + "</svg>";
@@ -119,13 +136,13 @@ std::string heatmap_svg(const SearchResult& r) {
       R"~(<text x="4" y="14" font-size="13" font-weight="bold">Sensitivity: KL divergence to fp32 with only that layer quantized (log scale; grey = not offered, hatched = unsupported on the target)</text>)~",
       W, H);
   for (std::size_t c = 0; c < columns.size(); ++c)
-    svg += fmt::format(R"~(<text x="{:.1f}" y="{}" text-anchor="middle">{}</text>)~",
-                       left + cell_w * (static_cast<double>(c) + 0.5), top - 6,
-                       html_escape(columns[c]));
+    svg +=
+        fmt::format(R"~(<text x="{:.1f}" y="{}" text-anchor="middle">{}</text>)~",
+                    left + cell_w * (static_cast<double>(c) + 0.5), top - 6, html_text(columns[c]));
   for (std::size_t l = 0; l < r.space.layers.size(); ++l) {
     const double y = top + cell_h * static_cast<double>(l);
     svg += fmt::format(R"~(<text x="{}" y="{:.1f}" text-anchor="end">{}</text>)~", left - 4, y + 12,
-                       html_escape(r.space.layers[l].layer));
+                       html_text(r.space.layers[l].layer));
     for (std::size_t c = 0; c < columns.size(); ++c) {
       const auto& opts = r.space.layers[l].options;
       const auto it = std::find(opts.begin(), opts.end(), columns[c]);
@@ -147,7 +164,7 @@ std::string heatmap_svg(const SearchResult& r) {
       }
       svg += fmt::format(
           R"~(<rect x="{:.1f}" y="{:.1f}" width="{}" height="{}" fill="{}" stroke="#fff"><title>{}</title></rect>)~",
-          left + cell_w * static_cast<double>(c), y, cell_w, cell_h, fill, html_escape(tip));
+          left + cell_w * static_cast<double>(c), y, cell_w, cell_h, fill, html_text(tip));
     }
   }
   svg +=
@@ -157,9 +174,14 @@ std::string heatmap_svg(const SearchResult& r) {
 
 }  // namespace
 
+void prepare_results_folder(const std::filesystem::path& dir) {
+  prepare_output_folder(dir, "results folder (search.output)");
+  for (const char* name : kResultFiles) check_output_target(dir / name);
+}
+
 void write_results(const std::filesystem::path& dir, const SearchResult& r,
                    const OutputInfo& info) {
-  std::filesystem::create_directories(dir);
+  prepare_results_folder(dir);
   const bool has_latency = !r.target.empty();
   // pareto.json / csv / plans
   json front = json::array();
@@ -168,7 +190,7 @@ void write_results(const std::filesystem::path& dir, const SearchResult& r,
       "predicted_latency_ms,measured_latency_ms,size_bytes,gbops,quantized_layers\n";
   for (std::size_t k = 0; k < r.front.size(); ++k) {
     const EvaluatedPlan& e = r.evaluations[r.front[k]];
-    const std::string plan_file = fmt::format("plan_{:03d}.yaml", k);
+    const std::string plan_file = plan_file_name(k);
     save_plan(dir / plan_file, e.plan);
     const PlanMetrics& fin = e.final_metrics ? *e.final_metrics : e.metrics;
     json j = {{"plan", plan_file},
@@ -220,16 +242,17 @@ void write_results(const std::filesystem::path& dir, const SearchResult& r,
                       {"final", r.seconds_final}}},
                     {"stop_reason", r.stop_reason},
                     {"interrupted", r.interrupted}};
-  write_file_atomic(dir / "pareto.json", doc.dump(1) + "\n");
+  write_file_atomic(dir / "pareto.json", json_text(doc, 1) + "\n");
   write_file_atomic(dir / "pareto.csv", csv);
+  remove_stale_plans(dir, r.front.size());
   std::string sens = "layer,option,kl,top1_drop,predicted_latency_ms,unsupported\n";
   for (std::size_t l = 0; l < r.sensitivity.size(); ++l)
     for (std::size_t o = 0; o < r.sensitivity[l].size(); ++o)
       sens += fmt::format(
-          "\"{}\",{},{:.6g},{:.5f},{},\"{}\"\n", r.space.layers[l].layer,
+          "{},{},{:.6g},{:.5f},{},{}\n", csv_field(r.space.layers[l].layer),
           r.space.layers[l].options[o], r.sensitivity[l][o], r.sensitivity_drop[l][o],
           std::isfinite(r.latency_ms[l][o]) ? fmt::format("{:.5f}", r.latency_ms[l][o]) : "",
-          r.unsupported[l][o]);
+          csv_field(r.unsupported[l][o]));
   write_file_atomic(dir / "sensitivity.csv", sens);
 
   // report.html
@@ -261,12 +284,12 @@ void write_results(const std::filesystem::path& dir, const SearchResult& r,
       R"~(<h1>bitplan search: {}</h1><p>target <b>{}</b> &middot; policy <b>{}</b> &middot; objectives {} &middot; {}</p>)~"
       R"~(<p>fp32 top-1 {:.2f}% ({} samples) &middot; {} evaluations ({} run, {} from the results database) &middot; )~"
       R"~(front {} plans &middot; hypervolume {:.4f} (normalised, reference 1.1) &middot; time: sensitivity {:.1f} s, search {:.1f} s, final {:.1f} s &middot; {}</p>)~",
-      html_escape(info.model_name), html_escape(info.model_name),
-      html_escape(r.target.empty() ? "(none)" : r.target), html_escape(r.policy),
-      html_escape(fmt::format("{}", fmt::join(r.objective_names, ", "))),
-      html_escape(r.space_description), 100 * r.fp32.top1, r.fp32.samples, r.evaluations.size(),
+      html_text(info.model_name), html_text(info.model_name),
+      html_text(r.target.empty() ? "(none)" : r.target), html_text(r.policy),
+      html_text(fmt::format("{}", fmt::join(r.objective_names, ", "))),
+      html_text(r.space_description), 100 * r.fp32.top1, r.fp32.samples, r.evaluations.size(),
       r.evaluations_run, r.evaluations_reused, r.front.size(), r.hypervolume, r.seconds_sensitivity,
-      r.seconds_search, r.seconds_final, html_escape(r.stop_reason));
+      r.seconds_search, r.seconds_final, html_text(r.stop_reason));
   if (has_latency)
     html += scatter_svg(
         "Accuracy vs predicted latency (front: blue, size as radius; uniform baselines: red)",
@@ -297,24 +320,25 @@ void write_results(const std::filesystem::path& dir, const SearchResult& r,
     html += fmt::format(
         "<tr><td class=l>{}</td><td>{:.2f}%</td><td>{}</td><td>{}</td><td>{:.4f}</td><td "
         "class=l>{}</td></tr>",
-        b.name, 100 * b.metrics.top1,
+        html_text(b.name), 100 * b.metrics.top1,
         b.final_metrics ? fmt::format("{:.2f}%", 100 * b.final_metrics->top1) : "&ndash;",
         std::isfinite(b.metrics.latency_ms) ? fmt::format("{:.4f}", b.metrics.latency_ms)
                                             : "&ndash;",
-        b.metrics.size_bytes / 1e6, html_escape(b.unsupported));
+        b.metrics.size_bytes / 1e6, html_text(b.unsupported));
   html += "</table><h2>Per-layer choices of the front plans</h2><table><tr><th>layer</th>";
   for (std::size_t k = 0; k < r.front.size(); ++k) html += fmt::format("<th>{:03d}</th>", k);
   html += "</tr>";
   for (std::size_t l = 0; l < r.space.layers.size(); ++l) {
-    html += fmt::format("<tr><td class=l>{}</td>", html_escape(r.space.layers[l].layer));
+    html += fmt::format("<tr><td class=l>{}</td>", html_text(r.space.layers[l].layer));
     for (const auto i : r.front)
       html += fmt::format(
           "<td>{}</td>",
-          r.space.layers[l].options[static_cast<std::size_t>(r.evaluations[i].genome[l])]);
+          html_text(
+              r.space.layers[l].options[static_cast<std::size_t>(r.evaluations[i].genome[l])]));
     html += "</tr>";
   }
   html += "</table><h2>Sensitivity</h2>" + heatmap_svg(r);
-  html += fmt::format("<p class=muted>{}</p></body></html>\n", html_escape(info.command_line));
+  html += fmt::format("<p class=muted>{}</p></body></html>\n", html_text(info.command_line));
   write_file_atomic(dir / "report.html", html);
 }
 

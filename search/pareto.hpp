@@ -1,8 +1,9 @@
 // Pareto tools for minimised objectives: dominance, the non-dominated filter, exact
-// hypervolume (2 and 3 objectives) and normalisation to [0, 1] by given bounds.
+// hypervolume (any number of objectives) and normalisation to [0, 1] by given bounds.
 #pragma once
 
 #include <cstddef>
+#include <optional>
 #include <vector>
 
 namespace bitplan::search {
@@ -16,10 +17,16 @@ bool dominates(const ObjectivePoint& a, const ObjectivePoint& b);
 // each other, so every copy of a non-dominated point is kept.
 std::vector<std::size_t> non_dominated(const std::vector<ObjectivePoint>& points);
 
+// For each of `points`, the index of the first of `rivals` that dominates it, or none. The
+// search uses it to take front plans that the final re-evaluation shows beaten (by another
+// front plan or a uniform baseline) off the front.
+std::vector<std::optional<std::size_t>> first_dominators(const std::vector<ObjectivePoint>& points,
+                                                         const std::vector<ObjectivePoint>& rivals);
+
 // Volume of the region dominated by `points` and bounded by `reference` (a point worse
 // than every point of interest). Points not strictly better than the reference in every
-// objective add nothing. Exact for 1, 2 and 3 objectives (3 by slicing along the last
-// objective: O(n^2 log n), fine for a few thousand points); other counts fail.
+// objective add nothing. Exact for any number of objectives (slicing along the last one:
+// O(n^(d-1) log n) for d objectives, fine for search fronts).
 double hypervolume(const std::vector<ObjectivePoint>& points, const ObjectivePoint& reference);
 
 struct ObjectiveBounds {

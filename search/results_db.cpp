@@ -8,6 +8,8 @@
 #include <utility>
 
 #include "core/error.hpp"
+#include "core/files.hpp"
+#include "core/text.hpp"
 
 namespace bitplan::search {
 
@@ -144,6 +146,8 @@ std::vector<double> parse_objectives(const std::string& text, const std::filesys
 }  // namespace
 
 ResultsDb::ResultsDb(const std::filesystem::path& path) : path_(path) {
+  // SQLite would read /dev/null as an empty database and block on a FIFO.
+  check_output_target(path);
   const int opened =
       sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr);
   if (opened != SQLITE_OK) {
@@ -264,9 +268,9 @@ void ResultsDb::put(std::string_view context, std::span<const StoredEvaluation> 
                      "store evaluation");
     insert.bind(1, context)
         .bind(2, evaluation.genome_key)
-        .bind(3, nlohmann::json(evaluation.objectives).dump())
+        .bind(3, json_text(nlohmann::json(evaluation.objectives)))
         .bind(4, evaluation.constraint_violation)
-        .bind(5, evaluation.metrics.dump())
+        .bind(5, json_text(evaluation.metrics))
         .bind(6, evaluation.seconds)
         .bind(7, created)
         .step();
@@ -324,7 +328,7 @@ void ResultsDb::put_sensitivity(std::string_view context, const StoredSensitivit
       .bind(2, sensitivity.layer)
       .bind(3, sensitivity.option)
       .bind(4, sensitivity.value)
-      .bind(5, sensitivity.metrics.dump())
+      .bind(5, json_text(sensitivity.metrics))
       .bind(6, sensitivity.seconds)
       .bind(7, utc_now())
       .step();
@@ -352,7 +356,7 @@ void ResultsDb::begin_run(std::string_view run_id, const nlohmann::json& config)
                    "INSERT OR REPLACE INTO runs(run_id, config, started, finished, status) "
                    "VALUES (?1, ?2, ?3, NULL, 'running')",
                    "record run");
-  insert.bind(1, run_id).bind(2, config.dump()).bind(3, utc_now()).step();
+  insert.bind(1, run_id).bind(2, json_text(config)).bind(3, utc_now()).step();
   transaction.commit();
 }
 

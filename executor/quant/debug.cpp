@@ -50,9 +50,7 @@ std::vector<NoiseMeter> compare_runs(const Graph& reference, const Graph& candid
       rp = std::make_unique<ExecutionPlan>(ref, PlanOptions{n});
       cp = std::make_unique<ExecutionPlan>(cand, PlanOptions{n});
     }
-    if (input.empty() || input.dims() != rp->input_meta()[0].dims)
-      input = Tensor(DType::f32, rp->input_meta()[0].dims);
-    dataset.load(indices.subspan(start, static_cast<std::size_t>(n)), input.data<float>());
+    load_batch(*rp, ref, dataset, indices.subspan(start, static_cast<std::size_t>(n)), input);
     const auto r = rp->run(std::span<const Tensor>(&input, 1));
     const auto c = cp->run(std::span<const Tensor>(&input, 1));
     for (std::size_t i = 0; i < meters.size(); ++i)

@@ -34,9 +34,8 @@ CalibrationRanges calibrate(const Graph& graph, const Dataset& dataset,
         std::min<std::int64_t>(batch, static_cast<std::int64_t>(indices.size() - start));
     auto& plan = plans[n];
     if (!plan) plan = std::make_unique<ExecutionPlan>(observed, PlanOptions{n});
-    if (input.empty() || input.dims() != plan->input_meta()[0].dims)
-      input = Tensor(DType::f32, plan->input_meta()[0].dims);
-    dataset.load(indices.subspan(start, static_cast<std::size_t>(n)), input.data<float>());
+    load_batch(*plan, observed, dataset, indices.subspan(start, static_cast<std::size_t>(n)),
+               input);
     const auto outputs = plan->run(std::span<const Tensor>(&input, 1));
     for (std::size_t i = 0; i < tensors.size(); ++i)
       observers.at(tensors[i]).observe(outputs[i].values<float>());
@@ -428,12 +427,15 @@ std::string QuantSimulator::int8_refusal(const QuantizableLayer& layer, const La
   // so the int8 kernels compute it exactly; group-wise scales have no oneDNN 2.6 kernel.
   const FormatTraits& weight_format = format_traits(q.weights.format);
   if (weight_format.kind != FormatKind::integer || !weight_format.is_signed ||
-      weight_format.bits > 8 || !q.weights.symmetric ||
-      q.weights.granularity == Granularity::per_group)
+      weight_format.bits > 8 || !q.weights.symmetric)
     return fmt::format(
-        "weights '{}' are not a signed integer grid of <= 8 bits, symmetric, per "
-        "channel or per tensor",
+        "weights '{}' are not a symmetric signed integer grid of <= 8 bits (int2 ... int8)",
         to_string(q.weights));
+  if (q.weights.granularity == Granularity::per_group)
+    return fmt::format(
+        "weights '{}' have a scale per group of {} weights: oneDNN 2.6's integer kernels take "
+        "one scale per channel or per tensor",
+        to_string(q.weights), q.weights.group_size);
   if (q.weights.format == FormatId::int8 && !cpu_has_vnni())
     return "this CPU has no VNNI: oneDNN's int8 kernels would halve 8-bit weights (or saturate "
            "16-bit pair sums), "

@@ -18,12 +18,14 @@
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <set>
 
 #include "executor/plan.hpp"
 #include "ir/onnx_import.hpp"
+#include "tests/skip.hpp"
 
 namespace fs = std::filesystem;
 using namespace bitplan;
@@ -59,13 +61,26 @@ std::string compare(const Tensor& got, const Tensor& want) {
   return "";
 }
 
+// The node tests bitplan declines on purpose (one name per line, '#' starts a comment).
+std::set<std::string> read_expected_declines() {
+  std::ifstream in(fs::path(BITPLAN_SOURCE_DIR) / "tests/conformance/expected_declines.txt");
+  REQUIRE(in);
+  std::set<std::string> names;
+  for (std::string line; std::getline(in, line);) {
+    line = line.substr(0, line.find('#'));
+    line.erase(line.find_last_not_of(" \t") + 1);
+    if (!line.empty()) names.insert(line);
+  }
+  return names;
+}
+
 }  // namespace
 
 TEST_CASE("ONNX backend node tests") {
   const char* env = std::getenv("BITPLAN_NODE_TESTS");
   const fs::path root = env ? env : "/usr/share/libonnx-testdata/data/node";
   if (!fs::is_directory(root)) {
-    MESSAGE("SKIPPED: " << root << " not found (apt install libonnx-testdata)");
+    testing::skip(root.string() + " not found (apt install libonnx-testdata)");
     return;
   }
   std::vector<fs::path> dirs;
@@ -133,7 +148,19 @@ TEST_CASE("ONNX backend node tests") {
       failed[name] = std::string("exception: ") + e.what();
     }
   }
-  for (const auto& [name, why] : declined) MESSAGE("declined " << name << ": " << why);
+  // Declines are checked against the list in the repo: a test that used to pass and now
+  // declines fails the suite, and so does a listed test that now passes (take it off the list).
+  const std::set<std::string> expected_declines = read_expected_declines();
+  for (const auto& [name, why] : declined) {
+    MESSAGE("declined " << name << ": " << why);
+    if (!expected_declines.count(name))
+      failed[name] = "declined, but not in tests/conformance/expected_declines.txt: " + why;
+  }
+  for (const auto& name : expected_declines)
+    if (!declined.count(name) && fs::is_directory(root / name))
+      failed[name] = failed.count(name) ? failed[name]
+                                        : "listed in tests/conformance/expected_declines.txt "
+                                          "but no longer declined: take it off the list";
   for (const auto& [name, why] : failed) MESSAGE("FAILED " << name << ": " << why);
   const int run = passed + static_cast<int>(failed.size());
   MESSAGE(

@@ -40,7 +40,7 @@ TEST_CASE("inspect prints the layer table with ONNX names") {
 
 TEST_CASE("evaluate the default config on a Fashion-MNIST subset") {
   if (!fs::exists("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz")) {
-    MESSAGE("SKIPPED: Fashion-MNIST not installed (apt install dataset-fashion-mnist)");
+    bitplan::testing::skip("Fashion-MNIST not installed (apt install dataset-fashion-mnist)");
     return;
   }
   const Result r = run("evaluate --config " + (kSource / "configs/default.yaml").string() +
@@ -109,7 +109,7 @@ TEST_CASE("bad input: one clear message and a non-zero exit code") {
 
 TEST_CASE("quantized evaluation, integer execution and the debugger from the CLI") {
   if (!fs::exists("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz")) {
-    MESSAGE("SKIPPED: Fashion-MNIST not installed (apt install dataset-fashion-mnist)");
+    bitplan::testing::skip("Fashion-MNIST not installed (apt install dataset-fashion-mnist)");
     return;
   }
   const fs::path cache = fs::temp_directory_path() / "bitplan_e2e_cache";
@@ -143,7 +143,7 @@ TEST_CASE("quantized evaluation, integer execution and the debugger from the CLI
 TEST_CASE("a separate calibration source: used, named in the output, checked") {
   const fs::path fashion = "/usr/share/datasets/fashion-mnist";
   if (!fs::exists(fashion / "train-images-idx3-ubyte.gz")) {
-    MESSAGE("SKIPPED: Fashion-MNIST not installed (apt install dataset-fashion-mnist)");
+    bitplan::testing::skip("Fashion-MNIST not installed (apt install dataset-fashion-mnist)");
     return;
   }
   const fs::path dir = fs::temp_directory_path() / "bitplan_e2e_calibration_source";

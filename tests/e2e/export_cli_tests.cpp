@@ -42,7 +42,7 @@ std::string mlp_export(const fs::path& dir, const std::string& rest) {
 
 TEST_CASE("export: every format from one plan, and a format that cannot express it") {
   if (!fs::exists(kFashion)) {
-    MESSAGE("SKIPPED: Fashion-MNIST not installed (apt install dataset-fashion-mnist)");
+    bitplan::testing::skip("Fashion-MNIST not installed (apt install dataset-fashion-mnist)");
     return;
   }
   const fs::path dir = scratch("formats");

@@ -11,6 +11,8 @@
 #include <sstream>
 #include <string>
 
+#include "tests/skip.hpp"
+
 namespace bitplan::e2e {
 
 struct Result {

@@ -34,8 +34,7 @@ namespace {
 const fs::path kSource = BITPLAN_SOURCE_DIR;
 const fs::path kImages = "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz";
 const fs::path kLabels = "/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz";
-constexpr const char* kMissing =
-    "SKIPPED: Fashion-MNIST not installed (apt install dataset-fashion-mnist)";
+constexpr const char* kMissing = "Fashion-MNIST not installed (apt install dataset-fashion-mnist)";
 
 json read_json(const fs::path& file) {
   REQUIRE(fs::exists(file));
@@ -147,12 +146,12 @@ TEST_CASE("profile: writes a hardware profile; a second run measures only what i
   CHECK(again.exit_code == 0);
   CHECK(!contains(again.output, "timing"));
   CHECK(!contains(again.output, "measuring the CPU's ceilings"));
-  CHECK(contains(again.output, "12 entries, 1 models"));
+  CHECK(contains(again.output, "12 entries, 1 model (1 model/batch pair)"));
 }
 
 TEST_CASE("search: writes the front, plans evaluate accepts, CSVs and the report; a rerun reuses") {
   if (!have_dataset()) {
-    MESSAGE(kMissing);
+    bitplan::testing::skip(kMissing);
     return;
   }
   Workspace& ws = Workspace::get();
@@ -220,7 +219,7 @@ TEST_CASE("search: writes the front, plans evaluate accepts, CSVs and the report
 
 TEST_CASE("search: --dry-run prints the space and evaluates nothing") {
   if (!have_dataset()) {
-    MESSAGE(kMissing);
+    bitplan::testing::skip(kMissing);
     return;
   }
   Workspace& ws = Workspace::get();
@@ -245,7 +244,7 @@ TEST_CASE("search: --dry-run prints the space and evaluates nothing") {
 
 TEST_CASE("search sensitivity: writes sensitivity.csv and no front") {
   if (!have_dataset()) {
-    MESSAGE(kMissing);
+    bitplan::testing::skip(kMissing);
     return;
   }
   Workspace& ws = Workspace::get();
@@ -270,7 +269,7 @@ TEST_CASE("search sensitivity: writes sensitivity.csv and no front") {
 
 TEST_CASE("search: every policy runs with a small budget") {
   if (!have_dataset()) {
-    MESSAGE(kMissing);
+    bitplan::testing::skip(kMissing);
     return;
   }
   Workspace& ws = Workspace::get();
@@ -331,7 +330,7 @@ TEST_CASE("search and profile: bad input gives one clear message and the documen
     CHECK(contains(r.output, "'fp8'"));
   }
   if (!have_dataset()) {
-    MESSAGE(kMissing);
+    bitplan::testing::skip(kMissing);
     return;
   }
   SUBCASE("unknown search key in the file: line and column") {
@@ -430,7 +429,7 @@ TEST_CASE("search: an unknown policy is refused before any evaluation (--dry-run
 
 TEST_CASE("search: Ctrl-C exits 130 and writes the partial front") {
   if (!have_dataset()) {
-    MESSAGE(kMissing);
+    bitplan::testing::skip(kMissing);
     return;
   }
   Workspace& ws = Workspace::get();

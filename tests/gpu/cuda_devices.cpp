@@ -1,15 +1,16 @@
 // GPU tests (CTest label "gpu"): run on a machine with an NVIDIA GPU; elsewhere they report
-// SKIPPED with the CUDA runtime's reason.
+// as skipped (tests/skip.hpp) with the CUDA runtime's reason.
 #include <doctest/doctest.h>
 
 #include "backends/device.hpp"
+#include "tests/skip.hpp"
 
 using namespace bitplan;
 
 TEST_CASE("CUDA devices are listed with their compute capability") {
   const CudaInventory cuda = query_cuda();
   if (!cuda.built || cuda.devices.empty()) {
-    MESSAGE("SKIPPED: " << cuda.unavailable);
+    testing::skip(cuda.unavailable);
     return;
   }
   for (const auto& d : cuda.devices) {

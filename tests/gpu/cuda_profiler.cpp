@@ -1,7 +1,7 @@
 // GPU tests of the CUDA latency backend (CTest label "gpu"): every GEMM path (fp32, fp16,
 // bf16, int8, fp8, w4a16), the conv paths (im2col + GEMM, depthwise) and the conversions
 // against CPU references on small shapes, then a profile/merge round trip. Where no GPU is
-// usable each case reports SKIPPED with the CUDA runtime's reason.
+// usable each case is skipped (tests/skip.hpp) with the CUDA runtime's reason.
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -20,6 +20,7 @@
 #include "backends/cuda/profiler.hpp"
 #include "backends/cuda/runtime.hpp"
 #include "backends/cuda/workloads.hpp"
+#include "tests/skip.hpp"
 
 using namespace bitplan::cuda;
 
@@ -28,7 +29,7 @@ namespace {
 bool gpu_available() {
   std::string why;
   if (cuda_device_usable(why)) return true;
-  MESSAGE("SKIPPED: " << why);
+  bitplan::testing::skip(why);
   return false;
 }
 

@@ -11,19 +11,19 @@ using namespace bitplan;
 
 namespace {
 
-// y = Gemm(x, w) with x [N, k] (N symbolic: the batch) and w [k, n] an initializer or, when
-// `runtime_weights`, a graph input of symbolic shape [N, N].
-Graph gemm_graph(std::int64_t k, std::int64_t n, bool runtime_weights = false) {
+// y = Gemm(a, b) where a and b are the input x [N, 1] expanded to `a_dims` and `b_dims`:
+// graph inputs are limited to 2^40 elements, but a node can ask for far larger values.
+Graph expanded_gemm_graph(const Dims& a_dims, const Dims& b_dims) {
   Graph graph;
   graph.name = "gemm";
   graph.opset = 13;
-  graph.inputs.push_back({"x", DType::f32, {-1, runtime_weights ? -1 : k}, {"N", ""}});
-  if (runtime_weights)
-    graph.inputs.push_back({"w", DType::f32, {-1, -1}, {"N", "N"}});
-  else
-    graph.initializers["w"] = Tensor(DType::f32, {k, n});
-  graph.outputs.push_back({"y", DType::f32, {-1, n}, {"N", ""}});
-  graph.nodes.push_back({"fc", "Gemm", "", {"x", "w"}, {"y"}, {}});
+  graph.inputs.push_back({"x", DType::f32, {-1, 1}, {"N", ""}});
+  graph.initializers["a_dims"] = Tensor::from_values<std::int64_t>({2}, a_dims);
+  graph.initializers["b_dims"] = Tensor::from_values<std::int64_t>({2}, b_dims);
+  graph.outputs.push_back({"y", DType::f32, {-1, -1}, {"N", ""}});
+  graph.nodes.push_back({"expand_a", "Expand", "", {"x", "a_dims"}, {"a"}, {}});
+  graph.nodes.push_back({"expand_b", "Expand", "", {"x", "b_dims"}, {"b"}, {}});
+  graph.nodes.push_back({"fc", "Gemm", "", {"a", "b"}, {"y"}, {}});
   return graph;
 }
 
@@ -40,34 +40,38 @@ std::string plan_error(const Graph& graph, std::int64_t batch, ErrorKind kind) {
 
 }  // namespace
 
-TEST_CASE("17.10 build_gemm refuses a batch whose output size overflows, naming the node") {
-  // x [2^60, 1] is 2^62 bytes (fits); y [2^60, 16] would be 2^66 bytes.
+TEST_CASE("17.10 build_gemm refuses an output whose size overflows, naming the node") {
+  // a [2^40, 1] and b [1, 2^24] fit; y [2^40, 2^24] would be 2^66 bytes.
   const std::string error =
-      plan_error(gemm_graph(1, 16), std::int64_t{1} << 60, ErrorKind::invalid_input);
+      plan_error(expanded_gemm_graph({std::int64_t{1} << 40, 1}, {1, std::int64_t{1} << 24}), 1,
+                 ErrorKind::invalid_input);
   CHECK(error ==
-        "invalid node 'fc' (Gemm): output shape [1152921504606846976, 16]: its size in "
+        "invalid node 'fc' (Gemm): output shape [1099511627776, 16777216]: its size in "
         "bytes does not fit in 64 bits");
 }
 
 TEST_CASE("17.10 build_gemm refuses a multiply-accumulate count that overflows") {
-  // x, w and y are [2^30, 2^30] (2^62 bytes each), but M*N*K is 2^90.
+  // a, b and y are [2^30, 2^30] (2^62 bytes each), but M*N*K is 2^90.
+  const std::int64_t side = std::int64_t{1} << 30;
   const std::string error =
-      plan_error(gemm_graph(0, 0, true), std::int64_t{1} << 30, ErrorKind::invalid_input);
+      plan_error(expanded_gemm_graph({side, side}, {side, side}), 1, ErrorKind::invalid_input);
   CHECK(error ==
         "invalid node 'fc' (Gemm): the multiply-accumulate count 1073741824 x "
         "1073741824 x 1073741824 does not fit in 64 bits");
 }
 
-TEST_CASE("17.10 a batch whose graph input overflows is refused as a usage error") {
-  const std::string error = plan_error(gemm_graph(4, 2), std::int64_t{1} << 62, ErrorKind::usage);
-  CHECK(error.find("input 'x' of shape [4611686018427387904, 4] (batch 4611686018427387904): "
-                   "its size in bytes does not fit in 64 bits") != std::string::npos);
+TEST_CASE("17.10 an Expand whose output element count overflows is refused, naming the node") {
+  const std::string error =
+      plan_error(expanded_gemm_graph({std::int64_t{1} << 40, std::int64_t{1} << 24}, {1, 1}), 1,
+                 ErrorKind::invalid_input);
+  CHECK(error.find("invalid node 'expand_a' (Expand): ") == 0);
+  CHECK(error.find("[1099511627776, 16777216]") != std::string::npos);
 }
 
-TEST_CASE("a Gemm plan at an ordinary batch still builds and counts its MACs") {
-  const ExecutionPlan plan(gemm_graph(4, 2), PlanOptions{8});
-  REQUIRE(plan.steps().size() == 1);
-  CHECK(plan.steps()[0].macs == 8 * 4 * 2);
+TEST_CASE("a Gemm plan of ordinary sizes still builds and counts its MACs") {
+  const ExecutionPlan plan(expanded_gemm_graph({8, 4}, {4, 2}), PlanOptions{1});
+  REQUIRE(plan.steps().size() == 3);
+  CHECK(plan.steps()[2].macs == 8 * 4 * 2);
 }
 
 TEST_CASE("17.10 Tile repeats whose output length overflows are refused") {

@@ -88,7 +88,7 @@ void check_weights_equal_simulation(const onnx::ModelProto& m, const ExportModel
 TEST_CASE("onnx-qdq W8A8: original nodes kept, QDQ where the simulation quantizes") {
   auto dataset = open_fashion_mnist_test();
   if (!dataset) {
-    MESSAGE(kFashionMnistMissing);
+    testing::skip(kFashionMnistMissing);
     return;
   }
   Fixture f("fmnist_mlp.onnx", std::move(dataset));
@@ -196,7 +196,7 @@ TEST_CASE("onnx-qdq ViT at opset 21: ReduceMean axes become an input") {
 TEST_CASE("onnx-qdq: fp8, pow2, ternary and narrow grids are stored exactly") {
   auto dataset = open_fashion_mnist_test();
   if (!dataset) {
-    MESSAGE(kFashionMnistMissing);
+    testing::skip(kFashionMnistMissing);
     return;
   }
   Fixture f("fmnist_mlp.onnx", std::move(dataset));
@@ -393,16 +393,25 @@ TEST_CASE("write_export checks every output before writing") {
                        doctest::Contains("trt.onnx' exists"), Error);
   CHECK_FALSE(fs::exists(dir / "trt.txt"));
 
-  const fs::path locked = dir / "locked";
+  for (const auto& entry : fs::directory_iterator(dir))
+    CHECK(entry.path().filename().string().find(".tmp.") == std::string::npos);
+  fs::remove_all(dir);
+}
+
+// Its own ctest entry (unit_export_unwritable_folder): as root it cannot run, and says so.
+TEST_CASE("write_export refuses an unwritable folder") {
+  Fixture f("fmnist_mlp.onnx");
+  const ExportModel e = f.prepare(uniform_plan("W8", f.loaded.graph));
+  const fs::path locked = fs::temp_directory_path() / "bitplan_export_locked";
+  fs::remove_all(locked);
   fs::create_directories(locked);
   fs::permissions(locked, fs::perms::owner_read | fs::perms::owner_exec);
   if (::access(locked.c_str(), W_OK) == 0) {
-    MESSAGE("SKIPPED unwritable-folder check: running as root, which writes anywhere");
+    testing::skip("unwritable-folder check: running as root, which writes anywhere");
   } else {
     CHECK_THROWS_WITH_AS(write_export(e, ExportFormat::json, locked / "out.json", false),
                          doctest::Contains("is not writable"), Error);
   }
   fs::permissions(locked, fs::perms::owner_all);
-  for (const auto& entry : fs::directory_iterator(dir))
-    CHECK(entry.path().filename().string().find(".tmp.") == std::string::npos);
+  fs::remove_all(locked);
 }

@@ -5,6 +5,7 @@
 #include <memory>
 
 #include "data/dataset.hpp"
+#include "tests/skip.hpp"
 
 namespace bitplan::testing {
 
@@ -18,13 +19,13 @@ inline DatasetConfig fashion_mnist_test_config() {
   return c;
 }
 
-// Null when the package is not installed: the caller reports SKIPPED and returns.
+// Null when the package is not installed: the caller skips (tests/skip.hpp) and returns.
 inline std::unique_ptr<Dataset> open_fashion_mnist_test() {
   const DatasetConfig c = fashion_mnist_test_config();
   return std::filesystem::exists(c.images) ? open_dataset(c) : nullptr;
 }
 
 inline constexpr const char* kFashionMnistMissing =
-    "SKIPPED: Fashion-MNIST not installed (apt install dataset-fashion-mnist)";
+    "Fashion-MNIST not installed (apt install dataset-fashion-mnist)";
 
 }  // namespace bitplan::testing
