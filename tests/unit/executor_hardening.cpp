@@ -102,3 +102,45 @@ TEST_CASE("17.10 Conv dilations whose window extent overflows are refused") {
                   "[4611686018427387904, 1] and pads [0, 0, 0, 0] on input [8, 8]: the window "
                   "arithmetic overflows 64 bits") != std::string::npos);
 }
+
+namespace {
+
+// y = ConvTranspose(x, w) of a [N, 1, 4, 4] input and [1, 1, 3, 3] weights, with `attrs`.
+Graph conv_transpose_graph(std::map<std::string, AttrValue> attrs) {
+  Graph graph;
+  graph.name = "deconv";
+  graph.opset = 13;
+  graph.inputs.push_back({"x", DType::f32, {-1, 1, 4, 4}, {"N", "", "", ""}});
+  graph.initializers["w"] = Tensor(DType::f32, {1, 1, 3, 3});
+  graph.outputs.push_back({"y", DType::f32, {-1, 1, 6, 6}, {"N", "", "", ""}});
+  graph.nodes.push_back({"deconv", "ConvTranspose", "", {"x", "w"}, {"y"}, std::move(attrs)});
+  return graph;
+}
+
+}  // namespace
+
+TEST_CASE("17.10 ConvTranspose attributes of the wrong length or overflowing size are refused") {
+  // One stride for two spatial axes: read past the attribute's end before.
+  CHECK(plan_error(conv_transpose_graph({{"strides", Dims{2}}}), 1, ErrorKind::invalid_input)
+            .find("invalid node 'deconv' (ConvTranspose): strides [2], dilations [1, 1], "
+                  "output_padding [0, 0], pads [0, 0, 0, 0] and output_shape [] must have 2 "
+                  "(pads 4) entries for a 2-d input") != std::string::npos);
+  CHECK(plan_error(conv_transpose_graph({{"strides", Dims{std::int64_t{1} << 62, 1}}}), 1,
+                   ErrorKind::invalid_input)
+            .find("the output size overflows 64 bits") != std::string::npos);
+  CHECK(plan_error(conv_transpose_graph({{"pads", Dims{-1, 0, 0, 0}}}), 1, ErrorKind::invalid_input)
+            .find("output_padding [0, 0] and pads [-1, 0, 0, 0] >= 0") != std::string::npos);
+}
+
+TEST_CASE("17.10 Resize scales whose output length does not fit in int64 are refused") {
+  Graph graph;
+  graph.name = "resize";
+  graph.opset = 13;
+  graph.inputs.push_back({"x", DType::f32, {-1, 1, 4, 4}, {"N", "", "", ""}});
+  graph.initializers["scales"] =
+      Tensor::from_values<float>({4}, std::vector<float>{1.f, 1.f, 1e30f, 1.f});
+  graph.outputs.push_back({"y", DType::f32, {-1, 1, 4, 4}, {"N", "", "", ""}});
+  graph.nodes.push_back({"up", "Resize", "", {"x", "", "scales"}, {"y"}, {}});
+  CHECK(plan_error(graph, 1, ErrorKind::invalid_input)
+            .find("invalid node 'up' (Resize): an output length of") != std::string::npos);
+}
