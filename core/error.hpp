@@ -19,10 +19,20 @@ enum class ErrorKind {
 
 class Error : public std::runtime_error {
  public:
-  Error(ErrorKind kind, const std::string& message) : std::runtime_error(message), kind_(kind) {}
+  Error(ErrorKind kind, const std::string& message)
+      : std::runtime_error(without_nul(message)), kind_(kind) {}
   ErrorKind kind() const noexcept { return kind_; }
 
  private:
+  // what() is a C string: a NUL byte from an untrusted name would end the message there.
+  // Messages quote such names through escaped() (core/quote.hpp); this is the backstop.
+  static std::string without_nul(std::string message) {
+    for (std::size_t at = message.find('\0'); at != std::string::npos;
+         at = message.find('\0', at + 4))
+      message.replace(at, 1, "\\x00");
+    return message;
+  }
+
   ErrorKind kind_;
 };
 

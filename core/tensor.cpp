@@ -1,17 +1,26 @@
 #include "core/tensor.hpp"
 
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
-#include <numeric>
 
 #include <fmt/ranges.h>
+
+#include "core/checked.hpp"
 
 namespace bitplan {
 
 static_assert(sizeof(bool) == 1, "bool tensors are stored one byte per element");
 
+ShapeOverflow::ShapeOverflow(const Dims& dims)
+    : Error(ErrorKind::invalid_input,
+            fmt::format("shape {}: the product of its non-zero dimensions does not fit in 64 bits",
+                        to_string(dims))) {}
+
 std::int64_t product(const Dims& dims) {
-  return std::accumulate(dims.begin(), dims.end(), std::int64_t{1}, std::multiplies<>());
+  const auto count = checked_product(dims);
+  if (!count) throw ShapeOverflow(dims);
+  return *count;
 }
 
 std::string to_string(const Dims& dims) {
@@ -26,9 +35,14 @@ Dims contiguous_strides(const Dims& dims) {
 
 Tensor::Tensor(DType dtype, Dims dims) : dtype_(dtype), dims_(std::move(dims)) {
   for (auto d : dims_) BITPLAN_ASSERT(d >= 0);
+  const auto data_bytes =
+      checked_mul(static_cast<std::uint64_t>(numel()), std::uint64_t{dtype_size(dtype_)});
+  if (!data_bytes || *data_bytes > std::uint64_t{PTRDIFF_MAX} - kAlignment)
+    fail_input("allocating a {} tensor of shape {}: its size in bytes does not fit in 64 bits",
+               dtype_name(dtype_), to_string(dims_));
   // Round up so the size is a multiple of the alignment (aligned_alloc requires it) and
   // never zero, so every tensor has a distinct, valid pointer.
-  std::size_t bytes = (nbytes() + kAlignment) / kAlignment * kAlignment;
+  const std::size_t bytes = (*data_bytes + kAlignment) / kAlignment * kAlignment;
   void* p = std::aligned_alloc(kAlignment, bytes);
   if (!p) throw std::bad_alloc();
   std::memset(p, 0, bytes);

@@ -16,6 +16,16 @@ namespace bitplan {
 
 using Dims = std::vector<std::int64_t>;
 
+// Thrown by product() when a shape's element count does not fit in 64 bits. Readers and
+// shape inference check sizes where they can name the file or node; callers that can add
+// that context catch this and rethrow.
+class ShapeOverflow : public Error {
+ public:
+  explicit ShapeOverflow(const Dims& dims);
+};
+
+// The element count; throws ShapeOverflow when the product of the non-zero dims does not fit
+// in int64 (see checked_product in core/checked.hpp).
 std::int64_t product(const Dims& dims);
 std::string to_string(const Dims& dims);  // "[1, 3, 32, 32]"
 

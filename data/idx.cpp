@@ -10,6 +10,7 @@
 #include <span>
 #include <string>
 
+#include "core/checked.hpp"
 #include "core/error.hpp"
 #include "data/input_file.hpp"
 
@@ -81,20 +82,24 @@ IdxLayout parse_header(Bytes head, std::uint64_t total_bytes, const fs::path& pa
     fail_input("read IDX '{}': {} bytes: the header of {} dimensions needs {} (truncated file?)",
                path.string(), total_bytes, ndims, layout.header_bytes);
 
-  std::uint64_t count = 1;
-  bool overflow = false;
   for (unsigned i = 0; i < ndims; ++i) {
     const unsigned char* p = head.data() + 4 + 4 * i;
     const std::uint32_t dim = (std::uint32_t{p[0]} << 24) | (std::uint32_t{p[1]} << 16) |
                               (std::uint32_t{p[2]} << 8) | std::uint32_t{p[3]};
     layout.dims.push_back(dim);
-    overflow = overflow || __builtin_mul_overflow(count, std::uint64_t{dim}, &count);
   }
-  overflow =
-      overflow || __builtin_mul_overflow(count, dtype_size(layout.dtype), &layout.data_bytes);
-  if (overflow)
-    fail_input("read IDX '{}': dims {}: the data size overflows 64 bits", path.string(),
-               to_string(layout.dims));
+  // Checked on the non-zero dims too: [2^32-1, 2^32-1, 0] holds no data, but later code
+  // multiplying its first two dims (sample counts, strides) would overflow.
+  const auto count = checked_product(layout.dims);
+  if (!count)
+    fail_input("read IDX '{}': dims {}: the product of the non-zero dims overflows 64 bits",
+               path.string(), to_string(layout.dims));
+  const auto data_bytes =
+      checked_mul(static_cast<std::uint64_t>(*count), std::uint64_t{dtype_size(layout.dtype)});
+  if (!data_bytes)
+    fail_input("read IDX '{}': dims {} of {}: the data size overflows 64 bits", path.string(),
+               to_string(layout.dims), dtype_name(layout.dtype));
+  layout.data_bytes = *data_bytes;
   if (layout.data_bytes != total_bytes - layout.header_bytes)
     fail_input(
         "read IDX '{}': dims {} of {} need {} data bytes, but the file has {}: the header does "

@@ -14,6 +14,7 @@
 
 #include <jpeglib.h>  // after <cstdio>: it uses FILE and size_t without including them
 
+#include "core/checked.hpp"
 #include "core/error.hpp"
 #include "core/files.hpp"
 #include "core/parallel.hpp"
@@ -28,8 +29,13 @@ namespace {
 constexpr std::int64_t kMaxPixels = std::int64_t{180} * 1000 * 1000;
 constexpr std::uint64_t kMaxImageFileBytes = std::uint64_t{256} << 20;
 
+bool pixel_count_ok(std::int64_t width, std::int64_t height) {
+  const auto pixels = checked_mul(width, height);
+  return width > 0 && height > 0 && pixels && *pixels <= kMaxPixels;
+}
+
 void check_pixel_count(std::int64_t width, std::int64_t height, const fs::path& path) {
-  if (width <= 0 || height <= 0 || width * height > kMaxPixels)
+  if (!pixel_count_ok(width, height))
     fail_input("decode image '{}': {}x{} pixels: must be at least 1x1 and at most {} pixels",
                path.string(), width, height, kMaxPixels);
 }
@@ -354,6 +360,12 @@ Image resize_and_crop(const Image& image, int resize, int crop, const fs::path& 
     const std::int64_t scaled = resize * longer / shorter;
     const std::int64_t height = portrait ? scaled : resize;
     const std::int64_t width = portrait ? resize : scaled;
+    // A long, thin image resized by its short side can ask for far more pixels than it has.
+    if (!pixel_count_ok(width, height))
+      fail_input(
+          "preprocess image '{}': resize {} of the {}x{} image gives {}x{} pixels: must be at "
+          "most {} pixels",
+          path.string(), resize, image.height, image.width, height, width, kMaxPixels);
     if (height != image.height || width != image.width) out = resize_bilinear(image, height, width);
   }
   if (crop > 0) {

@@ -10,8 +10,10 @@
 #include <string>
 #include <string_view>
 
+#include "core/checked.hpp"
 #include "core/error.hpp"
 #include "core/files.hpp"
+#include "core/quote.hpp"
 #include "data/input_file.hpp"
 
 namespace bitplan {
@@ -73,8 +75,8 @@ class LiteralParser {
  private:
   [[noreturn]] void fail(std::string_view rule) const {
     const std::string_view near = text_.substr(pos_, 20);
-    fail_input("read NPY '{}': header character {} ('{}'): {}", path_.string(), pos_ + 1, near,
-               rule);
+    fail_input("read NPY '{}': header character {} ('{}'): {}", path_.string(), pos_ + 1,
+               escaped(near), rule);
   }
 
   void skip_space() {
@@ -226,18 +228,19 @@ DType parse_descr(const Literal& descr, const fs::path& path) {
     fail_unsupported(
         "read NPY '{}': descr '{}': bitplan reads float32, float64, uint8, int8, int32, int64 "
         "and bool arrays ('<f4', '<f8', '|u1', '|i1', '<i4', '<i8', '|b1')",
-        path.string(), text);
+        path.string(), escaped(text));
   const char order = text[0];
   if (order == '>')
     fail_unsupported(
         "read NPY '{}': descr '{}' is big-endian: only little-endian data is supported; save "
         "a.astype(a.dtype.newbyteorder('<'))",
-        path.string(), text);
+        path.string(), escaped(text));
   if (order != '<' && order != '|')
-    fail_input("read NPY '{}': descr '{}': the byte order must be '<' or '|'", path.string(), text);
+    fail_input("read NPY '{}': descr '{}': the byte order must be '<' or '|'", path.string(),
+               escaped(text));
   if (order == '|' && dtype_size(entry->dtype) != 1)
     fail_input("read NPY '{}': descr '{}': byte order '|' is only valid for 1-byte types",
-               path.string(), text);
+               path.string(), escaped(text));
   return entry->dtype;
 }
 
@@ -261,8 +264,9 @@ NpyHeader parse_header(std::string_view text, const fs::path& path) {
                                                     : nullptr;
     if (!slot)
       fail_input("read NPY '{}': header key '{}': the keys must be descr, fortran_order, shape",
-                 path.string(), key);
-    if (*slot) fail_input("read NPY '{}': header key '{}' appears twice", path.string(), key);
+                 path.string(), escaped(key));
+    if (*slot)
+      fail_input("read NPY '{}': header key '{}' appears twice", path.string(), escaped(key));
     *slot = &dict.items[i + 1];
   }
   for (auto [value, key] : {std::pair{descr, "descr"}, std::pair{fortran_order, "fortran_order"},
@@ -358,11 +362,18 @@ Tensor read_npy(const fs::path& path) {
   file.read(text.data(), text.size());
   const NpyHeader header = parse_header(text, path);
 
-  std::uint64_t bytes = dtype_size(header.dtype);
-  for (std::int64_t dim : header.shape)
-    if (__builtin_mul_overflow(bytes, static_cast<std::uint64_t>(dim), &bytes))
-      fail_input("read NPY '{}': shape {}: the data size overflows 64 bits", path.string(),
-                 to_string(header.shape));
+  // Checked on the non-zero dims too, so a zero dim cannot hide an overflowing shape that
+  // later code (strides, sample sizes) would multiply.
+  const auto count = checked_product(header.shape);
+  if (!count)
+    fail_input("read NPY '{}': shape {}: the product of the non-zero dimensions overflows 64 bits",
+               path.string(), to_string(header.shape));
+  const auto data_bytes =
+      checked_mul(static_cast<std::uint64_t>(*count), std::uint64_t{dtype_size(header.dtype)});
+  if (!data_bytes)
+    fail_input("read NPY '{}': shape {} of {}: the data size overflows 64 bits", path.string(),
+               to_string(header.shape), dtype_name(header.dtype));
+  const std::uint64_t bytes = *data_bytes;
   if (bytes != file.remaining())
     fail_input(
         "read NPY '{}': shape {} of {} needs {} data bytes, but the file has {}: the header "

@@ -8,7 +8,19 @@
 #include <map>
 #include <set>
 
+#include "core/checked.hpp"
+
 namespace bitplan {
+namespace {
+
+// A value's size in bytes, or nullopt when it does not fit in 64 bits.
+std::optional<std::size_t> byte_size(const ValueMeta& meta) {
+  const auto count = checked_product(meta.dims);
+  if (!count || *count < 0) return std::nullopt;
+  return checked_mul(static_cast<std::size_t>(*count), dtype_size(meta.dtype));
+}
+
+}  // namespace
 
 void check_supported(const Graph& graph) {
   const auto& registry = OpRegistry::instance();
@@ -111,8 +123,18 @@ ExecutionPlan::ExecutionPlan(const Graph& graph, const PlanOptions& options) : o
       if (is_const && graph.initializer(name)) params += slot_meta_[it->second].constant->numel();
     }
     OpContext ctx(node, graph.opset, in_meta);
-    OpBuild build = (*registry.find(node.domain, node.op_type))(ctx);
+    OpBuild build;
+    try {
+      build = (*registry.find(node.domain, node.op_type))(ctx);
+    } catch (const ShapeOverflow& e) {
+      ctx.invalid("{}", e.what());
+    }
     BITPLAN_ASSERT(build.outputs.size() <= node.outputs.size());
+    // Every size the memory plan and later steps compute from these dims must fit.
+    for (std::size_t i = 0; i < build.outputs.size(); ++i)
+      if (!byte_size(build.outputs[i]))
+        ctx.invalid("output '{}' of shape {}: its size in bytes does not fit in 64 bits",
+                    node.outputs[i], to_string(build.outputs[i].dims));
 
     StepInfo info{node.name, node.op_type, {}, {}, params, build.macs};
     for (const auto* m : in_meta) info.input_dims.push_back(m ? m->dims : Dims{});
@@ -177,8 +199,7 @@ ExecutionPlan::ExecutionPlan(const Graph& graph, const PlanOptions& options) : o
     if (step.kernel) {
       for (int s : step.outputs) {
         if (s < 0 || slot_meta_[s].constant) continue;
-        const std::size_t bytes =
-            static_cast<std::size_t>(product(slot_meta_[s].dims)) * dtype_size(slot_meta_[s].dtype);
+        const std::size_t bytes = *byte_size(slot_meta_[s]);  // checked when the slot was made
         auto fit = free_buffers.lower_bound(bytes);
         if (fit != free_buffers.end()) {
           buffer_of[s] = fit->second;
@@ -186,7 +207,13 @@ ExecutionPlan::ExecutionPlan(const Graph& graph, const PlanOptions& options) : o
         } else {
           buffer_of[s] = static_cast<int>(buffers_.size());
           buffers_.emplace_back(DType::u8, Dims{static_cast<std::int64_t>(bytes)});
-          arena_bytes_ += bytes;
+          const auto arena_bytes = checked_add(arena_bytes_, bytes);
+          if (!arena_bytes)
+            fail_input(
+                "building a plan for model '{}' at batch {}: the activations need more "
+                "than 2^64 bytes",
+                graph.name, options.batch);
+          arena_bytes_ = *arena_bytes;
         }
         slots_[s] =
             Tensor::view(slot_meta_[s].dtype, slot_meta_[s].dims, buffers_[buffer_of[s]].raw());

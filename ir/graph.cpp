@@ -2,6 +2,8 @@
 
 #include <set>
 
+#include "core/quote.hpp"
+
 namespace bitplan {
 
 namespace {
@@ -11,8 +13,8 @@ const T* find_attr(const Node& node, const std::string& key) {
   if (it == node.attrs.end()) return nullptr;
   const T* value = std::get_if<T>(&it->second);
   if (!value)
-    fail_input("reading attribute '{}' of node '{}' ({}): the attribute has another type", key,
-               node.name, node.op_type);
+    fail_input("reading attribute '{}' of node '{}' ({}): the attribute has another type",
+               escaped(key), escaped(node.name), escaped(node.op_type));
   return value;
 }
 }  // namespace
@@ -98,17 +100,19 @@ void topological_sort(Graph& graph) {
           fail_input(
               "ordering graph '{}': node '{}' ({}) reads '{}', which no node, initializer "
               "or graph input provides",
-              graph.name, graph.nodes[i].name, graph.nodes[i].op_type, in);
+              escaped(graph.name), escaped(graph.nodes[i].name), escaped(graph.nodes[i].op_type),
+              escaped(in));
       fail_input(
           "ordering graph '{}': node '{}' ({}) is part of a cycle; ONNX graphs must be "
           "acyclic",
-          graph.name, graph.nodes[i].name, graph.nodes[i].op_type);
+          escaped(graph.name), escaped(graph.nodes[i].name), escaped(graph.nodes[i].op_type));
     }
   }
   graph.nodes = std::move(ordered);
   for (const auto& out : graph.outputs)
     if (!available.count(out.name))
-      fail_input("checking graph '{}': output '{}' is produced by no node", graph.name, out.name);
+      fail_input("checking graph '{}': output '{}' is produced by no node", escaped(graph.name),
+                 escaped(out.name));
 }
 
 void remove_dead_nodes(Graph& graph) {

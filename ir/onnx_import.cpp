@@ -5,9 +5,12 @@
 
 #include <cstring>
 #include <fstream>
+#include <map>
 #include <set>
 
+#include "core/checked.hpp"
 #include "core/files.hpp"
+#include "core/quote.hpp"
 
 namespace bitplan {
 namespace fs = std::filesystem;
@@ -58,12 +61,15 @@ DType require_dtype(int onnx_type, const std::string& what, const ImportContext&
 // could read outside it: absolute paths, "..", and symlinks whose target escapes.
 fs::path resolve_external_path(const std::string& location, const std::string& tensor_name,
                                const ImportContext& ctx) {
-  const fs::path rel(location);
   auto reject = [&](const char* rule) {
     fail_input("loading '{}': external data '{}' of tensor '{}' {}", ctx.model_path.string(),
-               location, tensor_name, rule);
+               escaped(location), escaped(tensor_name), rule);
   };
   if (location.empty()) reject("is empty; a file name inside the model's folder is required");
+  // The OS would see the path end at the first NUL byte: a different file than the one named.
+  if (location.find('\0') != std::string::npos)
+    reject("contains a NUL byte; a file name inside the model's folder is required");
+  const fs::path rel(location);
   if (rel.is_absolute() || rel.has_root_name() || rel.has_root_directory())
     reject("is an absolute path; external data must be a relative path inside the model's folder");
   for (const auto& part : rel)
@@ -81,117 +87,160 @@ fs::path resolve_external_path(const std::string& location, const std::string& t
   return full;
 }
 
-std::string read_external(const onnx::TensorProto& proto, std::size_t expected_bytes,
-                          const ImportContext& ctx) {
-  std::string location;
+// Where a tensor's external data lies; checked against the file before anything is
+// allocated for it.
+struct ExternalRange {
+  fs::path file;
+  std::string location;  // as written in the model, for messages
   std::uint64_t offset = 0;
+};
+
+ExternalRange locate_external(const onnx::TensorProto& proto, std::uint64_t expected_bytes,
+                              const ImportContext& ctx) {
+  ExternalRange range;
   std::optional<std::uint64_t> length;
   for (const auto& entry : proto.external_data()) {
     auto parse = [&](const std::string& text) -> std::uint64_t {
       try {
         std::size_t used = 0;
         auto v = std::stoull(text, &used);
-        if (used != text.size()) throw std::invalid_argument(text);
+        if (used != text.size() || text.front() == '-') throw std::invalid_argument(text);
         return v;
       } catch (const std::exception&) {
         fail_input(
             "loading '{}': external data {} '{}' of tensor '{}' is not a non-negative "
             "integer",
-            ctx.model_path.string(), entry.key(), text, proto.name());
+            ctx.model_path.string(), escaped(entry.key()), escaped(text), escaped(proto.name()));
       }
     };
     if (entry.key() == "location")
-      location = entry.value();
+      range.location = entry.value();
     else if (entry.key() == "offset")
-      offset = parse(entry.value());
+      range.offset = parse(entry.value());
     else if (entry.key() == "length")
       length = parse(entry.value());
   }
-  const fs::path file = resolve_external_path(location, proto.name(), ctx);
-  const std::uint64_t file_size = fs::file_size(file);
+  range.file = resolve_external_path(range.location, proto.name(), ctx);
+  std::error_code ec;
+  const std::uint64_t file_size = fs::file_size(range.file, ec);
+  if (ec)
+    fail_input("loading '{}': cannot read external data '{}' of tensor '{}': {}",
+               ctx.model_path.string(), escaped(range.location), escaped(proto.name()),
+               ec.message());
   const std::uint64_t bytes = length.value_or(expected_bytes);
   if (bytes != expected_bytes)
     fail_input(
         "loading '{}': external data of tensor '{}' has length {} but its shape and type "
         "need {} bytes",
-        ctx.model_path.string(), proto.name(), bytes, expected_bytes);
-  if (offset > file_size || bytes > file_size - offset)
+        ctx.model_path.string(), escaped(proto.name()), bytes, expected_bytes);
+  if (range.offset > file_size || bytes > file_size - range.offset)
     fail_input(
-        "loading '{}': external data of tensor '{}' asks for bytes [{}, {}) of '{}', which "
+        "loading '{}': external data of tensor '{}' needs {} bytes at offset {} of '{}', which "
         "has only {} bytes",
-        ctx.model_path.string(), proto.name(), offset, offset + bytes, location, file_size);
-  std::ifstream in(file, std::ios::binary);
-  in.seekg(static_cast<std::streamoff>(offset));
-  std::string data(bytes, '\0');
-  in.read(data.data(), static_cast<std::streamsize>(bytes));
-  if (static_cast<std::uint64_t>(in.gcount()) != bytes)
+        ctx.model_path.string(), escaped(proto.name()), bytes, range.offset,
+        escaped(range.location), file_size);
+  return range;
+}
+
+void read_external(const ExternalRange& range, Tensor& t, const std::string& tensor_name,
+                   const ImportContext& ctx) {
+  std::ifstream in(range.file, std::ios::binary);
+  in.seekg(static_cast<std::streamoff>(range.offset));
+  const auto bytes = static_cast<std::streamsize>(t.nbytes());
+  in.read(static_cast<char*>(t.raw()), bytes);
+  if (in.gcount() != bytes)
     fail_input("loading '{}': could not read external data of tensor '{}' from '{}'",
-               ctx.model_path.string(), proto.name(), location);
-  return data;
+               ctx.model_path.string(), escaped(tensor_name), escaped(range.location));
+}
+
+// The number of values a tensor without raw_data carries in its typed field (ONNX stores
+// int32, int8, uint8 and bool in int32_data).
+int typed_value_count(const onnx::TensorProto& proto, DType dtype) {
+  switch (dtype) {
+    case DType::f32:
+      return proto.float_data_size();
+    case DType::f64:
+      return proto.double_data_size();
+    case DType::i64:
+      return proto.int64_data_size();
+    case DType::i32:
+    case DType::i8:
+    case DType::u8:
+    case DType::boolean:
+      return proto.int32_data_size();
+  }
+  return 0;
 }
 
 template <typename Dst, typename Field>
-void copy_typed(const Field& field, Tensor& t, const std::string& name, const ImportContext& ctx) {
-  if (static_cast<std::int64_t>(field.size()) != t.numel())
-    fail_input("loading '{}': tensor '{}' has {} values but its shape {} needs {}",
-               ctx.model_path.string(), name, field.size(), to_string(t.dims()), t.numel());
+void copy_typed(const Field& field, Tensor& t) {
+  BITPLAN_ASSERT(static_cast<std::int64_t>(field.size()) == t.numel());
   Dst* dst = t.data<Dst>();
   for (int i = 0; i < field.size(); ++i) dst[i] = static_cast<Dst>(field[i]);
 }
 
+// Every size the proto claims is checked against the bytes it carries (raw_data, a typed
+// field, an external file) before the tensor is allocated: a few bytes of header can claim
+// terabytes.
 Tensor tensor_from_proto(const onnx::TensorProto& proto, const ImportContext& ctx) {
-  const std::string what = fmt::format("tensor '{}'", proto.name());
+  const std::string name = escaped(proto.name());
+  const std::string what = fmt::format("tensor '{}'", name);
   const DType dtype = require_dtype(proto.data_type(), what, ctx);
   Dims dims(proto.dims().begin(), proto.dims().end());
-  // Guard the element count before allocating: negative dims or an overflowing product
-  // come only from corrupt files.
-  std::uint64_t count = 1;
-  for (auto d : dims) {
+  for (auto d : dims)
     if (d < 0)
       fail_input("loading '{}': tensor '{}' has negative dimension {}", ctx.model_path.string(),
-                 proto.name(), d);
-    if (d != 0 && count > (std::uint64_t{1} << 40) / static_cast<std::uint64_t>(d))
-      fail_input("loading '{}': tensor '{}' has shape {} with more than 2^40 elements",
-                 ctx.model_path.string(), proto.name(), to_string(dims));
-    count *= static_cast<std::uint64_t>(d);
-  }
-  const std::size_t expected_bytes = count * dtype_size(dtype);
+                 name, d);
+  const auto count = checked_product(dims);
+  const auto expected_bytes =
+      count ? checked_mul(static_cast<std::uint64_t>(*count), std::uint64_t{dtype_size(dtype)})
+            : std::nullopt;
+  if (!expected_bytes)
+    fail_input("loading '{}': tensor '{}' has shape {}: its size overflows 64 bits",
+               ctx.model_path.string(), name, to_string(dims));
+
   const bool external = proto.data_location() == onnx::TensorProto::EXTERNAL;
-  if (!external && proto.has_raw_data() && proto.raw_data().size() != expected_bytes)
-    fail_input("loading '{}': tensor '{}' has {} bytes of raw_data but shape {} of {} needs {}",
-               ctx.model_path.string(), proto.name(), proto.raw_data().size(), to_string(dims),
-               dtype_name(dtype), expected_bytes);
+  std::optional<ExternalRange> range;
+  if (external) {
+    range = locate_external(proto, *expected_bytes, ctx);
+  } else if (proto.has_raw_data()) {
+    if (proto.raw_data().size() != *expected_bytes)
+      fail_input("loading '{}': tensor '{}' has {} bytes of raw_data but shape {} of {} needs {}",
+                 ctx.model_path.string(), name, proto.raw_data().size(), to_string(dims),
+                 dtype_name(dtype), *expected_bytes);
+  } else if (const int values = typed_value_count(proto, dtype); values != *count) {
+    fail_input("loading '{}': tensor '{}' has {} values but its shape {} needs {}",
+               ctx.model_path.string(), name, values, to_string(dims), *count);
+  }
 
   Tensor t(dtype, std::move(dims));
-  if (external) {
-    const std::string data = read_external(proto, expected_bytes, ctx);
-    std::memcpy(t.raw(), data.data(), expected_bytes);
+  if (range) {
+    read_external(*range, t, proto.name(), ctx);
   } else if (proto.has_raw_data()) {
     // raw_data is little-endian, as is every machine bitplan builds for.
-    std::memcpy(t.raw(), proto.raw_data().data(), expected_bytes);
+    std::memcpy(t.raw(), proto.raw_data().data(), *expected_bytes);
   } else {
     switch (dtype) {
       case DType::f32:
-        copy_typed<float>(proto.float_data(), t, proto.name(), ctx);
+        copy_typed<float>(proto.float_data(), t);
         break;
       case DType::f64:
-        copy_typed<double>(proto.double_data(), t, proto.name(), ctx);
+        copy_typed<double>(proto.double_data(), t);
         break;
       case DType::i64:
-        copy_typed<std::int64_t>(proto.int64_data(), t, proto.name(), ctx);
+        copy_typed<std::int64_t>(proto.int64_data(), t);
         break;
-      // ONNX stores int32, int8, uint8 and bool in int32_data.
       case DType::i32:
-        copy_typed<std::int32_t>(proto.int32_data(), t, proto.name(), ctx);
+        copy_typed<std::int32_t>(proto.int32_data(), t);
         break;
       case DType::i8:
-        copy_typed<std::int8_t>(proto.int32_data(), t, proto.name(), ctx);
+        copy_typed<std::int8_t>(proto.int32_data(), t);
         break;
       case DType::u8:
-        copy_typed<std::uint8_t>(proto.int32_data(), t, proto.name(), ctx);
+        copy_typed<std::uint8_t>(proto.int32_data(), t);
         break;
       case DType::boolean:
-        copy_typed<bool>(proto.int32_data(), t, proto.name(), ctx);
+        copy_typed<bool>(proto.int32_data(), t);
         break;
     }
   }
@@ -205,14 +254,14 @@ ValueInfo value_info_from_proto(const onnx::ValueInfoProto& proto, const ImportC
     fail_unsupported(
         "loading '{}': value '{}' is not a tensor (sequences and maps are not "
         "supported)",
-        ctx.model_path.string(), proto.name());
+        ctx.model_path.string(), escaped(proto.name()));
   const auto& tt = proto.type().tensor_type();
-  info.dtype = require_dtype(tt.elem_type(), fmt::format("value '{}'", proto.name()), ctx);
+  info.dtype = require_dtype(tt.elem_type(), fmt::format("value '{}'", escaped(proto.name())), ctx);
   if (tt.has_shape()) {
     for (const auto& d : tt.shape().dim()) {
       if (d.has_dim_value() && d.dim_value() < 0)  // -1 would read as a free dimension
         fail_input("loading '{}': value '{}' has negative dimension {}", ctx.model_path.string(),
-                   proto.name(), d.dim_value());
+                   escaped(proto.name()), d.dim_value());
       info.dims.push_back(d.has_dim_value() ? d.dim_value() : -1);
       info.dim_names.push_back(d.has_dim_param() ? d.dim_param() : "");
     }
@@ -242,7 +291,8 @@ AttrValue attr_from_proto(const onnx::AttributeProto& a, const std::string& node
       fail_unsupported(
           "loading '{}': attribute '{}' of node '{}' has type {}, which bitplan does "
           "not support (subgraphs, sparse tensors and type protos)",
-          ctx.model_path.string(), a.name(), node_name, A::AttributeType_Name(a.type()));
+          ctx.model_path.string(), escaped(a.name()), escaped(node_name),
+          A::AttributeType_Name(a.type()));
   }
 }
 
@@ -263,7 +313,7 @@ Tensor constant_value(const Node& node, const ImportContext& ctx) {
   fail_unsupported(
       "loading '{}': Constant node '{}' has no value bitplan can read (value, "
       "value_float(s), value_int(s) are supported)",
-      ctx.model_path.string(), node.name);
+      ctx.model_path.string(), escaped(node.name));
 }
 
 template <typename Message>
@@ -279,6 +329,49 @@ void parse_bounded(Message& message, const std::string& bytes, const ImportLimit
         "loading '{}': not a valid ONNX {} (protobuf parsing failed: truncated or corrupt "
         "file)",
         path.string(), what);
+}
+
+// ONNX graphs are in SSA form: each value name is defined once, by one node output, one
+// initializer or one graph input (an initializer may also be listed as an input, as old
+// exporters do). A second definition would make the result depend on node order.
+void check_single_definitions(const onnx::GraphProto& g, const fs::path& path) {
+  std::map<std::string, std::string> definer;  // value name -> what defines it, for messages
+  std::set<std::string> initializer_names;
+  for (const auto& init : g.initializer()) {
+    if (!initializer_names.insert(init.name()).second)
+      fail_input(
+          "loading '{}': initializer '{}' is defined twice: each value name must be "
+          "defined once",
+          path.string(), escaped(init.name()));
+    definer[init.name()] = fmt::format("the initializer '{}'", escaped(init.name()));
+  }
+  for (const auto& in : g.input()) {
+    const bool also_initializer = initializer_names.count(in.name()) > 0;
+    const auto [it, inserted] =
+        definer.emplace(in.name(), fmt::format("the graph input '{}'", escaped(in.name())));
+    if (!inserted && !also_initializer)
+      fail_input(
+          "loading '{}': graph input '{}' is listed twice: each value name must be "
+          "defined once",
+          path.string(), escaped(in.name()));
+  }
+  for (int i = 0; i < g.node_size(); ++i) {
+    const auto& node = g.node(i);
+    // Unnamed nodes get the name the import gives them.
+    const std::string node_name =
+        node.name().empty() ? fmt::format("{}_{}", node.op_type(), i) : node.name();
+    const std::string node_label =
+        fmt::format("node '{}' ({})", escaped(node_name), escaped(node.op_type()));
+    for (const auto& out : node.output()) {
+      if (out.empty()) continue;  // an optional output left out
+      const auto [it, inserted] = definer.emplace(out, fmt::format("an output of {}", node_label));
+      if (!inserted)
+        fail_input(
+            "loading '{}': output '{}' of {} is already {}: each value name must be "
+            "defined once (ONNX graphs are in SSA form)",
+            path.string(), escaped(out), node_label, it->second);
+    }
+  }
 }
 
 }  // namespace
@@ -302,6 +395,7 @@ Graph load_onnx(const fs::path& path, const ImportLimits& limits) {
                      graph.opset, kMinOpset, kMaxOpset);
 
   const auto& g = model.graph();
+  check_single_definitions(g, path);
   for (const auto& init : g.initializer()) {
     if (init.name().empty()) fail_input("loading '{}': an initializer has no name", path.string());
     graph.initializers[init.name()] = tensor_from_proto(init, ctx);
@@ -331,7 +425,7 @@ Graph load_onnx(const fs::path& path, const ImportLimits& limits) {
     if (node.op_type == "Constant" && node.domain.empty()) {
       if (node.outputs.size() != 1)
         fail_input("loading '{}': Constant node '{}' must have one output", path.string(),
-                   node.name);
+                   escaped(node.name));
       graph.initializers[node.outputs[0]] = constant_value(node, ctx);
       continue;
     }

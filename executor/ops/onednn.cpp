@@ -116,10 +116,12 @@ OpBuild build_conv(const OpContext& ctx, bool transposed) {
                     to_string(x.dims), to_string(w.dims));
   const std::int64_t group = ctx.node().attr_int("group", 1);
   const std::int64_t n = x.dims[0], c_in = x.dims[1];
-  // Conv W: [C_out, C_in/group, k...]; ConvTranspose W: [C_in, C_out/group, k...].
-  const std::int64_t c_out = transposed ? w.dims[1] * group : w.dims[0];
-  if (group < 1 || c_in % group != 0 || c_out % group != 0 ||
-      (transposed ? w.dims[0] != c_in : w.dims[1] * group != c_in))
+  // Conv W: [C_out, C_in/group, k...]; ConvTranspose W: [C_in, C_out/group, k...]. `group`
+  // comes from the model: -1 marks an overflowing product, refused below.
+  const std::int64_t grouped = checked_mul(w.dims[1], group).value_or(-1);
+  const std::int64_t c_out = transposed ? grouped : w.dims[0];
+  if (group < 1 || grouped < 0 || c_in % group != 0 || c_out % group != 0 ||
+      (transposed ? w.dims[0] != c_in : grouped != c_in))
     ctx.invalid("weights {} do not match {} input channels with group {}", to_string(w.dims), c_in,
                 group);
   const Dims spatial(x.dims.begin() + 2, x.dims.end());
@@ -142,14 +144,47 @@ OpBuild build_conv(const OpContext& ctx, bool transposed) {
     Dims pads = ctx.node().attr_ints("pads", Dims(2 * nd, 0));
     const Dims out_shape = ctx.node().attr_ints("output_shape");
     const std::string auto_pad = ctx.node().attr_string("auto_pad", "NOTSET");
+    if (g.strides.size() != nd || g.dilations.size() != nd || out_pad.size() != nd ||
+        pads.size() != 2 * nd || (!out_shape.empty() && out_shape.size() < nd))
+      ctx.invalid(
+          "strides {}, dilations {}, output_padding {}, pads {} and output_shape {} must have "
+          "{} (pads {}) entries for a {}-d input",
+          to_string(g.strides), to_string(g.dilations), to_string(out_pad), to_string(pads),
+          to_string(out_shape), nd, 2 * nd, nd);
+    for (std::size_t i = 0; i < nd; ++i)
+      if (kernel[i] < 1 || g.strides[i] < 1 || g.dilations[i] < 1 || out_pad[i] < 0 ||
+          pads[i] < 0 || pads[i + nd] < 0 ||
+          (!out_shape.empty() && out_shape[out_shape.size() - nd + i] < 1))
+        ctx.invalid(
+            "kernel {}, strides {}, dilations {} and output_shape {} must be >= 1, "
+            "output_padding {} and pads {} >= 0",
+            to_string(kernel), to_string(g.strides), to_string(g.dilations), to_string(out_shape),
+            to_string(out_pad), to_string(pads));
+    // The attributes come from the model: every step is checked for overflow.
+    auto overflow = [&] {
+      ctx.invalid(
+          "strides {}, dilations {}, output_padding {} on input {}: the output size "
+          "overflows 64 bits",
+          to_string(g.strides), to_string(g.dilations), to_string(out_pad), to_string(x.dims));
+    };
+    auto mul = [&](std::int64_t a, std::int64_t b) {
+      const auto r = checked_mul(a, b);
+      if (!r) overflow();
+      return *r;
+    };
+    auto add = [&](std::int64_t a, std::int64_t b) {
+      const auto r = checked_add(a, b);
+      if (!r) overflow();
+      return *r;
+    };
     g.pads_begin.assign(pads.begin(), pads.begin() + static_cast<std::ptrdiff_t>(nd));
     g.pads_end.assign(pads.begin() + static_cast<std::ptrdiff_t>(nd), pads.end());
     for (std::size_t i = 0; i < nd; ++i) {
-      const std::int64_t full =
-          g.strides[i] * (spatial[i] - 1) + out_pad[i] + (kernel[i] - 1) * g.dilations[i] + 1;
+      const std::int64_t span = add(mul(kernel[i] - 1, g.dilations[i]), 1);
+      const std::int64_t full = add(add(mul(g.strides[i], spatial[i] - 1), out_pad[i]), span);
       if (!out_shape.empty() || auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER") {
-        const std::int64_t target =
-            !out_shape.empty() ? out_shape[out_shape.size() - nd + i] : spatial[i] * g.strides[i];
+        const std::int64_t target = !out_shape.empty() ? out_shape[out_shape.size() - nd + i]
+                                                       : mul(spatial[i], g.strides[i]);
         // A negative total (output_shape larger than the natural size) extends the end,
         // like output_padding does.
         const std::int64_t total = full - target;
@@ -158,12 +193,19 @@ OpBuild build_conv(const OpContext& ctx, bool transposed) {
         g.pads_end[i] = total - g.pads_begin[i];
       }
       out_spatial[i] = full - g.pads_begin[i] - g.pads_end[i];
+      if (out_spatial[i] < 1)
+        ctx.invalid("pads {} leave no output of input size {}", to_string(pads), spatial[i]);
       // oneDNN has no output_padding: the extra rows are end padding taken back.
       g.pads_end[i] -= out_pad[i];
     }
   }
   Dims out_dims{n, c_out};
   out_dims.insert(out_dims.end(), out_spatial.begin(), out_spatial.end());
+  // Before any oneDNN descriptor: oneDNN multiplies these sizes without overflow checks.
+  check_output_size(ctx, out_dims);
+  const std::int64_t macs =
+      transposed ? mac_count(ctx, {product(x.dims), product(kernel), c_out / group})
+                 : mac_count(ctx, {product(out_dims), product(kernel), c_in / group});
 
   // oneDNN weights: [G, O/G, I/G, k...] when grouped. ONNX's ConvTranspose stores I before O,
   // which is oneDNN's "io" order (iohw / giohw...).
@@ -261,9 +303,7 @@ OpBuild build_conv(const OpContext& ctx, bool transposed) {
   b.kernel =
       std::make_unique<BlockedDnnlKernel>(std::move(prim), std::move(constants), src_plain,
                                           src_blocked, dst_plain, dst_blocked, std::move(runtime));
-  const std::int64_t per_output = product(kernel) * (c_in / group);
-  b.macs = transposed ? product(x.dims) * product(kernel) * (c_out / group)
-                      : product(out_dims) * per_output;
+  b.macs = macs;
   return b;
 }
 
@@ -347,6 +387,9 @@ OpBuild build_gemm(const OpContext& ctx) {
   if (k != kb)
     ctx.invalid("A {} and B {} disagree on K ({} vs {}) with transA={} transB={}",
                 to_string(a.dims), to_string(bm.dims), k, kb, ta, tb);
+  // Before any oneDNN descriptor: oneDNN multiplies these sizes without overflow checks.
+  check_output_size(ctx, {m, n});
+  const std::int64_t macs = mac_count(ctx, {m, n, k});
   MatmulSpec spec;
   // A transposed is A^T stored row-major: logical [M, K] with strides {1, M}.
   spec.a =
@@ -381,7 +424,7 @@ OpBuild build_gemm(const OpContext& ctx) {
     }
   }
   OpBuild b = finish_matmul(ctx, std::move(spec), {m, n});
-  b.macs = m * n * k;
+  b.macs = macs;
   return b;
 }
 
@@ -408,6 +451,8 @@ OpBuild build_matmul(const OpContext& ctx) {
   }
   cd[rank - 2] = ad[rank - 2];
   cd[rank - 1] = bd[rank - 1];
+  check_output_size(ctx, cd);  // before any oneDNN descriptor, as for Gemm
+  const std::int64_t macs = mac_count(ctx, {product(cd), ad[rank - 1]});
   MatmulSpec spec;
   spec.a = plain_desc(ad);
   spec.b = plain_desc(bd);
@@ -416,7 +461,7 @@ OpBuild build_matmul(const OpContext& ctx) {
   if (b_vec) out.pop_back();
   if (a_vec) out.erase(out.end() - (b_vec ? 1 : 2));
   OpBuild b = finish_matmul(ctx, std::move(spec), out);
-  b.macs = product(cd) * ad[rank - 1];
+  b.macs = macs;
   return b;
 }
 

@@ -5,8 +5,12 @@
 
 #include <dnnl.hpp>
 
+#include <fmt/ranges.h>
+
+#include <initializer_list>
 #include <unordered_map>
 
+#include "core/checked.hpp"
 #include "executor/op_registry.hpp"
 
 namespace bitplan::onednn {
@@ -31,6 +35,24 @@ auto create_or_explain(const OpContext& ctx, const char* what, Fn&& fn) {
     ctx.unsupported("oneDNN has no {} implementation for these shapes/attributes ({})", what,
                     e.what());
   }
+}
+
+// The multiply-accumulate count of a kernel (the product of `factors`), refusing shapes for
+// which it does not fit in 64 bits: the sizes come from the model and the batch.
+inline std::int64_t mac_count(const OpContext& ctx, std::initializer_list<std::int64_t> factors) {
+  const auto macs = checked_product(factors);
+  if (!macs)
+    ctx.invalid("the multiply-accumulate count {} does not fit in 64 bits",
+                fmt::join(factors, " x "));
+  return *macs;
+}
+
+// Refuses an output shape whose float32 size in bytes does not fit in 64 bits, before oneDNN
+// (which multiplies sizes without overflow checks) sees it.
+inline void check_output_size(const OpContext& ctx, const Dims& dims) {
+  const auto count = checked_product(dims);
+  if (!count || !checked_mul(*count, std::int64_t{4}))
+    ctx.invalid("output shape {}: its size in bytes does not fit in 64 bits", to_string(dims));
 }
 
 // Reorders constant data given in `plain` layout into `target` layout once.

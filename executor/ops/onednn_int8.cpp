@@ -293,13 +293,16 @@ OpBuild build_int8_conv(const OpContext& ctx) {
                     to_string(x.dims), to_string(w.dims));
   const std::int64_t group = ctx.node().attr_int("group", 1);
   const std::int64_t c_in = x.dims[1], c_out = w.dims[0];
-  if (group < 1 || c_in % group || c_out % group || w.dims[1] * group != c_in)
+  if (group < 1 || c_in % group || c_out % group || checked_mul(w.dims[1], group) != c_in)
     ctx.invalid("weights {} do not match {} input channels with group {}", to_string(w.dims), c_in,
                 group);
   const Dims spatial(x.dims.begin() + 2, x.dims.end()), kernel(w.dims.begin() + 2, w.dims.end());
   const WindowGeometry g = resolve_window(ctx, spatial, kernel, false);
   Dims out_dims{x.dims[0], c_out};
   out_dims.insert(out_dims.end(), g.output.begin(), g.output.end());
+  // Before any oneDNN descriptor: oneDNN multiplies these sizes without overflow checks.
+  check_output_size(ctx, out_dims);
+  const std::int64_t macs = mac_count(ctx, {product(out_dims), product(kernel), c_in / group});
   Dims wdims = group > 1 ? Dims{group, c_out / group, c_in / group} : Dims{c_out, c_in};
   wdims.insert(wdims.end(), kernel.begin(), kernel.end());
   Dims dil = g.dilations;
@@ -354,7 +357,7 @@ OpBuild build_int8_conv(const OpContext& ctx) {
       io.input_is_codes ? memory(src_md, cpu_engine(), DNNL_MEMORY_NONE)
                         : memory(src_md, cpu_engine()),
       memory(dst_plain, cpu_engine(), DNNL_MEMORY_NONE), dst_primitive);
-  b.macs = product(out_dims) * product(kernel) * (c_in / group);
+  b.macs = macs;
   return b;
 }
 
@@ -364,10 +367,12 @@ OpBuild build_int8_matmul(const OpContext& ctx) {
   require_int8_weights(ctx, 1);
   const ValueMeta& w = ctx.input(1);
   const Int8Io io = int8_io(ctx);
-  if (x.dims.size() < 2 || w.dims.size() != 2 || x.dims.back() != w.dims[0])
-    ctx.invalid("input {} and weights {} must be [..., K] x [K, N]", to_string(x.dims),
+  if (x.dims.size() < 2 || w.dims.size() != 2 || x.dims.back() != w.dims[0] || w.dims[0] == 0)
+    ctx.invalid("input {} and weights {} must be [..., K] x [K, N] with K >= 1", to_string(x.dims),
                 to_string(w.dims));
   const std::int64_t k = w.dims[0], n = w.dims[1], m = product(x.dims) / k;
+  check_output_size(ctx, {m, n});  // before any oneDNN descriptor
+  const std::int64_t macs = mac_count(ctx, {m, n, k});
   const memory::desc src_md = plain_desc({m, k}, io.input.type());
   const memory::desc w_any({k, n}, memory::data_type::s8, tag::any);
   const memory::desc dst_md =
@@ -395,7 +400,7 @@ OpBuild build_int8_matmul(const OpContext& ctx) {
                                               ? memory(src_md, cpu_engine(), DNNL_MEMORY_NONE)
                                               : memory(src_md, cpu_engine()),
                                           dst, dst);
-  b.macs = m * n * k;
+  b.macs = macs;
   return b;
 }
 

@@ -258,6 +258,16 @@ bool parse_linear(const OpContext& ctx) {
   return mode != "nearest";
 }
 
+// An output length computed in double from the model's scales or sizes; refused where it
+// does not fit in int64 (converting such a double is undefined behaviour).
+std::int64_t output_length(const OpContext& ctx, double length) {
+  // 2^62: far beyond any tensor that fits in memory, and exactly representable.
+  if (!(length >= 0 && length <= 0x1p62))
+    ctx.invalid("an output length of {} is out of range: the scales or sizes are too large",
+                length);
+  return static_cast<std::int64_t>(length);
+}
+
 // Output dims from scales: floor(in * scale) (times the roi's extent for tf_crop_and_resize).
 void apply_scales(const OpContext& ctx, ResizeSpec& spec, const Dims& in,
                   const std::vector<std::int64_t>& axes, const std::vector<double>& scales) {
@@ -270,8 +280,7 @@ void apply_scales(const OpContext& ctx, ResizeSpec& spec, const Dims& in,
                               ? spec.roi_end[a] - spec.roi_start[a]
                               : 1.0;
     spec.scales[a] = scales[i];
-    spec.out[a] =
-        static_cast<std::int64_t>(std::floor(static_cast<double>(in[a]) * extent * scales[i]));
+    spec.out[a] = output_length(ctx, std::floor(static_cast<double>(in[a]) * extent * scales[i]));
   }
 }
 
@@ -382,8 +391,7 @@ OpBuild build_resize(const OpContext& ctx) {
     }
     spec.scales[a] = policy == "not_larger" ? *std::min_element(ratios.begin(), ratios.end())
                                             : *std::max_element(ratios.begin(), ratios.end());
-    spec.out[a] =
-        static_cast<std::int64_t>(std::nearbyint(spec.scales[a] * static_cast<double>(in[a])));
+    spec.out[a] = output_length(ctx, std::nearbyint(spec.scales[a] * static_cast<double>(in[a])));
   }
   return build_kernel(ctx, spec);
 }

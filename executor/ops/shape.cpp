@@ -19,6 +19,7 @@
 #include <numeric>
 #include <optional>
 
+#include "core/checked.hpp"
 #include "core/parallel.hpp"
 #include "executor/op_registry.hpp"
 
@@ -532,7 +533,11 @@ OpBuild build_tile(const OpContext& ctx) {
   for (std::size_t k = 0; k < x.dims.size(); ++k) {
     axes.push_back({repeats[k], 0, {}});
     axes.push_back({x.dims[k], strides[k], {}});
-    out.push_back(repeats[k] * x.dims[k]);
+    const auto length = checked_mul(repeats[k], x.dims[k]);
+    if (!length)
+      ctx.invalid("repeats [{}] of input {}: the output length overflows 64 bits",
+                  fmt::join(repeats, ", "), to_string(x.dims));
+    out.push_back(*length);
   }
   return copy_build(x.dtype, out, IndexCopy(dtype_size(x.dtype), 0, std::move(axes)));
 }
