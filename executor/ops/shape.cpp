@@ -133,8 +133,9 @@ class IndexCopy {
  public:
   IndexCopy(std::size_t elem_bytes, std::int64_t base, std::vector<CopyAxis> axes)
       : elem_(elem_bytes), base_(base) {
-    numel_ = 1;
-    for (const auto& a : axes) numel_ *= a.dim;
+    Dims dims;
+    for (const auto& a : axes) dims.push_back(a.dim);
+    numel_ = product(dims);  // ShapeOverflow past int64, which the plan names the node in
     // Affine axes of length 1 only shift the base, and adjacent affine axes that walk the
     // source contiguously merge, so the innermost run (one memcpy per row) is as long as the
     // layouts allow.

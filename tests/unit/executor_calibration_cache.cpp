@@ -22,7 +22,8 @@ using test::TempDir;
 void check_bit_identical(const CalibrationRanges& a, const CalibrationRanges& b) {
   REQUIRE(a.size() == b.size());
   for (const auto& [name, range] : a) {
-    CAPTURE(name);
+    const std::string& layer = name;  // CAPTURE's lambda cannot capture a structured binding
+    CAPTURE(layer);
     REQUIRE(b.count(name) == 1);
     CHECK(std::bit_cast<std::uint32_t>(b.at(name).min) == std::bit_cast<std::uint32_t>(range.min));
     CHECK(std::bit_cast<std::uint32_t>(b.at(name).max) == std::bit_cast<std::uint32_t>(range.max));

@@ -186,7 +186,8 @@ TEST_CASE("per-token: zero-range tokens, NaN and Inf") {
   for (const auto& [format, symmetric] :
        {std::pair{FormatId::uint8, false}, std::pair{FormatId::int8, true},
         std::pair{FormatId::fp8_e5m2, true}}) {
-    CAPTURE(format_traits(format).name);
+    const auto format_name = format_traits(format).name;  // CAPTURE cannot take a binding
+    CAPTURE(format_name);
     const Tensor y = run_fake_quant(x, -1, format, symmetric);
     CHECK(same_bits(y, reference(x, 1, format, symmetric)));
     const float* q = y.data<float>();

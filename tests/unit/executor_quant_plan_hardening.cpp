@@ -94,7 +94,8 @@ TEST_CASE("17.9 plan keys that are not names, and non-text values, are schema er
             "unknown key '" + first +
                 ".weigths'; known keys are weights, activations, dynamic, calibration"},
        }) {
-    CAPTURE(text);
+    const std::string& plan_text = text;  // CAPTURE's lambda cannot capture a binding
+    CAPTURE(plan_text);
     const auto [kind, message] = load_error(files.write("bad.yaml", text), mlp.graph);
     CHECK(kind == ErrorKind::invalid_input);
     CHECK(contains(message, part));

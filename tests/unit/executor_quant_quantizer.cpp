@@ -138,8 +138,10 @@ TEST_CASE("fake_quantize equals the reference bit for bit: every format and layo
     for (const FormatTraits& f : all_formats()) {
       for (const auto& [spec, axis] : layouts(f, static_cast<int>(dims.size()))) {
         CAPTURE(to_string(dims));
-        CAPTURE(to_string(spec));
-        CAPTURE(axis);
+        const std::string spec_text = to_string(spec);  // CAPTURE cannot take a binding
+        const int captured_axis = axis;
+        CAPTURE(spec_text);
+        CAPTURE(captured_axis);
         const QuantParams params = choose_weight_params(spec, x, axis);
         CHECK(first_difference(fake(spec, params, x, axis), reference(spec, params, x, axis)) ==
               -1);

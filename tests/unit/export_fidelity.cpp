@@ -63,8 +63,9 @@ TEST_CASE(
   // x * (1/s) round differently for some x) and powers of two (exact ties).
   for (const auto& [scale, zero_point] : {std::pair{0.0213f, 0.f}, std::pair{0.0187f, 119.f},
                                           std::pair{0.25f, 3.f}, std::pair{1.f / 255.f, 0.f}}) {
-    CAPTURE(scale);
-    CAPTURE(zero_point);
+    const float captured_scale = scale, captured_zero_point = zero_point;  // CAPTURE's lambda
+    CAPTURE(captured_scale);  // cannot capture a structured binding (clang 14)
+    CAPTURE(captured_zero_point);
     const std::vector<float> xs = crafted_inputs(scale, zero_point);
     const auto n = static_cast<std::int64_t>(xs.size());
     // x -> Conv with one 1x1 weight of 1 (exact: x·1) -> FakeQuant: the fused form is what
