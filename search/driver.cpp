@@ -669,9 +669,10 @@ SearchResult run_search(const DriverInputs& in, const Progress& progress,
         const EvaluatedPlan& e = result.evaluations[result.front[k]];
         result.dropped_from_front.push_back({e.key, rival_names[*beaten_by[k]]});
         if (progress.line)
-          progress.line(fmt::format("final: plan {} leaves the front: on the final selection {} "
-                                    "is better on every objective",
-                                    e.key, rival_names[*beaten_by[k]]));
+          progress.line(
+              fmt::format("final: plan {} leaves the front: on the final selection {} "
+                          "is better on every objective",
+                          e.key, rival_names[*beaten_by[k]]));
       }
       result.front = std::move(kept);
     }

@@ -28,8 +28,8 @@ std::vector<std::size_t> non_dominated(const std::vector<ObjectivePoint>& points
   return kept;
 }
 
-std::vector<std::optional<std::size_t>> first_dominators(const std::vector<ObjectivePoint>& points,
-                                                         const std::vector<ObjectivePoint>& rivals) {
+std::vector<std::optional<std::size_t>> first_dominators(
+    const std::vector<ObjectivePoint>& points, const std::vector<ObjectivePoint>& rivals) {
   std::vector<std::optional<std::size_t>> out(points.size());
   for (std::size_t i = 0; i < points.size(); ++i)
     for (std::size_t r = 0; r < rivals.size() && !out[i]; ++r)

@@ -1,18 +1,21 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it (.ci/run and the README call this script):
 #   release  the release build (preset release, build/) and every ctest test;
-#   asan     the asan-ubsan preset (build-asan/): the unit, e2e and conformance labels under
-#            AddressSanitizer + UndefinedBehaviorSanitizer with leak detection;
-#   fuzz     the fuzz preset (build-fuzz/, clang-14): each libFuzzer harness of tests/fuzz for
-#            BITPLAN_FUZZ_SECONDS seconds (default 20) from its seed corpus; a crash, leak,
-#            timeout or out-of-memory fails the run and leaves the input in build-fuzz/crashes/.
-# Usage: tools/test.sh [release] [asan] [fuzz]   (no argument: all three, in this order)
+#   fuzz     the fuzz preset (build-fuzz/, clang-14, AddressSanitizer + UndefinedBehavior-
+#            Sanitizer + coverage instrumentation): the unit, e2e and conformance labels under
+#            the sanitizers with leak detection, every seed corpus replayed, then each libFuzzer
+#            harness of tests/fuzz for BITPLAN_FUZZ_SECONDS seconds (default 20); a crash,
+#            leak, timeout or out-of-memory fails the run and leaves the input in
+#            build-fuzz/crashes/. One sanitized build serves both, which keeps CI in budget.
+#   asan     (not run by default) the same labels under the asan-ubsan preset (build-asan/,
+#            GCC 12), for a sanitizer run without clang.
+# Usage: tools/test.sh [release] [fuzz] [asan]   (no argument: release, then fuzz)
 # Needs no compiler cache; set CMAKE_CXX_COMPILER_LAUNCHER=ccache in the environment to use one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 stages=("$@")
-if [ ${#stages[@]} -eq 0 ]; then stages=(release asan fuzz); fi
+if [ ${#stages[@]} -eq 0 ]; then stages=(release fuzz); fi
 jobs="$(nproc)"
 fuzz_seconds="${BITPLAN_FUZZ_SECONDS:-20}"
 
@@ -32,8 +35,8 @@ run_asan() {
 
 run_fuzz() {
   cmake --preset fuzz
-  cmake --build --preset fuzz -j"$jobs"
-  ctest --preset fuzz  # every seed input still ends cleanly
+  cmake --build --preset fuzz -j"$jobs"  # the test binaries and the harnesses
+  ctest --preset fuzz  # unit, e2e, conformance under the sanitizers; every seed input replayed
   mkdir -p build-fuzz/crashes
   local harness name failed=()
   for harness in build-fuzz/tests/fuzz/fuzz_*; do

@@ -42,9 +42,8 @@ struct Case {
 
 enum class Outcome { clean, wrong_exit, unclear_message, wrong_result, crash, hang, bad_setup };
 
-constexpr std::array kOutcomeNames = {"clean",        "wrong exit", "unclear message",
-                                      "wrong result", "crash",      "hang",
-                                      "bad setup"};
+constexpr std::array kOutcomeNames = {"clean", "wrong exit", "unclear message", "wrong result",
+                                      "crash", "hang",       "bad setup"};
 
 struct ProcessResult {
   bool timed_out = false;
@@ -56,8 +55,7 @@ struct ProcessResult {
 // Runs `/bin/sh -c script` in `cwd` with the catalogue's variables set, collecting its output;
 // kills the whole process group after `limit`.
 ProcessResult run_shell(const std::string& script, const fs::path& cwd,
-                        const std::map<std::string, std::string>& env,
-                        std::chrono::seconds limit) {
+                        const std::map<std::string, std::string>& env, std::chrono::seconds limit) {
   int pipe_fds[2];
   if (pipe(pipe_fds) != 0) {
     fmt::print(stderr, "catalogue: cannot create a pipe\n");
@@ -208,7 +206,8 @@ int main(int argc, char** argv) {
     }
   }
 
-  const fs::path scratch = fs::temp_directory_path() / fmt::format("bitplan_catalogue_{}", getpid());
+  const fs::path scratch =
+      fs::temp_directory_path() / fmt::format("bitplan_catalogue_{}", getpid());
   std::map<std::string, std::array<int, kOutcomeNames.size()>> per_family;
   int failures = 0;
   for (const Case& c : cases) {

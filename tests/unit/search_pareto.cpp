@@ -60,8 +60,7 @@ double union_of_boxes(const std::vector<ObjectivePoint>& points, const Objective
       for (std::size_t d = 0; d < corner.size(); ++d) corner[d] = std::max(corner[d], points[i][d]);
     }
     double box = 1;
-    for (std::size_t d = 0; d < corner.size(); ++d)
-      box *= std::max(0.0, reference[d] - corner[d]);
+    for (std::size_t d = 0; d < corner.size(); ++d) box *= std::max(0.0, reference[d] - corner[d]);
     volume += members % 2 ? box : -box;
   }
   return volume;
