@@ -8,6 +8,7 @@
 #include <initializer_list>
 #include <optional>
 #include <span>
+#include <utility>
 
 namespace bitplan {
 
@@ -48,5 +49,23 @@ constexpr std::optional<std::int64_t> checked_product(std::span<const std::int64
 constexpr std::optional<std::int64_t> checked_product(std::initializer_list<std::int64_t> factors) {
   return checked_product(std::span<const std::int64_t>(factors.begin(), factors.size()));
 }
+
+// Size arithmetic on values from a model or file that reports an overflow through
+// `on_overflow` (which throws, naming what overflowed) instead of returning nullopt, so a
+// formula reads as itself: sizes.add(sizes.mul(k - 1, dilation), 1).
+template <typename OnOverflow>
+class CheckedSizes {
+ public:
+  explicit CheckedSizes(OnOverflow on_overflow) : on_overflow_(std::move(on_overflow)) {}
+  std::int64_t mul(std::int64_t a, std::int64_t b) const { return or_fail(checked_mul(a, b)); }
+  std::int64_t add(std::int64_t a, std::int64_t b) const { return or_fail(checked_add(a, b)); }
+
+ private:
+  std::int64_t or_fail(std::optional<std::int64_t> r) const {
+    if (!r) on_overflow_();
+    return r.value();  // on_overflow_ throws; value() would too, were it to return
+  }
+  OnOverflow on_overflow_;
+};
 
 }  // namespace bitplan

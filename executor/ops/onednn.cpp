@@ -161,30 +161,21 @@ OpBuild build_conv(const OpContext& ctx, bool transposed) {
             to_string(kernel), to_string(g.strides), to_string(g.dilations), to_string(out_shape),
             to_string(out_pad), to_string(pads));
     // The attributes come from the model: every step is checked for overflow.
-    auto overflow = [&] {
+    const CheckedSizes sizes([&] {
       ctx.invalid(
           "strides {}, dilations {}, output_padding {} on input {}: the output size "
           "overflows 64 bits",
           to_string(g.strides), to_string(g.dilations), to_string(out_pad), to_string(x.dims));
-    };
-    auto mul = [&](std::int64_t a, std::int64_t b) {
-      const auto r = checked_mul(a, b);
-      if (!r) overflow();
-      return *r;
-    };
-    auto add = [&](std::int64_t a, std::int64_t b) {
-      const auto r = checked_add(a, b);
-      if (!r) overflow();
-      return *r;
-    };
+    });
     g.pads_begin.assign(pads.begin(), pads.begin() + static_cast<std::ptrdiff_t>(nd));
     g.pads_end.assign(pads.begin() + static_cast<std::ptrdiff_t>(nd), pads.end());
     for (std::size_t i = 0; i < nd; ++i) {
-      const std::int64_t span = add(mul(kernel[i] - 1, g.dilations[i]), 1);
-      const std::int64_t full = add(add(mul(g.strides[i], spatial[i] - 1), out_pad[i]), span);
+      const std::int64_t span = sizes.add(sizes.mul(kernel[i] - 1, g.dilations[i]), 1);
+      const std::int64_t full =
+          sizes.add(sizes.add(sizes.mul(g.strides[i], spatial[i] - 1), out_pad[i]), span);
       if (!out_shape.empty() || auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER") {
         const std::int64_t target = !out_shape.empty() ? out_shape[out_shape.size() - nd + i]
-                                                       : mul(spatial[i], g.strides[i]);
+                                                       : sizes.mul(spatial[i], g.strides[i]);
         // A negative total (output_shape larger than the natural size) extends the end,
         // like output_padding does.
         const std::int64_t total = full - target;

@@ -31,29 +31,20 @@ WindowGeometry resolve_window(const OpContext& ctx, const Dims& in, const Dims& 
   g.pads_end.assign(pads.begin() + static_cast<std::ptrdiff_t>(n), pads.end());
   g.output.resize(n);
   // The attributes come from the model: every step is checked for overflow.
-  auto overflow = [&] {
+  const CheckedSizes sizes([&] {
     ctx.invalid(
         "kernel {}, strides {}, dilations {} and pads {} on input {}: the window "
         "arithmetic overflows 64 bits",
         to_string(g.kernel), to_string(g.strides), to_string(g.dilations), to_string(pads),
         to_string(in));
-  };
-  auto mul = [&](std::int64_t a, std::int64_t b) {
-    const auto r = checked_mul(a, b);
-    if (!r) overflow();
-    return *r;
-  };
-  auto add = [&](std::int64_t a, std::int64_t b) {
-    const auto r = checked_add(a, b);
-    if (!r) overflow();
-    return *r;
-  };
+  });
   for (std::size_t i = 0; i < n; ++i) {
-    const std::int64_t span = add(mul(g.kernel[i] - 1, g.dilations[i]), 1);  // window extent
+    const std::int64_t span =
+        sizes.add(sizes.mul(g.kernel[i] - 1, g.dilations[i]), 1);  // window extent
     if (auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER") {
-      g.output[i] = add(in[i], g.strides[i] - 1) / g.strides[i];
-      const std::int64_t total =
-          std::max<std::int64_t>(0, add(mul(g.output[i] - 1, g.strides[i]), span) - in[i]);
+      g.output[i] = sizes.add(in[i], g.strides[i] - 1) / g.strides[i];
+      const std::int64_t total = std::max<std::int64_t>(
+          0, sizes.add(sizes.mul(g.output[i] - 1, g.strides[i]), span) - in[i]);
       // SAME_UPPER puts the extra pad at the end, SAME_LOWER at the beginning.
       g.pads_begin[i] = auto_pad == "SAME_UPPER" ? total / 2 : total - total / 2;
       g.pads_end[i] = total - g.pads_begin[i];
@@ -61,11 +52,13 @@ WindowGeometry resolve_window(const OpContext& ctx, const Dims& in, const Dims& 
       g.pads_begin[i] = g.pads_end[i] = 0;
       g.output[i] = (in[i] - span) / g.strides[i] + 1;
     } else if (auto_pad == "NOTSET") {
-      const std::int64_t padded = add(add(in[i], g.pads_begin[i]), g.pads_end[i]) - span;
+      const std::int64_t padded =
+          sizes.add(sizes.add(in[i], g.pads_begin[i]), g.pads_end[i]) - span;
       if (ceil_mode) {
-        g.output[i] = add(padded, g.strides[i] - 1) / g.strides[i] + 1;
+        g.output[i] = sizes.add(padded, g.strides[i] - 1) / g.strides[i] + 1;
         // The last window must start inside the input or its begin padding.
-        if (mul(g.output[i] - 1, g.strides[i]) >= add(in[i], g.pads_begin[i])) --g.output[i];
+        if (sizes.mul(g.output[i] - 1, g.strides[i]) >= sizes.add(in[i], g.pads_begin[i]))
+          --g.output[i];
       } else {
         g.output[i] = padded < 0 ? 0 : padded / g.strides[i] + 1;
       }
