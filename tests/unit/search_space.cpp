@@ -75,9 +75,9 @@ TEST_CASE("a cost table must match the space and leave each layer a supported op
     CHECK(std::string(e.what()).find("W4A8: no INT4 kernel") != std::string::npos);
   }
 
-  LayerCostTable short_row{{{0.1}, {0.0, 0.3}}, {}, {}, {}};
+  LayerCostTable short_row{{{0.1}, {0.0, 0.3}}, {}, {}, {}, {}};
   CHECK_THROWS_WITH_AS(short_row.validate(space),
                        doctest::Contains("1 values for layer 'conv1', which has 2 options"), Error);
-  LayerCostTable not_finite{{{0.1, NAN}, {0.0, 0.3}}, {}, {}, {}};
+  LayerCostTable not_finite{{{0.1, NAN}, {0.0, 0.3}}, {}, {}, {}, {}};
   CHECK_THROWS_WITH_AS(not_finite.validate(space), doctest::Contains("must be finite"), Error);
 }
