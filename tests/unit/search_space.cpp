@@ -58,7 +58,7 @@ TEST_CASE("genome keys are readable and parse back, even with separators in name
 
 TEST_CASE("a cost table must match the space and leave each layer a supported option") {
   SearchSpace space{{{"conv1", {"W8A8", "W4A8"}}, {"fc", {"W8A8", "FP32"}}}};
-  LayerCostTable costs{{{0.1, 0.2}, {0.0, 0.3}}, {{1, 2}, {3, 4}}, {}, {}};
+  LayerCostTable costs{{{0.1, 0.2}, {0.0, 0.3}}, {{1, 2}, {3, 4}}, {}, {}, {}};
   CHECK_NOTHROW(costs.validate(space));
   CHECK(allowed_options(space, &costs) == std::vector<std::vector<int>>{{0, 1}, {0, 1}});
 
