@@ -11,9 +11,6 @@
 namespace bitplan {
 namespace {
 
-template <typename T>
-constexpr bool is_float_v = std::is_floating_point_v<T>;
-
 // ---------------------------------------------------------------- unary
 
 template <typename T, typename Fn>
