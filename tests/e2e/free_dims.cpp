@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "run_bitplan.hpp"
+#include "tests/temp_dir.hpp"
 
 namespace bitplan::e2e {
 namespace {
@@ -141,33 +142,11 @@ std::string npy(const std::string& descr, const std::vector<std::int64_t>& shape
   return out + header + data;
 }
 
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (fs::temp_directory_path() / "bitplan_e2e_free_dims_XXXXXX").string();
-    REQUIRE(::mkdtemp(pattern.data()) != nullptr);
-    path_ = pattern;
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    fs::remove_all(path_, ignored);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  std::string file(const std::string& name, const std::string& bytes) const {
-    std::ofstream(path_ / name, std::ios::binary) << bytes;
-    return (path_ / name).string();
-  }
-
- private:
-  fs::path path_;
-};
-
 // 100 uint8 samples of 3 x h x w (a pattern, not zeros) with labels 0..9.
-void write_data(const TempDir& dir, std::int64_t h, std::int64_t w) {
+void write_data(const bitplan::test::TempDir& dir, std::int64_t h, std::int64_t w) {
   std::string pixels(static_cast<std::size_t>(100 * 3 * h * w), '\0');
   for (std::size_t i = 0; i < pixels.size(); ++i) pixels[i] = static_cast<char>((i * 7) % 251);
-  dir.file("x.npy", npy("|u1", {100, 3, h, w}, pixels));
+  dir.write("x.npy", npy("|u1", {100, 3, h, w}, pixels));
   std::string labels;
   for (std::int64_t i = 0; i < 100; ++i) {
     const std::int64_t label = i % 10;
@@ -175,12 +154,12 @@ void write_data(const TempDir& dir, std::int64_t h, std::int64_t w) {
     std::memcpy(b, &label, 8);
     labels.append(b, 8);
   }
-  dir.file("y.npy", npy("<i8", {100}, labels));
+  dir.write("y.npy", npy("<i8", {100}, labels));
 }
 
 void check_evaluates(std::int64_t h, std::int64_t w) {
-  TempDir dir;
-  const std::string model = dir.file("cls.onnx", free_hw_model());
+  bitplan::test::TempDir dir;
+  const std::string model = dir.write("cls.onnx", free_hw_model());
   write_data(dir, h, w);
   const std::string x = (fs::path(model).parent_path() / "x.npy").string();
   const std::string y = (fs::path(model).parent_path() / "y.npy").string();
@@ -204,8 +183,8 @@ TEST_CASE("17.12 evaluate a free-H/W classifier on NPY samples of 3x48x192 (once
 }
 
 TEST_CASE("17.12 evaluate --plan W8A8 calibrates a free-H/W model at the samples' sizes") {
-  TempDir dir;
-  const std::string model = dir.file("cls.onnx", free_hw_model());
+  bitplan::test::TempDir dir;
+  const std::string model = dir.write("cls.onnx", free_hw_model());
   write_data(dir, 20, 30);
   const fs::path folder = fs::path(model).parent_path();
   const Result r = run("evaluate --model " + model + " --images " + (folder / "x.npy").string() +
@@ -217,8 +196,8 @@ TEST_CASE("17.12 evaluate --plan W8A8 calibrates a free-H/W model at the samples
 }
 
 TEST_CASE("17.12 inspect a free-H/W model: a clear error without --input-shape, a plan with it") {
-  TempDir dir;
-  const std::string model = dir.file("cls.onnx", free_hw_model());
+  bitplan::test::TempDir dir;
+  const std::string model = dir.write("cls.onnx", free_hw_model());
   const Result bare = run("inspect " + model);
   INFO(bare.output);
   CHECK(bare.exit_code == 2);
@@ -237,8 +216,8 @@ TEST_CASE("17.12 inspect a free-H/W model: a clear error without --input-shape, 
 }
 
 TEST_CASE("17.12 a model whose batch axis is fixed to 1, evaluated at batch 64: a clean error") {
-  TempDir dir;
-  const std::string model = dir.file("cls.onnx", classifier({{1, ""}, {3, ""}, {8, ""}, {8, ""}}));
+  bitplan::test::TempDir dir;
+  const std::string model = dir.write("cls.onnx", classifier({{1, ""}, {3, ""}, {8, ""}, {8, ""}}));
   write_data(dir, 8, 8);
   const fs::path folder = fs::path(model).parent_path();
   const std::string data =
@@ -253,9 +232,9 @@ TEST_CASE("17.12 a model whose batch axis is fixed to 1, evaluated at batch 64: 
 }
 
 TEST_CASE("17.12 a negative dim_value in a model input is refused, not read as free") {
-  TempDir dir;
+  bitplan::test::TempDir dir;
   const std::string model =
-      dir.file("cls.onnx", classifier({{0, "N"}, {3, ""}, {-1, ""}, {8, ""}}));
+      dir.write("cls.onnx", classifier({{0, "N"}, {3, ""}, {-1, ""}, {8, ""}}));
   const Result r = run("inspect " + model + " --input-shape images=N,3,8,8");
   INFO(r.output);
   CHECK(r.exit_code == 3);

@@ -80,7 +80,7 @@ pid_t start_search(const fs::path& config, const fs::path& log) {
 
 TEST_CASE("search durability: SIGKILL at random points, then a rerun gives the same front") {
   if (!fs::exists(kImages) || !fs::exists(kLabels)) {
-    MESSAGE("SKIPPED: Fashion-MNIST not installed (apt install dataset-fashion-mnist)");
+    bitplan::testing::skip("Fashion-MNIST not installed (apt install dataset-fashion-mnist)");
     return;
   }
   using namespace std::chrono;

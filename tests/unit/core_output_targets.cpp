@@ -12,20 +12,12 @@
 
 #include "core/error.hpp"
 #include "core/files.hpp"
+#include "tests/temp_dir.hpp"
 
 namespace fs = std::filesystem;
 using namespace bitplan;
 
 namespace {
-
-struct TempDir {
-  fs::path path = fs::temp_directory_path() / ("bitplan_targets_" + std::to_string(::getpid()));
-  TempDir() {
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-};
 
 std::size_t entries(const fs::path& folder) {
   return static_cast<std::size_t>(
@@ -49,22 +41,22 @@ TEST_CASE("17.2 write_file_atomic refuses device nodes and leaves them devices")
 }
 
 TEST_CASE("17.2 write_file_atomic refuses a FIFO and a folder without blocking or replacing") {
-  TempDir dir;
-  const fs::path fifo = dir.path / "pipe";
+  test::TempDir dir;
+  const fs::path fifo = dir / "pipe";
   REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
   CHECK_THROWS_WITH_AS(write_file_atomic(fifo, "x"), doctest::Contains("a FIFO (named pipe)"),
                        Error);
   CHECK(fs::is_fifo(fifo));
-  const fs::path folder = dir.path / "folder";
+  const fs::path folder = dir / "folder";
   fs::create_directories(folder);
   CHECK_THROWS_WITH_AS(write_file_atomic(folder, "x"), doctest::Contains("a folder"), Error);
   CHECK(fs::is_directory(folder));
-  CHECK(entries(dir.path) == 2);  // no temporary file left behind
+  CHECK(entries(dir.path()) == 2);  // no temporary file left behind
 }
 
 TEST_CASE("17.2 write_file_atomic keeps the replaced file's permissions and writes through links") {
-  TempDir dir;
-  const fs::path file = dir.path / "plan.yaml";
+  test::TempDir dir;
+  const fs::path file = dir / "plan.yaml";
   write_file_atomic(file, "old\n");
   fs::permissions(file, fs::perms::owner_read | fs::perms::owner_write);
   write_file_atomic(file, "new\n");
@@ -72,23 +64,23 @@ TEST_CASE("17.2 write_file_atomic keeps the replaced file's permissions and writ
   CHECK((fs::status(file).permissions() & fs::perms::all) ==
         (fs::perms::owner_read | fs::perms::owner_write));
 
-  const fs::path link = dir.path / "link.yaml";
+  const fs::path link = dir / "link.yaml";
   fs::create_symlink(file, link);
   write_file_atomic(link, "through\n");
   CHECK(fs::is_symlink(fs::symlink_status(link)));
   CHECK(read_file(file, 64, "output") == "through\n");
   // A link to a device is refused like the device.
-  const fs::path to_null = dir.path / "null.yaml";
+  const fs::path to_null = dir / "null.yaml";
   fs::create_symlink("/dev/null", to_null);
   CHECK_THROWS_WITH_AS(write_file_atomic(to_null, "x"), doctest::Contains("a character device"),
                        Error);
   CHECK(fs::is_symlink(fs::symlink_status(to_null)));
-  CHECK(entries(dir.path) == 3);
+  CHECK(entries(dir.path()) == 3);
 }
 
 TEST_CASE("17.2 a failed write is reported and leaves the old file whole, no temporary file") {
-  TempDir dir;
-  const fs::path file = dir.path / "out.json";
+  test::TempDir dir;
+  const fs::path file = dir / "out.json";
   write_file_atomic(file, "old");
   // A file size limit makes write() fail (EFBIG) as a full disk would (ENOSPC).
   rlimit saved{};
@@ -106,18 +98,18 @@ TEST_CASE("17.2 a failed write is reported and leaves the old file whole, no tem
   ::signal(SIGXFSZ, previous_handler);
   CHECK(error == "cannot write '" + file.string() + "': File too large");
   CHECK(read_file(file, 64, "output") == "old");
-  CHECK(entries(dir.path) == 1);
+  CHECK(entries(dir.path()) == 1);
 }
 
 TEST_CASE("17.6 prepare_output_folder makes the folder, proves it writable, leaves no probe") {
-  TempDir dir;
-  const fs::path results = dir.path / "a" / "b";
+  test::TempDir dir;
+  const fs::path results = dir / "a" / "b";
   prepare_output_folder(results, "search.output");
   CHECK(fs::is_directory(results));
   CHECK(entries(results) == 0);
   prepare_output_folder(results, "search.output");  // an existing folder is fine
 
-  const fs::path file = dir.path / "file";
+  const fs::path file = dir / "file";
   std::ofstream(file) << "x";
   CHECK_THROWS_WITH_AS(
       prepare_output_folder(file, "search.output"),

@@ -21,30 +21,9 @@
 
 #include "core/error.hpp"
 #include "data/image_folder.hpp"
+#include "tests/temp_dir.hpp"
 
 namespace bitplan::test {
-
-// A fresh folder under the system temp folder, removed with everything in it at scope end.
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (std::filesystem::temp_directory_path() / "bitplan_data_XXXXXX").string();
-    REQUIRE(::mkdtemp(pattern.data()) != nullptr);
-    path_ = pattern;
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path_, ignored);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-
-  std::filesystem::path operator/(std::string_view name) const { return path_ / name; }
-  const std::filesystem::path& path() const { return path_; }
-
- private:
-  std::filesystem::path path_;
-};
 
 inline std::filesystem::path write_bytes(const std::filesystem::path& path,
                                          std::string_view bytes) {

@@ -13,6 +13,7 @@
 #include "executor/evaluate.hpp"
 #include "executor/model.hpp"
 #include "executor/quant/simulate.hpp"
+#include "tests/temp_dir.hpp"
 
 using namespace bitplan;
 namespace fs = std::filesystem;
@@ -50,27 +51,9 @@ Graph free_hw_classifier(Dims input = {-1, 3, -1, -1}) {
   return g;
 }
 
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (fs::temp_directory_path() / "bitplan_free_dims_XXXXXX").string();
-    REQUIRE(::mkdtemp(pattern.data()) != nullptr);
-    path_ = pattern;
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    fs::remove_all(path_, ignored);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  fs::path operator/(const std::string& name) const { return path_ / name; }
-
- private:
-  fs::path path_;
-};
-
 // `count` float32 samples of `sample` dims in [0, 1] with labels 0..9, as NPY files.
-std::unique_ptr<Dataset> npy_dataset(const TempDir& dir, std::int64_t count, const Dims& sample) {
+std::unique_ptr<Dataset> npy_dataset(const test::TempDir& dir, std::int64_t count,
+                                     const Dims& sample) {
   Dims dims = sample;
   dims.insert(dims.begin(), count);
   Tensor images = random_tensor(dims, 9);
@@ -116,7 +99,7 @@ bool has(const std::string& text, const std::string& part) {
 // evaluate() on a free-H/W model agrees with the same model whose H and W are fixed to the
 // samples' sizes, at a batch that leaves a partial last batch and at one sample per batch.
 void check_evaluates_like_fixed(const Dims& sample) {
-  TempDir dir;
+  test::TempDir dir;
   const auto dataset = npy_dataset(dir, 100, sample);
   const auto indices = all_indices(*dataset);
   const EvalResult free = evaluate(free_hw_classifier(), *dataset, indices, {64, true});
@@ -190,7 +173,7 @@ TEST_CASE("17.12 bind_input_shapes refuses shapes that do not fit the model") {
 
 TEST_CASE("17.12 a model whose batch axis is fixed to 1 fed batches of 64: a clean error") {
   // The plan's input held one sample; 64 were written into it.
-  TempDir dir;
+  test::TempDir dir;
   const auto dataset = npy_dataset(dir, 100, {3, 8, 8});
   const auto indices = all_indices(*dataset);
   const Graph fixed = free_hw_classifier({1, 3, 8, 8});
@@ -211,7 +194,7 @@ TEST_CASE("17.12 a model whose batch axis is fixed to 1 fed batches of 64: a cle
 }
 
 TEST_CASE("17.12 samples whose fixed dimensions differ from the model's: a clean error") {
-  TempDir dir;
+  test::TempDir dir;
   const auto dataset = npy_dataset(dir, 10, {3, 48, 192});
   Graph g = free_hw_classifier({-1, 3, 64, -1});
   CHECK(has(error_of([&] { bind_input_to_samples(g, *dataset); }, ErrorKind::invalid_input),
@@ -227,7 +210,7 @@ TEST_CASE("17.12 samples whose fixed dimensions differ from the model's: a clean
 }
 
 TEST_CASE("17.12 calibration and evaluation run a free-H/W model once bound to the samples") {
-  TempDir dir;
+  test::TempDir dir;
   const auto dataset = npy_dataset(dir, 30, {3, 16, 24});
   const auto indices = all_indices(*dataset);
   Graph g = free_hw_classifier();

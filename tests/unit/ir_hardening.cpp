@@ -11,32 +11,12 @@
 #include <string>
 
 #include "ir/onnx_import.hpp"
+#include "tests/temp_dir.hpp"
 
 namespace fs = std::filesystem;
 using namespace bitplan;
 
 namespace {
-
-// A fresh folder for one test's model and external data, removed at scope end.
-class ModelDir {
- public:
-  ModelDir() {
-    std::string pattern = (fs::temp_directory_path() / "bitplan_ir_XXXXXX").string();
-    REQUIRE(::mkdtemp(pattern.data()) != nullptr);
-    path_ = pattern;
-  }
-  ~ModelDir() {
-    std::error_code ignored;
-    fs::remove_all(path_, ignored);
-  }
-  ModelDir(const ModelDir&) = delete;
-  ModelDir& operator=(const ModelDir&) = delete;
-
-  fs::path operator/(const std::string& name) const { return path_ / name; }
-
- private:
-  fs::path path_;
-};
 
 onnx::NodeProto* add_node(onnx::ModelProto& model, const std::string& name, const std::string& op,
                           std::initializer_list<std::string> inputs,
@@ -85,7 +65,7 @@ fs::path save(const onnx::ModelProto& model, const fs::path& path) {
 }
 
 // The import's error; fails the test when the model loads or the error is not invalid input.
-std::string import_error(const onnx::ModelProto& model, const ModelDir& dir) {
+std::string import_error(const onnx::ModelProto& model, const test::TempDir& dir) {
   const fs::path path = save(model, dir / "model.onnx");
   try {
     load_onnx(path);
@@ -103,7 +83,7 @@ TEST_CASE(
     "17.3 initializer claiming 1e12 elements and carrying no data is refused before "
     "allocation") {
   // Allocating first would need 4 TB: std::bad_alloc (exit 1 "out of memory") instead of this.
-  ModelDir dir;
+  test::TempDir dir;
   onnx::ModelProto model = relu_model();
   add_initializer(model, "huge_weight", onnx::TensorProto::FLOAT, {1000000, 1000000});
   const std::string error = import_error(model, dir);
@@ -114,7 +94,7 @@ TEST_CASE(
 TEST_CASE(
     "17.3 int64 initializer claiming 170 GB with three values is refused before "
     "allocation") {
-  ModelDir dir;
+  test::TempDir dir;
   onnx::ModelProto model = relu_model();
   auto* tensor = add_initializer(model, "shape_ids", onnx::TensorProto::INT64, {21250000000});
   for (int i = 0; i < 3; ++i) tensor->add_int64_data(i);
@@ -122,7 +102,7 @@ TEST_CASE(
 }
 
 TEST_CASE("17.3 raw_data shorter than the shape claims is refused with the tensor's name") {
-  ModelDir dir;
+  test::TempDir dir;
   onnx::ModelProto model = relu_model();
   add_initializer(model, "w", onnx::TensorProto::FLOAT, {50000, 10000})->set_raw_data("abcd");
   CHECK(import_error(model, dir)
@@ -131,7 +111,7 @@ TEST_CASE("17.3 raw_data shorter than the shape claims is refused with the tenso
 }
 
 TEST_CASE("17.3 external data smaller than the shape claims is refused before allocation") {
-  ModelDir dir;
+  test::TempDir dir;
   std::ofstream(dir / "w.bin") << std::string(16, '\0');
   onnx::ModelProto model = relu_model();
   auto* tensor = add_initializer(model, "w", onnx::TensorProto::FLOAT, {1000000, 1000000});
@@ -145,7 +125,7 @@ TEST_CASE("17.3 external data smaller than the shape claims is refused before al
 }
 
 TEST_CASE("17.3 a shape whose byte size overflows 64 bits is refused") {
-  ModelDir dir;
+  test::TempDir dir;
   onnx::ModelProto model = relu_model();
   add_initializer(model, "w", onnx::TensorProto::FLOAT,
                   {std::int64_t{1} << 31, std::int64_t{1} << 31});
@@ -162,7 +142,7 @@ TEST_CASE("17.3 a shape whose byte size overflows 64 bits is refused") {
 }
 
 TEST_CASE("17.3 initializers whose data matches their shape still load") {
-  ModelDir dir;
+  test::TempDir dir;
   onnx::ModelProto model = relu_model();
   auto* typed = add_initializer(model, "typed", onnx::TensorProto::INT64, {2});
   typed->add_int64_data(7);
@@ -178,7 +158,7 @@ TEST_CASE("17.3 initializers whose data matches their shape still load") {
 }
 
 TEST_CASE("17.4 two nodes writing the same output name are refused, naming both nodes") {
-  ModelDir dir;
+  test::TempDir dir;
   onnx::ModelProto model = relu_model();
   add_node(model, "second_writer", "Sigmoid", {"x"}, {"y"});
   CHECK(import_error(model, dir)
@@ -187,7 +167,7 @@ TEST_CASE("17.4 two nodes writing the same output name are refused, naming both 
 }
 
 TEST_CASE("17.4 unnamed nodes writing the same output are named as the import names them") {
-  ModelDir dir;
+  test::TempDir dir;
   onnx::ModelProto model = relu_model();
   model.mutable_graph()->mutable_node(0)->clear_name();
   add_node(model, "", "Sigmoid", {"x"}, {"y"});
@@ -197,7 +177,7 @@ TEST_CASE("17.4 unnamed nodes writing the same output are named as the import na
 }
 
 TEST_CASE("17.4 a node output named like a graph input or an initializer is refused") {
-  ModelDir dir;
+  test::TempDir dir;
   onnx::ModelProto model = relu_model();
   add_node(model, "overwrite_input", "Relu", {"y"}, {"x"});
   CHECK(import_error(model, dir)
@@ -221,7 +201,7 @@ TEST_CASE("17.4 a node output named like a graph input or an initializer is refu
 }
 
 TEST_CASE("17.4 an initializer defined twice is refused; one also listed as an input is not") {
-  ModelDir dir;
+  test::TempDir dir;
   onnx::ModelProto model = relu_model();
   add_initializer(model, "w", onnx::TensorProto::FLOAT, {1})->add_float_data(1.f);
   add_initializer(model, "w", onnx::TensorProto::FLOAT, {1})->add_float_data(2.f);
@@ -238,7 +218,7 @@ TEST_CASE("17.4 an initializer defined twice is refused; one also listed as an i
 }
 
 TEST_CASE("17.9 a NUL byte in an external-data location is shown escaped, with the whole line") {
-  ModelDir dir;
+  test::TempDir dir;
   onnx::ModelProto model = relu_model();
   auto* tensor = add_initializer(model, "w", onnx::TensorProto::FLOAT, {4});
   tensor->set_data_location(onnx::TensorProto::EXTERNAL);
@@ -252,7 +232,7 @@ TEST_CASE("17.9 a NUL byte in an external-data location is shown escaped, with t
 }
 
 TEST_CASE("17.9 control bytes in a tensor name are shown escaped") {
-  ModelDir dir;
+  test::TempDir dir;
   onnx::ModelProto model = relu_model();
   add_initializer(model, std::string("bad\0name\n", 9), onnx::TensorProto::FLOAT, {3});
   const std::string error = import_error(model, dir);

@@ -14,21 +14,13 @@
 #include "core/error.hpp"
 #include "search/output.hpp"
 #include "search/results_db.hpp"
+#include "tests/temp_dir.hpp"
 
 namespace fs = std::filesystem;
 using namespace bitplan;
 using namespace bitplan::search;
 
 namespace {
-
-struct TempDir {
-  fs::path path = fs::temp_directory_path() / ("bitplan_output_" + std::to_string(::getpid()));
-  TempDir() {
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-};
 
 std::string read_text(const fs::path& file) {
   std::ifstream in(file, std::ios::binary);
@@ -77,58 +69,58 @@ const OutputInfo kInfo{"model.onnx", "0123456789abcdef", "run.yaml", "bitplan se
 }  // namespace
 
 TEST_CASE("17.11 write_results removes the plans of an earlier, larger front, and only those") {
-  TempDir dir;
-  write_results(dir.path, result_with_front(4, "/conv/Conv"), kInfo);
+  test::TempDir dir;
+  write_results(dir.path(), result_with_front(4, "/conv/Conv"), kInfo);
   for (const char* plan : {"plan_000.yaml", "plan_001.yaml", "plan_002.yaml", "plan_003.yaml"})
-    CHECK(fs::is_regular_file(dir.path / plan));
+    CHECK(fs::is_regular_file(dir / plan));
   // Files of other names stay, whatever they look like.
   for (const char* other : {"plan_0007.yaml", "plan_notes.yaml", "plan_004.yaml.tmp.12", "keep"})
-    std::ofstream(dir.path / other) << "mine";
+    std::ofstream(dir / other) << "mine";
 
-  write_results(dir.path, result_with_front(2, "/conv/Conv"), kInfo);
-  CHECK(fs::is_regular_file(dir.path / "plan_000.yaml"));
-  CHECK(fs::is_regular_file(dir.path / "plan_001.yaml"));
-  CHECK_FALSE(fs::exists(dir.path / "plan_002.yaml"));
-  CHECK_FALSE(fs::exists(dir.path / "plan_003.yaml"));
+  write_results(dir.path(), result_with_front(2, "/conv/Conv"), kInfo);
+  CHECK(fs::is_regular_file(dir / "plan_000.yaml"));
+  CHECK(fs::is_regular_file(dir / "plan_001.yaml"));
+  CHECK_FALSE(fs::exists(dir / "plan_002.yaml"));
+  CHECK_FALSE(fs::exists(dir / "plan_003.yaml"));
   for (const char* other : {"plan_0007.yaml", "plan_notes.yaml", "plan_004.yaml.tmp.12", "keep"})
-    CHECK(read_text(dir.path / other) == "mine");
-  const auto pareto = nlohmann::json::parse(read_text(dir.path / "pareto.json"));
+    CHECK(read_text(dir / other) == "mine");
+  const auto pareto = nlohmann::json::parse(read_text(dir / "pareto.json"));
   REQUIRE(pareto["front"].size() == 2);
   CHECK(pareto["front"][1]["plan"] == "plan_001.yaml");
 
   // A run without a front (sensitivity only) leaves no plan of the earlier one.
-  write_results(dir.path, result_with_front(0, "/conv/Conv"), kInfo);
-  CHECK_FALSE(fs::exists(dir.path / "plan_000.yaml"));
-  CHECK_FALSE(fs::exists(dir.path / "plan_001.yaml"));
+  write_results(dir.path(), result_with_front(0, "/conv/Conv"), kInfo);
+  CHECK_FALSE(fs::exists(dir / "plan_000.yaml"));
+  CHECK_FALSE(fs::exists(dir / "plan_001.yaml"));
 }
 
 TEST_CASE("17.11 an infinite SQNR (outputs identical to fp32) is null in pareto.json") {
-  TempDir dir;
-  write_results(dir.path, result_with_front(1, "/conv/Conv"), kInfo);
-  const auto pareto = nlohmann::json::parse(read_text(dir.path / "pareto.json"));
+  test::TempDir dir;
+  write_results(dir.path(), result_with_front(1, "/conv/Conv"), kInfo);
+  const auto pareto = nlohmann::json::parse(read_text(dir / "pareto.json"));
   CHECK(pareto["fp32"]["sqnr_db"].is_null());
   CHECK(pareto["baselines"][0]["metrics"]["sqnr_db"].is_null());
   CHECK(pareto["front"][0]["subset"]["sqnr_db"] == 20.0);
 }
 
 TEST_CASE("17.5 names with invalid UTF-8, commas and quotes keep JSON, CSV and HTML well-formed") {
-  TempDir dir;
+  test::TempDir dir;
   const std::string layer = "/conv\xFF/\"odd\", <name>";
   OutputInfo info = kInfo;
   info.model_name = "m\xFF.onnx";
   info.command_line = "bitplan search --config r\xFE.yaml";
-  write_results(dir.path, result_with_front(2, layer), info);
+  write_results(dir.path(), result_with_front(2, layer), info);
 
-  const auto pareto = nlohmann::json::parse(read_text(dir.path / "pareto.json"));
+  const auto pareto = nlohmann::json::parse(read_text(dir / "pareto.json"));
   CHECK(pareto["model"] == "m\xEF\xBF\xBD.onnx");
   CHECK(pareto["command"] == "bitplan search --config r\xEF\xBF\xBD.yaml");
 
-  const std::string csv = read_text(dir.path / "sensitivity.csv");
+  const std::string csv = read_text(dir / "sensitivity.csv");
   CHECK(csv.find("\xFF") == std::string::npos);
   CHECK(csv.find("\"/conv\xEF\xBF\xBD/\"\"odd\"\", <name>\",W8A8,") != std::string::npos);
   CHECK(csv.find(",\"no \"\"int8\"\" kernel, here\"\n") != std::string::npos);
 
-  const std::string html = read_text(dir.path / "report.html");
+  const std::string html = read_text(dir / "report.html");
   CHECK(html.find("\xFF") == std::string::npos);
   CHECK(html.find("\xFE") == std::string::npos);
   CHECK(html.find("<name>") == std::string::npos);
@@ -136,8 +128,8 @@ TEST_CASE("17.5 names with invalid UTF-8, commas and quotes keep JSON, CSV and H
 }
 
 TEST_CASE("17.6 write_results and prepare_results_folder refuse unusable folders and files") {
-  TempDir dir;
-  const fs::path file = dir.path / "not_a_folder";
+  test::TempDir dir;
+  const fs::path file = dir / "not_a_folder";
   std::ofstream(file) << "x";
   CHECK_THROWS_WITH_AS(prepare_results_folder(file), doctest::Contains("not a folder"), Error);
   CHECK_THROWS_WITH_AS(write_results(file, result_with_front(1, "/conv/Conv"), kInfo),
@@ -145,7 +137,7 @@ TEST_CASE("17.6 write_results and prepare_results_folder refuse unusable folders
   CHECK_THROWS_WITH_AS(prepare_results_folder("/dev/null"),
                        doctest::Contains("'/dev/null': a character device, not a folder"), Error);
   // A result file that exists as a folder is found before any work, not when writing.
-  const fs::path results = dir.path / "results";
+  const fs::path results = dir / "results";
   fs::create_directories(results / "report.html");
   CHECK_THROWS_WITH_AS(prepare_results_folder(results), doctest::Contains("report.html"), Error);
 }
@@ -154,8 +146,8 @@ TEST_CASE("17.2 the results database refuses a device or FIFO (SQLite would read
   CHECK_THROWS_WITH_AS(ResultsDb("/dev/null"),
                        doctest::Contains("'/dev/null': a character device, not a regular file"),
                        Error);
-  TempDir dir;
-  const fs::path fifo = dir.path / "results.sqlite";
+  test::TempDir dir;
+  const fs::path fifo = dir / "results.sqlite";
   REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
   CHECK_THROWS_WITH_AS(ResultsDb{fifo}, doctest::Contains("a FIFO (named pipe)"), Error);
   CHECK(fs::is_fifo(fifo));
