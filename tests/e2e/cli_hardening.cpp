@@ -17,6 +17,8 @@
 
 namespace fs = std::filesystem;
 using bitplan::e2e::contains;
+using bitplan::e2e::kFashionImages;
+using bitplan::e2e::kSource;
 using bitplan::e2e::read_text;
 using bitplan::e2e::Result;
 using bitplan::e2e::run;
@@ -24,7 +26,6 @@ using nlohmann::json;
 
 namespace {
 
-const fs::path kSource = BITPLAN_SOURCE_DIR;
 const std::string kMlp = (kSource / "models/fmnist_mlp.onnx").string();
 const std::string kResnet = (kSource / "models/fmnist_resnet.onnx").string();
 const std::string kMlpConfig = (kSource / "configs/fmnist_mlp.yaml").string();
@@ -32,7 +33,7 @@ const std::string kResnetConfig = (kSource / "configs/fmnist_resnet.yaml").strin
 const std::string kCpuProfile = (kSource / "hw_profiles/cpu-amd-epyc-2t.yaml").string();
 
 bool have_dataset() {
-  return fs::exists("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz");
+  return fs::exists(kFashionImages);
 }
 
 // A fresh folder for one test's files.
@@ -117,7 +118,8 @@ TEST_CASE("17.7 numbers: one rule for a flag and its config key, no -1 sentinels
     const Result r =
         run("search --config " + kMlpConfig + " --set search.budget.seconds=-2 --dry-run");
     CHECK(r.exit_code == 3);
-    CHECK(contains(r.output, "(from --set search.budget.seconds=-2): search.budget.seconds -2: must be"));
+    CHECK(contains(r.output,
+                   "(from --set search.budget.seconds=-2): search.budget.seconds -2: must be"));
     CHECK(!contains(r.output, "line 1, column 1"));
   }
   SUBCASE("negative budgets, seeds and counts are refused, not ignored") {

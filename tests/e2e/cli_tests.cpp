@@ -15,13 +15,16 @@
 
 namespace fs = std::filesystem;
 using bitplan::e2e::contains;
+using bitplan::e2e::kFashionImages;
+using bitplan::e2e::kFashionLabels;
+using bitplan::e2e::kFashionMissing;
+using bitplan::e2e::kSource;
 using bitplan::e2e::read_text;
 using bitplan::e2e::Result;
 using bitplan::e2e::run;
 
 namespace {
 
-const fs::path kSource = BITPLAN_SOURCE_DIR;
 const fs::path kFixtures = kSource / "tests/fixtures/cli";
 
 }  // namespace
@@ -39,8 +42,8 @@ TEST_CASE("inspect prints the layer table with ONNX names") {
 }
 
 TEST_CASE("evaluate the default config on a Fashion-MNIST subset") {
-  if (!fs::exists("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz")) {
-    bitplan::testing::skip("Fashion-MNIST not installed (apt install dataset-fashion-mnist)");
+  if (!fs::exists(kFashionImages)) {
+    bitplan::testing::skip(kFashionMissing);
     return;
   }
   const Result r = run("evaluate --config " + (kSource / "configs/default.yaml").string() +
@@ -100,7 +103,7 @@ TEST_CASE("bad input: one clear message and a non-zero exit code") {
     CHECK(contains(r.output, "thraeds"));
   }
   SUBCASE("truncated IDX file") {
-    if (!fs::exists("/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz")) return;
+    if (!fs::exists(kFashionLabels)) return;
     const Result r = run("evaluate --config " + (kFixtures / "truncated_idx.yaml").string());
     CHECK(r.exit_code == 3);
     CHECK(contains(r.output, "truncated-images-idx3-ubyte"));
@@ -108,8 +111,8 @@ TEST_CASE("bad input: one clear message and a non-zero exit code") {
 }
 
 TEST_CASE("quantized evaluation, integer execution and the debugger from the CLI") {
-  if (!fs::exists("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz")) {
-    bitplan::testing::skip("Fashion-MNIST not installed (apt install dataset-fashion-mnist)");
+  if (!fs::exists(kFashionImages)) {
+    bitplan::testing::skip(kFashionMissing);
     return;
   }
   const fs::path cache = fs::temp_directory_path() / "bitplan_e2e_cache";
@@ -143,7 +146,7 @@ TEST_CASE("quantized evaluation, integer execution and the debugger from the CLI
 TEST_CASE("a separate calibration source: used, named in the output, checked") {
   const fs::path fashion = "/usr/share/datasets/fashion-mnist";
   if (!fs::exists(fashion / "train-images-idx3-ubyte.gz")) {
-    bitplan::testing::skip("Fashion-MNIST not installed (apt install dataset-fashion-mnist)");
+    bitplan::testing::skip(kFashionMissing);
     return;
   }
   const fs::path dir = fs::temp_directory_path() / "bitplan_e2e_calibration_source";

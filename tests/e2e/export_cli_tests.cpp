@@ -16,14 +16,14 @@
 
 namespace fs = std::filesystem;
 using bitplan::e2e::contains;
+using bitplan::e2e::kFashionImages;
+using bitplan::e2e::kFashionMissing;
+using bitplan::e2e::kSource;
 using bitplan::e2e::read_text;
 using bitplan::e2e::Result;
 using bitplan::e2e::run;
 
 namespace {
-
-const fs::path kSource = BITPLAN_SOURCE_DIR;
-const fs::path kFashion = "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz";
 
 // A fresh folder for one test's outputs and calibration cache.
 fs::path scratch(const std::string& name) {
@@ -41,8 +41,8 @@ std::string mlp_export(const fs::path& dir, const std::string& rest) {
 }  // namespace
 
 TEST_CASE("export: every format from one plan, and a format that cannot express it") {
-  if (!fs::exists(kFashion)) {
-    bitplan::testing::skip("Fashion-MNIST not installed (apt install dataset-fashion-mnist)");
+  if (!fs::exists(kFashionImages)) {
+    bitplan::testing::skip(kFashionMissing);
     return;
   }
   const fs::path dir = scratch("formats");

@@ -15,6 +15,15 @@
 
 namespace bitplan::e2e {
 
+inline const std::filesystem::path kSource = BITPLAN_SOURCE_DIR;
+// Debian's dataset-fashion-mnist, which the fixture configs evaluate on.
+inline const std::filesystem::path kFashionImages =
+    "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz";
+inline const std::filesystem::path kFashionLabels =
+    "/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz";
+inline constexpr const char* kFashionMissing =
+    "Fashion-MNIST not installed (apt install dataset-fashion-mnist)";
+
 struct Result {
   int exit_code;
   std::string output;  // stdout and stderr together

@@ -24,17 +24,16 @@
 
 namespace fs = std::filesystem;
 using bitplan::e2e::contains;
+using bitplan::e2e::kFashionImages;
+using bitplan::e2e::kFashionLabels;
+using bitplan::e2e::kFashionMissing;
+using bitplan::e2e::kSource;
 using bitplan::e2e::read_text;
 using bitplan::e2e::Result;
 using bitplan::e2e::run;
 using nlohmann::json;
 
 namespace {
-
-const fs::path kSource = BITPLAN_SOURCE_DIR;
-const fs::path kImages = "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz";
-const fs::path kLabels = "/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz";
-constexpr const char* kMissing = "Fashion-MNIST not installed (apt install dataset-fashion-mnist)";
 
 json read_json(const fs::path& file) {
   REQUIRE(fs::exists(file));
@@ -51,7 +50,7 @@ std::vector<std::string> lines_of(const std::string& text) {
 }
 
 bool have_dataset() {
-  return fs::exists(kImages) && fs::exists(kLabels);
+  return fs::exists(kFashionImages) && fs::exists(kFashionLabels);
 }
 
 // One temporary folder per test process, holding the hardware profile (made once with
@@ -94,8 +93,8 @@ class Workspace {
     }
     std::string text = "model: " + (kSource / "models/fmnist_mlp.onnx").string() + "\n";
     if (with_dataset)
-      text += "dataset:\n  format: idx\n  images: " + kImages.string() +
-              "\n  labels: " + kLabels.string() +
+      text += "dataset:\n  format: idx\n  images: " + kFashionImages.string() +
+              "\n  labels: " + kFashionLabels.string() +
               "\n  preprocess: {scale: 0.00392156862745098, mean: [0.2860], std: [0.3530], "
               "layout: NCHW}\n  calibration: {count: 64, seed: 0}\n  validation: {count: " +
               validation + "}\n";
@@ -151,7 +150,7 @@ TEST_CASE("profile: writes a hardware profile; a second run measures only what i
 
 TEST_CASE("search: writes the front, plans evaluate accepts, CSVs and the report; a rerun reuses") {
   if (!have_dataset()) {
-    bitplan::testing::skip(kMissing);
+    bitplan::testing::skip(kFashionMissing);
     return;
   }
   Workspace& ws = Workspace::get();
@@ -219,7 +218,7 @@ TEST_CASE("search: writes the front, plans evaluate accepts, CSVs and the report
 
 TEST_CASE("search: --dry-run prints the space and evaluates nothing") {
   if (!have_dataset()) {
-    bitplan::testing::skip(kMissing);
+    bitplan::testing::skip(kFashionMissing);
     return;
   }
   Workspace& ws = Workspace::get();
@@ -232,7 +231,7 @@ TEST_CASE("search: --dry-run prints the space and evaluates nothing") {
   CHECK(contains(r.output, "3 layers, 9 (layer, option) pairs"));
   CHECK(contains(r.output, "policy   nsga2"));
   CHECK(contains(r.output, "calibration 64 samples (dataset order) of the evaluation images " +
-                               kImages.string()));
+                               kFashionImages.string()));
   for (const char* layer : {"/net/net.1/Gemm", "/net/net.3/Gemm", "/net/net.5/Gemm"})
     CHECK(contains(r.output, layer));
   // W7A8 runs on the int8 kernels of every CPU (8-bit weights need VNNI for exact int8).
@@ -244,7 +243,7 @@ TEST_CASE("search: --dry-run prints the space and evaluates nothing") {
 
 TEST_CASE("search sensitivity: writes sensitivity.csv and no front") {
   if (!have_dataset()) {
-    bitplan::testing::skip(kMissing);
+    bitplan::testing::skip(kFashionMissing);
     return;
   }
   Workspace& ws = Workspace::get();
@@ -269,7 +268,7 @@ TEST_CASE("search sensitivity: writes sensitivity.csv and no front") {
 
 TEST_CASE("search: every policy runs with a small budget") {
   if (!have_dataset()) {
-    bitplan::testing::skip(kMissing);
+    bitplan::testing::skip(kFashionMissing);
     return;
   }
   Workspace& ws = Workspace::get();
@@ -330,7 +329,7 @@ TEST_CASE("search and profile: bad input gives one clear message and the documen
     CHECK(contains(r.output, "'fp8'"));
   }
   if (!have_dataset()) {
-    bitplan::testing::skip(kMissing);
+    bitplan::testing::skip(kFashionMissing);
     return;
   }
   SUBCASE("unknown search key in the file: line and column") {
@@ -429,7 +428,7 @@ TEST_CASE("search: an unknown policy is refused before any evaluation (--dry-run
 
 TEST_CASE("search: Ctrl-C exits 130 and writes the partial front") {
   if (!have_dataset()) {
-    bitplan::testing::skip(kMissing);
+    bitplan::testing::skip(kFashionMissing);
     return;
   }
   Workspace& ws = Workspace::get();

@@ -19,6 +19,10 @@
 #include <thread>
 
 namespace fs = std::filesystem;
+using bitplan::e2e::kFashionImages;
+using bitplan::e2e::kFashionLabels;
+using bitplan::e2e::kFashionMissing;
+using bitplan::e2e::kSource;
 using bitplan::e2e::read_text;
 using bitplan::e2e::Result;
 using bitplan::e2e::run;
@@ -26,18 +30,14 @@ using nlohmann::json;
 
 namespace {
 
-const fs::path kSource = BITPLAN_SOURCE_DIR;
-const fs::path kImages = "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz";
-const fs::path kLabels = "/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz";
-
 // A small search (fmnist_resnet, 500 validation images, 24 evaluations: seconds of work in
 // every phase; no latency objective, so no timing enters the front) with its own database.
 fs::path write_config(const fs::path& dir, const std::string& name) {
   const fs::path config = dir / (name + ".yaml");
   std::ofstream(config)
       << "model: " << (kSource / "models/fmnist_resnet.onnx").string() << "\n"
-      << "dataset:\n  format: idx\n  images: " << kImages.string()
-      << "\n  labels: " << kLabels.string()
+      << "dataset:\n  format: idx\n  images: " << kFashionImages.string()
+      << "\n  labels: " << kFashionLabels.string()
       << "\n  preprocess: {scale: 0.00392156862745098, mean: [0.2860], std: [0.3530], "
          "layout: NCHW}\n  calibration: {count: 64, seed: 0}\n  validation: {count: 500}\n"
       << "evaluate: {batch: 64, threads: 0}\n"
@@ -79,8 +79,8 @@ pid_t start_search(const fs::path& config, const fs::path& log) {
 }  // namespace
 
 TEST_CASE("search durability: SIGKILL at random points, then a rerun gives the same front") {
-  if (!fs::exists(kImages) || !fs::exists(kLabels)) {
-    bitplan::testing::skip("Fashion-MNIST not installed (apt install dataset-fashion-mnist)");
+  if (!fs::exists(kFashionImages) || !fs::exists(kFashionLabels)) {
+    bitplan::testing::skip(kFashionMissing);
     return;
   }
   using namespace std::chrono;
