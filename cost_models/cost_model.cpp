@@ -11,61 +11,12 @@
 #include "executor/quant/formats.hpp"
 
 namespace bitplan {
-namespace {
-
-bool integer_weights_up_to(const QuantSpec& w, int bits) {
-  const FormatTraits& t = format_traits(w.format);
-  return t.kind == FormatKind::integer && t.is_signed && t.bits <= bits && w.symmetric;
-}
-
-bool is(FormatId f, std::initializer_list<FormatId> any) {
-  return std::find(any.begin(), any.end(), f) != any.end();
-}
-
-}  // namespace
-
-KernelChoice kernel_precision(const LayerQuant& q, const std::string& backend) {
-  const FormatId w = q.weights.format, a = q.activations.format;
-  const std::string what =
-      fmt::format("weights {} with activations {}", to_string(q.weights), to_string(q.activations));
-  if (a == FormatId::fp32) return {"fp32", ""};  // weight-only: decompressed at load
-  if (backend == "onednn") {
-    // bf16 maps to the profile's bf16 entries, which say whether oneDNN runs it here.
-    if (a == FormatId::bf16 && (w == FormatId::fp32 || w == FormatId::bf16)) return {"bf16", ""};
-    // Dynamic ranges (per tensor or per token) have no oneDNN integer kernel here, as in
-    // QuantSimulator::int8_refusal.
-    if (is(a, {FormatId::uint8, FormatId::int8}) && !q.dynamic &&
-        integer_weights_up_to(q.weights, 8) && q.weights.granularity != Granularity::per_group)
-      return {"int8", ""};
-    return {"", fmt::format("no oneDNN CPU kernel runs {}{}: the CPU backend has fp32 and int8 "
-                            "(signed <= 8-bit symmetric per-channel/tensor weights, 8-bit static "
-                            "activations)",
-                            what, q.dynamic ? " (dynamic)" : "")};
-  }
-  if (backend == "cuda") {
-    if (a == FormatId::fp16 && (w == FormatId::fp32 || w == FormatId::fp16)) return {"fp16", ""};
-    if (a == FormatId::bf16 && (w == FormatId::fp32 || w == FormatId::bf16)) return {"bf16", ""};
-    if (a == FormatId::fp16 && integer_weights_up_to(q.weights, 4)) return {"w4a16", ""};
-    // Dynamic ranges, per tensor or per token, cost as static int8 here: the profiles time
-    // the integer GEMM only, not the pass that finds each batch's (or each token's) range
-    // nor the per-token rescale of the int32 sums. A profile entry for both is still missing.
-    if (is(a, {FormatId::uint8, FormatId::int8}) && integer_weights_up_to(q.weights, 8) &&
-        q.weights.granularity != Granularity::per_group)
-      return {"int8", ""};
-    if (a == FormatId::fp8_e4m3 && w == FormatId::fp8_e4m3) return {"fp8_e4m3", ""};
-    return {"", fmt::format("no CUDA kernel runs {}: the CUDA backend has fp32, fp16, bf16, int8 "
-                            "(<= 8-bit weights, 8-bit activations), fp8 e4m3 and w4a16 (<= 4-bit "
-                            "weights, fp16 activations)",
-                            what)};
-  }
-  fail_input("costing a plan: backend '{}' is not one of onednn, cuda", backend);
-}
-
 CostContext CostContext::build(const Graph& graph, std::string model_hash, std::int64_t batch) {
   CostContext c;
   c.model_hash = std::move(model_hash);
   c.batch = batch;
   c.layers = quantizable_layers(graph);
+  for (const auto& layer : c.layers) c.kernel_layers.push_back(KernelLayer::of(graph, layer));
   const ExecutionPlan plan(graph, PlanOptions{batch});
   const auto workloads = layer_workloads(graph, plan);
   std::set<std::string> weights;
@@ -110,7 +61,7 @@ namespace {
 class LatencyModel final : public CostModel {
  public:
   LatencyModel(const CostContext& context, const HwProfile& profile)
-      : CostModel(context), profile_(profile) {}
+      : CostModel(context), profile_(profile), target_(kernel_target(profile)) {}
   std::string name() const override { return "latency"; }
   std::string unit() const override { return "ms"; }
 
@@ -120,33 +71,22 @@ class LatencyModel final : public CostModel {
   }
 
   LayerCost layer_cost(std::size_t layer, const LayerQuant& spec) const override {
-    const KernelChoice kernel = kernel_precision(spec, profile_.backend);
-    if (kernel.precision.empty()) return {0, false, kernel.unsupported};
+    const KernelChoice kernel = choose_kernel(spec, context_.kernel_layers[layer], target_);
+    if (!kernel.kernel) return {0, false, kernel.why_not};
     const LayerWorkload& w = context_.workloads[layer];
-    // Without VNNI, oneDNN's int8 kernels halve the weights (or saturate 16-bit pair sums):
-    // 8-bit weight codes would not compute what the plan says - the executor refuses them
-    // too (executor/quant/simulate.cpp) - so only <= 7-bit weights have an int8 kernel here.
-    if (kernel.precision == "int8" && profile_.backend == "onednn" &&
-        format_traits(spec.weights.format).bits == 8 && profile_.device.count("vnni") &&
-        profile_.device.at("vnni") == "no")
-      return {
-          0, false,
-          fmt::format("weights {}: this CPU has no VNNI, so oneDNN's int8 kernels would halve "
-                      "8-bit weights (or saturate 16-bit pair sums) and compute something else; "
-                      "7-bit weights (W7A8) run exactly on them",
-                      to_string(spec.weights))};
-    if (const ProfileEntry* e = profile_.find(w.key, kernel.precision)) {
+    if (const ProfileEntry* e = profile_.find(w.key, kernel.precision())) {
       if (!e->unsupported.empty()) return {0, false, e->unsupported};
       return {e->median_us / 1e3, false, ""};
     }
-    return roofline(w, kernel.precision);
+    return roofline(w, kernel.precision());
   }
 
   // CUDA entries take activations already in their precision; CPU entries convert inside.
   double boundary_cost(std::size_t layer, const LayerQuant& previous,
                        const LayerQuant& spec) const override {
-    const std::string from = kernel_precision(previous, profile_.backend).precision;
-    const std::string to = kernel_precision(spec, profile_.backend).precision;
+    const std::string from =
+        choose_kernel(previous, context_.kernel_layers[layer - 1], target_).precision();
+    const std::string to = choose_kernel(spec, context_.kernel_layers[layer], target_).precision();
     if (profile_.backend == "onednn" && from == "int8" && to == "int8")
       return -chain_saving(layer - 1, true) - chain_saving(layer, false);
     if (profile_.conversions.empty()) return 0;
@@ -206,6 +146,7 @@ class LatencyModel final : public CostModel {
   }
 
   const HwProfile& profile_;
+  const KernelTarget target_;
 };
 
 class SizeModel final : public CostModel {

@@ -4,7 +4,8 @@
 // what lets the exact solver (search/exact_solver) treat a plan as a multiple-choice
 // knapsack. Models:
 //   latency - from a measured hardware profile (backends/hw_profile.hpp): each layer's entry
-//             for the kernel precision its spec runs on, plus precision conversions between
+//             for the precision of the kernel that runs its spec on the profile's target
+//             (executor/kernel_list.hpp), plus precision conversions between
 //             layers where the profile keeps them separately (CUDA), plus the model's
 //             measured time outside the quantizable layers. A shape missing from the table
 //             is estimated from the profile's ceilings (roofline) and flagged as estimated;
@@ -26,15 +27,6 @@
 
 namespace bitplan {
 
-// The kernel precision (a profile's precision name) that runs `spec` on `backend`, or the
-// reason no kernel does. Weight-only specs with float activations run the float kernel on
-// weights decompressed at load: the saving is size, not time.
-struct KernelChoice {
-  std::string precision;    // empty when unsupported
-  std::string unsupported;  // why not
-};
-KernelChoice kernel_precision(const LayerQuant& spec, const std::string& backend);
-
 struct LayerCost {
   double value = 0;
   bool estimated = false;   // roofline, not measured
@@ -54,10 +46,11 @@ struct PlanCost {
 struct CostContext {
   std::string model_hash;
   std::int64_t batch = 1;
-  std::vector<QuantizableLayer> layers;  // plan order
-  std::vector<LayerWorkload> workloads;  // same order
-  std::vector<Dims> weight_dims;         // same order
-  std::int64_t float_bytes_outside = 0;  // initializers that are not a layer's weight
+  std::vector<QuantizableLayer> layers;    // plan order
+  std::vector<KernelLayer> kernel_layers;  // same order: what kernels decline on
+  std::vector<LayerWorkload> workloads;    // same order
+  std::vector<Dims> weight_dims;           // same order
+  std::int64_t float_bytes_outside = 0;    // initializers that are not a layer's weight
 
   static CostContext build(const Graph& graph, std::string model_hash, std::int64_t batch);
 };

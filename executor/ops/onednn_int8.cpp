@@ -197,7 +197,9 @@ class Int8Kernel final : public Kernel {
 // scale_adjust = 0.5), so that the 16-bit pair sums of vpmaddubsw cannot saturate, and
 // undoes the factor after accumulation. Halving an odd code would lose its last bit, so
 // weights must fit 7 bits there (|code| <= 63) and are handed over doubled: the stored
-// value is then the code itself and the integer sum is exact.
+// value is then the code itself and the integer sum is exact. The kernel list
+// (executor/kernel_list.cpp) declines 8-bit weights on such CPUs; the check below is the
+// kernel's own, on the descriptor oneDNN actually chose.
 float weights_scale_adjust(const memory::desc& md) {
   const auto& extra = md.data.extra;
   return (extra.flags & dnnl_memory_extra_flag_scale_adjust) ? extra.scale_adjust : 1.f;

@@ -4,10 +4,9 @@
 #include <cmath>
 #include <set>
 
-#include <dnnl.hpp>
 #include "core/files.hpp"
-
 #include "executor/evaluate.hpp"
+#include "executor/kernel_list.hpp"
 #include "executor/plan.hpp"
 
 namespace bitplan {
@@ -389,90 +388,6 @@ int keep_channels_last(Graph& g) {
   return static_cast<int>(channels_last.size());
 }
 
-std::string cpu_bf16_refusal() {
-  using namespace dnnl;
-  static const std::string refusal = [] {
-    const engine eng(engine::kind::cpu, 0);
-    const memory::dims src{1, 32, 16, 16}, wei{32, 32, 3, 3}, dst{1, 32, 16, 16};
-    const auto any = memory::format_tag::any;
-    try {
-      const convolution_forward::desc desc(
-          prop_kind::forward_inference, algorithm::convolution_direct,
-          memory::desc(src, memory::data_type::bf16, any),
-          memory::desc(wei, memory::data_type::bf16, any),
-          memory::desc(dst, memory::data_type::f32, any), {1, 1}, {1, 1}, {1, 1});
-      (void)convolution_forward::primitive_desc(desc, eng);
-    } catch (const dnnl::error&) {
-      const dnnl::version_t* v = dnnl::version();
-      return fmt::format(
-          "oneDNN {}.{}.{} has no bf16 convolution kernel for this CPU: its bf16 kernels need "
-          "AVX-512 (avx512_core) or newer",
-          v->major, v->minor, v->patch);
-    }
-    return std::string();
-  }();
-  return refusal;
-}
-
-bool cpu_has_vnni() {
-  const dnnl::cpu_isa isa = dnnl::get_effective_cpu_isa();
-  return isa == dnnl::cpu_isa::avx2_vnni || isa == dnnl::cpu_isa::avx512_core_vnni ||
-         isa == dnnl::cpu_isa::avx512_core_bf16 || isa == dnnl::cpu_isa::avx512_core_amx;
-}
-
-std::string QuantSimulator::int8_refusal(const QuantizableLayer& layer, const LayerQuant& q) const {
-  const Node& node = *std::find_if(graph_.nodes.begin(), graph_.nodes.end(),
-                                   [&](const Node& n) { return n.name == layer.name; });
-  // Any symmetric signed integer grid of at most 8 bits (int2 ... int8) has its codes in s8,
-  // so the int8 kernels compute it exactly; group-wise scales have no oneDNN 2.6 kernel.
-  const FormatTraits& weight_format = format_traits(q.weights.format);
-  if (weight_format.kind != FormatKind::integer || !weight_format.is_signed ||
-      weight_format.bits > 8 || !q.weights.symmetric)
-    return fmt::format(
-        "weights '{}' are not a symmetric signed integer grid of <= 8 bits (int2 ... int8)",
-        to_string(q.weights));
-  if (q.weights.granularity == Granularity::per_group)
-    return fmt::format(
-        "weights '{}' have a scale per group of {} weights: oneDNN 2.6's integer kernels take "
-        "one scale per channel or per tensor",
-        to_string(q.weights), q.weights.group_size);
-  if (q.weights.format == FormatId::int8 && !cpu_has_vnni())
-    return "this CPU has no VNNI: oneDNN's int8 kernels would halve 8-bit weights (or saturate "
-           "16-bit pair sums), "
-           "so integer results would differ from the plan; int7 weights (e.g. W7A8) run exactly "
-           "here";
-  if (q.activations.format != FormatId::uint8 && q.activations.format != FormatId::int8)
-    return fmt::format("activations '{}' are not 8-bit integers", to_string(q.activations));
-  if (q.dynamic)
-    return q.activations.granularity == Granularity::per_token
-               ? "dynamic per-token activation ranges are simulated (the integer kernels take one "
-                 "fixed input scale; per-token scales would rescale each row's int32 sums)"
-               : "dynamic activation ranges are simulated (the integer kernels take a fixed input "
-                 "scale)";
-  if (layer.op_type == "ConvTranspose") return "ConvTranspose has no integer kernel here";
-  if (layer.op_type == "Gemm" &&
-      (node.attr_int("transA", 0) != 0 || node.attr_float("alpha", 1.f) != 1.f ||
-       node.attr_float("beta", 1.f) != 1.f))
-    return "Gemm with transA, alpha or beta other than the defaults";
-  if (layer.op_type != "Conv" && node.inputs.size() > 2 && !node.inputs[2].empty()) {
-    const Tensor* c = graph_.initializer(node.inputs[2]);
-    const std::int64_t n =
-        graph_.initializer(layer.weight)->dim(static_cast<std::size_t>(layer.channel_axis));
-    if (!c || c->numel() != n) return "the Gemm bias is not a constant with one value per output";
-  }
-  return "";
-}
-
-bool QuantSimulator::is_bf16_compute(const LayerQuant& q) {
-  return q.weights.format == FormatId::bf16 && q.activations.format == FormatId::bf16;
-}
-
-std::string QuantSimulator::bf16_refusal(const QuantizableLayer& layer) const {
-  if (layer.op_type != "Conv")
-    return fmt::format("bf16 runs on oneDNN for Conv layers; this {} is simulated", layer.op_type);
-  return cpu_bf16_refusal();
-}
-
 QuantSimulator::Int8Build QuantSimulator::build_int8(const QuantPlan& plan) {
   // Layers that cannot run in integers are simulated: start from the simulated graph of the
   // plan restricted to them, then add the integer layers.
@@ -480,26 +395,25 @@ QuantSimulator::Int8Build QuantSimulator::build_int8(const QuantPlan& plan) {
   std::vector<std::pair<const QuantizableLayer*, LayerQuant>> integer_layers;
   std::vector<const QuantizableLayer*> bf16_layers;
   Int8Build out;
+  const KernelTarget host = KernelTarget::host();
   for (const auto& layer : layers_) {
     auto it = plan.layers.find(layer.name);
     if (it == plan.layers.end() || !it->second.quantized()) continue;
-    if (is_bf16_compute(it->second)) {
-      const std::string why = bf16_refusal(layer);
-      if (why.empty()) {
-        bf16_layers.push_back(&layer);
-        out.bf16_layers.push_back(layer.name);
-      } else {
-        out.why_simulated[layer.name] = why;
-        simulated_part.layers[layer.name] = it->second;
-      }
-      continue;
-    }
-    const std::string why = int8_refusal(layer, it->second);
-    if (why.empty()) {
+    const KernelChoice choice = choose_kernel(it->second, KernelLayer::of(graph_, layer), host);
+    const ExecutorPath path = choice.kernel ? choice.kernel->path : ExecutorPath::float_kernel;
+    if (path == ExecutorPath::onednn_int8) {
       integer_layers.emplace_back(&layer, it->second);
       out.int8_layers.push_back(layer.name);
+    } else if (path == ExecutorPath::onednn_bf16) {
+      bf16_layers.push_back(&layer);
+      out.bf16_layers.push_back(layer.name);
     } else {
-      out.why_simulated[layer.name] = why;
+      out.why_simulated[layer.name] =
+          choice.kernel ? fmt::format(
+                              "weights '{}' with float activations (weight-only): {} runs it on "
+                              "the simulation's decompressed weights",
+                              to_string(it->second.weights), choice.kernel->name)
+                        : choice.why_not;
       simulated_part.layers[layer.name] = it->second;
     }
   }

@@ -58,12 +58,11 @@ class QuantSimulator {
   // output is its own, unquantized, which is what the per-layer debugger measures.
   Graph build(const QuantPlan& plan, bool fuse = true);
 
-  // The graph running `plan` with real integer kernels where a layer allows it (int8
-  // symmetric weights per channel or per tensor, 8-bit static activations, Conv or
-  // Gemm/MatMul with constant weights); every other quantized layer is simulated, and
-  // `why_simulated` says why, layer by layer.
-  // bf16 layers (bf16 weights and activations) of Conv ops run on oneDNN's bf16 kernels
-  // where this CPU has them (bf16_layers).
+  // The graph running `plan` on this CPU's real kernels where the oneDNN kernel list
+  // (executor/kernel_list.hpp) runs a layer's spec: integer kernels (int8_layers) and bf16
+  // kernels (bf16_layers); every other quantized layer is simulated, and `why_simulated`
+  // says why, layer by layer (the list's reason, or the float kernel that runs it on the
+  // simulation's decompressed weights).
   struct Int8Build {
     Graph graph;
     std::vector<std::string> int8_layers;
@@ -85,12 +84,6 @@ class QuantSimulator {
  private:
   const Tensor& quantized_weight(const QuantizableLayer& layer, const QuantSpec& spec);
   Node fake_quant_node(const QuantizableLayer& layer, const LayerQuant& q);
-  // Why `layer` under `q` cannot run on the integer kernels (empty when it can).
-  std::string int8_refusal(const QuantizableLayer& layer, const LayerQuant& q) const;
-  static bool is_bf16_compute(const LayerQuant& q);
-  // Why a bf16 `layer` cannot run on oneDNN's bf16 kernels (empty when it can).
-  std::string bf16_refusal(const QuantizableLayer& layer) const;
-
   Graph graph_;
   std::string model_hash_;
   CalibrationData calibration_;
@@ -121,13 +114,6 @@ int chain_int8_layers(Graph& graph);
 // integer convolution. Returns how many tensors stay channels-last. build_int8 applies it
 // after chain_int8_layers.
 int keep_channels_last(Graph& graph);
-
-// Why oneDNN cannot run bf16 convolutions on this CPU (empty when it can): the answer of
-// primitive creation itself, asked once.
-std::string cpu_bf16_refusal();
-
-// Whether oneDNN dispatches to VNNI int8 instructions here (exact 8-bit weight products).
-bool cpu_has_vnni();
 
 // Observes `tensors` (activation names) over `indices` with one observer each.
 CalibrationRanges calibrate(const Graph& graph, const Dataset& dataset,

@@ -223,7 +223,9 @@ TEST_CASE("17.15 evaluate --plan: the per-class table shows the plan's numbers")
   }
 }
 
-TEST_CASE("17.15 evaluate --int8 of a group-wise plan: the real reason, once; no calibration") {
+TEST_CASE(
+    "17.15 evaluate --int8 of a group-wise weight-only plan: the real reason, once; no "
+    "calibration") {
   if (!have_dataset()) return;
   const Result r = run("evaluate --config " + kResnetConfig + " --count 32 --plan W4g128 --int8");
   INFO(r.output);
@@ -232,7 +234,9 @@ TEST_CASE("17.15 evaluate --int8 of a group-wise plan: the real reason, once; no
   const auto simulated = lines_with(r.output, "): weights '");
   REQUIRE(simulated.size() == 1);
   CHECK(contains(simulated[0], "  simulated 10 layers ("));
-  CHECK(contains(simulated[0], "have a scale per group of 128 weights"));
+  // Weight-only: the kernel list's fp32 entry runs it (issue 11: one table decides).
+  CHECK(contains(simulated[0], "with float activations (weight-only): onednn_fp32 runs it"));
+  CHECK(contains(simulated[0], "int4/group128/sym"));
   CHECK(!contains(r.output, "not a signed integer grid"));
   CHECK(contains(r.output, "calibration: none needed"));
   CHECK(!contains(r.output, "calibrated on"));

@@ -9,6 +9,7 @@
 #include <random>
 #include <set>
 
+#include "backends/device.hpp"
 #include "executor/evaluate.hpp"
 #include "executor/metrics.hpp"
 #include "executor/model.hpp"
@@ -216,7 +217,7 @@ TEST_CASE("real INT8 execution agrees with the simulation") {
         const QuantPlan bf16 = uniform_plan("bf16", model.graph);
         const auto real = simulator.build_int8(bf16);
         CHECK(real.bf16_layers.size() + real.why_simulated.size() == bf16.layers.size());
-        if (cpu_bf16_refusal().empty()) {
+        if (query_cpu().capabilities.bf16) {
           if (name == "fmnist_resnet") CHECK(real.bf16_layers.size() == 9);  // its 9 Convs
           const EvalResult sim =
               evaluate(simulator.build(bf16), *dataset, validation, EvalOptions{64, true});
@@ -235,7 +236,7 @@ TEST_CASE("real INT8 execution agrees with the simulation") {
 
       // 8-bit weights: integer kernels where the CPU has VNNI, otherwise simulated with the reason.
       const auto w8 = simulator.build_int8(uniform_plan("W8A8", model.graph));
-      if (cpu_has_vnni()) {
+      if (query_cpu().capabilities.vnni) {
         CHECK(w8.why_simulated.empty());
       } else {
         REQUIRE(!w8.why_simulated.empty());

@@ -1,0 +1,248 @@
+#include "executor/kernel_list.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <dnnl.hpp>
+#include <vector>
+
+#include "core/error.hpp"
+#include "executor/quant/formats.hpp"
+
+namespace bitplan {
+namespace {
+
+using Reason = std::optional<std::string>;
+
+bool is(FormatId f, std::initializer_list<FormatId> any) {
+  return std::find(any.begin(), any.end(), f) != any.end();
+}
+
+bool signed_symmetric_integer_up_to(const QuantSpec& w, int bits) {
+  const FormatTraits& t = format_traits(w.format);
+  return t.kind == FormatKind::integer && t.is_signed && t.bits <= bits && w.symmetric;
+}
+
+std::string onednn_version() {
+  return fmt::format("{}.{}.{}", DNNL_VERSION_MAJOR, DNNL_VERSION_MINOR, DNNL_VERSION_PATCH);
+}
+
+// --- oneDNN (CPU) ----------------------------------------------------------------------------
+
+bool takes_bf16(const LayerQuant& q) {
+  return q.weights.format == FormatId::bf16 && q.activations.format == FormatId::bf16;
+}
+
+Reason onednn_bf16_declines(const LayerQuant&, const KernelLayer& layer, const KernelTarget& t) {
+  if (!t.cpu.bf16)
+    return fmt::format(
+        "oneDNN {} has no bf16 convolution kernel for this CPU (ISA {}): its bf16 kernels need "
+        "AVX-512 (avx512_core) or newer",
+        onednn_version(), t.cpu.onednn_isa.empty() ? "unknown" : t.cpu.onednn_isa);
+  if (layer.op_type != "Conv")
+    return fmt::format("oneDNN's bf16 kernel here is the convolution; this {} has none",
+                       layer.op_type);
+  return std::nullopt;
+}
+
+bool takes_8bit_activations(const LayerQuant& q) {
+  return is(q.activations.format, {FormatId::uint8, FormatId::int8});
+}
+
+Reason onednn_int8_declines(const LayerQuant& q, const KernelLayer& layer, const KernelTarget& t) {
+  // Any symmetric signed integer grid of at most 8 bits (int2 ... int8) has its codes in s8,
+  // so the int8 kernels compute it exactly; group-wise scales have no oneDNN 2.6 kernel.
+  if (!signed_symmetric_integer_up_to(q.weights, 8))
+    return fmt::format(
+        "weights '{}' are not a symmetric signed integer grid of <= 8 bits (int2 ... int8)",
+        to_string(q.weights));
+  if (q.weights.granularity == Granularity::per_group)
+    return fmt::format(
+        "weights '{}' have a scale per group of {} weights: oneDNN 2.6's integer kernels take "
+        "one scale per channel or per tensor",
+        to_string(q.weights), q.weights.group_size);
+  // Without VNNI, oneDNN stores int8 weights halved (scale_adjust 0.5) so that vpmaddubsw's
+  // 16-bit pair sums cannot saturate; an odd 8-bit code would lose its last bit. 7-bit codes
+  // are handed over doubled and stay exact (executor/ops/onednn_int8.cpp).
+  if (format_traits(q.weights.format).bits == 8 && !t.cpu.vnni)
+    return fmt::format(
+        "this CPU has no VNNI (oneDNN ISA {}): oneDNN's int8 kernels would halve 8-bit weights "
+        "(or saturate 16-bit pair sums), so integer results would differ from the plan; int7 "
+        "weights (e.g. W7A8) run exactly here",
+        t.cpu.onednn_isa.empty() ? "unknown" : t.cpu.onednn_isa);
+  if (q.dynamic)
+    return q.activations.granularity == Granularity::per_token
+               ? "dynamic per-token activation ranges are simulated (the integer kernels take one "
+                 "fixed input scale; per-token scales would rescale each row's int32 sums)"
+               : "dynamic activation ranges are simulated (the integer kernels take a fixed input "
+                 "scale)";
+  if (layer.op_type == "ConvTranspose") return "ConvTranspose has no integer kernel here";
+  if (!layer.gemm_default_attributes)
+    return "Gemm with transA, alpha or beta other than the defaults";
+  if (!layer.bias_per_output) return "the Gemm bias is not a constant with one value per output";
+  return std::nullopt;
+}
+
+bool takes_float_activations(const LayerQuant& q) {
+  return q.activations.format == FormatId::fp32;
+}
+
+Reason never_declines(const LayerQuant&, const KernelLayer&, const KernelTarget&) {
+  return std::nullopt;
+}
+
+// Weight-only specs with float activations run the float kernel on weights decompressed at
+// load: the saving is size, not time.
+constexpr KernelEntry onednn_kernels[] = {
+    {"onednn_bf16_conv", "bf16", "bf16 (bf16 weights and activations, Conv)",
+     ExecutorPath::onednn_bf16, takes_bf16, onednn_bf16_declines},
+    {"onednn_int8", "int8",
+     "int8 (signed <= 8-bit symmetric per-channel/tensor weights, 8-bit static activations)",
+     ExecutorPath::onednn_int8, takes_8bit_activations, onednn_int8_declines},
+    {"onednn_fp32", "fp32", "fp32 (float activations; weights decompressed at load)",
+     ExecutorPath::float_kernel, takes_float_activations, never_declines},
+};
+
+// --- CUDA (backends/cuda: timed by bitplan-cuda-profile, simulated on the CPU) --------------
+
+bool takes_w4a16(const LayerQuant& q) {
+  return q.activations.format == FormatId::fp16 &&
+         format_traits(q.weights.format).kind == FormatKind::integer;
+}
+
+Reason w4a16_declines(const LayerQuant& q, const KernelLayer&, const KernelTarget&) {
+  if (!signed_symmetric_integer_up_to(q.weights, 4))
+    return fmt::format(
+        "the w4a16 kernel takes symmetric signed integer weights of <= 4 bits; weights '{}' are "
+        "not",
+        to_string(q.weights));
+  return std::nullopt;
+}
+
+Reason cuda_int8_declines(const LayerQuant& q, const KernelLayer&, const KernelTarget&) {
+  // Dynamic ranges, per tensor or per token, cost as static int8 here: the profiles time
+  // the integer GEMM only, not the pass that finds each batch's (or each token's) range
+  // nor the per-token rescale of the int32 sums. A profile entry for both is still missing.
+  if (!signed_symmetric_integer_up_to(q.weights, 8))
+    return fmt::format(
+        "weights '{}' are not a symmetric signed integer grid of <= 8 bits (int2 ... int8)",
+        to_string(q.weights));
+  if (q.weights.granularity == Granularity::per_group)
+    return fmt::format(
+        "weights '{}' have a scale per group of {} weights: the int8 GEMM's epilogue takes one "
+        "scale per channel or per tensor",
+        to_string(q.weights), q.weights.group_size);
+  return std::nullopt;
+}
+
+bool takes_fp8(const LayerQuant& q) {
+  return q.activations.format == FormatId::fp8_e4m3 && q.weights.format == FormatId::fp8_e4m3;
+}
+
+bool takes_fp16(const LayerQuant& q) {
+  return q.activations.format == FormatId::fp16 &&
+         is(q.weights.format, {FormatId::fp32, FormatId::fp16});
+}
+
+bool takes_cuda_bf16(const LayerQuant& q) {
+  return q.activations.format == FormatId::bf16 &&
+         is(q.weights.format, {FormatId::fp32, FormatId::bf16});
+}
+
+constexpr KernelEntry cuda_kernels[] = {
+    {"cuda_w4a16", "w4a16", "w4a16 (<= 4-bit weights, fp16 activations)",
+     ExecutorPath::profiled_only, takes_w4a16, w4a16_declines},
+    {"cuda_int8", "int8", "int8 (<= 8-bit weights, 8-bit activations)", ExecutorPath::profiled_only,
+     takes_8bit_activations, cuda_int8_declines},
+    {"cuda_fp8_e4m3", "fp8_e4m3", "fp8 e4m3", ExecutorPath::profiled_only, takes_fp8,
+     never_declines},
+    {"cuda_fp16", "fp16", "fp16", ExecutorPath::profiled_only, takes_fp16, never_declines},
+    {"cuda_bf16", "bf16", "bf16", ExecutorPath::profiled_only, takes_cuda_bf16, never_declines},
+    {"cuda_fp32", "fp32", "fp32 (float activations; weights decompressed at load)",
+     ExecutorPath::profiled_only, takes_float_activations, never_declines},
+};
+
+}  // namespace
+
+KernelLayer KernelLayer::of(const Graph& graph, const QuantizableLayer& layer) {
+  KernelLayer out;
+  out.name = layer.name;
+  out.op_type = layer.op_type;
+  auto node = std::find_if(graph.nodes.begin(), graph.nodes.end(),
+                           [&](const Node& n) { return n.name == layer.name; });
+  BITPLAN_ASSERT(node != graph.nodes.end());
+  if (layer.op_type == "Gemm")
+    out.gemm_default_attributes = node->attr_int("transA", 0) == 0 &&
+                                  node->attr_float("alpha", 1.f) == 1.f &&
+                                  node->attr_float("beta", 1.f) == 1.f;
+  if (layer.op_type != "Conv" && node->inputs.size() > 2 && !node->inputs[2].empty()) {
+    const Tensor* bias = graph.initializer(node->inputs[2]);
+    const std::int64_t outputs =
+        graph.initializer(layer.weight)->dim(static_cast<std::size_t>(layer.channel_axis));
+    out.bias_per_output = bias && bias->numel() == outputs;
+  }
+  return out;
+}
+
+KernelTarget KernelTarget::host() {
+  return {"onednn", query_cpu().capabilities};
+}
+
+std::span<const KernelEntry> kernel_list(const std::string& backend) {
+  if (backend == "onednn") return onednn_kernels;
+  if (backend == "cuda") return cuda_kernels;
+  fail_input("choosing a kernel: backend '{}' is not one of onednn, cuda", backend);
+}
+
+KernelChoice choose_kernel(const LayerQuant& spec, const KernelLayer& layer,
+                           const KernelTarget& target) {
+  KernelChoice choice;
+  std::vector<std::string> reasons;
+  const auto entries = kernel_list(target.backend);
+  for (const KernelEntry& entry : entries) {
+    if (!entry.takes(spec)) continue;
+    const Reason why = entry.declines(spec, layer, target);
+    if (!why) {
+      choice.kernel = &entry;
+      return choice;
+    }
+    reasons.push_back(*why);
+  }
+  if (!reasons.empty()) {
+    for (const auto& r : reasons) choice.why_not += (choice.why_not.empty() ? "" : "; ") + r;
+    return choice;
+  }
+  std::vector<std::string_view> offered;
+  for (const KernelEntry& entry : entries) offered.push_back(entry.runs);
+  choice.why_not =
+      fmt::format("no {} kernel runs weights {} with activations {}{}: the {} backend has {}",
+                  target.backend == "onednn" ? "oneDNN CPU" : "CUDA", to_string(spec.weights),
+                  to_string(spec.activations), spec.dynamic ? " (dynamic)" : "",
+                  target.backend == "onednn" ? "CPU" : "CUDA", fmt::join(offered, ", "));
+  return choice;
+}
+
+std::string widest_int8_shorthand(const Graph& graph, const KernelTarget& target) {
+  const auto layers = quantizable_layers(graph);
+  std::vector<KernelLayer> kernel_layers;
+  for (const auto& layer : layers) kernel_layers.push_back(KernelLayer::of(graph, layer));
+  std::string best;
+  std::size_t best_count = 0;
+  for (const char* shorthand : {"W8A8", "W7A8"}) {
+    const QuantPlan plan = uniform_plan(shorthand, graph);
+    std::size_t integer_layers = 0;
+    for (std::size_t i = 0; i < layers.size(); ++i) {
+      auto it = plan.layers.find(layers[i].name);
+      if (it == plan.layers.end()) continue;
+      const KernelChoice choice = choose_kernel(it->second, kernel_layers[i], target);
+      integer_layers += choice.kernel && choice.kernel->precision == "int8";
+    }
+    if (best.empty() || integer_layers > best_count) {
+      best = shorthand;
+      best_count = integer_layers;
+    }
+  }
+  return best;
+}
+
+}  // namespace bitplan
