@@ -10,8 +10,10 @@
 #include <regex>
 #include <span>
 
+#include "backends/device.hpp"
 #include "core/error.hpp"
 #include "core/files.hpp"
+#include "core/quote.hpp"
 #include "core/yaml_reader.hpp"
 
 namespace bitplan {
@@ -348,6 +350,86 @@ void save_hw_profile(const std::filesystem::path& path, const HwProfile& p) {
   out << YAML::EndSeq;
   out << YAML::EndMap;
   write_file_atomic(path, std::string(out.c_str()) + "\n");
+}
+
+KernelTarget kernel_target(const HwProfile& profile) {
+  KernelTarget target{profile.backend, {}};
+  if (profile.backend != "onednn") return target;
+  const auto isa = profile.device.find("onednn_isa");
+  const auto vnni = profile.device.find("vnni");
+  if (isa == profile.device.end() && vnni == profile.device.end()) {
+    target.cpu = CpuCapabilities{"unrecorded", true, true, true, true};
+    return target;
+  }
+  if (isa != profile.device.end()) target.cpu = CpuCapabilities::of_onednn_isa(isa->second);
+  if (vnni != profile.device.end()) target.cpu.vnni = vnni->second == "yes";
+  return target;
+}
+
+ProfileNoise assess_noise(const HwProfile& profile) {
+  ProfileNoise noise;
+  double worst_ratio = 0;
+  for (const ProfileEntry& e : profile.entries) {
+    if (!e.unsupported.empty() || !(e.median_us > 0)) continue;
+    ++noise.measured;
+    const double ratio = e.iqr_us / e.median_us;
+    noise.noisy += ratio >= ProfileNoise::kNoisyIqrRatio;
+    if (ratio > worst_ratio) {
+      worst_ratio = ratio;
+      noise.worst = &e;
+    }
+  }
+  return noise;
+}
+
+std::string ProfileNoise::summary() const {
+  if (!too_noisy()) return "";
+  return fmt::format(
+      "{} of {} entries have an IQR of at least {:.0f} % of their median (worst: {} {}, IQR "
+      "{:.1f} us on {:.1f} us): the timings are too noisy to rank plans by; re-measure on an "
+      "idle machine with fewer threads (--threads 1 on a 2-core machine) and --remeasure",
+      noisy, measured, 100 * kNoisyIqrRatio, worst->key, worst->precision, worst->iqr_us,
+      worst->median_us);
+}
+
+std::vector<std::string> cpu_differences_from_host(const HwProfile& profile) {
+  std::vector<std::string> differences;
+  if (profile.backend != "onednn") return differences;
+  const CpuDevice& here = query_cpu();
+  auto compare = [&](const char* key, const char* what, const std::string& host) {
+    const auto it = profile.device.find(key);
+    const std::string recorded = it == profile.device.end() ? "unrecorded" : it->second;
+    if (recorded != host)
+      differences.push_back(fmt::format("{} '{}', here '{}'", what, escaped(recorded), host));
+  };
+  compare("name", "CPU", here.model);
+  compare("onednn_isa", "oneDNN ISA", here.onednn_isa);
+  compare("logical_cores", "logical cores", std::to_string(here.logical_cores));
+  return differences;
+}
+
+std::vector<std::string> profile_warnings(const HwProfile& profile, const std::string& where) {
+  std::vector<std::string> warnings;
+  if (const auto differences = cpu_differences_from_host(profile); !differences.empty())
+    warnings.push_back(fmt::format(
+        "target '{}' was profiled on another CPU ({}): its latencies are that machine's; "
+        "`target: host` measures this one",
+        where, fmt::join(differences, "; ")));
+  if (const std::string noisy = assess_noise(profile).summary(); !noisy.empty())
+    warnings.push_back(fmt::format("target '{}': {}", where, noisy));
+  return warnings;
+}
+
+std::string host_profile_name(int threads) {
+  const CpuDevice& cpu = query_cpu();
+  std::string name =
+      fmt::format("cpu-{}-{}-{}c-{}t", cpu.model, cpu.onednn_isa, cpu.logical_cores, threads);
+  for (char& c : name)
+    c = std::isalnum(static_cast<unsigned char>(c)) ? static_cast<char>(std::tolower(c)) : '-';
+  name.erase(
+      std::unique(name.begin(), name.end(), [](char a, char b) { return a == '-' && b == '-'; }),
+      name.end());
+  return name;
 }
 
 Spread median_and_iqr(std::vector<double>& samples) {

@@ -28,6 +28,8 @@
 #include <string>
 #include <vector>
 
+#include "executor/kernel_list.hpp"
+
 namespace bitplan {
 
 struct ProfileEntry {
@@ -75,6 +77,42 @@ struct HwProfile {
   void put(ProfileEntry entry);
   void put(ModelOverhead overhead);
 };
+
+// What the profile's kernels ran on: its backend and, for oneDNN, the CPU capabilities it
+// recorded (device.onednn_isa, then device.vnni: yes/no). A profile that records neither
+// (written by hand or by a test) is taken at its entries' word: every capability on, and
+// the entries say what ran.
+KernelTarget kernel_target(const HwProfile& profile);
+
+// How this machine's CPU differs from the one a oneDNN profile was measured on, one phrase
+// per fact (model name, oneDNN ISA, logical cores), e.g. "ISA avx2, here avx512_core_vnni";
+// empty when it is the same CPU (or the profile is not a oneDNN one). Thread counts are a
+// setting, not an identity: compare profile.device["threads"] where they matter.
+std::vector<std::string> cpu_differences_from_host(const HwProfile& profile);
+
+// What a user applying `profile` (read from `where`) on this machine should know, one line
+// each: that it was measured on another CPU (cpu_differences_from_host), that its timings
+// are too noisy to rank plans by (assess_noise). Empty when neither.
+std::vector<std::string> profile_warnings(const HwProfile& profile, const std::string& where);
+
+// The name a profile of this CPU measured with `threads` threads gets by default, unique per
+// identity: "cpu-<model>-<isa>-<cores>c-<threads>t" (lowercase, runs of other characters as
+// one '-'), e.g. "cpu-amd-epyc-avx2-2c-2t".
+std::string host_profile_name(int threads);
+
+// Whether a profile's timings are steady enough to rank plans by. An entry is noisy when
+// its interquartile range is at least half its median: then the run-to-run spread is as
+// large as the differences between precisions the search chooses from (issue 11 reports a
+// 2-thread profile on a busy 2-core machine with IQR >= median mispredicting a front).
+struct ProfileNoise {
+  static constexpr double kNoisyIqrRatio = 0.5;
+  int measured = 0, noisy = 0;          // entries with a time, and those of them that are noisy
+  const ProfileEntry* worst = nullptr;  // the largest IQR / median (points into the profile)
+  bool too_noisy() const { return noisy > 0 && noisy * 10 >= measured; }  // >= 10 % noisy
+  // One line: how many entries are noisy, the worst, and what fixes it; "" when steady.
+  std::string summary() const;
+};
+ProfileNoise assess_noise(const HwProfile& profile);
 
 // Reads a profile; errors name the file, line and column, the value and the rule
 // (malformed YAML, missing fields, another schema version, unknown keys or precisions,

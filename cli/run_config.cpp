@@ -191,7 +191,13 @@ RunConfig load_run_config(const std::filesystem::path& path,
       }
     }
   }
-  if (root["target"]) config.target = base / scalar<std::string>(file, root["target"], "target");
+  if (root["target"]) {
+    const std::string target = scalar<std::string>(file, root["target"], "target");
+    if (target == kHostTarget)
+      config.target_is_host = true;
+    else
+      config.target = base / target;
+  }
   if (root["search"]) {
     config.search = parse_search(file, root["search"], config.latency_batch_origin);
     config.has_search = true;

@@ -4,7 +4,8 @@
 //   model: models/fmnist_resnet.onnx        # relative to this file's folder
 //   dataset: { ... }                        # see data/dataset.hpp
 //   evaluate: {batch: 64, threads: 0}       # 0 threads = all cores
-//   target: ../hw_profiles/cpu.yaml         # hardware profile the latency comes from
+//   target: ../hw_profiles/cpu.yaml         # hardware profile the latency comes from, or
+//   target: host                            # this machine (profiled on first use, cached)
 //   search: { ... }                         # see SearchSection and docs/search.md
 #pragma once
 
@@ -18,6 +19,9 @@
 #include "search/options.hpp"
 
 namespace bitplan {
+
+// The `target:` value naming this machine instead of a profile file.
+inline constexpr std::string_view kHostTarget = "host";
 
 struct EvaluateSection {
   std::int64_t batch = 64;
@@ -33,7 +37,8 @@ struct RunConfig {
   DatasetConfig dataset;
   bool has_dataset = false;
   EvaluateSection evaluate;
-  std::filesystem::path target;  // empty: none given
+  std::filesystem::path target;  // empty: none given (or `host`)
+  bool target_is_host = false;   // `target: host`: a profile of this machine, see host_target
   search::SearchOptions search;
   bool has_search = false;
   // Where search.latency_batch was set, for the memory check once the model is known.

@@ -7,7 +7,9 @@
 #include <atomic>
 #include <cmath>
 #include <iostream>
+#include <set>
 
+#include "backends/cpu/onednn_profiler.hpp"
 #include "backends/hw_profile.hpp"
 #include "cli/commands.hpp"
 #include "core/error.hpp"
@@ -15,6 +17,7 @@
 #include "core/interrupt.hpp"
 #include "core/parallel.hpp"
 #include "executor/evaluate.hpp"
+#include "executor/kernel_list.hpp"
 #include "executor/model.hpp"
 #include "search/driver.hpp"
 #include "search/output.hpp"
@@ -27,6 +30,65 @@ namespace po = boost::program_options;
 namespace fs = std::filesystem;
 
 std::atomic<bool> g_interrupted{false};
+
+// `target: host`: this machine's profile, cached by its identity under hw_profiles/ in the
+// working directory (where `bitplan profile` writes by default), so another CPU or thread
+// count never reads or extends it.
+fs::path host_profile_path() {
+  return fs::path("hw_profiles") / (host_profile_name(num_threads()) + ".yaml");
+}
+
+// The profile precisions the space's options run in on this CPU (the kernel list's answer
+// for every layer and option), plus fp32 for the model's other layers and overhead.
+std::vector<std::string> precisions_of_space(const Graph& graph,
+                                             const search::SearchOptions& search) {
+  std::vector<std::string> labels = search.options;
+  for (const auto& o : search.overrides)
+    labels.insert(labels.end(), o.options.begin(), o.options.end());
+  std::set<std::string> precisions{"fp32"};
+  const KernelTarget host = KernelTarget::host();
+  for (const auto& layer : quantizable_layers(graph)) {
+    const KernelLayer kernel_layer = KernelLayer::of(graph, layer);
+    for (const auto& label : labels) {
+      LayerQuant spec;
+      try {
+        spec = search::option_spec(label, graph, layer);
+      } catch (const Error&) {
+        continue;  // the search names a bad label, with its rule
+      }
+      if (const KernelChoice choice = choose_kernel(spec, kernel_layer, host); choice.kernel)
+        precisions.insert(choice.precision());
+    }
+  }
+  return {precisions.begin(), precisions.end()};
+}
+
+// Opens (or starts) this machine's profile and measures what the search needs and it lacks:
+// the ceilings, and the model at the latency batch in the space's precisions. A dry run
+// measures only the ceilings when there are none (its latencies are then roofline
+// estimates) and writes nothing.
+HwProfile host_profile_for_space(const Graph& graph, const std::string& model_name,
+                                 const std::string& model_hash, const RunConfig& config,
+                                 bool dry_run) {
+  const fs::path path = host_profile_path();
+  HwProfile profile = open_host_profile(path, host_profile_name(num_threads()));
+  CpuProfileOptions options;
+  options.batches = {config.search.latency_batch};
+  options.precisions = precisions_of_space(graph, config.search);
+  bool measured = false;
+  auto say = [&](const std::string& what) {
+    measured = true;
+    fmt::print(stderr, "target host ({}): {}\n", path.string(), what);
+  };
+  prepare_host_profile(profile, options, say);
+  if (dry_run) return profile;
+  profile_model_onednn(graph, model_name, model_hash, options, profile, say);
+  if (measured) {
+    fs::create_directories(path.parent_path());
+    save_hw_profile(path, profile);
+  }
+  return profile;
+}
 
 int run(const std::vector<std::string>& args, bool sensitivity_only) {
   const char* name = sensitivity_only ? "sensitivity" : "search";
@@ -94,7 +156,10 @@ options)",
   RunConfig config = load_run_config(config_path, sets);
   // Paths given on the command line are relative to the working directory, not the config.
   if (!output.empty()) config.search.output = output;
-  if (!target.empty()) config.target = target;
+  if (!target.empty()) {
+    config.target_is_host = target == kHostTarget;
+    config.target = config.target_is_host ? fs::path() : fs::path(target);
+  }
   if (config.search.output.empty())
     config.search.output = fs::path("results") / fs::path(config_path).stem();
   if (config.search.database.empty())
@@ -131,14 +196,28 @@ options)",
   in.calibration =
       calibration_data(config.dataset, *dataset, default_cache_dir(), config.evaluate.batch);
   if (!config.target.empty()) in.profile = load_hw_profile(config.target);
+  if (config.target_is_host) {
+    config.target = host_profile_path();
+    in.profile =
+        host_profile_for_space(model.graph, in.model_name, hash, config, vm.count("dry-run") != 0);
+  }
   in.eval_batch = config.evaluate.batch;
   in.options = config.search;
   in.dry_run = vm.count("dry-run") != 0;
   in.sensitivity_only = sensitivity_only;
   if (in.profile) {
+    // A profile of another CPU predicts that CPU's latencies, not this one's: say so once.
+    for (const auto& warning : profile_warnings(*in.profile, config.target.string()))
+      fmt::print(stderr, "bitplan: warning: {}\n", warning);
     // The latency batch must have been profiled for this model (else roofline estimates).
-    if (!in.profile->find_model(hash, config.search.latency_batch) &&
-        in.profile->backend == "onednn")
+    if (config.target_is_host && in.dry_run &&
+        !in.profile->find_model(hash, config.search.latency_batch))
+      fmt::print(stderr,
+                 "target host: this CPU has no measurement of {} at batch {} yet (a search "
+                 "measures it first); the dry run's latencies are roofline estimates\n",
+                 in.model_name, config.search.latency_batch);
+    else if (!in.profile->find_model(hash, config.search.latency_batch) &&
+             in.profile->backend == "onednn")
       fmt::print(stderr,
                  "bitplan: warning: profile '{}' has no measurement of {} at batch {}: latencies "
                  "are roofline estimates; run `bitplan profile --model {} --batch {} --out {}`\n",
@@ -173,13 +252,24 @@ options)",
                fmt::join(config.search.objectives, ", "), config.search.max_evaluations,
                config.search.max_seconds, config.search.output.string(),
                config.search.database.string());
+    // Options the target cannot run are marked with a note number; each distinct reason
+    // (the kernel list's, or the simulator's) is printed once below the table.
+    std::vector<std::string> reasons;
     for (std::size_t l = 0; l < result.space.layers.size(); ++l) {
       fmt::print("  {:<40}", result.space.layers[l].layer);
-      for (std::size_t o = 0; o < result.space.layers[l].options.size(); ++o)
-        fmt::print(" {}{}", result.space.layers[l].options[o],
-                   result.unsupported[l][o].empty() ? "" : "(unsupported)");
+      for (std::size_t o = 0; o < result.space.layers[l].options.size(); ++o) {
+        const std::string& why = result.unsupported[l][o];
+        std::string mark;
+        if (!why.empty()) {
+          auto it = std::find(reasons.begin(), reasons.end(), why);
+          if (it == reasons.end()) it = reasons.insert(reasons.end(), why);
+          mark = fmt::format("(unsupported [{}])", it - reasons.begin() + 1);
+        }
+        fmt::print(" {}{}", result.space.layers[l].options[o], mark);
+      }
       fmt::print("\n");
     }
+    for (std::size_t i = 0; i < reasons.size(); ++i) fmt::print("  [{}] {}\n", i + 1, reasons[i]);
     return 0;
   }
   std::string command = "bitplan";

@@ -1,6 +1,7 @@
 #include "backends/cpu/onednn_profiler.hpp"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <chrono>
 #include <cstring>
@@ -13,6 +14,7 @@
 #include "backends/workload.hpp"
 #include "core/error.hpp"
 #include "core/parallel.hpp"
+#include "executor/kernel_list.hpp"
 #include "executor/plan.hpp"
 #include "executor/quant/simulate.hpp"
 
@@ -204,7 +206,7 @@ struct Int8ContextPlans {
 };
 
 Int8ContextPlans int8_context_plans(const Graph& graph) {
-  const QuantPlan all = uniform_plan(cpu_has_vnni() ? "W8A8" : "W7A8", graph);
+  const QuantPlan all = uniform_plan(widest_int8_shorthand(graph, KernelTarget::host()), graph);
   QuantPlan even, odd;
   std::size_t i = 0;
   for (const auto& layer : quantizable_layers(graph)) {
@@ -268,8 +270,39 @@ const std::vector<std::string>& onednn_precisions() {
   return names;
 }
 
+HwProfile open_host_profile(const std::filesystem::path& path, const std::string& target) {
+  HwProfile profile;
+  if (!std::filesystem::exists(path)) {
+    profile.target = target;
+    return profile;
+  }
+  profile = load_hw_profile(path);
+  if (profile.backend != "onednn")
+    fail_input("profile '{}' is of backend {}, not this CPU (onednn); give another file",
+               path.string(), profile.backend);
+  if (const auto differences = cpu_differences_from_host(profile); !differences.empty())
+    fail_input(
+        "profile '{}' was measured on another CPU ({}); give another file (the default, "
+        "hw_profiles/{}.yaml, names this one)",
+        path.string(), fmt::join(differences, "; "), host_profile_name(num_threads()));
+  if (profile.device["threads"] != std::to_string(num_threads()))
+    fail_input(
+        "profile '{}' was measured with {} threads, this run uses {}; use {} threads or another "
+        "file",
+        path.string(), profile.device["threads"], num_threads(), profile.device["threads"]);
+  return profile;
+}
+
+void prepare_host_profile(HwProfile& profile, const CpuProfileOptions& options,
+                          const std::function<void(const std::string&)>& progress) {
+  describe_cpu_target(profile, options);
+  if (!profile.ceilings.empty() && !options.remeasure) return;
+  if (progress) progress("measuring the CPU's ceilings");
+  measure_cpu_ceilings(profile);
+}
+
 void describe_cpu_target(HwProfile& profile, const CpuProfileOptions& options) {
-  const CpuDevice cpu = query_cpu();
+  const CpuDevice& cpu = query_cpu();
   profile.backend = "onednn";
   profile.device["name"] = cpu.model;
   profile.device["logical_cores"] = std::to_string(cpu.logical_cores);
@@ -278,7 +311,7 @@ void describe_cpu_target(HwProfile& profile, const CpuProfileOptions& options) {
   std::string flags;
   for (const auto& f : cpu.flags) flags += (flags.empty() ? "" : " ") + f;
   profile.device["isa_flags"] = flags;
-  profile.device["vnni"] = cpu_has_vnni() ? "yes" : "no";
+  profile.device["vnni"] = cpu.capabilities.vnni ? "yes" : "no";
   profile.libraries["onednn"] = cpu.onednn_version;
   profile.timing["warmup_runs"] = std::to_string(options.warmup_runs);
   profile.timing["min_repeats"] = std::to_string(options.min_repeats);
@@ -352,7 +385,6 @@ void profile_model_onednn(const Graph& graph, const std::string& model_name,
     if (std::find(onednn_precisions().begin(), onednn_precisions().end(), precision) ==
         onednn_precisions().end())
       fail_input("profiling on oneDNN: precision '{}' is not one of fp32, int8, bf16", precision);
-  const std::string int8_plan_name = cpu_has_vnni() ? "W8A8" : "W7A8";
   for (const std::int64_t batch : options.batches) {
     ExecutionPlan fp32_plan(graph, PlanOptions{batch});
     const auto workloads = layer_workloads(graph, fp32_plan);
@@ -403,20 +435,23 @@ void profile_model_onednn(const Graph& graph, const std::string& model_name,
 
     const bool want_bf16 = std::count(options.precisions.begin(), options.precisions.end(), "bf16");
     if (want_bf16 && (options.remeasure || !complete(profile, workloads, "bf16"))) {
-      const std::string why = cpu_bf16_refusal();
-      if (!why.empty() || graph.inputs.size() != 1) {
+      if (graph.inputs.size() != 1) {
         for (const auto& w : workloads)
-          profile.put(ProfileEntry{w.key, "bf16", 0, 0, 0, "",
-                                   why.empty() ? "bf16 timing needs a single float input" : why});
+          profile.put(
+              ProfileEntry{w.key, "bf16", 0, 0, 0, "", "bf16 timing needs a single float input"});
       } else {
-        say("timing bf16");
+        // Layers no bf16 kernel takes here (the kernel list's reason) are simulated in the
+        // build; their entries record why.
         auto build = int8_build(graph, model_hash, uniform_plan("bf16", graph));
-        ExecutionPlan bf16_plan(build.graph, PlanOptions{batch});
-        TimedRuns runs = time_plan(bf16_plan, options);
-        record_layers(workloads, bf16_plan, runs, "bf16",
-                      "oneDNN bf16 input and weights, f32 accumulation and output",
-                      std::set<std::string>(build.bf16_layers.begin(), build.bf16_layers.end()),
-                      profile);
+        if (!build.bf16_layers.empty()) {
+          say("timing bf16");
+          ExecutionPlan bf16_plan(build.graph, PlanOptions{batch});
+          TimedRuns runs = time_plan(bf16_plan, options);
+          record_layers(workloads, bf16_plan, runs, "bf16",
+                        "oneDNN bf16 input and weights, f32 accumulation and output",
+                        std::set<std::string>(build.bf16_layers.begin(), build.bf16_layers.end()),
+                        profile);
+        }
         for (const auto& w : workloads)
           if (auto it = build.why_simulated.find(w.layer); it != build.why_simulated.end())
             if (!profile.find(w.key, "bf16"))

@@ -15,6 +15,7 @@
 // reason the executor gives.
 #pragma once
 
+#include <filesystem>
 #include <functional>
 #include <string>
 #include <vector>
@@ -33,6 +34,17 @@ struct CpuProfileOptions {
   double budget_seconds = 1.5;  // per (batch, precision): repeats until spent
   bool remeasure = false;       // false: (model, batch, precision) already complete are skipped
 };
+
+// The profile of this CPU at `path`, measured with this process's thread count, or a new one
+// named `target` when there is no file: a profile of another backend, CPU (name, ISA, cores:
+// cpu_differences_from_host) or thread count is refused, never extended - its entries and
+// ceilings would stay under this CPU's header.
+HwProfile open_host_profile(const std::filesystem::path& path, const std::string& target);
+
+// What every model of a CPU profile shares: describes this CPU (describe_cpu_target) and
+// measures its ceilings where the profile has none, or again on options.remeasure.
+void prepare_host_profile(HwProfile& profile, const CpuProfileOptions& options,
+                          const std::function<void(const std::string&)>& progress = {});
 
 // Fills device, libraries and timing of a fresh CPU profile.
 void describe_cpu_target(HwProfile& profile, const CpuProfileOptions& options);

@@ -4,9 +4,11 @@
 // hand-computed values and synthetic profiles. No timing thresholds: measured values are
 // only checked for structure (present, finite, non-negative, counted).
 #include <doctest/doctest.h>
+#include <fmt/format.h>
 #include <unistd.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -640,55 +642,100 @@ TEST_CASE("measure_cpu_ceilings: GEMM rates and memory bandwidth, named with uni
 
 // --- Cost models --------------------------------------------------------------------------------
 
-TEST_CASE("kernel_precision: which kernel runs a spec on each backend") {
+TEST_CASE("kernel lists: which kernel runs a spec on each backend, and why not") {
+  const KernelLayer conv{"conv", "Conv"};
+  const KernelTarget vnni{"onednn", CpuCapabilities::of_onednn_isa("avx512_core_vnni")};
+  const KernelTarget avx2{"onednn", CpuCapabilities::of_onednn_isa("avx2")};
+  const KernelTarget cuda{"cuda", {}};
+  auto precision = [&](const LayerQuant& q, const KernelTarget& t) {
+    return choose_kernel(q, conv, t).precision();
+  };
   const LayerQuant fp32{};
-  CHECK(kernel_precision(fp32, "onednn").precision == "fp32");
-  CHECK(kernel_precision(fp32, "cuda").precision == "fp32");
+  CHECK(precision(fp32, vnni) == "fp32");
+  CHECK(precision(fp32, cuda) == "fp32");
   const LayerQuant w8a8 = spec("int8/channel/sym", "uint8/tensor/asym");
-  CHECK(kernel_precision(w8a8, "onednn").precision == "int8");
-  CHECK(kernel_precision(w8a8, "onednn").unsupported.empty());
-  CHECK(kernel_precision(w8a8, "cuda").precision == "int8");
-  CHECK(kernel_precision(spec("int7/channel/sym", "uint8/tensor/asym"), "onednn").precision ==
-        "int8");
-  CHECK(kernel_precision(spec("int4/channel/sym", "uint8/tensor/asym"), "onednn").precision ==
-        "int8");
+  CHECK(precision(w8a8, vnni) == "int8");
+  CHECK(choose_kernel(w8a8, conv, vnni).kernel->name == "onednn_int8");
+  CHECK(choose_kernel(w8a8, conv, vnni).why_not.empty());
+  CHECK(precision(w8a8, cuda) == "int8");
+  // Without VNNI oneDNN halves 8-bit weights: only <= 7-bit weights run exactly there.
+  CHECK(precision(w8a8, avx2).empty());
+  CHECK(contains(choose_kernel(w8a8, conv, avx2).why_not, "no VNNI (oneDNN ISA avx2)"));
+  CHECK(precision(spec("int7/channel/sym", "uint8/tensor/asym"), avx2) == "int8");
+  CHECK(precision(spec("int4/channel/sym", "uint8/tensor/asym"), vnni) == "int8");
   // Weight-only: decompressed at load, the float kernel runs.
-  CHECK(kernel_precision(spec("int4/group128/sym", "fp32"), "onednn").precision == "fp32");
+  CHECK(precision(spec("int4/group128/sym", "fp32"), vnni) == "fp32");
 
   const LayerQuant w4g128a16 = spec("int4/group128/sym", "fp16");
-  const KernelChoice cpu = kernel_precision(w4g128a16, "onednn");
-  CHECK(cpu.precision.empty());
-  CHECK(contains(cpu.unsupported, "oneDNN"));
-  CHECK(contains(cpu.unsupported, "int4/group128/sym"));
-  CHECK(kernel_precision(w4g128a16, "cuda").precision == "w4a16");
+  const KernelChoice cpu = choose_kernel(w4g128a16, conv, vnni);
+  CHECK(cpu.kernel == nullptr);
+  CHECK(contains(cpu.why_not, "no oneDNN CPU kernel"));
+  CHECK(contains(cpu.why_not, "int4/group128/sym"));
+  CHECK(precision(w4g128a16, cuda) == "w4a16");
+  CHECK(contains(choose_kernel(spec("int8/channel/sym", "fp16"), conv, cuda).why_not, "<= 4 bits"));
 
-  CHECK(kernel_precision(spec("fp16", "fp16"), "cuda").precision == "fp16");
-  CHECK(kernel_precision(spec("fp32", "fp16"), "cuda").precision == "fp16");
-  CHECK(kernel_precision(spec("bf16", "bf16"), "cuda").precision == "bf16");
-  CHECK(kernel_precision(spec("fp16", "fp16"), "onednn").precision.empty());
-  CHECK(kernel_precision(spec("fp8_e4m3/tensor", "fp8_e4m3/tensor"), "cuda").precision ==
-        "fp8_e4m3");
+  CHECK(precision(spec("fp16", "fp16"), cuda) == "fp16");
+  CHECK(precision(spec("fp32", "fp16"), cuda) == "fp16");
+  CHECK(precision(spec("bf16", "bf16"), cuda) == "bf16");
+  CHECK(precision(spec("fp16", "fp16"), vnni).empty());
+  CHECK(precision(spec("fp8_e4m3/tensor", "fp8_e4m3/tensor"), cuda) == "fp8_e4m3");
+  // bf16 on the CPU: oneDNN's bf16 convolution, where the CPU has AVX-512.
+  CHECK(precision(spec("bf16", "bf16"), vnni) == "bf16");
+  CHECK(contains(choose_kernel(spec("bf16", "bf16"), conv, avx2).why_not, "AVX-512"));
+  CHECK(contains(choose_kernel(spec("bf16", "bf16"), KernelLayer{"fc", "Gemm"}, vnni).why_not,
+                 "this Gemm has none"));
 
   const KernelChoice dynamic =
-      kernel_precision(spec("int8/channel/sym", "uint8/tensor/asym", true), "onednn");
-  CHECK(dynamic.precision.empty());
-  CHECK(contains(dynamic.unsupported, "dynamic"));
+      choose_kernel(spec("int8/channel/sym", "uint8/tensor/asym", true), conv, vnni);
+  CHECK(dynamic.kernel == nullptr);
+  CHECK(contains(dynamic.why_not, "dynamic"));
   // Per-token dynamic ranges cost what dynamic per-tensor ranges cost on both backends.
   const LayerQuant per_token = spec("int8/channel/sym", "uint8/token/asym", true);
-  CHECK(kernel_precision(per_token, "onednn").precision.empty());
-  CHECK(contains(kernel_precision(per_token, "onednn").unsupported, "uint8/token/asym (dynamic)"));
-  CHECK(kernel_precision(per_token, "cuda").precision ==
-        kernel_precision(spec("int8/channel/sym", "uint8/tensor/asym", true), "cuda").precision);
+  CHECK(precision(per_token, vnni).empty());
+  CHECK(contains(choose_kernel(per_token, conv, vnni).why_not, "per-token"));
+  CHECK(precision(per_token, cuda) ==
+        precision(spec("int8/channel/sym", "uint8/tensor/asym", true), cuda));
   // Per-group and asymmetric weights have no int8 kernel on either backend.
-  CHECK(
-      kernel_precision(spec("int8/group32/sym", "uint8/tensor/asym"), "onednn").precision.empty());
-  CHECK(kernel_precision(spec("int8/group32/sym", "uint8/tensor/asym"), "cuda").precision.empty());
-  CHECK(
-      kernel_precision(spec("int8/channel/asym", "uint8/tensor/asym"), "onednn").precision.empty());
+  CHECK(precision(spec("int8/group32/sym", "uint8/tensor/asym"), vnni).empty());
+  CHECK(precision(spec("int8/group32/sym", "uint8/tensor/asym"), cuda).empty());
+  CHECK(precision(spec("int8/channel/asym", "uint8/tensor/asym"), vnni).empty());
+  // Layer facts: ConvTranspose and non-default Gemms have no integer kernel.
+  CHECK(choose_kernel(w8a8, KernelLayer{"up", "ConvTranspose"}, vnni).kernel == nullptr);
+  KernelLayer transposed{"fc", "Gemm"};
+  transposed.gemm_default_attributes = false;
+  CHECK(contains(choose_kernel(w8a8, transposed, vnni).why_not, "transA"));
 
-  const auto [kind, message] = error_of([&] { kernel_precision(w8a8, "tpu"); });
+  const auto [kind, message] = error_of([&] { choose_kernel(w8a8, conv, {"tpu", {}}); });
   CHECK(kind == ErrorKind::invalid_input);
   CHECK(contains(message, "'tpu'"));
+}
+
+TEST_CASE("CPU capabilities follow oneDNN's ISA; profiles carry theirs") {
+  CHECK(!CpuCapabilities::of_onednn_isa("avx2").vnni);
+  CHECK(CpuCapabilities::of_onednn_isa("avx2_vnni").vnni);
+  CHECK(!CpuCapabilities::of_onednn_isa("avx2_vnni").avx512);
+  CHECK(CpuCapabilities::of_onednn_isa("avx512_core_amx").amx);
+  CHECK(CpuCapabilities::of_onednn_isa("avx512_core").bf16);
+  CHECK(!CpuCapabilities::of_onednn_isa("avx512_core").vnni);
+  HwProfile p;
+  p.backend = "onednn";
+  p.device["onednn_isa"] = "avx512_core_vnni";
+  CHECK(kernel_target(p).cpu.vnni);
+  p.device["vnni"] = "no";  // an explicit vnni record wins over the ISA name
+  CHECK(!kernel_target(p).cpu.vnni);
+  // The host: the same facts as its oneDNN ISA (bf16 is asked of primitive creation).
+  const CpuDevice& host = query_cpu();
+  CHECK(host.capabilities.onednn_isa == host.onednn_isa);
+  CHECK(host.capabilities.vnni == CpuCapabilities::of_onednn_isa(host.onednn_isa).vnni);
+  // ONEDNN_MAX_CPU_ISA caps the ISA (ctest unit_backends_avx2 sets AVX2): no VNNI, no bf16.
+  if (const char* cap = std::getenv("ONEDNN_MAX_CPU_ISA"); cap && std::string(cap) == "AVX2") {
+    CHECK(host.onednn_isa == "avx2");
+    CHECK(!host.capabilities.vnni);
+    CHECK(!host.capabilities.bf16);
+    const LayerQuant w8a8 = spec("int8/channel/sym", "uint8/tensor/asym");
+    CHECK(contains(choose_kernel(w8a8, KernelLayer{"conv", "Conv"}, KernelTarget::host()).why_not,
+                   "no VNNI"));
+  }
 }
 
 TEST_CASE("CostContext of fmnist_mlp: layers, workloads, weights and the float rest") {
@@ -914,4 +961,51 @@ TEST_CASE("hardware profile: ceilings and model times must be positive numbers")
   const fs::path negative =
       dir.write("negative.yaml", head + "models:\n  - {model_hash: h, batch: 1, other_us: -5}\n");
   CHECK_THROWS_AS(load_hw_profile(negative), Error);
+}
+
+TEST_CASE("a profile of another CPU is named as such; this CPU's default name is unique") {
+  const CpuDevice& host = query_cpu();
+  HwProfile p;
+  p.backend = "onednn";
+  p.device = {{"name", host.model},
+              {"onednn_isa", host.onednn_isa},
+              {"logical_cores", std::to_string(host.logical_cores)}};
+  CHECK(cpu_differences_from_host(p).empty());
+  CHECK(profile_warnings(p, "mine.yaml").empty());
+  p.device["onednn_isa"] = host.onednn_isa == "avx2" ? "avx512_core_vnni" : "avx2";
+  p.device["logical_cores"] = std::to_string(host.logical_cores + 6);
+  const auto differences = cpu_differences_from_host(p);
+  REQUIRE(differences.size() == 2);
+  CHECK(contains(differences[0], "oneDNN ISA"));
+  CHECK(contains(differences[1], "logical cores"));
+  const auto warnings = profile_warnings(p, "other.yaml");
+  REQUIRE(warnings.size() == 1);
+  CHECK(contains(warnings[0], "'other.yaml' was profiled on another CPU"));
+  // CUDA profiles describe a GPU: no CPU to compare.
+  p.backend = "cuda";
+  CHECK(cpu_differences_from_host(p).empty());
+
+  const std::string name = host_profile_name(2);
+  CHECK(name.rfind("cpu-", 0) == 0);
+  CHECK(contains(name, host.onednn_isa.substr(0, 4)));
+  CHECK(contains(name, fmt::format("-{}c-2t", host.logical_cores)));
+  CHECK(name.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789-") == std::string::npos);
+}
+
+TEST_CASE("noisy profiles: IQR of at least half the median on >= 10 % of the entries") {
+  HwProfile p;
+  for (int i = 0; i < 10; ++i)
+    p.put(ProfileEntry{fmt::format("gemm:m1:n{}:k8", i + 1), "fp32", 10, 1, 20, "", ""});
+  p.put(ProfileEntry{"gemm:m1:n99:k8", "int8", 0, 0, 0, "", "unsupported: not counted"});
+  CHECK(assess_noise(p).measured == 10);
+  CHECK(assess_noise(p).noisy == 0);
+  CHECK(assess_noise(p).summary().empty());
+  p.put(ProfileEntry{"gemm:m1:n3:k8", "fp32", 10, 12, 20, "", ""});  // IQR > median
+  const ProfileNoise noise = assess_noise(p);
+  CHECK(noise.noisy == 1);
+  CHECK(noise.too_noisy());
+  REQUIRE(noise.worst != nullptr);
+  CHECK(noise.worst->key == "gemm:m1:n3:k8");
+  CHECK(contains(noise.summary(), "--threads 1"));
+  CHECK(contains(noise.summary(), "gemm:m1:n3:k8"));
 }
