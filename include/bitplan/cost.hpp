@@ -37,11 +37,11 @@ class BITPLAN_API HardwareProfile {
   const std::string& target() const;   // the profile's name for the machine
   const std::string& backend() const;  // "onednn" or "cuda"
 
-  struct Impl;
+  struct Impl;  // the internal objects, defined in lib/library.cpp and opaque here
 
  private:
   explicit HardwareProfile(std::shared_ptr<const Impl> impl);
-  friend struct LibraryAccess;
+  friend struct LibraryAccess;  // lets lib/library.cpp hand the internals between classes
   std::shared_ptr<const Impl> impl_;
 };
 

@@ -52,11 +52,11 @@ class BITPLAN_API Model {
   // An output that is not float fails as unsupported.
   std::vector<FloatTensor> run(const FloatTensor& input) const;
 
-  struct Impl;
+  struct Impl;  // the internal objects, defined in lib/library.cpp and opaque here
 
  private:
   explicit Model(std::shared_ptr<const Impl> impl);
-  friend struct LibraryAccess;
+  friend struct LibraryAccess;        // lets lib/library.cpp hand the internals between classes
   std::shared_ptr<const Impl> impl_;  // immutable, so copies share it
 };
 

@@ -46,11 +46,11 @@ class BITPLAN_API QuantizationPlan {
   std::string to_yaml() const;
   void save(const std::filesystem::path& yaml_file) const;
 
-  struct Impl;
+  struct Impl;  // the internal objects, defined in lib/library.cpp and opaque here
 
  private:
   explicit QuantizationPlan(std::shared_ptr<const Impl> impl);
-  friend struct LibraryAccess;
+  friend struct LibraryAccess;  // lets lib/library.cpp hand the internals between classes
   std::shared_ptr<const Impl> impl_;
 };
 
@@ -74,7 +74,7 @@ class BITPLAN_API QuantizedModel {
   // sample dims must be theirs.
   std::vector<FloatTensor> run(const FloatTensor& input) const;
 
-  struct Impl;
+  struct Impl;  // the internal objects, defined in lib/library.cpp and opaque here
 
  private:
   std::shared_ptr<const Impl> impl_;
