@@ -432,17 +432,4 @@ std::string host_profile_name(int threads) {
   return name;
 }
 
-Spread median_and_iqr(std::vector<double>& samples) {
-  if (samples.empty()) return {};
-  std::sort(samples.begin(), samples.end());
-  // Linear interpolation between order statistics (the usual "type 7" quantile).
-  auto quantile = [&](double q) {
-    const double pos = q * static_cast<double>(samples.size() - 1);
-    const auto lo = static_cast<std::size_t>(pos);
-    const std::size_t hi = std::min(lo + 1, samples.size() - 1);
-    return samples[lo] + (pos - static_cast<double>(lo)) * (samples[hi] - samples[lo]);
-  };
-  return {quantile(0.5), quantile(0.75) - quantile(0.25)};
-}
-
 }  // namespace bitplan

@@ -122,10 +122,4 @@ HwProfile load_hw_profile(const std::filesystem::path& path);
 // Writes atomically (temp + rename).
 void save_hw_profile(const std::filesystem::path& path, const HwProfile& profile);
 
-// Median and interquartile range of `samples` (sorted in place).
-struct Spread {
-  double median = 0, iqr = 0;
-};
-Spread median_and_iqr(std::vector<double>& samples);
-
 }  // namespace bitplan

@@ -5,13 +5,13 @@
 //   bench_fp32 MODEL.onnx BATCH THREADS [SECONDS]
 #include <fmt/format.h>
 
-#include <algorithm>
 #include <chrono>
 #include <iostream>
 #include <random>
 #include <vector>
 
 #include "core/parallel.hpp"
+#include "core/timing_stats.hpp"
 #include "executor/model.hpp"
 #include "executor/plan.hpp"
 
@@ -46,15 +46,12 @@ int main(int argc, char** argv) {
       plan.run(std::span<const Tensor>(&in, 1));
       ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t).count());
     }
-    std::sort(ms.begin(), ms.end());
-    auto quantile = [&](double q) {
-      return ms[static_cast<std::size_t>(q * static_cast<double>(ms.size() - 1))];
-    };
+    const Spread spread = median_and_iqr(ms);
     fmt::print(
         "{{\"model\": \"{}\", \"batch\": {}, \"threads\": {}, \"median_ms\": {:.4f}, \"iqr_ms\": "
         "{:.4f}, "
         "\"runs\": {}}}\n",
-        argv[1], batch, num_threads(), quantile(0.5), quantile(0.75) - quantile(0.25), ms.size());
+        argv[1], batch, num_threads(), spread.median, spread.iqr, ms.size());
   } catch (const std::exception& e) {
     std::cerr << "bench_fp32: " << e.what() << "\n";
     return 1;

@@ -9,7 +9,6 @@
 // to see where the integer path spends its time.
 #include <fmt/format.h>
 
-#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <iostream>
@@ -17,6 +16,7 @@
 
 #include "cli/run_config.hpp"
 #include "core/parallel.hpp"
+#include "core/timing_stats.hpp"
 #include "executor/model.hpp"
 #include "executor/plan.hpp"
 #include "executor/quant/simulate.hpp"
@@ -34,8 +34,7 @@ double median_ms(ExecutionPlan& plan, const std::vector<Tensor>& inputs, double 
     plan.run(std::span<const Tensor>(&inputs[ms.size() % inputs.size()], 1));
     ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t).count());
   }
-  std::nth_element(ms.begin(), ms.begin() + static_cast<std::ptrdiff_t>(ms.size() / 2), ms.end());
-  return ms[ms.size() / 2];
+  return median_and_iqr(ms).median;
 }
 void print_steps(const char* title, ExecutionPlan& plan, const std::vector<Tensor>& inputs) {
   const std::size_t steps = plan.steps().size();
@@ -48,10 +47,8 @@ void print_steps(const char* title, ExecutionPlan& plan, const std::vector<Tenso
   }
   fmt::print(stderr, "{}\n", title);
   for (std::size_t i = 0; i < steps; ++i) {
-    auto& v = seconds[i];
-    std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(v.size() / 2), v.end());
-    fmt::print(stderr, "  {:9.4f} ms  {:<16} {}\n", 1e3 * v[v.size() / 2], plan.steps()[i].op_type,
-               plan.steps()[i].name);
+    fmt::print(stderr, "  {:9.4f} ms  {:<16} {}\n", 1e3 * median_and_iqr(seconds[i]).median,
+               plan.steps()[i].op_type, plan.steps()[i].name);
   }
 }
 }  // namespace

@@ -227,11 +227,8 @@ options)");
       }
     }
   }
-  auto median_of = [](std::vector<double> v) {
-    std::sort(v.begin(), v.end());
-    return v.empty() ? 0.0 : v[v.size() / 2];
-  };
-  const double median = median_of(errors), stored_median = median_of(stored_errors);
+  const double median = median_and_iqr(errors).median,
+               stored_median = median_and_iqr(stored_errors).median;
   fmt::print(
       "median |error| {:.1f}% over {} runs (max {:.1f}%) against the stored profile; {:.1f}% "
       "(max {:.1f}%) with entries timed in the same session\n",

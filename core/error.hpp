@@ -1,40 +1,15 @@
-// Errors: one exception type per audience, each message written as
-// "<action>: <bad value>: <rule>" so a user can fix the input without reading code.
+// Errors: the Error type (the public one, include/bitplan/error.hpp, so a program using the
+// library catches exactly what the internals throw) and the helpers that throw it, each
+// message written as "<action>: <bad value>: <rule>".
 #pragma once
 
 #include <fmt/format.h>
 
-#include <stdexcept>
 #include <string>
 
+#include "bitplan/error.hpp"
+
 namespace bitplan {
-
-// What went wrong decides the CLI exit code (see docs/cli.md).
-enum class ErrorKind {
-  internal = 1,       // a bug in bitplan: an invariant did not hold
-  usage = 2,          // bad command line
-  invalid_input = 3,  // a file or config that does not follow its format or schema
-  unsupported = 4,    // well-formed input that bitplan cannot run (unknown op, attribute...)
-};
-
-class Error : public std::runtime_error {
- public:
-  Error(ErrorKind kind, const std::string& message)
-      : std::runtime_error(without_nul(message)), kind_(kind) {}
-  ErrorKind kind() const noexcept { return kind_; }
-
- private:
-  // what() is a C string: a NUL byte from an untrusted name would end the message there.
-  // Messages quote such names through escaped() (core/quote.hpp); this is the backstop.
-  static std::string without_nul(std::string message) {
-    for (std::size_t at = message.find('\0'); at != std::string::npos;
-         at = message.find('\0', at + 4))
-      message.replace(at, 1, "\\x00");
-    return message;
-  }
-
-  ErrorKind kind_;
-};
 
 template <typename... Args>
 [[noreturn]] void fail(ErrorKind kind, fmt::format_string<Args...> format, Args&&... args) {

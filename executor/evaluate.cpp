@@ -15,8 +15,6 @@ double seconds_since(Clock::time_point t) {
 }
 }  // namespace
 
-namespace {
-
 const ValueInfo& sample_input(const Graph& graph) {
   if (graph.inputs.size() != 1)
     fail_unsupported(
@@ -24,6 +22,8 @@ const ValueInfo& sample_input(const Graph& graph) {
         graph.name, graph.inputs.size());
   return graph.inputs[0];
 }
+
+namespace {
 
 // Whether each dimension after the batch axis is the sample's, or free where `free_ok`.
 bool takes_samples(const ValueInfo& input, const Dims& sample, bool free_ok) {

@@ -30,6 +30,9 @@ struct EvalResult {
   std::size_t arena_bytes = 0;            // activation memory of the largest plan
 };
 
+// The one input samples are fed to; fails (unsupported) when the model has several.
+const ValueInfo& sample_input(const Graph& graph);
+
 // Gives the free dimensions after the batch axis of `graph`'s one input the dataset's
 // sample dims (models often leave H and W symbolic: [N, 3, H, W]). Fails like
 // check_model_takes_samples when the ranks or a fixed dimension disagree.

@@ -14,6 +14,8 @@
 #include <unordered_set>
 #include <vector>
 
+#include "core/hash.hpp"
+
 namespace bitplan::search {
 
 struct LayerOptions {
@@ -26,9 +28,9 @@ using Genome = std::vector<int>;
 
 struct GenomeHash {
   std::size_t operator()(const Genome& genome) const noexcept {
-    std::size_t hash = 0xcbf29ce484222325ULL;  // FNV-1a over the indices
-    for (int option : genome) hash = (hash ^ std::size_t(option)) * 0x100000001b3ULL;
-    return hash;
+    Fnv1a64 hash;
+    for (const int option : genome) hash.add(static_cast<std::uint64_t>(option));
+    return static_cast<std::size_t>(hash.value());
   }
 };
 using GenomeSet = std::unordered_set<Genome, GenomeHash>;

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "backends/hw_profile.hpp"
+#include "core/timing_stats.hpp"
 #include "executor/quant/plan.hpp"
 #include "ir/graph.hpp"
 

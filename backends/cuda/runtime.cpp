@@ -9,6 +9,7 @@
 #include "backends/cuda/check.hpp"
 #include "backends/cuda/gemm.hpp"
 #include "backends/cuda/kernels.hpp"
+#include "core/timing_stats.hpp"
 
 namespace bitplan::cuda {
 
@@ -133,13 +134,6 @@ struct EventPool {
   }
 };
 
-double quantile(const std::vector<double>& sorted, double q) {
-  const double position = q * double(sorted.size() - 1);
-  const std::size_t below = static_cast<std::size_t>(std::floor(position));
-  const std::size_t above = std::min(below + 1, sorted.size() - 1);
-  return sorted[below] + (sorted[above] - sorted[below]) * (position - double(below));
-}
-
 }  // namespace
 
 TimingResult time_on_gpu(const GpuContext& gpu, const std::function<void(int)>& run,
@@ -191,11 +185,11 @@ TimingResult time_on_gpu(const GpuContext& gpu, const std::function<void(int)>& 
       measured_ms += ms;
     }
   }
-  std::sort(samples.begin(), samples.end());
   TimingResult result;
   result.repeats = static_cast<int>(samples.size());
-  result.median_us = quantile(samples, 0.5);
-  result.iqr_us = quantile(samples, 0.75) - quantile(samples, 0.25);
+  const Spread spread = median_and_iqr(samples);
+  result.median_us = spread.median;
+  result.iqr_us = spread.iqr;
   return result;
 }
 

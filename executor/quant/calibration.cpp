@@ -9,6 +9,7 @@
 
 #include "core/error.hpp"
 #include "core/files.hpp"
+#include "core/hash.hpp"
 #include "core/parallel.hpp"
 
 namespace bitplan {
@@ -611,17 +612,6 @@ std::string calibration_cache_key(std::string_view model_hash, std::string_view 
       break;
   }
   return fmt::format("{}-{}", calibration_method_name(options.method), fnv1a64_hex(description));
-}
-
-std::string fnv1a64_hex(std::string_view bytes) {
-  constexpr std::uint64_t kOffsetBasis = 14695981039346656037ull;
-  constexpr std::uint64_t kPrime = 1099511628211ull;
-  std::uint64_t hash = kOffsetBasis;
-  for (const char c : bytes) {
-    hash ^= static_cast<unsigned char>(c);
-    hash *= kPrime;
-  }
-  return fmt::format("{:016x}", hash);
 }
 
 }  // namespace bitplan

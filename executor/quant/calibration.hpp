@@ -131,11 +131,4 @@ CalibrationRanges read_calibration_cache(const std::filesystem::path& path);
 std::string calibration_cache_key(std::string_view model_hash, std::string_view dataset_selection,
                                   const CalibrationOptions& options);
 
-// 64-bit FNV-1a of `bytes` as 16 lowercase hex digits. Chosen for a cache key: tiny,
-// dependency-free and stable across compilers and runs (std::hash is neither), with
-// accidental collisions at ~2^-64 per pair. It is not collision resistant: a deliberately
-// crafted collision could only make bitplan reuse another model's ranges from its own
-// cache folder, which the person crafting it already controls.
-std::string fnv1a64_hex(std::string_view bytes);
-
 }  // namespace bitplan

@@ -7,6 +7,7 @@
 #include <set>
 
 #include "core/files.hpp"
+#include "core/hash.hpp"
 #include "core/yaml_reader.hpp"
 
 namespace bitplan {

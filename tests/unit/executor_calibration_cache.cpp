@@ -9,6 +9,7 @@
 #include <set>
 #include <string>
 
+#include "core/hash.hpp"
 #include "data_test_util.hpp"
 #include "executor/quant/calibration.hpp"
 
@@ -100,13 +101,6 @@ TEST_CASE("malformed caches fail naming the file, the entry and the rule") {
   check_error(parse(head + R"({"t": [0, 1]}})"), {"range of 't'"});
   check_error(parse(head + R"({"t": {"min": 2, "max": 1}}})"), {"range of 't'", "min <= max"});
   check_error(parse(head + R"({"t": {"min": 0, "max": 1e300}}})"), {"range of 't'", "finite"});
-}
-
-TEST_CASE("fnv1a64_hex matches the published FNV-1a test vectors") {
-  CHECK(fnv1a64_hex("") == "cbf29ce484222325");
-  CHECK(fnv1a64_hex("a") == "af63dc4c8601ec8c");
-  CHECK(fnv1a64_hex("foobar") == "85944171f73967e8");
-  CHECK(fnv1a64_hex(std::string("\0\xff", 2)) != fnv1a64_hex(std::string("\xff\0", 2)));
 }
 
 TEST_CASE("the cache key changes with the model, the selection and every option used") {
