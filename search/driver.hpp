@@ -9,6 +9,7 @@
 //     -> front (non-dominated feasible plans), re-evaluated on the full selection, latency
 //        measured end to end when the profile is of this CPU
 //     -> results/<run>/ (search/output.hpp)
+// Each step is a stage of search/driver_stages.hpp; run_search wires them together.
 // A killed run resumes by running again: every finished evaluation is in the database, the
 // policies are deterministic for a seed, so the replay reaches the same front.
 #pragma once

@@ -259,29 +259,9 @@ TEST_CASE("the exact policy asks the front spread first and each plan once") {
                        doctest::Contains("no per-layer cost table"), Error);
 }
 
-namespace {
-
-// 22 layers x 2 options whose latency and size trade exactly (option 1 of layer l costs 2^l
-// latency, option 0 as much size): every one of the 2^22 plans is non-dominated, so the
-// programme would hold 2^21 > kMaxStates candidate partial plans at layer20, the 21st.
-LayerCostTable past_the_state_limit(const SearchSpace& space) {
-  LayerCostTable costs;
-  std::mt19937_64 rng(5);
-  std::uniform_real_distribution<double> sensitivity(0, 1);
-  for (std::size_t l = 0; l < space.layers.size(); ++l) {
-    const double weight = std::ldexp(1.0, int(l));
-    costs.latency.push_back({0, weight});
-    costs.size.push_back({weight, 0});
-    costs.sensitivity.push_back({sensitivity(rng), sensitivity(rng)});
-  }
-  return costs;
-}
-
-}  // namespace
-
 TEST_CASE("past the state limit the exact solver fails, the thinned trace and solve answer") {
   const SearchSpace space = make_space(22, 2);
-  const LayerCostTable costs = past_the_state_limit(space);
+  const LayerCostTable costs = test::past_the_state_limit(space);
   CHECK_THROWS_WITH_AS(trace_front(space, costs), doctest::Contains("use nsga2"), Error);
 
   const TracedFront front = trace_front_thinned(space, costs);
