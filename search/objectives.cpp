@@ -33,14 +33,14 @@ std::span<const Objective> objective_table() {
 }
 
 const Objective* find_objective(std::string_view name) {
-  for (const Objective& objective : kObjectives)
+  for (const Objective& objective : objective_table())
     if (objective.name == name) return &objective;
   return nullptr;
 }
 
 std::string objective_names_text() {
   std::string text;
-  for (const Objective& objective : kObjectives)
+  for (const Objective& objective : objective_table())
     text += (text.empty() ? "" : ", ") + std::string(objective.name);
   return text;
 }
