@@ -9,6 +9,7 @@
 #include "cli/values.hpp"
 #include "core/files.hpp"
 #include "core/yaml_reader.hpp"
+#include "search/objectives.hpp"
 #include "search/policy.hpp"
 
 namespace bitplan {
@@ -76,12 +77,10 @@ search::SearchOptions parse_search(const YamlFile& file, const YAML::Node& node,
     } else if (key == "objectives") {
       s.objectives = string_list(file, v, name);
       for (const auto& o : s.objectives)
-        if (o != "accuracy" && o != "latency" && o != "size" && o != "bops" && o != "worst_class" &&
-            o != "kl")
-          schema_error(file, v,
-                       fmt::format("objective '{}' is not one of accuracy, latency, size, bops, "
-                                   "worst_class, kl",
-                                   o));
+        if (!search::find_objective(o))
+          schema_error(
+              file, v,
+              fmt::format("objective '{}' is not one of {}", o, search::objective_names_text()));
     } else if (key == "constraints") {
       if (!v.IsMap()) schema_error(file, v, "search.constraints must be a mapping");
       for (const auto& c : v) {

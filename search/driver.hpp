@@ -9,6 +9,7 @@
 //     -> front (non-dominated feasible plans), re-evaluated on the full selection, latency
 //        measured end to end when the profile is of this CPU
 //     -> results/<run>/ (search/output.hpp)
+// Each step is a stage of search/driver_stages.hpp; run_search wires them together.
 // A killed run resumes by running again: every finished evaluation is in the database, the
 // policies are deterministic for a seed, so the replay reaches the same front.
 #pragma once
@@ -23,6 +24,7 @@
 #include "backends/hw_profile.hpp"
 #include "executor/quant/simulate.hpp"
 #include "search/options.hpp"
+#include "search/plan_metrics.hpp"
 #include "search/space.hpp"
 
 namespace bitplan::search {
@@ -39,17 +41,6 @@ struct DriverInputs {
   SearchOptions options;
   bool dry_run = false;           // resolve and describe, evaluate nothing
   bool sensitivity_only = false;  // stop after the sensitivity analysis (and baselines)
-};
-
-struct PlanMetrics {
-  double top1 = 0;  // on the subset (or the final selection for final_*)
-  double worst_class_drop = 0;
-  double kl = 0, sqnr_db = 0, agreement = 0;
-  std::int64_t samples = 0;
-  bool stopped_early = false;
-  double latency_ms = 0;  // predicted from the profile (NaN without one)
-  double size_bytes = 0;
-  double gbops = 0;
 };
 
 struct EvaluatedPlan {

@@ -114,4 +114,70 @@ SubsetOutcome SubsetEvaluator::run(const Graph& graph, std::optional<double> max
   return out;
 }
 
+PlanMetrics measured_metrics(const SubsetOutcome& outcome) {
+  PlanMetrics m;
+  m.top1 = outcome.top1;
+  m.worst_class_drop = outcome.worst_class_drop;
+  m.kl = outcome.fidelity.kl_divergence;
+  m.sqnr_db = outcome.fidelity.sqnr_db;
+  m.agreement = outcome.fidelity.top1_agreement;
+  m.samples = outcome.samples;
+  m.stopped_early = outcome.stopped_early;
+  return m;
+}
+
+nlohmann::json stored_metrics_json(const PlanMetrics& m) {
+  using json = nlohmann::json;
+  return {{"top1", m.top1},
+          {"worst_class_drop", m.worst_class_drop},
+          {"kl", m.kl},
+          {"sqnr_db", std::isfinite(m.sqnr_db) ? json(m.sqnr_db) : json(nullptr)},
+          {"agreement", m.agreement},
+          {"samples", m.samples},
+          {"stopped_early", m.stopped_early}};
+}
+
+PlanMetrics metrics_from_stored_json(const nlohmann::json& j) {
+  PlanMetrics m;
+  m.top1 = j.at("top1");
+  m.worst_class_drop = j.at("worst_class_drop");
+  m.kl = j.at("kl");
+  // null: outputs identical to fp32 (infinite SQNR); earlier bitplan versions stored 999.
+  const nlohmann::json& sqnr = j.at("sqnr_db");
+  m.sqnr_db = sqnr.is_null() || sqnr == 999.0 ? INFINITY : sqnr.get<double>();
+  m.agreement = j.at("agreement");
+  m.samples = j.at("samples");
+  m.stopped_early = j.at("stopped_early");
+  return m;
+}
+
+ExecutorEvaluator::ExecutorEvaluator(QuantSimulator& simulator, const SubsetEvaluator& selection,
+                                     ResultsDb& db, std::string context,
+                                     std::optional<double> max_top1_drop)
+    : simulator_(simulator),
+      selection_(selection),
+      db_(db),
+      context_(std::move(context)),
+      max_top1_drop_(max_top1_drop) {}
+
+Measured ExecutorEvaluator::evaluate(const QuantPlan& plan, const std::string& key) {
+  if (auto stored = db_.find(context_, key))
+    return {metrics_from_stored_json(stored->metrics), true};
+  const SubsetOutcome outcome = selection_.evaluate(simulator_.build(plan), max_top1_drop_);
+  const PlanMetrics metrics = measured_metrics(outcome);
+  // The database keeps what the executor measured; objectives are recomputed from the
+  // metrics and the cost models (which a new profile may change).
+  StoredEvaluation stored;
+  stored.genome_key = key;
+  stored.objectives = {1.0 - metrics.top1};
+  stored.metrics = stored_metrics_json(metrics);
+  stored.seconds = outcome.seconds;
+  db_.put(context_, stored);
+  return {metrics, false};
+}
+
+PlanMetrics ExecutorEvaluator::reference() const {
+  return measured_metrics(selection_.reference());
+}
+
 }  // namespace bitplan::search

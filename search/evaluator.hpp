@@ -1,4 +1,11 @@
-// Candidate evaluation for the search: a plan's accuracy and fidelity on a fixed subset.
+// Candidate evaluation for the search: a plan's accuracy and fidelity on a fixed selection.
+//
+//   Evaluator           the interface the driver's stages and runners (search/runner.hpp)
+//                       use: plan -> PlanMetrics on the evaluator's selection
+//   ExecutorEvaluator   the quantized executor behind it: the results database first (an
+//                       earlier run's measurement of the same plan in the same context),
+//                       else QuantSimulator + SubsetEvaluator, stored for the next run
+//   SubsetEvaluator     runs one graph on the selection against the fp32 reference
 //
 // Plan once, run many: the subset's inputs are loaded and preprocessed once into batches;
 // the fp32 reference outputs are computed once; each candidate then costs one graph build
@@ -8,15 +15,37 @@
 #pragma once
 
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "data/dataset.hpp"
 #include "executor/metrics.hpp"
+#include "executor/quant/simulate.hpp"
 #include "ir/graph.hpp"
+#include "search/plan_metrics.hpp"
+#include "search/results_db.hpp"
 
 namespace bitplan::search {
+
+// An evaluation's answer: the measured metrics (costs are the cost models' business and
+// are left at their defaults) and whether they came from the results database.
+struct Measured {
+  PlanMetrics metrics;
+  bool from_database = false;
+};
+
+class Evaluator {
+ public:
+  virtual ~Evaluator() = default;
+  // `plan` on this evaluator's selection; `key` names the plan across runs (a genome key,
+  // or "uniform:<label>" for a baseline).
+  virtual Measured evaluate(const QuantPlan& plan, const std::string& key) = 0;
+  // The fp32 model on the same selection.
+  virtual PlanMetrics reference() const = 0;
+};
 
 struct SubsetOutcome {
   std::int64_t samples = 0;  // evaluated (fewer than the subset when stopped early)
@@ -51,6 +80,34 @@ class SubsetEvaluator {
   std::vector<float> reference_outputs_;
   std::vector<double> reference_class_accuracy_;
   SubsetOutcome reference_;
+};
+
+// The accuracy and fidelity fields of PlanMetrics from a subset run.
+PlanMetrics measured_metrics(const SubsetOutcome& outcome);
+
+// The results database's form of the measured fields (SQNR infinity as null) and back;
+// reading also takes the 999 dB that earlier bitplan versions stored for infinity.
+nlohmann::json stored_metrics_json(const PlanMetrics& metrics);
+PlanMetrics metrics_from_stored_json(const nlohmann::json& stored);
+
+// The quantized executor as an Evaluator, with the results database in front of it.
+class ExecutorEvaluator final : public Evaluator {
+ public:
+  // `context` keys the database rows (model, data, calibration, batch, selection): a row
+  // is reused only by an evaluator of the same context. `max_top1_drop` (a fraction) lets
+  // a plan that is certainly beyond it stop early.
+  ExecutorEvaluator(QuantSimulator& simulator, const SubsetEvaluator& selection, ResultsDb& db,
+                    std::string context, std::optional<double> max_top1_drop);
+
+  Measured evaluate(const QuantPlan& plan, const std::string& key) override;
+  PlanMetrics reference() const override;
+
+ private:
+  QuantSimulator& simulator_;
+  const SubsetEvaluator& selection_;
+  ResultsDb& db_;
+  std::string context_;
+  std::optional<double> max_top1_drop_;
 };
 
 }  // namespace bitplan::search

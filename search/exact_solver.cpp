@@ -132,8 +132,20 @@ bool exceeds(double lower_bound, const std::optional<double>& budget) {
   return budget && lower_bound > *budget + 1e-9 * std::max(1.0, std::abs(*budget));
 }
 
+// The kept partial plans to extend at a layer with `options` options each: all of them when
+// kMaxStates allows, else (StateLimit::thin) as many as it allows, evenly spread over their
+// order from the first to the last, so the cheapest and the dearest plans stay.
+std::vector<std::size_t> states_to_extend(std::size_t kept, std::size_t options) {
+  const std::size_t room = std::max<std::size_t>(2, kMaxStates / std::max<std::size_t>(1, options));
+  std::vector<std::size_t> chosen(std::min(kept, room));
+  for (std::size_t i = 0; i < chosen.size(); ++i)
+    chosen[i] = chosen.size() == kept ? i : i * (kept - 1) / (chosen.size() - 1);
+  return chosen;
+}
+
 std::vector<SolvedPlan> run_dominance_dp(const SearchSpace& space, const LayerCostTable& costs,
-                                         const CostBudgets& budgets, Axes axes) {
+                                         const CostBudgets& budgets, Axes axes, StateLimit limit,
+                                         std::string& thinned) {
   const std::vector<std::vector<int>> allowed = allowed_options(space, &costs);
   std::vector<double> latency_suffix = cheapest_suffix(costs.latency, allowed);
   const std::vector<double> edge_suffix = least_edge_suffix(costs, allowed);
@@ -144,14 +156,21 @@ std::vector<SolvedPlan> run_dominance_dp(const SearchSpace& space, const LayerCo
   std::vector<std::vector<Backpointer>> trace(space.layers.size());
   for (std::size_t l = 0; l < space.layers.size(); ++l) {
     const std::size_t candidates = frontier.size() * allowed[l].size();
-    if (candidates > kMaxStates)
+    if (candidates > kMaxStates && limit == StateLimit::fail)
       fail_unsupported(
           "solve bit allocation exactly: {} partial plans at layer '{}' ({} of {}): more than "
           "the {} the exact solver holds; use nsga2, or fewer options per layer",
           candidates, space.layers[l].layer, l + 1, space.layers.size(), kMaxStates);
+    const std::vector<std::size_t> extended_states =
+        states_to_extend(frontier.size(), allowed[l].size());
+    if (extended_states.size() < frontier.size() && thinned.empty())
+      thinned = fmt::format(
+          "from layer '{}' ({} of {}) on, only {} of {} partial plans were extended (limit {})",
+          space.layers[l].layer, l + 1, space.layers.size(), extended_states.size(),
+          frontier.size(), kMaxStates);
     std::vector<State> next;
-    next.reserve(candidates);
-    for (std::size_t s = 0; s < frontier.size(); ++s) {
+    next.reserve(extended_states.size() * allowed[l].size());
+    for (const std::size_t s : extended_states) {
       const State& state = frontier[s];
       for (int option : allowed[l]) {
         State extended{state.sensitivity + costs.sensitivity[l][std::size_t(option)],
@@ -229,11 +248,23 @@ void check_inputs(const SearchSpace& space, const LayerCostTable& costs,
 std::vector<SolvedPlan> trace_front(const SearchSpace& space, const LayerCostTable& costs,
                                     const CostBudgets& budgets) {
   check_inputs(space, costs, budgets);
-  return run_dominance_dp(space, costs, budgets, {!costs.latency.empty(), !costs.size.empty()});
+  std::string thinned;  // stays empty: StateLimit::fail
+  return run_dominance_dp(space, costs, budgets, {!costs.latency.empty(), !costs.size.empty()},
+                          StateLimit::fail, thinned);
 }
 
-SolveResult solve(const SearchSpace& space, const LayerCostTable& costs,
-                  const CostBudgets& budgets) {
+TracedFront trace_front_thinned(const SearchSpace& space, const LayerCostTable& costs,
+                                const CostBudgets& budgets) {
+  check_inputs(space, costs, budgets);
+  TracedFront front;
+  front.plans =
+      run_dominance_dp(space, costs, budgets, {!costs.latency.empty(), !costs.size.empty()},
+                       StateLimit::thin, front.thinned);
+  return front;
+}
+
+SolveResult solve(const SearchSpace& space, const LayerCostTable& costs, const CostBudgets& budgets,
+                  StateLimit limit) {
   check_inputs(space, costs, budgets);
   SolveResult result;
   const std::vector<std::vector<int>> allowed = allowed_options(space, &costs);
@@ -246,7 +277,8 @@ SolveResult solve(const SearchSpace& space, const LayerCostTable& costs,
   // Only the budgeted costs matter for the best plan: leaving the others out of the
   // dominance test keeps the state sets small.
   const Axes axes{budgets.latency.has_value(), budgets.size.has_value()};
-  const std::vector<SolvedPlan> front = run_dominance_dp(space, costs, budgets, axes);
+  const std::vector<SolvedPlan> front =
+      run_dominance_dp(space, costs, budgets, axes, limit, result.thinned);
   if (!front.empty()) {
     result.best =
         *std::min_element(front.begin(), front.end(), [](const SolvedPlan& a, const SolvedPlan& b) {
@@ -266,8 +298,8 @@ SolveResult solve(const SearchSpace& space, const LayerCostTable& costs,
   } else {
     // Each budget alone can be met, both together cannot: say what the size budget costs.
     BITPLAN_ASSERT(budgets.latency && budgets.size);
-    const std::vector<SolvedPlan> within_size =
-        run_dominance_dp(space, costs, {std::nullopt, budgets.size}, {true, true});
+    const std::vector<SolvedPlan> within_size = run_dominance_dp(
+        space, costs, {std::nullopt, budgets.size}, {true, true}, limit, result.thinned);
     double fastest = std::numeric_limits<double>::infinity();
     for (const SolvedPlan& plan : within_size) fastest = std::min(fastest, plan.totals.latency);
     result.infeasible_reason = fmt::format(

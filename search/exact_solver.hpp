@@ -8,7 +8,8 @@
 // those another partial plan dominates. Nothing is discretised, so the answer is exact for
 // the table; the only limit is the state count: more than kMaxStates candidate partial
 // plans at one layer fails with an error suggesting nsga2 (memory stays near
-// 32 bytes x kMaxStates for the candidates plus 8 bytes per kept state for the traceback).
+// 32 bytes x kMaxStates for the candidates plus 8 bytes per kept state for the traceback),
+// unless the caller asks for StateLimit::thin (a good subset is enough to seed NSGA-II).
 // Plans with identical totals are represented by one of them. Edge latencies between
 // consecutive layers (LayerCostTable::latency_edge) keep it exact: partial plans are then
 // compared only with those ending in the same option.
@@ -33,6 +34,15 @@ struct SolvedPlan {
   PlanTotals totals;
 };
 
+// What the programme does at a layer whose candidate partial plans would exceed kMaxStates.
+enum class StateLimit {
+  fail,  // fail (unsupported) suggesting nsga2: the caller needs the exact answer
+  // Extend only an evenly spread subset of the kept partial plans (in their latency, size,
+  // sensitivity order) and go on: every plan returned still meets the budgets, but the
+  // front may miss plans and the best plan may not be the least sensitive.
+  thin,
+};
+
 struct SolveResult {
   std::optional<SolvedPlan> best;  // least sensitivity within the budgets; nullopt if none
   // Each total's minimum over all plans on its own: the fastest plan's latency, the
@@ -41,6 +51,15 @@ struct SolveResult {
   PlanTotals lowest;
   // Why no plan meets the budgets (empty when `best` is set), in the table's units.
   std::string infeasible_reason;
+  // StateLimit::thin only: where the programme was thinned ("" when the answer is exact).
+  // Without `best`, a thinned answer proves nothing about the budgets.
+  std::string thinned;
+};
+
+// trace_front's answer under StateLimit::thin.
+struct TracedFront {
+  std::vector<SolvedPlan> plans;
+  std::string thinned;  // where the programme was thinned; "" when `plans` is the exact front
 };
 
 inline constexpr std::size_t kMaxStates = 2'000'000;
@@ -48,14 +67,19 @@ inline constexpr std::size_t kMaxStates = 2'000'000;
 // The plan of least summed sensitivity within `budgets` (ties: lower latency, then size).
 // Fails (invalid_input) on a table that does not match the space or a budget for a cost
 // the table does not have.
-SolveResult solve(const SearchSpace& space, const LayerCostTable& costs,
-                  const CostBudgets& budgets);
+SolveResult solve(const SearchSpace& space, const LayerCostTable& costs, const CostBudgets& budgets,
+                  StateLimit limit = StateLimit::fail);
 
 // Every non-dominated plan in (sum sensitivity, sum latency, sum size) — the answers of
 // solve() for every budget at once — restricted to `budgets`, sorted by latency, then
 // size, then sensitivity. Costs the table lacks are left out of the dominance test.
 std::vector<SolvedPlan> trace_front(const SearchSpace& space, const LayerCostTable& costs,
                                     const CostBudgets& budgets = {});
+
+// trace_front that never fails on the state limit (StateLimit::thin): NSGA-II seeds from it,
+// and a run with the NSGA-II policy must not fail because the space is too big to solve.
+TracedFront trace_front_thinned(const SearchSpace& space, const LayerCostTable& costs,
+                                const CostBudgets& budgets = {});
 
 // The front as a policy: asks the traced plans so that the driver measures them for real,
 // spread first (the cheapest and dearest plans, then bisection of the latency-sorted list),

@@ -28,6 +28,21 @@ std::vector<std::size_t> non_dominated(const std::vector<ObjectivePoint>& points
   return kept;
 }
 
+bool IncrementalFront::insert(std::size_t id, const ObjectivePoint& point) {
+  for (const Member& member : members_)
+    if (dominates(member.point, point)) return false;
+  std::erase_if(members_, [&](const Member& member) { return dominates(point, member.point); });
+  members_.push_back({id, point});
+  return true;
+}
+
+std::vector<std::size_t> IncrementalFront::ids() const {
+  std::vector<std::size_t> out;
+  out.reserve(members_.size());
+  for (const Member& member : members_) out.push_back(member.id);
+  return out;
+}
+
 std::vector<std::optional<std::size_t>> first_dominators(
     const std::vector<ObjectivePoint>& points, const std::vector<ObjectivePoint>& rivals) {
   std::vector<std::optional<std::size_t>> out(points.size());

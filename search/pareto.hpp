@@ -1,5 +1,6 @@
-// Pareto tools for minimised objectives: dominance, the non-dominated filter, exact
-// hypervolume (any number of objectives) and normalisation to [0, 1] by given bounds.
+// Pareto tools for minimised objectives: dominance, the non-dominated filter (in one pass
+// over a set, or kept up to date point by point), exact hypervolume (any number of
+// objectives) and normalisation to [0, 1] by given bounds.
 #pragma once
 
 #include <cstddef>
@@ -16,6 +17,28 @@ bool dominates(const ObjectivePoint& a, const ObjectivePoint& b);
 // Indices (ascending) of the points no other point dominates. Equal points do not dominate
 // each other, so every copy of a non-dominated point is kept.
 std::vector<std::size_t> non_dominated(const std::vector<ObjectivePoint>& points);
+
+// The non-dominated subset of the points inserted so far, kept up to date one point at a
+// time: an insert costs one pass over the current front (the search inserts after every
+// evaluation, where recomputing the whole front would cost a pass over all evaluations per
+// point). Dominance is a strict partial order, so the members are exactly what
+// non_dominated() gives on every inserted point, equal points included.
+class IncrementalFront {
+ public:
+  // Adds the point named `id`. Returns false, leaving the front unchanged, when a member
+  // dominates it; otherwise removes the members it dominates and returns true.
+  bool insert(std::size_t id, const ObjectivePoint& point);
+  // The members' ids, in insertion order.
+  std::vector<std::size_t> ids() const;
+  std::size_t size() const { return members_.size(); }
+
+ private:
+  struct Member {
+    std::size_t id;
+    ObjectivePoint point;
+  };
+  std::vector<Member> members_;  // insertion order
+};
 
 // For each of `points`, the index of the first of `rivals` that dominates it, or none. The
 // search uses it to take front plans that the final re-evaluation shows beaten (by another

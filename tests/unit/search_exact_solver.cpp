@@ -258,3 +258,37 @@ TEST_CASE("the exact policy asks the front spread first and each plan once") {
   CHECK_THROWS_WITH_AS(ExactFrontPolicy(space, PolicyParams{}),
                        doctest::Contains("no per-layer cost table"), Error);
 }
+
+TEST_CASE("past the state limit the exact solver fails, the thinned trace and solve answer") {
+  const SearchSpace space = make_space(22, 2);
+  const LayerCostTable costs = test::past_the_state_limit(space);
+  CHECK_THROWS_WITH_AS(trace_front(space, costs), doctest::Contains("use nsga2"), Error);
+
+  const TracedFront front = trace_front_thinned(space, costs);
+  CHECK(front.thinned.find("layer20") != std::string::npos);
+  REQUIRE_FALSE(front.plans.empty());
+  CHECK(front.plans.size() <= kMaxStates);
+  // Spread over the whole trade-off: the fastest and the smallest plan survive the thinning.
+  CHECK(front.plans.front().totals.latency == 0);
+  CHECK(front.plans.back().totals.size == 0);
+  for (const std::size_t i : {std::size_t(0), front.plans.size() / 2, front.plans.size() - 1}) {
+    const SolvedPlan& plan = front.plans[i];
+    double latency = 0, size = 0;
+    for (std::size_t l = 0; l < plan.genome.size(); ++l) {
+      latency += costs.latency[l][std::size_t(plan.genome[l])];
+      size += costs.size[l][std::size_t(plan.genome[l])];
+    }
+    CHECK(plan.totals.latency == latency);
+    CHECK(plan.totals.size == size);
+  }
+
+  // Both budgets: the fail mode gives up, the thinned one still finds a plan within both.
+  const double total = std::ldexp(1.0, 22) - 1;
+  const CostBudgets budgets{0.6 * total, 0.6 * total};
+  CHECK_THROWS_AS(solve(space, costs, budgets), Error);
+  const SolveResult best = solve(space, costs, budgets, StateLimit::thin);
+  REQUIRE(best.best.has_value());
+  CHECK_FALSE(best.thinned.empty());
+  CHECK(best.best->totals.latency <= *budgets.latency);
+  CHECK(best.best->totals.size <= *budgets.size);
+}

@@ -153,3 +153,39 @@ TEST_CASE("17.2 the results database refuses a device or FIFO (SQLite would read
   CHECK(fs::is_fifo(fifo));
   CHECK(fs::is_character_file("/dev/null"));
 }
+
+TEST_CASE("pareto.json and pareto.csv carry the final numbers beside the subset ones") {
+  test::TempDir dir;
+  SearchResult r = result_with_front(2, "/conv/Conv");
+  r.target = "cpu";
+  r.hypervolume = 0.5;
+  PlanMetrics fin = r.evaluations[1].metrics;
+  fin.top1 = 0.85;
+  fin.samples = 1000;
+  r.evaluations[1].final_metrics = fin;
+  r.evaluations[1].measured_latency_ms = 0.25;
+  r.evaluations[1].measured_latency_iqr_ms = 0.01;
+  r.evaluations[1].metrics.latency_ms = 0.3;
+  r.baselines[0].final_metrics = r.fp32;
+  write_results(dir.path(), r, kInfo);
+
+  const auto pareto = nlohmann::json::parse(read_text(dir / "pareto.json"));
+  CHECK(pareto["objectives"] == nlohmann::json{"accuracy", "size"});
+  CHECK(pareto["hypervolume"] == 0.5);
+  REQUIRE(pareto["front"].size() == 2);
+  const auto& second = pareto["front"][1];
+  CHECK(second["subset"]["top1"] == doctest::Approx(0.89));
+  CHECK(second["final"]["top1"] == 0.85);
+  CHECK(second["final"]["samples"] == 1000);
+  CHECK(second["accuracy_drop_pt"] == doctest::Approx(5.0));
+  CHECK(second["measured_latency_ms"] == 0.25);
+  CHECK(second["objectives"] == nlohmann::json(r.evaluations[1].objectives));
+  // Without a final re-evaluation the subset numbers stand in; no measured latency is null.
+  CHECK(pareto["front"][0]["final"]["top1"] == pareto["front"][0]["subset"]["top1"]);
+  CHECK(pareto["front"][0]["measured_latency_ms"].is_null());
+  CHECK(pareto["baselines"][0]["final"]["top1"] == 0.9);
+
+  const std::string csv = read_text(dir / "pareto.csv");
+  CHECK(csv.find("plan_001.yaml,0.8900,0.8500,1000,5.000,") != std::string::npos);
+  CHECK(csv.find(",0.3000,0.2500,") != std::string::npos);  // predicted, measured latency
+}

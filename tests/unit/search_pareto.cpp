@@ -111,3 +111,38 @@ TEST_CASE("first_dominators names the first rival better on every objective") {
   CHECK_FALSE(first_dominators({{1, 1}}, {{1, 1}, {1, 1}})[0].has_value());
   CHECK_FALSE(first_dominators({{1, 1}}, {{0.5, std::nan("")}})[0].has_value());
 }
+
+TEST_CASE("the incremental front equals the batch front on random points") {
+  std::mt19937 rng(11);
+  std::uniform_int_distribution<int> grid(0, 5);  // ties and duplicates are likely
+  std::bernoulli_distribution missing(0.05);      // NaN (no latency) dominates nothing
+  for (std::size_t dims : {1u, 2u, 3u, 4u}) {
+    for (int trial = 0; trial < 30; ++trial) {
+      std::vector<ObjectivePoint> points(1 + static_cast<std::size_t>(trial) * 3,
+                                         ObjectivePoint(dims));
+      IncrementalFront front;
+      for (std::size_t i = 0; i < points.size(); ++i) {
+        for (double& v : points[i]) v = missing(rng) ? std::nan("") : 0.5 * grid(rng);
+        front.insert(i, points[i]);
+        // After every insert, not just at the end: the driver reads the front after each.
+        std::vector<ObjectivePoint> so_far(points.begin(), points.begin() + long(i) + 1);
+        std::vector<std::size_t> ids = front.ids();
+        std::sort(ids.begin(), ids.end());
+        CAPTURE(dims);
+        CAPTURE(trial);
+        CAPTURE(i);
+        REQUIRE(ids == non_dominated(so_far));
+      }
+    }
+  }
+}
+
+TEST_CASE("an incremental insert reports whether the point entered the front") {
+  IncrementalFront front;
+  CHECK(front.insert(0, {2, 2}));
+  CHECK(front.insert(1, {2, 2}));  // an equal point does not dominate: both stay
+  CHECK_FALSE(front.insert(2, {3, 3}));
+  CHECK(front.insert(3, {1, 1}));  // dominates both copies
+  CHECK(front.ids() == std::vector<std::size_t>{3});
+  CHECK(front.size() == 1);
+}

@@ -1,0 +1,336 @@
+// The search driver's stages (search/driver_stages.hpp) one at a time, on the fixture MLP
+// (three Gemm layers) with a scripted Evaluator in place of the quantized executor.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <filesystem>
+#include <functional>
+#include <map>
+
+#include "core/error.hpp"
+#include "executor/model.hpp"
+#include "search/driver_stages.hpp"
+#include "search/pareto.hpp"
+#include "tests/unit/search_test_spaces.hpp"
+
+using namespace bitplan;
+using namespace bitplan::search;
+
+namespace {
+
+const LoadedModel& mlp() {
+  static const LoadedModel model =
+      load_model(std::filesystem::path(BITPLAN_SOURCE_DIR) / "models" / "fmnist_mlp.onnx");
+  return model;
+}
+
+// Top-1 from a fixed function of the plan's key, so every run scores the same plans alike;
+// remembers the keys it was asked, in order.
+class ScriptedEvaluator final : public Evaluator {
+ public:
+  Measured evaluate(const QuantPlan& plan, const std::string& key) override {
+    asked.push_back(key);
+    Measured out;
+    out.metrics.top1 = top1.count(key) ? top1.at(key)
+                                       : 0.9 - 0.01 * double(plan.layers.size()) -
+                                             0.001 * double(std::hash<std::string>{}(key) % 7);
+    out.metrics.samples = 100;
+    return out;
+  }
+  PlanMetrics reference() const override {
+    PlanMetrics m;
+    m.top1 = 0.9;
+    m.samples = 100;
+    return m;
+  }
+  std::vector<std::string> asked;
+  std::map<std::string, double> top1;  // overrides by key
+};
+
+SearchOptions three_options() {
+  SearchOptions options;
+  options.options = {"fp32", "W8A8t", "W4A8t"};
+  options.objectives = {"accuracy", "size"};
+  return options;
+}
+
+std::vector<std::string> names_of(const std::vector<QuantizableLayer>& layers) {
+  std::vector<std::string> names;
+  for (const auto& layer : layers) names.push_back(layer.name);
+  return names;
+}
+
+}  // namespace
+
+TEST_CASE("build_space: options, the first matching override, keep_fp32, bad patterns") {
+  const auto layers = quantizable_layers(mlp().graph);
+  REQUIRE(layers.size() == 3);
+  SearchOptions options = three_options();
+  options.overrides = {{names_of(layers)[2], {"fp32", "W8A8t"}}, {".*", {"fp32"}}};
+  options.keep_fp32 = {names_of(layers)[0]};
+  const SearchSpace space = build_space(layers, options, "mlp");
+  REQUIRE(space.layers.size() == 3);
+  CHECK(space.layers[0].options == std::vector<std::string>{"fp32"});  // kept fp32
+  CHECK(space.layers[1].options == std::vector<std::string>{"fp32"});  // the second override
+  CHECK(space.layers[2].options == std::vector<std::string>{"fp32", "W8A8t"});
+
+  options.keep_fp32 = {"/nowhere/.*"};
+  CHECK_THROWS_WITH_AS(build_space(layers, options, "mlp"),
+                       doctest::Contains("'/nowhere/.*' matches no quantizable layer of mlp"),
+                       Error);
+  options.keep_fp32 = {"(unclosed"};
+  CHECK_THROWS_WITH_AS(build_space(layers, options, "mlp"),
+                       doctest::Contains("not a valid regular expression"), Error);
+  CHECK_THROWS_WITH_AS(build_space({}, three_options(), "mlp"),
+                       doctest::Contains("no quantizable layer"), Error);
+}
+
+TEST_CASE("cost tables without a profile: sizes per option, no latency, a description") {
+  const Graph& graph = mlp().graph;
+  const auto layers = quantizable_layers(graph);
+  const SearchSpace space = build_space(layers, three_options(), "mlp");
+  const PlanCosts costs(graph, "", 1, nullptr);
+  CHECK(costs.latency() == nullptr);
+  const CostTables tables = build_cost_tables(graph, layers, space, costs, "");
+  REQUIRE(tables.specs.size() == 3);
+  CHECK_FALSE(tables.specs[0][0].quantized());
+  CHECK(tables.specs[0][1].quantized());
+  CHECK(tables.table.latency.empty());
+  CHECK(std::isnan(tables.latency_ms[0][1]));
+  for (const auto& row : tables.table.size) CHECK(row[0] > row[1]);  // fp32 > W8A8t > W4A8t
+  for (const auto& row : tables.table.size) CHECK(row[1] > row[2]);
+  CHECK(tables.space_description ==
+        "3 layers, 9 (layer, option) pairs of which 9 run on "
+        "(no target); 10^1.4 plans");
+
+  SearchOptions bad = three_options();
+  bad.options = {"fp32", "W3A3z"};
+  CHECK_THROWS_WITH_AS(build_cost_tables(graph, layers, build_space(layers, bad, "mlp"), costs, ""),
+                       doctest::Contains("'W3A3z' is not a spec label"), Error);
+
+  // Without latency, feasibility is a size question the solver answers exactly.
+  SearchOptions tight = three_options();
+  tight.max_size_mb = 1e-6;
+  CHECK_THROWS_WITH_AS(feasible_budgets(space, tables.table, tight, costs, {}),
+                       doctest::Contains("max_size_mb 1e-06 is below the smallest plan"), Error);
+  tight.max_size_mb = 1.0;
+  CHECK(feasible_budgets(space, tables.table, tight, costs, {}).size.has_value());
+}
+
+TEST_CASE("genome_plan, layer_features and the scorer's objectives and violation") {
+  const Graph& graph = mlp().graph;
+  const auto layers = quantizable_layers(graph);
+  SearchOptions options = three_options();
+  const SearchSpace space = build_space(layers, options, "mlp");
+  const PlanCosts costs(graph, "hash", 1, nullptr);
+  CostTables tables = build_cost_tables(graph, layers, space, costs, "");
+
+  CHECK(genome_plan({0, 0, 0}, layers, tables.specs, "hash").layers.empty());
+  const QuantPlan mixed = genome_plan({1, 0, 2}, layers, tables.specs, "hash");
+  CHECK(mixed.model_hash == "hash");
+  CHECK(mixed.layers.size() == 2);
+  CHECK(mixed.layers.count(layers[1].name) == 0);
+
+  tables.table.sensitivity = {{0, 0.5, 1}, {0, 0.25, 2}, {0, 0.125, 4}};
+  const auto features = layer_features(costs.context(), tables.table);
+  REQUIRE(features.size() == 3);
+  CHECK(features[2].size() == 4 + 3);  // position, log MACs, log weights, conv; 3 options
+  CHECK(features[1][0] == doctest::Approx(1.0 / 3));
+  CHECK(features[0][3] == 0.0);  // a Gemm
+  CHECK(features[2][6] == 4.0);
+
+  options.max_accuracy_drop = 1.0;  // percentage points
+  options.max_size_mb = 0.1;
+  const PlanScorer scorer(costs, objectives_named(options.objectives), options, 0.9);
+  EvaluatedPlan e;
+  e.plan = mixed;
+  e.metrics.top1 = 0.88;  // 2 points below fp32: one point over the limit
+  scorer.score(e);
+  CHECK(e.unsupported.empty());
+  REQUIRE(e.objectives.size() == 2);
+  CHECK(e.objectives[0] == doctest::Approx(0.12));
+  CHECK(e.objectives[1] == e.metrics.size_bytes);
+  const double size_excess = std::max(0.0, e.metrics.size_bytes / 1e5 - 1);
+  CHECK(e.violation == doctest::Approx(1.0 + size_excess));
+}
+
+TEST_CASE("baselines: each label uniform, costed, with layers it cannot fit named") {
+  const Graph& graph = mlp().graph;
+  const auto layers = quantizable_layers(graph);
+  const PlanCosts costs(graph, "", 1, nullptr);
+  ScriptedEvaluator evaluator;
+  std::vector<std::string> lines, states;
+  Progress progress{[&](const std::string& s) { lines.push_back(s); },
+                    [&](const std::string& s) { states.push_back(s); }};
+  const auto labels = baseline_labels(three_options());
+  CHECK(labels == std::vector<std::string>{"fp32", "W8A8", "W4A8", "W4g128A16", "W8A8t", "W4A8t"});
+  const auto baselines = evaluate_baselines({"fp32", "W8A8t", "W4g128A16"}, graph, layers, "",
+                                            evaluator, costs, "", progress);
+  REQUIRE(baselines.size() == 3);
+  CHECK(evaluator.asked ==
+        std::vector<std::string>{"uniform:fp32", "uniform:W8A8t", "uniform:W4g128A16"});
+  CHECK(baselines[0].plan.layers.empty());
+  CHECK(baselines[1].plan.layers.size() == 3);
+  CHECK(baselines[1].metrics.size_bytes < baselines[0].metrics.size_bytes);
+  CHECK(baselines[1].unsupported.empty());
+  // 128-element groups do not divide the first Gemm's 784 inputs: that layer stays fp32.
+  CHECK(baselines[2].plan.layers.size() == 2);
+  CHECK(baselines[2].unsupported.find("1 layer(s) kept fp32") == 0);
+  CHECK(states.size() == 3);
+  CHECK(states[1] == "baseline 2/3 (uniform W8A8t)");
+  REQUIRE(lines.size() == 1);
+  CHECK(lines[0].find("baselines: 3 uniform plans in ") == 0);
+}
+
+TEST_CASE("the policy loop evaluates in ask order and keeps the front of feasible plans") {
+  const Graph& graph = mlp().graph;
+  const auto layers = quantizable_layers(graph);
+  SearchOptions options = three_options();
+  options.max_accuracy_drop = 1.5;  // some plans are infeasible
+  SearchResult result;
+  result.space = build_space(layers, options, "mlp");
+  result.policy = "random";
+  const PlanCosts costs(graph, "", 1, nullptr);
+  const CostTables tables = build_cost_tables(graph, layers, result.space, costs, "");
+  const PlanScorer scorer(costs, objectives_named(options.objectives), options, 0.9);
+  ScriptedEvaluator evaluator;
+  InProcessRunner runner(evaluator);
+  PolicyParams params;
+  params.population_size = 4;
+  auto policy = make_policy("random", result.space, params);
+  PolicyLoopSettings settings;
+  settings.batch_size = 4;
+  settings.max_evaluations = 20;
+  settings.plan_of = [&](const Genome& g) { return genome_plan(g, layers, tables.specs, ""); };
+  std::size_t states = 0;
+  Progress progress{nullptr, [&](const std::string&) { ++states; }};
+  const std::atomic<bool> stop{false};
+  run_policy_loop(*policy, runner, scorer, settings, result, progress, stop);
+
+  REQUIRE(result.evaluations.size() == 20);
+  CHECK(states == 20);
+  CHECK(result.evaluations_run == 20);
+  CHECK(result.stop_reason == "evaluation budget spent");
+  CHECK_FALSE(result.interrupted);
+  for (std::size_t i = 0; i < 20; ++i) CHECK(evaluator.asked[i] == result.evaluations[i].key);
+
+  // The incrementally kept front is the batch front of the feasible evaluations, sorted by
+  // objectives.
+  std::vector<ObjectivePoint> feasible;
+  std::vector<std::size_t> index;
+  for (std::size_t i = 0; i < result.evaluations.size(); ++i)
+    if (result.evaluations[i].violation == 0) {
+      feasible.push_back(result.evaluations[i].objectives);
+      index.push_back(i);
+    }
+  std::vector<std::size_t> expected;
+  for (const auto k : non_dominated(feasible)) expected.push_back(index[k]);
+  std::sort(expected.begin(), expected.end(), [&](std::size_t a, std::size_t b) {
+    return result.evaluations[a].objectives < result.evaluations[b].objectives;
+  });
+  CHECK(result.front == expected);
+  CHECK_FALSE(result.front.empty());
+  CHECK(feasible.size() < result.evaluations.size());  // the limit took some plans out
+}
+
+TEST_CASE("the policy loop stops between evaluations when asked to") {
+  const Graph& graph = mlp().graph;
+  const auto layers = quantizable_layers(graph);
+  const SearchOptions options = three_options();
+  SearchResult result;
+  result.space = build_space(layers, options, "mlp");
+  result.policy = "random";
+  const PlanCosts costs(graph, "", 1, nullptr);
+  const CostTables tables = build_cost_tables(graph, layers, result.space, costs, "");
+  const PlanScorer scorer(costs, objectives_named(options.objectives), options, 0.9);
+  ScriptedEvaluator evaluator;
+  InProcessRunner runner(evaluator);
+  auto policy = make_policy("random", result.space, PolicyParams{});
+  PolicyLoopSettings settings;
+  settings.batch_size = 4;
+  settings.plan_of = [&](const Genome& g) { return genome_plan(g, layers, tables.specs, ""); };
+  std::atomic<bool> stop{false};
+  // An interrupt arriving during the fifth evaluation's progress report.
+  Progress progress{nullptr, [&](const std::string&) {
+                      if (evaluator.asked.size() == 5) stop = true;
+                    }};
+  run_policy_loop(*policy, runner, scorer, settings, result, progress, stop);
+  CHECK(result.evaluations.size() == 5);
+  CHECK(result.interrupted);
+  CHECK(result.stop_reason == "interrupted (SIGINT)");
+}
+
+TEST_CASE("NSGA-II seeds from a thinned front where the exact solver would fail") {
+  const SearchSpace space = test::make_space(22, 2);
+  const LayerCostTable table = test::past_the_state_limit(space);
+  const Nsga2Seeds seeds = nsga2_seeds(space, table, {}, 16);
+  CHECK(seeds.genomes.size() == 8);
+  CHECK(seeds.thinned.find("layer20") != std::string::npos);
+
+  PolicyParams params;
+  params.population_size = 16;
+  params.costs = table;
+  params.initial_genomes = seeds.genomes;
+  auto policy = make_policy("nsga2", space, params);
+  const auto first = policy->ask(16);
+  REQUIRE(first.size() == 16);
+  // The seeds come first (in NSGA-II's own spread order).
+  std::vector<Genome> asked_first(first.begin(), first.begin() + 8), expected = seeds.genomes;
+  std::sort(asked_first.begin(), asked_first.end());
+  std::sort(expected.begin(), expected.end());
+  CHECK(asked_first == expected);
+}
+
+TEST_CASE("the final re-evaluation: final numbers, measured latency, beaten plans leave") {
+  const Graph& graph = mlp().graph;
+  const auto layers = quantizable_layers(graph);
+  const SearchOptions options = three_options();
+  const PlanCosts costs(graph, "", 1, nullptr);
+  const PlanScorer scorer(costs, objectives_named(options.objectives), options, 0.9);
+
+  SearchResult result;
+  auto add = [&](const std::string& key, double top1, double size) {
+    EvaluatedPlan e;
+    e.key = key;
+    e.metrics.top1 = top1;
+    e.metrics.size_bytes = size;
+    e.metrics.gbops = 1;
+    e.objectives = scorer.objective_values(e.metrics);
+    result.front.push_back(result.evaluations.size());
+    result.evaluations.push_back(e);
+  };
+  add("a", 0.90, 100);
+  add("b", 0.89, 90);
+  Baseline w8;
+  w8.name = "W8A8";
+  w8.metrics.top1 = 0.85;
+  w8.metrics.size_bytes = 95;
+  result.baselines.push_back(w8);
+
+  // On the final selection the baseline turns out better than "a" on every objective.
+  ScriptedEvaluator final_selection;
+  final_selection.top1 = {{"a", 0.91}, {"b", 0.88}, {"uniform:W8A8", 0.95}};
+  FinalSelection selection{&final_selection, 1000, [](const QuantPlan&) {
+                             return Spread{0.5, 0.01};
+                           }};
+  std::vector<std::string> lines;
+  Progress progress{[&](const std::string& s) { lines.push_back(s); }, nullptr};
+  const std::atomic<bool> stop{false};
+  reevaluate_final(result, selection, scorer, progress, stop);
+
+  CHECK(final_selection.asked == std::vector<std::string>{"a", "b", "uniform:W8A8"});
+  CHECK(result.front == std::vector<std::size_t>{1});
+  REQUIRE(result.dropped_from_front.size() == 1);
+  CHECK(result.dropped_from_front[0] == std::pair<std::string, std::string>{"a", "uniform W8A8"});
+  const EvaluatedPlan& b = result.evaluations[1];
+  REQUIRE(b.final_metrics.has_value());
+  CHECK(b.final_metrics->top1 == 0.88);
+  CHECK(b.final_metrics->size_bytes == 90);  // costs as predicted for the search
+  CHECK(b.measured_latency_ms == 0.5);
+  CHECK(result.baselines[0].final_metrics->top1 == 0.95);
+  REQUIRE(lines.size() == 2);
+  CHECK(lines[0].find("final: 2 front plans and 1 baselines on 1000 samples in ") == 0);
+  CHECK(lines[1].find("final: plan a leaves the front") == 0);
+  CHECK_FALSE(result.interrupted);
+}

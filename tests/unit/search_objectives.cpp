@@ -1,0 +1,54 @@
+// The objective table: names, lookups and the minimised values the policies and the front see.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <set>
+
+#include "core/error.hpp"
+#include "search/objectives.hpp"
+
+using namespace bitplan;
+using namespace bitplan::search;
+
+TEST_CASE("every objective has one row with a unique name and a unit") {
+  std::set<std::string_view> names;
+  for (const Objective& objective : objective_table()) {
+    CHECK(names.insert(objective.name).second);
+    CHECK_FALSE(objective.unit.empty());
+    CHECK(find_objective(objective.name) == &objective);
+  }
+  CHECK(objective_names_text() == "accuracy, latency, size, bops, worst_class, kl");
+  CHECK(find_objective("top1") == nullptr);
+}
+
+TEST_CASE("objectives_named keeps the config's order and refuses unknown names") {
+  const auto rows = objectives_named({"size", "accuracy"});
+  REQUIRE(rows.size() == 2);
+  CHECK(rows[0].id == ObjectiveId::size);
+  CHECK(rows[1].id == ObjectiveId::accuracy);
+  CHECK(has_objective(rows, ObjectiveId::size));
+  CHECK_FALSE(has_objective(rows, ObjectiveId::latency));
+  CHECK_THROWS_WITH_AS(objectives_named({"accuracy", "speed"}),
+                       doctest::Contains("'speed' is not one of accuracy, latency"), Error);
+}
+
+TEST_CASE("minimised values: accuracy as the top-1 error, a maximised objective negated") {
+  PlanMetrics m;
+  m.top1 = 0.875;
+  m.latency_ms = 1.5;
+  m.size_bytes = 4096;
+  m.gbops = 2.5;
+  m.worst_class_drop = 0.0625;
+  m.kl = 0.01;
+  const auto all = objectives_named({"accuracy", "latency", "size", "bops", "worst_class", "kl"});
+  CHECK(minimised_objectives(all, m) == ObjectivePoint{0.125, 1.5, 4096, 2.5, 0.0625, 0.01});
+
+  const Objective agreement{ObjectiveId::accuracy, "agreement", "fraction", Direction::maximise,
+                            [](const PlanMetrics& metrics) { return metrics.agreement; }};
+  m.agreement = 0.75;
+  const std::vector<Objective> maximised{agreement};
+  CHECK(minimised_objectives(maximised, m) == ObjectivePoint{-0.75});
+  // No latency (no profile): NaN passes through, so the front treats it as incomparable.
+  m.latency_ms = NAN;
+  CHECK(std::isnan(minimised_objectives(objectives_named({"latency"}), m)[0]));
+}
