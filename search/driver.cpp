@@ -8,7 +8,6 @@
 #include <nlohmann/json.hpp>
 
 #include "backends/cpu/onednn_profiler.hpp"
-#include "backends/device.hpp"
 #include "core/error.hpp"
 #include "search/driver_stages.hpp"
 #include "search/results_db.hpp"
@@ -58,7 +57,10 @@ SearchResult run_search(const DriverInputs& in, const Progress& progress,
   const std::vector<Objective> objectives = objectives_named(opt.objectives);
   result.policy = opt.policy;
   result.objective_names = opt.objectives;
-  if (in.profile) result.target = in.profile->target;
+  if (in.profile) {
+    result.target = in.profile->target;
+    result.target_warnings = profile_warnings(*in.profile, in.profile->target);
+  }
   if ((has_objective(objectives, ObjectiveId::latency) || opt.max_latency_ms) && !in.profile)
     fail_input(
         "search: latency is an objective or constraint but the config names no target "
@@ -192,9 +194,10 @@ SearchResult run_search(const DriverInputs& in, const Progress& progress,
       result.fp32.samples = full_runs->reference().samples;
       final_selection.evaluator = &*full;
     }
+    // Measured end to end only where the profile is of this CPU: elsewhere the two numbers
+    // would be of different machines.
     const bool local_cpu = in.profile && in.profile->backend == "onednn" &&
-                           in.profile->device.count("name") &&
-                           in.profile->device.at("name") == query_cpu().model;
+                           cpu_differences_from_host(*in.profile).empty();
     if (local_cpu)
       final_selection.measure_latency = [&](const QuantPlan& plan) {
         CpuProfileOptions timing;

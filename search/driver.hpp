@@ -85,6 +85,9 @@ struct SearchResult {
   bool interrupted = false;
   std::string stop_reason;
   std::string target;  // profile target, or "" without one
+  // What a reader of the results must know about the profile (another CPU's, too noisy):
+  // backends/hw_profile.hpp profile_warnings. Shown in the report and pareto.json.
+  std::vector<std::string> target_warnings;
   std::string policy;
   std::string space_description;  // for --dry-run and the report
 };

@@ -28,6 +28,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/timing_stats.hpp"
 #include "cost_models/cost_model.hpp"
 #include "search/driver.hpp"
 #include "search/evaluator.hpp"

@@ -226,6 +226,7 @@ void write_results(const std::filesystem::path& dir, const SearchResult& r,
                     {"config", info.config_path},
                     {"command", info.command_line},
                     {"target", r.target},
+                    {"target_warnings", r.target_warnings},
                     {"policy", r.policy},
                     {"objectives", r.objective_names},
                     {"space", r.space_description},
@@ -290,6 +291,8 @@ void write_results(const std::filesystem::path& dir, const SearchResult& r,
       html_text(r.space_description), 100 * r.fp32.top1, r.fp32.samples, r.evaluations.size(),
       r.evaluations_run, r.evaluations_reused, r.front.size(), r.hypervolume, r.seconds_sensitivity,
       r.seconds_search, r.seconds_final, html_text(r.stop_reason));
+  for (const auto& warning : r.target_warnings)
+    html += fmt::format(R"~(<p style="color:#a40">warning: {}</p>)~", html_text(warning));
   if (has_latency)
     html += scatter_svg(
         "Accuracy vs predicted latency (front: blue, size as radius; uniform baselines: red)",
