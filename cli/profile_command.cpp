@@ -152,7 +152,7 @@ options)");
 
   if (target.empty()) target = host_profile_name(num_threads());
   if (out.empty()) out = "hw_profiles/" + target + ".yaml";
-  HwProfile profile = open_host_profile(out, target);
+  HwProfile profile = open_host_profile(out, target, "--out");
   // Load every model first: a bad path or model fails before minutes of measuring.
   std::vector<LoadedModel> loaded;
   for (const auto& model_path : models) loaded.push_back(load_model(model_path, input_shapes));

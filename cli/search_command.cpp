@@ -71,7 +71,7 @@ HwProfile host_profile_for_space(const Graph& graph, const std::string& model_na
                                  const std::string& model_hash, const RunConfig& config,
                                  bool dry_run) {
   const fs::path path = host_profile_path();
-  HwProfile profile = open_host_profile(path, host_profile_name(num_threads()));
+  HwProfile profile = open_host_profile(path, host_profile_name(num_threads()), "profile file");
   CpuProfileOptions options;
   options.batches = {config.search.latency_batch};
   options.precisions = precisions_of_space(graph, config.search);
@@ -121,8 +121,9 @@ options)",
       "seconds", po::value<std::string>(), "wall-clock budget of the policy loop (0 = no limit)")(
       "seed", po::value<std::string>(), "random seed")("output", po::value(&output),
                                                        "results folder")(
-      "target", po::value(&target), "hardware profile (YAML)")("threads", po::value<std::string>(),
-                                                               "threads (0 = all cores)")(
+      "target", po::value(&target),
+      "hardware profile (YAML), or host: this machine, profiled on first use")(
+      "threads", po::value<std::string>(), "threads (0 = all cores)")(
       "dry-run", "print the resolved run and the size of the space, evaluate nothing");
   const auto vm = parse_options(desc, args);
   if (vm.count("help")) {

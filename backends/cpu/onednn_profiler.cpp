@@ -270,7 +270,8 @@ const std::vector<std::string>& onednn_precisions() {
   return names;
 }
 
-HwProfile open_host_profile(const std::filesystem::path& path, const std::string& target) {
+HwProfile open_host_profile(const std::filesystem::path& path, const std::string& target,
+                            const std::string& chooser) {
   HwProfile profile;
   if (!std::filesystem::exists(path)) {
     profile.target = target;
@@ -278,18 +279,18 @@ HwProfile open_host_profile(const std::filesystem::path& path, const std::string
   }
   profile = load_hw_profile(path);
   if (profile.backend != "onednn")
-    fail_input("profile '{}' is of backend {}, not this CPU (onednn); give another file",
-               path.string(), profile.backend);
+    fail_input("profile '{}' is of backend {}, not this CPU (onednn); give another {}",
+               path.string(), profile.backend, chooser);
   if (const auto differences = cpu_differences_from_host(profile); !differences.empty())
     fail_input(
-        "profile '{}' was measured on another CPU ({}); give another file (the default, "
+        "profile '{}' was measured on another CPU ({}); give another {} (the default, "
         "hw_profiles/{}.yaml, names this one)",
-        path.string(), fmt::join(differences, "; "), host_profile_name(num_threads()));
+        path.string(), fmt::join(differences, "; "), chooser, host_profile_name(num_threads()));
   if (profile.device["threads"] != std::to_string(num_threads()))
     fail_input(
-        "profile '{}' was measured with {} threads, this run uses {}; use {} threads or another "
-        "file",
-        path.string(), profile.device["threads"], num_threads(), profile.device["threads"]);
+        "profile '{}' was measured with {} threads, this run uses {}; use {} threads or another {}",
+        path.string(), profile.device["threads"], num_threads(), profile.device["threads"],
+        chooser);
   return profile;
 }
 

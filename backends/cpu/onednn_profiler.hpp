@@ -40,7 +40,9 @@ struct CpuProfileOptions {
 // named `target` when there is no file: a profile of another backend, CPU (name, ISA, cores:
 // cpu_differences_from_host) or thread count is refused, never extended - its entries and
 // ceilings would stay under this CPU's header.
-HwProfile open_host_profile(const std::filesystem::path& path, const std::string& target);
+// `chooser` names what picks the file in messages ("--out").
+HwProfile open_host_profile(const std::filesystem::path& path, const std::string& target,
+                            const std::string& chooser);
 
 // What every model of a CPU profile shares: describes this CPU (describe_cpu_target) and
 // measures its ceilings where the profile has none, or again on options.remeasure.

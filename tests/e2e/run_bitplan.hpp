@@ -29,9 +29,11 @@ struct Result {
   std::string output;  // stdout and stderr together
 };
 
-// Runs `bitplan ARGS` through the shell; a death by signal reads as 128 + signal.
-inline Result run(const std::string& args) {
-  const std::string command = std::string(BITPLAN_EXECUTABLE) + " " + args + " 2>&1";
+// Runs `bitplan ARGS` through the shell (in `working_dir` when given); a death by signal
+// reads as 128 + signal.
+inline Result run(const std::string& args, const std::filesystem::path& working_dir = {}) {
+  std::string command = std::string(BITPLAN_EXECUTABLE) + " " + args + " 2>&1";
+  if (!working_dir.empty()) command = "cd '" + working_dir.string() + "' && " + command;
   Result r{-1, ""};
   FILE* pipe = popen(command.c_str(), "r");
   REQUIRE(pipe != nullptr);

@@ -491,3 +491,120 @@ TEST_CASE("search: Ctrl-C exits 130 and writes the partial front") {
   CHECK(contains(pareto["stop_reason"].get<std::string>(), "interrupted"));
   for (const auto& p : pareto["front"]) CHECK(fs::exists(out / p["plan"].get<std::string>()));
 }
+
+// --- Issue 11: the host and the target profile ----------------------------------------------
+
+namespace {
+
+// A copy of the profile `from` that says it was measured on another CPU (another oneDNN
+// ISA than this one's), as a profile brought from another machine would.
+fs::path profile_of_another_cpu(const fs::path& from, const fs::path& to) {
+  std::string text = read_text(from);
+  const auto isa_at = text.find("onednn_isa: ");
+  REQUIRE(isa_at != std::string::npos);
+  const auto end = text.find('\n', isa_at);
+  const std::string isa = text.substr(isa_at + 12, end - isa_at - 12);
+  const std::string other = isa == "avx512_core_amx" ? "avx2" : "avx512_core_amx";
+  text.replace(isa_at + 12, isa.size(), other);
+  std::ofstream(to) << text;
+  return to;
+}
+
+}  // namespace
+
+TEST_CASE("search --target host: this CPU profiled on first use under its identity, then reused") {
+  if (!have_dataset()) {
+    bitplan::testing::skip(kFashionMissing);
+    return;
+  }
+  Workspace& ws = Workspace::get();
+  const fs::path dir = ws.dir() / "host";
+  fs::create_directories(dir);
+  const fs::path config = ws.config("host.yaml", {{"budget", "{evaluations: 4}"}});
+  const std::string command = "search --config " + config.string() + " --target host --output " +
+                              (dir / "out").string() + " --threads 1";
+  const Result first = run(command, dir);
+  INFO(first.output);
+  REQUIRE(first.exit_code == 0);
+  CHECK(contains(first.output, "target host (hw_profiles/cpu-"));
+  CHECK(contains(first.output, "timing fp32"));
+  CHECK(contains(first.output, "timing int8"));  // W7A8 and W4A8 run on the int8 kernels
+  CHECK(!contains(first.output, "another CPU"));
+  // One file, named by model, ISA, cores and the thread count.
+  std::vector<fs::path> profiles;
+  for (const auto& entry : fs::directory_iterator(dir / "hw_profiles"))
+    profiles.push_back(entry.path());
+  REQUIRE(profiles.size() == 1);
+  const std::string name = profiles[0].stem().string();
+  REQUIRE(name.size() > 4);
+  CHECK(name.substr(name.size() - 4) == "c-1t");
+  const json pareto = read_json(dir / "out" / "pareto.json");
+  CHECK(pareto["target"] == name);
+  // (A noise warning may come on a busy machine; never one about another CPU.)
+  for (const auto& warning : pareto["target_warnings"])
+    CHECK(!contains(warning.get<std::string>(), "another CPU"));
+  // The front's latencies are measured end to end: the profile is of this CPU.
+  for (const auto& p : pareto["front"]) CHECK(p["measured_latency_ms"].is_number());
+
+  const Result second = run(command, dir);
+  INFO(second.output);
+  REQUIRE(second.exit_code == 0);
+  CHECK(!contains(second.output, "timing fp32"));
+  CHECK(!contains(second.output, "measuring the CPU's ceilings"));
+}
+
+TEST_CASE("profile --out of another CPU's profile is refused, never merged") {
+  Workspace& ws = Workspace::get();
+  const fs::path other = profile_of_another_cpu(ws.profile(), ws.dir() / "other_cpu.yaml");
+  const std::string before = read_text(other);
+  const Result r = run("profile --model " + (kSource / "models/fmnist_mlp.onnx").string() +
+                       " --batch 1 --budget 0.2 --out " + other.string());
+  INFO(r.output);
+  CHECK(r.exit_code == 3);
+  CHECK(contains(r.output, "was measured on another CPU (oneDNN ISA '"));
+  CHECK(contains(r.output, "give another --out"));
+  CHECK(read_text(other) == before);
+}
+
+TEST_CASE("search with another CPU's profile: one warning line, and the report says it") {
+  if (!have_dataset()) {
+    bitplan::testing::skip(kFashionMissing);
+    return;
+  }
+  Workspace& ws = Workspace::get();
+  const fs::path other = profile_of_another_cpu(ws.profile(), ws.dir() / "other_target.yaml");
+  const fs::path config = ws.config("other.yaml", {{"budget", "{evaluations: 4}"}});
+  const fs::path out = ws.dir() / "other_out";
+  const Result r = run("search --config " + config.string() + " --target " + other.string() +
+                       " --output " + out.string());
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  const auto at = r.output.find("was profiled on another CPU");
+  REQUIRE(at != std::string::npos);
+  CHECK(r.output.find("was profiled on another CPU", at + 1) == std::string::npos);
+  const json pareto = read_json(out / "pareto.json");
+  REQUIRE(!pareto["target_warnings"].empty());  // and a noise warning on a busy machine
+  CHECK(contains(pareto["target_warnings"][0].get<std::string>(), "another CPU"));
+  CHECK(contains(read_text(out / "report.html"), "was profiled on another CPU"));
+  // Latencies of another machine are not compared with this one's.
+  for (const auto& p : pareto["front"]) CHECK(p["measured_latency_ms"].is_null());
+}
+
+TEST_CASE("search --dry-run: each unsupported option's reason, once, from the kernel list") {
+  if (!have_dataset()) {
+    bitplan::testing::skip(kFashionMissing);
+    return;
+  }
+  Workspace& ws = Workspace::get();
+  // The shipped profile is of an AVX2 EPYC (no VNNI): 8-bit weights have no exact int8 kernel.
+  const fs::path config = ws.config("reasons.yaml", {{"options", "[fp32, W8A8, W4g16A8, W7A8]"}});
+  const Result r = run("search --config " + config.string() + " --dry-run --target " +
+                       (kSource / "hw_profiles/cpu-amd-epyc-2t.yaml").string());
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  CHECK(contains(r.output, "W8A8(unsupported [1])"));
+  CHECK(contains(r.output, "W4g16A8(unsupported [2])"));
+  CHECK(contains(r.output, "  [1] this CPU has no VNNI (oneDNN ISA avx2)"));
+  CHECK(contains(r.output, "  [2] weights 'int4/group16/sym' have a scale per group of 16"));
+  CHECK(!contains(r.output, "[3]"));
+}
