@@ -27,6 +27,23 @@ std::string onednn_version() {
   return fmt::format("{}.{}.{}", DNNL_VERSION_MAJOR, DNNL_VERSION_MINOR, DNNL_VERSION_PATCH);
 }
 
+// Why an int8 GEMM with per-channel (or per-tensor) output scales cannot take `weights`:
+// any symmetric signed integer grid of at most 8 bits (int2 ... int8) has its codes in s8
+// and is computed exactly; a scale per group of weights is not one scale per output.
+// `scale_rule` names who takes one scale per channel ("oneDNN 2.6's integer kernels take").
+Reason int8_weights_declined(const QuantSpec& weights, std::string_view scale_rule) {
+  if (!signed_symmetric_integer_up_to(weights, 8))
+    return fmt::format(
+        "weights '{}' are not a symmetric signed integer grid of <= 8 bits (int2 ... int8)",
+        to_string(weights));
+  if (weights.granularity == Granularity::per_group)
+    return fmt::format(
+        "weights '{}' have a scale per group of {} weights: {} one scale per "
+        "channel or per tensor",
+        to_string(weights), weights.group_size, scale_rule);
+  return std::nullopt;
+}
+
 // --- oneDNN (CPU) ----------------------------------------------------------------------------
 
 bool takes_bf16(const LayerQuant& q) {
@@ -50,17 +67,8 @@ bool takes_8bit_activations(const LayerQuant& q) {
 }
 
 Reason onednn_int8_declines(const LayerQuant& q, const KernelLayer& layer, const KernelTarget& t) {
-  // Any symmetric signed integer grid of at most 8 bits (int2 ... int8) has its codes in s8,
-  // so the int8 kernels compute it exactly; group-wise scales have no oneDNN 2.6 kernel.
-  if (!signed_symmetric_integer_up_to(q.weights, 8))
-    return fmt::format(
-        "weights '{}' are not a symmetric signed integer grid of <= 8 bits (int2 ... int8)",
-        to_string(q.weights));
-  if (q.weights.granularity == Granularity::per_group)
-    return fmt::format(
-        "weights '{}' have a scale per group of {} weights: oneDNN 2.6's integer kernels take "
-        "one scale per channel or per tensor",
-        to_string(q.weights), q.weights.group_size);
+  if (Reason why = int8_weights_declined(q.weights, "oneDNN 2.6's integer kernels take"))
+    return why;
   // Without VNNI, oneDNN stores int8 weights halved (scale_adjust 0.5) so that vpmaddubsw's
   // 16-bit pair sums cannot saturate; an odd 8-bit code would lose its last bit. 7-bit codes
   // are handed over doubled and stay exact (executor/ops/onednn_int8.cpp).
@@ -123,16 +131,7 @@ Reason cuda_int8_declines(const LayerQuant& q, const KernelLayer&, const KernelT
   // Dynamic ranges, per tensor or per token, cost as static int8 here: the profiles time
   // the integer GEMM only, not the pass that finds each batch's (or each token's) range
   // nor the per-token rescale of the int32 sums. A profile entry for both is still missing.
-  if (!signed_symmetric_integer_up_to(q.weights, 8))
-    return fmt::format(
-        "weights '{}' are not a symmetric signed integer grid of <= 8 bits (int2 ... int8)",
-        to_string(q.weights));
-  if (q.weights.granularity == Granularity::per_group)
-    return fmt::format(
-        "weights '{}' have a scale per group of {} weights: the int8 GEMM's epilogue takes one "
-        "scale per channel or per tensor",
-        to_string(q.weights), q.weights.group_size);
-  return std::nullopt;
+  return int8_weights_declined(q.weights, "the int8 GEMM's epilogue takes");
 }
 
 bool takes_fp8(const LayerQuant& q) {

@@ -16,12 +16,7 @@
 #include <vector>
 
 namespace fs = std::filesystem;
-using bitplan::e2e::contains;
-using bitplan::e2e::kFashionImages;
-using bitplan::e2e::kSource;
-using bitplan::e2e::read_text;
-using bitplan::e2e::Result;
-using bitplan::e2e::run;
+using namespace bitplan::e2e;  // run, Result, contains, kSource, ... (run_bitplan.hpp)
 using nlohmann::json;
 
 namespace {

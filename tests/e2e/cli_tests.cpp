@@ -14,14 +14,7 @@
 #include <vector>
 
 namespace fs = std::filesystem;
-using bitplan::e2e::contains;
-using bitplan::e2e::kFashionImages;
-using bitplan::e2e::kFashionLabels;
-using bitplan::e2e::kFashionMissing;
-using bitplan::e2e::kSource;
-using bitplan::e2e::read_text;
-using bitplan::e2e::Result;
-using bitplan::e2e::run;
+using namespace bitplan::e2e;  // run, Result, contains, kSource, ... (run_bitplan.hpp)
 
 namespace {
 

@@ -15,13 +15,7 @@
 #include <string>
 
 namespace fs = std::filesystem;
-using bitplan::e2e::contains;
-using bitplan::e2e::kFashionImages;
-using bitplan::e2e::kFashionMissing;
-using bitplan::e2e::kSource;
-using bitplan::e2e::read_text;
-using bitplan::e2e::Result;
-using bitplan::e2e::run;
+using namespace bitplan::e2e;  // run, Result, contains, kSource, ... (run_bitplan.hpp)
 
 namespace {
 

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <functional>
 #include <map>
+#include <optional>
 
 #include "core/error.hpp"
 #include "executor/model.hpp"
@@ -54,6 +55,41 @@ SearchOptions three_options() {
   options.objectives = {"accuracy", "size"};
   return options;
 }
+
+// What the policy-loop tests share (doctest fixtures): the MLP's space for the options under
+// a random policy, its cost tables without a profile, a scorer, a scripted evaluator and the
+// in-process runner.
+class PolicyLoopSetup {
+ protected:
+  explicit PolicyLoopSetup(SearchOptions search_options) : options(std::move(search_options)) {
+    result.space = build_space(layers, options, "mlp");
+    result.policy = "random";
+    tables = build_cost_tables(mlp().graph, layers, result.space, costs, "");
+    scorer.emplace(costs, objectives_named(options.objectives), options, 0.9);
+  }
+  const std::vector<QuantizableLayer> layers = quantizable_layers(mlp().graph);
+  SearchOptions options;
+  SearchResult result;
+  const PlanCosts costs{mlp().graph, "", 1, nullptr};
+  CostTables tables;
+  std::optional<PlanScorer> scorer;
+  ScriptedEvaluator evaluator;
+  InProcessRunner runner{evaluator};
+};
+
+SearchOptions with_accuracy_limit() {
+  SearchOptions options = three_options();
+  options.max_accuracy_drop = 1.5;  // some plans are infeasible
+  return options;
+}
+
+struct LimitedPolicyLoop : PolicyLoopSetup {
+  LimitedPolicyLoop() : PolicyLoopSetup(with_accuracy_limit()) {}
+};
+
+struct PolicyLoop : PolicyLoopSetup {
+  PolicyLoop() : PolicyLoopSetup(three_options()) {}
+};
 
 std::vector<std::string> names_of(const std::vector<QuantizableLayer>& layers) {
   std::vector<std::string> names;
@@ -183,19 +219,8 @@ TEST_CASE("baselines: each label uniform, costed, with layers it cannot fit name
   CHECK(lines[0].find("baselines: 3 uniform plans in ") == 0);
 }
 
-TEST_CASE("the policy loop evaluates in ask order and keeps the front of feasible plans") {
-  const Graph& graph = mlp().graph;
-  const auto layers = quantizable_layers(graph);
-  SearchOptions options = three_options();
-  options.max_accuracy_drop = 1.5;  // some plans are infeasible
-  SearchResult result;
-  result.space = build_space(layers, options, "mlp");
-  result.policy = "random";
-  const PlanCosts costs(graph, "", 1, nullptr);
-  const CostTables tables = build_cost_tables(graph, layers, result.space, costs, "");
-  const PlanScorer scorer(costs, objectives_named(options.objectives), options, 0.9);
-  ScriptedEvaluator evaluator;
-  InProcessRunner runner(evaluator);
+TEST_CASE_FIXTURE(LimitedPolicyLoop,
+                  "the policy loop evaluates in ask order and keeps the front of feasible plans") {
   PolicyParams params;
   params.population_size = 4;
   auto policy = make_policy("random", result.space, params);
@@ -206,7 +231,7 @@ TEST_CASE("the policy loop evaluates in ask order and keeps the front of feasibl
   std::size_t states = 0;
   Progress progress{nullptr, [&](const std::string&) { ++states; }};
   const std::atomic<bool> stop{false};
-  run_policy_loop(*policy, runner, scorer, settings, result, progress, stop);
+  run_policy_loop(*policy, runner, *scorer, settings, result, progress, stop);
 
   REQUIRE(result.evaluations.size() == 20);
   CHECK(states == 20);
@@ -234,18 +259,7 @@ TEST_CASE("the policy loop evaluates in ask order and keeps the front of feasibl
   CHECK(feasible.size() < result.evaluations.size());  // the limit took some plans out
 }
 
-TEST_CASE("the policy loop stops between evaluations when asked to") {
-  const Graph& graph = mlp().graph;
-  const auto layers = quantizable_layers(graph);
-  const SearchOptions options = three_options();
-  SearchResult result;
-  result.space = build_space(layers, options, "mlp");
-  result.policy = "random";
-  const PlanCosts costs(graph, "", 1, nullptr);
-  const CostTables tables = build_cost_tables(graph, layers, result.space, costs, "");
-  const PlanScorer scorer(costs, objectives_named(options.objectives), options, 0.9);
-  ScriptedEvaluator evaluator;
-  InProcessRunner runner(evaluator);
+TEST_CASE_FIXTURE(PolicyLoop, "the policy loop stops between evaluations when asked to") {
   auto policy = make_policy("random", result.space, PolicyParams{});
   PolicyLoopSettings settings;
   settings.batch_size = 4;
@@ -255,7 +269,7 @@ TEST_CASE("the policy loop stops between evaluations when asked to") {
   Progress progress{nullptr, [&](const std::string&) {
                       if (evaluator.asked.size() == 5) stop = true;
                     }};
-  run_policy_loop(*policy, runner, scorer, settings, result, progress, stop);
+  run_policy_loop(*policy, runner, *scorer, settings, result, progress, stop);
   CHECK(result.evaluations.size() == 5);
   CHECK(result.interrupted);
   CHECK(result.stop_reason == "interrupted (SIGINT)");
