@@ -8,8 +8,9 @@
 //   to fp32 or a latency without a profile, is null; names that are not UTF-8 have U+FFFD
 //   for each invalid byte in every file)
 //   sensitivity.csv  layer x option: KL and top-1 drop when only that layer is quantized
-//   report.html    self-contained (inline SVG): front vs baselines, sensitivity heat map,
-//                  per-layer table of the chosen plans, hypervolume, search cost
+//   report.html    self-contained (inline SVG; search/report.hpp): front vs baselines,
+//                  sensitivity heat map, per-layer table of the chosen plans, hypervolume,
+//                  search cost
 #pragma once
 
 #include <filesystem>
