@@ -20,10 +20,6 @@ namespace fs = std::filesystem;
 constexpr const char* kResultFiles[] = {"pareto.json", "pareto.csv", "sensitivity.csv",
                                         "report.html"};
 
-std::string plan_file_name(std::size_t index) {
-  return fmt::format("plan_{:03d}.yaml", index);
-}
-
 // A folder reused for a new run may hold plan files of an earlier, larger front; beside the
 // new pareto.json they would read as part of this front. Only names this writer makes, from
 // the new front's size on, are removed.
@@ -64,6 +60,10 @@ json metrics_json(const PlanMetrics& m) {
 }
 
 }  // namespace
+
+std::string plan_file_name(std::size_t front_index) {
+  return fmt::format("plan_{:03d}.yaml", front_index);
+}
 
 void prepare_results_folder(const std::filesystem::path& dir) {
   prepare_output_folder(dir, "results folder (search.output)");

@@ -28,6 +28,9 @@ struct OutputInfo {
 // folder fails in a second rather than after the search.
 void prepare_results_folder(const std::filesystem::path& dir);
 
+// "plan_003.yaml": the file of the front's plan at `front_index`.
+std::string plan_file_name(std::size_t front_index);
+
 void write_results(const std::filesystem::path& dir, const SearchResult& result,
                    const OutputInfo& info);
 
