@@ -15,14 +15,23 @@ namespace bitplan::search {
 namespace {
 
 // SVG text cannot be measured without a browser, so every size below comes from this
-// estimate: code points x font size x an average advance. 0.62 em (0.7 em bold) covers DejaVu
-// Sans, the widest common default sans-serif; narrower fonts (Arial, Liberation Sans: about
-// 0.5 em) then leave room rather than clip.
+// estimate: advances per kind of character, in em, at or above those of DejaVu Sans, the
+// widest common default sans-serif (capitals and digits matter: baseline names are W4A8,
+// W4g128A16); narrower fonts (Arial, Liberation Sans) then leave room rather than clip.
 double text_width(std::string_view text, double font_px, bool bold = false) {
-  const auto code_points = std::count_if(text.begin(), text.end(), [](char c) {
-    return (static_cast<unsigned char>(c) & 0xC0) != 0x80;  // not a UTF-8 continuation byte
-  });
-  return static_cast<double>(code_points) * font_px * (bold ? 0.7 : 0.62);
+  constexpr std::string_view kNarrow = " .,:;'!|()[]/-ijlft";
+  double em = 0;
+  for (const char c : text) {
+    const auto byte = static_cast<unsigned char>(c);
+    if ((byte & 0xC0) == 0x80) continue;  // a UTF-8 continuation byte, not a new character
+    if (kNarrow.find(c) != std::string_view::npos)
+      em += 0.36;
+    else if ((c >= 'A' && c <= 'Z') || c == 'm' || c == 'w' || c == '%')
+      em += 0.8;
+    else
+      em += 0.64;  // lowercase, digits, and anything else
+  }
+  return em * font_px * (bold ? 1.1 : 1);
 }
 
 // `text` broken at spaces into lines no wider than `max_width`; a word wider than that keeps
@@ -64,13 +73,25 @@ std::string grouped(std::int64_t n) {
   return n < 0 ? "-" + out : out;
 }
 
-// "1,000 samples", or "500–1,000 samples" where plans came from runs of other subset sizes
-// (the results database).
-std::string samples_text(const std::vector<std::int64_t>& counts) {
-  const auto [fewest, most] = std::minmax_element(counts.begin(), counts.end());
-  if (*fewest == *most) return grouped(*most) + " samples";
-  return fmt::format("{}\u2013{} samples", grouped(*fewest), grouped(*most));
-}
+// The sample counts behind the numbers of one kind (subset or final), as the legend states
+// them: "1,000 samples", or "500–1,000 samples" where plans came from runs of other subset
+// sizes (the results database). Evaluations stopped early saw fewer; they count only where
+// nothing else does, and the hover text gives their own count.
+struct SampleCounts {
+  std::vector<std::int64_t> complete, stopped_early;
+
+  void add(const PlanMetrics& m) {
+    (m.stopped_early ? stopped_early : complete).push_back(m.samples);
+  }
+  bool empty() const { return complete.empty() && stopped_early.empty(); }
+  std::string text() const {
+    const auto& counts = complete.empty() ? stopped_early : complete;
+    if (counts.empty()) return "no samples";
+    const auto [fewest, most] = std::minmax_element(counts.begin(), counts.end());
+    if (*fewest == *most) return grouped(*most) + " samples";
+    return fmt::format("{}\u2013{} samples", grouped(*fewest), grouped(*most));
+  }
+};
 
 struct Box {
   double x0, y0, x1, y1;
@@ -462,18 +483,22 @@ std::string report_html(const SearchResult& r, const OutputInfo& info) {
   size_chart.title = "Accuracy vs model size";
   size_chart.x_label = "size (MB)";
   latency_chart.notes.push_back("Marker radius: model size.");
-  std::vector<std::int64_t> subset_counts, final_counts;
+  SampleCounts subset_counts, final_counts;
   auto final_top1 = [&](const std::optional<PlanMetrics>& m) -> std::optional<double> {
     if (!m) return std::nullopt;
-    final_counts.push_back(m->samples);
+    final_counts.add(*m);
     return 100 * m->top1;
   };
-  auto tip = [](const std::string& name, const PlanMetrics& subset,
-                const std::optional<PlanMetrics>& fin) {
-    return fmt::format("{}top-1 {:.2f}% on the subset{}, {:.3f} ms, {:.3f} MB", name,
-                       100 * subset.top1,
-                       fin ? fmt::format(", {:.2f}% final", 100 * fin->top1) : "",
-                       subset.latency_ms, subset.size_bytes / 1e6);
+  auto top1_text = [](const PlanMetrics& m, std::string_view on) {
+    return fmt::format(
+        "{:.2f}% {}{}", 100 * m.top1, on,
+        m.stopped_early ? fmt::format(" (stopped early, {} samples)", m.samples) : "");
+  };
+  auto tip = [&](const std::string& name, const PlanMetrics& subset,
+                 const std::optional<PlanMetrics>& fin) {
+    return fmt::format(
+        "{}top-1 {}{}, {:.3f} ms, {:.3f} MB", name, top1_text(subset, "on the subset"),
+        fin ? ", " + top1_text(*fin, "final") : "", subset.latency_ms, subset.size_bytes / 1e6);
   };
   double max_size = 1;
   for (const auto& e : r.evaluations) max_size = std::max(max_size, e.metrics.size_bytes);
@@ -485,7 +510,7 @@ std::string report_html(const SearchResult& r, const OutputInfo& info) {
     const std::string name =
         on_front ? plan_file_name(static_cast<std::size_t>(front_at - r.front.begin())) + ": " : "";
     const auto fin = final_top1(e.final_metrics);
-    if (!e.metrics.stopped_early) subset_counts.push_back(e.metrics.samples);
+    subset_counts.add(e.metrics);
     const std::string hover = tip(name, e.metrics, e.final_metrics);
     latency_chart.points.push_back({kind, e.metrics.latency_ms, 100 * e.metrics.top1, fin,
                                     3 + 6 * std::sqrt(e.metrics.size_bytes / max_size), "", hover});
@@ -496,7 +521,7 @@ std::string report_html(const SearchResult& r, const OutputInfo& info) {
   for (const auto& b : r.baselines) {
     if (b.metrics.samples == 0) continue;
     const auto fin = final_top1(b.final_metrics);
-    subset_counts.push_back(b.metrics.samples);
+    subset_counts.add(b.metrics);
     const std::string hover = tip(b.name + ": ", b.metrics, b.final_metrics);
     latency_chart.points.push_back(
         {PlotKind::baseline, b.metrics.latency_ms, 100 * b.metrics.top1, fin, 0, b.name, hover});
@@ -508,8 +533,12 @@ std::string report_html(const SearchResult& r, const OutputInfo& info) {
     latency_chart.notes.push_back(
         fmt::format("Not drawn, no latency on {}: {}.", target, fmt::join(without_latency, ", ")));
   for (ScatterChart* chart : {&latency_chart, &size_chart}) {
-    chart->subset_samples = subset_counts.empty() ? "no samples" : samples_text(subset_counts);
-    if (!final_counts.empty()) chart->final_samples = samples_text(final_counts);
+    chart->subset_samples = subset_counts.text();
+    if (!final_counts.empty()) chart->final_samples = final_counts.text();
+    if (!subset_counts.stopped_early.empty() || !final_counts.stopped_early.empty())
+      chart->notes.push_back(
+          "Plans far below the accuracy constraint stopped early: their markers stand for fewer "
+          "samples (the hover text says how many).");
   }
 
   std::string html = fmt::format(
