@@ -190,9 +190,10 @@ const char* plot_class(PlotKind kind) {
 constexpr double kBaselineHalfSide = 4.5;  // of a baseline's square marker
 
 // A filled marker (the subset number) or an open one (the final number) at (x, y).
-std::string marker_svg(const PlotPoint& p, double x, double y, bool final_number) {
+// `css` names what it marks (explored, front, baseline, final), or "legend".
+std::string marker_svg(const PlotPoint& p, double x, double y, bool final_number,
+                       std::string_view css) {
   const char* colour = plot_colour(p.kind);
-  const std::string css = final_number ? "final" : plot_class(p.kind);
   const std::string paint =
       final_number ? fmt::format(R"~(fill="#fff" stroke="{}" stroke-width="1.5")~", colour)
                    : fmt::format(R"~(fill="{}" fill-opacity="{}")~", colour,
@@ -208,8 +209,10 @@ std::string marker_svg(const PlotPoint& p, double x, double y, bool final_number
 }
 
 std::string scatter_svg(const ScatterChart& chart) {
-  const double W = 640, L = 60, R = 20, plot_height = 320, title_px = 14, small_px = 11;
-  const double label_height = 12;
+  // Margins: L for the y tick labels and axis name, R for half the widest x tick label
+  // (0.00399) centred on the plot's right edge.
+  const double W = 640, L = 60, R = 30, plot_height = 320, title_px = 14, small_px = 11;
+  const double label_height = 12, label_margin = 2;
   double x0 = INFINITY, x1 = -INFINITY, y0 = INFINITY, y1 = -INFINITY;
   for (const auto& p : chart.points) {
     if (!std::isfinite(p.x) || !std::isfinite(p.subset_top1)) continue;
@@ -229,8 +232,9 @@ std::string scatter_svg(const ScatterChart& chart) {
 
   std::string body = text_lines_svg(title_lines, L, 18, 18,
                                     R"~(class="chart-title" font-size="14" font-weight="bold")~");
-  body += fmt::format(R"~(<rect x="{}" y="{}" width="{}" height="{}" fill="none" stroke="#888"/>)~",
-                      L, T, W - L - R, plot_height);
+  body += fmt::format(
+      R"~(<rect class="plot-frame" x="{}" y="{}" width="{}" height="{}" fill="none" stroke="#888"/>)~",
+      L, T, W - L - R, plot_height);
   for (int i = 0; i <= 4; ++i) {
     const double xv = x0 + (x1 - x0) * i / 4, yv = y0 + (y1 - y0) * i / 4;
     body += fmt::format(R"~(<text x="{:.1f}" y="{}" text-anchor="middle">{:.3g}</text>)~", sx(xv),
@@ -252,14 +256,15 @@ std::string scatter_svg(const ScatterChart& chart) {
     if (!std::isfinite(p.x) || !std::isfinite(p.subset_top1)) continue;
     const double x = sx(p.x), y = sy(p.subset_top1);
     const double half = p.kind == PlotKind::baseline ? kBaselineHalfSide : p.radius;
-    (p.kind == PlotKind::explored ? explored : marked) += marker_svg(p, x, y, false);
+    (p.kind == PlotKind::explored ? explored : marked) +=
+        marker_svg(p, x, y, false, plot_class(p.kind));
     if (p.kind != PlotKind::explored) markers.push_back(box_around(x, y, half, half));
     if (!p.final_top1) continue;
     const double final_y = sy(*p.final_top1);
     lines += fmt::format(
         R"~(<line class="re-evaluation" x1="{0:.1f}" y1="{1:.1f}" x2="{0:.1f}" y2="{2:.1f}" stroke="{3}"/>)~",
         x, y, final_y, plot_colour(p.kind));
-    marked += marker_svg(p, x, final_y, true);
+    marked += marker_svg(p, x, final_y, true, "final");
     markers.push_back(box_around(x, final_y, half, half));
   }
   const Box label_area{L + 2, T + 2, W - R - 2, plot_bottom - 2};
@@ -269,8 +274,9 @@ std::string scatter_svg(const ScatterChart& chart) {
     if (p.kind != PlotKind::baseline || !std::isfinite(p.x) || !std::isfinite(p.subset_top1))
       continue;
     const double x = sx(p.x), y = sy(p.subset_top1);
-    const Box box =
-        place_label(x, y, text_width(p.name, small_px), label_height, label_area, labels, markers);
+    // The box keeps a margin around the text, room for a font wider than the estimate.
+    const Box box = place_label(x, y, text_width(p.name, small_px) + 2 * label_margin, label_height,
+                                label_area, labels, markers);
     labels.push_back(box);
     // A label moved away from its marker keeps a leader line to it.
     const double near_x = std::clamp(x, box.x0, box.x1), near_y = std::clamp(y, box.y0, box.y1);
@@ -279,8 +285,8 @@ std::string scatter_svg(const ScatterChart& chart) {
           R"~(<line x1="{:.1f}" y1="{:.1f}" x2="{:.1f}" y2="{:.1f}" stroke="#d62728" stroke-opacity="0.6"/>)~",
           x, y, near_x, near_y);
     label_svg += fmt::format(
-        R"~(<text class="baseline-label" x="{:.1f}" y="{:.1f}" fill="#d62728">{}</text>)~", box.x0,
-        box.y0 + 9.5, html_text(p.name));
+        R"~(<text class="baseline-label" x="{:.1f}" y="{:.1f}" fill="#d62728">{}</text>)~",
+        box.x0 + label_margin, box.y0 + 9.5, html_text(p.name));
   }
   body += explored + lines + marked + label_svg;
 
@@ -302,7 +308,7 @@ std::string scatter_svg(const ScatterChart& chart) {
     const double entry_width = 14 + text_width(entry.text, small_px) + 18;
     if (legend_x > L && legend_x + entry_width > W - R) legend_x = L, legend_y += 16;
     body += "<g class=\"legend\">" +
-            marker_svg(entry.sample, legend_x + 5, legend_y - 4, entry.final_number);
+            marker_svg(entry.sample, legend_x + 5, legend_y - 4, entry.final_number, "legend");
     body += fmt::format(R"~(<text x="{:.1f}" y="{:.1f}">{}</text></g>)~", legend_x + 14, legend_y,
                         html_text(entry.text));
     legend_x += entry_width;
