@@ -251,7 +251,8 @@ std::string scatter_svg(const ScatterChart& chart) {
       T + plot_height / 2);
 
   // Markers: explored plans under the lines to the final numbers, under the front and the
-  // baselines; the baselines' labels last, placed around the front and baseline markers.
+  // baselines; the baselines' labels last, placed clear of every marker but the explored
+  // plans' filled ones (too many to avoid) and of every line to a final number.
   std::vector<Box> markers;
   std::string explored, lines, marked;
   for (const auto& p : chart.points) {
@@ -268,6 +269,7 @@ std::string scatter_svg(const ScatterChart& chart) {
         x, y, final_y, plot_colour(p.kind));
     marked += marker_svg(p, x, final_y, true, "final");
     markers.push_back(box_around(x, final_y, half, half));
+    markers.push_back({x - 1, std::min(y, final_y), x + 1, std::max(y, final_y)});  // the line
   }
   const Box label_area{L + 2, T + 2, W - R - 2, plot_bottom - 2};
   std::vector<Box> labels;
