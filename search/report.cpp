@@ -63,14 +63,15 @@ std::string text_lines_svg(const std::vector<std::string>& lines, double x, doub
   return svg;
 }
 
-// 1234567 -> "1,234,567"
-std::string grouped(std::int64_t n) {
-  std::string digits = std::to_string(n < 0 ? -n : n), out;
+// A sample count, 1234567 -> "1,234,567"
+std::string grouped(std::int64_t count) {
+  const std::string digits = std::to_string(count);
+  std::string out;
   for (std::size_t i = 0; i < digits.size(); ++i) {
     if (i > 0 && (digits.size() - i) % 3 == 0) out += ',';
     out += digits[i];
   }
-  return n < 0 ? "-" + out : out;
+  return out;
 }
 
 // The sample counts behind the numbers of one kind (subset or final), as the legend states
@@ -293,27 +294,23 @@ std::string scatter_svg(const ScatterChart& chart) {
   }
   body += explored + lines + marked + label_svg;
 
-  // Legend: a row (wrapped) of marker kinds, then the notes.
-  struct LegendEntry {
-    PlotPoint sample;
-    bool final_number;
-    std::string text;
-  };
-  std::vector<LegendEntry> entries = {
-      {{PlotKind::explored, 0, 0, {}, 4, "", "explored plan"}, false, "explored plan"},
-      {{PlotKind::front, 0, 0, {}, 4, "", "front plan"}, false, "front plan"},
-      {{PlotKind::baseline, 0, 0, {}, 4, "", "uniform baseline"}, false, "uniform baseline"}};
+  // Legend: a row (wrapped) of marker kinds, each a sample marker whose hover text is its
+  // name, then the notes.
+  std::vector<std::pair<PlotPoint, bool>> entries = {
+      // (sample, final number)
+      {{PlotKind::explored, 0, 0, {}, 4, "", "explored plan"}, false},
+      {{PlotKind::front, 0, 0, {}, 4, "", "front plan"}, false},
+      {{PlotKind::baseline, 0, 0, {}, 4, "", "uniform baseline"}, false}};
   if (!chart.final_samples.empty())
-    entries.push_back(
-        {{PlotKind::front, 0, 0, {}, 4, "", "final re-evaluation"}, true, "final re-evaluation"});
+    entries.push_back({{PlotKind::front, 0, 0, {}, 4, "", "final re-evaluation"}, true});
   double legend_x = L, legend_y = plot_bottom + 58;
-  for (const auto& entry : entries) {
-    const double entry_width = 14 + text_width(entry.text, small_px) + 18;
+  for (const auto& [sample, final_number] : entries) {
+    const double entry_width = 14 + text_width(sample.tip, small_px) + 18;
     if (legend_x > L && legend_x + entry_width > W - R) legend_x = L, legend_y += 16;
     body += "<g class=\"legend\">" +
-            marker_svg(entry.sample, legend_x + 5, legend_y - 4, entry.final_number, "legend");
+            marker_svg(sample, legend_x + 5, legend_y - 4, final_number, "legend");
     body += fmt::format(R"~(<text x="{:.1f}" y="{:.1f}">{}</text></g>)~", legend_x + 14, legend_y,
-                        html_text(entry.text));
+                        html_text(sample.tip));
     legend_x += entry_width;
   }
   std::vector<std::string> notes = {
@@ -570,17 +567,19 @@ std::string report_html(const SearchResult& r, const OutputInfo& info) {
   if (has_latency) html += scatter_svg(latency_chart);
   html += scatter_svg(size_chart);
   html +=
-      "<h2>Front</h2><table><tr><th>plan</th><th>top-1 (final)</th><th>drop (pt)</th>"
+      "<h2>Front</h2><table><tr><th>plan</th><th>top-1 (subset)</th><th>top-1 (final)</th>"
+      "<th>drop (pt)</th>"
       "<th>worst class drop (pt)</th><th>predicted latency (ms)</th><th>measured (ms)</th>"
       "<th>size (MB)</th><th>GBOPs</th></tr>";
   for (std::size_t k = 0; k < r.front.size(); ++k) {
     const auto& e = r.evaluations[r.front[k]];
     const PlanMetrics& m = e.final_metrics ? *e.final_metrics : e.metrics;
     html += fmt::format(
-        "<tr><td class=l>{}</td><td>{:.2f}%</td><td>{:.2f}</td><td>{:.2f}</td>"
+        "<tr><td class=l>{}</td><td>{:.2f}%</td><td>{}</td><td>{:.2f}</td><td>{:.2f}</td>"
         "<td>{:.4f}</td><td>{}</td><td>{:.4f}</td><td>{:.3g}</td></tr>",
-        plan_file_name(k), 100 * m.top1, 100 * (r.fp32.top1 - m.top1), 100 * m.worst_class_drop,
-        e.metrics.latency_ms,
+        plan_file_name(k), 100 * e.metrics.top1,
+        e.final_metrics ? fmt::format("{:.2f}%", 100 * e.final_metrics->top1) : "&ndash;",
+        100 * (r.fp32.top1 - m.top1), 100 * m.worst_class_drop, e.metrics.latency_ms,
         e.measured_latency_ms ? fmt::format("{:.4f} &plusmn; {:.4f}", *e.measured_latency_ms,
                                             e.measured_latency_iqr_ms.value_or(0) / 2)
                               : "<span class=muted>not this machine</span>",
