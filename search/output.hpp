@@ -8,8 +8,9 @@
 //   to fp32 or a latency without a profile, is null; names that are not UTF-8 have U+FFFD
 //   for each invalid byte in every file)
 //   sensitivity.csv  layer x option: KL and top-1 drop when only that layer is quantized
-//   report.html    self-contained (inline SVG): front vs baselines, sensitivity heat map,
-//                  per-layer table of the chosen plans, hypervolume, search cost
+//   report.html    self-contained (inline SVG; search/report.hpp): front vs baselines,
+//                  sensitivity heat map, per-layer table of the chosen plans, hypervolume,
+//                  search cost
 #pragma once
 
 #include <filesystem>
@@ -26,6 +27,9 @@ struct OutputInfo {
 // exists as a non-regular file (a device, a folder): run before any work, so an unusable
 // folder fails in a second rather than after the search.
 void prepare_results_folder(const std::filesystem::path& dir);
+
+// "plan_003.yaml": the file of the front's plan at `front_index`.
+std::string plan_file_name(std::size_t front_index);
 
 void write_results(const std::filesystem::path& dir, const SearchResult& result,
                    const OutputInfo& info);
