@@ -339,7 +339,7 @@ constexpr KeyReader<DatasetConfig> kDatasetKeys[] = {
 
 // The rules between keys, once each has been read: what a key requires of, or rules out for,
 // the others.
-void check_dataset_keys(const YamlFile& file, const YAML::Node& node, DatasetConfig& config) {
+void check_dataset_keys(const YamlFile& file, const YAML::Node& node, const DatasetConfig& config) {
   const auto fail = [&](const YAML::Node& at, const std::string& rule) { file.fail(at, rule); };
   if (!node["format"]) fail(node, "dataset.format is required: idx, npy or image_folder");
   if (!node["images"]) fail(node, "dataset.images is required");
@@ -367,9 +367,9 @@ void check_dataset_keys(const YamlFile& file, const YAML::Node& node, DatasetCon
            fmt::format("dataset.calibration.{} describes a separate calibration source: give its "
                        "images too (dataset.calibration.images)",
                        key));
-  if (!separate) return;
-  if (config.calibration.format.empty()) config.calibration.format = config.format;
-  if (config.calibration.format == "image_folder" && calibration["labels"])
+  const std::string& source_format =
+      config.calibration.format.empty() ? config.format : config.calibration.format;
+  if (separate && source_format == "image_folder" && calibration["labels"])
     fail(calibration["labels"],
          "dataset.calibration.labels does not apply to an image_folder source: its labels are "
          "the class folders");
@@ -465,6 +465,9 @@ DatasetConfig parse_dataset_config(const YAML::Node& node, const YamlFile& confi
   DatasetConfig config;
   read_mapping({config_file, node, "dataset", "dataset"}, kDatasetKeys, config);
   check_dataset_keys(config_file, node, config);
+  // A separate calibration source is in the dataset's format unless it names its own.
+  if (!config.calibration.images.empty() && config.calibration.format.empty())
+    config.calibration.format = config.format;
   return config;
 }
 
