@@ -58,7 +58,7 @@ std::filesystem::path config_path(const KeyValue& v) {
   return v.file.path().parent_path() / scalar<std::string>(v);
 }
 
-// Each row of the tables below reads one key; the constraints, limits on the front, may be 0.
+// search.constraints: limits on the front, each a number >= 0.
 template <std::optional<double> search::SearchOptions::*limit>
 void read_constraint(const KeyValue& v, search::SearchOptions& s) {
   s.*limit = positive<double>(v, true);
