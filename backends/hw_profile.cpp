@@ -7,8 +7,13 @@
 #include <algorithm>
 #include <cctype>
 #include <cmath>
+#include <initializer_list>
+#include <map>
 #include <regex>
 #include <span>
+#include <type_traits>
+#include <utility>
+#include <vector>
 
 #include "backends/device.hpp"
 #include "core/error.hpp"
@@ -63,16 +68,6 @@ constexpr std::string_view kPrecisions[] = {"fp32", "int8",     "int8_chained", 
                                             "fp16", "fp8_e4m3", "w4a16"};
 constexpr std::string_view kActivationPrecisions[] = {"fp32", "int8", "bf16", "fp16", "fp8_e4m3"};
 
-constexpr std::string_view kTopKeys[] = {"bitplan_hw_profile", "target", "backend",  "device",
-                                         "libraries",          "timing", "ceilings", "entries",
-                                         "conversions",        "models"};
-constexpr std::string_view kCeilingKeys[] = {"name", "value", "unit", "how"};
-constexpr std::string_view kEntryKeys[] = {"key",     "precision",      "median_us",  "iqr_us",
-                                           "repeats", "implementation", "unsupported"};
-constexpr std::string_view kConversionKeys[] = {"from", "to", "elements", "median_us", "iqr_us"};
-constexpr std::string_view kModelKeys[] = {"model_hash", "model",        "batch",
-                                           "other_us",   "other_iqr_us", "total_fp32_us"};
-
 // Workload keys as backends/workload.hpp writes them; longer ones are not workloads.
 constexpr std::size_t kMaxKeyLength = 256;
 
@@ -83,90 +78,80 @@ std::string quoted(const std::string& text) {
   return fmt::format("'{}...' ({} characters)", text.substr(0, kShown), text.size());
 }
 
+// A profile field's value: text or a number.
 template <typename T>
-T field(const YamlFile& file, const YAML::Node& map, const char* key) {
-  const YAML::Node value = map[key];
-  if (!value) schema_error(file, map, fmt::format("missing field '{}'", key));
+T field_value(const KeyValue& v) {
   const char* expected = std::is_arithmetic_v<T> ? "a number" : "text";
-  if (!value.IsScalar())
-    schema_error(file, value,
-                 fmt::format("field '{}' has the wrong type: {} is not {}", key,
-                             value.IsMap()        ? "a mapping"
-                             : value.IsSequence() ? "a list"
-                                                  : "empty",
-                             expected));
+  if (!v.node.IsScalar())
+    v.fail(fmt::format("field '{}' has the wrong type: {} is not {}", v.key,
+                       v.node.IsMap()        ? "a mapping"
+                       : v.node.IsSequence() ? "a list"
+                                             : "empty",
+                       expected));
   try {
-    return value.as<T>();
+    return v.node.as<T>();
   } catch (const YAML::Exception&) {
-    schema_error(file, value,
-                 fmt::format("field '{}' has the wrong type: {} is not {}", key,
-                             quoted(value.Scalar()), expected));
+    v.fail(fmt::format("field '{}' has the wrong type: {} is not {}", v.key,
+                       quoted(v.node.Scalar()), expected));
   }
 }
 
-template <typename T>
-T optional_field(const YamlFile& file, const YAML::Node& map, const char* key, T fallback) {
-  return map[key] ? field<T>(file, map, key) : fallback;
+// "missing field '<key>'" at `map` for the first of `keys` it lacks.
+void require_fields(const YamlFile& file, const YAML::Node& map,
+                    std::initializer_list<const char*> keys) {
+  for (const char* key : keys)
+    if (!map[key]) schema_error(file, map, fmt::format("missing field '{}'", key));
+}
+
+// A number that must be finite and >= 0.
+double non_negative(const KeyValue& v) {
+  const double value = field_value<double>(v);
+  if (!std::isfinite(value) || value < 0)
+    v.fail(fmt::format("{} must be a finite number >= 0, got {}", v.key, value));
+  return value;
+}
+
+std::string precision(const KeyValue& v, std::span<const std::string_view> known) {
+  const std::string value = field_value<std::string>(v);
+  if (std::find(known.begin(), known.end(), value) == known.end())
+    v.fail(fmt::format("{} {} is not one of {}", v.key, quoted(value), fmt::join(known, ", ")));
+  return value;
+}
+
+std::string workload_key(const KeyValue& v) {
+  static const std::regex pattern(
+      R"(conv:n\d+:c\d+:h\d+:w\d+:k\d+:r\d+:s\d+:st\d+x\d+:p\d+x\d+x\d+x\d+:d\d+x\d+:g\d+|)"
+      R"(gemm:m\d+:n\d+:k\d+)");
+  const std::string key = field_value<std::string>(v);
+  if (key.size() > kMaxKeyLength || !std::regex_match(key, pattern))
+    v.fail(
+        fmt::format("key {} is not a workload key: conv:n{{N}}:c{{C}}:h{{H}}:w{{W}}:"
+                    "k{{K}}:r{{R}}:s{{S}}:st{{sh}}x{{sw}}:p{{t}}x{{l}}x{{b}}x{{r}}:"
+                    "d{{dh}}x{{dw}}:g{{G}} or gemm:m{{M}}:n{{N}}:k{{K}}, at most {} "
+                    "characters",
+                    quoted(key), kMaxKeyLength));
+  return key;
 }
 
 // device, libraries, timing: names (as the profilers write them) to plain values.
-std::map<std::string, std::string> string_map(const YamlFile& file, const YAML::Node& root,
-                                              const char* section) {
+std::map<std::string, std::string> string_map(const KeyValue& v) {
   constexpr std::size_t kMaxName = 64;
   std::map<std::string, std::string> out;
-  const YAML::Node node = root[section];
-  if (!node) return out;
-  if (!node.IsMap()) schema_error(file, node, "expected a mapping of names to values");
-  for (const auto& kv : node) {
+  if (!v.node.IsMap()) v.fail("expected a mapping of names to values");
+  for (const auto& kv : v.node) {
     const std::string& name = kv.first.Scalar();
     const bool plain = std::all_of(name.begin(), name.end(), [](char c) {
       return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.';
     });
     if (name.empty() || name.size() > kMaxName || !plain)
-      schema_error(file, kv.first,
-                   fmt::format("{} name {} must be 1 to {} letters, digits, '_', '-' or '.'",
-                               section, quoted(name), kMaxName));
+      schema_error(v.file, kv.first,
+                   fmt::format("{} name {} must be 1 to {} letters, digits, '_', '-' or '.'", v.key,
+                               quoted(name), kMaxName));
     if (!kv.second.IsScalar())
-      schema_error(file, kv.second, "expected a plain value (text or number)");
+      schema_error(v.file, kv.second, "expected a plain value (text or number)");
     out[kv.first.Scalar()] = kv.second.Scalar();
   }
   return out;
-}
-
-const YAML::Node sequence(const YamlFile& file, const YAML::Node& root, const char* key) {
-  const YAML::Node node = root[key];
-  if (node && !node.IsSequence() && !node.IsNull())
-    schema_error(file, node, fmt::format("'{}' must be a list", key));
-  return node;
-}
-
-// A number read from `map[key]`, which must be finite and >= 0; errors point at the value.
-double non_negative(const YamlFile& file, const YAML::Node& map, const char* key, double v) {
-  if (!std::isfinite(v) || v < 0)
-    schema_error(file, map[key] ? map[key] : map,
-                 fmt::format("{} must be a finite number >= 0, got {}", key, v));
-  return v;
-}
-
-void check_precision(const YamlFile& file, const YAML::Node& map, const char* key,
-                     const std::string& precision, std::span<const std::string_view> known) {
-  if (std::find(known.begin(), known.end(), precision) == known.end())
-    schema_error(
-        file, map[key],
-        fmt::format("{} {} is not one of {}", key, quoted(precision), fmt::join(known, ", ")));
-}
-
-void check_workload_key(const YamlFile& file, const YAML::Node& map, const std::string& key) {
-  static const std::regex pattern(
-      R"(conv:n\d+:c\d+:h\d+:w\d+:k\d+:r\d+:s\d+:st\d+x\d+:p\d+x\d+x\d+x\d+:d\d+x\d+:g\d+|)"
-      R"(gemm:m\d+:n\d+:k\d+)");
-  if (key.size() > kMaxKeyLength || !std::regex_match(key, pattern))
-    schema_error(file, map["key"],
-                 fmt::format("key {} is not a workload key: conv:n{{N}}:c{{C}}:h{{H}}:w{{W}}:"
-                             "k{{K}}:r{{R}}:s{{S}}:st{{sh}}x{{sw}}:p{{t}}x{{l}}x{{b}}x{{r}}:"
-                             "d{{dh}}x{{dw}}:g{{G}} or gemm:m{{M}}:n{{N}}:k{{K}}, at most {} "
-                             "characters",
-                             quoted(key), kMaxKeyLength));
 }
 
 // One entry per identity: a second would be silently shadowed by the first in lookups.
@@ -185,6 +170,154 @@ class Uniques {
   std::map<std::string, YAML::Mark> seen_;
 };
 
+constexpr KeyReader<Ceiling> kCeilingKeys[] = {
+    {"name", [](const KeyValue& v, Ceiling& c) { c.name = field_value<std::string>(v); }},
+    {"value", [](const KeyValue& v, Ceiling& c) { c.value = field_value<double>(v); }},
+    {"unit", [](const KeyValue& v, Ceiling& c) { c.unit = field_value<std::string>(v); }},
+    {"how", [](const KeyValue& v, Ceiling& c) { c.how = field_value<std::string>(v); }},
+};
+
+constexpr KeyReader<ProfileEntry> kEntryKeys[] = {
+    {"key", [](const KeyValue& v, ProfileEntry& e) { e.key = workload_key(v); }},
+    {"precision",
+     [](const KeyValue& v, ProfileEntry& e) { e.precision = precision(v, kPrecisions); }},
+    {"median_us", [](const KeyValue& v, ProfileEntry& e) { e.median_us = non_negative(v); }},
+    {"iqr_us", [](const KeyValue& v, ProfileEntry& e) { e.iqr_us = non_negative(v); }},
+    {"repeats",
+     [](const KeyValue& v, ProfileEntry& e) {
+       e.repeats = field_value<int>(v);
+       if (e.repeats < 0) v.fail(fmt::format("repeats must be >= 0, got {}", e.repeats));
+     }},
+    {"implementation",
+     [](const KeyValue& v, ProfileEntry& e) { e.implementation = field_value<std::string>(v); }},
+    {"unsupported",
+     [](const KeyValue& v, ProfileEntry& e) { e.unsupported = field_value<std::string>(v); }},
+};
+
+constexpr KeyReader<ConversionEntry> kConversionKeys[] = {
+    {"from",
+     [](const KeyValue& v, ConversionEntry& c) { c.from = precision(v, kActivationPrecisions); }},
+    {"to",
+     [](const KeyValue& v, ConversionEntry& c) { c.to = precision(v, kActivationPrecisions); }},
+    {"elements",
+     [](const KeyValue& v, ConversionEntry& c) {
+       c.elements = field_value<std::int64_t>(v);
+       if (c.elements < 1) v.fail(fmt::format("elements must be >= 1, got {}", c.elements));
+     }},
+    {"median_us", [](const KeyValue& v, ConversionEntry& c) { c.median_us = non_negative(v); }},
+    {"iqr_us", [](const KeyValue& v, ConversionEntry& c) { c.iqr_us = non_negative(v); }},
+};
+
+constexpr KeyReader<ModelOverhead> kModelKeys[] = {
+    {"model_hash",
+     [](const KeyValue& v, ModelOverhead& m) { m.model_hash = field_value<std::string>(v); }},
+    {"model", [](const KeyValue& v, ModelOverhead& m) { m.model = field_value<std::string>(v); }},
+    {"batch",
+     [](const KeyValue& v, ModelOverhead& m) {
+       m.batch = field_value<std::int64_t>(v);
+       if (m.batch < 1) v.fail(fmt::format("batch must be >= 1, got {}", m.batch));
+     }},
+    {"other_us", [](const KeyValue& v, ModelOverhead& m) { m.other_us = non_negative(v); }},
+    {"other_iqr_us", [](const KeyValue& v, ModelOverhead& m) { m.other_iqr_us = non_negative(v); }},
+    {"total_fp32_us",
+     [](const KeyValue& v, ModelOverhead& m) { m.total_fp32_us = non_negative(v); }},
+};
+
+// ceilings, entries, conversions, models: lists of sections, each item read with `table`
+// into a new element of `items`, then checked by `check(item node, element)`; `identity`
+// names an element in the "appears twice" error and tells two apart.
+template <typename Item, typename Check, typename Identity>
+void read_list(const KeyValue& v, KeyTable<Item> table, std::vector<Item>& items, Check check,
+               Identity identity) {
+  if (!v.node.IsSequence() && !v.node.IsNull()) v.fail(fmt::format("'{}' must be a list", v.key));
+  Uniques uniques;
+  for (const auto& node : v.node) {
+    Item& item = items.emplace_back();
+    read_section(v.file, node, v.name + "[]", table, item);
+    check(node, item);
+    const auto [what, key] = identity(item);
+    uniques.add(v.file, node, what, key);
+  }
+}
+
+constexpr KeyReader<HwProfile> kProfileKeys[] = {
+    // Read before the table: a profile of another version may have other keys.
+    {"bitplan_hw_profile", [](const KeyValue&, HwProfile&) {}},
+    {"target", [](const KeyValue& v, HwProfile& p) { p.target = field_value<std::string>(v); }},
+    {"backend",
+     [](const KeyValue& v, HwProfile& p) {
+       p.backend = field_value<std::string>(v);
+       if (p.backend != "onednn" && p.backend != "cuda")
+         v.fail(fmt::format("backend '{}' is not one of onednn, cuda", p.backend));
+     }},
+    {"device", [](const KeyValue& v, HwProfile& p) { p.device = string_map(v); }},
+    {"libraries", [](const KeyValue& v, HwProfile& p) { p.libraries = string_map(v); }},
+    {"timing", [](const KeyValue& v, HwProfile& p) { p.timing = string_map(v); }},
+    {"ceilings",
+     [](const KeyValue& v, HwProfile& p) {
+       read_list<Ceiling>(
+           v, kCeilingKeys, p.ceilings,
+           [&](const YAML::Node& node, const Ceiling& ceiling) {
+             require_fields(v.file, node, {"name", "value"});
+             // A ceiling divides in the roofline estimate: it must be a positive rate.
+             if (!std::isfinite(ceiling.value) || ceiling.value <= 0)
+               schema_error(v.file, node["value"],
+                            fmt::format("ceiling '{}' must be a finite number > 0, got {}",
+                                        ceiling.name, ceiling.value));
+           },
+           [](const Ceiling& c) {
+             return std::pair{fmt::format("ceiling {}", quoted(c.name)), c.name};
+           });
+     }},
+    {"entries",
+     [](const KeyValue& v, HwProfile& p) {
+       read_list<ProfileEntry>(
+           v, kEntryKeys, p.entries,
+           [&](const YAML::Node& node, const ProfileEntry& entry) {
+             require_fields(v.file, node, {"key", "precision"});
+             if (entry.unsupported.empty()) {
+               require_fields(v.file, node, {"median_us"});
+               return;
+             }
+             for (const char* measured : {"median_us", "iqr_us", "repeats"})
+               if (node[measured])
+                 schema_error(v.file, node[measured],
+                              fmt::format("an entry with 'unsupported' has no measurement, but "
+                                          "it has '{}'",
+                                          measured));
+           },
+           [](const ProfileEntry& e) {
+             return std::pair{fmt::format("entry {} {}", e.key, e.precision),
+                              e.key + "|" + e.precision};
+           });
+     }},
+    {"conversions",
+     [](const KeyValue& v, HwProfile& p) {
+       read_list<ConversionEntry>(
+           v, kConversionKeys, p.conversions,
+           [&](const YAML::Node& node, const ConversionEntry&) {
+             require_fields(v.file, node, {"from", "to", "elements", "median_us"});
+           },
+           [](const ConversionEntry& c) {
+             return std::pair{
+                 fmt::format("conversion {} -> {} of {} elements", c.from, c.to, c.elements),
+                 fmt::format("{}|{}|{}", c.from, c.to, c.elements)};
+           });
+     }},
+    {"models",
+     [](const KeyValue& v, HwProfile& p) {
+       read_list<ModelOverhead>(
+           v, kModelKeys, p.models,
+           [&](const YAML::Node& node, const ModelOverhead&) {
+             require_fields(v.file, node, {"model_hash", "batch", "other_us"});
+           },
+           [](const ModelOverhead& m) {
+             return std::pair{fmt::format("model {} at batch {}", quoted(m.model_hash), m.batch),
+                              fmt::format("{}|{}", m.model_hash, m.batch)};
+           });
+     }},
+};
+
 }  // namespace
 
 HwProfile load_hw_profile(const std::filesystem::path& path) {
@@ -193,110 +326,22 @@ HwProfile load_hw_profile(const std::filesystem::path& path) {
   if (!root.IsMap())
     fail_input("hardware profile '{}': expected a mapping with 'bitplan_hw_profile: {}' at the top",
                path.string(), HwProfile::kVersion);
-  if (!root["bitplan_hw_profile"])
+  const YAML::Node version_node = root["bitplan_hw_profile"];
+  if (!version_node)
     fail_input(
         "hardware profile '{}': no 'bitplan_hw_profile' version field; is this a bitplan "
         "profile?",
         path.string());
-  const int version = field<int>(file, root, "bitplan_hw_profile");
+  const int version =
+      field_value<int>({file, version_node, "bitplan_hw_profile", "bitplan_hw_profile"});
   if (version != HwProfile::kVersion)
-    schema_error(file, root["bitplan_hw_profile"],
+    schema_error(file, version_node,
                  fmt::format("schema version {} is not supported (this bitplan reads version {}); "
                              "re-run `bitplan profile` to regenerate it",
                              version, HwProfile::kVersion));
-  check_keys(file, root, "", kTopKeys);
   HwProfile p;
-  p.target = field<std::string>(file, root, "target");
-  p.backend = field<std::string>(file, root, "backend");
-  if (p.backend != "onednn" && p.backend != "cuda")
-    schema_error(file, root["backend"],
-                 fmt::format("backend '{}' is not one of onednn, cuda", p.backend));
-  p.device = string_map(file, root, "device");
-  p.libraries = string_map(file, root, "libraries");
-  p.timing = string_map(file, root, "timing");
-  Uniques ceilings, entries, conversions, models;
-  if (const auto node = sequence(file, root, "ceilings"))
-    for (const auto& c : node) {
-      check_keys(file, c, "ceilings[]", kCeilingKeys);
-      p.ceilings.push_back({field<std::string>(file, c, "name"), field<double>(file, c, "value"),
-                            optional_field<std::string>(file, c, "unit", ""),
-                            optional_field<std::string>(file, c, "how", "")});
-      const Ceiling& ceiling = p.ceilings.back();
-      // A ceiling divides in the roofline estimate: it must be a positive rate.
-      if (!std::isfinite(ceiling.value) || ceiling.value <= 0)
-        schema_error(file, c["value"],
-                     fmt::format("ceiling '{}' must be a finite number > 0, got {}", ceiling.name,
-                                 ceiling.value));
-      ceilings.add(file, c, fmt::format("ceiling {}", quoted(ceiling.name)), ceiling.name);
-    }
-  if (const auto node = sequence(file, root, "entries"))
-    for (const auto& e : node) {
-      check_keys(file, e, "entries[]", kEntryKeys);
-      ProfileEntry entry;
-      entry.key = field<std::string>(file, e, "key");
-      check_workload_key(file, e, entry.key);
-      entry.precision = field<std::string>(file, e, "precision");
-      check_precision(file, e, "precision", entry.precision, kPrecisions);
-      entry.unsupported = optional_field<std::string>(file, e, "unsupported", "");
-      if (entry.unsupported.empty()) {
-        entry.median_us = non_negative(file, e, "median_us", field<double>(file, e, "median_us"));
-        entry.iqr_us =
-            non_negative(file, e, "iqr_us", optional_field<double>(file, e, "iqr_us", 0.0));
-        entry.repeats = optional_field<int>(file, e, "repeats", 0);
-        if (entry.repeats < 0)
-          schema_error(file, e["repeats"],
-                       fmt::format("repeats must be >= 0, got {}", entry.repeats));
-      } else {
-        for (const char* measured : {"median_us", "iqr_us", "repeats"})
-          if (e[measured])
-            schema_error(file, e[measured],
-                         fmt::format("an entry with 'unsupported' has no measurement, but it has "
-                                     "'{}'",
-                                     measured));
-      }
-      entry.implementation = optional_field<std::string>(file, e, "implementation", "");
-      entries.add(file, e, fmt::format("entry {} {}", entry.key, entry.precision),
-                  entry.key + "|" + entry.precision);
-      p.entries.push_back(std::move(entry));
-    }
-  if (const auto node = sequence(file, root, "conversions"))
-    for (const auto& c : node) {
-      check_keys(file, c, "conversions[]", kConversionKeys);
-      ConversionEntry conv{field<std::string>(file, c, "from"), field<std::string>(file, c, "to"),
-                           field<std::int64_t>(file, c, "elements"),
-                           field<double>(file, c, "median_us"),
-                           optional_field<double>(file, c, "iqr_us", 0.0)};
-      check_precision(file, c, "from", conv.from, kActivationPrecisions);
-      check_precision(file, c, "to", conv.to, kActivationPrecisions);
-      if (conv.elements < 1)
-        schema_error(file, c["elements"],
-                     fmt::format("elements must be >= 1, got {}", conv.elements));
-      non_negative(file, c, "median_us", conv.median_us);
-      non_negative(file, c, "iqr_us", conv.iqr_us);
-      conversions.add(
-          file, c,
-          fmt::format("conversion {} -> {} of {} elements", conv.from, conv.to, conv.elements),
-          fmt::format("{}|{}|{}", conv.from, conv.to, conv.elements));
-      p.conversions.push_back(std::move(conv));
-    }
-  if (const auto node = sequence(file, root, "models"))
-    for (const auto& m : node) {
-      check_keys(file, m, "models[]", kModelKeys);
-      p.models.push_back({field<std::string>(file, m, "model_hash"),
-                          optional_field<std::string>(file, m, "model", ""),
-                          field<std::int64_t>(file, m, "batch"), field<double>(file, m, "other_us"),
-                          optional_field<double>(file, m, "other_iqr_us", 0.0),
-                          optional_field<double>(file, m, "total_fp32_us", 0.0)});
-      const ModelOverhead& model = p.models.back();
-      non_negative(file, m, "other_us", model.other_us);
-      non_negative(file, m, "other_iqr_us", model.other_iqr_us);
-      non_negative(file, m, "total_fp32_us", model.total_fp32_us);
-      if (model.batch < 1)
-        schema_error(file, m["batch"], fmt::format("batch must be >= 1, got {}", model.batch));
-      models.add(file, m,
-                 fmt::format("model {} at batch {}", quoted(model.model_hash), model.batch),
-                 fmt::format("{}|{}", model.model_hash, model.batch));
-    }
+  read_section(file, root, "", kProfileKeys, p);
+  require_fields(file, root, {"target", "backend"});
   return p;
 }
 

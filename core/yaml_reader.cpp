@@ -1,6 +1,6 @@
 #include "core/yaml_reader.hpp"
 
-#include <fmt/ranges.h>
+#include <fmt/format.h>
 #include <yaml-cpp/eventhandler.h>
 
 #include <algorithm>
@@ -239,18 +239,20 @@ std::string yaml_key_name(std::string_view section, std::string_view key) {
   return section.empty() ? std::string(key) : fmt::format("{}.{}", section, key);
 }
 
-void check_keys(const YamlFile& file, const YAML::Node& node, std::string_view section,
-                std::span<const std::string_view> known) {
+namespace detail {
+
+void require_mapping(const YamlFile& file, const YAML::Node& node, std::string_view section) {
   if (!node.IsMap())
     file.fail(node,
               fmt::format("{} must be a mapping", section.empty() ? "the top level" : section));
-  // Keys are names: the file was refused when read otherwise.
-  for (const auto& kv : node) {
-    if (std::find(known.begin(), known.end(), kv.first.Scalar()) == known.end())
-      file.fail(kv.first,
-                fmt::format("unknown key '{}'; known keys are {}",
-                            yaml_key_name(section, kv.first.Scalar()), fmt::join(known, ", ")));
-  }
 }
+
+void fail_unknown_key(const YamlFile& file, const YAML::Node& key, std::string_view section,
+                      std::string_view known_keys) {
+  file.fail(key, fmt::format("unknown key '{}'; known keys are {}",
+                             yaml_key_name(section, key.Scalar()), known_keys));
+}
+
+}  // namespace detail
 
 }  // namespace bitplan

@@ -9,11 +9,13 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <filesystem>
 #include <span>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
 namespace bitplan {
@@ -65,13 +67,69 @@ class YamlFile {
 // The schema error of every YAML reader: invalid input "<where(node)>: <rule>".
 [[noreturn]] void schema_error(const YamlFile& file, const YAML::Node& node, std::string_view rule);
 
-// A section's key table checked: `node` must be a mapping whose keys are names from
-// `known`, else "unknown key '<section>.<key>'; known keys are a, b, c" at the key (a
-// top-level mapping has an empty `section`: "unknown key '<key>'").
-void check_keys(const YamlFile& file, const YAML::Node& node, std::string_view section,
-                std::span<const std::string_view> known);
-
 // "section.key", or "key" at the top level.
 std::string yaml_key_name(std::string_view section, std::string_view key);
+
+// ---- Key tables --------------------------------------------------------------------------
+// Each section of a file has one table of {key, reader}: read_section takes both the keys it
+// accepts and the "known keys are ..." text of its error from it, so a new key is added in one
+// place and the list in the message cannot drift from the parser.
+
+// A value of a section, as read_section hands it to its key's reader.
+struct KeyValue {
+  const YamlFile& file;
+  const YAML::Node& node;
+  std::string_view key;  // "seed"
+  std::string name;      // "search.seed": how messages name it
+
+  // Invalid input at the value: "<where>: <rule>".
+  [[noreturn]] void fail(std::string_view rule) const { file.fail(node, rule); }
+};
+
+// A row of a section's key table: the key and the function that reads its value into the
+// section's `Target` (the section's struct, or one that also holds what the reading needs).
+template <typename Target>
+struct KeyReader {
+  std::string_view key;
+  void (*read)(const KeyValue& value, Target& target);
+};
+
+template <typename Target>
+using KeyTable = std::span<const KeyReader<Target>>;
+
+// "a, b, c": the keys of `table` in its order.
+template <typename Target>
+std::string known_keys(KeyTable<Target> table) {
+  std::string text;
+  for (const KeyReader<Target>& row : table) text.append(text.empty() ? "" : ", ").append(row.key);
+  return text;
+}
+
+namespace detail {
+// "<section> must be a mapping" ("the top level" for an empty `section`) unless `node` is one.
+void require_mapping(const YamlFile& file, const YAML::Node& node, std::string_view section);
+[[noreturn]] void fail_unknown_key(const YamlFile& file, const YAML::Node& key,
+                                   std::string_view section, std::string_view known_keys);
+}  // namespace detail
+
+// Reads the mapping `node`, the section `section` of `file` ("" for the top level), into
+// `target`. First every key must be in `table`, else "unknown key '<section>.<key>'; known
+// keys are <known_keys(table)>" at the key; then each key present is read, in the table's
+// order, so that a key may rely on those before it. Keys are names and appear once: the file
+// was refused when read otherwise. Required keys and rules between keys are the caller's.
+template <typename Target>
+void read_section(const YamlFile& file, const YAML::Node& node, std::string_view section,
+                  std::type_identity_t<KeyTable<Target>> table, Target& target) {
+  detail::require_mapping(file, node, section);
+  for (const auto& kv : node) {
+    const bool known = std::any_of(table.begin(), table.end(), [&](const KeyReader<Target>& row) {
+      return row.key == kv.first.Scalar();
+    });
+    if (!known) detail::fail_unknown_key(file, kv.first, section, known_keys(table));
+  }
+  for (const KeyReader<Target>& row : table)
+    if (const YAML::Node value = node[std::string(row.key)])
+      row.read({file, value, row.key, yaml_key_name(section, row.key)}, target);
+}
 
 }  // namespace bitplan

@@ -6,9 +6,11 @@
 #include <charconv>
 #include <cmath>
 #include <initializer_list>
-#include <map>
+#include <limits>
 #include <numeric>
 #include <set>
+#include <type_traits>
+#include <utility>
 
 #include "core/error.hpp"
 #include "core/parallel.hpp"
@@ -178,176 +180,200 @@ std::string_view node_kind(const YAML::Node& node) {
   }
 }
 
-// Reads the `dataset:` section, failing with the config file, line and column of the
-// offending node (or the --set that made it).
-class ConfigReader {
- public:
-  explicit ConfigReader(const YamlFile& file) : file_(file) {}
+// The `dataset:` section: errors name the config file, line and column of the offending
+// node (or the --set that made it).
 
-  template <typename... Args>
-  [[noreturn]] void fail(const YAML::Node& at, fmt::format_string<Args...> format,
-                         Args&&... args) const {
-    file_.fail(at, fmt::format(format, std::forward<Args>(args)...));
+template <typename... Args>
+[[noreturn]] void fail_at(const KeyValue& v, fmt::format_string<Args...> format, Args&&... args) {
+  v.fail(fmt::format(format, std::forward<Args>(args)...));
+}
+
+// The same key, name and file for another node: an item of the value's list.
+KeyValue item_of(const KeyValue& v, const YAML::Node& item) {
+  return {v.file, item, v.key, v.name};
+}
+
+// A section of `dataset:`, read with its key table.
+template <typename Target>
+void read_mapping(const KeyValue& v, std::type_identity_t<KeyTable<Target>> table, Target& target) {
+  if (!v.node.IsMap()) fail_at(v, "{} must be a mapping, not {}", v.name, node_kind(v.node));
+  read_section(v.file, v.node, v.name, table, target);
+}
+
+std::string string(const KeyValue& v) {
+  if (!v.node.IsScalar()) fail_at(v, "{} must be a string, not {}", v.name, node_kind(v.node));
+  if (v.node.Scalar().empty()) fail_at(v, "{} must not be empty", v.name);
+  return v.node.Scalar();
+}
+
+// Decimal only: yaml-cpp's own conversion reads "010" as octal.
+template <typename Int>
+Int integer(const KeyValue& v, Int min, Int max) {
+  const std::string text = string(v);
+  const char* last = text.data() + text.size();
+  // from_chars rejects a sign on unsigned types; "-3" is still a number, just out of range.
+  const char* first = text.data() + (std::is_unsigned_v<Int> && text[0] == '-' ? 1 : 0);
+  Int value{};
+  const auto [end, ec] = std::from_chars(first, last, value);
+  if (ec == std::errc::invalid_argument || end != last)
+    fail_at(v, "{} '{}' is not an integer", v.name, text);
+  if (ec == std::errc::result_out_of_range || first != text.data() || value < min || value > max)
+    fail_at(v, "{} {} must be in [{}, {}]", v.name, text, min, max);
+  return value;
+}
+
+float number(const KeyValue& v) {
+  const std::string text = string(v);
+  double value = 0.0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc{} || end != text.data() + text.size())
+    fail_at(v, "{} '{}' is not a number", v.name, text);
+  if (!std::isfinite(static_cast<float>(value)))
+    fail_at(v, "{} {} must be a finite float32", v.name, text);
+  return static_cast<float>(value);
+}
+
+std::vector<float> numbers(const KeyValue& v) {
+  if (!v.node.IsSequence())
+    fail_at(v, "{} must be a list of numbers, not {}", v.name, node_kind(v.node));
+  std::vector<float> values;
+  for (const auto& item : v.node) values.push_back(number(item_of(v, item)));
+  return values;
+}
+
+// Relative paths are relative to the config file's folder.
+fs::path path(const KeyValue& v) {
+  const fs::path path = string(v);
+  return path.is_relative() ? v.file.path().parent_path() / path : path;
+}
+
+std::string one_of(const KeyValue& v, std::initializer_list<std::string_view> allowed) {
+  const std::string value = string(v);
+  if (std::find(allowed.begin(), allowed.end(), value) == allowed.end())
+    fail_at(v, "{} '{}' is not one of {}", v.name, value, fmt::join(allowed, ", "));
+  return value;
+}
+
+std::vector<std::string> class_names(const KeyValue& v) {
+  if (!v.node.IsSequence())
+    fail_at(v, "{} must be a list of names, not {}", v.name, node_kind(v.node));
+  std::vector<std::string> names;
+  std::set<std::string> seen;
+  for (const auto& item : v.node) {
+    names.push_back(string(item_of(v, item)));
+    if (!seen.insert(names.back()).second)
+      fail_at(item_of(v, item), "{} lists '{}' twice", v.name, names.back());
   }
+  return names;
+}
 
-  // The entries of the mapping `node` (named `name` in messages) by key, after checking
-  // that every key is one of `known` (the reader refused repeated keys).
-  std::map<std::string, YAML::Node> mapping(const YAML::Node& node, std::string_view name,
-                                            std::initializer_list<std::string_view> known) const {
-    if (!node.IsMap()) fail(node, "{} must be a mapping, not {}", name, node_kind(node));
-    check_keys(file_, node, name, std::span(known.begin(), known.size()));
-    std::map<std::string, YAML::Node> entries;
-    for (const auto& entry : node) entries.emplace(entry.first.Scalar(), entry.second);
-    return entries;
-  }
+// A selection's keys, shared by dataset.validation (a Selection) and dataset.calibration.
+template <typename S>
+void read_count(const KeyValue& v, S& selection) {
+  selection.count = integer<std::int64_t>(v, 0, std::numeric_limits<std::int64_t>::max());
+}
+template <typename S>
+void read_seed(const KeyValue& v, S& selection) {
+  selection.seed = integer<std::uint64_t>(v, 0, std::numeric_limits<std::uint64_t>::max());
+}
+template <typename S>
+void read_offset(const KeyValue& v, S& selection) {
+  selection.offset = integer<std::int64_t>(v, 0, std::numeric_limits<std::int64_t>::max());
+}
 
-  std::string string(const YAML::Node& node, std::string_view name) const {
-    if (!node.IsScalar()) fail(node, "{} must be a string, not {}", name, node_kind(node));
-    if (node.Scalar().empty()) fail(node, "{} must not be empty", name);
-    return node.Scalar();
-  }
-
-  // Decimal only: yaml-cpp's own conversion reads "010" as octal.
-  template <typename Int>
-  Int integer(const YAML::Node& node, std::string_view name, Int min, Int max) const {
-    const std::string text = string(node, name);
-    const char* last = text.data() + text.size();
-    // from_chars rejects a sign on unsigned types; "-3" is still a number, just out of range.
-    const char* first = text.data() + (std::is_unsigned_v<Int> && text[0] == '-' ? 1 : 0);
-    Int value{};
-    const auto [end, ec] = std::from_chars(first, last, value);
-    if (ec == std::errc::invalid_argument || end != last)
-      fail(node, "{} '{}' is not an integer", name, text);
-    if (ec == std::errc::result_out_of_range || first != text.data() || value < min || value > max)
-      fail(node, "{} {} must be in [{}, {}]", name, text, min, max);
-    return value;
-  }
-
-  float number(const YAML::Node& node, std::string_view name) const {
-    const std::string text = string(node, name);
-    double value = 0.0;
-    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-    if (ec != std::errc{} || end != text.data() + text.size())
-      fail(node, "{} '{}' is not a number", name, text);
-    if (!std::isfinite(static_cast<float>(value)))
-      fail(node, "{} {} must be a finite float32", name, text);
-    return static_cast<float>(value);
-  }
-
-  std::vector<float> numbers(const YAML::Node& node, std::string_view name) const {
-    if (!node.IsSequence())
-      fail(node, "{} must be a list of numbers, not {}", name, node_kind(node));
-    std::vector<float> values;
-    for (const auto& item : node) values.push_back(number(item, name));
-    return values;
-  }
-
-  fs::path path(const YAML::Node& node, std::string_view name) const {
-    const fs::path path = string(node, name);
-    return path.is_relative() ? file_.path().parent_path() / path : path;
-  }
-
-  Selection selection(const YAML::Node& node, std::string_view name) const {
-    Selection selection;
-    for (const auto& [key, value] : mapping(node, name, {"count", "seed", "offset"}))
-      selection_field(key, value, name, selection);
-    return selection;
-  }
-
-  // dataset.calibration: a selection, optionally of its own source in `format` (default:
-  // `dataset_format`).
-  CalibrationConfig calibration(const YAML::Node& node, const std::string& dataset_format) const {
-    constexpr std::string_view kName = "dataset.calibration";
-    CalibrationConfig calibration;
-    const auto entries =
-        mapping(node, kName, {"images", "labels", "format", "count", "seed", "offset"});
-    for (const auto& [key, value] : entries) {
-      const std::string field = fmt::format("{}.{}", kName, key);
-      if (key == "images") calibration.images = path(value, field);
-      if (key == "labels") calibration.labels = path(value, field);
-      if (key == "format") {
-        calibration.format = string(value, field);
-        if (calibration.format != "idx" && calibration.format != "npy" &&
-            calibration.format != "image_folder")
-          fail(value, "{} '{}' is not one of idx, npy, image_folder", field, calibration.format);
-      }
-      if (key == "count" || key == "seed" || key == "offset")
-        selection_field(key, value, kName, calibration);
-    }
-    const bool separate = entries.count("images") != 0;
-    for (const char* key : {"labels", "format"})
-      if (!separate && entries.count(key))
-        fail(entries.at(key),
-             "{}.{} describes a separate calibration source: give its images too "
-             "(dataset.calibration.images)",
-             kName, key);
-    if (!separate) return calibration;
-    if (calibration.format.empty()) calibration.format = dataset_format;
-    if (calibration.format == "image_folder" && entries.count("labels"))
-      fail(entries.at("labels"),
-           "{}.labels does not apply to an image_folder source: its labels are the class folders",
-           kName);
-    return calibration;
-  }
-
-  // One of a selection's fields: count, seed or offset.
-  void selection_field(const std::string& key, const YAML::Node& value, std::string_view name,
-                       Selection& selection) const {
-    const std::string field = fmt::format("{}.{}", name, key);
-    constexpr auto kMax = std::numeric_limits<std::int64_t>::max();
-    if (key == "count") selection.count = integer<std::int64_t>(value, field, 0, kMax);
-    if (key == "seed")
-      selection.seed =
-          integer<std::uint64_t>(value, field, 0, std::numeric_limits<std::uint64_t>::max());
-    if (key == "offset") selection.offset = integer<std::int64_t>(value, field, 0, kMax);
-  }
-
-  Preprocess preprocess(const YAML::Node& node, const std::string& format) const {
-    Preprocess preprocess;
-    constexpr std::string_view kName = "dataset.preprocess";
-    for (const auto& [key, value] :
-         mapping(node, kName, {"scale", "mean", "std", "layout", "resize", "crop", "channels"})) {
-      const std::string field = fmt::format("{}.{}", kName, key);
-      if ((key == "resize" || key == "crop" || key == "channels") && format != "image_folder")
-        fail(value, "{} applies to image_folder datasets only, not {}", field, format);
-      if (key == "scale") preprocess.scale = number(value, field);
-      if (key == "mean") preprocess.mean = numbers(value, field);
-      if (key == "std") {
-        preprocess.std = numbers(value, field);
-        if (std::find(preprocess.std.begin(), preprocess.std.end(), 0.0f) != preprocess.std.end())
-          fail(value, "{} has a 0: every std must be non-zero", field);
-      }
-      if (key == "layout") {
-        preprocess.layout = string(value, field);
-        if (preprocess.layout != "NCHW" && preprocess.layout != "NHWC")
-          fail(value, "{} '{}' is not one of NCHW, NHWC", field, preprocess.layout);
-      }
-      if (key == "resize") preprocess.resize = integer(value, field, 0, 1 << 16);
-      if (key == "crop") preprocess.crop = integer(value, field, 0, 1 << 16);
-      if (key == "channels") {
-        preprocess.channels = integer(value, field, 0, 3);
-        if (preprocess.channels == 2) fail(value, "{} 2 is not one of 0, 1, 3", field);
-      }
-    }
-    return preprocess;
-  }
-
-  std::vector<std::string> class_names(const YAML::Node& node) const {
-    constexpr std::string_view kName = "dataset.class_names";
-    if (!node.IsSequence())
-      fail(node, "{} must be a list of names, not {}", kName, node_kind(node));
-    std::vector<std::string> names;
-    std::set<std::string> seen;
-    for (const auto& item : node) {
-      names.push_back(string(item, kName));
-      if (!seen.insert(names.back()).second) fail(item, "{} lists '{}' twice", kName, names.back());
-    }
-    return names;
-  }
-
- private:
-  const YamlFile& file_;
+constexpr KeyReader<Selection> kSelectionKeys[] = {
+    {"count", read_count<Selection>},
+    {"seed", read_seed<Selection>},
+    {"offset", read_offset<Selection>},
 };
+
+constexpr KeyReader<CalibrationConfig> kCalibrationKeys[] = {
+    {"images", [](const KeyValue& v, CalibrationConfig& c) { c.images = path(v); }},
+    {"labels", [](const KeyValue& v, CalibrationConfig& c) { c.labels = path(v); }},
+    {"format",
+     [](const KeyValue& v, CalibrationConfig& c) {
+       c.format = one_of(v, {"idx", "npy", "image_folder"});
+     }},
+    {"count", read_count<CalibrationConfig>},
+    {"seed", read_seed<CalibrationConfig>},
+    {"offset", read_offset<CalibrationConfig>},
+};
+
+constexpr KeyReader<Preprocess> kPreprocessKeys[] = {
+    {"scale", [](const KeyValue& v, Preprocess& p) { p.scale = number(v); }},
+    {"mean", [](const KeyValue& v, Preprocess& p) { p.mean = numbers(v); }},
+    {"std",
+     [](const KeyValue& v, Preprocess& p) {
+       p.std = numbers(v);
+       if (std::find(p.std.begin(), p.std.end(), 0.0f) != p.std.end())
+         fail_at(v, "{} has a 0: every std must be non-zero", v.name);
+     }},
+    {"layout",
+     [](const KeyValue& v, Preprocess& p) {
+       p.layout = one_of(v, {"NCHW", "NHWC"});
+     }},
+    {"resize", [](const KeyValue& v, Preprocess& p) { p.resize = integer(v, 0, 1 << 16); }},
+    {"crop", [](const KeyValue& v, Preprocess& p) { p.crop = integer(v, 0, 1 << 16); }},
+    {"channels",
+     [](const KeyValue& v, Preprocess& p) {
+       p.channels = integer(v, 0, 3);
+       if (p.channels == 2) fail_at(v, "{} 2 is not one of 0, 1, 3", v.name);
+     }},
+};
+
+constexpr KeyReader<DatasetConfig> kDatasetKeys[] = {
+    {"format",
+     [](const KeyValue& v, DatasetConfig& c) {
+       c.format = one_of(v, {"idx", "npy", "image_folder"});
+     }},
+    {"images", [](const KeyValue& v, DatasetConfig& c) { c.images = path(v); }},
+    {"labels", [](const KeyValue& v, DatasetConfig& c) { c.labels = path(v); }},
+    {"class_names", [](const KeyValue& v, DatasetConfig& c) { c.class_names = class_names(v); }},
+    {"preprocess",
+     [](const KeyValue& v, DatasetConfig& c) { read_mapping(v, kPreprocessKeys, c.preprocess); }},
+    {"calibration",
+     [](const KeyValue& v, DatasetConfig& c) { read_mapping(v, kCalibrationKeys, c.calibration); }},
+    {"validation",
+     [](const KeyValue& v, DatasetConfig& c) { read_mapping(v, kSelectionKeys, c.validation); }},
+};
+
+// The rules between keys, once each has been read: what a key requires of, or rules out for,
+// the others.
+void check_dataset_keys(const YamlFile& file, const YAML::Node& node, const DatasetConfig& config) {
+  const auto fail = [&](const YAML::Node& at, const std::string& rule) { file.fail(at, rule); };
+  if (!node["format"]) fail(node, "dataset.format is required: idx, npy or image_folder");
+  if (!node["images"]) fail(node, "dataset.images is required");
+  const bool folder = config.format == "image_folder";
+  if (folder && node["labels"])
+    fail(node["labels"],
+         "dataset.labels does not apply to image_folder datasets: their labels are the class "
+         "folders");
+  if (!folder && !node["labels"])
+    fail(node, fmt::format("dataset.labels is required for {} datasets", config.format));
+  if (const YAML::Node preprocess = node["preprocess"]; preprocess && !folder)
+    for (const char* key : {"resize", "crop", "channels"})
+      if (preprocess[key])
+        fail(preprocess[key],
+             fmt::format("dataset.preprocess.{} applies to image_folder datasets only, not {}", key,
+                         config.format));
+  const YAML::Node calibration = node["calibration"];
+  if (!calibration) return;
+  // dataset.calibration: a selection, optionally of its own source in its `format`
+  // (default: the dataset's).
+  const bool separate = calibration["images"].IsDefined();
+  for (const char* key : {"labels", "format"})
+    if (!separate && calibration[key])
+      fail(calibration[key],
+           fmt::format("dataset.calibration.{} describes a separate calibration source: give its "
+                       "images too (dataset.calibration.images)",
+                       key));
+  const std::string& source_format =
+      config.calibration.format.empty() ? config.format : config.calibration.format;
+  if (separate && source_format == "image_folder" && calibration["labels"])
+    fail(calibration["labels"],
+         "dataset.calibration.labels does not apply to an image_folder source: its labels are "
+         "the class folders");
+}
 
 }  // namespace
 
@@ -436,43 +462,12 @@ DatasetConfig parse_dataset_config(const YAML::Node& node, const YamlFile& confi
   if (!node.IsDefined())
     fail_input("config '{}': no dataset section: a run needs `dataset:` with format and images",
                config_file.path().string());
-  const ConfigReader reader(config_file);
-  const auto entries = reader.mapping(
-      node, "dataset",
-      {"format", "images", "labels", "class_names", "preprocess", "calibration", "validation"});
-  const auto find = [&](const std::string& key) -> const YAML::Node* {
-    const auto it = entries.find(key);
-    return it == entries.end() ? nullptr : &it->second;
-  };
-
   DatasetConfig config;
-  const YAML::Node* format = find("format");
-  if (!format) reader.fail(node, "dataset.format is required: idx, npy or image_folder");
-  config.format = reader.string(*format, "dataset.format");
-  if (config.format != "idx" && config.format != "npy" && config.format != "image_folder")
-    reader.fail(*format, "dataset.format '{}' is not one of idx, npy, image_folder", config.format);
-
-  const YAML::Node* images = find("images");
-  if (!images) reader.fail(node, "dataset.images is required");
-  config.images = reader.path(*images, "dataset.images");
-
-  const YAML::Node* labels = find("labels");
-  if (config.format == "image_folder" && labels)
-    reader.fail(*labels,
-                "dataset.labels does not apply to image_folder datasets: their labels are the "
-                "class folders");
-  if (config.format != "image_folder" && !labels)
-    reader.fail(node, "dataset.labels is required for {} datasets", config.format);
-  if (labels) config.labels = reader.path(*labels, "dataset.labels");
-
-  if (const YAML::Node* names = find("class_names"))
-    config.class_names = reader.class_names(*names);
-  if (const YAML::Node* preprocess = find("preprocess"))
-    config.preprocess = reader.preprocess(*preprocess, config.format);
-  if (const YAML::Node* calibration = find("calibration"))
-    config.calibration = reader.calibration(*calibration, config.format);
-  if (const YAML::Node* selection = find("validation"))
-    config.validation = reader.selection(*selection, "dataset.validation");
+  read_mapping({config_file, node, "dataset", "dataset"}, kDatasetKeys, config);
+  check_dataset_keys(config_file, node, config);
+  // A separate calibration source is in the dataset's format unless it names its own.
+  if (!config.calibration.images.empty() && config.calibration.format.empty())
+    config.calibration.format = config.format;
   return config;
 }
 

@@ -103,19 +103,37 @@ QuantPlan uniform_plan(std::string_view shorthand, const Graph& graph,
 
 namespace {
 
-constexpr std::string_view kPlanKeys[] = {"bitplan_plan", "model", "model_hash", "defaults",
-                                          "layers"};
-constexpr std::string_view kLayerKeys[] = {"weights", "activations", "dynamic", "calibration"};
-
-QuantSpec spec_at(const YamlFile& file, const YAML::Node& node, const std::string& key) {
-  if (!node.IsScalar())
-    schema_error(file, node, fmt::format("{} must be a spec string like int8/channel/sym", key));
+QuantSpec spec_at(const KeyValue& v) {
+  if (!v.node.IsScalar())
+    v.fail(fmt::format("{} must be a spec string like int8/channel/sym", v.name));
   try {
-    return parse_quant_spec(node.Scalar());
+    return parse_quant_spec(v.node.Scalar());
   } catch (const Error& e) {
-    schema_error(file, node, fmt::format("{}: {}", key, e.what()));
+    v.fail(fmt::format("{}: {}", v.name, e.what()));
   }
 }
+
+constexpr KeyReader<LayerQuant> kLayerKeys[] = {
+    {"weights", [](const KeyValue& v, LayerQuant& q) { q.weights = spec_at(v); }},
+    {"activations", [](const KeyValue& v, LayerQuant& q) { q.activations = spec_at(v); }},
+    {"dynamic",
+     [](const KeyValue& v, LayerQuant& q) {
+       try {
+         q.dynamic = v.node.as<bool>();
+       } catch (const YAML::Exception&) {
+         v.fail(v.name + " must be true or false");
+       }
+     }},
+    {"calibration",
+     [](const KeyValue& v, LayerQuant& q) {
+       if (!v.node.IsScalar()) v.fail(v.name + " must be a method name");
+       try {
+         q.calibration = parse_calibration_method(v.node.Scalar());
+       } catch (const Error& e) {
+         v.fail(e.what());
+       }
+     }},
+};
 
 // One layer entry: "fp32", or a mapping with weights / activations / dynamic / calibration
 // that overrides `base`.
@@ -124,32 +142,9 @@ LayerQuant layer_at(const YamlFile& file, const YAML::Node& node, LayerQuant bas
   if (node.IsScalar() && node.Scalar() == "fp32") return LayerQuant{};
   if (!node.IsMap())
     schema_error(file, node,
-                 fmt::format("{} must be 'fp32' or a mapping with weights, activations, dynamic, "
-                             "calibration",
-                             where));
-  check_keys(file, node, where, kLayerKeys);
-  for (const auto& kv : node) {
-    const std::string& key = kv.first.Scalar();
-    if (key == "weights")
-      base.weights = spec_at(file, kv.second, where + ".weights");
-    else if (key == "activations")
-      base.activations = spec_at(file, kv.second, where + ".activations");
-    else if (key == "dynamic") {
-      try {
-        base.dynamic = kv.second.as<bool>();
-      } catch (const YAML::Exception&) {
-        schema_error(file, kv.second, where + ".dynamic must be true or false");
-      }
-    } else if (key == "calibration") {
-      if (!kv.second.IsScalar())
-        schema_error(file, kv.second, where + ".calibration must be a method name");
-      try {
-        base.calibration = parse_calibration_method(kv.second.Scalar());
-      } catch (const Error& e) {
-        schema_error(file, kv.second, e.what());
-      }
-    }
-  }
+                 fmt::format("{} must be 'fp32' or a mapping with {}", where,
+                             known_keys<LayerQuant>(kLayerKeys)));
+  read_section(file, node, where, kLayerKeys, base);
   if (format_traits(base.activations.format).weights_only)
     schema_error(
         file, node,
@@ -180,6 +175,63 @@ LayerQuant layer_at(const YamlFile& file, const YAML::Node& node, LayerQuant bas
   return base;
 }
 
+// What reading a plan's keys needs (the model) and makes.
+struct PlanReading {
+  std::map<std::string, const QuantizableLayer*> layers;  // the model's, by name
+  std::string_view model_hash;                            // the model's; empty: not checked
+  QuantPlan plan;
+  std::vector<std::string> unknown_layers;  // named by the plan, not quantizable in the model
+};
+
+constexpr KeyReader<PlanReading> kPlanKeys[] = {
+    {"bitplan_plan",
+     [](const KeyValue& v, PlanReading&) {
+       int version = 0;
+       try {
+         version = v.node.as<int>();
+       } catch (const YAML::Exception&) {
+       }
+       if (version != QuantPlan::kVersion)
+         v.fail(
+             fmt::format("plan schema version '{}' is not supported; this bitplan reads "
+                         "version {}",
+                         v.node.Scalar(), QuantPlan::kVersion));
+     }},
+    // The model's name, for people: layers are matched by name and checked by model_hash.
+    {"model", [](const KeyValue&, PlanReading&) {}},
+    {"model_hash",
+     [](const KeyValue& v, PlanReading& r) {
+       if (!v.node.IsScalar()) v.fail("model_hash must be a hash like 5f0cdeadbeef0123");
+       r.plan.model_hash = v.node.Scalar();
+       if (!r.plan.model_hash.empty() && !r.model_hash.empty() && r.plan.model_hash != r.model_hash)
+         fail_input(
+             "plan '{}' was made for another model (model_hash {}, this model's is {}); plans "
+             "map layers by name and would not mean the same here",
+             v.file.path().string(), r.plan.model_hash, r.model_hash);
+     }},
+    {"defaults",
+     [](const KeyValue& v, PlanReading& r) {
+       const LayerQuant base = layer_at(v.file, v.node, LayerQuant{}, v.name);
+       for (const auto& [name, layer] : r.layers) r.plan.layers[name] = base;
+     }},
+    {"layers",
+     [](const KeyValue& v, PlanReading& r) {
+       if (!v.node.IsMap()) v.fail("layers must map layer names to specs");
+       // A layer listed twice was refused when the file was read (a repeated key). Entries
+       // override the defaults, read before them.
+       for (const auto& kv : v.node) {
+         const std::string& name = kv.first.Scalar();
+         if (!r.layers.count(name)) {
+           r.unknown_layers.push_back(name);
+           continue;
+         }
+         const auto it = r.plan.layers.find(name);
+         r.plan.layers[name] = layer_at(
+             v.file, kv.second, it == r.plan.layers.end() ? LayerQuant{} : it->second, name);
+       }
+     }},
+};
+
 }  // namespace
 
 QuantPlan load_plan(const fs::path& path, const Graph& graph, std::string_view model_hash) {
@@ -189,64 +241,23 @@ QuantPlan load_plan(const fs::path& path, const Graph& graph, std::string_view m
   if (!root["bitplan_plan"])
     fail_input("plan '{}': 'bitplan_plan: {}' (the schema version) is required", path.string(),
                QuantPlan::kVersion);
-  check_keys(file, root, "", kPlanKeys);
-  int version = 0;
-  try {
-    version = root["bitplan_plan"].as<int>();
-  } catch (const YAML::Exception&) {
-  }
-  if (version != QuantPlan::kVersion)
-    schema_error(file, root["bitplan_plan"],
-                 fmt::format("plan schema version '{}' is not supported; this bitplan "
-                             "reads version {}",
-                             root["bitplan_plan"].Scalar(), QuantPlan::kVersion));
-  QuantPlan plan;
-  if (const YAML::Node hash = root["model_hash"]) {
-    if (!hash.IsScalar())
-      schema_error(file, hash, "model_hash must be a hash like 5f0cdeadbeef0123");
-    plan.model_hash = hash.Scalar();
-  }
-  if (!plan.model_hash.empty() && !model_hash.empty() && plan.model_hash != model_hash)
-    fail_input(
-        "plan '{}' was made for another model (model_hash {}, this model's is {}); plans map "
-        "layers by "
-        "name and would not mean the same here",
-        path.string(), plan.model_hash, model_hash);
-
   const auto layers = quantizable_layers(graph);
-  std::map<std::string, const QuantizableLayer*> by_name;
-  for (const auto& l : layers) by_name[l.name] = &l;
-  if (const YAML::Node defaults = root["defaults"]) {
-    const LayerQuant base = layer_at(file, defaults, LayerQuant{}, "defaults");
-    for (const auto& l : layers) plan.layers[l.name] = base;
-  }
-  std::vector<std::string> unknown;
-  if (const YAML::Node entries = root["layers"]) {
-    if (!entries.IsMap()) schema_error(file, entries, "layers must map layer names to specs");
-    // A layer listed twice was refused when the file was read (a repeated key).
-    for (const auto& kv : entries) {
-      const std::string& name = kv.first.Scalar();
-      if (!by_name.count(name)) {
-        unknown.push_back(name);
-        continue;
-      }
-      const auto it = plan.layers.find(name);
-      plan.layers[name] =
-          layer_at(file, kv.second, it == plan.layers.end() ? LayerQuant{} : it->second, name);
-    }
-  }
-  if (!unknown.empty()) {
+  PlanReading reading;
+  reading.model_hash = model_hash;
+  for (const auto& l : layers) reading.layers[l.name] = &l;
+  read_section(file, root, "", kPlanKeys, reading);
+  if (!reading.unknown_layers.empty()) {
     std::vector<std::string> valid;
     for (const auto& l : layers) valid.push_back(l.name);
     fail_input(
         "plan '{}' names {} layer(s) that are not quantizable layers of model '{}': {}; "
         "quantizable layers "
         "are: {}",
-        path.string(), unknown.size(), graph.name, fmt::join(unknown, ", "),
-        fmt::join(valid, ", "));
+        path.string(), reading.unknown_layers.size(), graph.name,
+        fmt::join(reading.unknown_layers, ", "), fmt::join(valid, ", "));
   }
-  std::erase_if(plan.layers, [](const auto& kv) { return !kv.second.quantized(); });
-  return plan;
+  std::erase_if(reading.plan.layers, [](const auto& kv) { return !kv.second.quantized(); });
+  return reading.plan;
 }
 
 std::string plan_to_yaml(const QuantPlan& plan) {

@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <vector>
 
 #include "core/error.hpp"
 #include "core/yaml_reader.hpp"
@@ -37,7 +38,16 @@ std::string parse_error(const std::string& text) {
   return message;
 }
 
-constexpr std::string_view kSearchKeys[] = {"policy", "seed"};
+// A section of two keys for the key-table tests: what was read, in the order it was read.
+struct Probe {
+  std::vector<std::string> read;  // "<name>=<value>"
+};
+
+void record(const KeyValue& v, Probe& probe) {
+  probe.read.push_back(v.name + "=" + v.node.Scalar());
+}
+
+constexpr KeyReader<Probe> kProbeKeys[] = {{"policy", record}, {"seed", record}};
 
 }  // namespace
 
@@ -150,14 +160,59 @@ TEST_CASE("yaml reader: schema errors name the node's line, or the --set that ma
 }
 
 TEST_CASE("yaml reader: key tables") {
-  const YamlFile file =
-      YamlFile::parse("search:\n  policy: x\n  sede: 1\nlist: [1]\n", "run.yaml", "config");
-  CHECK(
-      error_of([&] { check_keys(file, file.root()["search"], "search", kSearchKeys); }).second ==
-      "config 'run.yaml' line 3, column 3: unknown key 'search.sede'; known keys are policy, seed");
-  CHECK(contains(error_of([&] { check_keys(file, file.root(), "", kSearchKeys); }).second,
-                 "line 1, column 1: unknown key 'search'; known keys are policy, seed"));
-  CHECK(
-      contains(error_of([&] { check_keys(file, file.root()["list"], "list", kSearchKeys); }).second,
-               "line 4, column 7: list must be a mapping"));
+  const YamlFile file = YamlFile::parse(
+      "search:\n  seed: 7\n  policy: x\nother:\n  sede: 1\nlist: [1]\n", "run.yaml", "config");
+  const YAML::Node& root = file.root();
+
+  SUBCASE("known keys come from the table, in its order") {
+    CHECK(known_keys<Probe>(kProbeKeys) == "policy, seed");
+    constexpr KeyReader<Probe> kMoreKeys[] = {
+        {"seed", record}, {"budget", record}, {"policy", record}};
+    CHECK(known_keys<Probe>(kMoreKeys) == "seed, budget, policy");
+    Probe probe;
+    CHECK(error_of([&] { read_section(file, root["other"], "other", kMoreKeys, probe); }).second ==
+          "config 'run.yaml' line 5, column 3: unknown key 'other.sede'; known keys are seed, "
+          "budget, policy");
+  }
+  SUBCASE("each key is read in the table's order, named by its section") {
+    Probe probe;
+    read_section(file, root["search"], "search", kProbeKeys, probe);
+    CHECK(probe.read == std::vector<std::string>{"search.policy=x", "search.seed=7"});
+  }
+  SUBCASE("unknown keys and non-mappings are refused at their line and column") {
+    Probe probe;
+    CHECK(error_of([&] { read_section(file, root["other"], "other", kProbeKeys, probe); }).second ==
+          "config 'run.yaml' line 5, column 3: unknown key 'other.sede'; known keys are policy, "
+          "seed");
+    CHECK(error_of([&] { read_section(file, root, "", kProbeKeys, probe); }).second ==
+          "config 'run.yaml' line 1, column 1: unknown key 'search'; known keys are policy, seed");
+    CHECK(error_of([&] { read_section(file, root["list"], "list", kProbeKeys, probe); }).second ==
+          "config 'run.yaml' line 6, column 7: list must be a mapping");
+    // Nothing is read from a section with an unknown key.
+    CHECK(probe.read.empty());
+  }
+  SUBCASE("a reader's errors point at the value") {
+    constexpr KeyReader<Probe> kStrictKeys[] = {
+        {"policy", [](const KeyValue& v, Probe&) { v.fail(v.name + " is wrong"); }},
+        {"seed", record}};
+    Probe probe;
+    CHECK(error_of([&] {
+            read_section(file, root["search"], "search", kStrictKeys, probe);
+          }).second == "config 'run.yaml' line 3, column 11: search.policy is wrong");
+  }
+  SUBCASE("a key given twice in a section is refused when the file is read") {
+    CHECK(parse_error("search:\n  seed: 1\n  seed: 2\n") ==
+          "config 'run.yaml' line 3, column 3: key 'search.seed' appears twice in one mapping "
+          "(first at line 2, column 3); each key may appear once");
+  }
+  SUBCASE("an unknown key a --set added names the override, not a line") {
+    YamlFile changed = YamlFile::parse("search:\n  seed: 7\n", "run.yaml", "config");
+    changed.set("search.sede=1");
+    Probe probe;
+    CHECK(error_of([&] {
+            read_section(changed, changed.root()["search"], "search", kProbeKeys, probe);
+          }).second ==
+          "config 'run.yaml' (from --set search.sede=1): unknown key 'search.sede'; known keys "
+          "are policy, seed");
+  }
 }

@@ -177,6 +177,24 @@ TEST_CASE("parse_dataset_config errors name the file, line, column and rule") {
          {"line 5, column 5: a key of dataset is a list; keys must be names"});
 }
 
+TEST_CASE("parse_dataset_config names the --set that made a key or value, not a line") {
+  const auto expect = [](const std::string& assignment, std::string_view part) {
+    YamlFile config = YamlFile::parse("dataset:\n  format: idx\n  images: i\n  labels: l\n",
+                                      "run.yaml", "config");
+    config.set(assignment);
+    check_error([&] { parse_dataset_config(config.root()["dataset"], config); }, {part});
+  };
+  expect("dataset.preprocess.scael=1",
+         "config 'run.yaml' (from --set dataset.preprocess.scael=1): unknown key "
+         "'dataset.preprocess.scael'; known keys are scale, mean, std, layout, resize, crop, "
+         "channels");
+  expect("dataset.validation.seed=-3",
+         "config 'run.yaml' (from --set dataset.validation.seed=-3): dataset.validation.seed -3 "
+         "must be in [0, 18446744073709551615]");
+  expect("dataset.labels=[a]",
+         "config 'run.yaml' (from --set dataset.labels=[a]): dataset.labels must be a string");
+}
+
 TEST_CASE("parse_dataset_config reads a separate calibration source") {
   const DatasetConfig config = parse(R"(
 dataset:
