@@ -103,7 +103,7 @@ int main(int argc, char** argv) {
   chain.timing.budget_ms = std::max(profile.timing.budget_ms, 100.0);
   try {
     GpuContext gpu(device);
-    std::cerr << "device: " << gpu.info().name << " (driver " << gpu.info().driver << ")\n";
+    std::cerr << "device: " << gpu.device().name << " (driver " << gpu.driver() << ")\n";
     if (!profile.workloads.empty()) {
       const int measured = run_profile(gpu, profile);
       std::cerr << "profile " << profile.out << ": " << measured << " new measurements\n";
