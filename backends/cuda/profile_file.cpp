@@ -94,7 +94,8 @@ ProfileFile ProfileFile::load_or_empty(const std::string& path) {
     }
   };
   try {
-    if (document.contains("device")) profile.device_name_ = document["device"].at("name");
+    if (document.contains("device"))
+      profile.device_name_ = document["device"].at("name").get<std::string>();
   } catch (const Json::exception& e) {
     throw ProfileError(action + ": \"device\": " + e.what() + ": must be a mapping with a name");
   }

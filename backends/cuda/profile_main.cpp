@@ -3,9 +3,12 @@
 // the header-only libraries it carries (CLI11, nlohmann/json).
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <cmath>
 #include <iostream>
+#include <string>
+#include <vector>
 
-#include "backends/cuda/check.hpp"
+#include "backends/cuda/errors.hpp"
 #include "backends/cuda/profiler.hpp"
 
 namespace {
@@ -32,7 +35,7 @@ bool is_positive_number(const std::string& text) {
   try {
     std::size_t used = 0;
     const double value = std::stod(text, &used);
-    return used == text.size() && value > 0;
+    return used == text.size() && std::isfinite(value) && value > 0;
   } catch (const std::exception&) {
     return false;
   }
