@@ -35,14 +35,17 @@ struct CpuDevice {
   CpuCapabilities capabilities;  // of onednn_isa
 };
 
+// One GPU as the CUDA runtime describes it (backends/cuda/device_properties.hpp reads it), for
+// the inventory and for the CUDA profiler's profiles alike.
 struct CudaDevice {
   int index = 0;
   std::string name;
-  int sm_major = 0, sm_minor = 0;
+  int sm_major = 0, sm_minor = 0;  // compute capability
   int multiprocessors = 0;
   std::uint64_t memory_bytes = 0;
-  int clock_khz = 0;
+  int clock_khz = 0;  // SM clock
   int memory_bus_bits = 0;
+  std::int64_t l2_bytes = 0;
 };
 
 struct CudaInventory {

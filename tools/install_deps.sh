@@ -5,7 +5,7 @@
 set -euo pipefail
 packages=(
   build-essential cmake pkg-config
-  libdnnl-dev libtbb-dev libyaml-cpp-dev libboost-program-options-dev doctest-dev
+  libdnnl-dev libtbb-dev libyaml-cpp-dev libboost-program-options-dev libcli11-dev doctest-dev
   libprotobuf-dev protobuf-compiler libonnx-dev
   libfmt-dev nlohmann-json3-dev zlib1g-dev libjpeg62-turbo-dev libpng-dev libsqlite3-dev libeigen3-dev
   dataset-fashion-mnist libonnx-testdata

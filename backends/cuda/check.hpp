@@ -1,27 +1,15 @@
-// Error handling for the CUDA profiler. Messages follow the project's rule
-// "<action>: <bad value>: <rule>". This folder builds standalone on GPU machines that lack
-// fmt and the rest of bitplan_core, so it has its own small helpers.
+// CUDA and cuBLAS status checks for the CUDA profiler. This folder builds standalone on GPU
+// machines that lack fmt and the rest of bitplan_core, so it has its own small helpers.
 #pragma once
 
 #include <cublasLt.h>
 #include <cuda_runtime_api.h>
 
-#include <stdexcept>
 #include <string>
 
+#include "backends/cuda/errors.hpp"
+
 namespace bitplan::cuda {
-
-class ProfileError : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
-};
-
-// A well-formed request that this backend cannot run (a shape cuBLASLt refuses, an op
-// without a kernel). The profile records the message as the entry's `unsupported:` reason.
-class Unsupported : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
-};
 
 inline void check_cuda(cudaError_t status, const char* action) {
   if (status != cudaSuccess)

@@ -4,6 +4,7 @@
 #include <cuda_runtime_api.h>
 #include <fmt/format.h>
 
+#include "backends/cuda/device_properties.hpp"
 #include "backends/device.hpp"
 
 namespace bitplan {
@@ -21,21 +22,8 @@ CudaInventory query_cuda() {
     return inventory;
   }
   for (int i = 0; i < count; ++i) {
-    cudaDeviceProp prop{};
-    if (cudaGetDeviceProperties(&prop, i) != cudaSuccess) continue;
-    CudaDevice d;
-    d.index = i;
-    d.name = prop.name;
-    d.sm_major = prop.major;
-    d.sm_minor = prop.minor;
-    d.multiprocessors = prop.multiProcessorCount;
-    d.memory_bytes = prop.totalGlobalMem;
-    int clock = 0, bus = 0;
-    cudaDeviceGetAttribute(&clock, cudaDevAttrClockRate, i);
-    cudaDeviceGetAttribute(&bus, cudaDevAttrGlobalMemoryBusWidth, i);
-    d.clock_khz = clock;
-    d.memory_bus_bits = bus;
-    inventory.devices.push_back(d);
+    CudaDevice device;
+    if (read_cuda_device(i, device) == cudaSuccess) inventory.devices.push_back(device);
   }
   if (inventory.devices.empty()) inventory.unavailable = "the CUDA runtime reports no devices";
   return inventory;

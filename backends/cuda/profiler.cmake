@@ -1,10 +1,11 @@
 # The CUDA latency profiler: library bitplan_cuda_profiler and executable
 # bitplan-cuda-profile. Included by this folder's CMakeLists.txt (full bitplan build) and by
 # standalone/CMakeLists.txt (GPU machines with only the CUDA toolkit). It needs CUDA::cudart,
-# CUDA::cublasLt and nlohmann/json.hpp: the nlohmann_json package when found, otherwise the
-# folder named by BITPLAN_EXTRA_INCLUDE.
+# CUDA::cublasLt and two header-only libraries, nlohmann/json.hpp (profile_file.cmake) and
+# CLI11 (CLI/CLI.hpp): their packages when found, otherwise the folder named by
+# BITPLAN_EXTRA_INCLUDE.
 set(BITPLAN_CUDA_SOURCE_DIR ${CMAKE_CURRENT_LIST_DIR})
-get_filename_component(BITPLAN_CUDA_REPO_ROOT ${CMAKE_CURRENT_LIST_DIR}/../.. ABSOLUTE)
+include(${CMAKE_CURRENT_LIST_DIR}/profile_file.cmake)
 
 add_library(bitplan_cuda_profiler STATIC
   ${BITPLAN_CUDA_SOURCE_DIR}/precision.cpp
@@ -15,8 +16,8 @@ add_library(bitplan_cuda_profiler STATIC
   ${BITPLAN_CUDA_SOURCE_DIR}/profiler.cpp
   ${BITPLAN_CUDA_SOURCE_DIR}/kernels.cu
   ${BITPLAN_CUDA_SOURCE_DIR}/w4a16.cu)
-target_include_directories(bitplan_cuda_profiler PUBLIC ${BITPLAN_CUDA_REPO_ROOT})
-target_link_libraries(bitplan_cuda_profiler PUBLIC CUDA::cudart CUDA::cublasLt ${CMAKE_DL_LIBS})
+target_link_libraries(bitplan_cuda_profiler PUBLIC bitplan_cuda_profile_file CUDA::cudart
+                      CUDA::cublasLt ${CMAKE_DL_LIBS})
 # nvcc takes host warnings through -Xcompiler; -Wpedantic stays off there because nvcc's
 # generated host stubs trip it.
 target_compile_options(bitplan_cuda_profiler PRIVATE
@@ -24,12 +25,22 @@ target_compile_options(bitplan_cuda_profiler PRIVATE
   $<$<COMPILE_LANGUAGE:CUDA>:-Xcompiler=-Wall,-Wextra -lineinfo>)
 # CMake 3.25 knows no C++20 flag for nvcc 13; the kernels need only C++17.
 set_target_properties(bitplan_cuda_profiler PROPERTIES CUDA_STANDARD 17 CUDA_STANDARD_REQUIRED ON)
-if(TARGET nlohmann_json::nlohmann_json)
-  target_link_libraries(bitplan_cuda_profiler PUBLIC nlohmann_json::nlohmann_json)
-elseif(BITPLAN_EXTRA_INCLUDE)
-  target_include_directories(bitplan_cuda_profiler SYSTEM PUBLIC ${BITPLAN_EXTRA_INCLUDE})
-endif()
 
+# The command line is parsed with CLI11 rather than Boost.Program_options (the bitplan CLI's):
+# Program_options is a compiled library, CLI11 is headers only and so travels to GPU machines
+# the way nlohmann/json.hpp does.
 add_executable(bitplan-cuda-profile ${BITPLAN_CUDA_SOURCE_DIR}/profile_main.cpp)
 target_link_libraries(bitplan-cuda-profile PRIVATE bitplan_cuda_profiler)
 target_compile_options(bitplan-cuda-profile PRIVATE -Wall -Wextra -Wpedantic)
+find_package(CLI11 CONFIG QUIET)
+if(TARGET CLI11::CLI11)
+  target_link_libraries(bitplan-cuda-profile PRIVATE CLI11::CLI11)
+else()
+  find_path(BITPLAN_CLI11_INCLUDE CLI/CLI.hpp HINTS ${BITPLAN_EXTRA_INCLUDE})
+  if(NOT BITPLAN_CLI11_INCLUDE)
+    message(FATAL_ERROR "bitplan: bitplan-cuda-profile needs CLI11 (CLI/CLI.hpp): install "
+                        "libcli11-dev or copy /usr/include/CLI into -DBITPLAN_EXTRA_INCLUDE=DIR "
+                        "(docs/cuda_backend.md)")
+  endif()
+  target_include_directories(bitplan-cuda-profile SYSTEM PRIVATE ${BITPLAN_CLI11_INCLUDE})
+endif()

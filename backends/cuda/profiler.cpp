@@ -7,12 +7,12 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <set>
-#include <sstream>
 
 #include "backends/cuda/check.hpp"
 #include "backends/cuda/gemm.hpp"
 #include "backends/cuda/kernels.hpp"
 #include "backends/cuda/layers.hpp"
+#include "backends/cuda/profile_file.hpp"
 #include "backends/cuda/workloads.hpp"
 
 namespace bitplan::cuda {
@@ -31,161 +31,14 @@ std::string target_name(const std::string& device_name) {
 
 namespace {
 
-// YAML double-quoted string: the profiler's own strings never need escapes beyond these.
-std::string quoted(const std::string& text) {
-  std::string out = "\"";
-  for (char ch : text) {
-    if (ch == '"' || ch == '\\') out += '\\';
-    if (ch == '\n') {
-      out += "\\n";
-      continue;
-    }
-    out += ch;
-  }
-  return out + "\"";
-}
-
+// A number for log lines and implementation notes.
 std::string number(double value, int decimals) {
   char buffer[64];
   std::snprintf(buffer, sizeof(buffer), "%.*f", decimals, value);
   return buffer;
 }
 
-// The value of `field: "..."` or `field: 123` in one flow-map line written by this profiler.
-std::string field_of(const std::string& line, const std::string& field) {
-  const std::string marker = field + ": ";
-  std::size_t at = 0;
-  while ((at = line.find(marker, at)) != std::string::npos) {
-    if (at == 0 || line[at - 1] == '{' || line[at - 1] == ' ') break;
-    at += marker.size();
-  }
-  if (at == std::string::npos) return {};
-  std::size_t begin = at + marker.size();
-  if (begin < line.size() && line[begin] == '"') {
-    std::string value;
-    for (std::size_t i = begin + 1; i < line.size() && line[i] != '"'; ++i) {
-      if (line[i] == '\\' && i + 1 < line.size()) ++i;
-      value += line[i];
-    }
-    return value;
-  }
-  const std::size_t end = line.find_first_of(",}", begin);
-  return line.substr(begin, end - begin);
-}
-
-// Lines of an existing profile, by section, keyed so that new measurements can skip them.
-struct ExistingProfile {
-  std::string device_name;
-  std::vector<std::pair<std::string, std::string>> ceilings, entries, conversions;  // key, line
-};
-
-std::string entry_id(const std::string& key, const std::string& precision) {
-  return key + "|" + precision;
-}
-std::string conversion_id(const std::string& from, const std::string& to, std::int64_t elements) {
-  return from + ">" + to + ":" + std::to_string(elements);
-}
-
-ExistingProfile read_existing(const std::string& path) {
-  ExistingProfile existing;
-  std::ifstream file(path);
-  if (!file) return existing;
-  std::string line, section;
-  bool versioned = false;
-  while (std::getline(file, line)) {
-    if (line.rfind("bitplan_hw_profile: 1", 0) == 0) versioned = true;
-    if (line.rfind("device:", 0) == 0) existing.device_name = field_of(line, "name");
-    if (!line.empty() && line[0] != ' ' && line[0] != '#') section = line.substr(0, line.find(':'));
-    if (line.rfind("  - {", 0) != 0) continue;
-    if (section == "ceilings") existing.ceilings.emplace_back(field_of(line, "name"), line);
-    if (section == "entries")
-      existing.entries.emplace_back(entry_id(field_of(line, "key"), field_of(line, "precision")),
-                                    line);
-    if (section == "conversions")
-      existing.conversions.emplace_back(conversion_id(field_of(line, "from"), field_of(line, "to"),
-                                                      std::stoll(field_of(line, "elements"))),
-                                        line);
-  }
-  if (!versioned)
-    throw ProfileError("merging into profile '" + path +
-                       "': no 'bitplan_hw_profile: 1' line: --out must be a profile this tool "
-                       "wrote, or a new file");
-  return existing;
-}
-
-// Ordered list of lines with lookup, so merged files keep the old order and append new ones.
-class Section {
- public:
-  bool has(const std::string& id) const { return index_.count(id) != 0; }
-  void add(const std::string& id, const std::string& line) {
-    if (has(id)) return;
-    index_.insert(id);
-    lines_.push_back(line);
-  }
-  const std::vector<std::string>& lines() const { return lines_; }
-
- private:
-  std::set<std::string> index_;
-  std::vector<std::string> lines_;
-};
-
-struct ProfileDocument {
-  Section ceilings, entries, conversions;
-};
-
-void write_profile(const std::string& path, const GpuContext& gpu, const std::string& target,
-                   const TimingOptions& timing, const ProfileDocument& doc) {
-  const DeviceInfo& d = gpu.info();
-  const std::string temporary = path + ".tmp";
-  {
-    std::ofstream out(temporary);
-    if (!out) throw ProfileError("writing profile '" + temporary + "': the file must be writable");
-    out << "bitplan_hw_profile: 1\n";
-    out << "target: " << quoted(target) << "\n";
-    out << "backend: cuda\n";
-    out << "device: {name: " << quoted(d.name) << ", compute_capability: "
-        << quoted(std::to_string(d.cc_major) + "." + std::to_string(d.cc_minor))
-        << ", multiprocessors: " << d.multiprocessors << ", memory_mib: " << d.memory_mib
-        << ", driver: " << quoted(d.driver) << ", sm_clock_mhz: " << d.sm_clock_mhz
-        << ", l2_mib: " << number(d.l2_mib, 0) << "}\n";
-    out << "libraries: {cuda_runtime: " << quoted(d.cuda_runtime)
-        << ", cublaslt: " << quoted(cublaslt_version())
-        << ", cudnn: \"none (convolutions: im2col + cuBLASLt, direct depthwise kernel)\"}\n";
-    out << "timing: {warmup_runs: " << timing.warmup_runs << ", min_repeats: " << timing.min_repeats
-        << ", budget_ms: " << number(timing.budget_ms, 0)
-        << ", statistic: median, spread: iqr, clock: cuda_events}\n";
-    out << "ceilings:\n";
-    for (const auto& line : doc.ceilings.lines()) out << line << "\n";
-    out << "entries:\n";
-    for (const auto& line : doc.entries.lines()) out << line << "\n";
-    out << "conversions:\n";
-    for (const auto& line : doc.conversions.lines()) out << line << "\n";
-    if (!out) throw ProfileError("writing profile '" + temporary + "': the write failed");
-  }
-  if (std::rename(temporary.c_str(), path.c_str()) != 0)
-    throw ProfileError("writing profile '" + path + "': renaming the temporary file failed");
-}
-
-std::string entry_line(const std::string& key, Precision p, const TimingResult& t,
-                       const std::string& implementation) {
-  return "  - {key: " + quoted(key) + ", precision: " + quoted(to_string(p)) +
-         ", median_us: " + number(t.median_us, 3) + ", iqr_us: " + number(t.iqr_us, 3) +
-         ", repeats: " + std::to_string(t.repeats) + ", implementation: " + quoted(implementation) +
-         "}";
-}
-
-std::string unsupported_line(const std::string& key, Precision p, const std::string& reason) {
-  return "  - {key: " + quoted(key) + ", precision: " + quoted(to_string(p)) +
-         ", unsupported: " + quoted(reason) + "}";
-}
-
-std::string ceiling_line(const std::string& name, double value, const std::string& unit,
-                         const std::string& how) {
-  return "  - {name: " + quoted(name) + ", value: " + number(value, 1) + ", unit: " + quoted(unit) +
-         ", how: " + quoted(how) + "}";
-}
-
-void measure_ceilings(GpuContext& gpu, ProfileDocument& doc,
+void measure_ceilings(GpuContext& gpu, ProfileFile& profile,
                       const std::function<void(const std::string&)>& log) {
   TimingOptions heavy;
   heavy.warmup_runs = 5;
@@ -196,7 +49,7 @@ void measure_ceilings(GpuContext& gpu, ProfileDocument& doc,
   for (Precision p : all_precisions()) {
     if (p == Precision::w4a16) continue;
     const std::string name = "gemm_" + to_string(p) + (p == Precision::int8 ? "_tops" : "_tflops");
-    if (doc.ceilings.has(name)) continue;
+    if (profile.has_ceiling(name)) continue;
     try {
       LayerRunOptions options;
       auto run = make_layer_run(gpu, square, p, options);
@@ -208,8 +61,7 @@ void measure_ceilings(GpuContext& gpu, ProfileDocument& doc,
       if (p == Precision::fp16 || p == Precision::bf16) how += ", fp32 accumulate";
       if (p == Precision::int8) how += " -> int32, then int32->fp16 dequant kernel";
       if (p == Precision::fp8_e4m3) how += " -> fp16, fp32 fast accumulate";
-      doc.ceilings.add(name,
-                       ceiling_line(name, rate, p == Precision::int8 ? "TOP/s" : "TFLOP/s", how));
+      profile.add_ceiling(name, rate, p == Precision::int8 ? "TOP/s" : "TFLOP/s", how);
       if (log) log("ceiling " + name + " = " + number(rate, 1));
     } catch (const Unsupported& e) {
       if (log) log("ceiling " + name + " not measured: " + e.what());
@@ -218,10 +70,10 @@ void measure_ceilings(GpuContext& gpu, ProfileDocument& doc,
   // W4A16 at decode sizes: the fraction of DRAM bandwidth that the packed weights stream at.
   for (std::int64_t m : {1, 16}) {
     const std::string name = "w4a16_weight_stream_m" + std::to_string(m);
-    if (doc.ceilings.has(name)) continue;
+    if (profile.has_ceiling(name)) continue;
     const LayerShape shape = parse_layer_key("gemm:m" + std::to_string(m) + ":n8192:k8192");
     LayerRunOptions options;
-    options.rotate_bytes = 4 * gpu.info().l2_bytes;
+    options.rotate_bytes = 4 * gpu.device().l2_bytes;
     auto run = make_layer_run(gpu, shape, Precision::w4a16, options);
     const TimingResult t = time_on_gpu(
         gpu, [&](int i) { run->run(i); }, TimingOptions{});
@@ -229,14 +81,13 @@ void measure_ceilings(GpuContext& gpu, ProfileDocument& doc,
     const double bytes = double(layout.packed_bytes() + 2 * layout.scale_count()) +
                          2.0 * double(m * size) * 2.0;  // + activations in and out
     const double rate = bytes / (t.median_us * 1e-6) / 1e9;
-    doc.ceilings.add(name, ceiling_line(name, rate, "GB/s",
-                                        "bitplan w4a16 kernel m=" + std::to_string(m) +
-                                            " n=k=8192: packed int4 + scale + activation bytes "
-                                            "/ median time (" +
-                                            number(t.median_us, 2) + " us)"));
+    profile.add_ceiling(name, rate, "GB/s",
+                        "bitplan w4a16 kernel m=" + std::to_string(m) +
+                            " n=k=8192: packed int4 + scale + activation bytes / median time (" +
+                            number(t.median_us, 2) + " us)");
     if (log) log("ceiling " + name + " = " + number(rate, 1) + " GB/s");
   }
-  if (!doc.ceilings.has("dram_bandwidth")) {
+  if (!profile.has_ceiling("dram_bandwidth")) {
     const std::size_t bytes = std::size_t{1} << 30;
     DeviceBuffer a(bytes), b(bytes);
     fill_random_bytes(a.get(), std::int64_t(bytes), 99, gpu.stream());
@@ -249,8 +100,7 @@ void measure_ceilings(GpuContext& gpu, ProfileDocument& doc,
         },
         heavy);
     const double rate = 2.0 * double(bytes) / (t.median_us * 1e-6) / 1e9;
-    doc.ceilings.add("dram_bandwidth", ceiling_line("dram_bandwidth", rate, "GB/s",
-                                                    "device copy 1 GiB, bytes read+written"));
+    profile.add_ceiling("dram_bandwidth", rate, "GB/s", "device copy 1 GiB, bytes read+written");
     if (log) log("ceiling dram_bandwidth = " + number(rate, 1) + " GB/s");
   }
 }
@@ -291,29 +141,30 @@ int run_profile(GpuContext& gpu, const ProfileOptions& options) {
     precisions_used.insert(precisions.begin(), precisions.end());
   }
 
-  ProfileDocument doc;
-  const ExistingProfile existing = read_existing(options.out);
-  if (!existing.device_name.empty() && existing.device_name != gpu.info().name)
+  ProfileFile profile = ProfileFile::load_or_empty(options.out);
+  const CudaDevice& device = gpu.device();
+  if (!profile.device_name().empty() && profile.device_name() != device.name)
     throw ProfileError("merging into profile '" + options.out + "': it was measured on '" +
-                       existing.device_name + "', this GPU is '" + gpu.info().name +
+                       profile.device_name() + "', this GPU is '" + device.name +
                        "': a profile holds one device; choose another --out");
-  for (const auto& [id, line] : existing.ceilings) doc.ceilings.add(id, line);
-  for (const auto& [id, line] : existing.entries) doc.entries.add(id, line);
-  for (const auto& [id, line] : existing.conversions) doc.conversions.add(id, line);
-  const std::string target = options.target.empty() ? target_name(gpu.info().name) : options.target;
-  const auto save = [&] { write_profile(options.out, gpu, target, options.timing, doc); };
+  const ProfileHeader header{options.target.empty() ? target_name(device.name) : options.target,
+                             device,
+                             gpu.driver(),
+                             gpu.cuda_runtime(),
+                             cublaslt_version(),
+                             options.timing};
+  const auto save = [&] { profile.save(options.out, header); };
 
-  if (options.ceilings) measure_ceilings(gpu, doc, options.log);
+  if (options.ceilings) measure_ceilings(gpu, profile, options.log);
   save();
 
   LayerRunOptions run_options;
-  run_options.rotate_bytes = 2 * gpu.info().l2_bytes + (8 << 20);
+  run_options.rotate_bytes = 2 * gpu.device().l2_bytes + (8 << 20);
   int measured = 0;
   for (const auto& [shape, precisions] : wanted) {
     const std::string key = layer_key(shape);
     for (Precision p : precisions) {
-      if (doc.entries.has(entry_id(key, to_string(p)))) continue;
-      std::string line;
+      if (profile.has_entry(key, to_string(p))) continue;
       try {
         auto run = make_layer_run(gpu, shape, p, run_options);
         TimingResult t = time_on_gpu(
@@ -336,14 +187,13 @@ int run_profile(GpuContext& gpu, const ProfileOptions& options) {
             implementation += " (dequant + cublasLt fp16: " + number(u.median_us, 1) + " us)";
           }
         }
-        line = entry_line(key, p, t, implementation);
+        profile.add_entry(key, to_string(p), t, implementation);
         if (options.log)
           options.log(key + " " + to_string(p) + " " + number(t.median_us, 2) + " us");
       } catch (const Unsupported& e) {
-        line = unsupported_line(key, p, e.what());
+        profile.add_unsupported(key, to_string(p), e.what());
         if (options.log) options.log(key + " " + to_string(p) + " unsupported: " + e.what());
       }
-      doc.entries.add(entry_id(key, to_string(p)), line);
       if (++measured % 50 == 0) save();
     }
   }
@@ -368,15 +218,11 @@ int run_profile(GpuContext& gpu, const ProfileOptions& options) {
   conversion_timing.budget_ms = std::min(options.timing.budget_ms, 10.0);
   for (std::int64_t elements : conversion_sizes) {
     for (const auto& [from, to] : pairs) {
-      const std::string id = conversion_id(precision_name(from), precision_name(to), elements);
-      if (doc.conversions.has(id)) continue;
+      if (profile.has_conversion(precision_name(from), precision_name(to), elements)) continue;
       auto run = make_conversion_run(gpu, elements, from, to, run_options.rotate_bytes);
       const TimingResult t = time_on_gpu(
           gpu, [&](int i) { run->run(i); }, conversion_timing);
-      doc.conversions.add(
-          id, "  - {from: " + quoted(precision_name(from)) + ", to: " + quoted(precision_name(to)) +
-                  ", elements: " + std::to_string(elements) + ", median_us: " +
-                  number(t.median_us, 3) + ", iqr_us: " + number(t.iqr_us, 3) + "}");
+      profile.add_conversion(precision_name(from), precision_name(to), elements, t);
       ++measured;
     }
   }
@@ -469,7 +315,7 @@ void run_chains(GpuContext& gpu, const ChainOptions& options) {
 
   nlohmann::json out;
   out["bitplan_chain_results"] = 1;
-  out["device"] = gpu.info().name;
+  out["device"] = gpu.device().name;
   out["what"] =
       "layer sequence: each plan's conv/gemm layers back to back in one stream, plus a "
       "conversion kernel wherever a layer's output type differs from the next layer's input "

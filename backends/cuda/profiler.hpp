@@ -1,6 +1,7 @@
 // The CUDA latency profiler: measures every (layer key, precision) of some workloads files
-// on one GPU and writes a hardware profile (YAML, schema version 1, see
-// docs/cuda_backend.md); also runs "layer sequence" chains for validating cost models.
+// on one GPU and writes a hardware profile (schema version 1 as JSON text, which bitplan reads
+// as YAML: profile_file.hpp, docs/cuda_backend.md); also runs "layer sequence" chains for
+// validating cost models.
 #pragma once
 
 #include <functional>
@@ -14,7 +15,7 @@ namespace bitplan::cuda {
 
 struct ProfileOptions {
   std::vector<std::string> workloads;  // workloads JSON files
-  std::string out;                     // profile YAML; an existing one is merged into
+  std::string out;                     // profile file; an existing one is merged into
   std::vector<Precision> precisions;   // empty: each file's own list
   std::string target;                  // empty: derived from the device name
   TimingOptions timing;

@@ -7,6 +7,7 @@
 #include <cmath>
 
 #include "backends/cuda/check.hpp"
+#include "backends/cuda/device_properties.hpp"
 #include "backends/cuda/gemm.hpp"
 #include "backends/cuda/kernels.hpp"
 #include "core/timing_stats.hpp"
@@ -89,24 +90,13 @@ GpuContext::GpuContext(int device) {
   std::string why;
   if (!cuda_device_usable(why)) throw ProfileError("opening the GPU: " + why);
   check_cuda(cudaSetDevice(device), "selecting the CUDA device");
-  cudaDeviceProp prop{};
-  check_cuda(cudaGetDeviceProperties(&prop, device), "reading the device properties");
-  info_.index = device;
-  info_.name = prop.name;
-  info_.cc_major = prop.major;
-  info_.cc_minor = prop.minor;
-  info_.multiprocessors = prop.multiProcessorCount;
-  info_.memory_mib = static_cast<std::int64_t>(prop.totalGlobalMem >> 20);
-  info_.l2_bytes = prop.l2CacheSize;
-  info_.l2_mib = prop.l2CacheSize / 1048576.0;
-  int clock_khz = 0, runtime = 0, driver = 0;
-  cudaDeviceGetAttribute(&clock_khz, cudaDevAttrClockRate, device);
-  info_.sm_clock_mhz = clock_khz / 1000;
+  check_cuda(read_cuda_device(device, device_), "reading the device properties");
+  int runtime = 0, driver = 0;
   cudaRuntimeGetVersion(&runtime);
   cudaDriverGetVersion(&driver);
-  info_.cuda_runtime = cuda_version_text(runtime);
-  info_.driver = nvml_driver_version();
-  if (info_.driver.empty()) info_.driver = "CUDA driver API " + cuda_version_text(driver);
+  cuda_runtime_ = cuda_version_text(runtime);
+  driver_ = nvml_driver_version();
+  if (driver_.empty()) driver_ = "CUDA driver API " + cuda_version_text(driver);
   check_cuda(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "creating a stream");
   check_cublas(cublasLtCreate(&lt_), "creating the cuBLASLt handle");
   workspace_ = DeviceBuffer(LtGemm::kWorkspaceBytes);

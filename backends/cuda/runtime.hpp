@@ -9,6 +9,9 @@
 #include <string>
 #include <vector>
 
+#include "backends/cuda/timing.hpp"
+#include "backends/device.hpp"
+
 namespace bitplan::cuda {
 
 // Owns one cudaMalloc allocation.
@@ -34,19 +37,6 @@ class DeviceBuffer {
   std::size_t bytes_ = 0;
 };
 
-struct DeviceInfo {
-  int index = 0;
-  std::string name;
-  int cc_major = 0, cc_minor = 0;
-  int multiprocessors = 0;
-  std::int64_t memory_mib = 0;
-  std::string driver;  // kernel driver version from NVML when it loads, else the CUDA driver API
-  int sm_clock_mhz = 0;
-  double l2_mib = 0;
-  std::int64_t l2_bytes = 0;
-  std::string cuda_runtime;
-};
-
 // Whether a CUDA GPU can be used here; when not, `why` says what the runtime reported.
 bool cuda_device_usable(std::string& why);
 
@@ -62,26 +52,18 @@ class GpuContext {
   cublasLtHandle_t lt() const { return lt_; }
   void* workspace() const { return workspace_.get(); }
   std::size_t workspace_bytes() const { return workspace_.bytes(); }
-  const DeviceInfo& info() const { return info_; }
+  const CudaDevice& device() const { return device_; }
+  // Kernel driver version from NVML when it loads ("580.159.04"), else the CUDA driver API's.
+  const std::string& driver() const { return driver_; }
+  const std::string& cuda_runtime() const { return cuda_runtime_; }  // e.g. "13.0"
   void synchronize() const;
 
  private:
-  DeviceInfo info_;
+  CudaDevice device_;
+  std::string driver_, cuda_runtime_;
   cudaStream_t stream_ = nullptr;
   cublasLtHandle_t lt_ = nullptr;
   DeviceBuffer workspace_;
-};
-
-struct TimingOptions {
-  int warmup_runs = 10;
-  int min_repeats = 50;
-  int max_repeats = 2000;
-  double budget_ms = 20.0;
-};
-
-struct TimingResult {
-  double median_us = 0, iqr_us = 0;
-  int repeats = 0;
 };
 
 // Times run(i) (i counts up; callers rotate buffer sets with it) with CUDA events around

@@ -17,6 +17,7 @@
 #include "backends/cuda/gemm.hpp"
 #include "backends/cuda/kernels.hpp"
 #include "backends/cuda/layers.hpp"
+#include "backends/cuda/profile_file.hpp"
 #include "backends/cuda/profiler.hpp"
 #include "backends/cuda/runtime.hpp"
 #include "backends/cuda/workloads.hpp"
@@ -412,11 +413,11 @@ TEST_CASE("a profile is written, then merged without re-measuring") {
   // 2 entries (the duplicate key is measured once) + conversions fp16<->int8 for 512 elements.
   CHECK(run_profile(gpu, options) == 4);
   CHECK(run_profile(gpu, options) == 0);
-  std::ifstream in(out);
-  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  CHECK(text.find("bitplan_hw_profile: 1") == 0);
-  CHECK(text.find("{key: \"gemm:m4:n64:k128\", precision: \"int8\", median_us: ") !=
-        std::string::npos);
-  CHECK(text.find("{from: \"fp16\", to: \"int8\", elements: 512") != std::string::npos);
+  const ProfileFile profile = ProfileFile::load_or_empty(out);
+  CHECK(profile.device_name() == gpu.device().name);
+  CHECK(profile.has_entry("gemm:m4:n64:k128", "int8"));
+  CHECK(profile.has_entry("gemm:m4:n64:k128", "fp16"));
+  CHECK(profile.has_conversion("fp16", "int8", 512));
+  CHECK(profile.has_conversion("int8", "fp16", 512));
   std::filesystem::remove_all(folder);
 }

@@ -2,7 +2,7 @@
 # Builds the CUDA profiler standalone on a GPU machine, runs its GPU test, then profiles and
 # runs chains. Everything it writes goes to $OUT (default ./gpu-out). Stages, in order, any
 # subset: build test profile chains. Inputs (prepared on the workstation, see
-# docs/cuda_backend.md): .carry/include (nlohmann/json.hpp, doctest/doctest.h),
+# docs/cuda_backend.md): .carry/include (nlohmann/json.hpp, CLI/ of CLI11, doctest/doctest.h),
 # .carry/workloads/*.json, .carry/plans.json, and an optional earlier profile
 # .carry/h100.yaml to merge into.
 #   backends/cuda/standalone/run_on_gpu.sh build test profile chains
@@ -23,7 +23,9 @@ for stage in "$@"; do
       grep -i warning "$OUT/build.log" | head -20
       echo "build ok" ;;
     test)
-      "$BUILD/bitplan_tests_gpu_profiler" 2>&1 | tee "$OUT/test.log" | tail -25 ;;
+      # A failure (or a skip: no usable GPU) stops the run before anything is profiled.
+      "$BUILD/bitplan_tests_gpu_profiler" 2>&1 | tee "$OUT/test.log" | tail -25
+      [ "${PIPESTATUS[0]}" -eq 0 ] || { echo "gpu test failed"; exit 1; } ;;
     profile)
       [ -f .carry/h100.yaml ] && cp .carry/h100.yaml "$OUT/h100.yaml"
       # Small batches first, so a cut-off run still holds the most used entries; the profile
@@ -31,7 +33,7 @@ for stage in "$@"; do
       timeout "$PROFILE_SECONDS" "$BUILD/bitplan-cuda-profile" ${PROFILE_ARGS:-} --out "$OUT/h100.yaml" --workloads \
         .carry/workloads/*_b1.json .carry/workloads/*_b16.json .carry/workloads/*_b256.json \
         > "$OUT/profile.log" 2>&1
-      echo "profile rc=$? entries=$(grep -c 'precision:' "$OUT/h100.yaml")"
+      echo "profile rc=$? entries=$(grep -c '"precision":' "$OUT/h100.yaml")"
       grep -E "ceiling|error|bitplan-cuda-profile:" "$OUT/profile.log" | head -30 ;;
     chains)
       "$BUILD/bitplan-cuda-profile" --chain .carry/plans.json --chain-out "$OUT/h100_chains.json" \
