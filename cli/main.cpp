@@ -39,27 +39,16 @@ using nlohmann::json;
 namespace bitplan {
 namespace {
 
-constexpr const char* kUsage =
+// The usage text around the subcommand list (kSubcommands, below, fills the middle).
+constexpr const char* kUsageHead =
     R"(bitplan: find the best per-layer quantization plan for a network on your hardware
 
 usage: bitplan <command> [options]
 
 commands:
-  inspect MODEL.onnx        layer table: name, op, shapes, parameters, MACs
-  evaluate                  fp32 accuracy, throughput and per-class accuracy on a dataset;
-                            with --plan, a quantization plan's accuracy and fidelity
-  debug                     per-layer quantization error of a plan (isolated and cumulative)
-  devices                   the CPU (ISA oneDNN uses) and CUDA GPUs bitplan can target
-  search                    find the Pareto-optimal per-layer plans (accuracy x latency x
-                            size) for a model on a target; results/<run>/report.html
-  sensitivity               per-layer sensitivity of every candidate spec (the search's
-                            first step, on its own)
-  profile                   measure per-layer latencies on a backend into hw_profiles/,
-                            and check the latency cost model against end-to-end runs
-  cost                      a plan's predicted latency, size and BOPs on a target, per layer
-  export                    write a plan for deployment: ONNX QDQ model, TensorRT layer
-                            precisions, ONNX Runtime quantization overrides, JSON
+)";
 
+constexpr const char* kUsageTail = R"(
 examples:
   bitplan inspect models/fmnist_resnet.onnx
   bitplan evaluate --config configs/default.yaml
@@ -594,6 +583,56 @@ options)");
   return 0;
 }
 
+// Every subcommand once: its name and arguments, what it does (the usage text's lines) and
+// the function that runs it. A new command is one new row.
+struct Subcommand {
+  std::string_view synopsis;  // the name, then its arguments
+  std::string_view summary;   // lines of the usage text, '\n'-separated
+  int (*run)(const std::vector<std::string>& args);
+  std::string_view name() const { return synopsis.substr(0, synopsis.find(' ')); }
+};
+
+constexpr Subcommand kSubcommands[] = {
+    {"inspect MODEL.onnx", "layer table: name, op, shapes, parameters, MACs", cmd_inspect},
+    {"evaluate",
+     "fp32 accuracy, throughput and per-class accuracy on a dataset;\nwith --plan, a "
+     "quantization plan's accuracy and fidelity",
+     cmd_evaluate},
+    {"debug", "per-layer quantization error of a plan (isolated and cumulative)", cmd_debug},
+    {"devices", "the CPU (ISA oneDNN uses) and CUDA GPUs bitplan can target", cmd_devices},
+    {"search",
+     "find the Pareto-optimal per-layer plans (accuracy x latency x\nsize) for a model on a "
+     "target; results/<run>/report.html",
+     cmd_search},
+    {"sensitivity",
+     "per-layer sensitivity of every candidate spec (the search's\nfirst step, on its own)",
+     cmd_sensitivity},
+    {"profile",
+     "measure per-layer latencies on a backend into hw_profiles/,\nand check the latency cost "
+     "model against end-to-end runs",
+     cmd_profile},
+    {"cost", "a plan's predicted latency, size and BOPs on a target, per layer", cmd_cost},
+    {"export",
+     "write a plan for deployment: ONNX QDQ model, TensorRT layer\nprecisions, ONNX Runtime "
+     "quantization overrides, JSON",
+     cmd_export},
+};
+
+std::string usage_text() {
+  std::string text = kUsageHead;
+  for (const Subcommand& command : kSubcommands) {
+    std::string_view summary = command.summary;
+    std::string_view first = summary.substr(0, summary.find('\n'));
+    text += fmt::format("  {:<26}{}\n", command.synopsis, first);
+    while (first.size() < summary.size()) {
+      summary.remove_prefix(first.size() + 1);
+      first = summary.substr(0, summary.find('\n'));
+      text += fmt::format("{:28}{}\n", "", first);
+    }
+  }
+  return text + kUsageTail;
+}
+
 }  // namespace
 }  // namespace bitplan
 
@@ -603,25 +642,18 @@ int main(int argc, char** argv) {
   install_interrupt_handling();  // before any worker thread exists
   std::vector<std::string> args(argv + 1, argv + argc);
   if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
-    std::cout << kUsage;
+    std::cout << usage_text();
     return args.empty() ? 2 : 0;
   }
   const std::string command = args[0];
   args.erase(args.begin());
   try {
-    if (command == "inspect") return cmd_inspect(args);
-    if (command == "evaluate") return cmd_evaluate(args);
-    if (command == "devices") return cmd_devices(args);
-    if (command == "debug") return cmd_debug(args);
-    if (command == "profile") return cmd_profile(args);
-    if (command == "cost") return cmd_cost(args);
-    if (command == "search") return cmd_search(args);
-    if (command == "sensitivity") return cmd_sensitivity(args);
-    if (command == "export") return cmd_export(args);
-    fail(ErrorKind::usage,
-         "unknown command '{}'; commands are inspect, evaluate, debug, search, sensitivity, "
-         "profile, cost, export, devices (bitplan --help)",
-         command);
+    for (const Subcommand& subcommand : kSubcommands)
+      if (subcommand.name() == command) return subcommand.run(args);
+    std::vector<std::string_view> names;
+    for (const Subcommand& subcommand : kSubcommands) names.push_back(subcommand.name());
+    fail(ErrorKind::usage, "unknown command '{}'; commands are {} (bitplan --help)", command,
+         fmt::join(names, ", "));
   } catch (const Error& e) {
     std::cerr << "bitplan: error: " << e.what() << "\n";
     return static_cast<int>(e.kind());
