@@ -8,14 +8,23 @@ get_filename_component(BITPLAN_CUDA_REPO_ROOT ${CMAKE_CURRENT_LIST_DIR}/../.. AB
 add_library(bitplan_cuda_profile_file STATIC ${CMAKE_CURRENT_LIST_DIR}/profile_file.cpp)
 target_include_directories(bitplan_cuda_profile_file PUBLIC ${BITPLAN_CUDA_REPO_ROOT})
 target_compile_options(bitplan_cuda_profile_file PRIVATE -Wall -Wextra -Wpedantic)
-if(TARGET nlohmann_json::nlohmann_json)
-  target_link_libraries(bitplan_cuda_profile_file PUBLIC nlohmann_json::nlohmann_json)
-else()
-  find_path(BITPLAN_NLOHMANN_INCLUDE nlohmann/json.hpp HINTS ${BITPLAN_EXTRA_INCLUDE})
-  if(NOT BITPLAN_NLOHMANN_INCLUDE)
-    message(FATAL_ERROR "bitplan: the CUDA profiler needs nlohmann/json.hpp: install "
-                        "nlohmann-json3-dev or copy the header into -DBITPLAN_EXTRA_INCLUDE=DIR "
-                        "(docs/cuda_backend.md)")
+
+# Links `target` to the header-only `package_target` where CMake found the package, or else
+# adds the folder that holds `header` under BITPLAN_EXTRA_INCLUDE (the headers carried to a GPU
+# machine, docs/cuda_backend.md); fails at configure time naming the header otherwise.
+function(bitplan_header_only_dependency target scope package_target header debian_package)
+  if(TARGET ${package_target})
+    target_link_libraries(${target} ${scope} ${package_target})
+    return()
   endif()
-  target_include_directories(bitplan_cuda_profile_file SYSTEM PUBLIC ${BITPLAN_NLOHMANN_INCLUDE})
-endif()
+  string(MAKE_C_IDENTIFIER "BITPLAN_INCLUDE_${header}" folder)
+  find_path(${folder} ${header} HINTS ${BITPLAN_EXTRA_INCLUDE})
+  if(NOT ${folder})
+    message(FATAL_ERROR "bitplan: ${target} needs ${header}: install ${debian_package} or copy "
+                        "its headers into -DBITPLAN_EXTRA_INCLUDE=DIR (docs/cuda_backend.md)")
+  endif()
+  target_include_directories(${target} SYSTEM ${scope} ${${folder}})
+endfunction()
+
+bitplan_header_only_dependency(bitplan_cuda_profile_file PUBLIC nlohmann_json::nlohmann_json
+                               nlohmann/json.hpp nlohmann-json3-dev)
