@@ -177,24 +177,38 @@ options)");
                       {"memory_bytes", d.memory_bytes},
                       {"clock_khz", d.clock_khz},
                       {"memory_bus_bits", d.memory_bus_bits}});
-    json out = {{"cpu",
-                 {{"model", cpu.model},
-                  {"logical_cores", cpu.logical_cores},
-                  {"onednn_isa", cpu.onednn_isa},
-                  {"onednn_version", cpu.onednn_version},
-                  {"flags", cpu.flags}}},
-                {"cuda",
-                 {{"built", cuda.built},
-                  {"driver_version", cuda.driver_version},
-                  {"runtime_version", cuda.runtime_version},
-                  {"unavailable", cuda.unavailable},
-                  {"devices", gpus}}}};
+    json out = {
+        {"cpu",
+         {{"model", cpu.model},
+          {"logical_cores", cpu.logical_cores},
+          {"onednn_isa", cpu.onednn_isa},
+          {"onednn_version", cpu.onednn_version},
+          {"flags", cpu.flags},
+          {"capabilities",
+           {{"vnni", cpu.capabilities.vnni},
+            {"avx512", cpu.capabilities.avx512},
+            {"bf16", cpu.capabilities.bf16},
+            {"amx", cpu.capabilities.amx}}},
+          {"cache_bytes", {{"l1d", cpu.l1d_bytes}, {"l2", cpu.l2_bytes}, {"l3", cpu.l3_bytes}}}}},
+        {"cuda",
+         {{"built", cuda.built},
+          {"driver_version", cuda.driver_version},
+          {"runtime_version", cuda.runtime_version},
+          {"unavailable", cuda.unavailable},
+          {"devices", gpus}}}};
     std::cout << json_text(out, 2) << "\n";
     return 0;
   }
   fmt::print("cpu   {} ({} logical cores)\n      oneDNN {} dispatches to {}; flags: {}\n",
              cpu.model, cpu.logical_cores, cpu.onednn_version, cpu.onednn_isa,
              fmt::join(cpu.flags, " "));
+  // What the kernel lists decline on (executor/kernel_list.hpp), and the caches.
+  fmt::print(
+      "      kernels: VNNI {}, AVX-512 {}, bf16 {}, AMX {}; caches L1d {} KiB, L2 {} KiB, L3 "
+      "{} KiB\n",
+      cpu.capabilities.vnni ? "yes" : "no", cpu.capabilities.avx512 ? "yes" : "no",
+      cpu.capabilities.bf16 ? "yes" : "no", cpu.capabilities.amx ? "yes" : "no",
+      cpu.l1d_bytes >> 10, cpu.l2_bytes >> 10, cpu.l3_bytes >> 10);
   if (!cuda.unavailable.empty()) fmt::print("cuda  {}\n", cuda.unavailable);
   for (const auto& d : cuda.devices)
     fmt::print("cuda  #{} {} (sm_{}{}, {} SMs, {:.1f} GiB, driver {}, runtime {})\n", d.index,
