@@ -24,19 +24,20 @@ tools/install_deps.sh
 run_release() {
   cmake --preset release
   cmake --build --preset release -j"$jobs"
-  ctest --preset release
+  ctest --preset release -j"$jobs"  # the tests are independent (own temp folders)
 }
 
 run_asan() {
   cmake --preset asan-ubsan
   cmake --build build-asan -j"$jobs" --target bitplan_check_targets
-  ctest --preset asan-ubsan
+  ctest --preset asan-ubsan -j"$jobs"
 }
 
 run_fuzz() {
   cmake --preset fuzz
   cmake --build --preset fuzz -j"$jobs"  # the test binaries and the harnesses
-  ctest --preset fuzz  # unit, e2e, conformance under the sanitizers; every seed input replayed
+  # unit, e2e, conformance under the sanitizers; every seed input replayed
+  ctest --preset fuzz -j"$jobs"
   mkdir -p build-fuzz/crashes
   local harness name failed=()
   for harness in build-fuzz/tests/fuzz/fuzz_*; do
