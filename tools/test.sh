@@ -23,7 +23,13 @@ tools/install_deps.sh
 
 run_release() {
   cmake --preset release
+  # The interop test's venv (pip install of onnxruntime: network-bound, about 2 min) is made
+  # while the build compiles (CPU-bound); the test finds it in place. A failure here is not
+  # fatal: the test retries and skips with the reason.
+  python3 tests/interop/ort_interop.py --prepare-venv build/interop-venv >build/interop-venv.log 2>&1 &
+  local venv_pid=$!
   cmake --build --preset release -j"$jobs"
+  wait "$venv_pid" || echo "test.sh: interop venv not prepared (build/interop-venv.log); the test will say why"
   ctest --preset release -j"$jobs"  # the tests are independent (own temp folders)
 }
 

@@ -69,11 +69,9 @@ def skip(reason):
     sys.exit(SKIP)
 
 
-def ensure_venv(venv: Path):
-    """Re-runs this script inside a venv with onnxruntime, numpy and onnx."""
+def prepare_venv(venv: Path) -> Path:
+    """Makes `venv` hold the PINNED onnxruntime, numpy and onnx; returns its python."""
     python = venv / "bin" / "python"
-    if os.environ.get("BITPLAN_INTEROP_IN_VENV") == "1":
-        return
     if not python.exists():
         made = subprocess.run([sys.executable, "-m", "venv", str(venv)], capture_output=True, text=True)
         if made.returncode != 0:
@@ -87,6 +85,14 @@ def ensure_venv(venv: Path):
         if pip.returncode != 0:
             detail = pip.stderr.strip().splitlines()[-1] if pip.stderr.strip() else "no output"
             skip(f"pip could not install onnxruntime, numpy and onnx from PyPI (offline?): {detail}")
+    return python
+
+
+def ensure_venv(venv: Path):
+    """Re-runs this script inside a venv with onnxruntime, numpy and onnx."""
+    if os.environ.get("BITPLAN_INTEROP_IN_VENV") == "1":
+        return
+    python = prepare_venv(venv)
     env = dict(os.environ, BITPLAN_INTEROP_IN_VENV="1")
     sys.exit(subprocess.run([str(python), __file__] + sys.argv[1:], env=env).returncode)
 
@@ -176,6 +182,11 @@ def layer_check(args, config, cache, mwork, exported):
 
 
 def main():
+    # tools/test.sh installs the venv while the build compiles (pip is network-bound; the
+    # build is CPU-bound), so the test itself starts with it in place.
+    if len(sys.argv) == 3 and sys.argv[1] == "--prepare-venv":
+        prepare_venv(Path(sys.argv[2]))
+        return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bitplan", required=True)
     parser.add_argument("--dump", required=True, help="bitplan_interop_dump_samples executable")
