@@ -1,57 +1,153 @@
-// Times bitplan's fp32 executor on one model: the plan is built once, a random (not zero)
-// input is rotated between a few buffers so caches do not flatter small models, then the
-// run repeats until the time budget is spent. Prints one JSON line like bench/torch_peer.py.
+// Times bitplan's fp32 executor on one model: the plan is built once, the inputs are rotated
+// between a few buffers so caches do not flatter small models, then the run repeats until the
+// time budget is spent. Prints one JSON line like bench/torch_peer.py.
 //
-//   bench_fp32 MODEL.onnx BATCH THREADS [SECONDS]
+//   bench_fp32 MODEL.onnx BATCH THREADS [SECONDS] [--input NAME=FILE.npy]... [--output OUT.npy]
+//
+// Without --input a float input gets normal noise and an integer input (token ids, attention
+// masks) ones: a valid id and "attend everywhere", and the time does not depend on the values.
+// `--input NAME=FILE.npy` feeds rows [0, BATCH) of FILE to input NAME instead, and its dims
+// after the batch axis size the input's free dimensions (a transformer's sequence length).
+// `--output OUT.npy` writes output 0 of the first run (on the given inputs) for parity checks
+// against another runtime (bench/zoo_vs_ort.py).
 #include <fmt/format.h>
 
 #include <chrono>
+#include <cstring>
 #include <iostream>
+#include <map>
+#include <optional>
 #include <random>
 #include <vector>
 
+#include "core/error.hpp"
 #include "core/parallel.hpp"
 #include "core/timing_stats.hpp"
+#include "data/npy.hpp"
 #include "executor/model.hpp"
 #include "executor/plan.hpp"
 
+namespace {
+
+using namespace bitplan;
+
+struct Args {
+  std::string model;
+  std::int64_t batch = 1;
+  int threads = 1;
+  double seconds = 2.0;
+  std::map<std::string, std::string> input_files;
+  std::optional<std::string> output_file;
+};
+
+Args parse_args(int argc, char** argv) {
+  Args args;
+  std::vector<std::string> positional;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if ((arg == "--input" || arg == "--output") && i + 1 < argc) {
+      const std::string value = argv[++i];
+      if (arg == "--output") {
+        args.output_file = value;
+        continue;
+      }
+      const std::size_t eq = value.rfind('=');
+      if (eq == std::string::npos || eq == 0)
+        fail(ErrorKind::usage, "--input '{}': expected NAME=FILE.npy", value);
+      args.input_files[value.substr(0, eq)] = value.substr(eq + 1);
+    } else {
+      positional.push_back(arg);
+    }
+  }
+  if (positional.size() < 3 || positional.size() > 4)
+    fail(ErrorKind::usage,
+         "usage: bench_fp32 MODEL.onnx BATCH THREADS [SECONDS] [--input NAME=FILE.npy]... "
+         "[--output OUT.npy]");
+  args.model = positional[0];
+  args.batch = std::stoll(positional[1]);
+  args.threads = std::stoi(positional[2]);
+  if (positional.size() == 4) args.seconds = std::stod(positional[3]);
+  return args;
+}
+
+// Rows [0, batch) of `file`, which must have at least `batch` rows.
+Tensor first_rows(const std::string& name, const std::string& file, std::int64_t batch) {
+  const Tensor all = read_npy(file);
+  if (all.dims().empty() || all.dims()[0] < batch)
+    fail(ErrorKind::invalid_input, "--input {}={}: {} has fewer than the batch's {} rows", name,
+         file, to_string(all.dims()), batch);
+  Dims dims = all.dims();
+  dims[0] = batch;
+  Tensor rows(all.dtype(), dims);
+  std::memcpy(rows.raw(), all.raw(), rows.nbytes());
+  return rows;
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
-  using namespace bitplan;
   using Clock = std::chrono::steady_clock;
   limit_openmp_spinning(argv);
-  if (argc < 4) {
-    std::cerr << "usage: bench_fp32 MODEL.onnx BATCH THREADS [SECONDS]\n";
-    return 2;
-  }
   try {
-    const std::int64_t batch = std::stoll(argv[2]);
-    set_num_threads(std::stoi(argv[3]));
-    const double budget = argc > 4 ? std::stod(argv[4]) : 2.0;
-    const LoadedModel model = load_model(argv[1]);
-    ExecutionPlan plan(model.graph, PlanOptions{batch});
+    const Args args = parse_args(argc, argv);
+    set_num_threads(args.threads);
+    LoadedModel model = load_model(args.model);
+    std::map<std::string, Tensor> given;
+    std::vector<InputShape> shapes;
+    for (const auto& [name, file] : args.input_files) {
+      Tensor rows = first_rows(name, file, args.batch);
+      Dims dims = rows.dims();
+      dims[0] = InputShape::kBatchAxis;
+      shapes.push_back({name, dims});
+      given.emplace(name, std::move(rows));
+    }
+    bind_input_shapes(model.graph, shapes, "--input");
+    ExecutionPlan plan(model.graph, PlanOptions{args.batch});
     std::mt19937 rng(42);
     std::normal_distribution<float> normal(0.f, 1.f);
-    std::vector<Tensor> inputs;
-    for (int i = 0; i < 4; ++i) {
-      Tensor t(plan.input_meta()[0].dtype, plan.input_meta()[0].dims);
-      for (std::int64_t j = 0; j < t.numel(); ++j) t.data<float>()[j] = normal(rng);
-      inputs.push_back(std::move(t));
+    // A few input sets to rotate; the given files are the same in each.
+    std::vector<std::vector<Tensor>> input_sets(4);
+    for (auto& set : input_sets) {
+      for (std::size_t i = 0; i < plan.input_meta().size(); ++i) {
+        const ValueMeta& meta = plan.input_meta()[i];
+        const std::string& name = model.graph.inputs[i].name;
+        if (const auto file = given.find(name); file != given.end()) {
+          set.push_back(file->second.clone());
+          continue;
+        }
+        Tensor t(meta.dtype, meta.dims);
+        if (meta.dtype == DType::f32) {
+          for (std::int64_t j = 0; j < t.numel(); ++j) t.data<float>()[j] = normal(rng);
+        } else if (meta.dtype == DType::i64) {
+          for (std::int64_t j = 0; j < t.numel(); ++j) t.data<std::int64_t>()[j] = 1;
+        } else if (meta.dtype == DType::i32) {
+          for (std::int64_t j = 0; j < t.numel(); ++j) t.data<std::int32_t>()[j] = 1;
+        } else {
+          fail(ErrorKind::unsupported, "input '{}' of dtype {}: give it with --input {}=FILE.npy",
+               name, dtype_name(meta.dtype), name);
+        }
+        set.push_back(std::move(t));
+      }
     }
-    for (int i = 0; i < 3; ++i) plan.run(std::span<const Tensor>(&inputs[0], 1));
+    {
+      const std::vector<Tensor> outputs = plan.run(input_sets[0]);
+      if (args.output_file) write_npy(*args.output_file, outputs.at(0));
+    }
+    for (int i = 0; i < 2; ++i) plan.run(input_sets[0]);
     std::vector<double> ms;
     const auto start = Clock::now();
-    while (ms.size() < 5 || std::chrono::duration<double>(Clock::now() - start).count() < budget) {
-      const Tensor& in = inputs[ms.size() % inputs.size()];
+    while (ms.size() < 5 ||
+           std::chrono::duration<double>(Clock::now() - start).count() < args.seconds) {
+      const std::vector<Tensor>& in = input_sets[ms.size() % input_sets.size()];
       const auto t = Clock::now();
-      plan.run(std::span<const Tensor>(&in, 1));
+      plan.run(in);
       ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t).count());
     }
     const Spread spread = median_and_iqr(ms);
     fmt::print(
         "{{\"model\": \"{}\", \"batch\": {}, \"threads\": {}, \"median_ms\": {:.4f}, \"iqr_ms\": "
-        "{:.4f}, "
-        "\"runs\": {}}}\n",
-        argv[1], batch, num_threads(), spread.median, spread.iqr, ms.size());
+        "{:.4f}, \"runs\": {}}}\n",
+        args.model, args.batch, num_threads(), spread.median, spread.iqr, ms.size());
   } catch (const std::exception& e) {
     std::cerr << "bench_fp32: " << e.what() << "\n";
     return 1;
