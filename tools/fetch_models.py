@@ -42,6 +42,10 @@ LOCK = os.path.join(REPO, "tools", "fetch_models.lock")
 ASSETS_LOCK = os.path.join(REPO, "tools", "fetch_models.assets.lock")
 DEBIAN_PYTHON = "/usr/bin/python3"
 APT_PACKAGES = ["python3-torch", "python3-torchvision", "python3-venv"]
+# Debian 12's OpenBLAS, unpacked into the venv only (see ensure_openblas).
+OPENBLAS_DEB_VERSION = "0.3.21+ds-4"
+OPENBLAS_DEB_FILE = "libopenblas0-pthread_0.3.21+ds-4_amd64.deb"
+OPENBLAS_DEB_SHA256 = "4f7e4561dbfa9286c671c91350204fbda7afad675500e59cd4a56f84604844f8"
 
 MODELS = ["mobilenet_v2", "efficientnet_lite0", "minilm_l6", "smollm2_135m"]
 # Data steps each model needs (built first, once).
@@ -130,13 +134,41 @@ def ensure_venv():
         f.write(want + "\n")
 
 
-def bootstrap():
+def ensure_openblas():
+    """Debian's torch calls whatever libblas.so.3 the system's alternatives pick; with only
+    libblas3 (netlib's reference BLAS) a Linear runs ~40x slower than with OpenBLAS. Rather
+    than change the machine's BLAS for everyone, the pinned Debian OpenBLAS .deb is
+    downloaded (`apt-get download`, no install) and unpacked into the venv; the re-executed
+    script gets it through LD_LIBRARY_PATH. Returns that folder, or None (with a warning)."""
+    lib = os.path.join(VENV, "openblas", "usr/lib/x86_64-linux-gnu/openblas-pthread")
+    if os.path.exists(os.path.join(lib, "libblas.so.3")):
+        return lib
+    debs = os.path.join(VENV, "debs")
+    os.makedirs(debs, exist_ok=True)
+    deb = os.path.join(debs, OPENBLAS_DEB_FILE)
+    if not os.path.exists(deb):
+        subprocess.run(["apt-get", "download", f"libopenblas0-pthread={OPENBLAS_DEB_VERSION}"],
+                       cwd=debs, capture_output=True)
+    if not os.path.exists(deb) or sha256_file(deb) != OPENBLAS_DEB_SHA256:
+        log(f"WARNING: could not fetch {OPENBLAS_DEB_FILE} (sha256 {OPENBLAS_DEB_SHA256}) with "
+            "apt-get download; torch runs on the system BLAS, which is very slow when it is "
+            "netlib's reference libblas3")
+        return None
+    subprocess.run(["dpkg-deb", "-x", deb, os.path.join(VENV, "openblas")], check=True)
+    return lib
+
+
+def bootstrap(threads):
     """Returns only when running inside .venv-zoo; otherwise prepares it and re-executes."""
     if os.path.realpath(sys.prefix) == os.path.realpath(VENV):
         return
     ensure_debian_torch()
     ensure_venv()
-    os.execv(VENV_PYTHON, [VENV_PYTHON, os.path.abspath(__file__)] + sys.argv[1:])
+    env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
+    blas = ensure_openblas()
+    if blas:
+        env["LD_LIBRARY_PATH"] = blas + os.pathsep + env.get("LD_LIBRARY_PATH", "")
+    os.execve(VENV_PYTHON, [VENV_PYTHON, os.path.abspath(__file__)] + sys.argv[1:], env)
 
 
 # --------------------------------------------------------------------------------------
@@ -281,7 +313,16 @@ def environment():
             "torchvision": torchvision.__version__, "numpy": numpy.__version__,
             "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__,
             "transformers": transformers.__version__, "tokenizers": tokenizers.__version__,
-            "gguf": version("gguf")}
+            "gguf": version("gguf"), "torch_blas": torch_blas()}
+
+
+def torch_blas():
+    """The BLAS library mapped into this process (after torch has run a matmul)."""
+    import torch
+    torch.ones(4, 4) @ torch.ones(4, 4)
+    libs = {line.split()[-1] for line in open("/proc/self/maps") if "blas" in line.split()[-1]}
+    return sorted(os.path.relpath(x, REPO) if x.startswith(REPO) else x for x in libs) \
+        or ["none found"]
 
 
 # --------------------------------------------------------------------------------------
@@ -586,9 +627,19 @@ def tokenize_fixed(tok, texts, fixed=None, cap=128):
     return ids, mask, {"T": T, "longest_tokens": longest, "truncated": truncated}
 
 
+def text_lines(path):
+    """Lines of a text file; each decoded as UTF-8, else as Windows-1252 (the Pang-Lee file
+    mixes in cp1252 dashes and accents)."""
+    for raw in open(path, "rb"):
+        try:
+            yield raw.decode("utf-8")
+        except UnicodeDecodeError:
+            yield raw.decode("cp1252", errors="replace")
+
+
 def read_word_pairs(path):
     pairs = []
-    for line in open(path, encoding="utf-8"):
+    for line in text_lines(path):
         if line.startswith("#") or not line.strip():
             continue
         a, b, score = line.rstrip("\n").split("\t")[:3]
@@ -599,7 +650,7 @@ def read_word_pairs(path):
 def lee_sentences(path):
     import re
     sents = []
-    for doc in open(path, encoding="utf-8", errors="replace"):
+    for doc in text_lines(path):
         for s in re.split(r"(?<=[.!?])\s+(?=[A-Z\"'])", doc.strip()):
             if 6 <= len(s.split()) <= 60:
                 sents.append(s.strip())
@@ -636,7 +687,7 @@ def step_data_minilm(zoo):
     # Pang-Lee polarity: "__label__pos text" / "__label__neg text", 200 lines.
     member = GENSIM_DATA + "pang_lee_polarity.cor"
     texts, labels = [], []
-    for line in open(zoo.assets.member("gensim", member), encoding="utf-8"):
+    for line in text_lines(zoo.assets.member("gensim", member)):
         if line.strip():
             label, text = line.strip().split(" ", 1)
             labels.append({"__label__neg": 0, "__label__pos": 1}[label])
@@ -680,7 +731,10 @@ def minilm_model(zoo):
     state = load_file(zoo.assets.member(pkg, MINILM_DIR + "model.safetensors"))
     state = {k[5:] if k.startswith("bert.") else k: v for k, v in state.items()}
     missing, unexpected = bert.load_state_dict(state, strict=False)
-    unexpected = [k for k in unexpected if not k.startswith("pooler.")]
+    # pooler (unused by the sentence embedding) and the position_ids buffer older
+    # transformers saved (4.36 rebuilds it as arange) are not weights of the encoder.
+    unexpected = [k for k in unexpected
+                  if not k.startswith("pooler.") and k != "embeddings.position_ids"]
     if missing or unexpected:
         raise ZooError(f"MiniLM weights: missing {missing}, unexpected {unexpected}")
 
@@ -864,7 +918,7 @@ def step_data_smollm2(zoo):
     files.append(zoo.save_npy("data/smollm2_eval_64x256.npy", chunks[final_rows]))
     files.append(zoo.save_npy("data/smollm2_eval_16x128.npy", chunks[search_rows, :128]))
     # Calibration text: a different corpus (Lee background news), 32 windows evenly spaced.
-    lee = open(zoo.assets.member("gensim", LEE), encoding="utf-8", errors="replace").read()
+    lee = "".join(text_lines(zoo.assets.member("gensim", LEE)))
     lee_ids = np.array(tok.encode(lee).ids, np.int64)
     lchunks = lee_ids[: len(lee_ids) // 128 * 128].reshape(-1, 128)
     files.append(zoo.save_npy("data/smollm2_calib_32x128.npy",
@@ -1056,7 +1110,7 @@ def parse_args():
 
 def main():
     args = parse_args()
-    bootstrap()
+    bootstrap(args.threads)
     import torch
     torch.set_num_threads(args.threads)
     torch.set_num_interop_threads(1)
