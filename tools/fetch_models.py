@@ -337,8 +337,48 @@ def export_onnx(model, args, path, input_names, output_names, dynamic_axes, opse
         torch.onnx.export(model, args, tmp, opset_version=opset, do_constant_folding=True,
                           input_names=input_names, output_names=output_names,
                           dynamic_axes=dynamic_axes)
-    onnx.checker.check_model(tmp)
+    m = onnx.load(tmp)
+    name_weights(m)
+    onnx.checker.check_model(m)
+    onnx.save(m, tmp)
     os.replace(tmp, path)
+
+
+def module_path(node_name):
+    """torch 1.13 node name -> module path: '/features/features.0/features.0.0/Conv' ->
+    'features.0.0' (a scope part that extends the previous one by '.' replaces it)."""
+    parts = []
+    for part in node_name.strip("/").split("/")[:-1]:
+        if parts and part.startswith(parts[-1] + "."):
+            parts[-1] = part
+        else:
+            parts.append(part)
+    return ".".join(parts)
+
+
+def name_weights(model):
+    """Renames the exporter's anonymous initializers ('onnx::MatMul_977': BN-folded conv
+    weights, transposed Linear weights) that feed exactly one Conv/Gemm/MatMul after the
+    module they belong to ('bert.encoder.layer.0.attention.self.query.weight'); a MatMul's
+    weight is stored [in, out]. Names only: the computation is unchanged."""
+    uses = {}
+    for node in model.graph.node:
+        for i, name in enumerate(node.input):
+            uses.setdefault(name, []).append((node, i))
+    taken = {t.name for t in model.graph.initializer}
+    for init in model.graph.initializer:
+        if not init.name.startswith("onnx::") or len(uses.get(init.name, [])) != 1:
+            continue
+        node, i = uses[init.name][0]
+        path = module_path(node.name)
+        if node.op_type not in ("Conv", "Gemm", "MatMul") or i not in (1, 2) or not path:
+            continue
+        new = f"{path}.{'weight' if i == 1 else 'bias'}"
+        if new in taken:
+            continue
+        taken.add(new)
+        node.input[i] = new
+        init.name = new
 
 
 def ort_session(path, threads):
