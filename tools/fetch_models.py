@@ -122,8 +122,11 @@ def ensure_venv():
         subprocess.run([DEBIAN_PYTHON, "-m", "venv", "--system-site-packages", VENV], check=True)
     log(f"installing the pins of {os.path.relpath(LOCK, REPO)} (--require-hashes --no-deps)")
     pip = [VENV_PYTHON, "-m", "pip", "--disable-pip-version-check"]
-    r = subprocess.run(pip + ["install", "--no-deps", "--require-hashes", "--only-binary=:all:",
-                              "-r", LOCK])
+    install = pip + ["install", "--no-deps", "--require-hashes", "--only-binary=:all:", "-r", LOCK]
+    r = subprocess.run(install)
+    if r.returncode != 0:
+        log("pip install failed; retrying once (a dropped download is the usual cause)")
+        r = subprocess.run(install)
     if r.returncode != 0:
         raise ZooError(f"pip install -r {LOCK} failed (see above); the lock is for CPython 3.11 "
                        "on linux x86_64 (Debian 12)")
