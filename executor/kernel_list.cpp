@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "core/error.hpp"
+#include "executor/kernels/isa.hpp"
 #include "executor/quant/formats.hpp"
 
 namespace bitplan {
@@ -99,14 +100,44 @@ Reason never_declines(const LayerQuant&, const KernelLayer&, const KernelTarget&
   return std::nullopt;
 }
 
-// Weight-only specs with float activations run the float kernel on weights decompressed at
-// load: the saving is size, not time.
+// Integer weights of at most 4 bits with float activations: bitplan's W4A32 kernel
+// (executor/kernels/w4a32.hpp) reads them packed two per byte and dequantizes in registers,
+// on any scale granularity (per tensor, channel or group of any length) and grid (int2-int4,
+// uint2-uint4, symmetric or not).
+bool takes_w4_weight_only(const LayerQuant& q) {
+  const FormatTraits& w = format_traits(q.weights.format);
+  return q.activations.format == FormatId::fp32 && w.kind == FormatKind::integer && w.bits <= 4;
+}
+
+Reason cpu_w4a32_declines(const LayerQuant&, const KernelLayer& layer, const KernelTarget& t) {
+  if (kernels::isa_of_onednn(t.cpu.onednn_isa) == kernels::Isa::scalar)
+    return fmt::format(
+        "this CPU has no AVX2 (oneDNN ISA {}): the W4A32 kernel's portable path is slower than "
+        "the fp32 kernel on decompressed weights",
+        t.cpu.onednn_isa.empty() ? "unknown" : t.cpu.onednn_isa);
+  if (layer.op_type != "Gemm" && layer.op_type != "MatMul")
+    return fmt::format("the W4A32 kernel is a Gemm/MatMul; this {} has none", layer.op_type);
+  if (layer.weight_rank != 2)
+    return fmt::format("the W4A32 kernel takes a 2-D weight; this one has {} dims",
+                       layer.weight_rank);
+  if (!layer.gemm_default_attributes)
+    return "Gemm with transA, alpha or beta other than the defaults";
+  if (!layer.bias_per_output) return "the Gemm bias is not a constant with one value per output";
+  return std::nullopt;
+}
+
+// Other weight-only specs with float activations run the float kernel on weights
+// decompressed at load: the saving is size, not time.
 constexpr KernelEntry onednn_kernels[] = {
     {"onednn_bf16_conv", "bf16", "bf16 (bf16 weights and activations, Conv)",
      ExecutorPath::onednn_bf16, takes_bf16, onednn_bf16_declines},
     {"onednn_int8", "int8",
      "int8 (signed <= 8-bit symmetric per-channel/tensor weights, 8-bit static activations)",
      ExecutorPath::onednn_int8, takes_8bit_activations, onednn_int8_declines},
+    {"cpu_w4a32", "w4a32",
+     "w4a32 (<= 4-bit integer weights packed two per byte, any scale granularity, fp32 "
+     "activations; Gemm/MatMul, AVX2 or AVX-512)",
+     ExecutorPath::cpu_w4a32, takes_w4_weight_only, cpu_w4a32_declines},
     {"onednn_fp32", "fp32", "fp32 (float activations; weights decompressed at load)",
      ExecutorPath::float_kernel, takes_float_activations, never_declines},
 };
@@ -174,6 +205,7 @@ KernelLayer KernelLayer::of(const Graph& graph, const QuantizableLayer& layer) {
     out.gemm_default_attributes = node->attr_int("transA", 0) == 0 &&
                                   node->attr_float("alpha", 1.f) == 1.f &&
                                   node->attr_float("beta", 1.f) == 1.f;
+  out.weight_rank = graph.initializer(layer.weight)->rank();
   if (layer.op_type != "Conv" && node->inputs.size() > 2 && !node->inputs[2].empty()) {
     const Tensor* bias = graph.initializer(node->inputs[2]);
     const std::int64_t outputs =
@@ -205,8 +237,11 @@ KernelChoice choose_kernel(const LayerQuant& spec, const KernelLayer& layer,
       choice.kernel = &entry;
       return choice;
     }
+    choice.passed_over +=
+        fmt::format("{}{}: {}", choice.passed_over.empty() ? "" : "; ", entry.name, *why);
     reasons.push_back(*why);
   }
+  choice.passed_over.clear();
   if (!reasons.empty()) {
     for (const auto& r : reasons) choice.why_not += (choice.why_not.empty() ? "" : "; ") + r;
     return choice;

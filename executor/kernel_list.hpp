@@ -28,6 +28,7 @@ struct KernelLayer {
   std::string op_type;
   bool gemm_default_attributes = true;  // Gemm: transA 0, alpha 1, beta 1
   bool bias_per_output = true;          // Gemm/MatMul bias: constant, one value per output
+  std::size_t weight_rank = 2;          // dims of the weight initializer
   static KernelLayer of(const Graph& graph, const QuantizableLayer& layer);
 };
 
@@ -44,6 +45,7 @@ enum class ExecutorPath {
   float_kernel,  // fp32 kernel on the simulation's (decompressed) weights
   onednn_int8,   // oneDNN integer kernel on the weight codes
   onednn_bf16,   // oneDNN bf16 kernel
+  cpu_w4a32,     // bitplan's W4A32 kernel on packed <= 4-bit codes (executor/kernels/w4a32.hpp)
   profiled_only  // another device's kernel: timed by its profiler, simulated here
 };
 
@@ -67,6 +69,9 @@ std::span<const KernelEntry> kernel_list(const std::string& backend);
 struct KernelChoice {
   const KernelEntry* kernel = nullptr;  // null: no kernel of the backend runs the spec
   std::string why_not;                  // when null: why, for the user
+  // When an entry was chosen: why the entries before it that take the spec declined it
+  // ("cpu_w4a32: ..."; empty when it was the first), so a fallback names its reason.
+  std::string passed_over;
   std::string precision() const { return kernel ? std::string(kernel->precision) : ""; }
 };
 

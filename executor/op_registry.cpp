@@ -33,6 +33,7 @@ const OpRegistry& OpRegistry::instance() {
     register_onednn_ops(r);
     register_quant_ops(r);
     register_int8_ops(r);
+    register_lowbit_ops(r);
     return r;
   }();
   return registry;

@@ -117,5 +117,6 @@ void register_nn_ops(OpRegistry& registry);
 void register_onednn_ops(OpRegistry& registry);
 void register_quant_ops(OpRegistry& registry);  // bitplan::FakeQuant
 void register_int8_ops(OpRegistry& registry);   // bitplan::Int8Conv, bitplan::Int8MatMul
+void register_lowbit_ops(OpRegistry& registry);  // bitplan::W4A32MatMul (executor/kernels/)
 
 }  // namespace bitplan

@@ -15,6 +15,7 @@
 #include "core/error.hpp"
 #include "core/parallel.hpp"
 #include "executor/kernel_list.hpp"
+#include "executor/kernels/isa.hpp"
 #include "executor/plan.hpp"
 #include "executor/quant/simulate.hpp"
 
@@ -266,7 +267,7 @@ bool complete(const HwProfile& profile, const std::vector<LayerWorkload>& worklo
 }  // namespace
 
 const std::vector<std::string>& onednn_precisions() {
-  static const std::vector<std::string> names{"fp32", "int8", "bf16"};
+  static const std::vector<std::string> names{"fp32", "int8", "bf16", "w4a32"};
   return names;
 }
 
@@ -385,7 +386,8 @@ void profile_model_onednn(const Graph& graph, const std::string& model_name,
   for (const auto& precision : options.precisions)
     if (std::find(onednn_precisions().begin(), onednn_precisions().end(), precision) ==
         onednn_precisions().end())
-      fail_input("profiling on oneDNN: precision '{}' is not one of fp32, int8, bf16", precision);
+      fail_input("profiling on oneDNN: precision '{}' is not one of {}", precision,
+                 fmt::join(onednn_precisions(), ", "));
   for (const std::int64_t batch : options.batches) {
     ExecutionPlan fp32_plan(graph, PlanOptions{batch});
     const auto workloads = layer_workloads(graph, fp32_plan);
@@ -457,6 +459,37 @@ void profile_model_onednn(const Graph& graph, const std::string& model_name,
           if (auto it = build.why_simulated.find(w.layer); it != build.why_simulated.end())
             if (!profile.find(w.key, "bf16"))
               profile.put(ProfileEntry{w.key, "bf16", 0, 0, 0, "", it->second});
+      }
+    }
+
+    // W4A32 (bitplan's kernel on packed <= 4-bit weights, float activations): every layer
+    // the kernel list gives it, timed in one weight-only int4 run. Its time does not depend
+    // on the scale granularity's bookkeeping beyond a few percent (bench/bench_lowbit.cpp),
+    // so one granularity (per channel) stands for all.
+    const bool want_w4 = std::count(options.precisions.begin(), options.precisions.end(), "w4a32");
+    if (want_w4 && (options.remeasure || !complete(profile, workloads, "w4a32"))) {
+      if (graph.inputs.size() != 1) {
+        for (const auto& w : workloads)
+          profile.put(ProfileEntry{w.key, "w4a32", 0, 0, 0, "",
+                                   "w4a32 timing needs a single float input"});
+      } else {
+        auto build = int8_build(graph, model_hash, uniform_plan("W4", graph));
+        if (!build.w4a32_layers.empty()) {
+          say("timing w4a32");
+          ExecutionPlan w4_plan(build.graph, PlanOptions{batch});
+          TimedRuns runs = time_plan(w4_plan, options);
+          record_layers(
+              workloads, w4_plan, runs, "w4a32",
+              fmt::format("bitplan W4A32 ({}): int4 codes packed two per byte, dequantized in "
+                          "registers, fp32 FMA",
+                          kernels::isa_name(kernels::cpu_isa())),
+              std::set<std::string>(build.w4a32_layers.begin(), build.w4a32_layers.end()),
+              profile);
+        }
+        for (const auto& w : workloads)
+          if (auto it = build.why_simulated.find(w.layer); it != build.why_simulated.end())
+            if (!profile.find(w.key, "w4a32"))
+              profile.put(ProfileEntry{w.key, "w4a32", 0, 0, 0, "", it->second});
       }
     }
   }

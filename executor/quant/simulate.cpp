@@ -388,12 +388,68 @@ int keep_channels_last(Graph& g) {
   return static_cast<int>(channels_last.size());
 }
 
+namespace {
+
+// The inputs of a bitplan::W4A32MatMul node (executor/kernels/w4a32_op.cpp) for a 2-D weight
+// `w` whose simulation is `wq` (fake-quantized with `spec` and `params`): container codes
+// [K, N], and per (group, column) scales and offsets [G, N], such that
+//   (code - offset) * scale == wq   bit for bit, for every weight
+// (code = q + 8 and offset = zero point + 8 on signed grids, both + 0 on unsigned ones; the
+// difference is q - zero point, exact, so the product is dequantize_from_grid's). Returns
+// why not where that fails (a NaN weight has no code).
+struct W4a32Weights {
+  Tensor codes, scales, offsets;
+  std::int64_t group = 0;
+};
+
+std::optional<std::string> w4a32_weights(const Tensor& w, const Tensor& wq, const QuantSpec& spec,
+                                         const QuantParams& params, const QuantizableLayer& layer,
+                                         W4a32Weights& out) {
+  const FormatTraits& f = format_traits(spec.format);
+  const int r = layer.reduction_axis, c = layer.channel_axis;
+  BITPLAN_ASSERT(w.rank() == 2 && r + c == 1);
+  const std::int64_t k = w.dim(static_cast<std::size_t>(r)), n = w.dim(static_cast<std::size_t>(c));
+  const bool grouped = spec.granularity == Granularity::per_group && spec.group_size < k;
+  out.group = grouped ? spec.group_size : k;
+  const std::int64_t groups = (k + out.group - 1) / out.group;
+  const float base = f.is_signed ? -8.f : 0.f;
+  out.codes = Tensor(DType::i8, {k, n});
+  out.scales = Tensor(DType::f32, {groups, n});
+  out.offsets = Tensor(DType::f32, {groups, n});
+  for (std::int64_t g = 0; g < groups; ++g)
+    for (std::int64_t j = 0; j < n; ++j) {
+      std::size_t slice = 0;
+      if (spec.granularity == Granularity::per_channel) slice = static_cast<std::size_t>(j);
+      if (grouped) slice = static_cast<std::size_t>(r == 0 ? g * n + j : j * groups + g);
+      out.scales.data<float>()[g * n + j] = params.scale[slice];
+      out.offsets.data<float>()[g * n + j] = params.zero_point[slice] - base;
+    }
+  for (std::int64_t i = 0; i < w.numel(); ++i) {
+    const std::int64_t i0 = i / w.dim(1), i1 = i % w.dim(1);
+    const std::int64_t kk = r == 0 ? i0 : i1, j = r == 0 ? i1 : i0;
+    const std::int64_t at = (kk / out.group) * n + j;
+    const float s = out.scales.data<float>()[at], zp = out.offsets.data<float>()[at] + base;
+    const float v = wq.data<float>()[i];
+    const float q = std::nearbyint(v / s) + zp;
+    if (!(q >= f.qmin && q <= f.qmax) || dequantize_from_grid(q, s, zp) != v)
+      return fmt::format(
+          "weight ({}, {}) of '{}' is {} after quantization, which is not a code of the grid "
+          "(a NaN weight has none): the W4A32 kernel cannot hold it",
+          i0, i1, layer.weight, v);
+    out.codes.data<std::int8_t>()[kk * n + j] = static_cast<std::int8_t>(q - base);
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
 QuantSimulator::Int8Build QuantSimulator::build_int8(const QuantPlan& plan) {
   // Layers that cannot run in integers are simulated: start from the simulated graph of the
   // plan restricted to them, then add the integer layers.
   QuantPlan simulated_part;
   std::vector<std::pair<const QuantizableLayer*, LayerQuant>> integer_layers;
   std::vector<const QuantizableLayer*> bf16_layers;
+  std::vector<std::pair<const QuantizableLayer*, W4a32Weights>> w4a32_layers;
   Int8Build out;
   const KernelTarget host = KernelTarget::host();
   for (const auto& layer : layers_) {
@@ -407,12 +463,26 @@ QuantSimulator::Int8Build QuantSimulator::build_int8(const QuantPlan& plan) {
     } else if (path == ExecutorPath::onednn_bf16) {
       bf16_layers.push_back(&layer);
       out.bf16_layers.push_back(layer.name);
+    } else if (path == ExecutorPath::cpu_w4a32) {
+      const QuantSpec spec = weight_spec_for(it->second.weights, layer);
+      const Tensor& w = *graph_.initializer(layer.weight);
+      const Tensor& wq = quantized_weight(layer, it->second.weights);
+      W4a32Weights packed;
+      if (auto why = w4a32_weights(w, wq, spec, choose_weight_params(spec, w, layer.reduction_axis),
+                                   layer, packed)) {
+        out.why_simulated[layer.name] = *why;
+        simulated_part.layers[layer.name] = it->second;
+        continue;
+      }
+      w4a32_layers.emplace_back(&layer, std::move(packed));
+      out.w4a32_layers.push_back(layer.name);
     } else {
       out.why_simulated[layer.name] =
           choice.kernel ? fmt::format(
                               "weights '{}' with float activations (weight-only): {} runs it on "
-                              "the simulation's decompressed weights",
-                              to_string(it->second.weights), choice.kernel->name)
+                              "the simulation's decompressed weights{}",
+                              to_string(it->second.weights), choice.kernel->name,
+                              choice.passed_over.empty() ? "" : " (" + choice.passed_over + ")")
                         : choice.why_not;
       simulated_part.layers[layer.name] = it->second;
     }
@@ -464,6 +534,21 @@ QuantSimulator::Int8Build QuantSimulator::build_int8(const QuantPlan& plan) {
     node->attrs["input_zero_point"] = fq.attr_float("zero_point", 0.f);
     node->attrs["input_signed"] = static_cast<std::int64_t>(q.activations.format == FormatId::int8);
     node->attrs["weight_scales"] = per_channel ? params.scale : std::vector<float>{params.scale[0]};
+  }
+  for (auto& [layer, weights] : w4a32_layers) {
+    // The name by value: clang 14 (the fuzz preset) cannot capture a structured binding.
+    auto node = std::find_if(g.nodes.begin(), g.nodes.end(),
+                             [name = layer->name](const Node& n) { return n.name == name; });
+    BITPLAN_ASSERT(node != g.nodes.end());
+    const std::string prefix = layer->weight + "@" + layer->name + "@w4a32";
+    g.initializers[prefix + "codes"] = std::move(weights.codes);
+    g.initializers[prefix + "scales"] = std::move(weights.scales);
+    g.initializers[prefix + "offsets"] = std::move(weights.offsets);
+    const std::string bias = node->inputs.size() > 2 ? node->inputs[2] : "";
+    node->domain = "bitplan";
+    node->op_type = "W4A32MatMul";
+    node->inputs = {node->inputs[0], prefix + "codes", bias, prefix + "scales", prefix + "offsets"};
+    node->attrs["group"] = weights.group;
   }
   out.chained_tensors = chain_int8_layers(g);
   out.channels_last_tensors = keep_channels_last(g);

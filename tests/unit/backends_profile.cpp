@@ -530,8 +530,8 @@ TEST_CASE("profile_model_onednn on fmnist_mlp: every key, every precision, then 
 
   const auto ws = workloads_of(g, 1);
   REQUIRE(ws.size() == 3);
-  // fp32, int8 (between float layers), int8_chained (between int8 layers), bf16 per key
-  CHECK(profile.entries.size() == 4 * ws.size());
+  // fp32, int8 (between float layers), int8_chained (between int8 layers), bf16, w4a32 per key
+  CHECK(profile.entries.size() == 5 * ws.size());
   const bool bf16_isa =
       contains(query_cpu().onednn_isa, "avx512") || contains(query_cpu().onednn_isa, "amx");
   for (const auto& w : ws) {
@@ -560,6 +560,14 @@ TEST_CASE("profile_model_onednn on fmnist_mlp: every key, every precision, then 
     REQUIRE(bf16 != nullptr);
     CHECK(!bf16->unsupported.empty());  // no bf16 execution path on the CPU executor
     if (!bf16_isa) CHECK(contains(bf16->unsupported, "AVX-512"));
+    // The MLP's Gemms run on the W4A32 kernel wherever oneDNN's ISA is AVX2 or wider.
+    const ProfileEntry* w4 = profile.find(w.key, "w4a32");
+    REQUIRE(w4 != nullptr);
+    if (contains(query_cpu().onednn_isa, "avx2") || contains(query_cpu().onednn_isa, "avx512")) {
+      CHECK(w4->unsupported.empty());
+      CHECK(w4->median_us > 0);
+      CHECK(contains(w4->implementation, "W4A32"));
+    }
   }
   const ModelOverhead* overhead = profile.find_model(hash, 1);
   REQUIRE(overhead != nullptr);
