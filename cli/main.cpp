@@ -353,25 +353,40 @@ examples:
   bitplan evaluate --config configs/default.yaml --plan W8A8              # uniform plan
   bitplan evaluate --config configs/default.yaml --plan my_plan.yaml --json
   bitplan evaluate --config configs/default.yaml --plan W4A8 --calibration mse --save-plan w4a8.yaml
+  bitplan evaluate --model minilm.onnx --format npy --input input_ids=x_ids.npy \
+      --input attention_mask=x_mask.npy --metric embedding
 
 With --plan, the model also runs in fp32 and the report adds the plan's accuracy and its
 fidelity to fp32 (top-1 agreement, KL divergence, SQNR, cosine, worst-class drop).
+The metric (config `metric:`, or --metric) judges the run: top1 (labels; the default when
+there are labels), fidelity (no labels: agreement, KL, SQNR, cosine vs fp32), embedding
+(cosine to fp32; Spearman on metric.pairs/scores; nearest-centroid accuracy with labels) or
+perplexity (causal LM logits [N, T, V]: perplexity of the tokens, next-token KL vs fp32).
+uint8 data is scaled by 1/255 and float data is fed as it is unless --scale (or
+preprocess.scale) says otherwise; the output says which applied. A model whose batch axis
+is fixed (a static export) runs at that batch.
 Activation ranges come from the config's calibration selection (dataset.calibration: its
 own images, e.g. a train split, or else a subset of the evaluation images) and are cached
 in --cache-dir.
 
 options)");
   std::string config_path, model, images, labels, format, mean, std_dev, plan_arg,
-      calibration = "minmax", save_plan_path, predictions_path;
+      calibration = "minmax", save_plan_path, predictions_path, metric;
+  std::vector<std::string> named_inputs;
   std::string cache_dir = default_cache_dir();
   desc.add_options()("help,h", "show this help")("config", po::value(&config_path),
                                                  "run config (YAML)")(
       "model", po::value(&model), "ONNX model (overrides the config's)")(
       "images", po::value(&images), "images: IDX/NPY file or image folder")(
+      "input", po::value(&named_inputs)->composing(),
+      "NAME=FILE: the data of the model input NAME (repeat for each input; instead of --images)")(
       "labels", po::value(&labels),
-      "labels: IDX/NPY file, required with IDX/NPY images (image folders: the subfolders)")(
+      "labels: IDX/NPY file (image folders: the subfolders); without, the metric is fidelity")(
       "format", po::value(&format), "idx | npy | image_folder (default: guessed from --images)")(
-      "mean", po::value(&mean), "per-channel mean after scaling to [0,1], comma-separated")(
+      "metric", po::value(&metric), "top1 | fidelity | embedding | perplexity (overrides metric.kind)")(
+      "scale", po::value<std::string>(),
+      "multiply raw values by this before mean/std (default: 1/255 for uint8 data, 1 for float)")(
+      "mean", po::value(&mean), "per-channel mean after scaling, comma-separated")(
       "std", po::value(&std_dev), "per-channel std, comma-separated")(
       "count", po::value<std::string>(), "validation samples (0 = all)")(
       "seed", po::value<std::string>(), "validation selection seed (0 = dataset order)")(
@@ -396,14 +411,35 @@ options)");
   RunConfig config;
   if (!config_path.empty()) config = load_run_config(config_path);
   if (!model.empty()) config.model = model;
-  if (!images.empty()) {
+  if (!images.empty() && !named_inputs.empty())
+    fail(ErrorKind::usage, "evaluate: --images and --input exclude each other");
+  if (!images.empty() || !named_inputs.empty()) {
     config.has_dataset = true;
     config.dataset.images = images;
+    config.dataset.inputs.clear();
+    for (const std::string& item : named_inputs) {
+      const auto eq = item.find('=');
+      if (eq == std::string::npos || eq == 0 || eq + 1 == item.size())
+        ValueOrigin::flag("--input").fail(item, "must be NAME=FILE (a model input and its file)");
+      config.dataset.inputs.push_back({item.substr(0, eq), item.substr(eq + 1)});
+    }
+    const std::string first = images.empty() ? config.dataset.inputs[0].path.string() : images;
     config.dataset.labels = labels;
-    config.dataset.format = !format.empty()            ? format
-                            : fs::is_directory(images) ? "image_folder"
-                            : images.ends_with(".npy") ? "npy"
-                                                       : "idx";
+    config.dataset.format = !format.empty()           ? format
+                            : fs::is_directory(first) ? "image_folder"
+                            : first.ends_with(".npy") ? "npy"
+                                                      : "idx";
+  }
+  if (!metric.empty()) {
+    if (!metric_from_name(metric, config.metric.kind))
+      ValueOrigin::flag("--metric").fail(metric, "is not one of top1, fidelity, embedding, perplexity");
+    config.metric.kind_given = true;
+  }
+  if (const auto text = flag_text(vm, "scale")) {
+    const double value = parse_finite(*text, ValueOrigin::flag("--scale"));
+    if (value == 0 || std::abs(value) > std::numeric_limits<float>::max())
+      ValueOrigin::flag("--scale").fail(*text, "must be a non-zero float");
+    config.dataset.preprocess.scale = static_cast<float>(value);
   }
   if (!mean.empty()) config.dataset.preprocess.mean = parse_floats(mean, "--mean");
   if (!std_dev.empty()) {
@@ -425,12 +461,13 @@ options)");
   if (!config.has_dataset)
     fail(ErrorKind::usage,
          "evaluate: give a dataset (--config with a dataset section, or --images)");
-  // Accuracy needs the true classes: IDX/NPY images come with a labels file.
-  if (!images.empty() && config.dataset.format != "image_folder" && labels.empty())
+  // Accuracy needs the true classes: top-1 asked for on IDX/NPY data without labels.
+  if (!images.empty() && config.dataset.format != "image_folder" && labels.empty() &&
+      config.metric.kind_given && config.metric.kind == MetricKind::top1)
     fail(ErrorKind::usage,
-         "evaluate --images {}: --labels is required with {} images (an IDX/NPY file of the "
-         "samples' classes; image folders take them from their subfolders)",
-         images, config.dataset.format);
+         "evaluate --images {}: --metric top1 needs --labels (an IDX/NPY file of the samples' "
+         "classes); without labels, --metric fidelity compares a --plan with fp32",
+         images);
 
   // Output targets before the work, not after it.
   for (const auto& output : {save_plan_path, predictions_path})
@@ -440,7 +477,16 @@ options)");
   const auto dataset = open_dataset(config.dataset);
   bind_input_to_samples(loaded.graph, *dataset);
   const auto indices = select_indices(config.dataset.validation, dataset->size(), "validation");
+  std::string batch_note;
+  config.evaluate.batch = model_batch(loaded.graph, config.evaluate.batch, &batch_note);
   check_batch_fits(loaded.graph, config, static_cast<std::int64_t>(indices.size()));
+  const MetricKind kind = resolved_metric(config.metric, dataset->has_labels());
+  if (kind == MetricKind::top1 && !dataset->has_labels())
+    fail_input(
+        "evaluating '{}': metric top1 needs labels (dataset.labels); without labels use "
+        "metric.kind fidelity, embedding or perplexity",
+        config.model.string());
+  const bool top1 = kind == MetricKind::top1;
   const bool with_plan = !plan_arg.empty();
   if (vm.count("int8") && !with_plan)
     fail(ErrorKind::usage, "--int8 runs a plan's INT8 layers: give --plan too");
@@ -448,13 +494,39 @@ options)");
     fail(ErrorKind::usage,
          "--calibration {} applies to uniform plans (--plan W8A8...); plan files set it per layer",
          calibration);
-  const EvalResult r =
-      evaluate(loaded.graph, *dataset, indices, EvalOptions{config.evaluate.batch, with_plan});
+  // What the metric keeps: the judged rows for comparisons and embeddings (an LLM's logits
+  // are not kept: its reference is the top-k next-token distributions, executor/metrics.hpp).
+  std::vector<std::int64_t> labels_of_selection;
+  if (dataset->has_labels())
+    for (const auto i : indices) labels_of_selection.push_back(dataset->label(i));
+  std::optional<EmbeddingPairs> pairs;
+  if (kind == MetricKind::embedding && !config.metric.pairs.empty())
+    pairs = load_embedding_pairs(config.metric, indices, dataset->size());
+  NextTokenReference token_reference;
+  NextTokenOptions fp32_tokens{config.metric.tokens_input, config.metric.mask_input, nullptr,
+                               with_plan ? &token_reference : nullptr};
+  NextTokenOptions plan_tokens{config.metric.tokens_input, config.metric.mask_input,
+                               &token_reference, nullptr};
+  const bool perplexity = kind == MetricKind::perplexity;
+  const auto options = [&](bool keep, const NextTokenOptions* tokens) {
+    EvalOptions o;
+    o.batch = config.evaluate.batch;
+    o.keep_logits = keep && !perplexity;
+    o.output = config.metric.output;
+    o.score_labels = top1;
+    o.next_token = perplexity ? tokens : nullptr;
+    return o;
+  };
+  const EvalResult r = evaluate(loaded.graph, *dataset, indices,
+                                options(with_plan || kind == MetricKind::embedding, &fp32_tokens));
   const double throughput = static_cast<double>(r.samples) / std::max(r.model_seconds, 1e-9);
+  const MetricValues fp32_values =
+      metric_values(kind, r, nullptr, labels_of_selection, pairs ? &*pairs : nullptr);
 
   // The plan's run, next to fp32.
   std::optional<EvalResult> q;
   std::optional<Fidelity> fidelity, real_vs_sim;
+  std::optional<MetricValues> plan_values;
   std::optional<QuantSimulator::Int8Build> int8_build;
   std::optional<EvalResult> real;
   QuantPlan plan;
@@ -466,13 +538,13 @@ options)");
         loaded.graph, hash,
         calibration_data(config.dataset, *dataset, cache_dir, config.evaluate.batch));
     const Graph simulated = simulator.build(plan);
-    q = evaluate(simulated, *dataset, indices, EvalOptions{config.evaluate.batch, true});
-    fidelity = compare_outputs(r.logits, q->logits, r.classes);
+    q = evaluate(simulated, *dataset, indices, options(true, &plan_tokens));
+    plan_values = metric_values(kind, *q, &r, labels_of_selection, pairs ? &*pairs : nullptr);
+    if (plan_values->has_fidelity) fidelity = plan_values->fidelity;
     if (vm.count("int8")) {
       int8_build = simulator.build_int8(plan);
-      real =
-          evaluate(int8_build->graph, *dataset, indices, EvalOptions{config.evaluate.batch, true});
-      real_vs_sim = compare_outputs(q->logits, real->logits, r.classes);
+      real = evaluate(int8_build->graph, *dataset, indices, options(true, &plan_tokens));
+      if (!q->logits.empty()) real_vs_sim = compare_outputs(q->logits, real->logits, q->width);
     }
   }
   if (!predictions_path.empty()) {
@@ -483,6 +555,57 @@ options)");
   const std::string calibration_text =
       needs_calibration(plan) ? calibration_summary(config.dataset)
                               : "none needed (no layer quantizes its input with a static range)";
+  auto num = [](double v) { return std::isfinite(v) ? json(v) : json(nullptr); };
+  // The configured metric's values, as JSON (null where they do not apply).
+  auto metric_json = [&](const MetricValues& m) {
+    json out = {{"kind", metric_name(m.kind)}, {"samples", m.samples}};
+    if (m.kind == MetricKind::top1) {
+      out["top1"] = num(m.top1);
+      out["top5"] = num(m.top5);
+    }
+    if (m.has_fidelity)
+      out["fidelity"] = {{"top1_agreement", m.fidelity.top1_agreement},
+                         {"kl_divergence", m.fidelity.kl_divergence},
+                         {"sqnr_db", num(m.fidelity.sqnr_db)},
+                         {"cosine", m.fidelity.cosine}};
+    if (m.kind == MetricKind::embedding) {
+      out["cosine_mean"] = num(m.cosine_mean);
+      out["cosine_worst"] = num(m.cosine_worst);
+      out["spearman"] = num(m.spearman);
+      out["pairs"] = m.pairs;
+      out["centroid_accuracy"] = num(m.centroid_accuracy);
+    }
+    if (m.kind == MetricKind::perplexity) {
+      out["perplexity"] = num(m.perplexity);
+      out["next_token_kl"] = num(m.next_token_kl);
+      out["positions"] = m.positions;
+    }
+    return out;
+  };
+  // The metric's values as one text line.
+  auto metric_text = [&](const MetricValues& m) {
+    std::string text;
+    const auto add = [&](std::string part) { text += (text.empty() ? "" : ", ") + part; };
+    if (m.kind == MetricKind::fidelity && !m.has_fidelity)
+      add("fidelity to fp32 is measured for a plan (--plan)");
+    if (m.kind == MetricKind::embedding) {
+      if (std::isfinite(m.cosine_mean) && m.has_fidelity)
+        add(fmt::format("cosine to fp32 mean {:.5f}, worst {:.5f}", m.cosine_mean,
+                        m.cosine_worst));
+      if (std::isfinite(m.spearman))
+        add(fmt::format("Spearman {:.4f} on {} pairs", m.spearman, m.pairs));
+      if (std::isfinite(m.centroid_accuracy))
+        add(fmt::format("nearest-centroid accuracy {:.2f}%", 100 * m.centroid_accuracy));
+      if (text.empty()) add("no pairs or labels: cosine to fp32 is measured for a plan (--plan)");
+    }
+    if (m.kind == MetricKind::perplexity) {
+      add(fmt::format("perplexity {:.4f} over {} next tokens", m.perplexity, m.positions));
+      if (std::isfinite(m.next_token_kl))
+        add(fmt::format("next-token KL to fp32 {:.3e} nats", m.next_token_kl));
+    }
+    return text;
+  };
+  const auto label_num = [&](double v) { return r.labelled ? json(v) : json(nullptr); };
   if (vm.count("json")) {
     auto per_class = [&](const EvalResult& e) {
       json classes = json::array();
@@ -495,10 +618,13 @@ options)");
     };
     json out = {{"model", config.model.string()},
                 {"samples", r.samples},
-                {"top1", r.top1},
-                {"top5", r.top5},
+                {"top1", label_num(r.top1)},
+                {"top5", label_num(r.top5)},
                 {"per_class", per_class(r)},
+                {"metric", metric_json(fp32_values)},
+                {"preprocess", dataset->preprocess_note()},
                 {"batch", config.evaluate.batch},
+                {"batch_note", batch_note},
                 {"threads", num_threads()},
                 {"model_seconds", r.model_seconds},
                 {"load_seconds", r.load_seconds},
@@ -509,15 +635,16 @@ options)");
       out["quantized"] = {
           {"plan", plan_arg},
           {"layers_quantized", plan.layers.size()},
-          {"top1", q->top1},
-          {"top5", q->top5},
+          {"top1", label_num(q->top1)},
+          {"top5", label_num(q->top5)},
           {"per_class", per_class(*q)},
           {"model_seconds", q->model_seconds},
-          {"top1_agreement", fidelity->top1_agreement},
-          {"kl_divergence", fidelity->kl_divergence},
-          {"sqnr_db", std::isinf(fidelity->sqnr_db) ? json(nullptr) : json(fidelity->sqnr_db)},
-          {"cosine", fidelity->cosine},
+          {"top1_agreement", fidelity ? json(fidelity->top1_agreement) : json(nullptr)},
+          {"kl_divergence", fidelity ? json(fidelity->kl_divergence) : json(nullptr)},
+          {"sqnr_db", fidelity ? num(fidelity->sqnr_db) : json(nullptr)},
+          {"cosine", fidelity ? json(fidelity->cosine) : json(nullptr)},
           {"worst_class_drop", worst_class_drop(r, *q)},
+          {"metric", metric_json(*plan_values)},
           {"calibration", calibration_text}};
       if (real)
         out["int8"] = {
@@ -526,18 +653,24 @@ options)");
             {"bf16_layers", int8_build->bf16_layers},
             {"chained_tensors", int8_build->chained_tensors},
             {"channels_last_tensors", int8_build->channels_last_tensors},
-            {"top1", real->top1},
+            {"top1", label_num(real->top1)},
             {"model_seconds", real->model_seconds},
-            {"agreement_with_simulation", real_vs_sim->top1_agreement},
-            {"sqnr_vs_simulation_db",
-             std::isinf(real_vs_sim->sqnr_db) ? json(nullptr) : json(real_vs_sim->sqnr_db)}};
+            {"agreement_with_simulation",
+             real_vs_sim ? json(real_vs_sim->top1_agreement) : json(nullptr)},
+            {"sqnr_vs_simulation_db", real_vs_sim ? num(real_vs_sim->sqnr_db) : json(nullptr)}};
     }
     std::cout << json_text(out, 2) << "\n";
     return 0;
   }
   fmt::print("model    {}\nsamples  {} (batch {}, {} threads)\n", config.model.string(), r.samples,
              config.evaluate.batch, num_threads());
-  fmt::print("top-1    {:.2f}%\ntop-5    {:.2f}%\n", 100 * r.top1, 100 * r.top5);
+  if (!batch_note.empty()) fmt::print("         {}\n", batch_note);
+  if (!dataset->preprocess_note().empty())
+    fmt::print("data     {}\n", dataset->preprocess_note());
+  if (top1)
+    fmt::print("top-1    {:.2f}%\ntop-5    {:.2f}%\n", 100 * r.top1, 100 * r.top5);
+  else
+    fmt::print("metric   {}: {}\n", metric_name(kind), metric_text(fp32_values));
   fmt::print(
       "speed    {:.0f} samples/s in the model ({:.3f} s), {:.3f} s loading data, {:.3f} s "
       "planning\n",
@@ -549,13 +682,18 @@ options)");
       fmt::print("  calibrated on {}\n", calibration_summary(config.dataset));
     else
       fmt::print("  calibration: {}\n", calibration_text);
-    fmt::print("  top-1 {:.2f}% ({:+.2f} pt), top-5 {:.2f}%, worst class drop {:.2f} pt\n",
-               100 * q->top1, 100 * (q->top1 - r.top1), 100 * q->top5,
-               100 * worst_class_drop(r, *q));
-    fmt::print(
-        "  fidelity to fp32: top-1 agreement {:.2f}%, KL {:.2e}, SQNR {:.1f} dB, cosine {:.5f}\n",
-        100 * fidelity->top1_agreement, fidelity->kl_divergence, fidelity->sqnr_db,
-        fidelity->cosine);
+    if (top1)
+      fmt::print("  top-1 {:.2f}% ({:+.2f} pt), top-5 {:.2f}%, worst class drop {:.2f} pt\n",
+                 100 * q->top1, 100 * (q->top1 - r.top1), 100 * q->top5,
+                 100 * worst_class_drop(r, *q));
+    else
+      fmt::print("  {}: {}\n", metric_name(kind), metric_text(*plan_values));
+    if (fidelity)
+      fmt::print(
+          "  fidelity to fp32: top-1 agreement {:.2f}%, KL {:.2e}, SQNR {:.1f} dB, cosine "
+          "{:.5f}\n",
+          100 * fidelity->top1_agreement, fidelity->kl_divergence, fidelity->sqnr_db,
+          fidelity->cosine);
     fmt::print("  simulated run {:.3f} s ({:.2f}x the fp32 time)\n", q->model_seconds,
                q->model_seconds / std::max(r.model_seconds, 1e-9));
   }
@@ -576,13 +714,15 @@ options)");
                                     : fmt::format("{} layers ({} ... {})", layers.size(),
                                                   layers.front(), layers.back()),
                  why);
-    fmt::print(
-        "  top-1 {:.2f}%, same top-1 as the simulation on {:.2f}% of samples, SQNR vs simulation "
-        "{:.1f} dB\n",
-        100 * real->top1, 100 * real_vs_sim->top1_agreement, real_vs_sim->sqnr_db);
+    if (real_vs_sim)
+      fmt::print(
+          "  top-1 {:.2f}%, same top-1 as the simulation on {:.2f}% of samples, SQNR vs "
+          "simulation {:.1f} dB\n",
+          100 * real->top1, 100 * real_vs_sim->top1_agreement, real_vs_sim->sqnr_db);
     fmt::print("  integer run {:.3f} s ({:.2f}x the fp32 time)\n", real->model_seconds,
                real->model_seconds / std::max(r.model_seconds, 1e-9));
   }
+  if (!top1) return 0;
   // With a plan, each class's top-1 under the plan next to fp32's.
   fmt::print("{}\n", q ? fmt::format("per class (top-1 fp32 -> plan {}):", plan_arg)
                        : std::string("per class:"));

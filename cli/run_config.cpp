@@ -69,6 +69,14 @@ constexpr KeyReader<search::SearchOptions> kConstraintKeys[] = {
     {"max_size_mb", read_constraint<&search::SearchOptions::max_size_mb>},
     {"max_accuracy_drop", read_constraint<&search::SearchOptions::max_accuracy_drop>},
     {"max_worst_class_drop", read_constraint<&search::SearchOptions::max_worst_class_drop>},
+    {"max_perplexity_increase", read_constraint<&search::SearchOptions::max_perplexity_increase>},
+    {"min_cosine",
+     [](const KeyValue& v, search::SearchOptions& s) {
+       s.min_cosine = scalar<double>(v);
+       if (!(*s.min_cosine >= -1 && *s.min_cosine <= 1))
+         v.fail(fmt::format("{} {} must be in [-1, 1]", v.name, *s.min_cosine));
+     }},
+    {"max_kl", read_constraint<&search::SearchOptions::max_kl>},
 };
 
 constexpr KeyReader<search::SearchOptions> kBudgetKeys[] = {
@@ -105,6 +113,7 @@ constexpr KeyReader<RunConfig> kSearchKeys[] = {
     {"objectives",
      [](const KeyValue& v, RunConfig& c) {
        c.search.objectives = string_list(v);
+       c.search.objectives_given = true;
        for (const auto& o : c.search.objectives)
          if (!search::find_objective(o))
            v.fail(
@@ -160,6 +169,50 @@ constexpr KeyReader<EvaluateSection> kEvaluateKeys[] = {
                    EvaluateSection& e) { e.threads = parse_threads(scalar_text(v), origin(v)); }},
 };
 
+// metric: what a run is judged by (executor/metrics.hpp).
+std::string metric_kinds_text() {
+  std::string text;
+  for (const MetricKind kind : {MetricKind::top1, MetricKind::fidelity, MetricKind::embedding,
+                                MetricKind::perplexity})
+    text += (text.empty() ? "" : ", ") + std::string(metric_name(kind));
+  return text;
+}
+
+constexpr KeyReader<MetricConfig> kMetricKeys[] = {
+    {"kind",
+     [](const KeyValue& v, MetricConfig& m) {
+       const std::string name = scalar<std::string>(v);
+       if (!metric_from_name(name, m.kind))
+         v.fail(fmt::format("{} '{}' is not one of {}", v.name, name, metric_kinds_text()));
+       m.kind_given = true;
+     }},
+    {"output", [](const KeyValue& v, MetricConfig& m) { m.output = scalar<std::string>(v); }},
+    {"pairs", [](const KeyValue& v, MetricConfig& m) { m.pairs = config_path(v); }},
+    {"scores", [](const KeyValue& v, MetricConfig& m) { m.scores = config_path(v); }},
+    {"tokens_input",
+     [](const KeyValue& v, MetricConfig& m) { m.tokens_input = scalar<std::string>(v); }},
+    {"mask_input",
+     [](const KeyValue& v, MetricConfig& m) { m.mask_input = scalar<std::string>(v); }},
+};
+
+// The rules between the metric's keys, once each has been read.
+void check_metric_keys(const YamlFile& file, const YAML::Node& node, const MetricConfig& m) {
+  const auto kind = metric_name(m.kind);
+  if (node["pairs"] && !node["scores"])
+    file.fail(node["pairs"],
+              "metric.pairs needs metric.scores (float [P], the similarity of each pair)");
+  if (node["scores"] && !node["pairs"])
+    file.fail(node["scores"], "metric.scores needs metric.pairs (int64 [P, 2] row indices)");
+  for (const char* key : {"pairs", "scores"})
+    if (node[key] && m.kind != MetricKind::embedding)
+      file.fail(node[key], fmt::format("metric.{} applies to metric.kind embedding, not {}", key,
+                                       m.kind_given ? kind : "the default (top1 or fidelity)"));
+  for (const char* key : {"tokens_input", "mask_input"})
+    if (node[key] && m.kind != MetricKind::perplexity)
+      file.fail(node[key], fmt::format("metric.{} applies to metric.kind perplexity, not {}", key,
+                                       m.kind_given ? kind : "the default (top1 or fidelity)"));
+}
+
 constexpr KeyReader<RunConfig> kSectionKeys[] = {
     {"model", [](const KeyValue& v, RunConfig& c) { c.model = config_path(v); }},
     {"dataset",
@@ -170,6 +223,11 @@ constexpr KeyReader<RunConfig> kSectionKeys[] = {
     {"evaluate",
      [](const KeyValue& v, RunConfig& c) {
        read_section(v.file, v.node, v.name, kEvaluateKeys, c.evaluate);
+     }},
+    {"metric",
+     [](const KeyValue& v, RunConfig& c) {
+       read_section(v.file, v.node, v.name, kMetricKeys, c.metric);
+       check_metric_keys(v.file, v.node, c.metric);
      }},
     {"target",
      [](const KeyValue& v, RunConfig& c) {
@@ -199,6 +257,28 @@ RunConfig load_run_config(const std::filesystem::path& path,
   read_section(file, file.root(), "", kSectionKeys, config);
   if (!file.root()["model"])
     fail_input("config '{}': the 'model' entry (path to an ONNX file) is required", path.string());
+  // The search judges quality by the configured metric: its objectives and constraints must
+  // be ones that metric measures (a metric left to the default is checked once the data is
+  // known, search_command).
+  if (config.metric.kind_given && file.root()["search"]) {
+    const YAML::Node search = file.root()["search"];
+    try {
+      search::check_objectives_fit_metric(config.search.objectives, config.metric.kind);
+    } catch (const Error& e) {
+      file.fail(search["objectives"] ? search["objectives"] : search, e.what());
+    }
+    const YAML::Node constraints = search["constraints"];
+    const auto needs = [&](const char* key, MetricKind kind) {
+      if (constraints && constraints[key] && config.metric.kind != kind)
+        file.fail(constraints[key],
+                  fmt::format("search.constraints.{} applies to metric.kind {}, not {}", key,
+                              metric_name(kind), metric_name(config.metric.kind)));
+    };
+    needs("max_accuracy_drop", MetricKind::top1);
+    needs("max_worst_class_drop", MetricKind::top1);
+    needs("max_perplexity_increase", MetricKind::perplexity);
+    needs("min_cosine", MetricKind::embedding);
+  }
   return config;
 }
 

@@ -6,6 +6,7 @@
 //   evaluate: {batch: 64, threads: 0}       # 0 threads = all cores
 //   target: ../hw_profiles/cpu.yaml         # hardware profile the latency comes from, or
 //   target: host                            # this machine (profiled on first use, cached)
+//   metric: {kind: perplexity}              # top1 | fidelity | embedding | perplexity
 //   search: { ... }                         # see SearchSection and docs/search.md
 #pragma once
 
@@ -16,6 +17,7 @@
 
 #include "cli/values.hpp"
 #include "data/dataset.hpp"
+#include "executor/metrics.hpp"
 #include "search/options.hpp"
 
 namespace bitplan {
@@ -37,6 +39,7 @@ struct RunConfig {
   DatasetConfig dataset;
   bool has_dataset = false;
   EvaluateSection evaluate;
+  MetricConfig metric;           // `metric:`; kind_given false without one
   std::filesystem::path target;  // empty: none given (or `host`)
   bool target_is_host = false;   // `target: host`: a profile of this machine, see host_target
   search::SearchOptions search;

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <cstring>
 #include <initializer_list>
 #include <limits>
 #include <numeric>
@@ -30,50 +31,75 @@ constexpr std::int64_t kMaxInferredClasses = 100000;
 
 // ---- Arrays (IDX, NPY) -----------------------------------------------------------------
 
+// One input of an array dataset: the stored array and, for float/uint8 data, how it is
+// preprocessed.
+struct ArrayInput {
+  Tensor data;  // [N, C, H, W] images (C = 1 for [N, H, W]), or [N, stored dims...]
+  std::optional<Normalizer> normalizer;  // none: an integer input, fed as stored
+};
+
 class ArrayDataset final : public Dataset {
  public:
-  ArrayDataset(Tensor images, Normalizer normalizer, Dims sample_dims,
-               std::vector<std::int64_t> labels, std::vector<std::string> class_names)
-      : Dataset(std::move(sample_dims), std::move(labels), std::move(class_names)),
-        images_(std::move(images)),
-        normalizer_(std::move(normalizer)) {}
+  ArrayDataset(std::vector<ArrayInput> arrays, std::vector<DataInput> inputs, std::int64_t size,
+               std::vector<std::int64_t> labels, std::vector<std::string> class_names,
+               std::string note)
+      : Dataset(std::move(inputs), size, std::move(labels), std::move(class_names),
+                std::move(note)),
+        arrays_(std::move(arrays)) {}
 
   void load(std::span<const std::int64_t> indices, float* dst) const override {
-    const std::int64_t numel = sample_numel();
-    const std::int64_t pixels = numel / normalizer_.channels();
+    BITPLAN_ASSERT(inputs()[0].dtype == DType::f32);
+    load_raw(0, indices, dst);
+  }
+
+ protected:
+  void load_raw(std::size_t input, std::span<const std::int64_t> indices,
+                void* dst) const override {
+    const ArrayInput& array = arrays_.at(input);
+    const std::int64_t numel = product(inputs()[input].sample_dims);
+    if (!array.normalizer) {  // integers: a copy of each sample's bytes
+      const std::size_t bytes = static_cast<std::size_t>(numel) * dtype_size(array.data.dtype());
+      const auto* src = static_cast<const char*>(array.data.raw());
+      auto* out = static_cast<char*>(dst);
+      for (std::size_t i = 0; i < indices.size(); ++i) {
+        BITPLAN_ASSERT(indices[i] >= 0 && indices[i] < size());
+        std::memcpy(out + i * bytes, src + static_cast<std::size_t>(indices[i]) * bytes, bytes);
+      }
+      return;
+    }
+    const Normalizer& normalizer = *array.normalizer;
+    const std::int64_t pixels = numel / normalizer.channels();
+    auto* out = static_cast<float*>(dst);
     const auto normalize = [&](const auto* src) {
       parallel_for(static_cast<std::int64_t>(indices.size()), 16,
                    [&](std::int64_t b, std::int64_t e) {
                      for (std::int64_t i = b; i < e; ++i) {
                        const std::int64_t index = indices[static_cast<std::size_t>(i)];
                        BITPLAN_ASSERT(index >= 0 && index < size());
-                       normalizer_.apply(src + index * numel, true, pixels, dst + i * numel);
+                       normalizer.apply(src + index * numel, true, pixels, out + i * numel);
                      }
                    });
     };
-    // open_array_dataset admits only these two dtypes.
-    if (images_.dtype() == DType::u8)
-      normalize(images_.data<std::uint8_t>());
+    // open_array_input admits only these two float sources.
+    if (array.data.dtype() == DType::u8)
+      normalize(array.data.data<std::uint8_t>());
     else
-      normalize(images_.data<float>());
+      normalize(array.data.data<float>());
   }
 
  private:
-  Tensor images_;  // [N, C, H, W] (C = 1 for files holding [N, H, W])
-  Normalizer normalizer_;
+  std::vector<ArrayInput> arrays_;
 };
 
 Tensor read_array(const std::string& format, const fs::path& path) {
   return format == "idx" ? read_idx(path) : read_npy(path);
 }
 
-// The labels file of an array dataset of `count` images, checked. Without
-// `labels_required`, no labels file gives every sample label 0 (a calibration source,
-// whose labels nothing reads).
+// The labels file of an array dataset of `count` samples (from `samples_name`), checked; no
+// labels file: none.
 std::vector<std::int64_t> read_labels(const DatasetConfig& config, std::int64_t count,
-                                      bool labels_required) {
-  if (config.labels.empty() && !labels_required)
-    return std::vector<std::int64_t>(static_cast<std::size_t>(count), 0);
+                                      const std::string& samples_name) {
+  if (config.labels.empty()) return {};
   const std::string labels_name = config.labels.string();
   const Tensor label_tensor = read_array(config.format, config.labels);
   if (label_tensor.rank() != 1)
@@ -85,59 +111,125 @@ std::vector<std::int64_t> read_labels(const DatasetConfig& config, std::int64_t 
                dtype_name(label_tensor.dtype()));
   if (label_tensor.dim(0) != count)
     fail_input(
-        "open dataset '{}': {} labels: the images '{}' hold {} samples; the counts must "
+        "open dataset '{}': {} labels: the samples '{}' hold {} samples; the counts must "
         "match",
-        labels_name, label_tensor.dim(0), config.images.string(), count);
+        labels_name, label_tensor.dim(0), samples_name, count);
   return label_tensor.to_int64_vector();
 }
 
-std::unique_ptr<Dataset> open_array_dataset(const DatasetConfig& config, bool labels_required) {
-  const std::string images_name = config.images.string();
-  const std::string labels_name = config.labels.string();
+// The preprocessing note of one float input.
+std::string scale_note(const Preprocess& preprocess, DType source) {
+  if (preprocess.scale) return fmt::format("scale {} (preprocess.scale)", *preprocess.scale);
+  return source == DType::u8 ? "scale 1/255 (the default for uint8 data)"
+                             : fmt::format("scale 1 (the default for {} data: no rescaling)",
+                                           dtype_name(source));
+}
+
+// Reads one input's array and decides how it is fed: integers as stored, uint8/float32
+// preprocessed (rank 3/4 as images).
+ArrayInput open_array_input(const DatasetConfig& config, const std::string& name,
+                            const fs::path& path, DataInput& info, std::string& note) {
+  const std::string file = path.string();
+  Tensor data = read_array(config.format, path);
+  const Dims dims = data.dims();
+  if (data.rank() < 1)
+    fail_input("open dataset '{}': a scalar array: samples must be [N, ...] (N samples first)",
+               file);
+  if (std::find(dims.begin(), dims.end(), 0) != dims.end())
+    fail_input("open dataset '{}': samples of dims {}: every dimension must be positive", file,
+               to_string(dims));
+  if (data.dtype() == DType::f64) {  // float32 is what the executor runs on
+    Tensor narrowed(DType::f32, dims);
+    const auto values = data.values<double>();
+    std::transform(values.begin(), values.end(), narrowed.data<float>(),
+                   [](double v) { return static_cast<float>(v); });
+    data = std::move(narrowed);
+  }
+  info.name = name;
+  info.source = file;
+  const std::string what = name.empty() ? "" : fmt::format("input '{}': ", name);
+  if (data.dtype() == DType::i64 || data.dtype() == DType::i32) {
+    info.dtype = data.dtype();
+    info.sample_dims.assign(dims.begin() + 1, dims.end());
+    note += fmt::format("{}{}{} fed as stored", note.empty() ? "" : "; ", what,
+                        dtype_name(data.dtype()));
+    return {std::move(data), std::nullopt};
+  }
+  if (data.dtype() != DType::u8 && data.dtype() != DType::f32)
+    fail_unsupported(
+        "open dataset '{}': samples of dtype {}: must be uint8 or float32 (preprocessed) or "
+        "int64/int32 (fed as stored)",
+        file, dtype_name(data.dtype()));
+  info.dtype = DType::f32;
+  note += fmt::format("{}{}{}", note.empty() ? "" : "; ", what,
+                      scale_note(config.preprocess, data.dtype()));
+  const bool image = data.rank() == 3 || data.rank() == 4;
+  if (!image) {
+    if (config.preprocess.layout != "NCHW")
+      fail_input(
+          "open dataset '{}': preprocess.layout {} applies to images ([N, H, W] or [N, C, H, "
+          "W]); these samples are {}",
+          file, config.preprocess.layout, to_string(dims));
+    Normalizer normalizer(config.preprocess, 1, data.dtype(), file);
+    info.sample_dims.assign(dims.begin() + 1, dims.end());
+    return {std::move(data), std::move(normalizer)};
+  }
+  // [N, H, W] is one channel: a view with C = 1 keeps load() to one layout.
+  if (data.rank() == 3) data = data.reshaped({dims[0], 1, dims[1], dims[2]});
+  Normalizer normalizer(config.preprocess, data.dim(1), data.dtype(), file);
+  info.sample_dims = normalizer.sample_dims(data.dim(2), data.dim(3));
+  return {std::move(data), std::move(normalizer)};
+}
+
+std::unique_ptr<Dataset> open_array_dataset(const DatasetConfig& config) {
   const Preprocess& preprocess = config.preprocess;
+  std::vector<NamedInput> sources = config.inputs;
+  if (sources.empty()) sources.push_back({"", config.images});
+  const std::string first_name = sources[0].path.string();
   if (preprocess.resize != 0 || preprocess.crop != 0 || preprocess.channels != 0)
     fail_input(
         "open dataset '{}': preprocess resize, crop and channels apply to image "
         "folders only: {} images keep their stored size and channels",
-        images_name, config.format);
+        first_name, config.format);
 
-  Tensor images = read_array(config.format, config.images);
-  const Dims dims = images.dims();
-  if (images.rank() != 3 && images.rank() != 4)
-    fail_input("open dataset '{}': images of dims {}: must be [N, H, W] or [N, C, H, W]",
-               images_name, to_string(dims));
-  if (images.dtype() != DType::u8 && images.dtype() != DType::f32)
-    fail_unsupported("open dataset '{}': images of dtype {}: must be uint8 or float32", images_name,
-                     dtype_name(images.dtype()));
-  if (std::find(dims.begin(), dims.end(), 0) != dims.end())
-    fail_input("open dataset '{}': images of dims {}: every dimension must be positive",
-               images_name, to_string(dims));
-  // [N, H, W] is one channel: a view with C = 1 keeps load() to one layout.
-  if (images.rank() == 3) images = images.reshaped({dims[0], 1, dims[1], dims[2]});
-  const std::int64_t count = images.dim(0);
-
-  std::vector<std::int64_t> labels = read_labels(config, count, labels_required);
-
-  std::vector<std::string> class_names = config.class_names;
-  const bool inferred = class_names.empty();
-  const std::int64_t limit =
-      inferred ? kMaxInferredClasses : static_cast<std::int64_t>(class_names.size());
-  for (std::size_t i = 0; i < labels.size(); ++i)
-    if (labels[i] < 0 || labels[i] >= limit)
-      fail_input("open dataset '{}': label {} at index {}: must be in [0, {}) ({})", labels_name,
-                 labels[i], i, limit,
-                 inferred ? "set dataset.class_names for more classes"
-                          : "one per entry of dataset.class_names");
-  if (inferred) {
-    const std::int64_t classes = *std::max_element(labels.begin(), labels.end()) + 1;
-    for (std::int64_t c = 0; c < classes; ++c) class_names.push_back(std::to_string(c));
+  std::vector<ArrayInput> arrays;
+  std::vector<DataInput> inputs;
+  std::string note;
+  for (const NamedInput& source : sources) {
+    DataInput& info = inputs.emplace_back();
+    arrays.push_back(open_array_input(config, source.name, source.path, info, note));
+    if (arrays.back().data.dim(0) != arrays[0].data.dim(0))
+      fail_input(
+          "open dataset '{}': {} samples: input '{}' ('{}') has {}; every input must hold the "
+          "same number of samples",
+          source.path.string(), arrays.back().data.dim(0), sources[0].name, first_name,
+          arrays[0].data.dim(0));
   }
+  const std::int64_t count = arrays[0].data.dim(0);
 
-  Normalizer normalizer(preprocess, images.dim(1), images_name);
-  Dims sample_dims = normalizer.sample_dims(images.dim(2), images.dim(3));
-  return std::make_unique<ArrayDataset>(std::move(images), std::move(normalizer),
-                                        std::move(sample_dims), std::move(labels),
-                                        std::move(class_names));
+  std::vector<std::int64_t> labels = read_labels(config, count, first_name);
+  std::vector<std::string> class_names = config.class_names;
+  if (!labels.empty()) {
+    const std::string labels_name = config.labels.string();
+    const bool inferred = class_names.empty();
+    const std::int64_t limit =
+        inferred ? kMaxInferredClasses : static_cast<std::int64_t>(class_names.size());
+    for (std::size_t i = 0; i < labels.size(); ++i)
+      if (labels[i] < 0 || labels[i] >= limit)
+        fail_input("open dataset '{}': label {} at index {}: must be in [0, {}) ({})",
+                   labels_name, labels[i], i, limit,
+                   inferred ? "set dataset.class_names for more classes"
+                            : "one per entry of dataset.class_names");
+    if (inferred) {
+      const std::int64_t classes = *std::max_element(labels.begin(), labels.end()) + 1;
+      for (std::int64_t c = 0; c < classes; ++c) class_names.push_back(std::to_string(c));
+    }
+  } else {
+    class_names.clear();
+  }
+  return std::make_unique<ArrayDataset>(std::move(arrays), std::move(inputs), count,
+                                        std::move(labels), std::move(class_names),
+                                        std::move(note));
 }
 
 // ---- Selection -------------------------------------------------------------------------
@@ -281,6 +373,20 @@ void read_offset(const KeyValue& v, S& selection) {
   selection.offset = integer<std::int64_t>(v, 0, std::numeric_limits<std::int64_t>::max());
 }
 
+// `inputs: {NAME: FILE, ...}`: one file per model input, in the order written.
+std::vector<NamedInput> named_inputs(const KeyValue& v) {
+  if (!v.node.IsMap() || v.node.size() == 0)
+    fail_at(v, "{} must be a non-empty mapping of model input names to files, not {}", v.name,
+            v.node.IsMap() ? std::string_view("an empty mapping") : node_kind(v.node));
+  std::vector<NamedInput> inputs;
+  for (const auto& item : v.node) {
+    const std::string name = string(item_of(v, item.first));
+    const KeyValue file{v.file, item.second, v.key, fmt::format("{}.{}", v.name, name)};
+    inputs.push_back({name, path(file)});
+  }
+  return inputs;
+}
+
 constexpr KeyReader<Selection> kSelectionKeys[] = {
     {"count", read_count<Selection>},
     {"seed", read_seed<Selection>},
@@ -289,6 +395,7 @@ constexpr KeyReader<Selection> kSelectionKeys[] = {
 
 constexpr KeyReader<CalibrationConfig> kCalibrationKeys[] = {
     {"images", [](const KeyValue& v, CalibrationConfig& c) { c.images = path(v); }},
+    {"inputs", [](const KeyValue& v, CalibrationConfig& c) { c.inputs = named_inputs(v); }},
     {"labels", [](const KeyValue& v, CalibrationConfig& c) { c.labels = path(v); }},
     {"format",
      [](const KeyValue& v, CalibrationConfig& c) {
@@ -327,6 +434,7 @@ constexpr KeyReader<DatasetConfig> kDatasetKeys[] = {
        c.format = one_of(v, {"idx", "npy", "image_folder"});
      }},
     {"images", [](const KeyValue& v, DatasetConfig& c) { c.images = path(v); }},
+    {"inputs", [](const KeyValue& v, DatasetConfig& c) { c.inputs = named_inputs(v); }},
     {"labels", [](const KeyValue& v, DatasetConfig& c) { c.labels = path(v); }},
     {"class_names", [](const KeyValue& v, DatasetConfig& c) { c.class_names = class_names(v); }},
     {"preprocess",
@@ -342,14 +450,22 @@ constexpr KeyReader<DatasetConfig> kDatasetKeys[] = {
 void check_dataset_keys(const YamlFile& file, const YAML::Node& node, const DatasetConfig& config) {
   const auto fail = [&](const YAML::Node& at, const std::string& rule) { file.fail(at, rule); };
   if (!node["format"]) fail(node, "dataset.format is required: idx, npy or image_folder");
-  if (!node["images"]) fail(node, "dataset.images is required");
+  if (!node["images"] && !node["inputs"])
+    fail(node,
+         "dataset.images (one model input) or dataset.inputs (named model inputs) is required");
+  if (node["images"] && node["inputs"])
+    fail(node["inputs"],
+         "dataset.inputs and dataset.images exclude each other: images is the shorthand for the "
+         "one input of a one-input model");
   const bool folder = config.format == "image_folder";
+  if (folder && node["inputs"])
+    fail(node["inputs"],
+         "dataset.inputs applies to idx and npy datasets, not image_folder (one folder is one "
+         "image input: dataset.images)");
   if (folder && node["labels"])
     fail(node["labels"],
          "dataset.labels does not apply to image_folder datasets: their labels are the class "
          "folders");
-  if (!folder && !node["labels"])
-    fail(node, fmt::format("dataset.labels is required for {} datasets", config.format));
   if (const YAML::Node preprocess = node["preprocess"]; preprocess && !folder)
     for (const char* key : {"resize", "crop", "channels"})
       if (preprocess[key])
@@ -360,13 +476,25 @@ void check_dataset_keys(const YamlFile& file, const YAML::Node& node, const Data
   if (!calibration) return;
   // dataset.calibration: a selection, optionally of its own source in its `format`
   // (default: the dataset's).
-  const bool separate = calibration["images"].IsDefined();
+  const bool separate = calibration["images"].IsDefined() || calibration["inputs"].IsDefined();
   for (const char* key : {"labels", "format"})
     if (!separate && calibration[key])
       fail(calibration[key],
            fmt::format("dataset.calibration.{} describes a separate calibration source: give its "
                        "images too (dataset.calibration.images)",
                        key));
+  // The calibration source feeds the same inputs as the dataset, in the same form.
+  if (calibration["images"] && calibration["inputs"])
+    fail(calibration["inputs"],
+         "dataset.calibration.inputs and dataset.calibration.images exclude each other");
+  if (calibration["inputs"] && !node["inputs"])
+    fail(calibration["inputs"],
+         "dataset.calibration.inputs needs dataset.inputs: a dataset of one image input "
+         "calibrates from dataset.calibration.images");
+  if (calibration["images"] && node["inputs"])
+    fail(calibration["images"],
+         "dataset.calibration.images applies to a dataset of one input (dataset.images); this "
+         "one has dataset.inputs: give dataset.calibration.inputs");
   const std::string& source_format =
       config.calibration.format.empty() ? config.format : config.calibration.format;
   if (separate && source_format == "image_folder" && calibration["labels"])
@@ -377,55 +505,130 @@ void check_dataset_keys(const YamlFile& file, const YAML::Node& node, const Data
 
 }  // namespace
 
+float default_scale(DType source) {
+  return source == DType::u8 ? 1.0f / 255.0f : 1.0f;
+}
+
 Dataset::Dataset(Dims sample_dims, std::vector<std::int64_t> labels,
                  std::vector<std::string> class_names)
-    : sample_dims_(std::move(sample_dims)),
+    : inputs_{DataInput{"", "", DType::f32, std::move(sample_dims)}},
+      size_(static_cast<std::int64_t>(labels.size())),
       labels_(std::move(labels)),
       class_names_(std::move(class_names)) {}
 
+Dataset::Dataset(std::vector<DataInput> inputs, std::int64_t size,
+                 std::vector<std::int64_t> labels, std::vector<std::string> class_names,
+                 std::string preprocess_note)
+    : inputs_(std::move(inputs)),
+      size_(size),
+      labels_(std::move(labels)),
+      class_names_(std::move(class_names)),
+      preprocess_note_(std::move(preprocess_note)) {
+  BITPLAN_ASSERT(!inputs_.empty());
+  BITPLAN_ASSERT(labels_.empty() || static_cast<std::int64_t>(labels_.size()) == size_);
+}
+
 std::int64_t Dataset::label(std::int64_t index) const {
-  BITPLAN_ASSERT(index >= 0 && index < size());
+  BITPLAN_ASSERT(index >= 0 && index < size() && !labels_.empty());
   return labels_[static_cast<std::size_t>(index)];
+}
+
+void Dataset::load_raw(std::size_t input, std::span<const std::int64_t> indices,
+                       void* dst) const {
+  BITPLAN_ASSERT(input == 0 && inputs_[0].dtype == DType::f32);
+  load(indices, static_cast<float*>(dst));
+}
+
+void Dataset::load_input(std::size_t input, std::span<const std::int64_t> indices,
+                         Tensor& dst) const {
+  const DataInput& info = inputs_.at(input);
+  BITPLAN_ASSERT(dst.numel() ==
+                 static_cast<std::int64_t>(indices.size()) * product(info.sample_dims));
+  if (dst.dtype() == info.dtype) return load_raw(input, indices, dst.raw());
+  const auto is_int = [](DType t) { return t == DType::i64 || t == DType::i32; };
+  if (!is_int(dst.dtype()) || !is_int(info.dtype))
+    fail_input(
+        "feeding input '{}' from '{}': the data is {} but the model input is {}; give {} data "
+        "for it",
+        info.name, info.source, dtype_name(info.dtype), dtype_name(dst.dtype()),
+        dtype_name(dst.dtype()));
+  Tensor stored(info.dtype, dst.dims());
+  load_raw(input, indices, stored.raw());
+  const std::vector<std::int64_t> values = stored.to_int64_vector();
+  if (dst.dtype() == DType::i64) {
+    std::copy(values.begin(), values.end(), dst.data<std::int64_t>());
+    return;
+  }
+  auto* out = dst.data<std::int32_t>();
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    if (values[i] < std::numeric_limits<std::int32_t>::min() ||
+        values[i] > std::numeric_limits<std::int32_t>::max())
+      fail_input("feeding input '{}' from '{}': value {} does not fit the model's int32 input",
+                 info.name, info.source, values[i]);
+    out[i] = static_cast<std::int32_t>(values[i]);
+  }
 }
 
 std::unique_ptr<Dataset> open_dataset(const DatasetConfig& config) {
   if (config.format == "image_folder") return open_image_folder(config);
-  if (config.format == "idx" || config.format == "npy") return open_array_dataset(config, true);
+  if (config.format == "idx" || config.format == "npy") return open_array_dataset(config);
   fail_input("open dataset '{}': format '{}': must be idx, npy or image_folder",
              config.images.string(), config.format);
 }
 
 std::unique_ptr<Dataset> open_calibration_dataset(const DatasetConfig& config,
-                                                  const Dims& sample_dims) {
+                                                  const std::vector<DataInput>& expected) {
   const CalibrationConfig& calibration = config.calibration;
-  BITPLAN_ASSERT(!calibration.images.empty());
+  BITPLAN_ASSERT(!calibration.images.empty() || !calibration.inputs.empty());
   DatasetConfig source;
   source.format = calibration.format.empty() ? config.format : calibration.format;
   source.images = calibration.images;
+  source.inputs = calibration.inputs;
   source.labels = calibration.labels;
   source.preprocess = config.preprocess;
   // class_names stay the dataset's concern: a calibration split's labels are never read.
+  const std::string key = calibration.images.empty() ? "inputs" : "images";
   std::unique_ptr<Dataset> dataset;
   try {
-    // Not open_dataset: that one requires labels.
     if (source.format == "image_folder")
       dataset = open_image_folder(source);
     else if (source.format == "idx" || source.format == "npy")
-      dataset = open_array_dataset(source, false);
+      dataset = open_array_dataset(source);
     else
       fail_input("open dataset '{}': format '{}': must be idx, npy or image_folder",
                  source.images.string(), source.format);
   } catch (const Error& e) {
-    throw Error(e.kind(),
-                fmt::format("open calibration source (dataset.calibration.images): {}", e.what()));
+    throw Error(e.kind(), fmt::format("open calibration source (dataset.calibration.{}): {}", key,
+                                      e.what()));
   }
-  if (dataset->sample_dims() != sample_dims)
+  const auto& got = dataset->inputs();
+  const auto names = [](const std::vector<DataInput>& inputs) {
+    std::vector<std::string> out;
+    for (const DataInput& i : inputs) out.push_back(i.name.empty() ? "images" : i.name);
+    return out;
+  };
+  if (names(got) != names(expected))
     fail_input(
-        "open calibration source '{}': samples of dims {}: the dataset images '{}' give {}; "
-        "calibration samples must have the dims of the samples the model is evaluated on",
-        calibration.images.string(), to_string(dataset->sample_dims()), config.images.string(),
-        to_string(sample_dims));
+        "open calibration source (dataset.calibration.{}): inputs [{}]: the dataset's are "
+        "[{}]; calibration must feed the same inputs",
+        key, fmt::join(names(got), ", "), fmt::join(names(expected), ", "));
+  for (std::size_t i = 0; i < got.size(); ++i)
+    if (got[i].sample_dims != expected[i].sample_dims || got[i].dtype != expected[i].dtype)
+      fail_input(
+          "open calibration source '{}': samples of dims {} ({}): the dataset {} '{}' give {} "
+          "({}); calibration samples must have the dims of the samples the model is evaluated "
+          "on",
+          got[i].source, to_string(got[i].sample_dims), dtype_name(got[i].dtype),
+          got[i].name.empty() ? "images" : "input",
+          expected[i].source.empty() ? config.images.string() : expected[i].source,
+          to_string(expected[i].sample_dims), dtype_name(expected[i].dtype));
   return dataset;
+}
+
+std::unique_ptr<Dataset> open_calibration_dataset(const DatasetConfig& config,
+                                                  const Dims& sample_dims) {
+  return open_calibration_dataset(
+      config, {DataInput{"", config.images.string(), DType::f32, sample_dims}});
 }
 
 std::vector<std::int64_t> select_indices(const Selection& selection, std::int64_t dataset_size,
@@ -466,7 +669,8 @@ DatasetConfig parse_dataset_config(const YAML::Node& node, const YamlFile& confi
   read_mapping({config_file, node, "dataset", "dataset"}, kDatasetKeys, config);
   check_dataset_keys(config_file, node, config);
   // A separate calibration source is in the dataset's format unless it names its own.
-  if (!config.calibration.images.empty() && config.calibration.format.empty())
+  if ((!config.calibration.images.empty() || !config.calibration.inputs.empty()) &&
+      config.calibration.format.empty())
     config.calibration.format = config.format;
   return config;
 }

@@ -261,7 +261,12 @@ class ImageFolderDataset final : public Dataset {
   ImageFolderDataset(ImageFolderListing listing, Normalizer normalizer,
                      const Preprocess& preprocess, Dims sample_dims, std::int64_t height,
                      std::int64_t width)
-      : Dataset(std::move(sample_dims), std::move(listing.labels), std::move(listing.class_names)),
+      : Dataset({DataInput{"", listing.files.at(0).parent_path().parent_path().string(),
+                           DType::f32, std::move(sample_dims)}},
+                static_cast<std::int64_t>(listing.files.size()), std::move(listing.labels),
+                std::move(listing.class_names),
+                preprocess.scale ? fmt::format("scale {} (preprocess.scale)", *preprocess.scale)
+                                 : "scale 1/255 (the default for uint8 images)"),
         files_(std::move(listing.files)),
         normalizer_(std::move(normalizer)),
         resize_(preprocess.resize),
@@ -444,7 +449,7 @@ std::unique_ptr<Dataset> open_image_folder(const DatasetConfig& config) {
   // The first image fixes the sample size (and, for channels 0, the channel count).
   const Image first = resize_and_crop(read_image(listing.files[0], preprocess.channels),
                                       preprocess.resize, preprocess.crop, listing.files[0]);
-  Normalizer normalizer(preprocess, first.channels, config.images.string());
+  Normalizer normalizer(preprocess, first.channels, DType::u8, config.images.string());
   Dims sample_dims = normalizer.sample_dims(first.height, first.width);
   return std::make_unique<ImageFolderDataset>(std::move(listing), std::move(normalizer), preprocess,
                                               std::move(sample_dims), first.height, first.width);

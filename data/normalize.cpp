@@ -6,8 +6,9 @@
 
 namespace bitplan {
 
-Normalizer::Normalizer(const Preprocess& preprocess, std::int64_t channels, std::string_view source)
-    : scale_(preprocess.scale),
+Normalizer::Normalizer(const Preprocess& preprocess, std::int64_t channels, DType stored,
+                       std::string_view source)
+    : scale_(preprocess.scale.value_or(default_scale(stored))),
       mean_(static_cast<std::size_t>(channels), 0.0f),
       std_(static_cast<std::size_t>(channels), 1.0f),
       nhwc_(preprocess.layout == "NHWC") {

@@ -14,8 +14,10 @@ namespace bitplan {
 class Normalizer {
  public:
   // Fails naming `source` (the dataset's images) when mean or std does not hold one value
-  // per channel, when a std is zero or the layout is unknown.
-  Normalizer(const Preprocess& preprocess, std::int64_t channels, std::string_view source);
+  // per channel, when a std is zero or the layout is unknown. `stored` is the dtype of the
+  // raw values: it picks the scale when preprocess.scale is not given (default_scale).
+  Normalizer(const Preprocess& preprocess, std::int64_t channels, DType stored,
+             std::string_view source);
 
   std::int64_t channels() const { return static_cast<std::int64_t>(mean_.size()); }
   // {C, H, W} for NCHW, {H, W, C} for NHWC.

@@ -22,8 +22,12 @@ constexpr Objective kObjectives[] = {
      [](const PlanMetrics& m) { return m.gbops; }},
     {ObjectiveId::worst_class, "worst_class", "largest per-class top-1 drop (fraction)",
      Direction::minimise, [](const PlanMetrics& m) { return m.worst_class_drop; }},
-    {ObjectiveId::kl, "kl", "KL divergence to fp32 (nats)", Direction::minimise,
-     [](const PlanMetrics& m) { return m.kl; }},
+    {ObjectiveId::kl, "kl", "KL divergence to fp32 (nats; next-token KL for perplexity)",
+     Direction::minimise, [](const PlanMetrics& m) { return m.kl; }},
+    {ObjectiveId::perplexity, "perplexity", "perplexity of the next tokens", Direction::minimise,
+     [](const PlanMetrics& m) { return m.perplexity; }},
+    {ObjectiveId::cosine, "cosine", "mean cosine of the embeddings to fp32", Direction::maximise,
+     [](const PlanMetrics& m) { return m.cosine; }},
 };
 
 }  // namespace
@@ -55,6 +59,34 @@ std::vector<Objective> objectives_named(const std::vector<std::string>& names) {
     rows.push_back(*objective);
   }
   return rows;
+}
+
+std::string_view quality_objective(MetricKind kind) {
+  switch (kind) {
+    case MetricKind::top1:
+      return "accuracy";
+    case MetricKind::fidelity:
+      return "kl";
+    case MetricKind::embedding:
+      return "cosine";
+    case MetricKind::perplexity:
+      return "perplexity";
+  }
+  return "accuracy";
+}
+
+void check_objectives_fit_metric(const std::vector<std::string>& names, MetricKind kind) {
+  for (const std::string& name : names) {
+    const char* needs = (name == "accuracy" || name == "worst_class") ? "top1"
+                        : name == "perplexity"                          ? "perplexity"
+                        : name == "cosine"                              ? "embedding"
+                                                                        : nullptr;
+    if (needs && metric_name(kind) != needs)
+      fail_input(
+          "search objective '{}' needs metric.kind {}, but the run's metric is {}; its quality "
+          "objective is '{}'",
+          name, needs, metric_name(kind), quality_objective(kind));
+  }
 }
 
 bool has_objective(std::span<const Objective> objectives, ObjectiveId id) {

@@ -9,12 +9,13 @@
 #include <string_view>
 #include <vector>
 
+#include "executor/metrics.hpp"
 #include "search/pareto.hpp"
 #include "search/plan_metrics.hpp"
 
 namespace bitplan::search {
 
-enum class ObjectiveId { accuracy, latency, size, bops, worst_class, kl };
+enum class ObjectiveId { accuracy, latency, size, bops, worst_class, kl, perplexity, cosine };
 
 enum class Direction { minimise, maximise };
 
@@ -37,6 +38,14 @@ std::string objective_names_text();
 
 // The rows for `names`, in order; fails (usage) on a name the table does not have.
 std::vector<Objective> objectives_named(const std::vector<std::string>& names);
+
+// The objective that judges quality under a metric ("accuracy", "kl", "cosine",
+// "perplexity"), which stands for "accuracy" when a config names no objectives.
+std::string_view quality_objective(MetricKind kind);
+
+// Fails (invalid input) when an objective of `names` needs another metric than `kind`
+// (accuracy and worst_class need top1; perplexity needs perplexity; cosine needs embedding).
+void check_objectives_fit_metric(const std::vector<std::string>& names, MetricKind kind);
 
 // Whether `objectives` holds the objective `id`.
 bool has_objective(std::span<const Objective> objectives, ObjectiveId id);

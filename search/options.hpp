@@ -21,10 +21,16 @@ struct SearchOptions {
   std::vector<std::string> options{"fp32", "W8A8", "W4A8"};
   std::vector<SpaceOverride> overrides;
   std::vector<std::string> keep_fp32;  // regexes of layers that stay fp32
-  // Minimised, in this order: accuracy (1 - top-1), latency (ms), size (bytes), bops,
-  // worst_class (largest per-class top-1 drop), kl (KL divergence to fp32).
+  // In this order (search/objectives.cpp): accuracy (1 - top-1), latency (ms), size (bytes),
+  // bops, worst_class (largest per-class top-1 drop), kl (KL divergence to fp32; next-token
+  // KL for the perplexity metric), perplexity, cosine (maximised). Without `objectives` in
+  // the config, accuracy stands for the metric's own (quality_objective).
   std::vector<std::string> objectives{"accuracy", "latency", "size"};
+  bool objectives_given = false;
   std::optional<double> max_latency_ms, max_size_mb, max_accuracy_drop, max_worst_class_drop;
+  // Limits for the other metrics: perplexity increase in percent of fp32's, the lowest mean
+  // cosine to fp32 (embedding), the largest KL to fp32 (next-token KL for perplexity).
+  std::optional<double> max_perplexity_increase, min_cosine, max_kl;
   std::string policy = "nsga2";
   std::uint64_t seed = 1;
   std::int64_t population = 16;

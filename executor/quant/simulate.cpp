@@ -1,5 +1,7 @@
 #include "executor/quant/simulate.hpp"
 
+#include <fmt/ranges.h>
+
 #include <algorithm>
 #include <cmath>
 #include <set>
@@ -27,15 +29,16 @@ CalibrationRanges calibrate(const Graph& graph, const Dataset& dataset,
   for (const auto& name : tensors) observers.emplace(name, RangeObserver(options));
 
   std::map<std::int64_t, std::unique_ptr<ExecutionPlan>> plans;
-  Tensor input;
+  std::vector<Tensor> inputs;  // one per model input (several for dataset.inputs)
+  batch = model_batch(graph, batch);
   for (std::size_t start = 0; start < indices.size(); start += static_cast<std::size_t>(batch)) {
     const std::int64_t n =
         std::min<std::int64_t>(batch, static_cast<std::int64_t>(indices.size() - start));
     auto& plan = plans[n];
     if (!plan) plan = std::make_unique<ExecutionPlan>(observed, PlanOptions{n});
     load_batch(*plan, observed, dataset, indices.subspan(start, static_cast<std::size_t>(n)),
-               input);
-    const auto outputs = plan->run(std::span<const Tensor>(&input, 1));
+               inputs);
+    const auto outputs = plan->run(inputs);
     for (std::size_t i = 0; i < tensors.size(); ++i)
       observers.at(tensors[i]).observe(outputs[i].values<float>());
   }
@@ -53,12 +56,31 @@ CalibrationRanges calibrate(const Graph& graph, const Dataset& dataset,
 CalibrationData calibration_data(const DatasetConfig& config, const Dataset& dataset,
                                  fs::path cache_dir, std::int64_t batch) {
   const CalibrationConfig& selection = config.calibration;
-  const bool separate = !selection.images.empty();
+  const bool separate = !selection.images.empty() || !selection.inputs.empty();
+  // The files the samples come from, each input's name with its file (dataset.inputs), so a
+  // change of any input's file is a different cache entry.
+  const auto files = [](const fs::path& images, const std::vector<NamedInput>& inputs) {
+    if (inputs.empty()) return images.string();
+    std::string text;
+    for (const NamedInput& input : inputs)
+      text += fmt::format("{}{}={}", text.empty() ? "" : ",", input.name, input.path.string());
+    return text;
+  };
   CalibrationData data;
-  data.selection_id = fmt::format("{}|{}|count={}|seed={}|offset={}",
-                                  (separate ? selection.images : config.images).string(),
-                                  (separate ? selection.labels : config.labels).string(),
-                                  selection.count, selection.seed, selection.offset);
+  data.selection_id = fmt::format(
+      "{}|{}|count={}|seed={}|offset={}",
+      separate ? files(selection.images, selection.inputs) : files(config.images, config.inputs),
+      (separate ? selection.labels : config.labels).string(), selection.count, selection.seed,
+      selection.offset);
+  // The preprocessing changes the observed values, so it enters the key where it is not the
+  // one the id of earlier versions stood for (uint8 data at 1/255, no mean/std): float data
+  // is no longer divided by 255 by default, and mean/std change every value.
+  const std::string& note = dataset.preprocess_note();
+  if (!note.empty() && note.find("1/255 (the default") == std::string::npos)
+    data.selection_id += "|" + note;
+  if (!config.preprocess.mean.empty() || !config.preprocess.std.empty())
+    data.selection_id += fmt::format("|mean={}|std={}", fmt::join(config.preprocess.mean, ","),
+                                     fmt::join(config.preprocess.std, ","));
   data.cache_dir = std::move(cache_dir);
   data.batch = batch;
   if (!separate) {
@@ -66,11 +88,13 @@ CalibrationData calibration_data(const DatasetConfig& config, const Dataset& dat
     data.indices = select_indices(selection, dataset.size(), "calibration");
     return data;
   }
-  data.open = [config, sample_dims = dataset.sample_dims()] {
-    std::shared_ptr<const Dataset> source = open_calibration_dataset(config, sample_dims);
+  data.open = [config, expected = dataset.inputs()] {
+    std::shared_ptr<const Dataset> source = open_calibration_dataset(config, expected);
+    const std::string& first = expected.size() == 1 && expected[0].name.empty()
+                                   ? config.calibration.images.string()
+                                   : source->inputs()[0].source;
     std::vector<std::int64_t> indices =
-        select_indices(config.calibration, source->size(),
-                       fmt::format("calibration ('{}')", config.calibration.images.string()));
+        select_indices(config.calibration, source->size(), fmt::format("calibration ('{}')", first));
     return CalibrationData::Samples{std::move(source), std::move(indices)};
   };
   return data;

@@ -173,11 +173,19 @@ TEST_CASE("17.9 an unknown search.policy in the config: exit 3, file, line and t
   for (const char* p : {"exact", "nsga2", "reinforce", "random"}) CHECK(contains(r.output, p));
 }
 
-TEST_CASE("17.13 evaluate --images without --labels: a usage error that says labels are needed") {
-  const Result r = run("evaluate --model " + kMlp + " --images x.npy");
+TEST_CASE("17.13 evaluate --images without --labels: top1 is a usage error; else fidelity") {
+  const Result r = run("evaluate --model " + kMlp + " --images x.npy --metric top1");
   CHECK(r.exit_code == 2);
-  CHECK(contains(r.output, "--labels is required with npy images"));
+  CHECK(contains(r.output, "--metric top1 needs --labels"));
   CHECK(!contains(r.output, "''"));
+  // Without labels the default metric is fidelity: the data is read (here: missing, exit 3).
+  const Result fidelity = run("evaluate --model " + kMlp + " --images x.npy");
+  CHECK(fidelity.exit_code == 3);
+  CHECK(contains(fidelity.output, "x.npy"));
+  const Result unknown = run("evaluate --model " + kMlp + " --images x.npy --metric accuracy");
+  CHECK(unknown.exit_code == 2);
+  CHECK(contains(unknown.output, "--metric accuracy"));
+  CHECK(contains(unknown.output, "is not one of top1, fidelity, embedding, perplexity"));
 }
 
 TEST_CASE("17.13 cost takes fp32 and shows int8 edge credits apart from the layers' own time") {

@@ -215,7 +215,8 @@ TEST_CASE("17.12 inspect a free-H/W model: a clear error without --input-shape, 
   CHECK(contains(bad.output, "--input-shape 'images=N,3,0,192': dimension '0'"));
 }
 
-TEST_CASE("17.12 a model whose batch axis is fixed to 1, evaluated at batch 64: a clean error") {
+TEST_CASE("a model whose batch axis is fixed to 1 runs at batch 1, and says so") {
+  // A static export used to be refused ("evaluation needs float logits [N, classes]").
   bitplan::test::TempDir dir;
   const std::string model = dir.write("cls.onnx", classifier({{1, ""}, {3, ""}, {8, ""}, {8, ""}}));
   write_data(dir, 8, 8);
@@ -224,11 +225,46 @@ TEST_CASE("17.12 a model whose batch axis is fixed to 1, evaluated at batch 64: 
       " --images " + (folder / "x.npy").string() + " --labels " + (folder / "y.npy").string();
   const Result r = run("evaluate --model " + model + data + " --batch 64 --threads 1");
   INFO(r.output);
-  CHECK(r.exit_code == 3);
-  CHECK(contains(r.output,
-                 "input 'images' is planned as [1, 3, 8, 8] but a batch of the data is "
-                 "[64, 3, 8, 8]; the model fixes the batch axis to 1"));
+  CHECK(r.exit_code == 0);
+  CHECK(contains(r.output, "samples  100 (batch 1,"));
+  CHECK(contains(r.output, "batch 1: the model fixes its batch axis to 1 (input 'images' is "
+                           "[1, 3, 8, 8]), so it runs 1 sample at a time"));
+  CHECK(contains(r.output, "data     scale 1/255 (the default for uint8 data)"));
   CHECK(run("evaluate --model " + model + data + " --batch 1 --threads 1").exit_code == 0);
+}
+
+TEST_CASE("evaluate feeds float NPY data as it is: no silent division by 255") {
+  bitplan::test::TempDir dir;
+  const std::string model = dir.write("cls.onnx", classifier({{0, "N"}, {3, ""}, {8, ""}, {8, ""}}));
+  write_data(dir, 8, 8);  // x.npy: uint8
+  // The same images as float32 already divided by 255, as a user's normalised export holds them.
+  std::string floats;
+  for (std::size_t i = 0; i < 100 * 3 * 8 * 8; ++i) {
+    const float v = static_cast<float>((i * 7) % 251) / 255.0f;
+    char b[4];
+    std::memcpy(b, &v, 4);
+    floats.append(b, 4);
+  }
+  dir.write("xf.npy", npy("<f4", {100, 3, 8, 8}, floats));
+  const fs::path folder = fs::path(model).parent_path();
+  const std::string y = " --labels " + (folder / "y.npy").string() + " --threads 1";
+  const Result u8 = run("evaluate --model " + model + " --images " + (folder / "x.npy").string() +
+                        y + " --predictions " + (folder / "u8.npy").string());
+  const Result f32 = run("evaluate --model " + model + " --images " + (folder / "xf.npy").string() +
+                         y + " --predictions " + (folder / "f32.npy").string());
+  INFO(u8.output);
+  INFO(f32.output);
+  REQUIRE(u8.exit_code == 0);
+  REQUIRE(f32.exit_code == 0);
+  CHECK(contains(f32.output, "data     scale 1 (the default for float32 data: no rescaling)"));
+  // Same predictions: the float data was not divided again.
+  CHECK(read_text(folder / "u8.npy") == read_text(folder / "f32.npy"));
+  // Asked for, the scale applies: --scale 255 on the uint8 data is a different input.
+  const Result scaled = run("evaluate --model " + model + " --images " +
+                            (folder / "xf.npy").string() + y + " --scale 255 --json");
+  INFO(scaled.output);
+  CHECK(scaled.exit_code == 0);
+  CHECK(contains(scaled.output, "\"preprocess\": \"scale 255 (preprocess.scale)\""));
 }
 
 TEST_CASE("17.12 a negative dim_value in a model input is refused, not read as free") {

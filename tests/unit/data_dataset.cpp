@@ -113,7 +113,7 @@ dataset:
   CHECK(folder.preprocess.resize == 36);
   CHECK(folder.preprocess.crop == 32);
   CHECK(folder.preprocess.channels == 3);
-  CHECK(folder.preprocess.scale == doctest::Approx(1.0 / 255));
+  CHECK_FALSE(folder.preprocess.scale);  // the default for the data (1/255 for uint8)
   CHECK(folder.preprocess.layout == "NCHW");
 }
 
@@ -134,9 +134,18 @@ TEST_CASE("parse_dataset_config errors name the file, line, column and rule") {
          {"line 5, column 27: unknown key 'dataset.calibration.sede'"});
   expect(head + "  format: npy\n", {"line 5, column 3: key 'dataset.format' appears twice"});
   expect("dataset:\n  images: x\n", {"run.yaml", "dataset.format is required"});
-  expect("dataset:\n  format: idx\n", {"dataset.images is required"});
-  expect("dataset:\n  format: npy\n  images: x\n",
-         {"line 2, column 3", "dataset.labels is required for npy datasets"});
+  expect("dataset:\n  format: idx\n",
+         {"dataset.images (one model input) or dataset.inputs (named model inputs) is required"});
+  expect("dataset:\n  format: npy\n  images: x\n  inputs: {a: y}\n",
+         {"line 4, column 11", "dataset.inputs and dataset.images exclude each other"});
+  expect("dataset:\n  format: image_folder\n  inputs: {a: y}\n",
+         {"line 3, column 11", "dataset.inputs applies to idx and npy datasets"});
+  expect("dataset:\n  format: npy\n  inputs: [x]\n",
+         {"line 3, column 11", "dataset.inputs must be a non-empty mapping of model input names"});
+  expect("dataset:\n  format: npy\n  inputs: {a: y}\n  calibration: {images: c}\n",
+         {"dataset.calibration.images applies to a dataset of one input"});
+  expect("dataset:\n  format: npy\n  images: x\n  calibration: {inputs: {a: c}}\n",
+         {"dataset.calibration.inputs needs dataset.inputs"});
   expect("dataset:\n  format: image_folder\n  images: x\n  labels: y\n",
          {"line 4, column 11", "dataset.labels does not apply to image_folder"});
   expect("dataset: [1, 2]\n", {"line 1, column 10", "dataset must be a mapping, not a list"});
@@ -254,8 +263,8 @@ TEST_CASE("parse_dataset_config rejects inconsistent calibration sources") {
   expect(head + "  calibration: {images: [a]}\n",
          {"dataset.calibration.images must be a string, not a list"});
   expect(head + "  calibration: {imgs: t}\n",
-         {"unknown key 'dataset.calibration.imgs'; known keys are images, labels, format, count, "
-          "seed, offset"});
+         {"unknown key 'dataset.calibration.imgs'; known keys are images, inputs, labels, format, "
+          "count, seed, offset"});
 }
 
 // ---- IDX / NPY datasets ----------------------------------------------------------------
@@ -349,18 +358,20 @@ TEST_CASE("array datasets reject inconsistent images, labels and settings") {
   SUBCASE("float labels") {
     write_npy(dir / "y.npy", Tensor(DType::f32, {5}));
     write_npy(dir / "x.npy", Tensor(DType::u8, {5, 2, 3}));
-    files.config = {"npy", dir / "x.npy", dir / "y.npy", {}, {}, {}, {}};
+    files.config = {"npy", dir / "x.npy", {}, dir / "y.npy", {}, {}, {}, {}};
     check_error([&] { open_dataset(files.config); }, {"y.npy", "float32", "must be integers"});
   }
-  SUBCASE("images that are not [N, H, W] or [N, C, H, W]") {
-    write_bytes(files.config.images, idx_header(0x08, {5, 6}) + std::string(30, '\0'));
+  SUBCASE("int8 samples") {
+    write_bytes(files.config.images, idx_header(0x09, {5, 1, 1}) + std::string(5, '\0'));
     check_error([&] { open_dataset(files.config); },
-                {"images-ubyte", "dims [5, 6]", "[N, H, W] or [N, C, H, W]"});
-  }
-  SUBCASE("int32 images") {
-    write_bytes(files.config.images, idx_header(0x0C, {5, 1, 1}) + std::string(20, '\0'));
-    check_error([&] { open_dataset(files.config); }, {"dtype int32", "uint8 or float32"},
+                {"dtype int8", "uint8 or float32 (preprocessed) or int64/int32 (fed as stored)"},
                 ErrorKind::unsupported);
+  }
+  SUBCASE("NHWC for samples that are not images") {
+    write_bytes(files.config.images, idx_header(0x08, {5, 6}) + std::string(30, '\0'));
+    files.config.preprocess.layout = "NHWC";
+    check_error([&] { open_dataset(files.config); },
+                {"images-ubyte", "preprocess.layout NHWC applies to images", "[5, 6]"});
   }
   SUBCASE("mean for the wrong channel count") {
     files.config.preprocess.mean = {0.5f, 0.5f, 0.5f};
@@ -424,7 +435,7 @@ TEST_CASE("a calibration source opens with the dataset's preprocessing, labels o
   config.preprocess.mean = {0.25f};
   const auto source = open_calibration_dataset(config, Dims{1, 2, 3});
   CHECK(source->size() == 7);
-  CHECK(source->label(6) == 0);  // no labels file: calibration reads none
+  CHECK_FALSE(source->has_labels());  // no labels file: calibration reads none
   const Indices first = {0};
   std::vector<float> sample(6);
   source->load(first, sample.data());

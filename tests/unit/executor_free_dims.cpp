@@ -171,26 +171,29 @@ TEST_CASE("17.12 bind_input_shapes refuses shapes that do not fit the model") {
   CHECK(has(bind_error({{"images", {N, 3, N, 64}}}), "N (the batch) may only be the first"));
 }
 
-TEST_CASE("17.12 a model whose batch axis is fixed to 1 fed batches of 64: a clean error") {
-  // The plan's input held one sample; 64 were written into it.
+TEST_CASE("a model whose batch axis is fixed to 1 runs at batch 1 whatever batch is asked") {
+  // A static export ([1, 3, 8, 8]) used to be refused ("needs float logits [N, classes]").
   test::TempDir dir;
   const auto dataset = npy_dataset(dir, 100, {3, 8, 8});
   const auto indices = all_indices(*dataset);
   const Graph fixed = free_hw_classifier({1, 3, 8, 8});
-  const std::string message = error_of(
-      [&] {
-        evaluate(fixed, *dataset, indices, {64, false});
-      },
-      ErrorKind::invalid_input);
-  CHECK(has(message,
-            "input 'images' is planned as [1, 3, 8, 8] but a batch of the data is "
-            "[64, 3, 8, 8]; the model fixes the batch axis to 1: run with batch 1"));
-  // Batch 1 is what the model takes.
-  CHECK(evaluate(fixed, *dataset, indices, {1, false}).samples == 100);
-  // Calibration feeds data the same way.
-  CHECK(has(error_of([&] { calibrate(fixed, *dataset, indices, {"c"}, {}, 64); },
+  std::string note;
+  CHECK(model_batch(fixed, 64, &note) == 1);
+  CHECK(has(note, "batch 1: the model fixes its batch axis to 1 (input 'images' is [1, 3, 8, 8])"));
+  CHECK(model_batch(free_hw_classifier({-1, 3, 8, 8}), 64, &note) == 64);
+  CHECK(note.empty());
+  const EvalResult at64 = evaluate(fixed, *dataset, indices, {64, false});
+  const EvalResult at1 = evaluate(fixed, *dataset, indices, {1, false});
+  CHECK(at64.samples == 100);
+  CHECK(at64.batch == 1);
+  CHECK(at64.predictions == at1.predictions);
+  // Calibration runs it the same way.
+  CHECK(calibrate(fixed, *dataset, indices, {"c"}, {}, 64).count("c") == 1);
+  // A fixed batch of 4 needs whole batches.
+  const std::vector<std::int64_t> ten(indices.begin(), indices.begin() + 10);
+  CHECK(has(error_of([&] { evaluate(free_hw_classifier({4, 3, 8, 8}), *dataset, ten, {64, false}); },
                      ErrorKind::invalid_input),
-            "is planned as [1, 3, 8, 8] but a batch of the data is [64, 3, 8, 8]"));
+            "10 samples do not fill batches of 4, the batch size the model fixes"));
 }
 
 TEST_CASE("17.12 samples whose fixed dimensions differ from the model's: a clean error") {
