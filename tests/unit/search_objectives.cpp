@@ -17,7 +17,8 @@ TEST_CASE("every objective has one row with a unique name and a unit") {
     CHECK_FALSE(objective.unit.empty());
     CHECK(find_objective(objective.name) == &objective);
   }
-  CHECK(objective_names_text() == "accuracy, latency, size, bops, worst_class, kl");
+  CHECK(objective_names_text() ==
+        "accuracy, latency, size, bops, worst_class, kl, perplexity, cosine");
   CHECK(find_objective("top1") == nullptr);
 }
 
@@ -51,4 +52,24 @@ TEST_CASE("minimised values: accuracy as the top-1 error, a maximised objective 
   // No latency (no profile): NaN passes through, so the front treats it as incomparable.
   m.latency_ms = NAN;
   CHECK(std::isnan(minimised_objectives(objectives_named({"latency"}), m)[0]));
+}
+
+TEST_CASE("perplexity is minimised, cosine maximised; each metric has its quality objective") {
+  PlanMetrics m;
+  m.perplexity = 12.5;
+  m.cosine = 0.96;
+  CHECK(minimised_objectives(objectives_named({"perplexity", "cosine"}), m) ==
+        ObjectivePoint{12.5, -0.96});
+  CHECK(quality_objective(MetricKind::top1) == "accuracy");
+  CHECK(quality_objective(MetricKind::fidelity) == "kl");
+  CHECK(quality_objective(MetricKind::embedding) == "cosine");
+  CHECK(quality_objective(MetricKind::perplexity) == "perplexity");
+  check_objectives_fit_metric({"perplexity", "kl", "latency"}, MetricKind::perplexity);
+  CHECK_THROWS_WITH_AS(
+      check_objectives_fit_metric({"accuracy", "latency"}, MetricKind::perplexity),
+      doctest::Contains("search objective 'accuracy' needs metric.kind top1, but the run's "
+                        "metric is perplexity; its quality objective is 'perplexity'"),
+      Error);
+  CHECK_THROWS_WITH_AS(check_objectives_fit_metric({"cosine"}, MetricKind::top1),
+                       doctest::Contains("'cosine' needs metric.kind embedding"), Error);
 }
