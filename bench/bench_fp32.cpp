@@ -3,15 +3,18 @@
 // time budget is spent. Prints one JSON line like bench/torch_peer.py.
 //
 //   bench_fp32 MODEL.onnx BATCH THREADS [SECONDS] [--input NAME=FILE.npy]... [--output OUT.npy]
+//              [--by-op]
 //
 // Without --input a float input gets normal noise and an integer input (token ids, attention
 // masks) ones: a valid id and "attend everywhere", and the time does not depend on the values.
 // `--input NAME=FILE.npy` feeds rows [0, BATCH) of FILE to input NAME instead, and its dims
 // after the batch axis size the input's free dimensions (a transformer's sequence length).
 // `--output OUT.npy` writes output 0 of the first run (on the given inputs) for parity checks
-// against another runtime (bench/zoo_vs_ort.py).
+// against another runtime (bench/zoo_vs_ort.py). `--by-op` also prints (stderr) the time
+// per op type over a few timed runs, largest first, to see where a model spends it.
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <iostream>
@@ -38,6 +41,7 @@ struct Args {
   double seconds = 2.0;
   std::map<std::string, std::string> input_files;
   std::optional<std::string> output_file;
+  bool by_op = false;
 };
 
 Args parse_args(int argc, char** argv) {
@@ -45,6 +49,10 @@ Args parse_args(int argc, char** argv) {
   std::vector<std::string> positional;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
+    if (arg == "--by-op") {
+      args.by_op = true;
+      continue;
+    }
     if ((arg == "--input" || arg == "--output") && i + 1 < argc) {
       const std::string value = argv[++i];
       if (arg == "--output") {
@@ -62,7 +70,7 @@ Args parse_args(int argc, char** argv) {
   if (positional.size() < 3 || positional.size() > 4)
     fail(ErrorKind::usage,
          "usage: bench_fp32 MODEL.onnx BATCH THREADS [SECONDS] [--input NAME=FILE.npy]... "
-         "[--output OUT.npy]");
+         "[--output OUT.npy] [--by-op]");
   args.model = positional[0];
   args.batch = std::stoll(positional[1]);
   args.threads = std::stoi(positional[2]);
@@ -81,6 +89,23 @@ Tensor first_rows(const std::string& name, const std::string& file, std::int64_t
   Tensor rows(all.dtype(), dims);
   std::memcpy(rows.raw(), all.raw(), rows.nbytes());
   return rows;
+}
+
+// Median time per op type over `runs` timed runs, largest first, on stderr.
+void print_time_by_op(ExecutionPlan& plan, const std::vector<Tensor>& inputs, int runs) {
+  const std::size_t steps = plan.steps().size();
+  std::map<std::string, std::vector<double>> per_op;
+  std::vector<double> one(steps);
+  for (int r = 0; r < runs; ++r) {
+    plan.run_timed(inputs, one);
+    std::map<std::string, double> total;
+    for (std::size_t i = 0; i < steps; ++i) total[plan.steps()[i].op_type] += one[i];
+    for (const auto& [op, seconds] : total) per_op[op].push_back(seconds);
+  }
+  std::vector<std::pair<double, std::string>> rows;
+  for (auto& [op, seconds] : per_op) rows.emplace_back(median_and_iqr(seconds).median, op);
+  std::sort(rows.rbegin(), rows.rend());
+  for (const auto& [seconds, op] : rows) fmt::print(stderr, "  {:10.3f} ms  {}\n", 1e3 * seconds, op);
 }
 
 }  // namespace
@@ -143,6 +168,7 @@ int main(int argc, char** argv) {
       plan.run(in);
       ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t).count());
     }
+    if (args.by_op) print_time_by_op(plan, input_sets[0], 5);
     const Spread spread = median_and_iqr(ms);
     fmt::print(
         "{{\"model\": \"{}\", \"batch\": {}, \"threads\": {}, \"median_ms\": {:.4f}, \"iqr_ms\": "

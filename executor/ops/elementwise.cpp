@@ -275,6 +275,25 @@ OpBuild build_pow(const OpContext& ctx) {
   const Dims dims = broadcast_or_fail(ctx, {a.dims, b.dims});
   BroadcastPlan<2> plan(dims, {a.dims, b.dims});
   out.outputs.push_back({a.dtype, dims, {}});
+  // A constant float exponent of 2 or 3 (RMSNorm's mean of squares, tanh-GELU's cube) is a
+  // product: std::pow's general path costs about 20 multiplies per element, and the product
+  // is what powf returns for these exponents up to its last-bit rounding (ONNX Runtime
+  // special-cases them the same way). Output dims are those of the broadcast, whose element
+  // count is the base's when the exponent is a single value.
+  if (a.dtype == DType::f32 && b.dtype == DType::f32 && b.constant && b.constant->numel() == 1 &&
+      product(dims) == product(a.dims)) {
+    const float exponent = b.constant->data<float>()[0];
+    if (exponent == 2.f) {
+      auto square = [](float x) { return x * x; };
+      out.kernel = std::make_unique<UnaryKernel<float, decltype(square)>>(square);
+      return out;
+    }
+    if (exponent == 3.f) {
+      auto cube = [](float x) { return x * x * x; };
+      out.kernel = std::make_unique<UnaryKernel<float, decltype(cube)>>(cube);
+      return out;
+    }
+  }
   visit_dtype(a.dtype, [&](auto base_tag) {
     using A = decltype(base_tag);
     visit_dtype(b.dtype, [&](auto exp_tag) {

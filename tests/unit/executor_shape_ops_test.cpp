@@ -4,6 +4,7 @@
 // folds the node), so both paths are covered.
 #include <doctest/doctest.h>
 
+#include <cmath>
 #include <limits>
 #include <numeric>
 
@@ -469,4 +470,32 @@ TEST_CASE("Resize: nearest modes, linear coordinate modes, sizes, cubic refused"
               ErrorKind::unsupported, "mode 'cubic' is not supported; nearest and linear are");
   check_error({"Resize", {runtime(x), omitted(), twice, constant(i64s({1, 1, 4, 4}))}},
               ErrorKind::invalid_input, "exactly one of scales and sizes");
+}
+
+TEST_CASE("Pow: a constant exponent of 2 or 3 is the product, others std::pow, runtime exponents too") {
+  const Tensor x = f32({2, 3}, {-1.5f, 0.f, 0.1f, 2.f, 3.25f, -7.f});
+  for (const float exponent : {2.f, 3.f, 0.5f, -1.f}) {
+    INFO("exponent " << exponent);
+    const Tensor e = f32({1}, {exponent});
+    const Tensor folded_shape = run1({"Pow", {runtime(x), constant(e)}});
+    const Tensor runtime_exponent = run1({"Pow", {runtime(x), runtime(e)}});
+    CHECK(to_string(folded_shape.dims()) == "[2, 3]");
+    for (std::int64_t i = 0; i < x.numel(); ++i) {
+      const float base = x.data<float>()[i];
+      const float want = std::pow(base, exponent);
+      const float got = folded_shape.data<float>()[i];
+      if (std::isnan(want)) {
+        CHECK(std::isnan(got));
+        continue;
+      }
+      if (std::isinf(want)) {
+        CHECK(got == want);
+        continue;
+      }
+      // x*x and x*x*x are within one rounding of each multiply of powf's correctly rounded
+      // result: 2 ulp at most.
+      CHECK(got == doctest::Approx(want).epsilon(3e-7));
+      CHECK(runtime_exponent.data<float>()[i] == want);
+    }
+  }
 }
