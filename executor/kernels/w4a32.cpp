@@ -43,6 +43,13 @@ PackedW4a32 pack_w4a32(const W4a32Source& src, Isa isa) {
       p.scales[static_cast<std::size_t>(at)] = s;
       p.offsets[static_cast<std::size_t>(at)] = o;
     }
+  // Symmetric grids have one offset for all: keep P copies of it, and give the padding
+  // columns that code so their weights are 0 too.
+  const float first = src.offsets[0];
+  p.uniform_offset =
+      std::all_of(src.offsets, src.offsets + p.groups * p.n, [&](float o) { return o == first; });
+  if (p.uniform_offset) p.offsets.assign(static_cast<std::size_t>(p.panel), first);
+  const int padding_code = p.uniform_offset ? static_cast<int>(first) : 0;
   for (std::int64_t n = 0; n < p.panels * p.panel; ++n) {
     const std::int64_t panel = n / p.panel, col = n % p.panel;
     const int shift = col < half ? 0 : 4;
@@ -54,7 +61,7 @@ PackedW4a32 pack_w4a32(const W4a32Source& src, Isa isa) {
         if (c < 0 || c > 15)
           fail_input("packing W4A32 weights: code {} at (k {}, n {}) is not in [0, 15]", c, k, n);
       } else {
-        c = 0;  // padding column: offset 0, scale 1, weight 0
+        c = padding_code;  // padding column: code = offset, weight 0
       }
       base[k * half] = static_cast<std::uint8_t>(base[k * half] | (c << shift));
     }
@@ -78,7 +85,8 @@ void w4a32_panel_scalar(const PackedW4a32& w, std::int64_t panel, const float* x
   const std::int64_t P = w.panel, half = P / 2;
   const std::uint8_t* codes = w.codes.data() + panel * w.k * half;
   const float* scales = w.scales.data() + panel * w.groups * P;
-  const float* offsets = w.offsets.data() + panel * w.groups * P;
+  const float* offsets = w.panel_offsets(panel);
+  const std::int64_t ostep = w.offset_group_step();
   for (std::int64_t r = 0; r < m; ++r) {
     float acc[32] = {};
     for (std::int64_t k = 0; k < w.k; ++k) {
@@ -87,7 +95,7 @@ void w4a32_panel_scalar(const PackedW4a32& w, std::int64_t panel, const float* x
       const std::uint8_t* b = codes + k * half;
       for (std::int64_t j = 0; j < P; ++j) {
         const int c = j < half ? b[j] & 0xF : b[j - half] >> 4;
-        const float wv = (static_cast<float>(c) - offsets[g * P + j]) * scales[g * P + j];
+        const float wv = (static_cast<float>(c) - offsets[g * ostep + j]) * scales[g * P + j];
         acc[j] += xv * wv;
       }
     }

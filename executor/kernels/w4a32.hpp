@@ -54,10 +54,18 @@ struct PackedW4a32 {
   std::int64_t panels = 0;          // ceil(n / P)
   std::vector<std::uint8_t> codes;  // panels x k x P/2 bytes
   std::vector<float> scales;        // panels x groups x P
-  std::vector<float> offsets;       // panels x groups x P
+  // panels x groups x P; or, when every column and group has the same offset (symmetric
+  // grids: 8 or 0), just P copies of it: no offset traffic per group.
+  std::vector<float> offsets;
+  bool uniform_offset = false;
   std::size_t bytes() const {
     return codes.size() + (scales.size() + offsets.size()) * sizeof(float);
   }
+  // Panel p's offsets, and the step from one group's to the next (0 when uniform).
+  const float* panel_offsets(std::int64_t p) const {
+    return offsets.data() + (uniform_offset ? 0 : p * groups * panel);
+  }
+  std::int64_t offset_group_step() const { return uniform_offset ? 0 : panel; }
 };
 
 // The panel width for `isa`.

@@ -43,13 +43,14 @@ BITPLAN_AVX2 inline __attribute__((always_inline)) void step(const std::uint8_t*
 
 template <int MT, int KU>
 BITPLAN_AVX2 void tile_avx2(const std::uint8_t* codes, const float* scales, const float* offsets,
-                            std::int64_t k_total, std::int64_t group, const float* x,
-                            std::int64_t ldx, float* y, std::int64_t ldy) {
+                            std::int64_t ostep, std::int64_t k_total, std::int64_t group,
+                            const float* x, std::int64_t ldx, float* y, std::int64_t ldy) {
   __m256 acc[MT][2];
   for (int r = 0; r < MT; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
   const __m256i low4 = _mm256_set1_epi32(0xF);
   for (std::int64_t g0 = 0, g = 0; g0 < k_total; g0 += group, ++g) {
-    const __m256 o0 = _mm256_loadu_ps(offsets + g * 16), o1 = _mm256_loadu_ps(offsets + g * 16 + 8);
+    const __m256 o0 = _mm256_loadu_ps(offsets + g * ostep),
+                 o1 = _mm256_loadu_ps(offsets + g * ostep + 8);
     const std::int64_t g1 = g0 + group < k_total ? g0 + group : k_total;
     // The group's sums: KU consecutive k at a time, each into its own accumulators, the
     // last few into set 0. Loops over u and r are unrolled, so every index is a constant and
@@ -90,19 +91,24 @@ void w4a32_panel_avx2(const PackedW4a32& w, std::int64_t panel, const float* x, 
                       std::int64_t ldx, float* y, std::int64_t ldy) {
   const std::uint8_t* codes = w.codes.data() + panel * w.k * 8;
   const float* scales = w.scales.data() + panel * w.groups * 16;
-  const float* offsets = w.offsets.data() + panel * w.groups * 16;
+  const float* offsets = w.panel_offsets(panel);
+  const std::int64_t ostep = w.offset_group_step();
   std::int64_t r = 0;
   for (; r + 4 <= m; r += 4)
-    tile_avx2<4, 1>(codes, scales, offsets, w.k, w.group, x + r * ldx, ldx, y + r * ldy, ldy);
+    tile_avx2<4, 1>(codes, scales, offsets, ostep, w.k, w.group, x + r * ldx, ldx, y + r * ldy,
+                    ldy);
   switch (m - r) {
     case 3:
-      tile_avx2<3, 1>(codes, scales, offsets, w.k, w.group, x + r * ldx, ldx, y + r * ldy, ldy);
+      tile_avx2<3, 1>(codes, scales, offsets, ostep, w.k, w.group, x + r * ldx, ldx, y + r * ldy,
+                      ldy);
       break;
     case 2:
-      tile_avx2<2, 2>(codes, scales, offsets, w.k, w.group, x + r * ldx, ldx, y + r * ldy, ldy);
+      tile_avx2<2, 2>(codes, scales, offsets, ostep, w.k, w.group, x + r * ldx, ldx, y + r * ldy,
+                      ldy);
       break;
     case 1:
-      tile_avx2<1, 4>(codes, scales, offsets, w.k, w.group, x + r * ldx, ldx, y + r * ldy, ldy);
+      tile_avx2<1, 4>(codes, scales, offsets, ostep, w.k, w.group, x + r * ldx, ldx, y + r * ldy,
+                      ldy);
       break;
     default:
       break;

@@ -47,14 +47,15 @@ BITPLAN_AVX512 inline __attribute__((always_inline)) void step(const std::uint8_
 
 template <int MT, int KU>
 BITPLAN_AVX512 void tile_avx512(const std::uint8_t* codes, const float* scales,
-                                const float* offsets, std::int64_t k_total, std::int64_t group,
-                                const float* x, std::int64_t ldx, float* y, std::int64_t ldy) {
+                                const float* offsets, std::int64_t ostep, std::int64_t k_total,
+                                std::int64_t group, const float* x, std::int64_t ldx, float* y,
+                                std::int64_t ldy) {
   __m512 acc[MT][2];
   for (int r = 0; r < MT; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
   const __m512i low4 = _mm512_set1_epi32(0xF);
   for (std::int64_t g0 = 0, g = 0; g0 < k_total; g0 += group, ++g) {
-    const __m512 o0 = _mm512_loadu_ps(offsets + g * 32),
-                 o1 = _mm512_loadu_ps(offsets + g * 32 + 16);
+    const __m512 o0 = _mm512_loadu_ps(offsets + g * ostep),
+                 o1 = _mm512_loadu_ps(offsets + g * ostep + 16);
     const std::int64_t g1 = g0 + group < k_total ? g0 + group : k_total;
     // The group's sums: KU consecutive k at a time, each into its own accumulators, the
     // last few into set 0. Loops over u and r are unrolled, so every index is a constant and
@@ -91,10 +92,10 @@ BITPLAN_AVX512 void tile_avx512(const std::uint8_t* codes, const float* scales,
 
 template <int MT>
 BITPLAN_AVX512 void rows_avx512(const std::uint8_t* codes, const float* scales,
-                                const float* offsets, const PackedW4a32& w, const float* x,
-                                std::int64_t ldx, float* y, std::int64_t ldy) {
+                                const float* offsets, std::int64_t ostep, const PackedW4a32& w,
+                                const float* x, std::int64_t ldx, float* y, std::int64_t ldy) {
   constexpr int KU = MT >= 4 ? 1 : MT >= 2 ? 2 : 4;
-  tile_avx512<MT, KU>(codes, scales, offsets, w.k, w.group, x, ldx, y, ldy);
+  tile_avx512<MT, KU>(codes, scales, offsets, ostep, w.k, w.group, x, ldx, y, ldy);
 }
 
 }  // namespace
@@ -103,33 +104,34 @@ void w4a32_panel_avx512(const PackedW4a32& w, std::int64_t panel, const float* x
                         std::int64_t ldx, float* y, std::int64_t ldy) {
   const std::uint8_t* codes = w.codes.data() + panel * w.k * 16;
   const float* scales = w.scales.data() + panel * w.groups * 32;
-  const float* offsets = w.offsets.data() + panel * w.groups * 32;
+  const float* offsets = w.panel_offsets(panel);
+  const std::int64_t ostep = w.offset_group_step();
   std::int64_t r = 0;
   for (; r + 8 <= m; r += 8)
-    rows_avx512<8>(codes, scales, offsets, w, x + r * ldx, ldx, y + r * ldy, ldy);
+    rows_avx512<8>(codes, scales, offsets, ostep, w, x + r * ldx, ldx, y + r * ldy, ldy);
   const float* xr = x + r * ldx;
   float* yr = y + r * ldy;
   switch (m - r) {
     case 7:
-      rows_avx512<7>(codes, scales, offsets, w, xr, ldx, yr, ldy);
+      rows_avx512<7>(codes, scales, offsets, ostep, w, xr, ldx, yr, ldy);
       break;
     case 6:
-      rows_avx512<6>(codes, scales, offsets, w, xr, ldx, yr, ldy);
+      rows_avx512<6>(codes, scales, offsets, ostep, w, xr, ldx, yr, ldy);
       break;
     case 5:
-      rows_avx512<5>(codes, scales, offsets, w, xr, ldx, yr, ldy);
+      rows_avx512<5>(codes, scales, offsets, ostep, w, xr, ldx, yr, ldy);
       break;
     case 4:
-      rows_avx512<4>(codes, scales, offsets, w, xr, ldx, yr, ldy);
+      rows_avx512<4>(codes, scales, offsets, ostep, w, xr, ldx, yr, ldy);
       break;
     case 3:
-      rows_avx512<3>(codes, scales, offsets, w, xr, ldx, yr, ldy);
+      rows_avx512<3>(codes, scales, offsets, ostep, w, xr, ldx, yr, ldy);
       break;
     case 2:
-      rows_avx512<2>(codes, scales, offsets, w, xr, ldx, yr, ldy);
+      rows_avx512<2>(codes, scales, offsets, ostep, w, xr, ldx, yr, ldy);
       break;
     case 1:
-      rows_avx512<1>(codes, scales, offsets, w, xr, ldx, yr, ldy);
+      rows_avx512<1>(codes, scales, offsets, ostep, w, xr, ldx, yr, ldy);
       break;
     default:
       break;

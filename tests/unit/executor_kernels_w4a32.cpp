@@ -136,6 +136,14 @@ TEST_CASE("W4A32 packing reads back every code, for every panel width") {
     for (std::int64_t n = p.n; n < packed.panels * packed.panel; ++n)
       CHECK(packed_code(packed, 0, n) == 0);
   }
+  // Symmetric grids share one offset: stored once, and the padding columns take it as code.
+  const Problem sym = make_problem(1, 45, 71, 32, true, 7);
+  const PackedW4a32 one = pack_w4a32(sym.source(), Isa::avx2);
+  CHECK(one.uniform_offset);
+  CHECK(one.offsets.size() == static_cast<std::size_t>(one.panel));
+  CHECK(one.bytes() <
+        pack_w4a32(make_problem(1, 45, 71, 32, false, 7).source(), Isa::avx2).bytes());
+  CHECK(packed_code(one, 0, one.panels * one.panel - 1) == 8);
   // Transposed source strides ([N, K] storage, a Gemm with transB) pack the same bytes.
   const Problem p = make_problem(1, 40, 9, 32, true, 8);
   std::vector<std::int8_t> nk(p.codes.size());
