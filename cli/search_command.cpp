@@ -20,6 +20,7 @@
 #include "executor/kernel_list.hpp"
 #include "executor/model.hpp"
 #include "search/driver.hpp"
+#include "search/objectives.hpp"
 #include "search/output.hpp"
 #include "search/policy.hpp"
 
@@ -191,9 +192,32 @@ options)",
   check_batch_fits(model.graph, config, static_cast<std::int64_t>(in.validation.size()));
   if (config.latency_batch_origin)  // the cost models plan the model at this batch
     check_batch_fits(model.graph, config.search.latency_batch, *config.latency_batch_origin);
+  // The metric judges every plan: without search.objectives, "accuracy" stands for the
+  // metric's own quality objective; named objectives must be ones the metric measures.
+  in.metric = config.metric;
+  const MetricKind metric = resolved_metric(config.metric, dataset->has_labels());
+  if (!config.search.objectives_given)
+    for (std::string& objective : config.search.objectives)
+      if (objective == "accuracy") objective = std::string(search::quality_objective(metric));
+  search::check_objectives_fit_metric(config.search.objectives, metric);
+  if (metric != MetricKind::top1 &&
+      (config.search.max_accuracy_drop || config.search.max_worst_class_drop))
+    fail_input(
+        "config '{}': search.constraints.max_accuracy_drop and max_worst_class_drop apply to "
+        "metric top1, not {} (use max_perplexity_increase, min_cosine or max_kl)",
+        config_path, metric_name(metric));
   const Selection& val = config.dataset.validation;
-  in.dataset_id = fmt::format("{}|{}|count={}|seed={}|offset={}", config.dataset.images.string(),
+  std::string data_files = config.dataset.images.string();
+  for (const NamedInput& input : config.dataset.inputs)
+    data_files += fmt::format("{}{}={}", data_files.empty() ? "" : ",", input.name,
+                              input.path.string());
+  in.dataset_id = fmt::format("{}|{}|count={}|seed={}|offset={}", data_files,
                               config.dataset.labels.string(), val.count, val.seed, val.offset);
+  // Another metric stores other values: its rows are its own (top1 keeps the key of before).
+  if (metric != MetricKind::top1 || !config.metric.output.empty())
+    in.dataset_id += fmt::format("|metric={}|output={}|tokens={}|mask={}", metric_name(metric),
+                                 config.metric.output, config.metric.tokens_input,
+                                 config.metric.mask_input);
   in.calibration =
       calibration_data(config.dataset, *dataset, default_cache_dir(), config.evaluate.batch);
   if (!config.target.empty()) in.profile = load_hw_profile(config.target);

@@ -106,12 +106,14 @@ SearchResult run_search(const DriverInputs& in, const Progress& progress,
     shuffled.push_back(in.validation[static_cast<std::size_t>(i)]);
   const std::int64_t sens_n = std::min(opt.sensitivity_subset, subset_n);
   const std::vector<std::int64_t> subset(shuffled.begin(), shuffled.begin() + subset_n);
-  const SubsetEvaluator subset_runs(graph, *in.dataset, subset, in.eval_batch);
+  const SubsetEvaluator subset_runs(graph, *in.dataset, subset, in.eval_batch, in.metric);
   const SubsetEvaluator sens_runs(
       graph, *in.dataset, std::vector<std::int64_t>(subset.begin(), subset.begin() + sens_n),
-      in.eval_batch);
+      in.eval_batch, in.metric);
+  // Early stopping is sound for top-1 only (a paired count with a standard error).
   std::optional<double> max_top1_drop;
-  if (opt.max_accuracy_drop) max_top1_drop = *opt.max_accuracy_drop / 100.0;
+  if (opt.max_accuracy_drop && subset_runs.metric() == MetricKind::top1)
+    max_top1_drop = *opt.max_accuracy_drop / 100.0;
   ExecutorEvaluator evaluator(simulator, subset_runs, db, context_key, max_top1_drop);
   result.fp32 = evaluator.reference();
   costs.add_costs(QuantPlan{}, result.fp32);
@@ -162,7 +164,7 @@ SearchResult run_search(const DriverInputs& in, const Progress& progress,
   params.layer_features = layer_features(costs.context(), tables.table);
   auto policy = make_policy(opt.policy, result.space, params);
 
-  const PlanScorer scorer(costs, objectives, opt, result.fp32.top1);
+  const PlanScorer scorer(costs, objectives, opt, result.fp32.top1, result.fp32.perplexity);
   InProcessRunner runner(evaluator);
   PolicyLoopSettings loop;
   loop.batch_size = params.population_size;
@@ -187,10 +189,11 @@ SearchResult run_search(const DriverInputs& in, const Progress& progress,
     if (final_n > subset_n) {
       full_runs.emplace(graph, *in.dataset,
                         std::vector<std::int64_t>(shuffled.begin(), shuffled.begin() + final_n),
-                        in.eval_batch);
+                        in.eval_batch, in.metric);
       full.emplace(simulator, *full_runs, db, context_key + fmt::format("|final={}", final_n),
                    max_top1_drop);
       result.fp32.top1 = full_runs->reference().top1;
+      result.fp32.perplexity = full_runs->reference().perplexity;
       result.fp32.samples = full_runs->reference().samples;
       final_selection.evaluator = &*full;
     }

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "backends/hw_profile.hpp"
+#include "executor/metrics.hpp"
 #include "executor/quant/simulate.hpp"
 #include "search/options.hpp"
 #include "search/plan_metrics.hpp"
@@ -38,6 +39,7 @@ struct DriverInputs {
   CalibrationData calibration;
   std::optional<HwProfile> profile;  // none: latency is not an objective
   std::int64_t eval_batch = 64;
+  bitplan::MetricConfig metric;  // what judges a plan (executor/metrics.hpp)
   SearchOptions options;
   bool dry_run = false;           // resolve and describe, evaluate nothing
   bool sensitivity_only = false;  // stop after the sensitivity analysis (and baselines)

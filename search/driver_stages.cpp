@@ -231,6 +231,22 @@ SensitivityTables run_sensitivity(const std::vector<QuantizableLayer>& layers,
     for (std::size_t o = 0; o < specs[l].size(); ++o)
       out.pairs += specs[l][o].quantized() && unsupported[l][o].empty();
   const double fp32_top1 = selection.reference().top1;
+  const double fp32_perplexity = selection.reference().perplexity;
+  // A layer's quality loss in the metric's terms: top-1 drop (fraction), perplexity increase
+  // (fraction of fp32's), 1 - mean cosine (embedding); fidelity: none beyond the KL.
+  const auto loss = [&](const PlanMetrics& m) {
+    switch (selection.metric()) {
+      case MetricKind::top1:
+        return fp32_top1 - m.top1;
+      case MetricKind::perplexity:
+        return m.perplexity / fp32_perplexity - 1;
+      case MetricKind::embedding:
+        return 1 - m.cosine;
+      case MetricKind::fidelity:
+        return 1 - m.agreement;
+    }
+    return 0.0;
+  };
   std::size_t done = 0;
   for (std::size_t l = 0; l < layers.size() && !stop; ++l) {
     for (std::size_t o = 0; o < specs[l].size(); ++o) {
@@ -241,11 +257,11 @@ SensitivityTables run_sensitivity(const std::vector<QuantizableLayer>& layers,
         single.layers[layers[l].name] = specs[l][o];
         if (auto stored = db.find_sensitivity(context, layers[l].name, label)) {
           kl = stored->value;
-          drop = fp32_top1 - metrics_from_stored_json(stored->metrics).top1;
+          drop = loss(metrics_from_stored_json(stored->metrics));
         } else {
           const SubsetOutcome outcome = selection.evaluate(simulator.build(single));
           kl = outcome.fidelity.kl_divergence;
-          drop = fp32_top1 - outcome.top1;
+          drop = loss(measured_metrics(outcome));
           db.put_sensitivity(context,
                              StoredSensitivity{layers[l].name, label, kl,
                                                stored_metrics_json(measured_metrics(outcome)),
@@ -351,8 +367,12 @@ QuantPlan genome_plan(const Genome& genome, const std::vector<QuantizableLayer>&
 }
 
 PlanScorer::PlanScorer(const PlanCosts& costs, std::vector<Objective> objectives,
-                       const SearchOptions& options, double fp32_top1)
-    : costs_(costs), objectives_(std::move(objectives)), options_(options), fp32_top1_(fp32_top1) {}
+                       const SearchOptions& options, double fp32_top1, double fp32_perplexity)
+    : costs_(costs),
+      objectives_(std::move(objectives)),
+      options_(options),
+      fp32_top1_(fp32_top1),
+      fp32_perplexity_(fp32_perplexity) {}
 
 ObjectivePoint PlanScorer::objective_values(const PlanMetrics& metrics) const {
   return minimised_objectives(objectives_, metrics);
@@ -369,6 +389,21 @@ double PlanScorer::violation(const PlanMetrics& m) const {
   if (opt.max_worst_class_drop)
     v += std::max(0.0, m.worst_class_drop * 100 - *opt.max_worst_class_drop) /
          std::max(*opt.max_worst_class_drop, 0.1);
+  // The other metrics' limits, relative the same way; a value the run did not measure (NaN)
+  // counts as violating, so such a plan is never reported feasible.
+  const auto excess = [](double value, double limit, double floor) {
+    return std::isfinite(value) ? std::max(0.0, value - limit) / std::max(limit, floor) : 1.0;
+  };
+  if (opt.max_perplexity_increase)
+    v += excess(std::isfinite(fp32_perplexity_) ? (m.perplexity / fp32_perplexity_ - 1) * 100
+                                                : NAN,
+                *opt.max_perplexity_increase, 0.1);
+  // min_cosine: the shortfall relative to the distance the limit allows from 1.
+  if (opt.min_cosine)
+    v += std::isfinite(m.cosine)
+             ? std::max(0.0, *opt.min_cosine - m.cosine) / std::max(1 - *opt.min_cosine, 1e-3)
+             : 1.0;
+  if (opt.max_kl) v += excess(m.kl, *opt.max_kl, 1e-6);
   return v;
 }
 

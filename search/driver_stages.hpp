@@ -139,9 +139,11 @@ QuantPlan genome_plan(const Genome& genome, const std::vector<QuantizableLayer>&
 // From measured metrics to the search's numbers: costs, objective values, violation.
 class PlanScorer {
  public:
-  // `fp32_top1` on the search subset: the accuracy-drop limits are relative to it.
+  // `fp32_top1` on the search subset: the accuracy-drop limits are relative to it, as
+  // max_perplexity_increase is to `fp32_perplexity` (perplexity metric).
   PlanScorer(const PlanCosts& costs, std::vector<Objective> objectives,
-             const SearchOptions& options, double fp32_top1);
+             const SearchOptions& options, double fp32_top1,
+             double fp32_perplexity = kNotMeasured);
 
   const std::vector<Objective>& objectives() const { return objectives_; }
   ObjectivePoint objective_values(const PlanMetrics& metrics) const;
@@ -155,6 +157,7 @@ class PlanScorer {
   std::vector<Objective> objectives_;
   const SearchOptions& options_;
   double fp32_top1_;
+  double fp32_perplexity_;
 };
 
 struct PolicyLoopSettings {

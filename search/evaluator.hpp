@@ -51,19 +51,30 @@ struct SubsetOutcome {
   std::int64_t samples = 0;  // evaluated (fewer than the subset when stopped early)
   double top1 = 0;
   double worst_class_drop = 0;  // largest per-class top-1 drop vs fp32 (fraction)
-  Fidelity fidelity;            // against the fp32 outputs
+  Fidelity fidelity;            // against the fp32 outputs (perplexity: kl_divergence is the
+                                // mean next-token KL, the rest unset)
+  MetricKind metric = MetricKind::top1;
+  double perplexity = kNotMeasured;
+  CosineStats cosine{kNotMeasured, kNotMeasured};
+  double spearman = kNotMeasured, centroid_accuracy = kNotMeasured;
   bool stopped_early = false;
   double seconds = 0;
 };
 
 class SubsetEvaluator {
  public:
-  // Loads `indices` of `dataset` and runs `fp32_graph` on them for the reference.
+  // Loads `indices` of `dataset` (every model input) and runs `fp32_graph` on them for the
+  // reference, judged by `metric` (resolved: top1 with labels, fidelity without, unless
+  // given). Memory: the inputs of the subset, the fp32 rows of the judged output (not for
+  // perplexity) or, for perplexity, fp32's top-k next-token distributions
+  // (NextTokenReference: about 0.5 KB per scored position).
   SubsetEvaluator(const Graph& fp32_graph, const Dataset& dataset,
-                  std::vector<std::int64_t> indices, std::int64_t batch);
+                  std::vector<std::int64_t> indices, std::int64_t batch,
+                  const MetricConfig& metric = {});
 
   const SubsetOutcome& reference() const { return reference_; }
-  std::int64_t size() const { return static_cast<std::int64_t>(labels_.size()); }
+  std::int64_t size() const { return size_; }
+  MetricKind metric() const { return kind_; }
 
   // `max_top1_drop`: stop once the drop is certainly above it (see evaluator.cpp).
   SubsetOutcome evaluate(const Graph& graph,
@@ -74,9 +85,15 @@ class SubsetEvaluator {
                     std::vector<float>* outputs_out) const;
 
   std::int64_t batch_;
+  std::int64_t size_ = 0;
   std::int64_t classes_ = 0;
-  std::vector<Tensor> inputs_;  // one per batch (the last may be smaller)
-  std::vector<std::int64_t> labels_;
+  MetricKind kind_ = MetricKind::top1;
+  std::size_t output_ = 0;                   // the judged output
+  int tokens_at_ = -1, mask_at_ = -1;        // perplexity: positions of those model inputs
+  std::vector<std::vector<Tensor>> inputs_;  // per batch (the last may be smaller), per input
+  std::vector<std::int64_t> labels_;         // empty without labels
+  std::optional<EmbeddingPairs> pairs_;
+  NextTokenReference token_reference_;
   std::vector<float> reference_outputs_;
   std::vector<double> reference_class_accuracy_;
   SubsetOutcome reference_;

@@ -1,0 +1,145 @@
+// The search judged by other metrics than top-1: a causal LM's perplexity and next-token KL,
+// an encoder's cosine to fp32 and centroid accuracy, stored and read back with the results.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <random>
+
+#include "data/npy.hpp"
+#include "search/evaluator.hpp"
+#include "tests/temp_dir.hpp"
+
+using namespace bitplan;
+using namespace bitplan::search;
+
+namespace {
+
+Tensor random_tensor(Dims dims, std::uint32_t seed, float spread = 1.0f) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> dist(-spread, spread);
+  Tensor t(DType::f32, std::move(dims));
+  for (std::int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = dist(rng);
+  return t;
+}
+
+// A toy causal LM: input_ids int64 [N, T] -> Gather(embedding [V, D]) -> MatMul [D, V] ->
+// logits [N, T, V], V = 8, D = 4. `seed` picks the output weights.
+Graph toy_lm(std::uint32_t seed = 2) {
+  Graph g;
+  g.name = "toy_lm";
+  g.opset = 13;
+  g.inputs.push_back({"input_ids", DType::i64, {-1, 6}, {"batch", ""}});
+  g.outputs.push_back({"logits", DType::f32, {-1, 6, 8}, {"batch", "", ""}});
+  g.initializers["emb"] = random_tensor({8, 4}, 1, 2.0f);
+  g.initializers["w"] = random_tensor({4, 8}, seed, 2.0f);
+  g.nodes = {{"embed", "Gather", "", {"emb", "input_ids"}, {"h"}, {}},
+             {"head", "MatMul", "", {"h", "w"}, {"logits"}, {}}};
+  return g;
+}
+
+// A toy encoder: features float [N, 6] -> MatMul [6, 4] -> embeddings [N, 4].
+Graph toy_encoder(std::uint32_t seed = 3) {
+  Graph g;
+  g.name = "toy_encoder";
+  g.opset = 13;
+  g.inputs.push_back({"features", DType::f32, {-1, 6}, {"batch", ""}});
+  g.outputs.push_back({"embedding", DType::f32, {-1, 4}, {"batch", ""}});
+  g.initializers["w"] = random_tensor({6, 4}, seed);
+  g.nodes = {{"proj", "MatMul", "", {"features", "w"}, {"embedding"}, {}}};
+  return g;
+}
+
+std::vector<std::int64_t> all(std::int64_t n) {
+  std::vector<std::int64_t> out(static_cast<std::size_t>(n));
+  for (std::size_t i = 0; i < out.size(); ++i) out[i] = static_cast<std::int64_t>(i);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("the perplexity metric: fp32's perplexity, a candidate's next-token KL to it") {
+  test::TempDir dir;
+  std::mt19937 rng(5);
+  std::vector<std::int64_t> ids(10 * 6);
+  for (auto& id : ids) id = static_cast<std::int64_t>(rng() % 8);
+  write_npy(dir / "ids.npy", Tensor::from_values<std::int64_t>({10, 6}, ids));
+  DatasetConfig data;
+  data.format = "npy";
+  data.inputs = {{"input_ids", dir / "ids.npy"}};
+  const auto dataset = open_dataset(data);
+  MetricConfig metric;
+  metric.kind = MetricKind::perplexity;
+  metric.kind_given = true;
+  const SubsetEvaluator subset(toy_lm(), *dataset, all(10), 4, metric);
+  CHECK(subset.metric() == MetricKind::perplexity);
+  const SubsetOutcome& fp32 = subset.reference();
+  CHECK(fp32.samples == 10);
+  CHECK(fp32.perplexity > 1);
+  CHECK(fp32.perplexity < 1e6);
+  CHECK(fp32.fidelity.kl_divergence == 0);
+
+  // The same model scores the same; another head diverges.
+  const SubsetOutcome same = subset.evaluate(toy_lm());
+  CHECK(same.perplexity == doctest::Approx(fp32.perplexity));
+  CHECK(same.fidelity.kl_divergence < 1e-6);  // the reference keeps float log-probabilities
+  const SubsetOutcome other = subset.evaluate(toy_lm(7));
+  CHECK(other.fidelity.kl_divergence > 0.01);
+  CHECK(other.perplexity != doctest::Approx(fp32.perplexity));
+
+  // What the results database keeps, and reads back.
+  const PlanMetrics m = measured_metrics(other);
+  CHECK(m.kl == other.fidelity.kl_divergence);
+  const PlanMetrics back = metrics_from_stored_json(stored_metrics_json(m));
+  CHECK(back.perplexity == doctest::Approx(other.perplexity));
+  CHECK(back.kl == doctest::Approx(m.kl));
+  CHECK(std::isnan(back.cosine));
+}
+
+TEST_CASE("the embedding metric: cosine to fp32 and leave-one-out centroid accuracy") {
+  test::TempDir dir;
+  write_npy(dir / "x.npy", random_tensor({12, 6}, 11));
+  std::vector<std::int64_t> labels(12);
+  for (std::size_t i = 0; i < labels.size(); ++i) labels[i] = static_cast<std::int64_t>(i % 3);
+  write_npy(dir / "y.npy", Tensor::from_values<std::int64_t>({12}, labels));
+  DatasetConfig data;
+  data.format = "npy";
+  data.images = dir / "x.npy";
+  data.labels = dir / "y.npy";
+  const auto dataset = open_dataset(data);
+  MetricConfig metric;
+  metric.kind = MetricKind::embedding;
+  metric.kind_given = true;
+  const SubsetEvaluator subset(toy_encoder(), *dataset, all(12), 5, metric);
+  CHECK(subset.reference().cosine.mean == doctest::Approx(1.0));
+  CHECK(subset.reference().centroid_accuracy >= 0);
+  const SubsetOutcome same = subset.evaluate(toy_encoder());
+  CHECK(same.cosine.mean == doctest::Approx(1.0));
+  CHECK(same.cosine.worst == doctest::Approx(1.0));
+  const SubsetOutcome other = subset.evaluate(toy_encoder(9));
+  CHECK(other.cosine.mean < 0.99);
+  CHECK(other.cosine.worst <= other.cosine.mean);
+  const PlanMetrics m = metrics_from_stored_json(stored_metrics_json(measured_metrics(other)));
+  CHECK(m.cosine == doctest::Approx(other.cosine.mean));
+  CHECK(m.cosine_worst == doctest::Approx(other.cosine.worst));
+  CHECK(std::isnan(m.perplexity));
+}
+
+TEST_CASE("without labels the default metric is fidelity; stored rows of before read as unmeasured") {
+  test::TempDir dir;
+  write_npy(dir / "x.npy", random_tensor({8, 6}, 4));
+  DatasetConfig data;
+  data.format = "npy";
+  data.images = dir / "x.npy";
+  const auto dataset = open_dataset(data);
+  const SubsetEvaluator subset(toy_encoder(), *dataset, all(8), 8);
+  CHECK(subset.metric() == MetricKind::fidelity);
+  CHECK(subset.evaluate(toy_encoder(9)).fidelity.kl_divergence > 0);
+  // A row stored by an earlier version has no perplexity or cosine.
+  const nlohmann::json old = {{"top1", 0.5}, {"worst_class_drop", 0.0}, {"kl", 0.1},
+                              {"sqnr_db", 20.0}, {"agreement", 0.9},    {"samples", 8},
+                              {"stopped_early", false}};
+  const PlanMetrics m = metrics_from_stored_json(old);
+  CHECK(std::isnan(m.perplexity));
+  CHECK(std::isnan(m.cosine));
+  CHECK(m.kl == 0.1);
+}
