@@ -48,15 +48,23 @@ json number_or_null(double v) {
 }
 
 json metrics_json(const PlanMetrics& m) {
-  return {{"top1", m.top1},
-          {"samples", m.samples},
-          {"worst_class_drop", m.worst_class_drop},
-          {"kl", m.kl},
-          {"sqnr_db", number_or_null(m.sqnr_db)},
-          {"top1_agreement", m.agreement},
-          {"latency_ms", number_or_null(m.latency_ms)},
-          {"size_bytes", m.size_bytes},
-          {"gbops", m.gbops}};
+  json out = {{"top1", m.top1},
+              {"samples", m.samples},
+              {"worst_class_drop", m.worst_class_drop},
+              {"kl", m.kl},
+              {"sqnr_db", number_or_null(m.sqnr_db)},
+              {"top1_agreement", m.agreement},
+              {"latency_ms", number_or_null(m.latency_ms)},
+              {"size_bytes", m.size_bytes},
+              {"gbops", m.gbops}};
+  // The other metrics' values, where the run's metric measured them.
+  for (const auto& [key, value] : {std::pair{"perplexity", m.perplexity},
+                                   std::pair{"cosine", m.cosine},
+                                   std::pair{"cosine_worst", m.cosine_worst},
+                                   std::pair{"spearman", m.spearman},
+                                   std::pair{"centroid_accuracy", m.centroid_accuracy}})
+    if (std::isfinite(value)) out[key] = value;
+  return out;
 }
 
 }  // namespace
