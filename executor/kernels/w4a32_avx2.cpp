@@ -31,8 +31,13 @@ BITPLAN_AVX2 inline __attribute__((always_inline)) void step(const std::uint8_t*
                                                              __m256 (&acc)[MT][2]) {
   const __m256i c =
       _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(codes + kk * 8)));
-  const __m256 w0 = _mm256_sub_ps(_mm256_cvtepi32_ps(_mm256_and_si256(c, low4)), o0);
-  const __m256 w1 = _mm256_sub_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(c, 4)), o1);
+  // c | 0x4B000000 is the float 2^23 + c: minus (2^23 + o), exact, it is c - o without a
+  // conversion (an integer op instead of one on the float add ports).
+  const __m256i magic = _mm256_set1_epi32(0x4B000000);
+  const __m256 w0 =
+      _mm256_sub_ps(_mm256_castsi256_ps(_mm256_or_si256(_mm256_and_si256(c, low4), magic)), o0);
+  const __m256 w1 =
+      _mm256_sub_ps(_mm256_castsi256_ps(_mm256_or_si256(_mm256_srli_epi32(c, 4), magic)), o1);
   BITPLAN_UNROLL
   for (int r = 0; r < MT; ++r) {
     const __m256 xv = _mm256_broadcast_ss(x + r * ldx + kk);
@@ -49,8 +54,10 @@ BITPLAN_AVX2 void tile_avx2(const std::uint8_t* codes, const float* scales, cons
   for (int r = 0; r < MT; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
   const __m256i low4 = _mm256_set1_epi32(0xF);
   for (std::int64_t g0 = 0, g = 0; g0 < k_total; g0 += group, ++g) {
-    const __m256 o0 = _mm256_loadu_ps(offsets + g * ostep),
-                 o1 = _mm256_loadu_ps(offsets + g * ostep + 8);
+    // The offsets as 2^23 + o (exact: integers below 2^24), for the step's conversion trick.
+    const __m256 two23 = _mm256_set1_ps(8388608.f);
+    const __m256 o0 = _mm256_add_ps(_mm256_loadu_ps(offsets + g * ostep), two23),
+                 o1 = _mm256_add_ps(_mm256_loadu_ps(offsets + g * ostep + 8), two23);
     const std::int64_t g1 = g0 + group < k_total ? g0 + group : k_total;
     // The group's sums: KU consecutive k at a time, each into its own accumulators, the
     // last few into set 0. Loops over u and r are unrolled, so every index is a constant and

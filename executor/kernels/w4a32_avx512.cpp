@@ -35,8 +35,13 @@ BITPLAN_AVX512 inline __attribute__((always_inline)) void step(const std::uint8_
                                                                __m512 (&acc)[MT][2]) {
   const __m512i c =
       _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(codes + kk * 16)));
-  const __m512 w0 = _mm512_sub_ps(_mm512_cvtepi32_ps(_mm512_and_si512(c, low4)), o0);
-  const __m512 w1 = _mm512_sub_ps(_mm512_cvtepi32_ps(_mm512_srli_epi32(c, 4)), o1);
+  // c | 0x4B000000 is the float 2^23 + c: minus (2^23 + o), exact, it is c - o without a
+  // conversion (an integer op instead of one on the float add ports).
+  const __m512i magic = _mm512_set1_epi32(0x4B000000);
+  const __m512 w0 =
+      _mm512_sub_ps(_mm512_castsi512_ps(_mm512_or_si512(_mm512_and_si512(c, low4), magic)), o0);
+  const __m512 w1 =
+      _mm512_sub_ps(_mm512_castsi512_ps(_mm512_or_si512(_mm512_srli_epi32(c, 4), magic)), o1);
   BITPLAN_UNROLL
   for (int r = 0; r < MT; ++r) {
     const __m512 xv = _mm512_set1_ps(x[r * ldx + kk]);
@@ -54,8 +59,10 @@ BITPLAN_AVX512 void tile_avx512(const std::uint8_t* codes, const float* scales,
   for (int r = 0; r < MT; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
   const __m512i low4 = _mm512_set1_epi32(0xF);
   for (std::int64_t g0 = 0, g = 0; g0 < k_total; g0 += group, ++g) {
-    const __m512 o0 = _mm512_loadu_ps(offsets + g * ostep),
-                 o1 = _mm512_loadu_ps(offsets + g * ostep + 16);
+    // The offsets as 2^23 + o (exact: integers below 2^24), for the step's conversion trick.
+    const __m512 two23 = _mm512_set1_ps(8388608.f);
+    const __m512 o0 = _mm512_add_ps(_mm512_loadu_ps(offsets + g * ostep), two23),
+                 o1 = _mm512_add_ps(_mm512_loadu_ps(offsets + g * ostep + 16), two23);
     const std::int64_t g1 = g0 + group < k_total ? g0 + group : k_total;
     // The group's sums: KU consecutive k at a time, each into its own accumulators, the
     // last few into set 0. Loops over u and r are unrolled, so every index is a constant and
