@@ -121,6 +121,16 @@ std::string calibration_summary(const DatasetConfig& dataset) {
   std::string samples = c.count == 0 ? "all samples" : fmt::format("{} samples", c.count);
   samples += c.seed == 0 ? " (dataset order" : fmt::format(" (seed {}", c.seed);
   if (c.offset != 0) samples += fmt::format(", offset {}", c.offset);
+  // Named inputs: the files of each, by input name.
+  const auto files = [](const std::vector<NamedInput>& inputs) {
+    std::string text;
+    for (const NamedInput& input : inputs)
+      text += fmt::format("{}{}={}", text.empty() ? "" : ", ", input.name, input.path.string());
+    return text;
+  };
+  if (!c.inputs.empty()) return fmt::format("{}) of {}", samples, files(c.inputs));
+  if (c.images.empty() && !dataset.inputs.empty())
+    return fmt::format("{}) of the evaluation inputs {}", samples, files(dataset.inputs));
   if (c.images.empty())
     return fmt::format("{}) of the evaluation images {}", samples, dataset.images.string());
   return fmt::format("{}) of {}", samples, c.images.string());

@@ -612,8 +612,14 @@ std::unique_ptr<Dataset> open_calibration_dataset(const DatasetConfig& config,
         "open calibration source (dataset.calibration.{}): inputs [{}]: the dataset's are "
         "[{}]; calibration must feed the same inputs",
         key, fmt::join(names(got), ", "), fmt::join(names(expected), ", "));
+  // Integer inputs (token ids, masks) may differ in length: only their rank must agree.
+  const auto same_form = [](const DataInput& a, const DataInput& b) {
+    if (a.dtype != b.dtype) return false;
+    return a.dtype == DType::f32 ? a.sample_dims == b.sample_dims
+                                 : a.sample_dims.size() == b.sample_dims.size();
+  };
   for (std::size_t i = 0; i < got.size(); ++i)
-    if (got[i].sample_dims != expected[i].sample_dims || got[i].dtype != expected[i].dtype)
+    if (!same_form(got[i], expected[i]))
       fail_input(
           "open calibration source '{}': samples of dims {} ({}): the dataset {} '{}' give {} "
           "({}); calibration samples must have the dims of the samples the model is evaluated "

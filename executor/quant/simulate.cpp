@@ -20,9 +20,19 @@ CalibrationRanges calibrate(const Graph& graph, const Dataset& dataset,
                             const CalibrationOptions& options, std::int64_t batch) {
   if (indices.empty())
     fail_input("calibrating '{}': the calibration selection is empty", graph.name);
-  check_model_takes_samples(graph, dataset);
-  // Expose the observed activations as extra graph outputs: the planner keeps their buffers.
+  // Token inputs (integer data) of a calibration source may have another length than the
+  // evaluation's ([N, 81] vs [N, 16]): the graph, bound to the evaluation data, takes the
+  // calibration data's dims there (a model that fixes that length fails planning, naming it).
   Graph observed = graph;
+  const std::vector<std::size_t> order = feed_order(graph, dataset);
+  for (std::size_t i = 0; i < order.size(); ++i) {
+    const DataInput& data = dataset.inputs()[order[i]];
+    ValueInfo& input = observed.inputs[i];
+    if (data.dtype != DType::f32 && input.dims.size() == data.sample_dims.size() + 1)
+      std::copy(data.sample_dims.begin(), data.sample_dims.end(), input.dims.begin() + 1);
+  }
+  check_model_takes_samples(observed, dataset);
+  // Expose the observed activations as extra graph outputs: the planner keeps their buffers.
   observed.outputs.clear();
   for (const auto& name : tensors) observed.outputs.push_back({name, DType::f32, {}, {}});
   std::map<std::string, RangeObserver> observers;

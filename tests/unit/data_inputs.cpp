@@ -156,7 +156,8 @@ TEST_CASE("a calibration source of named inputs must feed the dataset's inputs")
   TempDir dir;
   write_npy(dir / "ids.npy", Tensor(DType::i64, {4, 5}));
   write_npy(dir / "c_ids.npy", Tensor(DType::i64, {6, 5}));
-  write_npy(dir / "c_other.npy", Tensor(DType::i64, {6, 7}));
+  write_npy(dir / "c_longer.npy", Tensor(DType::i64, {6, 7}));
+  write_npy(dir / "c_other.npy", Tensor(DType::i64, {6, 7, 2}));
   DatasetConfig config;
   config.format = "npy";
   config.inputs = {{"input_ids", dir / "ids.npy"}};
@@ -167,9 +168,12 @@ TEST_CASE("a calibration source of named inputs must feed the dataset's inputs")
   config.calibration.inputs = {{"tokens", dir / "c_ids.npy"}};
   check_error([&] { open_calibration_dataset(config, dataset->inputs()); },
               {"dataset.calibration.inputs", "inputs [tokens]", "the dataset's are [input_ids]"});
+  // Token sequences may be longer or shorter than the evaluation's; their rank must agree.
+  config.calibration.inputs = {{"input_ids", dir / "c_longer.npy"}};
+  CHECK(open_calibration_dataset(config, dataset->inputs())->inputs()[0].sample_dims == Dims{7});
   config.calibration.inputs = {{"input_ids", dir / "c_other.npy"}};
   check_error([&] { open_calibration_dataset(config, dataset->inputs()); },
-              {"c_other.npy", "dims [7]", "ids.npy", "give [5]"});
+              {"c_other.npy", "dims [7, 2]", "ids.npy", "give [5]"});
 }
 
 }  // namespace
