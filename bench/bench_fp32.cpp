@@ -11,7 +11,8 @@
 // after the batch axis size the input's free dimensions (a transformer's sequence length).
 // `--output OUT.npy` writes output 0 of the first run (on the given inputs) for parity checks
 // against another runtime (bench/zoo_vs_ort.py). `--by-op` also prints (stderr) the time
-// per op type over a few timed runs, largest first, to see where a model spends it.
+// per op type over a few timed runs, largest first, and the slowest steps, to see where a model
+// spends it.
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -95,17 +96,33 @@ Tensor first_rows(const std::string& name, const std::string& file, std::int64_t
 void print_time_by_op(ExecutionPlan& plan, const std::vector<Tensor>& inputs, int runs) {
   const std::size_t steps = plan.steps().size();
   std::map<std::string, std::vector<double>> per_op;
+  std::vector<std::vector<double>> per_step(steps);
   std::vector<double> one(steps);
   for (int r = 0; r < runs; ++r) {
     plan.run_timed(inputs, one);
     std::map<std::string, double> total;
-    for (std::size_t i = 0; i < steps; ++i) total[plan.steps()[i].op_type] += one[i];
+    for (std::size_t i = 0; i < steps; ++i) {
+      total[plan.steps()[i].op_type] += one[i];
+      per_step[i].push_back(one[i]);
+    }
     for (const auto& [op, seconds] : total) per_op[op].push_back(seconds);
   }
   std::vector<std::pair<double, std::string>> rows;
   for (auto& [op, seconds] : per_op) rows.emplace_back(median_and_iqr(seconds).median, op);
   std::sort(rows.rbegin(), rows.rend());
-  for (const auto& [seconds, op] : rows) fmt::print(stderr, "  {:10.3f} ms  {}\n", 1e3 * seconds, op);
+  for (const auto& [seconds, op] : rows)
+    fmt::print(stderr, "  {:10.3f} ms  {}\n", 1e3 * seconds, op);
+  std::vector<std::pair<double, std::size_t>> slowest;
+  for (std::size_t i = 0; i < steps; ++i)
+    slowest.emplace_back(median_and_iqr(per_step[i]).median, i);
+  std::sort(slowest.rbegin(), slowest.rend());
+  fmt::print(stderr, "slowest steps:\n");
+  for (std::size_t k = 0; k < std::min<std::size_t>(12, slowest.size()); ++k) {
+    const StepInfo& step = plan.steps()[slowest[k].second];
+    fmt::print(stderr, "  {:10.3f} ms  {:<10} {} {} -> {}\n", 1e3 * slowest[k].first, step.op_type,
+               step.name, step.input_dims.empty() ? "" : to_string(step.input_dims[0]),
+               step.output_dims.empty() ? "" : to_string(step.output_dims[0]));
+  }
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include <boost/program_options.hpp>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <iostream>
@@ -383,7 +384,8 @@ options)");
       "labels", po::value(&labels),
       "labels: IDX/NPY file (image folders: the subfolders); without, the metric is fidelity")(
       "format", po::value(&format), "idx | npy | image_folder (default: guessed from --images)")(
-      "metric", po::value(&metric), "top1 | fidelity | embedding | perplexity (overrides metric.kind)")(
+      "metric", po::value(&metric),
+      "top1 | fidelity | embedding | perplexity (overrides metric.kind)")(
       "scale", po::value<std::string>(),
       "multiply raw values by this before mean/std (default: 1/255 for uint8 data, 1 for float)")(
       "mean", po::value(&mean), "per-channel mean after scaling, comma-separated")(
@@ -432,7 +434,8 @@ options)");
   }
   if (!metric.empty()) {
     if (!metric_from_name(metric, config.metric.kind))
-      ValueOrigin::flag("--metric").fail(metric, "is not one of top1, fidelity, embedding, perplexity");
+      ValueOrigin::flag("--metric")
+          .fail(metric, "is not one of top1, fidelity, embedding, perplexity");
     config.metric.kind_given = true;
   }
   if (const auto text = flag_text(vm, "scale")) {
@@ -590,8 +593,7 @@ options)");
       add("fidelity to fp32 is measured for a plan (--plan)");
     if (m.kind == MetricKind::embedding) {
       if (std::isfinite(m.cosine_mean) && m.has_fidelity)
-        add(fmt::format("cosine to fp32 mean {:.5f}, worst {:.5f}", m.cosine_mean,
-                        m.cosine_worst));
+        add(fmt::format("cosine to fp32 mean {:.5f}, worst {:.5f}", m.cosine_mean, m.cosine_worst));
       if (std::isfinite(m.spearman))
         add(fmt::format("Spearman {:.4f} on {} pairs", m.spearman, m.pairs));
       if (std::isfinite(m.centroid_accuracy))
@@ -665,8 +667,7 @@ options)");
   fmt::print("model    {}\nsamples  {} (batch {}, {} threads)\n", config.model.string(), r.samples,
              config.evaluate.batch, num_threads());
   if (!batch_note.empty()) fmt::print("         {}\n", batch_note);
-  if (!dataset->preprocess_note().empty())
-    fmt::print("data     {}\n", dataset->preprocess_note());
+  if (!dataset->preprocess_note().empty()) fmt::print("data     {}\n", dataset->preprocess_note());
   if (top1)
     fmt::print("top-1    {:.2f}%\ntop-5    {:.2f}%\n", 100 * r.top1, 100 * r.top5);
   else
@@ -724,9 +725,16 @@ options)");
   }
   if (!top1) return 0;
   // With a plan, each class's top-1 under the plan next to fp32's.
-  fmt::print("{}\n", q ? fmt::format("per class (top-1 fp32 -> plan {}):", plan_arg)
-                       : std::string("per class:"));
+  // Classes without a sample are left out (the 20 ImageNet sanity images cover 20 of 1000).
+  const auto empty = std::count(r.class_samples.begin(), r.class_samples.end(), 0);
+  const std::string omitted =
+      empty ? fmt::format(" ({} classes without samples omitted)", empty) : "";
+  fmt::print(
+      "{}{}\n",
+      q ? fmt::format("per class (top-1 fp32 -> plan {}):", plan_arg) : std::string("per class:"),
+      omitted);
   for (std::size_t c = 0; c < r.class_accuracy.size(); ++c) {
+    if (r.class_samples[c] == 0) continue;
     fmt::print("  {:<16} {:>6} samples  top-1 {:.2f}%", dataset->class_names()[c],
                r.class_samples[c], 100 * r.class_accuracy[c]);
     if (q)

@@ -120,9 +120,9 @@ std::vector<std::int64_t> read_labels(const DatasetConfig& config, std::int64_t 
 // The preprocessing note of one float input.
 std::string scale_note(const Preprocess& preprocess, DType source) {
   if (preprocess.scale) return fmt::format("scale {} (preprocess.scale)", *preprocess.scale);
-  return source == DType::u8 ? "scale 1/255 (the default for uint8 data)"
-                             : fmt::format("scale 1 (the default for {} data: no rescaling)",
-                                           dtype_name(source));
+  return source == DType::u8
+             ? "scale 1/255 (the default for uint8 data)"
+             : fmt::format("scale 1 (the default for {} data: no rescaling)", dtype_name(source));
 }
 
 // Reads one input's array and decides how it is fed: integers as stored, uint8/float32
@@ -186,7 +186,10 @@ std::unique_ptr<Dataset> open_array_dataset(const DatasetConfig& config) {
   std::vector<NamedInput> sources = config.inputs;
   if (sources.empty()) sources.push_back({"", config.images});
   const std::string first_name = sources[0].path.string();
-  if (preprocess.resize != 0 || preprocess.crop != 0 || preprocess.channels != 0)
+  // resize/crop/channels describe how an image folder is decoded; with an image-folder
+  // calibration source they are its settings, and the arrays keep their stored size.
+  if ((preprocess.resize != 0 || preprocess.crop != 0 || preprocess.channels != 0) &&
+      config.calibration.format != "image_folder")
     fail_input(
         "open dataset '{}': preprocess resize, crop and channels apply to image "
         "folders only: {} images keep their stored size and channels",
@@ -216,8 +219,8 @@ std::unique_ptr<Dataset> open_array_dataset(const DatasetConfig& config) {
         inferred ? kMaxInferredClasses : static_cast<std::int64_t>(class_names.size());
     for (std::size_t i = 0; i < labels.size(); ++i)
       if (labels[i] < 0 || labels[i] >= limit)
-        fail_input("open dataset '{}': label {} at index {}: must be in [0, {}) ({})",
-                   labels_name, labels[i], i, limit,
+        fail_input("open dataset '{}': label {} at index {}: must be in [0, {}) ({})", labels_name,
+                   labels[i], i, limit,
                    inferred ? "set dataset.class_names for more classes"
                             : "one per entry of dataset.class_names");
     if (inferred) {
@@ -228,8 +231,7 @@ std::unique_ptr<Dataset> open_array_dataset(const DatasetConfig& config) {
     class_names.clear();
   }
   return std::make_unique<ArrayDataset>(std::move(arrays), std::move(inputs), count,
-                                        std::move(labels), std::move(class_names),
-                                        std::move(note));
+                                        std::move(labels), std::move(class_names), std::move(note));
 }
 
 // ---- Selection -------------------------------------------------------------------------
@@ -466,13 +468,21 @@ void check_dataset_keys(const YamlFile& file, const YAML::Node& node, const Data
     fail(node["labels"],
          "dataset.labels does not apply to image_folder datasets: their labels are the class "
          "folders");
-  if (const YAML::Node preprocess = node["preprocess"]; preprocess && !folder)
+  const YAML::Node calibration = node["calibration"];
+  // An npy dataset of 224 px images may calibrate on an image folder of another size: the
+  // folder's decoding takes resize/crop/channels then.
+  const bool folder_calibration = calibration && calibration.IsMap() && calibration["format"] &&
+                                  calibration["format"].IsScalar() &&
+                                  calibration["format"].Scalar() == "image_folder";
+  if (const YAML::Node preprocess = node["preprocess"];
+      preprocess && !folder && !folder_calibration)
     for (const char* key : {"resize", "crop", "channels"})
       if (preprocess[key])
         fail(preprocess[key],
-             fmt::format("dataset.preprocess.{} applies to image_folder datasets only, not {}", key,
-                         config.format));
-  const YAML::Node calibration = node["calibration"];
+             fmt::format(
+                 "dataset.preprocess.{} applies to image_folder datasets (or an image_folder "
+                 "calibration source) only, not {}",
+                 key, config.format));
   if (!calibration) return;
   // dataset.calibration: a selection, optionally of its own source in its `format`
   // (default: the dataset's).
@@ -516,9 +526,8 @@ Dataset::Dataset(Dims sample_dims, std::vector<std::int64_t> labels,
       labels_(std::move(labels)),
       class_names_(std::move(class_names)) {}
 
-Dataset::Dataset(std::vector<DataInput> inputs, std::int64_t size,
-                 std::vector<std::int64_t> labels, std::vector<std::string> class_names,
-                 std::string preprocess_note)
+Dataset::Dataset(std::vector<DataInput> inputs, std::int64_t size, std::vector<std::int64_t> labels,
+                 std::vector<std::string> class_names, std::string preprocess_note)
     : inputs_(std::move(inputs)),
       size_(size),
       labels_(std::move(labels)),
@@ -533,8 +542,7 @@ std::int64_t Dataset::label(std::int64_t index) const {
   return labels_[static_cast<std::size_t>(index)];
 }
 
-void Dataset::load_raw(std::size_t input, std::span<const std::int64_t> indices,
-                       void* dst) const {
+void Dataset::load_raw(std::size_t input, std::span<const std::int64_t> indices, void* dst) const {
   BITPLAN_ASSERT(input == 0 && inputs_[0].dtype == DType::f32);
   load(indices, static_cast<float*>(dst));
 }
@@ -586,6 +594,10 @@ std::unique_ptr<Dataset> open_calibration_dataset(const DatasetConfig& config,
   source.inputs = calibration.inputs;
   source.labels = calibration.labels;
   source.preprocess = config.preprocess;
+  if (source.format != "image_folder") {
+    // An image-folder dataset's decoding settings; the calibration arrays keep their size.
+    source.preprocess.resize = source.preprocess.crop = source.preprocess.channels = 0;
+  }
   // class_names stay the dataset's concern: a calibration split's labels are never read.
   const std::string key = calibration.images.empty() ? "inputs" : "images";
   std::unique_ptr<Dataset> dataset;
@@ -598,8 +610,8 @@ std::unique_ptr<Dataset> open_calibration_dataset(const DatasetConfig& config,
       fail_input("open dataset '{}': format '{}': must be idx, npy or image_folder",
                  source.images.string(), source.format);
   } catch (const Error& e) {
-    throw Error(e.kind(), fmt::format("open calibration source (dataset.calibration.{}): {}", key,
-                                      e.what()));
+    throw Error(e.kind(),
+                fmt::format("open calibration source (dataset.calibration.{}): {}", key, e.what()));
   }
   const auto& got = dataset->inputs();
   const auto names = [](const std::vector<DataInput>& inputs) {
@@ -633,8 +645,8 @@ std::unique_ptr<Dataset> open_calibration_dataset(const DatasetConfig& config,
 
 std::unique_ptr<Dataset> open_calibration_dataset(const DatasetConfig& config,
                                                   const Dims& sample_dims) {
-  return open_calibration_dataset(
-      config, {DataInput{"", config.images.string(), DType::f32, sample_dims}});
+  return open_calibration_dataset(config,
+                                  {DataInput{"", config.images.string(), DType::f32, sample_dims}});
 }
 
 std::vector<std::int64_t> select_indices(const Selection& selection, std::int64_t dataset_size,

@@ -173,7 +173,7 @@ TEST_CASE("parse_dataset_config errors name the file, line, column and rule") {
   expect(head + "  preprocess: {std: [1, 0]}\n", {"dataset.preprocess.std has a 0"});
   expect(head + "  preprocess: {layout: CHW}\n", {"layout 'CHW' is not one of NCHW, NHWC"});
   expect(head + "  preprocess: {resize: 32}\n",
-         {"line 5, column 24", "dataset.preprocess.resize applies to image_folder datasets only"});
+         {"line 5, column 24", "dataset.preprocess.resize applies to image_folder datasets (or an image_folder calibration source) only"});
   expect("dataset:\n  format: image_folder\n  images: x\n  preprocess: {channels: 2}\n",
          {"dataset.preprocess.channels 2 is not one of 0, 1, 3"});
   expect("dataset:\n  format: image_folder\n  images: x\n  preprocess: {crop: 100000}\n",
