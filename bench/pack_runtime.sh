@@ -11,7 +11,8 @@ out=${2:-$repo/.carry/runtime.tar.xz}
 stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
 mkdir -p "$stage/bin" "$stage/lib" "$stage/data"
-cp "$build/cli/bitplan" "$build/bench/bench_quant" "$build/tests/bitplan_tests_executor" "$stage/bin/"
+cp "$build/cli/bitplan" "$build/bench/bench_quant" "$build/bench/bench_lowbit" \
+  "$build/tests/bitplan_tests_executor" "$stage/bin/"
 for b in "$stage"/bin/*; do ldd "$b" | awk '/=>/ {print $3} /ld-linux/ {print $1}'; done |
   sort -u | grep / | xargs -I{} cp -L {} "$stage/lib/"
 # The test split, and the train split the configs calibrate on.

@@ -3,7 +3,8 @@
 # the archive of bench/pack_runtime.sh): unpacks bitplan's binaries and runtime, puts the
 # Fashion-MNIST files where the configs expect them, and runs the INT8 benchmarks:
 # bitplan's INT8 vs PyTorch's (bench/int8_vs_torch.sh), the integer path's agreement with
-# the simulation on the full test sets, and the executor unit tests. Output goes to $OUT
+# the simulation on the full test sets, the low-bit kernels (bench_lowbit; AVX-512 and AVX2)
+# and the executor unit tests (the AVX-512 W4A32 path among them). Output goes to $OUT
 # (default ./out).
 #   bench/run_packed.sh ARCHIVE THREADS [PYTHON]
 set -euo pipefail
@@ -18,7 +19,7 @@ mkdir -p /usr/share/datasets/fashion-mnist && cp "$rt"/data/* /usr/share/dataset
 # The binaries were linked against Debian 12's libraries: run them through its loader.
 # GOMP_SPINCOUNT set up front stops bitplan's re-exec of /proc/self/exe (the loader here).
 mkdir -p "$rt/build/bench" "$rt/build/cli"
-for b in bench/bench_quant cli/bitplan; do
+for b in bench/bench_quant bench/bench_lowbit cli/bitplan; do
   printf '#!/bin/sh\nGOMP_SPINCOUNT=${GOMP_SPINCOUNT:-1000} exec %s/lib/ld-linux-x86-64.so.2 --library-path %s/lib %s/bin/%s "$@"\n' \
     "$rt" "$rt" "$rt" "$(basename $b)" >"$rt/build/$b"
   chmod +x "$rt/build/$b"
@@ -31,6 +32,10 @@ for model in fmnist_mlp fmnist_resnet fmnist_mobilenetv2 fmnist_vit; do
   echo "== $model $plan" && "$rt/build/cli/bitplan" evaluate --config "$repo/configs/$model.yaml" \
     --plan "$plan" --int8 --threads "$threads" | grep -A3 -E '^(plan|int8)'
 done 2>&1 | tee "$out/agreement.txt"
+# Low-bit kernels against fp32/int8 and the memory bandwidth (docs/performance.md), with the
+# widest kernel ISA here and with AVX2 forced.
+"$rt/build/bench/bench_lowbit" "$threads" 2>&1 | tee "$out/lowbit.txt"
+BITPLAN_MAX_CPU_ISA=avx2 "$rt/build/bench/bench_lowbit" "$threads" 2>&1 | tee "$out/lowbit_avx2.txt"
 # The unit tests find the sources at the path they were built in.
 src=$(strings "$rt/bin/bitplan_tests_executor" | grep -m1 -o '^/.*/tests/unit/' | sed 's|/tests/unit/$||' || true)
 if [ -n "$src" ] && [ ! -e "$src" ]; then mkdir -p "$(dirname "$src")" && ln -s "$repo" "$src"; fi
