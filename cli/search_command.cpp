@@ -308,8 +308,28 @@ options)",
       result.seconds_sensitivity + result.seconds_search + result.seconds_final,
       result.seconds_sensitivity, result.seconds_search, result.seconds_final, result.stop_reason);
   if (!sensitivity_only) {
-    fmt::print("fp32 top-1 {:.2f}%; front of {} plans (hypervolume {:.4f}):\n",
-               100 * result.fp32.top1, result.front.size(), result.hypervolume);
+    // The quality each plan is judged by: the metric's (top-1, perplexity, cosine, KL).
+    const auto quality = [&](const search::PlanMetrics& m) -> std::string {
+      switch (metric) {
+        case MetricKind::top1:
+          return fmt::format("top-1 {:.2f}%", 100 * m.top1);
+        case MetricKind::perplexity:
+          return fmt::format("perplexity {:.4f}, next-token KL {:.3e}", m.perplexity, m.kl);
+        case MetricKind::embedding:
+          return fmt::format("cosine to fp32 {:.5f} (worst {:.5f})", m.cosine, m.cosine_worst);
+        case MetricKind::fidelity:
+          return fmt::format("KL to fp32 {:.3e}, top-1 agreement {:.2f}%", m.kl,
+                             100 * m.agreement);
+      }
+      return "";
+    };
+    if (metric == MetricKind::top1)
+      fmt::print("fp32 top-1 {:.2f}%; front of {} plans (hypervolume {:.4f}):\n",
+                 100 * result.fp32.top1, result.front.size(), result.hypervolume);
+    else
+      fmt::print("metric {}: fp32 {}; front of {} plans (hypervolume {:.4f}):\n",
+                 metric_name(metric), quality(result.fp32), result.front.size(),
+                 result.hypervolume);
     for (std::size_t k = 0; k < result.front.size(); ++k) {
       const auto& e = result.evaluations[result.front[k]];
       const auto& m = e.final_metrics ? *e.final_metrics : e.metrics;
@@ -321,8 +341,13 @@ options)",
                                 ? fmt::format(" (measured {:.4f})", *e.measured_latency_ms)
                                 : "")
               : "";
-      fmt::print("  plan_{:03d}  top-1 {:.2f}% ({:+.2f} pt){}  size {:.4f} MB\n", k, 100 * m.top1,
-                 100 * (m.top1 - result.fp32.top1), latency, e.metrics.size_bytes / 1e6);
+      if (metric == MetricKind::top1)
+        fmt::print("  plan_{:03d}  top-1 {:.2f}% ({:+.2f} pt){}  size {:.4f} MB\n", k,
+                   100 * m.top1, 100 * (m.top1 - result.fp32.top1), latency,
+                   e.metrics.size_bytes / 1e6);
+      else
+        fmt::print("  plan_{:03d}  {}{}  size {:.4f} MB\n", k, quality(m), latency,
+                   e.metrics.size_bytes / 1e6);
     }
   }
   fmt::print("results in {}/ (report.html, pareto.json, pareto.csv, plan_NNN.yaml)\n",

@@ -432,17 +432,31 @@ void run_policy_loop(Policy& policy, Runner& runner, const PlanScorer& scorer,
   };
   auto show_state = [&] {
     if (!progress.status) return;
-    double best = 0;
-    for (const auto i : front.ids()) best = std::max(best, result.evaluations[i].metrics.top1);
+    // The best front value of the first objective: top-1 for accuracy, else its own value.
+    const Objective& first = scorer.objectives().front();
+    std::string best_text;
+    if (first.id == ObjectiveId::accuracy) {
+      double best = 0;
+      for (const auto i : front.ids()) best = std::max(best, result.evaluations[i].metrics.top1);
+      best_text = fmt::format("best top-1 {:.2f}%", 100 * best);
+    } else {
+      double best = NAN;
+      for (const auto i : front.ids()) {
+        const double v = first.extract(result.evaluations[i].metrics);
+        if (std::isnan(best) || (first.direction == Direction::minimise ? v < best : v > best))
+          best = v;
+      }
+      best_text = fmt::format("best {} {:.5g}", first.name, best);
+    }
     const double rate = double(result.evaluations_run) / std::max(since(start), 1e-9);
     const double remaining = max_evals == SIZE_MAX ? NAN
                                                    : double(max_evals - result.evaluations.size()) /
                                                          std::max(rate, 1e-9);
     progress.status(fmt::format(
-        "{} {}/{} evaluations ({} reused), front {}, best top-1 {:.2f}%, {:.1f} eval/s, ETA {}",
+        "{} {}/{} evaluations ({} reused), front {}, {}, {:.1f} eval/s, ETA {}",
         result.policy, result.evaluations.size(),
         max_evals == SIZE_MAX ? std::string("-") : std::to_string(max_evals),
-        result.evaluations_reused, front.size(), 100 * best, rate,
+        result.evaluations_reused, front.size(), best_text, rate,
         duration_text(settings.max_seconds > 0
                           ? std::min(remaining, settings.max_seconds - since(start))
                           : remaining)));
