@@ -6,6 +6,7 @@
 #include <random>
 
 #include "data/npy.hpp"
+#include "search/driver_stages.hpp"
 #include "search/evaluator.hpp"
 #include "tests/temp_dir.hpp"
 
@@ -142,4 +143,35 @@ TEST_CASE("without labels the default metric is fidelity; stored rows of before 
   CHECK(std::isnan(m.perplexity));
   CHECK(std::isnan(m.cosine));
   CHECK(m.kl == 0.1);
+}
+
+TEST_CASE("constraints of the other metrics: perplexity increase, lowest cosine, largest KL") {
+  Graph graph = toy_lm();
+  const PlanCosts costs(graph, "", 1, nullptr);
+  SearchOptions options;
+  options.objectives = {"perplexity", "size"};
+  options.max_perplexity_increase = 10;  // percent of fp32's perplexity
+  options.max_kl = 0.01;
+  const PlanScorer scorer(costs, objectives_named(options.objectives), options, 0, 20.0);
+  PlanMetrics m;
+  m.perplexity = 21.0;  // +5%: within
+  m.kl = 0.005;
+  CHECK(scorer.violation(m) == 0);
+  m.perplexity = 24.0;  // +20%: 10 points over a limit of 10
+  CHECK(scorer.violation(m) == doctest::Approx(1.0));
+  m.perplexity = 21.0;
+  m.kl = 0.02;  // twice the limit
+  CHECK(scorer.violation(m) == doctest::Approx(1.0));
+  m.kl = NAN;  // not measured: never feasible
+  CHECK(scorer.violation(m) == doctest::Approx(1.0));
+
+  SearchOptions embedding;
+  embedding.min_cosine = 0.98;
+  const PlanScorer cosine(costs, objectives_named({"cosine"}), embedding, 0);
+  m = PlanMetrics{};
+  m.cosine = 0.99;
+  CHECK(cosine.violation(m) == 0);
+  m.cosine = 0.97;  // 0.01 short of a limit 0.02 from 1
+  CHECK(cosine.violation(m) == doctest::Approx(0.5));
+  CHECK(cosine.objective_values(m) == ObjectivePoint{-0.97});
 }
