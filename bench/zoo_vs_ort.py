@@ -11,9 +11,14 @@ Speed: batch 1 and 32 (sequence 128 for the transformers), ROUNDS rounds that al
 bench_fp32 and ONNX Runtime for SECONDS each (so a busy machine slows both alike); the
 figure is the median of each side's per-round medians, and the ratio bitplan / ORT
 (< 1: bitplan faster).
+--int8 (CNNs): bitplan's real integer path (bench_quant with configs/zoo_<model>_imagenet20.yaml,
+W8A8 where the CPU has VNNI, else W7A8) against ONNX Runtime's quantize_static model (QDQ,
+per-channel int8 weights, uint8 activations, MinMax calibrated on the 20 ImageNet images),
+batch 1 and 32, interleaved the same way; each side's int8 time is also given over its own
+fp32 time.
 
   .venv-zoo/bin/python bench/zoo_vs_ort.py [--build build] [--threads 2] [--seconds 3]
-      [--rounds 2] [--models mobilenet_v2,...] [--batches 1,32] [--json out.json]
+      [--rounds 2] [--models mobilenet_v2,...] [--batches 1,32] [--int8] [--json out.json]
 (.venv-zoo is the venv tools/fetch_models.py makes; it has onnxruntime and numpy.)
 """
 import argparse
@@ -27,6 +32,8 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
+
+ort.set_default_logger_severity(3)  # errors only: quantize_static's graph warnings are noise here
 
 REPO = Path(__file__).resolve().parent.parent
 ZOO = REPO / "models" / "zoo"
@@ -125,6 +132,64 @@ def speed_inputs(kind, session, batch, seq, recorded, work):
     return feed, files
 
 
+def cpu_has_vnni():
+    flags = Path("/proc/cpuinfo").read_text()
+    return " avx512_vnni" in flags or " avx_vnni" in flags
+
+
+def ort_int8_model(path, work):
+    """ONNX Runtime's static INT8 of `path`: QDQ, per-channel weights, MinMax on imagenet20."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    images = np.load(ZOO / "data" / "imagenet20_images.npy").astype(np.float32) / 255.0
+    mean, std = ((0.498,) * 3, (0.502,) * 3) if "efficientnet" in path.name else (
+        (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    images = (images - np.array(mean, np.float32)[:, None, None]) / np.array(std, np.float32)[:, None, None]
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.rows = iter(images[i:i + 1] for i in range(len(images)))
+
+        def get_next(self):
+            row = next(self.rows, None)
+            return None if row is None else {"input": row}
+
+    out = work / f"{path.stem}_ort_int8.onnx"
+    quantize_static(str(path), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    return out
+
+
+def int8_rows(build, model, path, threads, seconds, rounds, batches, work):
+    config = REPO / "configs" / f"zoo_{model}_imagenet20.yaml"
+    plan = "W8A8" if cpu_has_vnni() else "W7A8"
+    fp32_session = ort_session(path, threads)
+    int8_session = ort_session(ort_int8_model(path, work), threads)
+    rows = []
+    for batch in batches:
+        feed = {"input": np.random.default_rng(0).standard_normal((batch, 3, 224, 224)).astype(np.float32)}
+        ours, theirs, theirs_fp32 = [], [], []
+        for _ in range(rounds):
+            cmd = [str(build / "bench" / "bench_quant"), str(config), plan, str(batch), str(threads), str(seconds)]
+            done = subprocess.run(cmd, capture_output=True, text=True)
+            if done.returncode != 0:
+                raise RuntimeError(f"{' '.join(cmd)} failed: {done.stderr.strip()}")
+            ours.append(json.loads(done.stdout.strip().splitlines()[-1]))
+            theirs.append(ort_median_ms(int8_session, feed, seconds))
+            theirs_fp32.append(ort_median_ms(fp32_session, feed, seconds))
+        entry = {"batch": batch, "plan": plan,
+                 "bitplan_int8_ms": float(np.median([o["int8_ms"] for o in ours])),
+                 "bitplan_fp32_ms": float(np.median([o["fp32_ms"] for o in ours])),
+                 "ort_int8_ms": float(np.median(theirs)), "ort_fp32_ms": float(np.median(theirs_fp32))}
+        entry["ratio"] = entry["bitplan_int8_ms"] / entry["ort_int8_ms"]
+        rows.append(entry)
+        print(f"  int8 batch {batch:>3}: bitplan {plan} {entry['bitplan_int8_ms']:9.2f} ms "
+              f"({entry['bitplan_fp32_ms'] / entry['bitplan_int8_ms']:.2f}x its fp32), ORT QDQ "
+              f"{entry['ort_int8_ms']:9.2f} ms ({entry['ort_fp32_ms'] / entry['ort_int8_ms']:.2f}x its fp32), "
+              f"ratio {entry['ratio']:.2f}")
+    return rows
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--build", default=str(REPO / "build"))
@@ -133,6 +198,7 @@ def main():
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--batches", default="1,32")
+    parser.add_argument("--int8", action="store_true", help="also the CNNs' INT8 paths (see above)")
     parser.add_argument("--json", default=None, help="write the results here too")
     args = parser.parse_args()
     build = Path(args.build)
@@ -171,6 +237,9 @@ def main():
                 row["speed"].append(entry)
                 print(f"  batch {batch:>3}{f' seq {seq}' if seq else ''}: bitplan {entry['bitplan_ms']:9.2f} ms, "
                       f"ORT {entry['ort_ms']:9.2f} ms, ratio {entry['ratio']:.2f}")
+            if args.int8 and kind == "cnn":
+                row["int8"] = int8_rows(build, model, path, args.threads, args.seconds, args.rounds,
+                                        [int(b) for b in args.batches.split(",")], work)
             results.append(row)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
