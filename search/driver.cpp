@@ -116,6 +116,7 @@ SearchResult run_search(const DriverInputs& in, const Progress& progress,
     max_top1_drop = *opt.max_accuracy_drop / 100.0;
   ExecutorEvaluator evaluator(simulator, subset_runs, db, context_key, max_top1_drop);
   result.fp32 = evaluator.reference();
+  result.metric = subset_runs.metric();
   costs.add_costs(QuantPlan{}, result.fp32);
 
   // --- Sensitivity ----------------------------------------------------------------------------

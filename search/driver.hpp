@@ -74,6 +74,7 @@ struct SearchResult {
   std::vector<std::vector<double>> sensitivity_drop;  // [layer][option] top-1 drop
   std::vector<std::vector<double>> latency_ms;        // [layer][option]
   PlanMetrics fp32;
+  bitplan::MetricKind metric = bitplan::MetricKind::top1;  // what judged every plan
   std::vector<Baseline> baselines;
   std::vector<EvaluatedPlan> evaluations;  // in evaluation order
   std::vector<std::size_t> front;          // indices into evaluations

@@ -142,6 +142,29 @@ Box place_label(double x, double y, double width, double height, const Box& area
   return candidate(0, kDirections[0]);
 }
 
+// The quality the report plots and tabulates: the run's metric (top-1 in %, or perplexity,
+// mean cosine to fp32, KL to fp32).
+struct Quality {
+  std::string_view name;   // "top-1"
+  std::string_view axis;   // the charts' y-axis label
+  std::string_view unit;   // after a value: "%" or ""
+  double (*value)(const PlanMetrics&);
+};
+
+Quality quality_of(MetricKind metric) {
+  switch (metric) {
+    case MetricKind::perplexity:
+      return {"perplexity", "perplexity", "", [](const PlanMetrics& m) { return m.perplexity; }};
+    case MetricKind::embedding:
+      return {"cosine", "cosine to fp32", "", [](const PlanMetrics& m) { return m.cosine; }};
+    case MetricKind::fidelity:
+      return {"KL", "KL to fp32 (nats)", "", [](const PlanMetrics& m) { return m.kl; }};
+    case MetricKind::top1:
+      break;
+  }
+  return {"top-1", "top-1 accuracy (%)", "%", [](const PlanMetrics& m) { return 100 * m.top1; }};
+}
+
 enum class PlotKind { explored, front, baseline };
 
 struct PlotPoint {
@@ -159,6 +182,7 @@ struct PlotPoint {
 // numbers of different samples never share a marker kind.
 struct ScatterChart {
   std::string title, x_label;
+  std::string y_label = "top-1 accuracy (%)";
   std::vector<PlotPoint> points;
   std::string subset_samples, final_samples;  // final_samples "" without a final re-evaluation
   std::vector<std::string> notes;             // under the legend
@@ -248,8 +272,8 @@ std::string scatter_svg(const ScatterChart& chart) {
   body += fmt::format(R"~(<text x="{}" y="{}" text-anchor="middle">{}</text>)~", (L + W - R) / 2,
                       plot_bottom + 36, html_text(chart.x_label));
   body += fmt::format(
-      R"~(<text x="14" y="{0}" transform="rotate(-90 14 {0})" text-anchor="middle">top-1 accuracy (%)</text>)~",
-      T + plot_height / 2);
+      R"~(<text x="14" y="{0}" transform="rotate(-90 14 {0})" text-anchor="middle">{1}</text>)~",
+      T + plot_height / 2, html_text(chart.y_label));
 
   // Markers: explored plans under the lines to the final numbers, under the front and the
   // baselines; the baselines' labels last, placed clear of every marker but the explored
@@ -490,20 +514,30 @@ std::string report_html(const SearchResult& r, const OutputInfo& info) {
   size_chart.x_label = "size (MB)";
   latency_chart.notes.push_back("Marker radius: model size.");
   SampleCounts subset_counts, final_counts;
+  // The run's metric on the y axis (top-1 in % unless it is another).
+  const Quality quality = quality_of(r.metric);
+  latency_chart.y_label = size_chart.y_label = std::string(quality.axis);
+  if (r.metric != MetricKind::top1) {
+    latency_chart.title = fmt::format("{} vs predicted latency", quality.axis);
+    size_chart.title = fmt::format("{} vs model size", quality.axis);
+  }
+  const auto value_text = [&](double v) {
+    return r.metric == MetricKind::top1 ? fmt::format("{:.2f}%", v) : fmt::format("{:.5g}", v);
+  };
   auto final_top1 = [&](const std::optional<PlanMetrics>& m) -> std::optional<double> {
     if (!m) return std::nullopt;
     final_counts.add(*m);
-    return 100 * m->top1;
+    return quality.value(*m);
   };
-  auto top1_text = [](const PlanMetrics& m, std::string_view on) {
+  auto top1_text = [&](const PlanMetrics& m, std::string_view on) {
     return fmt::format(
-        "{:.2f}% {}{}", 100 * m.top1, on,
+        "{} {}{}", value_text(quality.value(m)), on,
         m.stopped_early ? fmt::format(" (stopped early, {} samples)", m.samples) : "");
   };
   auto tip = [&](const std::string& name, const PlanMetrics& subset,
                  const std::optional<PlanMetrics>& fin) {
     return fmt::format(
-        "{}top-1 {}{}, {:.3f} ms, {:.3f} MB", name, top1_text(subset, "on the subset"),
+        "{}{} {}{}, {:.3f} ms, {:.3f} MB", name, quality.name, top1_text(subset, "on the subset"),
         fin ? ", " + top1_text(*fin, "final") : "", subset.latency_ms, subset.size_bytes / 1e6);
   };
   double max_size = 1;
@@ -518,10 +552,10 @@ std::string report_html(const SearchResult& r, const OutputInfo& info) {
     const auto fin = final_top1(e.final_metrics);
     subset_counts.add(e.metrics);
     const std::string hover = tip(name, e.metrics, e.final_metrics);
-    latency_chart.points.push_back({kind, e.metrics.latency_ms, 100 * e.metrics.top1, fin,
+    latency_chart.points.push_back({kind, e.metrics.latency_ms, quality.value(e.metrics), fin,
                                     3 + 6 * std::sqrt(e.metrics.size_bytes / max_size), "", hover});
     size_chart.points.push_back(
-        {kind, e.metrics.size_bytes / 1e6, 100 * e.metrics.top1, fin, 4, "", hover});
+        {kind, e.metrics.size_bytes / 1e6, quality.value(e.metrics), fin, 4, "", hover});
   }
   std::vector<std::string> without_latency;
   for (const auto& b : r.baselines) {
@@ -530,9 +564,10 @@ std::string report_html(const SearchResult& r, const OutputInfo& info) {
     subset_counts.add(b.metrics);
     const std::string hover = tip(b.name + ": ", b.metrics, b.final_metrics);
     latency_chart.points.push_back(
-        {PlotKind::baseline, b.metrics.latency_ms, 100 * b.metrics.top1, fin, 0, b.name, hover});
+        {PlotKind::baseline, b.metrics.latency_ms, quality.value(b.metrics), fin, 0, b.name,
+         hover});
     size_chart.points.push_back({PlotKind::baseline, b.metrics.size_bytes / 1e6,
-                                 100 * b.metrics.top1, fin, 0, b.name, hover});
+                                 quality.value(b.metrics), fin, 0, b.name, hover});
     if (!std::isfinite(b.metrics.latency_ms)) without_latency.push_back(b.name);
   }
   if (!without_latency.empty())
@@ -554,12 +589,13 @@ std::string report_html(const SearchResult& r, const OutputInfo& info) {
       R"~(svg{{max-width:100%;height:auto;vertical-align:top;margin:0 8px 16px 0}})~"
       R"~(.muted{{color:#777}}</style></head><body>)~"
       R"~(<h1>bitplan search: {}</h1><p>target <b>{}</b> &middot; policy <b>{}</b> &middot; objectives {} &middot; {}</p>)~"
-      R"~(<p>fp32 top-1 {:.2f}% ({} samples) &middot; {} evaluations ({} run, {} from the results database) &middot; )~"
+      R"~(<p>fp32 {} {} ({} samples) &middot; {} evaluations ({} run, {} from the results database) &middot; )~"
       R"~(front {} plans &middot; hypervolume {:.4f} (normalised, reference 1.1) &middot; time: sensitivity {:.1f} s, search {:.1f} s, final {:.1f} s &middot; {}</p>)~",
       html_text(info.model_name), html_text(info.model_name),
       html_text(r.target.empty() ? "(none)" : r.target), html_text(r.policy),
       html_text(fmt::format("{}", fmt::join(r.objective_names, ", "))),
-      html_text(r.space_description), 100 * r.fp32.top1, r.fp32.samples, r.evaluations.size(),
+      html_text(r.space_description), quality.name, value_text(quality.value(r.fp32)),
+      r.fp32.samples, r.evaluations.size(),
       r.evaluations_run, r.evaluations_reused, r.front.size(), r.hypervolume, r.seconds_sensitivity,
       r.seconds_search, r.seconds_final, html_text(r.stop_reason));
   for (const auto& warning : r.target_warnings)
@@ -567,7 +603,8 @@ std::string report_html(const SearchResult& r, const OutputInfo& info) {
   if (has_latency) html += scatter_svg(latency_chart);
   html += scatter_svg(size_chart);
   html +=
-      "<h2>Front</h2><table><tr><th>plan</th><th>top-1 (subset)</th><th>top-1 (final)</th>"
+      fmt::format("<h2>Front</h2><table><tr><th>plan</th><th>{0} (subset)</th><th>{0} (final)</th>",
+                  quality.name) +
       "<th>drop (pt)</th>"
       "<th>worst class drop (pt)</th><th>predicted latency (ms)</th><th>measured (ms)</th>"
       "<th>size (MB)</th><th>GBOPs</th></tr>";
@@ -575,10 +612,10 @@ std::string report_html(const SearchResult& r, const OutputInfo& info) {
     const auto& e = r.evaluations[r.front[k]];
     const PlanMetrics& m = e.final_metrics ? *e.final_metrics : e.metrics;
     html += fmt::format(
-        "<tr><td class=l>{}</td><td>{:.2f}%</td><td>{}</td><td>{:.2f}</td><td>{:.2f}</td>"
+        "<tr><td class=l>{}</td><td>{}</td><td>{}</td><td>{:.2f}</td><td>{:.2f}</td>"
         "<td>{:.4f}</td><td>{}</td><td>{:.4f}</td><td>{:.3g}</td></tr>",
-        plan_file_name(k), 100 * e.metrics.top1,
-        e.final_metrics ? fmt::format("{:.2f}%", 100 * e.final_metrics->top1) : "&ndash;",
+        plan_file_name(k), value_text(quality.value(e.metrics)),
+        e.final_metrics ? value_text(quality.value(*e.final_metrics)) : "&ndash;",
         100 * (r.fp32.top1 - m.top1), 100 * m.worst_class_drop, e.metrics.latency_ms,
         e.measured_latency_ms ? fmt::format("{:.4f} &plusmn; {:.4f}", *e.measured_latency_ms,
                                             e.measured_latency_iqr_ms.value_or(0) / 2)
@@ -586,15 +623,16 @@ std::string report_html(const SearchResult& r, const OutputInfo& info) {
         e.metrics.size_bytes / 1e6, e.metrics.gbops);
   }
   html +=
-      "</table><h2>Uniform baselines</h2><table><tr><th>plan</th><th>top-1 (subset)</th>"
-      "<th>top-1 (final)</th><th>predicted latency (ms)</th><th>size (MB)</th><th "
-      "class=l>note</th></tr>";
+      fmt::format("</table><h2>Uniform baselines</h2><table><tr><th>plan</th><th>{0} "
+                  "(subset)</th><th>{0} (final)</th>",
+                  quality.name) +
+      "<th>predicted latency (ms)</th><th>size (MB)</th><th class=l>note</th></tr>";
   for (const auto& b : r.baselines)
     html += fmt::format(
-        "<tr><td class=l>{}</td><td>{:.2f}%</td><td>{}</td><td>{}</td><td>{:.4f}</td><td "
+        "<tr><td class=l>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.4f}</td><td "
         "class=l>{}</td></tr>",
-        html_text(b.name), 100 * b.metrics.top1,
-        b.final_metrics ? fmt::format("{:.2f}%", 100 * b.final_metrics->top1) : "&ndash;",
+        html_text(b.name), value_text(quality.value(b.metrics)),
+        b.final_metrics ? value_text(quality.value(*b.final_metrics)) : "&ndash;",
         std::isfinite(b.metrics.latency_ms) ? fmt::format("{:.4f}", b.metrics.latency_ms)
                                             : "&ndash;",
         b.metrics.size_bytes / 1e6, html_text(b.unsupported));

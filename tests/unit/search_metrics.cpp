@@ -8,6 +8,7 @@
 #include "data/npy.hpp"
 #include "search/driver_stages.hpp"
 #include "search/evaluator.hpp"
+#include "search/report.hpp"
 #include "tests/temp_dir.hpp"
 
 using namespace bitplan;
@@ -174,4 +175,25 @@ TEST_CASE("constraints of the other metrics: perplexity increase, lowest cosine,
   m.cosine = 0.97;  // 0.01 short of a limit 0.02 from 1
   CHECK(cosine.violation(m) == doctest::Approx(0.5));
   CHECK(cosine.objective_values(m) == ObjectivePoint{-0.97});
+}
+
+TEST_CASE("the report plots and tabulates the run's metric: perplexity, not a top-1 of 0") {
+  SearchResult r;
+  r.metric = MetricKind::perplexity;
+  r.fp32.perplexity = 25.2;
+  r.fp32.samples = 16;
+  r.policy = "random";
+  Baseline w8;
+  w8.name = "W8A8";
+  w8.metrics.perplexity = 43.1;
+  w8.metrics.samples = 16;
+  w8.metrics.size_bytes = 1e6;
+  w8.metrics.latency_ms = NAN;
+  r.baselines.push_back(w8);
+  const std::string html = report_html(r, OutputInfo{"lm.onnx", "h", "run.yaml", "bitplan search"});
+  CHECK(html.find("fp32 perplexity 25.2 (16 samples)") != std::string::npos);
+  CHECK(html.find("<th>perplexity (subset)</th><th>perplexity (final)</th>") != std::string::npos);
+  CHECK(html.find("<td class=l>W8A8</td><td>43.1</td>") != std::string::npos);
+  CHECK(html.find("perplexity vs model size") != std::string::npos);
+  CHECK(html.find("fp32 top-1") == std::string::npos);
 }
