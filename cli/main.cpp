@@ -598,7 +598,11 @@ options)");
         add(fmt::format("Spearman {:.4f} on {} pairs", m.spearman, m.pairs));
       if (std::isfinite(m.centroid_accuracy))
         add(fmt::format("nearest-centroid accuracy {:.2f}%", 100 * m.centroid_accuracy));
-      if (text.empty()) add("no pairs or labels: cosine to fp32 is measured for a plan (--plan)");
+      if (text.empty())
+        add(dataset->has_labels()
+                ? "no metric.pairs, and the selection's labels hold fewer than two classes (no "
+                  "centroid accuracy): cosine to fp32 is measured for a plan (--plan)"
+                : "no metric.pairs or labels: cosine to fp32 is measured for a plan (--plan)");
     }
     if (m.kind == MetricKind::perplexity) {
       add(fmt::format("perplexity {:.4f} over {} next tokens", m.perplexity, m.positions));
