@@ -65,23 +65,6 @@ double worst_class_drop(const EvalResult& reference, const EvalResult& candidate
   return worst;
 }
 
-namespace {
-constexpr std::string_view kMetricNames[] = {"top1", "fidelity", "embedding", "perplexity"};
-}  // namespace
-
-std::string_view metric_name(MetricKind kind) {
-  return kMetricNames[static_cast<std::size_t>(kind)];
-}
-
-bool metric_from_name(std::string_view name, MetricKind& kind) {
-  for (std::size_t i = 0; i < std::size(kMetricNames); ++i)
-    if (kMetricNames[i] == name) {
-      kind = static_cast<MetricKind>(i);
-      return true;
-    }
-  return false;
-}
-
 MetricKind resolved_metric(const MetricConfig& config, bool has_labels) {
   if (config.kind_given) return config.kind;
   return has_labels ? MetricKind::top1 : MetricKind::fidelity;
@@ -399,9 +382,8 @@ void add_next_token(std::span<const float> logits, std::span<const std::int64_t>
           mass += std::exp(log_q(order[static_cast<std::size_t>(j)]));
         }
         const double rest = 1.0 - mass;
-        tail[static_cast<std::size_t>(i)] =
-            rest > 1e-12 ? static_cast<float>(std::log(rest))
-                         : -std::numeric_limits<float>::infinity();
+        tail[static_cast<std::size_t>(i)] = rest > 1e-12 ? static_cast<float>(std::log(rest))
+                                                         : -std::numeric_limits<float>::infinity();
       }
     }
   });

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "core/metric_kind.hpp"
 #include "core/tensor.hpp"
 
 namespace bitplan {
@@ -36,17 +37,6 @@ Fidelity compare_outputs(std::span<const float> reference, std::span<const float
 double worst_class_drop(const EvalResult& reference, const EvalResult& candidate);
 
 // ---- The configured metric (the run config's `metric:` section) ------------------------
-
-enum class MetricKind {
-  top1,        // labels: top-1/top-5 accuracy of logits [N, classes] (default with labels)
-  fidelity,    // no labels needed: top-1 agreement, KL, cosine, SQNR of the outputs vs fp32
-  embedding,   // output rows [N, D]: cosine to fp32; Spearman on pairs; centroid accuracy
-  perplexity,  // causal LM logits [N, T, V]: perplexity of the tokens, next-token KL vs fp32
-};
-
-// "top1" ...; and the kind named `name`, or false.
-std::string_view metric_name(MetricKind kind);
-bool metric_from_name(std::string_view name, MetricKind& kind);
 
 struct MetricConfig {
   MetricKind kind = MetricKind::top1;
@@ -88,7 +78,7 @@ struct MetricValues {
   bool has_fidelity = false;                  // against a reference run
   Fidelity fidelity;
   double cosine_mean = NAN_VALUE, cosine_worst = NAN_VALUE;  // embedding, vs the reference
-  double spearman = NAN_VALUE;           // embedding with pairs
+  double spearman = NAN_VALUE;                               // embedding with pairs
   std::int64_t pairs = 0;
   double centroid_accuracy = NAN_VALUE;  // embedding with labels
   double perplexity = NAN_VALUE;         // perplexity

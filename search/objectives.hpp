@@ -9,7 +9,7 @@
 #include <string_view>
 #include <vector>
 
-#include "executor/metrics.hpp"
+#include "core/metric_kind.hpp"
 #include "search/pareto.hpp"
 #include "search/plan_metrics.hpp"
 
