@@ -121,9 +121,11 @@ TEST_CASE("real W4A32 execution agrees with the simulation") {
     for (const auto& layer : simulator.layers()) matmuls += layer.op_type != "Conv";
     CHECK(real.w4a32_layers.size() == (listed ? matmuls : 0));
     CHECK(real.w4a32_layers.size() + real.why_simulated.size() == plan.layers.size());
-    for (const auto& [layer, why] : real.why_simulated)
-      CHECK_MESSAGE(why.find(listed ? "this Conv has none" : "has no AVX2") != std::string::npos,
-                    layer << ": " << why);
+    // Not a structured binding: clang 14 cannot capture one in CHECK_MESSAGE's lambda.
+    for (const auto& entry : real.why_simulated)
+      CHECK_MESSAGE(
+          entry.second.find(listed ? "this Conv has none" : "has no AVX2") != std::string::npos,
+          entry.first << ": " << entry.second);
     const EvalResult sim =
         evaluate(simulator.build(plan), *dataset, validation, EvalOptions{64, true});
     const EvalResult run = evaluate(real.graph, *dataset, validation, EvalOptions{64, true});
