@@ -145,9 +145,9 @@ Box place_label(double x, double y, double width, double height, const Box& area
 // The quality the report plots and tabulates: the run's metric (top-1 in %, or perplexity,
 // mean cosine to fp32, KL to fp32).
 struct Quality {
-  std::string_view name;   // "top-1"
-  std::string_view axis;   // the charts' y-axis label
-  std::string_view unit;   // after a value: "%" or ""
+  std::string_view name;  // "top-1"
+  std::string_view axis;  // the charts' y-axis label
+  std::string_view unit;  // after a value: "%" or ""
   double (*value)(const PlanMetrics&);
 };
 
@@ -488,6 +488,10 @@ std::string heatmap_svg(const SearchResult& r) {
         if (!r.unsupported[l][o].empty()) {
           fill = "url(#hatch)";
           tip = r.unsupported[l][o];
+        } else if (l >= r.sensitivity.size() || o >= r.sensitivity[l].size() ||
+                   l >= r.sensitivity_drop.size() || o >= r.sensitivity_drop[l].size()) {
+          // A search stopped during the sensitivity stage has measured only the first layers.
+          tip = "not measured (the search stopped first)";
         } else {
           const double v = r.sensitivity[l][o];
           fill = heat_colour(v > 0 && hi > lo ? (std::log10(v) - lo) / (hi - lo) : 0);
@@ -563,9 +567,8 @@ std::string report_html(const SearchResult& r, const OutputInfo& info) {
     const auto fin = final_top1(b.final_metrics);
     subset_counts.add(b.metrics);
     const std::string hover = tip(b.name + ": ", b.metrics, b.final_metrics);
-    latency_chart.points.push_back(
-        {PlotKind::baseline, b.metrics.latency_ms, quality.value(b.metrics), fin, 0, b.name,
-         hover});
+    latency_chart.points.push_back({PlotKind::baseline, b.metrics.latency_ms,
+                                    quality.value(b.metrics), fin, 0, b.name, hover});
     size_chart.points.push_back({PlotKind::baseline, b.metrics.size_bytes / 1e6,
                                  quality.value(b.metrics), fin, 0, b.name, hover});
     if (!std::isfinite(b.metrics.latency_ms)) without_latency.push_back(b.name);
@@ -595,9 +598,9 @@ std::string report_html(const SearchResult& r, const OutputInfo& info) {
       html_text(r.target.empty() ? "(none)" : r.target), html_text(r.policy),
       html_text(fmt::format("{}", fmt::join(r.objective_names, ", "))),
       html_text(r.space_description), quality.name, value_text(quality.value(r.fp32)),
-      r.fp32.samples, r.evaluations.size(),
-      r.evaluations_run, r.evaluations_reused, r.front.size(), r.hypervolume, r.seconds_sensitivity,
-      r.seconds_search, r.seconds_final, html_text(r.stop_reason));
+      r.fp32.samples, r.evaluations.size(), r.evaluations_run, r.evaluations_reused, r.front.size(),
+      r.hypervolume, r.seconds_sensitivity, r.seconds_search, r.seconds_final,
+      html_text(r.stop_reason));
   for (const auto& warning : r.target_warnings)
     html += fmt::format(R"~(<p style="color:#a40">warning: {}</p>)~", html_text(warning));
   if (has_latency) html += scatter_svg(latency_chart);
@@ -622,11 +625,11 @@ std::string report_html(const SearchResult& r, const OutputInfo& info) {
                               : "<span class=muted>not this machine</span>",
         e.metrics.size_bytes / 1e6, e.metrics.gbops);
   }
-  html +=
-      fmt::format("</table><h2>Uniform baselines</h2><table><tr><th>plan</th><th>{0} "
-                  "(subset)</th><th>{0} (final)</th>",
-                  quality.name) +
-      "<th>predicted latency (ms)</th><th>size (MB)</th><th class=l>note</th></tr>";
+  html += fmt::format(
+              "</table><h2>Uniform baselines</h2><table><tr><th>plan</th><th>{0} "
+              "(subset)</th><th>{0} (final)</th>",
+              quality.name) +
+          "<th>predicted latency (ms)</th><th>size (MB)</th><th class=l>note</th></tr>";
   for (const auto& b : r.baselines)
     html += fmt::format(
         "<tr><td class=l>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.4f}</td><td "

@@ -211,3 +211,16 @@ TEST_CASE("11.3 the heat map has a colour scale from the least to the most sensi
   CHECK(zero_svgs[2].find("0 everywhere") != std::string::npos);
   CHECK(zero_svgs[2].find("linearGradient") == std::string::npos);
 }
+
+TEST_CASE("the heat map of a search stopped during sensitivity marks the unmeasured layers") {
+  // Ctrl-C during the sensitivity stage: the first layer was measured, the second not
+  // (run_sensitivity leaves its rows empty).
+  SearchResult stopped = crowded_result();
+  stopped.sensitivity = {{0, 0.001}, {}};
+  stopped.sensitivity_drop = {{0, 0.001}, {}};
+  stopped.interrupted = true;
+  const auto svgs = svgs_of(report_html(stopped, kInfo));
+  REQUIRE(svgs.size() == 3);
+  CHECK(svgs[2].find("not measured (the search stopped first)") != std::string::npos);
+  CHECK(svgs[2].find("KL 0.001") != std::string::npos);
+}
