@@ -342,12 +342,12 @@ options)",
                                 : "")
               : "";
       if (metric == MetricKind::top1)
-        fmt::print("  plan_{:03d}  top-1 {:.2f}% ({:+.2f} pt){}  size {:.4f} MB\n", k,
+        fmt::print("  plan_{:03d}  top-1 {:.2f}% ({:+.2f} pt){}  size {:.4f} MB ({:.2f} bpw)\n", k,
                    100 * m.top1, 100 * (m.top1 - result.fp32.top1), latency,
-                   e.metrics.size_bytes / 1e6);
+                   e.metrics.size_bytes / 1e6, e.metrics.bits_per_weight);
       else
-        fmt::print("  plan_{:03d}  {}{}  size {:.4f} MB\n", k, quality(m), latency,
-                   e.metrics.size_bytes / 1e6);
+        fmt::print("  plan_{:03d}  {}{}  size {:.4f} MB ({:.2f} bpw)\n", k, quality(m), latency,
+                   e.metrics.size_bytes / 1e6, e.metrics.bits_per_weight);
     }
   }
   fmt::print("results in {}/ (report.html, pareto.json, pareto.csv, plan_NNN.yaml)\n",

@@ -8,6 +8,7 @@
 #include <regex>
 
 #include "core/error.hpp"
+#include "core/tensor.hpp"
 #include "search/exact_solver.hpp"
 #include "search/pareto.hpp"
 
@@ -101,7 +102,17 @@ PlanCosts::PlanCosts(const Graph& graph, const std::string& model_hash, std::int
     : context_(CostContext::build(graph, model_hash, latency_batch)),
       latency_(profile ? make_latency_model(context_, *profile) : nullptr),
       size_(make_size_model(context_)),
-      bops_(make_bops_model(context_)) {}
+      bops_(make_bops_model(context_)) {
+  for (const Dims& dims : context_.weight_dims) weight_elements_ += product(dims);
+}
+
+double PlanCosts::bits_per_weight(double layer_bytes) const {
+  return weight_elements_ > 0 ? layer_bytes * 8 / static_cast<double>(weight_elements_) : NAN;
+}
+
+double PlanCosts::layer_bytes_at(double bits_per_weight) const {
+  return bits_per_weight * static_cast<double>(weight_elements_) / 8;
+}
 
 UnsupportedLayers PlanCosts::add_costs(const QuantPlan& plan, PlanMetrics& m) const {
   UnsupportedLayers unsupported;
@@ -111,7 +122,9 @@ UnsupportedLayers PlanCosts::add_costs(const QuantPlan& plan, PlanMetrics& m) co
     if (c.supported()) m.latency_ms = c.total;
     unsupported = c.unsupported;
   }
-  m.size_bytes = size_->plan_cost(plan).total;
+  const PlanCost size = size_->plan_cost(plan);
+  m.size_bytes = size.total;
+  m.bits_per_weight = bits_per_weight(size.total - size.fixed);
   m.gbops = bops_->plan_cost(plan).total;
   return unsupported;
 }
@@ -532,6 +545,7 @@ void reevaluate_final(SearchResult& result, const FinalSelection& selection,
     PlanMetrics m = selection.evaluator ? selection.evaluator->evaluate(plan, key).metrics : subset;
     m.latency_ms = subset.latency_ms;
     m.size_bytes = subset.size_bytes;
+    m.bits_per_weight = subset.bits_per_weight;
     m.gbops = subset.gbops;
     return m;
   };

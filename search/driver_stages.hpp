@@ -59,6 +59,12 @@ class PlanCosts {
   const CostContext& context() const { return context_; }
   const CostModel* latency() const { return latency_.get(); }  // null without a profile
   const CostModel& size() const { return *size_; }
+  // The quantizable layers' weight elements, all together: what bits per weight divide by.
+  std::int64_t weight_elements() const { return weight_elements_; }
+  // Bits per weight of a sum of the size model's per-layer bytes (its fixed cost left out),
+  // and back: a max_bits_per_weight bound is a size bound on the same per-layer sums.
+  double bits_per_weight(double layer_bytes) const;
+  double layer_bytes_at(double bits_per_weight) const;
 
   // Sets the cost fields of `metrics` (latency NaN without a profile or where the target
   // cannot run the plan) and returns the layers the target cannot run.
@@ -67,6 +73,7 @@ class PlanCosts {
  private:
   CostContext context_;
   std::unique_ptr<CostModel> latency_, size_, bops_;
+  std::int64_t weight_elements_ = 0;
 };
 
 struct CostTables {

@@ -18,6 +18,10 @@ constexpr Objective kObjectives[] = {
      [](const PlanMetrics& m) { return m.latency_ms; }},
     {ObjectiveId::size, "size", "bytes", Direction::minimise,
      [](const PlanMetrics& m) { return m.size_bytes; }},
+    // The llama.cpp / ExLlamaV2 measure: the quantizable layers' weights only (codes, scales,
+    // zero points; fp32 layers at 32), so a target such as 4.0 reads the same on any model.
+    {ObjectiveId::bits_per_weight, "bits_per_weight", "bits per weight element",
+     Direction::minimise, [](const PlanMetrics& m) { return m.bits_per_weight; }},
     {ObjectiveId::bops, "bops", "GBOPs", Direction::minimise,
      [](const PlanMetrics& m) { return m.gbops; }},
     {ObjectiveId::worst_class, "worst_class", "largest per-class top-1 drop (fraction)",

@@ -15,7 +15,17 @@
 
 namespace bitplan::search {
 
-enum class ObjectiveId { accuracy, latency, size, bops, worst_class, kl, perplexity, cosine };
+enum class ObjectiveId {
+  accuracy,
+  latency,
+  size,
+  bits_per_weight,
+  bops,
+  worst_class,
+  kl,
+  perplexity,
+  cosine
+};
 
 enum class Direction { minimise, maximise };
 

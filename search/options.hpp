@@ -22,9 +22,10 @@ struct SearchOptions {
   std::vector<SpaceOverride> overrides;
   std::vector<std::string> keep_fp32;  // regexes of layers that stay fp32
   // In this order (search/objectives.cpp): accuracy (1 - top-1), latency (ms), size (bytes),
-  // bops, worst_class (largest per-class top-1 drop), kl (KL divergence to fp32; next-token
-  // KL for the perplexity metric), perplexity, cosine (maximised). Without `objectives` in
-  // the config, accuracy stands for the metric's own (quality_objective).
+  // bits_per_weight (the quantizable layers' weight storage per weight element), bops,
+  // worst_class (largest per-class top-1 drop), kl (KL divergence to fp32; next-token KL for
+  // the perplexity metric), perplexity, cosine (maximised). Without `objectives` in the
+  // config, accuracy stands for the metric's own (quality_objective).
   std::vector<std::string> objectives{"accuracy", "latency", "size"};
   bool objectives_given = false;
   std::optional<double> max_latency_ms, max_size_mb, max_accuracy_drop, max_worst_class_drop;

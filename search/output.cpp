@@ -56,6 +56,7 @@ json metrics_json(const PlanMetrics& m) {
               {"top1_agreement", m.agreement},
               {"latency_ms", number_or_null(m.latency_ms)},
               {"size_bytes", m.size_bytes},
+              {"bits_per_weight", number_or_null(m.bits_per_weight)},
               {"gbops", m.gbops}};
   // The other metrics' values, where the run's metric measured them.
   for (const auto& [key, value] : {std::pair{"perplexity", m.perplexity},
@@ -85,7 +86,8 @@ void write_results(const std::filesystem::path& dir, const SearchResult& r,
   json front = json::array();
   std::string csv =
       "plan,top1_subset,top1_final,final_samples,accuracy_drop_pt,worst_class_drop_pt,kl,"
-      "predicted_latency_ms,measured_latency_ms,size_bytes,gbops,quantized_layers\n";
+      "predicted_latency_ms,measured_latency_ms,size_bytes,bits_per_weight,gbops,"
+      "quantized_layers\n";
   for (std::size_t k = 0; k < r.front.size(); ++k) {
     const EvaluatedPlan& e = r.evaluations[r.front[k]];
     const std::string plan_file = plan_file_name(k);
@@ -104,12 +106,12 @@ void write_results(const std::filesystem::path& dir, const SearchResult& r,
               {"quantized_layers", e.plan.layers.size()}};
     front.push_back(j);
     csv += fmt::format(
-        "{},{:.4f},{:.4f},{},{:.3f},{:.3f},{:.5g},{},{},{:.0f},{:.4g},{}\n", plan_file,
+        "{},{:.4f},{:.4f},{},{:.3f},{:.3f},{:.5g},{},{},{:.0f},{:.4f},{:.4g},{}\n", plan_file,
         e.metrics.top1, fin.top1, fin.samples, 100 * (r.fp32.top1 - fin.top1),
         100 * fin.worst_class_drop, fin.kl,
         std::isfinite(e.metrics.latency_ms) ? fmt::format("{:.4f}", e.metrics.latency_ms) : "",
         e.measured_latency_ms ? fmt::format("{:.4f}", *e.measured_latency_ms) : "",
-        e.metrics.size_bytes, e.metrics.gbops, e.plan.layers.size());
+        e.metrics.size_bytes, e.metrics.bits_per_weight, e.metrics.gbops, e.plan.layers.size());
   }
   json baselines = json::array();
   for (const auto& b : r.baselines)

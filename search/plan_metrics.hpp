@@ -25,6 +25,10 @@ struct PlanMetrics {
   bool stopped_early = false;
   double latency_ms = 0;  // predicted from the profile (NaN without one)
   double size_bytes = 0;
+  // The quantizable layers' weight storage (codes, scales, zero points, codebooks; fp32
+  // layers at 32 bits) in bits per weight element: size_bytes without the other float
+  // initializers (biases, norms), times 8, over the layers' weight elements.
+  double bits_per_weight = 0;
   double gbops = 0;
 };
 

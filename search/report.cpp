@@ -540,9 +540,10 @@ std::string report_html(const SearchResult& r, const OutputInfo& info) {
   };
   auto tip = [&](const std::string& name, const PlanMetrics& subset,
                  const std::optional<PlanMetrics>& fin) {
-    return fmt::format(
-        "{}{} {}{}, {:.3f} ms, {:.3f} MB", name, quality.name, top1_text(subset, "on the subset"),
-        fin ? ", " + top1_text(*fin, "final") : "", subset.latency_ms, subset.size_bytes / 1e6);
+    return fmt::format("{}{} {}{}, {:.3f} ms, {:.3f} MB, {:.2f} bits per weight", name,
+                       quality.name, top1_text(subset, "on the subset"),
+                       fin ? ", " + top1_text(*fin, "final") : "", subset.latency_ms,
+                       subset.size_bytes / 1e6, subset.bits_per_weight);
   };
   double max_size = 1;
   for (const auto& e : r.evaluations) max_size = std::max(max_size, e.metrics.size_bytes);
@@ -610,35 +611,36 @@ std::string report_html(const SearchResult& r, const OutputInfo& info) {
                   quality.name) +
       "<th>drop (pt)</th>"
       "<th>worst class drop (pt)</th><th>predicted latency (ms)</th><th>measured (ms)</th>"
-      "<th>size (MB)</th><th>GBOPs</th></tr>";
+      "<th>size (MB)</th><th>bits per weight</th><th>GBOPs</th></tr>";
   for (std::size_t k = 0; k < r.front.size(); ++k) {
     const auto& e = r.evaluations[r.front[k]];
     const PlanMetrics& m = e.final_metrics ? *e.final_metrics : e.metrics;
     html += fmt::format(
         "<tr><td class=l>{}</td><td>{}</td><td>{}</td><td>{:.2f}</td><td>{:.2f}</td>"
-        "<td>{:.4f}</td><td>{}</td><td>{:.4f}</td><td>{:.3g}</td></tr>",
+        "<td>{:.4f}</td><td>{}</td><td>{:.4f}</td><td>{:.3f}</td><td>{:.3g}</td></tr>",
         plan_file_name(k), value_text(quality.value(e.metrics)),
         e.final_metrics ? value_text(quality.value(*e.final_metrics)) : "&ndash;",
         100 * (r.fp32.top1 - m.top1), 100 * m.worst_class_drop, e.metrics.latency_ms,
         e.measured_latency_ms ? fmt::format("{:.4f} &plusmn; {:.4f}", *e.measured_latency_ms,
                                             e.measured_latency_iqr_ms.value_or(0) / 2)
                               : "<span class=muted>not this machine</span>",
-        e.metrics.size_bytes / 1e6, e.metrics.gbops);
+        e.metrics.size_bytes / 1e6, e.metrics.bits_per_weight, e.metrics.gbops);
   }
   html += fmt::format(
               "</table><h2>Uniform baselines</h2><table><tr><th>plan</th><th>{0} "
               "(subset)</th><th>{0} (final)</th>",
               quality.name) +
-          "<th>predicted latency (ms)</th><th>size (MB)</th><th class=l>note</th></tr>";
+          "<th>predicted latency (ms)</th><th>size (MB)</th><th>bits per weight</th>"
+          "<th class=l>note</th></tr>";
   for (const auto& b : r.baselines)
     html += fmt::format(
-        "<tr><td class=l>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.4f}</td><td "
-        "class=l>{}</td></tr>",
+        "<tr><td class=l>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.4f}</td><td>{:.3f}</td>"
+        "<td class=l>{}</td></tr>",
         html_text(b.name), value_text(quality.value(b.metrics)),
         b.final_metrics ? value_text(quality.value(*b.final_metrics)) : "&ndash;",
         std::isfinite(b.metrics.latency_ms) ? fmt::format("{:.4f}", b.metrics.latency_ms)
                                             : "&ndash;",
-        b.metrics.size_bytes / 1e6, html_text(b.unsupported));
+        b.metrics.size_bytes / 1e6, b.metrics.bits_per_weight, html_text(b.unsupported));
   html += "</table><h2>Per-layer choices of the front plans</h2><table><tr><th>layer</th>";
   for (std::size_t k = 0; k < r.front.size(); ++k) html += fmt::format("<th>{:03d}</th>", k);
   html += "</tr>";

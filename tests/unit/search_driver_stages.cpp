@@ -154,6 +154,54 @@ TEST_CASE("cost tables without a profile: sizes per option, no latency, a descri
   CHECK(feasible_budgets(space, tables.table, tight, costs, {}).size.has_value());
 }
 
+namespace {
+
+// Two linear layers whose reduction axes (64, 32) take groups of 32: x [N, 64] -> Gemm
+// (W [64, 32], bias [32]) -> MatMul (W [32, 8]). 2048 + 256 = 2304 weight elements.
+Graph two_linear_layers() {
+  Graph g;
+  g.name = "two_linear";
+  g.opset = 13;
+  g.inputs.push_back({"x", DType::f32, {-1, 64}, {"batch", ""}});
+  g.outputs.push_back({"y", DType::f32, {-1, 8}, {"batch", ""}});
+  g.initializers["w1"] = Tensor(DType::f32, {64, 32});
+  g.initializers["b1"] = Tensor(DType::f32, {32});
+  g.initializers["w2"] = Tensor(DType::f32, {32, 8});
+  g.nodes = {{"fc1", "Gemm", "", {"x", "w1", "b1"}, {"h"}, {}},
+             {"fc2", "MatMul", "", {"h", "w2"}, {"y"}, {}}};
+  return g;
+}
+
+}  // namespace
+
+TEST_CASE("bits per weight: the layers' codes and scales over their weights, biases left out") {
+  const Graph g = two_linear_layers();
+  const PlanCosts costs(g, "", 1, nullptr);
+  REQUIRE(quantizable_layers(g).size() == 2);
+  CHECK(costs.weight_elements() == 64 * 32 + 32 * 8);
+  const auto bpw = [&](const QuantPlan& plan) {
+    PlanMetrics m;
+    costs.add_costs(plan, m);
+    // The size keeps the fp32 bias (32 floats) that bits per weight leave out.
+    CHECK(m.size_bytes == doctest::Approx(m.bits_per_weight * 2304 / 8 + 32 * 4));
+    return m.bits_per_weight;
+  };
+  CHECK(bpw(QuantPlan{}) == 32.0);
+  // int4 codes and an fp32 scale per group of 32: 4 + 32/32.
+  CHECK(bpw(uniform_plan("W4g32", g)) == 5.0);
+  CHECK(bpw(uniform_plan("W4g32A8", g)) == 5.0);  // activations are not stored
+  // int8 codes and an fp32 scale per output channel: 8 + 32/K per layer (K = 64, 32),
+  // weighted by the layers' elements.
+  CHECK(bpw(uniform_plan("W8", g)) == doctest::Approx((2048 * (8 + 32.0 / 64) + 256 * 9.0) / 2304));
+  CHECK(bpw(uniform_plan("W8", g)) == doctest::Approx(8 + 32.0 * (32 + 8) / 2304));
+  // The first layer W4g32, the second fp32: (2048 * 5 + 256 * 32) / 2304.
+  QuantPlan mixed = uniform_plan("W4g32", g);
+  mixed.layers.erase("fc2");
+  CHECK(bpw(mixed) == 8.0);
+  CHECK(costs.layer_bytes_at(8.0) == 2304.0);
+  CHECK(costs.bits_per_weight(2304.0) == 8.0);
+}
+
 TEST_CASE("genome_plan, layer_features and the scorer's objectives and violation") {
   const Graph& graph = mlp().graph;
   const auto layers = quantizable_layers(graph);

@@ -18,7 +18,7 @@ TEST_CASE("every objective has one row with a unique name and a unit") {
     CHECK(find_objective(objective.name) == &objective);
   }
   CHECK(objective_names_text() ==
-        "accuracy, latency, size, bops, worst_class, kl, perplexity, cosine");
+        "accuracy, latency, size, bits_per_weight, bops, worst_class, kl, perplexity, cosine");
   CHECK(find_objective("top1") == nullptr);
 }
 
@@ -52,6 +52,22 @@ TEST_CASE("minimised values: accuracy as the top-1 error, a maximised objective 
   // No latency (no profile): NaN passes through, so the front treats it as incomparable.
   m.latency_ms = NAN;
   CHECK(std::isnan(minimised_objectives(objectives_named({"latency"}), m)[0]));
+}
+
+TEST_CASE("bits_per_weight is minimised, read off the plan's metrics, fit for any metric") {
+  const Objective* row = find_objective("bits_per_weight");
+  REQUIRE(row != nullptr);
+  CHECK(row->id == ObjectiveId::bits_per_weight);
+  CHECK(row->direction == Direction::minimise);
+  CHECK(row->unit == "bits per weight element");
+  PlanMetrics m;
+  m.size_bytes = 4096;
+  m.bits_per_weight = 4.5;
+  CHECK(minimised_objectives(objectives_named({"perplexity", "bits_per_weight", "size"}), m)[1] ==
+        4.5);
+  for (const MetricKind kind :
+       {MetricKind::top1, MetricKind::fidelity, MetricKind::embedding, MetricKind::perplexity})
+    check_objectives_fit_metric({"bits_per_weight"}, kind);
 }
 
 TEST_CASE("perplexity is minimised, cosine maximised; each metric has its quality objective") {

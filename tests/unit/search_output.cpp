@@ -159,6 +159,7 @@ TEST_CASE("pareto.json and pareto.csv carry the final numbers beside the subset 
   SearchResult r = result_with_front(2, "/conv/Conv");
   r.target = "cpu";
   r.hypervolume = 0.5;
+  r.evaluations[1].metrics.bits_per_weight = 4.25;
   PlanMetrics fin = r.evaluations[1].metrics;
   fin.top1 = 0.85;
   fin.samples = 1000;
@@ -188,4 +189,13 @@ TEST_CASE("pareto.json and pareto.csv carry the final numbers beside the subset 
   const std::string csv = read_text(dir / "pareto.csv");
   CHECK(csv.find("plan_001.yaml,0.8900,0.8500,1000,5.000,") != std::string::npos);
   CHECK(csv.find(",0.3000,0.2500,") != std::string::npos);  // predicted, measured latency
+  // Bits per weight beside the size, wherever the size shows.
+  CHECK(second["subset"]["bits_per_weight"] == 4.25);
+  CHECK(second["final"]["bits_per_weight"] == 4.25);
+  CHECK(csv.find(",size_bytes,bits_per_weight,gbops,") != std::string::npos);
+  CHECK(csv.find(",0.3000,0.2500,999,4.2500,0,") != std::string::npos);
+  const std::string html = read_text(dir / "report.html");
+  CHECK(html.find("<th>size (MB)</th><th>bits per weight</th>") != std::string::npos);
+  CHECK(html.find("<td>0.0010</td><td>4.250</td>") != std::string::npos);
+  CHECK(html.find("0.001 MB, 4.25 bits per weight") != std::string::npos);
 }
