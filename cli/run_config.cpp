@@ -77,6 +77,13 @@ constexpr KeyReader<search::SearchOptions> kConstraintKeys[] = {
          v.fail(fmt::format("{} {} must be in [-1, 1]", v.name, *s.min_cosine));
      }},
     {"max_kl", read_constraint<&search::SearchOptions::max_kl>},
+    {"max_bits_per_weight",
+     [](const KeyValue& v, search::SearchOptions& s) {
+       const std::string text = scalar_text(v);
+       s.max_bits_per_weight = parse_finite(text, origin(v));
+       if (!(*s.max_bits_per_weight > 0))
+         origin(v).fail(text, "must be > 0 bits per weight (e.g. 4.0)");
+     }},
 };
 
 constexpr KeyReader<search::SearchOptions> kBudgetKeys[] = {

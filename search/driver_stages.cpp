@@ -202,11 +202,17 @@ CostBudgets feasible_budgets(const SearchSpace& space, const LayerCostTable& tab
   CostBudgets budgets;
   if (opt.max_latency_ms) budgets.latency = *opt.max_latency_ms - latency_fixed;
   if (opt.max_size_mb) budgets.size = *opt.max_size_mb * 1e6 - size_fixed;
+  // Bits per weight count the layers' bytes only: a bound on the same per-layer sums.
+  if (opt.max_bits_per_weight) {
+    const double bytes = costs.layer_bytes_at(*opt.max_bits_per_weight);
+    budgets.size = budgets.size ? std::min(*budgets.size, bytes) : bytes;
+  }
   const SolveResult feasible = solve(space, table, budgets, StateLimit::thin);
   if (feasible.best) return budgets;
   // The solver sees per-layer sums; the limits the user wrote include the fixed costs.
   const double fastest = feasible.lowest.latency + latency_fixed;
   const double smallest = (feasible.lowest.size + size_fixed) / 1e6;
+  const double smallest_bpw = costs.bits_per_weight(feasible.lowest.size);
   std::string why;
   if (opt.max_latency_ms && fastest > *opt.max_latency_ms)
     why += fmt::format(" max_latency_ms {} is below the fastest plan of the space, {:.4f} ms;",
@@ -214,6 +220,12 @@ CostBudgets feasible_budgets(const SearchSpace& space, const LayerCostTable& tab
   if (opt.max_size_mb && smallest > *opt.max_size_mb)
     why += fmt::format(" max_size_mb {} is below the smallest plan of the space, {:.4f} MB;",
                        *opt.max_size_mb, smallest);
+  if (opt.max_bits_per_weight &&
+      feasible.lowest.size > costs.layer_bytes_at(*opt.max_bits_per_weight))
+    why += fmt::format(
+        " max_bits_per_weight {} is below the smallest plan of the space, {:.4f} bits per "
+        "weight;",
+        *opt.max_bits_per_weight, smallest_bpw);
   if (why.empty() && !feasible.thinned.empty()) {
     // Each limit alone can be met; whether both can together is beyond the solver's limit.
     say(progress, fmt::format("constraints: each limit alone can be met, both together not "
@@ -221,11 +233,17 @@ CostBudgets feasible_budgets(const SearchSpace& space, const LayerCostTable& tab
                               feasible.thinned));
     return budgets;
   }
-  if (why.empty())
+  if (why.empty()) {
+    // Only the latency and a size limit can clash: both size limits bound the same sums.
+    const std::string size_limits = opt.max_size_mb && opt.max_bits_per_weight
+                                        ? "max_size_mb and max_bits_per_weight"
+                                    : opt.max_size_mb ? "max_size_mb"
+                                                      : "max_bits_per_weight";
     why = fmt::format(
         " each limit alone can be met (fastest plan {:.4f} ms, smallest {:.4f} "
-        "MB) but no plan meets max_latency_ms and max_size_mb together;",
-        fastest, smallest);
+        "MB, {:.4f} bits per weight) but no plan meets max_latency_ms and {} together;",
+        fastest, smallest, smallest_bpw, size_limits);
+  }
   why.pop_back();
   fail_input("search.constraints cannot be met by any plan:{}", why);
 }
@@ -396,6 +414,7 @@ double PlanScorer::violation(const PlanMetrics& m) const {
   double v = 0;
   if (opt.max_latency_ms) v += std::max(0.0, m.latency_ms / *opt.max_latency_ms - 1);
   if (opt.max_size_mb) v += std::max(0.0, m.size_bytes / (*opt.max_size_mb * 1e6) - 1);
+  if (opt.max_bits_per_weight) v += std::max(0.0, m.bits_per_weight / *opt.max_bits_per_weight - 1);
   if (opt.max_accuracy_drop)
     v += std::max(0.0, (fp32_top1_ - m.top1) * 100 - *opt.max_accuracy_drop) /
          std::max(*opt.max_accuracy_drop, 0.1);

@@ -90,7 +90,8 @@ CostTables build_cost_tables(const Graph& graph, const std::vector<QuantizableLa
                              const SearchSpace& space, const PlanCosts& costs,
                              const std::string& target);
 
-// The latency and size limits as budgets on the per-layer sums (the fixed costs taken off).
+// The latency and size limits as budgets on the per-layer sums (the fixed costs taken off);
+// max_bits_per_weight is a size budget too (the tighter of it and max_size_mb stands).
 // Fails (invalid_input) when no plan of the space meets them, naming the fastest or smallest
 // plan. Where the space is too big to decide that exactly, says so on progress.line and
 // lets the policy find out.

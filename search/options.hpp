@@ -32,6 +32,9 @@ struct SearchOptions {
   // Limits for the other metrics: perplexity increase in percent of fp32's, the lowest mean
   // cosine to fp32 (embedding), the largest KL to fp32 (next-token KL for perplexity).
   std::optional<double> max_perplexity_increase, min_cosine, max_kl;
+  // The most bits per weight (PlanMetrics::bits_per_weight), > 0 and finite: a size limit
+  // on the quantizable layers' weights alone, e.g. 4.0 for the llama.cpp / ExLlamaV2 question.
+  std::optional<double> max_bits_per_weight;
   std::string policy = "nsga2";
   std::uint64_t seed = 1;
   std::int64_t population = 16;

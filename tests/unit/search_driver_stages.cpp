@@ -202,6 +202,54 @@ TEST_CASE("bits per weight: the layers' codes and scales over their weights, bia
   CHECK(costs.bits_per_weight(2304.0) == 8.0);
 }
 
+TEST_CASE("max_bits_per_weight: a size budget on the layers' sums, refused below the smallest") {
+  const Graph g = two_linear_layers();
+  const auto layers = quantizable_layers(g);
+  SearchOptions options;
+  options.options = {"fp32", "W8", "W4g32"};
+  options.objectives = {"accuracy", "bits_per_weight"};
+  const SearchSpace space = build_space(layers, options, "two_linear");
+  const PlanCosts costs(g, "", 1, nullptr);
+  const CostTables tables = build_cost_tables(g, layers, space, costs, "");
+
+  // The smallest plan is W4g32 everywhere, 5.0 bits per weight.
+  options.max_bits_per_weight = 4.5;
+  CHECK_THROWS_WITH_AS(
+      feasible_budgets(space, tables.table, options, costs, {}),
+      doctest::Contains("search.constraints cannot be met by any plan: max_bits_per_weight 4.5 "
+                        "is below the smallest plan of the space, 5.0000 bits per weight"),
+      Error);
+  options.max_bits_per_weight = 5.0;  // exactly the smallest plan: feasible
+  CHECK(feasible_budgets(space, tables.table, options, costs, {}).size == 5.0 * 2304 / 8);
+  options.max_bits_per_weight = 8.0;
+  CHECK(feasible_budgets(space, tables.table, options, costs, {}).size == 2304.0);
+  // With max_size_mb too, the tighter of the two budgets stands (sizes less the bias).
+  options.max_size_mb = 1e-6 * (2000 + 32 * 4);
+  CHECK(feasible_budgets(space, tables.table, options, costs, {}).size == doctest::Approx(2000));
+  options.max_size_mb = 1.0;
+  CHECK(feasible_budgets(space, tables.table, options, costs, {}).size == 2304.0);
+
+  // Plans over the bound violate it by their relative excess; bits_per_weight is an objective.
+  options.max_size_mb.reset();
+  options.max_bits_per_weight = 6.0;
+  const PlanScorer scorer(costs, objectives_named(options.objectives), options, 0.9);
+  EvaluatedPlan w8;
+  w8.plan = uniform_plan("W8", g);
+  w8.metrics.top1 = 0.9;
+  scorer.score(w8);
+  const double w8_bpw = 8 + 32.0 * 40 / 2304;
+  CHECK(w8.metrics.bits_per_weight == doctest::Approx(w8_bpw));
+  REQUIRE(w8.objectives.size() == 2);
+  CHECK(w8.objectives[0] == doctest::Approx(0.1));
+  CHECK(w8.objectives[1] == doctest::Approx(w8_bpw));
+  CHECK(w8.violation == doctest::Approx(w8_bpw / 6 - 1));
+  EvaluatedPlan w4;
+  w4.plan = uniform_plan("W4g32", g);
+  w4.metrics.top1 = 0.9;
+  scorer.score(w4);
+  CHECK(w4.violation == 0);
+}
+
 TEST_CASE("genome_plan, layer_features and the scorer's objectives and violation") {
   const Graph& graph = mlp().graph;
   const auto layers = quantizable_layers(graph);
