@@ -11,24 +11,6 @@ namespace {
 
 constexpr std::string_view kFormatNames[] = {"onnx-qdq", "trt-precisions", "ort-overrides", "json"};
 
-// The slice of the element at row-major `index`, by the layout quantizer.hpp documents:
-// per_channel slices are the indices of the channel axis; per_group slices are the blocks
-// along the reduction axis, row-major in the tensor's shape with that axis cut to the block
-// count.
-std::int64_t slice_of(const QuantSpec& spec, const Dims& dims, int reduction_axis,
-                      std::int64_t index) {
-  if (spec.granularity == Granularity::per_tensor) return 0;
-  const auto axis = static_cast<std::size_t>(
-      spec.granularity == Granularity::per_channel ? spec.axis : reduction_axis);
-  const std::int64_t inner =
-      product(Dims(dims.begin() + static_cast<std::ptrdiff_t>(axis) + 1, dims.end()));
-  const std::int64_t dim = dims[axis];
-  const std::int64_t d = index / inner % dim;
-  if (spec.granularity == Granularity::per_channel) return d;
-  const std::int64_t blocks = (dim + spec.group_size - 1) / spec.group_size;
-  return (index / inner / dim * blocks + d / spec.group_size) * inner + index % inner;
-}
-
 // What the stored format holds for one weight (see ExportLayer::weight_codes), through the
 // format's reference functions: the definition the simulation's fast path reproduces.
 float stored_code(const FormatTraits& f, const QuantParams& p, std::int64_t slice, float w) {
@@ -130,13 +112,16 @@ ExportModel prepare_export(QuantSimulator& simulator, const QuantPlan& plan,
       const FormatTraits& f = format_traits(e.quant.weights.format);
       e.weight_params = choose_weight_params(e.weight_spec, e.weight, layer.reduction_axis);
       e.simulated_weight = *simulated.initializer(simulated_node.inputs[1]);
+      // The codes of the weights the simulation ran: a method other than round-to-nearest
+      // (GPTQ) picks other levels than the fp32 weights' nearest, on the same grid, and the
+      // simulated weights sit exactly on levels, so coding them again is exact.
       e.weight_codes = Tensor(DType::f32, e.weight.dims());
-      const float* w = e.weight.data<float>();
+      const float* w = e.simulated_weight.data<float>();
       float* codes = e.weight_codes.data<float>();
+      const std::vector<std::int64_t> slices =
+          slice_indices(e.weight_spec, e.weight.dims(), layer.reduction_axis);
       for (std::int64_t i = 0; i < e.weight.numel(); ++i)
-        codes[i] =
-            stored_code(f, e.weight_params,
-                        slice_of(e.weight_spec, e.weight.dims(), layer.reduction_axis, i), w[i]);
+        codes[i] = stored_code(f, e.weight_params, slices[static_cast<std::size_t>(i)], w[i]);
     }
     const FormatTraits& a = format_traits(e.quant.activations.format);
     if (a.has_scale() && !e.quant.dynamic) {

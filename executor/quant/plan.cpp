@@ -60,12 +60,17 @@ CalibrationMethod parse_calibration_method(std::string_view name) {
 
 QuantPlan uniform_plan(std::string_view shorthand, const Graph& graph,
                        CalibrationMethod calibration) {
-  // W<bits>[g<group>][A<bits>[d|t]]
+  // W<bits>[g<group>][A<bits>[d|t]][:<method>]
   static const std::regex pattern(R"(W(\d+)(?:g(\d+))?(?:A(\d+)([dt])?)?)");
   std::cmatch m;
-  const std::string text(shorthand);
+  std::string text(shorthand);
   LayerQuant q;
   q.calibration = calibration;
+  if (const auto colon = text.find(':'); colon != std::string::npos) {
+    q.method =
+        parse_weight_method(text.substr(colon + 1), fmt::format("uniform plan '{}'", shorthand));
+    text.resize(colon);
+  }
   const auto every_layer = [&] {
     QuantPlan plan;
     for (const auto& layer : quantizable_layers(graph)) plan.layers[layer.name] = q;
@@ -73,12 +78,15 @@ QuantPlan uniform_plan(std::string_view shorthand, const Graph& graph,
   };
   if (text == "fp16" || text == "bf16") {  // weights and activations in the float format
     q.weights = q.activations = parse_quant_spec(text);
+    if (auto why = weight_method_refusal(q.method, q.weights))
+      fail_input("uniform plan '{}': {}", shorthand, *why);
     return every_layer();
   }
   if (!std::regex_match(text.c_str(), m, pattern))
     fail_input(
-        "uniform plan '{}' is not fp16, bf16 or of the form W<bits>[g<group>][A<bits>[d|t]] "
-        "(e.g. W8A8, W4A16, W4g32A8, W8A8t)",
+        "uniform plan '{}' is not fp16, bf16 or of the form "
+        "W<bits>[g<group>][A<bits>[d|t]][:<method>] (e.g. W8A8, W4A16, W4g32A8, W8A8t, "
+        "W4g128A16:gptq)",
         shorthand);
   const std::string wbits = m[1].str();
   q.weights = parse_quant_spec(m[2].matched ? fmt::format("int{}/group{}/sym", wbits, m[2].str())
@@ -133,6 +141,15 @@ constexpr KeyReader<LayerQuant> kLayerKeys[] = {
          v.fail(e.what());
        }
      }},
+    {"method",
+     [](const KeyValue& v, LayerQuant& q) {
+       if (!v.node.IsScalar()) v.fail(v.name + " must be a weight method name such as gptq");
+       try {
+         q.method = parse_weight_method(v.node.Scalar(), v.name);
+       } catch (const Error& e) {
+         v.fail(e.what());
+       }
+     }},
 };
 
 // One layer entry: "fp32", or a mapping with weights / activations / dynamic / calibration
@@ -167,6 +184,11 @@ LayerQuant layer_at(const YamlFile& file, const YAML::Node& node, LayerQuant bas
                     where, to_string(base.activations),
                     to_string(QuantSpec{base.activations.format, Granularity::per_tensor, 0, 0,
                                         base.activations.symmetric})));
+  if (auto why = weight_method_refusal(base.method, base.weights))
+    schema_error(
+        file, node,
+        fmt::format("{}.method '{}' with weights '{}': {}", where,
+                    weight_method_traits(base.method).name, to_string(base.weights), *why));
   if (base.weights.granularity == Granularity::per_token)
     schema_error(file, node,
                  fmt::format("{}.weights '{}': per token is an activation granularity; weights "
@@ -269,6 +291,9 @@ std::string plan_to_yaml(const QuantPlan& plan) {
     out << YAML::Key << name << YAML::Value << YAML::Flow << YAML::BeginMap;
     out << YAML::Key << "weights" << YAML::Value << to_string(q.weights);
     out << YAML::Key << "activations" << YAML::Value << to_string(q.activations);
+    if (q.method != WeightMethod::rtn)
+      out << YAML::Key << "method" << YAML::Value
+          << std::string(weight_method_traits(q.method).name);
     if (q.activations.format != FormatId::fp32) {
       if (q.dynamic)
         out << YAML::Key << "dynamic" << YAML::Value << true;

@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "executor/quant/calibration.hpp"
+#include "executor/quant/methods.hpp"
 #include "executor/quant/quantizer.hpp"
 #include "ir/graph.hpp"
 
@@ -36,6 +37,7 @@ struct LayerQuant {
   QuantSpec activations;  // fp32 = input activation stays float
   bool dynamic = false;   // activation range from each batch instead of calibration
   CalibrationMethod calibration = CalibrationMethod::minmax;
+  WeightMethod method = WeightMethod::rtn;  // how the weights reach their grid (methods.hpp)
 
   bool quantized() const {
     return weights.format != FormatId::fp32 || activations.format != FormatId::fp32;
@@ -44,7 +46,7 @@ struct LayerQuant {
   bool operator==(const LayerQuant& other) const {
     return to_string(weights) == to_string(other.weights) &&
            to_string(activations) == to_string(other.activations) && dynamic == other.dynamic &&
-           calibration == other.calibration;
+           calibration == other.calibration && method == other.method;
   }
 };
 
@@ -77,7 +79,8 @@ QuantSpec weight_spec_for(const QuantSpec& spec, const QuantizableLayer& layer);
 // only), "W8A8d", "W8A8t"... W<b> = int<b>/channel/sym, W<b>g<G> = int<b>/group<G>/sym,
 // A<b> (b <= 8) = uint<b>/tensor/asym with a calibrated range, A<b>d = the same with a range
 // from each batch (dynamic), A<b>t = uint<b>/token/asym, a range per token from each batch;
-// A16 = fp16, A32 or no A = float activations.
+// A16 = fp16, A32 or no A = float activations. A suffix ":<method>" picks the weight method
+// (methods.hpp): "W4g128A16:gptq".
 QuantPlan uniform_plan(std::string_view shorthand, const Graph& graph,
                        CalibrationMethod calibration = CalibrationMethod::minmax);
 

@@ -750,6 +750,20 @@ std::int64_t slice_count(const QuantSpec& spec, const Dims& dims, int reduction_
   return make_slicing(spec, dims, reduction_axis, action_for("counting slices", spec)).count();
 }
 
+std::int64_t slice_index(const QuantSpec& spec, const Dims& dims, int reduction_axis,
+                         std::int64_t index) {
+  return make_slicing(spec, dims, reduction_axis, action_for("finding a slice", spec))
+      .slice_of(index);
+}
+
+std::vector<std::int64_t> slice_indices(const QuantSpec& spec, const Dims& dims,
+                                        int reduction_axis) {
+  const Slicing s = make_slicing(spec, dims, reduction_axis, action_for("finding slices", spec));
+  std::vector<std::int64_t> out(static_cast<std::size_t>(product(dims)));
+  for (std::size_t i = 0; i < out.size(); ++i) out[i] = s.slice_of(static_cast<std::int64_t>(i));
+  return out;
+}
+
 QuantParams choose_weight_params(const QuantSpec& spec, const Tensor& weights, int reduction_axis) {
   const std::string action = action_for("choosing quantization parameters", spec);
   if (weights.dtype() != DType::f32)

@@ -83,6 +83,15 @@ struct QuantParams {
 // zero-point vectors, and its number of codebooks (1 for formats without parameters).
 std::int64_t slice_count(const QuantSpec& spec, const Dims& dims, int reduction_axis);
 
+// The slice of the element at row-major `index` of a tensor of `dims` (the layout above):
+// which entry of QuantParams quantizes it.
+std::int64_t slice_index(const QuantSpec& spec, const Dims& dims, int reduction_axis,
+                         std::int64_t index);
+
+// The same for every element: slice_indices(...)[i] == slice_index(..., i).
+std::vector<std::int64_t> slice_indices(const QuantSpec& spec, const Dims& dims,
+                                        int reduction_axis);
+
 // Parameters fitted to a float32 tensor, each slice from its own values. Only finite values
 // count (an Inf then saturates to the slice's largest level, NaN stays NaN), and every
 // scale is positive and finite: a slice with no nonzero finite value gets scale 1.

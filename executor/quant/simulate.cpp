@@ -7,6 +7,7 @@
 #include <set>
 
 #include "core/files.hpp"
+#include "core/hash.hpp"
 #include "executor/evaluate.hpp"
 #include "executor/kernel_list.hpp"
 #include "executor/plan.hpp"
@@ -14,10 +15,10 @@
 namespace bitplan {
 namespace fs = std::filesystem;
 
-CalibrationRanges calibrate(const Graph& graph, const Dataset& dataset,
-                            std::span<const std::int64_t> indices,
-                            const std::vector<std::string>& tensors,
-                            const CalibrationOptions& options, std::int64_t batch) {
+void observe_activations(const Graph& graph, const Dataset& dataset,
+                         std::span<const std::int64_t> indices,
+                         const std::vector<std::string>& tensors, std::int64_t batch,
+                         const std::function<void(const std::vector<Tensor>&)>& observe) {
   if (indices.empty())
     fail_input("calibrating '{}': the calibration selection is empty", graph.name);
   // Token inputs (integer data) of a calibration source may have another length than the
@@ -35,8 +36,6 @@ CalibrationRanges calibrate(const Graph& graph, const Dataset& dataset,
   // Expose the observed activations as extra graph outputs: the planner keeps their buffers.
   observed.outputs.clear();
   for (const auto& name : tensors) observed.outputs.push_back({name, DType::f32, {}, {}});
-  std::map<std::string, RangeObserver> observers;
-  for (const auto& name : tensors) observers.emplace(name, RangeObserver(options));
 
   std::map<std::int64_t, std::unique_ptr<ExecutionPlan>> plans;
   std::vector<Tensor> inputs;  // one per model input (several for dataset.inputs)
@@ -48,10 +47,21 @@ CalibrationRanges calibrate(const Graph& graph, const Dataset& dataset,
     if (!plan) plan = std::make_unique<ExecutionPlan>(observed, PlanOptions{n});
     load_batch(*plan, observed, dataset, indices.subspan(start, static_cast<std::size_t>(n)),
                inputs);
-    const auto outputs = plan->run(inputs);
-    for (std::size_t i = 0; i < tensors.size(); ++i)
-      observers.at(tensors[i]).observe(outputs[i].values<float>());
+    observe(plan->run(inputs));
   }
+}
+
+CalibrationRanges calibrate(const Graph& graph, const Dataset& dataset,
+                            std::span<const std::int64_t> indices,
+                            const std::vector<std::string>& tensors,
+                            const CalibrationOptions& options, std::int64_t batch) {
+  std::map<std::string, RangeObserver> observers;
+  for (const auto& name : tensors) observers.emplace(name, RangeObserver(options));
+  observe_activations(graph, dataset, indices, tensors, batch,
+                      [&](const std::vector<Tensor>& outputs) {
+                        for (std::size_t i = 0; i < tensors.size(); ++i)
+                          observers.at(tensors[i]).observe(outputs[i].values<float>());
+                      });
   CalibrationRanges ranges;
   for (const auto& [name, observer] : observers) {
     try {
@@ -145,17 +155,10 @@ const CalibrationRanges& QuantSimulator::ranges(CalibrationMethod method, bool s
     for (const auto& t : tensors) complete = complete && cached.count(t);
     if (complete) return ranges_[key] = std::move(cached);
   }
-  if (!calibration_.dataset && calibration_.open) {
-    CalibrationData::Samples samples = calibration_.open();
-    opened_ = std::move(samples.dataset);
-    calibration_.dataset = opened_.get();
-    calibration_.indices = std::move(samples.indices);
-  }
-  if (!calibration_.dataset)
-    fail(ErrorKind::usage, "quantizing '{}': static activation quantization needs calibration data",
-         graph_.name);
-  CalibrationRanges computed = calibrate(graph_, *calibration_.dataset, calibration_.indices,
-                                         tensors, options, calibration_.batch);
+  // Opened first: opening fills calibration_.indices.
+  const Dataset& data = calibration_dataset("static activation quantization");
+  CalibrationRanges computed =
+      calibrate(graph_, data, calibration_.indices, tensors, options, calibration_.batch);
   if (!cache_file.empty()) {
     fs::create_directories(cache_file.parent_path());
     write_calibration_cache(cache_file, computed);
@@ -163,11 +166,120 @@ const CalibrationRanges& QuantSimulator::ranges(CalibrationMethod method, bool s
   return ranges_[key] = std::move(computed);
 }
 
-const Tensor& QuantSimulator::quantized_weight(const QuantizableLayer& layer,
-                                               const QuantSpec& spec) {
+const Dataset& QuantSimulator::calibration_dataset(std::string_view purpose) {
+  if (!calibration_.dataset && calibration_.open) {
+    CalibrationData::Samples samples = calibration_.open();
+    opened_ = std::move(samples.dataset);
+    calibration_.dataset = opened_.get();
+    calibration_.indices = std::move(samples.indices);
+  }
+  if (!calibration_.dataset)
+    fail(ErrorKind::usage, "quantizing '{}': {} needs calibration data", graph_.name, purpose);
+  return *calibration_.dataset;
+}
+
+namespace {
+
+// A cache file's name: a hash of a description whose fields are length-prefixed, so no two
+// different descriptions read the same.
+std::string cache_name(std::initializer_list<std::string_view> fields) {
+  std::string description;
+  for (std::string_view field : fields) description += fmt::format("{}:{} ", field.size(), field);
+  return fnv1a64_hex(description) + ".bin";
+}
+
+// Weights on a grid stored as their codes (q - qmin, one byte when the grid has at most 256
+// levels, two otherwise), read back through the same reference functions; the parameters
+// are those of the fp32 weights, recomputed.
+constexpr char kWeightsMagic[8] = {'B', 'P', 'W', 'C', 'O', 'D', 'E', '1'};
+
+void write_weight_codes(const fs::path& path, const QuantSpec& spec, const QuantParams& params,
+                        const std::vector<std::int64_t>& slices, const Tensor& levels) {
+  const FormatTraits& f = format_traits(spec.format);
+  const bool wide = f.qmax - f.qmin > 255;
+  std::string bytes(kWeightsMagic, sizeof kWeightsMagic);
+  const float* v = levels.data<float>();
+  for (std::int64_t i = 0; i < levels.numel(); ++i) {
+    const auto k = static_cast<std::size_t>(slices[static_cast<std::size_t>(i)]);
+    const float zero_point = params.zero_point.empty() ? 0.f : params.zero_point[k];
+    const auto code =
+        static_cast<std::uint32_t>(f.quantize(v[i], params.scale[k], zero_point) - float(f.qmin));
+    bytes.push_back(static_cast<char>(code & 0xff));
+    if (wide) bytes.push_back(static_cast<char>(code >> 8));
+  }
+  write_file_atomic(path, bytes);
+}
+
+std::optional<Tensor> read_weight_codes(const fs::path& path, const QuantSpec& spec,
+                                        const QuantParams& params,
+                                        const std::vector<std::int64_t>& slices, const Dims& dims) {
+  std::error_code error;
+  if (!fs::is_regular_file(path, error)) return std::nullopt;
+  const FormatTraits& f = format_traits(spec.format);
+  const std::size_t width = f.qmax - f.qmin > 255 ? 2 : 1;
+  const std::string bytes = read_file(path, std::uint64_t{1} << 34, "quantized weight cache");
+  Tensor out(DType::f32, dims);
+  if (bytes.size() != sizeof kWeightsMagic + static_cast<std::size_t>(out.numel()) * width ||
+      bytes.compare(0, sizeof kWeightsMagic, kWeightsMagic, sizeof kWeightsMagic) != 0)
+    fail_input(
+        "reading quantized weight cache '{}': {} bytes, expected a header and {} code(s) of {} "
+        "byte(s); delete the file to recompute it",
+        path.string(), bytes.size(), out.numel(), width);
+  const auto* codes = reinterpret_cast<const unsigned char*>(bytes.data() + sizeof kWeightsMagic);
+  float* v = out.data<float>();
+  for (std::int64_t i = 0; i < out.numel(); ++i) {
+    const auto at = static_cast<std::size_t>(i) * width;
+    const std::uint32_t code =
+        width == 1 ? codes[at] : codes[at] | (std::uint32_t(codes[at + 1]) << 8);
+    const auto k = static_cast<std::size_t>(slices[static_cast<std::size_t>(i)]);
+    const float zero_point = params.zero_point.empty() ? 0.f : params.zero_point[k];
+    if (float(code) + float(f.qmin) > float(f.qmax))
+      fail_input(
+          "reading quantized weight cache '{}': code {} is outside the grid of {}; delete "
+          "the file to recompute it",
+          path.string(), code, f.name);
+    v[i] = f.dequantize(float(code) + float(f.qmin), params.scale[k], zero_point);
+  }
+  return out;
+}
+
+}  // namespace
+
+const InputHessian& QuantSimulator::input_hessian(const QuantizableLayer& layer) {
+  const std::string key = input_hessian_key(graph_, layer);
+  if (auto it = hessians_.find(key); it != hessians_.end()) return it->second;
+  const auto file = [&](const std::string& k) {
+    return calibration_.cache_dir / "hessians" /
+           cache_name({"input hessian v1", model_hash_, calibration_.selection_id, k});
+  };
+  std::error_code error;
+  if (!calibration_.cache_dir.empty() && fs::is_regular_file(file(key), error))
+    return hessians_[key] = read_input_hessian(file(key));
+  // One pass collects every layer's Hessian: the next method that needs one finds it here.
+  std::vector<QuantizableLayer> missing;
+  for (const auto& l : layers_)
+    if (input_hessian_refusal(l).empty() && !hessians_.count(input_hessian_key(graph_, l)))
+      missing.push_back(l);
+  const Dataset& data = calibration_dataset("a weight method that reads the layers' inputs");
+  for (auto& [k, h] :
+       collect_input_hessians(graph_, data, calibration_.indices, missing, calibration_.batch)) {
+    if (!calibration_.cache_dir.empty()) write_input_hessian(file(k), h);
+    hessians_[k] = std::move(h);
+  }
+  return hessians_.at(key);
+}
+
+const Tensor& QuantSimulator::quantized_weight(const QuantizableLayer& layer, const QuantSpec& spec,
+                                               WeightMethod method) {
   const QuantSpec s = weight_spec_for(spec, layer);
-  const std::string key = layer.name + "|" + to_string(s);
+  const WeightMethodTraits& m = weight_method_traits(method);
+  const std::string key = layer.name + "|" + to_string(s) +
+                          (method == WeightMethod::rtn ? "" : "|" + std::string(m.name));
   if (auto it = weight_cache_.find(key); it != weight_cache_.end()) return it->second;
+  if (auto why = weight_method_refusal(method, s))
+    fail_input("quantizing layer '{}' with '{}' by {}: {}", layer.name, to_string(s), m.name, *why);
+  if (m.needs_calibration && !input_hessian_refusal(layer).empty())
+    fail_input("quantizing layer '{}' by {}: {}", layer.name, m.name, input_hessian_refusal(layer));
   const Tensor& w = *graph_.initializer(layer.weight);
   if (s.granularity == Granularity::per_group) {
     const std::int64_t depth = w.dim(static_cast<std::size_t>(layer.reduction_axis));
@@ -183,7 +295,32 @@ const Tensor& QuantSimulator::quantized_weight(const QuantizableLayer& layer,
   }
   const QuantParams params = choose_weight_params(s, w, layer.reduction_axis);
   Tensor out;
-  fake_quantize(s, params, w, out, layer.reduction_axis);
+  switch (method) {
+    case WeightMethod::rtn:
+      fake_quantize(s, params, w, out, layer.reduction_axis);
+      break;
+    case WeightMethod::gptq: {
+      const std::vector<std::int64_t> slices = slice_indices(s, w.dims(), layer.reduction_axis);
+      // The result depends on the weights (model hash), the calibration samples (Hessian),
+      // the spec and the method's version and options.
+      fs::path file;
+      if (!calibration_.cache_dir.empty())
+        file = calibration_.cache_dir / "weights" /
+               cache_name({"weights", model_hash_, calibration_.selection_id, layer.name,
+                           to_string(s), m.name, std::to_string(m.version),
+                           fmt::format("damping={} block={} act_order={}", gptq_options.damping,
+                                       gptq_options.block, gptq_options.act_order)});
+      if (!file.empty()) {
+        if (auto cached = read_weight_codes(file, s, params, slices, w.dims()))
+          return weight_cache_[key] = std::move(*cached);
+      }
+      std::string warning;
+      out = gptq_quantize(s, params, w, layer, input_hessian(layer), gptq_options, &warning);
+      if (!warning.empty()) fmt::print(stderr, "bitplan: warning: {}\n", warning);
+      if (!file.empty()) write_weight_codes(file, s, params, slices, out);
+      break;
+    }
+  }
   return weight_cache_[key] = std::move(out);
 }
 
@@ -273,8 +410,11 @@ Graph QuantSimulator::build(const QuantPlan& plan, bool fuse) {
     const LayerQuant& q = it->second;
     Node& node = g.nodes[node_index.at(layer.name)];
     if (q.weights.format != FormatId::fp32) {
-      const std::string name = layer.weight + "@" + layer.name + "@" + to_string(q.weights);
-      g.initializers[name] = quantized_weight(layer, q.weights);
+      const std::string name =
+          layer.weight + "@" + layer.name + "@" + to_string(q.weights) +
+          (q.method == WeightMethod::rtn ? ""
+                                         : "@" + std::string(weight_method_traits(q.method).name));
+      g.initializers[name] = quantized_weight(layer, q.weights, q.method);
       node.inputs[1] = name;
     }
     if (q.activations.format != FormatId::fp32) {
@@ -500,7 +640,7 @@ QuantSimulator::Int8Build QuantSimulator::build_int8(const QuantPlan& plan) {
     } else if (path == ExecutorPath::cpu_w4a32) {
       const QuantSpec spec = weight_spec_for(it->second.weights, layer);
       const Tensor& w = *graph_.initializer(layer.weight);
-      const Tensor& wq = quantized_weight(layer, it->second.weights);
+      const Tensor& wq = quantized_weight(layer, it->second.weights, it->second.method);
       W4a32Weights packed;
       if (auto why = w4a32_weights(w, wq, spec, choose_weight_params(spec, w, layer.reduction_axis),
                                    layer, packed)) {
@@ -543,7 +683,7 @@ QuantSimulator::Int8Build QuantSimulator::build_int8(const QuantPlan& plan) {
     const QuantSpec spec = weight_spec_for(q.weights, *layer);
     const Tensor& w = *graph_.initializer(layer->weight);
     const QuantParams params = choose_weight_params(spec, w, layer->reduction_axis);
-    const Tensor& wq = quantized_weight(*layer, q.weights);
+    const Tensor& wq = quantized_weight(*layer, q.weights, q.method);
     const bool per_channel = spec.granularity == Granularity::per_channel;
     const Dims strides = contiguous_strides(w.dims());
     const std::int64_t channels = w.dim(static_cast<std::size_t>(layer->channel_axis));

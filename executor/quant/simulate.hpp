@@ -18,6 +18,7 @@
 #include <tuple>
 
 #include "data/dataset.hpp"
+#include "executor/quant/gptq.hpp"
 #include "executor/quant/plan.hpp"
 
 namespace bitplan {
@@ -83,8 +84,20 @@ class QuantSimulator {
   // the layer's static FakeQuant, the debugger and the exporters all use.
   const RangeObserver::Range& input_range(const QuantizableLayer& layer, const LayerQuant& q);
 
+  // How GPTQ runs (part of its cache key).
+  GptqOptions gptq_options;
+
  private:
-  const Tensor& quantized_weight(const QuantizableLayer& layer, const QuantSpec& spec);
+  // The weights of `layer` under `spec` by `method`: computed once per (layer, spec, method),
+  // kept in memory, and for methods that read calibration data also cached on disk (as
+  // codes, keyed by model, calibration selection, spec, method version and options).
+  const Tensor& quantized_weight(const QuantizableLayer& layer, const QuantSpec& spec,
+                                 WeightMethod method = WeightMethod::rtn);
+  // The layer's input Hessian (hessian.hpp); the first call collects every layer's in one
+  // pass over the calibration samples and caches each on disk.
+  const InputHessian& input_hessian(const QuantizableLayer& layer);
+  // The calibration samples, opened on first use; fails (usage) without any.
+  const Dataset& calibration_dataset(std::string_view purpose);
   Node fake_quant_node(const QuantizableLayer& layer, const LayerQuant& q);
   Graph graph_;
   std::string model_hash_;
@@ -92,7 +105,8 @@ class QuantSimulator {
   std::shared_ptr<const Dataset> opened_;  // what calibration_.open returned, once called
   std::vector<QuantizableLayer> layers_;
   std::map<std::tuple<CalibrationMethod, bool, int>, CalibrationRanges> ranges_;
-  std::map<std::string, Tensor> weight_cache_;  // "<layer>|<spec>" -> fake-quantized weights
+  std::map<std::string, Tensor> weight_cache_;    // "<layer>|<spec>[|<method>]" -> weights
+  std::map<std::string, InputHessian> hessians_;  // input_hessian_key -> Hessian
 };
 
 // A static integer FakeQuant whose input is the only use of a Conv/Gemm/MatMul output
@@ -116,6 +130,14 @@ int chain_int8_layers(Graph& graph);
 // integer convolution. Returns how many tensors stay channels-last. build_int8 applies it
 // after chain_int8_layers.
 int keep_channels_last(Graph& graph);
+
+// Runs `graph` over the samples `indices` of `dataset` in batches of `batch` and hands
+// `observe` the values of `tensors` (activation names, in that order) for each batch: the
+// one pass every calibration statistic (ranges, input Hessians) is taken in.
+void observe_activations(const Graph& graph, const Dataset& dataset,
+                         std::span<const std::int64_t> indices,
+                         const std::vector<std::string>& tensors, std::int64_t batch,
+                         const std::function<void(const std::vector<Tensor>&)>& observe);
 
 // Observes `tensors` (activation names) over `indices` with one observer each.
 CalibrationRanges calibrate(const Graph& graph, const Dataset& dataset,

@@ -1,0 +1,68 @@
+#include "executor/quant/methods.hpp"
+
+#include <fmt/format.h>
+
+#include <array>
+
+#include "core/error.hpp"
+
+namespace bitplan {
+namespace {
+
+constexpr std::array<WeightMethodTraits, 2> kMethods = {{
+    {WeightMethod::rtn, "rtn", 1, false, "round each weight to its nearest level"},
+    {WeightMethod::gptq, "gptq", 1, true,
+     "GPTQ: round column by column, compensating each error through the inverse Hessian of "
+     "the layer's input"},
+}};
+
+constexpr bool method_ids_pinned() {
+  for (std::size_t i = 0; i < kMethods.size(); ++i)
+    if (static_cast<std::size_t>(kMethods[i].id) != i) return false;
+  return true;
+}
+static_assert(method_ids_pinned(), "weight method IDs are stored in caches: never renumber them");
+
+}  // namespace
+
+std::span<const WeightMethodTraits> weight_methods() {
+  return kMethods;
+}
+
+const WeightMethodTraits& weight_method_traits(WeightMethod method) {
+  const auto index = static_cast<std::size_t>(method);
+  if (index >= kMethods.size())
+    fail_input("reading a weight method: id {} is not a known method (a damaged plan or cache)",
+               index);
+  return kMethods[index];
+}
+
+std::optional<WeightMethod> weight_method_from_name(std::string_view name) {
+  for (const auto& m : kMethods)
+    if (m.name == name) return m.id;
+  return std::nullopt;
+}
+
+WeightMethod parse_weight_method(std::string_view name, std::string_view action) {
+  if (auto m = weight_method_from_name(name)) return *m;
+  std::string names;
+  for (const auto& m : kMethods) names += fmt::format("{}{}", names.empty() ? "" : ", ", m.name);
+  fail_input("{}: unknown weight method '{}'; methods: {}", action, name, names);
+}
+
+std::optional<std::string> weight_method_refusal(WeightMethod method, const QuantSpec& spec) {
+  const FormatTraits& f = format_traits(spec.format);
+  // Weights that stay fp32 are not rounded: every method leaves them alone.
+  if (method == WeightMethod::rtn || f.kind == FormatKind::none) return std::nullopt;
+  if (f.kind != FormatKind::integer && f.kind != FormatKind::ternary)
+    return fmt::format(
+        "{} rounds onto a scaled integer grid fixed before rounding starts; '{}' is a {} "
+        "format (use an integer format such as int4/group128/sym)",
+        weight_method_traits(method).name, to_string(spec),
+        f.kind == FormatKind::floating   ? "floating-point"
+        : f.kind == FormatKind::codebook ? "codebook"
+                                         : "power-of-two");
+  return std::nullopt;
+}
+
+}  // namespace bitplan

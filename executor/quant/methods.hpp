@@ -1,0 +1,47 @@
+// Weight quantization methods as data: how a layer's weights reach their grid. The spec
+// (quantizer.hpp) says which grid; the method says how each weight picks its level:
+//  * rtn   round to nearest, each weight on its own (the definition in formats.hpp);
+//  * gptq  Frantar et al. 2022: the levels are chosen column by column along the reduction
+//          axis, each column's rounding error pushed onto the columns not yet quantized
+//          through the inverse Hessian of the layer's input (executor/quant/gptq.hpp).
+// A layer's option is spec + method ("W4g128A16:gptq"); plans store the method by name.
+// Adding a method is one row here plus its function in QuantSimulator::quantized_weight.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "executor/quant/quantizer.hpp"
+
+namespace bitplan {
+
+// Stable IDs: caches and result databases key on them. Never renumber or reuse one.
+enum class WeightMethod : std::uint8_t { rtn = 0, gptq = 1 };
+
+struct WeightMethodTraits {
+  WeightMethod id;
+  std::string_view name;  // the spelling in option labels ("W4A8:gptq") and plans
+  // Bumped whenever the method computes different weights for the same input: part of every
+  // cache key of its results.
+  int version;
+  bool needs_calibration;  // reads the layer's input activations on the calibration data
+  std::string_view summary;
+};
+
+std::span<const WeightMethodTraits> weight_methods();
+const WeightMethodTraits& weight_method_traits(WeightMethod method);
+std::optional<WeightMethod> weight_method_from_name(std::string_view name);
+// weight_method_from_name that fails (invalid input) with "<action>: unknown weight method
+// '<name>'; methods: rtn, gptq".
+WeightMethod parse_weight_method(std::string_view name, std::string_view action);
+
+// Why `method` cannot quantize a layer's weights under `spec` (the rule, for a message that
+// names the layer), or nothing when it can. rtn takes every spec, and every method leaves
+// fp32 weights alone; gptq needs a scaled integer grid (integer or ternary formats), whose
+// levels are fixed before rounding starts.
+std::optional<std::string> weight_method_refusal(WeightMethod method, const QuantSpec& spec);
+
+}  // namespace bitplan
