@@ -9,6 +9,7 @@
 
 #include "core/error.hpp"
 #include "core/tensor.hpp"
+#include "executor/quant/hessian.hpp"
 #include "search/exact_solver.hpp"
 #include "search/pareto.hpp"
 
@@ -33,6 +34,11 @@ void show(const Progress& progress, const std::string& text) {
 // axis), or "".
 std::string simulation_refusal(const LayerQuant& spec, const QuantizableLayer& layer,
                                const Graph& graph) {
+  if (auto why = weight_method_refusal(spec.method, spec.weights)) return *why;
+  if (weight_method_traits(spec.method).needs_calibration) {
+    if (std::string why = input_hessian_refusal(layer); !why.empty())
+      return fmt::format("{}: {}", weight_method_traits(spec.method).name, why);
+  }
   if (spec.weights.granularity != Granularity::per_group) return "";
   const Tensor* w = graph.initializer(layer.weight);
   const std::int64_t k = w->dim(static_cast<std::size_t>(layer.reduction_axis));
@@ -149,7 +155,7 @@ CostTables build_cost_tables(const Graph& graph, const std::vector<QuantizableLa
       } catch (const Error& e) {
         fail_input(
             "search.options: '{}' is not a spec label (fp32, fp16, bf16, fp8 or a uniform "
-            "shorthand such as W8A8, W4A8, W4g128A16): {}",
+            "shorthand such as W8A8, W4A8, W4g128A16, W4g128A16:gptq): {}",
             label, e.what());
       }
       std::string why = simulation_refusal(q, layers[l], graph);
