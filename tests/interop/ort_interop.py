@@ -2,8 +2,9 @@
 """ONNX Runtime interop test for `bitplan export --format onnx-qdq`.
 
 For each fixture model (whose dataset is present) and plan (uniform W8A8, W4A16 with groups
-of 128 (16 for the MLP, whose 784 inputs 128 does not divide), and a mixed plan of int8,
-int4, fp16 and fp32 layers), the test exports the QDQ model, checks it with the ONNX
+of 128 (16 for the MLP, whose 784 inputs 128 does not divide), W3:gptq (3-bit per-channel
+weights placed by GPTQ, whose codes are not the fp32 weights' nearest levels), and a mixed
+plan of int8, int4, fp16 and fp32 layers), the test exports the QDQ model, checks it with the ONNX
 checker, runs it in ONNX Runtime (CPU, 2 threads) on the same preprocessed samples bitplan
 evaluates, and compares with bitplan's simulated predictions per sample:
   target |top-1(ORT) - top-1(bitplan)| <= 0.05 pt and per-sample top-1 agreement >= 99.9 %
@@ -198,8 +199,9 @@ def main():
     parser.add_argument("--venv", default=str(SOURCE / "build" / "interop-venv"))
     parser.add_argument("--count", type=int, default=2000)
     parser.add_argument("--models", default=",".join(MODELS))
-    parser.add_argument("--plans", default="W8A8,W4A16,mixed",
-                        help="which of the three plans (W4A16 = the W4gNA16 plan of each model)")
+    parser.add_argument("--plans", default="W8A8,W4A16,gptq,mixed",
+                        help="which of the four plans (W4A16 = the W4gNA16 plan of each model, "
+                             "gptq = W3:gptq, 3-bit per-channel weights placed by GPTQ)")
     parser.add_argument("--latency", action="store_true")
     parser.add_argument("--report", default=None, help="write the results as JSON here")
     args = parser.parse_args()
@@ -232,6 +234,8 @@ def main():
             plans["W8A8"] = "W8A8"
         if "W4A16" in wanted:
             plans[f"W4g{group}A16"] = f"W4g{group}A16"
+        if "gptq" in wanted:  # GPTQ's codes differ from round-to-nearest's: the export must carry them
+            plans["W3-gptq"] = "W3:gptq"
         if "mixed" in wanted:
             plans["mixed"] = str(mixed_plan(args.bitplan, config, mwork, cache))
         for plan_name, plan in plans.items():
