@@ -29,8 +29,8 @@ struct WeightRows {
   }
 };
 
-WeightRows weight_rows(const Tensor& weights, const QuantizableLayer& layer, const InputHessian& h,
-                       const std::string& action) {
+WeightRows weight_rows(const Tensor& weights, const QuantizableLayer& layer, std::int64_t groups,
+                       std::int64_t size, const std::string& action) {
   WeightRows v;
   if (layer.reduction_axis == 1 && layer.channel_axis == 0) {
     v.rows = weights.dim(0);
@@ -45,12 +45,12 @@ WeightRows weight_rows(const Tensor& weights, const QuantizableLayer& layer, con
         "rows of output channels",
         action, to_string(weights.dims()), layer.op_type, layer.channel_axis, layer.reduction_axis);
   }
-  v.groups = h.groups;
-  if (h.size != v.k || v.groups < 1 || v.rows % v.groups != 0)
+  v.groups = groups;
+  if (size != v.k || v.groups < 1 || v.rows % v.groups != 0)
     fail_input(
         "{}: the input Hessian ({} group(s) of {} values) does not fit weights {} ({} "
         "rows of {} values)",
-        action, h.groups, h.size, to_string(weights.dims()), v.rows, v.k);
+        action, groups, size, to_string(weights.dims()), v.rows, v.k);
   return v;
 }
 
@@ -64,7 +64,7 @@ struct GroupFactor {
 };
 
 GroupFactor factor_group(std::span<const float> hessian, std::int64_t k, const GptqOptions& options,
-                         const std::string& action, std::string* warning) {
+                         std::string* warning) {
   GroupFactor f;
   Eigen::MatrixXd h(k, k);
   for (std::int64_t a = 0; a < k; ++a)
@@ -103,20 +103,18 @@ GroupFactor factor_group(std::span<const float> hessian, std::int64_t k, const G
         f.u = inverse_llt.matrixU();
         f.u_float = f.u.cast<float>();
         if (lambda != options.damping && warning)
-          *warning = fmt::format(
-              "{}: the input Hessian needed damping {} (asked {}) to be "
-              "positive definite",
-              action, lambda, options.damping);
+          *warning =
+              fmt::format("the input Hessian needed damping {} (asked {}) to be positive definite",
+                          lambda, options.damping);
         return f;
       }
     }
   }
   f.rtn_fallback = true;
   if (warning)
-    *warning = fmt::format(
-        "{}: the input Hessian is not positive definite even with damping 1 "
-        "(too few or degenerate calibration inputs); rounded to nearest",
-        action);
+    *warning =
+        "the input Hessian is not positive definite even with damping 1 (too few or "
+        "degenerate calibration inputs); rounded to nearest";
   return f;
 }
 
@@ -130,45 +128,77 @@ struct Setup {
   const FormatTraits* format = nullptr;
   WeightRows rows;
   std::vector<std::int64_t> slices;
-  std::vector<GroupFactor> factors;
 };
 
 Setup setup(const QuantSpec& spec, const QuantParams& params, const Tensor& weights,
-            const QuantizableLayer& layer, const InputHessian& h, const GptqOptions& options,
-            std::string* warning) {
+            const QuantizableLayer& layer, const GptqFactors& factors, const GptqOptions& options);
+
+}  // namespace
+
+struct GptqFactors {
+  std::int64_t groups = 0, size = 0;
+  std::vector<GroupFactor> group;
+};
+
+namespace {
+
+void check_options(const GptqOptions& options) {
+  if (!(options.damping >= 0 && options.damping <= 1) || options.block < 1)
+    fail_input("running GPTQ: damping {} must be in [0, 1] and the block {} at least 1",
+               options.damping, options.block);
+}
+
+Setup setup(const QuantSpec& spec, const QuantParams& params, const Tensor& weights,
+            const QuantizableLayer& layer, const GptqFactors& factors, const GptqOptions& options) {
   const std::string action =
       fmt::format("quantizing layer '{}' with '{}' by GPTQ", layer.name, to_string(spec));
   if (auto why = weight_method_refusal(WeightMethod::gptq, spec))
     fail_input("{}: {}", action, *why);
-  if (!(options.damping >= 0 && options.damping <= 1) || options.block < 1)
-    fail_input("{}: damping {} must be in [0, 1] and the block {} at least 1", action,
-               options.damping, options.block);
+  check_options(options);
   Setup s;
   s.format = &format_traits(spec.format);
-  s.rows = weight_rows(weights, layer, h, action);
+  s.rows = weight_rows(weights, layer, factors.groups, factors.size, action);
   s.slices = slice_indices(spec, weights.dims(), layer.reduction_axis);
   if (params.scale.size() !=
       static_cast<std::size_t>(slice_count(spec, weights.dims(), layer.reduction_axis)))
     fail_input("{}: {} scales for {} slices", action, params.scale.size(),
                slice_count(spec, weights.dims(), layer.reduction_axis));
-  s.factors.resize(static_cast<std::size_t>(s.rows.groups));
-  parallel_for(s.rows.groups, 1, [&](std::int64_t b, std::int64_t e) {
-    for (std::int64_t g = b; g < e; ++g) {
-      std::string note;
-      s.factors[static_cast<std::size_t>(g)] =
-          factor_group(h.group(g), s.rows.k, options, action, &note);
-      if (!note.empty() && warning && g == 0) *warning = note;
-    }
-  });
   return s;
 }
 
 }  // namespace
 
+std::shared_ptr<const GptqFactors> gptq_factors(const InputHessian& h, const GptqOptions& options,
+                                                std::string* warning) {
+  check_options(options);
+  auto factors = std::make_shared<GptqFactors>();
+  factors->groups = h.groups;
+  factors->size = h.size;
+  factors->group.resize(static_cast<std::size_t>(h.groups));
+  std::vector<std::string> notes(static_cast<std::size_t>(h.groups));
+  parallel_for(h.groups, 1, [&](std::int64_t b, std::int64_t e) {
+    for (std::int64_t g = b; g < e; ++g)
+      factors->group[static_cast<std::size_t>(g)] =
+          factor_group(h.group(g), h.size, options, &notes[static_cast<std::size_t>(g)]);
+  });
+  for (std::size_t g = 0; g < notes.size(); ++g)
+    if (!notes[g].empty() && warning) {
+      *warning = h.groups > 1 ? fmt::format("group {} of {}: {}", g, h.groups, notes[g]) : notes[g];
+      break;
+    }
+  return factors;
+}
+
 Tensor gptq_quantize(const QuantSpec& spec, const QuantParams& params, const Tensor& weights,
                      const QuantizableLayer& layer, const InputHessian& h,
                      const GptqOptions& options, std::string* warning) {
-  const Setup s = setup(spec, params, weights, layer, h, options, warning);
+  return gptq_quantize(spec, params, weights, layer, *gptq_factors(h, options, warning), options);
+}
+
+Tensor gptq_quantize(const QuantSpec& spec, const QuantParams& params, const Tensor& weights,
+                     const QuantizableLayer& layer, const GptqFactors& factors,
+                     const GptqOptions& options) {
+  const Setup s = setup(spec, params, weights, layer, factors, options);
   const WeightRows& v = s.rows;
   const std::int64_t k = v.k, block = options.block;
   Tensor out(DType::f32, weights.dims());
@@ -181,7 +211,7 @@ Tensor gptq_quantize(const QuantSpec& spec, const QuantParams& params, const Ten
     RowMajorMatrixF work, errors;
     for (std::int64_t t = t0; t < t1; ++t) {
       const std::int64_t g = t / chunks_per_group;
-      const GroupFactor& f = s.factors[static_cast<std::size_t>(g)];
+      const GroupFactor& f = factors.group[static_cast<std::size_t>(g)];
       const std::int64_t r0 = g * v.rows_per_group() + (t % chunks_per_group) * kChunk;
       const std::int64_t n = std::min(kChunk, (g + 1) * v.rows_per_group() - r0);
       if (f.rtn_fallback) {
@@ -225,13 +255,14 @@ Tensor gptq_quantize(const QuantSpec& spec, const QuantParams& params, const Ten
 Tensor gptq_quantize_reference(const QuantSpec& spec, const QuantParams& params,
                                const Tensor& weights, const QuantizableLayer& layer,
                                const InputHessian& h, const GptqOptions& options) {
-  const Setup s = setup(spec, params, weights, layer, h, options, nullptr);
+  const std::shared_ptr<const GptqFactors> factors = gptq_factors(h, options);
+  const Setup s = setup(spec, params, weights, layer, *factors, options);
   const WeightRows& v = s.rows;
   Tensor out(DType::f32, weights.dims());
   const float* w = weights.data<float>();
   float* q = out.data<float>();
   for (std::int64_t r = 0; r < v.rows; ++r) {
-    const GroupFactor& f = s.factors[static_cast<std::size_t>(r / v.rows_per_group())];
+    const GroupFactor& f = factors->group[static_cast<std::size_t>(r / v.rows_per_group())];
     std::vector<double> row(static_cast<std::size_t>(v.k));
     for (std::int64_t i = 0; i < v.k; ++i)
       row[static_cast<std::size_t>(i)] = w[v.flat(r, f.order[static_cast<std::size_t>(i)])];

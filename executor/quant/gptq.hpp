@@ -32,6 +32,7 @@
 //  * a non-finite weight is rounded as round-to-nearest does and passes no error on.
 #pragma once
 
+#include <memory>
 #include <string>
 
 #include "executor/quant/hessian.hpp"
@@ -43,6 +44,19 @@ struct GptqOptions {
   std::int64_t block = 128;  // lazy batch width B
   bool act_order = true;
 };
+
+// The Hessian's share of GPTQ, per group: the column order and U, the upper Cholesky factor
+// of the damped inverse Hessian. It depends on H and the options only, so layers reading one
+// input (q/k/v) and every spec of a layer share it. `warning` (may be null) receives what was
+// done to a degenerate Hessian, or stays untouched.
+struct GptqFactors;
+std::shared_ptr<const GptqFactors> gptq_factors(const InputHessian& h, const GptqOptions& options,
+                                                std::string* warning = nullptr);
+
+// The weights of `layer` quantized by GPTQ with the factors of its input Hessian.
+Tensor gptq_quantize(const QuantSpec& spec, const QuantParams& params, const Tensor& weights,
+                     const QuantizableLayer& layer, const GptqFactors& factors,
+                     const GptqOptions& options);
 
 // The weights of `layer` quantized by GPTQ under `spec` (a weight_spec_for spec of an
 // integer or ternary format) with `params` (choose_weight_params of the fp32 weights), as

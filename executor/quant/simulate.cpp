@@ -314,9 +314,20 @@ const Tensor& QuantSimulator::quantized_weight(const QuantizableLayer& layer, co
         if (auto cached = read_weight_codes(file, s, params, slices, w.dims()))
           return weight_cache_[key] = std::move(*cached);
       }
-      std::string warning;
-      out = gptq_quantize(s, params, w, layer, input_hessian(layer), gptq_options, &warning);
-      if (!warning.empty()) fmt::print(stderr, "bitplan: warning: {}\n", warning);
+      // Factors are shared by the layers of one input and by every spec: the last few stay.
+      const std::string hessian_key = input_hessian_key(graph_, layer);
+      auto factors = std::find_if(gptq_factors_.begin(), gptq_factors_.end(),
+                                  [&](const auto& entry) { return entry.first == hessian_key; });
+      if (factors == gptq_factors_.end()) {
+        std::string warning;
+        gptq_factors_.emplace_back(hessian_key,
+                                   gptq_factors(input_hessian(layer), gptq_options, &warning));
+        if (!warning.empty())
+          fmt::print(stderr, "bitplan: warning: GPTQ on layer '{}': {}\n", layer.name, warning);
+        if (gptq_factors_.size() > 4) gptq_factors_.erase(gptq_factors_.begin());
+        factors = std::prev(gptq_factors_.end());
+      }
+      out = gptq_quantize(s, params, w, layer, *factors->second, gptq_options);
       if (!file.empty()) write_weight_codes(file, s, params, slices, out);
       break;
     }

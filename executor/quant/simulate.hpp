@@ -107,6 +107,8 @@ class QuantSimulator {
   std::map<std::tuple<CalibrationMethod, bool, int>, CalibrationRanges> ranges_;
   std::map<std::string, Tensor> weight_cache_;    // "<layer>|<spec>[|<method>]" -> weights
   std::map<std::string, InputHessian> hessians_;  // input_hessian_key -> Hessian
+  // The most recent GPTQ factors by input_hessian_key (a few: each is K² doubles).
+  std::vector<std::pair<std::string, std::shared_ptr<const GptqFactors>>> gptq_factors_;
 };
 
 // A static integer FakeQuant whose input is the only use of a Conv/Gemm/MatMul output
