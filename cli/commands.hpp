@@ -37,6 +37,14 @@ bool is_plan_file(const std::string& plan_arg);
 // weight-only plan, float activations or dynamic ranges need no calibration.
 bool needs_calibration(const QuantPlan& plan);
 
+// The config's quantization section applied to the imported fp32 graph, before anything
+// calibrates or simulates it: with quantization.equalize (or --equalize), cross-layer
+// equalization (executor/quant/equalize.hpp), its pairs listed on stderr. Returns what to
+// append to the model file's hash for plans, calibration caches and results: "+cle" when
+// equalized ("+cle-relu" with relu6_to_relu), else "", so the equalized model never shares
+// the original's caches.
+std::string prepare_fp32_model(Graph& graph, const QuantizationSection& quantization);
+
 // Refuses a `batch` whose activations would not fit in memory (cli/values.hpp), estimated
 // from the model planned for one sample. `origin` names the flag or config key.
 void check_batch_fits(const Graph& graph, std::int64_t batch, const ValueOrigin& origin);

@@ -77,6 +77,14 @@ options)");
   if (config.model.empty()) fail(ErrorKind::usage, "export: give --config or --model");
   set_num_threads(config.evaluate.threads);
 
+  // The exporters rewrite the model file's layers the plan quantizes; an equalized model also
+  // changes biases and fp32 layers, which they do not write.
+  if (config.quantization.equalize)
+    fail_unsupported(
+        "exporting '{}' with quantization.equalize: true: the exporters rewrite only the "
+        "quantized layers of the original file, not the equalized biases and fp32 layers; "
+        "export a plan without equalization",
+        config.model.string());
   LoadedModel loaded = load_model(config.model);
   const std::string hash = model_file_hash(config.model);
   const QuantPlan plan = resolve_plan(plan_arg, calibration_method, loaded.graph, hash);

@@ -255,13 +255,14 @@ options)");
   if (!config.has_dataset) fail_input("config '{}': debug needs a dataset section", config_path);
   set_num_threads(config.evaluate.threads);
   LoadedModel loaded = load_model(config.model);
+  const std::string hash_suffix = prepare_fp32_model(loaded.graph, config.quantization);
   const auto dataset = open_dataset(config.dataset);
   bind_input_to_samples(loaded.graph, *dataset);
   Selection sel = config.dataset.validation;
   if (count > 0) sel.count = std::min<std::int64_t>(count, dataset->size() - sel.offset);
   const auto indices = select_indices(sel, dataset->size(), "validation");
   check_batch_fits(loaded.graph, config, static_cast<std::int64_t>(indices.size()));
-  const std::string hash = model_file_hash(config.model);
+  const std::string hash = model_file_hash(config.model) + hash_suffix;
   const QuantPlan plan = resolve_plan(plan_arg, calibration, loaded.graph, hash);
   QuantSimulator simulator(
       loaded.graph, hash,
@@ -404,7 +405,12 @@ options)");
       "write each sample's top-1 class (int64 .npy, selection order; the plan's with --plan)")(
       "int8",
       "also run the plan's INT8 layers on real integer kernels (oneDNN) and compare with the "
-      "simulation")("json", "print JSON");
+      "simulation")("equalize",
+                    "cross-layer equalization of the fp32 model before calibration and the plan "
+                    "(quantization.equalize)")(
+      "relu6-to-relu",
+      "with --equalize: replace the ReLU6 that stops a pair with ReLU (changes the fp32 model; "
+      "quantization.relu6_to_relu)")("json", "print JSON");
   const auto vm = parse(desc, args);
   if (vm.count("help")) {
     std::cout << desc << "\n";
@@ -460,6 +466,14 @@ options)");
   }
   if (const auto text = flag_text(vm, "threads"))
     config.evaluate.threads = parse_threads(*text, ValueOrigin::flag("--threads"));
+  if (vm.count("equalize")) config.quantization.equalize = true;
+  if (vm.count("relu6-to-relu")) {
+    if (!config.quantization.equalize)
+      fail(ErrorKind::usage,
+           "evaluate --relu6-to-relu: it applies with --equalize (or quantization.equalize: true); "
+           "it only replaces the ReLU6 that stops a pair from being equalized");
+    config.quantization.relu6_to_relu = true;
+  }
   if (config.model.empty()) fail(ErrorKind::usage, "evaluate: give --config or --model");
   if (!config.has_dataset)
     fail(ErrorKind::usage,
@@ -477,6 +491,7 @@ options)");
     if (!output.empty()) check_output_target(output);
   set_num_threads(config.evaluate.threads);
   LoadedModel loaded = load_model(config.model);
+  const std::string hash_suffix = prepare_fp32_model(loaded.graph, config.quantization);
   const auto dataset = open_dataset(config.dataset);
   bind_input_to_samples(loaded.graph, *dataset);
   const auto indices = select_indices(config.dataset.validation, dataset->size(), "validation");
@@ -534,7 +549,7 @@ options)");
   std::optional<EvalResult> real;
   QuantPlan plan;
   if (with_plan) {
-    const std::string hash = model_file_hash(config.model);
+    const std::string hash = model_file_hash(config.model) + hash_suffix;
     plan = resolve_plan(plan_arg, calibration, loaded.graph, hash);
     if (!save_plan_path.empty()) save_plan(save_plan_path, plan);
     QuantSimulator simulator(

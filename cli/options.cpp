@@ -3,11 +3,13 @@
 #include <algorithm>
 #include <cstdlib>
 #include <filesystem>
+#include <iostream>
 
 #include "cli/commands.hpp"
 #include "cli/values.hpp"
 #include "core/error.hpp"
 #include "executor/plan.hpp"
+#include "executor/quant/equalize.hpp"
 #include "search/driver.hpp"
 
 namespace bitplan {
@@ -84,6 +86,22 @@ bool needs_calibration(const QuantPlan& plan) {
     return q.activations.format != FormatId::fp32 && !q.dynamic &&
            format_traits(q.activations.format).has_scale();
   });
+}
+
+std::string prepare_fp32_model(Graph& graph, const QuantizationSection& quantization) {
+  if (!quantization.equalize) return "";
+  EqualizeOptions options;
+  options.relu6_to_relu = quantization.relu6_to_relu;
+  const EqualizationReport report = equalize_cross_layer(graph, options);
+  std::cerr << fmt::format(
+      "bitplan: cross-layer equalization: {} pairs equalized, {} skipped, {} ReLU6 replaced by "
+      "ReLU, {} sweeps{}\n",
+      report.equalized.size(), report.skipped.size(), report.relu6_replaced.size(), report.sweeps,
+      report.converged
+          ? ""
+          : fmt::format(" (not converged: max |log s| {:.2e})", report.last_max_log_scale));
+  for (const std::string& line : report.lines()) std::cerr << "  " << line << "\n";
+  return quantization.relu6_to_relu ? "+cle-relu" : "+cle";
 }
 
 namespace {

@@ -27,6 +27,13 @@ T scalar(const KeyValue& v) {
   }
 }
 
+bool boolean(const KeyValue& v) {
+  bool value = false;
+  if (!v.node.IsScalar() || !YAML::convert<bool>::decode(v.node, value))
+    v.fail(fmt::format("{} '{}' must be true or false", v.name, YAML::Dump(v.node)));
+  return value;
+}
+
 // The text of a scalar value, for cli/values.hpp's parsers.
 std::string scalar_text(const KeyValue& v) {
   if (!v.node.IsScalar()) v.fail(fmt::format("{} must be a single value", v.name));
@@ -176,6 +183,12 @@ constexpr KeyReader<EvaluateSection> kEvaluateKeys[] = {
                    EvaluateSection& e) { e.threads = parse_threads(scalar_text(v), origin(v)); }},
 };
 
+constexpr KeyReader<QuantizationSection> kQuantizationKeys[] = {
+    {"equalize", [](const KeyValue& v, QuantizationSection& q) { q.equalize = boolean(v); }},
+    {"relu6_to_relu",
+     [](const KeyValue& v, QuantizationSection& q) { q.relu6_to_relu = boolean(v); }},
+};
+
 // metric: what a run is judged by (executor/metrics.hpp).
 std::string metric_kinds_text() {
   std::string text;
@@ -235,6 +248,14 @@ constexpr KeyReader<RunConfig> kSectionKeys[] = {
      [](const KeyValue& v, RunConfig& c) {
        read_section(v.file, v.node, v.name, kMetricKeys, c.metric);
        check_metric_keys(v.file, v.node, c.metric);
+     }},
+    {"quantization",
+     [](const KeyValue& v, RunConfig& c) {
+       read_section(v.file, v.node, v.name, kQuantizationKeys, c.quantization);
+       if (c.quantization.relu6_to_relu && !c.quantization.equalize)
+         v.file.fail(v.node["relu6_to_relu"],
+                     "quantization.relu6_to_relu: true applies with quantization.equalize: true "
+                     "(it only replaces the ReLU6 that stops a pair from being equalized)");
      }},
     {"target",
      [](const KeyValue& v, RunConfig& c) {

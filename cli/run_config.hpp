@@ -7,6 +7,7 @@
 //   target: ../hw_profiles/cpu.yaml         # hardware profile the latency comes from, or
 //   target: host                            # this machine (profiled on first use, cached)
 //   metric: {kind: perplexity}              # top1 | fidelity | embedding | perplexity
+//   quantization: {equalize: true}          # cross-layer equalization of the fp32 model
 //   search: { ... }                         # see SearchSection and docs/search.md
 #pragma once
 
@@ -33,12 +34,23 @@ struct EvaluateSection {
   std::optional<ValueOrigin> batch_origin;
 };
 
+// quantization: how the fp32 model is prepared before any plan quantizes it.
+struct QuantizationSection {
+  // Cross-layer equalization of the imported fp32 graph (executor/quant/equalize.hpp), before
+  // calibration and simulation; caches and plans then key on the model hash + "+cle".
+  bool equalize = false;
+  // With equalize: ReLU6 between a pair becomes ReLU so the pair can be equalized (changes
+  // the fp32 model; docs/quantization.md).
+  bool relu6_to_relu = false;
+};
+
 struct RunConfig {
   std::filesystem::path source;  // the config file, for messages
   std::filesystem::path model;
   DatasetConfig dataset;
   bool has_dataset = false;
   EvaluateSection evaluate;
+  QuantizationSection quantization;
   MetricConfig metric;           // `metric:`; kind_given false without one
   std::filesystem::path target;  // empty: none given (or `host`)
   bool target_is_host = false;   // `target: host`: a profile of this machine, see host_target

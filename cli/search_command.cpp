@@ -180,7 +180,8 @@ options)",
   set_num_threads(config.evaluate.threads);
 
   LoadedModel model = load_model(config.model);
-  const std::string hash = model_file_hash(config.model);
+  const std::string hash =
+      model_file_hash(config.model) + prepare_fp32_model(model.graph, config.quantization);
   const auto dataset = open_dataset(config.dataset);
   bind_input_to_samples(model.graph, *dataset);
   search::DriverInputs in;
