@@ -49,6 +49,9 @@ struct ExportLayer {
   Tensor weight;
   std::string folded_batchnorm;
   Tensor folded_bias;
+  // Bias correction (executor/quant/bias_correction.hpp) without a folded BatchNormalization:
+  // the corrected bias, written in place of the model's (with one, folded_bias holds it).
+  Tensor corrected_bias;
   QuantParams weight_params;
   // Per element, what the stored format holds, as a float: integer/ternary the code
   // (q = clamp(round(w / scale) + zero_point)), floating and pow2 the value on the format's

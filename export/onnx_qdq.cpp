@@ -498,6 +498,14 @@ std::string ModelWriter::write() {
         node.set_input(2, bias);
       node.set_output(0, batchnorm_output.at(l.folded_batchnorm));
     }
+    if (!l.corrected_bias.empty()) {
+      const std::string bias = add_float(l.layer.name + "/bias_corrected", l.corrected_bias.dims(),
+                                         l.corrected_bias.values<float>());
+      if (node.input_size() < 3)
+        node.add_input(bias);
+      else
+        node.set_input(2, bias);
+    }
     if (l.quant.activations.format != FormatId::fp32)
       node.set_input(0, activation_input(l, original.input(0), nodes));
     nodes.push_back(std::move(node));

@@ -123,6 +123,10 @@ ExportModel prepare_export(QuantSimulator& simulator, const QuantPlan& plan,
       for (std::int64_t i = 0; i < e.weight.numel(); ++i)
         codes[i] = stored_code(f, e.weight_params, slices[static_cast<std::size_t>(i)], w[i]);
     }
+    if (e.quant.bias_correction && e.quant.weights.format != FormatId::fp32) {
+      const Tensor& corrected = *simulated.initializer(simulated_node.inputs.at(2));
+      (e.folded_batchnorm.empty() ? e.corrected_bias : e.folded_bias) = corrected;
+    }
     const FormatTraits& a = format_traits(e.quant.activations.format);
     if (a.has_scale() && !e.quant.dynamic) {
       const std::string fake_quant = layer.name + "/input_quant";

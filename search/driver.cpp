@@ -23,9 +23,8 @@ double since(Clock::time_point t) {
 
 }  // namespace
 
-LayerQuant option_spec(const std::string& label, const Graph& graph,
-                       const QuantizableLayer& layer) {
-  // Uniform shorthands are defined for whole graphs; take this layer's share.
+LayerQuant option_spec(const std::string& label, [[maybe_unused]] const Graph& graph,
+                       [[maybe_unused]] const QuantizableLayer& layer) {
   LayerQuant q;
   if (label == "fp32") return q;
   if (label == "fp16" || label == "bf16") {
@@ -38,8 +37,10 @@ LayerQuant option_spec(const std::string& label, const Graph& graph,
     q.activations = parse_quant_spec("fp8_e4m3/tensor");
     return q;
   }
-  const QuantPlan uniform = uniform_plan(label, graph);
-  return uniform.layers.at(layer.name);
+  // The shorthand's LayerQuant as it stands (weight_spec_for sets a layer's channel axis
+  // later): an option the layer cannot take, such as bias correction on a MatMul, is then
+  // marked unsupported there with the reason rather than quietly changed.
+  return uniform_layer_quant(label);
 }
 
 SearchResult run_search(const DriverInputs& in, const Progress& progress,

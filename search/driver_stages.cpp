@@ -35,6 +35,9 @@ void show(const Progress& progress, const std::string& text) {
 std::string simulation_refusal(const LayerQuant& spec, const QuantizableLayer& layer,
                                const Graph& graph) {
   if (auto why = weight_method_refusal(spec.method, spec.weights)) return *why;
+  if (spec.bias_correction && spec.weights.format != FormatId::fp32) {
+    if (auto why = bias_correction_refusal(layer.op_type, layer.gemm_beta)) return *why;
+  }
   if (weight_method_traits(spec.method).needs_calibration) {
     if (std::string why = input_hessian_refusal(layer); !why.empty())
       return fmt::format("{}: {}", weight_method_traits(spec.method).name, why);

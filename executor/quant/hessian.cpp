@@ -86,12 +86,13 @@ void conv_window_vector(const ConvView& v, const float* sample, std::int64_t g,
 
 // H += Xᵀ X for `count` row-major rows of length K (the lower triangle by a rank update,
 // then mirrored: H stays symmetric between calls).
-void add_rows(const float* rows, std::int64_t count, std::int64_t k, float* h) {
+void add_rows(const float* rows, std::int64_t count, std::int64_t k, float* h, double* sums) {
   if (count == 0) return;
   const Eigen::Map<const RowMajorMatrix> x(rows, count, k);
   Eigen::Map<Eigen::MatrixXf> hm(h, k, k);
   hm.selfadjointView<Eigen::Lower>().rankUpdate(x.transpose());
   hm.triangularView<Eigen::StrictlyUpper>() = hm.transpose();
+  Eigen::Map<Eigen::VectorXd>(sums, k) += x.colwise().sum().transpose().cast<double>();
 }
 
 // The input as [outer, K, inner] around the axis the layer reduces over.
@@ -118,6 +119,7 @@ void size_hessian(InputHessian& h, std::int64_t groups, std::int64_t k, const st
     h.groups = groups;
     h.size = k;
     h.values.assign(static_cast<std::size_t>(groups * k * k), 0.f);
+    h.sums.assign(static_cast<std::size_t>(groups * k), 0.0);
   } else if (h.groups != groups || h.size != k) {
     fail_input(
         "collecting the input Hessian of layer '{}': a batch gives {} group(s) of {} "
@@ -126,7 +128,7 @@ void size_hessian(InputHessian& h, std::int64_t groups, std::int64_t k, const st
   }
 }
 
-constexpr char kMagic[8] = {'B', 'P', 'H', 'E', 'S', 'S', '1', '\0'};
+constexpr char kMagic[8] = {'B', 'P', 'H', 'E', 'S', 'S', '2', '\0'};  // 2: with the sums
 
 }  // namespace
 
@@ -170,16 +172,17 @@ void accumulate_input_hessian(const Graph& graph, const QuantizableLayer& layer,
           static_cast<std::size_t>(std::min(kChunkRows, batch * positions) * k));
       for (std::int64_t g = g0; g < g1; ++g) {
         float* hg = h.values.data() + g * k * k;
+        double* sg = h.sums.data() + g * k;
         std::int64_t filled = 0;
         for (std::int64_t n = 0; n < batch; ++n)
           for (std::int64_t p = 0; p < positions; ++p) {
             conv_window_vector(v, x + n * sample_size, g, p, chunk.data() + filled * k);
             if (++filled == kChunkRows) {
-              add_rows(chunk.data(), filled, k, hg);
+              add_rows(chunk.data(), filled, k, hg, sg);
               filled = 0;
             }
           }
-        add_rows(chunk.data(), filled, k, hg);
+        add_rows(chunk.data(), filled, k, hg, sg);
       }
     });
     h.vectors += batch * positions;
@@ -189,14 +192,14 @@ void accumulate_input_hessian(const Graph& graph, const QuantizableLayer& layer,
   size_hessian(h, 1, v.k, layer.name);
   if (v.inner == 1) {
     for (std::int64_t r = 0; r < v.outer; r += kChunkRows)
-      add_rows(x + r * v.k, std::min(kChunkRows, v.outer - r), v.k, h.values.data());
+      add_rows(x + r * v.k, std::min(kChunkRows, v.outer - r), v.k, h.values.data(), h.sums.data());
   } else {  // Gemm with transA: A [K, M], each column a vector
     rows.resize(static_cast<std::size_t>(v.inner * v.k));
     for (std::int64_t o = 0; o < v.outer; ++o) {
       for (std::int64_t i = 0; i < v.inner; ++i)
         for (std::int64_t d = 0; d < v.k; ++d)
           rows[static_cast<std::size_t>(i * v.k + d)] = x[(o * v.k + d) * v.inner + i];
-      add_rows(rows.data(), v.inner, v.k, h.values.data());
+      add_rows(rows.data(), v.inner, v.k, h.values.data(), h.sums.data());
     }
   }
   h.vectors += v.outer * v.inner;
@@ -236,6 +239,11 @@ InputHessian input_hessian_reference(const Graph& graph, const QuantizableLayer&
     h.vectors = v.outer * v.inner;
   }
   std::vector<double> sums(static_cast<std::size_t>(h.groups * h.size * h.size), 0.0);
+  h.sums.assign(static_cast<std::size_t>(h.groups * h.size), 0.0);
+  for (std::size_t i = 0; i < vectors.size(); ++i)
+    for (std::int64_t a = 0; a < h.size; ++a)
+      h.sums[static_cast<std::size_t>(group_of[i] * h.size + a)] +=
+          vectors[i][static_cast<std::size_t>(a)];
   for (std::size_t i = 0; i < vectors.size(); ++i)
     for (std::int64_t a = 0; a < h.size; ++a)
       for (std::int64_t b = 0; b < h.size; ++b)
@@ -280,6 +288,7 @@ void write_input_hessian(const fs::path& path, const InputHessian& h) {
   for (const std::int64_t v : {h.groups, h.size, h.vectors})
     bytes.append(reinterpret_cast<const char*>(&v), sizeof v);
   bytes.append(reinterpret_cast<const char*>(h.values.data()), h.values.size() * sizeof(float));
+  bytes.append(reinterpret_cast<const char*>(h.sums.data()), h.sums.size() * sizeof(double));
   write_file_atomic(path, bytes);
 }
 
@@ -296,12 +305,16 @@ InputHessian read_input_hessian(const fs::path& path) {
   std::memcpy(&h.groups, bytes.data() + sizeof kMagic, sizeof(std::int64_t));
   std::memcpy(&h.size, bytes.data() + sizeof kMagic + 8, sizeof(std::int64_t));
   std::memcpy(&h.vectors, bytes.data() + sizeof kMagic + 16, sizeof(std::int64_t));
-  if (h.groups < 1 || h.size < 1 || h.size > (1 << 20) || h.vectors < 0 ||
-      bytes.size() != header + static_cast<std::size_t>(h.groups * h.size * h.size) * sizeof(float))
+  const auto values = static_cast<std::size_t>(h.groups * h.size * h.size);
+  const auto sums = static_cast<std::size_t>(h.groups * h.size);
+  if (h.groups < 1 || h.groups > (1 << 20) || h.size < 1 || h.size > (1 << 20) || h.vectors < 0 ||
+      bytes.size() != header + values * sizeof(float) + sums * sizeof(double))
     damaged(fmt::format("{} group(s) of size {} do not match the file's {} bytes", h.groups, h.size,
                         bytes.size()));
-  h.values.resize(static_cast<std::size_t>(h.groups * h.size * h.size));
-  std::memcpy(h.values.data(), bytes.data() + header, h.values.size() * sizeof(float));
+  h.values.resize(values);
+  h.sums.resize(sums);
+  std::memcpy(h.values.data(), bytes.data() + header, values * sizeof(float));
+  std::memcpy(h.sums.data(), bytes.data() + header + values * sizeof(float), sums * sizeof(double));
   return h;
 }
 

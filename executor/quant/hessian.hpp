@@ -31,7 +31,14 @@ struct InputHessian {
   // [groups][size][size] row-major, symmetric; float is enough for sums of ~10^5 products
   // (each batch's sum is one GEMM, batches add ~100 partial sums).
   std::vector<float> values;
+  // [groups][size]: Σ x over the same vectors, so sums / vectors is the mean input vector
+  // that bias correction (methods.hpp) multiplies the weights' rounding error with.
+  std::vector<double> sums;
 
+  std::span<const double> group_sums(std::int64_t g) const {
+    return std::span<const double>(sums).subspan(static_cast<std::size_t>(g * size),
+                                                 static_cast<std::size_t>(size));
+  }
   std::span<const float> group(std::int64_t g) const {
     return std::span<const float>(values).subspan(static_cast<std::size_t>(g * size * size),
                                                   static_cast<std::size_t>(size * size));
@@ -61,7 +68,7 @@ std::map<std::string, InputHessian> collect_input_hessians(
     const Graph& graph, const Dataset& dataset, std::span<const std::int64_t> indices,
     const std::vector<QuantizableLayer>& layers, std::int64_t batch);
 
-// Disk cache (binary: magic, groups, size, vectors, values). read fails (invalid input) on a
+// Disk cache (binary: magic, groups, size, vectors, values, sums). read fails (invalid input) on a
 // damaged file, naming it.
 void write_input_hessian(const std::filesystem::path& path, const InputHessian& h);
 InputHessian read_input_hessian(const std::filesystem::path& path);

@@ -65,4 +65,17 @@ std::optional<std::string> weight_method_refusal(WeightMethod method, const Quan
   return std::nullopt;
 }
 
+std::optional<std::string> bias_correction_refusal(std::string_view op_type, float gemm_beta) {
+  if (op_type == "Conv") return std::nullopt;
+  if (op_type == "Gemm")
+    return gemm_beta != 0 ? std::nullopt
+                          : std::optional<std::string>(
+                                "bias correction writes the Gemm's C input, which beta = 0 "
+                                "ignores");
+  return fmt::format(
+      "bias correction writes the layer's bias input, which a {} does not have (Conv and Gemm "
+      "do; a MatMul's bias is a separate Add)",
+      op_type);
+}
+
 }  // namespace bitplan

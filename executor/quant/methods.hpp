@@ -44,4 +44,13 @@ WeightMethod parse_weight_method(std::string_view name, std::string_view action)
 // levels are fixed before rounding starts.
 std::optional<std::string> weight_method_refusal(WeightMethod method, const QuantSpec& spec);
 
+// Bias correction (Nagel et al. 2019, "Data-Free Quantization", section 4.2; the empirical
+// variant): rounding the weights W to Q shifts every output's mean by (Q - W)·E[x], so the
+// layer's bias absorbs the opposite, b' = b + (W - Q)·E[x], with E[x] the mean input vector
+// (over the calibration data, exactly as the layer's dot products see it: hessian.hpp). It
+// composes with any method ("W8A8:bc", "W4A8:gptq+bc"; plans: bias_correction: true).
+// Why a layer cannot take it (its rule), or nothing: it needs a bias slot to write, i.e. a
+// Conv, or a Gemm with beta != 0; a MatMul's bias is a separate Add node.
+std::optional<std::string> bias_correction_refusal(std::string_view op_type, float gemm_beta);
+
 }  // namespace bitplan

@@ -33,6 +33,7 @@ std::vector<QuantizableLayer> quantizable_layers(const Graph& graph) {
       layer.channel_axis = transposed ? 0 : 1;
       layer.reduction_axis = transposed ? 1 : 0;
       layer.input_reduction_axis = node.attr_int("transA", 0) != 0 ? 0 : -1;  // A [K, M]/[M, K]
+      layer.gemm_beta = node.attr_float("beta", 1.f);
     } else if (node.op_type == "MatMul" && w->rank() == 2) {
       layer.channel_axis = 1;  // B [K, N]
       layer.reduction_axis = 0;
@@ -58,34 +59,34 @@ CalibrationMethod parse_calibration_method(std::string_view name) {
   fail_input("calibration method '{}' is not one of minmax, percentile, mse, entropy", name);
 }
 
-QuantPlan uniform_plan(std::string_view shorthand, const Graph& graph,
-                       CalibrationMethod calibration) {
-  // W<bits>[g<group>][A<bits>[d|t]][:<method>]
+LayerQuant uniform_layer_quant(std::string_view shorthand, CalibrationMethod calibration) {
+  // W<bits>[g<group>][A<bits>[d|t]][:<method>[+bc] | :bc]
   static const std::regex pattern(R"(W(\d+)(?:g(\d+))?(?:A(\d+)([dt])?)?)");
   std::cmatch m;
   std::string text(shorthand);
   LayerQuant q;
   q.calibration = calibration;
   if (const auto colon = text.find(':'); colon != std::string::npos) {
-    q.method =
-        parse_weight_method(text.substr(colon + 1), fmt::format("uniform plan '{}'", shorthand));
+    std::string_view rest = std::string_view(text).substr(colon + 1);
+    const bool only_bias_correction = rest == "bc";
+    if (only_bias_correction || rest.ends_with("+bc")) {
+      q.bias_correction = true;
+      rest.remove_suffix(only_bias_correction ? 2 : 3);
+    }
+    if (!only_bias_correction)
+      q.method = parse_weight_method(rest, fmt::format("uniform plan '{}'", shorthand));
     text.resize(colon);
   }
-  const auto every_layer = [&] {
-    QuantPlan plan;
-    for (const auto& layer : quantizable_layers(graph)) plan.layers[layer.name] = q;
-    return plan;
-  };
   if (text == "fp16" || text == "bf16") {  // weights and activations in the float format
     q.weights = q.activations = parse_quant_spec(text);
     if (auto why = weight_method_refusal(q.method, q.weights))
       fail_input("uniform plan '{}': {}", shorthand, *why);
-    return every_layer();
+    return q;
   }
   if (!std::regex_match(text.c_str(), m, pattern))
     fail_input(
         "uniform plan '{}' is not fp16, bf16 or of the form "
-        "W<bits>[g<group>][A<bits>[d|t]][:<method>] (e.g. W8A8, W4A16, W4g32A8, W8A8t, "
+        "W<bits>[g<group>][A<bits>[d|t]][:<method>[+bc]|:bc] (e.g. W8A8, W4A16, W4g32A8, W8A8t, "
         "W4g128A16:gptq)",
         shorthand);
   const std::string wbits = m[1].str();
@@ -106,7 +107,20 @@ QuantPlan uniform_plan(std::string_view shorthand, const Graph& graph,
           parse_quant_spec(fmt::format("uint{}/{}/asym", abits, per_token ? "token" : "tensor"));
     q.dynamic = m[4].matched;
   }
-  return every_layer();
+  return q;
+}
+
+QuantPlan uniform_plan(std::string_view shorthand, const Graph& graph,
+                       CalibrationMethod calibration) {
+  const LayerQuant q = uniform_layer_quant(shorthand, calibration);
+  QuantPlan plan;
+  for (const auto& layer : quantizable_layers(graph)) {
+    LayerQuant& entry = plan.layers[layer.name] = q;
+    // Bias correction where the layer has a bias slot to write (Conv, Gemm with beta != 0).
+    if (q.bias_correction)
+      entry.bias_correction = !bias_correction_refusal(layer.op_type, layer.gemm_beta);
+  }
+  return plan;
 }
 
 namespace {
@@ -139,6 +153,14 @@ constexpr KeyReader<LayerQuant> kLayerKeys[] = {
          q.calibration = parse_calibration_method(v.node.Scalar());
        } catch (const Error& e) {
          v.fail(e.what());
+       }
+     }},
+    {"bias_correction",
+     [](const KeyValue& v, LayerQuant& q) {
+       try {
+         q.bias_correction = v.node.as<bool>();
+       } catch (const YAML::Exception&) {
+         v.fail(v.name + " must be true or false");
        }
      }},
     {"method",
@@ -294,6 +316,7 @@ std::string plan_to_yaml(const QuantPlan& plan) {
     if (q.method != WeightMethod::rtn)
       out << YAML::Key << "method" << YAML::Value
           << std::string(weight_method_traits(q.method).name);
+    if (q.bias_correction) out << YAML::Key << "bias_correction" << YAML::Value << true;
     if (q.activations.format != FormatId::fp32) {
       if (q.dynamic)
         out << YAML::Key << "dynamic" << YAML::Value << true;

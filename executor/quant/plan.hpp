@@ -38,6 +38,7 @@ struct LayerQuant {
   bool dynamic = false;   // activation range from each batch instead of calibration
   CalibrationMethod calibration = CalibrationMethod::minmax;
   WeightMethod method = WeightMethod::rtn;  // how the weights reach their grid (methods.hpp)
+  bool bias_correction = false;             // the bias absorbs the rounding's mean shift
 
   bool quantized() const {
     return weights.format != FormatId::fp32 || activations.format != FormatId::fp32;
@@ -46,7 +47,8 @@ struct LayerQuant {
   bool operator==(const LayerQuant& other) const {
     return to_string(weights) == to_string(other.weights) &&
            to_string(activations) == to_string(other.activations) && dynamic == other.dynamic &&
-           calibration == other.calibration && method == other.method;
+           calibration == other.calibration && method == other.method &&
+           bias_correction == other.bias_correction;
   }
 };
 
@@ -68,6 +70,7 @@ struct QuantizableLayer {
   // end): per-token activation ranges are taken over it. 1 for Conv/ConvTranspose [N, C, ...],
   // -1 for MatMul [..., K] and Gemm A [M, K], 0 for Gemm with transA (A is [K, M]).
   int input_reduction_axis = 1;
+  float gemm_beta = 1.f;  // Gemm: the factor of its C (bias) input
 };
 
 std::vector<QuantizableLayer> quantizable_layers(const Graph& graph);
@@ -80,9 +83,13 @@ QuantSpec weight_spec_for(const QuantSpec& spec, const QuantizableLayer& layer);
 // A<b> (b <= 8) = uint<b>/tensor/asym with a calibrated range, A<b>d = the same with a range
 // from each batch (dynamic), A<b>t = uint<b>/token/asym, a range per token from each batch;
 // A16 = fp16, A32 or no A = float activations. A suffix ":<method>" picks the weight method
-// (methods.hpp): "W4g128A16:gptq".
+// and ":...+bc" adds bias correction (methods.hpp): "W4g128A16:gptq", "W8A8:bc", "W4A8:gptq+bc".
+// Bias correction applies to the layers that can take it (bias_correction_refusal).
 QuantPlan uniform_plan(std::string_view shorthand, const Graph& graph,
                        CalibrationMethod calibration = CalibrationMethod::minmax);
+// The one LayerQuant a shorthand stands for, before any layer's share of it.
+LayerQuant uniform_layer_quant(std::string_view shorthand,
+                               CalibrationMethod calibration = CalibrationMethod::minmax);
 
 // YAML. load_plan checks the schema (errors name file, line, column), that every layer
 // named exists and is quantizable (all wrong names listed at once), and the model hash when

@@ -11,6 +11,7 @@
 #include "executor/evaluate.hpp"
 #include "executor/kernel_list.hpp"
 #include "executor/plan.hpp"
+#include "executor/quant/bias_correction.hpp"
 
 namespace bitplan {
 namespace fs = std::filesystem;
@@ -250,7 +251,7 @@ const InputHessian& QuantSimulator::input_hessian(const QuantizableLayer& layer)
   if (auto it = hessians_.find(key); it != hessians_.end()) return it->second;
   const auto file = [&](const std::string& k) {
     return calibration_.cache_dir / "hessians" /
-           cache_name({"input hessian v1", model_hash_, calibration_.selection_id, k});
+           cache_name({"input hessian v2", model_hash_, calibration_.selection_id, k});
   };
   std::error_code error;
   if (!calibration_.cache_dir.empty() && fs::is_regular_file(file(key), error))
@@ -267,6 +268,27 @@ const InputHessian& QuantSimulator::input_hessian(const QuantizableLayer& layer)
     hessians_[k] = std::move(h);
   }
   return hessians_.at(key);
+}
+
+void QuantSimulator::correct_bias(Graph& g, Node& node, const QuantizableLayer& layer,
+                                  const LayerQuant& q) {
+  if (!q.bias_correction || q.weights.format == FormatId::fp32) return;
+  if (auto why = bias_correction_refusal(layer.op_type, layer.gemm_beta))
+    fail_input("quantizing layer '{}' with bias correction: {}", layer.name, *why);
+  const Tensor* bias = node.has_input(2) ? g.initializer(node.inputs[2]) : nullptr;
+  if (node.has_input(2) && !bias)
+    fail_unsupported(
+        "quantizing layer '{}' with bias correction: its bias '{}' is computed by the graph, "
+        "not a constant the correction can be added to",
+        layer.name, node.inputs[2]);
+  const Tensor delta =
+      bias_correction_delta(layer, *graph_.initializer(layer.weight),
+                            quantized_weight(layer, q.weights, q.method), input_hessian(layer));
+  const std::string name = fmt::format("{}/bias@{}@{}@bc", layer.name, to_string(q.weights),
+                                       weight_method_traits(q.method).name);
+  g.initializers[name] = corrected_bias(layer, bias, delta);
+  if (node.inputs.size() < 3) node.inputs.resize(3);
+  node.inputs[2] = name;
 }
 
 const Tensor& QuantSimulator::quantized_weight(const QuantizableLayer& layer, const QuantSpec& spec,
@@ -427,6 +449,7 @@ Graph QuantSimulator::build(const QuantPlan& plan, bool fuse) {
                                          : "@" + std::string(weight_method_traits(q.method).name));
       g.initializers[name] = quantized_weight(layer, q.weights, q.method);
       node.inputs[1] = name;
+      correct_bias(g, node, layer, q);
     }
     if (q.activations.format != FormatId::fp32) {
       fake_quant_nodes.push_back(fake_quant_node(layer, q));
@@ -735,6 +758,18 @@ QuantSimulator::Int8Build QuantSimulator::build_int8(const QuantPlan& plan) {
     node->inputs = {node->inputs[0], prefix + "codes", bias, prefix + "scales", prefix + "offsets"};
     node->attrs["group"] = weights.group;
   }
+  // The layers built here in place of their float node keep the bias input (index 2).
+  for (const auto* names : {&out.int8_layers, &out.bf16_layers, &out.w4a32_layers})
+    for (const std::string& name : *names) {
+      const LayerQuant& q = plan.layers.at(name);
+      if (!q.bias_correction) continue;
+      auto node = std::find_if(g.nodes.begin(), g.nodes.end(),
+                               [&name](const Node& n) { return n.name == name; });
+      auto layer = std::find_if(layers_.begin(), layers_.end(),
+                                [&name](const QuantizableLayer& l) { return l.name == name; });
+      BITPLAN_ASSERT(node != g.nodes.end() && layer != layers_.end());
+      correct_bias(g, *node, *layer, q);
+    }
   out.chained_tensors = chain_int8_layers(g);
   out.channels_last_tensors = keep_channels_last(g);
   remove_dead_nodes(g);

@@ -96,6 +96,9 @@ class QuantSimulator {
   // The layer's input Hessian (hessian.hpp); the first call collects every layer's in one
   // pass over the calibration samples and caches each on disk.
   const InputHessian& input_hessian(const QuantizableLayer& layer);
+  // Bias correction of `node` (layer's node in `g`) when `q` asks for it: its bias input
+  // becomes bias + Δ (bias_correction.hpp), a new initializer of `g`.
+  void correct_bias(Graph& g, Node& node, const QuantizableLayer& layer, const LayerQuant& q);
   // The calibration samples, opened on first use; fails (usage) without any.
   const Dataset& calibration_dataset(std::string_view purpose);
   Node fake_quant_node(const QuantizableLayer& layer, const LayerQuant& q);

@@ -2,8 +2,9 @@
 """ONNX Runtime interop test for `bitplan export --format onnx-qdq`.
 
 For each fixture model (whose dataset is present) and plan (uniform W8A8, W4A16 with groups
-of 128 (16 for the MLP, whose 784 inputs 128 does not divide), W3:gptq (3-bit per-channel
-weights placed by GPTQ, whose codes are not the fp32 weights' nearest levels), and a mixed
+of 128 (16 for the MLP, whose 784 inputs 128 does not divide), W3:gptq+bc (3-bit per-channel
+weights placed by GPTQ, whose codes are not the fp32 weights' nearest levels, and the
+Conv/Gemm biases corrected for the rounding's mean shift), and a mixed
 plan of int8, int4, fp16 and fp32 layers), the test exports the QDQ model, checks it with the ONNX
 checker, runs it in ONNX Runtime (CPU, 2 threads) on the same preprocessed samples bitplan
 evaluates, and compares with bitplan's simulated predictions per sample:
@@ -201,7 +202,7 @@ def main():
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--plans", default="W8A8,W4A16,gptq,mixed",
                         help="which of the four plans (W4A16 = the W4gNA16 plan of each model, "
-                             "gptq = W3:gptq, 3-bit per-channel weights placed by GPTQ)")
+                             "gptq = W3:gptq+bc, 3-bit per-channel weights placed by GPTQ, biases corrected)")
     parser.add_argument("--latency", action="store_true")
     parser.add_argument("--report", default=None, help="write the results as JSON here")
     args = parser.parse_args()
@@ -235,7 +236,7 @@ def main():
         if "W4A16" in wanted:
             plans[f"W4g{group}A16"] = f"W4g{group}A16"
         if "gptq" in wanted:  # GPTQ's codes differ from round-to-nearest's: the export must carry them
-            plans["W3-gptq"] = "W3:gptq"
+            plans["W3-gptq-bc"] = "W3:gptq+bc"
         if "mixed" in wanted:
             plans["mixed"] = str(mixed_plan(args.bitplan, config, mwork, cache))
         for plan_name, plan in plans.items():

@@ -12,6 +12,7 @@
 #include "executor/evaluate.hpp"
 #include "executor/metrics.hpp"
 #include "executor/model.hpp"
+#include "executor/quant/bias_correction.hpp"
 #include "executor/quant/gptq.hpp"
 #include "executor/quant/simulate.hpp"
 #include "fashion_mnist.hpp"
@@ -390,4 +391,82 @@ TEST_CASE("GPTQ in the simulator: closer to fp32 than round-to-nearest, cached o
       CHECK(std::memcmp(tensor.raw(), other.raw(), tensor.nbytes()) == 0);
     }
   }
+}
+
+TEST_CASE("bias correction: the bias absorbs (W - Q)·E[x], exactly the mean shift on the data") {
+  // Gemm with transB, W [2, 3]; three input vectors with mean (1, 2, -1).
+  const Tensor weights = tensor_of({2, 3}, {0.50f, -0.25f, 1.0f, 0.3f, 0.7f, -0.9f});
+  const Layer l = linear_layer("Gemm", weights);
+  InputHessian h;
+  accumulate_input_hessian(l.graph, l.layer, tensor_of({3, 3}, {1, 2, -1, 0, 3, -2, 2, 1, 0}), h);
+  const Tensor quantized = tensor_of({2, 3}, {0.5f, 0.f, 1.f, 0.25f, 0.75f, -1.f});
+  const Tensor delta = bias_correction_delta(l.layer, weights, quantized, h);
+  // Row 0: (0, -0.25, 0)·(1, 2, -1) = -0.5; row 1: (0.05, -0.05, 0.1)·(1, 2, -1) = -0.15.
+  CHECK(delta.data<float>()[0] == doctest::Approx(-0.5));
+  CHECK(delta.data<float>()[1] == doctest::Approx(-0.15));
+  // Gemm C: absent -> Δ / beta as [N]; one value -> broadcast; [1, N] keeps its shape.
+  QuantizableLayer gemm = l.layer;
+  gemm.gemm_beta = 2.f;
+  const Tensor none = corrected_bias(gemm, nullptr, delta);
+  CHECK(none.dims() == Dims{2});
+  CHECK(none.data<float>()[1] == doctest::Approx(-0.075));
+  const Tensor row = tensor_of({1, 2}, {1.f, 2.f});
+  const Tensor corrected = corrected_bias(gemm, &row, delta);
+  CHECK(corrected.dims() == Dims{1, 2});
+  CHECK(corrected.data<float>()[0] == doctest::Approx(0.75));
+  CHECK(row.data<float>()[0] == 1.f);  // the model's bias is not changed in place
+  const Tensor column = tensor_of({2, 1}, {1.f, 2.f});
+  CHECK_THROWS_WITH_AS(corrected_bias(gemm, &column, delta),
+                       doctest::Contains("does not end in the 2 output channels"), Error);
+  // Which layers take it.
+  CHECK(!bias_correction_refusal("Conv", 1.f));
+  CHECK(bias_correction_refusal("Gemm", 0.f));
+  const auto matmul = bias_correction_refusal("MatMul", 1.f);
+  REQUIRE(matmul);
+  CHECK(matmul->find("separate Add") != std::string::npos);
+}
+
+TEST_CASE("bias correction in plans and the simulator") {
+  const LoadedModel vit = load_model(kSource / "models" / "fmnist_vit.onnx");
+  // Uniform shorthands correct the layers with a bias slot; a MatMul keeps its bias.
+  const QuantPlan plan = uniform_plan("W4A8:gptq+bc", vit.graph);
+  for (const auto& layer : quantizable_layers(vit.graph)) {
+    CAPTURE(layer.name);
+    CHECK(plan.layers.at(layer.name).method == WeightMethod::gptq);
+    CHECK(plan.layers.at(layer.name).bias_correction == (layer.op_type != "MatMul"));
+  }
+  CHECK(uniform_layer_quant("W8A8:bc").method == WeightMethod::rtn);
+  CHECK(uniform_layer_quant("W8A8:bc").bias_correction);
+  CHECK_THROWS_WITH_AS(uniform_layer_quant("W8A8:+bc"),
+                       doctest::Contains("unknown weight method ''"), Error);
+  test::TempDir dir;
+  save_plan(dir.path() / "plan.yaml", plan);
+  CHECK(plan_to_yaml(plan).find("bias_correction: true") != std::string::npos);
+  CHECK(load_plan(dir.path() / "plan.yaml", vit.graph, "").layers == plan.layers);
+
+  const auto dataset = testing::open_fashion_mnist_test();
+  if (!dataset) {
+    testing::skip(testing::kFashionMnistMissing);
+    return;
+  }
+  const auto calibration = select_indices({256, 3, 0}, dataset->size(), "calibration");
+  const auto validation = select_indices({2000, 3, 256}, dataset->size(), "validation");
+  const LoadedModel model = load_model(kSource / "models" / "fmnist_mobilenetv2.onnx");
+  const EvalResult fp32 = evaluate(model.graph, *dataset, validation, EvalOptions{64, true});
+  QuantSimulator simulator(model.graph, "mnv2", calibration_on(*dataset, calibration));
+  const auto kl_of = [&](const std::string& shorthand) {
+    const EvalResult r = evaluate(simulator.build(uniform_plan(shorthand, model.graph)), *dataset,
+                                  validation, EvalOptions{64, true});
+    return compare_outputs(fp32.logits, r.logits, fp32.classes).kl_divergence;
+  };
+  const double plain = kl_of("W4A8"), corrected = kl_of("W4A8:bc");
+  MESSAGE("fixture MobileNetV2 W4A8: KL to fp32 " << plain << ", with bias correction "
+                                                  << corrected);
+  CHECK(corrected < 0.9 * plain);
+  // Real execution carries the same corrected biases: it agrees with the simulation.
+  const QuantPlan bc = uniform_plan("W7A8:bc", model.graph);
+  const auto real = simulator.build_int8(bc);
+  const EvalResult sim = evaluate(simulator.build(bc), *dataset, validation, EvalOptions{64, true});
+  const EvalResult run = evaluate(real.graph, *dataset, validation, EvalOptions{64, true});
+  CHECK(compare_outputs(sim.logits, run.logits, sim.classes).top1_agreement >= 0.999);
 }
