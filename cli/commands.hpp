@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "cli/run_config.hpp"
+#include "executor/quant/equalize.hpp"
 #include "executor/quant/simulate.hpp"
 
 namespace bitplan {
@@ -43,7 +44,9 @@ bool needs_calibration(const QuantPlan& plan);
 // append to the model file's hash for plans, calibration caches and results: "+cle" when
 // equalized ("+cle-relu" with relu6_to_relu), else "", so the equalized model never shares
 // the original's caches.
-std::string prepare_fp32_model(Graph& graph, const QuantizationSection& quantization);
+// `report`, when given, receives the equalization's report.
+std::string prepare_fp32_model(Graph& graph, const QuantizationSection& quantization,
+                               EqualizationReport* report = nullptr);
 
 // Refuses a `batch` whose activations would not fit in memory (cli/values.hpp), estimated
 // from the model planned for one sample. `origin` names the flag or config key.

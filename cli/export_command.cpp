@@ -77,16 +77,12 @@ options)");
   if (config.model.empty()) fail(ErrorKind::usage, "export: give --config or --model");
   set_num_threads(config.evaluate.threads);
 
-  // The exporters rewrite the model file's layers the plan quantizes; an equalized model also
-  // changes biases and fp32 layers, which they do not write.
-  if (config.quantization.equalize)
-    fail_unsupported(
-        "exporting '{}' with quantization.equalize: true: the exporters rewrite only the "
-        "quantized layers of the original file, not the equalized biases and fp32 layers; "
-        "export a plan without equalization",
-        config.model.string());
   LoadedModel loaded = load_model(config.model);
-  const std::string hash = model_file_hash(config.model);
+  // With quantization.equalize the simulation runs the equalized model, and the export writes
+  // the layers and activations the pass changed (prepare_export).
+  EqualizationReport equalization;
+  const std::string hash = model_file_hash(config.model) +
+                           prepare_fp32_model(loaded.graph, config.quantization, &equalization);
   const QuantPlan plan = resolve_plan(plan_arg, calibration_method, loaded.graph, hash);
 
   // Calibration as `bitplan evaluate` does it: same samples, same cache.
@@ -99,7 +95,8 @@ options)");
     calibration = calibration_data(config.dataset, *dataset, cache_dir, config.evaluate.batch);
   }
   QuantSimulator simulator(loaded.graph, hash, std::move(calibration));
-  ExportModel exported = prepare_export(simulator, plan, config.model);
+  ExportModel exported = prepare_export(simulator, plan, config.model,
+                                        config.quantization.equalize ? &equalization : nullptr);
   exported.uint8_weights = vm.count("uint8-weights") != 0;
 
   const auto problems = export_problems(exported, format);

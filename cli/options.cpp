@@ -88,7 +88,8 @@ bool needs_calibration(const QuantPlan& plan) {
   });
 }
 
-std::string prepare_fp32_model(Graph& graph, const QuantizationSection& quantization) {
+std::string prepare_fp32_model(Graph& graph, const QuantizationSection& quantization,
+                               EqualizationReport* report_out) {
   if (!quantization.equalize) return "";
   EqualizeOptions options;
   options.relu6_to_relu = quantization.relu6_to_relu;
@@ -101,6 +102,7 @@ std::string prepare_fp32_model(Graph& graph, const QuantizationSection& quantiza
           ? ""
           : fmt::format(" (not converged: max |log s| {:.2e})", report.last_max_log_scale));
   for (const std::string& line : report.lines()) std::cerr << "  " << line << "\n";
+  if (report_out) *report_out = report;
   return quantization.relu6_to_relu ? "+cle-relu" : "+cle";
 }
 

@@ -22,6 +22,7 @@
 #include <string_view>
 #include <vector>
 
+#include "executor/quant/equalize.hpp"
 #include "executor/quant/simulate.hpp"
 
 namespace bitplan {
@@ -52,6 +53,12 @@ struct ExportLayer {
   // Bias correction (executor/quant/bias_correction.hpp) without a folded BatchNormalization:
   // the corrected bias, written in place of the model's (with one, folded_bias holds it).
   Tensor corrected_bias;
+  // Cross-layer equalization rescaled this layer (ExportModel::equalized): its bias from the
+  // equalized graph, written in place of the model's (with a folded BatchNormalization or bias
+  // correction, folded_bias / corrected_bias hold it), and with fp32 weights `weight` is
+  // written too.
+  bool rescaled = false;
+  Tensor equalized_bias;
   QuantParams weight_params;
   // Per element, what the stored format holds, as a float: integer/ternary the code
   // (q = clamp(round(w / scale) + zero_point)), floating and pow2 the value on the format's
@@ -70,6 +77,18 @@ struct ExportModel {
   QuantPlan plan;
   std::vector<ExportLayer> layers;        // quantized layers, in graph order
   std::vector<std::string> float_layers;  // quantizable layers the plan leaves in fp32
+  // Cross-layer equalization (executor/quant/equalize.hpp) ran on the graph the simulation
+  // uses: the layers it rescaled that the plan leaves in fp32, with their weights and bias as
+  // the equalized graph holds them (BatchNormalization folded when the import folded one),
+  // and the model file's values whose producer (a ReLU6 Clip) became a Relu.
+  struct FloatLayer {
+    std::string name;
+    Tensor weight, bias;  // bias empty when the layer has none
+    std::string folded_batchnorm;
+  };
+  bool equalized = false;
+  std::vector<FloatLayer> rescaled_float_layers;
+  std::vector<std::string> relu_outputs;
   // onnx-qdq: store int8-container weight codes as uint8 offset by 128 (zero point + 128):
   // the same values, but ONNX Runtime then runs its u8u8 integer kernels, which on x86 CPUs
   // without VNNI do not saturate 16-bit pair sums as its u8s8 kernels do (docs/export.md).
@@ -77,9 +96,13 @@ struct ExportModel {
 };
 
 // The plan's quantized layers with their parameters, from the simulator that evaluates the
-// plan (so calibration, caches and weight rounding are the simulation's own).
+// plan (so calibration, caches and weight rounding are the simulation's own). When the
+// simulator's fp32 graph was equalized, `equalization` is the pass's report: the layers it
+// names and the ReLU6 it replaced are written from the equalized graph (refused, naming the
+// layer, where the model file has no node to carry the change).
 ExportModel prepare_export(QuantSimulator& simulator, const QuantPlan& plan,
-                           const std::filesystem::path& model_path);
+                           const std::filesystem::path& model_path,
+                           const EqualizationReport* equalization = nullptr);
 
 // A layer's spec that a format cannot express.
 struct ExportProblem {

@@ -24,6 +24,9 @@
 // Layers whose BatchNormalization the import folded are written folded (codes of the folded
 // weights, the folded bias, no BatchNormalization node): the simulation quantized the
 // folded weights, and quantizing before the BatchNormalization would give other numbers.
+// After cross-layer equalization (ExportModel::equalized) every layer the pass rescaled,
+// quantized or fp32, gets the equalized graph's weights and bias (folded the same way), and
+// each ReLU6 Clip it replaced becomes a Relu, so the file computes the equalized model.
 #include <onnx/onnx_pb.h>
 
 #include <google/protobuf/io/coded_stream.h>
@@ -455,11 +458,23 @@ std::string ModelWriter::write() {
   proto_.set_ir_version(std::max<std::int64_t>(proto_.ir_version(), ir_version_for(target)));
 
   std::map<std::string, const ExportLayer*> by_name;
+  std::map<std::string, const ExportModel::FloatLayer*> rescaled_float;
   std::set<std::string> folded_batchnorms;
   for (const auto& l : model_.layers) {
     by_name[l.layer.name] = &l;
     if (!l.folded_batchnorm.empty()) folded_batchnorms.insert(l.folded_batchnorm);
   }
+  for (const auto& l : model_.rescaled_float_layers) {
+    rescaled_float[l.name] = &l;
+    if (!l.folded_batchnorm.empty()) folded_batchnorms.insert(l.folded_batchnorm);
+  }
+  const std::set<std::string> relu_outputs(model_.relu_outputs.begin(), model_.relu_outputs.end());
+  const auto set_bias = [&](onnx::NodeProto& node, const std::string& bias) {
+    if (node.input_size() < 3)
+      node.add_input(bias);
+    else
+      node.set_input(2, bias);
+  };
   std::map<std::string, std::string> batchnorm_output;  // folded BN name -> its output
   std::set<std::string> used_before;
   for (const auto& n : graph().node()) {
@@ -471,6 +486,30 @@ std::string ModelWriter::write() {
   std::set<std::string> written;
   for (const auto& original : graph().node()) {
     if (folded_batchnorms.count(original.name())) continue;
+    if (original.output_size() == 1 && relu_outputs.count(original.output(0))) {
+      // Cross-layer equalization replaced this ReLU6 (Clip) by a Relu (relu6_to_relu).
+      onnx::NodeProto& relu = nodes.emplace_back(original);
+      relu.set_op_type("Relu");
+      relu.mutable_input()->DeleteSubrange(1, relu.input_size() - 1);
+      relu.clear_attribute();
+      continue;
+    }
+    if (const auto f = rescaled_float.find(original.name()); f != rescaled_float.end()) {
+      // An fp32 layer cross-layer equalization rescaled: the equalized graph's weights and
+      // bias (BatchNormalization folded where the import folded it).
+      const ExportModel::FloatLayer& l = *f->second;
+      if (!written.insert(l.name).second)
+        fail_input("exporting '{}': two nodes are named '{}'; plans need unique node names", path,
+                   l.name);
+      onnx::NodeProto& node = nodes.emplace_back(original);
+      node.set_input(
+          1, add_float(l.name + "/weight_equalized", l.weight.dims(), l.weight.values<float>()));
+      if (!l.bias.empty())
+        set_bias(node,
+                 add_float(l.name + "/bias_equalized", l.bias.dims(), l.bias.values<float>()));
+      if (!l.folded_batchnorm.empty()) node.set_output(0, batchnorm_output.at(l.folded_batchnorm));
+      continue;
+    }
     const auto it = by_name.find(original.name());
     if (it == by_name.end()) {
       nodes.push_back(original);
@@ -481,35 +520,36 @@ std::string ModelWriter::write() {
       fail_input("exporting '{}': two nodes are named '{}'; plans need unique node names", path,
                  l.layer.name);
     onnx::NodeProto node = original;
-    if (l.quant.weights.format != FormatId::fp32 || !l.folded_batchnorm.empty()) {
+    if (l.quant.weights.format != FormatId::fp32 || !l.folded_batchnorm.empty() || l.rescaled) {
       if (l.quant.weights.format != FormatId::fp32) {
         node.set_input(1, weight_input(l, nodes));
       } else {
-        node.set_input(1, add_float(l.layer.name + "/weight_bnfolded", l.weight.dims(),
+        const std::string suffix = l.folded_batchnorm.empty() ? "equalized" : "bnfolded";
+        node.set_input(1, add_float(l.layer.name + "/weight_" + suffix, l.weight.dims(),
                                     l.weight.values<float>()));
       }
     }
     if (!l.folded_batchnorm.empty()) {
-      const std::string bias = add_float(l.layer.name + "/bias_bnfolded", l.folded_bias.dims(),
-                                         l.folded_bias.values<float>());
-      if (node.input_size() < 3)
-        node.add_input(bias);
-      else
-        node.set_input(2, bias);
+      set_bias(node, add_float(l.layer.name + "/bias_bnfolded", l.folded_bias.dims(),
+                               l.folded_bias.values<float>()));
       node.set_output(0, batchnorm_output.at(l.folded_batchnorm));
     }
-    if (!l.corrected_bias.empty()) {
-      const std::string bias = add_float(l.layer.name + "/bias_corrected", l.corrected_bias.dims(),
-                                         l.corrected_bias.values<float>());
-      if (node.input_size() < 3)
-        node.add_input(bias);
-      else
-        node.set_input(2, bias);
-    }
+    if (!l.corrected_bias.empty())
+      set_bias(node, add_float(l.layer.name + "/bias_corrected", l.corrected_bias.dims(),
+                               l.corrected_bias.values<float>()));
+    if (!l.equalized_bias.empty())
+      set_bias(node, add_float(l.layer.name + "/bias_equalized", l.equalized_bias.dims(),
+                               l.equalized_bias.values<float>()));
     if (l.quant.activations.format != FormatId::fp32)
       node.set_input(0, activation_input(l, original.input(0), nodes));
     nodes.push_back(std::move(node));
   }
+  for (const auto& l : model_.rescaled_float_layers)
+    if (!written.count(l.name))
+      fail_input(
+          "exporting '{}': layer '{}' that equalization rescaled is not a node of the "
+          "model file",
+          path, l.name);
   for (const auto& l : model_.layers)
     if (!written.count(l.layer.name))
       fail_input(

@@ -2,6 +2,7 @@
 // graph's FakeQuant nodes and fake-quantized weights) so every exporter writes what bitplan
 // measured.
 #include <algorithm>
+#include <set>
 
 #include "export/export.hpp"
 #include "ir/onnx_import.hpp"
@@ -53,6 +54,56 @@ std::string folded_batchnorm_of(const Graph& original, const Graph& simplified,
   return kept ? "" : readers[0]->name;
 }
 
+const Node* node_named(const Graph& graph, const std::string& name) {
+  const auto it = std::find_if(graph.nodes.begin(), graph.nodes.end(),
+                               [&](const Node& n) { return n.name == name; });
+  return it == graph.nodes.end() ? nullptr : &*it;
+}
+
+// A layer the plan leaves in fp32 that cross-layer equalization rescaled, as the equalized
+// graph holds it.
+ExportModel::FloatLayer rescaled_float_layer(const Graph& original, const Graph& graph,
+                                             const std::string& name,
+                                             const std::filesystem::path& model_path) {
+  const Node* node = node_named(graph, name);
+  const Node* in_file = node_named(original, name);
+  if (!node || !node->has_input(1) || !in_file || in_file->inputs.size() < 2)
+    fail_unsupported(
+        "exporting '{}' with cross-layer equalization: layer '{}' was rescaled but is not a "
+        "node with a weight input in the model file; export without quantization.equalize",
+        model_path.string(), name);
+  ExportModel::FloatLayer l;
+  l.name = name;
+  l.weight = *graph.initializer(node->inputs[1]);
+  if (node->has_input(2)) l.bias = *graph.initializer(node->inputs[2]);
+  l.folded_batchnorm = folded_batchnorm_of(original, graph, name);
+  return l;
+}
+
+// The model file's value whose producer, a Clip (ReLU6), cross-layer equalization replaced by
+// a Relu: the output of `name` in the equalized graph (a layer the import fused the Clip into,
+// or the Clip node itself), traced back through Identity nodes the import removed.
+std::string relu_output(const Graph& original, const Graph& graph, const std::string& name,
+                        const std::filesystem::path& model_path) {
+  const Node* node = node_named(graph, name);
+  std::string value = node && !node->outputs.empty() ? node->outputs[0] : "";
+  const Node* producer = nullptr;
+  for (int hops = 0; hops < 64 && !value.empty(); ++hops) {
+    const auto it = std::find_if(original.nodes.begin(), original.nodes.end(), [&](const Node& n) {
+      return std::find(n.outputs.begin(), n.outputs.end(), value) != n.outputs.end();
+    });
+    producer = it == original.nodes.end() ? nullptr : &*it;
+    if (!producer || !(producer->op_type == "Identity" || producer->op_type == "Dropout")) break;
+    value = producer->inputs.empty() ? "" : producer->inputs[0];
+  }
+  if (!producer || producer->op_type != "Clip" || producer->outputs.size() != 1)
+    fail_unsupported(
+        "exporting '{}' with relu6_to_relu: the ReLU6 replaced at '{}' is no Clip node of the "
+        "model file that the export could turn into a Relu; export without relu6_to_relu",
+        model_path.string(), name);
+  return value;
+}
+
 }  // namespace
 
 std::string_view export_format_name(ExportFormat format) {
@@ -73,7 +124,8 @@ std::string_view bitplan_version() {
 }
 
 ExportModel prepare_export(QuantSimulator& simulator, const QuantPlan& plan,
-                           const std::filesystem::path& model_path) {
+                           const std::filesystem::path& model_path,
+                           const EqualizationReport* equalization) {
   ExportModel model;
   model.model_path = model_path;
   model.model_hash = plan.model_hash;
@@ -82,6 +134,17 @@ ExportModel prepare_export(QuantSimulator& simulator, const QuantPlan& plan,
   const Graph original = load_onnx(model_path);
   // Unfused: every layer keeps its own FakeQuant node, named "<layer>/input_quant".
   const Graph simulated = simulator.build(plan, /*fuse=*/false);
+  // Layers cross-layer equalization rescaled (layer1 weights and bias, layer2 weights).
+  std::set<std::string> rescaled;
+  if (equalization) {
+    model.equalized = true;
+    for (const auto& p : equalization->equalized) {
+      rescaled.insert(p.first);
+      rescaled.insert(p.second);
+    }
+    for (const auto& name : equalization->relu6_replaced)
+      model.relu_outputs.push_back(relu_output(original, graph, name, model_path));
+  }
   for (const auto& layer : simulator.layers()) {
     const auto it = plan.layers.find(layer.name);
     if (it == plan.layers.end() || !it->second.quantized()) {
@@ -127,6 +190,9 @@ ExportModel prepare_export(QuantSimulator& simulator, const QuantPlan& plan,
       const Tensor& corrected = *simulated.initializer(simulated_node.inputs.at(2));
       (e.folded_batchnorm.empty() ? e.corrected_bias : e.folded_bias) = corrected;
     }
+    e.rescaled = rescaled.count(layer.name) != 0;
+    if (e.rescaled && e.folded_batchnorm.empty() && e.corrected_bias.empty() && node.has_input(2))
+      e.equalized_bias = *graph.initializer(node.inputs[2]);
     const FormatTraits& a = format_traits(e.quant.activations.format);
     if (a.has_scale() && !e.quant.dynamic) {
       const std::string fake_quant = layer.name + "/input_quant";
@@ -137,8 +203,12 @@ ExportModel prepare_export(QuantSimulator& simulator, const QuantPlan& plan,
       e.input_min = range.min;
       e.input_max = range.max;
     }
+    rescaled.erase(layer.name);
     model.layers.push_back(std::move(e));
   }
+  // What remains are rescaled layers the plan leaves in fp32.
+  for (const auto& name : rescaled)
+    model.rescaled_float_layers.push_back(rescaled_float_layer(original, graph, name, model_path));
   return model;
 }
 

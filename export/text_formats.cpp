@@ -75,6 +75,18 @@ std::string export_trt_precisions(const ExportModel& model) {
 
 std::string export_ort_overrides(const ExportModel& model) {
   json overrides = json::object();
+  // The overrides apply to the model file, which has none of equalization's rescaled weights.
+  for (const auto& l : model.layers)
+    if (l.rescaled)
+      fail_unsupported(
+          "exporting '{}' as ort-overrides: layer '{}' was quantized with cross-layer "
+          "equalization's rescaled weights, which the model file does not have; export onnx-qdq",
+          model.model_path.string(), l.layer.name);
+  if (!model.rescaled_float_layers.empty() || !model.relu_outputs.empty())
+    fail_unsupported(
+        "exporting '{}' as ort-overrides: cross-layer equalization changed fp32 layers or "
+        "ReLU6 activations the overrides cannot carry; export onnx-qdq",
+        model.model_path.string());
   for (const auto& l : model.layers) {
     if (!l.folded_batchnorm.empty())
       fail_unsupported(
@@ -116,6 +128,7 @@ std::string export_json(const ExportModel& model) {
                     {"format", w.name},         {"format_id", static_cast<int>(w.id)},
                     {"bits", w.bits},           {"shape", l.weight.dims()}};
     if (!l.folded_batchnorm.empty()) weights["folded_batchnorm"] = l.folded_batchnorm;
+    if (l.rescaled) weights["equalized"] = true;
     if (w.kind != FormatKind::none) {
       weights["granularity"] = granularity_name(l.weight_spec.granularity);
       if (l.weight_spec.granularity == Granularity::per_channel)
@@ -147,12 +160,19 @@ std::string export_json(const ExportModel& model) {
     entry["activations"] = std::move(activations);
     layers.push_back(std::move(entry));
   }
-  const json out = {{"bitplan_export", 1},
-                    {"bitplan_version", bitplan_version()},
-                    {"model", model.model_path.filename().string()},
-                    {"model_hash", model.model_hash},
-                    {"layers", layers},
-                    {"float_layers", model.float_layers}};
+  json out = {{"bitplan_export", 1},
+              {"bitplan_version", bitplan_version()},
+              {"model", model.model_path.filename().string()},
+              {"model_hash", model.model_hash},
+              {"layers", layers},
+              {"float_layers", model.float_layers}};
+  if (model.equalized) {
+    // The scales above are those of the equalized weights (onnx-qdq writes them).
+    json rescaled = json::array();
+    for (const auto& l : model.rescaled_float_layers) rescaled.push_back(l.name);
+    out["cross_layer_equalization"] = {{"rescaled_float_layers", rescaled},
+                                       {"relu6_replaced_outputs", model.relu_outputs}};
+  }
   return json_text(out, 2) + "\n";
 }
 
