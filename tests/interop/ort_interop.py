@@ -4,8 +4,10 @@
 For each fixture model (whose dataset is present) and plan (uniform W8A8, W4A16 with groups
 of 128 (16 for the MLP, whose 784 inputs 128 does not divide), W3:gptq+bc (3-bit per-channel
 weights placed by GPTQ, whose codes are not the fp32 weights' nearest levels, and the
-Conv/Gemm biases corrected for the rounding's mean shift), and a mixed
-plan of int8, int4, fp16 and fp32 layers), the test exports the QDQ model, checks it with the ONNX
+Conv/Gemm biases corrected for the rounding's mean shift), a mixed
+plan of int8, int4, fp16 and fp32 layers, and on the models with equalizable Conv pairs
+W8A8t-cle: per-tensor W8A8 (one layer fp32) run with quantization: {equalize: true, relu6_to_relu: true}, whose
+export carries cross-layer equalization's rescaled weights and biases and ReLU6 -> ReLU), the test exports the QDQ model, checks it with the ONNX
 checker, runs it in ONNX Runtime (CPU, 2 threads) on the same preprocessed samples bitplan
 evaluates, and compares with bitplan's simulated predictions per sample:
   target |top-1(ORT) - top-1(bitplan)| <= 0.05 pt and per-sample top-1 agreement >= 99.9 %
@@ -31,6 +33,7 @@ Manual:  python3 tests/interop/ort_interop.py --bitplan build/cli/bitplan \\
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -123,6 +126,34 @@ def mixed_plan(bitplan, config, work, cache):
     return path
 
 
+# Models with Conv/Gemm pairs that cross-layer equalization rescales (MobileNetV2 through
+# relu6_to_relu): the "cle" plan exports and evaluates them with an equalizing config.
+CLE_MODELS = ("fmnist_mobilenetv2", "fmnist_resnet")
+
+
+def cle_config(config, work):
+    """A copy of `config` in `work` with quantization: {equalize: true, relu6_to_relu: true}
+    and its relative paths (resolved against the config's folder) made absolute."""
+    text = re.sub(r"(?<=[\s:\[,])\.\./", str(config.parent) + "/../", config.read_text())
+    path = work / "cle.yaml"
+    path.write_text(text + "\nquantization: {equalize: true, relu6_to_relu: true}\n")
+    return path
+
+
+def cle_plan(bitplan, config, work, cache):
+    """Per-tensor W8A8 (the weights CLE helps most) with the second layer in fp32, so the export
+    also writes a rescaled fp32 layer's weights."""
+    layers_json = work / "cle_layers.json"
+    run([bitplan, "export", "--config", config, "--plan", "W8A8", "--format", "json", "--output", layers_json,
+         "--force", "--cache-dir", cache])
+    second = json.loads(layers_json.read_text())["layers"][1]["name"]
+    path = work / "cle_plan.yaml"
+    path.write_text("bitplan_plan: 1\n"
+                    "defaults: {weights: int8/tensor/sym, activations: uint8/tensor/asym}\n"
+                    f"layers:\n  {json.dumps(second)}: fp32\n")
+    return path
+
+
 def ort_session(path, optimized):
     import onnxruntime as ort
     options = ort.SessionOptions()
@@ -200,9 +231,11 @@ def main():
     parser.add_argument("--venv", default=str(SOURCE / "build" / "interop-venv"))
     parser.add_argument("--count", type=int, default=2000)
     parser.add_argument("--models", default=",".join(MODELS))
-    parser.add_argument("--plans", default="W8A8,W4A16,gptq,mixed",
-                        help="which of the four plans (W4A16 = the W4gNA16 plan of each model, "
-                             "gptq = W3:gptq+bc, 3-bit per-channel weights placed by GPTQ, biases corrected)")
+    parser.add_argument("--plans", default="W8A8,W4A16,gptq,mixed,cle",
+                        help="which of the five plans (W4A16 = the W4gNA16 plan of each model, "
+                             "gptq = W3:gptq+bc, 3-bit per-channel weights placed by GPTQ, biases corrected, "
+                             "cle = per-tensor W8A8 with cross-layer equalization and relu6_to_relu, "
+                             "on " + ", ".join(CLE_MODELS) + ")")
     parser.add_argument("--latency", action="store_true")
     parser.add_argument("--report", default=None, help="write the results as JSON here")
     args = parser.parse_args()
@@ -239,15 +272,19 @@ def main():
             plans["W3-gptq-bc"] = "W3:gptq+bc"
         if "mixed" in wanted:
             plans["mixed"] = str(mixed_plan(args.bitplan, config, mwork, cache))
-        for plan_name, plan in plans.items():
+        plans = {name: (plan, config) for name, plan in plans.items()}
+        if "cle" in wanted and model in CLE_MODELS:  # the export must carry CLE's rescaled model
+            equalizing = cle_config(config, mwork)
+            plans["W8A8t-cle"] = (str(cle_plan(args.bitplan, equalizing, mwork, cache)), equalizing)
+        for plan_name, (plan, plan_config) in plans.items():
             exported = mwork / f"{plan_name}.onnx"
             exported_u8 = mwork / f"{plan_name}.u8.onnx"
             for path, extra in ((exported, []), (exported_u8, ["--uint8-weights"])):
-                run([args.bitplan, "export", "--config", config, "--plan", plan, "--format", "onnx-qdq",
+                run([args.bitplan, "export", "--config", plan_config, "--plan", plan, "--format", "onnx-qdq",
                      "--output", path, "--force", "--cache-dir", cache] + extra)
                 onnx.checker.check_model(onnx.load(str(path)), full_check=True)
             predictions_path = mwork / f"{plan_name}.bitplan.npy"
-            run([args.bitplan, "evaluate", "--config", config, "--plan", plan, "--count", args.count,
+            run([args.bitplan, "evaluate", "--config", plan_config, "--plan", plan, "--count", args.count,
                  "--threads", 2, "--cache-dir", cache, "--predictions", predictions_path, "--json"])
             simulated = np.load(predictions_path)
             row = {"model": model, "plan": plan_name, "samples": len(labels),
