@@ -69,6 +69,14 @@ GroupFactor factor_group(std::span<const float> hessian, std::int64_t k, const G
   Eigen::MatrixXd h(k, k);
   for (std::int64_t a = 0; a < k; ++a)
     for (std::int64_t b = 0; b < k; ++b) h(a, b) = hessian[static_cast<std::size_t>(a * k + b)];
+  if (!h.allFinite()) {
+    f.rtn_fallback = true;
+    if (warning)
+      *warning =
+          "the input Hessian has non-finite values (NaN or Inf activations on the calibration "
+          "data); rounded to nearest";
+    return f;
+  }
   // Columns no input reaches: a unit diagonal, so they round to nearest and pass nothing on.
   for (std::int64_t i = 0; i < k; ++i)
     if (!(h(i, i) > 0)) {
@@ -91,16 +99,21 @@ GroupFactor factor_group(std::span<const float> hessian, std::int64_t k, const G
   std::vector<double> dampings = {options.damping};
   for (double lambda = 0.01; lambda <= 1.0 + 1e-12; lambda *= 10)
     if (lambda > options.damping) dampings.push_back(lambda);
+  // U without forming H⁻¹: with J the reversal (J X J reverses rows and columns), factor
+  // J H J = L Lᵀ; then H = (J L J)(J L J)ᵀ with J L J upper, so
+  //   H⁻¹ = (J L J)⁻ᵀ (J L J)⁻¹,  U = (J L J)⁻¹ = J L⁻¹ J,
+  // upper with a positive diagonal: one Cholesky and one triangular inverse (2/3 K³) instead
+  // of a Cholesky, an inverse and a second Cholesky (about 8/3 K³).
   for (const double lambda : dampings) {
-    Eigen::MatrixXd damped = permuted;
+    Eigen::MatrixXd damped = permuted.reverse();
     damped.diagonal().array() += lambda * mean_diagonal;
     const Eigen::LLT<Eigen::MatrixXd> llt(damped);
     if (llt.info() == Eigen::Success) {
-      const Eigen::MatrixXd inverse = llt.solve(Eigen::MatrixXd::Identity(k, k));
-      const Eigen::LLT<Eigen::MatrixXd> inverse_llt(inverse);
-      if (inverse_llt.info() == Eigen::Success &&
-          inverse_llt.matrixU().toDenseMatrix().allFinite()) {
-        f.u = inverse_llt.matrixU();
+      Eigen::MatrixXd lower_inverse = Eigen::MatrixXd::Identity(k, k);
+      llt.matrixL().solveInPlace(lower_inverse);
+      if (lower_inverse.allFinite()) {
+        f.u = lower_inverse.reverse();
+        f.u.triangularView<Eigen::StrictlyLower>().setZero();
         f.u_float = f.u.cast<float>();
         if (lambda != options.damping && warning)
           *warning =
