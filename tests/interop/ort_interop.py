@@ -26,7 +26,7 @@ It makes its own virtual environment (python3 -m venv; pip install of the PINNED
 and exits 77 (ctest SKIP_RETURN_CODE) with the reason when python3's venv or PyPI is not
 available. --latency also times fp32 vs the exported W8A8 model at batch 1 and 64.
 
-CI:      ctest --test-dir build -L interop          (2,000 samples per model)
+CI:      ctest --test-dir build -L interop          (1,000 samples per model: CI time)
 Manual:  python3 tests/interop/ort_interop.py --bitplan build/cli/bitplan \\
            --dump build/tests/bitplan_interop_dump_samples --count 10000 --latency
 """
