@@ -45,8 +45,11 @@ examples:
 options)");
   std::string config_path, model, plan_arg, format_name, output, nearest_path;
   std::string calibration_method = "minmax", cache_dir = default_cache_dir();
+  std::vector<std::string> sets;
   desc.add_options()("help,h", "show this help")("config", po::value(&config_path),
                                                  "run config (YAML): model and calibration data")(
+      "set", po::value(&sets)->composing(),
+      "override a config field: KEY=VALUE (repeatable; e.g. quantization.equalize=true)")(
       "model", po::value(&model), "ONNX model (overrides the config's)")(
       "plan", po::value(&plan_arg),
       "plan YAML file or uniform plan (W8A8, W4A16, W4g128A16, fp32...)")(
@@ -71,8 +74,10 @@ options)");
   // A device or FIFO as the output is refused before the work (write_export checks the rest).
   for (const auto& path : export_outputs(format, output)) check_output_target(path);
   if (!nearest_path.empty()) check_output_target(nearest_path);
+  if (!sets.empty() && config_path.empty())
+    fail(ErrorKind::usage, "export: --set overrides fields of a --config; give one");
   RunConfig config;
-  if (!config_path.empty()) config = load_run_config(config_path);
+  if (!config_path.empty()) config = load_run_config(config_path, sets);
   if (!model.empty()) config.model = model;
   if (config.model.empty()) fail(ErrorKind::usage, "export: give --config or --model");
   set_num_threads(config.evaluate.threads);

@@ -374,10 +374,12 @@ in --cache-dir.
 options)");
   std::string config_path, model, images, labels, format, mean, std_dev, plan_arg,
       calibration = "minmax", save_plan_path, predictions_path, metric;
-  std::vector<std::string> named_inputs;
+  std::vector<std::string> named_inputs, sets;
   std::string cache_dir = default_cache_dir();
   desc.add_options()("help,h", "show this help")("config", po::value(&config_path),
                                                  "run config (YAML)")(
+      "set", po::value(&sets)->composing(),
+      "override a config field: KEY=VALUE (repeatable; e.g. dataset.calibration.count=32)")(
       "model", po::value(&model), "ONNX model (overrides the config's)")(
       "images", po::value(&images), "images: IDX/NPY file or image folder")(
       "input", po::value(&named_inputs)->composing(),
@@ -416,8 +418,10 @@ options)");
     std::cout << desc << "\n";
     return 0;
   }
+  if (!sets.empty() && config_path.empty())
+    fail(ErrorKind::usage, "evaluate: --set overrides fields of a --config; give one");
   RunConfig config;
-  if (!config_path.empty()) config = load_run_config(config_path);
+  if (!config_path.empty()) config = load_run_config(config_path, sets);
   if (!model.empty()) config.model = model;
   if (!images.empty() && !named_inputs.empty())
     fail(ErrorKind::usage, "evaluate: --images and --input exclude each other");

@@ -50,6 +50,24 @@ TEST_CASE("evaluate the default config on a Fashion-MNIST subset") {
   CHECK(std::stod(r.output.substr(pos + 8)) > 0.8);
 }
 
+TEST_CASE("evaluate and export take --set overrides of the config, checked like the file") {
+  const std::string config = (kSource / "configs/fmnist_mlp.yaml").string();
+  const Result bad = run("evaluate --config " + config + " --set evaluate.batch=abc");
+  CHECK(bad.exit_code == 3);
+  CHECK(contains(bad.output, "(from --set evaluate.batch=abc)"));
+  CHECK(run("evaluate --set evaluate.batch=8").exit_code == 2);  // nothing to override
+  CHECK(run("export --set evaluate.batch=8 --plan W8 --format json --output x.json").exit_code ==
+        2);
+  if (!fs::exists(kFashionImages)) {
+    bitplan::testing::skip(kFashionMissing);
+    return;
+  }
+  const Result r =
+      run("evaluate --config " + config + " --set dataset.validation.count=100 --plan W4:gptq");
+  CHECK(r.exit_code == 0);
+  CHECK(contains(r.output, "samples  100"));
+}
+
 TEST_CASE("bad input: one clear message and a non-zero exit code") {
   SUBCASE("unknown command and flags are usage errors") {
     CHECK(run("frobnicate").exit_code == 2);
