@@ -47,7 +47,11 @@ struct ExportLayer {
   // The float weights the simulation quantized: the model's own, or with a BatchNormalization
   // folded in when the import folded one into this layer (then `folded_batchnorm` names it
   // and `folded_bias` holds the folded bias).
+  // With a method that scales the layer's input (awq), the weights with the scales absorbed
+  // (the simulation's method_float_weight), and `input_scale` holds what the input is
+  // multiplied by first, 1/s per input channel.
   Tensor weight;
+  std::vector<float> input_scale;
   std::string folded_batchnorm;
   Tensor folded_bias;
   // Bias correction (executor/quant/bias_correction.hpp) without a folded BatchNormalization:
@@ -112,6 +116,9 @@ struct ExportProblem {
   std::string why;
   QuantSpec nearest;             // the nearest spec the format expresses
   bool nearest_dynamic = false;  // activations: whether `nearest` keeps a run-time range
+  // weights: the format cannot carry the plan's weight method or bias correction, so the
+  // nearest plan rounds to nearest without correction.
+  bool nearest_drops_method = false;
 };
 std::vector<ExportProblem> export_problems(const ExportModel& model, ExportFormat format);
 

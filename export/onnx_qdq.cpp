@@ -540,8 +540,22 @@ std::string ModelWriter::write() {
     if (!l.equalized_bias.empty())
       set_bias(node, add_float(l.layer.name + "/bias_equalized", l.equalized_bias.dims(),
                                l.equalized_bias.values<float>()));
+    std::string input = original.input(0);
+    if (!l.input_scale.empty()) {
+      // A method that scales the layer's input (awq): x · (1/s) per input channel, as the
+      // simulation's Mul computes it, before any quantization of the input.
+      const auto k = static_cast<std::int64_t>(l.input_scale.size());
+      const std::string prefix = l.layer.name + "/input_scaling";
+      add_node(nodes, prefix, "Mul",
+               {input, add_float(prefix + "_inverse_scale",
+                                 l.layer.input_reduction_axis == 0 ? Dims{k, 1} : Dims{k},
+                                 l.input_scale)},
+               {prefix + "_output"});
+      input = prefix + "_output";
+      node.set_input(0, input);
+    }
     if (l.quant.activations.format != FormatId::fp32)
-      node.set_input(0, activation_input(l, original.input(0), nodes));
+      node.set_input(0, activation_input(l, input, nodes));
     nodes.push_back(std::move(node));
   }
   for (const auto& l : model_.rescaled_float_layers)

@@ -172,6 +172,8 @@ ExportModel prepare_export(QuantSimulator& simulator, const QuantPlan& plan,
     const Node& simulated_node = *std::find_if(simulated.nodes.begin(), simulated.nodes.end(),
                                                [&](const Node& n) { return n.name == layer.name; });
     if (e.quant.weights.format != FormatId::fp32) {
+      e.weight = simulator.method_float_weight(layer, e.quant);
+      e.input_scale = inverse_input_scale(simulator.input_scale(layer, e.quant));
       const FormatTraits& f = format_traits(e.quant.weights.format);
       e.weight_params = choose_weight_params(e.weight_spec, e.weight, layer.reduction_axis);
       e.simulated_weight = *simulated.initializer(simulated_node.inputs[1]);

@@ -13,7 +13,8 @@ namespace {
 struct Refusal {
   std::string why;
   QuantSpec nearest;
-  bool nearest_dynamic = false;  // activations: `nearest` keeps a run-time range
+  bool nearest_dynamic = false;       // activations: `nearest` keeps a run-time range
+  bool nearest_drops_method = false;  // weights: the nearest plan rounds to nearest
 };
 using Verdict = std::optional<Refusal>;
 
@@ -204,6 +205,23 @@ Verdict ort_weights(const LayerQuant& q) {
   }
 }
 
+// ONNX Runtime's quantizer computes the codes itself, by rounding to nearest, and keeps the
+// model's bias and input: a weight method's other levels (gptq), a corrected bias or an
+// input scaling (awq) would be lost. onnx-qdq writes them.
+Verdict ort_weight_method(const LayerQuant& q) {
+  const bool method = q.method != WeightMethod::rtn;
+  if (q.weights.format == FormatId::fp32 || (!method && !q.bias_correction)) return std::nullopt;
+  return Refusal{
+      fmt::format("onnxruntime.quantization rounds the weights to nearest itself and keeps the "
+                  "model's bias and input, so the plan's {} would be lost (onnx-qdq writes it)",
+                  method && q.bias_correction
+                      ? fmt::format("{} weights and bias correction",
+                                    weight_method_traits(q.method).name)
+                  : method ? fmt::format("{} weights", weight_method_traits(q.method).name)
+                           : std::string("bias correction")),
+      q.weights, false, true};
+}
+
 Verdict ort_activations(const LayerQuant& q) {
   const QuantSpec& s = q.activations;
   const FormatTraits& f = format_traits(s.format);
@@ -258,6 +276,9 @@ std::vector<ExportProblem> export_problems(const ExportModel& model, ExportForma
         break;
       case ExportFormat::ort_overrides: {
         weights = ort_weights(l.quant);
+        if (!weights) weights = ort_weight_method(l.quant);
+        if (weights && l.quant.method != WeightMethod::rtn) weights->nearest_drops_method = true;
+        if (weights && l.quant.bias_correction) weights->nearest_drops_method = true;
         activations = ort_activations(l.quant);
         // Overrides are per tensor name: layers sharing a tensor must quantize it alike.
         for (const auto& [tensor, is_activation] :
@@ -281,8 +302,8 @@ std::vector<ExportProblem> export_problems(const ExportModel& model, ExportForma
         break;
     }
     if (weights)
-      problems.push_back(
-          {l.layer.name, "weights", spec_text(l.quant, false), weights->why, weights->nearest});
+      problems.push_back({l.layer.name, "weights", spec_text(l.quant, false), weights->why,
+                          weights->nearest, false, weights->nearest_drops_method});
     if (activations)
       problems.push_back({l.layer.name, "activations", spec_text(l.quant, true), activations->why,
                           activations->nearest, activations->nearest_dynamic});
@@ -297,6 +318,10 @@ QuantPlan nearest_expressible_plan(const QuantPlan& plan,
     LayerQuant& q = out.layers.at(p.layer);
     if (p.tensor == "weights") {
       q.weights = p.nearest;
+      if (p.nearest_drops_method) {
+        q.method = WeightMethod::rtn;
+        q.bias_correction = false;
+      }
     } else {
       q.activations = p.nearest;
       q.dynamic = p.nearest_dynamic;

@@ -142,6 +142,10 @@ std::string export_json(const ExportModel& model) {
       weights["zero_point"] = l.weight_params.zero_point;
       weights["codebook"] = l.weight_params.codebook;
     }
+    if (w.kind != FormatKind::none) {
+      weights["method"] = weight_method_traits(l.quant.method).name;
+      weights["bias_correction"] = l.quant.bias_correction;
+    }
     entry["weights"] = std::move(weights);
     const FormatTraits& a = format_traits(l.quant.activations.format);
     json activations = {{"tensor", l.model_input}, {"spec", to_string(l.quant.activations)},
@@ -157,6 +161,8 @@ std::string export_json(const ExportModel& model) {
       activations["qmin"] = a.qmin;
       activations["qmax"] = a.qmax;
     }
+    // awq: the input is multiplied by these (1/s per input channel) before anything else.
+    if (!l.input_scale.empty()) activations["input_multiplier"] = l.input_scale;
     entry["activations"] = std::move(activations);
     layers.push_back(std::move(entry));
   }

@@ -4,6 +4,7 @@
 
 #include <Eigen/Dense>
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <set>
 
@@ -84,15 +85,33 @@ void conv_window_vector(const ConvView& v, const float* sample, std::int64_t g,
   }
 }
 
+// One group's accumulators, [K x K] and [K] each.
+struct GroupSums {
+  float* h;
+  double* sums;
+  double* abs_sums;
+  float* max_abs;
+};
+
+GroupSums group_sums(InputHessian& h, std::int64_t g) {
+  const std::int64_t k = h.size;
+  return {h.values.data() + g * k * k, h.sums.data() + g * k, h.abs_sums.data() + g * k,
+          h.max_abs.data() + g * k};
+}
+
 // H += Xᵀ X for `count` row-major rows of length K (the lower triangle by a rank update,
-// then mirrored: H stays symmetric between calls).
-void add_rows(const float* rows, std::int64_t count, std::int64_t k, float* h, double* sums) {
+// then mirrored: H stays symmetric between calls), and the column sums of X, |X| and max |X|.
+void add_rows(const float* rows, std::int64_t count, std::int64_t k, const GroupSums& to) {
   if (count == 0) return;
   const Eigen::Map<const RowMajorMatrix> x(rows, count, k);
-  Eigen::Map<Eigen::MatrixXf> hm(h, k, k);
+  Eigen::Map<Eigen::MatrixXf> hm(to.h, k, k);
   hm.selfadjointView<Eigen::Lower>().rankUpdate(x.transpose());
   hm.triangularView<Eigen::StrictlyUpper>() = hm.transpose();
-  Eigen::Map<Eigen::VectorXd>(sums, k) += x.colwise().sum().transpose().cast<double>();
+  Eigen::Map<Eigen::VectorXd>(to.sums, k) += x.colwise().sum().transpose().cast<double>();
+  Eigen::Map<Eigen::VectorXd>(to.abs_sums, k) +=
+      x.cwiseAbs().colwise().sum().transpose().cast<double>();
+  Eigen::Map<Eigen::VectorXf> max_abs(to.max_abs, k);
+  max_abs = max_abs.cwiseMax(x.cwiseAbs().colwise().maxCoeff().transpose());
 }
 
 // The input as [outer, K, inner] around the axis the layer reduces over.
@@ -120,6 +139,8 @@ void size_hessian(InputHessian& h, std::int64_t groups, std::int64_t k, const st
     h.size = k;
     h.values.assign(static_cast<std::size_t>(groups * k * k), 0.f);
     h.sums.assign(static_cast<std::size_t>(groups * k), 0.0);
+    h.abs_sums.assign(static_cast<std::size_t>(groups * k), 0.0);
+    h.max_abs.assign(static_cast<std::size_t>(groups * k), 0.f);
   } else if (h.groups != groups || h.size != k) {
     fail_input(
         "collecting the input Hessian of layer '{}': a batch gives {} group(s) of {} "
@@ -128,7 +149,8 @@ void size_hessian(InputHessian& h, std::int64_t groups, std::int64_t k, const st
   }
 }
 
-constexpr char kMagic[8] = {'B', 'P', 'H', 'E', 'S', 'S', '2', '\0'};  // 2: with the sums
+// 3: with the sums of x and |x| and max |x|
+constexpr char kMagic[8] = {'B', 'P', 'H', 'E', 'S', 'S', '3', '\0'};
 
 }  // namespace
 
@@ -171,18 +193,17 @@ void accumulate_input_hessian(const Graph& graph, const QuantizableLayer& layer,
       std::vector<float> chunk(
           static_cast<std::size_t>(std::min(kChunkRows, batch * positions) * k));
       for (std::int64_t g = g0; g < g1; ++g) {
-        float* hg = h.values.data() + g * k * k;
-        double* sg = h.sums.data() + g * k;
+        const GroupSums to = group_sums(h, g);
         std::int64_t filled = 0;
         for (std::int64_t n = 0; n < batch; ++n)
           for (std::int64_t p = 0; p < positions; ++p) {
             conv_window_vector(v, x + n * sample_size, g, p, chunk.data() + filled * k);
             if (++filled == kChunkRows) {
-              add_rows(chunk.data(), filled, k, hg, sg);
+              add_rows(chunk.data(), filled, k, to);
               filled = 0;
             }
           }
-        add_rows(chunk.data(), filled, k, hg, sg);
+        add_rows(chunk.data(), filled, k, to);
       }
     });
     h.vectors += batch * positions;
@@ -192,14 +213,14 @@ void accumulate_input_hessian(const Graph& graph, const QuantizableLayer& layer,
   size_hessian(h, 1, v.k, layer.name);
   if (v.inner == 1) {
     for (std::int64_t r = 0; r < v.outer; r += kChunkRows)
-      add_rows(x + r * v.k, std::min(kChunkRows, v.outer - r), v.k, h.values.data(), h.sums.data());
+      add_rows(x + r * v.k, std::min(kChunkRows, v.outer - r), v.k, group_sums(h, 0));
   } else {  // Gemm with transA: A [K, M], each column a vector
     rows.resize(static_cast<std::size_t>(v.inner * v.k));
     for (std::int64_t o = 0; o < v.outer; ++o) {
       for (std::int64_t i = 0; i < v.inner; ++i)
         for (std::int64_t d = 0; d < v.k; ++d)
           rows[static_cast<std::size_t>(i * v.k + d)] = x[(o * v.k + d) * v.inner + i];
-      add_rows(rows.data(), v.inner, v.k, h.values.data(), h.sums.data());
+      add_rows(rows.data(), v.inner, v.k, group_sums(h, 0));
     }
   }
   h.vectors += v.outer * v.inner;
@@ -240,10 +261,16 @@ InputHessian input_hessian_reference(const Graph& graph, const QuantizableLayer&
   }
   std::vector<double> sums(static_cast<std::size_t>(h.groups * h.size * h.size), 0.0);
   h.sums.assign(static_cast<std::size_t>(h.groups * h.size), 0.0);
+  h.abs_sums.assign(static_cast<std::size_t>(h.groups * h.size), 0.0);
+  h.max_abs.assign(static_cast<std::size_t>(h.groups * h.size), 0.f);
   for (std::size_t i = 0; i < vectors.size(); ++i)
-    for (std::int64_t a = 0; a < h.size; ++a)
-      h.sums[static_cast<std::size_t>(group_of[i] * h.size + a)] +=
-          vectors[i][static_cast<std::size_t>(a)];
+    for (std::int64_t a = 0; a < h.size; ++a) {
+      const auto at = static_cast<std::size_t>(group_of[i] * h.size + a);
+      const float v = vectors[i][static_cast<std::size_t>(a)];
+      h.sums[at] += v;
+      h.abs_sums[at] += std::fabs(v);
+      h.max_abs[at] = std::max(h.max_abs[at], std::fabs(v));
+    }
   for (std::size_t i = 0; i < vectors.size(); ++i)
     for (std::int64_t a = 0; a < h.size; ++a)
       for (std::int64_t b = 0; b < h.size; ++b)
@@ -289,6 +316,9 @@ void write_input_hessian(const fs::path& path, const InputHessian& h) {
     bytes.append(reinterpret_cast<const char*>(&v), sizeof v);
   bytes.append(reinterpret_cast<const char*>(h.values.data()), h.values.size() * sizeof(float));
   bytes.append(reinterpret_cast<const char*>(h.sums.data()), h.sums.size() * sizeof(double));
+  bytes.append(reinterpret_cast<const char*>(h.abs_sums.data()),
+               h.abs_sums.size() * sizeof(double));
+  bytes.append(reinterpret_cast<const char*>(h.max_abs.data()), h.max_abs.size() * sizeof(float));
   write_file_atomic(path, bytes);
 }
 
@@ -308,13 +338,21 @@ InputHessian read_input_hessian(const fs::path& path) {
   const auto values = static_cast<std::size_t>(h.groups * h.size * h.size);
   const auto sums = static_cast<std::size_t>(h.groups * h.size);
   if (h.groups < 1 || h.groups > (1 << 20) || h.size < 1 || h.size > (1 << 20) || h.vectors < 0 ||
-      bytes.size() != header + values * sizeof(float) + sums * sizeof(double))
+      bytes.size() != header + (values + sums) * sizeof(float) + 2 * sums * sizeof(double))
     damaged(fmt::format("{} group(s) of size {} do not match the file's {} bytes", h.groups, h.size,
                         bytes.size()));
   h.values.resize(values);
   h.sums.resize(sums);
-  std::memcpy(h.values.data(), bytes.data() + header, values * sizeof(float));
-  std::memcpy(h.sums.data(), bytes.data() + header + values * sizeof(float), sums * sizeof(double));
+  h.abs_sums.resize(sums);
+  h.max_abs.resize(sums);
+  const char* at = bytes.data() + header;
+  for (const auto& [to, size] : {std::pair<void*, std::size_t>{h.values.data(), values * sizeof(float)},
+                                 {h.sums.data(), sums * sizeof(double)},
+                                 {h.abs_sums.data(), sums * sizeof(double)},
+                                 {h.max_abs.data(), sums * sizeof(float)}}) {
+    std::memcpy(to, at, size);
+    at += size;
+  }
   return h;
 }
 

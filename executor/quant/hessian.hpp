@@ -34,10 +34,18 @@ struct InputHessian {
   // [groups][size]: Σ x over the same vectors, so sums / vectors is the mean input vector
   // that bias correction (methods.hpp) multiplies the weights' rounding error with.
   std::vector<double> sums;
+  // [groups][size]: Σ |x| and max |x| over the same vectors: the per-channel input magnitudes
+  // that activation-aware scaling (AWQ, awq.hpp) weighs input channels by.
+  std::vector<double> abs_sums;
+  std::vector<float> max_abs;
 
   std::span<const double> group_sums(std::int64_t g) const {
     return std::span<const double>(sums).subspan(static_cast<std::size_t>(g * size),
                                                  static_cast<std::size_t>(size));
+  }
+  std::span<const double> group_abs_sums(std::int64_t g) const {
+    return std::span<const double>(abs_sums).subspan(static_cast<std::size_t>(g * size),
+                                                     static_cast<std::size_t>(size));
   }
   std::span<const float> group(std::int64_t g) const {
     return std::span<const float>(values).subspan(static_cast<std::size_t>(g * size * size),
@@ -68,7 +76,7 @@ std::map<std::string, InputHessian> collect_input_hessians(
     const Graph& graph, const Dataset& dataset, std::span<const std::int64_t> indices,
     const std::vector<QuantizableLayer>& layers, std::int64_t batch);
 
-// Disk cache (binary: magic, groups, size, vectors, values, sums). read fails (invalid input) on a
+// Disk cache (binary: magic, groups, size, vectors, values, sums, abs_sums, max_abs). read fails (invalid input) on a
 // damaged file, naming it.
 void write_input_hessian(const std::filesystem::path& path, const InputHessian& h);
 InputHessian read_input_hessian(const std::filesystem::path& path);

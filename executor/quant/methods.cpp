@@ -9,11 +9,14 @@
 namespace bitplan {
 namespace {
 
-constexpr std::array<WeightMethodTraits, 2> kMethods = {{
-    {WeightMethod::rtn, "rtn", 1, false, "round each weight to its nearest level"},
-    {WeightMethod::gptq, "gptq", 1, true,
+constexpr std::array<WeightMethodTraits, 3> kMethods = {{
+    {WeightMethod::rtn, "rtn", 1, false, false, "round each weight to its nearest level"},
+    {WeightMethod::gptq, "gptq", 1, true, false,
      "GPTQ: round column by column, compensating each error through the inverse Hessian of "
      "the layer's input"},
+    {WeightMethod::awq, "awq", 1, true, true,
+     "AWQ: scale each input channel's weights by a searched power of its mean input magnitude "
+     "before rounding, and divide the layer's input by the same"},
 }};
 
 constexpr bool method_ids_pinned() {
@@ -63,6 +66,29 @@ std::optional<std::string> weight_method_refusal(WeightMethod method, const Quan
         : f.kind == FormatKind::codebook ? "codebook"
                                          : "power-of-two");
   return std::nullopt;
+}
+
+std::optional<std::string> method_activation_refusal(WeightMethod method,
+                                                     const QuantSpec& activations) {
+  if (!weight_method_traits(method).scales_inputs) return std::nullopt;
+  if (activations.format == FormatId::fp32 || activations.format == FormatId::fp16 ||
+      activations.format == FormatId::bf16)
+    return std::nullopt;
+  return fmt::format(
+      "{} is weight-only: it divides the layer's input by per-channel scales, and activations "
+      "'{}' would quantize that scaled input, whose range calibration never saw (use A16/A32 "
+      "activations)",
+      weight_method_traits(method).name, to_string(activations));
+}
+
+std::optional<std::string> weight_method_layer_refusal(WeightMethod method,
+                                                       std::string_view op_type) {
+  if (!weight_method_traits(method).scales_inputs || op_type == "Gemm" || op_type == "MatMul")
+    return std::nullopt;
+  return fmt::format(
+      "{} scales the input channels of a linear layer (Gemm, MatMul); a {} reads each channel "
+      "through a window, which bitplan does not scale",
+      weight_method_traits(method).name, op_type);
 }
 
 std::optional<std::string> bias_correction_refusal(std::string_view op_type, float gemm_beta) {

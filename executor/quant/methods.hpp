@@ -3,7 +3,9 @@
 //  * rtn   round to nearest, each weight on its own (the definition in formats.hpp);
 //  * gptq  Frantar et al. 2022: the levels are chosen column by column along the reduction
 //          axis, each column's rounding error pushed onto the columns not yet quantized
-//          through the inverse Hessian of the layer's input (executor/quant/gptq.hpp).
+//          through the inverse Hessian of the layer's input (executor/quant/gptq.hpp);
+//  * awq   Lin et al. 2023: each input channel's weights scaled by a power of its mean input
+//          magnitude before rounding, the layer's input divided by the same (awq.hpp).
 // A layer's option is spec + method ("W4g128A16:gptq"); plans store the method by name.
 // Adding a method is one row here plus its function in QuantSimulator::quantized_weight.
 #pragma once
@@ -19,7 +21,7 @@
 namespace bitplan {
 
 // Stable IDs: caches and result databases key on them. Never renumber or reuse one.
-enum class WeightMethod : std::uint8_t { rtn = 0, gptq = 1 };
+enum class WeightMethod : std::uint8_t { rtn = 0, gptq = 1, awq = 2 };
 
 struct WeightMethodTraits {
   WeightMethod id;
@@ -28,6 +30,9 @@ struct WeightMethodTraits {
   // cache key of its results.
   int version;
   bool needs_calibration;  // reads the layer's input activations on the calibration data
+  // Divides the layer's input by a per-channel scale that the weights absorb (a Mul before
+  // the layer in the simulation, the real execution and the exported model).
+  bool scales_inputs;
   std::string_view summary;
 };
 
@@ -43,6 +48,18 @@ WeightMethod parse_weight_method(std::string_view name, std::string_view action)
 // fp32 weights alone; gptq needs a scaled integer grid (integer or ternary formats), whose
 // levels are fixed before rounding starts.
 std::optional<std::string> weight_method_refusal(WeightMethod method, const QuantSpec& spec);
+
+// Why `method` cannot go with activations `activations` (the rule), or nothing: a method
+// that scales the layer's input (awq) is weight-only, since a quantized input would be the
+// scaled one, whose range calibration never saw.
+std::optional<std::string> method_activation_refusal(WeightMethod method,
+                                                     const QuantSpec& activations);
+
+// Why `method` cannot quantize a layer of type `op_type` (the rule), or nothing: a method
+// that scales the layer's input (awq) takes Gemm and MatMul, whose input channels are the
+// reduction axis (a Conv reads each channel through a window; not implemented).
+std::optional<std::string> weight_method_layer_refusal(WeightMethod method,
+                                                       std::string_view op_type);
 
 // Bias correction (Nagel et al. 2019, "Data-Free Quantization", section 4.2; the empirical
 // variant): rounding the weights W to Q shifts every output's mean by (Q - W)·E[x], so the

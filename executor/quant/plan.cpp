@@ -107,6 +107,10 @@ LayerQuant uniform_layer_quant(std::string_view shorthand, CalibrationMethod cal
           parse_quant_spec(fmt::format("uint{}/{}/asym", abits, per_token ? "token" : "tensor"));
     q.dynamic = m[4].matched;
   }
+  if (auto why = weight_method_refusal(q.method, q.weights))
+    fail_input("uniform plan '{}': {}", shorthand, *why);
+  if (auto why = method_activation_refusal(q.method, q.activations))
+    fail_input("uniform plan '{}': {}", shorthand, *why);
   return q;
 }
 
@@ -119,6 +123,9 @@ QuantPlan uniform_plan(std::string_view shorthand, const Graph& graph,
     // Bias correction where the layer has a bias slot to write (Conv, Gemm with beta != 0).
     if (q.bias_correction)
       entry.bias_correction = !bias_correction_refusal(layer.op_type, layer.gemm_beta);
+    // A method that applies to some layer types (awq: Gemm/MatMul) on those, rounding to
+    // nearest elsewhere.
+    if (weight_method_layer_refusal(q.method, layer.op_type)) entry.method = WeightMethod::rtn;
   }
   return plan;
 }
@@ -211,6 +218,11 @@ LayerQuant layer_at(const YamlFile& file, const YAML::Node& node, LayerQuant bas
         file, node,
         fmt::format("{}.method '{}' with weights '{}': {}", where,
                     weight_method_traits(base.method).name, to_string(base.weights), *why));
+  if (auto why = method_activation_refusal(base.method, base.activations))
+    schema_error(file, node,
+                 fmt::format("{}.method '{}' with activations '{}': {}", where,
+                             weight_method_traits(base.method).name,
+                             to_string(base.activations), *why));
   if (base.weights.granularity == Granularity::per_token)
     schema_error(file, node,
                  fmt::format("{}.weights '{}': per token is an activation granularity; weights "

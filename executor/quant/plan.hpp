@@ -84,7 +84,9 @@ QuantSpec weight_spec_for(const QuantSpec& spec, const QuantizableLayer& layer);
 // from each batch (dynamic), A<b>t = uint<b>/token/asym, a range per token from each batch;
 // A16 = fp16, A32 or no A = float activations. A suffix ":<method>" picks the weight method
 // and ":...+bc" adds bias correction (methods.hpp): "W4g128A16:gptq", "W8A8:bc", "W4A8:gptq+bc".
-// Bias correction applies to the layers that can take it (bias_correction_refusal).
+// Bias correction applies to the layers that can take it (bias_correction_refusal), and a
+// method limited to some layer types ("W4g128:awq": Gemm/MatMul) to those, the others
+// rounding to nearest (weight_method_layer_refusal).
 QuantPlan uniform_plan(std::string_view shorthand, const Graph& graph,
                        CalibrationMethod calibration = CalibrationMethod::minmax);
 // The one LayerQuant a shorthand stands for, before any layer's share of it.

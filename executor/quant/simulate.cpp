@@ -192,6 +192,12 @@ std::string cache_name(std::initializer_list<std::string_view> fields) {
 // Weights on a grid stored as their codes (q - qmin, one byte when the grid has at most 256
 // levels, two otherwise), read back through the same reference functions; the parameters
 // are those of the fp32 weights, recomputed.
+// The in-memory key of a layer's weights under a spec and method.
+std::string weight_key(const QuantizableLayer& layer, const QuantSpec& spec, WeightMethod method) {
+  return layer.name + "|" + to_string(spec) +
+         (method == WeightMethod::rtn ? "" : "|" + std::string(weight_method_traits(method).name));
+}
+
 constexpr char kWeightsMagic[8] = {'B', 'P', 'W', 'C', 'O', 'D', 'E', '1'};
 
 void write_weight_codes(const fs::path& path, const QuantSpec& spec, const QuantParams& params,
@@ -251,7 +257,7 @@ const InputHessian& QuantSimulator::input_hessian(const QuantizableLayer& layer)
   if (auto it = hessians_.find(key); it != hessians_.end()) return it->second;
   const auto file = [&](const std::string& k) {
     return calibration_.cache_dir / "hessians" /
-           cache_name({"input hessian v2", model_hash_, calibration_.selection_id, k});
+           cache_name({"input hessian v3", model_hash_, calibration_.selection_id, k});
   };
   std::error_code error;
   if (!calibration_.cache_dir.empty() && fs::is_regular_file(file(key), error))
@@ -281,9 +287,15 @@ void QuantSimulator::correct_bias(Graph& g, Node& node, const QuantizableLayer& 
         "quantizing layer '{}' with bias correction: its bias '{}' is computed by the graph, "
         "not a constant the correction can be added to",
         layer.name, node.inputs[2]);
-  const Tensor delta =
-      bias_correction_delta(layer, *graph_.initializer(layer.weight),
-                            quantized_weight(layer, q.weights, q.method), input_hessian(layer));
+  // The weights the layer's products amount to: with an input scaled by 1/s (awq), the
+  // quantized weights times 1/s per input channel.
+  const Tensor& quantized = quantized_weight(layer, q.weights, q.method);
+  const std::span<const float> scale = input_scale(layer, q);
+  const Tensor delta = bias_correction_delta(
+      layer, *graph_.initializer(layer.weight),
+      scale.empty() ? quantized
+                    : scale_input_channels(quantized, layer, inverse_input_scale(scale)),
+      input_hessian(layer));
   const std::string name = fmt::format("{}/bias@{}@{}@bc", layer.name, to_string(q.weights),
                                        weight_method_traits(q.method).name);
   g.initializers[name] = corrected_bias(layer, bias, delta);
@@ -295,11 +307,12 @@ const Tensor& QuantSimulator::quantized_weight(const QuantizableLayer& layer, co
                                                WeightMethod method) {
   const QuantSpec s = weight_spec_for(spec, layer);
   const WeightMethodTraits& m = weight_method_traits(method);
-  const std::string key = layer.name + "|" + to_string(s) +
-                          (method == WeightMethod::rtn ? "" : "|" + std::string(m.name));
+  const std::string key = weight_key(layer, s, method);
   if (auto it = weight_cache_.find(key); it != weight_cache_.end()) return it->second;
   if (auto why = weight_method_refusal(method, s))
     fail_input("quantizing layer '{}' with '{}' by {}: {}", layer.name, to_string(s), m.name, *why);
+  if (auto why = weight_method_layer_refusal(method, layer.op_type))
+    fail_input("quantizing layer '{}' by {}: {}", layer.name, m.name, *why);
   if (m.needs_calibration && !input_hessian_refusal(layer).empty())
     fail_input("quantizing layer '{}' by {}: {}", layer.name, m.name, input_hessian_refusal(layer));
   const Tensor& w = *graph_.initializer(layer.weight);
@@ -353,8 +366,52 @@ const Tensor& QuantSimulator::quantized_weight(const QuantizableLayer& layer, co
       if (!file.empty()) write_weight_codes(file, s, params, slices, out);
       break;
     }
+    case WeightMethod::awq: {
+      AwqResult r = awq_quantize(s, w, layer, input_hessian(layer), awq_options);
+      scaled_weights_[key] = std::move(r.scaled_weights);
+      input_scales_[key] = std::move(r.input_scale);
+      out = std::move(r.quantized);
+      break;
+    }
   }
   return weight_cache_[key] = std::move(out);
+}
+
+const Tensor& QuantSimulator::method_float_weight(const QuantizableLayer& layer,
+                                                  const LayerQuant& q) {
+  if (!weight_method_traits(q.method).scales_inputs || q.weights.format == FormatId::fp32)
+    return *graph_.initializer(layer.weight);
+  quantized_weight(layer, q.weights, q.method);
+  return scaled_weights_.at(weight_key(layer, weight_spec_for(q.weights, layer), q.method));
+}
+
+std::span<const float> QuantSimulator::input_scale(const QuantizableLayer& layer,
+                                                   const LayerQuant& q) {
+  if (!weight_method_traits(q.method).scales_inputs || q.weights.format == FormatId::fp32)
+    return {};
+  quantized_weight(layer, q.weights, q.method);
+  return input_scales_.at(weight_key(layer, weight_spec_for(q.weights, layer), q.method));
+}
+
+std::optional<Node> QuantSimulator::input_scaling_node(Graph& g, const QuantizableLayer& layer,
+                                                       const LayerQuant& q) {
+  const std::span<const float> scale = input_scale(layer, q);
+  if (scale.empty()) return std::nullopt;
+  // The scale runs along the input's reduction axis: the last one ([..., K], broadcast from
+  // [K]) or, for a Gemm with transA, the first of A [K, M] ([K, 1]).
+  const auto k = static_cast<std::int64_t>(scale.size());
+  Tensor inverse(DType::f32, layer.input_reduction_axis == 0 ? Dims{k, 1} : Dims{k});
+  const std::vector<float> values = inverse_input_scale(scale);
+  std::copy(values.begin(), values.end(), inverse.data<float>());
+  const std::string name = fmt::format("{}/input_scale@{}@{}", layer.name, to_string(q.weights),
+                                       weight_method_traits(q.method).name);
+  g.initializers[name] = std::move(inverse);
+  Node mul;
+  mul.name = layer.name + "/input_scaling";
+  mul.op_type = "Mul";
+  mul.inputs = {layer.input, name};
+  mul.outputs = {layer.input + "@scaled@" + layer.name};
+  return mul;
 }
 
 void fuse_fake_quant_into_producers(Graph& g) {
@@ -436,7 +493,7 @@ Graph QuantSimulator::build(const QuantPlan& plan, bool fuse) {
   Graph g = graph_;
   std::map<std::string, std::size_t> node_index;
   for (std::size_t i = 0; i < g.nodes.size(); ++i) node_index[g.nodes[i].name] = i;
-  std::vector<Node> fake_quant_nodes;
+  std::vector<Node> added_nodes;  // input scaling and quantization, wired before the layers
   for (const auto& layer : layers_) {
     auto it = plan.layers.find(layer.name);
     if (it == plan.layers.end() || !it->second.quantized()) continue;
@@ -451,12 +508,19 @@ Graph QuantSimulator::build(const QuantPlan& plan, bool fuse) {
       node.inputs[1] = name;
       correct_bias(g, node, layer, q);
     }
+    std::string input = layer.input;
+    if (auto mul = input_scaling_node(g, layer, q)) {
+      input = node.inputs[0] = mul->outputs[0];
+      added_nodes.push_back(std::move(*mul));
+    }
     if (q.activations.format != FormatId::fp32) {
-      fake_quant_nodes.push_back(fake_quant_node(layer, q));
-      node.inputs[0] = fake_quant_nodes.back().outputs[0];
+      Node fq = fake_quant_node(layer, q);
+      fq.inputs[0] = input;
+      node.inputs[0] = fq.outputs[0];
+      added_nodes.push_back(std::move(fq));
     }
   }
-  g.nodes.insert(g.nodes.end(), fake_quant_nodes.begin(), fake_quant_nodes.end());
+  g.nodes.insert(g.nodes.end(), added_nodes.begin(), added_nodes.end());
   topological_sort(g);
   if (fuse) fuse_fake_quant_into_producers(g);
   remove_dead_nodes(g);
@@ -673,7 +737,7 @@ QuantSimulator::Int8Build QuantSimulator::build_int8(const QuantPlan& plan) {
       out.bf16_layers.push_back(layer.name);
     } else if (path == ExecutorPath::cpu_w4a32) {
       const QuantSpec spec = weight_spec_for(it->second.weights, layer);
-      const Tensor& w = *graph_.initializer(layer.weight);
+      const Tensor& w = method_float_weight(layer, it->second);
       const Tensor& wq = quantized_weight(layer, it->second.weights, it->second.method);
       W4a32Weights packed;
       if (auto why = w4a32_weights(w, wq, spec, choose_weight_params(spec, w, layer.reduction_axis),
@@ -715,7 +779,7 @@ QuantSimulator::Int8Build QuantSimulator::build_int8(const QuantPlan& plan) {
     BITPLAN_ASSERT(node != g.nodes.end());
     // Integer codes of the weights: the fake-quantized values are exactly code * scale[c].
     const QuantSpec spec = weight_spec_for(q.weights, *layer);
-    const Tensor& w = *graph_.initializer(layer->weight);
+    const Tensor& w = method_float_weight(*layer, q);
     const QuantParams params = choose_weight_params(spec, w, layer->reduction_axis);
     const Tensor& wq = quantized_weight(*layer, q.weights, q.method);
     const bool per_channel = spec.granularity == Granularity::per_channel;
@@ -770,6 +834,24 @@ QuantSimulator::Int8Build QuantSimulator::build_int8(const QuantPlan& plan) {
       BITPLAN_ASSERT(node != g.nodes.end() && layer != layers_.end());
       correct_bias(g, *node, *layer, q);
     }
+  // Layers whose method scales their input (awq) read it through its Mul, as in build().
+  std::vector<Node> scaling_nodes;
+  for (const auto* names : {&out.int8_layers, &out.w4a32_layers})
+    for (const std::string& name : *names) {
+      auto node = std::find_if(g.nodes.begin(), g.nodes.end(),
+                               [&name](const Node& n) { return n.name == name; });
+      auto layer = std::find_if(layers_.begin(), layers_.end(),
+                                [&name](const QuantizableLayer& l) { return l.name == name; });
+      BITPLAN_ASSERT(node != g.nodes.end() && layer != layers_.end());
+      if (auto mul = input_scaling_node(g, *layer, plan.layers.at(name))) {
+        node->inputs[0] = mul->outputs[0];
+        scaling_nodes.push_back(std::move(*mul));
+      }
+    }
+  if (!scaling_nodes.empty()) {
+    g.nodes.insert(g.nodes.end(), scaling_nodes.begin(), scaling_nodes.end());
+    topological_sort(g);
+  }
   out.chained_tensors = chain_int8_layers(g);
   out.channels_last_tensors = keep_channels_last(g);
   remove_dead_nodes(g);

@@ -18,6 +18,7 @@
 #include <tuple>
 
 #include "data/dataset.hpp"
+#include "executor/quant/awq.hpp"
 #include "executor/quant/gptq.hpp"
 #include "executor/quant/plan.hpp"
 
@@ -84,8 +85,16 @@ class QuantSimulator {
   // the layer's static FakeQuant, the debugger and the exporters all use.
   const RangeObserver::Range& input_range(const QuantizableLayer& layer, const LayerQuant& q);
 
-  // How GPTQ runs (part of its cache key).
+  // How GPTQ and AWQ run (part of GPTQ's cache key).
   GptqOptions gptq_options;
+  AwqOptions awq_options;
+
+  // The float weights `q`'s method rounds for `layer`: the model's, or, for a method that
+  // scales the layer's input (awq), the weights with the input scales absorbed. Their
+  // choose_weight_params are the grid the simulated weights lie on (kernels, exporters).
+  const Tensor& method_float_weight(const QuantizableLayer& layer, const LayerQuant& q);
+  // The per-channel scale `q`'s method divides the layer's input by (awq); empty for none.
+  std::span<const float> input_scale(const QuantizableLayer& layer, const LayerQuant& q);
 
  private:
   // The weights of `layer` under `spec` by `method`: computed once per (layer, spec, method),
@@ -99,6 +108,10 @@ class QuantSimulator {
   // Bias correction of `node` (layer's node in `g`) when `q` asks for it: its bias input
   // becomes bias + Δ (bias_correction.hpp), a new initializer of `g`.
   void correct_bias(Graph& g, Node& node, const QuantizableLayer& layer, const LayerQuant& q);
+  // For a method that scales the layer's input: adds the inverse scales to `g` and returns
+  // the Mul computing the scaled input from the layer's input (the caller wires and adds it).
+  std::optional<Node> input_scaling_node(Graph& g, const QuantizableLayer& layer,
+                                         const LayerQuant& q);
   // The calibration samples, opened on first use; fails (usage) without any.
   const Dataset& calibration_dataset(std::string_view purpose);
   Node fake_quant_node(const QuantizableLayer& layer, const LayerQuant& q);
@@ -109,6 +122,9 @@ class QuantSimulator {
   std::vector<QuantizableLayer> layers_;
   std::map<std::tuple<CalibrationMethod, bool, int>, CalibrationRanges> ranges_;
   std::map<std::string, Tensor> weight_cache_;    // "<layer>|<spec>[|<method>]" -> weights
+  // Methods that scale the layer's input (same keys): the scaled float weights and scales.
+  std::map<std::string, Tensor> scaled_weights_;
+  std::map<std::string, std::vector<float>> input_scales_;
   std::map<std::string, InputHessian> hessians_;  // input_hessian_key -> Hessian
   // The most recent GPTQ factors by input_hessian_key (a few: each is K² doubles).
   std::vector<std::pair<std::string, std::shared_ptr<const GptqFactors>>> gptq_factors_;
