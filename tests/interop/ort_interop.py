@@ -4,7 +4,8 @@
 For each fixture model (whose dataset is present) and plan (uniform W8A8, W4A16 with groups
 of 128 (16 for the MLP, whose 784 inputs 128 does not divide), W3:gptq+bc (3-bit per-channel
 weights placed by GPTQ, whose codes are not the fp32 weights' nearest levels, and the
-Conv/Gemm biases corrected for the rounding's mean shift), a mixed
+Conv/Gemm biases corrected for the rounding's mean shift), on the MLP and the ViT W4g16:awq
+(4-bit weights of AWQ's scaled layers, each reading its input through a Mul by 1/s), a mixed
 plan of int8, int4, fp16 and fp32 layers, and on the models with equalizable Conv pairs
 W8A8t-cle: per-tensor W8A8 (one layer fp32) run with quantization: {equalize: true, relu6_to_relu: true}, whose
 export carries cross-layer equalization's rescaled weights and biases and ReLU6 -> ReLU), the test exports the QDQ model, checks it with the ONNX
@@ -129,6 +130,7 @@ def mixed_plan(bitplan, config, work, cache):
 # Models with Conv/Gemm pairs that cross-layer equalization rescales (MobileNetV2 through
 # relu6_to_relu): the "cle" plan exports and evaluates them with an equalizing config.
 CLE_MODELS = ("fmnist_mobilenetv2", "fmnist_resnet")
+AWQ_MODELS = ("fmnist_mlp", "fmnist_vit")  # Gemm/MatMul models: AWQ scales those
 
 
 def cle_config(config, work):
@@ -231,9 +233,10 @@ def main():
     parser.add_argument("--venv", default=str(SOURCE / "build" / "interop-venv"))
     parser.add_argument("--count", type=int, default=2000)
     parser.add_argument("--models", default=",".join(MODELS))
-    parser.add_argument("--plans", default="W8A8,W4A16,gptq,mixed,cle",
-                        help="which of the five plans (W4A16 = the W4gNA16 plan of each model, "
+    parser.add_argument("--plans", default="W8A8,W4A16,gptq,awq,mixed,cle",
+                        help="which of the six plans (W4A16 = the W4gNA16 plan of each model, "
                              "gptq = W3:gptq+bc, 3-bit per-channel weights placed by GPTQ, biases corrected, "
+                             "awq = W4g16:awq on " + ", ".join(AWQ_MODELS) + ", "
                              "cle = per-tensor W8A8 with cross-layer equalization and relu6_to_relu, "
                              "on " + ", ".join(CLE_MODELS) + ")")
     parser.add_argument("--latency", action="store_true")
@@ -270,6 +273,8 @@ def main():
             plans[f"W4g{group}A16"] = f"W4g{group}A16"
         if "gptq" in wanted:  # GPTQ's codes differ from round-to-nearest's: the export must carry them
             plans["W3-gptq-bc"] = "W3:gptq+bc"
+        if "awq" in wanted and model in AWQ_MODELS:  # the export must carry the input scaling
+            plans["W4g16-awq"] = "W4g16:awq"
         if "mixed" in wanted:
             plans["mixed"] = str(mixed_plan(args.bitplan, config, mwork, cache))
         plans = {name: (plan, config) for name, plan in plans.items()}
