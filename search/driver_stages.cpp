@@ -16,12 +16,6 @@
 namespace bitplan::search {
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
-double since(Clock::time_point t) {
-  return std::chrono::duration<double>(Clock::now() - t).count();
-}
-
 void say(const Progress& progress, const std::string& text) {
   if (progress.line) progress.line(text);
 }
@@ -35,6 +29,8 @@ void show(const Progress& progress, const std::string& text) {
 std::string simulation_refusal(const LayerQuant& spec, const QuantizableLayer& layer,
                                const Graph& graph) {
   if (auto why = weight_method_refusal(spec.method, spec.weights)) return *why;
+  if (auto why = method_activation_refusal(spec)) return *why;
+  if (auto why = weight_method_layer_refusal(spec.method, layer.op_type)) return *why;
   if (spec.bias_correction && spec.weights.format != FormatId::fp32) {
     if (auto why = bias_correction_refusal(layer.op_type, layer.gemm_beta)) return *why;
   }

@@ -90,17 +90,19 @@ struct GroupSums {
   float* h;
   double* sums;
   double* abs_sums;
-  float* max_abs;
+  float* mins;
+  float* maxs;
 };
 
 GroupSums group_sums(InputHessian& h, std::int64_t g) {
   const std::int64_t k = h.size;
   return {h.values.data() + g * k * k, h.sums.data() + g * k, h.abs_sums.data() + g * k,
-          h.max_abs.data() + g * k};
+          h.mins.data() + g * k, h.maxs.data() + g * k};
 }
 
 // H += Xᵀ X for `count` row-major rows of length K (the lower triangle by a rank update,
-// then mirrored: H stays symmetric between calls), and the column sums of X, |X| and max |X|.
+// then mirrored: H stays symmetric between calls), and the column sums of X and |X| and the
+// column minima and maxima.
 void add_rows(const float* rows, std::int64_t count, std::int64_t k, const GroupSums& to) {
   if (count == 0) return;
   const Eigen::Map<const RowMajorMatrix> x(rows, count, k);
@@ -110,8 +112,9 @@ void add_rows(const float* rows, std::int64_t count, std::int64_t k, const Group
   Eigen::Map<Eigen::VectorXd>(to.sums, k) += x.colwise().sum().transpose().cast<double>();
   Eigen::Map<Eigen::VectorXd>(to.abs_sums, k) +=
       x.cwiseAbs().colwise().sum().transpose().cast<double>();
-  Eigen::Map<Eigen::VectorXf> max_abs(to.max_abs, k);
-  max_abs = max_abs.cwiseMax(x.cwiseAbs().colwise().maxCoeff().transpose());
+  Eigen::Map<Eigen::VectorXf> mins(to.mins, k), maxs(to.maxs, k);
+  mins = mins.cwiseMin(x.colwise().minCoeff().transpose());
+  maxs = maxs.cwiseMax(x.colwise().maxCoeff().transpose());
 }
 
 // The input as [outer, K, inner] around the axis the layer reduces over.
@@ -140,7 +143,8 @@ void size_hessian(InputHessian& h, std::int64_t groups, std::int64_t k, const st
     h.values.assign(static_cast<std::size_t>(groups * k * k), 0.f);
     h.sums.assign(static_cast<std::size_t>(groups * k), 0.0);
     h.abs_sums.assign(static_cast<std::size_t>(groups * k), 0.0);
-    h.max_abs.assign(static_cast<std::size_t>(groups * k), 0.f);
+    h.mins.assign(static_cast<std::size_t>(groups * k), INFINITY);
+    h.maxs.assign(static_cast<std::size_t>(groups * k), -INFINITY);
   } else if (h.groups != groups || h.size != k) {
     fail_input(
         "collecting the input Hessian of layer '{}': a batch gives {} group(s) of {} "
@@ -149,8 +153,8 @@ void size_hessian(InputHessian& h, std::int64_t groups, std::int64_t k, const st
   }
 }
 
-// 3: with the sums of x and |x| and max |x|
-constexpr char kMagic[8] = {'B', 'P', 'H', 'E', 'S', 'S', '3', '\0'};
+// 4: with the sums of x and |x| and the minima and maxima
+constexpr char kMagic[8] = {'B', 'P', 'H', 'E', 'S', 'S', '4', '\0'};
 
 }  // namespace
 
@@ -262,14 +266,16 @@ InputHessian input_hessian_reference(const Graph& graph, const QuantizableLayer&
   std::vector<double> sums(static_cast<std::size_t>(h.groups * h.size * h.size), 0.0);
   h.sums.assign(static_cast<std::size_t>(h.groups * h.size), 0.0);
   h.abs_sums.assign(static_cast<std::size_t>(h.groups * h.size), 0.0);
-  h.max_abs.assign(static_cast<std::size_t>(h.groups * h.size), 0.f);
+  h.mins.assign(static_cast<std::size_t>(h.groups * h.size), INFINITY);
+  h.maxs.assign(static_cast<std::size_t>(h.groups * h.size), -INFINITY);
   for (std::size_t i = 0; i < vectors.size(); ++i)
     for (std::int64_t a = 0; a < h.size; ++a) {
       const auto at = static_cast<std::size_t>(group_of[i] * h.size + a);
       const float v = vectors[i][static_cast<std::size_t>(a)];
       h.sums[at] += v;
       h.abs_sums[at] += std::fabs(v);
-      h.max_abs[at] = std::max(h.max_abs[at], std::fabs(v));
+      h.mins[at] = std::min(h.mins[at], v);
+      h.maxs[at] = std::max(h.maxs[at], v);
     }
   for (std::size_t i = 0; i < vectors.size(); ++i)
     for (std::int64_t a = 0; a < h.size; ++a)
@@ -318,7 +324,8 @@ void write_input_hessian(const fs::path& path, const InputHessian& h) {
   bytes.append(reinterpret_cast<const char*>(h.sums.data()), h.sums.size() * sizeof(double));
   bytes.append(reinterpret_cast<const char*>(h.abs_sums.data()),
                h.abs_sums.size() * sizeof(double));
-  bytes.append(reinterpret_cast<const char*>(h.max_abs.data()), h.max_abs.size() * sizeof(float));
+  bytes.append(reinterpret_cast<const char*>(h.mins.data()), h.mins.size() * sizeof(float));
+  bytes.append(reinterpret_cast<const char*>(h.maxs.data()), h.maxs.size() * sizeof(float));
   write_file_atomic(path, bytes);
 }
 
@@ -338,18 +345,20 @@ InputHessian read_input_hessian(const fs::path& path) {
   const auto values = static_cast<std::size_t>(h.groups * h.size * h.size);
   const auto sums = static_cast<std::size_t>(h.groups * h.size);
   if (h.groups < 1 || h.groups > (1 << 20) || h.size < 1 || h.size > (1 << 20) || h.vectors < 0 ||
-      bytes.size() != header + (values + sums) * sizeof(float) + 2 * sums * sizeof(double))
+      bytes.size() != header + (values + 2 * sums) * sizeof(float) + 2 * sums * sizeof(double))
     damaged(fmt::format("{} group(s) of size {} do not match the file's {} bytes", h.groups, h.size,
                         bytes.size()));
   h.values.resize(values);
   h.sums.resize(sums);
   h.abs_sums.resize(sums);
-  h.max_abs.resize(sums);
+  h.mins.resize(sums);
+  h.maxs.resize(sums);
   const char* at = bytes.data() + header;
   for (const auto& [to, size] : {std::pair<void*, std::size_t>{h.values.data(), values * sizeof(float)},
                                  {h.sums.data(), sums * sizeof(double)},
                                  {h.abs_sums.data(), sums * sizeof(double)},
-                                 {h.max_abs.data(), sums * sizeof(float)}}) {
+                                 {h.mins.data(), sums * sizeof(float)},
+                                 {h.maxs.data(), sums * sizeof(float)}}) {
     std::memcpy(to, at, size);
     at += size;
   }

@@ -34,10 +34,11 @@ struct InputHessian {
   // [groups][size]: Σ x over the same vectors, so sums / vectors is the mean input vector
   // that bias correction (methods.hpp) multiplies the weights' rounding error with.
   std::vector<double> sums;
-  // [groups][size]: Σ |x| and max |x| over the same vectors: the per-channel input magnitudes
-  // that activation-aware scaling (AWQ, awq.hpp) weighs input channels by.
+  // [groups][size]: Σ |x|, min x and max x over the same vectors: the per-channel input
+  // magnitudes AWQ weighs input channels by (awq.hpp), and the ranges SmoothQuant divides
+  // (smoothquant.hpp). A channel no vector reached has min +inf and max -inf.
   std::vector<double> abs_sums;
-  std::vector<float> max_abs;
+  std::vector<float> mins, maxs;
 
   std::span<const double> group_sums(std::int64_t g) const {
     return std::span<const double>(sums).subspan(static_cast<std::size_t>(g * size),
@@ -76,7 +77,7 @@ std::map<std::string, InputHessian> collect_input_hessians(
     const Graph& graph, const Dataset& dataset, std::span<const std::int64_t> indices,
     const std::vector<QuantizableLayer>& layers, std::int64_t batch);
 
-// Disk cache (binary: magic, groups, size, vectors, values, sums, abs_sums, max_abs). read fails (invalid input) on a
+// Disk cache (binary: magic, groups, size, vectors, values, sums, abs_sums, mins, maxs). read fails (invalid input) on a
 // damaged file, naming it.
 void write_input_hessian(const std::filesystem::path& path, const InputHessian& h);
 InputHessian read_input_hessian(const std::filesystem::path& path);

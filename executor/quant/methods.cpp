@@ -5,11 +5,12 @@
 #include <array>
 
 #include "core/error.hpp"
+#include "executor/quant/plan.hpp"
 
 namespace bitplan {
 namespace {
 
-constexpr std::array<WeightMethodTraits, 3> kMethods = {{
+constexpr std::array<WeightMethodTraits, 4> kMethods = {{
     {WeightMethod::rtn, "rtn", 1, false, false, "round each weight to its nearest level"},
     {WeightMethod::gptq, "gptq", 1, true, false,
      "GPTQ: round column by column, compensating each error through the inverse Hessian of "
@@ -17,6 +18,9 @@ constexpr std::array<WeightMethodTraits, 3> kMethods = {{
     {WeightMethod::awq, "awq", 1, true, true,
      "AWQ: scale each input channel's weights by a searched power of its mean input magnitude "
      "before rounding, and divide the layer's input by the same"},
+    {WeightMethod::smoothquant, "smoothquant", 1, true, true,
+     "SmoothQuant: divide the layer's input channels by s = max|x|^a / max|W|^(1-a) and "
+     "multiply the weights' by it before quantizing both, a searched per layer"},
 }};
 
 constexpr bool method_ids_pinned() {
@@ -68,17 +72,33 @@ std::optional<std::string> weight_method_refusal(WeightMethod method, const Quan
   return std::nullopt;
 }
 
-std::optional<std::string> method_activation_refusal(WeightMethod method,
-                                                     const QuantSpec& activations) {
-  if (!weight_method_traits(method).scales_inputs) return std::nullopt;
-  if (activations.format == FormatId::fp32 || activations.format == FormatId::fp16 ||
-      activations.format == FormatId::bf16)
-    return std::nullopt;
-  return fmt::format(
-      "{} is weight-only: it divides the layer's input by per-channel scales, and activations "
-      "'{}' would quantize that scaled input, whose range calibration never saw (use A16/A32 "
-      "activations)",
-      weight_method_traits(method).name, to_string(activations));
+std::optional<std::string> method_activation_refusal(const LayerQuant& q) {
+  const bool scaled_activations = format_traits(q.activations.format).has_scale();
+  switch (q.method) {
+    case WeightMethod::awq:
+      if (!scaled_activations) return std::nullopt;
+      return fmt::format(
+          "awq is weight-only: it divides the layer's input by per-channel scales chosen for the "
+          "weights alone, and activations '{}' would quantize that scaled input (use A16/A32 "
+          "activations, or smoothquant for quantized ones)",
+          to_string(q.activations));
+    case WeightMethod::smoothquant:
+      if (!scaled_activations)
+        return fmt::format(
+            "smoothquant moves the outliers of a quantized input into the weights; activations "
+            "'{}' are not quantized with a scale (use A8 activations, or awq for weight-only "
+            "layers)",
+            to_string(q.activations));
+      if (!q.dynamic && q.calibration != CalibrationMethod::minmax)
+        return fmt::format(
+            "smoothquant calibrates the smoothed input by its per-channel minima and maxima "
+            "(minmax); {} calibration would need a second pass over the smoothed input (use "
+            "calibration minmax or dynamic activations)",
+            calibration_method_name(q.calibration));
+      return std::nullopt;
+    default:
+      return std::nullopt;
+  }
 }
 
 std::optional<std::string> weight_method_layer_refusal(WeightMethod method,

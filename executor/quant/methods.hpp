@@ -5,7 +5,9 @@
 //          axis, each column's rounding error pushed onto the columns not yet quantized
 //          through the inverse Hessian of the layer's input (executor/quant/gptq.hpp);
 //  * awq   Lin et al. 2023: each input channel's weights scaled by a power of its mean input
-//          magnitude before rounding, the layer's input divided by the same (awq.hpp).
+//          magnitude before rounding, the layer's input divided by the same (awq.hpp);
+//  * smoothquant  Xiao et al. 2022: the same scaling chosen to move the input's outliers into
+//          the weights, so a quantized input loses less (smoothquant.hpp).
 // A layer's option is spec + method ("W4g128A16:gptq"); plans store the method by name.
 // Adding a method is one row here plus its function in QuantSimulator::quantized_weight.
 #pragma once
@@ -21,7 +23,7 @@
 namespace bitplan {
 
 // Stable IDs: caches and result databases key on them. Never renumber or reuse one.
-enum class WeightMethod : std::uint8_t { rtn = 0, gptq = 1, awq = 2 };
+enum class WeightMethod : std::uint8_t { rtn = 0, gptq = 1, awq = 2, smoothquant = 3 };
 
 struct WeightMethodTraits {
   WeightMethod id;
@@ -49,11 +51,13 @@ WeightMethod parse_weight_method(std::string_view name, std::string_view action)
 // levels are fixed before rounding starts.
 std::optional<std::string> weight_method_refusal(WeightMethod method, const QuantSpec& spec);
 
-// Why `method` cannot go with activations `activations` (the rule), or nothing: a method
-// that scales the layer's input (awq) is weight-only, since a quantized input would be the
-// scaled one, whose range calibration never saw.
-std::optional<std::string> method_activation_refusal(WeightMethod method,
-                                                     const QuantSpec& activations);
+// Why `q.method` cannot go with `q`'s activations (the rule), or nothing: awq is weight-only
+// (a quantized input would be the scaled one, whose range it does not choose for);
+// smoothquant needs quantized activations with a scale, and static ones calibrated by minmax
+// (the scaled input's range follows exactly from per-channel minima and maxima; the other
+// calibrations would need a second pass).
+struct LayerQuant;
+std::optional<std::string> method_activation_refusal(const LayerQuant& q);
 
 // Why `method` cannot quantize a layer of type `op_type` (the rule), or nothing: a method
 // that scales the layer's input (awq) takes Gemm and MatMul, whose input channels are the

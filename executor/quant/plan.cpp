@@ -109,7 +109,7 @@ LayerQuant uniform_layer_quant(std::string_view shorthand, CalibrationMethod cal
   }
   if (auto why = weight_method_refusal(q.method, q.weights))
     fail_input("uniform plan '{}': {}", shorthand, *why);
-  if (auto why = method_activation_refusal(q.method, q.activations))
+  if (auto why = method_activation_refusal(q))
     fail_input("uniform plan '{}': {}", shorthand, *why);
   return q;
 }
@@ -218,7 +218,7 @@ LayerQuant layer_at(const YamlFile& file, const YAML::Node& node, LayerQuant bas
         file, node,
         fmt::format("{}.method '{}' with weights '{}': {}", where,
                     weight_method_traits(base.method).name, to_string(base.weights), *why));
-  if (auto why = method_activation_refusal(base.method, base.activations))
+  if (auto why = method_activation_refusal(base))
     schema_error(file, node,
                  fmt::format("{}.method '{}' with activations '{}': {}", where,
                              weight_method_traits(base.method).name,

@@ -1,4 +1,5 @@
 #include "executor/quant/simulate.hpp"
+#include "executor/quant/smoothquant.hpp"
 
 #include <fmt/ranges.h>
 
@@ -128,8 +129,29 @@ QuantSimulator::QuantSimulator(const Graph& graph, std::string model_hash,
       calibration_(std::move(calibration)),
       layers_(quantizable_layers(graph)) {}
 
+namespace {
+
+// The in-memory key of a layer's weights under `q`: the weight spec and method, and for
+// smoothquant, whose scales depend on the input's grid, the activation spec.
+std::string weight_key(const QuantizableLayer& layer, const LayerQuant& q) {
+  std::string key = layer.name + "|" + to_string(weight_spec_for(q.weights, layer));
+  if (q.method != WeightMethod::rtn) key += "|" + std::string(weight_method_traits(q.method).name);
+  if (q.method == WeightMethod::smoothquant)
+    key += "|" + to_string(q.activations) + (q.dynamic ? "|dynamic" : "");
+  return key;
+}
+
+}  // namespace
+
 const RangeObserver::Range& QuantSimulator::input_range(const QuantizableLayer& layer,
                                                         const LayerQuant& q) {
+  // SmoothQuant's layers quantize the smoothed input, whose range it derives exactly.
+  if (q.method == WeightMethod::smoothquant && q.weights.format != FormatId::fp32) {
+    if (auto why = method_activation_refusal(q))
+      fail_input("quantizing layer '{}' by smoothquant: {}", layer.name, *why);
+    quantized_weight(layer, q);
+    return smoothed_ranges_.at(weight_key(layer, q));
+  }
   return ranges(q.calibration, q.activations.symmetric, format_traits(q.activations.format).bits)
       .at(layer.input);
 }
@@ -192,12 +214,6 @@ std::string cache_name(std::initializer_list<std::string_view> fields) {
 // Weights on a grid stored as their codes (q - qmin, one byte when the grid has at most 256
 // levels, two otherwise), read back through the same reference functions; the parameters
 // are those of the fp32 weights, recomputed.
-// The in-memory key of a layer's weights under a spec and method.
-std::string weight_key(const QuantizableLayer& layer, const QuantSpec& spec, WeightMethod method) {
-  return layer.name + "|" + to_string(spec) +
-         (method == WeightMethod::rtn ? "" : "|" + std::string(weight_method_traits(method).name));
-}
-
 constexpr char kWeightsMagic[8] = {'B', 'P', 'W', 'C', 'O', 'D', 'E', '1'};
 
 void write_weight_codes(const fs::path& path, const QuantSpec& spec, const QuantParams& params,
@@ -257,7 +273,7 @@ const InputHessian& QuantSimulator::input_hessian(const QuantizableLayer& layer)
   if (auto it = hessians_.find(key); it != hessians_.end()) return it->second;
   const auto file = [&](const std::string& k) {
     return calibration_.cache_dir / "hessians" /
-           cache_name({"input hessian v3", model_hash_, calibration_.selection_id, k});
+           cache_name({"input hessian v4", model_hash_, calibration_.selection_id, k});
   };
   std::error_code error;
   if (!calibration_.cache_dir.empty() && fs::is_regular_file(file(key), error))
@@ -289,7 +305,7 @@ void QuantSimulator::correct_bias(Graph& g, Node& node, const QuantizableLayer& 
         layer.name, node.inputs[2]);
   // The weights the layer's products amount to: with an input scaled by 1/s (awq), the
   // quantized weights times 1/s per input channel.
-  const Tensor& quantized = quantized_weight(layer, q.weights, q.method);
+  const Tensor& quantized = quantized_weight(layer, q);
   const std::span<const float> scale = input_scale(layer, q);
   const Tensor delta = bias_correction_delta(
       layer, *graph_.initializer(layer.weight),
@@ -303,11 +319,12 @@ void QuantSimulator::correct_bias(Graph& g, Node& node, const QuantizableLayer& 
   node.inputs[2] = name;
 }
 
-const Tensor& QuantSimulator::quantized_weight(const QuantizableLayer& layer, const QuantSpec& spec,
-                                               WeightMethod method) {
-  const QuantSpec s = weight_spec_for(spec, layer);
+const Tensor& QuantSimulator::quantized_weight(const QuantizableLayer& layer,
+                                               const LayerQuant& q) {
+  const QuantSpec s = weight_spec_for(q.weights, layer);
+  const WeightMethod method = q.method;
   const WeightMethodTraits& m = weight_method_traits(method);
-  const std::string key = weight_key(layer, s, method);
+  const std::string key = weight_key(layer, q);
   if (auto it = weight_cache_.find(key); it != weight_cache_.end()) return it->second;
   if (auto why = weight_method_refusal(method, s))
     fail_input("quantizing layer '{}' with '{}' by {}: {}", layer.name, to_string(s), m.name, *why);
@@ -373,6 +390,15 @@ const Tensor& QuantSimulator::quantized_weight(const QuantizableLayer& layer, co
       out = std::move(r.quantized);
       break;
     }
+    case WeightMethod::smoothquant: {
+      SmoothQuantResult r = smoothquant_quantize(s, q.activations, w, layer, input_hessian(layer),
+                                                 smoothquant_options);
+      scaled_weights_[key] = std::move(r.scaled_weights);
+      input_scales_[key] = std::move(r.input_scale);
+      smoothed_ranges_[key] = {r.input_min, r.input_max};
+      out = std::move(r.quantized);
+      break;
+    }
   }
   return weight_cache_[key] = std::move(out);
 }
@@ -381,16 +407,16 @@ const Tensor& QuantSimulator::method_float_weight(const QuantizableLayer& layer,
                                                   const LayerQuant& q) {
   if (!weight_method_traits(q.method).scales_inputs || q.weights.format == FormatId::fp32)
     return *graph_.initializer(layer.weight);
-  quantized_weight(layer, q.weights, q.method);
-  return scaled_weights_.at(weight_key(layer, weight_spec_for(q.weights, layer), q.method));
+  quantized_weight(layer, q);
+  return scaled_weights_.at(weight_key(layer, q));
 }
 
 std::span<const float> QuantSimulator::input_scale(const QuantizableLayer& layer,
                                                    const LayerQuant& q) {
   if (!weight_method_traits(q.method).scales_inputs || q.weights.format == FormatId::fp32)
     return {};
-  quantized_weight(layer, q.weights, q.method);
-  return input_scales_.at(weight_key(layer, weight_spec_for(q.weights, layer), q.method));
+  quantized_weight(layer, q);
+  return input_scales_.at(weight_key(layer, q));
 }
 
 std::optional<Node> QuantSimulator::input_scaling_node(Graph& g, const QuantizableLayer& layer,
@@ -504,7 +530,7 @@ Graph QuantSimulator::build(const QuantPlan& plan, bool fuse) {
           layer.weight + "@" + layer.name + "@" + to_string(q.weights) +
           (q.method == WeightMethod::rtn ? ""
                                          : "@" + std::string(weight_method_traits(q.method).name));
-      g.initializers[name] = quantized_weight(layer, q.weights, q.method);
+      g.initializers[name] = quantized_weight(layer, q);
       node.inputs[1] = name;
       correct_bias(g, node, layer, q);
     }
@@ -738,7 +764,7 @@ QuantSimulator::Int8Build QuantSimulator::build_int8(const QuantPlan& plan) {
     } else if (path == ExecutorPath::cpu_w4a32) {
       const QuantSpec spec = weight_spec_for(it->second.weights, layer);
       const Tensor& w = method_float_weight(layer, it->second);
-      const Tensor& wq = quantized_weight(layer, it->second.weights, it->second.method);
+      const Tensor& wq = quantized_weight(layer, it->second);
       W4a32Weights packed;
       if (auto why = w4a32_weights(w, wq, spec, choose_weight_params(spec, w, layer.reduction_axis),
                                    layer, packed)) {
@@ -768,7 +794,9 @@ QuantSimulator::Int8Build QuantSimulator::build_int8(const QuantPlan& plan) {
     // The simulation's bf16 weights (exact in bf16) and no FakeQuant: the kernel's own
     // rounding of its input to bf16 is the simulation's.
     const std::string name = layer->weight + "@" + layer->name + "@bf16";
-    g.initializers[name] = quantized_weight(*layer, parse_quant_spec("bf16"));
+    LayerQuant bf16;
+    bf16.weights = parse_quant_spec("bf16");
+    g.initializers[name] = quantized_weight(*layer, bf16);
     node->inputs[1] = name;
     node->attrs["bitplan_compute"] = std::string("bf16");
   }
@@ -781,7 +809,7 @@ QuantSimulator::Int8Build QuantSimulator::build_int8(const QuantPlan& plan) {
     const QuantSpec spec = weight_spec_for(q.weights, *layer);
     const Tensor& w = method_float_weight(*layer, q);
     const QuantParams params = choose_weight_params(spec, w, layer->reduction_axis);
-    const Tensor& wq = quantized_weight(*layer, q.weights, q.method);
+    const Tensor& wq = quantized_weight(*layer, q);
     const bool per_channel = spec.granularity == Granularity::per_channel;
     const Dims strides = contiguous_strides(w.dims());
     const std::int64_t channels = w.dim(static_cast<std::size_t>(layer->channel_axis));

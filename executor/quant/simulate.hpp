@@ -21,6 +21,7 @@
 #include "executor/quant/awq.hpp"
 #include "executor/quant/gptq.hpp"
 #include "executor/quant/plan.hpp"
+#include "executor/quant/smoothquant.hpp"
 
 namespace bitplan {
 
@@ -85,9 +86,10 @@ class QuantSimulator {
   // the layer's static FakeQuant, the debugger and the exporters all use.
   const RangeObserver::Range& input_range(const QuantizableLayer& layer, const LayerQuant& q);
 
-  // How GPTQ and AWQ run (part of GPTQ's cache key).
+  // How GPTQ, AWQ and SmoothQuant run (part of GPTQ's cache key).
   GptqOptions gptq_options;
   AwqOptions awq_options;
+  SmoothQuantOptions smoothquant_options;
 
   // The float weights `q`'s method rounds for `layer`: the model's, or, for a method that
   // scales the layer's input (awq), the weights with the input scales absorbed. Their
@@ -97,11 +99,11 @@ class QuantSimulator {
   std::span<const float> input_scale(const QuantizableLayer& layer, const LayerQuant& q);
 
  private:
-  // The weights of `layer` under `spec` by `method`: computed once per (layer, spec, method),
+  // The weights of `layer` under `q` (spec, method; smoothquant: and activations): computed
+  // once per (layer, spec, method),
   // kept in memory, and for methods that read calibration data also cached on disk (as
   // codes, keyed by model, calibration selection, spec, method version and options).
-  const Tensor& quantized_weight(const QuantizableLayer& layer, const QuantSpec& spec,
-                                 WeightMethod method = WeightMethod::rtn);
+  const Tensor& quantized_weight(const QuantizableLayer& layer, const LayerQuant& q);
   // The layer's input Hessian (hessian.hpp); the first call collects every layer's in one
   // pass over the calibration samples and caches each on disk.
   const InputHessian& input_hessian(const QuantizableLayer& layer);
@@ -125,6 +127,7 @@ class QuantSimulator {
   // Methods that scale the layer's input (same keys): the scaled float weights and scales.
   std::map<std::string, Tensor> scaled_weights_;
   std::map<std::string, std::vector<float>> input_scales_;
+  std::map<std::string, RangeObserver::Range> smoothed_ranges_;  // smoothquant's inputs
   std::map<std::string, InputHessian> hessians_;  // input_hessian_key -> Hessian
   // The most recent GPTQ factors by input_hessian_key (a few: each is K² doubles).
   std::vector<std::pair<std::string, std::shared_ptr<const GptqFactors>>> gptq_factors_;
