@@ -24,7 +24,7 @@ static_assert(std::endian::native == std::endian::little,
 using Bytes = std::span<const unsigned char>;
 
 // The magic number plus at most 255 dimensions of 4 bytes each.
-constexpr std::uint64_t kMaxHeaderBytes = 4 + 4 * 255;
+constexpr std::uint64_t kMaxIdxHeaderBytes = 4 + 4 * 255;
 
 bool is_gzip(std::string_view bytes) {
   return bytes.size() >= 2 && static_cast<unsigned char>(bytes[0]) == 0x1f &&
@@ -165,7 +165,7 @@ Tensor read_gzip_idx(std::string_view compressed, std::uint64_t max_bytes, const
   std::string head;
   std::uint64_t total = 0;
   gunzip(compressed, max_bytes, path, [&](Bytes chunk) {
-    const std::size_t keep = std::min<std::uint64_t>(chunk.size(), kMaxHeaderBytes - head.size());
+    const std::size_t keep = std::min<std::uint64_t>(chunk.size(), kMaxIdxHeaderBytes - head.size());
     head.append(reinterpret_cast<const char*>(chunk.data()), keep);
     total += chunk.size();
   });
@@ -201,7 +201,7 @@ Tensor read_idx(const fs::path& path, std::uint64_t max_bytes) {
   if (file.size() > max_bytes)
     fail_input("read IDX '{}': {} bytes: exceeds the limit of {} bytes for IDX files",
                path.string(), file.size(), max_bytes);
-  std::string head(std::min(file.size(), kMaxHeaderBytes), '\0');
+  std::string head(std::min(file.size(), kMaxIdxHeaderBytes), '\0');
   file.read(head.data(), head.size());
 
   Tensor tensor;

@@ -26,7 +26,7 @@ static_assert(std::endian::native == std::endian::little,
 constexpr std::string_view kMagic = "\x93NUMPY";
 // NumPy itself refuses headers over 10,000 bytes by default; this is generous but still
 // keeps a hostile header length from allocating much.
-constexpr std::uint32_t kMaxHeaderBytes = 1 << 20;
+constexpr std::uint32_t kMaxNpyHeaderBytes = 1 << 20;
 constexpr int kMaxNesting = 32;
 
 // A value of the header's Python literal, restricted to what .npy headers can hold.
@@ -355,9 +355,9 @@ Tensor read_npy(const fs::path& path) {
         "read NPY '{}': header length {}: runs past the end of the file, which has {} bytes "
         "after the preamble (truncated file?)",
         path.string(), header_bytes, file.remaining());
-  if (header_bytes > kMaxHeaderBytes)
+  if (header_bytes > kMaxNpyHeaderBytes)
     fail_input("read NPY '{}': header length {}: exceeds the limit of {} bytes", path.string(),
-               header_bytes, kMaxHeaderBytes);
+               header_bytes, kMaxNpyHeaderBytes);
   std::string text(header_bytes, '\0');
   file.read(text.data(), text.size());
   const NpyHeader header = parse_header(text, path);

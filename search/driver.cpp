@@ -13,15 +13,6 @@
 #include "search/results_db.hpp"
 
 namespace bitplan::search {
-namespace {
-
-using Clock = std::chrono::steady_clock;
-
-double since(Clock::time_point t) {
-  return std::chrono::duration<double>(Clock::now() - t).count();
-}
-
-}  // namespace
 
 LayerQuant option_spec(const std::string& label, [[maybe_unused]] const Graph& graph,
                        [[maybe_unused]] const QuantizableLayer& layer) {

@@ -21,6 +21,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <functional>
 #include <memory>
@@ -203,6 +204,13 @@ struct FinalSelection {
 void reevaluate_final(SearchResult& result, const FinalSelection& selection,
                       const PlanScorer& scorer, const Progress& progress,
                       const std::atomic<bool>& stop);
+
+using Clock = std::chrono::steady_clock;
+
+// Seconds since `t` on the steady clock.
+inline double since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
 
 // "42s", "3m07s", "?" for a time not known.
 std::string duration_text(double seconds);

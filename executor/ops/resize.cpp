@@ -22,7 +22,7 @@ void register_resize_ops(OpRegistry& registry);
 namespace {
 
 // Rows hand each task at least this many output bytes.
-constexpr std::int64_t kGrainBytes = std::int64_t{32} << 10;
+constexpr std::int64_t kResizeGrainBytes = std::int64_t{32} << 10;
 
 enum class Coordinates {
   half_pixel,
@@ -152,7 +152,7 @@ void run_nearest(const std::vector<std::vector<Tap>>& taps, const Dims& out, con
   const std::int64_t width = out.back(), rows = product(out) / std::max<std::int64_t>(width, 1);
   const auto& inner = taps.back();
   parallel_for(
-      rows, std::max<std::int64_t>(1, kGrainBytes / std::max<std::int64_t>(width * sizeof(U), 1)),
+      rows, std::max<std::int64_t>(1, kResizeGrainBytes / std::max<std::int64_t>(width * sizeof(U), 1)),
       [&](std::int64_t begin, std::int64_t end) {
         for_rows(taps, out, begin, end, [&](std::int64_t row, const auto& outer) {
           U* y = dst + row * width;
@@ -182,7 +182,7 @@ void run_linear(const std::vector<std::vector<Tap>>& taps, const Dims& out, cons
     inner_w1.push_back(static_cast<T>(t.weight1));
   }
   parallel_for(
-      rows, std::max<std::int64_t>(1, kGrainBytes / std::max<std::int64_t>(width * sizeof(T), 1)),
+      rows, std::max<std::int64_t>(1, kResizeGrainBytes / std::max<std::int64_t>(width * sizeof(T), 1)),
       [&](std::int64_t begin, std::int64_t end) {
         std::vector<std::pair<std::int64_t, T>> corners, next;
         for_rows(taps, out, begin, end, [&](std::int64_t row, const auto& outer) {

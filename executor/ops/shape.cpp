@@ -31,10 +31,10 @@ namespace {
 
 // Copy loops hand each task at least this many bytes: below it, scheduling costs more than
 // the copy.
-constexpr std::int64_t kGrainBytes = std::int64_t{64} << 10;
+constexpr std::int64_t kCopyGrainBytes = std::int64_t{64} << 10;
 
 std::int64_t grain_for(std::int64_t bytes_per_item) {
-  return std::max<std::int64_t>(1, kGrainBytes / std::max<std::int64_t>(bytes_per_item, 1));
+  return std::max<std::int64_t>(1, kCopyGrainBytes / std::max<std::int64_t>(bytes_per_item, 1));
 }
 
 std::int64_t ssize(const Dims& dims) {
@@ -176,7 +176,7 @@ class IndexCopy {
     }
     // Long rows are cut into column chunks so that a copy of few rows (a Slice of a large
     // contiguous block) still spreads over the cores.
-    const std::int64_t chunk_elems = kGrainBytes / static_cast<std::int64_t>(elem_);
+    const std::int64_t chunk_elems = kCopyGrainBytes / static_cast<std::int64_t>(elem_);
     chunk_ = std::max<std::int64_t>(1, std::min(inner_.dim, chunk_elems));
     chunks_per_row_ = inner_.dim == 0 ? 0 : (inner_.dim + chunk_ - 1) / chunk_;
   }
