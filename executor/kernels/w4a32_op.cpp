@@ -43,7 +43,7 @@ OpBuild build_w4a32_matmul(const OpContext& ctx) {
   auto packed =
       std::make_shared<const kernels::PackedW4a32>(kernels::pack_w4a32(source, kernels::cpu_isa()));
 
-  kernels::W4a32Epilogue epilogue;
+  kernels::GemmEpilogue epilogue;
   std::shared_ptr<std::vector<float>> bias;
   if (ctx.has_input(2)) {
     const Tensor& b = ctx.constant_input(2, "bias");
