@@ -87,8 +87,8 @@ std::vector<float> run(const Problem& p, Isa isa) {
 // the exact value E = sum_k (q - zx)·sx·(c - o)·sw (Higham, "Accuracy and Stability of
 // Numerical Algorithms", (3.4)/(3.5); gamma_j = j·u / (1 - j·u), u = 2^-24). Y differs from
 // E by the roundings of xs and w: |Y - E| <= (2u + u^2)·sum_k |xs_k·w_k|/(1 - u)^2. With
-// sum_g sx·sw_g·|I_g| <= (1 + u)^2·sum_k |xs_k w_k|, both are within
-//   (gamma_{groups+1}·(1 + u)^2 + 2.01·u) · sum_k |xs_k·w_k|,
+// sum_g sx·sw_g·|I_g| <= sum_k |xs_k w_k|/(1 - u)^2, both are within
+//   (gamma_{groups+1} + 2u + u^2) / (1 - u)^2 · sum_k |xs_k·w_k|,
 // plus 1 % for the reference's own double sums and the smallest subnormal for sums of zero.
 double error_bound(const Problem& p, const std::vector<float>& xs, std::int64_t row,
                    std::int64_t col) {
@@ -97,7 +97,7 @@ double error_bound(const Problem& p, const std::vector<float>& xs, std::int64_t 
   for (std::int64_t kk = 0; kk < p.k; ++kk)
     magnitude += std::fabs(double(xs[row * p.k + kk]) * double(p.weight(kk, col)));
   const double gamma = j * u / (1 - j * u);
-  return 1.01 * (gamma * (1 + u) * (1 + u) + 2.01 * u) * magnitude +
+  return 1.01 * (gamma + 2 * u + u * u) / ((1 - u) * (1 - u)) * magnitude +
          std::numeric_limits<float>::denorm_min();
 }
 
