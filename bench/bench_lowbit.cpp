@@ -10,6 +10,8 @@
 //   int8   bitplan::Int8MatMul (oneDNN integer kernel: the input quantized to u8 in the
 //          kernel, 7-bit weight codes so that it is exact on CPUs without VNNI too),
 //   w4g32 / w4g128 / w4ch   bitplan::W4A32MatMul (int4 weights, a scale per 32 / 128 / K),
+//   w4a8g32 / w4a8g128      bitplan::W4A8MatMul (the same int4 weights, x quantized per row
+//          to uint8 in the kernel, int32 dot products),
 // timed in interleaved blocks (a drifting load on a shared machine weighs on all alike),
 // and a STREAM-style copy (b[i] = a[i], 2 x 256 MiB, counted as read + write bytes, as STREAM
 // does) and read (sum of 256 MiB) on the same threads. GB/s of a kernel = (weight bytes as
@@ -160,6 +162,17 @@ std::vector<Case> cases(std::int64_t m, std::int64_t k, std::int64_t n, std::mt1
     std::fill_n(offsets.data<float>(), offsets.numel(), 8.f);
     Node node{"", "W4A32MatMul", "bitplan", {"x", "codes", "", "scales", "offsets"}, {}, {}};
     node.attrs["group"] = group;
+    if (group != k) {
+      // W4A8 on the same weights: codes + per group and column an fp32 scale and an int32
+      // weight sum (symmetric: one offset for all; executor/kernels/w4a8.hpp).
+      Node w4a8{"", "W4A8MatMul", "bitplan", {"x", "codes", "", "scales", "offsets"}, {}, {}};
+      w4a8.attrs["group"] = group;
+      out.push_back({fmt::format("w4a8g{}", group), 0.5 * double(k * n) + 8.0 * double(groups * n),
+                     one_node(m, k, std::move(w4a8),
+                              {{"codes", codes.clone()},
+                               {"scales", scales.clone()},
+                               {"offsets", offsets.clone()}})});
+    }
     out.push_back({group == k ? std::string("w4ch") : fmt::format("w4g{}", group),
                    // codes + an fp32 scale per group (symmetric: one offset for all)
                    0.5 * double(k * n) + 4.0 * double(groups * n),
@@ -179,15 +192,16 @@ int main(int argc, char** argv) {
   const double budget = argc > 2 ? std::atof(argv[2]) : 0.3;
   set_num_threads(threads);
   const CpuDevice& cpu = query_cpu();
-  fmt::print("# {} ({} logical cores, oneDNN ISA {}), {} threads, W4A32 kernel ISA {}\n", cpu.model,
-             cpu.logical_cores, cpu.onednn_isa, num_threads(),
+  fmt::print("# {} ({} logical cores, oneDNN ISA {}), {} threads, W4A32/W4A8 kernel ISA {}\n",
+             cpu.model, cpu.logical_cores, cpu.onednn_isa, num_threads(),
              kernels::isa_name(kernels::cpu_isa()));
   const Bandwidth bw = measure_bandwidth(budget);
   fmt::print("# STREAM-style copy {:.1f} GB/s (read + write), read {:.1f} GB/s\n", bw.copy_gbs,
              bw.read_gbs);
   fmt::print(
-      "| N x K | M | fp32 ms | int8 ms | w4g32 ms | w4g128 ms | w4ch ms | w4g32 GB/s | % of copy "
-      "| fp32 / w4g32 | int8 / w4g32 |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+      "| N x K | M | fp32 ms | int8 ms | w4g32 ms | w4g128 ms | w4ch ms | w4a8g32 ms | w4a8g128 ms "
+      "| w4g32 GB/s | % of copy | fp32 / w4g32 | int8 / w4g32 | fp32 / w4a8g32 | w4g32 / w4a8g32 "
+      "|\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
   std::mt19937 rng(1);
   const std::pair<std::int64_t, std::int64_t> shapes[] = {
       {576, 1536}, {1536, 576}, {49152, 576}, {1536, 384}};
@@ -212,10 +226,12 @@ int main(int argc, char** argv) {
         gbs[all[i].name] = (all[i].weight_bytes + 4.0 * double(m * (k + n))) / seconds[i] / 1e9;
       }
       fmt::print(
-          "| {} x {} | {} | {:.4f} | {:.4f} | {:.4f} | {:.4f} | {:.4f} | {:.1f} | {:.0f} % | "
-          "{:.2f}x | {:.2f}x |\n",
-          n, k, m, ms["fp32"], ms["int8"], ms["w4g32"], ms["w4g128"], ms["w4ch"], gbs["w4g32"],
-          100 * gbs["w4g32"] / bw.copy_gbs, ms["fp32"] / ms["w4g32"], ms["int8"] / ms["w4g32"]);
+          "| {} x {} | {} | {:.4f} | {:.4f} | {:.4f} | {:.4f} | {:.4f} | {:.4f} | {:.4f} | {:.1f} "
+          "| "
+          "{:.0f} % | {:.2f}x | {:.2f}x | {:.2f}x | {:.2f}x |\n",
+          n, k, m, ms["fp32"], ms["int8"], ms["w4g32"], ms["w4g128"], ms["w4ch"], ms["w4a8g32"],
+          ms["w4a8g128"], gbs["w4g32"], 100 * gbs["w4g32"] / bw.copy_gbs, ms["fp32"] / ms["w4g32"],
+          ms["int8"] / ms["w4g32"], ms["fp32"] / ms["w4a8g32"], ms["w4g32"] / ms["w4a8g32"]);
       std::fflush(stdout);
     }
   return 0;

@@ -676,6 +676,8 @@ options)");
             {"layers", int8_build->int8_layers},
             {"simulated_layers", int8_build->why_simulated},
             {"bf16_layers", int8_build->bf16_layers},
+            {"w4a32_layers", int8_build->w4a32_layers},
+            {"w4a8_layers", int8_build->w4a8_layers},
             {"chained_tensors", int8_build->chained_tensors},
             {"channels_last_tensors", int8_build->channels_last_tensors},
             {"top1", label_num(real->top1)},
@@ -724,9 +726,11 @@ options)");
   if (real) {
     fmt::print(
         "int8     {} layers on integer kernels ({} activations passed between them as codes, {} "
-        "kept channels-last), {} on bf16 kernels, {} simulated\n",
+        "kept channels-last), {} on bf16 kernels, {} on the W4A32 kernel, {} on the W4A8 kernel, "
+        "{} simulated\n",
         int8_build->int8_layers.size(), int8_build->chained_tensors,
         int8_build->channels_last_tensors, int8_build->bf16_layers.size(),
+        int8_build->w4a32_layers.size(), int8_build->w4a8_layers.size(),
         int8_build->why_simulated.size());
     // One line per reason: a uniform plan gives every layer the same one.
     std::map<std::string, std::vector<std::string>> layers_by_reason;

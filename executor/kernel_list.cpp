@@ -126,11 +126,43 @@ Reason cpu_w4a32_declines(const LayerQuant&, const KernelLayer& layer, const Ker
   return std::nullopt;
 }
 
+// Integer weights of at most 4 bits (any scale granularity and grid, as for W4A32) with
+// activations quantized per token to uint8, asymmetric, at run time (W4g32A8t, W4A8t):
+// bitplan's W4A8 kernel (executor/kernels/w4a8.hpp) quantizes each row with the
+// simulation's rule and sums exact integer products.
+bool takes_w4a8(const LayerQuant& q) {
+  const FormatTraits& w = format_traits(q.weights.format);
+  return w.kind == FormatKind::integer && w.bits <= 4 && q.activations.format == FormatId::uint8 &&
+         q.activations.granularity == Granularity::per_token && !q.activations.symmetric &&
+         q.dynamic;
+}
+
+Reason cpu_w4a8_declines(const LayerQuant&, const KernelLayer& layer, const KernelTarget& t) {
+  if (kernels::isa_of_onednn(t.cpu.onednn_isa) == kernels::Isa::scalar)
+    return fmt::format(
+        "this CPU has no AVX2 (oneDNN ISA {}): the W4A8 kernel's portable path is slower than "
+        "the simulation's fp32 kernel",
+        t.cpu.onednn_isa.empty() ? "unknown" : t.cpu.onednn_isa);
+  if (layer.op_type != "Gemm" && layer.op_type != "MatMul")
+    return fmt::format("the W4A8 kernel is a Gemm/MatMul; this {} has none", layer.op_type);
+  if (layer.weight_rank != 2)
+    return fmt::format("the W4A8 kernel takes a 2-D weight; this one has {} dims",
+                       layer.weight_rank);
+  if (!layer.gemm_default_attributes)
+    return "Gemm with transA, alpha or beta other than the defaults";
+  if (!layer.bias_per_output) return "the Gemm bias is not a constant with one value per output";
+  return std::nullopt;
+}
+
 // Other weight-only specs with float activations run the float kernel on weights
 // decompressed at load: the saving is size, not time.
 constexpr KernelEntry onednn_kernels[] = {
     {"onednn_bf16_conv", "bf16", "bf16 (bf16 weights and activations, Conv)",
      ExecutorPath::onednn_bf16, takes_bf16, onednn_bf16_declines},
+    {"cpu_w4a8", "w4a8",
+     "w4a8 (<= 4-bit integer weights packed two per byte, any scale granularity, uint8 "
+     "activations quantized per token at run time; Gemm/MatMul, AVX2 or AVX-512 VNNI)",
+     ExecutorPath::cpu_w4a8, takes_w4a8, cpu_w4a8_declines},
     {"onednn_int8", "int8",
      "int8 (signed <= 8-bit symmetric per-channel/tensor weights, 8-bit static activations)",
      ExecutorPath::onednn_int8, takes_8bit_activations, onednn_int8_declines},

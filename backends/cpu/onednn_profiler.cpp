@@ -267,7 +267,7 @@ bool complete(const HwProfile& profile, const std::vector<LayerWorkload>& worklo
 }  // namespace
 
 const std::vector<std::string>& onednn_precisions() {
-  static const std::vector<std::string> names{"fp32", "int8", "bf16", "w4a32"};
+  static const std::vector<std::string> names{"fp32", "int8", "bf16", "w4a32", "w4a8"};
   return names;
 }
 
@@ -462,36 +462,44 @@ void profile_model_onednn(const Graph& graph, const std::string& model_name,
       }
     }
 
-    // W4A32 (bitplan's kernel on packed <= 4-bit weights, float activations): every layer
-    // the kernel list gives it, timed in one weight-only int4 run. Its time does not depend
-    // on the scale granularity's bookkeeping beyond a few percent (bench/bench_lowbit.cpp),
-    // so one granularity (per channel) stands for all.
-    const bool want_w4 = std::count(options.precisions.begin(), options.precisions.end(), "w4a32");
-    if (want_w4 && (options.remeasure || !complete(profile, workloads, "w4a32"))) {
+    // bitplan's own low-bit kernels, each timed in one run of a uniform plan over every layer
+    // the kernel list gives it: W4A32 (packed <= 4-bit weights, float activations) under the
+    // weight-only int4 plan, W4A8 (the same weights, per-token uint8 activations) under W4A8t.
+    // Their time does not depend on the scale granularity's bookkeeping beyond a few percent
+    // (bench/bench_lowbit.cpp), so one granularity (per channel) stands for all.
+    const auto time_lowbit = [&](const std::string& precision, const std::string& shorthand,
+                                 std::vector<std::string> QuantSimulator::Int8Build::*layers,
+                                 const std::string& implementation) {
+      if (!std::count(options.precisions.begin(), options.precisions.end(), precision) ||
+          (!options.remeasure && complete(profile, workloads, precision)))
+        return;
       if (graph.inputs.size() != 1) {
         for (const auto& w : workloads)
-          profile.put(ProfileEntry{w.key, "w4a32", 0, 0, 0, "",
-                                   "w4a32 timing needs a single float input"});
-      } else {
-        auto build = int8_build(graph, model_hash, uniform_plan("W4", graph));
-        if (!build.w4a32_layers.empty()) {
-          say("timing w4a32");
-          ExecutionPlan w4_plan(build.graph, PlanOptions{batch});
-          TimedRuns runs = time_plan(w4_plan, options);
-          record_layers(
-              workloads, w4_plan, runs, "w4a32",
-              fmt::format("bitplan W4A32 ({}): int4 codes packed two per byte, dequantized in "
-                          "registers, fp32 FMA",
-                          kernels::isa_name(kernels::cpu_isa())),
-              std::set<std::string>(build.w4a32_layers.begin(), build.w4a32_layers.end()),
-              profile);
-        }
-        for (const auto& w : workloads)
-          if (auto it = build.why_simulated.find(w.layer); it != build.why_simulated.end())
-            if (!profile.find(w.key, "w4a32"))
-              profile.put(ProfileEntry{w.key, "w4a32", 0, 0, 0, "", it->second});
+          profile.put(ProfileEntry{w.key, precision, 0, 0, 0, "",
+                                   precision + " timing needs a single float input"});
+        return;
       }
-    }
+      auto build = int8_build(graph, model_hash, uniform_plan(shorthand, graph));
+      const std::vector<std::string>& timed = build.*layers;
+      if (!timed.empty()) {
+        say("timing " + precision);
+        ExecutionPlan plan(build.graph, PlanOptions{batch});
+        TimedRuns runs = time_plan(plan, options);
+        record_layers(workloads, plan, runs, precision,
+                      fmt::format("{} ({})", implementation, kernels::isa_name(kernels::cpu_isa())),
+                      std::set<std::string>(timed.begin(), timed.end()), profile);
+      }
+      for (const auto& w : workloads)
+        if (auto it = build.why_simulated.find(w.layer); it != build.why_simulated.end())
+          if (!profile.find(w.key, precision))
+            profile.put(ProfileEntry{w.key, precision, 0, 0, 0, "", it->second});
+    };
+    time_lowbit("w4a32", "W4", &QuantSimulator::Int8Build::w4a32_layers,
+                "bitplan W4A32: int4 codes packed two per byte, dequantized in registers, fp32 "
+                "FMA");
+    time_lowbit("w4a8", "W4A8t", &QuantSimulator::Int8Build::w4a8_layers,
+                "bitplan W4A8: int4 codes packed two per byte, activations quantized per token "
+                "to uint8, int32 dot products");
   }
 }
 

@@ -29,7 +29,7 @@ namespace bitplan {
 
 struct CpuProfileOptions {
   std::vector<std::int64_t> batches{1};
-  std::vector<std::string> precisions{"fp32", "int8", "bf16", "w4a32"};
+  std::vector<std::string> precisions{"fp32", "int8", "bf16", "w4a32", "w4a8"};
   int warmup_runs = 3;
   int min_repeats = 15;
   double budget_seconds = 1.5;  // per (batch, precision): repeats until spent

@@ -4,7 +4,7 @@
 //
 //   cpu_isa() = min( what the CPU runs (cpuid, with the OS's register state),
 //                    what oneDNN dispatches (its effective ISA: ONEDNN_MAX_CPU_ISA caps it),
-//                    BITPLAN_MAX_CPU_ISA = scalar | avx2 | avx512 (when set) )
+//                    BITPLAN_MAX_CPU_ISA = scalar | avx2 | avx512 | avx512_vnni (when set) )
 //
 // so the kernel lists (executor/kernel_list.cpp), which decline on oneDNN's ISA, and the
 // kernels agree, and tests force each path on any machine: BITPLAN_MAX_CPU_ISA=avx2 runs the
@@ -22,10 +22,13 @@ enum class Isa : unsigned char {
   scalar,  // portable C++
   avx2,    // AVX2 + FMA (256-bit)
   avx512,  // AVX-512 F (512-bit)
+  // AVX-512 with VNNI (vpdpbusd: u8 x s8 dot products of 4 into s32), for the integer
+  // kernels (w4a8); the float kernels run their AVX-512 path here.
+  avx512_vnni,
 };
 
 std::string_view isa_name(Isa isa);
-// "scalar", "avx2", "avx512"; nullopt for anything else.
+// "scalar", "avx2", "avx512", "avx512_vnni"; nullopt for anything else.
 std::optional<Isa> isa_from_name(std::string_view name);
 
 // Whether this CPU (and OS) can run `isa` at all, ignoring every cap.

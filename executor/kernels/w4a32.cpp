@@ -9,7 +9,7 @@
 namespace bitplan::kernels {
 
 std::int64_t w4a32_panel_width(Isa isa) {
-  return isa == Isa::avx512 ? 32 : 16;
+  return isa >= Isa::avx512 ? 32 : 16;
 }
 
 PackedW4a32 pack_w4a32(const W4a32Source& src, Isa isa) {
@@ -113,6 +113,7 @@ using PanelFn = void (*)(const PackedW4a32&, std::int64_t, const float*, std::in
 PanelFn panel_kernel(Isa isa) {
   switch (isa) {
     case Isa::avx512:
+    case Isa::avx512_vnni:  // no integer dot products here: the float AVX-512 kernel
       return detail::w4a32_panel_avx512;
     case Isa::avx2:
       return detail::w4a32_panel_avx2;
@@ -122,21 +123,6 @@ PanelFn panel_kernel(Isa isa) {
   return detail::w4a32_panel_scalar;
 }
 
-void apply_epilogue(const W4a32Epilogue& e, float* y, std::int64_t count, std::int64_t n0) {
-  for (std::int64_t j = 0; j < count; ++j) {
-    float v = y[j];
-    if (e.bias) v += e.bias[n0 + j];
-    if (e.clamp) v = std::min(std::max(v, e.lo), e.hi);
-    if (e.quantize_output) {
-      // quantize_to_grid then dequantize_from_grid (executor/quant/formats.hpp), inlined.
-      float q = std::nearbyint(v / e.out_scale) + e.out_zero_point;
-      q = q < e.out_qmin ? e.out_qmin : (q > e.out_qmax ? e.out_qmax : q);
-      v = (q - e.out_zero_point) * e.out_scale;
-    }
-    y[j] = v;
-  }
-}
-
 // Rows per pass over a panel: the panel kernels keep up to this many rows' sums in a stack
 // buffer before the epilogue writes them out.
 constexpr std::int64_t kRowBlock = 32;
@@ -144,12 +130,12 @@ constexpr std::int64_t kRowBlock = 32;
 }  // namespace
 
 void w4a32_gemm(const PackedW4a32& w, const float* x, std::int64_t m, std::int64_t ldx, float* y,
-                std::int64_t ldy, const W4a32Epilogue& epilogue) {
+                std::int64_t ldy, const GemmEpilogue& epilogue) {
   BITPLAN_ASSERT(w.panel <= 32);
   BITPLAN_ASSERT(cpu_supports(w.isa));
   if (m <= 0) return;
   const PanelFn kernel = panel_kernel(w.isa);
-  const bool identity = !epilogue.bias && !epilogue.clamp && !epilogue.quantize_output;
+  const bool identity = epilogue.identity();
   // About 64k multiply-adds per task: small layers run inline, large ones on every core.
   const std::int64_t per_panel = std::max<std::int64_t>(1, w.k * w.panel * std::min(m, kRowBlock));
   const std::int64_t grain = std::max<std::int64_t>(1, (std::int64_t{1} << 16) / per_panel);
@@ -169,7 +155,7 @@ void w4a32_gemm(const PackedW4a32& w, const float* x, std::int64_t m, std::int64
         for (std::int64_t r = 0; r < rows; ++r) {
           float* out = y + (r0 + r) * ldy + n0;
           std::copy(tile + r * w.panel, tile + r * w.panel + cols, out);
-          apply_epilogue(epilogue, out, cols, n0);
+          epilogue.apply(out, cols, n0);
         }
       }
     }

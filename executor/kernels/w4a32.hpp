@@ -31,6 +31,7 @@
 #include <span>
 #include <vector>
 
+#include "executor/kernels/epilogue.hpp"
 #include "executor/kernels/isa.hpp"
 
 namespace bitplan::kernels {
@@ -76,23 +77,11 @@ PackedW4a32 pack_w4a32(const W4a32Source& source, Isa isa);
 // The container value of (k, n) read back from the packed bytes (tests).
 int packed_code(const PackedW4a32& packed, std::int64_t k, std::int64_t n);
 
-// What follows the sums, in oneDNN's post-op order (what the simulation's fp32 kernels do):
-// bias, activation, then the output's fake quantization when the next layer's FakeQuant was
-// fused into this one (fuse_fake_quant_into_producers):
-//   y = clamp(y, lo, hi);  q = clamp(round_half_even(y / s) + zp, qmin, qmax);  y = (q - zp)·s
-struct W4a32Epilogue {
-  const float* bias = nullptr;  // [N] or null
-  bool clamp = false;           // Relu: [0, inf); Clip: [lo, hi]
-  float lo = 0.f, hi = 0.f;
-  bool quantize_output = false;
-  float out_scale = 1.f, out_zero_point = 0.f, out_qmin = 0.f, out_qmax = 0.f;
-};
-
-// y[M, N] (row stride ldy) = x[M, K] (row stride ldx) · W, then the epilogue. Threaded over
-// panels (core/parallel.hpp). Runs the kernel of `packed.isa`, which must be one this CPU
-// supports (cpu_supports). Allocates nothing.
+// y[M, N] (row stride ldy) = x[M, K] (row stride ldx) · W, then the epilogue (epilogue.hpp).
+// Threaded over panels (core/parallel.hpp). Runs the kernel of `packed.isa`, which must be one this
+// CPU supports (cpu_supports). Allocates nothing.
 void w4a32_gemm(const PackedW4a32& packed, const float* x, std::int64_t m, std::int64_t ldx,
-                float* y, std::int64_t ldy, const W4a32Epilogue& epilogue = {});
+                float* y, std::int64_t ldy, const GemmEpilogue& epilogue = {});
 
 // One panel's sums for rows [0, m): the per-ISA microkernels (w4a32_*.cpp). `y` receives P
 // columns per row (row stride ldy), padding columns included; no bias, no epilogue.

@@ -907,8 +907,7 @@ void fake_quantize_activation_per_token(FormatId format, bool symmetric, const f
       for (std::int64_t o = b; o < e; ++o) {
         const float* x = in + o * dim;
         float* y = out + o * dim;
-        const auto [lo, hi] = finite_range(std::span(x, static_cast<std::size_t>(dim)));
-        const AffineParams p = token_params(lo, hi);
+        const AffineParams p = per_token_params(format, symmetric, x, dim);
         with_quantizer(f, &p.scale, &p.zero_point, nullptr, nullptr, [&](const auto& q) {
           const auto fn = q.at(0);
           for (std::int64_t d = 0; d < dim; ++d) y[d] = fn(x[d]);
@@ -951,6 +950,11 @@ void fake_quantize_activation_per_token(FormatId format, bool symmetric, const f
       });
     }
   });
+}
+
+AffineParams per_token_params(FormatId format, bool symmetric, const float* x, std::int64_t n) {
+  const auto [lo, hi] = finite_range(std::span(x, static_cast<std::size_t>(n)));  // lo <= hi
+  return range_params(format_traits(format), symmetric, lo, hi);
 }
 
 std::int64_t storage_bytes(const QuantSpec& spec, const Dims& weight_dims, int reduction_axis) {

@@ -155,6 +155,11 @@ void fake_quantize_activation_per_tensor(FormatId format, float scale, float zer
 void fake_quantize_activation_per_token(FormatId format, bool symmetric, const float* in,
                                         float* out, std::int64_t outer, std::int64_t dim,
                                         std::int64_t inner);
+// The scale and zero point fake_quantize_activation_per_token gives one contiguous token
+// x[0, n) (the rule above, checks aside: `format` must be one it takes). The W4A8 kernel
+// (executor/kernels/w4a8.hpp) quantizes its rows with this and quantize_to_grid, so its
+// codes are the simulation's.
+AffineParams per_token_params(FormatId format, bool symmetric, const float* x, std::int64_t n);
 
 // Bytes to store the quantized tensor: element codes packed densely and rounded up once
 // per tensor, plus per slice: an fp32 scale (an 8-bit E8M0 exponent for MX), a zero point

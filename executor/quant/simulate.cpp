@@ -688,21 +688,23 @@ int keep_channels_last(Graph& g) {
 
 namespace {
 
-// The inputs of a bitplan::W4A32MatMul node (executor/kernels/w4a32_op.cpp) for a 2-D weight
-// `w` whose simulation is `wq` (fake-quantized with `spec` and `params`): container codes
-// [K, N], and per (group, column) scales and offsets [G, N], such that
+// The inputs of a bitplan::W4A32MatMul or W4A8MatMul node (executor/kernels/lowbit_ops.cpp;
+// the same weights for both) for a 2-D weight `w` whose simulation is `wq` (fake-quantized with
+// `spec` and `params`): container codes [K, N], and per (group, column) scales and offsets [G, N],
+// such that
 //   (code - offset) * scale == wq   bit for bit, for every weight
 // (code = q + 8 and offset = zero point + 8 on signed grids, both + 0 on unsigned ones; the
 // difference is q - zero point, exact, so the product is dequantize_from_grid's). Returns
-// why not where that fails (a NaN weight has no code).
+// why not where that fails (a NaN weight has no code), naming `kernel`.
 struct W4a32Weights {
   Tensor codes, scales, offsets;
   std::int64_t group = 0;
+  ExecutorPath path = ExecutorPath::cpu_w4a32;  // or cpu_w4a8: the node it becomes
 };
 
 std::optional<std::string> w4a32_weights(const Tensor& w, const Tensor& wq, const QuantSpec& spec,
                                          const QuantParams& params, const QuantizableLayer& layer,
-                                         W4a32Weights& out) {
+                                         std::string_view kernel, W4a32Weights& out) {
   const FormatTraits& f = format_traits(spec.format);
   const int r = layer.reduction_axis, c = layer.channel_axis;
   BITPLAN_ASSERT(w.rank() == 2 && r + c == 1);
@@ -718,7 +720,10 @@ std::optional<std::string> w4a32_weights(const Tensor& w, const Tensor& wq, cons
     for (std::int64_t j = 0; j < n; ++j) {
       std::size_t slice = 0;
       if (spec.granularity == Granularity::per_channel) slice = static_cast<std::size_t>(j);
-      if (grouped) slice = static_cast<std::size_t>(r == 0 ? g * n + j : j * groups + g);
+      // A group of at least K is still sliced per group by the quantizer: one slice per
+      // column (groups == 1), not one for the tensor.
+      if (spec.granularity == Granularity::per_group)
+        slice = static_cast<std::size_t>(r == 0 ? g * n + j : j * groups + g);
       out.scales.data<float>()[g * n + j] = params.scale[slice];
       out.offsets.data<float>()[g * n + j] = params.zero_point[slice] - base;
     }
@@ -732,8 +737,8 @@ std::optional<std::string> w4a32_weights(const Tensor& w, const Tensor& wq, cons
     if (!(q >= f.qmin && q <= f.qmax) || dequantize_from_grid(q, s, zp) != v)
       return fmt::format(
           "weight ({}, {}) of '{}' is {} after quantization, which is not a code of the grid "
-          "(a NaN weight has none): the W4A32 kernel cannot hold it",
-          i0, i1, layer.weight, v);
+          "(a NaN weight has none): the {} kernel cannot hold it",
+          i0, i1, layer.weight, v, kernel);
     out.codes.data<std::int8_t>()[kk * n + j] = static_cast<std::int8_t>(q - base);
   }
   return std::nullopt;
@@ -747,7 +752,7 @@ QuantSimulator::Int8Build QuantSimulator::build_int8(const QuantPlan& plan) {
   QuantPlan simulated_part;
   std::vector<std::pair<const QuantizableLayer*, LayerQuant>> integer_layers;
   std::vector<const QuantizableLayer*> bf16_layers;
-  std::vector<std::pair<const QuantizableLayer*, W4a32Weights>> w4a32_layers;
+  std::vector<std::pair<const QuantizableLayer*, W4a32Weights>> lowbit_layers;
   Int8Build out;
   const KernelTarget host = KernelTarget::host();
   for (const auto& layer : layers_) {
@@ -761,19 +766,23 @@ QuantSimulator::Int8Build QuantSimulator::build_int8(const QuantPlan& plan) {
     } else if (path == ExecutorPath::onednn_bf16) {
       bf16_layers.push_back(&layer);
       out.bf16_layers.push_back(layer.name);
-    } else if (path == ExecutorPath::cpu_w4a32) {
+    } else if (path == ExecutorPath::cpu_w4a32 || path == ExecutorPath::cpu_w4a8) {
       const QuantSpec spec = weight_spec_for(it->second.weights, layer);
       const Tensor& w = method_float_weight(layer, it->second);
       const Tensor& wq = quantized_weight(layer, it->second);
+      const bool w4a8 = path == ExecutorPath::cpu_w4a8;
       W4a32Weights packed;
+      packed.path = path;
       if (auto why = w4a32_weights(w, wq, spec, choose_weight_params(spec, w, layer.reduction_axis),
-                                   layer, packed)) {
+                                   layer, w4a8 ? "W4A8" : "W4A32", packed)) {
         out.why_simulated[layer.name] = *why;
         simulated_part.layers[layer.name] = it->second;
         continue;
       }
-      w4a32_layers.emplace_back(&layer, std::move(packed));
-      out.w4a32_layers.push_back(layer.name);
+      // Both read the float input: W4A8 quantizes it per token itself, with the rule of the
+      // simulation's FakeQuant, which this layer therefore does not get.
+      lowbit_layers.emplace_back(&layer, std::move(packed));
+      (w4a8 ? out.w4a8_layers : out.w4a32_layers).push_back(layer.name);
     } else {
       out.why_simulated[layer.name] =
           choice.kernel ? fmt::format(
@@ -835,23 +844,25 @@ QuantSimulator::Int8Build QuantSimulator::build_int8(const QuantPlan& plan) {
     node->attrs["input_signed"] = static_cast<std::int64_t>(q.activations.format == FormatId::int8);
     node->attrs["weight_scales"] = per_channel ? params.scale : std::vector<float>{params.scale[0]};
   }
-  for (auto& [layer, weights] : w4a32_layers) {
+  for (auto& [layer, weights] : lowbit_layers) {
     // The name by value: clang 14 (the fuzz preset) cannot capture a structured binding.
     auto node = std::find_if(g.nodes.begin(), g.nodes.end(),
                              [name = layer->name](const Node& n) { return n.name == name; });
     BITPLAN_ASSERT(node != g.nodes.end());
-    const std::string prefix = layer->weight + "@" + layer->name + "@w4a32";
+    const bool w4a8 = weights.path == ExecutorPath::cpu_w4a8;
+    const std::string prefix = layer->weight + "@" + layer->name + (w4a8 ? "@w4a8" : "@w4a32");
     g.initializers[prefix + "codes"] = std::move(weights.codes);
     g.initializers[prefix + "scales"] = std::move(weights.scales);
     g.initializers[prefix + "offsets"] = std::move(weights.offsets);
     const std::string bias = node->inputs.size() > 2 ? node->inputs[2] : "";
     node->domain = "bitplan";
-    node->op_type = "W4A32MatMul";
+    node->op_type = w4a8 ? "W4A8MatMul" : "W4A32MatMul";
     node->inputs = {node->inputs[0], prefix + "codes", bias, prefix + "scales", prefix + "offsets"};
     node->attrs["group"] = weights.group;
   }
   // The layers built here in place of their float node keep the bias input (index 2).
-  for (const auto* names : {&out.int8_layers, &out.bf16_layers, &out.w4a32_layers})
+  for (const auto* names :
+       {&out.int8_layers, &out.bf16_layers, &out.w4a32_layers, &out.w4a8_layers})
     for (const std::string& name : *names) {
       const LayerQuant& q = plan.layers.at(name);
       if (!q.bias_correction) continue;
@@ -864,7 +875,7 @@ QuantSimulator::Int8Build QuantSimulator::build_int8(const QuantPlan& plan) {
     }
   // Layers whose method scales their input (awq) read it through its Mul, as in build().
   std::vector<Node> scaling_nodes;
-  for (const auto* names : {&out.int8_layers, &out.w4a32_layers})
+  for (const auto* names : {&out.int8_layers, &out.w4a32_layers, &out.w4a8_layers})
     for (const std::string& name : *names) {
       auto node = std::find_if(g.nodes.begin(), g.nodes.end(),
                                [&name](const Node& n) { return n.name == name; });

@@ -108,6 +108,7 @@ TEST_CASE("real W4A32 execution agrees with the simulation") {
        {Case{"fmnist_mlp", "int4/channel/sym"}, Case{"fmnist_mlp", "int4/group16/sym"},
         Case{"fmnist_mlp", "uint4/group16/asym"}, Case{"fmnist_vit", "int4/channel/sym"},
         Case{"fmnist_vit", "int4/group32/sym"}, Case{"fmnist_vit", "int4/group32/asym"},
+        Case{"fmnist_vit", "int4/group128/sym"},  // a group longer than K: one per column
         Case{"fmnist_vit", "int3/group32/sym"}, Case{"fmnist_vit", "int2/channel/asym"},
         Case{"fmnist_resnet", "int4/channel/sym"}}) {
     CAPTURE(c.model);

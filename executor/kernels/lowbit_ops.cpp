@@ -1,23 +1,38 @@
-// bitplan::W4A32MatMul: a Gemm/MatMul layer whose plan is <= 4-bit integer weights with
-// float activations, on the W4A32 kernel (executor/kernels/w4a32.hpp).
-// QuantSimulator::build_int8 writes the node: inputs
+// bitplan's own low-bit Gemm/MatMul ops on the kernels of executor/kernels/, written by
+// QuantSimulator::build_int8 in place of a layer's float node. Both take the inputs
 //   0 x [..., K] float32
 //   1 codes [K, N] int8: the 4-bit container values (code + 8 for signed grids)
 //   2 bias [N] (optional, "" when absent)
 //   3 scales [G, N] float32, 4 offsets [G, N] float32 (offset = zero point + 8 or + 0)
 // attribute group (weights per scale along K), and the epilogue attributes the float kernels
-// read (bitplan_activation, bitplan_clip_*, bitplan_output_*). The weights are packed here,
-// at plan build, for the kernel ISA of this CPU (kernels::cpu_isa()); run only computes.
+// read (bitplan_activation, bitplan_clip_*, bitplan_output_*):
+//   bitplan::W4A32MatMul: <= 4-bit integer weights, float activations (w4a32.hpp);
+//   bitplan::W4A8MatMul: the same weights, activations quantized per token to uint8 at run
+//     time (w4a8.hpp).
+// The weights are packed here, at plan build, for the kernel ISA of this CPU
+// (kernels::cpu_isa()), and W4A8's activation buffer is made here for the layer's rows; run
+// only computes.
 #include <cmath>
 #include <memory>
 
 #include "executor/kernels/w4a32.hpp"
+#include "executor/kernels/w4a8.hpp"
 #include "executor/op_registry.hpp"
 
 namespace bitplan {
 namespace {
 
-OpBuild build_w4a32_matmul(const OpContext& ctx) {
+// What both ops read from the node: the weights as the quantizer defines them, the bias and
+// the epilogue, and the shapes.
+struct LowbitGemm {
+  kernels::W4a32Source source;
+  std::shared_ptr<std::vector<float>> bias;  // null when absent
+  kernels::GemmEpilogue epilogue;            // bias pointer set at run (the vector above)
+  std::int64_t m = 0, k = 0, n = 0;
+  Dims out_dims;
+};
+
+LowbitGemm read_lowbit_gemm(const OpContext& ctx) {
   const Node& node = ctx.node();
   const ValueMeta& x = ctx.input(0);
   const Tensor& codes = ctx.constant_input(1, "weight codes");
@@ -28,7 +43,10 @@ OpBuild build_w4a32_matmul(const OpContext& ctx) {
       codes.dim(0) == 0 || codes.dim(1) == 0)
     ctx.invalid("weight codes {} {} must be int8 [K, N] with K = {} (the input's last axis)",
                 dtype_name(codes.dtype()), to_string(codes.dims()), x.dims.back());
-  const std::int64_t k = codes.dim(0), n = codes.dim(1);
+  LowbitGemm out;
+  out.k = codes.dim(0);
+  out.n = codes.dim(1);
+  const std::int64_t k = out.k, n = out.n;
   const std::int64_t group = node.attr_int("group", 0);
   if (group <= 0) ctx.invalid("group {} must be positive", group);
   const std::int64_t groups = (k + std::min(group, k) - 1) / std::min(group, k);
@@ -38,18 +56,16 @@ OpBuild build_w4a32_matmul(const OpContext& ctx) {
     if (t->dtype() != DType::f32 || t->numel() != groups * n)
       ctx.invalid("weight scales and offsets must be float32 [{}, {}]; one is {} {}", groups, n,
                   dtype_name(t->dtype()), to_string(t->dims()));
-  const kernels::W4a32Source source{
+  out.source = kernels::W4a32Source{
       k, n, group, codes.data<std::int8_t>(), n, 1, scales.data<float>(), offsets.data<float>()};
-  auto packed =
-      std::make_shared<const kernels::PackedW4a32>(kernels::pack_w4a32(source, kernels::cpu_isa()));
 
-  kernels::W4a32Epilogue epilogue;
-  std::shared_ptr<std::vector<float>> bias;
+  kernels::GemmEpilogue& epilogue = out.epilogue;
   if (ctx.has_input(2)) {
     const Tensor& b = ctx.constant_input(2, "bias");
     if (b.dtype() != DType::f32 || b.numel() != n)
       ctx.unsupported("the bias must be a constant of {} float32 values", n);
-    bias = std::make_shared<std::vector<float>>(b.values<float>().begin(), b.values<float>().end());
+    out.bias =
+        std::make_shared<std::vector<float>>(b.values<float>().begin(), b.values<float>().end());
   }
   const std::string act = node.attr_string("bitplan_activation", "");
   if (act == "Relu") {
@@ -74,16 +90,44 @@ OpBuild build_w4a32_matmul(const OpContext& ctx) {
       ctx.invalid("output quantization scale {} and range [{}, {}] are invalid", epilogue.out_scale,
                   epilogue.out_qmin, epilogue.out_qmax);
   }
-  const std::int64_t m = product(x.dims) / k;
-  Dims out_dims = x.dims;
-  out_dims.back() = n;
+  out.m = product(x.dims) / k;
+  out.out_dims = x.dims;
+  out.out_dims.back() = n;
+  return out;
+}
+
+OpBuild build_w4a32_matmul(const OpContext& ctx) {
+  const LowbitGemm g = read_lowbit_gemm(ctx);
+  auto packed = std::make_shared<const kernels::PackedW4a32>(
+      kernels::pack_w4a32(g.source, kernels::cpu_isa()));
   OpBuild b;
-  b.outputs.push_back({DType::f32, out_dims, {}});
-  b.macs = m * n * k;
-  b.kernel = make_kernel(
-      [packed, bias, epilogue, m, k, n](std::span<const Tensor> in, std::span<Tensor> out) mutable {
+  b.outputs.push_back({DType::f32, g.out_dims, {}});
+  b.macs = g.m * g.n * g.k;
+  b.kernel = make_kernel([packed, bias = g.bias, epilogue = g.epilogue, m = g.m, k = g.k, n = g.n](
+                             std::span<const Tensor> in, std::span<Tensor> out) mutable {
+    epilogue.bias = bias ? bias->data() : nullptr;
+    kernels::w4a32_gemm(*packed, in[0].data<float>(), m, k, out[0].data<float>(), n, epilogue);
+  });
+  return b;
+}
+
+OpBuild build_w4a8_matmul(const OpContext& ctx) {
+  const LowbitGemm g = read_lowbit_gemm(ctx);
+  auto packed =
+      std::make_shared<const kernels::PackedW4a8>(kernels::pack_w4a8(g.source, kernels::cpu_isa()));
+  // The quantized activations' buffer, once per plan: a plan runs one op at a time, so the
+  // kernel owns it.
+  auto activations =
+      std::make_shared<kernels::W4a8Activations>(kernels::make_w4a8_activations(*packed, g.m));
+  OpBuild b;
+  b.outputs.push_back({DType::f32, g.out_dims, {}});
+  b.macs = g.m * g.n * g.k;
+  b.kernel =
+      make_kernel([packed, activations, bias = g.bias, epilogue = g.epilogue, m = g.m, k = g.k,
+                   n = g.n](std::span<const Tensor> in, std::span<Tensor> out) mutable {
         epilogue.bias = bias ? bias->data() : nullptr;
-        kernels::w4a32_gemm(*packed, in[0].data<float>(), m, k, out[0].data<float>(), n, epilogue);
+        kernels::w4a8_gemm(*packed, in[0].data<float>(), m, k, out[0].data<float>(), n,
+                           *activations, epilogue);
       });
   return b;
 }
@@ -92,6 +136,7 @@ OpBuild build_w4a32_matmul(const OpContext& ctx) {
 
 void register_lowbit_ops(OpRegistry& r) {
   r.add("bitplan::W4A32MatMul", build_w4a32_matmul);
+  r.add("bitplan::W4A8MatMul", build_w4a8_matmul);
 }
 
 }  // namespace bitplan
