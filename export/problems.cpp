@@ -214,9 +214,8 @@ Verdict ort_weight_method(const LayerQuant& q) {
   return Refusal{
       fmt::format("onnxruntime.quantization rounds the weights to nearest itself and keeps the "
                   "model's bias and input, so the plan's {} would be lost (onnx-qdq writes it)",
-                  method && q.bias_correction
-                      ? fmt::format("{} weights and bias correction",
-                                    weight_method_traits(q.method).name)
+                  method && q.bias_correction ? fmt::format("{} weights and bias correction",
+                                                            weight_method_traits(q.method).name)
                   : method ? fmt::format("{} weights", weight_method_traits(q.method).name)
                            : std::string("bias correction")),
       q.weights, false, true};

@@ -432,8 +432,7 @@ double PlanScorer::violation(const PlanMetrics& m) const {
     return std::isfinite(value) ? std::max(0.0, value - limit) / std::max(limit, floor) : 1.0;
   };
   if (opt.max_perplexity_increase)
-    v += excess(std::isfinite(fp32_perplexity_) ? (m.perplexity / fp32_perplexity_ - 1) * 100
-                                                : NAN,
+    v += excess(std::isfinite(fp32_perplexity_) ? (m.perplexity / fp32_perplexity_ - 1) * 100 : NAN,
                 *opt.max_perplexity_increase, 0.1);
   // min_cosine: the shortfall relative to the distance the limit allows from 1.
   if (opt.min_cosine)
@@ -489,14 +488,14 @@ void run_policy_loop(Policy& policy, Runner& runner, const PlanScorer& scorer,
     const double remaining = max_evals == SIZE_MAX ? NAN
                                                    : double(max_evals - result.evaluations.size()) /
                                                          std::max(rate, 1e-9);
-    progress.status(fmt::format(
-        "{} {}/{} evaluations ({} reused), front {}, {}, {:.1f} eval/s, ETA {}",
-        result.policy, result.evaluations.size(),
-        max_evals == SIZE_MAX ? std::string("-") : std::to_string(max_evals),
-        result.evaluations_reused, front.size(), best_text, rate,
-        duration_text(settings.max_seconds > 0
-                          ? std::min(remaining, settings.max_seconds - since(start))
-                          : remaining)));
+    progress.status(
+        fmt::format("{} {}/{} evaluations ({} reused), front {}, {}, {:.1f} eval/s, ETA {}",
+                    result.policy, result.evaluations.size(),
+                    max_evals == SIZE_MAX ? std::string("-") : std::to_string(max_evals),
+                    result.evaluations_reused, front.size(), best_text, rate,
+                    duration_text(settings.max_seconds > 0
+                                      ? std::min(remaining, settings.max_seconds - since(start))
+                                      : remaining)));
   };
 
   while (result.evaluations.size() < max_evals && !policy.finished()) {

@@ -151,8 +151,7 @@ class PlanScorer {
   // `fp32_top1` on the search subset: the accuracy-drop limits are relative to it, as
   // max_perplexity_increase is to `fp32_perplexity` (perplexity metric).
   PlanScorer(const PlanCosts& costs, std::vector<Objective> objectives,
-             const SearchOptions& options, double fp32_top1,
-             double fp32_perplexity = kNotMeasured);
+             const SearchOptions& options, double fp32_top1, double fp32_perplexity = kNotMeasured);
 
   const std::vector<Objective>& objectives() const { return objectives_; }
   ObjectivePoint objective_values(const PlanMetrics& metrics) const;

@@ -202,10 +202,10 @@ void w4a8_panel_scalar(const PackedW4a8& w, std::int64_t panel, const W4a8Activa
 
 namespace {
 
-using PanelFn = void (*)(const PackedW4a8&, std::int64_t, const W4a8Activations&, std::int64_t,
+using W4a8PanelFn = void (*)(const PackedW4a8&, std::int64_t, const W4a8Activations&, std::int64_t,
                          std::int64_t, float*, std::int64_t);
 
-PanelFn panel_kernel(Isa isa) {
+W4a8PanelFn w4a8_panel_kernel(Isa isa) {
   switch (isa) {
     case Isa::avx512_vnni:
       return detail::w4a8_panel_avx512_vnni;
@@ -220,7 +220,7 @@ PanelFn panel_kernel(Isa isa) {
 
 // Rows per pass over a panel: the panel kernels keep up to this many rows' results in a
 // stack buffer before the epilogue writes them out.
-constexpr std::int64_t kRowBlock = 32;
+constexpr std::int64_t kW4a8RowBlock = 32;
 
 }  // namespace
 
@@ -230,18 +230,18 @@ void w4a8_gemm(const PackedW4a8& w, const float* x, std::int64_t m, std::int64_t
   BITPLAN_ASSERT(cpu_supports(w.isa));
   if (m <= 0) return;
   quantize_w4a8_activations(w, x, m, ldx, a);
-  const PanelFn kernel = panel_kernel(w.isa);
+  const W4a8PanelFn kernel = w4a8_panel_kernel(w.isa);
   const bool identity = epilogue.identity();
   // About 64k multiply-adds per task: small layers run inline, large ones on every core.
-  const std::int64_t per_panel = std::max<std::int64_t>(1, w.k * w.panel * std::min(m, kRowBlock));
+  const std::int64_t per_panel = std::max<std::int64_t>(1, w.k * w.panel * std::min(m, kW4a8RowBlock));
   const std::int64_t grain = std::max<std::int64_t>(1, (std::int64_t{1} << 16) / per_panel);
   parallel_for(w.panels, grain, [&](std::int64_t begin, std::int64_t end) {
-    alignas(64) float tile[kRowBlock * 32];
+    alignas(64) float tile[kW4a8RowBlock * 32];
     for (std::int64_t p = begin; p < end; ++p) {
       const std::int64_t n0 = p * w.panel;
       const std::int64_t cols = std::min(w.panel, w.n - n0);
-      for (std::int64_t r0 = 0; r0 < m; r0 += kRowBlock) {
-        const std::int64_t rows = std::min(kRowBlock, m - r0);
+      for (std::int64_t r0 = 0; r0 < m; r0 += kW4a8RowBlock) {
+        const std::int64_t rows = std::min(kW4a8RowBlock, m - r0);
         // Whole panels of an unfused layer go straight to y; the rest through the tile.
         if (identity && cols == w.panel) {
           kernel(w, p, a, r0, rows, y + r0 * ldy + n0, ldy);

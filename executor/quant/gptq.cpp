@@ -54,18 +54,23 @@ WeightRows weight_rows(const Tensor& weights, const QuantizableLayer& layer, std
   return v;
 }
 
+}  // namespace
+
 // What a group's solve needs: the column order and U, the upper Cholesky factor of the
-// damped inverse Hessian in that order (H⁻¹ = Uᵀ U).
-struct GroupFactor {
+// damped inverse Hessian in that order (H⁻¹ = Uᵀ U). Outside the anonymous namespace because
+// GptqFactors (declared in the header) holds it.
+struct GptqGroupFactor {
   std::vector<std::int64_t> order;  // order[i] = the column quantized i-th
   RowMajorMatrixD u;
   RowMajorMatrixF u_float;    // u for the fast path
   bool rtn_fallback = false;  // H was beyond repair: round to nearest
 };
 
-GroupFactor factor_group(std::span<const float> hessian, std::int64_t k, const GptqOptions& options,
-                         std::string* warning) {
-  GroupFactor f;
+namespace {
+
+GptqGroupFactor factor_group(std::span<const float> hessian, std::int64_t k,
+                             const GptqOptions& options, std::string* warning) {
+  GptqGroupFactor f;
   Eigen::MatrixXd h(k, k);
   for (std::int64_t a = 0; a < k; ++a)
     for (std::int64_t b = 0; b < k; ++b) h(a, b) = hessian[static_cast<std::size_t>(a * k + b)];
@@ -150,7 +155,7 @@ Setup setup(const QuantSpec& spec, const QuantParams& params, const Tensor& weig
 
 struct GptqFactors {
   std::int64_t groups = 0, size = 0;
-  std::vector<GroupFactor> group;
+  std::vector<GptqGroupFactor> group;
 };
 
 namespace {
@@ -224,7 +229,7 @@ Tensor gptq_quantize(const QuantSpec& spec, const QuantParams& params, const Ten
     RowMajorMatrixF work, errors;
     for (std::int64_t t = t0; t < t1; ++t) {
       const std::int64_t g = t / chunks_per_group;
-      const GroupFactor& f = factors.group[static_cast<std::size_t>(g)];
+      const GptqGroupFactor& f = factors.group[static_cast<std::size_t>(g)];
       const std::int64_t r0 = g * v.rows_per_group() + (t % chunks_per_group) * kChunk;
       const std::int64_t n = std::min(kChunk, (g + 1) * v.rows_per_group() - r0);
       if (f.rtn_fallback) {
@@ -275,7 +280,7 @@ Tensor gptq_quantize_reference(const QuantSpec& spec, const QuantParams& params,
   const float* w = weights.data<float>();
   float* q = out.data<float>();
   for (std::int64_t r = 0; r < v.rows; ++r) {
-    const GroupFactor& f = factors->group[static_cast<std::size_t>(r / v.rows_per_group())];
+    const GptqGroupFactor& f = factors->group[static_cast<std::size_t>(r / v.rows_per_group())];
     std::vector<double> row(static_cast<std::size_t>(v.k));
     for (std::int64_t i = 0; i < v.k; ++i)
       row[static_cast<std::size_t>(i)] = w[v.flat(r, f.order[static_cast<std::size_t>(i)])];

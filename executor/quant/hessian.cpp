@@ -354,11 +354,12 @@ InputHessian read_input_hessian(const fs::path& path) {
   h.mins.resize(sums);
   h.maxs.resize(sums);
   const char* at = bytes.data() + header;
-  for (const auto& [to, size] : {std::pair<void*, std::size_t>{h.values.data(), values * sizeof(float)},
-                                 {h.sums.data(), sums * sizeof(double)},
-                                 {h.abs_sums.data(), sums * sizeof(double)},
-                                 {h.mins.data(), sums * sizeof(float)},
-                                 {h.maxs.data(), sums * sizeof(float)}}) {
+  for (const auto& [to, size] :
+       {std::pair<void*, std::size_t>{h.values.data(), values * sizeof(float)},
+        {h.sums.data(), sums * sizeof(double)},
+        {h.abs_sums.data(), sums * sizeof(double)},
+        {h.mins.data(), sums * sizeof(float)},
+        {h.maxs.data(), sums * sizeof(float)}}) {
     std::memcpy(to, at, size);
     at += size;
   }

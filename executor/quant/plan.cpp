@@ -109,8 +109,7 @@ LayerQuant uniform_layer_quant(std::string_view shorthand, CalibrationMethod cal
   }
   if (auto why = weight_method_refusal(q.method, q.weights))
     fail_input("uniform plan '{}': {}", shorthand, *why);
-  if (auto why = method_activation_refusal(q))
-    fail_input("uniform plan '{}': {}", shorthand, *why);
+  if (auto why = method_activation_refusal(q)) fail_input("uniform plan '{}': {}", shorthand, *why);
   return q;
 }
 
@@ -219,10 +218,10 @@ LayerQuant layer_at(const YamlFile& file, const YAML::Node& node, LayerQuant bas
         fmt::format("{}.method '{}' with weights '{}': {}", where,
                     weight_method_traits(base.method).name, to_string(base.weights), *why));
   if (auto why = method_activation_refusal(base))
-    schema_error(file, node,
-                 fmt::format("{}.method '{}' with activations '{}': {}", where,
-                             weight_method_traits(base.method).name,
-                             to_string(base.activations), *why));
+    schema_error(
+        file, node,
+        fmt::format("{}.method '{}' with activations '{}': {}", where,
+                    weight_method_traits(base.method).name, to_string(base.activations), *why));
   if (base.weights.granularity == Granularity::per_token)
     schema_error(file, node,
                  fmt::format("{}.weights '{}': per token is an activation granularity; weights "

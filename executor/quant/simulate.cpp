@@ -1,10 +1,10 @@
 #include "executor/quant/simulate.hpp"
-#include "executor/quant/smoothquant.hpp"
 
 #include <fmt/ranges.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <set>
 
 #include "core/files.hpp"
@@ -115,8 +115,8 @@ CalibrationData calibration_data(const DatasetConfig& config, const Dataset& dat
     const std::string& first = expected.size() == 1 && expected[0].name.empty()
                                    ? config.calibration.images.string()
                                    : source->inputs()[0].source;
-    std::vector<std::int64_t> indices =
-        select_indices(config.calibration, source->size(), fmt::format("calibration ('{}')", first));
+    std::vector<std::int64_t> indices = select_indices(config.calibration, source->size(),
+                                                       fmt::format("calibration ('{}')", first));
     return CalibrationData::Samples{std::move(source), std::move(indices)};
   };
   return data;
@@ -266,6 +266,49 @@ std::optional<Tensor> read_weight_codes(const fs::path& path, const QuantSpec& s
   return out;
 }
 
+// The input scaling of a method that scales the layer's input (awq, smoothquant): its scales
+// (none when it kept the input as it is) and, for smoothquant, the scaled input's range.
+struct InputScaling {
+  std::vector<float> scale;
+  RangeObserver::Range range{0.f, 0.f};
+};
+
+constexpr char kScalingMagic[8] = {'B', 'P', 'S', 'C', 'A', 'L', 'E', '1'};
+
+void write_input_scaling(const fs::path& path, std::span<const float> scale,
+                         const RangeObserver::Range& range) {
+  std::string bytes(kScalingMagic, sizeof kScalingMagic);
+  const auto count = static_cast<std::int64_t>(scale.size());
+  bytes.append(reinterpret_cast<const char*>(&count), sizeof count);
+  bytes.append(reinterpret_cast<const char*>(scale.data()), scale.size() * sizeof(float));
+  bytes.append(reinterpret_cast<const char*>(&range.min), sizeof(float));
+  bytes.append(reinterpret_cast<const char*>(&range.max), sizeof(float));
+  write_file_atomic(path, bytes);
+}
+
+std::optional<InputScaling> read_input_scaling(const fs::path& path) {
+  std::error_code error;
+  if (!fs::is_regular_file(path, error)) return std::nullopt;
+  const std::string bytes = read_file(path, std::uint64_t{1} << 30, "input scaling cache");
+  std::int64_t count = -1;
+  if (bytes.size() >= sizeof kScalingMagic + sizeof count)
+    std::memcpy(&count, bytes.data() + sizeof kScalingMagic, sizeof count);
+  if (bytes.compare(0, sizeof kScalingMagic, kScalingMagic, sizeof kScalingMagic) != 0 ||
+      count < 0 || count > (std::int64_t{1} << 26) ||
+      bytes.size() != sizeof kScalingMagic + sizeof count + (count + 2) * sizeof(float))
+    fail_input(
+        "reading input scaling cache '{}': {} bytes are not a header, a count and that many "
+        "scales and a range; delete the file to recompute it",
+        path.string(), bytes.size());
+  InputScaling out;
+  out.scale.resize(static_cast<std::size_t>(count));
+  const char* at = bytes.data() + sizeof kScalingMagic + sizeof count;
+  std::memcpy(out.scale.data(), at, out.scale.size() * sizeof(float));
+  std::memcpy(&out.range.min, at + out.scale.size() * sizeof(float), sizeof(float));
+  std::memcpy(&out.range.max, at + (out.scale.size() + 1) * sizeof(float), sizeof(float));
+  return out;
+}
+
 }  // namespace
 
 const InputHessian& QuantSimulator::input_hessian(const QuantizableLayer& layer) {
@@ -319,8 +362,7 @@ void QuantSimulator::correct_bias(Graph& g, Node& node, const QuantizableLayer& 
   node.inputs[2] = name;
 }
 
-const Tensor& QuantSimulator::quantized_weight(const QuantizableLayer& layer,
-                                               const LayerQuant& q) {
+const Tensor& QuantSimulator::quantized_weight(const QuantizableLayer& layer, const LayerQuant& q) {
   const QuantSpec s = weight_spec_for(q.weights, layer);
   const WeightMethod method = q.method;
   const WeightMethodTraits& m = weight_method_traits(method);
@@ -383,20 +425,53 @@ const Tensor& QuantSimulator::quantized_weight(const QuantizableLayer& layer,
       if (!file.empty()) write_weight_codes(file, s, params, slices, out);
       break;
     }
-    case WeightMethod::awq: {
-      AwqResult r = awq_quantize(s, w, layer, input_hessian(layer), awq_options);
-      scaled_weights_[key] = std::move(r.scaled_weights);
-      input_scales_[key] = std::move(r.input_scale);
-      out = std::move(r.quantized);
-      break;
-    }
+    case WeightMethod::awq:
     case WeightMethod::smoothquant: {
-      SmoothQuantResult r = smoothquant_quantize(s, q.activations, w, layer, input_hessian(layer),
-                                                 smoothquant_options);
-      scaled_weights_[key] = std::move(r.scaled_weights);
-      input_scales_[key] = std::move(r.input_scale);
-      smoothed_ranges_[key] = {r.input_min, r.input_max};
-      out = std::move(r.quantized);
+      // Cached on disk as the input scales (and smoothquant's input range) plus the codes of
+      // the scaled weights on their grid, keyed like GPTQ's with the method's options.
+      const bool smoothquant = method == WeightMethod::smoothquant;
+      const std::vector<std::int64_t> slices = slice_indices(s, w.dims(), layer.reduction_axis);
+      fs::path file;
+      if (!calibration_.cache_dir.empty())
+        file = calibration_.cache_dir / "weights" /
+               cache_name({"weights", model_hash_, calibration_.selection_id, layer.name,
+                           to_string(s), m.name, std::to_string(m.version),
+                           smoothquant ? fmt::format("grid={} activations={} dynamic={}",
+                                                     smoothquant_options.grid,
+                                                     to_string(q.activations), q.dynamic)
+                                       : fmt::format("grid={}", awq_options.grid)});
+      const fs::path scale_file = file.empty() ? file : fs::path(file.string() + ".scale");
+      if (auto cached = file.empty() ? std::nullopt : read_input_scaling(scale_file)) {
+        Tensor scaled =
+            cached->scale.empty() ? w.clone() : scale_input_channels(w, layer, cached->scale);
+        const QuantParams scaled_params = choose_weight_params(s, scaled, layer.reduction_axis);
+        if (auto codes = read_weight_codes(file, s, scaled_params, slices, w.dims())) {
+          scaled_weights_[key] = std::move(scaled);
+          input_scales_[key] = std::move(cached->scale);
+          if (smoothquant) smoothed_ranges_[key] = cached->range;
+          return weight_cache_[key] = std::move(*codes);
+        }
+      }
+      RangeObserver::Range range{0.f, 0.f};
+      if (smoothquant) {
+        SmoothQuantResult r = smoothquant_quantize(s, q.activations, w, layer, input_hessian(layer),
+                                                   smoothquant_options);
+        scaled_weights_[key] = std::move(r.scaled_weights);
+        input_scales_[key] = std::move(r.input_scale);
+        range = smoothed_ranges_[key] = {r.input_min, r.input_max};
+        out = std::move(r.quantized);
+      } else {
+        AwqResult r = awq_quantize(s, w, layer, input_hessian(layer), awq_options);
+        scaled_weights_[key] = std::move(r.scaled_weights);
+        input_scales_[key] = std::move(r.input_scale);
+        out = std::move(r.quantized);
+      }
+      if (!file.empty()) {
+        write_input_scaling(scale_file, input_scales_[key], range);
+        write_weight_codes(file, s,
+                           choose_weight_params(s, scaled_weights_[key], layer.reduction_axis),
+                           slices, out);
+      }
       break;
     }
   }

@@ -125,12 +125,12 @@ class QuantSimulator {
   std::shared_ptr<const Dataset> opened_;  // what calibration_.open returned, once called
   std::vector<QuantizableLayer> layers_;
   std::map<std::tuple<CalibrationMethod, bool, int>, CalibrationRanges> ranges_;
-  std::map<std::string, Tensor> weight_cache_;    // "<layer>|<spec>[|<method>]" -> weights
+  std::map<std::string, Tensor> weight_cache_;  // "<layer>|<spec>[|<method>]" -> weights
   // Methods that scale the layer's input (same keys): the scaled float weights and scales.
   std::map<std::string, Tensor> scaled_weights_;
   std::map<std::string, std::vector<float>> input_scales_;
   std::map<std::string, RangeObserver::Range> smoothed_ranges_;  // smoothquant's inputs
-  std::map<std::string, InputHessian> hessians_;  // input_hessian_key -> Hessian
+  std::map<std::string, InputHessian> hessians_;                 // input_hessian_key -> Hessian
   // The most recent GPTQ factors by input_hessian_key (a few: each is K² doubles).
   std::vector<std::pair<std::string, std::shared_ptr<const GptqFactors>>> gptq_factors_;
 };

@@ -38,9 +38,9 @@ struct SmoothQuantOptions {
 };
 
 struct SmoothQuantResult {
-  std::vector<float> input_scale;  // s per input channel; empty when no smoothing won
-  Tensor scaled_weights;           // W diag(s) (W when no smoothing)
-  Tensor quantized;                // the scaled weights fake-quantized
+  std::vector<float> input_scale;      // s per input channel; empty when no smoothing won
+  Tensor scaled_weights;               // W diag(s) (W when no smoothing)
+  Tensor quantized;                    // the scaled weights fake-quantized
   float input_min = 0, input_max = 0;  // the scaled input's range over the calibration data
   double alpha = -1;                   // the α chosen; -1 for no smoothing
   double error = 0, plain_error = 0;   // E at the choice, and without smoothing

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <random>
 
@@ -18,6 +19,7 @@
 #include "executor/quant/simulate.hpp"
 #include "executor/quant/smoothquant.hpp"
 #include "fashion_mnist.hpp"
+#include "tests/temp_dir.hpp"
 
 namespace fs = std::filesystem;
 using namespace bitplan;
@@ -103,7 +105,8 @@ ReferenceChoice reference_search(const QuantSpec& spec, const Tensor& w, const T
       for (std::int64_t c = 0; c < n; ++c) {
         double dot = 0;
         for (std::int64_t r = 0; r < k; ++r) {
-          const float effective = q.data<float>()[r * n + c] * (1.f / s[static_cast<std::size_t>(r)]);
+          const float effective =
+              q.data<float>()[r * n + c] * (1.f / s[static_cast<std::size_t>(r)]);
           dot += (double(effective) - w.data<float>()[r * n + c]) * x.data<float>()[v * k + r];
         }
         error += dot * dot;
@@ -113,11 +116,13 @@ ReferenceChoice reference_search(const QuantSpec& spec, const Tensor& w, const T
   return best;
 }
 
-CalibrationData calibration_over(const Dataset& dataset, std::vector<std::int64_t> indices) {
+CalibrationData calibration_over(const Dataset& dataset, std::vector<std::int64_t> indices,
+                                 fs::path cache_dir = {}) {
   CalibrationData data;
   data.dataset = &dataset;
   data.indices = std::move(indices);
   data.selection_id = "awq-test";
+  data.cache_dir = std::move(cache_dir);
   return data;
 }
 }  // namespace
@@ -153,7 +158,7 @@ TEST_CASE("AWQ's exponent search equals the same search on the input vectors") {
     CHECK(differing == 0);
     // Outlier channels: scaling them beats round-to-nearest clearly.
     MESSAGE(std::string(text) << ": alpha " << r.alpha << ", output error " << r.error << " vs "
-                 << r.rtn_error << " rounding to nearest");
+                              << r.rtn_error << " rounding to nearest");
     CHECK(r.alpha > 0);
     CHECK(r.error < 0.8 * r.rtn_error);
   }
@@ -170,8 +175,8 @@ TEST_CASE("AWQ's exponent search equals the same search on the input vectors") {
 TEST_CASE("AWQ in plans: weight-only, Gemm and MatMul, refused elsewhere with the rule") {
   CHECK(weight_method_from_name("awq") == WeightMethod::awq);
   CHECK(weight_method_traits(WeightMethod::awq).scales_inputs);
-  CHECK_THROWS_WITH_AS(uniform_layer_quant("W4A8:awq"),
-                       doctest::Contains("awq is weight-only"), Error);
+  CHECK_THROWS_WITH_AS(uniform_layer_quant("W4A8:awq"), doctest::Contains("awq is weight-only"),
+                       Error);
   CHECK(!method_activation_refusal(uniform_layer_quant("W4A16:awq")));
   CHECK(!weight_method_layer_refusal(WeightMethod::awq, "MatMul"));
   const auto conv = weight_method_layer_refusal(WeightMethod::awq, "Conv");
@@ -202,8 +207,8 @@ TEST_CASE("AWQ in the simulator: a Mul by 1/s before the layer; real execution a
   const EvalResult fp32 = evaluate(mlp.graph, *dataset, validation, EvalOptions{64, true});
   QuantSimulator mlp_simulator(mlp.graph, "mlp", calibration_over(*dataset, calibration));
   const auto kl_of = [&](const std::string& shorthand) {
-    const EvalResult r = evaluate(mlp_simulator.build(uniform_plan(shorthand, mlp.graph)),
-                                  *dataset, validation, EvalOptions{64, true});
+    const EvalResult r = evaluate(mlp_simulator.build(uniform_plan(shorthand, mlp.graph)), *dataset,
+                                  validation, EvalOptions{64, true});
     return compare_outputs(fp32.logits, r.logits, fp32.classes).kl_divergence;
   };
   const double kl_rtn = kl_of("W3g16"), kl_awq = kl_of("W3g16:awq");
@@ -248,7 +253,8 @@ double smoothed_output_error(const Tensor& w, const Tensor& quantized, const Ten
   for (std::int64_t v = 0; v < x.dim(0); ++v)
     for (std::int64_t j = 0; j < k; ++j)
       scaled_x.data<float>()[v * k + j] =
-          x.data<float>()[v * k + j] * (scale.empty() ? 1.f : 1.f / scale[static_cast<std::size_t>(j)]);
+          x.data<float>()[v * k + j] *
+          (scale.empty() ? 1.f : 1.f / scale[static_cast<std::size_t>(j)]);
   Tensor q_x(DType::f32, x.dims());
   fake_quantize_activation_per_tensor(activations.format, input.scale, input.zero_point,
                                       scaled_x.data<float>(), q_x.data<float>(), x.numel());
@@ -316,7 +322,8 @@ TEST_CASE("SmoothQuant in plans and the simulator; real INT8 execution agrees") 
                        doctest::Contains("not quantized with a scale"), Error);
   CHECK_THROWS_WITH_AS(uniform_layer_quant("W8A8:smoothquant", CalibrationMethod::mse),
                        doctest::Contains("mse calibration would need a second pass"), Error);
-  CHECK(!method_activation_refusal(uniform_layer_quant("W8A8t:smoothquant", CalibrationMethod::mse)));
+  CHECK(
+      !method_activation_refusal(uniform_layer_quant("W8A8t:smoothquant", CalibrationMethod::mse)));
   const auto dataset = testing::open_fashion_mnist_test();
   if (!dataset) {
     testing::skip(testing::kFashionMnistMissing);
@@ -328,7 +335,8 @@ TEST_CASE("SmoothQuant in plans and the simulator; real INT8 execution agrees") 
   const EvalResult fp32 = evaluate(model.graph, *dataset, validation, EvalOptions{64, true});
   QuantSimulator simulator(model.graph, "vit", calibration_over(*dataset, calibration));
   const auto kl_of = [&](const QuantPlan& plan) {
-    const EvalResult r = evaluate(simulator.build(plan), *dataset, validation, EvalOptions{64, true});
+    const EvalResult r =
+        evaluate(simulator.build(plan), *dataset, validation, EvalOptions{64, true});
     return compare_outputs(fp32.logits, r.logits, fp32.classes).kl_divergence;
   };
   const QuantPlan smooth = uniform_plan("W7A8:smoothquant", model.graph);
@@ -347,7 +355,40 @@ TEST_CASE("SmoothQuant in plans and the simulator; real INT8 execution agrees") 
   // Real execution: oneDNN's integer kernels read the Mul's output, quantized by that range.
   const auto real = simulator.build_int8(smooth);
   CHECK(!real.int8_layers.empty());
-  const EvalResult sim = evaluate(simulator.build(smooth), *dataset, validation, EvalOptions{64, true});
+  const EvalResult sim =
+      evaluate(simulator.build(smooth), *dataset, validation, EvalOptions{64, true});
   const EvalResult run = evaluate(real.graph, *dataset, validation, EvalOptions{64, true});
   CHECK(compare_outputs(sim.logits, run.logits, sim.classes).top1_agreement >= 0.999);
+}
+
+TEST_CASE("AWQ and SmoothQuant results are cached on disk and read back bit for bit") {
+  const auto dataset = testing::open_fashion_mnist_test();
+  if (!dataset) {
+    testing::skip(testing::kFashionMnistMissing);
+    return;
+  }
+  const auto calibration = select_indices({128, 3, 0}, dataset->size(), "calibration");
+  const LoadedModel model = load_model(kAwqSource / "models" / "fmnist_mlp.onnx");
+  test::TempDir cache;
+  for (const char* shorthand : {"W4g16:awq", "W8A8:smoothquant"}) {
+    CAPTURE(std::string(shorthand));
+    const QuantPlan plan = uniform_plan(shorthand, model.graph);
+    QuantSimulator first(model.graph, "mlp", calibration_over(*dataset, calibration, cache.path()));
+    const Graph a = first.build(plan);
+    // A second simulator finds the scales and codes in the cache: the same graph.
+    QuantSimulator second(model.graph, "mlp",
+                          calibration_over(*dataset, calibration, cache.path()));
+    const Graph b = second.build(plan);
+    REQUIRE(a.initializers.size() == b.initializers.size());
+    for (const auto& entry : a.initializers) {
+      CAPTURE(entry.first);
+      const Tensor& other = b.initializers.at(entry.first);
+      REQUIRE(entry.second.nbytes() == other.nbytes());
+      CHECK(std::memcmp(entry.second.raw(), other.raw(), entry.second.nbytes()) == 0);
+    }
+    for (std::size_t i = 0; i < a.nodes.size(); ++i)
+      if (a.nodes[i].op_type == "FakeQuant")
+        CHECK(a.nodes[i].attr_float("scale", 0.f) == b.nodes[i].attr_float("scale", 0.f));
+  }
+  CHECK(fs::exists(cache.path() / "weights"));
 }
