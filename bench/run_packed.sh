@@ -30,7 +30,7 @@ plan=W7A8
 grep -qw -E 'avx512_vnni|avx_vnni' /proc/cpuinfo && plan=W8A8
 for model in fmnist_mlp fmnist_resnet fmnist_mobilenetv2 fmnist_vit; do
   echo "== $model $plan" && "$rt/build/cli/bitplan" evaluate --config "$repo/configs/$model.yaml" \
-    --plan "$plan" --int8 --threads "$threads" | grep -A3 -E '^(plan|int8)'
+    --plan "$plan" --real --threads "$threads" | grep -A3 -E '^(plan|real)'
 done 2>&1 | tee "$out/agreement.txt"
 # Low-bit kernels against fp32/int8 and the memory bandwidth (docs/performance.md), with the
 # widest kernel ISA here and with AVX2 forced.

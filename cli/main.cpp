@@ -405,9 +405,10 @@ options)");
       "save-plan", po::value(&save_plan_path), "write the resolved plan as YAML")(
       "predictions", po::value(&predictions_path),
       "write each sample's top-1 class (int64 .npy, selection order; the plan's with --plan)")(
-      "int8",
-      "also run the plan's INT8 layers on real integer kernels (oneDNN) and compare with the "
-      "simulation")("equalize",
+      "real",
+      "also run the plan on this CPU's real kernels where the kernel list has one (oneDNN "
+      "int8/bf16, bitplan's W4A32 and W4A8; the other layers simulated, each with the reason) "
+      "and compare with the simulation")("int8", "the former name of --real")("equalize",
                     "cross-layer equalization of the fp32 model before calibration and the plan "
                     "(quantization.equalize)")(
       "relu6-to-relu",
@@ -510,8 +511,10 @@ options)");
         config.model.string());
   const bool top1 = kind == MetricKind::top1;
   const bool with_plan = !plan_arg.empty();
-  if (vm.count("int8") && !with_plan)
-    fail(ErrorKind::usage, "--int8 runs a plan's INT8 layers: give --plan too");
+  const bool run_real = vm.count("real") || vm.count("int8");
+  if (run_real && !with_plan)
+    fail(ErrorKind::usage, "--{} runs a plan's layers on real kernels: give --plan too",
+         vm.count("real") ? "real" : "int8");
   if (!vm["calibration"].defaulted() && (!with_plan || is_plan_file(plan_arg)))
     fail(ErrorKind::usage,
          "--calibration {} applies to uniform plans (--plan W8A8...); plan files set it per layer",
@@ -563,7 +566,7 @@ options)");
     q = evaluate(simulated, *dataset, indices, options(true, &plan_tokens));
     plan_values = metric_values(kind, *q, &r, labels_of_selection, pairs ? &*pairs : nullptr);
     if (plan_values->has_fidelity) fidelity = plan_values->fidelity;
-    if (vm.count("int8")) {
+    if (run_real) {
       int8_build = simulator.build_int8(plan);
       real = evaluate(int8_build->graph, *dataset, indices, options(true, &plan_tokens));
       if (!q->logits.empty()) real_vs_sim = compare_outputs(q->logits, real->logits, q->width);
@@ -672,7 +675,7 @@ options)");
           {"metric", metric_json(*plan_values)},
           {"calibration", calibration_text}};
       if (real)
-        out["int8"] = {
+        out["real"] = {
             {"layers", int8_build->int8_layers},
             {"simulated_layers", int8_build->why_simulated},
             {"bf16_layers", int8_build->bf16_layers},
@@ -725,7 +728,7 @@ options)");
   }
   if (real) {
     fmt::print(
-        "int8     {} layers on integer kernels ({} activations passed between them as codes, {} "
+        "real     {} layers on integer kernels ({} activations passed between them as codes, {} "
         "kept channels-last), {} on bf16 kernels, {} on the W4A32 kernel, {} on the W4A8 kernel, "
         "{} simulated\n",
         int8_build->int8_layers.size(), int8_build->chained_tensors,
@@ -747,7 +750,7 @@ options)");
           "  top-1 {:.2f}%, same top-1 as the simulation on {:.2f}% of samples, SQNR vs "
           "simulation {:.1f} dB\n",
           100 * real->top1, 100 * real_vs_sim->top1_agreement, real_vs_sim->sqnr_db);
-    fmt::print("  integer run {:.3f} s ({:.2f}x the fp32 time)\n", real->model_seconds,
+    fmt::print("  real run {:.3f} s ({:.2f}x the fp32 time)\n", real->model_seconds,
                real->model_seconds / std::max(r.model_seconds, 1e-9));
   }
   if (!top1) return 0;

@@ -131,10 +131,11 @@ TEST_CASE("quantized evaluation, integer execution and the debugger from the CLI
   const std::string config = (kSource / "configs/default.yaml").string();
   const fs::path saved = fs::temp_directory_path() / "bitplan_e2e_plan.yaml";
   const Result r =
-      run("evaluate --config " + config + " --count 300 --plan W7A8 --int8 --json --cache-dir " +
+      run("evaluate --config " + config + " --count 300 --plan W7A8 --real --json --cache-dir " +
           cache.string() + " --save-plan " + saved.string());
   CHECK(r.exit_code == 0);
   CHECK(contains(r.output, "\"quantized\""));
+  CHECK(contains(r.output, "\"real\": {"));
   CHECK(contains(r.output, "\"agreement_with_simulation\""));
   CHECK(fs::exists(saved));
   CHECK(!fs::is_empty(cache));  // calibration ranges cached
