@@ -38,6 +38,7 @@ Exit 77 (skip) when the model or one of its data files is missing (tools/fetch_m
 makes them); the message names the file.
 """
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -172,7 +173,8 @@ def main():
                "cosine_worst": None, "unoptimized_mean": None, "unoptimized_worst": None,
                "quant_seconds": None, "note": ""}
         try:
-            path, seconds, note = fn()
+            with contextlib.redirect_stdout(sys.stderr):  # the peers' progress bars: off the table
+                path, seconds, note = fn()
             row["quant_seconds"], row["note"] = seconds, note
             emb = embed(path)
             row["cosine_mean"], row["cosine_worst"] = row_cosines(ref, emb)
