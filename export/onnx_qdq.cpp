@@ -548,8 +548,7 @@ std::string ModelWriter::write() {
       const std::string prefix = l.layer.name + "/input_scaling";
       add_node(nodes, prefix, "Mul",
                {input,
-                add_float(prefix + "_inverse_scale",
-                          l.layer.input_reduction_axis == 0 ? Dims{k, 1} : Dims{k}, l.input_scale)},
+                add_float(prefix + "_inverse_scale", input_scale_dims(l.layer, k), l.input_scale)},
                {prefix + "_output"});
       input = prefix + "_output";
       node.set_input(0, input);

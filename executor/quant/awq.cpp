@@ -8,7 +8,6 @@
 
 #include "core/error.hpp"
 #include "core/parallel.hpp"
-#include "executor/quant/methods.hpp"
 
 namespace bitplan {
 namespace {
@@ -21,6 +20,25 @@ bool outputs_first(const QuantizableLayer& layer) {
 }
 
 }  // namespace
+
+std::int64_t check_input_scaling(WeightMethod method, const Tensor& weights,
+                                 const QuantizableLayer& layer, const InputHessian& h, int grid) {
+  const std::string_view name = weight_method_traits(method).name;
+  if (auto why = weight_method_layer_refusal(method, layer.op_type))
+    fail_input("quantizing layer '{}' by {}: {}", layer.name, name, *why);
+  const std::int64_t k = weights.dim(static_cast<std::size_t>(layer.reduction_axis));
+  if (h.groups != 1 || h.size != k)
+    fail_input(
+        "quantizing layer '{}' by {}: the input statistics ({} group(s) of {} values) do not "
+        "fit weights {}",
+        layer.name, name, h.groups, h.size, to_string(weights.dims()));
+  if (grid < 1) fail_input("{}: the grid of exponents must have at least 1 point", name);
+  return k;
+}
+
+Dims input_scale_dims(const QuantizableLayer& layer, std::int64_t k) {
+  return layer.input_reduction_axis == 0 ? Dims{k, 1} : Dims{k};
+}
 
 Tensor scale_input_channels(const Tensor& weights, const QuantizableLayer& layer,
                             std::span<const float> scale) {
@@ -76,15 +94,7 @@ double output_error(const Tensor& a, const Tensor& b, const QuantizableLayer& la
 
 AwqResult awq_quantize(const QuantSpec& spec, const Tensor& weights, const QuantizableLayer& layer,
                        const InputHessian& h, const AwqOptions& options) {
-  if (auto why = weight_method_layer_refusal(WeightMethod::awq, layer.op_type))
-    fail_input("quantizing layer '{}' by awq: {}", layer.name, *why);
-  const std::int64_t k = weights.dim(static_cast<std::size_t>(layer.reduction_axis));
-  if (h.groups != 1 || h.size != k)
-    fail_input(
-        "quantizing layer '{}' by awq: the input statistics ({} group(s) of {} values) do not "
-        "fit weights {}",
-        layer.name, h.groups, h.size, to_string(weights.dims()));
-  if (options.grid < 1) fail_input("awq: the grid of exponents must have at least 1 point");
+  const std::int64_t k = check_input_scaling(WeightMethod::awq, weights, layer, h, options.grid);
   // Mean input magnitude per channel; a channel calibration never reached gets the floor.
   const double vectors = static_cast<double>(std::max<std::int64_t>(h.vectors, 1));
   std::vector<double> magnitude(static_cast<std::size_t>(k));

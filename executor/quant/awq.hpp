@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "executor/quant/hessian.hpp"
+#include "executor/quant/methods.hpp"
 
 namespace bitplan {
 
@@ -56,6 +57,17 @@ AwqResult awq_quantize(const QuantSpec& spec, const Tensor& weights, const Quant
 // W with input channel k (index k of the reduction axis) multiplied by scale[k].
 Tensor scale_input_channels(const Tensor& weights, const QuantizableLayer& layer,
                             std::span<const float> scale);
+
+// The checks every input-scaling method (methods.hpp: scales_inputs) makes before it starts:
+// the layer is one it can scale, `h` is the statistics of its input (one group of K values) and
+// the grid of exponents is not empty. Returns K. Fails (invalid input) naming the layer.
+std::int64_t check_input_scaling(WeightMethod method, const Tensor& weights,
+                                 const QuantizableLayer& layer, const InputHessian& h, int grid);
+
+// The dims of the inverse-scale tensor the layer's input is multiplied by: the scale runs
+// along the input's reduction axis, the last one ([..., K], broadcast from [K]) or, for a
+// Gemm with transA, the first of A [K, M] ([K, 1]).
+Dims input_scale_dims(const QuantizableLayer& layer, std::int64_t k);
 
 // The inverse scales the layer's input is multiplied by (one float division each: the value
 // the simulation's Mul, the real execution and the exported model all use).

@@ -498,10 +498,7 @@ std::optional<Node> QuantSimulator::input_scaling_node(Graph& g, const Quantizab
                                                        const LayerQuant& q) {
   const std::span<const float> scale = input_scale(layer, q);
   if (scale.empty()) return std::nullopt;
-  // The scale runs along the input's reduction axis: the last one ([..., K], broadcast from
-  // [K]) or, for a Gemm with transA, the first of A [K, M] ([K, 1]).
-  const auto k = static_cast<std::int64_t>(scale.size());
-  Tensor inverse(DType::f32, layer.input_reduction_axis == 0 ? Dims{k, 1} : Dims{k});
+  Tensor inverse(DType::f32, input_scale_dims(layer, static_cast<std::int64_t>(scale.size())));
   const std::vector<float> values = inverse_input_scale(scale);
   std::copy(values.begin(), values.end(), inverse.data<float>());
   const std::string name = fmt::format("{}/input_scale@{}@{}", layer.name, to_string(q.weights),

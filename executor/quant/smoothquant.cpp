@@ -5,22 +5,14 @@
 
 #include "core/error.hpp"
 #include "executor/quant/awq.hpp"
-#include "executor/quant/methods.hpp"
 
 namespace bitplan {
 
 SmoothQuantResult smoothquant_quantize(const QuantSpec& weight_spec, const QuantSpec& activations,
                                        const Tensor& weights, const QuantizableLayer& layer,
                                        const InputHessian& h, const SmoothQuantOptions& options) {
-  if (auto why = weight_method_layer_refusal(WeightMethod::smoothquant, layer.op_type))
-    fail_input("quantizing layer '{}' by smoothquant: {}", layer.name, *why);
-  const std::int64_t k = weights.dim(static_cast<std::size_t>(layer.reduction_axis));
-  if (h.groups != 1 || h.size != k)
-    fail_input(
-        "quantizing layer '{}' by smoothquant: the input statistics ({} group(s) of {} values) "
-        "do not fit weights {}",
-        layer.name, h.groups, h.size, to_string(weights.dims()));
-  if (options.grid < 1) fail_input("smoothquant: the grid of exponents must have at least 1 point");
+  const std::int64_t k =
+      check_input_scaling(WeightMethod::smoothquant, weights, layer, h, options.grid);
   if (!format_traits(activations.format).has_scale())
     fail_input("quantizing layer '{}' by smoothquant: activations '{}' have no scale to smooth",
                layer.name, to_string(activations));
