@@ -61,7 +61,7 @@ std::optional<std::string> method_activation_refusal(const LayerQuant& q);
 
 // Why `method` cannot quantize a layer of type `op_type` (the rule), or nothing: a method
 // that scales the layer's input (awq) takes Gemm and MatMul, whose input channels are the
-// reduction axis (a Conv reads each channel through a window; not implemented).
+// reduction axis (a Conv reads each channel through a window, which bitplan does not scale).
 std::optional<std::string> weight_method_layer_refusal(WeightMethod method,
                                                        std::string_view op_type);
 
