@@ -27,6 +27,8 @@
 #include "ir/onnx_import.hpp"
 #include "tests/skip.hpp"
 
+namespace onnx_node_tests_test {
+
 namespace fs = std::filesystem;
 using namespace bitplan;
 
@@ -173,3 +175,5 @@ TEST_CASE("ONNX backend node tests") {
   CHECK(failed.empty());
   CHECK(passed > 0);
 }
+
+}  // namespace onnx_node_tests_test

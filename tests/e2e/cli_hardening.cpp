@@ -15,6 +15,8 @@
 #include <string>
 #include <vector>
 
+namespace cli_hardening_test {
+
 namespace fs = std::filesystem;
 using namespace bitplan::e2e;  // run, Result, contains, kSource, ... (run_bitplan.hpp)
 using nlohmann::json;
@@ -272,3 +274,5 @@ TEST_CASE("17.15 the README and docs give export's real output flag") {
   const Result help = run("export --help");
   CHECK(contains(help.output, "--output"));
 }
+
+}  // namespace cli_hardening_test

@@ -13,6 +13,8 @@
 #include <string>
 #include <vector>
 
+namespace cli_tests_test {
+
 namespace fs = std::filesystem;
 using namespace bitplan::e2e;  // run, Result, contains, kSource, ... (run_bitplan.hpp)
 
@@ -248,3 +250,5 @@ TEST_CASE("a separate calibration source: used, named in the output, checked") {
   }
   fs::remove_all(dir);
 }
+
+}  // namespace cli_tests_test

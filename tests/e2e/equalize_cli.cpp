@@ -14,6 +14,8 @@
 #include "run_bitplan.hpp"
 #include "tests/skip.hpp"
 
+namespace equalize_cli_test {
+
 namespace fs = std::filesystem;
 using namespace bitplan::e2e;
 
@@ -211,3 +213,5 @@ TEST_CASE("export with quantization.equalize writes the rescaled weights and ReL
   CHECK(first->op_type() == "Relu");
   CHECK(first->input_size() == 1);
 }
+
+}  // namespace equalize_cli_test

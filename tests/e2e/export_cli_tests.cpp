@@ -14,6 +14,8 @@
 #include <sstream>
 #include <string>
 
+namespace export_cli_tests_test {
+
 namespace fs = std::filesystem;
 using namespace bitplan::e2e;  // run, Result, contains, kSource, ... (run_bitplan.hpp)
 
@@ -120,3 +122,5 @@ TEST_CASE("export: bad input gives one message, its exit code and no partial fil
   for (const auto& entry : fs::directory_iterator(dir))
     CHECK_FALSE(contains(entry.path().filename().string(), ".tmp."));
 }
+
+}  // namespace export_cli_tests_test

@@ -15,7 +15,7 @@
 #include "run_bitplan.hpp"
 #include "tests/temp_dir.hpp"
 
-namespace bitplan::e2e {
+namespace bitplan::e2e::free_dims_test {
 namespace {
 
 namespace fs = std::filesystem;
@@ -283,4 +283,4 @@ TEST_CASE("17.12 the catalogue's free-H/W fixture is this test's model") {
   CHECK(read_text(fixture) == free_hw_model());
 }
 
-}  // namespace bitplan::e2e
+}  // namespace bitplan::e2e::free_dims_test

@@ -9,7 +9,7 @@
 #include "tests/e2e/run_bitplan.hpp"
 #include "tests/temp_dir.hpp"
 
-namespace bitplan::e2e {
+namespace bitplan::e2e::metrics_cli_test {
 namespace {
 
 namespace fs = std::filesystem;
@@ -75,4 +75,4 @@ TEST_CASE("evaluate without labels: fidelity of a plan to fp32; a run config's m
 }
 
 }  // namespace
-}  // namespace bitplan::e2e
+}  // namespace bitplan::e2e::metrics_cli_test

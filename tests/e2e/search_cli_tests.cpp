@@ -22,6 +22,8 @@
 #include <thread>
 #include <vector>
 
+namespace search_cli_tests_test {
+
 namespace fs = std::filesystem;
 using namespace bitplan::e2e;  // run, Result, contains, kSource, ... (run_bitplan.hpp)
 using nlohmann::json;
@@ -601,3 +603,5 @@ TEST_CASE("search --dry-run: each unsupported option's reason, once, from the ke
   CHECK(contains(r.output, "  [2] weights 'int4/group16/sym' have a scale per group of 16"));
   CHECK(!contains(r.output, "[3]"));
 }
+
+}  // namespace search_cli_tests_test

@@ -18,6 +18,8 @@
 #include <string>
 #include <thread>
 
+namespace search_durability_test {
+
 namespace fs = std::filesystem;
 using namespace bitplan::e2e;  // run, Result, contains, kSource, ... (run_bitplan.hpp)
 using nlohmann::json;
@@ -131,3 +133,5 @@ TEST_CASE("search durability: SIGKILL at random points, then a rerun gives the s
   CHECK(got.dump(1) == expected.dump(1));
   fs::remove_all(dir);
 }
+
+}  // namespace search_durability_test

@@ -12,6 +12,8 @@
 #include "backends/hw_profile.hpp"
 #include "tests/temp_dir.hpp"
 
+namespace backends_cuda_profile_file_test {
+
 using namespace bitplan;
 using cuda::ProfileFile;
 
@@ -149,3 +151,5 @@ TEST_CASE("the checked-in H100 profile is one the CUDA profiler can merge into")
   for (const auto& c : profile.conversions) CHECK(file.has_conversion(c.from, c.to, c.elements));
   for (const auto& c : profile.ceilings) CHECK(file.has_ceiling(c.name));
 }
+
+}  // namespace backends_cuda_profile_file_test

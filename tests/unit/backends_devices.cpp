@@ -2,6 +2,8 @@
 
 #include "backends/device.hpp"
 
+namespace backends_devices_test {
+
 using namespace bitplan;
 
 TEST_CASE("the CPU is identified with the ISA oneDNN dispatches to") {
@@ -11,3 +13,5 @@ TEST_CASE("the CPU is identified with the ISA oneDNN dispatches to") {
   CHECK(cpu.onednn_isa != "other");
   CHECK(cpu.onednn_version.rfind("2.", 0) == 0);
 }
+
+}  // namespace backends_devices_test

@@ -27,6 +27,8 @@
 #include "executor/plan.hpp"
 #include "executor/quant/formats.hpp"
 
+namespace backends_profile_test {
+
 using namespace bitplan;
 namespace fs = std::filesystem;
 
@@ -1026,3 +1028,5 @@ TEST_CASE("noisy profiles: IQR of at least half the median on >= 10 % of the ent
   CHECK(contains(noise.summary(), "--threads 1"));
   CHECK(contains(noise.summary(), "gemm:m1:n3:k8"));
 }
+
+}  // namespace backends_profile_test

@@ -11,6 +11,8 @@
 #include "backends/hw_profile.hpp"
 #include "core/error.hpp"
 
+namespace backends_profile_hardening_test {
+
 namespace fs = std::filesystem;
 using namespace bitplan;
 
@@ -184,3 +186,5 @@ TEST_CASE("17.8 the shipped profiles pass the checks") {
     CHECK(!load_hw_profile(kSource / name).entries.empty());
   }
 }
+
+}  // namespace backends_profile_hardening_test

@@ -9,6 +9,8 @@
 #include "core/quote.hpp"
 #include "core/tensor.hpp"
 
+namespace core_checked_test {
+
 using namespace bitplan;
 
 TEST_CASE("checked_mul and checked_add report overflow instead of wrapping") {
@@ -60,3 +62,5 @@ TEST_CASE("17.9 an Error whose message holds a NUL byte keeps the whole message"
   const Error error(ErrorKind::invalid_input, std::string("name 'a\0b': rule", 16));
   CHECK(std::string(error.what()) == "name 'a\\x00b': rule");
 }
+
+}  // namespace core_checked_test

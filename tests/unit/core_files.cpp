@@ -8,6 +8,8 @@
 #include "core/error.hpp"
 #include "core/files.hpp"
 
+namespace core_files_test {
+
 namespace fs = std::filesystem;
 using namespace bitplan;
 
@@ -27,3 +29,5 @@ TEST_CASE("write_file_atomic makes missing folders and leaves no temporary file"
                        doctest::Contains("blocker/out.yaml"), Error);
   fs::remove_all(root);
 }
+
+}  // namespace core_files_test

@@ -6,6 +6,8 @@
 
 #include "core/hash.hpp"
 
+namespace core_hash_test {
+
 using namespace bitplan;
 
 TEST_CASE("fnv1a64_hex matches the published FNV-1a test vectors") {
@@ -32,3 +34,5 @@ TEST_CASE("Fnv1a64 hashes bytes one step each, and words one step each") {
   large.add(0x0102030405060708ull);
   CHECK(large.value() == ((Fnv1a64::kOffsetBasis ^ 0x0102030405060708ull) * Fnv1a64::kPrime));
 }
+
+}  // namespace core_hash_test

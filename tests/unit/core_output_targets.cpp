@@ -14,6 +14,8 @@
 #include "core/files.hpp"
 #include "tests/temp_dir.hpp"
 
+namespace core_output_targets_test {
+
 namespace fs = std::filesystem;
 using namespace bitplan;
 
@@ -122,3 +124,5 @@ TEST_CASE("17.6 prepare_output_folder makes the folder, proves it writable, leav
                        doctest::Contains("cannot create the folder"), Error);
   CHECK(fs::is_character_file("/dev/null"));
 }
+
+}  // namespace core_output_targets_test

@@ -4,6 +4,8 @@
 #include "core/error.hpp"
 #include "core/parallel.hpp"
 
+namespace core_parallel_threads_test {
+
 using namespace bitplan;
 
 TEST_CASE("17.1 thread counts beyond 4x the available cores are refused before any pool grows") {
@@ -28,3 +30,5 @@ TEST_CASE("17.1 thread counts beyond 4x the available cores are refused before a
   set_num_threads(0);
   CHECK(num_threads() >= 1);
 }
+
+}  // namespace core_parallel_threads_test

@@ -6,6 +6,8 @@
 
 #include "core/text.hpp"
 
+namespace core_text_test {
+
 using namespace bitplan;
 
 namespace {
@@ -61,3 +63,5 @@ TEST_CASE("17.5 json_text writes invalid UTF-8 as U+FFFD where dump() throws") {
   const nlohmann::ordered_json valid = {{"b", 1}, {"a", "caf\xC3\xA9"}};
   CHECK(json_text(valid, 2) == valid.dump(2));
 }
+
+}  // namespace core_text_test

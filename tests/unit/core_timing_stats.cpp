@@ -6,6 +6,8 @@
 
 #include "core/timing_stats.hpp"
 
+namespace core_timing_stats_test {
+
 using namespace bitplan;
 
 TEST_CASE("median_and_iqr gives numpy's linear-interpolation quartiles") {
@@ -44,3 +46,5 @@ TEST_CASE("quantile_of_sorted interpolates between neighbours") {
   CHECK(quantile_of_sorted(sorted, 0.25) == doctest::Approx(5.0));
   CHECK(quantile_of_sorted(sorted, 1.0) == 20.0);
 }
+
+}  // namespace core_timing_stats_test

@@ -11,6 +11,8 @@
 #include "core/error.hpp"
 #include "core/yaml_reader.hpp"
 
+namespace core_yaml_reader_test {
+
 namespace fs = std::filesystem;
 using namespace bitplan;
 
@@ -216,3 +218,5 @@ TEST_CASE("yaml reader: key tables") {
           "are policy, seed");
   }
 }
+
+}  // namespace core_yaml_reader_test

@@ -12,7 +12,7 @@
 #include "data/npy.hpp"
 #include "data_test_util.hpp"
 
-namespace bitplan {
+namespace bitplan::data_dataset_test {
 namespace {
 
 namespace fs = std::filesystem;
@@ -483,4 +483,4 @@ TEST_CASE("a missing calibration source is an error naming the file") {
 }
 
 }  // namespace
-}  // namespace bitplan
+}  // namespace bitplan::data_dataset_test

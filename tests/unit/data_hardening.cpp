@@ -10,7 +10,7 @@
 #include "data/npy.hpp"
 #include "data_test_util.hpp"
 
-namespace bitplan {
+namespace bitplan::data_hardening_test {
 namespace {
 
 using test::check_error;
@@ -95,4 +95,4 @@ TEST_CASE("17.3 resizing a long thin image past the pixel limit is refused befor
 }
 
 }  // namespace
-}  // namespace bitplan
+}  // namespace bitplan::data_hardening_test

@@ -7,7 +7,7 @@
 #include "data/idx.hpp"
 #include "data_test_util.hpp"
 
-namespace bitplan {
+namespace bitplan::data_idx_test {
 namespace {
 
 using test::check_error;
@@ -177,4 +177,4 @@ TEST_CASE("read_idx rejects corrupt gzip streams and gzip bombs") {
 }
 
 }  // namespace
-}  // namespace bitplan
+}  // namespace bitplan::data_idx_test

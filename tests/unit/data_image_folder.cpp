@@ -10,7 +10,7 @@
 #include "data/image_folder.hpp"
 #include "data_test_util.hpp"
 
-namespace bitplan {
+namespace bitplan::data_image_folder_test {
 namespace {
 
 namespace fs = std::filesystem;
@@ -326,4 +326,4 @@ TEST_CASE("the CIFAR-10 JPEG test folder loads with its 10 classes") {
 }
 
 }  // namespace
-}  // namespace bitplan
+}  // namespace bitplan::data_image_folder_test

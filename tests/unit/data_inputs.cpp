@@ -11,7 +11,7 @@
 #include "data/npy.hpp"
 #include "data_test_util.hpp"
 
-namespace bitplan {
+namespace bitplan::data_inputs_test {
 namespace {
 
 namespace fs = std::filesystem;
@@ -177,4 +177,4 @@ TEST_CASE("a calibration source of named inputs must feed the dataset's inputs")
 }
 
 }  // namespace
-}  // namespace bitplan
+}  // namespace bitplan::data_inputs_test

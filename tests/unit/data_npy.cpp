@@ -6,7 +6,7 @@
 #include "data/npy.hpp"
 #include "data_test_util.hpp"
 
-namespace bitplan {
+namespace bitplan::data_npy_test {
 namespace {
 
 using test::check_error;
@@ -215,4 +215,4 @@ TEST_CASE("read_npy rejects malformed files, naming the file and the rule") {
 }
 
 }  // namespace
-}  // namespace bitplan
+}  // namespace bitplan::data_npy_test

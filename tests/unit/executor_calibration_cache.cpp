@@ -13,7 +13,7 @@
 #include "data_test_util.hpp"
 #include "executor/quant/calibration.hpp"
 
-namespace bitplan {
+namespace bitplan::executor_calibration_cache_test {
 namespace {
 
 using Range = RangeObserver::Range;
@@ -161,4 +161,4 @@ TEST_CASE("the cache key changes with the model, the selection and every option 
 }
 
 }  // namespace
-}  // namespace bitplan
+}  // namespace bitplan::executor_calibration_cache_test

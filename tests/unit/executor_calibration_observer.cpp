@@ -12,7 +12,7 @@
 #include "data_test_util.hpp"
 #include "executor/quant/calibration.hpp"
 
-namespace bitplan {
+namespace bitplan::executor_calibration_observer_test {
 namespace {
 
 using Range = RangeObserver::Range;
@@ -457,4 +457,4 @@ TEST_CASE("entropy keeps (nearly) the full range of a uniform distribution") {
 }
 
 }  // namespace
-}  // namespace bitplan
+}  // namespace bitplan::executor_calibration_observer_test

@@ -9,7 +9,7 @@
 #include "executor/model.hpp"
 #include "executor/quant/simulate.hpp"
 
-namespace bitplan {
+namespace bitplan::executor_calibration_source_test {
 namespace {
 
 namespace fs = std::filesystem;
@@ -113,4 +113,4 @@ TEST_CASE("a separate calibration source gives its own ranges and is read only o
 }
 
 }  // namespace
-}  // namespace bitplan
+}  // namespace bitplan::executor_calibration_source_test

@@ -15,6 +15,8 @@
 #include "executor/quant/simulate.hpp"
 #include "tests/temp_dir.hpp"
 
+namespace executor_free_dims_test {
+
 using namespace bitplan;
 namespace fs = std::filesystem;
 
@@ -239,3 +241,5 @@ TEST_CASE("17.12 an input too large to plan is refused before any size overflows
   CHECK(has(error_of([&] { ExecutionPlan plan(g, PlanOptions{1}); }, ErrorKind::invalid_input),
             "input 'images' of shape [1, 3, 1048576, 1048576] has more than 2^40 elements"));
 }
+
+}  // namespace executor_free_dims_test

@@ -7,6 +7,8 @@
 
 #include "executor/plan.hpp"
 
+namespace executor_hardening_test {
+
 using namespace bitplan;
 
 namespace {
@@ -144,3 +146,5 @@ TEST_CASE("17.10 Resize scales whose output length does not fit in int64 are ref
   CHECK(plan_error(graph, 1, ErrorKind::invalid_input)
             .find("invalid node 'up' (Resize): an output length of") != std::string::npos);
 }
+
+}  // namespace executor_hardening_test

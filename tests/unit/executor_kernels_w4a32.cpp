@@ -14,6 +14,8 @@
 #include "executor/kernels/w4a32.hpp"
 #include "tests/skip.hpp"
 
+namespace executor_kernels_w4a32_test {
+
 using namespace bitplan;
 using namespace bitplan::kernels;
 
@@ -232,3 +234,5 @@ TEST_CASE("kernel ISA names and the host's choice") {
   CHECK(isa_of_onednn("sse41") == Isa::scalar);
   MESSAGE("kernel ISA here: " << isa_name(cpu_isa()));
 }
+
+}  // namespace executor_kernels_w4a32_test

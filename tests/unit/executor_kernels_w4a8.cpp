@@ -19,6 +19,8 @@
 #include "executor/quant/quantizer.hpp"
 #include "tests/skip.hpp"
 
+namespace executor_kernels_w4a8_test {
+
 using namespace bitplan;
 using namespace bitplan::kernels;
 
@@ -347,3 +349,5 @@ TEST_CASE("W4A8 epilogue: bias, activation and output fake quantization as the s
     CHECK_MESSAGE(all, isa_name(isa));
   }
 }
+
+}  // namespace executor_kernels_w4a8_test

@@ -8,7 +8,7 @@
 #include "core/error.hpp"
 #include "executor/metrics.hpp"
 
-namespace bitplan {
+namespace bitplan::executor_metrics_test {
 namespace {
 
 TEST_CASE("metric names round-trip and the default follows the labels") {
@@ -142,4 +142,4 @@ TEST_CASE("next-token KL over a vocabulary beyond the top k is a lower bound of 
 }
 
 }  // namespace
-}  // namespace bitplan
+}  // namespace bitplan::executor_metrics_test

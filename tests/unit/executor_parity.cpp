@@ -14,6 +14,8 @@
 #include "executor/model.hpp"
 #include "fashion_mnist.hpp"
 
+namespace executor_parity_test {
+
 namespace fs = std::filesystem;
 using namespace bitplan;
 
@@ -108,3 +110,5 @@ TEST_CASE("fp32 parity with PyTorch on the published CIFAR-10 ResNets") {
     }
   }
 }
+
+}  // namespace executor_parity_test

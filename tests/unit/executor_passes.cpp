@@ -7,6 +7,8 @@
 #include "executor/plan.hpp"
 #include "ir/passes.hpp"
 
+namespace executor_passes_test {
+
 using namespace bitplan;
 
 namespace {
@@ -140,3 +142,5 @@ TEST_CASE("shape chains of torch exports fold at plan time") {
   CHECK(plan.steps()[0].op_type == "Reshape");
   CHECK(plan.output_meta()[0].dims == Dims{4, 6});
 }
+
+}  // namespace executor_passes_test

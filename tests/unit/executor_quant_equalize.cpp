@@ -14,6 +14,8 @@
 #include "executor/quant/equalize.hpp"
 #include "fashion_mnist.hpp"
 
+namespace executor_quant_equalize_test {
+
 namespace fs = std::filesystem;
 using namespace bitplan;
 
@@ -298,3 +300,5 @@ TEST_CASE("relu6_to_relu on the fixture MobileNetV2: the fp32 outputs change") {
   CHECK(relative_difference(before.logits, after.logits) > 1e-3);  // the model did change
   CHECK(agree >= 950);                                             // 995 of 1000 when measured
 }
+
+}  // namespace executor_quant_equalize_test

@@ -14,6 +14,8 @@
 #include "core/error.hpp"
 #include "executor/quant/formats.hpp"
 
+namespace executor_quant_formats_test {
+
 using namespace bitplan;
 
 namespace {
@@ -411,3 +413,5 @@ TEST_CASE("codebook rounding: nearest entry, ties to the lower, Inf to the ends"
     }
   }
 }
+
+}  // namespace executor_quant_formats_test

@@ -18,6 +18,8 @@
 #include "fashion_mnist.hpp"
 #include "tests/temp_dir.hpp"
 
+namespace executor_quant_gptq_test {
+
 namespace fs = std::filesystem;
 using namespace bitplan;
 
@@ -470,3 +472,5 @@ TEST_CASE("bias correction in plans and the simulator") {
   const EvalResult run = evaluate(real.graph, *dataset, validation, EvalOptions{64, true});
   CHECK(compare_outputs(sim.logits, run.logits, sim.classes).top1_agreement >= 0.999);
 }
+
+}  // namespace executor_quant_gptq_test

@@ -13,6 +13,8 @@
 #include "executor/plan.hpp"
 #include "executor/quant/simulate.hpp"
 
+namespace executor_quant_per_token_test {
+
 namespace fs = std::filesystem;
 using namespace bitplan;
 
@@ -331,3 +333,5 @@ TEST_CASE("simulated per-token plans: nodes, the Conv axis, and the INT8 path's 
   for (const auto& [layer, why] : int8.why_simulated)
     CHECK(why.find("dynamic per-token") != std::string::npos);
 }
+
+}  // namespace executor_quant_per_token_test

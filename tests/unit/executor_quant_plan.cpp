@@ -18,6 +18,8 @@
 #include "executor/quant/simulate.hpp"
 #include "fashion_mnist.hpp"
 
+namespace executor_quant_plan_test {
+
 namespace fs = std::filesystem;
 using namespace bitplan;
 
@@ -343,3 +345,5 @@ TEST_CASE("fake quantization fused into the producer gives the same bits as the 
     CHECK(*std::max_element(ya[0].values<float>().begin(), ya[0].values<float>().end()) > 1.f);
   }
 }
+
+}  // namespace executor_quant_plan_test

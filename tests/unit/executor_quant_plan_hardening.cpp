@@ -10,6 +10,8 @@
 #include "executor/model.hpp"
 #include "executor/quant/plan.hpp"
 
+namespace executor_quant_plan_hardening_test {
+
 namespace fs = std::filesystem;
 using namespace bitplan;
 
@@ -101,3 +103,5 @@ TEST_CASE("17.9 plan keys that are not names, and non-text values, are schema er
     CHECK(contains(message, part));
   }
 }
+
+}  // namespace executor_quant_plan_hardening_test

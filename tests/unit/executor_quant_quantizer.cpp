@@ -15,6 +15,8 @@
 #include "core/error.hpp"
 #include "executor/quant/quantizer.hpp"
 
+namespace executor_quant_quantizer_test {
+
 using namespace bitplan;
 
 namespace {
@@ -587,3 +589,5 @@ TEST_CASE("activation quantization: formats, scales and zero points are checked"
   CHECK_FALSE(kind_of(FormatId::fp8_e4m3, 1.f, 0).has_value());
   CHECK(x == std::vector<float>{448.f, -448.f, 0.3125f});
 }
+
+}  // namespace executor_quant_quantizer_test

@@ -21,6 +21,8 @@
 #include "fashion_mnist.hpp"
 #include "tests/temp_dir.hpp"
 
+namespace executor_quant_scaling_test {
+
 namespace fs = std::filesystem;
 using namespace bitplan;
 
@@ -392,3 +394,5 @@ TEST_CASE("AWQ and SmoothQuant results are cached on disk and read back bit for 
   }
   CHECK(fs::exists(cache.path() / "weights"));
 }
+
+}  // namespace executor_quant_scaling_test

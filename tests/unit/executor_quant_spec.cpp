@@ -8,6 +8,8 @@
 #include "core/error.hpp"
 #include "executor/quant/quantizer.hpp"
 
+namespace executor_quant_spec_test {
+
 using namespace bitplan;
 
 namespace {
@@ -155,3 +157,5 @@ TEST_CASE("specs built in code are checked too") {
   CHECK_THROWS_WITH_AS(check_spec(no_group), doctest::Contains("group size must be positive"),
                        Error);
 }
+
+}  // namespace executor_quant_spec_test

@@ -15,6 +15,8 @@
 #include "executor/quant/simulate.hpp"
 #include "fashion_mnist.hpp"
 
+namespace executor_quant_w4a32_test {
+
 namespace fs = std::filesystem;
 using namespace bitplan;
 
@@ -137,3 +139,5 @@ TEST_CASE("real W4A32 execution agrees with the simulation") {
     CHECK(f.sqnr_db > 80);  // the same weights: only the order of the float sums differs
   }
 }
+
+}  // namespace executor_quant_w4a32_test

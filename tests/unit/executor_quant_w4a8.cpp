@@ -17,6 +17,8 @@
 #include "executor/quant/simulate.hpp"
 #include "fashion_mnist.hpp"
 
+namespace executor_quant_w4a8_test {
+
 namespace fs = std::filesystem;
 using namespace bitplan;
 
@@ -171,3 +173,5 @@ TEST_CASE("real W4A8 execution agrees with the simulation") {
     CHECK(f.sqnr_db > 50);
   }
 }
+
+}  // namespace executor_quant_w4a8_test

@@ -10,6 +10,8 @@
 
 #include "executor/plan.hpp"
 
+namespace executor_shape_ops_test_test {
+
 using namespace bitplan;
 
 namespace {
@@ -499,3 +501,5 @@ TEST_CASE("Pow: a constant exponent of 2 or 3 is the product, others std::pow, r
     }
   }
 }
+
+}  // namespace executor_shape_ops_test_test

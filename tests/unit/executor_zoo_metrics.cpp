@@ -16,7 +16,7 @@
 #include "tests/skip.hpp"
 #include "tests/temp_dir.hpp"
 
-namespace bitplan {
+namespace bitplan::executor_zoo_metrics_test {
 namespace {
 
 namespace fs = std::filesystem;
@@ -112,4 +112,4 @@ TEST_CASE("real models: data and metrics match the zoo fp32 figures") {
 }
 
 }  // namespace
-}  // namespace bitplan
+}  // namespace bitplan::executor_zoo_metrics_test

@@ -15,6 +15,8 @@
 #include "executor/quant/formats.hpp"
 #include "executor/quant/simulate.hpp"
 
+namespace export_fidelity_test {
+
 using namespace bitplan;
 
 namespace {
@@ -150,3 +152,5 @@ TEST_CASE(
           CHECK(std::memcmp(&want, &got[i], sizeof(float)) == 0);
         }
 }
+
+}  // namespace export_fidelity_test

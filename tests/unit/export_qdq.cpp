@@ -15,6 +15,8 @@
 #include "export_test_util.hpp"
 #include "fashion_mnist.hpp"
 
+namespace export_qdq_test {
+
 namespace fs = std::filesystem;
 using namespace bitplan;
 using namespace bitplan::testing;
@@ -415,3 +417,5 @@ TEST_CASE("write_export refuses an unwritable folder") {
   fs::permissions(locked, fs::perms::owner_all);
   fs::remove_all(locked);
 }
+
+}  // namespace export_qdq_test

@@ -13,6 +13,8 @@
 #include "ir/onnx_import.hpp"
 #include "tests/temp_dir.hpp"
 
+namespace ir_hardening_test {
+
 namespace fs = std::filesystem;
 using namespace bitplan;
 
@@ -239,3 +241,5 @@ TEST_CASE("17.9 control bytes in a tensor name are shown escaped") {
   CHECK(error.find("tensor 'bad\\x00name\\x0a' has 0 values but its shape [3] needs 3") !=
         std::string::npos);
 }
+
+}  // namespace ir_hardening_test

@@ -6,6 +6,8 @@
 
 #include "ir/onnx_import.hpp"
 
+namespace ir_import_test {
+
 namespace fs = std::filesystem;
 using namespace bitplan;
 
@@ -87,3 +89,5 @@ TEST_CASE("topological_sort orders nodes and reports missing producers and cycle
              {"b", "Relu", "", {"a_out"}, {"b_out"}, {}}};
   CHECK_THROWS_WITH_AS(topological_sort(g), doctest::Contains("cycle"), Error);
 }
+
+}  // namespace ir_import_test

@@ -15,6 +15,8 @@
 #include "search/pareto.hpp"
 #include "tests/unit/search_test_spaces.hpp"
 
+namespace search_driver_stages_test {
+
 using namespace bitplan;
 using namespace bitplan::search;
 
@@ -372,8 +374,8 @@ TEST_CASE_FIXTURE(PolicyLoop, "the policy loop stops between evaluations when as
 }
 
 TEST_CASE("NSGA-II seeds from a thinned front where the exact solver would fail") {
-  const SearchSpace space = test::make_space(22, 2);
-  const LayerCostTable table = test::past_the_state_limit(space);
+  const SearchSpace space = test_spaces::make_space(22, 2);
+  const LayerCostTable table = test_spaces::past_the_state_limit(space);
   const Nsga2Seeds seeds = nsga2_seeds(space, table, {}, 16);
   CHECK(seeds.genomes.size() == 8);
   CHECK(seeds.thinned.find("layer20") != std::string::npos);
@@ -444,3 +446,5 @@ TEST_CASE("the final re-evaluation: final numbers, measured latency, beaten plan
   CHECK(lines[1].find("final: plan a leaves the front") == 0);
   CHECK_FALSE(result.interrupted);
 }
+
+}  // namespace search_driver_stages_test

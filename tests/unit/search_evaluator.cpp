@@ -12,6 +12,8 @@
 #include "tests/temp_dir.hpp"
 #include "tests/unit/fashion_mnist.hpp"
 
+namespace search_evaluator_test {
+
 using namespace bitplan;
 using namespace bitplan::search;
 
@@ -111,3 +113,5 @@ TEST_CASE("the in-process runner answers in ask order and stops between evaluati
   CHECK(partial[1].metrics.top1 == 0.5);
   CHECK(finished == std::vector<std::size_t>{0, 1});
 }
+
+}  // namespace search_evaluator_test

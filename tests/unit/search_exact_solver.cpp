@@ -11,12 +11,14 @@
 #include "search/exact_solver.hpp"
 #include "tests/unit/search_test_spaces.hpp"
 
+namespace search_exact_solver_test {
+
 using namespace bitplan;
 using namespace bitplan::search;
 
 namespace {
 
-using test::make_space;
+using test_spaces::make_space;
 
 // Costs on a coarse grid so that ties and equal totals happen too.
 LayerCostTable random_costs(const SearchSpace& space, std::uint64_t seed, bool latency, bool size) {
@@ -261,7 +263,7 @@ TEST_CASE("the exact policy asks the front spread first and each plan once") {
 
 TEST_CASE("past the state limit the exact solver fails, the thinned trace and solve answer") {
   const SearchSpace space = make_space(22, 2);
-  const LayerCostTable costs = test::past_the_state_limit(space);
+  const LayerCostTable costs = test_spaces::past_the_state_limit(space);
   CHECK_THROWS_WITH_AS(trace_front(space, costs), doctest::Contains("use nsga2"), Error);
 
   const TracedFront front = trace_front_thinned(space, costs);
@@ -292,3 +294,5 @@ TEST_CASE("past the state limit the exact solver fails, the thinned trace and so
   CHECK(best.best->totals.latency <= *budgets.latency);
   CHECK(best.best->totals.size <= *budgets.size);
 }
+
+}  // namespace search_exact_solver_test

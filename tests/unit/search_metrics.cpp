@@ -11,6 +11,8 @@
 #include "search/report.hpp"
 #include "tests/temp_dir.hpp"
 
+namespace search_metrics_test {
+
 using namespace bitplan;
 using namespace bitplan::search;
 
@@ -197,3 +199,5 @@ TEST_CASE("the report plots and tabulates the run's metric: perplexity, not a to
   CHECK(html.find("perplexity vs model size") != std::string::npos);
   CHECK(html.find("fp32 top-1") == std::string::npos);
 }
+
+}  // namespace search_metrics_test

@@ -12,12 +12,14 @@
 #include "search/pareto.hpp"
 #include "tests/unit/search_test_spaces.hpp"
 
+namespace search_nsga2_test {
+
 using namespace bitplan;
 using namespace bitplan::search;
 
 namespace {
 
-using test::make_space;
+using test_spaces::make_space;
 
 // Two conflicting additive objectives, like accuracy loss against latency: higher options
 // lose more accuracy and run faster, with per-layer noise so the front is irregular.
@@ -197,3 +199,5 @@ TEST_CASE("NSGA-II seeds, resumes, respects constraints and is deterministic") {
   params.initial_genomes = {{0, 0}};
   CHECK_THROWS_AS(Nsga2Policy(space, params), Error);
 }
+
+}  // namespace search_nsga2_test

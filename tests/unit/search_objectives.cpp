@@ -7,6 +7,8 @@
 #include "core/error.hpp"
 #include "search/objectives.hpp"
 
+namespace search_objectives_test {
+
 using namespace bitplan;
 using namespace bitplan::search;
 
@@ -89,3 +91,5 @@ TEST_CASE("perplexity is minimised, cosine maximised; each metric has its qualit
   CHECK_THROWS_WITH_AS(check_objectives_fit_metric({"cosine"}, MetricKind::top1),
                        doctest::Contains("'cosine' needs metric.kind embedding"), Error);
 }
+
+}  // namespace search_objectives_test

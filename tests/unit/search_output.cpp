@@ -16,6 +16,8 @@
 #include "search/results_db.hpp"
 #include "tests/temp_dir.hpp"
 
+namespace search_output_test {
+
 namespace fs = std::filesystem;
 using namespace bitplan;
 using namespace bitplan::search;
@@ -199,3 +201,5 @@ TEST_CASE("pareto.json and pareto.csv carry the final numbers beside the subset 
   CHECK(html.find("<td>0.0010</td><td>4.250</td>") != std::string::npos);
   CHECK(html.find("0.001 MB, 4.25 bits per weight") != std::string::npos);
 }
+
+}  // namespace search_output_test

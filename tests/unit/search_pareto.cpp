@@ -8,6 +8,8 @@
 #include "core/error.hpp"
 #include "search/pareto.hpp"
 
+namespace search_pareto_test {
+
 using namespace bitplan;
 using namespace bitplan::search;
 
@@ -146,3 +148,5 @@ TEST_CASE("an incremental insert reports whether the point entered the front") {
   CHECK(front.ids() == std::vector<std::size_t>{3});
   CHECK(front.size() == 1);
 }
+
+}  // namespace search_pareto_test

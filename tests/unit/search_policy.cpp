@@ -4,6 +4,8 @@
 #include "core/error.hpp"
 #include "search/policy.hpp"
 
+namespace search_policy_test {
+
 using namespace bitplan;
 using namespace bitplan::search;
 
@@ -33,3 +35,5 @@ TEST_CASE("make_policy builds every named policy and refuses unknown names") {
   CHECK_THROWS_WITH_AS(make_policy("nsga2", SearchSpace{}, params), doctest::Contains("no layers"),
                        Error);
 }
+
+}  // namespace search_policy_test

@@ -3,6 +3,8 @@
 
 #include "search/random_policy.hpp"
 
+namespace search_random_policy_test {
+
 using namespace bitplan::search;
 
 namespace {
@@ -46,3 +48,5 @@ TEST_CASE("random search is deterministic per seed and skips unsupported options
   RandomPolicy other(space, params);
   CHECK(other.ask(8) != plans);  // same set, another order
 }
+
+}  // namespace search_random_policy_test

@@ -7,6 +7,8 @@
 #include "core/error.hpp"
 #include "search/reinforce.hpp"
 
+namespace search_reinforce_test {
+
 using namespace bitplan;
 using namespace bitplan::search;
 
@@ -128,3 +130,5 @@ TEST_CASE("layer features must give one finite row of equal width per layer") {
   params.layer_features.clear();  // none: the layer position alone
   CHECK_NOTHROW(ReinforcePolicy(problem.space, params));
 }
+
+}  // namespace search_reinforce_test

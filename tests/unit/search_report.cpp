@@ -13,6 +13,8 @@
 
 #include "search/report.hpp"
 
+namespace search_report_test {
+
 using namespace bitplan;
 using namespace bitplan::search;
 
@@ -224,3 +226,5 @@ TEST_CASE("the heat map of a search stopped during sensitivity marks the unmeasu
   CHECK(svgs[2].find("not measured (the search stopped first)") != std::string::npos);
   CHECK(svgs[2].find("KL 0.001") != std::string::npos);
 }
+
+}  // namespace search_report_test

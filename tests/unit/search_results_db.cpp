@@ -10,6 +10,8 @@
 #include "core/error.hpp"
 #include "search/results_db.hpp"
 
+namespace search_results_db_test {
+
 namespace fs = std::filesystem;
 using namespace bitplan;
 using namespace bitplan::search;
@@ -178,3 +180,5 @@ TEST_CASE("files that are not a bitplan results database fail with the path and 
   CHECK(error.find("bitplan_no_such_folder") != std::string::npos);
   CHECK(error.find("the folder must exist") != std::string::npos);
 }
+
+}  // namespace search_results_db_test

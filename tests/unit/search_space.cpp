@@ -6,6 +6,8 @@
 #include "core/error.hpp"
 #include "search/space.hpp"
 
+namespace search_space_test {
+
 using namespace bitplan;
 using namespace bitplan::search;
 
@@ -81,3 +83,5 @@ TEST_CASE("a cost table must match the space and leave each layer a supported op
   LayerCostTable not_finite{{{0.1, NAN}, {0.0, 0.3}}, {}, {}, {}, {}};
   CHECK_THROWS_WITH_AS(not_finite.validate(space), doctest::Contains("must be finite"), Error);
 }
+
+}  // namespace search_space_test

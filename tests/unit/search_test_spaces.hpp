@@ -7,7 +7,7 @@
 
 #include "search/space.hpp"
 
-namespace bitplan::search::test {
+namespace bitplan::search::test_spaces {
 
 // `layers` layers named layer0, layer1, ... each with options opt0, opt1, ...
 inline SearchSpace make_space(std::size_t layers, std::size_t options) {
@@ -37,4 +37,4 @@ inline LayerCostTable past_the_state_limit(const SearchSpace& space) {
   return costs;
 }
 
-}  // namespace bitplan::search::test
+}  // namespace bitplan::search::test_spaces
