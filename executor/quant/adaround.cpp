@@ -61,10 +61,10 @@ double objective(const RowsView<T>& p, const T* v, double beta, double lambda, T
     T d_reg = 0;
     if (lambda > 0) {
       const T a = T(2) * h - T(1), magnitude = std::abs(a);
-      loss += lambda * (1.0 - std::pow(double(magnitude), beta));
-      if (magnitude > 0)
-        d_reg = T(-2 * lambda * beta) * T(std::pow(double(magnitude), beta - 1)) *
-                (a > 0 ? T(1) : T(-1));
+      // One pow per weight: |a|^β = |a|·|a|^(β−1).
+      const double power = magnitude > 0 ? std::pow(double(magnitude), beta - 1) : 0.0;
+      loss += lambda * (1.0 - double(magnitude) * power);
+      d_reg = T(-2 * lambda * beta * power) * (a > 0 ? T(1) : T(-1));
     }
     gradient[i] =
         (T(2) * product.data()[i] / p.normalizer * (p.high[i] - p.low[i]) + d_reg) * slope[i];
@@ -100,7 +100,7 @@ void check_options(const AdaroundOptions& o) {
         o.iterations, o.learning_rate, o.lambda, o.beta_start, o.beta_end, o.warmup);
 }
 
-// Σ_rows d H dᵀ per row of `diff` (n×k): the rows' output errors.
+// d H dᵀ for each row d of `diff` (n×k): the rows' output errors.
 Eigen::VectorXd row_errors(const RowMajor<float>& diff,
                            const Eigen::Map<const Eigen::MatrixXf>& h) {
   const RowMajor<float> product = diff * h;
