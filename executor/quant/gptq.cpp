@@ -17,43 +17,6 @@ namespace {
 using RowMajorMatrixF = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 using RowMajorMatrixD = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
-// The weights as output rows of K reduction values each, per group of rows sharing a
-// Hessian: Conv [O, C/g, k...] and Gemm-transB [N, K] hold rows contiguously; MatMul and
-// Gemm [K, N] hold them as columns.
-struct WeightRows {
-  std::int64_t rows = 0, k = 0, groups = 1;
-  bool rows_contiguous = true;
-  std::int64_t rows_per_group() const { return rows / groups; }
-  std::int64_t flat(std::int64_t r, std::int64_t c) const {
-    return rows_contiguous ? r * k + c : c * rows + r;
-  }
-};
-
-WeightRows weight_rows(const Tensor& weights, const QuantizableLayer& layer, std::int64_t groups,
-                       std::int64_t size, const std::string& action) {
-  WeightRows v;
-  if (layer.reduction_axis == 1 && layer.channel_axis == 0) {
-    v.rows = weights.dim(0);
-    v.k = weights.numel() / std::max<std::int64_t>(v.rows, 1);
-  } else if (layer.reduction_axis == 0 && layer.channel_axis == 1 && weights.rank() == 2) {
-    v.rows = weights.dim(1);
-    v.k = weights.dim(0);
-    v.rows_contiguous = false;
-  } else {
-    fail_unsupported(
-        "{}: weights {} of a {} with channel axis {} and reduction axis {} are not "
-        "rows of output channels",
-        action, to_string(weights.dims()), layer.op_type, layer.channel_axis, layer.reduction_axis);
-  }
-  v.groups = groups;
-  if (size != v.k || v.groups < 1 || v.rows % v.groups != 0)
-    fail_input(
-        "{}: the input Hessian ({} group(s) of {} values) does not fit weights {} ({} "
-        "rows of {} values)",
-        action, groups, size, to_string(weights.dims()), v.rows, v.k);
-  return v;
-}
-
 }  // namespace
 
 // What a group's solve needs: the column order and U, the upper Cholesky factor of the

@@ -366,4 +366,29 @@ InputHessian read_input_hessian(const fs::path& path) {
   return h;
 }
 
+WeightRows weight_rows(const Tensor& weights, const QuantizableLayer& layer, std::int64_t groups,
+                       std::int64_t size, const std::string& action) {
+  WeightRows v;
+  if (layer.reduction_axis == 1 && layer.channel_axis == 0) {
+    v.rows = weights.dim(0);
+    v.k = weights.numel() / std::max<std::int64_t>(v.rows, 1);
+  } else if (layer.reduction_axis == 0 && layer.channel_axis == 1 && weights.rank() == 2) {
+    v.rows = weights.dim(1);
+    v.k = weights.dim(0);
+    v.rows_contiguous = false;
+  } else {
+    fail_unsupported(
+        "{}: weights {} of a {} with channel axis {} and reduction axis {} are not "
+        "rows of output channels",
+        action, to_string(weights.dims()), layer.op_type, layer.channel_axis, layer.reduction_axis);
+  }
+  v.groups = groups;
+  if (size != v.k || v.groups < 1 || v.rows % v.groups != 0)
+    fail_input(
+        "{}: the input Hessian ({} group(s) of {} values) does not fit weights {} ({} "
+        "rows of {} values)",
+        action, groups, size, to_string(weights.dims()), v.rows, v.k);
+  return v;
+}
+
 }  // namespace bitplan

@@ -77,8 +77,27 @@ std::map<std::string, InputHessian> collect_input_hessians(
     const Graph& graph, const Dataset& dataset, std::span<const std::int64_t> indices,
     const std::vector<QuantizableLayer>& layers, std::int64_t batch);
 
-// Disk cache (binary: magic, groups, size, vectors, values, sums, abs_sums, mins, maxs). read fails (invalid input) on a
-// damaged file, naming it.
+// The weights of a layer as output rows of K reduction values each, per group of rows
+// sharing one Hessian (GPTQ and AdaRound work on these rows): Conv [O, C/g, k...] and
+// Gemm-transB [N, K] hold rows contiguously; MatMul and Gemm [K, N] hold them as columns.
+struct WeightRows {
+  std::int64_t rows = 0, k = 0, groups = 1;
+  bool rows_contiguous = true;
+  std::int64_t rows_per_group() const { return rows / groups; }
+  // The flat index of reduction value c of row r in the weight tensor.
+  std::int64_t flat(std::int64_t r, std::int64_t c) const {
+    return rows_contiguous ? r * k + c : c * rows + r;
+  }
+};
+
+// The rows of `weights` of `layer` against a Hessian of `groups` groups of `size` values.
+// Fails (invalid input, prefixed by `action`) when they do not fit, and (unsupported) on a
+// layout that is not rows of output channels.
+WeightRows weight_rows(const Tensor& weights, const QuantizableLayer& layer, std::int64_t groups,
+                       std::int64_t size, const std::string& action);
+
+// Disk cache (binary: magic, groups, size, vectors, values, sums, abs_sums, mins, maxs). read fails
+// (invalid input) on a damaged file, naming it.
 void write_input_hessian(const std::filesystem::path& path, const InputHessian& h);
 InputHessian read_input_hessian(const std::filesystem::path& path);
 

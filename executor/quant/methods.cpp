@@ -10,7 +10,7 @@
 namespace bitplan {
 namespace {
 
-constexpr std::array<WeightMethodTraits, 4> kMethods = {{
+constexpr std::array<WeightMethodTraits, 5> kMethods = {{
     {WeightMethod::rtn, "rtn", 1, false, false, "round each weight to its nearest level"},
     {WeightMethod::gptq, "gptq", 1, true, false,
      "GPTQ: round column by column, compensating each error through the inverse Hessian of "
@@ -21,6 +21,9 @@ constexpr std::array<WeightMethodTraits, 4> kMethods = {{
     {WeightMethod::smoothquant, "smoothquant", 1, true, true,
      "SmoothQuant: divide the layer's input channels by s = max|x|^a / max|W|^(1-a) and "
      "multiply the weights' by it before quantizing both, a searched per layer"},
+    {WeightMethod::adaround, "adaround", 1, true, false,
+     "AdaRound: round each weight up or down, the choices learned together (soft rounding, "
+     "Adam) to keep the layer's output on the calibration inputs through its input Hessian"},
 }};
 
 constexpr bool method_ids_pinned() {

@@ -7,7 +7,10 @@
 //  * awq   Lin et al. 2023: each input channel's weights scaled by a power of its mean input
 //          magnitude before rounding, the layer's input divided by the same (awq.hpp);
 //  * smoothquant  Xiao et al. 2022: the same scaling chosen to move the input's outliers into
-//          the weights, so a quantized input loses less (smoothquant.hpp).
+//          the weights, so a quantized input loses less (smoothquant.hpp);
+//  * adaround  Nagel et al. 2020: each weight goes up or down to a neighbouring level, the
+//          choices learned together (soft rounding, Adam) to keep the layer's output on the
+//          calibration inputs, through the same input Hessian as GPTQ (adaround.hpp).
 // A layer's option is spec + method ("W4g128A16:gptq"); plans store the method by name.
 // Adding a method is one row here plus its function in QuantSimulator::quantized_weight.
 #pragma once
@@ -23,7 +26,13 @@
 namespace bitplan {
 
 // Stable IDs: caches and result databases key on them. Never renumber or reuse one.
-enum class WeightMethod : std::uint8_t { rtn = 0, gptq = 1, awq = 2, smoothquant = 3 };
+enum class WeightMethod : std::uint8_t {
+  rtn = 0,
+  gptq = 1,
+  awq = 2,
+  smoothquant = 3,
+  adaround = 4,
+};
 
 struct WeightMethodTraits {
   WeightMethod id;
@@ -47,8 +56,8 @@ WeightMethod parse_weight_method(std::string_view name, std::string_view action)
 
 // Why `method` cannot quantize a layer's weights under `spec` (the rule, for a message that
 // names the layer), or nothing when it can. rtn takes every spec, and every method leaves
-// fp32 weights alone; gptq needs a scaled integer grid (integer or ternary formats), whose
-// levels are fixed before rounding starts.
+// fp32 weights alone; the others (gptq, adaround, awq, smoothquant) need a scaled integer grid
+// (integer or ternary formats), whose levels are fixed before rounding starts.
 std::optional<std::string> weight_method_refusal(WeightMethod method, const QuantSpec& spec);
 
 // Why `q.method` cannot go with `q`'s activations (the rule), or nothing: awq is weight-only

@@ -425,6 +425,29 @@ const Tensor& QuantSimulator::quantized_weight(const QuantizableLayer& layer, co
       if (!file.empty()) write_weight_codes(file, s, params, slices, out);
       break;
     }
+    case WeightMethod::adaround: {
+      // Keyed and cached like GPTQ's: codes on the spec's grid, the options in the key.
+      const std::vector<std::int64_t> slices = slice_indices(s, w.dims(), layer.reduction_axis);
+      const AdaroundOptions& o = adaround_options;
+      fs::path file;
+      if (!calibration_.cache_dir.empty())
+        file = calibration_.cache_dir / "weights" /
+               cache_name(
+                   {"weights", model_hash_, calibration_.selection_id, layer.name, to_string(s),
+                    m.name, std::to_string(m.version),
+                    fmt::format("iterations={} lr={} lambda={} beta={}..{} warmup={}", o.iterations,
+                                o.learning_rate, o.lambda, o.beta_start, o.beta_end, o.warmup)});
+      if (!file.empty()) {
+        if (auto cached = read_weight_codes(file, s, params, slices, w.dims()))
+          return weight_cache_[key] = std::move(*cached);
+      }
+      std::string warning;
+      out = adaround_quantize(s, params, w, layer, input_hessian(layer), o, &warning).quantized;
+      if (!warning.empty())
+        fmt::print(stderr, "bitplan: warning: AdaRound on layer '{}': {}\n", layer.name, warning);
+      if (!file.empty()) write_weight_codes(file, s, params, slices, out);
+      break;
+    }
     case WeightMethod::awq:
     case WeightMethod::smoothquant: {
       // Cached on disk as the input scales (and smoothquant's input range) plus the codes of

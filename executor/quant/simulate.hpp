@@ -18,6 +18,7 @@
 #include <tuple>
 
 #include "data/dataset.hpp"
+#include "executor/quant/adaround.hpp"
 #include "executor/quant/awq.hpp"
 #include "executor/quant/gptq.hpp"
 #include "executor/quant/plan.hpp"
@@ -88,8 +89,9 @@ class QuantSimulator {
   // the layer's static FakeQuant, the debugger and the exporters all use.
   const RangeObserver::Range& input_range(const QuantizableLayer& layer, const LayerQuant& q);
 
-  // How GPTQ, AWQ and SmoothQuant run (part of GPTQ's cache key).
+  // How GPTQ, AdaRound, AWQ and SmoothQuant run (part of their cache keys).
   GptqOptions gptq_options;
+  AdaroundOptions adaround_options;
   AwqOptions awq_options;
   SmoothQuantOptions smoothquant_options;
 
