@@ -6,7 +6,6 @@
 #include <chrono>
 #include <cstdlib>
 #include <future>
-#include <iostream>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <thread>
@@ -17,11 +16,10 @@
 namespace bitplan::search {
 namespace {
 
-using Clock = std::chrono::steady_clock;
-using nlohmann::json;
+using MpiClock = std::chrono::steady_clock;
 
-double seconds_since(Clock::time_point t) {
-  return std::chrono::duration<double>(Clock::now() - t).count();
+double seconds_since(MpiClock::time_point t) {
+  return std::chrono::duration<double>(MpiClock::now() - t).count();
 }
 
 // Message tags; every payload is JSON text.
@@ -48,10 +46,10 @@ constexpr std::size_t kRankZeroMeasuresBelowWorkers = 4;
 struct Message {
   int source = 0;
   int tag = 0;
-  json body;
+  nlohmann::json body;
 };
 
-void send(int destination, int tag, const json& body) {
+void send(int destination, int tag, const nlohmann::json& body) {
   const std::string text = body.dump();
   MPI_Send(text.data(), static_cast<int>(text.size()), MPI_CHAR, destination, tag, MPI_COMM_WORLD);
 }
@@ -67,10 +65,10 @@ std::optional<Message> poll(int source) {
   std::string text(static_cast<std::size_t>(size), '\0');
   MPI_Recv(text.data(), size, MPI_CHAR, status.MPI_SOURCE, status.MPI_TAG, MPI_COMM_WORLD,
            MPI_STATUS_IGNORE);
-  return Message{status.MPI_SOURCE, status.MPI_TAG, json::parse(text)};
+  return Message{status.MPI_SOURCE, status.MPI_TAG, nlohmann::json::parse(text)};
 }
 
-json error_json(const Error& e) {
+nlohmann::json error_json(const Error& e) {
   return {{"message", e.what()}};
 }
 
@@ -90,7 +88,7 @@ class MpiRunner final : public Runner {
   struct Worker {
     bool ready = false;
     std::optional<std::size_t> ask;  // in flight
-    Clock::time_point sent;
+    MpiClock::time_point sent;
   };
   // Takes one message from the workers, if one has arrived; results go to `results`.
   bool take_message(std::span<const EvaluationAsk> asks,
@@ -113,7 +111,7 @@ class MpiRunner final : public Runner {
     std::future<std::pair<PlanMetrics, double>> result;
   };
   std::optional<LocalMeasurement> local_job_;
-  std::optional<Clock::time_point> first_run_;
+  std::optional<MpiClock::time_point> first_run_;
   // Where the time went (summary()).
   std::vector<int> evaluations_by_rank_;
   double worker_seconds_ = 0;      // measuring, as the workers report it
@@ -139,7 +137,7 @@ class MpiJobImpl final : public MpiJob {
   }
   ~MpiJobImpl() override {
     if (rank_ == 0)
-      for (int r = 1; r < size_; ++r) send(r, kStop, json::object());
+      for (int r = 1; r < size_; ++r) send(r, kStop, nlohmann::json::object());
     MPI_Finalize();
   }
   MpiJobImpl(const MpiJobImpl&) = delete;
@@ -155,7 +153,7 @@ class MpiJobImpl final : public MpiJob {
   }
 
   void serve(Evaluator& evaluator, const Graph& graph, const std::string& model_hash) override {
-    send(0, kReady, json::object());
+    send(0, kReady, nlohmann::json::object());
     for (;;) {
       const std::optional<Message> message = poll(0);
       if (!message) {
@@ -163,10 +161,10 @@ class MpiJobImpl final : public MpiJob {
         continue;
       }
       if (message->tag == kStop) return;
-      const json& work = message->body;
+      const nlohmann::json& work = message->body;
       const auto ask = work.at("ask").get<std::size_t>();
       const auto key = work.at("key").get<std::string>();
-      const auto start = Clock::now();
+      const auto start = MpiClock::now();
       try {
         const QuantPlan plan =
             parse_plan(work.at("plan").get<std::string>(),
@@ -177,7 +175,7 @@ class MpiJobImpl final : public MpiJob {
               {"metrics", stored_metrics_json(measured.metrics)},
               {"seconds", seconds_since(start)}});
       } catch (const Error& e) {
-        json body = error_json(e);
+        nlohmann::json body = error_json(e);
         body["ask"] = ask;
         send(0, kEvalFailed, body);
       } catch (const std::exception& e) {
@@ -232,7 +230,7 @@ bool MpiRunner::take_message(std::span<const EvaluationAsk> asks,
       const double seconds = message->body.at("seconds").get<double>();
       const PlanMetrics metrics = metrics_from_stored_json(message->body.at("metrics"));
       // Stored as it arrives, not when told: a run killed later keeps it.
-      const auto store_start = Clock::now();
+      const auto store_start = MpiClock::now();
       local_.store(asks[ask].key, metrics, seconds);
       storing_seconds_ += seconds_since(store_start);
       results[ask] = Measured{metrics, false};
@@ -285,7 +283,7 @@ std::vector<Measured> MpiRunner::run(std::span<const EvaluationAsk> asks,
   if (workers_.empty()) {
     workers_.resize(static_cast<std::size_t>(job_.size()));
     evaluations_by_rank_.assign(workers_.size(), 0);
-    first_run_ = Clock::now();
+    first_run_ = MpiClock::now();
   }
   std::vector<std::optional<Measured>> results(asks.size());
   std::vector<Measured> told;
@@ -325,11 +323,12 @@ std::vector<Measured> MpiRunner::run(std::span<const EvaluationAsk> asks,
       for (std::size_t r = 1; r < workers_.size() && !free; ++r)
         if (workers_[r].ready && !workers_[r].ask) free = r;
       if (free) {
-        const json work = {{"ask", next}, {"key", ask.key}, {"plan", plan_to_yaml(ask.plan)}};
+        const nlohmann::json work = {
+            {"ask", next}, {"key", ask.key}, {"plan", plan_to_yaml(ask.plan)}};
         bytes_sent_ += work.dump().size();
         send(static_cast<int>(free), kWork, work);
         workers_[free].ask = next++;
-        workers_[free].sent = Clock::now();
+        workers_[free].sent = MpiClock::now();
         progressed = true;
         continue;
       }
@@ -344,7 +343,7 @@ std::vector<Measured> MpiRunner::run(std::span<const EvaluationAsk> asks,
     }
     check_deadlines(asks);
     if (!progressed) {
-      const auto start = Clock::now();
+      const auto start = MpiClock::now();
       std::this_thread::sleep_for(kPollPause);
       waiting_seconds_ += seconds_since(start);
     }
