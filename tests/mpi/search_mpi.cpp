@@ -1,8 +1,9 @@
 // `bitplan search` across MPI ranks (search/mpi_runner.hpp, issue 16): the same front on 1, 2
-// and 3 ranks, a run whose worker is killed resumes to that front, and a rank that cannot
-// load the model fails the job naming it. mpirun --oversubscribe: CI has 2 cores.
+// and 3 ranks, a run whose worker is killed resumes to that front, a worker that hangs and a
+// rank that cannot load the model fail the job naming them. mpirun --oversubscribe: CI has 2 cores.
 #include <doctest/doctest.h>
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -53,7 +54,7 @@ std::string bitplan_search() {
 }
 
 std::string mpirun(int ranks) {
-  return std::string(BITPLAN_MPIEXEC) + " --oversubscribe -np " + std::to_string(ranks) + " ";
+  return fmt::format("{} --oversubscribe -np {} ", BITPLAN_MPIEXEC, ranks);
 }
 
 std::string read_text(const fs::path& file) {
@@ -113,7 +114,7 @@ bool fixture_missing() {
 struct TempDir {
   fs::path path;
   explicit TempDir(const std::string& name)
-      : path(fs::temp_directory_path() / ("bitplan_mpi_" + name + "_" + std::to_string(getpid()))) {
+      : path(fs::temp_directory_path() / fmt::format("bitplan_mpi_{}_{}", name, getpid())) {
     fs::remove_all(path);
     fs::create_directories(path);
   }
@@ -123,7 +124,7 @@ struct TempDir {
 // The pid of MPI rank `rank` among the children of mpirun `parent` (Open MPI starts the
 // ranks of its own machine as its children, each with OMPI_COMM_WORLD_RANK set); 0 if none.
 pid_t child_rank_pid(pid_t parent, int rank) {
-  const std::string wanted = "OMPI_COMM_WORLD_RANK=" + std::to_string(rank);
+  const std::string wanted = fmt::format("OMPI_COMM_WORLD_RANK={}", rank);
   for (const auto& entry : fs::directory_iterator("/proc")) {
     const std::string name = entry.path().filename();
     if (name.find_first_not_of("0123456789") != std::string::npos) continue;
@@ -154,11 +155,11 @@ TEST_CASE("mpi same_front: 1, 2 and 3 ranks give the same front, byte for byte")
   REQUIRE(single.exit_code == 0);
   REQUIRE(!json::parse(read_text(one / "out/pareto.json")).at("front").empty());
   for (const int ranks : {2, 3}) {
-    const fs::path dir = search_folder(temp.path, "np" + std::to_string(ranks));
+    const fs::path dir = search_folder(temp.path, fmt::format("np{}", ranks));
     const Result r = shell(mpirun(ranks) + bitplan_search(), dir);
     INFO(ranks << " ranks: " << r.output);
     REQUIRE(r.exit_code == 0);
-    CHECK(r.output.find("mpi: " + std::to_string(ranks) + " ranks") != std::string::npos);
+    CHECK(r.output.find(fmt::format("mpi: {} ranks", ranks)) != std::string::npos);
     check_same_results(one, dir);
   }
 }
@@ -228,6 +229,49 @@ TEST_CASE("mpi resume_after_killed_worker: a run whose worker dies resumes to th
   WARN_MESSAGE((reused || !killed),
                "rank 1 was killed before any plan was told: nothing was resumed");
   check_same_results(reference, dir, true);
+}
+
+TEST_CASE("mpi hung_worker: a worker past the evaluation timeout fails the run, naming it") {
+  if (fixture_missing()) return;
+  using namespace std::chrono;
+  TempDir temp("hang");
+  const fs::path dir = search_folder(temp.path, "hung");
+  const std::string log = (dir / "hung.log").string();
+  const std::string command =
+      mpirun(3) + bitplan_search() + " --set search.mpi.evaluation_timeout=2";
+  std::fflush(nullptr);
+  const pid_t mpirun_pid = fork();
+  REQUIRE(mpirun_pid >= 0);
+  if (mpirun_pid == 0) {
+    const int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0 || dup2(fd, STDOUT_FILENO) < 0 || dup2(fd, STDERR_FILENO) < 0 ||
+        chdir(dir.c_str()) != 0)
+      _exit(127);
+    execl("/bin/sh", "sh", "-c", ("exec " + command).c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  // Rank 1 stopped (SIGSTOP: alive, silent) as the policy loop starts.
+  int status = 0;
+  bool finished = false;
+  pid_t stopped = 0;
+  const auto deadline = steady_clock::now() + 60s;
+  while (!finished && steady_clock::now() < deadline) {
+    finished = waitpid(mpirun_pid, &status, WNOHANG) == mpirun_pid;
+    if (!stopped && read_text(log).find("baselines:") != std::string::npos)
+      if ((stopped = child_rank_pid(mpirun_pid, 1))) REQUIRE(kill(stopped, SIGSTOP) == 0);
+    std::this_thread::sleep_for(10ms);
+  }
+  if (!finished) {
+    kill(mpirun_pid, SIGKILL);
+    waitpid(mpirun_pid, &status, 0);
+  }
+  if (stopped) kill(stopped, SIGKILL);  // where mpirun left it
+  const std::string hung_log = read_text(log);
+  INFO(hung_log);
+  REQUIRE(finished);  // never a hang of the whole job
+  REQUIRE(stopped != 0);
+  CHECK((WIFEXITED(status) && WEXITSTATUS(status) == 5));
+  CHECK(hung_log.find("bitplan: error: rank 1 did not finish candidate ") != std::string::npos);
 }
 
 TEST_CASE("mpi worker_cannot_load_model: the job fails at once, naming the rank and the file") {
