@@ -2,7 +2,8 @@
 // the same structs the config file fills; every failure becomes one message and an exit
 // code (docs/cli.md):
 //   0 success, 1 internal error (a bug), 2 bad command line, 3 invalid input file or config,
-//   4 well-formed input bitplan does not support (unknown op, type, attribute).
+//   4 well-formed input bitplan does not support (unknown op, type, attribute), 5 a rank of
+//   a distributed (MPI) search failed.
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 #include <boost/program_options.hpp>
@@ -59,7 +60,8 @@ examples:
       --mean 0.2860 --std 0.3530 --json
 
 `bitplan <command> --help` shows each command's options. Exit codes: 0 ok, 1 internal
-error, 2 bad command line, 3 invalid input, 4 unsupported model.
+error, 2 bad command line, 3 invalid input, 4 unsupported model, 5 a rank of a distributed
+search failed.
 )";
 
 po::variables_map parse(const po::options_description& desc, const std::vector<std::string>& args,

@@ -110,6 +110,13 @@ constexpr KeyReader<search::SpaceOverride> kOverrideKeys[] = {
     {"options", [](const KeyValue& v, search::SpaceOverride& o) { o.options = string_list(v); }},
 };
 
+constexpr KeyReader<search::SearchOptions> kMpiKeys[] = {
+    {"evaluation_timeout",
+     [](const KeyValue& v, search::SearchOptions& s) {
+       s.mpi_evaluation_timeout = parse_seconds(scalar_text(v), origin(v));
+     }},
+};
+
 // search: RunConfig rather than SearchOptions, for latency_batch_origin.
 constexpr KeyReader<RunConfig> kSearchKeys[] = {
     {"options", [](const KeyValue& v, RunConfig& c) { c.search.options = string_list(v); }},
@@ -169,6 +176,11 @@ constexpr KeyReader<RunConfig> kSearchKeys[] = {
        c.latency_batch_origin = origin(v);
        c.search.latency_batch = parse_batch(scalar_text(v), *c.latency_batch_origin);
      }},
+    {"mpi",
+     [](const KeyValue& v, RunConfig& c) {
+       if (!v.node.IsMap()) v.fail("search.mpi must be {evaluation_timeout: S}");
+       read_section(v.file, v.node, v.name, kMpiKeys, c.search);
+     }},
     {"output", [](const KeyValue& v, RunConfig& c) { c.search.output = config_path(v); }},
     {"database", [](const KeyValue& v, RunConfig& c) { c.search.database = config_path(v); }},
 };
@@ -192,8 +204,8 @@ constexpr KeyReader<QuantizationSection> kQuantizationKeys[] = {
 // metric: what a run is judged by (executor/metrics.hpp).
 std::string metric_kinds_text() {
   std::string text;
-  for (const MetricKind kind : {MetricKind::top1, MetricKind::fidelity, MetricKind::embedding,
-                                MetricKind::perplexity})
+  for (const MetricKind kind :
+       {MetricKind::top1, MetricKind::fidelity, MetricKind::embedding, MetricKind::perplexity})
     text += (text.empty() ? "" : ", ") + std::string(metric_name(kind));
   return text;
 }

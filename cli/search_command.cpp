@@ -8,6 +8,7 @@
 #include <cmath>
 #include <iostream>
 #include <set>
+#include <thread>
 
 #include "backends/cpu/onednn_profiler.hpp"
 #include "backends/hw_profile.hpp"
@@ -20,6 +21,7 @@
 #include "executor/kernel_list.hpp"
 #include "executor/model.hpp"
 #include "search/driver.hpp"
+#include "search/mpi_runner.hpp"
 #include "search/objectives.hpp"
 #include "search/output.hpp"
 #include "search/policy.hpp"
@@ -91,7 +93,38 @@ HwProfile host_profile_for_space(const Graph& graph, const std::string& model_na
   return profile;
 }
 
-int run(const std::vector<std::string>& args, bool sensitivity_only) {
+// Threads per rank: under an MPI launcher the ranks of one machine share its cores, so
+// evaluate.threads 0 ("all cores") becomes a rank's share of them, and an explicit count
+// above that share is warned about.
+void set_rank_threads(std::int64_t threads, const search::MpiJob* mpi) {
+  if (!mpi || mpi->size() == 1) {
+    set_num_threads(threads);
+    return;
+  }
+  // A rank's share: the machine's cores over its ranks, or fewer where the launcher bound
+  // the rank to fewer (mpirun binds each of 2 ranks to one core by default).
+  const int ranks = mpi->ranks_on_this_host();
+  const int machine = static_cast<int>(std::thread::hardware_concurrency());
+  const int share = std::max(1, std::min(available_cores(), machine / ranks));
+  if (threads == 0) {
+    threads = share;
+    if (mpi->rank() == 0)
+      fmt::print(stderr, "mpi: {} threads per rank ({} cores, {} ranks on this machine)\n", threads,
+                 machine, ranks);
+  } else if (threads > share && mpi->rank() == 0) {
+    fmt::print(stderr,
+               "bitplan: warning: {} ranks x {} threads exceed this machine's {} cores (or the "
+               "cores each rank is bound to): the ranks slow each other down "
+               "(evaluate.threads, --threads)\n",
+               ranks, threads, machine);
+  }
+  set_num_threads(threads);
+}
+
+// `mpi`: the MPI job this process is a rank of (null: none). Rank 0 runs the search; another
+// rank loads the model and data, serves the evaluations rank 0 sends it and returns 0.
+int run(const std::vector<std::string>& args, bool sensitivity_only, search::MpiJob* mpi) {
+  const bool worker = mpi && mpi->rank() != 0;
   const char* name = sensitivity_only ? "sensitivity" : "search";
   po::options_description desc(fmt::format(
       R"(bitplan {} --config RUN.yaml [options]
@@ -171,13 +204,13 @@ options)",
                config_path);
   // Outputs first: an unusable results folder or database would otherwise fail only after
   // calibration, sensitivity and the search. A dry run writes nothing.
-  if (!vm.count("dry-run")) {
+  if (!vm.count("dry-run") && !worker) {
     search::prepare_results_folder(config.search.output);
     check_output_target(config.search.database);
     prepare_output_folder(config.search.database.parent_path(),
                           "results database folder (search.database)");
   }
-  set_num_threads(config.evaluate.threads);
+  set_rank_threads(config.evaluate.threads, mpi);
 
   LoadedModel model = load_model(config.model);
   const std::string hash =
@@ -210,25 +243,30 @@ options)",
   const Selection& val = config.dataset.validation;
   std::string data_files = config.dataset.images.string();
   for (const NamedInput& input : config.dataset.inputs)
-    data_files += fmt::format("{}{}={}", data_files.empty() ? "" : ",", input.name,
-                              input.path.string());
+    data_files +=
+        fmt::format("{}{}={}", data_files.empty() ? "" : ",", input.name, input.path.string());
   in.dataset_id = fmt::format("{}|{}|count={}|seed={}|offset={}", data_files,
                               config.dataset.labels.string(), val.count, val.seed, val.offset);
   // Another metric stores other values: its rows are its own (top1 keeps the key of before).
   if (metric != MetricKind::top1 || !config.metric.output.empty())
-    in.dataset_id += fmt::format("|metric={}|output={}|tokens={}|mask={}", metric_name(metric),
-                                 config.metric.output, config.metric.tokens_input,
-                                 config.metric.mask_input);
+    in.dataset_id +=
+        fmt::format("|metric={}|output={}|tokens={}|mask={}", metric_name(metric),
+                    config.metric.output, config.metric.tokens_input, config.metric.mask_input);
   in.calibration =
       calibration_data(config.dataset, *dataset, default_cache_dir(), config.evaluate.batch);
+  in.eval_batch = config.evaluate.batch;
+  in.options = config.search;
+  if (worker) {
+    search::serve_search_evaluations(
+        in, [&](search::Evaluator& evaluator) { mpi->serve(evaluator, model.graph, hash); });
+    return 0;
+  }
   if (!config.target.empty()) in.profile = load_hw_profile(config.target);
   if (config.target_is_host) {
     config.target = host_profile_path();
     in.profile =
         host_profile_for_space(model.graph, in.model_name, hash, config, vm.count("dry-run") != 0);
   }
-  in.eval_batch = config.evaluate.batch;
-  in.options = config.search;
   in.dry_run = vm.count("dry-run") != 0;
   in.sensitivity_only = sensitivity_only;
   if (in.profile) {
@@ -266,6 +304,10 @@ options)",
       last = std::chrono::steady_clock::now();
     }
   };
+  if (mpi && mpi->size() > 1)
+    in.make_runner = [&](search::ExecutorEvaluator& local) {
+      return mpi->runner(local, config.search.mpi_evaluation_timeout, progress.line);
+    };
   set_interrupt_flag(&g_interrupted);  // Ctrl-C now stops the search cleanly
   const search::SearchResult result = search::run_search(in, progress, g_interrupted);
   if (tty) std::cerr << "\r\033[K";
@@ -308,6 +350,9 @@ options)",
       name, result.evaluations.size(), result.evaluations_reused,
       result.seconds_sensitivity + result.seconds_search + result.seconds_final,
       result.seconds_sensitivity, result.seconds_search, result.seconds_final, result.stop_reason);
+  if (!result.runner_summary.empty())
+    fmt::print("{}; the policy itself {:.2f} s of the search's {:.2f} s\n", result.runner_summary,
+               result.seconds_search - result.seconds_evaluating, result.seconds_search);
   if (!sensitivity_only) {
     // The quality each plan is judged by: the metric's (top-1, perplexity, cosine, KL).
     const auto quality = [&](const search::PlanMetrics& m) -> std::string {
@@ -319,8 +364,7 @@ options)",
         case MetricKind::embedding:
           return fmt::format("cosine to fp32 {:.5f} (worst {:.5f})", m.cosine, m.cosine_worst);
         case MetricKind::fidelity:
-          return fmt::format("KL to fp32 {:.3e}, top-1 agreement {:.2f}%", m.kl,
-                             100 * m.agreement);
+          return fmt::format("KL to fp32 {:.3e}, top-1 agreement {:.2f}%", m.kl, 100 * m.agreement);
       }
       return "";
     };
@@ -356,13 +400,31 @@ options)",
   return result.interrupted ? 130 : 0;
 }
 
+// One process, or one rank of an MPI job (search/mpi_runner.hpp).
+int run_rank(const std::vector<std::string>& args, bool sensitivity_only) {
+  const std::unique_ptr<search::MpiJob> mpi = search::start_mpi_job();
+  if (!mpi) return run(args, sensitivity_only, nullptr);
+  try {
+    return run(args, sensitivity_only, mpi.get());
+  } catch (const Error& e) {
+    if (mpi->rank() == 0) {
+      // A hung or waiting worker would never see a clean end: every rank goes now.
+      std::cerr << "bitplan: error: " << e.what() << "\n";
+      mpi->abort(static_cast<int>(e.kind()));
+    }
+    // Rank 0 names this rank and the error, and ends the job.
+    mpi->report_setup_failure(e);
+    return static_cast<int>(e.kind());
+  }
+}
+
 }  // namespace
 
 int cmd_search(const std::vector<std::string>& args) {
-  return run(args, false);
+  return run_rank(args, false);
 }
 int cmd_sensitivity(const std::vector<std::string>& args) {
-  return run(args, true);
+  return run_rank(args, true);
 }
 
 }  // namespace bitplan

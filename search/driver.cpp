@@ -34,6 +34,53 @@ LayerQuant option_spec(const std::string& label, [[maybe_unused]] const Graph& g
   return uniform_layer_quant(label);
 }
 
+namespace {
+
+// The validation samples a search measures plans on, and the results database context that
+// names them with everything else that decides a measurement.
+struct SearchSubsets {
+  std::vector<std::int64_t> shuffled;  // the whole selection, shuffled
+  std::vector<std::int64_t> subset;    // the search subset: a prefix of `shuffled`
+  std::string context_key;
+};
+
+SearchSubsets search_subsets(const DriverInputs& in) {
+  SearchSubsets out;
+  const std::int64_t subset_n =
+      std::min<std::int64_t>(in.options.subset, static_cast<std::int64_t>(in.validation.size()));
+  out.context_key = fmt::format("model={}|data={}|calibration={}|batch={}|subset={}|order=shuffled",
+                                in.model_hash, in.dataset_id, in.calibration.selection_id,
+                                in.eval_batch, subset_n);
+  // Subsets are prefixes of one fixed shuffle of the validation selection: a dataset in class
+  // order (image folders) would otherwise give subsets of one or two classes.
+  for (const auto i :
+       select_indices(Selection{0, 0x5EEDB17, 0}, static_cast<std::int64_t>(in.validation.size()),
+                      "search subsets"))
+    out.shuffled.push_back(in.validation[static_cast<std::size_t>(i)]);
+  out.subset.assign(out.shuffled.begin(), out.shuffled.begin() + subset_n);
+  return out;
+}
+
+// Early stopping is sound for top-1 only (a paired count with a standard error).
+std::optional<double> early_stop_drop(const SearchOptions& opt, const SubsetEvaluator& runs) {
+  if (opt.max_accuracy_drop && runs.metric() == MetricKind::top1)
+    return *opt.max_accuracy_drop / 100.0;
+  return std::nullopt;
+}
+
+}  // namespace
+
+void serve_search_evaluations(const DriverInputs& in,
+                              const std::function<void(Evaluator&)>& serve) {
+  const SearchSubsets subsets = search_subsets(in);
+  QuantSimulator simulator(*in.graph, in.model_hash, in.calibration);
+  const SubsetEvaluator subset_runs(*in.graph, *in.dataset, subsets.subset, in.eval_batch,
+                                    in.metric);
+  ExecutorEvaluator evaluator(simulator, subset_runs, nullptr, subsets.context_key,
+                              early_stop_drop(in.options, subset_runs));
+  serve(evaluator);
+}
+
 SearchResult run_search(const DriverInputs& in, const Progress& progress,
                         const std::atomic<bool>& stop) {
   const SearchOptions& opt = in.options;
@@ -71,11 +118,11 @@ SearchResult run_search(const DriverInputs& in, const Progress& progress,
   if (in.dry_run) return result;
 
   // --- Evaluation machinery -----------------------------------------------------------------
-  const std::int64_t subset_n =
-      std::min<std::int64_t>(opt.subset, static_cast<std::int64_t>(in.validation.size()));
-  const std::string context_key = fmt::format(
-      "model={}|data={}|calibration={}|batch={}|subset={}|order=shuffled", in.model_hash,
-      in.dataset_id, in.calibration.selection_id, in.eval_batch, subset_n);
+  const SearchSubsets subsets = search_subsets(in);
+  const std::int64_t subset_n = static_cast<std::int64_t>(subsets.subset.size());
+  const std::vector<std::int64_t>& shuffled = subsets.shuffled;
+  const std::vector<std::int64_t>& subset = subsets.subset;
+  const std::string& context_key = subsets.context_key;
   if (!opt.database.parent_path().empty())
     std::filesystem::create_directories(opt.database.parent_path());
   ResultsDb db(opt.database);
@@ -89,24 +136,13 @@ SearchResult run_search(const DriverInputs& in, const Progress& progress,
 
   QuantSimulator simulator(graph, in.model_hash, in.calibration);
   say("calibrating and evaluating the fp32 reference");
-  // Subsets are prefixes of one fixed shuffle of the validation selection: a dataset in class
-  // order (image folders) would otherwise give subsets of one or two classes.
-  std::vector<std::int64_t> shuffled;
-  for (const auto i :
-       select_indices(Selection{0, 0x5EEDB17, 0}, static_cast<std::int64_t>(in.validation.size()),
-                      "search subsets"))
-    shuffled.push_back(in.validation[static_cast<std::size_t>(i)]);
   const std::int64_t sens_n = std::min(opt.sensitivity_subset, subset_n);
-  const std::vector<std::int64_t> subset(shuffled.begin(), shuffled.begin() + subset_n);
   const SubsetEvaluator subset_runs(graph, *in.dataset, subset, in.eval_batch, in.metric);
   const SubsetEvaluator sens_runs(
       graph, *in.dataset, std::vector<std::int64_t>(subset.begin(), subset.begin() + sens_n),
       in.eval_batch, in.metric);
-  // Early stopping is sound for top-1 only (a paired count with a standard error).
-  std::optional<double> max_top1_drop;
-  if (opt.max_accuracy_drop && subset_runs.metric() == MetricKind::top1)
-    max_top1_drop = *opt.max_accuracy_drop / 100.0;
-  ExecutorEvaluator evaluator(simulator, subset_runs, db, context_key, max_top1_drop);
+  const std::optional<double> max_top1_drop = early_stop_drop(opt, subset_runs);
+  ExecutorEvaluator evaluator(simulator, subset_runs, &db, context_key, max_top1_drop);
   result.fp32 = evaluator.reference();
   result.metric = subset_runs.metric();
   costs.add_costs(QuantPlan{}, result.fp32);
@@ -158,7 +194,8 @@ SearchResult run_search(const DriverInputs& in, const Progress& progress,
   auto policy = make_policy(opt.policy, result.space, params);
 
   const PlanScorer scorer(costs, objectives, opt, result.fp32.top1, result.fp32.perplexity);
-  InProcessRunner runner(evaluator);
+  const std::unique_ptr<Runner> runner =
+      in.make_runner ? in.make_runner(evaluator) : std::make_unique<InProcessRunner>(evaluator);
   PolicyLoopSettings loop;
   loop.batch_size = params.population_size;
   if (opt.max_evaluations > 0) loop.max_evaluations = static_cast<std::size_t>(opt.max_evaluations);
@@ -166,7 +203,8 @@ SearchResult run_search(const DriverInputs& in, const Progress& progress,
   loop.plan_of = [&](const Genome& genome) {
     return genome_plan(genome, layers, tables.specs, in.model_hash);
   };
-  run_policy_loop(*policy, runner, scorer, loop, result, progress, stop);
+  run_policy_loop(*policy, *runner, scorer, loop, result, progress, stop);
+  result.runner_summary = runner->summary();
   result.hypervolume = front_hypervolume(result, scorer);
 
   // --- Final: the front on the full selection, latency measured here ----------------------
@@ -183,7 +221,7 @@ SearchResult run_search(const DriverInputs& in, const Progress& progress,
       full_runs.emplace(graph, *in.dataset,
                         std::vector<std::int64_t>(shuffled.begin(), shuffled.begin() + final_n),
                         in.eval_batch, in.metric);
-      full.emplace(simulator, *full_runs, db, context_key + fmt::format("|final={}", final_n),
+      full.emplace(simulator, *full_runs, &db, context_key + fmt::format("|final={}", final_n),
                    max_top1_drop);
       result.fp32.top1 = full_runs->reference().top1;
       result.fp32.perplexity = full_runs->reference().perplexity;

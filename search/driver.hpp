@@ -17,6 +17,7 @@
 #include <atomic>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -26,6 +27,7 @@
 #include "executor/quant/simulate.hpp"
 #include "search/options.hpp"
 #include "search/plan_metrics.hpp"
+#include "search/runner.hpp"
 #include "search/space.hpp"
 
 namespace bitplan::search {
@@ -43,6 +45,9 @@ struct DriverInputs {
   SearchOptions options;
   bool dry_run = false;           // resolve and describe, evaluate nothing
   bool sensitivity_only = false;  // stop after the sensitivity analysis (and baselines)
+  // The runner of the policy loop's evaluations, given this process's evaluator (the results
+  // database in front of the executor); null: InProcessRunner.
+  std::function<std::unique_ptr<Runner>(ExecutorEvaluator&)> make_runner;
 };
 
 struct EvaluatedPlan {
@@ -84,6 +89,10 @@ struct SearchResult {
   std::vector<std::string> objective_names;
   double hypervolume = 0;  // normalised objectives, reference 1.1 per axis
   double seconds_sensitivity = 0, seconds_search = 0, seconds_final = 0;
+  // Of seconds_search, the time inside Runner::run (the rest is the policy's own), and what
+  // the runner says of it (Runner::summary).
+  double seconds_evaluating = 0;
+  std::string runner_summary;
   std::int64_t evaluations_run = 0, evaluations_reused = 0;
   bool interrupted = false;
   std::string stop_reason;
@@ -105,6 +114,13 @@ struct Progress {
 // patterns that match no layer, options no layer can run.
 SearchResult run_search(const DriverInputs& inputs, const Progress& progress,
                         const std::atomic<bool>& stop);
+
+// A worker's share of run_search (an MPI rank other than 0): the simulator and the search
+// subset built exactly as run_search builds them (same selection, calibration, early
+// stopping), without the results database. `serve` gets the evaluator and returns when the
+// job ends.
+void serve_search_evaluations(const DriverInputs& inputs,
+                              const std::function<void(Evaluator&)>& serve);
 
 // The LayerQuant of an option label for a layer: "fp32", "fp16", "bf16", "fp8" or a uniform
 // shorthand (W8A8, W4A8, W4g128A16, ...; see executor/quant/plan.hpp).

@@ -527,7 +527,9 @@ void run_policy_loop(Policy& policy, Runner& runner, const PlanScorer& scorer,
       show_state();
     };
     const std::size_t first = result.evaluations.size();
+    const auto run_start = Clock::now();
     const std::size_t finished = runner.run(asks, hooks).size();
+    result.seconds_evaluating += since(run_start);
     std::vector<Evaluation> told;
     for (std::size_t i = first; i < first + finished; ++i) {
       const EvaluatedPlan& e = result.evaluations[i];

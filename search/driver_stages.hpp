@@ -178,7 +178,7 @@ struct PolicyLoopSettings {
 // Asks `policy` for batches, has `runner` evaluate them, scores and tells the results, until
 // the policy finishes, a budget is spent or `stop` is set. Appends to result.evaluations,
 // counts run and reused evaluations, sets result.front (feasible, supported, non-dominated;
-// ordered by objectives), stop_reason, interrupted and seconds_search.
+// ordered by objectives), stop_reason, interrupted, seconds_search and seconds_evaluating.
 void run_policy_loop(Policy& policy, Runner& runner, const PlanScorer& scorer,
                      const PolicyLoopSettings& settings, SearchResult& result,
                      const Progress& progress, const std::atomic<bool>& stop);

@@ -31,8 +31,7 @@ SubsetEvaluator::SubsetEvaluator(const Graph& fp32_graph, const Dataset& dataset
     const auto it = std::find_if(fp32_graph.outputs.begin(), fp32_graph.outputs.end(),
                                  [&](const ValueInfo& o) { return o.name == metric.output; });
     if (it == fp32_graph.outputs.end())
-      fail_input("evaluating candidates: metric.output '{}' is not a model output",
-                 metric.output);
+      fail_input("evaluating candidates: metric.output '{}' is not a model output", metric.output);
     output_ = static_cast<std::size_t>(it - fp32_graph.outputs.begin());
   }
   if (kind_ == MetricKind::perplexity) {
@@ -182,7 +181,8 @@ SubsetOutcome SubsetEvaluator::run(const Graph& graph, std::optional<double> max
   }
   if (kind_ == MetricKind::embedding && done == size()) {
     if (pairs_) out.spearman = pair_spearman(outputs, width, pairs_->pairs, pairs_->scores);
-    if (!labels_.empty()) out.centroid_accuracy = nearest_centroid_accuracy(outputs, width, labels_);
+    if (!labels_.empty())
+      out.centroid_accuracy = nearest_centroid_accuracy(outputs, width, labels_);
   }
   out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   if (outputs_out) *outputs_out = std::move(outputs);
@@ -254,7 +254,7 @@ PlanMetrics metrics_from_stored_json(const nlohmann::json& j) {
 }
 
 ExecutorEvaluator::ExecutorEvaluator(QuantSimulator& simulator, const SubsetEvaluator& selection,
-                                     ResultsDb& db, std::string context,
+                                     ResultsDb* db, std::string context,
                                      std::optional<double> max_top1_drop)
     : simulator_(simulator),
       selection_(selection),
@@ -262,19 +262,34 @@ ExecutorEvaluator::ExecutorEvaluator(QuantSimulator& simulator, const SubsetEval
       context_(std::move(context)),
       max_top1_drop_(max_top1_drop) {}
 
-Measured ExecutorEvaluator::evaluate(const QuantPlan& plan, const std::string& key) {
-  if (auto stored = db_.find(context_, key))
-    return {metrics_from_stored_json(stored->metrics), true};
-  const SubsetOutcome outcome = selection_.evaluate(simulator_.build(plan), max_top1_drop_);
-  const PlanMetrics metrics = measured_metrics(outcome);
+std::optional<Measured> ExecutorEvaluator::stored(const std::string& key) const {
+  if (!db_) return std::nullopt;
+  if (auto row = db_->find(context_, key))
+    return Measured{metrics_from_stored_json(row->metrics), true};
+  return std::nullopt;
+}
+
+void ExecutorEvaluator::store(const std::string& key, const PlanMetrics& metrics, double seconds) {
+  if (!db_) return;
   // The database keeps what the executor measured; objectives are recomputed from the
   // metrics and the cost models (which a new profile may change).
-  StoredEvaluation stored;
-  stored.genome_key = key;
-  stored.objectives = {1.0 - metrics.top1};
-  stored.metrics = stored_metrics_json(metrics);
-  stored.seconds = outcome.seconds;
-  db_.put(context_, stored);
+  StoredEvaluation row;
+  row.genome_key = key;
+  row.objectives = {1.0 - metrics.top1};
+  row.metrics = stored_metrics_json(metrics);
+  row.seconds = seconds;
+  db_->put(context_, row);
+}
+
+std::pair<PlanMetrics, double> ExecutorEvaluator::measure(const QuantPlan& plan) {
+  const SubsetOutcome outcome = selection_.evaluate(simulator_.build(plan), max_top1_drop_);
+  return {measured_metrics(outcome), outcome.seconds};
+}
+
+Measured ExecutorEvaluator::evaluate(const QuantPlan& plan, const std::string& key) {
+  if (auto found = stored(key)) return *found;
+  const auto [metrics, seconds] = measure(plan);
+  store(key, metrics, seconds);
   return {metrics, false};
 }
 

@@ -19,6 +19,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "data/dataset.hpp"
@@ -112,17 +113,26 @@ class ExecutorEvaluator final : public Evaluator {
  public:
   // `context` keys the database rows (model, data, calibration, batch, selection): a row
   // is reused only by an evaluator of the same context. `max_top1_drop` (a fraction) lets
-  // a plan that is certainly beyond it stop early.
-  ExecutorEvaluator(QuantSimulator& simulator, const SubsetEvaluator& selection, ResultsDb& db,
+  // a plan that is certainly beyond it stop early. `db` null: every plan is measured and
+  // nothing stored (an MPI worker rank: rank 0 owns the database).
+  ExecutorEvaluator(QuantSimulator& simulator, const SubsetEvaluator& selection, ResultsDb* db,
                     std::string context, std::optional<double> max_top1_drop);
 
   Measured evaluate(const QuantPlan& plan, const std::string& key) override;
   PlanMetrics reference() const override;
 
+  // The three steps of evaluate(), for a runner whose measurements happen elsewhere or on
+  // another thread than its database writes (search/mpi_runner.hpp): the stored result of
+  // `key`, if any; measuring `plan` (its metrics and the seconds taken; touches no
+  // database); storing a result. stored() and store() are no-ops without a database.
+  std::optional<Measured> stored(const std::string& key) const;
+  std::pair<PlanMetrics, double> measure(const QuantPlan& plan);
+  void store(const std::string& key, const PlanMetrics& metrics, double seconds);
+
  private:
   QuantSimulator& simulator_;
   const SubsetEvaluator& selection_;
-  ResultsDb& db_;
+  ResultsDb* db_;
   std::string context_;
   std::optional<double> max_top1_drop_;
 };

@@ -46,6 +46,10 @@ struct SearchOptions {
   std::int64_t latency_batch = 1;  // batch size the latency is costed at
   std::filesystem::path output;    // default results/<config name>
   std::filesystem::path database;  // default results/bitplan.sqlite beside the output
+  // search.mpi.evaluation_timeout: under mpirun, the longest a worker rank may take over one
+  // evaluation (or its setup) before the run fails naming it (0 = no limit: a hung rank
+  // then hangs the job).
+  double mpi_evaluation_timeout = 1800;
 };
 
 }  // namespace bitplan::search

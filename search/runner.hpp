@@ -1,6 +1,6 @@
 // Scheduling evaluations. The policy loop hands a Runner a batch of plans to evaluate and
 // gets their results back in the order it asked, whatever order they finished in; where the
-// evaluations run (this process today, MPI ranks later: issue 16) is the runner's business
+// evaluations run (this process, or MPI ranks: search/mpi_runner.hpp) is the runner's business
 // alone, so a new runner needs no change to the policy loop or the evaluators.
 //
 //   policy.ask() -> [EvaluationAsk...] -> Runner::run -> [Measured...] (ask order)
@@ -39,6 +39,9 @@ class Runner {
   // hooks.stop_before_next stopped the batch.
   virtual std::vector<Measured> run(std::span<const EvaluationAsk> asks,
                                     const RunnerHooks& hooks) = 0;
+  // Where the runner's time went, for the run summary ("" when there is nothing beyond the
+  // evaluations themselves to tell).
+  virtual std::string summary() const { return ""; }
 };
 
 // Evaluates one ask after another in this process (each evaluation uses every core).

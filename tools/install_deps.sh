@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages bitplan needs to build, test and run its default job,
 # skipping those already installed. Needs root (or sudo). Non-interactive. clang-14 with its
-# sanitizer/libFuzzer runtimes and OpenMP is for the fuzz harnesses (tools/test.sh).
+# sanitizer/libFuzzer runtimes and OpenMP is for the fuzz harnesses (tools/test.sh); OpenMPI
+# for the distributed search (BITPLAN_MPI, docs/distributed.md).
 set -euo pipefail
 packages=(
   build-essential cmake pkg-config
@@ -9,6 +10,7 @@ packages=(
   libprotobuf-dev protobuf-compiler libonnx-dev
   libfmt-dev nlohmann-json3-dev zlib1g-dev libjpeg62-turbo-dev libpng-dev libsqlite3-dev libeigen3-dev
   dataset-fashion-mnist libonnx-testdata
+  libopenmpi-dev openmpi-bin
   clang-14 libclang-rt-14-dev libomp-14-dev
 )
 missing=()

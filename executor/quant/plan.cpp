@@ -287,10 +287,8 @@ constexpr KeyReader<PlanReading> kPlanKeys[] = {
      }},
 };
 
-}  // namespace
-
-QuantPlan load_plan(const fs::path& path, const Graph& graph, std::string_view model_hash) {
-  const YamlFile file = YamlFile::load(path, "plan", std::uint64_t{64} << 20);
+QuantPlan read_plan(const YamlFile& file, const Graph& graph, std::string_view model_hash) {
+  const fs::path& path = file.path();
   const YAML::Node& root = file.root();
   if (!root.IsMap()) fail_input("plan '{}': the top level must be a mapping", path.string());
   if (!root["bitplan_plan"])
@@ -313,6 +311,17 @@ QuantPlan load_plan(const fs::path& path, const Graph& graph, std::string_view m
   }
   std::erase_if(reading.plan.layers, [](const auto& kv) { return !kv.second.quantized(); });
   return reading.plan;
+}
+
+}  // namespace
+
+QuantPlan load_plan(const fs::path& path, const Graph& graph, std::string_view model_hash) {
+  return read_plan(YamlFile::load(path, "plan", std::uint64_t{64} << 20), graph, model_hash);
+}
+
+QuantPlan parse_plan(const std::string& text, const fs::path& path, const Graph& graph,
+                     std::string_view model_hash) {
+  return read_plan(YamlFile::parse(text, path, "plan"), graph, model_hash);
 }
 
 std::string plan_to_yaml(const QuantPlan& plan) {

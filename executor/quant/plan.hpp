@@ -98,6 +98,9 @@ LayerQuant uniform_layer_quant(std::string_view shorthand,
 // both sides have one.
 QuantPlan load_plan(const std::filesystem::path& path, const Graph& graph,
                     std::string_view model_hash);
+// The same for plan YAML in memory that stands for the file `path` (messages name it).
+QuantPlan parse_plan(const std::string& text, const std::filesystem::path& path, const Graph& graph,
+                     std::string_view model_hash);
 std::string plan_to_yaml(const QuantPlan& plan);
 void save_plan(const std::filesystem::path& path, const QuantPlan& plan);  // atomic
 

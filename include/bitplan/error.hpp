@@ -17,6 +17,7 @@ enum class ErrorKind {
   usage = 2,          // bad command line, or a library call with arguments that cannot work
   invalid_input = 3,  // a file or config that does not follow its format or schema
   unsupported = 4,    // well-formed input that bitplan cannot run (unknown op, attribute...)
+  rank_failed = 5,    // a rank of a distributed (MPI) search failed, died or timed out
 };
 
 // Exported from the shared library so that a program catching it and the library throwing it

@@ -47,7 +47,7 @@ TEST_CASE("the executor evaluator measures once and then answers from the result
   QuantSimulator simulator(model.graph, "", CalibrationData{});  // per-token: no calibration
   test::TempDir dir;
   ResultsDb db(dir / "results.sqlite");
-  ExecutorEvaluator evaluator(simulator, selection, db, "context-a", std::nullopt);
+  ExecutorEvaluator evaluator(simulator, selection, &db, "context-a", std::nullopt);
 
   const PlanMetrics fp32 = evaluator.reference();
   CHECK(fp32.top1 == selection.reference().top1);
@@ -67,7 +67,7 @@ TEST_CASE("the executor evaluator measures once and then answers from the result
   CHECK(again.metrics.sqnr_db == first.metrics.sqnr_db);
 
   // Rows are reused only within their context (another selection, calibration, ...).
-  ExecutorEvaluator other(simulator, selection, db, "context-b", std::nullopt);
+  ExecutorEvaluator other(simulator, selection, &db, "context-b", std::nullopt);
   CHECK_FALSE(other.evaluate(plan, "w4").from_database);
 
   // An fp32 "plan" is the reference itself: infinite SQNR, stored as null, read back.
