@@ -21,6 +21,8 @@
 
 #include "tests/skip.hpp"
 
+namespace search_mpi_test {
+
 namespace fs = std::filesystem;
 using nlohmann::json;
 
@@ -294,3 +296,5 @@ TEST_CASE("mpi worker_cannot_load_model: the job fails at once, naming the rank 
   CHECK(r.output.find("bitplan: error: rank 1 cannot evaluate plans:") != std::string::npos);
   CHECK(r.output.find("broken.onnx") != std::string::npos);
 }
+
+}  // namespace search_mpi_test

@@ -17,6 +17,8 @@
 #include "fashion_mnist.hpp"
 #include "tests/temp_dir.hpp"
 
+namespace executor_quant_adaround_test {
+
 namespace fs = std::filesystem;
 using namespace bitplan;
 
@@ -303,3 +305,5 @@ TEST_CASE("AdaRound in plans and the simulator: closer to fp32 than rtn, cached 
     CHECK(same_bits(entry.second, b.initializers.at(entry.first)));
   }
 }
+
+}  // namespace executor_quant_adaround_test
