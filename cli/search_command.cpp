@@ -258,7 +258,9 @@ options)",
   in.options = config.search;
   if (worker) {
     search::serve_search_evaluations(
-        in, [&](search::Evaluator& evaluator) { mpi->serve(evaluator, model.graph, hash); });
+        in, [&](search::Evaluator& evaluator, const search::MeasureSingleLayer& measure_single) {
+          mpi->serve(evaluator, measure_single, model.graph, hash);
+        });
     return 0;
   }
   if (!config.target.empty()) in.profile = load_hw_profile(config.target);
@@ -305,8 +307,10 @@ options)",
     }
   };
   if (mpi && mpi->size() > 1)
-    in.make_runner = [&](search::ExecutorEvaluator& local) {
-      return mpi->runner(local, config.search.mpi_evaluation_timeout, progress.line);
+    in.make_runner = [&](search::ExecutorEvaluator& local,
+                         search::MeasureSingleLayer local_single) {
+      return mpi->runner(local, std::move(local_single), config.search.mpi_evaluation_timeout,
+                         progress.line);
     };
   set_interrupt_flag(&g_interrupted);  // Ctrl-C now stops the search cleanly
   const search::SearchResult result = search::run_search(in, progress, g_interrupted);
@@ -350,7 +354,9 @@ options)",
       name, result.evaluations.size(), result.evaluations_reused,
       result.seconds_sensitivity + result.seconds_search + result.seconds_final,
       result.seconds_sensitivity, result.seconds_search, result.seconds_final, result.stop_reason);
-  if (!result.runner_summary.empty())
+  if (!result.runner_summary.empty() && sensitivity_only)
+    fmt::print("{}\n", result.runner_summary);
+  else if (!result.runner_summary.empty())
     fmt::print("{}; the policy itself {:.2f} s of the search's {:.2f} s\n", result.runner_summary,
                result.seconds_search - result.seconds_evaluating, result.seconds_search);
   if (!sensitivity_only) {

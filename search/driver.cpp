@@ -39,8 +39,9 @@ namespace {
 // The validation samples a search measures plans on, and the results database context that
 // names them with everything else that decides a measurement.
 struct SearchSubsets {
-  std::vector<std::int64_t> shuffled;  // the whole selection, shuffled
-  std::vector<std::int64_t> subset;    // the search subset: a prefix of `shuffled`
+  std::vector<std::int64_t> shuffled;     // the whole selection, shuffled
+  std::vector<std::int64_t> subset;       // the search subset: a prefix of `shuffled`
+  std::vector<std::int64_t> sensitivity;  // the sensitivity pass's: a prefix of `subset`
   std::string context_key;
 };
 
@@ -58,6 +59,8 @@ SearchSubsets search_subsets(const DriverInputs& in) {
                       "search subsets"))
     out.shuffled.push_back(in.validation[static_cast<std::size_t>(i)]);
   out.subset.assign(out.shuffled.begin(), out.shuffled.begin() + subset_n);
+  out.sensitivity.assign(out.subset.begin(),
+                         out.subset.begin() + std::min(in.options.sensitivity_subset, subset_n));
   return out;
 }
 
@@ -70,15 +73,20 @@ std::optional<double> early_stop_drop(const SearchOptions& opt, const SubsetEval
 
 }  // namespace
 
-void serve_search_evaluations(const DriverInputs& in,
-                              const std::function<void(Evaluator&)>& serve) {
+void serve_search_evaluations(
+    const DriverInputs& in,
+    const std::function<void(Evaluator&, const MeasureSingleLayer&)>& serve) {
   const SearchSubsets subsets = search_subsets(in);
   QuantSimulator simulator(*in.graph, in.model_hash, in.calibration);
   const SubsetEvaluator subset_runs(*in.graph, *in.dataset, subsets.subset, in.eval_batch,
                                     in.metric);
+  const SubsetEvaluator sensitivity_runs(*in.graph, *in.dataset, subsets.sensitivity, in.eval_batch,
+                                         in.metric);
   ExecutorEvaluator evaluator(simulator, subset_runs, nullptr, subsets.context_key,
                               early_stop_drop(in.options, subset_runs));
-  serve(evaluator);
+  serve(evaluator, [&](const QuantPlan& plan) {
+    return measure_single_layer(simulator, sensitivity_runs, plan);
+  });
 }
 
 SearchResult run_search(const DriverInputs& in, const Progress& progress,
@@ -136,21 +144,27 @@ SearchResult run_search(const DriverInputs& in, const Progress& progress,
 
   QuantSimulator simulator(graph, in.model_hash, in.calibration);
   say("calibrating and evaluating the fp32 reference");
-  const std::int64_t sens_n = std::min(opt.sensitivity_subset, subset_n);
+  const auto sens_n = static_cast<std::int64_t>(subsets.sensitivity.size());
   const SubsetEvaluator subset_runs(graph, *in.dataset, subset, in.eval_batch, in.metric);
-  const SubsetEvaluator sens_runs(
-      graph, *in.dataset, std::vector<std::int64_t>(subset.begin(), subset.begin() + sens_n),
-      in.eval_batch, in.metric);
+  const SubsetEvaluator sens_runs(graph, *in.dataset, subsets.sensitivity, in.eval_batch,
+                                  in.metric);
   const std::optional<double> max_top1_drop = early_stop_drop(opt, subset_runs);
   ExecutorEvaluator evaluator(simulator, subset_runs, &db, context_key, max_top1_drop);
   result.fp32 = evaluator.reference();
   result.metric = subset_runs.metric();
   costs.add_costs(QuantPlan{}, result.fp32);
+  // One runner for the sensitivity pass and the policy loop (a worker rank serves both).
+  MeasureSingleLayer measure_single = [&](const QuantPlan& plan) {
+    return measure_single_layer(simulator, sens_runs, plan);
+  };
+  const std::unique_ptr<Runner> runner =
+      in.make_runner ? in.make_runner(evaluator, std::move(measure_single))
+                     : std::make_unique<InProcessRunner>(evaluator, std::move(measure_single));
 
   // --- Sensitivity ----------------------------------------------------------------------------
   const auto sens_start = Clock::now();
   SensitivityTables sensitivity =
-      run_sensitivity(layers, result.space, tables, simulator, sens_runs, db,
+      run_sensitivity(layers, result.space, tables, *runner, sens_runs, db,
                       context_key + fmt::format("|sensitivity={}", sens_n), progress, stop);
   result.sensitivity = sensitivity.kl;
   result.sensitivity_drop = std::move(sensitivity.drop);
@@ -168,6 +182,7 @@ SearchResult run_search(const DriverInputs& in, const Progress& progress,
   result.baselines = evaluate_baselines(baseline_labels(opt), graph, layers, in.model_hash,
                                         evaluator, costs, result.target, progress);
   if (in.sensitivity_only) {
+    result.runner_summary = runner->summary();
     result.stop_reason = "sensitivity analysis only";
     db.finish_run(run_id, "done");
     return result;
@@ -194,8 +209,6 @@ SearchResult run_search(const DriverInputs& in, const Progress& progress,
   auto policy = make_policy(opt.policy, result.space, params);
 
   const PlanScorer scorer(costs, objectives, opt, result.fp32.top1, result.fp32.perplexity);
-  const std::unique_ptr<Runner> runner =
-      in.make_runner ? in.make_runner(evaluator) : std::make_unique<InProcessRunner>(evaluator);
   PolicyLoopSettings loop;
   loop.batch_size = params.population_size;
   if (opt.max_evaluations > 0) loop.max_evaluations = static_cast<std::size_t>(opt.max_evaluations);

@@ -45,9 +45,10 @@ struct DriverInputs {
   SearchOptions options;
   bool dry_run = false;           // resolve and describe, evaluate nothing
   bool sensitivity_only = false;  // stop after the sensitivity analysis (and baselines)
-  // The runner of the policy loop's evaluations, given this process's evaluator (the results
-  // database in front of the executor); null: InProcessRunner.
-  std::function<std::unique_ptr<Runner>(ExecutorEvaluator&)> make_runner;
+  // The runner of the sensitivity pass's and the policy loop's evaluations, given this
+  // process's evaluator (the results database in front of the executor) and its
+  // single-layer measurement; null: InProcessRunner.
+  std::function<std::unique_ptr<Runner>(ExecutorEvaluator&, MeasureSingleLayer)> make_runner;
 };
 
 struct EvaluatedPlan {
@@ -115,12 +116,13 @@ struct Progress {
 SearchResult run_search(const DriverInputs& inputs, const Progress& progress,
                         const std::atomic<bool>& stop);
 
-// A worker's share of run_search (an MPI rank other than 0): the simulator and the search
-// subset built exactly as run_search builds them (same selection, calibration, early
-// stopping), without the results database. `serve` gets the evaluator and returns when the
-// job ends.
-void serve_search_evaluations(const DriverInputs& inputs,
-                              const std::function<void(Evaluator&)>& serve);
+// A worker's share of run_search (an MPI rank other than 0): the simulator, the search
+// subset and the sensitivity subset built exactly as run_search builds them (same
+// selections, calibration, early stopping), without the results database. `serve` gets the
+// evaluator and the single-layer measurement and returns when the job ends.
+void serve_search_evaluations(
+    const DriverInputs& inputs,
+    const std::function<void(Evaluator&, const MeasureSingleLayer&)>& serve);
 
 // The LayerQuant of an option label for a layer: "fp32", "fp16", "bf16", "fp8" or a uniform
 // shorthand (W8A8, W4A8, W4g128A16, ...; see executor/quant/plan.hpp).

@@ -253,19 +253,22 @@ CostBudgets feasible_budgets(const SearchSpace& space, const LayerCostTable& tab
   fail_input("search.constraints cannot be met by any plan:{}", why);
 }
 
+SingleLayerMeasured measure_single_layer(QuantSimulator& simulator,
+                                         const SubsetEvaluator& selection, const QuantPlan& plan) {
+  const SubsetOutcome outcome = selection.evaluate(simulator.build(plan));
+  return {outcome.fidelity.kl_divergence, measured_metrics(outcome), outcome.seconds};
+}
+
 SensitivityTables run_sensitivity(const std::vector<QuantizableLayer>& layers,
                                   const SearchSpace& space, const CostTables& tables,
-                                  QuantSimulator& simulator, const SubsetEvaluator& selection,
-                                  ResultsDb& db, const std::string& context,
-                                  const Progress& progress, const std::atomic<bool>& stop) {
+                                  Runner& runner, const SubsetEvaluator& selection, ResultsDb& db,
+                                  const std::string& context, const Progress& progress,
+                                  const std::atomic<bool>& stop) {
   const auto& specs = tables.specs;
   const auto& unsupported = tables.table.unsupported_reason;
   SensitivityTables out;
   out.kl.assign(layers.size(), {});
   out.drop.assign(layers.size(), {});
-  for (std::size_t l = 0; l < layers.size(); ++l)
-    for (std::size_t o = 0; o < specs[l].size(); ++o)
-      out.pairs += specs[l][o].quantized() && unsupported[l][o].empty();
   const double fp32_top1 = selection.reference().top1;
   const double fp32_perplexity = selection.reference().perplexity;
   // A layer's quality loss in the metric's terms: top-1 drop (fraction), perplexity increase
@@ -283,33 +286,52 @@ SensitivityTables run_sensitivity(const std::vector<QuantizableLayer>& layers,
     }
     return 0.0;
   };
-  std::size_t done = 0;
-  for (std::size_t l = 0; l < layers.size() && !stop; ++l) {
+  // The tables from the database; the pairs it does not have become the runner's asks, in
+  // (layer, option) order.
+  struct Pair {
+    std::size_t layer, option;
+  };
+  std::vector<Pair> pending;
+  std::vector<EvaluationAsk> asks;
+  for (std::size_t l = 0; l < layers.size(); ++l) {
+    out.kl[l].assign(specs[l].size(), 0.0);
+    out.drop[l].assign(specs[l].size(), 0.0);
     for (std::size_t o = 0; o < specs[l].size(); ++o) {
-      double kl = 0, drop = 0;
-      if (specs[l][o].quantized() && unsupported[l][o].empty()) {
-        const std::string& label = space.layers[l].options[o];
-        QuantPlan single;
-        single.layers[layers[l].name] = specs[l][o];
-        if (auto stored = db.find_sensitivity(context, layers[l].name, label)) {
-          kl = stored->value;
-          drop = loss(metrics_from_stored_json(stored->metrics));
-        } else {
-          const SubsetOutcome outcome = selection.evaluate(simulator.build(single));
-          kl = outcome.fidelity.kl_divergence;
-          drop = loss(measured_metrics(outcome));
-          db.put_sensitivity(context,
-                             StoredSensitivity{layers[l].name, label, kl,
-                                               stored_metrics_json(measured_metrics(outcome)),
-                                               outcome.seconds, ""});
-        }
-        ++done;
-        show(progress, fmt::format("sensitivity {}/{} ({})", done, out.pairs, layers[l].name));
+      if (!specs[l][o].quantized() || !unsupported[l][o].empty()) continue;
+      ++out.pairs;
+      const std::string& label = space.layers[l].options[o];
+      if (auto stored = db.find_sensitivity(context, layers[l].name, label)) {
+        out.kl[l][o] = stored->value;
+        out.drop[l][o] = loss(metrics_from_stored_json(stored->metrics));
+        continue;
       }
-      out.kl[l].push_back(kl);
-      out.drop[l].push_back(drop);
+      QuantPlan single;
+      single.layers[layers[l].name] = specs[l][o];
+      pending.push_back({l, o});
+      // The key names the pair in a failed rank's error.
+      asks.push_back({std::move(single), fmt::format("sensitivity {} {}", layers[l].name, label)});
     }
   }
+  const std::size_t reused = out.pairs - pending.size();
+  SingleLayerHooks hooks;
+  hooks.stop_before_next = [&] { return stop.load(); };
+  hooks.finished = [&](std::size_t i, const SingleLayerMeasured& measured) {
+    const auto [l, o] = pending[i];
+    const std::string& label = space.layers[l].options[o];
+    db.put_sensitivity(
+        context, StoredSensitivity{layers[l].name, label, measured.kl,
+                                   stored_metrics_json(measured.metrics), measured.seconds, ""});
+    out.kl[l][o] = measured.kl;
+    out.drop[l][o] = loss(measured.metrics);
+    show(progress,
+         fmt::format("sensitivity {}/{} ({})", reused + i + 1, out.pairs, layers[l].name));
+  };
+  const std::size_t told = runner.run_single_layer(asks, hooks).size();
+  if (told < pending.size())
+    for (std::size_t l = pending[told].layer; l < layers.size(); ++l) {
+      out.kl[l].clear();
+      out.drop[l].clear();
+    }
   return out;
 }
 

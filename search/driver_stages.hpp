@@ -106,13 +106,20 @@ struct SensitivityTables {
   std::size_t pairs = 0;                  // (layer, option) pairs analysed
 };
 
-// Each quantized, supported (layer, option) alone on `selection`, reusing and filling the
-// database rows of `context`. Stops between layers when `stop` is set (rows then missing).
+// `plan` built by `simulator` and measured on `selection`: the sensitivity pass's
+// measurement (MeasureSingleLayer), the same on every rank.
+SingleLayerMeasured measure_single_layer(QuantSimulator& simulator,
+                                         const SubsetEvaluator& selection, const QuantPlan& plan);
+
+// Each quantized, supported (layer, option) alone on `selection`, reusing the database rows
+// of `context`; the others measured through `runner` (Runner::run_single_layer) and stored
+// in (layer, option) order as they are told. When `stop` is set no more are started, and
+// the rows from the first layer with a pair left unmeasured on are missing.
 SensitivityTables run_sensitivity(const std::vector<QuantizableLayer>& layers,
                                   const SearchSpace& space, const CostTables& tables,
-                                  QuantSimulator& simulator, const SubsetEvaluator& selection,
-                                  ResultsDb& db, const std::string& context,
-                                  const Progress& progress, const std::atomic<bool>& stop);
+                                  Runner& runner, const SubsetEvaluator& selection, ResultsDb& db,
+                                  const std::string& context, const Progress& progress,
+                                  const std::atomic<bool>& stop);
 
 // fp32, W8A8, W4A8, W4g128A16, then the search's own options not among them.
 std::vector<std::string> baseline_labels(const SearchOptions& options);

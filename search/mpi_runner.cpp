@@ -26,8 +26,8 @@ double seconds_since(MpiClock::time_point t) {
 enum Tag : int {
   kReady = 1,        // worker -> 0: set up, waiting for plans
   kSetupFailed = 2,  // worker -> 0: {message}
-  kWork = 3,         // 0 -> worker: {ask, key, plan (YAML)}
-  kResult = 4,       // worker -> 0: {ask, metrics (stored form), seconds}
+  kWork = 3,         // 0 -> worker: {ask, key, plan (YAML), single_layer}
+  kResult = 4,       // worker -> 0: {ask, metrics (stored form), seconds; kl if single_layer}
   kEvalFailed = 5,   // worker -> 0: {ask, message}
   kStop = 6,         // 0 -> worker: the job is over
 };
@@ -74,33 +74,58 @@ nlohmann::json error_json(const Error& e) {
 
 class MpiJobImpl;
 
+// The two kinds of job: a policy's plan (Evaluator::evaluate, stored by rank 0 as it
+// arrives) and a sensitivity pass's single-layer plan (MeasureSingleLayer, stored by the
+// pass in ask order).
+enum class JobKind { plan, single_layer };
+
+// A job's result, whichever its kind (kl: single-layer plans only).
+struct JobResult {
+  PlanMetrics metrics;
+  bool from_database = false;
+  double kl = 0;
+};
+
 // Rank 0's runner: dispatches asks to free workers, evaluates one itself when every worker
 // is busy, tells the results in ask order.
 class MpiRunner final : public Runner {
  public:
-  MpiRunner(MpiJobImpl& job, ExecutorEvaluator& local, double timeout_s,
-            std::function<void(const std::string&)> say)
-      : job_(job), local_(local), timeout_s_(timeout_s), say_(std::move(say)) {}
+  MpiRunner(MpiJobImpl& job, ExecutorEvaluator& local, MeasureSingleLayer local_single,
+            double timeout_s, std::function<void(const std::string&)> say)
+      : job_(job),
+        local_(local),
+        local_single_(std::move(local_single)),
+        timeout_s_(timeout_s),
+        say_(std::move(say)) {}
   std::vector<Measured> run(std::span<const EvaluationAsk> asks, const RunnerHooks& hooks) override;
+  std::vector<SingleLayerMeasured> run_single_layer(std::span<const EvaluationAsk> asks,
+                                                    const SingleLayerHooks& hooks) override;
   std::string summary() const override;
 
  private:
+  // Both kinds' dispatch: `finished` gets each result in ask order (with the seconds it
+  // took; 0 for one from the database).
+  void dispatch(std::span<const EvaluationAsk> asks, JobKind kind,
+                const std::function<bool()>& stop_before_next,
+                const std::function<void(std::size_t, const JobResult&, double)>& finished);
+
   struct Worker {
     bool ready = false;
     std::optional<std::size_t> ask;  // in flight
     MpiClock::time_point sent;
   };
   // Takes one message from the workers, if one has arrived; results go to `results`.
-  bool take_message(std::span<const EvaluationAsk> asks,
-                    std::vector<std::optional<Measured>>& results);
+  bool take_message(std::span<const EvaluationAsk> asks, JobKind kind,
+                    std::vector<std::optional<std::pair<JobResult, double>>>& results);
   // Fails on a worker past the timeout (its evaluation, or its setup).
   void check_deadlines(std::span<const EvaluationAsk> asks) const;
   // Takes rank 0's own measurement if it has finished.
-  bool take_local(std::span<const EvaluationAsk> asks,
-                  std::vector<std::optional<Measured>>& results);
+  bool take_local(std::span<const EvaluationAsk> asks, JobKind kind,
+                  std::vector<std::optional<std::pair<JobResult, double>>>& results);
 
   MpiJobImpl& job_;
   ExecutorEvaluator& local_;
+  MeasureSingleLayer local_single_;
   double timeout_s_;
   std::function<void(const std::string&)> say_;
   std::vector<Worker> workers_;  // [rank]; rank 0 unused
@@ -108,12 +133,12 @@ class MpiRunner final : public Runner {
   // workers' results (and writing the database, which that thread never touches).
   struct LocalMeasurement {
     std::size_t ask = 0;
-    std::future<std::pair<PlanMetrics, double>> result;
+    std::future<std::pair<JobResult, double>> result;
   };
   std::optional<LocalMeasurement> local_job_;
   std::optional<MpiClock::time_point> first_run_;
   // Where the time went (summary()).
-  std::vector<int> evaluations_by_rank_;
+  std::vector<int> evaluations_by_rank_, single_layer_by_rank_;
   double worker_seconds_ = 0;      // measuring, as the workers report it
   double round_trip_seconds_ = 0;  // sent to result taken, per worker evaluation, summed
   double local_seconds_ = 0;       // rank 0 measuring (on its own thread)
@@ -152,7 +177,8 @@ class MpiJobImpl final : public MpiJob {
     wait_for_stop();
   }
 
-  void serve(Evaluator& evaluator, const Graph& graph, const std::string& model_hash) override {
+  void serve(Evaluator& evaluator, const MeasureSingleLayer& measure_single, const Graph& graph,
+             const std::string& model_hash) override {
     send(0, kReady, nlohmann::json::object());
     for (;;) {
       const std::optional<Message> message = poll(0);
@@ -169,11 +195,20 @@ class MpiJobImpl final : public MpiJob {
         const QuantPlan plan =
             parse_plan(work.at("plan").get<std::string>(),
                        fmt::format("plan {} (from rank 0)", key), graph, model_hash);
-        const Measured measured = evaluator.evaluate(plan, key);
-        send(0, kResult,
-             {{"ask", ask},
-              {"metrics", stored_metrics_json(measured.metrics)},
-              {"seconds", seconds_since(start)}});
+        if (work.at("single_layer").get<bool>()) {
+          const SingleLayerMeasured measured = measure_single(plan);
+          send(0, kResult,
+               {{"ask", ask},
+                {"metrics", stored_metrics_json(measured.metrics)},
+                {"kl", measured.kl},
+                {"seconds", measured.seconds}});
+        } else {
+          const Measured measured = evaluator.evaluate(plan, key);
+          send(0, kResult,
+               {{"ask", ask},
+                {"metrics", stored_metrics_json(measured.metrics)},
+                {"seconds", seconds_since(start)}});
+        }
       } catch (const Error& e) {
         nlohmann::json body = error_json(e);
         body["ask"] = ask;
@@ -185,9 +220,11 @@ class MpiJobImpl final : public MpiJob {
     }
   }
 
-  std::unique_ptr<Runner> runner(ExecutorEvaluator& local, double evaluation_timeout_s,
+  std::unique_ptr<Runner> runner(ExecutorEvaluator& local, MeasureSingleLayer local_single,
+                                 double evaluation_timeout_s,
                                  std::function<void(const std::string&)> say) override {
-    return std::make_unique<MpiRunner>(*this, local, evaluation_timeout_s, std::move(say));
+    return std::make_unique<MpiRunner>(*this, local, std::move(local_single), evaluation_timeout_s,
+                                       std::move(say));
   }
 
   [[noreturn]] void abort(int exit_code) override {
@@ -206,8 +243,8 @@ class MpiJobImpl final : public MpiJob {
   int rank_ = 0, size_ = 1, on_host_ = 1;
 };
 
-bool MpiRunner::take_message(std::span<const EvaluationAsk> asks,
-                             std::vector<std::optional<Measured>>& results) {
+bool MpiRunner::take_message(std::span<const EvaluationAsk> asks, JobKind kind,
+                             std::vector<std::optional<std::pair<JobResult, double>>>& results) {
   const std::optional<Message> message = poll(MPI_ANY_SOURCE);
   if (!message) return false;
   bytes_received_ += message->body.dump().size();
@@ -228,15 +265,20 @@ bool MpiRunner::take_message(std::span<const EvaluationAsk> asks,
     case kResult: {
       const auto ask = message->body.at("ask").get<std::size_t>();
       const double seconds = message->body.at("seconds").get<double>();
-      const PlanMetrics metrics = metrics_from_stored_json(message->body.at("metrics"));
-      // Stored as it arrives, not when told: a run killed later keeps it.
-      const auto store_start = MpiClock::now();
-      local_.store(asks[ask].key, metrics, seconds);
-      storing_seconds_ += seconds_since(store_start);
-      results[ask] = Measured{metrics, false};
+      JobResult result{metrics_from_stored_json(message->body.at("metrics")), false, 0};
+      if (kind == JobKind::single_layer) {
+        result.kl = message->body.at("kl").get<double>();
+        ++single_layer_by_rank_[static_cast<std::size_t>(message->source)];
+      } else {
+        // Stored as it arrives, not when told: a run killed later keeps it.
+        const auto store_start = MpiClock::now();
+        local_.store(asks[ask].key, result.metrics, seconds);
+        storing_seconds_ += seconds_since(store_start);
+        ++evaluations_by_rank_[static_cast<std::size_t>(message->source)];
+      }
+      results[ask] = {result, seconds};
       worker_seconds_ += seconds;
       round_trip_seconds_ += seconds_since(worker.sent);
-      ++evaluations_by_rank_[static_cast<std::size_t>(message->source)];
       worker.ask.reset();
       return true;
     }
@@ -246,18 +288,22 @@ bool MpiRunner::take_message(std::span<const EvaluationAsk> asks,
   }
 }
 
-bool MpiRunner::take_local(std::span<const EvaluationAsk> asks,
-                           std::vector<std::optional<Measured>>& results) {
+bool MpiRunner::take_local(std::span<const EvaluationAsk> asks, JobKind kind,
+                           std::vector<std::optional<std::pair<JobResult, double>>>& results) {
   if (!local_job_ ||
       local_job_->result.wait_for(std::chrono::seconds(0)) != std::future_status::ready)
     return false;
   const std::size_t ask = local_job_->ask;
-  const auto [metrics, seconds] = local_job_->result.get();  // rethrows the measurement's error
+  results[ask] = local_job_->result.get();  // rethrows the measurement's error
   local_job_.reset();
-  local_.store(asks[ask].key, metrics, seconds);
-  results[ask] = Measured{metrics, false};
+  const auto& [result, seconds] = *results[ask];
+  if (kind == JobKind::single_layer) {
+    ++single_layer_by_rank_[0];
+  } else {
+    local_.store(asks[ask].key, result.metrics, seconds);
+    ++evaluations_by_rank_[0];
+  }
   local_seconds_ += seconds;
-  ++evaluations_by_rank_[0];
   return true;
 }
 
@@ -280,27 +326,52 @@ void MpiRunner::check_deadlines(std::span<const EvaluationAsk> asks) const {
 
 std::vector<Measured> MpiRunner::run(std::span<const EvaluationAsk> asks,
                                      const RunnerHooks& hooks) {
+  std::vector<Measured> told;
+  dispatch(asks, JobKind::plan, hooks.stop_before_next,
+           [&](std::size_t i, const JobResult& result, double) {
+             told.push_back({result.metrics, result.from_database});
+             if (hooks.finished) hooks.finished(i, told.back());
+           });
+  return told;
+}
+
+std::vector<SingleLayerMeasured> MpiRunner::run_single_layer(std::span<const EvaluationAsk> asks,
+                                                             const SingleLayerHooks& hooks) {
+  std::vector<SingleLayerMeasured> told;
+  dispatch(asks, JobKind::single_layer, hooks.stop_before_next,
+           [&](std::size_t i, const JobResult& result, double seconds) {
+             told.push_back({result.kl, result.metrics, seconds});
+             if (hooks.finished) hooks.finished(i, told.back());
+           });
+  return told;
+}
+
+void MpiRunner::dispatch(
+    std::span<const EvaluationAsk> asks, JobKind kind,
+    const std::function<bool()>& stop_before_next,
+    const std::function<void(std::size_t, const JobResult&, double)>& finished) {
   if (workers_.empty()) {
     workers_.resize(static_cast<std::size_t>(job_.size()));
     evaluations_by_rank_.assign(workers_.size(), 0);
+    single_layer_by_rank_.assign(workers_.size(), 0);
     first_run_ = MpiClock::now();
   }
-  std::vector<std::optional<Measured>> results(asks.size());
-  std::vector<Measured> told;
+  std::vector<std::optional<std::pair<JobResult, double>>> results(asks.size());
+  std::size_t told = 0;
   std::size_t next = 0;  // the next ask to dispatch
   bool stopped = false;
   for (;;) {
-    bool progressed = take_local(asks, results);
-    while (take_message(asks, results)) progressed = true;
+    bool progressed = take_local(asks, kind, results);
+    while (take_message(asks, kind, results)) progressed = true;
     // Told in ask order, whichever rank finished first.
-    while (told.size() < next && results[told.size()]) {
-      told.push_back(*results[told.size()]);
-      if (hooks.finished) hooks.finished(told.size() - 1, told.back());
+    while (told < next && results[told]) {
+      finished(told, results[told]->first, results[told]->second);
+      ++told;
       progressed = true;
     }
-    if (told.size() == next && (stopped || next == asks.size())) break;
+    if (told == next && (stopped || next == asks.size())) break;
     while (next < asks.size() && !stopped) {
-      if (hooks.stop_before_next && hooks.stop_before_next()) {
+      if (stop_before_next && stop_before_next()) {
         stopped = true;
         // When mpirun ends the job because a rank died, this line is what names the
         // candidate it died on (mpirun names the rank).
@@ -314,8 +385,9 @@ std::vector<Measured> MpiRunner::run(std::span<const EvaluationAsk> asks,
         break;
       }
       const EvaluationAsk& ask = asks[next];
-      if (auto found = local_.stored(ask.key)) {
-        results[next++] = *found;
+      // (The sensitivity pass asks only for pairs the database does not have.)
+      if (auto found = kind == JobKind::plan ? local_.stored(ask.key) : std::nullopt) {
+        results[next++] = {{found->metrics, found->from_database, 0}, 0.0};
         progressed = true;
         continue;
       }
@@ -323,8 +395,10 @@ std::vector<Measured> MpiRunner::run(std::span<const EvaluationAsk> asks,
       for (std::size_t r = 1; r < workers_.size() && !free; ++r)
         if (workers_[r].ready && !workers_[r].ask) free = r;
       if (free) {
-        const nlohmann::json work = {
-            {"ask", next}, {"key", ask.key}, {"plan", plan_to_yaml(ask.plan)}};
+        const nlohmann::json work = {{"ask", next},
+                                     {"key", ask.key},
+                                     {"plan", plan_to_yaml(ask.plan)},
+                                     {"single_layer", kind == JobKind::single_layer}};
         bytes_sent_ += work.dump().size();
         send(static_cast<int>(free), kWork, work);
         workers_[free].ask = next++;
@@ -334,10 +408,16 @@ std::vector<Measured> MpiRunner::run(std::span<const EvaluationAsk> asks,
       }
       // Every worker busy: rank 0 measures this one itself rather than wait idle.
       if (local_job_ || workers_.size() - 1 >= kRankZeroMeasuresBelowWorkers) break;
-      local_job_ = LocalMeasurement{
-          // The plan copied: the thread may outlive `asks` when this run fails.
-          next,
-          std::async(std::launch::async, [this, plan = ask.plan] { return local_.measure(plan); })};
+      // The plan copied: the thread may outlive `asks` when this run fails.
+      auto measure = [this, kind, plan = ask.plan] {
+        if (kind == JobKind::single_layer) {
+          const SingleLayerMeasured m = local_single_(plan);
+          return std::pair{JobResult{m.metrics, false, m.kl}, m.seconds};
+        }
+        const auto [metrics, seconds] = local_.measure(plan);
+        return std::pair{JobResult{metrics, false, 0}, seconds};
+      };
+      local_job_ = LocalMeasurement{next, std::async(std::launch::async, std::move(measure))};
       ++next;
       progressed = true;
     }
@@ -348,27 +428,32 @@ std::vector<Measured> MpiRunner::run(std::span<const EvaluationAsk> asks,
       waiting_seconds_ += seconds_since(start);
     }
   }
-  return told;
 }
 
 std::string MpiRunner::summary() const {
   if (workers_.empty()) return "";
-  std::string by_rank;
-  int worker_evaluations = 0;
+  std::string by_rank, single_layer_by_rank;
+  // Round trips are of both kinds of job; only the policy's results are stored as they come.
+  int worker_evaluations = 0, worker_jobs = 0;
   for (std::size_t r = 0; r < evaluations_by_rank_.size(); ++r) {
     by_rank += fmt::format("{}{}", r ? " " : "", evaluations_by_rank_[r]);
-    if (r) worker_evaluations += evaluations_by_rank_[r];
+    single_layer_by_rank += fmt::format("{}{}", r ? " " : "", single_layer_by_rank_[r]);
+    if (r) {
+      worker_evaluations += evaluations_by_rank_[r];
+      worker_jobs += evaluations_by_rank_[r] + single_layer_by_rank_[r];
+    }
   }
   const double per_message =
-      worker_evaluations ? (round_trip_seconds_ - worker_seconds_) / worker_evaluations : 0.0;
+      worker_jobs ? (round_trip_seconds_ - worker_seconds_) / worker_jobs : 0.0;
   return fmt::format(
-      "mpi: {} ranks; evaluations by rank [{}]; workers measuring {:.2f} s, round trips {:.2f} s "
+      "mpi: {} ranks; sensitivity pairs by rank [{}], evaluations by rank [{}]; workers measuring "
+      "{:.2f} s, round trips {:.2f} s "
       "({:.2f} ms per evaluation beyond measuring: messages, queueing, polling); "
       "rank 0 measuring {:.2f} s (on its own thread), storing the workers' results {:.2f} s "
       "({:.2f} ms each), idle waiting for results {:.2f} s; {:.1f} KiB sent, {:.1f} KiB "
       "received",
-      workers_.size(), by_rank, worker_seconds_, round_trip_seconds_, 1e3 * per_message,
-      local_seconds_, storing_seconds_,
+      workers_.size(), single_layer_by_rank, by_rank, worker_seconds_, round_trip_seconds_,
+      1e3 * per_message, local_seconds_, storing_seconds_,
       worker_evaluations ? 1e3 * storing_seconds_ / worker_evaluations : 0.0, waiting_seconds_,
       static_cast<double>(bytes_sent_) / 1024, static_cast<double>(bytes_received_) / 1024);
 }
