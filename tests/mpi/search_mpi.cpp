@@ -1,10 +1,12 @@
-// `bitplan search` across MPI ranks (search/mpi_runner.hpp, issue 16): the same front on 1, 2
-// and 3 ranks, a run whose worker is killed resumes to that front, a worker that hangs and a
-// rank that cannot load the model fail the job naming them. mpirun --oversubscribe: CI has 2 cores.
+// `bitplan search` and `bitplan sensitivity` across MPI ranks (search/mpi_runner.hpp, issue
+// 16): the same front and sensitivity tables on 1, 2 and 3 ranks, a run whose worker is killed
+// resumes to that front, a worker that hangs and a rank that cannot load the model fail the
+// job naming them. mpirun --oversubscribe: CI has 2 cores.
 #include <doctest/doctest.h>
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <signal.h>
+#include <sqlite3.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -15,6 +17,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <regex>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -51,8 +54,14 @@ Result shell(const std::string& command, const fs::path& dir) {
   return r;
 }
 
+// `bitplan <command> --config run.yaml` (fmt rather than string +: GCC 12 reads a false
+// -Wstringop-overread into the latter).
+std::string bitplan_command(const char* command) {
+  return fmt::format("{} {} --config run.yaml", BITPLAN_EXECUTABLE, command);
+}
+
 std::string bitplan_search() {
-  return std::string(BITPLAN_EXECUTABLE) + " search --config run.yaml";
+  return bitplan_command("search");
 }
 
 std::string mpirun(int ranks) {
@@ -99,9 +108,36 @@ std::string comparable_pareto(const fs::path& dir, bool resumed) {
   return pareto.dump(1);
 }
 
+// The database's sensitivity rows in the order they were written, every value exactly (the
+// shortest text that reads back to the same double), without the seconds and dates.
+std::string sensitivity_rows(const fs::path& dir) {
+  sqlite3* db = nullptr;
+  const std::string path = (dir / "db/results.sqlite").string();
+  REQUIRE(sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK);
+  sqlite3_stmt* rows = nullptr;
+  REQUIRE(sqlite3_prepare_v2(db,
+                             "SELECT context, layer, option, value, metrics FROM sensitivity "
+                             "ORDER BY rowid",
+                             -1, &rows, nullptr) == SQLITE_OK);
+  std::string out;
+  const auto text = [&](int column) {
+    return std::string(reinterpret_cast<const char*>(sqlite3_column_text(rows, column)));
+  };
+  while (sqlite3_step(rows) == SQLITE_ROW)
+    out += fmt::format("{} {} {} {} {}\n", text(0), text(1), text(2),
+                       sqlite3_column_double(rows, 3), text(4));
+  sqlite3_finalize(rows);
+  sqlite3_close(db);
+  return out;
+}
+
 void check_same_results(const fs::path& expected, const fs::path& got, bool resumed = false) {
   CHECK(comparable_pareto(got, resumed) == comparable_pareto(expected, resumed));
   CHECK(read_text(got / "out/pareto.csv") == read_text(expected / "out/pareto.csv"));
+  CHECK(read_text(got / "out/sensitivity.csv") == read_text(expected / "out/sensitivity.csv"));
+  const std::string rows = sensitivity_rows(expected);
+  CHECK(!rows.empty());
+  CHECK(sensitivity_rows(got) == rows);
   for (const auto& entry : fs::directory_iterator(expected / "out"))
     if (entry.path().extension() == ".yaml")
       CHECK(read_text(got / "out" / entry.path().filename()) == read_text(entry.path()));
@@ -122,6 +158,17 @@ struct TempDir {
   }
   ~TempDir() { fs::remove_all(path); }
 };
+
+// How many sensitivity pairs rank `rank` measured, from the `mpi:` summary line.
+int sensitivity_pairs_of_rank(const std::string& output, int rank) {
+  std::smatch found;
+  REQUIRE(
+      std::regex_search(output, found, std::regex(R"(sensitivity pairs by rank \[([0-9 ]+)\])")));
+  std::istringstream counts(found[1].str());
+  int count = 0;
+  for (int r = 0; r <= rank; ++r) REQUIRE(static_cast<bool>(counts >> count));
+  return count;
+}
 
 // The pid of MPI rank `rank` among the children of mpirun `parent` (Open MPI starts the
 // ranks of its own machine as its children, each with OMPI_COMM_WORLD_RANK set); 0 if none.
@@ -162,8 +209,25 @@ TEST_CASE("mpi same_front: 1, 2 and 3 ranks give the same front, byte for byte")
     INFO(ranks << " ranks: " << r.output);
     REQUIRE(r.exit_code == 0);
     CHECK(r.output.find(fmt::format("mpi: {} ranks", ranks)) != std::string::npos);
+    CHECK(sensitivity_pairs_of_rank(r.output, 1) > 0);  // the sensitivity pass was spread
     check_same_results(one, dir);
   }
+}
+
+TEST_CASE("mpi sensitivity: `bitplan sensitivity` on 2 ranks gives one rank's tables") {
+  if (fixture_missing()) return;
+  TempDir temp("sensitivity");
+  const std::string command = bitplan_command("sensitivity");
+  const fs::path one = search_folder(temp.path, "np1");
+  const Result single = shell(command, one);
+  INFO(single.output);
+  REQUIRE(single.exit_code == 0);
+  const fs::path two = search_folder(temp.path, "np2");
+  const Result r = shell(mpirun(2) + command, two);
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  CHECK(sensitivity_pairs_of_rank(r.output, 1) > 0);
+  check_same_results(one, two);
 }
 
 TEST_CASE("mpi resume_after_killed_worker: a run whose worker dies resumes to the same front") {
