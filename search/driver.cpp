@@ -179,8 +179,8 @@ SearchResult run_search(const DriverInputs& in, const Progress& progress,
                   duration_text(result.seconds_sensitivity)));
 
   // --- Baselines: uniform plans on the same subset --------------------------------------------
-  result.baselines = evaluate_baselines(baseline_labels(opt), graph, layers, in.model_hash,
-                                        evaluator, costs, result.target, progress);
+  result.baselines = evaluate_baselines(baseline_labels(opt), graph, layers, in.model_hash, *runner,
+                                        costs, result.target, progress);
   if (in.sensitivity_only) {
     result.runner_summary = runner->summary();
     result.stop_reason = "sensitivity analysis only";

@@ -45,9 +45,10 @@ struct DriverInputs {
   SearchOptions options;
   bool dry_run = false;           // resolve and describe, evaluate nothing
   bool sensitivity_only = false;  // stop after the sensitivity analysis (and baselines)
-  // The runner of the sensitivity pass's and the policy loop's evaluations, given this
-  // process's evaluator (the results database in front of the executor) and its
-  // single-layer measurement; null: InProcessRunner.
+  // The runner of the sensitivity pass's, the baselines' and the policy loop's evaluations
+  // (everything but the final re-evaluation), given this process's evaluator (the results
+  // database in front of the executor) and its single-layer measurement; null:
+  // InProcessRunner.
   std::function<std::unique_ptr<Runner>(ExecutorEvaluator&, MeasureSingleLayer)> make_runner;
 };
 

@@ -344,38 +344,48 @@ std::vector<std::string> baseline_labels(const SearchOptions& options) {
 
 std::vector<Baseline> evaluate_baselines(const std::vector<std::string>& labels, const Graph& graph,
                                          const std::vector<QuantizableLayer>& layers,
-                                         const std::string& model_hash, Evaluator& evaluator,
+                                         const std::string& model_hash, Runner& runner,
                                          const PlanCosts& costs, const std::string& target,
                                          const Progress& progress) {
   const auto start = Clock::now();
   std::vector<Baseline> baselines;
+  std::vector<int> kept_fp32;
+  std::vector<EvaluationAsk> asks;
   for (const auto& name : labels) {
-    show(progress,
-         fmt::format("baseline {}/{} (uniform {})", baselines.size() + 1, labels.size(), name));
     Baseline b;
     b.name = name;
     b.plan.model_hash = model_hash;
     // A uniform plan applies the spec wherever it can be simulated; layers it cannot fit
     // (a group size that does not divide the reduction axis) stay fp32 and are counted.
-    int kept_fp32 = 0;
+    kept_fp32.push_back(0);
     for (const auto& layer : layers) {
       const LayerQuant q = option_spec(name, graph, layer);
       if (!simulation_refusal(q, layer, graph).empty()) {
-        ++kept_fp32;
+        ++kept_fp32.back();
         continue;
       }
       if (q.quantized()) b.plan.layers[layer.name] = q;
     }
-    b.metrics = evaluator.evaluate(b.plan, "uniform:" + name).metrics;
+    asks.push_back({b.plan, "uniform:" + name});
+    baselines.push_back(std::move(b));
+  }
+  // Through the runner: under MPI the baselines are spread over the ranks too.
+  RunnerHooks hooks;
+  hooks.finished = [&](std::size_t i, const Measured&) {
+    show(progress, fmt::format("baseline {}/{} (uniform {})", i + 1, labels.size(), labels[i]));
+  };
+  const std::vector<Measured> measured = runner.run(asks, hooks);
+  for (std::size_t i = 0; i < baselines.size(); ++i) {
+    Baseline& b = baselines[i];
+    b.metrics = measured[i].metrics;
     const UnsupportedLayers unsupported = costs.add_costs(b.plan, b.metrics);
-    if (kept_fp32)
+    if (kept_fp32[i])
       b.unsupported = fmt::format(
           "{} layer(s) kept fp32: the group size does not divide their "
           "reduction axis; ",
-          kept_fp32);
+          kept_fp32[i]);
     if (!unsupported.empty())
       b.unsupported += fmt::format("no latency on {}: {}", target, unsupported.front().second);
-    baselines.push_back(std::move(b));
   }
   say(progress, fmt::format("baselines: {} uniform plans in {}", baselines.size(),
                             duration_text(since(start))));

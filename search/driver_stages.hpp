@@ -124,11 +124,12 @@ SensitivityTables run_sensitivity(const std::vector<QuantizableLayer>& layers,
 // fp32, W8A8, W4A8, W4g128A16, then the search's own options not among them.
 std::vector<std::string> baseline_labels(const SearchOptions& options);
 
-// Each label as a uniform plan on `evaluator`'s selection, costed; layers the label cannot
-// be simulated on stay fp32 and are named in Baseline::unsupported.
+// Each label as a uniform plan, evaluated through `runner` (its evaluator's selection,
+// its database) and costed; layers the label cannot be simulated on stay fp32 and are named
+// in Baseline::unsupported.
 std::vector<Baseline> evaluate_baselines(const std::vector<std::string>& labels, const Graph& graph,
                                          const std::vector<QuantizableLayer>& layers,
-                                         const std::string& model_hash, Evaluator& evaluator,
+                                         const std::string& model_hash, Runner& runner,
                                          const PlanCosts& costs, const std::string& target,
                                          const Progress& progress);
 

@@ -299,8 +299,9 @@ TEST_CASE("baselines: each label uniform, costed, with layers it cannot fit name
                     [&](const std::string& s) { states.push_back(s); }};
   const auto labels = baseline_labels(three_options());
   CHECK(labels == std::vector<std::string>{"fp32", "W8A8", "W4A8", "W4g128A16", "W8A8t", "W4A8t"});
+  InProcessRunner runner(evaluator);
   const auto baselines = evaluate_baselines({"fp32", "W8A8t", "W4g128A16"}, graph, layers, "",
-                                            evaluator, costs, "", progress);
+                                            runner, costs, "", progress);
   REQUIRE(baselines.size() == 3);
   CHECK(evaluator.asked ==
         std::vector<std::string>{"uniform:fp32", "uniform:W8A8t", "uniform:W4g128A16"});
