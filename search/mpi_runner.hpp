@@ -1,7 +1,8 @@
 // A search spread over MPI ranks (docs/distributed.md). Rank 0 runs everything run_search
 // runs and owns the results database (its only writer); the other ranks, the workers, build
-// the simulator and the search subset once (serve_search_evaluations) and evaluate the plans
-// rank 0 sends them. The policy loop sees one more Runner:
+// the simulator, the search subset and the sensitivity subset once
+// (serve_search_evaluations) and evaluate the plans rank 0 sends them. The policy loop sees
+// one more Runner:
 //
 //   rank 0: policy.ask -> MpiRunner::run --plan YAML--> free worker (or, in a job of fewer
 //           than 5 ranks, a second thread of rank 0 when every worker is busy) --metrics-->
