@@ -4,7 +4,7 @@
 #   fuzz     the fuzz preset (build-fuzz/, clang-14, AddressSanitizer + UndefinedBehavior-
 #            Sanitizer + coverage instrumentation): the unit, e2e and conformance labels under
 #            the sanitizers with leak detection, every seed corpus replayed, then each libFuzzer
-#            harness of tests/fuzz for BITPLAN_FUZZ_SECONDS seconds (default 20; one harness
+#            harness of tests/fuzz for BITPLAN_FUZZ_SECONDS seconds (default 10; one harness
 #            per core at a time); a crash, leak, timeout or out-of-memory fails the run and
 #            leaves the input in build-fuzz/crashes/. One sanitized build serves both, which
 #            keeps CI in budget.
@@ -23,7 +23,7 @@ jobs="$(nproc)"
 # half as long. Developer builds of the presets stay one object per source, so an edit
 # recompiles one file.
 unity=(-DCMAKE_UNITY_BUILD=ON -DCMAKE_UNITY_BUILD_BATCH_SIZE=8)
-fuzz_seconds="${BITPLAN_FUZZ_SECONDS:-20}"
+fuzz_seconds="${BITPLAN_FUZZ_SECONDS:-10}"
 
 tools/install_deps.sh
 
