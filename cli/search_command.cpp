@@ -72,12 +72,13 @@ std::vector<std::string> precisions_of_space(const Graph& graph,
 // estimates) and writes nothing.
 HwProfile host_profile_for_space(const Graph& graph, const std::string& model_name,
                                  const std::string& model_hash, const RunConfig& config,
-                                 bool dry_run) {
+                                 const CalibrationData& calibration, bool dry_run) {
   const fs::path path = host_profile_path();
   HwProfile profile = open_host_profile(path, host_profile_name(num_threads()), "profile file");
   CpuProfileOptions options;
   options.batches = {config.search.latency_batch};
   options.precisions = precisions_of_space(graph, config.search);
+  options.calibration = &calibration;
   bool measured = false;
   auto say = [&](const std::string& what) {
     measured = true;
@@ -266,8 +267,8 @@ options)",
   if (!config.target.empty()) in.profile = load_hw_profile(config.target);
   if (config.target_is_host) {
     config.target = host_profile_path();
-    in.profile =
-        host_profile_for_space(model.graph, in.model_name, hash, config, vm.count("dry-run") != 0);
+    in.profile = host_profile_for_space(model.graph, in.model_name, hash, config, in.calibration,
+                                        vm.count("dry-run") != 0);
   }
   in.dry_run = vm.count("dry-run") != 0;
   in.sensitivity_only = sensitivity_only;

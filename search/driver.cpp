@@ -250,6 +250,7 @@ SearchResult run_search(const DriverInputs& in, const Progress& progress,
         CpuProfileOptions timing;
         timing.budget_seconds = 0.3;
         timing.min_repeats = 10;
+        timing.calibration = &in.calibration;
         const Spread microseconds =
             measure_plan_onednn(graph, in.model_hash, plan, opt.latency_batch, timing);
         return Spread{microseconds.median / 1e3, microseconds.iqr / 1e3};

@@ -143,15 +143,32 @@ void record_layers(const std::vector<LayerWorkload>& workloads, const ExecutionP
   }
 }
 
-// The graph running `plan` on the integer kernels where it can, calibrated on random normal
-// samples of the (single, float) model input.
+// Why the integer, bf16 and low-bit plans of `graph` cannot be timed with `options`, or "":
+// their static activation ranges need samples - the run's calibration selection when the
+// caller has one, else random normal samples, which only a single float input can take.
+std::string why_no_timing_samples(const Graph& graph, const CpuProfileOptions& options) {
+  if (options.calibration) return "";
+  const ExecutionPlan probe(graph, PlanOptions{1});
+  if (graph.inputs.size() == 1 && probe.input_meta()[0].dtype == DType::f32) return "";
+  std::vector<std::string> names;
+  for (const auto& input : graph.inputs) names.push_back(input.name);
+  return fmt::format(
+      "timing quantized plans: the model's input ({}) is not one float tensor, and without a "
+      "run config's calibration data the activation ranges come from random samples, which "
+      "only a single float input takes (bitplan search passes its calibration selection)",
+      fmt::join(names, ", "));
+}
+
+// The graph running `plan` on the integer kernels where it can, calibrated on the options'
+// calibration samples, or else on random normal samples of the (single, float) model input.
 QuantSimulator::Int8Build int8_build(const Graph& graph, const std::string& model_hash,
-                                     const QuantPlan& plan) {
-  if (graph.inputs.size() != 1)
-    fail_unsupported(
-        "timing a quantized plan: the model has {} inputs; calibration on random "
-        "samples needs a single float input",
-        graph.inputs.size());
+                                     const QuantPlan& plan, const CpuProfileOptions& options) {
+  if (const std::string why = why_no_timing_samples(graph, options); !why.empty())
+    fail_unsupported("{}", why);
+  if (options.calibration) {
+    QuantSimulator simulator(graph, model_hash, *options.calibration);
+    return simulator.build_int8(plan);
+  }
   const ExecutionPlan probe(graph, PlanOptions{1});
   Dims sample_dims = probe.input_meta()[0].dims;
   sample_dims.erase(sample_dims.begin());
@@ -405,11 +422,7 @@ void profile_model_onednn(const Graph& graph, const std::string& model_name,
 
     const bool want_int8 = std::count(options.precisions.begin(), options.precisions.end(), "int8");
     if (want_int8 && (options.remeasure || !complete(profile, workloads, "int8"))) {
-      std::string refusal;
-      if (graph.inputs.size() != 1 || fp32_plan.input_meta()[0].dtype != DType::f32)
-        refusal =
-            "int8 timing calibrates on random samples of the model's input, which needs a "
-            "single float input";
+      const std::string refusal = why_no_timing_samples(graph, options);
       if (!refusal.empty()) {
         for (const auto& w : workloads)
           profile.put(ProfileEntry{w.key, "int8", 0, 0, 0, "", refusal});
@@ -420,7 +433,7 @@ void profile_model_onednn(const Graph& graph, const std::string& model_name,
         std::vector<std::unique_ptr<ExecutionPlan>> executables;
         std::vector<ExecutionPlan*> raw;
         for (const auto& plan : contexts.plans) {
-          builds.push_back(int8_build(graph, model_hash, plan));
+          builds.push_back(int8_build(graph, model_hash, plan, options));
           executables.push_back(
               std::make_unique<ExecutionPlan>(builds.back().graph, PlanOptions{batch}));
           raw.push_back(executables.back().get());
@@ -438,14 +451,13 @@ void profile_model_onednn(const Graph& graph, const std::string& model_name,
 
     const bool want_bf16 = std::count(options.precisions.begin(), options.precisions.end(), "bf16");
     if (want_bf16 && (options.remeasure || !complete(profile, workloads, "bf16"))) {
-      if (graph.inputs.size() != 1) {
+      if (const std::string refusal = why_no_timing_samples(graph, options); !refusal.empty()) {
         for (const auto& w : workloads)
-          profile.put(
-              ProfileEntry{w.key, "bf16", 0, 0, 0, "", "bf16 timing needs a single float input"});
+          profile.put(ProfileEntry{w.key, "bf16", 0, 0, 0, "", refusal});
       } else {
         // Layers no bf16 kernel takes here (the kernel list's reason) are simulated in the
         // build; their entries record why.
-        auto build = int8_build(graph, model_hash, uniform_plan("bf16", graph));
+        auto build = int8_build(graph, model_hash, uniform_plan("bf16", graph), options);
         if (!build.bf16_layers.empty()) {
           say("timing bf16");
           ExecutionPlan bf16_plan(build.graph, PlanOptions{batch});
@@ -473,13 +485,12 @@ void profile_model_onednn(const Graph& graph, const std::string& model_name,
       if (!std::count(options.precisions.begin(), options.precisions.end(), precision) ||
           (!options.remeasure && complete(profile, workloads, precision)))
         return;
-      if (graph.inputs.size() != 1) {
+      if (const std::string refusal = why_no_timing_samples(graph, options); !refusal.empty()) {
         for (const auto& w : workloads)
-          profile.put(ProfileEntry{w.key, precision, 0, 0, 0, "",
-                                   precision + " timing needs a single float input"});
+          profile.put(ProfileEntry{w.key, precision, 0, 0, 0, "", refusal});
         return;
       }
-      auto build = int8_build(graph, model_hash, uniform_plan(shorthand, graph));
+      auto build = int8_build(graph, model_hash, uniform_plan(shorthand, graph), options);
       const std::vector<std::string>& timed = build.*layers;
       if (!timed.empty()) {
         say("timing " + precision);
@@ -527,13 +538,13 @@ std::vector<Spread> validate_plans_onednn(const Graph& graph, const std::string&
   if (retime_entries) {
     graphs.push_back(graph);
     for (const auto& plan : int8_context_plans(graph).plans) {
-      int8_builds.push_back(int8_build(graph, model_hash, plan));
+      int8_builds.push_back(int8_build(graph, model_hash, plan, options));
       graphs.push_back(int8_builds.back().graph);
     }
     per_step = {true, true, true, true};
   }
   for (const auto& plan : plans) {
-    graphs.push_back(int8_build(graph, model_hash, plan).graph);
+    graphs.push_back(int8_build(graph, model_hash, plan, options).graph);
     per_step.push_back(false);
   }
   std::vector<ExecutionPlan*> raw;

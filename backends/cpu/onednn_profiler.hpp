@@ -27,6 +27,8 @@
 
 namespace bitplan {
 
+struct CalibrationData;  // executor/quant/simulate.hpp
+
 struct CpuProfileOptions {
   std::vector<std::int64_t> batches{1};
   std::vector<std::string> precisions{"fp32", "int8", "bf16", "w4a32", "w4a8"};
@@ -34,6 +36,12 @@ struct CpuProfileOptions {
   int min_repeats = 15;
   double budget_seconds = 1.5;  // per (batch, precision): repeats until spent
   bool remeasure = false;       // false: (model, batch, precision) already complete are skipped
+  // Samples the integer and low-bit plans take their static activation ranges from while
+  // they are timed (the run config's calibration selection). Timing does not depend on the
+  // ranges, but a model whose input is not one float tensor (token ids, several inputs) has
+  // no random samples that are valid input: without this, its int8, bf16 and low-bit
+  // entries are recorded as unsupported with that reason.
+  const CalibrationData* calibration = nullptr;
 };
 
 // The profile of this CPU at `path`, measured with this process's thread count, or a new one
