@@ -410,9 +410,10 @@ options)");
       "real",
       "also run the plan on this CPU's real kernels where the kernel list has one (oneDNN "
       "int8/bf16, bitplan's W4A32 and W4A8; the other layers simulated, each with the reason) "
-      "and compare with the simulation")("int8", "the former name of --real")("equalize",
-                    "cross-layer equalization of the fp32 model before calibration and the plan "
-                    "(quantization.equalize)")(
+      "and compare with the simulation")("int8", "the former name of --real")(
+      "equalize",
+      "cross-layer equalization of the fp32 model before calibration and the plan "
+      "(quantization.equalize)")(
       "relu6-to-relu",
       "with --equalize: replace the ReLU6 that stops a pair with ReLU (changes the fp32 model; "
       "quantization.relu6_to_relu)")("json", "print JSON");
@@ -683,6 +684,7 @@ options)");
             {"bf16_layers", int8_build->bf16_layers},
             {"w4a32_layers", int8_build->w4a32_layers},
             {"w4a8_layers", int8_build->w4a8_layers},
+            {"w2a8_layers", int8_build->w2a8_layers},
             {"chained_tensors", int8_build->chained_tensors},
             {"channels_last_tensors", int8_build->channels_last_tensors},
             {"top1", label_num(real->top1)},
@@ -732,11 +734,11 @@ options)");
     fmt::print(
         "real     {} layers on integer kernels ({} activations passed between them as codes, {} "
         "kept channels-last), {} on bf16 kernels, {} on the W4A32 kernel, {} on the W4A8 kernel, "
-        "{} simulated\n",
+        "{} on the W2A8 kernel, {} simulated\n",
         int8_build->int8_layers.size(), int8_build->chained_tensors,
         int8_build->channels_last_tensors, int8_build->bf16_layers.size(),
         int8_build->w4a32_layers.size(), int8_build->w4a8_layers.size(),
-        int8_build->why_simulated.size());
+        int8_build->w2a8_layers.size(), int8_build->why_simulated.size());
     // One line per reason: a uniform plan gives every layer the same one.
     std::map<std::string, std::vector<std::string>> layers_by_reason;
     for (const auto& [layer, why] : int8_build->why_simulated)
