@@ -557,6 +557,9 @@ options)");
   std::optional<MetricValues> plan_values;
   std::optional<QuantSimulator::Int8Build> int8_build;
   std::optional<EvalResult> real;
+  // The real run's metric where it is not top-1 (the LLM's perplexity): what the simulation
+  // must predict, printed next to it.
+  std::optional<MetricValues> real_values;
   QuantPlan plan;
   if (with_plan) {
     const std::string hash = model_file_hash(config.model) + hash_suffix;
@@ -573,6 +576,9 @@ options)");
       int8_build = simulator.build_int8(plan);
       real = evaluate(int8_build->graph, *dataset, indices, options(true, &plan_tokens));
       if (!q->logits.empty()) real_vs_sim = compare_outputs(q->logits, real->logits, q->width);
+      if (!top1)
+        real_values =
+            metric_values(kind, *real, &r, labels_of_selection, pairs ? &*pairs : nullptr);
     }
   }
   if (!predictions_path.empty()) {
@@ -691,7 +697,8 @@ options)");
             {"model_seconds", real->model_seconds},
             {"agreement_with_simulation",
              real_vs_sim ? json(real_vs_sim->top1_agreement) : json(nullptr)},
-            {"sqnr_vs_simulation_db", real_vs_sim ? num(real_vs_sim->sqnr_db) : json(nullptr)}};
+            {"sqnr_vs_simulation_db", real_vs_sim ? num(real_vs_sim->sqnr_db) : json(nullptr)},
+            {"metric", real_values ? metric_json(*real_values) : json(nullptr)}};
     }
     std::cout << json_text(out, 2) << "\n";
     return 0;
@@ -754,6 +761,7 @@ options)");
           "  top-1 {:.2f}%, same top-1 as the simulation on {:.2f}% of samples, SQNR vs "
           "simulation {:.1f} dB\n",
           100 * real->top1, 100 * real_vs_sim->top1_agreement, real_vs_sim->sqnr_db);
+    if (real_values) fmt::print("  {}: {}\n", metric_name(kind), metric_text(*real_values));
     fmt::print("  real run {:.3f} s ({:.2f}x the fp32 time)\n", real->model_seconds,
                real->model_seconds / std::max(r.model_seconds, 1e-9));
   }
