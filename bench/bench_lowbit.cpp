@@ -12,6 +12,8 @@
 //   w4g32 / w4g128 / w4ch   bitplan::W4A32MatMul (int4 weights, a scale per 32 / 128 / K),
 //   w4a8g32 / w4a8g128      bitplan::W4A8MatMul (the same int4 weights, x quantized per row
 //          to uint8 in the kernel, int32 dot products),
+//   w2a8g32 / w2a8g128      bitplan::W2A8MatMul (int2 weights four per byte, the same
+//          activations and dot products: executor/kernels/w2a8.hpp),
 // timed in interleaved blocks (a drifting load on a shared machine weighs on all alike),
 // and a STREAM-style copy (b[i] = a[i], 2 x 256 MiB, counted as read + write bytes, as STREAM
 // does) and read (sum of 256 MiB) on the same threads. GB/s of a kernel = (weight bytes as
@@ -132,7 +134,7 @@ struct Case {
 
 std::vector<Case> cases(std::int64_t m, std::int64_t k, std::int64_t n, std::mt19937& rng) {
   std::normal_distribution<float> normal(0.f, 0.05f);
-  std::uniform_int_distribution<int> code7(-63, 63), code4(1, 15);
+  std::uniform_int_distribution<int> code7(-63, 63), code4(1, 15), code2(0, 3);
   std::vector<Case> out;
   {
     Tensor w(DType::f32, {k, n});
@@ -163,6 +165,19 @@ std::vector<Case> cases(std::int64_t m, std::int64_t k, std::int64_t n, std::mt1
     Node node{"", "W4A32MatMul", "bitplan", {"x", "codes", "", "scales", "offsets"}, {}, {}};
     node.attrs["group"] = group;
     if (group != k) {
+      // W2A8: int2 codes (q + 2) four per byte, offset 2, the same scales and weight sums.
+      Tensor codes2(DType::i8, {k, n}), offsets2(DType::f32, {groups, n});
+      for (auto& v :
+           std::span(codes2.data<std::int8_t>(), static_cast<std::size_t>(codes2.numel())))
+        v = static_cast<std::int8_t>(code2(rng));
+      std::fill_n(offsets2.data<float>(), offsets2.numel(), 2.f);
+      Node w2a8{"", "W2A8MatMul", "bitplan", {"x", "codes", "", "scales", "offsets"}, {}, {}};
+      w2a8.attrs["group"] = group;
+      out.push_back({fmt::format("w2a8g{}", group), 0.25 * double(k * n) + 8.0 * double(groups * n),
+                     one_node(m, k, std::move(w2a8),
+                              {{"codes", std::move(codes2)},
+                               {"scales", scales.clone()},
+                               {"offsets", std::move(offsets2)}})});
       // W4A8 on the same weights: codes + per group and column an fp32 scale and an int32
       // weight sum (symmetric: one offset for all; executor/kernels/w4a8.hpp).
       Node w4a8{"", "W4A8MatMul", "bitplan", {"x", "codes", "", "scales", "offsets"}, {}, {}};
@@ -192,7 +207,7 @@ int main(int argc, char** argv) {
   const double budget = argc > 2 ? std::atof(argv[2]) : 0.3;
   set_num_threads(threads);
   const CpuDevice& cpu = query_cpu();
-  fmt::print("# {} ({} logical cores, oneDNN ISA {}), {} threads, W4A32/W4A8 kernel ISA {}\n",
+  fmt::print("# {} ({} logical cores, oneDNN ISA {}), {} threads, W4A32/W4A8/W2A8 kernel ISA {}\n",
              cpu.model, cpu.logical_cores, cpu.onednn_isa, num_threads(),
              kernels::isa_name(kernels::cpu_isa()));
   const Bandwidth bw = measure_bandwidth(budget);
@@ -200,8 +215,10 @@ int main(int argc, char** argv) {
              bw.read_gbs);
   fmt::print(
       "| N x K | M | fp32 ms | int8 ms | w4g32 ms | w4g128 ms | w4ch ms | w4a8g32 ms | w4a8g128 ms "
-      "| w4g32 GB/s | % of copy | fp32 / w4g32 | int8 / w4g32 | fp32 / w4a8g32 | w4g32 / w4a8g32 "
-      "|\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+      "| w2a8g32 ms | w2a8g128 ms | w4g32 GB/s | % of copy | fp32 / w4g32 | int8 / w4g32 | "
+      "fp32 / w4a8g32 | w4g32 / w4a8g32 | w4a8g32 / w2a8g32 | w4a8g128 / w2a8g128 | w2a8g32 GB/s "
+      "|\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:"
+      "|---:|---:|\n");
   std::mt19937 rng(1);
   const std::pair<std::int64_t, std::int64_t> shapes[] = {
       {576, 1536}, {1536, 576}, {49152, 576}, {1536, 384}};
@@ -226,12 +243,15 @@ int main(int argc, char** argv) {
         gbs[all[i].name] = (all[i].weight_bytes + 4.0 * double(m * (k + n))) / seconds[i] / 1e9;
       }
       fmt::print(
-          "| {} x {} | {} | {:.4f} | {:.4f} | {:.4f} | {:.4f} | {:.4f} | {:.4f} | {:.4f} | {:.1f} "
-          "| "
-          "{:.0f} % | {:.2f}x | {:.2f}x | {:.2f}x | {:.2f}x |\n",
+          "| {} x {} | {} | {:.4f} | {:.4f} | {:.4f} | {:.4f} | {:.4f} | {:.4f} | {:.4f} | {:.4f} "
+          "| {:.4f} | {:.1f} | {:.0f} % | {:.2f}x | {:.2f}x | {:.2f}x | {:.2f}x | {:.2f}x | "
+          "{:.2f}x "
+          "| {:.1f} |\n",
           n, k, m, ms["fp32"], ms["int8"], ms["w4g32"], ms["w4g128"], ms["w4ch"], ms["w4a8g32"],
-          ms["w4a8g128"], gbs["w4g32"], 100 * gbs["w4g32"] / bw.copy_gbs, ms["fp32"] / ms["w4g32"],
-          ms["int8"] / ms["w4g32"], ms["fp32"] / ms["w4a8g32"], ms["w4g32"] / ms["w4a8g32"]);
+          ms["w4a8g128"], ms["w2a8g32"], ms["w2a8g128"], gbs["w4g32"],
+          100 * gbs["w4g32"] / bw.copy_gbs, ms["fp32"] / ms["w4g32"], ms["int8"] / ms["w4g32"],
+          ms["fp32"] / ms["w4a8g32"], ms["w4g32"] / ms["w4a8g32"], ms["w4a8g32"] / ms["w2a8g32"],
+          ms["w4a8g128"] / ms["w2a8g128"], gbs["w2a8g32"]);
       std::fflush(stdout);
     }
   return 0;

@@ -410,9 +410,10 @@ options)");
       "real",
       "also run the plan on this CPU's real kernels where the kernel list has one (oneDNN "
       "int8/bf16, bitplan's W4A32 and W4A8; the other layers simulated, each with the reason) "
-      "and compare with the simulation")("int8", "the former name of --real")("equalize",
-                    "cross-layer equalization of the fp32 model before calibration and the plan "
-                    "(quantization.equalize)")(
+      "and compare with the simulation")("int8", "the former name of --real")(
+      "equalize",
+      "cross-layer equalization of the fp32 model before calibration and the plan "
+      "(quantization.equalize)")(
       "relu6-to-relu",
       "with --equalize: replace the ReLU6 that stops a pair with ReLU (changes the fp32 model; "
       "quantization.relu6_to_relu)")("json", "print JSON");
@@ -556,6 +557,9 @@ options)");
   std::optional<MetricValues> plan_values;
   std::optional<QuantSimulator::Int8Build> int8_build;
   std::optional<EvalResult> real;
+  // The real run's metric where it is not top-1 (the LLM's perplexity): what the simulation
+  // must predict, printed next to it.
+  std::optional<MetricValues> real_values;
   QuantPlan plan;
   if (with_plan) {
     const std::string hash = model_file_hash(config.model) + hash_suffix;
@@ -572,6 +576,9 @@ options)");
       int8_build = simulator.build_int8(plan);
       real = evaluate(int8_build->graph, *dataset, indices, options(true, &plan_tokens));
       if (!q->logits.empty()) real_vs_sim = compare_outputs(q->logits, real->logits, q->width);
+      if (!top1)
+        real_values =
+            metric_values(kind, *real, &r, labels_of_selection, pairs ? &*pairs : nullptr);
     }
   }
   if (!predictions_path.empty()) {
@@ -683,13 +690,15 @@ options)");
             {"bf16_layers", int8_build->bf16_layers},
             {"w4a32_layers", int8_build->w4a32_layers},
             {"w4a8_layers", int8_build->w4a8_layers},
+            {"w2a8_layers", int8_build->w2a8_layers},
             {"chained_tensors", int8_build->chained_tensors},
             {"channels_last_tensors", int8_build->channels_last_tensors},
             {"top1", label_num(real->top1)},
             {"model_seconds", real->model_seconds},
             {"agreement_with_simulation",
              real_vs_sim ? json(real_vs_sim->top1_agreement) : json(nullptr)},
-            {"sqnr_vs_simulation_db", real_vs_sim ? num(real_vs_sim->sqnr_db) : json(nullptr)}};
+            {"sqnr_vs_simulation_db", real_vs_sim ? num(real_vs_sim->sqnr_db) : json(nullptr)},
+            {"metric", real_values ? metric_json(*real_values) : json(nullptr)}};
     }
     std::cout << json_text(out, 2) << "\n";
     return 0;
@@ -732,11 +741,11 @@ options)");
     fmt::print(
         "real     {} layers on integer kernels ({} activations passed between them as codes, {} "
         "kept channels-last), {} on bf16 kernels, {} on the W4A32 kernel, {} on the W4A8 kernel, "
-        "{} simulated\n",
+        "{} on the W2A8 kernel, {} simulated\n",
         int8_build->int8_layers.size(), int8_build->chained_tensors,
         int8_build->channels_last_tensors, int8_build->bf16_layers.size(),
         int8_build->w4a32_layers.size(), int8_build->w4a8_layers.size(),
-        int8_build->why_simulated.size());
+        int8_build->w2a8_layers.size(), int8_build->why_simulated.size());
     // One line per reason: a uniform plan gives every layer the same one.
     std::map<std::string, std::vector<std::string>> layers_by_reason;
     for (const auto& [layer, why] : int8_build->why_simulated)
@@ -752,6 +761,7 @@ options)");
           "  top-1 {:.2f}%, same top-1 as the simulation on {:.2f}% of samples, SQNR vs "
           "simulation {:.1f} dB\n",
           100 * real->top1, 100 * real_vs_sim->top1_agreement, real_vs_sim->sqnr_db);
+    if (real_values) fmt::print("  {}: {}\n", metric_name(kind), metric_text(*real_values));
     fmt::print("  real run {:.3f} s ({:.2f}x the fp32 time)\n", real->model_seconds,
                real->model_seconds / std::max(r.model_seconds, 1e-9));
   }

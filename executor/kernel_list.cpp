@@ -126,27 +126,45 @@ Reason cpu_w4a32_declines(const LayerQuant&, const KernelLayer& layer, const Ker
   return std::nullopt;
 }
 
-// Integer weights of at most 4 bits (any scale granularity and grid, as for W4A32) with
-// activations quantized per token to uint8, asymmetric, at run time (W4g32A8t, W4A8t):
-// bitplan's W4A8 kernel (executor/kernels/w4a8.hpp) quantizes each row with the
-// simulation's rule and sums exact integer products.
-bool takes_w4a8(const LayerQuant& q) {
-  const FormatTraits& w = format_traits(q.weights.format);
-  return w.kind == FormatKind::integer && w.bits <= 4 && q.activations.format == FormatId::uint8 &&
+// Activations quantized per token to uint8, asymmetric, at run time (A8t): what the W4A8 and
+// W2A8 kernels quantize each row to, with the simulation's rule.
+bool per_token_uint8_activations(const LayerQuant& q) {
+  return q.activations.format == FormatId::uint8 &&
          q.activations.granularity == Granularity::per_token && !q.activations.symmetric &&
          q.dynamic;
 }
 
-Reason cpu_w4a8_declines(const LayerQuant&, const KernelLayer& layer, const KernelTarget& t) {
+// Integer weights of at most 4 bits (any scale granularity and grid, as for W4A32) with
+// per-token uint8 activations (W4g32A8t, W4A8t): bitplan's W4A8 kernel
+// (executor/kernels/w4a8.hpp) quantizes each row with the simulation's rule and sums exact
+// integer products.
+bool takes_w4a8(const LayerQuant& q) {
+  const FormatTraits& w = format_traits(q.weights.format);
+  return w.kind == FormatKind::integer && w.bits <= 4 && per_token_uint8_activations(q);
+}
+
+// Integer weights of at most 2 bits (int2, uint2; any scale granularity, symmetric or not)
+// with the same activations (W2A8t, W2g32A8t): bitplan's W2A8 kernel (w2a8.hpp) reads them
+// four per byte, half W4A8's bytes. Before cpu_w4a8 in the list, which would take them too.
+bool takes_w2a8(const LayerQuant& q) {
+  const FormatTraits& w = format_traits(q.weights.format);
+  return w.kind == FormatKind::integer && w.bits <= 2 && per_token_uint8_activations(q);
+}
+
+// What the integer kernels with per-token activations (`kernel`: W4A8, W2A8) decline. A K
+// that is not a multiple of the group, or of 4, is not among them: both pad each group to
+// a multiple of 4 with codes that add nothing (w4a8.hpp, w2a8.hpp).
+Reason per_token_kernel_declines(std::string_view kernel, const KernelLayer& layer,
+                                 const KernelTarget& t) {
   if (kernels::isa_of_onednn(t.cpu.onednn_isa) == kernels::Isa::scalar)
     return fmt::format(
-        "this CPU has no AVX2 (oneDNN ISA {}): the W4A8 kernel's portable path is slower than "
+        "this CPU has no AVX2 (oneDNN ISA {}): the {} kernel's portable path is slower than "
         "the simulation's fp32 kernel",
-        t.cpu.onednn_isa.empty() ? "unknown" : t.cpu.onednn_isa);
+        t.cpu.onednn_isa.empty() ? "unknown" : t.cpu.onednn_isa, kernel);
   if (layer.op_type != "Gemm" && layer.op_type != "MatMul")
-    return fmt::format("the W4A8 kernel is a Gemm/MatMul; this {} has none", layer.op_type);
+    return fmt::format("the {} kernel is a Gemm/MatMul; this {} has none", kernel, layer.op_type);
   if (layer.weight_rank != 2)
-    return fmt::format("the W4A8 kernel takes a 2-D weight; this one has {} dims",
+    return fmt::format("the {} kernel takes a 2-D weight; this one has {} dims", kernel,
                        layer.weight_rank);
   if (!layer.gemm_default_attributes)
     return "Gemm with transA, alpha or beta other than the defaults";
@@ -154,11 +172,23 @@ Reason cpu_w4a8_declines(const LayerQuant&, const KernelLayer& layer, const Kern
   return std::nullopt;
 }
 
+Reason cpu_w4a8_declines(const LayerQuant&, const KernelLayer& layer, const KernelTarget& t) {
+  return per_token_kernel_declines("W4A8", layer, t);
+}
+
+Reason cpu_w2a8_declines(const LayerQuant&, const KernelLayer& layer, const KernelTarget& t) {
+  return per_token_kernel_declines("W2A8", layer, t);
+}
+
 // Other weight-only specs with float activations run the float kernel on weights
 // decompressed at load: the saving is size, not time.
 constexpr KernelEntry onednn_kernels[] = {
     {"onednn_bf16_conv", "bf16", "bf16 (bf16 weights and activations, Conv)",
      ExecutorPath::onednn_bf16, takes_bf16, onednn_bf16_declines},
+    {"cpu_w2a8", "w2a8",
+     "w2a8 (<= 2-bit integer weights packed four per byte, any scale granularity, uint8 "
+     "activations quantized per token at run time; Gemm/MatMul, AVX2 or AVX-512 VNNI)",
+     ExecutorPath::cpu_w2a8, takes_w2a8, cpu_w2a8_declines},
     {"cpu_w4a8", "w4a8",
      "w4a8 (<= 4-bit integer weights packed two per byte, any scale granularity, uint8 "
      "activations quantized per token at run time; Gemm/MatMul, AVX2 or AVX-512 VNNI)",

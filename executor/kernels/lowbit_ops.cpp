@@ -8,13 +8,16 @@
 // read (bitplan_activation, bitplan_clip_*, bitplan_output_*):
 //   bitplan::W4A32MatMul: <= 4-bit integer weights, float activations (w4a32.hpp);
 //   bitplan::W4A8MatMul: the same weights, activations quantized per token to uint8 at run
-//     time (w4a8.hpp).
+//     time (w4a8.hpp);
+//   bitplan::W2A8MatMul: 2-bit weights (codes and offsets in [0, 3]: code = q - qmin),
+//     activations as W4A8's (w2a8.hpp).
 // The weights are packed here, at plan build, for the kernel ISA of this CPU
 // (kernels::cpu_isa()), and W4A8's activation buffer is made here for the layer's rows; run
 // only computes.
 #include <cmath>
 #include <memory>
 
+#include "executor/kernels/w2a8.hpp"
 #include "executor/kernels/w4a32.hpp"
 #include "executor/kernels/w4a8.hpp"
 #include "executor/op_registry.hpp"
@@ -132,11 +135,31 @@ OpBuild build_w4a8_matmul(const OpContext& ctx) {
   return b;
 }
 
+OpBuild build_w2a8_matmul(const OpContext& ctx) {
+  const LowbitGemm g = read_lowbit_gemm(ctx);
+  auto packed =
+      std::make_shared<const kernels::PackedW2a8>(kernels::pack_w2a8(g.source, kernels::cpu_isa()));
+  auto activations = std::make_shared<kernels::W4a8Activations>(
+      kernels::make_w4a8_activations(packed->activation_layout(), g.m));
+  OpBuild b;
+  b.outputs.push_back({DType::f32, g.out_dims, {}});
+  b.macs = g.m * g.n * g.k;
+  b.kernel =
+      make_kernel([packed, activations, bias = g.bias, epilogue = g.epilogue, m = g.m, k = g.k,
+                   n = g.n](std::span<const Tensor> in, std::span<Tensor> out) mutable {
+        epilogue.bias = bias ? bias->data() : nullptr;
+        kernels::w2a8_gemm(*packed, in[0].data<float>(), m, k, out[0].data<float>(), n,
+                           *activations, epilogue);
+      });
+  return b;
+}
+
 }  // namespace
 
 void register_lowbit_ops(OpRegistry& r) {
   r.add("bitplan::W4A32MatMul", build_w4a32_matmul);
   r.add("bitplan::W4A8MatMul", build_w4a8_matmul);
+  r.add("bitplan::W2A8MatMul", build_w2a8_matmul);
 }
 
 }  // namespace bitplan

@@ -97,9 +97,13 @@ int packed_code(const PackedW4a8& p, std::int64_t k, std::int64_t n) {
 }
 
 W4a8Activations make_w4a8_activations(const PackedW4a8& p, std::int64_t m) {
+  return make_w4a8_activations(p.activation_layout(), m);
+}
+
+W4a8Activations make_w4a8_activations(const ActivationLayout& p, std::int64_t m) {
   W4a8Activations a;
   a.rows = std::max<std::int64_t>(m, 0);
-  a.padded_k = p.padded_k();
+  a.padded_k = p.groups * p.group_padded;
   a.groups = p.groups;
   a.codes.assign(static_cast<std::size_t>(a.rows * a.padded_k), 0);
   a.scales.assign(static_cast<std::size_t>(a.rows), 1.f);
@@ -137,7 +141,12 @@ namespace {
 
 void quantize_w4a8_activations(const PackedW4a8& w, const float* x, std::int64_t m,
                                std::int64_t ldx, W4a8Activations& a) {
-  BITPLAN_ASSERT(a.rows >= m && a.padded_k == w.padded_k() && a.groups == w.groups);
+  quantize_w4a8_activations(w.activation_layout(), x, m, ldx, a);
+}
+
+void quantize_w4a8_activations(const ActivationLayout& w, const float* x, std::int64_t m,
+                               std::int64_t ldx, W4a8Activations& a) {
+  BITPLAN_ASSERT(a.rows >= m && a.padded_k == w.groups * w.group_padded && a.groups == w.groups);
   // The activation spec the kernel list sends here: uint8/token/asym (takes_w4a8).
   constexpr FormatId kFormat = FormatId::uint8;
   const FormatTraits& f = format_traits(kFormat);
@@ -203,7 +212,7 @@ void w4a8_panel_scalar(const PackedW4a8& w, std::int64_t panel, const W4a8Activa
 namespace {
 
 using W4a8PanelFn = void (*)(const PackedW4a8&, std::int64_t, const W4a8Activations&, std::int64_t,
-                         std::int64_t, float*, std::int64_t);
+                             std::int64_t, float*, std::int64_t);
 
 W4a8PanelFn w4a8_panel_kernel(Isa isa) {
   switch (isa) {
@@ -233,7 +242,8 @@ void w4a8_gemm(const PackedW4a8& w, const float* x, std::int64_t m, std::int64_t
   const W4a8PanelFn kernel = w4a8_panel_kernel(w.isa);
   const bool identity = epilogue.identity();
   // About 64k multiply-adds per task: small layers run inline, large ones on every core.
-  const std::int64_t per_panel = std::max<std::int64_t>(1, w.k * w.panel * std::min(m, kW4a8RowBlock));
+  const std::int64_t per_panel =
+      std::max<std::int64_t>(1, w.k * w.panel * std::min(m, kW4a8RowBlock));
   const std::int64_t grain = std::max<std::int64_t>(1, (std::int64_t{1} << 16) / per_panel);
   parallel_for(w.panels, grain, [&](std::int64_t begin, std::int64_t end) {
     alignas(64) float tile[kW4a8RowBlock * 32];

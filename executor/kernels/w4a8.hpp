@@ -50,6 +50,12 @@
 
 namespace bitplan::kernels {
 
+// Where each row's activation codes go: K in groups of `group`, each padded to
+// `group_padded` (a multiple of 4). The same for W4A8 and W2A8 (w2a8.hpp) of one K and group.
+struct ActivationLayout {
+  std::int64_t k = 0, group = 0, groups = 0, group_padded = 0;
+};
+
 struct PackedW4a8 {
   Isa isa = Isa::scalar;  // the kernel it was packed for (the panel width follows from it)
   std::int64_t k = 0, n = 0, group = 0, groups = 0;
@@ -75,6 +81,7 @@ struct PackedW4a8 {
   // Bytes of one panel's codes, and of one row of activation codes.
   std::int64_t panel_bytes() const { return groups * group_padded / 4 * 2 * panel; }
   std::int64_t padded_k() const { return groups * group_padded; }
+  ActivationLayout activation_layout() const { return {k, group, groups, group_padded}; }
 };
 
 // The activations of one call, quantized: what the kernels read instead of x. Made once at
@@ -97,10 +104,13 @@ PackedW4a8 pack_w4a8(const W4a32Source& source, Isa isa);
 // The container value of (k, n) read back from the packed bytes (tests).
 int packed_code(const PackedW4a8& packed, std::int64_t k, std::int64_t n);
 
-// Room for `m` rows of activations for `packed`.
+// Room for `m` rows of activations laid out as `layout` (or as `packed` reads them).
+W4a8Activations make_w4a8_activations(const ActivationLayout& layout, std::int64_t m);
 W4a8Activations make_w4a8_activations(const PackedW4a8& packed, std::int64_t m);
 // Quantizes rows [0, m) of x (row stride ldx) into `a` (which has room for at least m rows)
 // with the simulation's dynamic per-token uint8 asym rule. Threaded over rows.
+void quantize_w4a8_activations(const ActivationLayout& layout, const float* x, std::int64_t m,
+                               std::int64_t ldx, W4a8Activations& a);
 void quantize_w4a8_activations(const PackedW4a8& packed, const float* x, std::int64_t m,
                                std::int64_t ldx, W4a8Activations& a);
 

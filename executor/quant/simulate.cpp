@@ -783,23 +783,31 @@ int keep_channels_last(Graph& g) {
 
 namespace {
 
-// The inputs of a bitplan::W4A32MatMul or W4A8MatMul node (executor/kernels/lowbit_ops.cpp;
-// the same weights for both) for a 2-D weight `w` whose simulation is `wq` (fake-quantized with
-// `spec` and `params`): container codes [K, N], and per (group, column) scales and offsets [G, N],
-// such that
+// The inputs of a bitplan::W4A32MatMul, W4A8MatMul or W2A8MatMul node
+// (executor/kernels/lowbit_ops.cpp) for a 2-D weight `w` whose simulation is `wq`
+// (fake-quantized with `spec` and `params`): container codes [K, N], and per (group, column)
+// scales and offsets [G, N], such that
 //   (code - offset) * scale == wq   bit for bit, for every weight
-// (code = q + 8 and offset = zero point + 8 on signed grids, both + 0 on unsigned ones; the
+// (the 4-bit kernels: code = q + 8 and offset = zero point + 8 on signed grids, both + 0 on
+// unsigned ones; W2A8: code = q - qmin and offset = zero point - qmin, in [0, 3]; the
 // difference is q - zero point, exact, so the product is dequantize_from_grid's). Returns
-// why not where that fails (a NaN weight has no code), naming `kernel`.
+// why not where that fails (a NaN weight has no code), naming the kernel.
 struct W4a32Weights {
   Tensor codes, scales, offsets;
   std::int64_t group = 0;
-  ExecutorPath path = ExecutorPath::cpu_w4a32;  // or cpu_w4a8: the node it becomes
+  ExecutorPath path = ExecutorPath::cpu_w4a32;  // or cpu_w4a8, cpu_w2a8: the node it becomes
 };
+
+// The node's op type for `path`, which also names the kernel in messages.
+std::string_view lowbit_op_type(ExecutorPath path) {
+  return path == ExecutorPath::cpu_w2a8   ? "W2A8MatMul"
+         : path == ExecutorPath::cpu_w4a8 ? "W4A8MatMul"
+                                          : "W4A32MatMul";
+}
 
 std::optional<std::string> w4a32_weights(const Tensor& w, const Tensor& wq, const QuantSpec& spec,
                                          const QuantParams& params, const QuantizableLayer& layer,
-                                         std::string_view kernel, W4a32Weights& out) {
+                                         W4a32Weights& out) {
   const FormatTraits& f = format_traits(spec.format);
   const int r = layer.reduction_axis, c = layer.channel_axis;
   BITPLAN_ASSERT(w.rank() == 2 && r + c == 1);
@@ -807,7 +815,9 @@ std::optional<std::string> w4a32_weights(const Tensor& w, const Tensor& wq, cons
   const bool grouped = spec.granularity == Granularity::per_group && spec.group_size < k;
   out.group = grouped ? spec.group_size : k;
   const std::int64_t groups = (k + out.group - 1) / out.group;
-  const float base = f.is_signed ? -8.f : 0.f;
+  const float base = out.path == ExecutorPath::cpu_w2a8 ? static_cast<float>(f.qmin)
+                     : f.is_signed                      ? -8.f
+                                                        : 0.f;
   out.codes = Tensor(DType::i8, {k, n});
   out.scales = Tensor(DType::f32, {groups, n});
   out.offsets = Tensor(DType::f32, {groups, n});
@@ -833,7 +843,7 @@ std::optional<std::string> w4a32_weights(const Tensor& w, const Tensor& wq, cons
       return fmt::format(
           "weight ({}, {}) of '{}' is {} after quantization, which is not a code of the grid "
           "(a NaN weight has none): the {} kernel cannot hold it",
-          i0, i1, layer.weight, v, kernel);
+          i0, i1, layer.weight, v, lowbit_op_type(out.path));
     out.codes.data<std::int8_t>()[kk * n + j] = static_cast<std::int8_t>(q - base);
   }
   return std::nullopt;
@@ -861,23 +871,26 @@ QuantSimulator::Int8Build QuantSimulator::build_int8(const QuantPlan& plan) {
     } else if (path == ExecutorPath::onednn_bf16) {
       bf16_layers.push_back(&layer);
       out.bf16_layers.push_back(layer.name);
-    } else if (path == ExecutorPath::cpu_w4a32 || path == ExecutorPath::cpu_w4a8) {
+    } else if (path == ExecutorPath::cpu_w4a32 || path == ExecutorPath::cpu_w4a8 ||
+               path == ExecutorPath::cpu_w2a8) {
       const QuantSpec spec = weight_spec_for(it->second.weights, layer);
       const Tensor& w = method_float_weight(layer, it->second);
       const Tensor& wq = quantized_weight(layer, it->second);
-      const bool w4a8 = path == ExecutorPath::cpu_w4a8;
       W4a32Weights packed;
       packed.path = path;
       if (auto why = w4a32_weights(w, wq, spec, choose_weight_params(spec, w, layer.reduction_axis),
-                                   layer, w4a8 ? "W4A8" : "W4A32", packed)) {
+                                   layer, packed)) {
         out.why_simulated[layer.name] = *why;
         simulated_part.layers[layer.name] = it->second;
         continue;
       }
-      // Both read the float input: W4A8 quantizes it per token itself, with the rule of the
-      // simulation's FakeQuant, which this layer therefore does not get.
+      // All read the float input: W4A8 and W2A8 quantize it per token themselves, with the
+      // rule of the simulation's FakeQuant, which this layer therefore does not get.
       lowbit_layers.emplace_back(&layer, std::move(packed));
-      (w4a8 ? out.w4a8_layers : out.w4a32_layers).push_back(layer.name);
+      (path == ExecutorPath::cpu_w2a8   ? out.w2a8_layers
+       : path == ExecutorPath::cpu_w4a8 ? out.w4a8_layers
+                                        : out.w4a32_layers)
+          .push_back(layer.name);
     } else {
       out.why_simulated[layer.name] =
           choice.kernel ? fmt::format(
@@ -944,20 +957,23 @@ QuantSimulator::Int8Build QuantSimulator::build_int8(const QuantPlan& plan) {
     auto node = std::find_if(g.nodes.begin(), g.nodes.end(),
                              [name = layer->name](const Node& n) { return n.name == name; });
     BITPLAN_ASSERT(node != g.nodes.end());
-    const bool w4a8 = weights.path == ExecutorPath::cpu_w4a8;
-    const std::string prefix = layer->weight + "@" + layer->name + (w4a8 ? "@w4a8" : "@w4a32");
+    const std::string_view op_type = lowbit_op_type(weights.path);
+    const std::string prefix = layer->weight + "@" + layer->name +
+                               (weights.path == ExecutorPath::cpu_w2a8   ? "@w2a8"
+                                : weights.path == ExecutorPath::cpu_w4a8 ? "@w4a8"
+                                                                         : "@w4a32");
     g.initializers[prefix + "codes"] = std::move(weights.codes);
     g.initializers[prefix + "scales"] = std::move(weights.scales);
     g.initializers[prefix + "offsets"] = std::move(weights.offsets);
     const std::string bias = node->inputs.size() > 2 ? node->inputs[2] : "";
     node->domain = "bitplan";
-    node->op_type = w4a8 ? "W4A8MatMul" : "W4A32MatMul";
+    node->op_type = std::string(op_type);
     node->inputs = {node->inputs[0], prefix + "codes", bias, prefix + "scales", prefix + "offsets"};
     node->attrs["group"] = weights.group;
   }
   // The layers built here in place of their float node keep the bias input (index 2).
   for (const auto* names :
-       {&out.int8_layers, &out.bf16_layers, &out.w4a32_layers, &out.w4a8_layers})
+       {&out.int8_layers, &out.bf16_layers, &out.w4a32_layers, &out.w4a8_layers, &out.w2a8_layers})
     for (const std::string& name : *names) {
       const LayerQuant& q = plan.layers.at(name);
       if (!q.bias_correction) continue;
@@ -970,7 +986,8 @@ QuantSimulator::Int8Build QuantSimulator::build_int8(const QuantPlan& plan) {
     }
   // Layers whose method scales their input (awq) read it through its Mul, as in build().
   std::vector<Node> scaling_nodes;
-  for (const auto* names : {&out.int8_layers, &out.w4a32_layers, &out.w4a8_layers})
+  for (const auto* names :
+       {&out.int8_layers, &out.w4a32_layers, &out.w4a8_layers, &out.w2a8_layers})
     for (const std::string& name : *names) {
       auto node = std::find_if(g.nodes.begin(), g.nodes.end(),
                                [&name](const Node& n) { return n.name == name; });

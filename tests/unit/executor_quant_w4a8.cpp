@@ -68,13 +68,14 @@ TEST_CASE("the CPU kernel list runs <= 4-bit weights with per-token uint8 on W4A
   CHECK(c.kernel->name == "cpu_w4a8");
   CHECK(c.precision() == "w4a8");
   CHECK(c.passed_over.empty());
-  // The shorthands, and every <= 4-bit integer grid and granularity.
-  for (const char* shorthand : {"W4g32A8t", "W4g128A8t", "W4A8t", "W3g64A8t", "W2A8t"})
+  // The shorthands, and every 3- and 4-bit integer grid and granularity (2-bit weights go to
+  // the W2A8 kernel before it: executor_quant_w2a8.cpp).
+  for (const char* shorthand : {"W4g32A8t", "W4g128A8t", "W4A8t", "W3g64A8t"})
     CHECK_MESSAGE(
         choose_kernel(uniform_layer_quant(shorthand), matmul_layer(), avx2).precision() == "w4a8",
         shorthand);
   for (const char* weights : {"int4/channel/sym", "uint4/group128/asym", "int3/group64/asym",
-                              "int2/tensor/sym", "int4/group16/sym"})
+                              "uint3/tensor/asym", "int4/group16/sym"})
     CHECK_MESSAGE(
         choose_kernel(spec(weights, "uint8/token/asym", true), matmul_layer(), avx2).precision() ==
             "w4a8",

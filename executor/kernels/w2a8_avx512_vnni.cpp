@@ -1,0 +1,123 @@
+// W2A8 panel kernel, AVX-512 VNNI: a panel of 64 columns, four zmm of 16 int32 lanes, one
+// lane per column holding 4 consecutive k (w2a8.hpp). Per quad of k: one 64-byte load;
+// (v >> 2s) & 3 gives the codes of columns 16s .. 16s + 15 (s = 0 .. 3); each row's 4
+// activation codes are broadcast to every lane and vpdpbusd adds the four u8 x s8 products
+// of each lane into its int32 (no intermediate s16, so nothing can saturate). At the end of
+// each group the zero-point terms are subtracted and the exact sums scaled once, as in the
+// AVX2 kernel (w2a8_avx2.cpp), with tiles of up to 4 rows (16 int32 accumulators, the 4 code
+// vectors and a broadcast in 32 zmm). Compiled with a function target attribute; w2a8_gemm
+// calls it only where cpu_supports(Isa::avx512_vnni).
+// GCC 12's false "may be used uninitialized" inside its own AVX-512 intrinsics (see
+// w4a8_avx512_vnni.cpp): silenced for this file only.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+#include <immintrin.h>
+
+#include <cstring>
+
+#include "executor/kernels/w2a8.hpp"
+
+#if defined(__clang__)
+#define BITPLAN_UNROLL _Pragma("unroll")
+#else
+#define BITPLAN_UNROLL _Pragma("GCC unroll 16")
+#endif
+#define BITPLAN_AVX512_VNNI __attribute__((target("avx512f,avx512bw,avx512vnni,fma")))
+
+namespace bitplan::kernels::detail {
+namespace {
+
+template <int MT>
+BITPLAN_AVX512_VNNI void w2_tile_avx512_vnni(const PackedW2a8& w, const std::uint8_t* codes,
+                                             const float* scales, const std::int32_t* offsets,
+                                             std::int64_t ostep, const std::int32_t* weight_sums,
+                                             const W4a8Activations& a, std::int64_t row0, float* y,
+                                             std::int64_t ldy) {
+  const std::int64_t quads = w.group_padded / 4;
+  const std::uint8_t* xq[MT];
+  for (int r = 0; r < MT; ++r) xq[r] = a.codes.data() + (row0 + r) * a.padded_k;
+  __m512 acc[MT][4];
+  for (int r = 0; r < MT; ++r)
+    for (int s = 0; s < 4; ++s) acc[r][s] = _mm512_setzero_ps();
+  const __m512i low2 = _mm512_set1_epi8(0x03);
+  for (std::int64_t g = 0; g < w.groups; ++g) {
+    __m512i dot[MT][4];
+    BITPLAN_UNROLL
+    for (int r = 0; r < MT; ++r)
+      for (int s = 0; s < 4; ++s) dot[r][s] = _mm512_setzero_si512();
+    const std::uint8_t* wq = codes + g * quads * 64;
+    const std::int64_t x0 = g * w.group_padded;
+    for (std::int64_t q = 0; q < quads; ++q) {
+      const __m512i v = _mm512_loadu_si512(wq + q * 64);
+      const __m512i c[4] = {_mm512_and_si512(v, low2),
+                            _mm512_and_si512(_mm512_srli_epi16(v, 2), low2),
+                            _mm512_and_si512(_mm512_srli_epi16(v, 4), low2),
+                            _mm512_and_si512(_mm512_srli_epi16(v, 6), low2)};
+      BITPLAN_UNROLL
+      for (int r = 0; r < MT; ++r) {
+        std::int32_t four;
+        std::memcpy(&four, xq[r] + x0 + q * 4, sizeof four);
+        const __m512i xb = _mm512_set1_epi32(four);
+        // vpdpbusd: the first operand's bytes are unsigned (activations), the second's signed.
+        BITPLAN_UNROLL
+        for (int s = 0; s < 4; ++s) dot[r][s] = _mm512_dpbusd_epi32(dot[r][s], xb, c[s]);
+      }
+    }
+    // I = sum xq·c - o·X - zx·S (exact), then acc += sw · I, 16 columns at a time.
+    BITPLAN_UNROLL
+    for (int s = 0; s < 4; ++s) {
+      const __m512i o = _mm512_loadu_si512(offsets + g * ostep + 16 * s);
+      const __m512i ws = _mm512_loadu_si512(weight_sums + g * 64 + 16 * s);
+      const __m512 sw = _mm512_loadu_ps(scales + g * 64 + 16 * s);
+      BITPLAN_UNROLL
+      for (int r = 0; r < MT; ++r) {
+        const std::int64_t row = row0 + r;
+        const __m512i x_sum =
+            _mm512_set1_epi32(a.code_sums[static_cast<std::size_t>(row * w.groups + g)]);
+        const __m512i zx = _mm512_set1_epi32(a.zero_points[static_cast<std::size_t>(row)]);
+        const __m512i i = _mm512_sub_epi32(
+            _mm512_sub_epi32(dot[r][s], _mm512_mullo_epi32(o, x_sum)), _mm512_mullo_epi32(ws, zx));
+        acc[r][s] = _mm512_fmadd_ps(sw, _mm512_cvtepi32_ps(i), acc[r][s]);
+      }
+    }
+  }
+  for (int r = 0; r < MT; ++r) {
+    const __m512 sx = _mm512_set1_ps(a.scales[static_cast<std::size_t>(row0 + r)]);
+    for (int s = 0; s < 4; ++s)
+      _mm512_storeu_ps(y + r * ldy + 16 * s, _mm512_mul_ps(sx, acc[r][s]));
+  }
+}
+
+}  // namespace
+
+void w2a8_panel_avx512_vnni(const PackedW2a8& w, std::int64_t panel, const W4a8Activations& a,
+                            std::int64_t row0, std::int64_t m, float* y, std::int64_t ldy) {
+  const std::uint8_t* codes = w.codes.data() + panel * w.panel_bytes();
+  const std::int64_t at = panel * w.groups * 64;
+  const float* scales = w.scales.data() + at;
+  const std::int32_t* offsets = w.panel_offsets(panel);
+  const std::int64_t ostep = w.offset_group_step();
+  const std::int32_t* weight_sums = w.weight_sums.data() + at;
+  std::int64_t r = 0;
+  for (; r + 4 <= m; r += 4)
+    w2_tile_avx512_vnni<4>(w, codes, scales, offsets, ostep, weight_sums, a, row0 + r, y + r * ldy,
+                           ldy);
+  float* yr = y + r * ldy;
+  const std::int64_t rr = row0 + r;
+  switch (m - r) {
+    case 3:
+      w2_tile_avx512_vnni<3>(w, codes, scales, offsets, ostep, weight_sums, a, rr, yr, ldy);
+      break;
+    case 2:
+      w2_tile_avx512_vnni<2>(w, codes, scales, offsets, ostep, weight_sums, a, rr, yr, ldy);
+      break;
+    case 1:
+      w2_tile_avx512_vnni<1>(w, codes, scales, offsets, ostep, weight_sums, a, rr, yr, ldy);
+      break;
+    default:
+      break;
+  }
+}
+
+}  // namespace bitplan::kernels::detail
