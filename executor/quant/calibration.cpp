@@ -431,7 +431,8 @@ RangeObserver::RangeObserver(CalibrationOptions options) : options_(options) {
   if (options_.target_bits < kMinTargetBits || options_.target_bits > kMaxTargetBits)
     fail_input("calibrate with target_bits '{}': must be in [{}, {}]", options_.target_bits,
                kMinTargetBits, kMaxTargetBits);
-  const int levels = 1 << (options_.target_bits - 1);
+  // One-signed data on an asymmetric grid gets all 2^bits levels (range() below).
+  const int levels = 1 << options_.target_bits;
   if (options_.method == CalibrationMethod::entropy && options_.bins < levels)
     fail_input(
         "calibrate with entropy at {} bits: bins '{}': must be at least the {} quantized "
@@ -499,8 +500,20 @@ RangeObserver::Range RangeObserver::range() const {
       return {edge(a), edge(b)};
     }
     case CalibrationMethod::entropy: {
-      const std::size_t levels = std::size_t{1} << (options_.target_bits - 1);
-      const std::size_t i = entropy_bins(histogram_.resample(0, options_.bins), levels);
+      // As NVIDIA's reference (pytorch-quantization's _compute_amax_entropy):
+      //  * |x| of one-signed data (a ReLU output) on an asymmetric grid spans all 2^bits
+      //    levels of [0, t]; anything else spans 2^(bits-1) per sign;
+      //  * bin 0 takes the count of bin 1. It holds the exact zeros of a ReLU output (half
+      //    or more of the values), which every candidate represents exactly, so they carry
+      //    nothing about where to clip; left in, their spike dominates P, and merging it
+      //    into Q's first chunk costs most at the widest thresholds - the search then picks
+      //    the narrowest candidate it has (1/16 of the range at 8 bits), which cost the zoo
+      //    MobileNetV2 every top-1 agreement.
+      const bool one_signed = !options_.symmetric && min_ >= 0;
+      const std::size_t levels = std::size_t{1} << (options_.target_bits - (one_signed ? 0 : 1));
+      std::vector<double> h = histogram_.resample(0, options_.bins);
+      if (h.size() > 1) h[0] = h[1];
+      const std::size_t i = entropy_bins(h, levels);
       const float t = i == static_cast<std::size_t>(options_.bins)
                           ? largest
                           : static_cast<float>(static_cast<double>(largest) *
@@ -607,8 +620,11 @@ std::string calibration_cache_key(std::string_view model_hash, std::string_view 
       description += fmt::format(" percentile={} bins={}", options.percentile, options.bins);
       break;
     case CalibrationMethod::mse:
-    case CalibrationMethod::entropy:
       description += fmt::format(" bins={} bits={}", options.bins, options.target_bits);
+      break;
+    case CalibrationMethod::entropy:
+      // v2: the zero bin and one-signed levels of range(); v1 ranges are not reused.
+      description += fmt::format(" bins={} bits={} v2", options.bins, options.target_bits);
       break;
   }
   return fmt::format("{}-{}", calibration_method_name(options.method), fnv1a64_hex(description));
