@@ -3,7 +3,8 @@
 # cudnn_absent.cpp declines every cuDNN entry and says why). CUDNN_ROOT (variable or
 # environment) names a folder with include/cudnn.h and lib/, e.g. the nvidia.cudnn Python
 # package that PyTorch installs:
-#   python3 -c 'import nvidia.cudnn, os; print(os.path.dirname(nvidia.cudnn.__file__))'
+#   python3 -c 'import nvidia.cudnn; print(list(nvidia.cudnn.__path__)[0])'
+# (a namespace package in the cu13 wheel: no __init__.py, so no __file__).
 # Its lib/ holds libcudnn.so.9 only (no libcudnn.so link), so the library is found by that
 # file name as well and linked by full path; CUDNN_ROOT is searched before the toolkit folders.
 # Included by profiler.cmake.
@@ -41,8 +42,8 @@ if(NOT BITPLAN_CUDNN STREQUAL "OFF")
   elseif(BITPLAN_CUDNN STREQUAL "ON")
     message(FATAL_ERROR "bitplan: BITPLAN_CUDNN=ON but ${why} (CUDNN_ROOT='${CUDNN_ROOT}'): "
                         "set -DCUDNN_ROOT=DIR to a folder with include/cudnn.h and lib/libcudnn.so* "
-                        "(on a PyTorch machine: python3 -c 'import nvidia.cudnn, os; "
-                        "print(os.path.dirname(nvidia.cudnn.__file__))'), or configure with "
+                        "(on a PyTorch machine: python3 -c 'import nvidia.cudnn; "
+                        "print(list(nvidia.cudnn.__path__)[0])'), or configure with "
                         "-DBITPLAN_CUDNN=OFF")
   else()
     message(STATUS "bitplan: cuDNN convolutions OFF (${why}; -DBITPLAN_CUDNN=ON makes this an error)")

@@ -14,7 +14,7 @@ PROFILE_SECONDS=${PROFILE_SECONDS:-420}
 # PROFILE_ARGS: extra bitplan-cuda-profile options, e.g. "--precisions w4a16".
 # WORKLOADS: the workloads files to profile (default: every .carry/workloads file, batch 1 first).
 WORKLOADS=${WORKLOADS:-$(ls .carry/workloads/*_b1.json .carry/workloads/*_b16.json .carry/workloads/*_b256.json 2>/dev/null)}
-# nvidia.cudnn is a namespace package (no __file__): its __path__ names the folder.
+# nvidia.cudnn (wheel nvidia-cudnn-cu13) has no __init__.py, so no __file__: __path__ names it.
 CUDNN_ROOT=${CUDNN_ROOT:-$(python3 -c 'import nvidia.cudnn; print(list(nvidia.cudnn.__path__)[0])' 2>/dev/null)}
 mkdir -p "$OUT"
 for stage in "$@"; do
