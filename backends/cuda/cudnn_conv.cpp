@@ -170,8 +170,10 @@ CudnnConv::CudnnConv(const GpuContext& gpu, const LayerShape& s, Precision preci
                       std::to_string(kMaxWorkspaceBytes >> 20) +
                       " MiB workspace: one must, for the shape and types");
   p.algo = best->algo;
-  // The math type the timed algorithm ran with (it may differ from the one asked for).
-  check_cudnn(cudnnSetConvolutionMathType(p.conv, best->mathType), "setting the math type");
+  // The math type the timed algorithm ran with (it may differ from the one asked for), except
+  // that fp32 stays on FMA math: DEFAULT_MATH would let Hopper use TF32.
+  if (t.math != CUDNN_FMA_MATH)
+    check_cudnn(cudnnSetConvolutionMathType(p.conv, best->mathType), "setting the math type");
   p.workspace = DeviceBuffer(best->memory);
   p.description = "cuDNN " + cudnn_runtime_version() + " cudnnConvolutionForward " +
                   algorithm_name(best->algo) + " (NHWC, " + t.text +

@@ -420,8 +420,9 @@ TEST_CASE("cuDNN convolutions match a direct CPU convolution (fp32, fp16, bf16, 
         continue;
       }
       // fp32: TF32 off, so only summation order differs; fp16 and bf16: fp32 sums of exactly
-      // rounded inputs, then one rounding of the output (2^-11 and 2^-8 relative).
-      const double bound = p == Precision::fp32 ? 1e-5 : p == Precision::fp16 ? 2e-3 : 1e-2;
+      // rounded inputs, then one rounding of the output (2^-11 and 2^-8 relative), with room
+      // for the Winograd/FFT transforms cuDNN may pick.
+      const double bound = p == Precision::fp32 ? 1e-5 : p == Precision::fp16 ? 4e-3 : 1e-2;
       const double error =
           relative_error(download_as_f32(gpu, y.get(), output_type(p), ref.size()), ref);
       CAPTURE(error);
