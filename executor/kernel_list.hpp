@@ -8,8 +8,11 @@
 //   - the CPU profiler (backends/cpu/onednn_profiler.cpp: which spec times "int8"),
 //   - the cost models (cost_models/: which profile precision a layer's latency comes from),
 //   - `bitplan cost`, `search --dry-run` and the report (the reason a spec is unsupported).
-// A new kernel (W4 on the CPU, cuDNN convolutions, ...) is one new entry in kernel_list.cpp;
-// docs/architecture.md ("Adding a kernel") says how.
+// A new kernel (W4 on the CPU, a new GPU precision, ...) is one new entry in kernel_list.cpp;
+// docs/architecture.md ("Adding a kernel") says how. Kernels of one profile precision that
+// differ only in speed (cuDNN vs bitplan's own convolutions on the GPU) are not entries here:
+// the CUDA profiler times them all and keeps the fastest per shape (conv_kernels() in
+// backends/cuda/layers.hpp), so the profile entry is already the best kernel's latency.
 #pragma once
 
 #include <optional>

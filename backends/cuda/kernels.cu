@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <string>
+#include <type_traits>
 
 #include "backends/cuda/check.hpp"
 #include "backends/cuda/kernels.hpp"
@@ -159,15 +160,17 @@ __global__ void depthwise_kernel(const T* in, const T* weights, const float* cha
   }
 }
 
-__global__ void dequantize_s32_kernel(const std::int32_t* acc, float input_scale,
-                                      const float* channel_scales, std::int64_t m, std::int64_t n,
-                                      __half* y) {
+// Acc is std::int32_t (cuBLASLt's int8 GEMM) or float (cuDNN's int8 convolution).
+template <typename Acc>
+__global__ void dequantize_kernel(const Acc* acc, float input_scale, const float* channel_scales,
+                                  std::int64_t m, std::int64_t n, __half* y) {
+  using Acc4 = std::conditional_t<std::is_same_v<Acc, float>, float4, int4>;
   const std::int64_t total = m * n;
   const std::int64_t stride = std::int64_t(gridDim.x) * blockDim.x;
   const std::int64_t first = blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x;
   if (n % 4 == 0) {  // four at a time: 16-byte loads, 8-byte stores
     for (std::int64_t p = first; p < total / 4; p += stride) {
-      const int4 a = reinterpret_cast<const int4*>(acc)[p];
+      const Acc4 a = reinterpret_cast<const Acc4*>(acc)[p];
       const std::int64_t col = (p * 4) % n;
       const float4 sc = *reinterpret_cast<const float4*>(channel_scales + col);
       __half2 lo = __floats2half2_rn(a.x * input_scale * sc.x, a.y * input_scale * sc.y);
@@ -295,9 +298,16 @@ void depthwise_conv_nhwc(const void* in, ElementType type, const void* weights,
 
 void dequantize_s32(const std::int32_t* acc, float input_scale, const float* channel_scales,
                     std::int64_t m, std::int64_t n, void* y, cudaStream_t stream) {
-  dequantize_s32_kernel<<<grid_for(m * n / 4 + 1), kThreads, 0, stream>>>(
+  dequantize_kernel<<<grid_for(m * n / 4 + 1), kThreads, 0, stream>>>(
       acc, input_scale, channel_scales, m, n, static_cast<__half*>(y));
   check_launch("launching dequantize_s32");
+}
+
+void dequantize_f32(const float* acc, float input_scale, const float* channel_scales,
+                    std::int64_t m, std::int64_t n, void* y, cudaStream_t stream) {
+  dequantize_kernel<<<grid_for(m * n / 4 + 1), kThreads, 0, stream>>>(
+      acc, input_scale, channel_scales, m, n, static_cast<__half*>(y));
+  check_launch("launching dequantize_f32");
 }
 
 void spin(double microseconds, cudaStream_t stream) {

@@ -39,6 +39,9 @@ void depthwise_conv_nhwc(const void* in, ElementType type, const void* weights,
 // y[m][n] (fp16) = acc[m][n] (int32) * input_scale * channel_scales[n].
 void dequantize_s32(const std::int32_t* acc, float input_scale, const float* channel_scales,
                     std::int64_t m, std::int64_t n, void* y, cudaStream_t stream);
+// The same from fp32 sums (cuDNN's int8 convolution writes its int32 sums as fp32).
+void dequantize_f32(const float* acc, float input_scale, const float* channel_scales,
+                    std::int64_t m, std::int64_t n, void* y, cudaStream_t stream);
 
 // Busy-waits on the GPU for about `microseconds` (global timer), so the host can queue a
 // batch of timed launches behind it and they then run back to back with no host gaps.

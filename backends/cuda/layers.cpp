@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "backends/cuda/check.hpp"
+#include "backends/cuda/cudnn_conv.hpp"
 #include "backends/cuda/gemm.hpp"
 #include "backends/cuda/kernels.hpp"
 
@@ -172,16 +173,61 @@ class GemmLayerRun final : public LayerRun {
   DeviceBuffer columns_, accumulators_, channel_scales_, fp8_scales_, dequantized_;
 };
 
+// Any convolution cuDNN plans (cudnn_conv.hpp): NHWC input, KRSC weights, NHWC output in
+// the precision's output type; int8 writes fp32 sums that a per-channel kernel scales into
+// fp16, as the GEMM path's int8 entry does with its int32 sums.
+class CudnnConvRun final : public LayerRun {
+ public:
+  CudnnConvRun(const GpuContext& gpu, const LayerShape& shape, Precision precision,
+               const LayerRunOptions& options)
+      : gpu_(gpu), precision_(precision), conv_(gpu, shape, precision) {
+    const ElementType in_type = input_type(precision), out_type = output_type(precision);
+    m_ = shape.batch * shape.out_h() * shape.out_w();
+    k_ = shape.k;
+    bytes_per_set_ =
+        (shape.input_elements() + shape.weight_elements()) * std::int64_t(element_bytes(in_type)) +
+        m_ * k_ * std::int64_t(element_bytes(out_type));
+    sets_ = sets_for(bytes_per_set_, options.rotate_bytes, options.max_sets);
+    for (int s = 0; s < sets_; ++s) {
+      inputs_.push_back(random_buffer(gpu, in_type, shape.input_elements(), 1.0f));
+      weights_.push_back(random_buffer(gpu, in_type, shape.weight_elements(), 0.05f));
+      outputs_.push_back(DeviceBuffer(static_cast<std::size_t>(m_ * k_) * element_bytes(out_type)));
+    }
+    implementation_ = conv_.description();
+    if (precision == Precision::int8) {
+      sums_ = DeviceBuffer(static_cast<std::size_t>(m_ * k_) * conv_.output_element_bytes());
+      channel_scales_ = random_buffer(gpu, ElementType::f32, k_, 0.01f);
+      implementation_ += " + fp32->fp16 per-channel dequant kernel";
+    }
+    gpu.synchronize();
+  }
+
+  void run(int set) override {
+    const int s = set % sets_;
+    if (precision_ != Precision::int8) {
+      conv_.run(inputs_[s].get(), weights_[s].get(), outputs_[s].get());
+      return;
+    }
+    conv_.run(inputs_[s].get(), weights_[s].get(), sums_.get());
+    dequantize_f32(sums_.as<float>(), kActivationScale, channel_scales_.as<float>(), m_, k_,
+                   outputs_[s].get(), gpu_.stream());
+  }
+
+ private:
+  const GpuContext& gpu_;
+  Precision precision_;
+  CudnnConv conv_;
+  std::int64_t m_ = 0, k_ = 0;
+  std::vector<DeviceBuffer> inputs_, weights_, outputs_;
+  DeviceBuffer sums_, channel_scales_;
+};
+
 // Depthwise convolution (groups == c == k) on bitplan's direct NHWC kernel.
 class DepthwiseRun final : public LayerRun {
  public:
   DepthwiseRun(const GpuContext& gpu, const LayerShape& shape, Precision precision,
                const LayerRunOptions& options)
       : gpu_(gpu), shape_(shape), type_(input_type(precision)) {
-    if (precision == Precision::w4a16)
-      throw Unsupported(
-          "w4a16 depthwise conv: the int4 weight-only kernel is a GEMM; a depthwise layer has "
-          "only r*s weights per channel, so there is no w4a16 depthwise kernel");
     const ElementType out_type = output_type(precision);
     const std::int64_t weights = shape.c * shape.r * shape.s;
     bytes_per_set_ = (shape.input_elements() + weights) * std::int64_t(element_bytes(type_)) +
@@ -245,19 +291,66 @@ class ConversionRun final : public LayerRun {
   std::vector<DeviceBuffer> inputs_, outputs_;
 };
 
+std::optional<std::string> depthwise_declines(const LayerShape& shape, Precision precision) {
+  if (!shape.depthwise())
+    return "bitplan depthwise kernel on a conv with groups=" + std::to_string(shape.groups) +
+           ", c=" + std::to_string(shape.c) + ", k=" + std::to_string(shape.k) +
+           ": it runs groups == c == k only";
+  if (precision == Precision::w4a16)
+    return std::string(
+        "w4a16 depthwise conv: the int4 weight-only kernel is a GEMM; a depthwise layer has "
+        "only r*s weights per channel, so there is no w4a16 depthwise kernel");
+  return std::nullopt;
+}
+
+std::optional<std::string> im2col_gemm_declines(const LayerShape& shape, Precision) {
+  if (shape.groups != 1)
+    return "im2col + GEMM on a conv with groups=" + std::to_string(shape.groups) +
+           ": one GEMM runs groups == 1 only";
+  return std::nullopt;
+}
+
+template <typename Run>
+std::unique_ptr<LayerRun> make_run(const GpuContext& gpu, const LayerShape& shape,
+                                   Precision precision, const LayerRunOptions& options) {
+  return std::make_unique<Run>(gpu, shape, precision, options);
+}
+
 }  // namespace
 
 std::unique_ptr<LayerRun> make_layer_run(const GpuContext& gpu, const LayerShape& shape,
                                          Precision precision, const LayerRunOptions& options) {
-  if (shape.op == LayerOp::conv && shape.groups != 1) {
-    if (!shape.depthwise())
-      throw Unsupported("grouped conv with groups=" + std::to_string(shape.groups) +
-                        ", c=" + std::to_string(shape.c) + ", k=" + std::to_string(shape.k) +
-                        ": the CUDA backend runs groups == 1 (GEMM) and depthwise "
-                        "(groups == c == k) convolutions only");
-    return std::make_unique<DepthwiseRun>(gpu, shape, precision, options);
+  if (shape.op == LayerOp::gemm)
+    return std::make_unique<GemmLayerRun>(gpu, shape, precision, options);
+  std::string reasons;
+  const auto refused = [&](std::string_view kernel, const std::string& why) {
+    reasons += (reasons.empty() ? "" : "; ") + std::string(kernel) + ": " + why;
+  };
+  for (const ConvKernel& kernel : conv_kernels()) {
+    if (!options.conv_kernel.empty() && kernel.name != options.conv_kernel) continue;
+    if (auto why = kernel.declines(shape, precision)) {
+      refused(kernel.name, *why);
+      continue;
+    }
+    try {
+      return kernel.make(gpu, shape, precision, options);
+    } catch (const Unsupported& e) {
+      refused(kernel.name, e.what());
+    }
   }
-  return std::make_unique<GemmLayerRun>(gpu, shape, precision, options);
+  if (reasons.empty())
+    throw ProfileError("running " + layer_key(shape) + " on conv kernel '" + options.conv_kernel +
+                       "': must be one of cudnn, bitplan_depthwise, bitplan_im2col_gemm");
+  throw Unsupported(reasons);
+}
+
+std::span<const ConvKernel> conv_kernels() {
+  static constexpr ConvKernel kernels[] = {
+      {"cudnn", cudnn_conv_declines, make_run<CudnnConvRun>},
+      {"bitplan_depthwise", depthwise_declines, make_run<DepthwiseRun>},
+      {"bitplan_im2col_gemm", im2col_gemm_declines, make_run<GemmLayerRun>},
+  };
+  return kernels;
 }
 
 std::unique_ptr<LayerRun> make_conversion_run(const GpuContext& gpu, std::int64_t elements,

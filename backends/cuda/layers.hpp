@@ -5,7 +5,10 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
+#include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "backends/cuda/precision.hpp"
@@ -38,10 +41,30 @@ struct LayerRunOptions {
   std::int64_t rotate_bytes = 0;
   int max_sets = 32;
   W4Path w4_path = W4Path::own_kernel;
+  // A conv runs on the conv_kernels() entry of this name; empty: on the first entry that
+  // neither declines it nor fails to plan it.
+  std::string conv_kernel;
 };
 
+// Runs a gemm layer on cuBLASLt (or the W4A16 kernel), a conv layer on a conv_kernels()
+// entry. Throws Unsupported with every entry's reason when none runs the layer.
 std::unique_ptr<LayerRun> make_layer_run(const GpuContext& gpu, const LayerShape& shape,
                                          Precision precision, const LayerRunOptions& options);
+
+// The backend's convolution kernels, in the order make_layer_run tries them (oneDNN's
+// cpu_convolution_list.cpp is the model): cuDNN, then bitplan's depthwise kernel, then
+// bitplan's im2col + cuBLASLt GEMM. The profiler times every entry that runs a shape and
+// keeps the fastest (profiler.cpp), so the order only decides where nothing is timed.
+struct ConvKernel {
+  std::string_view name;  // "cudnn", "bitplan_depthwise", "bitplan_im2col_gemm"
+  // Why the kernel does not run `shape` at `precision` (action, value, rule), or nullopt.
+  // Planning can still refuse a shape (cuDNN finds no algorithm, cuBLASLt's alignment
+  // rules): make then throws Unsupported.
+  std::optional<std::string> (*declines)(const LayerShape& shape, Precision precision);
+  std::unique_ptr<LayerRun> (*make)(const GpuContext& gpu, const LayerShape& shape,
+                                    Precision precision, const LayerRunOptions& options);
+};
+std::span<const ConvKernel> conv_kernels();
 
 // A conversion of `elements` activations between two element types (scale applied).
 std::unique_ptr<LayerRun> make_conversion_run(const GpuContext& gpu, std::int64_t elements,

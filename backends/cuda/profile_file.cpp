@@ -175,7 +175,11 @@ void ProfileFile::save(const std::string& path, const ProfileHeader& header) con
   document["libraries"] = {
       {"cuda_runtime", header.cuda_runtime},
       {"cublaslt", header.cublaslt},
-      {"cudnn", "none (convolutions: im2col + cuBLASLt, direct depthwise kernel)"}};
+      {"cudnn", header.cudnn.empty()
+                    ? std::string("none (convolutions: im2col + cuBLASLt, direct depthwise kernel)")
+                    : header.cudnn +
+                          " (convolutions: per shape the fastest of cuDNN, im2col + cuBLASLt "
+                          "and the direct depthwise kernel)"}};
   document["timing"] = {{"warmup_runs", header.timing.warmup_runs},
                         {"min_repeats", header.timing.min_repeats},
                         {"budget_ms", header.timing.budget_ms},

@@ -24,6 +24,7 @@ struct ProfileHeader {
   std::string cuda_runtime;  // e.g. "13.0"
   std::string cublaslt;      // e.g. "13.1.0"
   TimingOptions timing;      // of the entries (ceilings and conversions use their own)
+  std::string cudnn;         // e.g. "9.19.0"; empty: a build without cuDNN
 };
 
 // A profile's ceilings, entries and conversions in file order, each identity (ceiling name;

@@ -1,7 +1,8 @@
 # The CUDA latency profiler: library bitplan_cuda_profiler and executable
 # bitplan-cuda-profile. Included by this folder's CMakeLists.txt (full bitplan build) and by
 # standalone/CMakeLists.txt (GPU machines with only the CUDA toolkit). It needs CUDA::cudart,
-# CUDA::cublasLt and two header-only libraries, nlohmann/json.hpp (profile_file.cmake) and
+# CUDA::cublasLt, optionally cuDNN (cudnn.cmake: BITPLAN_CUDNN, CUDNN_ROOT) and two
+# header-only libraries, nlohmann/json.hpp (profile_file.cmake) and
 # CLI11 (CLI/CLI.hpp): their packages when found, otherwise the folder named by
 # BITPLAN_EXTRA_INCLUDE.
 set(BITPLAN_CUDA_SOURCE_DIR ${CMAKE_CURRENT_LIST_DIR})
@@ -18,6 +19,8 @@ add_library(bitplan_cuda_profiler STATIC
   ${BITPLAN_CUDA_SOURCE_DIR}/w4a16.cu)
 target_link_libraries(bitplan_cuda_profiler PUBLIC bitplan_cuda_profile_file CUDA::cudart
                       CUDA::cublasLt ${CMAKE_DL_LIBS})
+include(${BITPLAN_CUDA_SOURCE_DIR}/cudnn.cmake)
+bitplan_link_cudnn(bitplan_cuda_profiler)
 # nvcc takes host warnings through -Xcompiler; -Wpedantic stays off there because nvcc's
 # generated host stubs trip it.
 target_compile_options(bitplan_cuda_profiler PRIVATE

@@ -9,6 +9,7 @@
 #include <set>
 
 #include "backends/cuda/check.hpp"
+#include "backends/cuda/cudnn_conv.hpp"
 #include "backends/cuda/gemm.hpp"
 #include "backends/cuda/kernels.hpp"
 #include "backends/cuda/layers.hpp"
@@ -115,6 +116,83 @@ bool has_w4_alternative(const LayerShape& shape, Precision p) {
   return gemm_m > 16;
 }
 
+// A conv has several kernels (conv_kernels(): cuDNN, bitplan's depthwise, im2col + GEMM, the
+// last at w4a16 in both W4Path variants); a deployment would run the fastest, so the
+// profile and the chains time every one that runs the shape and keep the fastest.
+struct ConvTimings {
+  LayerRunOptions fastest;     // the options that make the fastest run
+  TimingResult timing;         // its time
+  std::string implementation;  // its text, then "| timed: ..." and "| not run: ..."
+};
+
+ConvTimings time_conv_kernels(GpuContext& gpu, const LayerShape& shape, Precision p,
+                              const LayerRunOptions& run_options, const TimingOptions& timing) {
+  ConvTimings out;
+  std::string timed, not_run;
+  bool any = false;
+  for (const ConvKernel& kernel : conv_kernels()) {
+    if (auto declined = kernel.declines(shape, p)) {
+      not_run += (not_run.empty() ? "" : "; ") + std::string(kernel.name) + ": " + *declined;
+      continue;
+    }
+    std::vector<W4Path> paths = {W4Path::own_kernel};
+    if (kernel.name == "bitplan_im2col_gemm" && has_w4_alternative(shape, p))
+      paths.push_back(W4Path::dequantize_then_cublaslt);
+    for (W4Path path : paths) {
+      LayerRunOptions options = run_options;
+      options.conv_kernel = kernel.name;
+      options.w4_path = path;
+      try {
+        auto run = make_layer_run(gpu, shape, p, options);
+        const TimingResult t = time_on_gpu(
+            gpu, [&](int i) { run->run(i); }, timing);
+        timed += (timed.empty() ? "" : ", ") + std::string(kernel.name) +
+                 (path == W4Path::own_kernel ? "" : " (w4 dequant + cublasLt fp16)") + " " +
+                 number(t.median_us, 2) + " us";
+        if (!any || t.median_us < out.timing.median_us) out = {options, t, run->implementation()};
+        any = true;
+      } catch (const Unsupported& e) {
+        not_run += (not_run.empty() ? "" : "; ") + std::string(kernel.name) + ": " + e.what();
+      }
+    }
+  }
+  if (!any) throw Unsupported(not_run);
+  out.implementation += " | timed: " + timed;
+  if (!not_run.empty()) out.implementation += " | not run: " + not_run;
+  return out;
+}
+
+// A gemm layer's entry: cuBLASLt, or at w4a16 the faster of the int4 kernel and
+// "dequantise, then a tensor-core GEMM" above m = 16.
+void measure_gemm(GpuContext& gpu, const LayerShape& shape, Precision p,
+                  const LayerRunOptions& run_options, const ProfileOptions& options,
+                  ProfileFile& profile) {
+  const std::string key = layer_key(shape);
+  auto run = make_layer_run(gpu, shape, p, run_options);
+  TimingResult t = time_on_gpu(
+      gpu, [&](int i) { run->run(i); }, options.timing);
+  std::string implementation = run->implementation();
+  // At larger m the int4 kernel competes with "dequantise, then a tensor-core GEMM";
+  // a deployment would pick the faster, so the profile does too (and says which).
+  if (has_w4_alternative(shape, p)) {
+    run.reset();
+    LayerRunOptions alternative = run_options;
+    alternative.w4_path = W4Path::dequantize_then_cublaslt;
+    auto other = make_layer_run(gpu, shape, p, alternative);
+    const TimingResult u = time_on_gpu(
+        gpu, [&](int i) { other->run(i); }, options.timing);
+    if (u.median_us < t.median_us) {
+      implementation =
+          other->implementation() + " (own int4 kernel: " + number(t.median_us, 1) + " us)";
+      t = u;
+    } else {
+      implementation += " (dequant + cublasLt fp16: " + number(u.median_us, 1) + " us)";
+    }
+  }
+  profile.add_entry(key, to_string(p), t, implementation);
+  if (options.log) options.log(key + " " + to_string(p) + " " + number(t.median_us, 2) + " us");
+}
+
 }  // namespace
 
 int run_profile(GpuContext& gpu, const ProfileOptions& options) {
@@ -152,7 +230,8 @@ int run_profile(GpuContext& gpu, const ProfileOptions& options) {
                              gpu.driver(),
                              gpu.cuda_runtime(),
                              cublaslt_version(),
-                             options.timing};
+                             options.timing,
+                             cudnn_runtime_version()};
   const auto save = [&] { profile.save(options.out, header); };
 
   if (options.ceilings) measure_ceilings(gpu, profile, options.log);
@@ -166,30 +245,15 @@ int run_profile(GpuContext& gpu, const ProfileOptions& options) {
     for (Precision p : precisions) {
       if (profile.has_entry(key, to_string(p))) continue;
       try {
-        auto run = make_layer_run(gpu, shape, p, run_options);
-        TimingResult t = time_on_gpu(
-            gpu, [&](int i) { run->run(i); }, options.timing);
-        std::string implementation = run->implementation();
-        // At larger m the int4 kernel competes with "dequantise, then a tensor-core GEMM";
-        // a deployment would pick the faster, so the profile does too (and says which).
-        if (has_w4_alternative(shape, p)) {
-          run.reset();
-          LayerRunOptions alternative = run_options;
-          alternative.w4_path = W4Path::dequantize_then_cublaslt;
-          auto other = make_layer_run(gpu, shape, p, alternative);
-          const TimingResult u = time_on_gpu(
-              gpu, [&](int i) { other->run(i); }, options.timing);
-          if (u.median_us < t.median_us) {
-            implementation =
-                other->implementation() + " (own int4 kernel: " + number(t.median_us, 1) + " us)";
-            t = u;
-          } else {
-            implementation += " (dequant + cublasLt fp16: " + number(u.median_us, 1) + " us)";
-          }
+        if (shape.op == LayerOp::conv) {
+          const ConvTimings c = time_conv_kernels(gpu, shape, p, run_options, options.timing);
+          profile.add_entry(key, to_string(p), c.timing, c.implementation);
+          if (options.log)
+            options.log(key + " " + to_string(p) + " " + number(c.timing.median_us, 2) + " us " +
+                        c.implementation);
+        } else {
+          measure_gemm(gpu, shape, p, run_options, options, profile);
         }
-        profile.add_entry(key, to_string(p), t, implementation);
-        if (options.log)
-          options.log(key + " " + to_string(p) + " " + number(t.median_us, 2) + " us");
       } catch (const Unsupported& e) {
         profile.add_unsupported(key, to_string(p), e.what());
         if (options.log) options.log(key + " " + to_string(p) + " unsupported: " + e.what());
@@ -265,20 +329,27 @@ void run_chains(GpuContext& gpu, const ChainOptions& options) {
           ++conversions;
         }
         try {
-          steps.push_back(make_layer_run(gpu, shape, p, LayerRunOptions{}));
-          if (has_w4_alternative(shape, p)) {  // the same choice as the profile makes
-            LayerRunOptions alternative;
-            alternative.w4_path = W4Path::dequantize_then_cublaslt;
-            auto other = make_layer_run(gpu, shape, p, alternative);
-            TimingOptions quick;
-            quick.min_repeats = 10;
-            quick.budget_ms = 2;
-            const auto time_of = [&](LayerRun& r) {
-              return time_on_gpu(
-                         gpu, [&](int) { r.run(0); }, quick)
-                  .median_us;
-            };
-            if (time_of(*other) < time_of(*steps.back())) steps.back() = std::move(other);
+          // The same choice as the profile makes, timed briefly on the chain's own buffers.
+          TimingOptions quick;
+          quick.min_repeats = 10;
+          quick.budget_ms = 2;
+          if (shape.op == LayerOp::conv) {
+            const LayerRunOptions fastest =
+                time_conv_kernels(gpu, shape, p, LayerRunOptions{}, quick).fastest;
+            steps.push_back(make_layer_run(gpu, shape, p, fastest));
+          } else {
+            steps.push_back(make_layer_run(gpu, shape, p, LayerRunOptions{}));
+            if (has_w4_alternative(shape, p)) {
+              LayerRunOptions alternative;
+              alternative.w4_path = W4Path::dequantize_then_cublaslt;
+              auto other = make_layer_run(gpu, shape, p, alternative);
+              const auto time_of = [&](LayerRun& r) {
+                return time_on_gpu(
+                           gpu, [&](int) { r.run(0); }, quick)
+                    .median_us;
+              };
+              if (time_of(*other) < time_of(*steps.back())) steps.back() = std::move(other);
+            }
           }
         } catch (const Unsupported& e) {
           throw Unsupported("layer " + std::to_string(i) + " (" + key + ", " + to_string(p) +

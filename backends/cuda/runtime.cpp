@@ -103,6 +103,7 @@ GpuContext::GpuContext(int device) {
 }
 
 GpuContext::~GpuContext() {
+  cudnn_.reset();  // before the stream it is bound to
   if (lt_) cublasLtDestroy(lt_);
   if (stream_) cudaStreamDestroy(stream_);
 }

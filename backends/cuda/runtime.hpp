@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -57,6 +58,9 @@ class GpuContext {
   const std::string& driver() const { return driver_; }
   const std::string& cuda_runtime() const { return cuda_runtime_; }  // e.g. "13.0"
   void synchronize() const;
+  // cuDNN's handle, made on first use by cudnn_conv.cpp and released with the context. Held
+  // type-erased so that this class (and runtime.cpp) is the same with and without cuDNN.
+  std::shared_ptr<void>& cudnn_slot() const { return cudnn_; }
 
  private:
   CudaDevice device_;
@@ -64,6 +68,7 @@ class GpuContext {
   cudaStream_t stream_ = nullptr;
   cublasLtHandle_t lt_ = nullptr;
   DeviceBuffer workspace_;
+  mutable std::shared_ptr<void> cudnn_;
 };
 
 // Times run(i) (i counts up; callers rotate buffer sets with it) with CUDA events around

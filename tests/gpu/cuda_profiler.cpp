@@ -1,5 +1,5 @@
 // GPU tests of the CUDA latency backend (CTest label "gpu"): every GEMM path (fp32, fp16,
-// bf16, int8, fp8, w4a16), the conv paths (im2col + GEMM, depthwise) and the conversions
+// bf16, int8, fp8, w4a16), the conv paths (cuDNN, im2col + GEMM, depthwise) and the conversions
 // against CPU references on small shapes, then a profile/merge round trip. Where no GPU is
 // usable each case is skipped (tests/skip.hpp) with the CUDA runtime's reason.
 #include <doctest/doctest.h>
@@ -9,11 +9,13 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
 
 #include "backends/cuda/check.hpp"
+#include "backends/cuda/cudnn_conv.hpp"
 #include "backends/cuda/gemm.hpp"
 #include "backends/cuda/kernels.hpp"
 #include "backends/cuda/layers.hpp"
@@ -350,6 +352,130 @@ TEST_CASE("conversions round to nearest and saturate") {
   CHECK(as_fp8[1] == 448.0f);
   CHECK(as_fp8[2] == 448.0f);  // saturates to the largest finite e4m3
   CHECK(std::fabs(as_fp8[3] + 0.3f) < 0.02f);
+}
+
+// Its own ctest entry (gpu_cuda_cudnn): it skips in a build without cuDNN.
+TEST_CASE("cuDNN convolutions match a direct CPU convolution (fp32, fp16, bf16, int8)") {
+  if (!gpu_available()) return;
+  const LayerShape probe = parse_layer_key("conv:n1:c8:h4:w4:k8:r1:s1:st1x1:p0x0x0x0:d1x1:g1");
+  if (auto why = cudnn_conv_declines(probe, Precision::fp16)) {
+    bitplan::testing::skip(*why);
+    return;
+  }
+  GpuContext gpu;
+  MESSAGE("cuDNN " << cudnn_runtime_version());
+  // Stride 2 with padding, dilation, pointwise, groups = 2, depthwise 3x3 stride 2 and 5x5.
+  for (const char* key : {"conv:n2:c16:h9:w7:k24:r3:s3:st2x1:p1x1x1x1:d1x1:g1",
+                          "conv:n1:c16:h6:w5:k24:r3:s3:st1x1:p2x2x2x2:d2x2:g1",
+                          "conv:n2:c20:h4:w4:k16:r1:s1:st1x1:p0x0x0x0:d1x1:g1",
+                          "conv:n2:c16:h8:w8:k32:r3:s3:st1x1:p1x1x1x1:d1x1:g2",
+                          "conv:n2:c32:h8:w8:k32:r3:s3:st2x2:p1x1x1x1:d1x1:g32",
+                          "conv:n2:c24:h7:w9:k24:r5:s5:st1x1:p2x2x2x2:d1x1:g24"}) {
+    CAPTURE(key);
+    const LayerShape s = parse_layer_key(key);
+    for (Precision p : {Precision::fp32, Precision::fp16, Precision::bf16, Precision::int8}) {
+      CAPTURE(to_string(p));
+      const bool integers = p == Precision::int8;
+      if (auto why = cudnn_conv_declines(s, p)) {
+        // int8 needs 4k channels per group: the depthwise shapes (1 per group) are declined.
+        CHECK_MESSAGE((integers && s.c / s.groups % 4 != 0), *why);
+        continue;
+      }
+      std::unique_ptr<CudnnConv> conv;
+      try {
+        conv = std::make_unique<CudnnConv>(gpu, s, p);
+      } catch (const Unsupported& e) {
+        // Float convs of every kind and dense int8 convs must plan; grouped int8 may not.
+        CHECK_MESSAGE((integers && s.groups != 1), e.what());
+        continue;
+      }
+      const ElementType t = input_type(p);
+      std::vector<float> xr, wr;
+      DeviceBuffer x = upload_as(gpu, random_floats(s.input_elements(), -20, 20, integers), t, xr);
+      DeviceBuffer w = upload_as(gpu, random_floats(s.weight_elements(), -20, 20, integers), t, wr);
+      DeviceBuffer y(s.output_elements() * conv->output_element_bytes());
+      poison(y);
+      conv->run(x.get(), w.get(), y.get());
+      const std::vector<double> ref = reference_conv(xr, wr, s);
+      if (integers) {
+        // int32 sums written as fp32 (exact below 2^24): bit-exact against the reference.
+        std::vector<float> sums(s.output_elements());
+        gpu.synchronize();
+        check_cuda(cudaMemcpy(sums.data(), y.get(), sums.size() * 4, cudaMemcpyDeviceToHost),
+                   "downloading sums");
+        std::int64_t mismatches = 0;
+        for (std::size_t i = 0; i < ref.size(); ++i) mismatches += double(sums[i]) != ref[i];
+        CHECK(mismatches == 0);
+        // Then the int8 entry's per-channel scaling into fp16.
+        const std::vector<float> ones(s.k, 1.0f);
+        DeviceBuffer scales(s.k * 4), yh(s.output_elements() * 2);
+        check_cuda(cudaMemcpy(scales.get(), ones.data(), s.k * 4, cudaMemcpyHostToDevice), "up");
+        dequantize_f32(y.as<float>(), 1.0f / 64, scales.as<float>(),
+                       s.batch * s.out_h() * s.out_w(), s.k, yh.get(), gpu.stream());
+        std::vector<float> out = download_as_f32(gpu, yh.get(), ElementType::f16, ref.size());
+        for (auto& v : out) v *= 64;
+        const double error = relative_error(out, ref);
+        CAPTURE(error);
+        CHECK(error < 2e-3);
+        continue;
+      }
+      // fp32: TF32 off, so only summation order differs; fp16 and bf16: fp32 sums of exactly
+      // rounded inputs, then one rounding of the output (2^-11 and 2^-8 relative), with room
+      // for the Winograd/FFT transforms cuDNN may pick.
+      const double bound = p == Precision::fp32 ? 1e-5 : p == Precision::fp16 ? 4e-3 : 1e-2;
+      const double error =
+          relative_error(download_as_f32(gpu, y.get(), output_type(p), ref.size()), ref);
+      CAPTURE(error);
+      CHECK(error < bound);
+    }
+  }
+}
+
+TEST_CASE("every conv kernel that takes a shape runs it through make_layer_run") {
+  if (!gpu_available()) return;
+  GpuContext gpu;
+  TimingOptions quick;
+  quick.warmup_runs = 2;
+  quick.min_repeats = 5;
+  quick.budget_ms = 1;
+  for (const char* key : {"conv:n2:c16:h9:w7:k24:r3:s3:st2x1:p1x1x1x1:d1x1:g1",
+                          "conv:n2:c32:h8:w8:k32:r3:s3:st2x2:p1x1x1x1:d1x1:g32",
+                          "conv:n1:c16:h9:w9:k16:r3:s3:st2x2:p0x0x1x1:d1x1:g16"}) {
+    const LayerShape shape = parse_layer_key(key);
+    for (Precision p : all_precisions()) {
+      int ran = 0;
+      std::string reasons;
+      for (const ConvKernel& kernel : conv_kernels()) {
+        CAPTURE(key);
+        CAPTURE(to_string(p));
+        CAPTURE(kernel.name);
+        LayerRunOptions options;
+        options.rotate_bytes = 1 << 20;
+        options.conv_kernel = kernel.name;
+        if (auto why = kernel.declines(shape, p)) {
+          // A declined kernel is refused by name too, with the same reason.
+          CHECK_THROWS_WITH_AS(make_layer_run(gpu, shape, p, options),
+                               doctest::Contains(why->c_str()), Unsupported);
+          reasons += *why;
+          continue;
+        }
+        try {
+          auto run = make_layer_run(gpu, shape, p, options);
+          CHECK(time_on_gpu(
+                    gpu, [&](int i) { run->run(i); }, quick)
+                    .median_us > 0);
+          CHECK(!run->implementation().empty());
+          ++ran;
+        } catch (const Unsupported& e) {
+          reasons += e.what();  // planning refusals (cuDNN int8 grouped, fp8 alignment)
+        }
+      }
+      CAPTURE(reasons);
+      // Every precision but w4a16 on a depthwise layer has at least one kernel.
+      const bool none_expected = shape.depthwise() && p == Precision::w4a16;
+      CHECK((ran > 0 || none_expected));
+    }
+  }
 }
 
 TEST_CASE("every layer kind runs through make_layer_run and the timer") {

@@ -32,6 +32,7 @@ cuda::ProfileHeader h100_header() {
   header.cuda_runtime = "13.0";
   header.cublaslt = "13.1.0";
   header.timing.min_repeats = 7;
+  header.cudnn = "9.19.0";
   return header;
 }
 
@@ -66,6 +67,7 @@ TEST_CASE("a profile the CUDA profiler writes loads with load_hw_profile") {
   CHECK(profile.device.at("l2_mib") == "50");
   CHECK(profile.device.at("driver") == "580.159.04");
   CHECK(profile.libraries.at("cublaslt") == "13.1.0");
+  CHECK(profile.libraries.at("cudnn").rfind("9.19.0 (convolutions: per shape the fastest", 0) == 0);
   CHECK(profile.timing.at("min_repeats") == "7");
   CHECK(profile.timing.at("statistic") == "median");
 

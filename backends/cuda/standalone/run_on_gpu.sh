@@ -4,23 +4,31 @@
 # subset: build test profile chains. Inputs (prepared on the workstation, see
 # docs/cuda_backend.md): .carry/include (nlohmann/json.hpp, CLI/ of CLI11, doctest/doctest.h),
 # .carry/workloads/*.json, .carry/plans.json, and an optional earlier profile
-# .carry/h100.yaml to merge into.
+# .carry/h100.yaml to merge into. cuDNN: CUDNN_ROOT when set, else PyTorch's nvidia.cudnn
+# package when python3 has it; BITPLAN_CUDNN=ON|OFF overrides AUTO.
 #   backends/cuda/standalone/run_on_gpu.sh build test profile chains
 set -uo pipefail
 OUT=${OUT:-$PWD/gpu-out}
 BUILD=${BUILD:-$PWD/build-cuda-standalone}
 PROFILE_SECONDS=${PROFILE_SECONDS:-420}
 # PROFILE_ARGS: extra bitplan-cuda-profile options, e.g. "--precisions w4a16".
+# WORKLOADS: the workloads files to profile (default: every .carry/workloads file, batch 1 first).
+WORKLOADS=${WORKLOADS:-$(ls .carry/workloads/*_b1.json .carry/workloads/*_b16.json .carry/workloads/*_b256.json 2>/dev/null)}
+# nvidia.cudnn (wheel nvidia-cudnn-cu13) has no __init__.py, so no __file__: __path__ names it.
+CUDNN_ROOT=${CUDNN_ROOT:-$(python3 -c 'import nvidia.cudnn; print(list(nvidia.cudnn.__path__)[0])' 2>/dev/null)}
 mkdir -p "$OUT"
 for stage in "$@"; do
   case $stage in
     build)
       nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv | tee "$OUT/env.txt"
       { nvcc --version | tail -2; cmake --version | head -1; } | tee -a "$OUT/env.txt"
+      echo "CUDNN_ROOT=$CUDNN_ROOT" | tee -a "$OUT/env.txt"
       cmake -S backends/cuda/standalone -B "$BUILD" -G Ninja \
-        -DBITPLAN_EXTRA_INCLUDE="$PWD/.carry/include" > "$OUT/build.log" 2>&1 &&
+        -DBITPLAN_EXTRA_INCLUDE="$PWD/.carry/include" -DBITPLAN_CUDNN="${BITPLAN_CUDNN:-AUTO}" \
+        -DCUDNN_ROOT="$CUDNN_ROOT" > "$OUT/build.log" 2>&1 &&
         cmake --build "$BUILD" -j16 >> "$OUT/build.log" 2>&1 || { tail -40 "$OUT/build.log"; exit 1; }
       grep -i warning "$OUT/build.log" | head -20
+      grep "bitplan: cuDNN" "$OUT/build.log"
       echo "build ok" ;;
     test)
       # A failure (or a skip: no usable GPU) stops the run before anything is profiled.
@@ -30,9 +38,8 @@ for stage in "$@"; do
       [ -f .carry/h100.yaml ] && cp .carry/h100.yaml "$OUT/h100.yaml"
       # Small batches first, so a cut-off run still holds the most used entries; the profile
       # is saved every 50 measurements and a rerun only adds what is missing.
-      timeout "$PROFILE_SECONDS" "$BUILD/bitplan-cuda-profile" ${PROFILE_ARGS:-} --out "$OUT/h100.yaml" --workloads \
-        .carry/workloads/*_b1.json .carry/workloads/*_b16.json .carry/workloads/*_b256.json \
-        > "$OUT/profile.log" 2>&1
+      timeout "$PROFILE_SECONDS" "$BUILD/bitplan-cuda-profile" ${PROFILE_ARGS:-} --out "$OUT/h100.yaml" \
+        --workloads $WORKLOADS > "$OUT/profile.log" 2>&1
       echo "profile rc=$? entries=$(grep -c '"precision":' "$OUT/h100.yaml")"
       grep -E "ceiling|error|bitplan-cuda-profile:" "$OUT/profile.log" | head -30 ;;
     chains)
