@@ -6,9 +6,11 @@
 
 #include <algorithm>
 #include <map>
+#include <optional>
 #include <set>
 
 #include "core/checked.hpp"
+#include "executor/quant/simulate.hpp"
 
 namespace bitplan {
 namespace {
@@ -69,7 +71,13 @@ namespace {
 
 ExecutionPlan::~ExecutionPlan() = default;
 
-ExecutionPlan::ExecutionPlan(const Graph& graph, const PlanOptions& options) : options_(options) {
+ExecutionPlan::ExecutionPlan(const Graph& source, const PlanOptions& options) : options_(options) {
+  std::optional<Graph> rewritten;
+  if (options.channels_last_convs) {
+    rewritten = source;
+    keep_channels_last(*rewritten, true);
+  }
+  const Graph& graph = rewritten ? *rewritten : source;
   check_supported(graph);
   if (options.batch < 1)
     fail(ErrorKind::usage, "building a plan: batch {} must be >= 1", options.batch);
