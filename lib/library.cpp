@@ -90,10 +90,12 @@ class SampleBatch final : public Dataset {
   const std::vector<float>& values_;
 };
 
-std::vector<FloatTensor> run_on(Graph graph, const FloatTensor& input) {
+// `channels_last_convs` for the fp32 model (PlanOptions: faster, same outputs up to float
+// rounding); a simulated graph keeps the plain plan its calibration and searches measured.
+std::vector<FloatTensor> run_on(Graph graph, const FloatTensor& input, bool channels_last_convs) {
   const SampleBatch samples(input, fmt::format("running '{}'", graph.name));
   bind_input_to_samples(graph, samples);
-  ExecutionPlan plan(graph, PlanOptions{samples.size()});
+  ExecutionPlan plan(graph, PlanOptions{samples.size(), channels_last_convs});
   Tensor batch;
   load_batch(plan, graph, samples, samples.every_index(), batch);
   const std::vector<Tensor> outputs = plan.run(std::span<const Tensor>(&batch, 1));
@@ -149,7 +151,7 @@ std::vector<std::string> Model::quantizable_layers() const {
 }
 
 std::vector<FloatTensor> Model::run(const FloatTensor& input) const {
-  return run_on(impl_->graph, input);
+  return run_on(impl_->graph, input, true);
 }
 
 QuantizationPlan::QuantizationPlan(std::shared_ptr<const Impl> impl) : impl_(std::move(impl)) {}
@@ -218,7 +220,7 @@ QuantizedModel::QuantizedModel(QuantizedModel&&) noexcept = default;
 QuantizedModel& QuantizedModel::operator=(QuantizedModel&&) noexcept = default;
 
 std::vector<FloatTensor> QuantizedModel::run(const FloatTensor& input) const {
-  return run_on(impl_->simulated, input);
+  return run_on(impl_->simulated, input, false);
 }
 
 HardwareProfile::HardwareProfile(std::shared_ptr<const Impl> impl) : impl_(std::move(impl)) {}
