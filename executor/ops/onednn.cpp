@@ -241,8 +241,12 @@ OpBuild build_conv(const OpContext& ctx, bool transposed) {
   const bool output_cl = ctx.node().attr_int("output_channels_last", 0) != 0;
   if ((input_cl || output_cl) && (transposed || rank != 4 || compute != "f32"))
     ctx.invalid("channels-last activations take a float32 2-D Conv");
-  const memory::desc nhwc_src(to_dnnl(x.dims), memory::data_type::f32, tag::nhwc);
-  const memory::desc nhwc_dst(to_dnnl(out_dims), memory::data_type::f32, tag::nhwc);
+  // Only 2-D convolutions have an NHWC tag (oneDNN refuses it for other ranks).
+  const auto nhwc = [rank](const Dims& dims) {
+    return rank == 4 ? memory::desc(to_dnnl(dims), memory::data_type::f32, tag::nhwc)
+                     : memory::desc();
+  };
+  const memory::desc nhwc_src = nhwc(x.dims), nhwc_dst = nhwc(out_dims);
   const memory::desc src_md = input_cl ? nhwc_src : plain_desc(x.dims);
   const memory::desc dst_md = output_cl ? nhwc_dst : plain_desc(out_dims);
   // Activations: let oneDNN choose (blocked) layouts; the kernel reorders at its edges.
@@ -285,16 +289,22 @@ OpBuild build_conv(const OpContext& ctx, bool transposed) {
                                           to_dnnl(g.pads_begin), to_dnnl(g.pads_end));
         return dnnl::convolution_forward::primitive_desc(d, attr, cpu_engine());
       };
-      // Channels-last sides are asked for as such; where oneDNN has only its reference
-      // kernel (or none) for that, the blocked layouts it picks and the reorders win.
+      // Channels-last sides are asked for as such, the other side NHWC too where oneDNN
+      // takes it (one reorder at the plain side instead of two), else its own choice; where
+      // oneDNN has only its reference kernel (or none) for these, the blocked layouts it
+      // picks and the reorders win.
+      std::vector<std::pair<memory::desc, memory::desc>> layouts;
+      if (input_cl || output_cl) layouts.emplace_back(nhwc_src, nhwc_dst);
+      if (input_cl && !output_cl) layouts.emplace_back(nhwc_src, dst_any);
+      if (output_cl && !input_cl) layouts.emplace_back(src_any, nhwc_dst);
       std::optional<dnnl::convolution_forward::primitive_desc> pd;
-      if (input_cl || output_cl) {
+      for (const auto& [src, dst] : layouts) {
         try {
-          pd = make(input_cl ? nhwc_src : src_any, output_cl ? nhwc_dst : dst_any);
-          if (std::string(pd->impl_info_str()).rfind("ref", 0) == 0) pd.reset();
+          pd = make(src, dst);
+          if (std::string(pd->impl_info_str()).rfind("ref", 0) != 0) break;
         } catch (const dnnl::error&) {
-          pd.reset();
         }
+        pd.reset();
       }
       if (!pd) pd = make(src_any, dst_any);
       w_final = pd->weights_desc();
