@@ -11,6 +11,7 @@
 
 #include "core/checked.hpp"
 #include "executor/quant/simulate.hpp"
+#include "ir/passes.hpp"
 
 namespace bitplan {
 namespace {
@@ -73,9 +74,13 @@ ExecutionPlan::~ExecutionPlan() = default;
 
 ExecutionPlan::ExecutionPlan(const Graph& source, const PlanOptions& options) : options_(options) {
   std::optional<Graph> rewritten;
-  if (options.channels_last_convs) {
+  if (options.channels_last_convs || options.matmul_epilogues) {
     rewritten = source;
-    keep_channels_last(*rewritten, true);
+    if (options.matmul_epilogues) {
+      std::vector<std::string> notes;
+      fuse_matmul_epilogues(*rewritten, notes);
+    }
+    if (options.channels_last_convs) keep_channels_last(*rewritten, true);
   }
   const Graph& graph = rewritten ? *rewritten : source;
   check_supported(graph);

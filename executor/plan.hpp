@@ -30,6 +30,9 @@ struct PlanOptions {
   // plans that observe intermediate tensors or report per-node steps leave it off; the
   // graph outputs are the same up to float rounding.
   bool channels_last_convs = false;
+  // Fold a MatMul's scalar scale, constant bias and Gelu into it (fuse_matmul_epilogues,
+  // ir/passes.hpp): the same caveats as channels_last_convs.
+  bool matmul_epilogues = false;
 };
 
 // One executed node, for reports (`bitplan inspect`) and cost models.

@@ -90,12 +90,13 @@ class SampleBatch final : public Dataset {
   const std::vector<float>& values_;
 };
 
-// `channels_last_convs` for the fp32 model (PlanOptions: faster, same outputs up to float
-// rounding); a simulated graph keeps the plain plan its calibration and searches measured.
-std::vector<FloatTensor> run_on(Graph graph, const FloatTensor& input, bool channels_last_convs) {
+// `fp32_rewrites` (PlanOptions channels_last_convs and matmul_epilogues: faster, the same
+// outputs up to float rounding) for the fp32 model; a simulated graph keeps the plain plan
+// its calibration and searches measured.
+std::vector<FloatTensor> run_on(Graph graph, const FloatTensor& input, bool fp32_rewrites) {
   const SampleBatch samples(input, fmt::format("running '{}'", graph.name));
   bind_input_to_samples(graph, samples);
-  ExecutionPlan plan(graph, PlanOptions{samples.size(), channels_last_convs});
+  ExecutionPlan plan(graph, PlanOptions{samples.size(), fp32_rewrites, fp32_rewrites});
   Tensor batch;
   load_batch(plan, graph, samples, samples.every_index(), batch);
   const std::vector<Tensor> outputs = plan.run(std::span<const Tensor>(&batch, 1));

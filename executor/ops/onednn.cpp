@@ -499,6 +499,18 @@ OpBuild build_matmul(const OpContext& ctx) {
   spec.a = plain_desc(ad);
   spec.b = plain_desc(bd);
   spec.c = plain_desc(cd);
+  // What fuse_matmul_epilogues (ir/passes.hpp) folded in: a scale, a bias of N values.
+  spec.alpha = ctx.node().attr_float("bitplan_alpha", 1.f);
+  if (ctx.node().attr_int("bitplan_fused_bias", 0) != 0) {
+    const std::int64_t n = cd[rank - 1];
+    if (!ctx.has_input(2) || ctx.input(2).dtype != DType::f32 || product(ctx.input(2).dims) != n ||
+        b_vec)
+      ctx.invalid("the fused bias must be {} float32 values for a matrix B", n);
+    Dims bias_dims(rank, 1);
+    bias_dims[rank - 1] = n;
+    spec.bias = plain_desc(bias_dims);
+    spec.bias_input = 2;
+  }
   Dims out = cd;
   if (b_vec) out.pop_back();
   if (a_vec) out.erase(out.end() - (b_vec ? 1 : 2));

@@ -98,8 +98,12 @@ void append_fused_epilogue(const OpContext& ctx, std::size_t dst_rank, dnnl::pos
   else if (act == "Clip")
     po.append_eltwise(1.f, dnnl::algorithm::eltwise_clip, node.attr_float("bitplan_clip_min", 0.f),
                       node.attr_float("bitplan_clip_max", 6.f));
+  else if (act == "Gelu" || act == "GeluTanh")  // fp32 MatMuls (fuse_matmul_epilogues)
+    po.append_eltwise(
+        1.f, act == "Gelu" ? dnnl::algorithm::eltwise_gelu_erf : dnnl::algorithm::eltwise_gelu_tanh,
+        0.f, 0.f);
   else if (!act.empty())
-    ctx.invalid("fused activation '{}' is not Relu or Clip", act);
+    ctx.invalid("fused activation '{}' is not Relu, Clip, Gelu or GeluTanh", act);
 
   if (!node.has_attr("bitplan_output_scale")) return;
   // The simulation's integer fake quantization of this output (the next layer's input),
