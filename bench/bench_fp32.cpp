@@ -3,7 +3,7 @@
 // time budget is spent. Prints one JSON line like bench/torch_peer.py.
 //
 //   bench_fp32 MODEL.onnx BATCH THREADS [SECONDS] [--input NAME=FILE.npy]... [--output OUT.npy]
-//              [--by-op]
+//              [--by-op] [--plain-plan]
 //
 // Without --input a float input gets normal noise and an integer input (token ids, attention
 // masks) ones: a valid id and "attend everywhere", and the time does not depend on the values.
@@ -12,7 +12,9 @@
 // `--output OUT.npy` writes output 0 of the first run (on the given inputs) for parity checks
 // against another runtime (bench/zoo_vs_ort.py). `--by-op` also prints (stderr) the time
 // per op type over a few timed runs, largest first, and the slowest steps, to see where a model
-// spends it.
+// spends it. The plan keeps convolution activations channels-last and folds MatMul epilogues
+// (PlanOptions::channels_last_convs, matmul_epilogues); `--plain-plan` plans without either,
+// to compare.
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -43,6 +45,7 @@ struct Args {
   std::map<std::string, std::string> input_files;
   std::optional<std::string> output_file;
   bool by_op = false;
+  bool plain_plan = false;
 };
 
 Args parse_args(int argc, char** argv) {
@@ -52,6 +55,10 @@ Args parse_args(int argc, char** argv) {
     const std::string arg = argv[i];
     if (arg == "--by-op") {
       args.by_op = true;
+      continue;
+    }
+    if (arg == "--plain-plan") {
+      args.plain_plan = true;
       continue;
     }
     if ((arg == "--input" || arg == "--output") && i + 1 < argc) {
@@ -71,7 +78,7 @@ Args parse_args(int argc, char** argv) {
   if (positional.size() < 3 || positional.size() > 4)
     fail(ErrorKind::usage,
          "usage: bench_fp32 MODEL.onnx BATCH THREADS [SECONDS] [--input NAME=FILE.npy]... "
-         "[--output OUT.npy] [--by-op]");
+         "[--output OUT.npy] [--by-op] [--plain-plan]");
   args.model = positional[0];
   args.batch = std::stoll(positional[1]);
   args.threads = std::stoi(positional[2]);
@@ -144,7 +151,7 @@ int main(int argc, char** argv) {
       given.emplace(name, std::move(rows));
     }
     bind_input_shapes(model.graph, shapes, "--input");
-    ExecutionPlan plan(model.graph, PlanOptions{args.batch});
+    ExecutionPlan plan(model.graph, PlanOptions{args.batch, !args.plain_plan, !args.plain_plan});
     std::mt19937 rng(42);
     std::normal_distribution<float> normal(0.f, 1.f);
     // A few input sets to rotate; the given files are the same in each.

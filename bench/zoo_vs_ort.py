@@ -16,9 +16,12 @@ W8A8 where the CPU has VNNI, else W7A8) against ONNX Runtime's quantize_static m
 per-channel int8 weights, uint8 activations, MinMax calibrated on the 20 ImageNet images),
 batch 1 and 32, interleaved the same way; each side's int8 time is also given over its own
 fp32 time.
+--baseline-build DIR: a second build's bench_fp32 (say, of the commit before a change) runs in
+the same rounds, between bitplan and ORT, for a before/after comparison on a shared machine.
 
   .venv-zoo/bin/python bench/zoo_vs_ort.py [--build build] [--threads 2] [--seconds 3]
       [--rounds 2] [--models mobilenet_v2,...] [--batches 1,32] [--int8] [--json out.json]
+      [--baseline-build DIR]
 (.venv-zoo is the venv tools/fetch_models.py makes; it has onnxruntime and numpy.)
 """
 import argparse
@@ -200,6 +203,8 @@ def main():
     parser.add_argument("--batches", default="1,32")
     parser.add_argument("--int8", action="store_true", help="also the CNNs' INT8 paths (see above)")
     parser.add_argument("--json", default=None, help="write the results here too")
+    parser.add_argument("--baseline-build", default=None,
+                        help="another build whose bench_fp32 runs in the same rounds (before/after)")
     args = parser.parse_args()
     build = Path(args.build)
     results = []
@@ -227,16 +232,24 @@ def main():
                   ", ".join(f"{k} {v:.3g}" for k, v in row["parity"].items()))
             for batch in (int(b) for b in args.batches.split(",")):
                 feed, feed_files = speed_inputs(kind, session, batch, seq, recorded, work)
-                ours_ms, theirs_ms = [], []
+                ours_ms, theirs_ms, baseline_ms = [], [], []
                 for _ in range(args.rounds):
                     ours_ms.append(bitplan_run(build, path, batch, args.threads, args.seconds, feed_files)["median_ms"])
+                    if args.baseline_build:
+                        baseline_ms.append(bitplan_run(Path(args.baseline_build), path, batch, args.threads,
+                                                       args.seconds, feed_files)["median_ms"])
                     theirs_ms.append(ort_median_ms(session, feed, args.seconds))
                 entry = {"batch": batch, "seq": seq, "bitplan_ms": float(np.median(ours_ms)),
                          "ort_ms": float(np.median(theirs_ms))}
                 entry["ratio"] = entry["bitplan_ms"] / entry["ort_ms"]
+                baseline = ""
+                if baseline_ms:
+                    entry["baseline_ms"] = float(np.median(baseline_ms))
+                    entry["baseline_ratio"] = entry["baseline_ms"] / entry["ort_ms"]
+                    baseline = f" (baseline {entry['baseline_ms']:9.2f} ms, ratio {entry['baseline_ratio']:.2f})"
                 row["speed"].append(entry)
                 print(f"  batch {batch:>3}{f' seq {seq}' if seq else ''}: bitplan {entry['bitplan_ms']:9.2f} ms, "
-                      f"ORT {entry['ort_ms']:9.2f} ms, ratio {entry['ratio']:.2f}")
+                      f"ORT {entry['ort_ms']:9.2f} ms, ratio {entry['ratio']:.2f}{baseline}")
             if args.int8 and kind == "cnn":
                 row["int8"] = int8_rows(build, model, path, args.threads, args.seconds, args.rounds,
                                         [int(b) for b in args.batches.split(",")], work)

@@ -6,9 +6,12 @@
 
 #include <algorithm>
 #include <map>
+#include <optional>
 #include <set>
 
 #include "core/checked.hpp"
+#include "executor/quant/simulate.hpp"
+#include "ir/passes.hpp"
 
 namespace bitplan {
 namespace {
@@ -69,7 +72,17 @@ namespace {
 
 ExecutionPlan::~ExecutionPlan() = default;
 
-ExecutionPlan::ExecutionPlan(const Graph& graph, const PlanOptions& options) : options_(options) {
+ExecutionPlan::ExecutionPlan(const Graph& source, const PlanOptions& options) : options_(options) {
+  std::optional<Graph> rewritten;
+  if (options.channels_last_convs || options.matmul_epilogues) {
+    rewritten = source;
+    if (options.matmul_epilogues) {
+      std::vector<std::string> notes;
+      fuse_matmul_epilogues(*rewritten, notes);
+    }
+    if (options.channels_last_convs) keep_channels_last(*rewritten, true);
+  }
+  const Graph& graph = rewritten ? *rewritten : source;
   check_supported(graph);
   if (options.batch < 1)
     fail(ErrorKind::usage, "building a plan: batch {} must be >= 1", options.batch);

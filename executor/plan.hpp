@@ -23,6 +23,16 @@ struct PlanOptions {
   // A free dimension anywhere else has no value here; it must be bound before planning
   // (bind_input_shapes, bind_input_to_samples), or the plan fails naming it.
   std::int64_t batch = 1;
+  // Keep fp32 convolutions' activations channels-last between them (keep_channels_last,
+  // executor/quant/simulate.hpp): no layout reorder around each convolution, and a residual
+  // Add (+ ReLU) after one becomes its post-op. The plan's steps then no longer match the
+  // graph's nodes one to one and a fused convolution's own output tensor disappears, so
+  // plans that observe intermediate tensors or report per-node steps leave it off; the
+  // graph outputs are the same up to float rounding.
+  bool channels_last_convs = false;
+  // Fold a MatMul's scalar scale, constant bias and Gelu into it (fuse_matmul_epilogues,
+  // ir/passes.hpp): the same caveats as channels_last_convs.
+  bool matmul_epilogues = false;
 };
 
 // One executed node, for reports (`bitplan inspect`) and cost models.

@@ -339,6 +339,57 @@ int fuse_activations(Graph& graph, std::vector<std::string>& notes) {
   return fused;
 }
 
+int fuse_matmul_epilogues(Graph& graph, std::vector<std::string>& notes) {
+  int fused = 0;
+  std::set<std::size_t> doomed;
+  for (Node& mm : graph.nodes) {
+    if (!is_op(mm, "MatMul") || mm.inputs.size() != 2 || mm.outputs.size() != 1 ||
+        !mm.attrs.empty())
+      continue;
+    const Tensor* b = graph.initializer(mm.inputs[1]);
+    // Stage 0: scale, 1: bias, 2: activation; each folds only after the ones before it.
+    for (int stage = 0; stage < 3;) {
+      auto next = sole_consumer(graph, mm.outputs[0]);
+      if (!next || doomed.count(*next)) break;
+      const Node& op = graph.nodes[*next];
+      auto other = other_input(op, mm.outputs[0]);
+      bool folded = false;
+      if (stage == 0 && other && (is_op(op, "Div") || is_op(op, "Mul"))) {
+        if (auto v = scalar_initializer(graph, *other); v && *v != 0.f && std::isfinite(*v)) {
+          mm.attrs["bitplan_alpha"] = is_op(op, "Div") ? 1.f / *v : *v;
+          folded = true;
+          stage = 1;  // no bias after a scale: oneDNN would scale the bias too
+        }
+      } else if (stage <= 1 && other && is_op(op, "Add") && b && b->rank() == 2) {
+        const Tensor* bias = graph.initializer(*other);
+        if (bias && bias->dtype() == DType::f32 && bias->rank() >= 1 &&
+            bias->dims().back() == b->dims()[1] && bias->numel() == b->dims()[1]) {
+          mm.inputs.push_back(*other);
+          mm.attrs["bitplan_fused_bias"] = std::int64_t{1};
+          folded = true;
+          stage = 1;
+        }
+      } else if (is_op(op, "Gelu") && op.inputs.size() == 1) {
+        const std::string approx = op.attr_string("approximate", "none");
+        if (approx == "none" || approx == "tanh") {
+          mm.attrs["bitplan_activation"] = std::string(approx == "none" ? "Gelu" : "GeluTanh");
+          folded = true;
+          stage = 2;
+        }
+      }
+      if (!folded) break;
+      notes.push_back(fmt::format("fused {} '{}' into MatMul '{}'", op.op_type, op.name, mm.name));
+      mm.outputs[0] = op.outputs[0];
+      doomed.insert(*next);
+      ++fused;
+      ++stage;
+    }
+  }
+  erase_nodes(graph, doomed);
+  remove_dead_nodes(graph);
+  return fused;
+}
+
 SimplifyReport simplify(Graph& graph) {
   SimplifyReport report;
   report.removed_identity = remove_identities(graph);

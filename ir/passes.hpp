@@ -30,4 +30,13 @@ int fuse_gelu(Graph& graph, std::vector<std::string>& notes);
 // The layer keeps its name; the activation's output name becomes the layer's output.
 int fuse_activations(Graph& graph, std::vector<std::string>& notes);
 
+// Not part of simplify: an fp32-inference rewrite ExecutionPlan applies under
+// PlanOptions::matmul_epilogues (a quantization plan's layers must stay separate nodes).
+// Folds what follows a MatMul into the MatMul, which oneDNN applies as it writes the output:
+// a Div/Mul by a scalar constant ("bitplan_alpha"; attention's 1/sqrt(d), rounded once as
+// x * (1/d) instead of x / d), or else an Add of a constant [N] vector when B is a constant
+// [K, N] matrix (a third input, "bitplan_fused_bias"), then a Gelu ("bitplan_activation"
+// Gelu / GeluTanh). Each folded node's output name becomes the MatMul's.
+int fuse_matmul_epilogues(Graph& graph, std::vector<std::string>& notes);
+
 }  // namespace bitplan

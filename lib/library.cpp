@@ -90,10 +90,13 @@ class SampleBatch final : public Dataset {
   const std::vector<float>& values_;
 };
 
-std::vector<FloatTensor> run_on(Graph graph, const FloatTensor& input) {
+// `fp32_rewrites` (PlanOptions channels_last_convs and matmul_epilogues: faster, the same
+// outputs up to float rounding) for the fp32 model; a simulated graph keeps the plain plan
+// its calibration and searches measured.
+std::vector<FloatTensor> run_on(Graph graph, const FloatTensor& input, bool fp32_rewrites) {
   const SampleBatch samples(input, fmt::format("running '{}'", graph.name));
   bind_input_to_samples(graph, samples);
-  ExecutionPlan plan(graph, PlanOptions{samples.size()});
+  ExecutionPlan plan(graph, PlanOptions{samples.size(), fp32_rewrites, fp32_rewrites});
   Tensor batch;
   load_batch(plan, graph, samples, samples.every_index(), batch);
   const std::vector<Tensor> outputs = plan.run(std::span<const Tensor>(&batch, 1));
@@ -149,7 +152,7 @@ std::vector<std::string> Model::quantizable_layers() const {
 }
 
 std::vector<FloatTensor> Model::run(const FloatTensor& input) const {
-  return run_on(impl_->graph, input);
+  return run_on(impl_->graph, input, true);
 }
 
 QuantizationPlan::QuantizationPlan(std::shared_ptr<const Impl> impl) : impl_(std::move(impl)) {}
@@ -218,7 +221,7 @@ QuantizedModel::QuantizedModel(QuantizedModel&&) noexcept = default;
 QuantizedModel& QuantizedModel::operator=(QuantizedModel&&) noexcept = default;
 
 std::vector<FloatTensor> QuantizedModel::run(const FloatTensor& input) const {
-  return run_on(impl_->simulated, input);
+  return run_on(impl_->simulated, input, false);
 }
 
 HardwareProfile::HardwareProfile(std::shared_ptr<const Impl> impl) : impl_(std::move(impl)) {}

@@ -1,12 +1,17 @@
 // Elementwise ops: unary maps, broadcasting binary arithmetic and comparisons, Where, Cast.
 // Every kernel is a template over the element type instantiated through visit_dtype, with a
 // plain loop over a contiguous run that the compiler vectorises, parallel over rows (TBB).
+// Transcendental float32 maps (Gelu, Sigmoid, Tanh, Exp) run as oneDNN eltwise primitives
+// instead: the compiler cannot vectorise a loop over libm's erf/exp/tanh, and a scalar erf
+// made Gelu a fifth of MiniLM's time (docs/performance.md).
 #include <cmath>
 #include <limits>
+#include <optional>
 #include <type_traits>
 
 #include "executor/op_registry.hpp"
 #include "executor/ops/broadcast.hpp"
+#include "executor/ops/onednn_common.hpp"
 
 namespace bitplan {
 namespace {
@@ -29,15 +34,30 @@ class UnaryKernel final : public Kernel {
   Fn fn_;
 };
 
+// The oneDNN eltwise algorithm (with its alpha and beta) that computes a unary op on float32.
+struct VectorForm {
+  dnnl::algorithm alg;
+  float alpha = 0.f, beta = 0.f;
+};
+constexpr auto no_vector_form = [](const OpContext&) { return std::optional<VectorForm>(); };
+
 // Registers a unary op over floating-point inputs. `make` receives the node and returns the
-// element function (a generic lambda), so attributes are read once at plan time.
-template <typename Make>
-void add_unary_float(OpRegistry& r, std::string name, Make make) {
-  r.add(std::move(name), [make](const OpContext& ctx) {
+// element function (a generic lambda), so attributes are read once at plan time. `vector`
+// returns the op's oneDNN form, which float32 inputs run with when oneDNN implements it;
+// `make`'s function is the scalar fallback and the reference the unit tests compare with.
+template <typename Make, typename Vector = decltype(no_vector_form)>
+void add_unary_float(OpRegistry& r, std::string name, Make make, Vector vector = no_vector_form) {
+  r.add(std::move(name), [make, vector](const OpContext& ctx) {
     const ValueMeta& x = ctx.input(0);
     OpBuild b;
     b.outputs.push_back({x.dtype, x.dims, {}});
     auto fn = make(ctx);
+    if (x.dtype == DType::f32) {
+      if (const std::optional<VectorForm> form = vector(ctx)) {
+        b.kernel = onednn::eltwise_kernel(product(x.dims), form->alg, form->alpha, form->beta);
+        if (b.kernel) return b;
+      }
+    }
     if (x.dtype == DType::f32)
       b.kernel = std::make_unique<UnaryKernel<float, decltype(fn)>>(fn);
     else if (x.dtype == DType::f64)
@@ -95,10 +115,16 @@ std::pair<double, double> clip_bounds(const OpContext& ctx) {
 void register_unary(OpRegistry& r) {
   auto plain = [](auto fn) { return [fn](const OpContext&) { return fn; }; };
   add_unary_float(r, "Relu", plain([](auto x) { return x > 0 ? x : decltype(x)(0); }));
+  auto vector = [](dnnl::algorithm alg) {
+    return [alg](const OpContext&) { return std::optional<VectorForm>(VectorForm{alg}); };
+  };
   add_unary_float(r, "Sigmoid",
-                  plain([](auto x) { return decltype(x)(1) / (decltype(x)(1) + std::exp(-x)); }));
-  add_unary_float(r, "Tanh", plain([](auto x) { return std::tanh(x); }));
-  add_unary_float(r, "Exp", plain([](auto x) { return std::exp(x); }));
+                  plain([](auto x) { return decltype(x)(1) / (decltype(x)(1) + std::exp(-x)); }),
+                  vector(dnnl::algorithm::eltwise_logistic));
+  add_unary_float(r, "Tanh", plain([](auto x) { return std::tanh(x); }),
+                  vector(dnnl::algorithm::eltwise_tanh));
+  add_unary_float(r, "Exp", plain([](auto x) { return std::exp(x); }),
+                  vector(dnnl::algorithm::eltwise_exp));
   add_unary_float(r, "Log", plain([](auto x) { return std::log(x); }));
   add_unary_float(r, "Sqrt", plain([](auto x) { return std::sqrt(x); }));
   add_unary_float(r, "Erf", plain([](auto x) { return std::erf(x); }));
@@ -153,13 +179,21 @@ void register_unary(OpRegistry& r) {
     return [alpha](auto x) { return x > static_cast<decltype(x)>(alpha) ? x : decltype(x)(0); };
   });
   // Gelu (opset 20 semantics; also what bitplan's importer fuses decomposed GELUs into).
-  add_unary_float(r, "Gelu", [](const OpContext& ctx) {
-    const std::string approx = ctx.node().attr_string("approximate", "none");
-    if (approx != "none" && approx != "tanh")
-      ctx.invalid("approximate '{}' must be 'none' or 'tanh'", approx);
-    const bool tanh = approx == "tanh";
-    return [tanh](auto x) { return tanh ? gelu_tanh(x) : gelu_exact(x); };
-  });
+  add_unary_float(
+      r, "Gelu",
+      [](const OpContext& ctx) {
+        const std::string approx = ctx.node().attr_string("approximate", "none");
+        if (approx != "none" && approx != "tanh")
+          ctx.invalid("approximate '{}' must be 'none' or 'tanh'", approx);
+        const bool tanh = approx == "tanh";
+        return [tanh](auto x) { return tanh ? gelu_tanh(x) : gelu_exact(x); };
+      },
+      [](const OpContext& ctx) {
+        return std::optional<VectorForm>(
+            VectorForm{ctx.node().attr_string("approximate", "none") == "tanh"
+                           ? dnnl::algorithm::eltwise_gelu_tanh
+                           : dnnl::algorithm::eltwise_gelu_erf});
+      });
   r.add("Clip", [](const OpContext& ctx) {
     const ValueMeta& x = ctx.input(0);
     // Not a structured binding: clang 14 (the fuzz preset) cannot capture one in a lambda.

@@ -6,6 +6,7 @@
 // build) uses the OpenMP runtime; see core/parallel.hpp for how that shares the cores.
 #include <dnnl.hpp>
 
+#include <optional>
 #include <unordered_map>
 
 #include "executor/op_registry.hpp"
@@ -232,7 +233,22 @@ OpBuild build_conv(const OpContext& ctx, bool transposed) {
   const auto compute_type = compute == "bf16" ? memory::data_type::bf16 : memory::data_type::f32;
   const memory::desc w_any =
       const_w ? memory::desc(to_dnnl(wdims), compute_type, tag::any) : w_plain;
-  const memory::desc src_md = plain_desc(x.dims), dst_md = plain_desc(out_dims);
+  // Channels-last input and output (keep_channels_last with float convolutions, set by
+  // PlanOptions::channels_last_convs): the tensor between two such convolutions stays NHWC,
+  // which oneDNN's AVX2/AVX-512 direct, 1x1 and depthwise kernels read and write as fast as
+  // their blocked layouts, so the reorders in and out disappear.
+  const bool input_cl = ctx.node().attr_int("input_channels_last", 0) != 0;
+  const bool output_cl = ctx.node().attr_int("output_channels_last", 0) != 0;
+  if ((input_cl || output_cl) && (transposed || rank != 4 || compute != "f32"))
+    ctx.invalid("channels-last activations take a float32 2-D Conv");
+  // Only 2-D convolutions have an NHWC tag (oneDNN refuses it for other ranks).
+  const auto nhwc = [rank](const Dims& dims) {
+    return rank == 4 ? memory::desc(to_dnnl(dims), memory::data_type::f32, tag::nhwc)
+                     : memory::desc();
+  };
+  const memory::desc nhwc_src = nhwc(x.dims), nhwc_dst = nhwc(out_dims);
+  const memory::desc src_md = input_cl ? nhwc_src : plain_desc(x.dims);
+  const memory::desc dst_md = output_cl ? nhwc_dst : plain_desc(out_dims);
   // Activations: let oneDNN choose (blocked) layouts; the kernel reorders at its edges.
   const memory::desc src_any(to_dnnl(x.dims), compute_type, tag::any);
   const memory::desc dst_any(to_dnnl(out_dims), memory::data_type::f32, tag::any);
@@ -242,23 +258,59 @@ OpBuild build_conv(const OpContext& ctx, bool transposed) {
   for (auto& d : dil) d -= 1;  // oneDNN counts dilation from 0
 
   std::unordered_map<int, memory> constants;
+  std::vector<DnnlKernel::Binding> runtime;
   dnnl::post_ops post_ops;
   append_fused_epilogue(ctx, out_dims.size(), post_ops, constants);
+  // A residual Add (input 3) and the ReLU after it, fused by keep_channels_last:
+  // dst = relu(epilogue(conv(x)) + residual), in the operations of the separate ops.
+  if (ctx.has_input(3)) {
+    const ValueMeta& residual = ctx.input(3);
+    if (residual.dtype != DType::f32 || residual.dims != out_dims || !output_cl)
+      ctx.invalid(
+          "the fused residual {} {} must be float32 of the output's dims {}, with a "
+          "channels-last output",
+          dtype_name(residual.dtype), to_string(residual.dims), to_string(out_dims));
+    runtime.push_back({DNNL_ARG_ATTR_MULTIPLE_POST_OP(post_ops.len()) | DNNL_ARG_SRC_1, 3,
+                       memory(nhwc_dst, cpu_engine(), DNNL_MEMORY_NONE)});
+    post_ops.append_binary(dnnl::algorithm::binary_add, nhwc_dst);
+    if (ctx.node().attr_string("residual_activation", "") == "Relu")
+      post_ops.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, 0.f, 0.f);
+  }
   dnnl::primitive_attr attr;
   attr.set_post_ops(post_ops);
   dnnl::primitive prim;
   memory::desc w_final, src_final, dst_final;
   create_or_explain(ctx, transposed ? "deconvolution" : "convolution", [&] {
     if (!transposed) {
-      dnnl::convolution_forward::desc d(dnnl::prop_kind::forward_inference,
-                                        dnnl::algorithm::convolution_direct, src_any, w_any,
-                                        bias_md, dst_any, to_dnnl(g.strides), to_dnnl(dil),
-                                        to_dnnl(g.pads_begin), to_dnnl(g.pads_end));
-      dnnl::convolution_forward::primitive_desc pd(d, attr, cpu_engine());
-      w_final = pd.weights_desc();
-      src_final = pd.src_desc();
-      dst_final = pd.dst_desc();
-      prim = dnnl::convolution_forward(pd);
+      auto make = [&](const memory::desc& src, const memory::desc& dst) {
+        dnnl::convolution_forward::desc d(dnnl::prop_kind::forward_inference,
+                                          dnnl::algorithm::convolution_direct, src, w_any, bias_md,
+                                          dst, to_dnnl(g.strides), to_dnnl(dil),
+                                          to_dnnl(g.pads_begin), to_dnnl(g.pads_end));
+        return dnnl::convolution_forward::primitive_desc(d, attr, cpu_engine());
+      };
+      // Channels-last sides are asked for as such, the other side NHWC too where oneDNN
+      // takes it (one reorder at the plain side instead of two), else its own choice; where
+      // oneDNN has only its reference kernel (or none) for these, the blocked layouts it
+      // picks and the reorders win.
+      std::vector<std::pair<memory::desc, memory::desc>> layouts;
+      if (input_cl || output_cl) layouts.emplace_back(nhwc_src, nhwc_dst);
+      if (input_cl && !output_cl) layouts.emplace_back(nhwc_src, dst_any);
+      if (output_cl && !input_cl) layouts.emplace_back(src_any, nhwc_dst);
+      std::optional<dnnl::convolution_forward::primitive_desc> pd;
+      for (const auto& [src, dst] : layouts) {
+        try {
+          pd = make(src, dst);
+          if (std::string(pd->impl_info_str()).rfind("ref", 0) != 0) break;
+        } catch (const dnnl::error&) {
+        }
+        pd.reset();
+      }
+      if (!pd) pd = make(src_any, dst_any);
+      w_final = pd->weights_desc();
+      src_final = pd->src_desc();
+      dst_final = pd->dst_desc();
+      prim = dnnl::convolution_forward(*pd);
     } else {
       dnnl::deconvolution_forward::desc d(dnnl::prop_kind::forward_inference,
                                           dnnl::algorithm::deconvolution_direct, src_any, w_any,
@@ -273,7 +325,6 @@ OpBuild build_conv(const OpContext& ctx, bool transposed) {
     return 0;
   });
   if (const_w) constants[DNNL_ARG_WEIGHTS] = reorder_constant(*w.constant, w_plain, w_final);
-  std::vector<DnnlKernel::Binding> runtime;
   if (has_bias) {
     if (ctx.input(2).constant)
       constants[DNNL_ARG_BIAS] = reorder_constant(*ctx.input(2).constant, bias_md, bias_md);
@@ -448,6 +499,18 @@ OpBuild build_matmul(const OpContext& ctx) {
   spec.a = plain_desc(ad);
   spec.b = plain_desc(bd);
   spec.c = plain_desc(cd);
+  // What fuse_matmul_epilogues (ir/passes.hpp) folded in: a scale, a bias of N values.
+  spec.alpha = ctx.node().attr_float("bitplan_alpha", 1.f);
+  if (ctx.node().attr_int("bitplan_fused_bias", 0) != 0) {
+    const std::int64_t n = cd[rank - 1];
+    if (!ctx.has_input(2) || ctx.input(2).dtype != DType::f32 || product(ctx.input(2).dims) != n ||
+        b_vec)
+      ctx.invalid("the fused bias must be {} float32 values for a matrix B", n);
+    Dims bias_dims(rank, 1);
+    bias_dims[rank - 1] = n;
+    spec.bias = plain_desc(bias_dims);
+    spec.bias_input = 2;
+  }
   Dims out = cd;
   if (b_vec) out.pop_back();
   if (a_vec) out.erase(out.end() - (b_vec ? 1 : 2));

@@ -29,6 +29,56 @@ memory reorder_constant(const Tensor& value, const memory::desc& plain,
   return dst;
 }
 
+namespace {
+
+// A primitive whose only arguments are one plain float32 source and a destination of the
+// same shape: a run binds the two pointers and executes.
+class SrcDstKernel final : public Kernel {
+ public:
+  SrcDstKernel(dnnl::primitive prim, const memory::desc& md)
+      : prim_(std::move(prim)),
+        src_(md, cpu_engine(), DNNL_MEMORY_NONE),
+        dst_(md, cpu_engine(), DNNL_MEMORY_NONE) {}
+  void run(std::span<const Tensor> in, std::span<Tensor> out) override {
+    src_.set_data_handle(const_cast<void*>(in[0].raw()));
+    dst_.set_data_handle(out[0].raw());
+    prim_.execute(cpu_stream(), {{DNNL_ARG_SRC, src_}, {DNNL_ARG_DST, dst_}});
+    cpu_stream().wait();
+  }
+
+ private:
+  dnnl::primitive prim_;
+  memory src_, dst_;
+};
+
+}  // namespace
+
+std::unique_ptr<Kernel> eltwise_kernel(std::int64_t count, dnnl::algorithm alg, float alpha,
+                                       float beta) {
+  if (count < 1) return nullptr;
+  const memory::desc md = plain_desc({count});
+  try {
+    const dnnl::eltwise_forward::desc desc(dnnl::prop_kind::forward_inference, alg, md, alpha,
+                                           beta);
+    const dnnl::eltwise_forward::primitive_desc pd(desc, cpu_engine());
+    return std::make_unique<SrcDstKernel>(dnnl::eltwise_forward(pd), md);
+  } catch (const dnnl::error&) {
+    return nullptr;  // the caller's scalar loop runs instead
+  }
+}
+
+std::unique_ptr<Kernel> softmax_kernel(std::int64_t rows, std::int64_t n) {
+  if (rows < 1 || n < 1) return nullptr;
+  const memory::desc md = plain_desc({rows, n});
+  try {
+    const dnnl::softmax_forward::primitive_desc pd({dnnl::prop_kind::forward_inference, md, 1},
+                                                   cpu_engine());
+    return std::make_unique<SrcDstKernel>(dnnl::softmax_forward(pd), md);
+  } catch (const dnnl::error&) {
+    return nullptr;  // the caller's scalar loop runs instead
+  }
+}
+
 void append_scalar_binary(dnnl::algorithm alg, float value, std::size_t dst_rank,
                           dnnl::post_ops& po, std::unordered_map<int, memory>& args) {
   const memory::desc scalar_md(memory::dims(dst_rank, 1), memory::data_type::f32,
@@ -48,8 +98,12 @@ void append_fused_epilogue(const OpContext& ctx, std::size_t dst_rank, dnnl::pos
   else if (act == "Clip")
     po.append_eltwise(1.f, dnnl::algorithm::eltwise_clip, node.attr_float("bitplan_clip_min", 0.f),
                       node.attr_float("bitplan_clip_max", 6.f));
+  else if (act == "Gelu" || act == "GeluTanh")  // fp32 MatMuls (fuse_matmul_epilogues)
+    po.append_eltwise(
+        1.f, act == "Gelu" ? dnnl::algorithm::eltwise_gelu_erf : dnnl::algorithm::eltwise_gelu_tanh,
+        0.f, 0.f);
   else if (!act.empty())
-    ctx.invalid("fused activation '{}' is not Relu or Clip", act);
+    ctx.invalid("fused activation '{}' is not Relu, Clip, Gelu or GeluTanh", act);
 
   if (!node.has_attr("bitplan_output_scale")) return;
   // The simulation's integer fake quantization of this output (the next layer's input),

@@ -8,6 +8,7 @@
 #include <fmt/ranges.h>
 
 #include <initializer_list>
+#include <memory>
 #include <unordered_map>
 
 #include "core/checked.hpp"
@@ -68,5 +69,18 @@ void append_scalar_binary(dnnl::algorithm alg, float value, std::size_t dst_rank
 // Constant post-op operands are added to `args`; `dst_rank` is the output's rank.
 void append_fused_epilogue(const OpContext& ctx, std::size_t dst_rank, dnnl::post_ops& post_ops,
                            std::unordered_map<int, dnnl::memory>& args);
+
+// Vectorised float32 kernels for the ops bitplan otherwise runs as scalar loops over libm
+// (std::erf, std::exp): oneDNN's JIT eltwise and softmax, created once at plan time for the
+// planned shape. Each returns nullptr where oneDNN has no implementation (an empty tensor, an
+// ISA without one), and the caller keeps its scalar loop; the unit tests
+// (tests/unit/executor_vector_ops.cpp) bound their error against that scalar reference.
+//
+// `dst = alg(src)` elementwise over `count` float32 values (dnnl::eltwise_forward with
+// oneDNN's alpha/beta parameters).
+std::unique_ptr<Kernel> eltwise_kernel(std::int64_t count, dnnl::algorithm alg, float alpha = 0.f,
+                                       float beta = 0.f);
+// Softmax over each row of a row-major [rows, n] float32 tensor.
+std::unique_ptr<Kernel> softmax_kernel(std::int64_t rows, std::int64_t n);
 
 }  // namespace bitplan::onednn

@@ -648,9 +648,14 @@ Graph QuantSimulator::build(const QuantPlan& plan, bool fuse) {
   return g;
 }
 
-int keep_channels_last(Graph& g) {
-  const auto is_conv = [](const Node& n) {
-    return n.domain == "bitplan" && n.op_type == "Int8Conv";
+int keep_channels_last(Graph& g, bool float_convs) {
+  // fp32 Convs qualify with constant weights (the only kind build_conv reorders) and float32
+  // compute; the 2-D ones alone, the shapes measured to gain (docs/performance.md).
+  const auto is_conv = [&g, float_convs](const Node& n) {
+    if (n.domain == "bitplan" && n.op_type == "Int8Conv") return true;
+    return float_convs && n.domain.empty() && n.op_type == "Conv" && n.inputs.size() >= 2 &&
+           g.initializers.count(n.inputs[1]) && g.initializers.at(n.inputs[1]).rank() == 4 &&
+           n.attr_string("bitplan_compute", "f32") == "f32";
   };
   std::set<std::string> graph_outputs;
   for (const auto& v : g.outputs) graph_outputs.insert(v.name);
@@ -756,7 +761,10 @@ int keep_channels_last(Graph& g) {
     for (std::size_t i = 0; i < 2; ++i) {
       Node* conv = producer.count(add.inputs[i]) ? producer[add.inputs[i]] : nullptr;
       const std::string& residual = add.inputs[1 - i];
-      if (!conv || !sources.count(conv) || conv->inputs.size() > 3 || residual == add.inputs[i] ||
+      // By attribute, not by `sources`: inserting the conversions above may have moved the
+      // nodes, leaving those pointers stale.
+      if (!conv || !is_conv(*conv) || conv->attr_int("output_channels_last", 0) == 0 ||
+          conv->inputs.size() > 3 || residual == add.inputs[i] ||
           single_reader(add.inputs[i]) != &add)
         continue;
       conv->inputs.resize(4);

@@ -158,8 +158,10 @@ int chain_int8_layers(Graph& graph);
 // shape (a ResNet's residual Add and ReLU); a reader needing plain NCHW gets a
 // bitplan::ChannelsLastToPlain node in front. This removes the layout reorders around every
 // integer convolution. Returns how many tensors stay channels-last. build_int8 applies it
-// after chain_int8_layers.
-int keep_channels_last(Graph& graph);
+// after chain_int8_layers. With `float_convs`, fp32 2-D Convs with constant weights take part
+// too (executor/ops/onednn.cpp reads the same attributes): ExecutionPlan applies it for
+// PlanOptions::channels_last_convs.
+int keep_channels_last(Graph& graph, bool float_convs = false);
 
 // Runs `graph` over the samples `indices` of `dataset` in batches of `batch` and hands
 // `observe` the values of `tensors` (activation names, in that order) for each batch: the
