@@ -36,8 +36,10 @@ import subprocess
 import sys
 import tempfile
 import time
-import traceback
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from peers_common import ort_session, refusal  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 ZOO = REPO / "models" / "zoo"
@@ -96,11 +98,7 @@ def main():
                 "python": sys.version.split()[0]}
 
     def session(path):
-        o = ort.SessionOptions()
-        o.intra_op_num_threads = args.threads
-        o.inter_op_num_threads = 1
-        o.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        return ort.InferenceSession(str(path), o, providers=["CPUExecutionProvider"])
+        return ort_session(path, args.threads)
 
     def logits_of(path, x):
         s = session(path)
@@ -144,12 +142,8 @@ def main():
                     row["quant_seconds"] = time.perf_counter() - t0
                 row["agreement"], row["kl"] = fidelity(ref, logits_of(path, x))
                 print(f"#   agreement {row['agreement']:.3f}, KL {row['kl']:.4f}", file=sys.stderr)
-            except Exception as e:  # a refusal or a failure is a result: print it
-                msg = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
-                row["note"] = ("refused/failed: " + msg)[:300]
-                print(f"#   {row['note']}", file=sys.stderr)
-                if os.environ.get("PEERS_TRACEBACK"):
-                    traceback.print_exc()
+            except Exception as e:  # a refusal or a failure is a result
+                row["note"] = refusal(e)
             rows.append(row)
 
         if "ort" in only:

@@ -44,11 +44,10 @@ import subprocess
 import sys
 import tempfile
 import time
-import traceback
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from peers_methods import select_indices  # noqa: E402  (bitplan's calibration selection)
+from peers_common import ort_session, refusal, select_indices  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 ZOO = REPO / "models" / "zoo"
@@ -106,19 +105,12 @@ def main():
     calib = [{"input_ids": calib_all[i:i + 1]}
              for i in select_indices(CALIB_COUNT, CALIB_SEED, calib_all.shape[0])]
 
-    def session(path):
-        o = ort.SessionOptions()
-        o.intra_op_num_threads = args.threads
-        o.inter_op_num_threads = 1
-        o.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        return ort.InferenceSession(str(path), o, providers=["CPUExecutionProvider"])
-
     ref_logps = []
 
     def score(path, reference=False):
         """(perplexity, mean KL to fp32) of the model at `path` on the evaluation windows, one
         window a run (a batch of 16 would hold 400 MB of logits)."""
-        s = session(path)
+        s = ort_session(path, args.threads)
         nll = kl = 0.0
         positions = 0
         for w in range(windows.shape[0]):
@@ -154,12 +146,8 @@ def main():
             row["quant_seconds"], row["note"] = seconds, note
             row["perplexity"], row["kl"] = score(path)
             path.unlink()  # 100-500 MB each
-        except Exception as e:  # a refusal or a failure is a result: print it, do not fake one
-            msg = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
-            row["note"] = ("refused/failed: " + msg)[:300]
-            print(f"#   {row['note']}", file=sys.stderr)
-            if os.environ.get("PEERS_TRACEBACK"):
-                traceback.print_exc()
+        except Exception as e:  # a refusal or a failure is a result
+            row["note"] = refusal(e)
         rows.append(row)
         if row["perplexity"] is not None:
             print(f"#   perplexity {row['perplexity']:.3f}, KL {row['kl']:.4f}, "

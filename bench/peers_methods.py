@@ -52,8 +52,10 @@ import subprocess
 import sys
 import tempfile
 import time
-import traceback
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from peers_common import ort_session, refusal, select_indices  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 ZOO = REPO / "models" / "zoo"
@@ -74,35 +76,6 @@ def check_files():
             print(f"peers_methods: {f.relative_to(REPO)} is missing (tools/fetch_models.py "
                   "builds the zoo model and its data); skipped", file=sys.stderr)
             sys.exit(77)
-
-
-def select_indices(count, seed, size):
-    """bitplan's data/dataset.cpp select_indices (offset 0): the first `count` positions of
-    the identity (seed 0) or of a splitmix64 Fisher-Yates shuffle (seed != 0)."""
-    order = list(range(size))
-    if seed != 0:
-        mask = (1 << 64) - 1
-        state = seed & mask
-
-        def next_u64():
-            nonlocal state
-            state = (state + 0x9E3779B97F4A7C15) & mask
-            z = state
-            z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
-            z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
-            return z ^ (z >> 31)
-
-        def below(bound):
-            threshold = ((1 << 64) - bound) % bound
-            while True:
-                r = next_u64()
-                if r >= threshold:
-                    return r % bound
-
-        for i in range(size - 1, 0, -1):
-            j = below(i + 1)
-            order[i], order[j] = order[j], order[i]
-    return order[:count]
 
 
 def row_cosines(ref, cand):
@@ -146,17 +119,8 @@ def main():
     calib_idx = select_indices(CALIB_COUNT, CALIB_SEED, n_calib)
     calib = [{k: v[i:i + 1] for k, v in calib_all.items()} for i in calib_idx]
 
-    def session(path, optimize=True):
-        o = ort.SessionOptions()
-        if not optimize:  # QDQ stays DequantizeLinear -> float op: the grid without the kernels
-            o.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-        o.intra_op_num_threads = args.threads
-        o.inter_op_num_threads = 1
-        o.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        return ort.InferenceSession(str(path), o, providers=["CPUExecutionProvider"])
-
     def embed(path, optimize=True):
-        s = session(path, optimize)
+        s = ort_session(path, args.threads, optimize)
         n = next(iter(evals.values())).shape[0]
         out = [s.run(["sentence_embedding"], {k: v[i:i + EVAL_BATCH] for k, v in evals.items()})[0]
                for i in range(0, n, EVAL_BATCH)]
@@ -187,12 +151,8 @@ def main():
             row["cosine_mean"], row["cosine_worst"] = row_cosines(ref, emb)
             row["_emb"] = emb
             row["unoptimized_mean"], row["unoptimized_worst"] = row_cosines(ref, embed(path, False))
-        except Exception as e:  # a refusal or a failure is a result: print it, do not fake one
-            msg = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
-            row["note"] = ("refused/failed: " + msg)[:300]
-            print(f"#   {row['note']}", file=sys.stderr)
-            if os.environ.get("PEERS_TRACEBACK"):
-                traceback.print_exc()
+        except Exception as e:  # a refusal or a failure is a result
+            row["note"] = refusal(e)
         rows.append(row)
         if row["cosine_mean"] is not None:
             print(f"#   cosine {row['cosine_mean']:.4f} / {row['cosine_worst']:.4f}, "

@@ -88,6 +88,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "tools"))
 sys.path.insert(0, os.path.join(REPO, "bench"))
 import fixture_models as fm  # noqa: E402
+import peers_common  # noqa: E402
 from torch_peer import load_model  # noqa: E402
 import train_fixtures as tf  # noqa: E402
 
@@ -115,34 +116,10 @@ def test_set(name: str) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def select_indices(count: int, seed: int, size: int) -> list[int]:
-    """bitplan's data/dataset.cpp select_indices (offset 0): the first `count` positions of
-    the identity (seed 0) or of a splitmix64 Fisher-Yates shuffle (seed != 0)."""
+    """bitplan's calibration selection (bench/peers_common.py), with the count checked."""
     if not 0 < count <= size:
         raise ValueError(f"calibration count {count} must be in [1, {size}]")
-    order = list(range(size))
-    if seed != 0:
-        mask = (1 << 64) - 1
-        state = seed & mask
-
-        def next_u64() -> int:
-            nonlocal state
-            state = (state + 0x9E3779B97F4A7C15) & mask
-            z = state
-            z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
-            z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
-            return z ^ (z >> 31)
-
-        def below(bound: int) -> int:
-            threshold = ((1 << 64) - bound) % bound
-            while True:
-                r = next_u64()
-                if r >= threshold:
-                    return r % bound
-
-        for i in range(size - 1, 0, -1):
-            j = below(i + 1)
-            order[i], order[j] = order[j], order[i]
-    return order[:count]
+    return peers_common.select_indices(count, seed, size)
 
 
 # --------------------------------------------------------------------------------------
