@@ -3,8 +3,10 @@
 #include <cudnn.h>
 
 #include <array>
+#include <cstdio>
 
 #include "backends/cuda/check.hpp"
+#include "backends/cuda/kernels.hpp"
 
 namespace bitplan::cuda {
 namespace {
@@ -80,12 +82,6 @@ std::optional<std::string> cudnn_conv_declines(const LayerShape& shape, Precisio
            "type; fp8 convolutions need its graph API, which this backend does not use yet";
   if (p == Precision::w4a16)
     return std::string("cuDNN conv at w4a16: cuDNN has no int4 weight-only convolution");
-  if (shape.pad_top != shape.pad_bottom || shape.pad_left != shape.pad_right)
-    return "cuDNN conv with padding p" + std::to_string(shape.pad_top) + "x" +
-           std::to_string(shape.pad_left) + "x" + std::to_string(shape.pad_bottom) + "x" +
-           std::to_string(shape.pad_right) +
-           ": cudnnSetConvolution2dDescriptor takes one pad per dimension (top == bottom, "
-           "left == right)";
   if (p == Precision::int8 && ((shape.c / shape.groups) % 4 != 0 || shape.k % 4 != 0))
     return "cuDNN int8 conv with " + std::to_string(shape.c / shape.groups) +
            " input channels per group and k=" + std::to_string(shape.k) +
@@ -106,6 +102,13 @@ struct CudnnConv::Plan {
   cudnnConvolutionDescriptor_t conv = nullptr;
   cudnnConvolutionFwdAlgo_t algo{};
   DeviceBuffer workspace;
+  // Asymmetric padding (TF "SAME" at stride 2: one row and column after, none before):
+  // cudnnSetConvolution2dDescriptor takes one pad per dimension, so the input is copied into
+  // a zero-bordered buffer and cuDNN runs the unpadded conv on it.
+  std::optional<LayerShape> explicit_pad;
+  DeviceBuffer padded_input;
+  std::size_t input_element_bytes = 0;
+  cudaStream_t stream = nullptr;
   std::size_t output_bytes = 0;
   std::string description;
 
@@ -124,32 +127,43 @@ CudnnConv::CudnnConv(const GpuContext& gpu, const LayerShape& s, Precision preci
   Plan& p = *plan_;
   p.handle = handle_of(gpu);
   p.output_bytes = t.output == CUDNN_DATA_FLOAT ? 4 : 2;
+  p.input_element_bytes = t.data == CUDNN_DATA_INT8 ? 1 : t.data == CUDNN_DATA_FLOAT ? 4 : 2;
+  p.stream = gpu.stream();
+  // The shape cuDNN is asked for: `s` itself, or its explicitly padded input with no padding.
+  LayerShape c = s;
+  if (s.pad_top != s.pad_bottom || s.pad_left != s.pad_right) {
+    p.explicit_pad = s;
+    c.h += s.pad_top + s.pad_bottom;
+    c.w += s.pad_left + s.pad_right;
+    c.pad_top = c.pad_bottom = c.pad_left = c.pad_right = 0;
+    p.padded_input = DeviceBuffer(static_cast<std::size_t>(c.input_elements()) * p.input_element_bytes);
+  }
   const auto i = [](std::int64_t v) { return static_cast<int>(v); };
   check_cudnn(cudnnCreateTensorDescriptor(&p.x), "creating a cuDNN tensor descriptor");
   check_cudnn(cudnnCreateTensorDescriptor(&p.y), "creating a cuDNN tensor descriptor");
   check_cudnn(cudnnCreateFilterDescriptor(&p.w), "creating a cuDNN filter descriptor");
   check_cudnn(cudnnCreateConvolutionDescriptor(&p.conv), "creating a cuDNN conv descriptor");
   const std::string key = layer_key(s);
-  check_cudnn(cudnnSetTensor4dDescriptor(p.x, CUDNN_TENSOR_NHWC, t.data, i(s.batch), i(s.c), i(s.h),
-                                         i(s.w)),
+  check_cudnn(cudnnSetTensor4dDescriptor(p.x, CUDNN_TENSOR_NHWC, t.data, i(c.batch), i(c.c), i(c.h),
+                                         i(c.w)),
               "describing the input of " + key);
   check_cudnn(cudnnSetFilter4dDescriptor(p.w, t.data, CUDNN_TENSOR_NHWC, i(s.k), i(s.c / s.groups),
                                          i(s.r), i(s.s)),
               "describing the weights of " + key);
-  check_cudnn(cudnnSetConvolution2dDescriptor(p.conv, i(s.pad_top), i(s.pad_left), i(s.stride_h),
+  check_cudnn(cudnnSetConvolution2dDescriptor(p.conv, i(c.pad_top), i(c.pad_left), i(s.stride_h),
                                               i(s.stride_w), i(s.dilation_h), i(s.dilation_w),
                                               CUDNN_CROSS_CORRELATION, t.compute),
               "describing the convolution " + key);
   check_cudnn(cudnnSetConvolutionGroupCount(p.conv, i(s.groups)), "setting the groups of " + key);
   check_cudnn(cudnnSetConvolutionMathType(p.conv, t.math), "setting the math type of " + key);
-  int n = 0, c = 0, h = 0, w = 0;
-  check_cudnn(cudnnGetConvolution2dForwardOutputDim(p.conv, p.x, p.w, &n, &c, &h, &w),
+  int n = 0, k = 0, h = 0, w = 0;
+  check_cudnn(cudnnGetConvolution2dForwardOutputDim(p.conv, p.x, p.w, &n, &k, &h, &w),
               "computing the output shape of " + key);
-  if (n != s.batch || c != s.k || h != s.out_h() || w != s.out_w())
+  if (n != s.batch || k != s.k || h != s.out_h() || w != s.out_w())
     throw ProfileError("planning the cuDNN conv " + key + ": cuDNN's output shape " +
-                       std::to_string(n) + "x" + std::to_string(c) + "x" + std::to_string(h) + "x" +
+                       std::to_string(n) + "x" + std::to_string(k) + "x" + std::to_string(h) + "x" +
                        std::to_string(w) + " must equal the key's");
-  check_cudnn(cudnnSetTensor4dDescriptor(p.y, CUDNN_TENSOR_NHWC, t.output, n, c, h, w),
+  check_cudnn(cudnnSetTensor4dDescriptor(p.y, CUDNN_TENSOR_NHWC, t.output, n, k, h, w),
               "describing the output of " + key);
 
   // Once, here: cuDNN times every algorithm it has for the shape (on buffers it allocates)
@@ -181,7 +195,19 @@ CudnnConv::CudnnConv(const GpuContext& gpu, const LayerShape& s, Precision preci
                            best->mathType == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION
                        ? ", tensor ops"
                        : "") +
-                  ", workspace " + std::to_string(best->memory) + " B)";
+                  ", workspace " + std::to_string(best->memory) + " B" +
+                  (p.explicit_pad ? ", after a zero-padding copy of the input" : "") +
+                  "; cuDNN's own times:";
+  // What cudnnFind measured (one run each, its own buffers): set against the profiler's
+  // median, it tells a slow kernel from a slow call.
+  for (int a = 0, listed = 0; a < count && listed < 3; ++a) {
+    if (found[a].status != CUDNN_STATUS_SUCCESS) continue;
+    char us[32];
+    std::snprintf(us, sizeof us, "%.1f", double(found[a].time) * 1000.0);
+    p.description += std::string(listed++ ? "," : "") + " " + algorithm_name(found[a].algo) + " " +
+                     us + " us";
+  }
+  p.description += ")";
 }
 
 CudnnConv::~CudnnConv() = default;
@@ -189,6 +215,10 @@ CudnnConv::~CudnnConv() = default;
 void CudnnConv::run(const void* x, const void* w, void* y) const {
   const Plan& p = *plan_;
   const float alpha = 1.0f, beta = 0.0f;
+  if (p.explicit_pad) {
+    pad_nhwc(x, p.input_element_bytes, *p.explicit_pad, p.padded_input.get(), p.stream);
+    x = p.padded_input.get();
+  }
   check_cudnn(cudnnConvolutionForward(p.handle, &alpha, p.x, x, p.w, w, p.conv, p.algo,
                                       p.workspace.get(), p.workspace.bytes(), &beta, p.y, y),
               "running cudnnConvolutionForward");

@@ -127,6 +127,21 @@ __global__ void im2col_kernel(const T* in, LayerShape s, std::int64_t oh, std::i
   }
 }
 
+// One thread per output element, channel fastest (coalesced reads and writes).
+template <typename T>
+__global__ void pad_kernel(const T* in, LayerShape s, std::int64_t padded_h,
+                           std::int64_t padded_w, T* out) {
+  const std::int64_t total = s.batch * padded_h * padded_w * s.c;
+  for (std::int64_t i = blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x; i < total;
+       i += std::int64_t(gridDim.x) * blockDim.x) {
+    const std::int64_t c = i % s.c, x = (i / s.c) % padded_w, y = (i / (s.c * padded_w)) % padded_h;
+    const std::int64_t n = i / (s.c * padded_w * padded_h);
+    const std::int64_t iy = y - s.pad_top, ix = x - s.pad_left;
+    out[i] = (iy >= 0 && iy < s.h && ix >= 0 && ix < s.w) ? in[((n * s.h + iy) * s.w + ix) * s.c + c]
+                                                          : T(0.0f);
+  }
+}
+
 // One thread per output element, channel fastest so neighbouring threads read neighbouring
 // channels (coalesced); the r*s taps of a pixel stay in L1.
 template <typename T, typename Acc, typename Out>
@@ -270,6 +285,33 @@ void im2col_nhwc(const void* in, std::size_t element_bytes, const LayerShape& sh
                          ": must be 1, 2 or 4 bytes");
   }
   check_launch("launching im2col");
+}
+
+void pad_nhwc(const void* in, std::size_t element_bytes, const LayerShape& shape, void* out,
+              cudaStream_t stream) {
+  const std::int64_t padded_h = shape.h + shape.pad_top + shape.pad_bottom;
+  const std::int64_t padded_w = shape.w + shape.pad_left + shape.pad_right;
+  const unsigned grid = grid_for(shape.batch * padded_h * padded_w * shape.c);
+  switch (element_bytes) {
+    case 1:
+      pad_kernel<std::int8_t><<<grid, kThreads, 0, stream>>>(
+          static_cast<const std::int8_t*>(in), shape, padded_h, padded_w,
+          static_cast<std::int8_t*>(out));
+      break;
+    case 2:
+      pad_kernel<__half><<<grid, kThreads, 0, stream>>>(static_cast<const __half*>(in), shape,
+                                                        padded_h, padded_w,
+                                                        static_cast<__half*>(out));
+      break;
+    case 4:
+      pad_kernel<float><<<grid, kThreads, 0, stream>>>(static_cast<const float*>(in), shape,
+                                                       padded_h, padded_w, static_cast<float*>(out));
+      break;
+    default:
+      throw ProfileError("padding an NHWC tensor: element size " + std::to_string(element_bytes) +
+                         ": must be 1, 2 or 4 bytes");
+  }
+  check_launch("launching pad_nhwc");
 }
 
 void depthwise_conv_nhwc(const void* in, ElementType type, const void* weights,

@@ -29,6 +29,12 @@ void convert(const void* in, ElementType from, void* out, ElementType to, std::i
 void im2col_nhwc(const void* in, std::size_t element_bytes, const LayerShape& shape, void* out,
                  std::int64_t padded_k, cudaStream_t stream);
 
+// NHWC input [n][h][w][c] -> [n][h + pad_top + pad_bottom][w + pad_left + pad_right][c],
+// zeros in the border (all-zero bits: 0 in every type used here). For convolutions whose
+// padding a library takes only symmetrically (cuDNN's legacy API).
+void pad_nhwc(const void* in, std::size_t element_bytes, const LayerShape& shape, void* out,
+              cudaStream_t stream);
+
 // Depthwise convolution (groups == c == k), NHWC, weights [c][r][s] in the input type.
 // Float types accumulate in fp32 and write the input type; s8 accumulates in int32 and e4m3
 // in fp32, both writing fp16 scaled by input_scale * channel_scales[c].
