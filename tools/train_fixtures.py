@@ -26,8 +26,6 @@ import sys
 import time
 
 import numpy as np
-import onnx
-from onnx import numpy_helper
 import torch
 import torch.nn.functional as F
 from torch.onnx import symbolic_helper
@@ -266,6 +264,7 @@ def clean_onnx(model: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def export_onnx(model: torch.nn.Module, name: str, path: str, opset: int) -> onnx.ModelProto:
+    import onnx  # here, not at the top: bench/torch_ptq.py reads the datasets without onnx
     if opset not in _PAD_REGISTERED:
         torch.onnx.register_custom_op_symbolic("aten::pad", _pad_symbolic, opset)
         _PAD_REGISTERED.add(opset)
@@ -288,6 +287,9 @@ def export_onnx(model: torch.nn.Module, name: str, path: str, opset: int) -> onn
 def run_onnx(proto: onnx.ModelProto, x: torch.Tensor) -> torch.Tensor:
     """Minimal torch-backed interpreter for the ops these fixtures use; an export check
     that does not need onnxruntime."""
+    import onnx
+    from onnx import numpy_helper
+
     env = {t.name: torch.from_numpy(numpy_helper.to_array(t).copy()) for t in proto.graph.initializer}
     env[proto.graph.input[0].name] = x
 
