@@ -10,6 +10,7 @@
 #include "backends/cpu/onednn_profiler.hpp"
 #include "core/error.hpp"
 #include "search/driver_stages.hpp"
+#include "search/exact_solver.hpp"
 #include "search/results_db.hpp"
 
 namespace bitplan::search {
@@ -207,6 +208,12 @@ SearchResult run_search(const DriverInputs& in, const Progress& progress,
   }
   params.layer_features = layer_features(costs.context(), tables.table);
   auto policy = make_policy(opt.policy, result.space, params);
+  if (const auto* exact = dynamic_cast<const ExactFrontPolicy*>(policy.get());
+      exact && !exact->thinned().empty())
+    say(fmt::format(
+        "exact: the space is too big to solve exactly ({}); the plans asked come from a thinned "
+        "front, which nsga2 would improve on",
+        exact->thinned()));
 
   const PlanScorer scorer(costs, objectives, opt, result.fp32.top1, result.fp32.perplexity);
   PolicyLoopSettings loop;

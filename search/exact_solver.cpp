@@ -335,7 +335,9 @@ ExactFrontPolicy::ExactFrontPolicy(const SearchSpace& space, const PolicyParams&
     fail_input(
         "create the 'exact' policy: no per-layer cost table: it needs sensitivity (and "
         "latency and/or size) per layer and option");
-  front_ = trace_front(space, *params.costs, params.budgets);
+  TracedFront traced = trace_front_thinned(space, *params.costs, params.budgets);
+  front_ = std::move(traced.plans);
+  thinned_ = std::move(traced.thinned);
   order_ = bisection_order(front_.size());
 }
 

@@ -84,6 +84,9 @@ TracedFront trace_front_thinned(const SearchSpace& space, const LayerCostTable& 
 // The front as a policy: asks the traced plans so that the driver measures them for real,
 // spread first (the cheapest and dearest plans, then bisection of the latency-sorted list),
 // so a driver that stops early still covers the whole trade-off. Needs params.costs.
+// A space too big to solve exactly (an LLM's 211 layers x 4 options against two costs) is
+// traced thinned rather than failed: the run has already paid for every layer's
+// sensitivity by then, and thinned() says from which layer on the front is approximate.
 class ExactFrontPolicy final : public Policy {
  public:
   ExactFrontPolicy(const SearchSpace& space, const PolicyParams& params);
@@ -93,10 +96,13 @@ class ExactFrontPolicy final : public Policy {
   bool finished() const override { return next_ == order_.size(); }
 
   const std::vector<SolvedPlan>& front() const { return front_; }
+  // "" when the front is exact; else where the programme was thinned (TracedFront::thinned).
+  const std::string& thinned() const { return thinned_; }
 
  private:
   SearchSpace space_;
   std::vector<SolvedPlan> front_;
+  std::string thinned_;
   std::vector<std::size_t> order_;  // indices into front_, in asking order
   std::size_t next_ = 0;
   GenomeSet told_;  // plans the driver evaluated already: not asked again

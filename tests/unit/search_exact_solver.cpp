@@ -261,7 +261,7 @@ TEST_CASE("the exact policy asks the front spread first and each plan once") {
                        doctest::Contains("no per-layer cost table"), Error);
 }
 
-TEST_CASE("past the state limit the exact solver fails, the thinned trace and solve answer") {
+TEST_CASE("past the state limit the exact solver fails, the thinned trace, the policy and solve answer") {
   const SearchSpace space = make_space(22, 2);
   const LayerCostTable costs = test_spaces::past_the_state_limit(space);
   CHECK_THROWS_WITH_AS(trace_front(space, costs), doctest::Contains("use nsga2"), Error);
@@ -273,6 +273,13 @@ TEST_CASE("past the state limit the exact solver fails, the thinned trace and so
   // Spread over the whole trade-off: the fastest and the smallest plan survive the thinning.
   CHECK(front.plans.front().totals.latency == 0);
   CHECK(front.plans.back().totals.size == 0);
+  // The exact policy asks that thinned front instead of failing the run after its
+  // sensitivity analysis, and says where it was thinned.
+  PolicyParams params;
+  params.costs = costs;
+  const ExactFrontPolicy policy(space, params);
+  CHECK(policy.thinned() == front.thinned);
+  CHECK(policy.front().size() == front.plans.size());
   for (const std::size_t i : {std::size_t(0), front.plans.size() / 2, front.plans.size() - 1}) {
     const SolvedPlan& plan = front.plans[i];
     double latency = 0, size = 0;
