@@ -136,7 +136,8 @@ CudnnConv::CudnnConv(const GpuContext& gpu, const LayerShape& s, Precision preci
     c.h += s.pad_top + s.pad_bottom;
     c.w += s.pad_left + s.pad_right;
     c.pad_top = c.pad_bottom = c.pad_left = c.pad_right = 0;
-    p.padded_input = DeviceBuffer(static_cast<std::size_t>(c.input_elements()) * p.input_element_bytes);
+    p.padded_input =
+        DeviceBuffer(static_cast<std::size_t>(c.input_elements()) * p.input_element_bytes);
   }
   const auto i = [](std::int64_t v) { return static_cast<int>(v); };
   check_cudnn(cudnnCreateTensorDescriptor(&p.x), "creating a cuDNN tensor descriptor");
@@ -204,8 +205,8 @@ CudnnConv::CudnnConv(const GpuContext& gpu, const LayerShape& s, Precision preci
     if (found[a].status != CUDNN_STATUS_SUCCESS) continue;
     char us[32];
     std::snprintf(us, sizeof us, "%.1f", double(found[a].time) * 1000.0);
-    p.description += std::string(listed++ ? "," : "") + " " + algorithm_name(found[a].algo) + " " +
-                     us + " us";
+    p.description +=
+        std::string(listed++ ? "," : "") + " " + algorithm_name(found[a].algo) + " " + us + " us";
   }
   p.description += ")";
 }

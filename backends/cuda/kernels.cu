@@ -129,16 +129,17 @@ __global__ void im2col_kernel(const T* in, LayerShape s, std::int64_t oh, std::i
 
 // One thread per output element, channel fastest (coalesced reads and writes).
 template <typename T>
-__global__ void pad_kernel(const T* in, LayerShape s, std::int64_t padded_h,
-                           std::int64_t padded_w, T* out) {
+__global__ void pad_kernel(const T* in, LayerShape s, std::int64_t padded_h, std::int64_t padded_w,
+                           T* out) {
   const std::int64_t total = s.batch * padded_h * padded_w * s.c;
   for (std::int64_t i = blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x; i < total;
        i += std::int64_t(gridDim.x) * blockDim.x) {
     const std::int64_t c = i % s.c, x = (i / s.c) % padded_w, y = (i / (s.c * padded_w)) % padded_h;
     const std::int64_t n = i / (s.c * padded_w * padded_h);
     const std::int64_t iy = y - s.pad_top, ix = x - s.pad_left;
-    out[i] = (iy >= 0 && iy < s.h && ix >= 0 && ix < s.w) ? in[((n * s.h + iy) * s.w + ix) * s.c + c]
-                                                          : T(0.0f);
+    out[i] = (iy >= 0 && iy < s.h && ix >= 0 && ix < s.w)
+                 ? in[((n * s.h + iy) * s.w + ix) * s.c + c]
+                 : T(0.0f);
   }
 }
 
@@ -294,18 +295,17 @@ void pad_nhwc(const void* in, std::size_t element_bytes, const LayerShape& shape
   const unsigned grid = grid_for(shape.batch * padded_h * padded_w * shape.c);
   switch (element_bytes) {
     case 1:
-      pad_kernel<std::int8_t><<<grid, kThreads, 0, stream>>>(
-          static_cast<const std::int8_t*>(in), shape, padded_h, padded_w,
-          static_cast<std::int8_t*>(out));
+      pad_kernel<std::int8_t><<<grid, kThreads, 0, stream>>>(static_cast<const std::int8_t*>(in),
+                                                             shape, padded_h, padded_w,
+                                                             static_cast<std::int8_t*>(out));
       break;
     case 2:
-      pad_kernel<__half><<<grid, kThreads, 0, stream>>>(static_cast<const __half*>(in), shape,
-                                                        padded_h, padded_w,
-                                                        static_cast<__half*>(out));
+      pad_kernel<__half><<<grid, kThreads, 0, stream>>>(
+          static_cast<const __half*>(in), shape, padded_h, padded_w, static_cast<__half*>(out));
       break;
     case 4:
-      pad_kernel<float><<<grid, kThreads, 0, stream>>>(static_cast<const float*>(in), shape,
-                                                       padded_h, padded_w, static_cast<float*>(out));
+      pad_kernel<float><<<grid, kThreads, 0, stream>>>(
+          static_cast<const float*>(in), shape, padded_h, padded_w, static_cast<float*>(out));
       break;
     default:
       throw ProfileError("padding an NHWC tensor: element size " + std::to_string(element_bytes) +

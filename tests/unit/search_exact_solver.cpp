@@ -261,7 +261,8 @@ TEST_CASE("the exact policy asks the front spread first and each plan once") {
                        doctest::Contains("no per-layer cost table"), Error);
 }
 
-TEST_CASE("past the state limit the exact solver fails, the thinned trace, the policy and solve answer") {
+TEST_CASE(
+    "past the state limit the exact solver fails, the thinned trace, the policy and solve answer") {
   const SearchSpace space = make_space(22, 2);
   const LayerCostTable costs = test_spaces::past_the_state_limit(space);
   CHECK_THROWS_WITH_AS(trace_front(space, costs), doctest::Contains("use nsga2"), Error);
