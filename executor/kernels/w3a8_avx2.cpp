@@ -1,0 +1,155 @@
+// W3A8 panel kernel, AVX2: a panel of 32 columns, four ymm of 8 int32 lanes, one lane per
+// column holding 4 consecutive k (w3a8.hpp). Per octet of k: three 32-byte loads (the low
+// bits of quads 0 and 1, then the high bits); for quad q and s = 0 .. 3,
+// ((low_q >> 2s) & 3) | ((high shifted so that bit 4q + s lands on bit 2) & 4) gives the
+// codes c in [0, 7] of columns 8s .. 8s + 7 (the shifts are 16-bit: the bits they carry in
+// from the neighbouring byte are masked off). Each row's 4 activation codes are broadcast to
+// every lane and vpmaddubsw multiplies u8 (activations) by s8 (codes) and adds neighbouring
+// pairs into s16, with saturation, which cannot happen here: both operands are >= 0, so a
+// pair is in [0, 2·255·7] = [0, 3570], and the pairs are added in s16 over at most 8 quads
+// (32 k) before one vpmaddwd by ones widens them to int32: at most 8·3570 = 28560 < 32767.
+// (W2A8 adds 16 quads of pairs <= 1530; W4A8, whose pairs reach 7650, widens every quad.) At
+// the end of each group the zero-point terms are subtracted and the exact sums scaled once,
+// as in W4A8. Tiles of up to 2 rows (8 s16 accumulators and the 4 code vectors nearly fill
+// the 16 ymm). Compiled with a function target attribute; w3a8_gemm calls it only where
+// cpu_supports(Isa::avx2).
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "executor/kernels/w3a8.hpp"
+
+#if defined(__clang__)
+#define BITPLAN_UNROLL _Pragma("unroll")
+#else
+#define BITPLAN_UNROLL _Pragma("GCC unroll 16")
+#endif
+#define BITPLAN_AVX2 __attribute__((target("avx2,fma")))
+
+namespace bitplan::kernels::detail {
+namespace {
+
+// Octets whose s16 pair sums are added before widening: 4 octets = 8 quads (see above).
+constexpr std::int64_t kW3OctetsPerWiden = 4;
+
+// The high bit of code vector t = 4q + s moved to bit 2 and isolated.
+template <int T>
+BITPLAN_AVX2 inline __m256i w3_high_avx2(__m256i high, __m256i bit2) {
+  if constexpr (T < 2)
+    return _mm256_and_si256(_mm256_slli_epi16(high, 2 - T), bit2);
+  else if constexpr (T == 2)
+    return _mm256_and_si256(high, bit2);
+  else
+    return _mm256_and_si256(_mm256_srli_epi16(high, T - 2), bit2);
+}
+
+// The 4 code vectors of quad Q of an octet: columns 8s .. 8s + 7 in c[s].
+template <int Q>
+BITPLAN_AVX2 inline void w3_codes_avx2(__m256i low, __m256i high, __m256i low2, __m256i bit2,
+                                       __m256i c[4]) {
+  c[0] = _mm256_or_si256(_mm256_and_si256(low, low2), w3_high_avx2<4 * Q>(high, bit2));
+  c[1] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(low, 2), low2),
+                         w3_high_avx2<4 * Q + 1>(high, bit2));
+  c[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(low, 4), low2),
+                         w3_high_avx2<4 * Q + 2>(high, bit2));
+  c[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(low, 6), low2),
+                         w3_high_avx2<4 * Q + 3>(high, bit2));
+}
+
+template <int MT>
+BITPLAN_AVX2 void w3_tile_avx2(const PackedW3a8& w, const std::uint8_t* codes, const float* scales,
+                               const std::int32_t* offsets, std::int64_t ostep,
+                               const std::int32_t* weight_sums, const W4a8Activations& a,
+                               std::int64_t row0, float* y, std::int64_t ldy) {
+  const std::int64_t octets = w.group_padded / 8;
+  const std::uint8_t* xq[MT];
+  for (int r = 0; r < MT; ++r) xq[r] = a.codes.data() + (row0 + r) * a.padded_k;
+  __m256 acc[MT][4];
+  for (int r = 0; r < MT; ++r)
+    for (int s = 0; s < 4; ++s) acc[r][s] = _mm256_setzero_ps();
+  const __m256i low2 = _mm256_set1_epi8(0x03);
+  const __m256i bit2 = _mm256_set1_epi8(0x04);
+  const __m256i ones = _mm256_set1_epi16(1);
+  for (std::int64_t g = 0; g < w.groups; ++g) {
+    __m256i dot[MT][4];
+    for (int r = 0; r < MT; ++r)
+      for (int s = 0; s < 4; ++s) dot[r][s] = _mm256_setzero_si256();
+    const std::uint8_t* wq = codes + g * octets * 96;
+    const std::int64_t x0 = g * w.group_padded;
+    for (std::int64_t o0 = 0; o0 < octets; o0 += kW3OctetsPerWiden) {
+      const std::int64_t o1 = std::min(octets, o0 + kW3OctetsPerWiden);
+      __m256i pairs[MT][4];
+      BITPLAN_UNROLL
+      for (int r = 0; r < MT; ++r)
+        for (int s = 0; s < 4; ++s) pairs[r][s] = _mm256_setzero_si256();
+      for (std::int64_t o = o0; o < o1; ++o) {
+        const std::uint8_t* octet = wq + o * 96;
+        const __m256i high = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(octet + 64));
+        __m256i c[2][4];
+        w3_codes_avx2<0>(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(octet)), high, low2,
+                         bit2, c[0]);
+        w3_codes_avx2<1>(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(octet + 32)), high,
+                         low2, bit2, c[1]);
+        BITPLAN_UNROLL
+        for (int q = 0; q < 2; ++q) {
+          BITPLAN_UNROLL
+          for (int r = 0; r < MT; ++r) {
+            std::int32_t four;
+            std::memcpy(&four, xq[r] + x0 + o * 8 + q * 4, sizeof four);
+            const __m256i xb = _mm256_set1_epi32(four);
+            BITPLAN_UNROLL
+            for (int s = 0; s < 4; ++s)
+              pairs[r][s] = _mm256_add_epi16(pairs[r][s], _mm256_maddubs_epi16(xb, c[q][s]));
+          }
+        }
+      }
+      BITPLAN_UNROLL
+      for (int r = 0; r < MT; ++r)
+        for (int s = 0; s < 4; ++s)
+          dot[r][s] = _mm256_add_epi32(dot[r][s], _mm256_madd_epi16(pairs[r][s], ones));
+    }
+    // I = sum xq·c - o·X - zx·S (exact), then acc += sw · I, 8 columns at a time.
+    BITPLAN_UNROLL
+    for (int s = 0; s < 4; ++s) {
+      const __m256i o =
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(offsets + g * ostep + 8 * s));
+      const __m256i ws =
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(weight_sums + g * 32 + 8 * s));
+      const __m256 sw = _mm256_loadu_ps(scales + g * 32 + 8 * s);
+      BITPLAN_UNROLL
+      for (int r = 0; r < MT; ++r) {
+        const std::int64_t row = row0 + r;
+        const __m256i x_sum =
+            _mm256_set1_epi32(a.code_sums[static_cast<std::size_t>(row * w.groups + g)]);
+        const __m256i zx = _mm256_set1_epi32(a.zero_points[static_cast<std::size_t>(row)]);
+        const __m256i i = _mm256_sub_epi32(
+            _mm256_sub_epi32(dot[r][s], _mm256_mullo_epi32(o, x_sum)), _mm256_mullo_epi32(ws, zx));
+        acc[r][s] = _mm256_fmadd_ps(sw, _mm256_cvtepi32_ps(i), acc[r][s]);
+      }
+    }
+  }
+  for (int r = 0; r < MT; ++r) {
+    const __m256 sx = _mm256_set1_ps(a.scales[static_cast<std::size_t>(row0 + r)]);
+    for (int s = 0; s < 4; ++s) _mm256_storeu_ps(y + r * ldy + 8 * s, _mm256_mul_ps(sx, acc[r][s]));
+  }
+}
+
+}  // namespace
+
+void w3a8_panel_avx2(const PackedW3a8& w, std::int64_t panel, const W4a8Activations& a,
+                     std::int64_t row0, std::int64_t m, float* y, std::int64_t ldy) {
+  const std::uint8_t* codes = w.codes.data() + panel * w.panel_bytes();
+  const std::int64_t at = panel * w.groups * 32;
+  const float* scales = w.scales.data() + at;
+  const std::int32_t* offsets = w.panel_offsets(panel);
+  const std::int64_t ostep = w.offset_group_step();
+  const std::int32_t* weight_sums = w.weight_sums.data() + at;
+  std::int64_t r = 0;
+  for (; r + 2 <= m; r += 2)
+    w3_tile_avx2<2>(w, codes, scales, offsets, ostep, weight_sums, a, row0 + r, y + r * ldy, ldy);
+  if (r < m)
+    w3_tile_avx2<1>(w, codes, scales, offsets, ostep, weight_sums, a, row0 + r, y + r * ldy, ldy);
+}
+
+}  // namespace bitplan::kernels::detail

@@ -1,0 +1,157 @@
+// W3A8 panel kernel, AVX-512 VNNI: a panel of 64 columns, four zmm of 16 int32 lanes, one
+// lane per column holding 4 consecutive k (w3a8.hpp). Per octet of k: three 64-byte loads
+// (the low bits of quads 0 and 1, then the high bits); for quad q and s = 0 .. 3 one
+// vpternlogd makes ((low_q >> 2s) & 3) | (high shifted so that bit 4q + s lands on bit 2) & 4,
+// the codes c in [0, 7] of columns 16s .. 16s + 15; each row's 4 activation codes are
+// broadcast to every lane and vpdpbusd adds the four u8 x s8 products of each lane into its
+// int32 (no intermediate s16, so nothing can saturate). At the end of each group the
+// zero-point terms are subtracted and the exact sums scaled once, as in the AVX2 kernel
+// (w3a8_avx2.cpp), with tiles of up to 4 rows (16 int32 accumulators, the 4 code vectors and
+// a broadcast in 32 zmm). Compiled with a function target attribute; w3a8_gemm calls it
+// only where cpu_supports(Isa::avx512_vnni).
+// GCC 12's false "may be used uninitialized" inside its own AVX-512 intrinsics (see
+// w4a8_avx512_vnni.cpp): silenced for this file only.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+#include <immintrin.h>
+
+#include <cstring>
+
+#include "executor/kernels/w3a8.hpp"
+
+#if defined(__clang__)
+#define BITPLAN_UNROLL _Pragma("unroll")
+#else
+#define BITPLAN_UNROLL _Pragma("GCC unroll 16")
+#endif
+#define BITPLAN_AVX512_VNNI __attribute__((target("avx512f,avx512bw,avx512vnni,fma")))
+
+namespace bitplan::kernels::detail {
+namespace {
+
+// The high bit of code vector t = 4q + s moved to bit 2 (not yet isolated).
+template <int T>
+BITPLAN_AVX512_VNNI inline __m512i w3_high_avx512(__m512i high) {
+  if constexpr (T < 2)
+    return _mm512_slli_epi16(high, 2 - T);
+  else if constexpr (T == 2)
+    return high;
+  else
+    return _mm512_srli_epi16(high, T - 2);
+}
+
+// (low & 3) | (high & 4) in one vpternlogd: A | (B & C) with A = low & 3, B = high, C = 4.
+BITPLAN_AVX512_VNNI inline __m512i w3_combine(__m512i low_bits, __m512i high, __m512i bit2) {
+  return _mm512_ternarylogic_epi32(low_bits, high, bit2, 0xF8);
+}
+
+template <int Q>
+BITPLAN_AVX512_VNNI inline void w3_codes_avx512(__m512i low, __m512i high, __m512i low2,
+                                                __m512i bit2, __m512i c[4]) {
+  c[0] = w3_combine(_mm512_and_si512(low, low2), w3_high_avx512<4 * Q>(high), bit2);
+  c[1] = w3_combine(_mm512_and_si512(_mm512_srli_epi16(low, 2), low2),
+                    w3_high_avx512<4 * Q + 1>(high), bit2);
+  c[2] = w3_combine(_mm512_and_si512(_mm512_srli_epi16(low, 4), low2),
+                    w3_high_avx512<4 * Q + 2>(high), bit2);
+  c[3] = w3_combine(_mm512_and_si512(_mm512_srli_epi16(low, 6), low2),
+                    w3_high_avx512<4 * Q + 3>(high), bit2);
+}
+
+template <int MT>
+BITPLAN_AVX512_VNNI void w3_tile_avx512_vnni(const PackedW3a8& w, const std::uint8_t* codes,
+                                             const float* scales, const std::int32_t* offsets,
+                                             std::int64_t ostep, const std::int32_t* weight_sums,
+                                             const W4a8Activations& a, std::int64_t row0, float* y,
+                                             std::int64_t ldy) {
+  const std::int64_t octets = w.group_padded / 8;
+  const std::uint8_t* xq[MT];
+  for (int r = 0; r < MT; ++r) xq[r] = a.codes.data() + (row0 + r) * a.padded_k;
+  __m512 acc[MT][4];
+  for (int r = 0; r < MT; ++r)
+    for (int s = 0; s < 4; ++s) acc[r][s] = _mm512_setzero_ps();
+  const __m512i low2 = _mm512_set1_epi8(0x03);
+  const __m512i bit2 = _mm512_set1_epi8(0x04);
+  for (std::int64_t g = 0; g < w.groups; ++g) {
+    __m512i dot[MT][4];
+    BITPLAN_UNROLL
+    for (int r = 0; r < MT; ++r)
+      for (int s = 0; s < 4; ++s) dot[r][s] = _mm512_setzero_si512();
+    const std::uint8_t* wq = codes + g * octets * 192;
+    const std::int64_t x0 = g * w.group_padded;
+    for (std::int64_t o = 0; o < octets; ++o) {
+      const std::uint8_t* octet = wq + o * 192;
+      const __m512i high = _mm512_loadu_si512(octet + 128);
+      __m512i c[2][4];
+      w3_codes_avx512<0>(_mm512_loadu_si512(octet), high, low2, bit2, c[0]);
+      w3_codes_avx512<1>(_mm512_loadu_si512(octet + 64), high, low2, bit2, c[1]);
+      BITPLAN_UNROLL
+      for (int q = 0; q < 2; ++q) {
+        BITPLAN_UNROLL
+        for (int r = 0; r < MT; ++r) {
+          std::int32_t four;
+          std::memcpy(&four, xq[r] + x0 + o * 8 + q * 4, sizeof four);
+          const __m512i xb = _mm512_set1_epi32(four);
+          // vpdpbusd: the first operand's bytes are unsigned (activations), the second's signed.
+          BITPLAN_UNROLL
+          for (int s = 0; s < 4; ++s) dot[r][s] = _mm512_dpbusd_epi32(dot[r][s], xb, c[q][s]);
+        }
+      }
+    }
+    // I = sum xq·c - o·X - zx·S (exact), then acc += sw · I, 16 columns at a time.
+    BITPLAN_UNROLL
+    for (int s = 0; s < 4; ++s) {
+      const __m512i o = _mm512_loadu_si512(offsets + g * ostep + 16 * s);
+      const __m512i ws = _mm512_loadu_si512(weight_sums + g * 64 + 16 * s);
+      const __m512 sw = _mm512_loadu_ps(scales + g * 64 + 16 * s);
+      BITPLAN_UNROLL
+      for (int r = 0; r < MT; ++r) {
+        const std::int64_t row = row0 + r;
+        const __m512i x_sum =
+            _mm512_set1_epi32(a.code_sums[static_cast<std::size_t>(row * w.groups + g)]);
+        const __m512i zx = _mm512_set1_epi32(a.zero_points[static_cast<std::size_t>(row)]);
+        const __m512i i = _mm512_sub_epi32(
+            _mm512_sub_epi32(dot[r][s], _mm512_mullo_epi32(o, x_sum)), _mm512_mullo_epi32(ws, zx));
+        acc[r][s] = _mm512_fmadd_ps(sw, _mm512_cvtepi32_ps(i), acc[r][s]);
+      }
+    }
+  }
+  for (int r = 0; r < MT; ++r) {
+    const __m512 sx = _mm512_set1_ps(a.scales[static_cast<std::size_t>(row0 + r)]);
+    for (int s = 0; s < 4; ++s)
+      _mm512_storeu_ps(y + r * ldy + 16 * s, _mm512_mul_ps(sx, acc[r][s]));
+  }
+}
+
+}  // namespace
+
+void w3a8_panel_avx512_vnni(const PackedW3a8& w, std::int64_t panel, const W4a8Activations& a,
+                            std::int64_t row0, std::int64_t m, float* y, std::int64_t ldy) {
+  const std::uint8_t* codes = w.codes.data() + panel * w.panel_bytes();
+  const std::int64_t at = panel * w.groups * 64;
+  const float* scales = w.scales.data() + at;
+  const std::int32_t* offsets = w.panel_offsets(panel);
+  const std::int64_t ostep = w.offset_group_step();
+  const std::int32_t* weight_sums = w.weight_sums.data() + at;
+  std::int64_t r = 0;
+  for (; r + 4 <= m; r += 4)
+    w3_tile_avx512_vnni<4>(w, codes, scales, offsets, ostep, weight_sums, a, row0 + r, y + r * ldy,
+                           ldy);
+  float* yr = y + r * ldy;
+  const std::int64_t rr = row0 + r;
+  switch (m - r) {
+    case 3:
+      w3_tile_avx512_vnni<3>(w, codes, scales, offsets, ostep, weight_sums, a, rr, yr, ldy);
+      break;
+    case 2:
+      w3_tile_avx512_vnni<2>(w, codes, scales, offsets, ostep, weight_sums, a, rr, yr, ldy);
+      break;
+    case 1:
+      w3_tile_avx512_vnni<1>(w, codes, scales, offsets, ostep, weight_sums, a, rr, yr, ldy);
+      break;
+    default:
+      break;
+  }
+}
+
+}  // namespace bitplan::kernels::detail
