@@ -57,8 +57,9 @@ TEST_CASE("the CPU kernel list runs <= 2-bit weights with per-token uint8 on W2A
     CHECK_MESSAGE(c.kernel->name == "cpu_w2a8", weights);
     CHECK(c.passed_over.empty());
   }
-  // Wider weights stay on W4A8; 2-bit weights with other activations keep their kernels.
-  CHECK(choose_kernel(uniform_layer_quant("W3g64A8t"), matmul_layer(), avx2).precision() == "w4a8");
+  // Wider weights go to W3A8 and W4A8; 2-bit weights with other activations keep their kernels.
+  CHECK(choose_kernel(uniform_layer_quant("W3g64A8t"), matmul_layer(), avx2).precision() == "w3a8");
+  CHECK(choose_kernel(uniform_layer_quant("W4g64A8t"), matmul_layer(), avx2).precision() == "w4a8");
   CHECK(choose_kernel(spec("int2/channel/sym", "uint8/tensor/asym", false), matmul_layer(), avx2)
             .precision() == "int8");
   CHECK(choose_kernel(spec("int2/group32/sym", "fp32", false), matmul_layer(), avx2).precision() ==
