@@ -3,22 +3,37 @@
 namespace bitplan::kernels {
 namespace {
 
-// Where (k, n) lives in the packed bytes (w3a8.hpp): the byte of its low two bits, the byte
-// of its high bit (the octet's last P bytes), and the bit positions in each.
+// Where (k, n) lives in the packed bytes (w3a8.hpp): its byte j of plane A (B and C follow
+// at P and 2·P) and its code index t = 4q + s.
 struct W3Place {
-  std::size_t low_byte, high_byte;
-  int low_shift, high_bit;
+  std::size_t a;
+  int t;
 };
 
 W3Place w3_place(const PackedW3a8& p, std::int64_t k, std::int64_t n) {
   const std::int64_t in_group = k % p.group, quarter = p.panel / 4, col = n % p.panel;
   const std::int64_t octet = (k / p.group) * (p.group_padded / 8) + in_group / 8;
-  const std::int64_t quad = in_group / 4 % 2, s = col / quarter;
-  const std::int64_t base =
-      (n / p.panel) * p.panel_bytes() + octet * 3 * p.panel + (col % quarter) * 4 + in_group % 4;
-  return {static_cast<std::size_t>(base + quad * p.panel),
-          static_cast<std::size_t>(base + 2 * p.panel), static_cast<int>(2 * s),
-          static_cast<int>(4 * quad + s)};
+  return {static_cast<std::size_t>((n / p.panel) * p.panel_bytes() + octet * 3 * p.panel +
+                                   (col % quarter) * 4 + in_group % 4),
+          static_cast<int>(4 * (in_group / 4 % 2) + col / quarter)};
+}
+
+// Code t of the three bytes a[0], a[P], a[2P] (the table of w3a8.hpp).
+std::int32_t w3_read(const std::uint8_t* a, std::int64_t P, int t) {
+  if (t < 6) return (a[t / 2 * P] >> (3 * (t % 2))) & 7;
+  return ((a[(t - 6) * P] >> 6) & 3) | (((a[2 * P] >> t) & 1) << 2);
+}
+
+void w3_write(std::uint8_t* a, std::int64_t P, int t, int c) {
+  const auto put = [](std::uint8_t& byte, int bits) {
+    byte = static_cast<std::uint8_t>(byte | bits);
+  };
+  if (t < 6) {
+    put(a[t / 2 * P], c << (3 * (t % 2)));
+  } else {
+    put(a[(t - 6) * P], (c & 3) << 6);
+    put(a[2 * P], (c >> 2) << t);
+  }
 }
 
 }  // namespace
@@ -33,19 +48,16 @@ PackedW3a8 pack_w3a8(const W4a32Source& src, Isa isa) {
   p.codes.assign(static_cast<std::size_t>(p.panels * p.panel_bytes()), 0);
   for (std::int64_t k = 0; k < p.k; ++k)
     for (std::int64_t n = 0; n < p.n; ++n) {
-      const int c = src.codes[k * src.stride_k + n * src.stride_n];
       const W3Place at = w3_place(p, k, n);
-      std::uint8_t &low = p.codes[at.low_byte], &high = p.codes[at.high_byte];
-      low = static_cast<std::uint8_t>(low | ((c & 3) << at.low_shift));
-      high = static_cast<std::uint8_t>(high | ((c >> 2) << at.high_bit));
+      w3_write(p.codes.data() + at.a, p.panel, at.t,
+               src.codes[k * src.stride_k + n * src.stride_n]);
     }
   return p;
 }
 
 int packed_code(const PackedW3a8& p, std::int64_t k, std::int64_t n) {
   const W3Place at = w3_place(p, k, n);
-  return ((p.codes[at.low_byte] >> at.low_shift) & 3) |
-         (((p.codes[at.high_byte] >> at.high_bit) & 1) << 2);
+  return w3_read(p.codes.data() + at.a, p.panel, at.t);
 }
 
 namespace detail {
@@ -57,11 +69,10 @@ void w3a8_panel_scalar(const PackedW3a8& w, std::int64_t panel, const W4a8Activa
   const std::uint8_t* codes = w.codes.data() + panel * w.panel_bytes();
   per_token_panel_scalar(w, panel, a, row0, m, y, ldy,
                          [&](std::int64_t g, std::int64_t kk, std::int64_t j) -> std::int32_t {
-                           const std::int64_t quad = kk / 4 % 2, s = j / quarter;
-                           const std::uint8_t* octet =
+                           const std::uint8_t* planes =
                                codes + (g * octets + kk / 8) * 3 * P + (j % quarter) * 4 + kk % 4;
-                           return ((octet[quad * P] >> (2 * s)) & 3) |
-                                  (((octet[2 * P] >> (4 * quad + s)) & 1) << 2);
+                           return w3_read(planes, P,
+                                          static_cast<int>(4 * (kk / 4 % 2) + j / quarter));
                          });
 }
 

@@ -19,18 +19,21 @@
 // Layout (packed once at plan build): columns in panels of P (32 for AVX2 and scalar: four
 // ymm of 8 int32 lanes; 64 for AVX-512 VNNI: four zmm of 16), K in groups padded to G8 = G
 // rounded up to a multiple of 8 (padding codes 0; the activation codes there are 0 too). For
-// each octet of 8 consecutive k (two quads q = 0, 1 of 4 k), a panel takes 3·P bytes:
-//   - P bytes per quad, the low two bits of each code as W2A8 lays out its codes: byte j
-//     holds, for k-offset j % 4, the low bits of columns j / 4 + s·P/4 in bits 2s, 2s + 1
-//     (s = 0 .. 3);
-//   - then P bytes of high bits: byte j holds, for k-offset j % 4 of quad q, the high bit
-//     (code >> 2) of column j / 4 + s·P/4 in bit 4q + s.
-// So for quad q and s, the 32-bit lanes of ((low_q >> 2s) & 3) | (((high >> (4q + s)) & 1) << 2)
-// are the 4 k-values of one column each, which vpmaddubsw/vpmaddwd and vpdpbusd sum: per
-// octet three loads, then per code vector two shifts (one of them by 0 or a left shift),
-// two ands and an or (on AVX-512 the and + or are one vpternlogd). A panel's bytes are
-// contiguous over all of K. Scales, offsets and weight sums per panel as [groups][P]
-// (PerTokenWeights, offsets once when uniform, as on symmetric grids).
+// each octet of 8 consecutive k a panel takes 3·P bytes, three planes A, B, C of P bytes.
+// Byte j of each plane holds codes for k-offset j % 4 of the octet's quads q = 0, 1 and the
+// columns j / 4 + s·P/4 (s = 0 .. 3): eight codes in 24 bits, code t = 4q + s at
+//   t = 0: A bits 0-2,  t = 1: A bits 3-5,  t = 2: B bits 0-2,  t = 3: B bits 3-5,
+//   t = 4: C bits 0-2,  t = 5: C bits 3-5,
+//   t = 6: A bits 6-7 (its low two bits) and C bit 6 (its high bit),
+//   t = 7: B bits 6-7 and C bit 7.
+// So for each t the 32-bit lanes of one vector are the 4 k-values of one column each, which
+// vpmaddubsw/vpmaddwd and vpdpbusd sum, and per octet three loads and 19 simple operations
+// (6 codes: an and, or a shift and an and; the other 2: two shifts, two ands and an or) give
+// all eight vectors: as many operations per weight as W4A8's unpack plus its extra widening,
+// on 3/4 of its bytes. (The first layout tried, a 2-bit plane as W2A8's plus a 1-bit plane,
+// took 37 operations per octet and was slower than W4A8 at M = 1: docs/performance.md.) A
+// panel's bytes are contiguous over all of K. Scales, offsets and weight sums per panel as
+// [groups][P] (PerTokenWeights, offsets once when uniform, as on symmetric grids).
 #pragma once
 
 #include <cstdint>
@@ -44,7 +47,7 @@ namespace bitplan::kernels {
 
 // The shape, scales, offsets and weight sums are PerTokenWeights' (per_token.hpp).
 struct PackedW3a8 : PerTokenWeights {
-  std::vector<std::uint8_t> codes;  // panels x groups x G8/8 octets x 3·P bytes
+  std::vector<std::uint8_t> codes;  // panels x groups x G8/8 octets x 3 planes x P bytes
   std::size_t bytes() const { return codes.size() + metadata_bytes(); }
   std::int64_t panel_bytes() const { return groups * group_padded / 8 * 3 * panel; }
 };

@@ -1,18 +1,18 @@
 // W3A8 panel kernel, AVX2: a panel of 32 columns, four ymm of 8 int32 lanes, one lane per
-// column holding 4 consecutive k (w3a8.hpp). Per octet of k: three 32-byte loads (the low
-// bits of quads 0 and 1, then the high bits); for quad q and s = 0 .. 3,
-// ((low_q >> 2s) & 3) | ((high shifted so that bit 4q + s lands on bit 2) & 4) gives the
-// codes c in [0, 7] of columns 8s .. 8s + 7 (the shifts are 16-bit: the bits they carry in
-// from the neighbouring byte are masked off). Each row's 4 activation codes are broadcast to
-// every lane and vpmaddubsw multiplies u8 (activations) by s8 (codes) and adds neighbouring
-// pairs into s16, with saturation, which cannot happen here: both operands are >= 0, so a
-// pair is in [0, 2·255·7] = [0, 3570], and the pairs are added in s16 over at most 8 quads
-// (32 k) before one vpmaddwd by ones widens them to int32: at most 8·3570 = 28560 < 32767.
-// (W2A8 adds 16 quads of pairs <= 1530; W4A8, whose pairs reach 7650, widens every quad.) At
-// the end of each group the zero-point terms are subtracted and the exact sums scaled once,
-// as in W4A8. Tiles of up to 2 rows (8 s16 accumulators and the 4 code vectors nearly fill
-// the 16 ymm). Compiled with a function target attribute; w3a8_gemm calls it only where
-// cpu_supports(Isa::avx2).
+// column holding 4 consecutive k (w3a8.hpp). Per octet of k: three 32-byte loads (planes A,
+// B, C), then the codes c in [0, 7] of the eight vectors t = 4q + s (quad q, columns
+// 8s .. 8s + 7) by the table of w3a8.hpp: (A >> 3·i) & 7 and the like for six of them, and
+// ((A >> 6) & 3) | ((C >> 4) & 4), ((B >> 6) & 3) | ((C >> 5) & 4) for the last two (the
+// shifts are 16-bit: the bits they carry in from the neighbouring byte are masked off). Each
+// row's 4 activation codes of a quad are broadcast to every lane and vpmaddubsw multiplies u8
+// (activations) by s8 (codes) and adds neighbouring pairs into s16, with saturation, which
+// cannot happen here: both operands are >= 0, so a pair is in [0, 2·255·7] = [0, 3570], and
+// the pairs are added in s16 over at most 8 quads (32 k) before one vpmaddwd by ones widens
+// them to int32: at most 8·3570 = 28560 < 32767. (W2A8 adds 16 quads of pairs <= 1530; W4A8,
+// whose pairs reach 7650, widens every quad.) At the end of each group the zero-point terms
+// are subtracted and the exact sums scaled once, as in W4A8. Tiles of up to 2 rows (8 s16
+// accumulators and 4 code vectors nearly fill the 16 ymm). Compiled with a function target
+// attribute; w3a8_gemm calls it only where cpu_supports(Isa::avx2).
 #include <immintrin.h>
 
 #include <algorithm>
@@ -33,28 +33,39 @@ namespace {
 // Octets whose s16 pair sums are added before widening: 4 octets = 8 quads (see above).
 constexpr std::int64_t kW3OctetsPerWiden = 4;
 
-// The high bit of code vector t = 4q + s moved to bit 2 and isolated.
-template <int T>
-BITPLAN_AVX2 inline __m256i w3_high_avx2(__m256i high, __m256i bit2) {
-  if constexpr (T < 2)
-    return _mm256_and_si256(_mm256_slli_epi16(high, 2 - T), bit2);
-  else if constexpr (T == 2)
-    return _mm256_and_si256(high, bit2);
-  else
-    return _mm256_and_si256(_mm256_srli_epi16(high, T - 2), bit2);
+// The code vectors of an octet's quad 0 (codes t = 0 .. 3: columns 8s .. 8s + 7 in c[s]) and
+// quad 1 (t = 4 .. 7) from its planes a, b, h (w3a8.hpp), one quad at a time so that only
+// four are live.
+BITPLAN_AVX2 inline void w3_quad0_avx2(__m256i a, __m256i b, __m256i low3, __m256i c[4]) {
+  c[0] = _mm256_and_si256(a, low3);
+  c[1] = _mm256_and_si256(_mm256_srli_epi16(a, 3), low3);
+  c[2] = _mm256_and_si256(b, low3);
+  c[3] = _mm256_and_si256(_mm256_srli_epi16(b, 3), low3);
 }
 
-// The 4 code vectors of quad Q of an octet: columns 8s .. 8s + 7 in c[s].
-template <int Q>
-BITPLAN_AVX2 inline void w3_codes_avx2(__m256i low, __m256i high, __m256i low2, __m256i bit2,
-                                       __m256i c[4]) {
-  c[0] = _mm256_or_si256(_mm256_and_si256(low, low2), w3_high_avx2<4 * Q>(high, bit2));
-  c[1] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(low, 2), low2),
-                         w3_high_avx2<4 * Q + 1>(high, bit2));
-  c[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(low, 4), low2),
-                         w3_high_avx2<4 * Q + 2>(high, bit2));
-  c[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(low, 6), low2),
-                         w3_high_avx2<4 * Q + 3>(high, bit2));
+BITPLAN_AVX2 inline void w3_quad1_avx2(__m256i a, __m256i b, __m256i h, __m256i low3, __m256i low2,
+                                       __m256i bit2, __m256i c[4]) {
+  c[0] = _mm256_and_si256(h, low3);
+  c[1] = _mm256_and_si256(_mm256_srli_epi16(h, 3), low3);
+  c[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(a, 6), low2),
+                         _mm256_and_si256(_mm256_srli_epi16(h, 4), bit2));
+  c[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b, 6), low2),
+                         _mm256_and_si256(_mm256_srli_epi16(h, 5), bit2));
+}
+
+// pairs[r][s] += the s16 pair sums of row r's 4 activation codes at xq[r] + at times c[s].
+template <int MT>
+BITPLAN_AVX2 inline void w3_pairs_avx2(__m256i pairs[][4], const std::uint8_t* const xq[],
+                                       std::int64_t at, const __m256i c[4]) {
+  BITPLAN_UNROLL
+  for (int r = 0; r < MT; ++r) {
+    std::int32_t four;
+    std::memcpy(&four, xq[r] + at, sizeof four);
+    const __m256i xb = _mm256_set1_epi32(four);
+    BITPLAN_UNROLL
+    for (int s = 0; s < 4; ++s)
+      pairs[r][s] = _mm256_add_epi16(pairs[r][s], _mm256_maddubs_epi16(xb, c[s]));
+  }
 }
 
 template <int MT>
@@ -68,6 +79,7 @@ BITPLAN_AVX2 void w3_tile_avx2(const PackedW3a8& w, const std::uint8_t* codes, c
   __m256 acc[MT][4];
   for (int r = 0; r < MT; ++r)
     for (int s = 0; s < 4; ++s) acc[r][s] = _mm256_setzero_ps();
+  const __m256i low3 = _mm256_set1_epi8(0x07);
   const __m256i low2 = _mm256_set1_epi8(0x03);
   const __m256i bit2 = _mm256_set1_epi8(0x04);
   const __m256i ones = _mm256_set1_epi16(1);
@@ -85,24 +97,14 @@ BITPLAN_AVX2 void w3_tile_avx2(const PackedW3a8& w, const std::uint8_t* codes, c
         for (int s = 0; s < 4; ++s) pairs[r][s] = _mm256_setzero_si256();
       for (std::int64_t o = o0; o < o1; ++o) {
         const std::uint8_t* octet = wq + o * 96;
-        const __m256i high = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(octet + 64));
-        __m256i c[2][4];
-        w3_codes_avx2<0>(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(octet)), high, low2,
-                         bit2, c[0]);
-        w3_codes_avx2<1>(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(octet + 32)), high,
-                         low2, bit2, c[1]);
-        BITPLAN_UNROLL
-        for (int q = 0; q < 2; ++q) {
-          BITPLAN_UNROLL
-          for (int r = 0; r < MT; ++r) {
-            std::int32_t four;
-            std::memcpy(&four, xq[r] + x0 + o * 8 + q * 4, sizeof four);
-            const __m256i xb = _mm256_set1_epi32(four);
-            BITPLAN_UNROLL
-            for (int s = 0; s < 4; ++s)
-              pairs[r][s] = _mm256_add_epi16(pairs[r][s], _mm256_maddubs_epi16(xb, c[q][s]));
-          }
-        }
+        const __m256i pa = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(octet));
+        const __m256i pb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(octet + 32));
+        const __m256i ph = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(octet + 64));
+        __m256i c[4];
+        w3_quad0_avx2(pa, pb, low3, c);
+        w3_pairs_avx2<MT>(pairs, xq, x0 + o * 8, c);
+        w3_quad1_avx2(pa, pb, ph, low3, low2, bit2, c);
+        w3_pairs_avx2<MT>(pairs, xq, x0 + o * 8 + 4, c);
       }
       BITPLAN_UNROLL
       for (int r = 0; r < MT; ++r)

@@ -1,14 +1,13 @@
 // W3A8 panel kernel, AVX-512 VNNI: a panel of 64 columns, four zmm of 16 int32 lanes, one
 // lane per column holding 4 consecutive k (w3a8.hpp). Per octet of k: three 64-byte loads
-// (the low bits of quads 0 and 1, then the high bits); for quad q and s = 0 .. 3 one
-// vpternlogd makes ((low_q >> 2s) & 3) | (high shifted so that bit 4q + s lands on bit 2) & 4,
-// the codes c in [0, 7] of columns 16s .. 16s + 15; each row's 4 activation codes are
-// broadcast to every lane and vpdpbusd adds the four u8 x s8 products of each lane into its
-// int32 (no intermediate s16, so nothing can saturate). At the end of each group the
-// zero-point terms are subtracted and the exact sums scaled once, as in the AVX2 kernel
-// (w3a8_avx2.cpp), with tiles of up to 4 rows (16 int32 accumulators, the 4 code vectors and
-// a broadcast in 32 zmm). Compiled with a function target attribute; w3a8_gemm calls it
-// only where cpu_supports(Isa::avx512_vnni).
+// (planes A, B, C), then the eight code vectors by the table of w3a8.hpp, as in the AVX2
+// kernel (w3a8_avx2.cpp) but with the last two's and + or as one vpternlogd; each row's 4
+// activation codes of a quad are broadcast to every lane and vpdpbusd adds the four u8 x s8
+// products of each lane into its int32 (no intermediate s16, so nothing can saturate). At the
+// end of each group the zero-point terms are subtracted and the exact sums scaled once, with
+// tiles of up to 4 rows (16 int32 accumulators, the code vectors and a broadcast in 32 zmm).
+// Compiled with a function target attribute; w3a8_gemm calls it only where
+// cpu_supports(Isa::avx512_vnni).
 // GCC 12's false "may be used uninitialized" inside its own AVX-512 intrinsics (see
 // w4a8_avx512_vnni.cpp): silenced for this file only.
 #if defined(__GNUC__) && !defined(__clang__)
@@ -30,32 +29,23 @@
 namespace bitplan::kernels::detail {
 namespace {
 
-// The high bit of code vector t = 4q + s moved to bit 2 (not yet isolated).
-template <int T>
-BITPLAN_AVX512_VNNI inline __m512i w3_high_avx512(__m512i high) {
-  if constexpr (T < 2)
-    return _mm512_slli_epi16(high, 2 - T);
-  else if constexpr (T == 2)
-    return high;
-  else
-    return _mm512_srli_epi16(high, T - 2);
-}
-
-// (low & 3) | (high & 4) in one vpternlogd: A | (B & C) with A = low & 3, B = high, C = 4.
-BITPLAN_AVX512_VNNI inline __m512i w3_combine(__m512i low_bits, __m512i high, __m512i bit2) {
-  return _mm512_ternarylogic_epi32(low_bits, high, bit2, 0xF8);
-}
-
-template <int Q>
-BITPLAN_AVX512_VNNI inline void w3_codes_avx512(__m512i low, __m512i high, __m512i low2,
-                                                __m512i bit2, __m512i c[4]) {
-  c[0] = w3_combine(_mm512_and_si512(low, low2), w3_high_avx512<4 * Q>(high), bit2);
-  c[1] = w3_combine(_mm512_and_si512(_mm512_srli_epi16(low, 2), low2),
-                    w3_high_avx512<4 * Q + 1>(high), bit2);
-  c[2] = w3_combine(_mm512_and_si512(_mm512_srli_epi16(low, 4), low2),
-                    w3_high_avx512<4 * Q + 2>(high), bit2);
-  c[3] = w3_combine(_mm512_and_si512(_mm512_srli_epi16(low, 6), low2),
-                    w3_high_avx512<4 * Q + 3>(high), bit2);
+// The eight code vectors of an octet (w3a8.hpp): c[q][s] is code t = 4q + s. vpternlogd
+// 0xF8 is A | (B & C): the low two bits, or the high bit moved to bit 2 and isolated.
+BITPLAN_AVX512_VNNI inline void w3_codes_avx512(const std::uint8_t* octet, __m512i low3,
+                                                __m512i low2, __m512i bit2, __m512i c[2][4]) {
+  const __m512i a = _mm512_loadu_si512(octet);
+  const __m512i b = _mm512_loadu_si512(octet + 64);
+  const __m512i h = _mm512_loadu_si512(octet + 128);
+  c[0][0] = _mm512_and_si512(a, low3);
+  c[0][1] = _mm512_and_si512(_mm512_srli_epi16(a, 3), low3);
+  c[0][2] = _mm512_and_si512(b, low3);
+  c[0][3] = _mm512_and_si512(_mm512_srli_epi16(b, 3), low3);
+  c[1][0] = _mm512_and_si512(h, low3);
+  c[1][1] = _mm512_and_si512(_mm512_srli_epi16(h, 3), low3);
+  c[1][2] = _mm512_ternarylogic_epi32(_mm512_and_si512(_mm512_srli_epi16(a, 6), low2),
+                                      _mm512_srli_epi16(h, 4), bit2, 0xF8);
+  c[1][3] = _mm512_ternarylogic_epi32(_mm512_and_si512(_mm512_srli_epi16(b, 6), low2),
+                                      _mm512_srli_epi16(h, 5), bit2, 0xF8);
 }
 
 template <int MT>
@@ -70,6 +60,7 @@ BITPLAN_AVX512_VNNI void w3_tile_avx512_vnni(const PackedW3a8& w, const std::uin
   __m512 acc[MT][4];
   for (int r = 0; r < MT; ++r)
     for (int s = 0; s < 4; ++s) acc[r][s] = _mm512_setzero_ps();
+  const __m512i low3 = _mm512_set1_epi8(0x07);
   const __m512i low2 = _mm512_set1_epi8(0x03);
   const __m512i bit2 = _mm512_set1_epi8(0x04);
   for (std::int64_t g = 0; g < w.groups; ++g) {
@@ -80,11 +71,8 @@ BITPLAN_AVX512_VNNI void w3_tile_avx512_vnni(const PackedW3a8& w, const std::uin
     const std::uint8_t* wq = codes + g * octets * 192;
     const std::int64_t x0 = g * w.group_padded;
     for (std::int64_t o = 0; o < octets; ++o) {
-      const std::uint8_t* octet = wq + o * 192;
-      const __m512i high = _mm512_loadu_si512(octet + 128);
       __m512i c[2][4];
-      w3_codes_avx512<0>(_mm512_loadu_si512(octet), high, low2, bit2, c[0]);
-      w3_codes_avx512<1>(_mm512_loadu_si512(octet + 64), high, low2, bit2, c[1]);
+      w3_codes_avx512(wq + o * 192, low3, low2, bit2, c);
       BITPLAN_UNROLL
       for (int q = 0; q < 2; ++q) {
         BITPLAN_UNROLL
