@@ -17,6 +17,7 @@
 #include <cmath>
 #include <limits>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "executor/kernels/per_token.hpp"
@@ -107,9 +108,10 @@ void check_path(const Problem& p, kernels::Isa isa, const std::vector<float>* sc
       const double bound = error_bound(p, xs, r, c);
       const bool same_as_scalar = !scalar || (*scalar)[static_cast<std::size_t>(r * p.n + c)] == v;
       if (!(std::fabs(double(v) - ref) <= bound) || !same_as_scalar) {
-        FAIL_CHECK(K::name << " " << isa_name(isa) << " m " << p.m << " k " << p.k << " n " << p.n
-                           << " group " << p.group << ": y[" << r << "][" << c << "] = " << v
-                           << ", reference " << ref << ", bound " << bound);
+        FAIL_CHECK(std::string(K::name)
+                   << " " << isa_name(isa) << " m " << p.m << " k " << p.k << " n " << p.n
+                   << " group " << p.group << ": y[" << r << "][" << c << "] = " << v
+                   << ", reference " << ref << ", bound " << bound);
         return;
       }
     }
@@ -166,9 +168,9 @@ void check_exact_integers(kernels::Isa isa) {
       for (const std::int64_t group : {32, 64, 128, 1 << 20})
         for (const bool symmetric : {true, false}) {
           const Problem p = make_problem<K>(m, k, n, group, symmetric, seed++, true);
-          CHECK_MESSAGE(exact_integers<K>(p, isa), K::name << " " << isa_name(isa) << " m " << m
-                                                           << " k " << p.k << " n " << p.n
-                                                           << " group " << group);
+          CHECK_MESSAGE(exact_integers<K>(p, isa),
+                        std::string(K::name) << " " << isa_name(isa) << " m " << m << " k " << p.k
+                                             << " n " << p.n << " group " << group);
         }
   // The s16 bound of the AVX2 paths: every code at max_code and every activation code 255
   // (x all 1: per-token range [0, 1]) make each vpmaddubsw pair 2·255·max_code, the most
@@ -182,9 +184,9 @@ void check_exact_integers(kernels::Isa isa) {
     kernels::W4a8Activations a;
     run<K>(p, isa, &a);
     CHECK(a.codes[0] == 255);
-    CHECK_MESSAGE(exact_integers<K>(p, isa), K::name << " " << isa_name(isa)
-                                                     << " all codes at their maximum, group "
-                                                     << group);
+    CHECK_MESSAGE(exact_integers<K>(p, isa), std::string(K::name)
+                                                 << " " << isa_name(isa)
+                                                 << " all codes at their maximum, group " << group);
   }
 }
 
@@ -265,8 +267,8 @@ void check_epilogue_and_nan_rows() {
       const float q = std::min(std::max(std::nearbyint(v / 0.02f) + 3.f, 0.f), 255.f);
       all = all && y[i] == (q - 3.f) * 0.02f;
     }
-    CHECK_MESSAGE(all, K::name << " " << isa_name(isa));
-    CHECK_MESSAGE(nan_row, K::name << " " << isa_name(isa));
+    CHECK_MESSAGE(all, std::string(K::name) << " " << isa_name(isa));
+    CHECK_MESSAGE(nan_row, std::string(K::name) << " " << isa_name(isa));
   }
 }
 

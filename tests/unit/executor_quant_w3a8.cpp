@@ -5,25 +5,16 @@
 // simulated runs agree on every sample's top-1; other layers fall back with the reason.
 #include <doctest/doctest.h>
 
-#include <filesystem>
-
 #include "backends/device.hpp"
-#include "executor/evaluate.hpp"
 #include "executor/kernel_list.hpp"
-#include "executor/kernels/isa.hpp"
-#include "executor/metrics.hpp"
-#include "executor/model.hpp"
 #include "executor/quant/simulate.hpp"
-#include "fashion_mnist.hpp"
+#include "tests/unit/executor_real_per_token.hpp"
 
 namespace executor_quant_w3a8_test {
 
-namespace fs = std::filesystem;
 using namespace bitplan;
 
 namespace {
-const fs::path kSource = BITPLAN_SOURCE_DIR;
-
 LayerQuant spec(const std::string& weights, const std::string& activations, bool dynamic) {
   LayerQuant q;
   q.weights = parse_quant_spec(weights);
@@ -81,51 +72,14 @@ TEST_CASE("the CPU kernel list runs 3-bit weights with per-token uint8 on W3A8, 
 }
 
 TEST_CASE("real W3A8 execution agrees with the simulation") {
-  const auto dataset = testing::open_fashion_mnist_test();
-  if (!dataset) {
-    testing::skip(testing::kFashionMnistMissing);
-    return;
-  }
-  const bool listed =
-      kernels::isa_of_onednn(query_cpu().capabilities.onednn_isa) != kernels::Isa::scalar;
-  MESSAGE("W3A8 kernel path: " << kernels::isa_name(kernels::cpu_isa()));
-  CalibrationData calibration;
-  calibration.dataset = &*dataset;
-  calibration.indices = select_indices({64, 3, 0}, dataset->size(), "calibration");
-  calibration.selection_id = "test";
-  const auto validation = select_indices({500, 3, 256}, dataset->size(), "validation");
-  // The MLP's Gemms (K = 784 = 49 groups of 16), the ViT's MatMuls (a token per row).
-  struct Case {
-    std::string model, weights;
-  };
-  // Four cases, not W2A8's five: CI's time (the kernel's unit tests cover every group size,
-  // grid and path bit for bit).
-  for (const Case& c :
-       {Case{"fmnist_mlp", "int3/group16/sym"}, Case{"fmnist_mlp", "uint3/channel/asym"},
-        Case{"fmnist_vit", "int3/group32/sym"}, Case{"fmnist_vit", "uint3/group64/asym"}}) {
-    CAPTURE(c.model);
-    CAPTURE(c.weights);
-    const LoadedModel model = load_model(kSource / "models" / (c.model + ".onnx"));
-    QuantSimulator simulator(model.graph, "test", calibration);
-    QuantPlan plan = uniform_plan("W3A8t", model.graph);
-    for (auto& [name, q] : plan.layers) q.weights = parse_quant_spec(c.weights);
-    const auto real = simulator.build_int8(plan);
-    CHECK(real.w4a8_layers.empty());
-    CHECK(real.w2a8_layers.empty());
-    std::size_t matmuls = 0;
-    for (const auto& layer : simulator.layers()) matmuls += layer.op_type != "Conv";
-    CHECK(real.w3a8_layers.size() == (listed ? matmuls : 0));
-    CHECK(real.w3a8_layers.size() + real.why_simulated.size() == plan.layers.size());
-    const EvalResult sim =
-        evaluate(simulator.build(plan), *dataset, validation, EvalOptions{64, true});
-    const EvalResult run = evaluate(real.graph, *dataset, validation, EvalOptions{64, true});
-    const Fidelity f = compare_outputs(sim.logits, run.logits, sim.classes);
-    MESSAGE(c.model << " " << c.weights << ": W3A8 vs simulated top-1 agreement "
-                    << f.top1_agreement << ", SQNR " << f.sqnr_db << " dB");
-    CHECK(f.top1_agreement == 1.0);
-    // The same codes and weights: only the order of the float sums differs.
-    CHECK(f.sqnr_db > 50);
-  }
+  // The MLP's Gemms (K = 784 = 49 groups of 16), the ViT's MatMuls (a token per row). Four
+  // cases, not W2A8's five: CI's time (the kernel's unit tests cover every group size, grid
+  // and path bit for bit).
+  testing::check_real_per_token_kernel("W3A8", "W3A8t", &QuantSimulator::Int8Build::w3a8_layers,
+                                       {{"fmnist_mlp", "int3/group16/sym"},
+                                        {"fmnist_mlp", "uint3/channel/asym"},
+                                        {"fmnist_vit", "int3/group32/sym"},
+                                        {"fmnist_vit", "uint3/group64/asym"}});
 }
 
 }  // namespace executor_quant_w3a8_test
