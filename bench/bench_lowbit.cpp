@@ -12,6 +12,8 @@
 //   w4g32 / w4g128 / w4ch   bitplan::W4A32MatMul (int4 weights, a scale per 32 / 128 / K),
 //   w4a8g32 / w4a8g128      bitplan::W4A8MatMul (the same int4 weights, x quantized per row
 //          to uint8 in the kernel, int32 dot products),
+//   w3a8g32 / w3a8g128      bitplan::W3A8MatMul (int3 weights in a 2-bit and a 1-bit plane,
+//          3/8 of a byte each, the same activations and dot products: executor/kernels/w3a8.hpp),
 //   w2a8g32 / w2a8g128      bitplan::W2A8MatMul (int2 weights four per byte, the same
 //          activations and dot products: executor/kernels/w2a8.hpp),
 // timed in interleaved blocks (a drifting load on a shared machine weighs on all alike),
@@ -134,7 +136,7 @@ struct Case {
 
 std::vector<Case> cases(std::int64_t m, std::int64_t k, std::int64_t n, std::mt19937& rng) {
   std::normal_distribution<float> normal(0.f, 0.05f);
-  std::uniform_int_distribution<int> code7(-63, 63), code4(1, 15), code2(0, 3);
+  std::uniform_int_distribution<int> code7(-63, 63), code4(1, 15), code3(0, 7), code2(0, 3);
   std::vector<Case> out;
   {
     Tensor w(DType::f32, {k, n});
@@ -178,6 +180,20 @@ std::vector<Case> cases(std::int64_t m, std::int64_t k, std::int64_t n, std::mt1
                               {{"codes", std::move(codes2)},
                                {"scales", scales.clone()},
                                {"offsets", std::move(offsets2)}})});
+      // W3A8: int3 codes (q + 4) in a 2-bit and a 1-bit plane, offset 4, the same scales.
+      Tensor codes3(DType::i8, {k, n}), offsets3(DType::f32, {groups, n});
+      for (auto& v :
+           std::span(codes3.data<std::int8_t>(), static_cast<std::size_t>(codes3.numel())))
+        v = static_cast<std::int8_t>(code3(rng));
+      std::fill_n(offsets3.data<float>(), offsets3.numel(), 4.f);
+      Node w3a8{"", "W3A8MatMul", "bitplan", {"x", "codes", "", "scales", "offsets"}, {}, {}};
+      w3a8.attrs["group"] = group;
+      out.push_back({fmt::format("w3a8g{}", group),
+                     0.375 * double(k * n) + 8.0 * double(groups * n),
+                     one_node(m, k, std::move(w3a8),
+                              {{"codes", std::move(codes3)},
+                               {"scales", scales.clone()},
+                               {"offsets", std::move(offsets3)}})});
       // W4A8 on the same weights: codes + per group and column an fp32 scale and an int32
       // weight sum (symmetric: one offset for all; executor/kernels/w4a8.hpp).
       Node w4a8{"", "W4A8MatMul", "bitplan", {"x", "codes", "", "scales", "offsets"}, {}, {}};
@@ -207,18 +223,20 @@ int main(int argc, char** argv) {
   const double budget = argc > 2 ? std::atof(argv[2]) : 0.3;
   set_num_threads(threads);
   const CpuDevice& cpu = query_cpu();
-  fmt::print("# {} ({} logical cores, oneDNN ISA {}), {} threads, W4A32/W4A8/W2A8 kernel ISA {}\n",
-             cpu.model, cpu.logical_cores, cpu.onednn_isa, num_threads(),
-             kernels::isa_name(kernels::cpu_isa()));
+  fmt::print(
+      "# {} ({} logical cores, oneDNN ISA {}), {} threads, W4A32/W4A8/W3A8/W2A8 kernel ISA {}\n",
+      cpu.model, cpu.logical_cores, cpu.onednn_isa, num_threads(),
+      kernels::isa_name(kernels::cpu_isa()));
   const Bandwidth bw = measure_bandwidth(budget);
   fmt::print("# STREAM-style copy {:.1f} GB/s (read + write), read {:.1f} GB/s\n", bw.copy_gbs,
              bw.read_gbs);
   fmt::print(
       "| N x K | M | fp32 ms | int8 ms | w4g32 ms | w4g128 ms | w4ch ms | w4a8g32 ms | w4a8g128 ms "
-      "| w2a8g32 ms | w2a8g128 ms | w4g32 GB/s | % of copy | fp32 / w4g32 | int8 / w4g32 | "
-      "fp32 / w4a8g32 | w4g32 / w4a8g32 | w4a8g32 / w2a8g32 | w4a8g128 / w2a8g128 | w2a8g32 GB/s "
-      "|\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:"
-      "|---:|---:|\n");
+      "| w3a8g32 ms | w3a8g128 ms | w2a8g32 ms | w2a8g128 ms | w4g32 GB/s | % of copy | fp32 / "
+      "w4g32 | int8 / w4g32 | fp32 / w4a8g32 | w4g32 / w4a8g32 | w4a8g32 / w3a8g32 | w4a8g128 / "
+      "w3a8g128 | w3a8g32 / w2a8g32 | w3a8g128 / w2a8g128 | w4a8g32 / w2a8g32 | w4a8g128 / "
+      "w2a8g128 | w3a8g32 GB/s | w2a8g32 GB/s |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:"
+      "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
   std::mt19937 rng(1);
   const std::pair<std::int64_t, std::int64_t> shapes[] = {
       {576, 1536}, {1536, 576}, {49152, 576}, {1536, 384}};
@@ -242,16 +260,18 @@ int main(int argc, char** argv) {
         ms[all[i].name] = seconds[i] * 1e3;
         gbs[all[i].name] = (all[i].weight_bytes + 4.0 * double(m * (k + n))) / seconds[i] / 1e9;
       }
+      const auto ratio = [&](const char* a, const char* b) { return ms[a] / ms[b]; };
       fmt::print(
           "| {} x {} | {} | {:.4f} | {:.4f} | {:.4f} | {:.4f} | {:.4f} | {:.4f} | {:.4f} | {:.4f} "
-          "| {:.4f} | {:.1f} | {:.0f} % | {:.2f}x | {:.2f}x | {:.2f}x | {:.2f}x | {:.2f}x | "
-          "{:.2f}x "
-          "| {:.1f} |\n",
+          "| {:.4f} | {:.4f} | {:.4f} | {:.1f} | {:.0f} % | {:.2f}x | {:.2f}x | {:.2f}x | {:.2f}x "
+          "| {:.2f}x | {:.2f}x | {:.2f}x | {:.2f}x | {:.2f}x | {:.2f}x | {:.1f} | {:.1f} |\n",
           n, k, m, ms["fp32"], ms["int8"], ms["w4g32"], ms["w4g128"], ms["w4ch"], ms["w4a8g32"],
-          ms["w4a8g128"], ms["w2a8g32"], ms["w2a8g128"], gbs["w4g32"],
-          100 * gbs["w4g32"] / bw.copy_gbs, ms["fp32"] / ms["w4g32"], ms["int8"] / ms["w4g32"],
-          ms["fp32"] / ms["w4a8g32"], ms["w4g32"] / ms["w4a8g32"], ms["w4a8g32"] / ms["w2a8g32"],
-          ms["w4a8g128"] / ms["w2a8g128"], gbs["w2a8g32"]);
+          ms["w4a8g128"], ms["w3a8g32"], ms["w3a8g128"], ms["w2a8g32"], ms["w2a8g128"],
+          gbs["w4g32"], 100 * gbs["w4g32"] / bw.copy_gbs, ratio("fp32", "w4g32"),
+          ratio("int8", "w4g32"), ratio("fp32", "w4a8g32"), ratio("w4g32", "w4a8g32"),
+          ratio("w4a8g32", "w3a8g32"), ratio("w4a8g128", "w3a8g128"), ratio("w3a8g32", "w2a8g32"),
+          ratio("w3a8g128", "w2a8g128"), ratio("w4a8g32", "w2a8g32"), ratio("w4a8g128", "w2a8g128"),
+          gbs["w3a8g32"], gbs["w2a8g32"]);
       std::fflush(stdout);
     }
   return 0;

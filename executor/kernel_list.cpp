@@ -127,7 +127,7 @@ Reason cpu_w4a32_declines(const LayerQuant&, const KernelLayer& layer, const Ker
 }
 
 // Activations quantized per token to uint8, asymmetric, at run time (A8t): what the W4A8 and
-// W2A8 kernels quantize each row to, with the simulation's rule.
+// W3A8 and W2A8 kernels quantize each row to, with the simulation's rule.
 bool per_token_uint8_activations(const LayerQuant& q) {
   return q.activations.format == FormatId::uint8 &&
          q.activations.granularity == Granularity::per_token && !q.activations.symmetric &&
@@ -151,9 +151,18 @@ bool takes_w2a8(const LayerQuant& q) {
   return w.kind == FormatKind::integer && w.bits <= 2 && per_token_uint8_activations(q);
 }
 
-// What the integer kernels with per-token activations (`kernel`: W4A8, W2A8) decline. A K
-// that is not a multiple of the group, or of 4, is not among them: both pad each group to
-// a multiple of 4 with codes that add nothing (w4a8.hpp, w2a8.hpp).
+// Integer weights of exactly 3 bits (int3, uint3; any scale granularity, symmetric or not)
+// with the same activations (W3A8t, W3g32A8t): bitplan's W3A8 kernel (w3a8.hpp) reads them
+// as a 2-bit and a 1-bit plane, 3/8 of a byte a weight. Before cpu_w4a8 in the list, which
+// would take them too; <= 2-bit weights go to cpu_w2a8 (before this entry), fewer bytes still.
+bool takes_w3a8(const LayerQuant& q) {
+  const FormatTraits& w = format_traits(q.weights.format);
+  return w.kind == FormatKind::integer && w.bits == 3 && per_token_uint8_activations(q);
+}
+
+// What the integer kernels with per-token activations (`kernel`: W4A8, W3A8, W2A8) decline. A
+// K that is not a multiple of the group, or of 4 (8), is not among them: each pads its groups
+// with codes that add nothing (w4a8.hpp, w3a8.hpp, w2a8.hpp).
 Reason per_token_kernel_declines(std::string_view kernel, const KernelLayer& layer,
                                  const KernelTarget& t) {
   if (kernels::isa_of_onednn(t.cpu.onednn_isa) == kernels::Isa::scalar)
@@ -180,6 +189,10 @@ Reason cpu_w2a8_declines(const LayerQuant&, const KernelLayer& layer, const Kern
   return per_token_kernel_declines("W2A8", layer, t);
 }
 
+Reason cpu_w3a8_declines(const LayerQuant&, const KernelLayer& layer, const KernelTarget& t) {
+  return per_token_kernel_declines("W3A8", layer, t);
+}
+
 // Other weight-only specs with float activations run the float kernel on weights
 // decompressed at load: the saving is size, not time.
 constexpr KernelEntry onednn_kernels[] = {
@@ -189,6 +202,10 @@ constexpr KernelEntry onednn_kernels[] = {
      "w2a8 (<= 2-bit integer weights packed four per byte, any scale granularity, uint8 "
      "activations quantized per token at run time; Gemm/MatMul, AVX2 or AVX-512 VNNI)",
      ExecutorPath::cpu_w2a8, takes_w2a8, cpu_w2a8_declines},
+    {"cpu_w3a8", "w3a8",
+     "w3a8 (3-bit integer weights in a 2-bit and a 1-bit plane, any scale granularity, uint8 "
+     "activations quantized per token at run time; Gemm/MatMul, AVX2 or AVX-512 VNNI)",
+     ExecutorPath::cpu_w3a8, takes_w3a8, cpu_w3a8_declines},
     {"cpu_w4a8", "w4a8",
      "w4a8 (<= 4-bit integer weights packed two per byte, any scale granularity, uint8 "
      "activations quantized per token at run time; Gemm/MatMul, AVX2 or AVX-512 VNNI)",

@@ -50,6 +50,7 @@ enum class ExecutorPath {
   onednn_bf16,   // oneDNN bf16 kernel
   cpu_w4a32,     // bitplan's W4A32 kernel on packed <= 4-bit codes (executor/kernels/w4a32.hpp)
   cpu_w4a8,      // bitplan's W4A8 kernel: the same codes, per-token uint8 activations (w4a8.hpp)
+  cpu_w3a8,      // bitplan's W3A8 kernel: 3-bit codes in a 2-bit and a 1-bit plane (w3a8.hpp)
   cpu_w2a8,      // bitplan's W2A8 kernel: <= 2-bit codes four per byte, as W4A8 (w2a8.hpp)
   profiled_only  // another device's kernel: timed by its profiler, simulated here
 };

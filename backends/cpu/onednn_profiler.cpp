@@ -283,7 +283,8 @@ bool complete(const HwProfile& profile, const std::vector<LayerWorkload>& worklo
 }  // namespace
 
 const std::vector<std::string>& onednn_precisions() {
-  static const std::vector<std::string> names{"fp32", "int8", "bf16", "w4a32", "w4a8", "w2a8"};
+  static const std::vector<std::string> names{"fp32", "int8", "bf16", "w4a32",
+                                              "w4a8", "w3a8", "w2a8"};
   return names;
 }
 
@@ -476,7 +477,7 @@ void profile_model_onednn(const Graph& graph, const std::string& model_name,
     // bitplan's own low-bit kernels, each timed in one run of a uniform plan over every layer
     // the kernel list gives it: W4A32 (packed <= 4-bit weights, float activations) under the
     // weight-only int4 plan, W4A8 (the same weights, per-token uint8 activations) under W4A8t,
-    // W2A8 (int2 weights, the same activations) under W2A8t.
+    // W3A8 (int3 weights, the same activations) under W3A8t, W2A8 (int2) under W2A8t.
     // Their time does not depend on the scale granularity's bookkeeping beyond a few percent
     // (bench/bench_lowbit.cpp), so one granularity (per channel) stands for all.
     const auto time_lowbit = [&](const std::string& precision, const std::string& shorthand,
@@ -511,6 +512,9 @@ void profile_model_onednn(const Graph& graph, const std::string& model_name,
     time_lowbit("w4a8", "W4A8t", &QuantSimulator::Int8Build::w4a8_layers,
                 "bitplan W4A8: int4 codes packed two per byte, activations quantized per token "
                 "to uint8, int32 dot products");
+    time_lowbit("w3a8", "W3A8t", &QuantSimulator::Int8Build::w3a8_layers,
+                "bitplan W3A8: int3 codes in a 2-bit and a 1-bit plane, activations quantized per "
+                "token to uint8, int32 dot products");
     time_lowbit("w2a8", "W2A8t", &QuantSimulator::Int8Build::w2a8_layers,
                 "bitplan W2A8: int2 codes packed four per byte, activations quantized per token "
                 "to uint8, int32 dot products");

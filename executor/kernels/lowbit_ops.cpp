@@ -9,15 +9,18 @@
 //   bitplan::W4A32MatMul: <= 4-bit integer weights, float activations (w4a32.hpp);
 //   bitplan::W4A8MatMul: the same weights, activations quantized per token to uint8 at run
 //     time (w4a8.hpp);
+//   bitplan::W3A8MatMul: 3-bit weights (codes and offsets in [0, 7]: code = q - qmin),
+//     activations as W4A8's (w3a8.hpp);
 //   bitplan::W2A8MatMul: 2-bit weights (codes and offsets in [0, 3]: code = q - qmin),
 //     activations as W4A8's (w2a8.hpp).
 // The weights are packed here, at plan build, for the kernel ISA of this CPU
-// (kernels::cpu_isa()), and W4A8's activation buffer is made here for the layer's rows; run
-// only computes.
+// (kernels::cpu_isa()), and the per-token kernels' activation buffer is made here for the layer's
+// rows; run only computes.
 #include <cmath>
 #include <memory>
 
 #include "executor/kernels/w2a8.hpp"
+#include "executor/kernels/w3a8.hpp"
 #include "executor/kernels/w4a32.hpp"
 #include "executor/kernels/w4a8.hpp"
 #include "executor/op_registry.hpp"
@@ -114,44 +117,40 @@ OpBuild build_w4a32_matmul(const OpContext& ctx) {
   return b;
 }
 
-OpBuild build_w4a8_matmul(const OpContext& ctx) {
+// W4A8, W3A8 and W2A8 (per_token.hpp): the weights packed by `pack`, and the quantized
+// activations' buffer, once per plan: a plan runs one op at a time, so the kernel owns it.
+template <class Packed>
+OpBuild build_per_token_matmul(const OpContext& ctx,
+                               Packed (*pack)(const kernels::W4a32Source&, kernels::Isa),
+                               void (*gemm)(const Packed&, const float*, std::int64_t, std::int64_t,
+                                            float*, std::int64_t, kernels::W4a8Activations&,
+                                            const kernels::GemmEpilogue&)) {
   const LowbitGemm g = read_lowbit_gemm(ctx);
-  auto packed =
-      std::make_shared<const kernels::PackedW4a8>(kernels::pack_w4a8(g.source, kernels::cpu_isa()));
-  // The quantized activations' buffer, once per plan: a plan runs one op at a time, so the
-  // kernel owns it.
+  auto packed = std::make_shared<const Packed>(pack(g.source, kernels::cpu_isa()));
   auto activations =
       std::make_shared<kernels::W4a8Activations>(kernels::make_w4a8_activations(*packed, g.m));
   OpBuild b;
   b.outputs.push_back({DType::f32, g.out_dims, {}});
   b.macs = g.m * g.n * g.k;
   b.kernel =
-      make_kernel([packed, activations, bias = g.bias, epilogue = g.epilogue, m = g.m, k = g.k,
-                   n = g.n](std::span<const Tensor> in, std::span<Tensor> out) mutable {
+      make_kernel([packed, activations, gemm, bias = g.bias, epilogue = g.epilogue, m = g.m,
+                   k = g.k, n = g.n](std::span<const Tensor> in, std::span<Tensor> out) mutable {
         epilogue.bias = bias ? bias->data() : nullptr;
-        kernels::w4a8_gemm(*packed, in[0].data<float>(), m, k, out[0].data<float>(), n,
-                           *activations, epilogue);
+        gemm(*packed, in[0].data<float>(), m, k, out[0].data<float>(), n, *activations, epilogue);
       });
   return b;
 }
 
+OpBuild build_w4a8_matmul(const OpContext& ctx) {
+  return build_per_token_matmul<kernels::PackedW4a8>(ctx, kernels::pack_w4a8, kernels::w4a8_gemm);
+}
+
+OpBuild build_w3a8_matmul(const OpContext& ctx) {
+  return build_per_token_matmul<kernels::PackedW3a8>(ctx, kernels::pack_w3a8, kernels::w3a8_gemm);
+}
+
 OpBuild build_w2a8_matmul(const OpContext& ctx) {
-  const LowbitGemm g = read_lowbit_gemm(ctx);
-  auto packed =
-      std::make_shared<const kernels::PackedW2a8>(kernels::pack_w2a8(g.source, kernels::cpu_isa()));
-  auto activations = std::make_shared<kernels::W4a8Activations>(
-      kernels::make_w4a8_activations(packed->activation_layout(), g.m));
-  OpBuild b;
-  b.outputs.push_back({DType::f32, g.out_dims, {}});
-  b.macs = g.m * g.n * g.k;
-  b.kernel =
-      make_kernel([packed, activations, bias = g.bias, epilogue = g.epilogue, m = g.m, k = g.k,
-                   n = g.n](std::span<const Tensor> in, std::span<Tensor> out) mutable {
-        epilogue.bias = bias ? bias->data() : nullptr;
-        kernels::w2a8_gemm(*packed, in[0].data<float>(), m, k, out[0].data<float>(), n,
-                           *activations, epilogue);
-      });
-  return b;
+  return build_per_token_matmul<kernels::PackedW2a8>(ctx, kernels::pack_w2a8, kernels::w2a8_gemm);
 }
 
 }  // namespace
@@ -159,6 +158,7 @@ OpBuild build_w2a8_matmul(const OpContext& ctx) {
 void register_lowbit_ops(OpRegistry& r) {
   r.add("bitplan::W4A32MatMul", build_w4a32_matmul);
   r.add("bitplan::W4A8MatMul", build_w4a8_matmul);
+  r.add("bitplan::W3A8MatMul", build_w3a8_matmul);
   r.add("bitplan::W2A8MatMul", build_w2a8_matmul);
 }
 

@@ -30,34 +30,16 @@
 #include <vector>
 
 #include "executor/kernels/isa.hpp"
+#include "executor/kernels/per_token.hpp"
 #include "executor/kernels/w4a32.hpp"
-#include "executor/kernels/w4a8.hpp"
 
 namespace bitplan::kernels {
 
-struct PackedW2a8 {
-  Isa isa = Isa::scalar;  // the kernel it was packed for (the panel width follows from it)
-  std::int64_t k = 0, n = 0, group = 0, groups = 0;
-  std::int64_t group_padded = 0;      // G4: the group's k rounded up to a multiple of 4
-  std::int64_t panel = 0;             // P columns per panel
-  std::int64_t panels = 0;            // ceil(n / P)
-  std::vector<std::uint8_t> codes;    // panels x groups x G4/4 quads x P bytes
-  std::vector<float> scales;          // panels x groups x P: sw
-  std::vector<std::int32_t> offsets;  // panels x groups x P: o, or P copies when uniform
-  bool uniform_offset = false;
-  std::vector<std::int32_t> weight_sums;  // panels x groups x P: S = sum_{k in g} (c - o)
-  std::size_t bytes() const {
-    return codes.size() + scales.size() * sizeof(float) +
-           (offsets.size() + weight_sums.size()) * sizeof(std::int32_t);
-  }
-  const std::int32_t* panel_offsets(std::int64_t p) const {
-    return offsets.data() + (uniform_offset ? 0 : p * groups * panel);
-  }
-  std::int64_t offset_group_step() const { return uniform_offset ? 0 : panel; }
+// The shape, scales, offsets and weight sums are PerTokenWeights' (per_token.hpp).
+struct PackedW2a8 : PerTokenWeights {
+  std::vector<std::uint8_t> codes;  // panels x groups x G4/4 quads x P bytes
+  std::size_t bytes() const { return codes.size() + metadata_bytes(); }
   std::int64_t panel_bytes() const { return groups * group_padded / 4 * panel; }
-  std::int64_t padded_k() const { return groups * group_padded; }
-  // The activations' layout: the same as W4A8's for the same K and group.
-  ActivationLayout activation_layout() const { return {k, group, groups, group_padded}; }
 };
 
 // The panel width for `isa`.

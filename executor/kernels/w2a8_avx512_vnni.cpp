@@ -12,26 +12,16 @@
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #endif
-#include <immintrin.h>
-
 #include <cstring>
 
+#include "executor/kernels/per_token_x86.hpp"
 #include "executor/kernels/w2a8.hpp"
-
-#if defined(__clang__)
-#define BITPLAN_UNROLL _Pragma("unroll")
-#else
-#define BITPLAN_UNROLL _Pragma("GCC unroll 16")
-#endif
-#define BITPLAN_AVX512_VNNI __attribute__((target("avx512f,avx512bw,avx512vnni,fma")))
 
 namespace bitplan::kernels::detail {
 namespace {
 
 template <int MT>
-BITPLAN_AVX512_VNNI void w2_tile_avx512_vnni(const PackedW2a8& w, const std::uint8_t* codes,
-                                             const float* scales, const std::int32_t* offsets,
-                                             std::int64_t ostep, const std::int32_t* weight_sums,
+BITPLAN_AVX512_VNNI void w2_tile_avx512_vnni(const PackedW2a8& w, const PanelData& d,
                                              const W4a8Activations& a, std::int64_t row0, float* y,
                                              std::int64_t ldy) {
   const std::int64_t quads = w.group_padded / 4;
@@ -46,7 +36,7 @@ BITPLAN_AVX512_VNNI void w2_tile_avx512_vnni(const PackedW2a8& w, const std::uin
     BITPLAN_UNROLL
     for (int r = 0; r < MT; ++r)
       for (int s = 0; s < 4; ++s) dot[r][s] = _mm512_setzero_si512();
-    const std::uint8_t* wq = codes + g * quads * 64;
+    const std::uint8_t* wq = d.codes + g * quads * 64;
     const std::int64_t x0 = g * w.group_padded;
     for (std::int64_t q = 0; q < quads; ++q) {
       const __m512i v = _mm512_loadu_si512(wq + q * 64);
@@ -64,60 +54,19 @@ BITPLAN_AVX512_VNNI void w2_tile_avx512_vnni(const PackedW2a8& w, const std::uin
         for (int s = 0; s < 4; ++s) dot[r][s] = _mm512_dpbusd_epi32(dot[r][s], xb, c[s]);
       }
     }
-    // I = sum xq·c - o·X - zx·S (exact), then acc += sw · I, 16 columns at a time.
-    BITPLAN_UNROLL
-    for (int s = 0; s < 4; ++s) {
-      const __m512i o = _mm512_loadu_si512(offsets + g * ostep + 16 * s);
-      const __m512i ws = _mm512_loadu_si512(weight_sums + g * 64 + 16 * s);
-      const __m512 sw = _mm512_loadu_ps(scales + g * 64 + 16 * s);
-      BITPLAN_UNROLL
-      for (int r = 0; r < MT; ++r) {
-        const std::int64_t row = row0 + r;
-        const __m512i x_sum =
-            _mm512_set1_epi32(a.code_sums[static_cast<std::size_t>(row * w.groups + g)]);
-        const __m512i zx = _mm512_set1_epi32(a.zero_points[static_cast<std::size_t>(row)]);
-        const __m512i i = _mm512_sub_epi32(
-            _mm512_sub_epi32(dot[r][s], _mm512_mullo_epi32(o, x_sum)), _mm512_mullo_epi32(ws, zx));
-        acc[r][s] = _mm512_fmadd_ps(sw, _mm512_cvtepi32_ps(i), acc[r][s]);
-      }
-    }
+    group_end_avx512<MT, 4>(d, g, a, row0, dot, acc);
   }
-  for (int r = 0; r < MT; ++r) {
-    const __m512 sx = _mm512_set1_ps(a.scales[static_cast<std::size_t>(row0 + r)]);
-    for (int s = 0; s < 4; ++s)
-      _mm512_storeu_ps(y + r * ldy + 16 * s, _mm512_mul_ps(sx, acc[r][s]));
-  }
+  store_rows_avx512<MT, 4>(a, row0, acc, y, ldy);
 }
 
 }  // namespace
 
 void w2a8_panel_avx512_vnni(const PackedW2a8& w, std::int64_t panel, const W4a8Activations& a,
                             std::int64_t row0, std::int64_t m, float* y, std::int64_t ldy) {
-  const std::uint8_t* codes = w.codes.data() + panel * w.panel_bytes();
-  const std::int64_t at = panel * w.groups * 64;
-  const float* scales = w.scales.data() + at;
-  const std::int32_t* offsets = w.panel_offsets(panel);
-  const std::int64_t ostep = w.offset_group_step();
-  const std::int32_t* weight_sums = w.weight_sums.data() + at;
-  std::int64_t r = 0;
-  for (; r + 4 <= m; r += 4)
-    w2_tile_avx512_vnni<4>(w, codes, scales, offsets, ostep, weight_sums, a, row0 + r, y + r * ldy,
-                           ldy);
-  float* yr = y + r * ldy;
-  const std::int64_t rr = row0 + r;
-  switch (m - r) {
-    case 3:
-      w2_tile_avx512_vnni<3>(w, codes, scales, offsets, ostep, weight_sums, a, rr, yr, ldy);
-      break;
-    case 2:
-      w2_tile_avx512_vnni<2>(w, codes, scales, offsets, ostep, weight_sums, a, rr, yr, ldy);
-      break;
-    case 1:
-      w2_tile_avx512_vnni<1>(w, codes, scales, offsets, ostep, weight_sums, a, rr, yr, ldy);
-      break;
-    default:
-      break;
-  }
+  const PanelData d = panel_data(w, panel);
+  row_tiles<4>(m, [&]<int MT>(std::int64_t r) {
+    w2_tile_avx512_vnni<MT>(w, d, a, row0 + r, y + r * ldy, ldy);
+  });
 }
 
 }  // namespace bitplan::kernels::detail

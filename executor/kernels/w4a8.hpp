@@ -44,54 +44,19 @@
 #include <cstdint>
 #include <vector>
 
-#include "executor/kernels/epilogue.hpp"
 #include "executor/kernels/isa.hpp"
+#include "executor/kernels/per_token.hpp"
 #include "executor/kernels/w4a32.hpp"
 
 namespace bitplan::kernels {
 
-// Where each row's activation codes go: K in groups of `group`, each padded to
-// `group_padded` (a multiple of 4). The same for W4A8 and W2A8 (w2a8.hpp) of one K and group.
-struct ActivationLayout {
-  std::int64_t k = 0, group = 0, groups = 0, group_padded = 0;
-};
-
-struct PackedW4a8 {
-  Isa isa = Isa::scalar;  // the kernel it was packed for (the panel width follows from it)
-  std::int64_t k = 0, n = 0, group = 0, groups = 0;
-  std::int64_t group_padded = 0;    // G4: the group's k rounded up to a multiple of 4
-  std::int64_t panel = 0;           // P columns per panel
-  std::int64_t panels = 0;          // ceil(n / P)
+// The shape, scales, offsets and weight sums are PerTokenWeights' (per_token.hpp), shared
+// with W3A8 and W2A8.
+struct PackedW4a8 : PerTokenWeights {
   std::vector<std::uint8_t> codes;  // panels x groups x G4/4 quads x 2·P bytes
-  std::vector<float> scales;        // panels x groups x P: sw
-  // panels x groups x P: o; or, when every column and group has the same offset (symmetric
-  // grids: 8 or 0), just P copies of it: no offset traffic per group.
-  std::vector<std::int32_t> offsets;
-  bool uniform_offset = false;
-  std::vector<std::int32_t> weight_sums;  // panels x groups x P: S = sum_{k in g} (c - o)
-  std::size_t bytes() const {
-    return codes.size() + scales.size() * sizeof(float) +
-           (offsets.size() + weight_sums.size()) * sizeof(std::int32_t);
-  }
-  // Panel p's offsets, and the step from one group's to the next (0 when uniform).
-  const std::int32_t* panel_offsets(std::int64_t p) const {
-    return offsets.data() + (uniform_offset ? 0 : p * groups * panel);
-  }
-  std::int64_t offset_group_step() const { return uniform_offset ? 0 : panel; }
-  // Bytes of one panel's codes, and of one row of activation codes.
+  std::size_t bytes() const { return codes.size() + metadata_bytes(); }
+  // Bytes of one panel's codes.
   std::int64_t panel_bytes() const { return groups * group_padded / 4 * 2 * panel; }
-  std::int64_t padded_k() const { return groups * group_padded; }
-  ActivationLayout activation_layout() const { return {k, group, groups, group_padded}; }
-};
-
-// The activations of one call, quantized: what the kernels read instead of x. Made once at
-// plan build for the layer's row count (make_w4a8_activations), refilled by every call.
-struct W4a8Activations {
-  std::int64_t rows = 0, padded_k = 0, groups = 0;
-  std::vector<std::uint8_t> codes;        // rows x padded_k: xq, group g at g·G4, padding 0
-  std::vector<float> scales;              // rows: sx (NaN for a row holding a NaN)
-  std::vector<std::int32_t> zero_points;  // rows: zx
-  std::vector<std::int32_t> code_sums;    // rows x groups: X = sum_{k in g} xq
 };
 
 // The panel width for `isa`.
@@ -104,15 +69,7 @@ PackedW4a8 pack_w4a8(const W4a32Source& source, Isa isa);
 // The container value of (k, n) read back from the packed bytes (tests).
 int packed_code(const PackedW4a8& packed, std::int64_t k, std::int64_t n);
 
-// Room for `m` rows of activations laid out as `layout` (or as `packed` reads them).
-W4a8Activations make_w4a8_activations(const ActivationLayout& layout, std::int64_t m);
-W4a8Activations make_w4a8_activations(const PackedW4a8& packed, std::int64_t m);
-// Quantizes rows [0, m) of x (row stride ldx) into `a` (which has room for at least m rows)
-// with the simulation's dynamic per-token uint8 asym rule. Threaded over rows.
-void quantize_w4a8_activations(const ActivationLayout& layout, const float* x, std::int64_t m,
-                               std::int64_t ldx, W4a8Activations& a);
-void quantize_w4a8_activations(const PackedW4a8& packed, const float* x, std::int64_t m,
-                               std::int64_t ldx, W4a8Activations& a);
+// The activations (make_w4a8_activations, quantize_w4a8_activations): per_token.hpp.
 
 // y[M, N] (row stride ldy) = x[M, K] (row stride ldx) · W, then the epilogue: quantizes x
 // into `a` (room for m rows), then runs the kernel of `packed.isa`, which must be one this

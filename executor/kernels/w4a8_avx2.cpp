@@ -10,26 +10,16 @@
 // once. Tiles of up to 4 rows reuse each unpacked weight vector (8 int32 accumulators).
 // Compiled with a function target attribute: this file adds no ISA flag to the build, and
 // w4a8_gemm calls it only where cpu_supports(Isa::avx2).
-#include <immintrin.h>
-
 #include <cstring>
 
+#include "executor/kernels/per_token_x86.hpp"
 #include "executor/kernels/w4a8.hpp"
-
-#if defined(__clang__)
-#define BITPLAN_UNROLL _Pragma("unroll")
-#else
-#define BITPLAN_UNROLL _Pragma("GCC unroll 16")
-#endif
-#define BITPLAN_AVX2 __attribute__((target("avx2,fma")))
 
 namespace bitplan::kernels::detail {
 namespace {
 
 template <int MT>
-BITPLAN_AVX2 void tile_avx2(const PackedW4a8& w, const std::uint8_t* codes, const float* scales,
-                            const std::int32_t* offsets, std::int64_t ostep,
-                            const std::int32_t* weight_sums, const W4a8Activations& a,
+BITPLAN_AVX2 void tile_avx2(const PackedW4a8& w, const PanelData& d, const W4a8Activations& a,
                             std::int64_t row0, float* y, std::int64_t ldy) {
   const std::int64_t quads = w.group_padded / 4;
   const std::uint8_t* xq[MT];
@@ -42,7 +32,7 @@ BITPLAN_AVX2 void tile_avx2(const PackedW4a8& w, const std::uint8_t* codes, cons
     __m256i dot[MT][2];
     BITPLAN_UNROLL
     for (int r = 0; r < MT; ++r) dot[r][0] = dot[r][1] = _mm256_setzero_si256();
-    const std::uint8_t* wq = codes + g * quads * 32;
+    const std::uint8_t* wq = d.codes + g * quads * 32;
     const std::int64_t x0 = g * w.group_padded;
     for (std::int64_t q = 0; q < quads; ++q) {
       const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wq + q * 32));
@@ -59,61 +49,18 @@ BITPLAN_AVX2 void tile_avx2(const PackedW4a8& w, const std::uint8_t* codes, cons
             _mm256_add_epi32(dot[r][1], _mm256_madd_epi16(_mm256_maddubs_epi16(xb, c1), ones));
       }
     }
-    // I = sum xq·c - o·X - zx·S (exact), then acc += sw · I.
-    const __m256i o0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(offsets + g * ostep));
-    const __m256i o1 =
-        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(offsets + g * ostep + 8));
-    const __m256i s0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(weight_sums + g * 16));
-    const __m256i s1 =
-        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(weight_sums + g * 16 + 8));
-    const __m256 sw0 = _mm256_loadu_ps(scales + g * 16), sw1 = _mm256_loadu_ps(scales + g * 16 + 8);
-    BITPLAN_UNROLL
-    for (int r = 0; r < MT; ++r) {
-      const std::int64_t row = row0 + r;
-      const __m256i x_sum =
-          _mm256_set1_epi32(a.code_sums[static_cast<std::size_t>(row * w.groups + g)]);
-      const __m256i zx = _mm256_set1_epi32(a.zero_points[static_cast<std::size_t>(row)]);
-      const __m256i i0 = _mm256_sub_epi32(
-          _mm256_sub_epi32(dot[r][0], _mm256_mullo_epi32(o0, x_sum)), _mm256_mullo_epi32(s0, zx));
-      const __m256i i1 = _mm256_sub_epi32(
-          _mm256_sub_epi32(dot[r][1], _mm256_mullo_epi32(o1, x_sum)), _mm256_mullo_epi32(s1, zx));
-      acc[r][0] = _mm256_fmadd_ps(sw0, _mm256_cvtepi32_ps(i0), acc[r][0]);
-      acc[r][1] = _mm256_fmadd_ps(sw1, _mm256_cvtepi32_ps(i1), acc[r][1]);
-    }
+    group_end_avx2<MT, 2>(d, g, a, row0, dot, acc);
   }
-  for (int r = 0; r < MT; ++r) {
-    const __m256 sx = _mm256_set1_ps(a.scales[static_cast<std::size_t>(row0 + r)]);
-    _mm256_storeu_ps(y + r * ldy, _mm256_mul_ps(sx, acc[r][0]));
-    _mm256_storeu_ps(y + r * ldy + 8, _mm256_mul_ps(sx, acc[r][1]));
-  }
+  store_rows_avx2<MT, 2>(a, row0, acc, y, ldy);
 }
 
 }  // namespace
 
 void w4a8_panel_avx2(const PackedW4a8& w, std::int64_t panel, const W4a8Activations& a,
                      std::int64_t row0, std::int64_t m, float* y, std::int64_t ldy) {
-  const std::uint8_t* codes = w.codes.data() + panel * w.panel_bytes();
-  const std::int64_t at = panel * w.groups * 16;
-  const float* scales = w.scales.data() + at;
-  const std::int32_t* offsets = w.panel_offsets(panel);
-  const std::int64_t ostep = w.offset_group_step();
-  const std::int32_t* weight_sums = w.weight_sums.data() + at;
-  std::int64_t r = 0;
-  for (; r + 4 <= m; r += 4)
-    tile_avx2<4>(w, codes, scales, offsets, ostep, weight_sums, a, row0 + r, y + r * ldy, ldy);
-  switch (m - r) {
-    case 3:
-      tile_avx2<3>(w, codes, scales, offsets, ostep, weight_sums, a, row0 + r, y + r * ldy, ldy);
-      break;
-    case 2:
-      tile_avx2<2>(w, codes, scales, offsets, ostep, weight_sums, a, row0 + r, y + r * ldy, ldy);
-      break;
-    case 1:
-      tile_avx2<1>(w, codes, scales, offsets, ostep, weight_sums, a, row0 + r, y + r * ldy, ldy);
-      break;
-    default:
-      break;
-  }
+  const PanelData d = panel_data(w, panel);
+  row_tiles<4>(m,
+               [&]<int MT>(std::int64_t r) { tile_avx2<MT>(w, d, a, row0 + r, y + r * ldy, ldy); });
 }
 
 }  // namespace bitplan::kernels::detail

@@ -13,26 +13,16 @@
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #endif
-#include <immintrin.h>
-
 #include <cstring>
 
+#include "executor/kernels/per_token_x86.hpp"
 #include "executor/kernels/w4a8.hpp"
-
-#if defined(__clang__)
-#define BITPLAN_UNROLL _Pragma("unroll")
-#else
-#define BITPLAN_UNROLL _Pragma("GCC unroll 16")
-#endif
-#define BITPLAN_AVX512_VNNI __attribute__((target("avx512f,avx512bw,avx512vnni,fma")))
 
 namespace bitplan::kernels::detail {
 namespace {
 
 template <int MT>
-BITPLAN_AVX512_VNNI void tile_avx512_vnni(const PackedW4a8& w, const std::uint8_t* codes,
-                                          const float* scales, const std::int32_t* offsets,
-                                          std::int64_t ostep, const std::int32_t* weight_sums,
+BITPLAN_AVX512_VNNI void tile_avx512_vnni(const PackedW4a8& w, const PanelData& d,
                                           const W4a8Activations& a, std::int64_t row0, float* y,
                                           std::int64_t ldy) {
   const std::int64_t quads = w.group_padded / 4;
@@ -45,7 +35,7 @@ BITPLAN_AVX512_VNNI void tile_avx512_vnni(const PackedW4a8& w, const std::uint8_
     __m512i dot[MT][2];
     BITPLAN_UNROLL
     for (int r = 0; r < MT; ++r) dot[r][0] = dot[r][1] = _mm512_setzero_si512();
-    const std::uint8_t* wq = codes + g * quads * 64;
+    const std::uint8_t* wq = d.codes + g * quads * 64;
     const std::int64_t x0 = g * w.group_padded;
     for (std::int64_t q = 0; q < quads; ++q) {
       const __m512i v = _mm512_loadu_si512(wq + q * 64);
@@ -61,75 +51,19 @@ BITPLAN_AVX512_VNNI void tile_avx512_vnni(const PackedW4a8& w, const std::uint8_
         dot[r][1] = _mm512_dpbusd_epi32(dot[r][1], xb, c1);
       }
     }
-    // I = sum xq·c - o·X - zx·S (exact), then acc += sw · I.
-    const __m512i o0 = _mm512_loadu_si512(offsets + g * ostep);
-    const __m512i o1 = _mm512_loadu_si512(offsets + g * ostep + 16);
-    const __m512i s0 = _mm512_loadu_si512(weight_sums + g * 32);
-    const __m512i s1 = _mm512_loadu_si512(weight_sums + g * 32 + 16);
-    const __m512 sw0 = _mm512_loadu_ps(scales + g * 32),
-                 sw1 = _mm512_loadu_ps(scales + g * 32 + 16);
-    BITPLAN_UNROLL
-    for (int r = 0; r < MT; ++r) {
-      const std::int64_t row = row0 + r;
-      const __m512i x_sum =
-          _mm512_set1_epi32(a.code_sums[static_cast<std::size_t>(row * w.groups + g)]);
-      const __m512i zx = _mm512_set1_epi32(a.zero_points[static_cast<std::size_t>(row)]);
-      const __m512i i0 = _mm512_sub_epi32(
-          _mm512_sub_epi32(dot[r][0], _mm512_mullo_epi32(o0, x_sum)), _mm512_mullo_epi32(s0, zx));
-      const __m512i i1 = _mm512_sub_epi32(
-          _mm512_sub_epi32(dot[r][1], _mm512_mullo_epi32(o1, x_sum)), _mm512_mullo_epi32(s1, zx));
-      acc[r][0] = _mm512_fmadd_ps(sw0, _mm512_cvtepi32_ps(i0), acc[r][0]);
-      acc[r][1] = _mm512_fmadd_ps(sw1, _mm512_cvtepi32_ps(i1), acc[r][1]);
-    }
+    group_end_avx512<MT, 2>(d, g, a, row0, dot, acc);
   }
-  for (int r = 0; r < MT; ++r) {
-    const __m512 sx = _mm512_set1_ps(a.scales[static_cast<std::size_t>(row0 + r)]);
-    _mm512_storeu_ps(y + r * ldy, _mm512_mul_ps(sx, acc[r][0]));
-    _mm512_storeu_ps(y + r * ldy + 16, _mm512_mul_ps(sx, acc[r][1]));
-  }
+  store_rows_avx512<MT, 2>(a, row0, acc, y, ldy);
 }
 
 }  // namespace
 
 void w4a8_panel_avx512_vnni(const PackedW4a8& w, std::int64_t panel, const W4a8Activations& a,
                             std::int64_t row0, std::int64_t m, float* y, std::int64_t ldy) {
-  const std::uint8_t* codes = w.codes.data() + panel * w.panel_bytes();
-  const std::int64_t at = panel * w.groups * 32;
-  const float* scales = w.scales.data() + at;
-  const std::int32_t* offsets = w.panel_offsets(panel);
-  const std::int64_t ostep = w.offset_group_step();
-  const std::int32_t* weight_sums = w.weight_sums.data() + at;
-  std::int64_t r = 0;
-  for (; r + 8 <= m; r += 8)
-    tile_avx512_vnni<8>(w, codes, scales, offsets, ostep, weight_sums, a, row0 + r, y + r * ldy,
-                        ldy);
-  float* yr = y + r * ldy;
-  const std::int64_t rr = row0 + r;
-  switch (m - r) {
-    case 7:
-      tile_avx512_vnni<7>(w, codes, scales, offsets, ostep, weight_sums, a, rr, yr, ldy);
-      break;
-    case 6:
-      tile_avx512_vnni<6>(w, codes, scales, offsets, ostep, weight_sums, a, rr, yr, ldy);
-      break;
-    case 5:
-      tile_avx512_vnni<5>(w, codes, scales, offsets, ostep, weight_sums, a, rr, yr, ldy);
-      break;
-    case 4:
-      tile_avx512_vnni<4>(w, codes, scales, offsets, ostep, weight_sums, a, rr, yr, ldy);
-      break;
-    case 3:
-      tile_avx512_vnni<3>(w, codes, scales, offsets, ostep, weight_sums, a, rr, yr, ldy);
-      break;
-    case 2:
-      tile_avx512_vnni<2>(w, codes, scales, offsets, ostep, weight_sums, a, rr, yr, ldy);
-      break;
-    case 1:
-      tile_avx512_vnni<1>(w, codes, scales, offsets, ostep, weight_sums, a, rr, yr, ldy);
-      break;
-    default:
-      break;
-  }
+  const PanelData d = panel_data(w, panel);
+  row_tiles<8>(m, [&]<int MT>(std::int64_t r) {
+    tile_avx512_vnni<MT>(w, d, a, row0 + r, y + r * ldy, ldy);
+  });
 }
 
 }  // namespace bitplan::kernels::detail

@@ -791,24 +791,26 @@ int keep_channels_last(Graph& g, bool float_convs) {
 
 namespace {
 
-// The inputs of a bitplan::W4A32MatMul, W4A8MatMul or W2A8MatMul node
+// The inputs of a bitplan::W4A32MatMul, W4A8MatMul, W3A8MatMul or W2A8MatMul node
 // (executor/kernels/lowbit_ops.cpp) for a 2-D weight `w` whose simulation is `wq`
 // (fake-quantized with `spec` and `params`): container codes [K, N], and per (group, column)
 // scales and offsets [G, N], such that
 //   (code - offset) * scale == wq   bit for bit, for every weight
 // (the 4-bit kernels: code = q + 8 and offset = zero point + 8 on signed grids, both + 0 on
-// unsigned ones; W2A8: code = q - qmin and offset = zero point - qmin, in [0, 3]; the
+// unsigned ones; W3A8 and W2A8: code = q - qmin and offset = zero point - qmin, in [0, 7]
+// and [0, 3]; the
 // difference is q - zero point, exact, so the product is dequantize_from_grid's). Returns
 // why not where that fails (a NaN weight has no code), naming the kernel.
 struct W4a32Weights {
   Tensor codes, scales, offsets;
   std::int64_t group = 0;
-  ExecutorPath path = ExecutorPath::cpu_w4a32;  // or cpu_w4a8, cpu_w2a8: the node it becomes
+  ExecutorPath path = ExecutorPath::cpu_w4a32;  // or cpu_w4a8, cpu_w3a8, cpu_w2a8: its node
 };
 
 // The node's op type for `path`, which also names the kernel in messages.
 std::string_view lowbit_op_type(ExecutorPath path) {
   return path == ExecutorPath::cpu_w2a8   ? "W2A8MatMul"
+         : path == ExecutorPath::cpu_w3a8 ? "W3A8MatMul"
          : path == ExecutorPath::cpu_w4a8 ? "W4A8MatMul"
                                           : "W4A32MatMul";
 }
@@ -823,9 +825,8 @@ std::optional<std::string> w4a32_weights(const Tensor& w, const Tensor& wq, cons
   const bool grouped = spec.granularity == Granularity::per_group && spec.group_size < k;
   out.group = grouped ? spec.group_size : k;
   const std::int64_t groups = (k + out.group - 1) / out.group;
-  const float base = out.path == ExecutorPath::cpu_w2a8 ? static_cast<float>(f.qmin)
-                     : f.is_signed                      ? -8.f
-                                                        : 0.f;
+  const bool from_qmin = out.path == ExecutorPath::cpu_w2a8 || out.path == ExecutorPath::cpu_w3a8;
+  const float base = from_qmin ? static_cast<float>(f.qmin) : f.is_signed ? -8.f : 0.f;
   out.codes = Tensor(DType::i8, {k, n});
   out.scales = Tensor(DType::f32, {groups, n});
   out.offsets = Tensor(DType::f32, {groups, n});
@@ -880,7 +881,7 @@ QuantSimulator::Int8Build QuantSimulator::build_int8(const QuantPlan& plan) {
       bf16_layers.push_back(&layer);
       out.bf16_layers.push_back(layer.name);
     } else if (path == ExecutorPath::cpu_w4a32 || path == ExecutorPath::cpu_w4a8 ||
-               path == ExecutorPath::cpu_w2a8) {
+               path == ExecutorPath::cpu_w3a8 || path == ExecutorPath::cpu_w2a8) {
       const QuantSpec spec = weight_spec_for(it->second.weights, layer);
       const Tensor& w = method_float_weight(layer, it->second);
       const Tensor& wq = quantized_weight(layer, it->second);
@@ -892,10 +893,11 @@ QuantSimulator::Int8Build QuantSimulator::build_int8(const QuantPlan& plan) {
         simulated_part.layers[layer.name] = it->second;
         continue;
       }
-      // All read the float input: W4A8 and W2A8 quantize it per token themselves, with the
+      // All read the float input: W4A8, W3A8 and W2A8 quantize it per token themselves, with the
       // rule of the simulation's FakeQuant, which this layer therefore does not get.
       lowbit_layers.emplace_back(&layer, std::move(packed));
       (path == ExecutorPath::cpu_w2a8   ? out.w2a8_layers
+       : path == ExecutorPath::cpu_w3a8 ? out.w3a8_layers
        : path == ExecutorPath::cpu_w4a8 ? out.w4a8_layers
                                         : out.w4a32_layers)
           .push_back(layer.name);
@@ -968,6 +970,7 @@ QuantSimulator::Int8Build QuantSimulator::build_int8(const QuantPlan& plan) {
     const std::string_view op_type = lowbit_op_type(weights.path);
     const std::string prefix = layer->weight + "@" + layer->name +
                                (weights.path == ExecutorPath::cpu_w2a8   ? "@w2a8"
+                                : weights.path == ExecutorPath::cpu_w3a8 ? "@w3a8"
                                 : weights.path == ExecutorPath::cpu_w4a8 ? "@w4a8"
                                                                          : "@w4a32");
     g.initializers[prefix + "codes"] = std::move(weights.codes);
@@ -980,8 +983,8 @@ QuantSimulator::Int8Build QuantSimulator::build_int8(const QuantPlan& plan) {
     node->attrs["group"] = weights.group;
   }
   // The layers built here in place of their float node keep the bias input (index 2).
-  for (const auto* names :
-       {&out.int8_layers, &out.bf16_layers, &out.w4a32_layers, &out.w4a8_layers, &out.w2a8_layers})
+  for (const auto* names : {&out.int8_layers, &out.bf16_layers, &out.w4a32_layers, &out.w4a8_layers,
+                            &out.w3a8_layers, &out.w2a8_layers})
     for (const std::string& name : *names) {
       const LayerQuant& q = plan.layers.at(name);
       if (!q.bias_correction) continue;
@@ -995,7 +998,7 @@ QuantSimulator::Int8Build QuantSimulator::build_int8(const QuantPlan& plan) {
   // Layers whose method scales their input (awq) read it through its Mul, as in build().
   std::vector<Node> scaling_nodes;
   for (const auto* names :
-       {&out.int8_layers, &out.w4a32_layers, &out.w4a8_layers, &out.w2a8_layers})
+       {&out.int8_layers, &out.w4a32_layers, &out.w4a8_layers, &out.w3a8_layers, &out.w2a8_layers})
     for (const std::string& name : *names) {
       auto node = std::find_if(g.nodes.begin(), g.nodes.end(),
                                [&name](const Node& n) { return n.name == name; });

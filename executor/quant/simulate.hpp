@@ -66,7 +66,8 @@ class QuantSimulator {
   // (executor/kernel_list.hpp) runs a layer's spec: integer kernels (int8_layers), bf16
   // kernels (bf16_layers), the W4A32 kernel on packed <= 4-bit weights (w4a32_layers) and
   // the W4A8 kernel on the same weights with per-token uint8 activations (w4a8_layers), the
-  // W2A8 kernel on <= 2-bit weights with the same activations (w2a8_layers); every
+  // W3A8 kernel on 3-bit weights with the same activations (w3a8_layers), the W2A8 kernel
+  // on <= 2-bit weights with the same activations (w2a8_layers); every
   // other quantized layer is simulated, and `why_simulated` says why, layer by layer
   // (the list's reason, or the float kernel that runs it on the simulation's decompressed
   // weights).
@@ -76,6 +77,7 @@ class QuantSimulator {
     std::vector<std::string> bf16_layers;
     std::vector<std::string> w4a32_layers;
     std::vector<std::string> w4a8_layers;
+    std::vector<std::string> w3a8_layers;
     std::vector<std::string> w2a8_layers;
     std::map<std::string, std::string> why_simulated;
     int chained_tensors = 0;        // activations passed between integer layers as codes

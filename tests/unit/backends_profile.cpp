@@ -537,8 +537,8 @@ TEST_CASE("profile_model_onednn on fmnist_mlp: every key, every precision, then 
   const auto ws = workloads_of(g, 1);
   REQUIRE(ws.size() == 3);
   // fp32, int8 (between float layers), int8_chained (between int8 layers), bf16, w4a32, w4a8,
-  // w2a8 per key
-  CHECK(profile.entries.size() == 7 * ws.size());
+  // w3a8, w2a8 per key
+  CHECK(profile.entries.size() == 8 * ws.size());
   const bool bf16_isa =
       contains(query_cpu().onednn_isa, "avx512") || contains(query_cpu().onednn_isa, "amx");
   for (const auto& w : ws) {
@@ -582,6 +582,14 @@ TEST_CASE("profile_model_onednn on fmnist_mlp: every key, every precision, then 
       CHECK(w4a8->unsupported.empty());
       CHECK(w4a8->median_us > 0);
       CHECK(contains(w4a8->implementation, "W4A8"));
+    }
+    // And on the W3A8 kernel under W3A8t.
+    const ProfileEntry* w3a8 = profile.find(w.key, "w3a8");
+    REQUIRE(w3a8 != nullptr);
+    if (contains(query_cpu().onednn_isa, "avx2") || contains(query_cpu().onednn_isa, "avx512")) {
+      CHECK(w3a8->unsupported.empty());
+      CHECK(w3a8->median_us > 0);
+      CHECK(contains(w3a8->implementation, "W3A8"));
     }
     // And on the W2A8 kernel under W2A8t.
     const ProfileEntry* w2a8 = profile.find(w.key, "w2a8");

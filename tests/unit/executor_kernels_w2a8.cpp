@@ -1,219 +1,59 @@
-// The W2A8 kernel (executor/kernels/w2a8.hpp): packing read back exactly; the integer sums
-// are exact; and every ISA path (forced by its Isa argument, so the AVX2 path runs on
-// AVX-512 machines and the scalar path everywhere) agrees with the scalar path bit for bit
-// and with a double-precision reference on the simulation's values within the bound derived
-// in executor_kernels_w4a8.cpp (the same float steps: one fma per group, then the row's
-// scale), for odd sizes, K tails (groups padded to a multiple of 4), every group size, K
-// past one s16 widening span of the AVX2 path (64 k), signed symmetric and unsigned
-// asymmetric grids, M = 1, 2, 3, 5, 33, and the epilogue. The activation codes are
-// W4A8's (tested there). No timing here (bench/bench_lowbit.cpp times it).
+// The W2A8 kernel (executor/kernels/w2a8.hpp), with the checks it shares with W3A8
+// (executor_per_token_checks.hpp): packing read back exactly; the integer sums are exact,
+// also with every code 3 and every activation code 255; and every ISA path (forced by its
+// Isa argument, so the AVX2 path runs on AVX-512 machines and the scalar path everywhere)
+// agrees with the scalar path bit for bit and with a double-precision reference on the
+// simulation's values within the bound derived in executor_kernels_w4a8.cpp (the same float
+// steps: one fma per group, then the row's scale), for odd sizes, K tails (groups padded to a
+// multiple of 4), every group size, K past one s16 widening span of the AVX2 path (64 k),
+// int2/sym and uint2/asym grids, M = 1, 2, 3, 5, 33, and the epilogue. The activation codes
+// are W4A8's (tested there). No timing here (bench/bench_lowbit.cpp times it).
 #include <doctest/doctest.h>
 
-#include <cmath>
 #include <limits>
-#include <random>
-#include <vector>
 
 #include "core/error.hpp"
 #include "executor/kernels/w2a8.hpp"
-#include "executor/quant/formats.hpp"
-#include "executor/quant/quantizer.hpp"
 #include "tests/skip.hpp"
+#include "tests/unit/executor_per_token_checks.hpp"
 
 namespace executor_kernels_w2a8_test {
 
 using namespace bitplan;
 using namespace bitplan::kernels;
+using namespace bitplan::testing::per_token;
 
 namespace {
 
-// A random problem: container codes [K, N] in [0, 3], a scale and offset per (group, column).
-struct Problem {
-  std::int64_t m, k, n, group, groups;
-  std::vector<std::int8_t> codes;      // [K][N]
-  std::vector<float> scales, offsets;  // [groups][N]
-  std::vector<float> x;                // [M][K]
-  W4a32Source source() const {
-    return {k, n, group, codes.data(), n, 1, scales.data(), offsets.data()};
+struct W2Kernel {
+  static constexpr const char* name = "W2A8";
+  static constexpr int bits = 2, max_code = 3, k_multiple = 4, symmetric_offset = 2;
+  static PackedW2a8 pack(const W4a32Source& source, Isa isa) { return pack_w2a8(source, isa); }
+  static void gemm(const PackedW2a8& w, const float* x, std::int64_t m, std::int64_t ldx, float* y,
+                   std::int64_t ldy, W4a8Activations& a, const GemmEpilogue& e) {
+    w2a8_gemm(w, x, m, ldx, y, ldy, a, e);
   }
-  std::int64_t group_of(std::int64_t kk) const { return kk / std::min(group, k); }
-  std::int32_t weight_int(std::int64_t kk, std::int64_t nn) const {
-    return codes[kk * n + nn] - static_cast<std::int32_t>(offsets[group_of(kk) * n + nn]);
-  }
-  float weight(std::int64_t kk, std::int64_t nn) const {
-    return static_cast<float>(weight_int(kk, nn)) * scales[group_of(kk) * n + nn];
-  }
+  static std::int64_t panel_width(Isa isa) { return w2a8_panel_width(isa); }
 };
-
-// `symmetric_signed`: int2/sym (offsets all 2: q = c - 2 in [-2, 1]); else uint2/asym (random
-// offsets in [0, 3]). `unit_scales`: every weight scale 1, for the exact-integer test.
-Problem make_problem(std::int64_t m, std::int64_t k, std::int64_t n, std::int64_t group,
-                     bool symmetric_signed, std::uint32_t seed, bool unit_scales = false) {
-  std::mt19937 rng(seed);
-  Problem p{m, k, n, group, (k + std::min(group, k) - 1) / std::min(group, k), {}, {}, {}, {}};
-  std::uniform_int_distribution<int> code(0, 3);
-  std::uniform_real_distribution<float> scale(0.001f, 0.1f);
-  std::normal_distribution<float> act(0.3f, 1.f);
-  p.codes.resize(static_cast<std::size_t>(k * n));
-  for (auto& c : p.codes) c = static_cast<std::int8_t>(code(rng));
-  p.scales.resize(static_cast<std::size_t>(p.groups * n));
-  p.offsets.resize(p.scales.size());
-  for (auto& s : p.scales) s = unit_scales ? 1.f : scale(rng);
-  for (auto& o : p.offsets) o = symmetric_signed ? 2.f : static_cast<float>(code(rng));
-  p.x.resize(static_cast<std::size_t>(m * k));
-  for (auto& v : p.x) v = act(rng);
-  return p;
-}
-
-std::vector<float> run(const Problem& p, Isa isa, W4a8Activations* keep = nullptr) {
-  const PackedW2a8 packed = pack_w2a8(p.source(), isa);
-  W4a8Activations a = make_w4a8_activations(packed.activation_layout(), p.m);
-  std::vector<float> y(static_cast<std::size_t>(p.m * p.n), std::nanf(""));
-  w2a8_gemm(packed, p.x.data(), p.m, p.k, y.data(), p.n, a);
-  if (keep) *keep = std::move(a);
-  return y;
-}
-
-// executor_kernels_w4a8.cpp's bound: (gamma_{groups+1} + 2u + u^2)/(1 - u)^2 times
-// sum_k |xs_k·w_k|, plus 1 % for the double reference and the smallest subnormal.
-double error_bound(const Problem& p, const std::vector<float>& xs, std::int64_t row,
-                   std::int64_t col) {
-  const double u = std::ldexp(1.0, -24), j = static_cast<double>(p.groups + 1);
-  double magnitude = 0;
-  for (std::int64_t kk = 0; kk < p.k; ++kk)
-    magnitude += std::fabs(double(xs[row * p.k + kk]) * double(p.weight(kk, col)));
-  const double gamma = j * u / (1 - j * u);
-  return 1.01 * (gamma + 2 * u + u * u) / ((1 - u) * (1 - u)) * magnitude +
-         std::numeric_limits<float>::denorm_min();
-}
-
-// Runs `isa`'s path; checks it bit for bit against the scalar path (when given) and every
-// output against the simulation's values summed in double.
-void check_path(const Problem& p, Isa isa, const std::vector<float>* scalar) {
-  const std::vector<float> y = run(p, isa);
-  std::vector<float> xs(p.x.size());
-  fake_quantize_activation_per_token(FormatId::uint8, false, p.x.data(), xs.data(), p.m, p.k, 1);
-  for (std::int64_t r = 0; r < p.m; ++r)
-    for (std::int64_t c = 0; c < p.n; ++c) {
-      const float v = y[static_cast<std::size_t>(r * p.n + c)];
-      double ref = 0;
-      for (std::int64_t kk = 0; kk < p.k; ++kk)
-        ref += double(xs[r * p.k + kk]) * double(p.weight(kk, c));
-      const double bound = error_bound(p, xs, r, c);
-      const bool same_as_scalar = !scalar || (*scalar)[static_cast<std::size_t>(r * p.n + c)] == v;
-      if (!(std::fabs(double(v) - ref) <= bound) || !same_as_scalar) {
-        FAIL_CHECK(isa_name(isa) << " m " << p.m << " k " << p.k << " n " << p.n << " group "
-                                 << p.group << ": y[" << r << "][" << c << "] = " << v
-                                 << ", reference " << ref << ", bound " << bound);
-        return;
-      }
-    }
-}
-
-// Odd K and N, K tails of a quad and of a group, tails of both panel widths (32, 64), several
-// panels, K past 64 in one group (the AVX2 path widens its s16 sums every 64 k), groups
-// shorter, equal to and longer than K.
-void check_every_shape(Isa isa) {
-  std::uint32_t seed = 1;
-  for (const std::int64_t m : {1, 2, 3, 5, 33})
-    for (const auto& [k, n] : std::vector<std::pair<std::int64_t, std::int64_t>>{
-             {1, 1}, {7, 5}, {37, 19}, {64, 32}, {96, 65}, {128, 64}, {202, 47}, {576, 130}})
-      for (const std::int64_t group : {32, 64, 128, 1 << 20})
-        for (const bool symmetric : {true, false}) {
-          const Problem p = make_problem(m, k, n, group, symmetric, seed++);
-          const std::vector<float> scalar = run(p, Isa::scalar);
-          check_path(p, isa, isa == Isa::scalar ? nullptr : &scalar);
-        }
-}
-
-// With every weight scale 1 the float sums hold exact integers (below 2^24), so each path's
-// output is, bit for bit, fl(sx · sum_k (q - zx)(c - o)): any error in an integer sum shows.
-void check_exact_integers(Isa isa) {
-  std::uint32_t seed = 100;
-  for (const std::int64_t m : {1, 3, 33})
-    for (const auto& [k, n] : std::vector<std::pair<std::int64_t, std::int64_t>>{
-             {7, 5}, {37, 19}, {96, 33}, {202, 70}, {1000, 9}})
-      for (const std::int64_t group : {32, 64, 128, 1 << 20})
-        for (const bool symmetric : {true, false}) {
-          const Problem p = make_problem(m, k, n, group, symmetric, seed++, true);
-          W4a8Activations a;
-          const std::vector<float> y = run(p, isa, &a);
-          const std::int64_t g_len = std::min(p.group, p.k);
-          const std::int64_t g_pad = (g_len + 3) / 4 * 4;
-          bool all = true;
-          for (std::int64_t r = 0; r < p.m; ++r) {
-            const std::int32_t zx = a.zero_points[static_cast<std::size_t>(r)];
-            const float sx = a.scales[static_cast<std::size_t>(r)];
-            for (std::int64_t c = 0; c < p.n; ++c) {
-              std::int64_t exact = 0;
-              for (std::int64_t kk = 0; kk < p.k; ++kk) {
-                const std::int64_t at = p.group_of(kk) * g_pad + kk % g_len;
-                exact += (a.codes[static_cast<std::size_t>(r * a.padded_k + at)] - zx) *
-                         std::int64_t{p.weight_int(kk, c)};
-              }
-              all =
-                  all && y[static_cast<std::size_t>(r * p.n + c)] == sx * static_cast<float>(exact);
-            }
-          }
-          CHECK_MESSAGE(all, isa_name(isa) << " m " << m << " k " << p.k << " n " << p.n
-                                           << " group " << group);
-        }
-}
+using K = W2Kernel;
 
 }  // namespace
 
 TEST_CASE("W2A8 packing reads back every code, for every panel width") {
-  for (const Isa isa : {Isa::scalar, Isa::avx2, Isa::avx512_vnni}) {
-    // K = 45 in groups of 30: two groups of 30 and 15, padded to 32 and 16 k.
-    const Problem p = make_problem(1, 45, 141, 30, false, 7);
-    const PackedW2a8 packed = pack_w2a8(p.source(), isa);
-    CHECK(packed.panel == w2a8_panel_width(isa));
-    CHECK(packed.panels == (141 + packed.panel - 1) / packed.panel);
-    CHECK(packed.groups == 2);
-    CHECK(packed.group_padded == 32);
-    // A quarter of a byte per weight of the padded K, per panel column.
-    CHECK(packed.codes.size() ==
-          static_cast<std::size_t>(packed.panels * 2 * 32 * packed.panel / 4));
-    bool all = true, sums = true;
-    for (std::int64_t n = 0; n < p.n; ++n) {
-      std::int32_t sum[2] = {0, 0};
-      for (std::int64_t k = 0; k < p.k; ++k) {
-        all = all && packed_code(packed, k, n) == p.codes[k * p.n + n];
-        sum[p.group_of(k)] += p.weight_int(k, n);
-      }
-      for (std::int64_t g = 0; g < 2; ++g)
-        sums =
-            sums && packed.weight_sums[static_cast<std::size_t>(
-                        ((n / packed.panel) * 2 + g) * packed.panel + n % packed.panel)] == sum[g];
-    }
-    CHECK(all);
-    CHECK(sums);
-    for (std::int64_t n = p.n; n < packed.panels * packed.panel; ++n)
-      CHECK(packed_code(packed, 0, n) == 0);
-  }
-  // Transposed source strides ([N, K] storage, a Gemm with transB) pack the same bytes.
-  const Problem p = make_problem(1, 40, 9, 32, true, 8);
-  std::vector<std::int8_t> nk(p.codes.size());
-  for (std::int64_t k = 0; k < p.k; ++k)
-    for (std::int64_t n = 0; n < p.n; ++n) nk[n * p.k + k] = p.codes[k * p.n + n];
-  W4a32Source transposed = p.source();
-  transposed.codes = nk.data();
-  transposed.stride_k = 1;
-  transposed.stride_n = p.k;
-  CHECK(pack_w2a8(transposed, Isa::avx2).codes == pack_w2a8(p.source(), Isa::avx2).codes);
+  check_packing<K>();
 }
 
 TEST_CASE("W2A8 packing refuses codes, offsets, scales and groups outside the format") {
-  Problem p = make_problem(1, 32, 4, 32, false, 9);
+  Problem p = make_problem<K>(1, 32, 4, 32, false, 9);
   p.codes[3] = 4;
   CHECK_THROWS_WITH_AS(pack_w2a8(p.source(), Isa::scalar),
                        doctest::Contains("code 4 at (k 0, n 3) is not in [0, 3]"), Error);
-  p = make_problem(1, 32, 4, 32, false, 9);
+  p = make_problem<K>(1, 32, 4, 32, false, 9);
   p.offsets[1] = 8.f;
   CHECK_THROWS_WITH_AS(
       pack_w2a8(p.source(), Isa::scalar),
       doctest::Contains("offset 8 of column 1, group 0 is not an integer in [0, 3]"), Error);
-  p = make_problem(1, 32, 4, 32, false, 9);
+  p = make_problem<K>(1, 32, 4, 32, false, 9);
   p.scales[2] = std::numeric_limits<float>::infinity();
   CHECK_THROWS_WITH_AS(pack_w2a8(p.source(), Isa::scalar),
                        doctest::Contains("scale inf of column 2"), Error);
@@ -225,8 +65,8 @@ TEST_CASE("W2A8 packing refuses codes, offsets, scales and groups outside the fo
 }
 
 TEST_CASE("W2A8 scalar path (the definition) matches the reference") {
-  check_every_shape(Isa::scalar);
-  check_exact_integers(Isa::scalar);
+  check_every_shape<K>(Isa::scalar);
+  check_exact_integers<K>(Isa::scalar);
 }
 
 TEST_CASE("W2A8 AVX2 path matches the scalar path bit for bit and the reference") {
@@ -234,8 +74,8 @@ TEST_CASE("W2A8 AVX2 path matches the scalar path bit for bit and the reference"
     MESSAGE("this CPU has no AVX2+FMA: the AVX2 path cannot run here");
     return;
   }
-  check_every_shape(Isa::avx2);
-  check_exact_integers(Isa::avx2);
+  check_every_shape<K>(Isa::avx2);
+  check_exact_integers<K>(Isa::avx2);
 }
 
 TEST_CASE("W2A8 AVX-512 VNNI path matches the scalar path bit for bit and the reference") {
@@ -243,45 +83,12 @@ TEST_CASE("W2A8 AVX-512 VNNI path matches the scalar path bit for bit and the re
     testing::skip("this CPU has no AVX-512 VNNI: the W2A8 VNNI path cannot run here");
     return;
   }
-  check_every_shape(Isa::avx512_vnni);
-  check_exact_integers(Isa::avx512_vnni);
+  check_every_shape<K>(Isa::avx512_vnni);
+  check_exact_integers<K>(Isa::avx512_vnni);
 }
 
 TEST_CASE("W2A8 epilogue and NaN rows: as the simulation") {
-  Problem p = make_problem(8, 96, 70, 32, false, 11);
-  p.x[static_cast<std::size_t>(3 * p.k + 17)] = std::nanf("");
-  std::vector<float> bias(static_cast<std::size_t>(p.n));
-  for (std::size_t i = 0; i < bias.size(); ++i) bias[i] = 0.05f * float(i % 7) - 0.1f;
-  GemmEpilogue e;
-  e.bias = bias.data();
-  e.clamp = true;
-  e.lo = 0.f;
-  e.hi = 6.f;
-  e.quantize_output = true;
-  e.out_scale = 0.02f;
-  e.out_zero_point = 3.f;
-  e.out_qmin = 0.f;
-  e.out_qmax = 255.f;
-  for (const Isa isa : {Isa::scalar, Isa::avx2, Isa::avx512_vnni}) {
-    if (!cpu_supports(isa)) continue;
-    const PackedW2a8 packed = pack_w2a8(p.source(), isa);
-    W4a8Activations a = make_w4a8_activations(packed.activation_layout(), p.m);
-    std::vector<float> sums(static_cast<std::size_t>(p.m * p.n)), y(sums.size());
-    w2a8_gemm(packed, p.x.data(), p.m, p.k, sums.data(), p.n, a);
-    w2a8_gemm(packed, p.x.data(), p.m, p.k, y.data(), p.n, a, e);
-    bool all = true, nan_row = true;
-    for (std::int64_t i = 0; i < p.m * p.n; ++i) {
-      if (i / p.n == 3) {
-        nan_row = nan_row && std::isnan(sums[i]);
-        continue;
-      }
-      float v = std::min(std::max(sums[i] + bias[i % p.n], 0.f), 6.f);
-      const float q = std::min(std::max(std::nearbyint(v / 0.02f) + 3.f, 0.f), 255.f);
-      all = all && y[i] == (q - 3.f) * 0.02f;
-    }
-    CHECK_MESSAGE(all, isa_name(isa));
-    CHECK_MESSAGE(nan_row, isa_name(isa));
-  }
+  check_epilogue_and_nan_rows<K>();
 }
 
 }  // namespace executor_kernels_w2a8_test

@@ -68,14 +68,14 @@ TEST_CASE("the CPU kernel list runs <= 4-bit weights with per-token uint8 on W4A
   CHECK(c.kernel->name == "cpu_w4a8");
   CHECK(c.precision() == "w4a8");
   CHECK(c.passed_over.empty());
-  // The shorthands, and every 3- and 4-bit integer grid and granularity (2-bit weights go to
-  // the W2A8 kernel before it: executor_quant_w2a8.cpp).
-  for (const char* shorthand : {"W4g32A8t", "W4g128A8t", "W4A8t", "W3g64A8t"})
+  // The shorthands, and every 4-bit integer grid and granularity (3- and 2-bit weights go to
+  // the W3A8 and W2A8 kernels before it: executor_quant_w3a8.cpp, executor_quant_w2a8.cpp).
+  for (const char* shorthand : {"W4g32A8t", "W4g128A8t", "W4A8t"})
     CHECK_MESSAGE(
         choose_kernel(uniform_layer_quant(shorthand), matmul_layer(), avx2).precision() == "w4a8",
         shorthand);
-  for (const char* weights : {"int4/channel/sym", "uint4/group128/asym", "int3/group64/asym",
-                              "uint3/tensor/asym", "int4/group16/sym"})
+  for (const char* weights :
+       {"int4/channel/sym", "uint4/group128/asym", "uint4/tensor/asym", "int4/group16/sym"})
     CHECK_MESSAGE(
         choose_kernel(spec(weights, "uint8/token/asym", true), matmul_layer(), avx2).precision() ==
             "w4a8",
@@ -142,8 +142,7 @@ TEST_CASE("real W4A8 execution agrees with the simulation") {
        {Case{"fmnist_mlp", "int4/group16/sym"}, Case{"fmnist_mlp", "int4/channel/sym"},
         Case{"fmnist_mlp", "uint4/group16/asym"}, Case{"fmnist_vit", "int4/group32/sym"},
         Case{"fmnist_vit", "int4/group128/sym"}, Case{"fmnist_vit", "int4/channel/sym"},
-        Case{"fmnist_vit", "uint4/group32/asym"}, Case{"fmnist_vit", "int3/group64/asym"},
-        Case{"fmnist_resnet", "int4/channel/sym"}}) {
+        Case{"fmnist_vit", "uint4/group32/asym"}, Case{"fmnist_resnet", "int4/channel/sym"}}) {
     CAPTURE(c.model);
     CAPTURE(c.weights);
     const LoadedModel model = load_model(kSource / "models" / (c.model + ".onnx"));

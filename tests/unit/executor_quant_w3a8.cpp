@@ -1,0 +1,85 @@
+// 3-bit weights with dynamic per-token uint8 activations (W3A8t, W3g32A8t) in real execution
+// (QuantSimulator::build_int8): the kernel list sends Gemm/MatMul layers to the W3A8 kernel
+// (executor/kernels/w3a8.hpp) before the W4A8 one, which would take them too; the
+// kernel computes with exactly the simulation's weights and activation codes, so real and
+// simulated runs agree on every sample's top-1; other layers fall back with the reason.
+#include <doctest/doctest.h>
+
+#include "backends/device.hpp"
+#include "executor/kernel_list.hpp"
+#include "executor/quant/simulate.hpp"
+#include "tests/unit/executor_real_per_token.hpp"
+
+namespace executor_quant_w3a8_test {
+
+using namespace bitplan;
+
+namespace {
+LayerQuant spec(const std::string& weights, const std::string& activations, bool dynamic) {
+  LayerQuant q;
+  q.weights = parse_quant_spec(weights);
+  q.activations = parse_quant_spec(activations);
+  q.dynamic = dynamic;
+  return q;
+}
+
+KernelLayer matmul_layer() {
+  KernelLayer layer;
+  layer.name = "fc";
+  layer.op_type = "MatMul";
+  return layer;
+}
+
+KernelTarget cpu_target(const std::string& onednn_isa) {
+  return {"onednn", CpuCapabilities::of_onednn_isa(onednn_isa)};
+}
+}  // namespace
+
+TEST_CASE("the CPU kernel list runs 3-bit weights with per-token uint8 on W3A8, with reasons") {
+  const KernelTarget avx2 = cpu_target("avx2");
+  for (const char* shorthand : {"W3A8t", "W3g32A8t", "W3g128A8t", "W3g64A8t"})
+    CHECK_MESSAGE(
+        choose_kernel(uniform_layer_quant(shorthand), matmul_layer(), avx2).precision() == "w3a8",
+        shorthand);
+  for (const char* weights : {"int3/channel/sym", "uint3/group64/asym", "int3/tensor/sym"}) {
+    const KernelChoice c = choose_kernel(spec(weights, "uint8/token/asym", true), matmul_layer(),
+                                         cpu_target("avx512_core_vnni"));
+    REQUIRE(c.kernel);
+    CHECK_MESSAGE(c.kernel->name == "cpu_w3a8", weights);
+    CHECK(c.passed_over.empty());
+  }
+  // 4-bit weights stay on W4A8, 2-bit ones go to W2A8; 3-bit weights with other activations
+  // keep their kernels.
+  CHECK(choose_kernel(uniform_layer_quant("W4g64A8t"), matmul_layer(), avx2).precision() == "w4a8");
+  CHECK(choose_kernel(uniform_layer_quant("W2g64A8t"), matmul_layer(), avx2).precision() == "w2a8");
+  CHECK(choose_kernel(spec("int3/channel/sym", "uint8/tensor/asym", false), matmul_layer(), avx2)
+            .precision() == "int8");
+  CHECK(choose_kernel(spec("int3/group32/sym", "fp32", false), matmul_layer(), avx2).precision() ==
+        "w4a32");
+  // Declines name the W3A8 kernel, then the W4A8 one (which declines the same layers).
+  const LayerQuant q = spec("int3/group32/sym", "uint8/token/asym", true);
+  KernelChoice c = choose_kernel(q, matmul_layer(), cpu_target("sse41"));
+  CHECK(!c.kernel);
+  CHECK(c.why_not.find("the W3A8 kernel's portable path") != std::string::npos);
+  KernelLayer conv = matmul_layer();
+  conv.op_type = "Conv";
+  c = choose_kernel(q, conv, avx2);
+  CHECK(c.why_not.find("the W3A8 kernel is a Gemm/MatMul; this Conv") != std::string::npos);
+  CHECK(c.why_not.find("the W4A8 kernel is a Gemm/MatMul; this Conv") != std::string::npos);
+  KernelLayer batched = matmul_layer();
+  batched.weight_rank = 3;
+  CHECK(choose_kernel(q, batched, avx2).why_not.find("3 dims") != std::string::npos);
+}
+
+TEST_CASE("real W3A8 execution agrees with the simulation") {
+  // The MLP's Gemms (K = 784 = 49 groups of 16), the ViT's MatMuls (a token per row). Four
+  // cases, not W2A8's five: CI's time (the kernel's unit tests cover every group size, grid
+  // and path bit for bit).
+  testing::check_real_per_token_kernel("W3A8", "W3A8t", &QuantSimulator::Int8Build::w3a8_layers,
+                                       {{"fmnist_mlp", "int3/group16/sym"},
+                                        {"fmnist_mlp", "uint3/channel/asym"},
+                                        {"fmnist_vit", "int3/group32/sym"},
+                                        {"fmnist_vit", "uint3/group64/asym"}});
+}
+
+}  // namespace executor_quant_w3a8_test
