@@ -17,7 +17,7 @@ constexpr std::size_t kAlign = 64;
 // for AVX2 (32 KiB for AVX-512) of the 32-48 KiB L1; the A rows of a block, MB·KC floats,
 // 72-96 KiB of L2.
 constexpr std::int64_t kMaxKc = 256;
-constexpr std::int64_t kMaxMb = 96;
+constexpr std::int64_t kMaxMb = 192;
 // Panels per task at most: a task's B (NB·NR·KC floats) stays within L2 next to its A rows.
 constexpr std::int64_t kMaxNbPanels = 8;
 
@@ -110,16 +110,19 @@ void sgemm_packed(const PackedSgemmB& p, const float* a, std::int64_t m, std::in
   const std::int64_t kc = ceil_div(p.k, kblocks);
   const std::int64_t mblocks = ceil_div(m, kMaxMb);
   const std::int64_t mb = ceil_div(ceil_div(m, mblocks), mr) * mr;
-  // Enough tasks for every thread to get several (load balance), none under a panel.
-  const std::int64_t threads = std::max(1, num_threads());
-  const std::int64_t want_nblocks = ceil_div(4 * threads, ceil_div(m, mb));
-  const std::int64_t nb =
-      std::clamp<std::int64_t>(ceil_div(p.panels, want_nblocks), 1, kMaxNbPanels);
-  const std::int64_t nblocks = ceil_div(p.panels, nb);
   const std::int64_t row_blocks = ceil_div(m, mb);
+  // Column blocks: at most kMaxNbPanels panels each, enough for every thread to get a few
+  // tasks, and a task count that the threads divide, each block's panels within one of the
+  // others' (36 panels in 8 blocks: 4 or 5 each, so 2 threads get 18 each, not 20 and 16).
+  const std::int64_t threads = std::max(1, num_threads());
+  std::int64_t nblocks =
+      std::max(ceil_div(p.panels, kMaxNbPanels), ceil_div(4 * threads, row_blocks));
+  while (nblocks < p.panels && (row_blocks * nblocks) % threads != 0) ++nblocks;
+  nblocks = std::min(nblocks, p.panels);
   auto run_block = [&](std::int64_t task) {
-    const std::int64_t r0 = (task / nblocks) * mb, p0 = (task % nblocks) * nb;
-    const std::int64_t r1 = std::min(m, r0 + mb), p1 = std::min(p.panels, p0 + nb);
+    const std::int64_t r0 = (task / nblocks) * mb, block = task % nblocks;
+    const std::int64_t r1 = std::min(m, r0 + mb);
+    const std::int64_t p0 = block * p.panels / nblocks, p1 = (block + 1) * p.panels / nblocks;
     for (std::int64_t k0 = 0; k0 < p.k; k0 += kc) {
       const std::int64_t kn = std::min(kc, p.k - k0);
       for (std::int64_t panel = p0; panel < p1; ++panel) {
@@ -150,7 +153,8 @@ void sgemm_packed(const PackedSgemmB& p, const float* a, std::int64_t m, std::in
   // Flop count per task decides whether threading pays: below ~1M multiply-adds in all, the
   // caller's thread does it.
   const std::int64_t tasks = row_blocks * nblocks;
-  const std::int64_t macs_per_task = std::max<std::int64_t>(1, mb * nb * p.nr * p.k);
+  const std::int64_t macs_per_task =
+      std::max<std::int64_t>(1, mb * ceil_div(p.panels, nblocks) * p.nr * p.k);
   const std::int64_t grain = std::max<std::int64_t>(1, (std::int64_t{1} << 18) / macs_per_task);
   parallel_for(tasks, grain, [&](std::int64_t begin, std::int64_t end) {
     for (std::int64_t task = begin; task < end; ++task) run_block(task);

@@ -395,14 +395,15 @@ class PackedSgemmKernel final : public Kernel {
 
 // Whether the fp32 GEMM selection (PlanOptions::fp32_gemm, automatic) gives an [M, K] x
 // [K, N] product with constant B to the packed kernel rather than oneDNN's matmul: for
-// kMinRows <= M <= kMaxRows on a CPU with the AVX2 kernel or wider. Measured with
-// bench/bench_sgemm on the 2-vCPU AMD EPYC (AVX2), the zoo transformers' shapes
-// (docs/performance.md, "fp32 vs ONNX Runtime"): at M = 128 the packed kernel takes 0.4-0.8x
-// oneDNN's time where N >= 1536 (oneDNN 2.6's gemm copies B into its blocks on every call:
-// SmolLM2's lm_head, [128 x 576] x [576 x 49152], 2.4x faster) and ties elsewhere; at M = 1
-// (a GEMV: one row's two accumulators cannot hide the FMA latency) it took 1.3-1.8x, and at
-// M >= 512 1.0-1.1x (oneDNN packs A as well).
-constexpr std::int64_t kMinRows = 16, kMaxRows = 256;
+// kMinRows <= M <= kMaxRows on a CPU with the AVX2 kernel or wider. Measured on the 2-vCPU
+// AMD EPYC (AVX2), 2 threads, under other jobs' load (docs/performance.md, "Packed-B
+// SGEMM"): with bench/bench_sgemm at M = 128 (the zoo transformers at batch 1, sequence
+// 128), the packed kernel took 0.6-0.8x oneDNN's time where N >= 1536 (oneDNN 2.6's gemm
+// copies B into its blocks on every call; SmolLM2's lm_head, [128 x 576] x [576 x 49152],
+// 0.2-0.35x) and 0.9-1.1x elsewhere; at M = 1 and 32 (the CNN classifiers, GEMV-like: few
+// rows' sums cannot hide the FMA latency) 1.15-1.8x. Whole models with bench_fp32
+// --fp32-gemm: SmolLM2 at batch 4 (M = 512) ran 5-8 % slower with the packed kernel.
+constexpr std::int64_t kMinRows = 64, kMaxRows = 256;
 
 bool packed_sgemm_pays(std::int64_t m, std::int64_t /*k*/, std::int64_t /*n*/) {
   return kernels::cpu_isa() >= kernels::Isa::avx2 && m >= kMinRows && m <= kMaxRows;
