@@ -11,7 +11,7 @@ namespace bitplan::kernels {
 
 namespace {
 
-constexpr std::size_t kAlign = 64;
+constexpr std::size_t kSgemmAlign = 64;
 
 // Rows and k values per block (sgemm_packed.hpp): a panel's k-block of NR·KC floats is 16 KiB
 // for AVX2 (32 KiB for AVX-512) of the 32-48 KiB L1; the A rows of a block, MB·KC floats,
@@ -21,9 +21,9 @@ constexpr std::int64_t kMaxMb = 192;
 // Panels per task at most: a task's B (NB·NR·KC floats) stays within L2 next to its A rows.
 constexpr std::int64_t kMaxNbPanels = 8;
 
-using TileFn = void (*)(const detail::SgemmTile&);
+using SgemmTileFn = void (*)(const detail::SgemmTile&);
 
-TileFn tile_kernel(Isa isa) {
+SgemmTileFn sgemm_tile_kernel(Isa isa) {
   switch (isa) {
     case Isa::avx512:
     case Isa::avx512_vnni:
@@ -36,14 +36,14 @@ TileFn tile_kernel(Isa isa) {
   return detail::sgemm_tile_scalar;
 }
 
-std::int64_t ceil_div(std::int64_t a, std::int64_t b) {
+std::int64_t sgemm_ceil_div(std::int64_t a, std::int64_t b) {
   return (a + b - 1) / b;
 }
 
 }  // namespace
 
 void PackedSgemmB::Free::operator()(float* p) const {
-  ::operator delete[](p, std::align_val_t(kAlign));
+  ::operator delete[](p, std::align_val_t(kSgemmAlign));
 }
 
 std::int64_t sgemm_panel_width(Isa isa) {
@@ -62,10 +62,10 @@ PackedSgemmB pack_sgemm_b(const SgemmSource& src, Isa isa) {
   p.k = src.k;
   p.n = src.n;
   p.nr = sgemm_panel_width(isa);
-  p.panels = ceil_div(p.n, p.nr);
+  p.panels = sgemm_ceil_div(p.n, p.nr);
   const std::size_t count = static_cast<std::size_t>(p.panels * p.k * p.nr);
   p.data.reset(
-      static_cast<float*>(::operator new[](count * sizeof(float), std::align_val_t(kAlign))));
+      static_cast<float*>(::operator new[](count * sizeof(float), std::align_val_t(kSgemmAlign))));
   for (std::int64_t panel = 0; panel < p.panels; ++panel) {
     float* dst = p.data.get() + panel * p.k * p.nr;
     for (std::int64_t k = 0; k < p.k; ++k)
@@ -102,21 +102,21 @@ void sgemm_packed(const PackedSgemmB& p, const float* a, std::int64_t m, std::in
   BITPLAN_ASSERT(cpu_supports(p.isa));
   BITPLAN_ASSERT(p.isa != Isa::scalar || p.nr == 16);
   if (m <= 0) return;
-  const TileFn tile = tile_kernel(p.isa);
+  const SgemmTileFn tile = sgemm_tile_kernel(p.isa);
   const std::int64_t mr = sgemm_rows_per_tile(p.isa);
   // Balanced blocks: as few k-blocks as KC allows, of equal size; row blocks likewise, in
   // whole MR-row tiles.
-  const std::int64_t kblocks = ceil_div(p.k, kMaxKc);
-  const std::int64_t kc = ceil_div(p.k, kblocks);
-  const std::int64_t mblocks = ceil_div(m, kMaxMb);
-  const std::int64_t mb = ceil_div(ceil_div(m, mblocks), mr) * mr;
-  const std::int64_t row_blocks = ceil_div(m, mb);
+  const std::int64_t kblocks = sgemm_ceil_div(p.k, kMaxKc);
+  const std::int64_t kc = sgemm_ceil_div(p.k, kblocks);
+  const std::int64_t mblocks = sgemm_ceil_div(m, kMaxMb);
+  const std::int64_t mb = sgemm_ceil_div(sgemm_ceil_div(m, mblocks), mr) * mr;
+  const std::int64_t row_blocks = sgemm_ceil_div(m, mb);
   // Column blocks: at most kMaxNbPanels panels each, enough for every thread to get a few
   // tasks, and a task count that the threads divide, each block's panels within one of the
   // others' (36 panels in 8 blocks: 4 or 5 each, so 2 threads get 18 each, not 20 and 16).
   const std::int64_t threads = std::max(1, num_threads());
   std::int64_t nblocks =
-      std::max(ceil_div(p.panels, kMaxNbPanels), ceil_div(4 * threads, row_blocks));
+      std::max(sgemm_ceil_div(p.panels, kMaxNbPanels), sgemm_ceil_div(4 * threads, row_blocks));
   while (nblocks < p.panels && (row_blocks * nblocks) % threads != 0) ++nblocks;
   nblocks = std::min(nblocks, p.panels);
   auto run_block = [&](std::int64_t task) {
@@ -139,7 +139,7 @@ void sgemm_packed(const PackedSgemmB& p, const float* a, std::int64_t m, std::in
         t.bias = bias ? bias + n0 : nullptr;
         // The block's rows in tiles of nearly equal height (62 rows: 7 x 6 + 4 x 5, not
         // 10 x 6 + 2): a tile of few rows has too few independent sums to hide the FMA latency.
-        const std::int64_t rows = r1 - r0, tiles = ceil_div(rows, mr);
+        const std::int64_t rows = r1 - r0, tiles = sgemm_ceil_div(rows, mr);
         for (std::int64_t i = 0, r = r0; i < tiles; ++i) {
           t.m = rows / tiles + (i < rows % tiles ? 1 : 0);
           t.a = a + r * lda + k0;
@@ -154,7 +154,7 @@ void sgemm_packed(const PackedSgemmB& p, const float* a, std::int64_t m, std::in
   // caller's thread does it.
   const std::int64_t tasks = row_blocks * nblocks;
   const std::int64_t macs_per_task =
-      std::max<std::int64_t>(1, mb * ceil_div(p.panels, nblocks) * p.nr * p.k);
+      std::max<std::int64_t>(1, mb * sgemm_ceil_div(p.panels, nblocks) * p.nr * p.k);
   const std::int64_t grain = std::max<std::int64_t>(1, (std::int64_t{1} << 18) / macs_per_task);
   parallel_for(tasks, grain, [&](std::int64_t begin, std::int64_t end) {
     for (std::int64_t task = begin; task < end; ++task) run_block(task);

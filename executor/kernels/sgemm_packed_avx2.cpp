@@ -11,19 +11,19 @@
 #else
 #define BITPLAN_UNROLL _Pragma("GCC unroll 16")
 #endif
-#define BITPLAN_AVX2 __attribute__((target("avx2,fma")))
+#define BITPLAN_SGEMM_AVX2 __attribute__((target("avx2,fma")))
 
 namespace bitplan::kernels::detail {
 namespace {
 
-constexpr int kNr = 16;
+constexpr int kSgemmNrAvx2 = 16;
 
 template <int MR>
-BITPLAN_AVX2 void tile_avx2(const SgemmTile& t) {
+BITPLAN_SGEMM_AVX2 void sgemm_rows_avx2(const SgemmTile& t) {
   __m256 acc[MR][2];
   // C in and out through a buffer when the panel is the last, narrower one.
-  alignas(32) float edge[MR][kNr];
-  const bool full = t.cols == kNr;
+  alignas(32) float edge[MR][kSgemmNrAvx2];
+  const bool full = t.cols == kSgemmNrAvx2;
   BITPLAN_UNROLL
   for (int r = 0; r < MR; ++r) {
     if (t.first) {
@@ -32,7 +32,7 @@ BITPLAN_AVX2 void tile_avx2(const SgemmTile& t) {
     }
     const float* c = t.c + r * t.ldc;
     if (!full) {
-      for (int j = 0; j < kNr; ++j) edge[r][j] = j < t.cols ? c[j] : 0.f;
+      for (int j = 0; j < kSgemmNrAvx2; ++j) edge[r][j] = j < t.cols ? c[j] : 0.f;
       c = edge[r];
     }
     acc[r][0] = _mm256_loadu_ps(c);
@@ -40,7 +40,7 @@ BITPLAN_AVX2 void tile_avx2(const SgemmTile& t) {
   }
   const float* a = t.a;
   const float* b = t.b;
-  for (std::int64_t k = 0; k < t.kc; ++k, b += kNr) {
+  for (std::int64_t k = 0; k < t.kc; ++k, b += kSgemmNrAvx2) {
     const __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);
     BITPLAN_UNROLL
     for (int r = 0; r < MR; ++r) {
@@ -53,7 +53,7 @@ BITPLAN_AVX2 void tile_avx2(const SgemmTile& t) {
     const __m256 alpha = _mm256_set1_ps(t.alpha);
     __m256 bias0 = _mm256_setzero_ps(), bias1 = _mm256_setzero_ps();
     if (t.bias) {
-      alignas(32) float padded[kNr] = {};
+      alignas(32) float padded[kSgemmNrAvx2] = {};
       for (std::int64_t j = 0; j < t.cols; ++j) padded[j] = t.bias[j];
       bias0 = _mm256_load_ps(padded);
       bias1 = _mm256_load_ps(padded + 8);
@@ -83,18 +83,19 @@ BITPLAN_AVX2 void tile_avx2(const SgemmTile& t) {
 void sgemm_tile_avx2(const SgemmTile& t) {
   switch (t.m) {
     case 6:
-      return tile_avx2<6>(t);
+      return sgemm_rows_avx2<6>(t);
     case 5:
-      return tile_avx2<5>(t);
+      return sgemm_rows_avx2<5>(t);
     case 4:
-      return tile_avx2<4>(t);
+      return sgemm_rows_avx2<4>(t);
     case 3:
-      return tile_avx2<3>(t);
+      return sgemm_rows_avx2<3>(t);
     case 2:
-      return tile_avx2<2>(t);
+      return sgemm_rows_avx2<2>(t);
     default:
-      return tile_avx2<1>(t);
+      return sgemm_rows_avx2<1>(t);
   }
 }
 
 }  // namespace bitplan::kernels::detail
+#undef BITPLAN_SGEMM_AVX2

@@ -12,15 +12,15 @@
 #else
 #define BITPLAN_UNROLL _Pragma("GCC unroll 16")
 #endif
-#define BITPLAN_AVX512 __attribute__((target("avx512f")))
+#define BITPLAN_SGEMM_AVX512 __attribute__((target("avx512f")))
 
 namespace bitplan::kernels::detail {
 namespace {
 
-constexpr int kNr = 32;
+constexpr int kSgemmNrAvx512 = 32;
 
 template <int MR>
-BITPLAN_AVX512 void tile_avx512(const SgemmTile& t) {
+BITPLAN_SGEMM_AVX512 void sgemm_rows_avx512(const SgemmTile& t) {
   // Columns 0-15 and 16-31 of the panel that are stored (cols <= 32).
   const int cols = static_cast<int>(t.cols);
   const __mmask16 m0 = cols >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << cols) - 1u);
@@ -40,7 +40,7 @@ BITPLAN_AVX512 void tile_avx512(const SgemmTile& t) {
   }
   const float* a = t.a;
   const float* b = t.b;
-  for (std::int64_t k = 0; k < t.kc; ++k, b += kNr) {
+  for (std::int64_t k = 0; k < t.kc; ++k, b += kSgemmNrAvx512) {
     const __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16);
     BITPLAN_UNROLL
     for (int r = 0; r < MR; ++r) {
@@ -75,30 +75,31 @@ BITPLAN_AVX512 void tile_avx512(const SgemmTile& t) {
 void sgemm_tile_avx512(const SgemmTile& t) {
   switch (t.m) {
     case 12:
-      return tile_avx512<12>(t);
+      return sgemm_rows_avx512<12>(t);
     case 11:
-      return tile_avx512<11>(t);
+      return sgemm_rows_avx512<11>(t);
     case 10:
-      return tile_avx512<10>(t);
+      return sgemm_rows_avx512<10>(t);
     case 9:
-      return tile_avx512<9>(t);
+      return sgemm_rows_avx512<9>(t);
     case 8:
-      return tile_avx512<8>(t);
+      return sgemm_rows_avx512<8>(t);
     case 7:
-      return tile_avx512<7>(t);
+      return sgemm_rows_avx512<7>(t);
     case 6:
-      return tile_avx512<6>(t);
+      return sgemm_rows_avx512<6>(t);
     case 5:
-      return tile_avx512<5>(t);
+      return sgemm_rows_avx512<5>(t);
     case 4:
-      return tile_avx512<4>(t);
+      return sgemm_rows_avx512<4>(t);
     case 3:
-      return tile_avx512<3>(t);
+      return sgemm_rows_avx512<3>(t);
     case 2:
-      return tile_avx512<2>(t);
+      return sgemm_rows_avx512<2>(t);
     default:
-      return tile_avx512<1>(t);
+      return sgemm_rows_avx512<1>(t);
   }
 }
 
 }  // namespace bitplan::kernels::detail
+#undef BITPLAN_SGEMM_AVX512
