@@ -3,7 +3,7 @@
 // time budget is spent. Prints one JSON line like bench/torch_peer.py.
 //
 //   bench_fp32 MODEL.onnx BATCH THREADS [SECONDS] [--input NAME=FILE.npy]... [--output OUT.npy]
-//              [--by-op] [--plain-plan]
+//              [--by-op] [--plain-plan] [--fp32-gemm auto|packed|onednn]
 //
 // Without --input a float input gets normal noise and an integer input (token ids, attention
 // masks) ones: a valid id and "attend everywhere", and the time does not depend on the values.
@@ -14,7 +14,8 @@
 // per op type over a few timed runs, largest first, and the slowest steps, to see where a model
 // spends it. The plan keeps convolution activations channels-last and folds MatMul epilogues
 // (PlanOptions::channels_last_convs, matmul_epilogues); `--plain-plan` plans without either,
-// to compare.
+// to compare. `--fp32-gemm` forces the kernel of MatMuls/Gemms with constant weights
+// (PlanOptions::fp32_gemm: bitplan's packed-B SGEMM or oneDNN's matmul; default automatic).
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -46,6 +47,7 @@ struct Args {
   std::optional<std::string> output_file;
   bool by_op = false;
   bool plain_plan = false;
+  Fp32Gemm fp32_gemm = Fp32Gemm::automatic;
 };
 
 Args parse_args(int argc, char** argv) {
@@ -59,6 +61,18 @@ Args parse_args(int argc, char** argv) {
     }
     if (arg == "--plain-plan") {
       args.plain_plan = true;
+      continue;
+    }
+    if (arg == "--fp32-gemm" && i + 1 < argc) {
+      const std::string value = argv[++i];
+      if (value == "auto")
+        args.fp32_gemm = Fp32Gemm::automatic;
+      else if (value == "packed")
+        args.fp32_gemm = Fp32Gemm::packed;
+      else if (value == "onednn")
+        args.fp32_gemm = Fp32Gemm::onednn;
+      else
+        fail(ErrorKind::usage, "--fp32-gemm '{}': expected auto, packed or onednn", value);
       continue;
     }
     if ((arg == "--input" || arg == "--output") && i + 1 < argc) {
@@ -78,7 +92,7 @@ Args parse_args(int argc, char** argv) {
   if (positional.size() < 3 || positional.size() > 4)
     fail(ErrorKind::usage,
          "usage: bench_fp32 MODEL.onnx BATCH THREADS [SECONDS] [--input NAME=FILE.npy]... "
-         "[--output OUT.npy] [--by-op] [--plain-plan]");
+         "[--output OUT.npy] [--by-op] [--plain-plan] [--fp32-gemm auto|packed|onednn]");
   args.model = positional[0];
   args.batch = std::stoll(positional[1]);
   args.threads = std::stoi(positional[2]);
@@ -100,6 +114,13 @@ Tensor first_rows(const std::string& name, const std::string& file, std::int64_t
 }
 
 // Median time per op type over `runs` timed runs, largest first, on stderr.
+// The op type a step's time is summed under; MatMul and Gemm are split by whether an operand
+// is a constant (weights: the packed-SGEMM candidates) or both come at run time (attention).
+std::string op_row(const StepInfo& step) {
+  if (step.op_type != "MatMul" && step.op_type != "Gemm") return step.op_type;
+  return step.op_type + (step.params > 0 ? " (weights)" : " (two activations)");
+}
+
 void print_time_by_op(ExecutionPlan& plan, const std::vector<Tensor>& inputs, int runs) {
   const std::size_t steps = plan.steps().size();
   std::map<std::string, std::vector<double>> per_op;
@@ -109,7 +130,7 @@ void print_time_by_op(ExecutionPlan& plan, const std::vector<Tensor>& inputs, in
     plan.run_timed(inputs, one);
     std::map<std::string, double> total;
     for (std::size_t i = 0; i < steps; ++i) {
-      total[plan.steps()[i].op_type] += one[i];
+      total[op_row(plan.steps()[i])] += one[i];
       per_step[i].push_back(one[i]);
     }
     for (const auto& [op, seconds] : total) per_op[op].push_back(seconds);
@@ -151,7 +172,9 @@ int main(int argc, char** argv) {
       given.emplace(name, std::move(rows));
     }
     bind_input_shapes(model.graph, shapes, "--input");
-    ExecutionPlan plan(model.graph, PlanOptions{args.batch, !args.plain_plan, !args.plain_plan});
+    PlanOptions options{args.batch, !args.plain_plan, !args.plain_plan};
+    options.fp32_gemm = args.fp32_gemm;
+    ExecutionPlan plan(model.graph, options);
     std::mt19937 rng(42);
     std::normal_distribution<float> normal(0.f, 1.f);
     // A few input sets to rotate; the given files are the same in each.

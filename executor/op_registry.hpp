@@ -54,6 +54,13 @@ std::unique_ptr<Kernel> make_kernel(Fn fn) {
   return std::make_unique<LambdaKernel<Fn>>(std::move(fn));
 }
 
+// Which kernel runs a float32 MatMul or Gemm whose B is a constant (PlanOptions::fp32_gemm):
+// bitplan's packed-B SGEMM (executor/kernels/sgemm_packed.hpp) where it measured faster,
+// always, or oneDNN's matmul always. Nodes the packed kernel cannot take (B computed at run
+// time, a transposed A, an addend C, fused output quantization, an activation other than
+// Gelu) run on oneDNN whatever this says.
+enum class Fp32Gemm : unsigned char { automatic, packed, onednn };
+
 // Plan-time view of one node.
 class OpContext {
  public:
@@ -62,6 +69,8 @@ class OpContext {
 
   const Node& node() const { return node_; }
   std::int64_t opset() const { return opset_; }
+  Fp32Gemm fp32_gemm() const { return fp32_gemm_; }
+  void set_fp32_gemm(Fp32Gemm choice) { fp32_gemm_ = choice; }
   std::size_t num_inputs() const { return inputs_.size(); }
   bool has_input(std::size_t i) const { return i < inputs_.size() && inputs_[i] != nullptr; }
   const ValueMeta& input(std::size_t i) const;
@@ -85,6 +94,7 @@ class OpContext {
   const Node& node_;
   std::int64_t opset_;
   std::vector<const ValueMeta*> inputs_;
+  Fp32Gemm fp32_gemm_ = Fp32Gemm::automatic;
 };
 
 struct OpBuild {

@@ -136,6 +136,7 @@ ExecutionPlan::ExecutionPlan(const Graph& source, const PlanOptions& options) : 
       if (is_const && graph.initializer(name)) params += slot_meta_[it->second].constant->numel();
     }
     OpContext ctx(node, graph.opset, in_meta);
+    ctx.set_fp32_gemm(options.fp32_gemm);
     OpBuild build;
     try {
       build = (*registry.find(node.domain, node.op_type))(ctx);

@@ -33,6 +33,10 @@ struct PlanOptions {
   // Fold a MatMul's scalar scale, constant bias and Gelu into it (fuse_matmul_epilogues,
   // ir/passes.hpp): the same caveats as channels_last_convs.
   bool matmul_epilogues = false;
+  // The kernel of float32 MatMuls and Gemms with a constant B (op_registry.hpp): automatic
+  // takes bitplan's packed-B SGEMM where it measured faster than oneDNN's matmul; tests force
+  // either. One step per node either way.
+  Fp32Gemm fp32_gemm = Fp32Gemm::automatic;
 };
 
 // One executed node, for reports (`bitplan inspect`) and cost models.

@@ -9,6 +9,7 @@
 #include <optional>
 #include <unordered_map>
 
+#include "executor/kernels/sgemm_packed.hpp"
 #include "executor/op_registry.hpp"
 #include "executor/ops/onednn_common.hpp"
 #include "executor/ops/window.hpp"
@@ -361,9 +362,104 @@ struct MatmulSpec {
   float post_scale = 1.f;  // applied after the addend (see Gemm's beta)
   int a_input = 0, b_input = 1, addend_input = -1, bias_input = -1;
   std::optional<Tensor> addend_value;  // when constant (pre-scaled by beta)
+  bool a_transposed = false;           // Gemm transA
+  bool b_transposed = false;           // Gemm transB: B stored [N, K]
 };
 
+// bitplan's packed-B SGEMM for a MatMul/Gemm with a constant B (sgemm_packed.hpp): A's rows
+// (all of A's leading dims flattened) times B packed at plan build, alpha and the bias in the
+// microkernel's last step, a fused Gelu as one oneDNN eltwise pass over C in place.
+class PackedSgemmKernel final : public Kernel {
+ public:
+  PackedSgemmKernel(kernels::PackedSgemmB b, std::int64_t m, float alpha, std::vector<float> bias,
+                    std::unique_ptr<Kernel> activation)
+      : b_(std::move(b)),
+        m_(m),
+        alpha_(alpha),
+        bias_(std::move(bias)),
+        activation_(std::move(activation)) {}
+  void run(std::span<const Tensor> in, std::span<Tensor> out) override {
+    float* c = out[0].data<float>();
+    kernels::sgemm_packed(b_, in[0].data<float>(), m_, b_.k, c, b_.n, alpha_,
+                          bias_.empty() ? nullptr : bias_.data());
+    if (activation_) activation_->run(std::span<const Tensor>(out.data(), 1), out);
+  }
+
+ private:
+  kernels::PackedSgemmB b_;
+  std::int64_t m_;
+  float alpha_;
+  std::vector<float> bias_;
+  std::unique_ptr<Kernel> activation_;
+};
+
+// Whether the fp32 GEMM selection (PlanOptions::fp32_gemm, automatic) gives an [M, K] x
+// [K, N] product with constant B to the packed kernel rather than oneDNN's matmul: for
+// kMinRows <= M <= kMaxRows on a CPU with the AVX2 kernel or wider. Measured on the 2-vCPU
+// AMD EPYC (AVX2), 2 threads, under other jobs' load (docs/performance.md, "Packed-B
+// SGEMM"): with bench/bench_sgemm at M = 128 (the zoo transformers at batch 1, sequence
+// 128), the packed kernel took 0.6-0.8x oneDNN's time where N >= 1536 (oneDNN 2.6's gemm
+// copies B into its blocks on every call; SmolLM2's lm_head, [128 x 576] x [576 x 49152],
+// 0.2-0.35x) and 0.9-1.1x elsewhere; at M = 1 and 32 (the CNN classifiers, GEMV-like: few
+// rows' sums cannot hide the FMA latency) 1.15-1.8x. Whole models with bench_fp32
+// --fp32-gemm: SmolLM2 at batch 4 (M = 512) ran 5-8 % slower with the packed kernel.
+constexpr std::int64_t kMinRows = 64, kMaxRows = 256;
+
+bool packed_sgemm_pays(std::int64_t m, std::int64_t /*k*/, std::int64_t /*n*/) {
+  return kernels::cpu_isa() >= kernels::Isa::avx2 && m >= kMinRows && m <= kMaxRows;
+}
+
+// The packed kernel for this product, or nullopt when the node is not one it takes or the
+// selection keeps oneDNN.
+std::optional<OpBuild> packed_sgemm(const OpContext& ctx, const MatmulSpec& spec,
+                                    const Dims& out_dims) {
+  if (ctx.fp32_gemm() == Fp32Gemm::onednn) return std::nullopt;
+  const ValueMeta& bmeta = ctx.input(static_cast<std::size_t>(spec.b_input));
+  if (!bmeta.constant || spec.a_transposed || !spec.addend.is_zero() || spec.post_scale != 1.f)
+    return std::nullopt;
+  const Node& node = ctx.node();
+  const std::string act = node.attr_string("bitplan_activation", "");
+  if ((!act.empty() && act != "Gelu" && act != "GeluTanh") || node.has_attr("bitplan_output_scale"))
+    return std::nullopt;
+  // B must be one matrix: every batch dim 1.
+  const memory::dims bd = spec.b.dims(), cd = spec.c.dims();
+  const std::size_t rank = bd.size();
+  for (std::size_t i = 0; i + 2 < rank; ++i)
+    if (bd[i] != 1) return std::nullopt;
+  const std::int64_t k = bd[rank - 2], n = bd[rank - 1];
+  std::int64_t m = 1;
+  for (std::size_t i = 0; i + 1 < cd.size(); ++i) m *= cd[i];
+  if (k < 1 || n < 1 || m < 1) return std::nullopt;
+  std::vector<float> bias;
+  if (!spec.bias.is_zero()) {
+    const ValueMeta& bias_meta = ctx.input(static_cast<std::size_t>(spec.bias_input));
+    if (!bias_meta.constant || bias_meta.constant->numel() != n) return std::nullopt;
+    const float* values = bias_meta.constant->data<float>();
+    bias.assign(values, values + n);
+  }
+  if (ctx.fp32_gemm() == Fp32Gemm::automatic && !packed_sgemm_pays(m, k, n)) return std::nullopt;
+  std::unique_ptr<Kernel> activation;
+  if (!act.empty()) {
+    activation = eltwise_kernel(m * n, act == "Gelu" ? dnnl::algorithm::eltwise_gelu_erf
+                                                     : dnnl::algorithm::eltwise_gelu_tanh);
+    if (!activation) return std::nullopt;
+  }
+  kernels::SgemmSource source;
+  source.k = k;
+  source.n = n;
+  source.data = bmeta.constant->data<float>();
+  source.stride_k = spec.b_transposed ? 1 : n;
+  source.stride_n = spec.b_transposed ? k : 1;
+  OpBuild b;
+  b.outputs.push_back({DType::f32, out_dims, {}});
+  b.kernel =
+      std::make_unique<PackedSgemmKernel>(kernels::pack_sgemm_b(source, kernels::cpu_isa()), m,
+                                          spec.alpha, std::move(bias), std::move(activation));
+  return b;
+}
+
 OpBuild finish_matmul(const OpContext& ctx, MatmulSpec spec, const Dims& out_dims) {
+  if (std::optional<OpBuild> packed = packed_sgemm(ctx, spec, out_dims)) return std::move(*packed);
   const ValueMeta& bmeta = ctx.input(static_cast<std::size_t>(spec.b_input));
   const bool const_b = bmeta.constant.has_value();
   const memory::desc b_any =
@@ -439,6 +535,8 @@ OpBuild build_gemm(const OpContext& ctx) {
   spec.b =
       memory::desc({k, n}, memory::data_type::f32, tb ? memory::dims{1, k} : memory::dims{n, 1});
   spec.c = plain_desc({m, n});
+  spec.a_transposed = ta;
+  spec.b_transposed = tb;
   spec.alpha = ctx.node().attr_float("alpha", 1.f);
   const float beta = ctx.node().attr_float("beta", 1.f);
   if (ctx.has_input(2) && beta != 0.f) {
