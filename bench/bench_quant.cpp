@@ -1,7 +1,10 @@
 // Cost of running a quantization plan, next to fp32, in one run: the simulated plan
-// (fake-quantized weights, FakeQuant on layer inputs) and the real integer path. Plans are
-// built once; each timing is the median of repeated runs over rotating random inputs.
-// Model, dataset and calibration selection come from a run config.
+// (fake-quantized weights, FakeQuant on layer inputs) and the real path (int8, bf16 and the
+// W4A32/W4A8/W3A8/W2A8 kernels where they take a layer; "int8_ms" in the output). Plans are
+// built once; each timing is the median of repeated runs over rotating inputs: the config's
+// evaluation samples (four batches of BATCH, so token ids, attention masks and a transformer's
+// sequence length are the data's), the model's free dimensions bound to the samples' as
+// `bitplan evaluate` does. Model, dataset and calibration selection come from a run config.
 //
 //   bench_quant CONFIG.yaml PLAN BATCH THREADS [SECONDS] [--steps]   PLAN: W8A8, W7A8, plan.yaml...
 //
@@ -12,11 +15,11 @@
 #include <chrono>
 #include <filesystem>
 #include <iostream>
-#include <random>
 
 #include "cli/run_config.hpp"
 #include "core/parallel.hpp"
 #include "core/timing_stats.hpp"
+#include "executor/evaluate.hpp"
 #include "executor/model.hpp"
 #include "executor/plan.hpp"
 #include "executor/quant/simulate.hpp"
@@ -24,25 +27,27 @@
 using namespace bitplan;
 
 namespace {
-double median_ms(ExecutionPlan& plan, const std::vector<Tensor>& inputs, double budget) {
+// One set of model inputs per batch; runs rotate between them.
+using InputSets = std::vector<std::vector<Tensor>>;
+
+double median_ms(ExecutionPlan& plan, const InputSets& inputs, double budget) {
   using Clock = std::chrono::steady_clock;
-  for (int i = 0; i < 3; ++i) plan.run(std::span<const Tensor>(&inputs[0], 1));
+  for (int i = 0; i < 3; ++i) plan.run(inputs[0]);
   std::vector<double> ms;
   const auto start = Clock::now();
   while (ms.size() < 5 || std::chrono::duration<double>(Clock::now() - start).count() < budget) {
     const auto t = Clock::now();
-    plan.run(std::span<const Tensor>(&inputs[ms.size() % inputs.size()], 1));
+    plan.run(inputs[ms.size() % inputs.size()]);
     ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t).count());
   }
   return median_and_iqr(ms).median;
 }
-void print_steps(const char* title, ExecutionPlan& plan, const std::vector<Tensor>& inputs) {
+void print_steps(const char* title, ExecutionPlan& plan, const InputSets& inputs) {
   const std::size_t steps = plan.steps().size();
   std::vector<std::vector<double>> seconds(steps);
   std::vector<double> one(steps);
   for (int r = 0; r < 51; ++r) {
-    plan.run_timed(std::span<const Tensor>(&inputs[static_cast<std::size_t>(r) % inputs.size()], 1),
-                   one);
+    plan.run_timed(inputs[static_cast<std::size_t>(r) % inputs.size()], one);
     for (std::size_t i = 0; i < steps; ++i) seconds[i].push_back(one[i]);
   }
   fmt::print(stderr, "{}\n", title);
@@ -67,8 +72,9 @@ int main(int argc, char** argv) {
     set_num_threads(std::stoi(argv[4]));
     const double budget = argc > 5 ? std::stod(argv[5]) : 2.0;
     const bool steps = argc > 6 && std::string(argv[6]) == "--steps";
-    const LoadedModel model = load_model(model_path);
+    LoadedModel model = load_model(model_path);
     const auto dataset = open_dataset(config.dataset);
+    bind_input_to_samples(model.graph, *dataset);
     const std::string hash = model_file_hash(model_path);
     QuantSimulator simulator(model.graph, hash,
                              calibration_data(config.dataset, *dataset, {}, config.evaluate.batch));
@@ -79,13 +85,13 @@ int main(int argc, char** argv) {
     const auto int8 = simulator.build_int8(plan);
     ExecutionPlan integer(int8.graph, PlanOptions{batch});
 
-    std::mt19937 rng(42);
-    std::normal_distribution<float> normal(0.f, 1.f);
-    std::vector<Tensor> inputs;
-    for (int i = 0; i < 4; ++i) {
-      Tensor t(DType::f32, fp32.input_meta()[0].dims);
-      for (std::int64_t j = 0; j < t.numel(); ++j) t.data<float>()[j] = normal(rng);
-      inputs.push_back(std::move(t));
+    check_plan_takes_batch(fp32, model.graph, *dataset, batch);
+    InputSets inputs(4);
+    for (std::size_t set = 0; set < inputs.size(); ++set) {
+      std::vector<std::int64_t> indices(static_cast<std::size_t>(batch));
+      for (std::int64_t i = 0; i < batch; ++i)
+        indices[std::size_t(i)] = (std::int64_t(set) * batch + i) % dataset->size();
+      load_batch(fp32, model.graph, *dataset, indices, inputs[set]);
     }
     const double t_fp32 = median_ms(fp32, inputs, budget);
     const double t_sim = median_ms(simulated, inputs, budget);
@@ -98,11 +104,14 @@ int main(int argc, char** argv) {
         "{{\"model\": \"{}\", \"plan\": \"{}\", \"batch\": {}, \"threads\": {}, \"fp32_ms\": "
         "{:.4f}, "
         "\"simulated_ms\": {:.4f}, \"int8_ms\": {:.4f}, \"simulated_over_fp32\": {:.3f}, "
-        "\"fp32_over_int8\": {:.3f}, \"int8_layers\": {}, \"chained_tensors\": {}, "
-        "\"channels_last_tensors\": {}, \"simulated_layers\": {}}}\n",
+        "\"fp32_over_int8\": {:.3f}, \"int8_layers\": {}, \"bf16_layers\": {}, "
+        "\"w4a32_layers\": {}, \"w4a8_layers\": {}, \"w3a8_layers\": {}, \"w2a8_layers\": {}, "
+        "\"chained_tensors\": {}, \"channels_last_tensors\": {}, \"simulated_layers\": {}}}\n",
         model_path.filename().string(), plan_arg, batch, num_threads(), t_fp32, t_sim, t_int8,
-        t_sim / t_fp32, t_fp32 / t_int8, int8.int8_layers.size(), int8.chained_tensors,
-        int8.channels_last_tensors, int8.why_simulated.size());
+        t_sim / t_fp32, t_fp32 / t_int8, int8.int8_layers.size(), int8.bf16_layers.size(),
+        int8.w4a32_layers.size(), int8.w4a8_layers.size(), int8.w3a8_layers.size(),
+        int8.w2a8_layers.size(), int8.chained_tensors, int8.channels_last_tensors,
+        int8.why_simulated.size());
   } catch (const std::exception& e) {
     std::cerr << "bench_quant: " << e.what() << "\n";
     return 1;
