@@ -8,42 +8,25 @@
 #include "backends/device.hpp"
 #include "executor/kernel_list.hpp"
 #include "executor/quant/simulate.hpp"
+#include "tests/unit/executor_kernel_list_util.hpp"
 #include "tests/unit/executor_real_per_token.hpp"
 
 namespace executor_quant_w3a8_test {
 
 using namespace bitplan;
-
-namespace {
-LayerQuant spec(const std::string& weights, const std::string& activations, bool dynamic) {
-  LayerQuant q;
-  q.weights = parse_quant_spec(weights);
-  q.activations = parse_quant_spec(activations);
-  q.dynamic = dynamic;
-  return q;
-}
-
-KernelLayer matmul_layer() {
-  KernelLayer layer;
-  layer.name = "fc";
-  layer.op_type = "MatMul";
-  return layer;
-}
-
-KernelTarget cpu_target(const std::string& onednn_isa) {
-  return {"onednn", CpuCapabilities::of_onednn_isa(onednn_isa)};
-}
-}  // namespace
+using testing::layer_quant;
+using testing::matmul_layer;
+using testing::onednn_target;
 
 TEST_CASE("the CPU kernel list runs 3-bit weights with per-token uint8 on W3A8, with reasons") {
-  const KernelTarget avx2 = cpu_target("avx2");
+  const KernelTarget avx2 = onednn_target("avx2");
   for (const char* shorthand : {"W3A8t", "W3g32A8t", "W3g128A8t", "W3g64A8t"})
     CHECK_MESSAGE(
         choose_kernel(uniform_layer_quant(shorthand), matmul_layer(), avx2).precision() == "w3a8",
         shorthand);
   for (const char* weights : {"int3/channel/sym", "uint3/group64/asym", "int3/tensor/sym"}) {
-    const KernelChoice c = choose_kernel(spec(weights, "uint8/token/asym", true), matmul_layer(),
-                                         cpu_target("avx512_core_vnni"));
+    const KernelChoice c = choose_kernel(layer_quant(weights, "uint8/token/asym", true),
+                                         matmul_layer(), onednn_target("avx512_core_vnni"));
     REQUIRE(c.kernel);
     CHECK_MESSAGE(c.kernel->name == "cpu_w3a8", weights);
     CHECK(c.passed_over.empty());
@@ -52,13 +35,14 @@ TEST_CASE("the CPU kernel list runs 3-bit weights with per-token uint8 on W3A8, 
   // keep their kernels.
   CHECK(choose_kernel(uniform_layer_quant("W4g64A8t"), matmul_layer(), avx2).precision() == "w4a8");
   CHECK(choose_kernel(uniform_layer_quant("W2g64A8t"), matmul_layer(), avx2).precision() == "w2a8");
-  CHECK(choose_kernel(spec("int3/channel/sym", "uint8/tensor/asym", false), matmul_layer(), avx2)
+  CHECK(choose_kernel(layer_quant("int3/channel/sym", "uint8/tensor/asym", false), matmul_layer(),
+                      avx2)
             .precision() == "int8");
-  CHECK(choose_kernel(spec("int3/group32/sym", "fp32", false), matmul_layer(), avx2).precision() ==
-        "w4a32");
+  CHECK(choose_kernel(layer_quant("int3/group32/sym", "fp32", false), matmul_layer(), avx2)
+            .precision() == "w4a32");
   // Declines name the W3A8 kernel, then the W4A8 one (which declines the same layers).
-  const LayerQuant q = spec("int3/group32/sym", "uint8/token/asym", true);
-  KernelChoice c = choose_kernel(q, matmul_layer(), cpu_target("sse41"));
+  const LayerQuant q = layer_quant("int3/group32/sym", "uint8/token/asym", true);
+  KernelChoice c = choose_kernel(q, matmul_layer(), onednn_target("sse41"));
   CHECK(!c.kernel);
   CHECK(c.why_not.find("the W3A8 kernel's portable path") != std::string::npos);
   KernelLayer conv = matmul_layer();

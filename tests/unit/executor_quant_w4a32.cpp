@@ -14,11 +14,14 @@
 #include "executor/model.hpp"
 #include "executor/quant/simulate.hpp"
 #include "fashion_mnist.hpp"
+#include "tests/unit/executor_kernel_list_util.hpp"
 
 namespace executor_quant_w4a32_test {
 
 namespace fs = std::filesystem;
 using namespace bitplan;
+using testing::matmul_layer;
+using testing::onednn_target;
 
 namespace {
 const fs::path kSource = BITPLAN_SOURCE_DIR;
@@ -38,22 +41,12 @@ QuantPlan weight_only(const Graph& graph, const std::string& weights) {
   return plan;
 }
 
-KernelLayer matmul_layer() {
-  KernelLayer layer;
-  layer.name = "fc";
-  layer.op_type = "MatMul";
-  return layer;
-}
-
-KernelTarget cpu_target(const std::string& onednn_isa) {
-  return {"onednn", CpuCapabilities::of_onednn_isa(onednn_isa)};
-}
 }  // namespace
 
 TEST_CASE("the CPU kernel list runs <= 4-bit weight-only Gemm/MatMul on W4A32, with reasons") {
   LayerQuant q;
   q.weights = parse_quant_spec("int4/group32/sym");
-  const KernelTarget avx2 = cpu_target("avx2");
+  const KernelTarget avx2 = onednn_target("avx2");
   KernelChoice c = choose_kernel(q, matmul_layer(), avx2);
   REQUIRE(c.kernel);
   CHECK(c.kernel->name == "cpu_w4a32");
@@ -69,7 +62,7 @@ TEST_CASE("the CPU kernel list runs <= 4-bit weight-only Gemm/MatMul on W4A32, w
   CHECK(choose_kernel(q, matmul_layer(), avx2).precision() == "fp32");
   q.weights = parse_quant_spec("int4/channel/sym");
   // Falls back to fp32 on decompressed weights, naming why.
-  c = choose_kernel(q, matmul_layer(), cpu_target("sse41"));
+  c = choose_kernel(q, matmul_layer(), onednn_target("sse41"));
   REQUIRE(c.kernel);
   CHECK(c.kernel->name == "onednn_fp32");
   CHECK(c.passed_over.find("cpu_w4a32: this CPU has no AVX2") != std::string::npos);

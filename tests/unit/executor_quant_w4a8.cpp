@@ -16,11 +16,15 @@
 #include "executor/model.hpp"
 #include "executor/quant/simulate.hpp"
 #include "fashion_mnist.hpp"
+#include "tests/unit/executor_kernel_list_util.hpp"
 
 namespace executor_quant_w4a8_test {
 
 namespace fs = std::filesystem;
 using namespace bitplan;
+using testing::layer_quant;
+using testing::matmul_layer;
+using testing::onednn_target;
 
 namespace {
 const fs::path kSource = BITPLAN_SOURCE_DIR;
@@ -40,30 +44,12 @@ QuantPlan per_token_plan(const Graph& graph, const std::string& weights) {
   return plan;
 }
 
-LayerQuant spec(const std::string& weights, const std::string& activations, bool dynamic) {
-  LayerQuant q;
-  q.weights = parse_quant_spec(weights);
-  q.activations = parse_quant_spec(activations);
-  q.dynamic = dynamic;
-  return q;
-}
-
-KernelLayer matmul_layer() {
-  KernelLayer layer;
-  layer.name = "fc";
-  layer.op_type = "MatMul";
-  return layer;
-}
-
-KernelTarget cpu_target(const std::string& onednn_isa) {
-  return {"onednn", CpuCapabilities::of_onednn_isa(onednn_isa)};
-}
 }  // namespace
 
 TEST_CASE("the CPU kernel list runs <= 4-bit weights with per-token uint8 on W4A8, with reasons") {
-  const KernelTarget avx2 = cpu_target("avx2");
-  KernelChoice c =
-      choose_kernel(spec("int4/group32/sym", "uint8/token/asym", true), matmul_layer(), avx2);
+  const KernelTarget avx2 = onednn_target("avx2");
+  KernelChoice c = choose_kernel(layer_quant("int4/group32/sym", "uint8/token/asym", true),
+                                 matmul_layer(), avx2);
   REQUIRE(c.kernel);
   CHECK(c.kernel->name == "cpu_w4a8");
   CHECK(c.precision() == "w4a8");
@@ -77,29 +63,30 @@ TEST_CASE("the CPU kernel list runs <= 4-bit weights with per-token uint8 on W4A
   for (const char* weights :
        {"int4/channel/sym", "uint4/group128/asym", "uint4/tensor/asym", "int4/group16/sym"})
     CHECK_MESSAGE(
-        choose_kernel(spec(weights, "uint8/token/asym", true), matmul_layer(), avx2).precision() ==
-            "w4a8",
+        choose_kernel(layer_quant(weights, "uint8/token/asym", true), matmul_layer(), avx2)
+                .precision() == "w4a8",
         weights);
-  CHECK(choose_kernel(spec("int4/channel/sym", "uint8/token/asym", true), matmul_layer(),
-                      cpu_target("avx512_core_vnni"))
+  CHECK(choose_kernel(layer_quant("int4/channel/sym", "uint8/token/asym", true), matmul_layer(),
+                      onednn_target("avx512_core_vnni"))
             .precision() == "w4a8");
   // Specs it does not take keep their kernels: static 8-bit activations on oneDNN's int8,
   // wider weights, symmetric or per-tensor dynamic activations as before (no kernel here;
   // oneDNN's int8 entry gives the reason, never the W4A8 one).
-  CHECK(choose_kernel(spec("int4/channel/sym", "uint8/tensor/asym", false), matmul_layer(), avx2)
+  CHECK(choose_kernel(layer_quant("int4/channel/sym", "uint8/tensor/asym", false), matmul_layer(),
+                      avx2)
             .precision() == "int8");
-  for (const auto& q : {spec("int8/channel/sym", "uint8/token/asym", true),
-                        spec("int4/channel/sym", "uint8/token/sym", true),
-                        spec("int4/channel/sym", "uint8/tensor/asym", true),
-                        spec("int4/channel/sym", "int8/token/asym", true)}) {
+  for (const auto& q : {layer_quant("int8/channel/sym", "uint8/token/asym", true),
+                        layer_quant("int4/channel/sym", "uint8/token/sym", true),
+                        layer_quant("int4/channel/sym", "uint8/tensor/asym", true),
+                        layer_quant("int4/channel/sym", "int8/token/asym", true)}) {
     c = choose_kernel(q, matmul_layer(), avx2);
     CHECK(!c.kernel);
     CHECK(c.why_not.find("W4A8") == std::string::npos);
   }
   // Declines, naming why: no AVX2, a Conv, a Gemm with other attributes, a 3-D weight, a bias
   // that is not one value per output.
-  const LayerQuant q = spec("int4/channel/sym", "uint8/token/asym", true);
-  c = choose_kernel(q, matmul_layer(), cpu_target("sse41"));
+  const LayerQuant q = layer_quant("int4/channel/sym", "uint8/token/asym", true);
+  c = choose_kernel(q, matmul_layer(), onednn_target("sse41"));
   CHECK(!c.kernel);
   CHECK(c.why_not.find("this CPU has no AVX2") != std::string::npos);
   KernelLayer conv = matmul_layer();
