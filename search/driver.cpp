@@ -9,6 +9,7 @@
 
 #include "backends/cpu/onednn_profiler.hpp"
 #include "core/error.hpp"
+#include "executor/quant/simulate.hpp"
 #include "search/driver_stages.hpp"
 #include "search/exact_solver.hpp"
 #include "search/results_db.hpp"
@@ -50,9 +51,10 @@ SearchSubsets search_subsets(const DriverInputs& in) {
   SearchSubsets out;
   const std::int64_t subset_n =
       std::min<std::int64_t>(in.options.subset, static_cast<std::int64_t>(in.validation.size()));
-  out.context_key = fmt::format("model={}|data={}|calibration={}|batch={}|subset={}|order=shuffled",
-                                in.model_hash, in.dataset_id, in.calibration.selection_id,
-                                in.eval_batch, subset_n);
+  out.context_key =
+      fmt::format("model={}|data={}|calibration={}|batch={}|subset={}|order=shuffled|simulation={}",
+                  in.model_hash, in.dataset_id, in.calibration.selection_id, in.eval_batch,
+                  subset_n, kSimulationVersion);
   // Subsets are prefixes of one fixed shuffle of the validation selection: a dataset in class
   // order (image folders) would otherwise give subsets of one or two classes.
   for (const auto i :

@@ -610,16 +610,133 @@ Node QuantSimulator::fake_quant_node(const QuantizableLayer& layer, const LayerQ
   return fq;
 }
 
+namespace {
+
+// The inputs of a bitplan::W4A32MatMul, W4A8MatMul, W3A8MatMul or W2A8MatMul node
+// (executor/kernels/lowbit_ops.cpp) for a 2-D weight `w` whose simulation is `wq`
+// (fake-quantized with `spec` and `params`): container codes [K, N], and per (group, column)
+// scales and offsets [G, N], such that
+//   (code - offset) * scale == wq   bit for bit, for every weight
+// (the 4-bit kernels: code = q + 8 and offset = zero point + 8 on signed grids, both + 0 on
+// unsigned ones; W3A8 and W2A8: code = q - qmin and offset = zero point - qmin, in [0, 7]
+// and [0, 3]; the
+// difference is q - zero point, exact, so the product is dequantize_from_grid's). Returns
+// why not where that fails (a NaN weight has no code), naming the kernel.
+struct W4a32Weights {
+  Tensor codes, scales, offsets;
+  std::int64_t group = 0;
+  ExecutorPath path = ExecutorPath::cpu_w4a32;  // or cpu_w4a8, cpu_w3a8, cpu_w2a8: its node
+};
+
+// The node's op type for `path`, which also names the kernel in messages.
+std::string_view lowbit_op_type(ExecutorPath path) {
+  return path == ExecutorPath::cpu_w2a8   ? "W2A8MatMul"
+         : path == ExecutorPath::cpu_w3a8 ? "W3A8MatMul"
+         : path == ExecutorPath::cpu_w4a8 ? "W4A8MatMul"
+                                          : "W4A32MatMul";
+}
+
+std::optional<std::string> w4a32_weights(const Tensor& w, const Tensor& wq, const QuantSpec& spec,
+                                         const QuantizableLayer& layer, W4a32Weights& out) {
+  const QuantParams params = choose_weight_params(spec, w, layer.reduction_axis);
+  const FormatTraits& f = format_traits(spec.format);
+  const int r = layer.reduction_axis, c = layer.channel_axis;
+  BITPLAN_ASSERT(w.rank() == 2 && r + c == 1);
+  const std::int64_t k = w.dim(static_cast<std::size_t>(r)), n = w.dim(static_cast<std::size_t>(c));
+  const bool grouped = spec.granularity == Granularity::per_group && spec.group_size < k;
+  out.group = grouped ? spec.group_size : k;
+  const std::int64_t groups = (k + out.group - 1) / out.group;
+  const bool from_qmin = out.path == ExecutorPath::cpu_w2a8 || out.path == ExecutorPath::cpu_w3a8;
+  const float base = from_qmin ? static_cast<float>(f.qmin) : f.is_signed ? -8.f : 0.f;
+  out.codes = Tensor(DType::i8, {k, n});
+  out.scales = Tensor(DType::f32, {groups, n});
+  out.offsets = Tensor(DType::f32, {groups, n});
+  for (std::int64_t g = 0; g < groups; ++g)
+    for (std::int64_t j = 0; j < n; ++j) {
+      std::size_t slice = 0;
+      if (spec.granularity == Granularity::per_channel) slice = static_cast<std::size_t>(j);
+      // A group of at least K is still sliced per group by the quantizer: one slice per
+      // column (groups == 1), not one for the tensor.
+      if (spec.granularity == Granularity::per_group)
+        slice = static_cast<std::size_t>(r == 0 ? g * n + j : j * groups + g);
+      out.scales.data<float>()[g * n + j] = params.scale[slice];
+      out.offsets.data<float>()[g * n + j] = params.zero_point[slice] - base;
+    }
+  for (std::int64_t i = 0; i < w.numel(); ++i) {
+    const std::int64_t i0 = i / w.dim(1), i1 = i % w.dim(1);
+    const std::int64_t kk = r == 0 ? i0 : i1, j = r == 0 ? i1 : i0;
+    const std::int64_t at = (kk / out.group) * n + j;
+    const float s = out.scales.data<float>()[at], zp = out.offsets.data<float>()[at] + base;
+    const float v = wq.data<float>()[i];
+    const float q = std::nearbyint(v / s) + zp;
+    if (!(q >= f.qmin && q <= f.qmax) || dequantize_from_grid(q, s, zp) != v)
+      return fmt::format(
+          "weight ({}, {}) of '{}' is {} after quantization, which is not a code of the grid "
+          "(a NaN weight has none): the {} kernel cannot hold it",
+          i0, i1, layer.weight, v, lowbit_op_type(out.path));
+    out.codes.data<std::int8_t>()[kk * n + j] = static_cast<std::int8_t>(q - base);
+  }
+  return std::nullopt;
+}
+
+// Rewrites `node` (the layer's Gemm/MatMul in `g`) into the bitplan::W*MatMul node of
+// `weights.path`, reading the packed weights, which become initializers of `g`. The bias
+// input keeps its index (2), so bias correction applies to the node as to the float one.
+void install_lowbit_node(Graph& g, Node& node, const QuantizableLayer& layer,
+                         W4a32Weights&& weights) {
+  const std::string prefix = layer.weight + "@" + layer.name +
+                             (weights.path == ExecutorPath::cpu_w2a8   ? "@w2a8"
+                              : weights.path == ExecutorPath::cpu_w3a8 ? "@w3a8"
+                              : weights.path == ExecutorPath::cpu_w4a8 ? "@w4a8"
+                                                                       : "@w4a32");
+  g.initializers[prefix + "codes"] = std::move(weights.codes);
+  g.initializers[prefix + "scales"] = std::move(weights.scales);
+  g.initializers[prefix + "offsets"] = std::move(weights.offsets);
+  const std::string bias = node.inputs.size() > 2 ? node.inputs[2] : "";
+  node.domain = "bitplan";
+  node.op_type = std::string(lowbit_op_type(weights.path));
+  node.inputs = {node.inputs[0], prefix + "codes", bias, prefix + "scales", prefix + "offsets"};
+  node.attrs["group"] = weights.group;
+}
+
+}  // namespace
+
+bool QuantSimulator::simulate_with_integer_sums(const LayerQuant& q, const QuantizableLayer& layer,
+                                                const KernelTarget& host, Graph& g, Node& node) {
+  const KernelChoice choice = choose_kernel(q, KernelLayer::of(graph_, layer), host);
+  if (!choice.kernel) return false;
+  const ExecutorPath path = choice.kernel->path;
+  if (path != ExecutorPath::cpu_w4a8 && path != ExecutorPath::cpu_w3a8 &&
+      path != ExecutorPath::cpu_w2a8)
+    return false;
+  W4a32Weights packed;
+  packed.path = path;
+  if (w4a32_weights(method_float_weight(layer, q), quantized_weight(layer, q),
+                    weight_spec_for(q.weights, layer), layer, packed))
+    return false;  // a weight off the grid (NaN): fake quantization shows what it does
+  install_lowbit_node(g, node, layer, std::move(packed));
+  return true;
+}
+
 Graph QuantSimulator::build(const QuantPlan& plan, bool fuse) {
   Graph g = graph_;
   std::map<std::string, std::size_t> node_index;
   for (std::size_t i = 0; i < g.nodes.size(); ++i) node_index[g.nodes[i].name] = i;
   std::vector<Node> added_nodes;  // input scaling and quantization, wired before the layers
+  const KernelTarget host = KernelTarget::host();
   for (const auto& layer : layers_) {
     auto it = plan.layers.find(layer.name);
     if (it == plan.layers.end() || !it->second.quantized()) continue;
     const LayerQuant& q = it->second;
     Node& node = g.nodes[node_index.at(layer.name)];
+    if (simulate_with_integer_sums(q, layer, host, g, node)) {
+      if (auto mul = input_scaling_node(g, layer, q)) {
+        node.inputs[0] = mul->outputs[0];
+        added_nodes.push_back(std::move(*mul));
+      }
+      correct_bias(g, node, layer, q);
+      continue;
+    }
     if (q.weights.format != FormatId::fp32) {
       const std::string name =
           layer.weight + "@" + layer.name + "@" + to_string(q.weights) +
@@ -789,77 +906,6 @@ int keep_channels_last(Graph& g, bool float_convs) {
   return static_cast<int>(channels_last.size());
 }
 
-namespace {
-
-// The inputs of a bitplan::W4A32MatMul, W4A8MatMul, W3A8MatMul or W2A8MatMul node
-// (executor/kernels/lowbit_ops.cpp) for a 2-D weight `w` whose simulation is `wq`
-// (fake-quantized with `spec` and `params`): container codes [K, N], and per (group, column)
-// scales and offsets [G, N], such that
-//   (code - offset) * scale == wq   bit for bit, for every weight
-// (the 4-bit kernels: code = q + 8 and offset = zero point + 8 on signed grids, both + 0 on
-// unsigned ones; W3A8 and W2A8: code = q - qmin and offset = zero point - qmin, in [0, 7]
-// and [0, 3]; the
-// difference is q - zero point, exact, so the product is dequantize_from_grid's). Returns
-// why not where that fails (a NaN weight has no code), naming the kernel.
-struct W4a32Weights {
-  Tensor codes, scales, offsets;
-  std::int64_t group = 0;
-  ExecutorPath path = ExecutorPath::cpu_w4a32;  // or cpu_w4a8, cpu_w3a8, cpu_w2a8: its node
-};
-
-// The node's op type for `path`, which also names the kernel in messages.
-std::string_view lowbit_op_type(ExecutorPath path) {
-  return path == ExecutorPath::cpu_w2a8   ? "W2A8MatMul"
-         : path == ExecutorPath::cpu_w3a8 ? "W3A8MatMul"
-         : path == ExecutorPath::cpu_w4a8 ? "W4A8MatMul"
-                                          : "W4A32MatMul";
-}
-
-std::optional<std::string> w4a32_weights(const Tensor& w, const Tensor& wq, const QuantSpec& spec,
-                                         const QuantParams& params, const QuantizableLayer& layer,
-                                         W4a32Weights& out) {
-  const FormatTraits& f = format_traits(spec.format);
-  const int r = layer.reduction_axis, c = layer.channel_axis;
-  BITPLAN_ASSERT(w.rank() == 2 && r + c == 1);
-  const std::int64_t k = w.dim(static_cast<std::size_t>(r)), n = w.dim(static_cast<std::size_t>(c));
-  const bool grouped = spec.granularity == Granularity::per_group && spec.group_size < k;
-  out.group = grouped ? spec.group_size : k;
-  const std::int64_t groups = (k + out.group - 1) / out.group;
-  const bool from_qmin = out.path == ExecutorPath::cpu_w2a8 || out.path == ExecutorPath::cpu_w3a8;
-  const float base = from_qmin ? static_cast<float>(f.qmin) : f.is_signed ? -8.f : 0.f;
-  out.codes = Tensor(DType::i8, {k, n});
-  out.scales = Tensor(DType::f32, {groups, n});
-  out.offsets = Tensor(DType::f32, {groups, n});
-  for (std::int64_t g = 0; g < groups; ++g)
-    for (std::int64_t j = 0; j < n; ++j) {
-      std::size_t slice = 0;
-      if (spec.granularity == Granularity::per_channel) slice = static_cast<std::size_t>(j);
-      // A group of at least K is still sliced per group by the quantizer: one slice per
-      // column (groups == 1), not one for the tensor.
-      if (spec.granularity == Granularity::per_group)
-        slice = static_cast<std::size_t>(r == 0 ? g * n + j : j * groups + g);
-      out.scales.data<float>()[g * n + j] = params.scale[slice];
-      out.offsets.data<float>()[g * n + j] = params.zero_point[slice] - base;
-    }
-  for (std::int64_t i = 0; i < w.numel(); ++i) {
-    const std::int64_t i0 = i / w.dim(1), i1 = i % w.dim(1);
-    const std::int64_t kk = r == 0 ? i0 : i1, j = r == 0 ? i1 : i0;
-    const std::int64_t at = (kk / out.group) * n + j;
-    const float s = out.scales.data<float>()[at], zp = out.offsets.data<float>()[at] + base;
-    const float v = wq.data<float>()[i];
-    const float q = std::nearbyint(v / s) + zp;
-    if (!(q >= f.qmin && q <= f.qmax) || dequantize_from_grid(q, s, zp) != v)
-      return fmt::format(
-          "weight ({}, {}) of '{}' is {} after quantization, which is not a code of the grid "
-          "(a NaN weight has none): the {} kernel cannot hold it",
-          i0, i1, layer.weight, v, lowbit_op_type(out.path));
-    out.codes.data<std::int8_t>()[kk * n + j] = static_cast<std::int8_t>(q - base);
-  }
-  return std::nullopt;
-}
-
-}  // namespace
-
 QuantSimulator::Int8Build QuantSimulator::build_int8(const QuantPlan& plan) {
   // Layers that cannot run in integers are simulated: start from the simulated graph of the
   // plan restricted to them, then add the integer layers.
@@ -882,13 +928,11 @@ QuantSimulator::Int8Build QuantSimulator::build_int8(const QuantPlan& plan) {
       out.bf16_layers.push_back(layer.name);
     } else if (path == ExecutorPath::cpu_w4a32 || path == ExecutorPath::cpu_w4a8 ||
                path == ExecutorPath::cpu_w3a8 || path == ExecutorPath::cpu_w2a8) {
-      const QuantSpec spec = weight_spec_for(it->second.weights, layer);
-      const Tensor& w = method_float_weight(layer, it->second);
-      const Tensor& wq = quantized_weight(layer, it->second);
       W4a32Weights packed;
       packed.path = path;
-      if (auto why = w4a32_weights(w, wq, spec, choose_weight_params(spec, w, layer.reduction_axis),
-                                   layer, packed)) {
+      if (auto why = w4a32_weights(method_float_weight(layer, it->second),
+                                   quantized_weight(layer, it->second),
+                                   weight_spec_for(it->second.weights, layer), layer, packed)) {
         out.why_simulated[layer.name] = *why;
         simulated_part.layers[layer.name] = it->second;
         continue;
@@ -967,20 +1011,7 @@ QuantSimulator::Int8Build QuantSimulator::build_int8(const QuantPlan& plan) {
     auto node = std::find_if(g.nodes.begin(), g.nodes.end(),
                              [name = layer->name](const Node& n) { return n.name == name; });
     BITPLAN_ASSERT(node != g.nodes.end());
-    const std::string_view op_type = lowbit_op_type(weights.path);
-    const std::string prefix = layer->weight + "@" + layer->name +
-                               (weights.path == ExecutorPath::cpu_w2a8   ? "@w2a8"
-                                : weights.path == ExecutorPath::cpu_w3a8 ? "@w3a8"
-                                : weights.path == ExecutorPath::cpu_w4a8 ? "@w4a8"
-                                                                         : "@w4a32");
-    g.initializers[prefix + "codes"] = std::move(weights.codes);
-    g.initializers[prefix + "scales"] = std::move(weights.scales);
-    g.initializers[prefix + "offsets"] = std::move(weights.offsets);
-    const std::string bias = node->inputs.size() > 2 ? node->inputs[2] : "";
-    node->domain = "bitplan";
-    node->op_type = std::string(op_type);
-    node->inputs = {node->inputs[0], prefix + "codes", bias, prefix + "scales", prefix + "offsets"};
-    node->attrs["group"] = weights.group;
+    install_lowbit_node(g, *node, *layer, std::move(weights));
   }
   // The layers built here in place of their float node keep the bias input (index 2).
   for (const auto* names : {&out.int8_layers, &out.bf16_layers, &out.w4a32_layers, &out.w4a8_layers,
