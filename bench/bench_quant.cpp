@@ -6,15 +6,20 @@
 // sequence length are the data's), the model's free dimensions bound to the samples' as
 // `bitplan evaluate` does. Model, dataset and calibration selection come from a run config.
 //
-//   bench_quant CONFIG.yaml PLAN BATCH THREADS [SECONDS] [--steps]   PLAN: W8A8, W7A8, plan.yaml...
+//   bench_quant CONFIG.yaml PLAN BATCH THREADS [SECONDS] [--steps] [--sequence T]
+//   PLAN: W8A8, W7A8, plan.yaml...
 //
 // --steps also prints each step's median time in the fp32 and the integer plan (stderr),
-// to see where the integer path spends its time.
+// to see where the integer path spends its time. --sequence T runs a token model (integer
+// inputs [batch, S]) on the first T tokens of each sample: T = 1 is the shape of one decoding
+// step without a KV cache (one row per linear layer), which the data's S = 128 never is.
 #include <fmt/format.h>
 
 #include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <iostream>
+#include <stdexcept>
 
 #include "cli/run_config.hpp"
 #include "core/parallel.hpp"
@@ -56,12 +61,42 @@ void print_steps(const char* title, ExecutionPlan& plan, const InputSets& inputs
                plan.steps()[i].op_type, plan.steps()[i].name);
   }
 }
+// Token inputs: the integer inputs of rank 2 ([batch, S]: ids, attention masks).
+bool token_input(const ValueInfo& input) {
+  return input.dims.size() == 2 && (input.dtype == DType::i64 || input.dtype == DType::i32);
+}
+
+// Binds the token inputs' sequence axis to `t` (at most the data's S).
+void cut_token_inputs(Graph& graph, std::int64_t t) {
+  bool any = false;
+  for (ValueInfo& input : graph.inputs) {
+    if (!token_input(input)) continue;
+    if (t > input.dims[1])
+      throw std::invalid_argument(
+          fmt::format("--sequence {}: input '{}' holds {} tokens", t, input.name, input.dims[1]));
+    input.dims[1] = t;
+    any = true;
+  }
+  if (!any) throw std::invalid_argument("--sequence: the model has no [batch, S] integer input");
+}
+
+// The first `t` tokens of each row of a [batch, S] integer tensor; other tensors as they are.
+Tensor first_tokens(const Tensor& x, std::int64_t t) {
+  if (x.rank() != 2 || (x.dtype() != DType::i64 && x.dtype() != DType::i32)) return x;
+  Tensor out(x.dtype(), {x.dim(0), t});
+  const std::size_t bytes = dtype_size(x.dtype());
+  for (std::int64_t r = 0; r < x.dim(0); ++r)
+    std::memcpy(static_cast<char*>(out.raw()) + r * t * bytes,
+                static_cast<const char*>(x.raw()) + r * x.dim(1) * bytes, t * bytes);
+  return out;
+}
 }  // namespace
 
 int main(int argc, char** argv) {
   limit_openmp_spinning(argv);
   if (argc < 5) {
-    std::cerr << "usage: bench_quant CONFIG.yaml PLAN BATCH THREADS [SECONDS]\n";
+    std::cerr << "usage: bench_quant CONFIG.yaml PLAN BATCH THREADS [SECONDS] [--steps] "
+                 "[--sequence T]\n";
     return 2;
   }
   try {
@@ -70,11 +105,26 @@ int main(int argc, char** argv) {
     const std::string plan_arg = argv[2];
     const std::int64_t batch = std::stoll(argv[3]);
     set_num_threads(std::stoi(argv[4]));
-    const double budget = argc > 5 ? std::stod(argv[5]) : 2.0;
-    const bool steps = argc > 6 && std::string(argv[6]) == "--steps";
+    double budget = 2.0;
+    bool steps = false;
+    std::int64_t sequence = 0;  // 0: the data's
+    for (int i = 5; i < argc; ++i) {
+      const std::string arg = argv[i];
+      if (arg == "--steps") {
+        steps = true;
+      } else if (arg == "--sequence" && i + 1 < argc) {
+        sequence = std::stoll(argv[++i]);
+        if (sequence < 1) throw std::invalid_argument("--sequence must be at least 1");
+      } else {
+        budget = std::stod(arg);
+      }
+    }
     LoadedModel model = load_model(model_path);
     const auto dataset = open_dataset(config.dataset);
     bind_input_to_samples(model.graph, *dataset);
+    // The inputs as the data has them, to cut to T tokens below.
+    const Graph data_graph = model.graph;
+    if (sequence > 0) cut_token_inputs(model.graph, sequence);
     const std::string hash = model_file_hash(model_path);
     QuantSimulator simulator(model.graph, hash,
                              calibration_data(config.dataset, *dataset, {}, config.evaluate.batch));
@@ -85,13 +135,16 @@ int main(int argc, char** argv) {
     const auto int8 = simulator.build_int8(plan);
     ExecutionPlan integer(int8.graph, PlanOptions{batch});
 
-    check_plan_takes_batch(fp32, model.graph, *dataset, batch);
+    const ExecutionPlan data_plan(data_graph, PlanOptions{batch});
+    check_plan_takes_batch(data_plan, data_graph, *dataset, batch);
     InputSets inputs(4);
     for (std::size_t set = 0; set < inputs.size(); ++set) {
       std::vector<std::int64_t> indices(static_cast<std::size_t>(batch));
       for (std::int64_t i = 0; i < batch; ++i)
         indices[std::size_t(i)] = (std::int64_t(set) * batch + i) % dataset->size();
-      load_batch(fp32, model.graph, *dataset, indices, inputs[set]);
+      load_batch(data_plan, data_graph, *dataset, indices, inputs[set]);
+      if (sequence > 0)
+        for (Tensor& t : inputs[set]) t = first_tokens(t, sequence);
     }
     const double t_fp32 = median_ms(fp32, inputs, budget);
     const double t_sim = median_ms(simulated, inputs, budget);
@@ -106,12 +159,13 @@ int main(int argc, char** argv) {
         "\"simulated_ms\": {:.4f}, \"int8_ms\": {:.4f}, \"simulated_over_fp32\": {:.3f}, "
         "\"fp32_over_int8\": {:.3f}, \"int8_layers\": {}, \"bf16_layers\": {}, "
         "\"w4a32_layers\": {}, \"w4a8_layers\": {}, \"w3a8_layers\": {}, \"w2a8_layers\": {}, "
-        "\"chained_tensors\": {}, \"channels_last_tensors\": {}, \"simulated_layers\": {}}}\n",
+        "\"chained_tensors\": {}, \"channels_last_tensors\": {}, \"simulated_layers\": {}, "
+        "\"sequence\": {}}}\n",
         model_path.filename().string(), plan_arg, batch, num_threads(), t_fp32, t_sim, t_int8,
         t_sim / t_fp32, t_fp32 / t_int8, int8.int8_layers.size(), int8.bf16_layers.size(),
         int8.w4a32_layers.size(), int8.w4a8_layers.size(), int8.w3a8_layers.size(),
         int8.w2a8_layers.size(), int8.chained_tensors, int8.channels_last_tensors,
-        int8.why_simulated.size());
+        int8.why_simulated.size(), sequence > 0 ? fmt::format("{}", sequence) : "\"data\"");
   } catch (const std::exception& e) {
     std::cerr << "bench_quant: " << e.what() << "\n";
     return 1;
