@@ -11,7 +11,7 @@ out=${2:-$repo/.carry/runtime.tar.xz}
 stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
 mkdir -p "$stage/bin" "$stage/lib" "$stage/data"
-cp "$build/cli/bitplan" "$build/bench/bench_quant" "$build/bench/bench_lowbit" \
+cp "$build/cli/bitplan" "$build/bench/bench_quant" "$build/bench/bench_lowbit" "$build/bench/bench_sgemm" \
   "$build/tests/bitplan_tests_executor" "$stage/bin/"
 for b in "$stage"/bin/*; do ldd "$b" | awk '/=>/ {print $3} /ld-linux/ {print $1}'; done |
   sort -u | grep / | xargs -I{} cp -L {} "$stage/lib/"
