@@ -16,7 +16,8 @@ add_library(bitplan_cuda_profiler STATIC
   ${BITPLAN_CUDA_SOURCE_DIR}/layers.cpp
   ${BITPLAN_CUDA_SOURCE_DIR}/profiler.cpp
   ${BITPLAN_CUDA_SOURCE_DIR}/kernels.cu
-  ${BITPLAN_CUDA_SOURCE_DIR}/w4a16.cu)
+  ${BITPLAN_CUDA_SOURCE_DIR}/w4a16.cu
+  ${BITPLAN_CUDA_SOURCE_DIR}/w4a16_decode.cu)
 target_link_libraries(bitplan_cuda_profiler PUBLIC bitplan_cuda_profile_file CUDA::cudart
                       CUDA::cublasLt ${CMAKE_DL_LIBS})
 include(${BITPLAN_CUDA_SOURCE_DIR}/cudnn.cmake)
@@ -37,3 +38,4 @@ target_link_libraries(bitplan-cuda-profile PRIVATE bitplan_cuda_profiler)
 target_compile_options(bitplan-cuda-profile PRIVATE -Wall -Wextra -Wpedantic)
 find_package(CLI11 CONFIG QUIET)
 bitplan_header_only_dependency(bitplan-cuda-profile PRIVATE CLI11::CLI11 CLI/CLI.hpp libcli11-dev)
+
