@@ -119,6 +119,20 @@ struct Case {
 };
 constexpr Case kCases[] = {{44, 200}, {37, 1000}, {269, 264}, {75, 512}};
 
+TEST_CASE("kDecodeChoices names compiled decode variants, and every name is unique") {
+  // Host only: runs where no GPU is usable too.
+  for (std::int64_t m = 1; m <= 17; ++m) {
+    CAPTURE(m);
+    CHECK_NOTHROW(w4a16_kernel_name(m));
+  }
+  const std::vector<W4DecodeVariant>& variants = w4_decode_variants();
+  for (std::size_t i = 0; i < variants.size(); ++i) {
+    CAPTURE(variants[i].name);
+    CHECK(find_w4_decode_variant(variants[i].name) == &variants[i]);
+  }
+  CHECK(find_w4_decode_variant("no_such_variant") == nullptr);
+}
+
 TEST_CASE("W4A16 decode variants match a CPU reference for m = 1..5 and ragged n, k") {
   if (!gpu_available()) return;
   GpuContext gpu;
