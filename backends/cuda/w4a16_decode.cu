@@ -5,9 +5,9 @@
 // scales once and does ~1 FMA per weight, so it is a pure weight stream. By Little's law the
 // bytes in flight must cover bandwidth x latency: 3.0 TB/s x ~0.7 us (loaded DRAM latency)
 // = 2.1 MB over 132 SMs, i.e. ~16 KB per SM, or 1024 16-byte loads: 32 resident warps with 1
-// load per lane, or 8 warps with 4. Every variant keeps its D loads per lane in flight
-// continuously (a ring: the load for step i + D/T is issued as step i is consumed), not in
-// batches that drain to zero between round trips.
+// load per lane, or 8 warps with 4. Every variant keeps a warp's D loads per lane in flight
+// as a ring (the load for step i + D/T is issued as step i is consumed), not in batches that
+// drain to zero between round trips; how often the ring itself drains is the schedule knob.
 //
 // What the tile kernel (w4a16.cu) spends per 16 bytes of weights at m = 1, and these avoid:
 // - instruction issue. The budget: 28672 x 8192 weights are 229K warp-chunks (one warp
@@ -15,14 +15,19 @@
 //   GPU issues 132 SMs x 4 schedulers x 1.75 GHz x 45 us = 41.6M warp instructions, so
 //   ~180 per warp-chunk at 100 % issue. The tile kernel spends ~150 (8 activation loads per
 //   chunk with 64-bit index arithmetic and row/k tests, an fp16 multiply by the scale per
-//   weight pair, 8 mma; counted from the source, as is the ~60 below): close enough to the limit
-//   that issue stalls cap the stream. Here the scale multiplies the fp32 partial sums once per
-//   chunk (4 FFMA instead of 16 HMUL2), activations are loaded once per chunk for T column tiles,
-//   and rows that cannot exist (g + 8 at mma8) are never loaded: ~60 per warp-chunk.
+//   weight pair, 8 mma): close enough to the limit that issue stalls cap the stream. Here
+//   the scale multiplies the fp32 partial sums once per chunk (4 FFMA instead of 16 HMUL2),
+//   activations are loaded once per chunk for T column tiles, and rows that cannot exist
+//   (g + 8 at mma8) are never loaded: ~75 per warp-chunk. (Both counts are read off the
+//   source, not measured; the sweep measures what they are worth.)
 // - L1 pollution: weights are read once, so L1::no_allocate keeps the activations (reused
 //   by every warp) resident in L1; cp.async.cg bypasses L1 as well.
-// - block tails: a block of W warps streams its 8T columns' whole K; with small n the cluster
-//   split (sS) spreads one column tile over S SMs.
+// - drains: a per-tile block of W warps streams its 8T columns' K (32 KB at k = 8192, only
+//   1-2 ring fills per warp), then every warp waits out its last loads, the block reduces
+//   and exits, and the next block starts from an empty ring. Persistent blocks keep the
+//   ring running from one tile into the next, and stage the activations in shared memory
+//   once per block instead of reading them through L1 at every step.
+// - too few blocks: with small n the cluster split (sS) spreads one column tile over S SMs.
 //
 // Numerics: (q - 8) is exact in fp16 and every product x * (q - 8) is exact in fp32, sums are
 // fp32 (tensor-core or FFMA), the chunk's fp16 scale multiplies the fp32 partial sum, and
@@ -30,6 +35,7 @@
 #include <cooperative_groups.h>
 #include <cuda_fp16.h>
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -45,13 +51,25 @@ constexpr int kTileN = 8;    // columns per packed tile (w4a16.cu)
 
 enum class Math { mma, fma };
 enum class Load { ldg, no_alloc, l2_prefetch, cp_async };
+// per_tile: one block per group of T column tiles, activations read through L1.
+// persistent: as many blocks as fit at once, each looping over column-tile groups; the
+// activations are staged in shared memory once per block, and the ring of loads runs on
+// across tiles, so a warp's stream never drains at a tile's end (per_tile blocks drain
+// their D loads per lane and then wait for the next block to start).
+enum class Schedule { per_tile, persistent };
 
-template <Math kMath_, int kRows_, int kWarps_, int kTiles_, int kDepth_, Load kLoad_, int kSplit_>
+constexpr int kXPad = 32;  // halves after each staged activation row: rows g start 64 B apart
+                           // in the banks, so 8 lanes' 16-byte loads of 2 rows do not collide
+constexpr int kMaxSharedBytes = 200 * 1024;  // staged activations + ring, per block
+
+template <Math kMath_, int kRows_, int kWarps_, int kTiles_, int kDepth_, Load kLoad_, int kSplit_,
+          Schedule kSchedule_>
 struct Config {
   static constexpr Math kMath = kMath_;
   static constexpr int kRows = kRows_, kWarps = kWarps_, kTiles = kTiles_, kDepth = kDepth_;
   static constexpr Load kLoad = kLoad_;
   static constexpr int kSplit = kSplit_;
+  static constexpr bool kPersistent = kSchedule_ == Schedule::persistent;
   static constexpr int kStages = kDepth / kTiles;  // chunk steps in flight per warp
   static constexpr int kCols = kTiles * kTileN;    // output columns per block
   static constexpr int kRingBytes = kLoad == Load::cp_async ? kStages * kTiles * kWarps * 512 : 0;
@@ -60,7 +78,14 @@ struct Config {
   static_assert(kDepth % kTiles == 0, "loads in flight must be whole chunk steps");
   static_assert(kMath == Math::fma || kRows == 8 || kRows == 16,
                 "mma variants use rows 0..7 (A fragment rows g) or 0..15 (g and g + 8)");
+  static_assert(!(kPersistent && kSplit > 1), "a cluster splits one tile group, not a loop");
 };
+
+// Dynamic shared memory of a launch: the cp.async ring, then m staged activation rows.
+template <class C>
+std::int64_t shared_bytes(std::int64_t m, std::int64_t padded_k) {
+  return C::kRingBytes + (C::kPersistent ? m * (padded_k + kXPad) * 2 : 0);
+}
 
 template <Load kLoad>
 __device__ __forceinline__ uint4 load_weights(const uint4* p) {
@@ -182,14 +207,19 @@ __device__ __forceinline__ void step_fma(const uint4 (&w)[C::kTiles],
   }
 }
 
-// Block (bx, rank): output columns [8T bx, 8T (bx + 1)), chunks rank*W + warp + i*W*S.
+// Each warp walks a sequence of steps: for each column-tile group of its block (one, or a
+// loop when persistent), chunks rank*W + warp + i*W*S for i < steps_per_tile. Every warp of
+// the block has the same number of steps (a chunk past K loads nothing), so the per-tile
+// barrier below is reached by all of them.
 template <class C>
 __global__ void __launch_bounds__(C::kWarps * 32, C::kMinBlocks)
     w4a16_decode_kernel(const __half* __restrict__ x, std::int64_t ldx,
                         const uint4* __restrict__ packed, const __half* __restrict__ scales, int n,
                         int k, int chunks, int m, __half* __restrict__ y) {
-  extern __shared__ uint4 ring[];  // cp.async: [stage][tile][warp][lane]
-  __shared__ float partial[C::kWarps][C::kRows][C::kCols];
+  // Dynamic: the cp.async ring [stage][tile][warp][lane], then the staged activations.
+  extern __shared__ uint4 dynamic_shared[];
+  // Warp partial sums by tile parity: one barrier per tile suffices (see flush).
+  __shared__ float partial[2][C::kWarps][C::kRows][C::kCols];
   constexpr bool kMma = C::kMath == Math::mma;
   constexpr int kAccRegs = kMma ? 4 : C::kRows;
   constexpr int kS = C::kStages;
@@ -197,58 +227,86 @@ __global__ void __launch_bounds__(C::kWarps * 32, C::kMinBlocks)
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int g = lane / 4, t = lane % 4;
   const int tiles = (n + kTileN - 1) / kTileN;
-  const int tile0 = blockIdx.x * C::kTiles;
+  const int groups = (tiles + C::kTiles - 1) / C::kTiles;
   const int first = blockIdx.y * C::kWarps + warp, stride = C::kWarps * C::kSplit;
-  const int steps = first < chunks ? (chunks - 1 - first) / stride + 1 : 0;
-
-  bool tile_ok[C::kTiles];
-#pragma unroll
-  for (int j = 0; j < C::kTiles; ++j) tile_ok[j] = tile0 + j < tiles;
-  // Tile j, chunk c: 512 bytes at ((tile0 + j) * chunks + c) * 32 uint4; this lane's 16 at + lane.
-  const uint4* wbase = packed + std::int64_t(tile0) * chunks * 32 + lane;
+  const int steps_per_tile = (chunks + stride - 1) / stride;
+  const int iterations = !C::kPersistent ? 1
+                         : int(blockIdx.x) < groups
+                             ? (groups - 1 - int(blockIdx.x)) / int(gridDim.x) + 1
+                             : 0;
+  const int total_steps = iterations * steps_per_tile;
+  const auto group_of = [&](int iteration) { return blockIdx.x + iteration * gridDim.x; };
   // Scales [column][chunk]: mma lanes scale C columns 2t and 2t + 1, fma lanes column g.
-  const __half* sbase = scales + std::int64_t(tile0 * kTileN + (kMma ? 2 * t : g)) * chunks;
-  const std::int64_t tile_stride = std::int64_t(chunks) * 32;
+  const int scale_col = kMma ? 2 * t : g;
   const int k_left = k - 8 * t;  // x[.. + 8t + kk] is in range while kk < k_left
+
+  const int x_stride = chunks * kChunk + kXPad;
+  __half* xs = reinterpret_cast<__half*>(dynamic_shared + C::kRingBytes / 16);
+  if constexpr (C::kPersistent) {
+    // Rows 0..m-1, zero from k to the padded K, so the steps need no K test.
+    const int pieces = chunks * kChunk / 8;
+    for (int e = threadIdx.x; e < m * pieces; e += blockDim.x) {
+      const int r = e / pieces, k0 = (e % pieces) * 8;
+      *reinterpret_cast<uint4*>(xs + r * x_stride + k0) = load_x8(x + r * ldx + k0, k0 < k);
+    }
+    __syncthreads();
+  }
 
   uint4 wring[kS][C::kTiles];
   __half2 sring[kS][C::kTiles];
   float acc[C::kTiles][kAccRegs] = {};
+  int issue_iteration = 0, issue_i = 0, use_iteration = 0, use_i = 0, issued = 0;
 
-  const auto issue = [&](int i, int u) {  // step i's loads into ring slot u
-    const int c = first + i * stride;
+  const auto issue = [&](int u) {  // the next step's loads into ring slot u
+    const int tile0 = group_of(issue_iteration) * C::kTiles;
+    const int c = first + issue_i * stride;
 #pragma unroll
     for (int j = 0; j < C::kTiles; ++j) {
-      const uint4* src = wbase + j * tile_stride + std::int64_t(c) * 32;
-      const __half* s = sbase + std::int64_t(j) * kTileN * chunks + c;
+      const bool ok = c < chunks && tile0 + j < tiles;
+      // Tile j, chunk c: 512 bytes at ((tile0 + j) * chunks + c) * 32 uint4; this lane's 16 at
+      // + lane.
+      const uint4* src = packed + (std::int64_t(tile0 + j) * chunks + c) * 32 + lane;
+      const __half* s = scales + std::int64_t((tile0 + j) * kTileN + scale_col) * chunks + c;
       if constexpr (C::kLoad == Load::cp_async)
-        cp_async_16(&ring[((u * C::kTiles + j) * C::kWarps + warp) * 32 + lane],
-                    tile_ok[j] ? src : packed, tile_ok[j]);
+        cp_async_16(&dynamic_shared[((u * C::kTiles + j) * C::kWarps + warp) * 32 + lane],
+                    ok ? src : packed, ok);
       else
-        wring[u][j] = tile_ok[j] ? load_weights<C::kLoad>(src) : make_uint4(0, 0, 0, 0);
+        wring[u][j] = ok ? load_weights<C::kLoad>(src) : make_uint4(0, 0, 0, 0);
       const __half zero = __float2half(0.0f);
-      sring[u][j] = __halves2half2(tile_ok[j] ? __ldg(s) : zero,
-                                   kMma && tile_ok[j] ? __ldg(s + chunks) : zero);
+      sring[u][j] = __halves2half2(ok ? __ldg(s) : zero, kMma && ok ? __ldg(s + chunks) : zero);
     }
     if constexpr (C::kLoad == Load::cp_async) cp_async_commit();
+    if (++issue_i == steps_per_tile) {
+      issue_i = 0;
+      ++issue_iteration;
+    }
+    ++issued;
   };
-  const auto consume = [&](int i, int u) {
-    const int c = first + i * stride;
+  // 8 activations of row `row` at kk + 32p (this lane's 8t added), zero where out of range.
+  const auto activations = [&](int row, int kk, int p, bool chunk_ok) {
+    if constexpr (C::kPersistent) {
+      return row < m && chunk_ok
+                 ? *reinterpret_cast<const uint4*>(xs + row * x_stride + 8 * t + kk + 32 * p)
+                 : make_uint4(0, 0, 0, 0);
+    } else {
+      return load_x8(x + row * ldx + 8 * t + kk + 32 * p, row < m && kk + 32 * p < k_left);
+    }
+  };
+  const auto consume = [&](int u) {
+    const int c = first + use_i * stride;
     const int kk = c * kChunk;
     if constexpr (kMma) {
       uint4 lo[4], hi[4];
-      const __half* xlo = x + g * ldx + 8 * t + kk;
 #pragma unroll
       for (int p = 0; p < 4; ++p) {
-        lo[p] = load_x8(xlo + 32 * p, g < m && kk + 32 * p < k_left);
-        hi[p] = C::kRows == 16 ? load_x8(xlo + 8 * ldx + 32 * p, g + 8 < m && kk + 32 * p < k_left)
-                               : make_uint4(0, 0, 0, 0);
+        lo[p] = activations(g, kk, p, c < chunks);
+        hi[p] = C::kRows == 16 ? activations(g + 8, kk, p, c < chunks) : make_uint4(0, 0, 0, 0);
       }
       if constexpr (C::kLoad == Load::cp_async) {
         cp_async_wait<kS - 1>();
 #pragma unroll
         for (int j = 0; j < C::kTiles; ++j)
-          wring[u][j] = ring[((u * C::kTiles + j) * C::kWarps + warp) * 32 + lane];
+          wring[u][j] = dynamic_shared[((u * C::kTiles + j) * C::kWarps + warp) * 32 + lane];
       }
       step_mma<C>(wring[u], sring[u], lo, hi, acc);
     } else {
@@ -256,111 +314,151 @@ __global__ void __launch_bounds__(C::kWarps * 32, C::kMinBlocks)
 #pragma unroll
       for (int r = 0; r < C::kRows; ++r)
 #pragma unroll
-        for (int p = 0; p < 4; ++p)
-          xv[r][p] = load_x8(x + r * ldx + 8 * t + kk + 32 * p, r < m && kk + 32 * p < k_left);
+        for (int p = 0; p < 4; ++p) xv[r][p] = activations(r, kk, p, c < chunks);
       if constexpr (C::kLoad == Load::cp_async) {
         cp_async_wait<kS - 1>();
 #pragma unroll
         for (int j = 0; j < C::kTiles; ++j)
-          wring[u][j] = ring[((u * C::kTiles + j) * C::kWarps + warp) * 32 + lane];
+          wring[u][j] = dynamic_shared[((u * C::kTiles + j) * C::kWarps + warp) * 32 + lane];
       }
       step_fma<C>(wring[u], sring[u], xv, acc);
     }
   };
+  const auto store = [&](int group, int e, float v) {
+    const int row = e / C::kCols, col = group * C::kCols + e % C::kCols;
+    if (row < m && col < n) y[std::int64_t(row) * n + col] = __float2half_rn(v);
+  };
+  // After a tile group's last step: warp sums -> partial[parity], one barrier, then each
+  // thread adds its outputs over the warps and stores them. partial[parity] is written
+  // again two tiles later, after the next tile's barrier, which every thread reaches only
+  // once done reading it here.
+  const auto flush = [&](int iteration) {
+    auto& part = partial[iteration & 1];
+    if constexpr (kMma) {
+      // C fragment: c0, c1 at (row g, columns 2t, 2t + 1), c2, c3 at (row g + 8, same).
+#pragma unroll
+      for (int j = 0; j < C::kTiles; ++j) {
+        const int col = j * kTileN + 2 * t;
+        part[warp][g][col] = acc[j][0];
+        part[warp][g][col + 1] = acc[j][1];
+        if constexpr (C::kRows == 16) {
+          part[warp][g + 8][col] = acc[j][2];
+          part[warp][g + 8][col + 1] = acc[j][3];
+        }
+      }
+    } else {
+#pragma unroll
+      for (int j = 0; j < C::kTiles; ++j)
+#pragma unroll
+        for (int r = 0; r < C::kRows; ++r) {
+          float v = acc[j][r];  // the 4 lanes t of column g hold disjoint k
+          v += __shfl_xor_sync(0xFFFFFFFFu, v, 1);
+          v += __shfl_xor_sync(0xFFFFFFFFu, v, 2);
+          if (t == 0) part[warp][r][j * kTileN + g] = v;
+        }
+    }
+#pragma unroll
+    for (int j = 0; j < C::kTiles; ++j)
+#pragma unroll
+      for (int a = 0; a < kAccRegs; ++a) acc[j][a] = 0.0f;
+    __syncthreads();
+    constexpr int kOut = C::kRows * C::kCols;
+    float* total = &part[0][0][0];  // element e is read and written by one thread only
+    for (int e = threadIdx.x; e < kOut; e += blockDim.x) {
+      float sum = 0.0f;
+#pragma unroll
+      for (int wi = 0; wi < C::kWarps; ++wi) sum += (&part[wi][0][0])[e];
+      if constexpr (C::kSplit > 1)
+        total[e] = sum;
+      else
+        store(group_of(iteration), e, sum);
+    }
+    if constexpr (C::kSplit > 1) {
+      // The cluster's blocks (one per K slice, ranks along y) meet; rank 0 adds the others'
+      // totals through distributed shared memory, and the second sync keeps them resident
+      // until it has read them.
+      cg::cluster_group cluster = cg::this_cluster();
+      cluster.sync();
+      if (cluster.block_rank() == 0) {
+        for (int e = threadIdx.x; e < kOut; e += blockDim.x) {
+          float sum = 0.0f;
+#pragma unroll
+          for (int r = 0; r < C::kSplit; ++r) sum += cluster.map_shared_rank(total, r)[e];
+          store(group_of(iteration), e, sum);
+        }
+      }
+      cluster.sync();
+    }
+  };
 
-  // The ring: kS steps in flight; consuming step i frees slot i % kS for step i + kS. The
-  // cp.async variant commits one group per issue (empty past the last step) so that
-  // "all but kS - 1 groups done" always means step i has landed.
+  // The ring: kS steps in flight; consuming a step frees its slot for the step kS later,
+  // which may belong to the next tile group. The cp.async variant commits one group per
+  // slot refill (empty past the last step) so that "all but kS - 1 groups done" always means
+  // the step being consumed has landed.
 #pragma unroll
   for (int u = 0; u < kS; ++u) {
-    if (u < steps) {
-      issue(u, u);
+    if (issued < total_steps) {
+      issue(u);
     } else if constexpr (C::kLoad == Load::cp_async) {
       cp_async_commit();
     }
   }
-  for (int i0 = 0; i0 < steps; i0 += kS) {
+  for (int f0 = 0; f0 < total_steps; f0 += kS) {
 #pragma unroll
     for (int u = 0; u < kS; ++u) {
-      const int i = i0 + u;
-      if (i < steps) {
-        consume(i, u);
-        if (i + kS < steps) {
-          issue(i + kS, u);
+      if (f0 + u < total_steps) {
+        consume(u);
+        if (issued < total_steps) {
+          issue(u);
         } else if constexpr (C::kLoad == Load::cp_async) {
           cp_async_commit();
+        }
+        if (++use_i == steps_per_tile) {
+          flush(use_iteration++);
+          use_i = 0;
         }
       }
     }
   }
+}
 
-  // Warp partial sums -> partial[warp][row][column of the block].
-  if constexpr (kMma) {
-    // C fragment: c0, c1 at (row g, columns 2t, 2t + 1), c2, c3 at (row g + 8, same).
-#pragma unroll
-    for (int j = 0; j < C::kTiles; ++j) {
-      const int col = j * kTileN + 2 * t;
-      partial[warp][g][col] = acc[j][0];
-      partial[warp][g][col + 1] = acc[j][1];
-      if constexpr (C::kRows == 16) {
-        partial[warp][g + 8][col] = acc[j][2];
-        partial[warp][g + 8][col + 1] = acc[j][3];
-      }
-    }
-  } else {
-#pragma unroll
-    for (int j = 0; j < C::kTiles; ++j)
-#pragma unroll
-      for (int r = 0; r < C::kRows; ++r) {
-        float v = acc[j][r];  // the 4 lanes t of column g hold disjoint k
-        v += __shfl_xor_sync(0xFFFFFFFFu, v, 1);
-        v += __shfl_xor_sync(0xFFFFFFFFu, v, 2);
-        if (t == 0) partial[warp][r][j * kTileN + g] = v;
-      }
-  }
-  __syncthreads();
-  // Sum over warps in place into partial[0] (element e is read and written by one thread).
-  float* total = &partial[0][0][0];
-  constexpr int kOut = C::kRows * C::kCols;
-  for (int e = threadIdx.x; e < kOut; e += blockDim.x) {
-    float sum = 0.0f;
-#pragma unroll
-    for (int wi = 0; wi < C::kWarps; ++wi) sum += (&partial[wi][0][0])[e];
-    total[e] = sum;
-  }
-  const auto store = [&](int e, float v) {
-    const int row = e / C::kCols, col = blockIdx.x * C::kCols + e % C::kCols;
-    if (row < m && col < n) y[std::int64_t(row) * n + col] = __float2half_rn(v);
-  };
-  if constexpr (C::kSplit > 1) {
-    // The cluster's blocks (one per K slice, ranks along y) meet; rank 0 adds the others'
-    // totals through distributed shared memory, and the second sync keeps them resident
-    // until it has read them.
-    cg::cluster_group cluster = cg::this_cluster();
-    cluster.sync();
-    if (cluster.block_rank() == 0) {
-      for (int e = threadIdx.x; e < kOut; e += blockDim.x) {
-        float sum = 0.0f;
-#pragma unroll
-        for (int r = 0; r < C::kSplit; ++r) sum += cluster.map_shared_rank(total, r)[e];
-        store(e, sum);
-      }
-    }
-    cluster.sync();
-  } else {
-    __syncthreads();
-    for (int e = threadIdx.x; e < kOut; e += blockDim.x) store(e, total[e]);
-  }
+// Persistent grids: as many blocks as are resident at once, at most one per tile group,
+// spread so that every block gets the same number of groups (give or take one).
+template <class C>
+cudaError_t persistent_blocks(int groups, std::int64_t shared, unsigned& blocks) {
+  int device = 0, sms = 0, per_sm = 0;
+  cudaError_t status = cudaGetDevice(&device);
+  if (status == cudaSuccess)
+    status = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
+  if (status == cudaSuccess)
+    status = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, w4a16_decode_kernel<C>,
+                                                           C::kWarps * 32, std::size_t(shared));
+  if (status != cudaSuccess) return status;
+  const int resident = std::max(1, per_sm) * sms;
+  const int waves = (groups + resident - 1) / resident;
+  blocks = static_cast<unsigned>((groups + waves - 1) / waves);
+  return cudaSuccess;
 }
 
 template <class C>
 cudaError_t launch_decode(const W4DecodeArgs& a, cudaStream_t stream) {
   const W4Layout& l = a.layout;
-  const auto tiles = static_cast<unsigned>(l.padded_n / kTileN);
+  const int groups = static_cast<int>((l.padded_n / kTileN + C::kTiles - 1) / C::kTiles);
+  const std::int64_t shared = shared_bytes<C>(a.m, l.padded_k);
+  if (shared > 48 * 1024) {
+    const cudaError_t status = cudaFuncSetAttribute(
+        w4a16_decode_kernel<C>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(shared));
+    if (status != cudaSuccess) return status;
+  }
+  unsigned blocks = static_cast<unsigned>(groups);
+  if constexpr (C::kPersistent) {
+    const cudaError_t status = persistent_blocks<C>(groups, shared, blocks);
+    if (status != cudaSuccess) return status;
+  }
   cudaLaunchConfig_t config = {};
-  config.gridDim = dim3((tiles + C::kTiles - 1) / C::kTiles, C::kSplit);
+  config.gridDim = dim3(blocks, C::kSplit);
   config.blockDim = dim3(C::kWarps * 32);
-  config.dynamicSmemBytes = C::kRingBytes;
+  config.dynamicSmemBytes = static_cast<std::size_t>(shared);
   config.stream = stream;
   cudaLaunchAttribute cluster[1] = {};
   if (C::kSplit > 1) {
@@ -371,11 +469,6 @@ cudaError_t launch_decode(const W4DecodeArgs& a, cudaStream_t stream) {
     config.attrs = cluster;
     config.numAttrs = 1;
   }
-  if constexpr (C::kRingBytes > 48 * 1024) {
-    const cudaError_t status = cudaFuncSetAttribute(
-        w4a16_decode_kernel<C>, cudaFuncAttributeMaxDynamicSharedMemorySize, C::kRingBytes);
-    if (status != cudaSuccess) return status;
-  }
   return cudaLaunchKernelEx(&config, w4a16_decode_kernel<C>, static_cast<const __half*>(a.x),
                             a.x_row_stride, reinterpret_cast<const uint4*>(a.packed),
                             static_cast<const __half*>(a.chunk_scales), static_cast<int>(l.n),
@@ -383,6 +476,7 @@ cudaError_t launch_decode(const W4DecodeArgs& a, cudaStream_t stream) {
                             static_cast<int>(a.m), static_cast<__half*>(a.y));
 }
 
+// Resources at m = 1, k = 4096 (the staged activations of persistent variants grow with both).
 template <class C>
 cudaError_t resources_of(W4DecodeResources& r) {
   cudaFuncAttributes a{};
@@ -390,13 +484,14 @@ cudaError_t resources_of(W4DecodeResources& r) {
   if (status != cudaSuccess) return status;
   r.registers = a.numRegs;
   r.local_bytes = static_cast<int>(a.localSizeBytes);
-  if constexpr (C::kRingBytes > 48 * 1024) {
+  const std::int64_t shared = shared_bytes<C>(1, 4096);
+  if (shared > 48 * 1024) {
     status = cudaFuncSetAttribute(w4a16_decode_kernel<C>,
-                                  cudaFuncAttributeMaxDynamicSharedMemorySize, C::kRingBytes);
+                                  cudaFuncAttributeMaxDynamicSharedMemorySize, int(shared));
     if (status != cudaSuccess) return status;
   }
   return cudaOccupancyMaxActiveBlocksPerMultiprocessor(&r.blocks_per_sm, w4a16_decode_kernel<C>,
-                                                       C::kWarps * 32, C::kRingBytes);
+                                                       C::kWarps * 32, std::size_t(shared));
 }
 
 template <class C>
@@ -405,16 +500,19 @@ W4DecodeVariant variant() {
   const std::string name = std::string(C::kMath == Math::mma ? "mma" : "fma") +
                            std::to_string(C::kRows) + "_w" + std::to_string(C::kWarps) + "_t" +
                            std::to_string(C::kTiles) + "_d" + std::to_string(C::kDepth) + "_" +
-                           loads[static_cast<int>(C::kLoad)] + "_s" + std::to_string(C::kSplit);
-  return {name, C::kRows, &launch_decode<C>, &resources_of<C>};
+                           loads[static_cast<int>(C::kLoad)] +
+                           (C::kPersistent ? "_persist" : "_s" + std::to_string(C::kSplit));
+  return {name, C::kRows, &launch_decode<C>, &resources_of<C>, &shared_bytes<C>};
 }
 
 template <int kWarps, int kTiles, int kDepth, Load kLoad, int kSplit = 1>
-using Mma8 = Config<Math::mma, 8, kWarps, kTiles, kDepth, kLoad, kSplit>;
+using Mma8 = Config<Math::mma, 8, kWarps, kTiles, kDepth, kLoad, kSplit, Schedule::per_tile>;
 template <int kWarps, int kTiles, int kDepth, Load kLoad, int kSplit = 1>
-using Mma16 = Config<Math::mma, 16, kWarps, kTiles, kDepth, kLoad, kSplit>;
+using Mma16 = Config<Math::mma, 16, kWarps, kTiles, kDepth, kLoad, kSplit, Schedule::per_tile>;
 template <int kRows, int kWarps, int kTiles, int kDepth, Load kLoad>
-using Fma = Config<Math::fma, kRows, kWarps, kTiles, kDepth, kLoad, 1>;
+using Fma = Config<Math::fma, kRows, kWarps, kTiles, kDepth, kLoad, 1, Schedule::per_tile>;
+template <Math kMath, int kRows, int kWarps, int kTiles, int kDepth, Load kLoad>
+using Persistent = Config<kMath, kRows, kWarps, kTiles, kDepth, kLoad, 1, Schedule::persistent>;
 
 }  // namespace
 
@@ -454,6 +552,15 @@ const std::vector<W4DecodeVariant>& w4_decode_variants() {
       variant<Fma<1, 8, 1, 8, L::cp_async>>(),
       variant<Fma<4, 8, 1, 8, L::no_alloc>>(),
       variant<Fma<4, 8, 2, 8, L::no_alloc>>(),
+      // Persistent blocks, activations in shared memory, the ring running across tiles.
+      variant<Persistent<Math::mma, 8, 8, 1, 8, L::no_alloc>>(),
+      variant<Persistent<Math::mma, 8, 4, 1, 8, L::no_alloc>>(),
+      variant<Persistent<Math::mma, 8, 8, 1, 4, L::no_alloc>>(),
+      variant<Persistent<Math::mma, 8, 8, 2, 8, L::no_alloc>>(),
+      variant<Persistent<Math::mma, 8, 8, 1, 16, L::cp_async>>(),
+      variant<Persistent<Math::mma, 16, 8, 1, 8, L::no_alloc>>(),
+      variant<Persistent<Math::fma, 1, 8, 1, 8, L::no_alloc>>(),
+      variant<Persistent<Math::fma, 4, 8, 1, 8, L::no_alloc>>(),
   };
   return variants;
 }
@@ -475,6 +582,12 @@ std::string w4_decode_declines(const W4DecodeVariant& variant, const W4DecodeArg
            std::to_string(args.x_row_stride) +
            ": it loads 8 activations at a time, so k and the stride must be multiples of 8 and "
            "the activations 16-byte aligned";
+  if (const std::int64_t shared = variant.shared_bytes(args.m, args.layout.padded_k);
+      shared > kMaxSharedBytes)
+    return variant.name + " with m=" + std::to_string(args.m) +
+           ", k=" + std::to_string(args.layout.k) + ": it stages the activations in " +
+           std::to_string(shared) + " bytes of shared memory, more than its limit " +
+           std::to_string(kMaxSharedBytes);
   if (args.layout.padded_n * args.layout.padded_k / 32 >= (std::int64_t(1) << 31) ||
       args.layout.n * args.m >= (std::int64_t(1) << 31))
     return variant.name + " with n=" + std::to_string(args.layout.n) +

@@ -14,7 +14,10 @@
 //                  + L1::no_allocate, + L1::no_allocate.L2::256B, or cp.async.cg into a
 //                  per-lane shared-memory ring (no registers held by loads in flight);
 //   sS             S blocks of a thread-block cluster split K, reduced through distributed
-//                  shared memory (s1: no cluster).
+//                  shared memory (s1: no cluster);
+//   persist        instead of sS: as many blocks as fit at once, each looping over column
+//                  tiles with the activations staged in its shared memory and the load
+//                  ring running on from one tile into the next.
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -53,6 +56,8 @@ struct W4DecodeVariant {
   cudaError_t (*launch)(const W4DecodeArgs& args, cudaStream_t stream);
   // What the compiled kernel holds, for the sweep's notes.
   cudaError_t (*resources)(W4DecodeResources& resources);
+  // Dynamic shared memory per block for m rows and a padded K (ring + staged activations).
+  std::int64_t (*shared_bytes)(std::int64_t m, std::int64_t padded_k);
 };
 
 // Every compiled variant, in the sweep's order.
@@ -61,7 +66,8 @@ const std::vector<W4DecodeVariant>& w4_decode_variants();
 const W4DecodeVariant* find_w4_decode_variant(const std::string& name);
 
 // Why `variant` cannot run `args` (m out of range; activation rows not 16-byte aligned, which
-// the decode kernels load 8 halves at a time), or an empty string when it can.
+// the decode kernels load 8 halves at a time; staged activations past the shared memory
+// limit), or an empty string when it can.
 std::string w4_decode_declines(const W4DecodeVariant& variant, const W4DecodeArgs& args);
 
 }  // namespace bitplan::cuda
