@@ -36,6 +36,8 @@
 #include <cuda_fp16.h>
 
 #include <algorithm>
+#include <map>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -422,20 +424,40 @@ __global__ void __launch_bounds__(C::kWarps * 32, C::kMinBlocks)
   }
 }
 
+// Allows the kernel up to kMaxSharedBytes of dynamic shared memory, once per process (the
+// limit only permits; each launch still asks for what it needs).
+template <class C>
+cudaError_t allow_shared_memory() {
+  static const cudaError_t status =
+      C::kPersistent || C::kRingBytes > 48 * 1024
+          ? cudaFuncSetAttribute(w4a16_decode_kernel<C>,
+                                 cudaFuncAttributeMaxDynamicSharedMemorySize, kMaxSharedBytes)
+          : cudaSuccess;
+  return status;
+}
+
 // Persistent grids: as many blocks as are resident at once, at most one per tile group,
-// spread so that every block gets the same number of groups (give or take one).
+// spread so that every block gets the same number of groups (give or take one). The
+// resident count is queried once per shared memory size, so that a launch costs the host a
+// lookup rather than three runtime queries (one device per process, as in the profiler).
 template <class C>
 cudaError_t persistent_blocks(int groups, std::int64_t shared, unsigned& blocks) {
-  int device = 0, sms = 0, per_sm = 0;
-  cudaError_t status = cudaGetDevice(&device);
-  if (status == cudaSuccess)
-    status = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
-  if (status == cudaSuccess)
-    status = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, w4a16_decode_kernel<C>,
-                                                           C::kWarps * 32, std::size_t(shared));
-  if (status != cudaSuccess) return status;
-  const int resident = std::max(1, per_sm) * sms;
-  const int waves = (groups + resident - 1) / resident;
+  static std::mutex mutex;
+  static std::map<std::int64_t, int> resident_by_shared;
+  const std::lock_guard<std::mutex> lock(mutex);
+  auto found = resident_by_shared.find(shared);
+  if (found == resident_by_shared.end()) {
+    int device = 0, sms = 0, per_sm = 0;
+    cudaError_t status = cudaGetDevice(&device);
+    if (status == cudaSuccess)
+      status = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
+    if (status == cudaSuccess)
+      status = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, w4a16_decode_kernel<C>,
+                                                             C::kWarps * 32, std::size_t(shared));
+    if (status != cudaSuccess) return status;
+    found = resident_by_shared.emplace(shared, std::max(1, per_sm) * sms).first;
+  }
+  const int waves = (groups + found->second - 1) / found->second;
   blocks = static_cast<unsigned>((groups + waves - 1) / waves);
   return cudaSuccess;
 }
@@ -445,11 +467,7 @@ cudaError_t launch_decode(const W4DecodeArgs& a, cudaStream_t stream) {
   const W4Layout& l = a.layout;
   const int groups = static_cast<int>((l.padded_n / kTileN + C::kTiles - 1) / C::kTiles);
   const std::int64_t shared = shared_bytes<C>(a.m, l.padded_k);
-  if (shared > 48 * 1024) {
-    const cudaError_t status = cudaFuncSetAttribute(
-        w4a16_decode_kernel<C>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(shared));
-    if (status != cudaSuccess) return status;
-  }
+  if (const cudaError_t status = allow_shared_memory<C>(); status != cudaSuccess) return status;
   unsigned blocks = static_cast<unsigned>(groups);
   if constexpr (C::kPersistent) {
     const cudaError_t status = persistent_blocks<C>(groups, shared, blocks);
@@ -481,17 +499,13 @@ template <class C>
 cudaError_t resources_of(W4DecodeResources& r) {
   cudaFuncAttributes a{};
   cudaError_t status = cudaFuncGetAttributes(&a, w4a16_decode_kernel<C>);
+  if (status == cudaSuccess) status = allow_shared_memory<C>();
   if (status != cudaSuccess) return status;
   r.registers = a.numRegs;
   r.local_bytes = static_cast<int>(a.localSizeBytes);
-  const std::int64_t shared = shared_bytes<C>(1, 4096);
-  if (shared > 48 * 1024) {
-    status = cudaFuncSetAttribute(w4a16_decode_kernel<C>,
-                                  cudaFuncAttributeMaxDynamicSharedMemorySize, int(shared));
-    if (status != cudaSuccess) return status;
-  }
-  return cudaOccupancyMaxActiveBlocksPerMultiprocessor(&r.blocks_per_sm, w4a16_decode_kernel<C>,
-                                                       C::kWarps * 32, std::size_t(shared));
+  return cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+      &r.blocks_per_sm, w4a16_decode_kernel<C>, C::kWarps * 32,
+      static_cast<std::size_t>(shared_bytes<C>(1, 4096)));
 }
 
 template <class C>
