@@ -244,16 +244,6 @@ __global__ void __launch_bounds__(C::kWarps * 32, C::kMinBlocks)
 
   const int x_stride = chunks * kChunk + kXPad;
   __half* xs = reinterpret_cast<__half*>(dynamic_shared + C::kRingBytes / 16);
-  if constexpr (C::kPersistent) {
-    // Rows 0..m-1, zero from k to the padded K, so the steps need no K test.
-    const int pieces = chunks * kChunk / 8;
-    for (int e = threadIdx.x; e < m * pieces; e += blockDim.x) {
-      const int r = e / pieces, k0 = (e % pieces) * 8;
-      *reinterpret_cast<uint4*>(xs + r * x_stride + k0) = load_x8(x + r * ldx + k0, k0 < k);
-    }
-    __syncthreads();
-  }
-
   uint4 wring[kS][C::kTiles];
   __half2 sring[kS][C::kTiles];
   float acc[C::kTiles][kAccRegs] = {};
@@ -405,6 +395,28 @@ __global__ void __launch_bounds__(C::kWarps * 32, C::kMinBlocks)
       cp_async_commit();
     }
   }
+  if constexpr (C::kPersistent) {
+    // Rows 0..m-1, zero from k to the padded K, so the steps need no K test. Staged after the
+    // ring's first loads are issued, so those are in flight meanwhile; 4 loads per thread
+    // before any store, so the copy takes one L2 round trip per 4 x 16 bytes x threads.
+    const int pieces = chunks * kChunk / 8, count = m * pieces;
+    for (int e0 = threadIdx.x; e0 < count; e0 += 4 * blockDim.x) {
+      uint4 v[4];
+#pragma unroll
+      for (int u = 0; u < 4; ++u) {
+        const int e = e0 + u * blockDim.x, k0 = (e % pieces) * 8;
+        v[u] = load_x8(x + (e / pieces) * ldx + k0, e < count && k0 < k);
+      }
+#pragma unroll
+      for (int u = 0; u < 4; ++u) {
+        const int e = e0 + u * blockDim.x;
+        if (e < count)
+          *reinterpret_cast<uint4*>(xs + (e / pieces) * x_stride + (e % pieces) * 8) = v[u];
+      }
+    }
+    __syncthreads();
+  }
+
   for (int f0 = 0; f0 < total_steps; f0 += kS) {
 #pragma unroll
     for (int u = 0; u < kS; ++u) {

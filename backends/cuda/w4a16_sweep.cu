@@ -158,7 +158,7 @@ std::string variant_notes(const W4DecodeVariant& v) {
          std::to_string(r.blocks_per_sm) + " blocks/SM";
 }
 
-// The geometric mean of per-case speedups over the tile kernel, per m and candidate name.
+// Per m and candidate name, its speedups over the tile kernel, one per case it ran in.
 using Speedups = std::map<std::int64_t, std::map<std::string, std::vector<double>>>;
 
 void run_case(const GpuContext& gpu, const Bandwidth& bw, const Shape& shape, std::int64_t m,
@@ -296,10 +296,14 @@ void run_case(const GpuContext& gpu, const Bandwidth& bw, const Shape& shape, st
   std::fflush(stdout);
 }
 
-void print_summary(const char* title, const Speedups& speedups, std::size_t cases) {
-  std::printf("\n== %s: geometric mean speedup over the tile kernel (cases where it ran)\n", title);
+// Per m, candidates by geometric-mean speedup over the tile kernel, fastest first; only
+// those that ran in all `cases` cases.
+using Ranking = std::map<std::int64_t, std::vector<std::pair<double, std::string>>>;
+
+Ranking rank(const Speedups& speedups, std::size_t cases) {
+  Ranking ranking;
   for (const auto& [m, by_name] : speedups) {
-    std::vector<std::pair<double, std::string>> ranked;
+    auto& ranked = ranking[m];
     for (const auto& [name, values] : by_name) {
       if (values.size() < cases) continue;  // failed or declined somewhere
       double log_sum = 0;
@@ -307,11 +311,35 @@ void print_summary(const char* title, const Speedups& speedups, std::size_t case
       ranked.emplace_back(std::exp(log_sum / double(values.size())), name);
     }
     std::sort(ranked.rbegin(), ranked.rend());
+  }
+  return ranking;
+}
+
+void print_ranking(const char* title, const Ranking& ranking) {
+  std::printf("\n== %s: geometric mean speedup over the tile kernel, best 8\n", title);
+  for (const auto& [m, ranked] : ranking) {
     std::printf("m=%lld:", static_cast<long long>(m));
     for (std::size_t i = 0; i < ranked.size() && i < 8; ++i)
-      std::printf(" %s %.2fx%s", ranked[i].second.c_str(), ranked[i].first,
-                  i + 1 < ranked.size() && i < 7 ? "," : "");
+      std::printf("%s %s %.2fx", i ? "," : "", ranked[i].second.c_str(), ranked[i].first);
     std::printf("\n");
+  }
+}
+
+// kDecodeChoices as this run would have it: per measured m, the best decode variant on the
+// target shapes when it beats the tile kernel there. m between the measured ones is the
+// reader's call (a variant serves up to its max_m rows).
+void print_suggestion(const Ranking& ranking) {
+  std::printf("\n== suggested kDecodeChoices (w4a16.cu), from the n, k >= 4096 ranking:\n");
+  for (const auto& [m, ranked] : ranking) {
+    const auto best = std::find_if(ranked.begin(), ranked.end(), [](const auto& entry) {
+      return find_w4_decode_variant(entry.second) != nullptr;
+    });
+    if (best != ranked.end() && best->first > 1.0)
+      std::printf("    {%lld, \"%s\"},  // %.2fx the tile kernel\n", static_cast<long long>(m),
+                  best->second.c_str(), best->first);
+    else
+      std::printf("    // m = %lld: no decode variant beats the tile kernel\n",
+                  static_cast<long long>(m));
   }
 }
 
@@ -359,8 +387,10 @@ int sweep() {
     ++all_cases;
     if (shape.n >= 4096 && shape.k >= 4096) ++large_cases;
   }
-  print_summary("n, k >= 4096 (issue 15's target shapes)", large, large_cases);
-  print_summary("all shapes", all, all_cases);
+  const Ranking target = rank(large, large_cases);
+  print_ranking("n, k >= 4096 (issue 15's target shapes)", target);
+  print_ranking("all shapes", rank(all, all_cases));
+  print_suggestion(target);
   return 0;
 }
 
