@@ -561,6 +561,7 @@ const std::vector<W4DecodeVariant>& w4_decode_variants() {
       variant<Mma8<8, 1, 8, L::cp_async>>(),
       variant<Mma8<8, 1, 16, L::cp_async>>(),
       variant<Mma8<4, 2, 16, L::cp_async>>(),
+      variant<Mma8<4, 1, 16, L::cp_async>>(),
       // Split-K over a cluster's SMs (small n: fewer column tiles than SMs).
       variant<Mma8<8, 1, 8, L::no_alloc, 2>>(),
       variant<Mma8<8, 1, 8, L::no_alloc, 4>>(),
@@ -583,7 +584,10 @@ const std::vector<W4DecodeVariant>& w4_decode_variants() {
       variant<Persistent<Math::mma, 8, 4, 1, 8, L::no_alloc>>(),
       variant<Persistent<Math::mma, 8, 8, 1, 4, L::no_alloc>>(),
       variant<Persistent<Math::mma, 8, 8, 2, 8, L::no_alloc>>(),
+      variant<Persistent<Math::mma, 8, 8, 1, 8, L::ldg>>(),
+      variant<Persistent<Math::mma, 8, 16, 1, 4, L::no_alloc>>(),
       variant<Persistent<Math::mma, 8, 8, 1, 16, L::cp_async>>(),
+      variant<Persistent<Math::mma, 8, 4, 1, 16, L::cp_async>>(),
       variant<Persistent<Math::mma, 16, 8, 1, 8, L::no_alloc>>(),
       variant<Persistent<Math::fma, 1, 8, 1, 8, L::no_alloc>>(),
       variant<Persistent<Math::fma, 4, 8, 1, 8, L::no_alloc>>(),
