@@ -180,7 +180,7 @@ void run_case(const GpuContext& gpu, const Bandwidth& bw, const Shape& shape, st
   };
 
   std::vector<Candidate> candidates;
-  candidates.push_back({"tile kernel", "w4a16_gemm_tiles (before issue 15)", [&](int s) {
+  candidates.push_back({"tile_kernel", "w4a16_gemm_tiles (before issue 15)", [&](int s) {
                           const W4DecodeArgs a = args(s);
                           w4a16_gemm_tiles(a.x, a.x_row_stride, a.packed, a.chunk_scales, layout, m,
                                            a.y, gpu.stream());
