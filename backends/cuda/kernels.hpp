@@ -7,6 +7,7 @@
 #include <cuda_runtime_api.h>
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "backends/cuda/precision.hpp"
@@ -73,10 +74,18 @@ void w4_pack(const W4Layout& layout, const std::vector<std::uint8_t>& q,
              const std::vector<float>& group_scales, std::vector<std::uint8_t>& packed,
              std::vector<std::uint16_t>& chunk_scales);
 
-// Y[m][n] fp16 = X[m][k] fp16 * dequant(W). `x_row_stride` is in elements (>= k).
+// Y[m][n] fp16 = X[m][k] fp16 * dequant(W). `x_row_stride` is in elements (>= k). Small m
+// runs a decode kernel chosen by m (kDecodeChoices in w4a16.cu, w4a16_decode.hpp), the rest
+// the tile kernel; both read the same packed weights.
 void w4a16_gemm(const void* x, std::int64_t x_row_stride, const std::uint8_t* packed,
                 const void* chunk_scales, const W4Layout& layout, std::int64_t m, void* y,
                 cudaStream_t stream);
+// The tile kernel alone, whatever m: the larger-m path, and the decode kernels' baseline.
+void w4a16_gemm_tiles(const void* x, std::int64_t x_row_stride, const std::uint8_t* packed,
+                      const void* chunk_scales, const W4Layout& layout, std::int64_t m, void* y,
+                      cudaStream_t stream);
+// Which kernel w4a16_gemm runs for m, e.g. "decode mma8_w8_t1_d8_noalloc_s1".
+std::string w4a16_kernel_name(std::int64_t m);
 
 // W[n][k] fp16 (row stride padded_k) = dequant(packed): for the large-m path that hands the
 // dequantised weights to a cuBLASLt fp16 GEMM.

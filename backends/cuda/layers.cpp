@@ -85,8 +85,8 @@ class GemmLayerRun final : public LayerRun {
         gemm_ = std::make_unique<LtGemm>(gpu.lt(), Precision::fp16, m_, n_, k_, w4_.padded_k, ldx_);
         gemm_text = "int4->fp16 weight dequant kernel + cublasLt fp16 " + gemm_->description();
       } else {
-        gemm_text = "bitplan w4a16 kernel (mma.m16n8k16, int4 dequantised in registers, group " +
-                    std::to_string(w4_.group) + ")";
+        gemm_text = "bitplan w4a16 kernel (" + w4a16_kernel_name(m_) +
+                    ", int4 dequantised in registers, group " + std::to_string(w4_.group) + ")";
       }
     } else {
       if (precision == Precision::fp8_e4m3) {

@@ -1,5 +1,5 @@
-# The CUDA latency profiler: library bitplan_cuda_profiler and executable
-# bitplan-cuda-profile. Included by this folder's CMakeLists.txt (full bitplan build) and by
+# The CUDA latency profiler: library bitplan_cuda_profiler, executables bitplan-cuda-profile
+# and bitplan-cuda-w4a16-sweep. Included by this folder's CMakeLists.txt (full bitplan build) and by
 # standalone/CMakeLists.txt (GPU machines with only the CUDA toolkit). It needs CUDA::cudart,
 # CUDA::cublasLt, optionally cuDNN (cudnn.cmake: BITPLAN_CUDNN, CUDNN_ROOT) and two
 # header-only libraries, nlohmann/json.hpp (profile_file.cmake) and
@@ -16,7 +16,8 @@ add_library(bitplan_cuda_profiler STATIC
   ${BITPLAN_CUDA_SOURCE_DIR}/layers.cpp
   ${BITPLAN_CUDA_SOURCE_DIR}/profiler.cpp
   ${BITPLAN_CUDA_SOURCE_DIR}/kernels.cu
-  ${BITPLAN_CUDA_SOURCE_DIR}/w4a16.cu)
+  ${BITPLAN_CUDA_SOURCE_DIR}/w4a16.cu
+  ${BITPLAN_CUDA_SOURCE_DIR}/w4a16_decode.cu)
 target_link_libraries(bitplan_cuda_profiler PUBLIC bitplan_cuda_profile_file CUDA::cudart
                       CUDA::cublasLt ${CMAKE_DL_LIBS})
 include(${BITPLAN_CUDA_SOURCE_DIR}/cudnn.cmake)
@@ -37,3 +38,10 @@ target_link_libraries(bitplan-cuda-profile PRIVATE bitplan_cuda_profiler)
 target_compile_options(bitplan-cuda-profile PRIVATE -Wall -Wextra -Wpedantic)
 find_package(CLI11 CONFIG QUIET)
 bitplan_header_only_dependency(bitplan-cuda-profile PRIVATE CLI11::CLI11 CLI/CLI.hpp libcli11-dev)
+
+# Issue 15's W4A16 decode-kernel sweep (w4a16_sweep.cu): times every decode variant of
+# w4a16_decode.cu against the tile kernel and cuBLASLt fp16; run_on_gpu.sh's `sweep` stage.
+add_executable(bitplan-cuda-w4a16-sweep ${BITPLAN_CUDA_SOURCE_DIR}/w4a16_sweep.cu)
+target_link_libraries(bitplan-cuda-w4a16-sweep PRIVATE bitplan_cuda_profiler)
+target_compile_options(bitplan-cuda-w4a16-sweep PRIVATE -Xcompiler=-Wall,-Wextra)
+set_target_properties(bitplan-cuda-w4a16-sweep PROPERTIES CUDA_STANDARD 17 CUDA_STANDARD_REQUIRED ON)

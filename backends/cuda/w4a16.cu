@@ -1,4 +1,6 @@
-// W4A16 GEMM: int4 weights (group-wise fp16 scales), fp16 activations, tensor cores.
+// W4A16 GEMM: int4 weights (group-wise fp16 scales), fp16 activations, tensor cores. The
+// tile kernel here serves m above kDecodeChoices (below); smaller m runs a decode kernel of
+// w4a16_decode.cu on the same packed weights.
 //
 // Why this shape: for the small m of decoding (m <= 16) the GEMM is bound by reading the
 // packed weights, so each weight byte must be read once, in wide coalesced loads, with
@@ -15,9 +17,11 @@
 
 #include <algorithm>
 #include <string>
+#include <vector>
 
 #include "backends/cuda/check.hpp"
 #include "backends/cuda/kernels.hpp"
+#include "backends/cuda/w4a16_decode.hpp"
 
 namespace bitplan::cuda {
 namespace {
@@ -232,9 +236,74 @@ void w4_pack(const W4Layout& l, const std::vector<std::uint8_t>& q,
   }
 }
 
+namespace {
+
+// Which kernel serves which m (issue 15). Rows are tried in order: the first whose max_m is
+// >= m names the decode variant (w4a16_decode.hpp; bitplan-cuda-w4a16-sweep lists them all
+// and times them against this table's current choice); an m above the last row, or a call
+// the variant declines (activations not 16-byte aligned rows), runs the tile kernel above.
+// Edit only this table after a sweep: its names are checked when first used (a name that is
+// not compiled throws, and the GPU test uses every row).
+struct DecodeChoice {
+  std::int64_t max_m;
+  const char* variant;
+};
+// Before the first sweep on an H100 these are a guess (Little's law: 8 loads per lane in
+// flight, L1 left to the activations); m above 8 stays on the tile kernel until a sweep
+// shows a decode variant (mma16_*) beating it at m = 16.
+constexpr DecodeChoice kDecodeChoices[] = {
+    {1, "mma8_w8_t1_d8_noalloc_s1"},
+    {4, "mma8_w8_t1_d8_noalloc_s1"},
+    {8, "mma8_w8_t1_d8_noalloc_s1"},
+};
+
+// kDecodeChoices' variants, looked up once (by name, so a wrong name fails loudly here).
+std::vector<const W4DecodeVariant*> resolve_decode_choices() {
+  std::vector<const W4DecodeVariant*> variants;
+  for (const DecodeChoice& choice : kDecodeChoices) {
+    const W4DecodeVariant* variant = find_w4_decode_variant(choice.variant);
+    if (variant == nullptr || variant->max_m < choice.max_m)
+      throw ProfileError(std::string("choosing the w4a16 kernel for m <= ") +
+                         std::to_string(choice.max_m) + ": decode variant '" + choice.variant +
+                         "': " + (variant ? "computes fewer rows" : "is not compiled") +
+                         "; kDecodeChoices (w4a16.cu) must name one of w4_decode_variants()");
+    variants.push_back(variant);
+  }
+  return variants;
+}
+
+// The decode variant that serves m, or nullptr for the tile kernel.
+const W4DecodeVariant* decode_variant_for(std::int64_t m) {
+  static const std::vector<const W4DecodeVariant*> variants = resolve_decode_choices();
+  for (std::size_t i = 0; i < variants.size(); ++i)
+    if (m <= kDecodeChoices[i].max_m) return variants[i];
+  return nullptr;
+}
+
+}  // namespace
+
+std::string w4a16_kernel_name(std::int64_t m) {
+  if (const W4DecodeVariant* variant = decode_variant_for(m)) return "decode " + variant->name;
+  const int rows = m <= 16 ? 16 : m <= 32 ? 32 : 64;  // launch_w4a16<rows / 16>
+  return "tile (mma.m16n8k16, " + std::to_string(rows) + " rows per block)";
+}
+
 void w4a16_gemm(const void* x, std::int64_t x_row_stride, const std::uint8_t* packed,
                 const void* chunk_scales, const W4Layout& layout, std::int64_t m, void* y,
                 cudaStream_t stream) {
+  if (const W4DecodeVariant* variant = decode_variant_for(m)) {
+    const W4DecodeArgs args{x, x_row_stride, packed, chunk_scales, layout, m, y};
+    if (w4_decode_declines(*variant, args).empty()) {
+      check_cuda(variant->launch(args, stream), "launching w4a16_gemm's decode kernel");
+      return;
+    }
+  }
+  w4a16_gemm_tiles(x, x_row_stride, packed, chunk_scales, layout, m, y, stream);
+}
+
+void w4a16_gemm_tiles(const void* x, std::int64_t x_row_stride, const std::uint8_t* packed,
+                      const void* chunk_scales, const W4Layout& layout, std::int64_t m, void* y,
+                      cudaStream_t stream) {
   const auto* xh = static_cast<const __half*>(x);
   const auto* sh = static_cast<const __half*>(chunk_scales);
   auto* yh = static_cast<__half*>(y);

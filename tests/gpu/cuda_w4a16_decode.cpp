@@ -1,0 +1,194 @@
+// GPU tests of the W4A16 decode kernels (backends/cuda/w4a16_decode.hpp): every compiled
+// variant, and w4a16_gemm's choice by m, against a CPU reference on shapes that leave every
+// kernel a ragged edge. Skipped (tests/skip.hpp) where no GPU is usable.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "backends/cuda/check.hpp"
+#include "backends/cuda/kernels.hpp"
+#include "backends/cuda/runtime.hpp"
+#include "backends/cuda/w4a16_decode.hpp"
+#include "tests/skip.hpp"
+
+namespace cuda_w4a16_decode_test {
+
+using namespace bitplan::cuda;
+
+bool gpu_available() {
+  std::string why;
+  if (cuda_device_usable(why)) return true;
+  bitplan::testing::skip(why);
+  return false;
+}
+
+std::mt19937& rng() {
+  static std::mt19937 engine(std::random_device{}());  // fresh inputs every run
+  return engine;
+}
+
+// Uploads values that fp16 holds exactly (the callers' choice), converting on the GPU.
+DeviceBuffer upload_f16(const GpuContext& gpu, const std::vector<float>& values) {
+  DeviceBuffer f32(values.size() * 4), f16(values.size() * 2);
+  check_cuda(cudaMemcpy(f32.get(), values.data(), values.size() * 4, cudaMemcpyHostToDevice),
+             "uploading test data");
+  convert(f32.get(), ElementType::f32, f16.get(), ElementType::f16, std::int64_t(values.size()),
+          1.0f, gpu.stream());
+  gpu.synchronize();
+  return f16;
+}
+
+std::vector<float> download_f16(const GpuContext& gpu, const DeviceBuffer& f16,
+                                std::int64_t count) {
+  DeviceBuffer f32(static_cast<std::size_t>(count) * 4);
+  convert(f16.get(), ElementType::f16, f32.get(), ElementType::f32, count, 1.0f, gpu.stream());
+  std::vector<float> host(static_cast<std::size_t>(count));
+  gpu.synchronize();
+  check_cuda(cudaMemcpy(host.data(), f32.get(), host.size() * 4, cudaMemcpyDeviceToHost),
+             "downloading results");
+  return host;
+}
+
+// One weight matrix, packed and uploaded, with its dequantised fp32 copy for the reference.
+struct Weights {
+  W4Layout layout;
+  DeviceBuffer packed, scales;
+  std::vector<float> dequantised;  // [n][k]: (q - 8) * scale, exactly as the kernels see it
+};
+
+Weights make_weights(std::int64_t n, std::int64_t k) {
+  Weights w;
+  w.layout = w4_layout(n, k);
+  const std::int64_t groups = k / w.layout.group;
+  std::uniform_int_distribution<int> nibble(0, 15), step(0, 15);
+  std::vector<std::uint8_t> q(static_cast<std::size_t>(n * k));
+  for (auto& v : q) v = static_cast<std::uint8_t>(nibble(rng()));
+  // (16 + s) / 512: exact in fp16, so w4_pack's rounding leaves them unchanged.
+  std::vector<float> group_scales(static_cast<std::size_t>(n * groups));
+  for (auto& s : group_scales) s = float(16 + step(rng())) / 512.0f;
+  std::vector<std::uint8_t> packed;
+  std::vector<std::uint16_t> chunk_scales;
+  w4_pack(w.layout, q, group_scales, packed, chunk_scales);
+  w.packed = DeviceBuffer(packed.size());
+  w.scales = DeviceBuffer(chunk_scales.size() * 2);
+  check_cuda(cudaMemcpy(w.packed.get(), packed.data(), packed.size(), cudaMemcpyHostToDevice),
+             "uploading packed weights");
+  check_cuda(cudaMemcpy(w.scales.get(), chunk_scales.data(), chunk_scales.size() * 2,
+                        cudaMemcpyHostToDevice),
+             "uploading scales");
+  w.dequantised.resize(q.size());
+  for (std::int64_t j = 0; j < n; ++j)
+    for (std::int64_t kk = 0; kk < k; ++kk)
+      w.dequantised[j * k + kk] =
+          float(int(q[j * k + kk]) - 8) * group_scales[j * groups + kk / w.layout.group];
+  return w;
+}
+
+// Activations i / 64 for integers i in [-64, 64]: exact in fp16.
+std::vector<float> make_activations(std::int64_t count) {
+  std::uniform_int_distribution<int> i(-64, 64);
+  std::vector<float> x(static_cast<std::size_t>(count));
+  for (auto& v : x) v = float(i(rng())) / 64.0f;
+  return x;
+}
+
+// ||out - ref|| / ||ref|| with Y[m][n] = X[m][k] * W[n][k]^T in double.
+double relative_error(const std::vector<float>& out, const std::vector<float>& x,
+                      const std::vector<float>& w, std::int64_t m, std::int64_t n, std::int64_t k) {
+  double num = 0, den = 0;
+  for (std::int64_t i = 0; i < m; ++i)
+    for (std::int64_t j = 0; j < n; ++j) {
+      double ref = 0;
+      for (std::int64_t q = 0; q < k; ++q) ref += double(x[i * k + q]) * w[j * k + q];
+      const double d = out[i * n + j] - ref;
+      num += d * d;
+      den += ref * ref;
+    }
+  return std::sqrt(num / den);
+}
+
+// k: not a multiple of the 128-k chunk (one scale group of k, the last chunk partly past k),
+// a multiple of 8 (the decode kernels' 16-byte activation loads); or several whole groups.
+// n: not a multiple of 8 nor of any variant's columns per block (8, 16, 32).
+struct Case {
+  std::int64_t n, k;
+};
+constexpr Case kCases[] = {{44, 200}, {37, 1000}, {269, 264}, {75, 512}};
+
+TEST_CASE("kDecodeChoices names compiled decode variants, and every name is unique") {
+  // Host only: runs where no GPU is usable too.
+  for (std::int64_t m = 1; m <= 17; ++m) {
+    CAPTURE(m);
+    CHECK_NOTHROW(w4a16_kernel_name(m));
+  }
+  const std::vector<W4DecodeVariant>& variants = w4_decode_variants();
+  for (std::size_t i = 0; i < variants.size(); ++i) {
+    CAPTURE(variants[i].name);
+    CHECK(find_w4_decode_variant(variants[i].name) == &variants[i]);
+  }
+  CHECK(find_w4_decode_variant("no_such_variant") == nullptr);
+}
+
+TEST_CASE("W4A16 decode variants match a CPU reference for m = 1..5 and ragged n, k") {
+  if (!gpu_available()) return;
+  GpuContext gpu;
+  for (const Case& c : kCases) {
+    const Weights w = make_weights(c.n, c.k);
+    for (std::int64_t m = 1; m <= 16; m = m < 5 ? m + 1 : m * 2) {  // 1..5, 10 (mma16)
+      const std::vector<float> x = make_activations(m * c.k);
+      const DeviceBuffer dx = upload_f16(gpu, x);
+      DeviceBuffer y(static_cast<std::size_t>(m * c.n) * 2);
+      for (const W4DecodeVariant& v : w4_decode_variants()) {
+        CAPTURE(v.name);
+        CAPTURE(c.n);
+        CAPTURE(c.k);
+        CAPTURE(m);
+        const W4DecodeArgs args{
+            dx.get(), c.k, w.packed.as<std::uint8_t>(), w.scales.get(), w.layout, m, y.get()};
+        const std::string declines = w4_decode_declines(v, args);
+        CHECK(declines.empty() == (m <= v.max_m));
+        if (!declines.empty()) continue;
+        check_cuda(cudaMemset(y.get(), 0xFF, y.bytes()), "poisoning");  // NaN if unwritten
+        check_cuda(v.launch(args, gpu.stream()), "launching");
+        const double error =
+            relative_error(download_f16(gpu, y, m * c.n), x, w.dequantised, m, c.n, c.k);
+        CAPTURE(error);
+        CHECK(error < 2e-3);  // exact products, fp32 sums: only the fp16 output rounds
+      }
+    }
+  }
+}
+
+TEST_CASE("w4a16_gemm's kernel choice by m computes the GEMM, decode path or not") {
+  if (!gpu_available()) return;
+  GpuContext gpu;
+  // k = 100: activation rows not a multiple of 8 halves, so the decode kernels decline and
+  // w4a16_gemm runs the tile kernel instead.
+  for (const Case& c : {Case{44, 200}, Case{269, 264}, Case{21, 100}}) {
+    const Weights w = make_weights(c.n, c.k);
+    for (std::int64_t m = 1; m <= 17; ++m) {  // every row of kDecodeChoices and beyond
+      CAPTURE(w4a16_kernel_name(m));
+      CAPTURE(c.k);
+      CAPTURE(m);
+      const std::vector<float> x = make_activations(m * c.k);
+      const DeviceBuffer dx = upload_f16(gpu, x);
+      DeviceBuffer y(static_cast<std::size_t>(m * c.n) * 2);
+      check_cuda(cudaMemset(y.get(), 0xFF, y.bytes()), "poisoning");
+      w4a16_gemm(dx.get(), c.k, w.packed.as<std::uint8_t>(), w.scales.get(), w.layout, m, y.get(),
+                 gpu.stream());
+      const double error =
+          relative_error(download_f16(gpu, y, m * c.n), x, w.dequantised, m, c.n, c.k);
+      CAPTURE(error);
+      CHECK(error < 2e-3);
+    }
+  }
+  const W4DecodeVariant& any = w4_decode_variants().front();
+  const W4DecodeArgs misaligned{nullptr, 100, nullptr, nullptr, w4_layout(8, 100), 1, nullptr};
+  CHECK(w4_decode_declines(any, misaligned).find("multiples of 8") != std::string::npos);
+}
+
+}  // namespace cuda_w4a16_decode_test
