@@ -248,13 +248,17 @@ struct DecodeChoice {
   std::int64_t max_m;
   const char* variant;
 };
-// Before the first sweep on an H100 these are a guess (Little's law: 8 loads per lane in
-// flight, L1 left to the activations); m above 8 stays on the tile kernel until a sweep
-// shows a decode variant (mma16_*) beating it at m = 16.
+// From the first sweep on an H100 (2026-12-07, docs/cuda_backend.md): the fastest variant
+// on the largest shape (n = 28672, k = 8192), within 4 % of the fastest on 8192 x 8192 and the
+// fastest on 49152 x 576; the small shapes (< 1 MB of weights) take 5-7 us whatever runs them.
+// m = 1: CUDA-core FMAs, 4 warps over K, 4 column tiles, 8 loads in flight per lane (55.4 us,
+// 72 % of the copy bandwidth, against 89.1 us for the tile kernel). m = 2..8: the same with
+// mma (61.9 us at m = 4). m = 9..16: mma on 16 rows, 2 tiles (76.6 us at m = 16, 126.9 for
+// the tile kernel). m = 8 itself was not swept.
 constexpr DecodeChoice kDecodeChoices[] = {
-    {1, "mma8_w8_t1_d8_noalloc_s1"},
-    {4, "mma8_w8_t1_d8_noalloc_s1"},
-    {8, "mma8_w8_t1_d8_noalloc_s1"},
+    {1, "fma1_w4_t4_d8_noalloc_s1"},
+    {8, "mma8_w4_t4_d8_noalloc_s1"},
+    {16, "mma16_w4_t2_d8_noalloc_s1"},
 };
 
 // kDecodeChoices' variants, looked up once (by name, so a wrong name fails loudly here).
