@@ -403,10 +403,13 @@ class PackedSgemmKernel final : public Kernel {
 // 0.2-0.35x) and 0.9-1.1x elsewhere; at M = 1 and 32 (the CNN classifiers, GEMV-like: few
 // rows' sums cannot hide the FMA latency) 1.15-1.8x. Whole models with bench_fp32
 // --fp32-gemm: SmolLM2 at batch 4 (M = 512) ran 5-8 % slower with the packed kernel.
+// AVX2 only: on a Sapphire Rapids Xeon (AVX-512, 2 threads, bench/run_packed.sh's sgemm
+// stage, 2026-12-07) the AVX-512 kernel took 0.97-1.24x oneDNN's time on the same M = 128
+// shapes (1.04x on the lm_head): oneDNN 2.6's AVX-512 gemm keeps up there.
 constexpr std::int64_t kMinRows = 64, kMaxRows = 256;
 
 bool packed_sgemm_pays(std::int64_t m, std::int64_t /*k*/, std::int64_t /*n*/) {
-  return kernels::cpu_isa() >= kernels::Isa::avx2 && m >= kMinRows && m <= kMaxRows;
+  return kernels::cpu_isa() == kernels::Isa::avx2 && m >= kMinRows && m <= kMaxRows;
 }
 
 // The packed kernel for this product, or nullopt when the node is not one it takes or the
