@@ -72,6 +72,10 @@ def session(path, threads):
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # Without this, each session's idle workers spin after its block and take the cores from
+    # the next session's block (the models' blocks are interleaved): every ORT time doubled
+    # or worse on the 2-vCPU VM. bitplan's own OpenMP threads are limited the same way.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
 
 
