@@ -67,16 +67,36 @@ int num_threads() {
   return g_threads;
 }
 
+namespace {
+
+// Runs fn(0, n) on the caller where threads cannot pay (one chunk, or one thread) and says
+// whether it did; clamps `grain` to at least 1.
+bool ran_inline(std::int64_t n, std::int64_t& grain,
+                const std::function<void(std::int64_t, std::int64_t)>& fn) {
+  grain = std::max<std::int64_t>(grain, 1);
+  if (n > grain && num_threads() > 1) return false;
+  fn(0, n);
+  return true;
+}
+
+}  // namespace
+
 void parallel_for(std::int64_t n, std::int64_t grain,
                   const std::function<void(std::int64_t, std::int64_t)>& fn) {
-  if (n <= 0) return;
-  grain = std::max<std::int64_t>(grain, 1);
-  if (n <= grain || num_threads() == 1) {
-    fn(0, n);
-    return;
-  }
+  if (n <= 0 || ran_inline(n, grain, fn)) return;
   tbb::parallel_for(tbb::blocked_range<std::int64_t>(0, n, grain),
                     [&](const tbb::blocked_range<std::int64_t>& r) { fn(r.begin(), r.end()); });
+}
+
+void parallel_for_openmp(std::int64_t n, std::int64_t grain,
+                         const std::function<void(std::int64_t, std::int64_t)>& fn) {
+  if (n <= 0 || ran_inline(n, grain, fn)) return;
+  const std::int64_t chunks = (n + grain - 1) / grain;
+  const int threads = static_cast<int>(std::min<std::int64_t>(num_threads(), chunks));
+  // Dynamic, one chunk at a time: on a shared machine a delayed thread takes fewer chunks, as
+  // TBB's work stealing does for parallel_for.
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
+  for (std::int64_t c = 0; c < chunks; ++c) fn(c * grain, std::min(n, (c + 1) * grain));
 }
 
 }  // namespace bitplan

@@ -1,6 +1,11 @@
 // Threading facade. Design (docs/architecture.md, "Threading"):
 //  * the executor runs ops one after another; each op may use every core;
-//  * oneDNN (Debian's build uses the OpenMP runtime) runs Conv/Gemm/MatMul on OpenMP threads;
+//  * oneDNN (Debian's build uses the OpenMP runtime) runs Conv/Gemm/MatMul on OpenMP threads,
+//    and so do bitplan's own GEMM kernels (W4A32, W4A8/W3A8/W2A8, the packed SGEMM) through
+//    `parallel_for_openmp` below: they sit between oneDNN primitives in a model's steps, and
+//    every switch between the two pools wakes the other pool's sleeping threads (about
+//    15 us on the 2-vCPU dev VM: SmolLM2's one-token step spent ~1 ms of ~6 in such wake-ups
+//    while its low-bit GEMMs ran on TBB);
 //  * bitplan's own elementwise/reduction loops run on TBB through `parallel_for` below;
 //  * both pools are capped at the same `num_threads()`, and because ops never overlap only
 //    one pool is busy at a time, so the cores are never oversubscribed.
@@ -42,5 +47,10 @@ int num_threads();
 // TBB pool. Small ranges run inline on the caller, avoiding scheduling overhead.
 void parallel_for(std::int64_t n, std::int64_t grain,
                   const std::function<void(std::int64_t, std::int64_t)>& fn);
+
+// The same contract on the OpenMP pool (chunks of `grain` handed out dynamically), for GEMM
+// kernels; `fn` must not throw.
+void parallel_for_openmp(std::int64_t n, std::int64_t grain,
+                         const std::function<void(std::int64_t, std::int64_t)>& fn);
 
 }  // namespace bitplan

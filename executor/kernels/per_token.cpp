@@ -122,7 +122,7 @@ void quantize_w4a8_activations(const ActivationLayout& w, const float* x, std::i
   constexpr FormatId kFormat = FormatId::uint8;
   const FormatTraits& f = format_traits(kFormat);
   const auto qmin = static_cast<float>(f.qmin), qmax = static_cast<float>(f.qmax);
-  parallel_for(m, std::max<std::int64_t>(1, (std::int64_t{1} << 14) / w.k),
+  parallel_for_openmp(m, std::max<std::int64_t>(1, (std::int64_t{1} << 14) / w.k),
                [&](std::int64_t begin, std::int64_t end) {
                  for (std::int64_t r = begin; r < end; ++r) {
                    const float* row = x + r * ldx;

@@ -155,8 +155,8 @@ void per_token_panel_scalar(const Packed& w, std::int64_t panel, const W4a8Activ
 
 // y[M, N] (row stride ldy) = x[M, K] (row stride ldx) · W, then the epilogue: quantizes x
 // into `a` (room for m rows), then runs `kernel` on up to `row_block` rows of a panel at a
-// time (row_block · P <= 1024), threaded over panels (core/parallel.hpp), about 64k
-// multiply-adds per task. Whole panels of an unfused layer go straight to y; the rest through
+// time (row_block · P <= 1024), threaded over panels on the OpenMP pool (core/parallel.hpp), about
+// 64k multiply-adds per task. Whole panels of an unfused layer go straight to y; the rest through
 // a tile. Allocates nothing.
 template <class Packed>
 void per_token_gemm(const Packed& w, PerTokenPanelFn<Packed> kernel, std::int64_t row_block,
@@ -170,7 +170,7 @@ void per_token_gemm(const Packed& w, PerTokenPanelFn<Packed> kernel, std::int64_
   const bool identity = epilogue.identity();
   const std::int64_t per_panel = std::max<std::int64_t>(1, w.k * w.panel * std::min(m, row_block));
   const std::int64_t grain = std::max<std::int64_t>(1, (std::int64_t{1} << 16) / per_panel);
-  parallel_for(w.panels, grain, [&](std::int64_t begin, std::int64_t end) {
+  parallel_for_openmp(w.panels, grain, [&](std::int64_t begin, std::int64_t end) {
     alignas(64) float tile[kTile];
     for (std::int64_t p = begin; p < end; ++p) {
       const std::int64_t n0 = p * w.panel;

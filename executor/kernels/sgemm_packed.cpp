@@ -156,7 +156,7 @@ void sgemm_packed(const PackedSgemmB& p, const float* a, std::int64_t m, std::in
   const std::int64_t macs_per_task =
       std::max<std::int64_t>(1, mb * sgemm_ceil_div(p.panels, nblocks) * p.nr * p.k);
   const std::int64_t grain = std::max<std::int64_t>(1, (std::int64_t{1} << 18) / macs_per_task);
-  parallel_for(tasks, grain, [&](std::int64_t begin, std::int64_t end) {
+  parallel_for_openmp(tasks, grain, [&](std::int64_t begin, std::int64_t end) {
     for (std::int64_t task = begin; task < end; ++task) run_block(task);
   });
 }

@@ -15,7 +15,7 @@
 // for each group of MR rows, the microkernel keeps MR x NR sums in registers over the k-block
 // and adds them into C (the first k-block stores them; the last applies alpha and the bias).
 // The k-block of a panel (NR·KC floats) stays in L1 while the MR-row groups sweep it, the A
-// rows of the block (MB·KC floats) in L2. Tasks run on the TBB pool (core/parallel.hpp).
+// rows of the block (MB·KC floats) in L2. Tasks run on the OpenMP pool (core/parallel.hpp).
 //
 // Rounding: every path sums each output over k in increasing order with float32 FMAs, one
 // accumulator per output, so the paths agree with each other bit for bit and differ from an
@@ -59,7 +59,7 @@ PackedSgemmB pack_sgemm_b(const SgemmSource& source, Isa isa);
 // C = alpha · A · B (+ bias[n]) for A [M, K] with row stride lda, C [M, N] with row stride
 // ldc (C must not overlap A). bias is null or N floats. Runs the kernel of `packed.isa`,
 // which this CPU must support (cpu_supports), threaded over blocks of C (`threads` > 1
-// runs them on the TBB pool). Allocates nothing.
+// runs them on the OpenMP pool). Allocates nothing.
 void sgemm_packed(const PackedSgemmB& packed, const float* a, std::int64_t m, std::int64_t lda,
                   float* c, std::int64_t ldc, float alpha = 1.f, const float* bias = nullptr);
 

@@ -139,7 +139,7 @@ void w4a32_gemm(const PackedW4a32& w, const float* x, std::int64_t m, std::int64
   // About 64k multiply-adds per task: small layers run inline, large ones on every core.
   const std::int64_t per_panel = std::max<std::int64_t>(1, w.k * w.panel * std::min(m, kRowBlock));
   const std::int64_t grain = std::max<std::int64_t>(1, (std::int64_t{1} << 16) / per_panel);
-  parallel_for(w.panels, grain, [&](std::int64_t begin, std::int64_t end) {
+  parallel_for_openmp(w.panels, grain, [&](std::int64_t begin, std::int64_t end) {
     alignas(64) float tile[kRowBlock * 32];
     for (std::int64_t p = begin; p < end; ++p) {
       const std::int64_t n0 = p * w.panel;
