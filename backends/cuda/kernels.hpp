@@ -84,8 +84,9 @@ void w4a16_gemm(const void* x, std::int64_t x_row_stride, const std::uint8_t* pa
 void w4a16_gemm_tiles(const void* x, std::int64_t x_row_stride, const std::uint8_t* packed,
                       const void* chunk_scales, const W4Layout& layout, std::int64_t m, void* y,
                       cudaStream_t stream);
-// Which kernel w4a16_gemm runs for m, e.g. "decode mma8_w8_t1_d8_noalloc_s1".
-std::string w4a16_kernel_name(std::int64_t m);
+// Which kernel w4a16_gemm runs for m rows and n output columns, e.g.
+// "decode fma1_w4_t4_d8_noalloc_s1".
+std::string w4a16_kernel_name(std::int64_t m, std::int64_t n);
 
 // W[n][k] fp16 (row stride padded_k) = dequant(packed): for the large-m path that hands the
 // dequantised weights to a cuBLASLt fp16 GEMM.

@@ -85,7 +85,7 @@ class GemmLayerRun final : public LayerRun {
         gemm_ = std::make_unique<LtGemm>(gpu.lt(), Precision::fp16, m_, n_, k_, w4_.padded_k, ldx_);
         gemm_text = "int4->fp16 weight dequant kernel + cublasLt fp16 " + gemm_->description();
       } else {
-        gemm_text = "bitplan w4a16 kernel (" + w4a16_kernel_name(m_) +
+        gemm_text = "bitplan w4a16 kernel (" + w4a16_kernel_name(m_, n_) +
                     ", int4 dequantised in registers, group " + std::to_string(w4_.group) + ")";
       }
     } else {

@@ -238,27 +238,31 @@ void w4_pack(const W4Layout& l, const std::vector<std::uint8_t>& q,
 
 namespace {
 
-// Which kernel serves which m (issue 15). Rows are tried in order: the first whose max_m is
-// >= m names the decode variant (w4a16_decode.hpp; bitplan-cuda-w4a16-sweep lists them all
-// and times them against this table's current choice); an m above the last row, or a call
-// the variant declines (activations not 16-byte aligned rows), runs the tile kernel above.
-// Edit only this table after a sweep: its names are checked when first used (a name that is
-// not compiled throws, and the GPU test uses every row).
+// Which kernel serves which (m, n) (issue 15). Rows are tried in order: the first whose
+// max_m is >= m and whose min_n is <= n names the decode variant (w4a16_decode.hpp;
+// bitplan-cuda-w4a16-sweep lists them all and times them against this table's current
+// choice); an m above the last row, or a call the variant declines (activations not 16-byte
+// aligned rows), runs the tile kernel above. Edit only this table after a sweep: its names are
+// checked when first used (a name that is not compiled throws, and the GPU test uses every
+// row).
 struct DecodeChoice {
   std::int64_t max_m;
+  std::int64_t min_n;
   const char* variant;
 };
-// From the first sweep on an H100 (2026-12-07, docs/cuda_backend.md): the fastest variant
-// on the largest shape (n = 28672, k = 8192), within 4 % of the fastest on 8192 x 8192 and the
-// fastest on 49152 x 576; the small shapes (< 1 MB of weights) take 5-7 us whatever runs them.
-// m = 1: CUDA-core FMAs, 4 warps over K, 4 column tiles, 8 loads in flight per lane (55.4 us,
-// 72 % of the copy bandwidth, against 89.1 us for the tile kernel). m = 2..8: the same with
-// mma (61.9 us at m = 4). m = 9..16: mma on 16 rows, 2 tiles (76.6 us at m = 16, 126.9 for
-// the tile kernel). m = 8 itself was not swept.
+// From the first sweep on an H100 (2026-12-07, docs/cuda_backend.md). Wide layers (n = 28672
+// and 49152 were swept): 4 warps over K and 4 column tiles of 8 per block, 8 loads of 16 bytes
+// in flight per lane; CUDA-core FMAs at m = 1 (55.4 us at 28672 x 8192, 72 % of the copy
+// bandwidth, against 89.1 us for the tile kernel), mma up to m = 8 (61.9 us at m = 4). Up to
+// n = 8192 (4096 and 8192 were swept) a block of 4 tiles leaves SMs idle (n / 32 = 128 blocks
+// at n = 4096 on 132 SMs): 8 warps and 2 tiles there (10.2 against 12.6 us at 4096 x 4096,
+// m = 1). m = 9..16: mma on 16 rows, 4 warps, 2 tiles (76.6 us at m = 16 on 28672 x 8192, 126.9
+// for the tile kernel; fastest on 4096² and 8192² too). Between n = 8192 and 28672 nothing was
+// swept: the threshold 16384 is a guess. m = 8 itself was not swept.
 constexpr DecodeChoice kDecodeChoices[] = {
-    {1, "fma1_w4_t4_d8_noalloc_s1"},
-    {8, "mma8_w4_t4_d8_noalloc_s1"},
-    {16, "mma16_w4_t2_d8_noalloc_s1"},
+    {1, 16384, "fma1_w4_t4_d8_noalloc_s1"}, {1, 0, "fma1_w8_t2_d8_noalloc_s1"},
+    {8, 16384, "mma8_w4_t4_d8_noalloc_s1"}, {8, 0, "mma8_w8_t2_d8_noalloc_s1"},
+    {16, 0, "mma16_w4_t2_d8_noalloc_s1"},
 };
 
 // kDecodeChoices' variants, looked up once (by name, so a wrong name fails loudly here).
@@ -276,18 +280,18 @@ std::vector<const W4DecodeVariant*> resolve_decode_choices() {
   return variants;
 }
 
-// The decode variant that serves m, or nullptr for the tile kernel.
-const W4DecodeVariant* decode_variant_for(std::int64_t m) {
+// The decode variant that serves (m, n), or nullptr for the tile kernel.
+const W4DecodeVariant* decode_variant_for(std::int64_t m, std::int64_t n) {
   static const std::vector<const W4DecodeVariant*> variants = resolve_decode_choices();
   for (std::size_t i = 0; i < variants.size(); ++i)
-    if (m <= kDecodeChoices[i].max_m) return variants[i];
+    if (m <= kDecodeChoices[i].max_m && n >= kDecodeChoices[i].min_n) return variants[i];
   return nullptr;
 }
 
 }  // namespace
 
-std::string w4a16_kernel_name(std::int64_t m) {
-  if (const W4DecodeVariant* variant = decode_variant_for(m)) return "decode " + variant->name;
+std::string w4a16_kernel_name(std::int64_t m, std::int64_t n) {
+  if (const W4DecodeVariant* variant = decode_variant_for(m, n)) return "decode " + variant->name;
   const int rows = m <= 16 ? 16 : m <= 32 ? 32 : 64;  // launch_w4a16<rows / 16>
   return "tile (mma.m16n8k16, " + std::to_string(rows) + " rows per block)";
 }
@@ -295,7 +299,7 @@ std::string w4a16_kernel_name(std::int64_t m) {
 void w4a16_gemm(const void* x, std::int64_t x_row_stride, const std::uint8_t* packed,
                 const void* chunk_scales, const W4Layout& layout, std::int64_t m, void* y,
                 cudaStream_t stream) {
-  if (const W4DecodeVariant* variant = decode_variant_for(m)) {
+  if (const W4DecodeVariant* variant = decode_variant_for(m, layout.n)) {
     const W4DecodeArgs args{x, x_row_stride, packed, chunk_scales, layout, m, y};
     if (w4_decode_declines(*variant, args).empty()) {
       check_cuda(variant->launch(args, stream), "launching w4a16_gemm's decode kernel");

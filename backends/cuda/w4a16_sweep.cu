@@ -185,7 +185,7 @@ void run_case(const GpuContext& gpu, const Bandwidth& bw, const Shape& shape, st
                           w4a16_gemm_tiles(a.x, a.x_row_stride, a.packed, a.chunk_scales, layout, m,
                                            a.y, gpu.stream());
                         }});
-  candidates.push_back({"w4a16_gemm", w4a16_kernel_name(m), [&](int s) {
+  candidates.push_back({"w4a16_gemm", w4a16_kernel_name(m, layout.n), [&](int s) {
                           const W4DecodeArgs a = args(s);
                           w4a16_gemm(a.x, a.x_row_stride, a.packed, a.chunk_scales, layout, m, a.y,
                                      gpu.stream());
@@ -355,8 +355,10 @@ int sweep() {
       "device: %s, %d SMs; copy %.0f GB/s (1 GiB device copy, read + written), read "
       "%.0f GB/s (1 GiB read-only kernel)\n",
       gpu.device().name.c_str(), gpu.device().multiprocessors, bw.copy_gbs, bw.read_gbs);
-  std::printf("w4a16_gemm today: m=1 %s; m=4 %s; m=16 %s\n", w4a16_kernel_name(1).c_str(),
-              w4a16_kernel_name(4).c_str(), w4a16_kernel_name(16).c_str());
+  std::printf("w4a16_gemm today at n = 4096 / 28672: m=1 %s / %s; m=4 %s / %s; m=16 %s / %s\n",
+              w4a16_kernel_name(1, 4096).c_str(), w4a16_kernel_name(1, 28672).c_str(),
+              w4a16_kernel_name(4, 4096).c_str(), w4a16_kernel_name(4, 28672).c_str(),
+              w4a16_kernel_name(16, 4096).c_str(), w4a16_kernel_name(16, 28672).c_str());
   std::printf(
       "TB/s counts int4 + scale + x + y bytes (cuBLASLt: fp16 weights + x + y); %%copy "
       "and %%read divide by the bandwidths above; xcuBLAS = cuBLASLt fp16 time / time\n");

@@ -23,23 +23,15 @@
 #include "backends/cuda/profiler.hpp"
 #include "backends/cuda/runtime.hpp"
 #include "backends/cuda/workloads.hpp"
+#include "tests/gpu/gpu_test_util.hpp"
 #include "tests/skip.hpp"
 
 using namespace bitplan::cuda;
 
 namespace {
 
-bool gpu_available() {
-  std::string why;
-  if (cuda_device_usable(why)) return true;
-  bitplan::testing::skip(why);
-  return false;
-}
-
-std::mt19937& rng() {
-  static std::mt19937 engine(std::random_device{}());  // fresh inputs every run
-  return engine;
-}
+using bitplan::testing::gpu_available;
+using bitplan::testing::rng;
 
 std::vector<float> random_floats(std::size_t count, float low, float high, bool integers = false) {
   std::uniform_real_distribution<float> dist(low, high);

@@ -13,23 +13,14 @@
 #include "backends/cuda/kernels.hpp"
 #include "backends/cuda/runtime.hpp"
 #include "backends/cuda/w4a16_decode.hpp"
-#include "tests/skip.hpp"
+#include "tests/gpu/gpu_test_util.hpp"
 
 namespace cuda_w4a16_decode_test {
 
 using namespace bitplan::cuda;
 
-bool gpu_available() {
-  std::string why;
-  if (cuda_device_usable(why)) return true;
-  bitplan::testing::skip(why);
-  return false;
-}
-
-std::mt19937& rng() {
-  static std::mt19937 engine(std::random_device{}());  // fresh inputs every run
-  return engine;
-}
+using bitplan::testing::gpu_available;
+using bitplan::testing::rng;
 
 // Uploads values that fp16 holds exactly (the callers' choice), converting on the GPU.
 DeviceBuffer upload_f16(const GpuContext& gpu, const std::vector<float>& values) {
@@ -121,10 +112,12 @@ constexpr Case kCases[] = {{44, 200}, {37, 1000}, {269, 264}, {75, 512}};
 
 TEST_CASE("kDecodeChoices names compiled decode variants, and every name is unique") {
   // Host only: runs where no GPU is usable too.
-  for (std::int64_t m = 1; m <= 17; ++m) {
-    CAPTURE(m);
-    CHECK_NOTHROW(w4a16_kernel_name(m));
-  }
+  for (std::int64_t m = 1; m <= 17; ++m)
+    for (const std::int64_t n : {1, 4096, 16384, 28672}) {
+      CAPTURE(m);
+      CAPTURE(n);
+      CHECK_NOTHROW(w4a16_kernel_name(m, n));
+    }
   const std::vector<W4DecodeVariant>& variants = w4_decode_variants();
   for (std::size_t i = 0; i < variants.size(); ++i) {
     CAPTURE(variants[i].name);
@@ -168,10 +161,11 @@ TEST_CASE("w4a16_gemm's kernel choice by m computes the GEMM, decode path or not
   GpuContext gpu;
   // k = 100: activation rows not a multiple of 8 halves, so the decode kernels decline and
   // w4a16_gemm runs the tile kernel instead.
-  for (const Case& c : {Case{44, 200}, Case{269, 264}, Case{21, 100}}) {
+  // n = 16392: the rows of kDecodeChoices for wide layers.
+  for (const Case& c : {Case{44, 200}, Case{269, 264}, Case{21, 100}, Case{16392, 264}}) {
     const Weights w = make_weights(c.n, c.k);
     for (std::int64_t m = 1; m <= 17; ++m) {  // every row of kDecodeChoices and beyond
-      CAPTURE(w4a16_kernel_name(m));
+      CAPTURE(w4a16_kernel_name(m, c.n));
       CAPTURE(c.k);
       CAPTURE(m);
       const std::vector<float> x = make_activations(m * c.k);
