@@ -176,7 +176,9 @@ ExportModel prepare_export(QuantSimulator& simulator, const QuantPlan& plan,
       e.input_scale = inverse_input_scale(simulator.input_scale(layer, e.quant));
       const FormatTraits& f = format_traits(e.quant.weights.format);
       e.weight_params = choose_weight_params(e.weight_spec, e.weight, layer.reduction_axis);
-      e.simulated_weight = *simulated.initializer(simulated_node.inputs[1]);
+      // From the simulator, not the simulated node: a layer it computes with integer sums
+      // (per-token W4A8) reads the kernel's packed codes there.
+      e.simulated_weight = simulator.quantized_weight(layer, e.quant);
       // The codes of the weights the simulation ran: a method other than round-to-nearest
       // (GPTQ) picks other levels than the fp32 weights' nearest, on the same grid, and the
       // simulated weights sit exactly on levels, so coding them again is exact.

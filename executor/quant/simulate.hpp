@@ -124,13 +124,15 @@ class QuantSimulator {
   const Tensor& method_float_weight(const QuantizableLayer& layer, const LayerQuant& q);
   // The per-channel scale `q`'s method divides the layer's input by (awq); empty for none.
   std::span<const float> input_scale(const QuantizableLayer& layer, const LayerQuant& q);
+  // The fake-quantized weights of `layer` under `q` (spec, method; smoothquant: and
+  // activations), exactly on the grid's levels: what build() gives a fake-quantized layer,
+  // what the integer kernels' codes are made from, what the exporters code. Computed once per
+  // (layer, spec, method), kept in memory, and for methods that read calibration data also
+  // cached on disk (as codes, keyed by model, calibration selection, spec, method version and
+  // options).
+  const Tensor& quantized_weight(const QuantizableLayer& layer, const LayerQuant& q);
 
  private:
-  // The weights of `layer` under `q` (spec, method; smoothquant: and activations): computed
-  // once per (layer, spec, method),
-  // kept in memory, and for methods that read calibration data also cached on disk (as
-  // codes, keyed by model, calibration selection, spec, method version and options).
-  const Tensor& quantized_weight(const QuantizableLayer& layer, const LayerQuant& q);
   // The layer's input Hessian (hessian.hpp); the first call collects every layer's in one
   // pass over the calibration samples and caches each on disk.
   const InputHessian& input_hessian(const QuantizableLayer& layer);

@@ -3,6 +3,8 @@
 #include <doctest/doctest.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -332,6 +334,32 @@ TEST_CASE("specs a format cannot express are listed with the nearest spec; nothi
 
   const QuantPlan nearest = nearest_expressible_plan(plan, qdq);
   CHECK(export_problems(f.prepare(nearest), ExportFormat::onnx_qdq).empty());
+}
+
+TEST_CASE("a per-token integer plan exports the simulated float weights, not the kernel's codes") {
+  // The simulation computes W4g16A8t layers on the W4A8 kernel where the CPU has AVX2
+  // (simulate.hpp); its graph then holds packed int8 codes in the layer's weight input, which
+  // the export must not read as the layer's weights.
+  Fixture f("fmnist_mlp.onnx");
+  QuantPlan plan = uniform_plan("W4A8t", f.loaded.graph);
+  for (auto& entry : plan.layers)  // K = 784: groups of 16
+    entry.second.weights = parse_quant_spec("int4/group16/sym");
+  const ExportModel e = f.prepare(plan);
+  REQUIRE(e.layers.size() == 3);
+  for (const ExportLayer& layer : e.layers) {
+    CAPTURE(layer.layer.name);
+    REQUIRE(layer.simulated_weight.dtype() == DType::f32);
+    CHECK(layer.simulated_weight.dims() == layer.weight.dims());
+    const Tensor& want = f.simulator.quantized_weight(layer.layer, layer.quant);
+    CHECK(std::equal(want.data<float>(), want.data<float>() + want.numel(),
+                     layer.simulated_weight.data<float>()));
+    // int4 symmetric: codes are integers in [-7, 7].
+    const float* codes = layer.weight_codes.data<float>();
+    const bool on_grid = std::all_of(codes, codes + layer.weight_codes.numel(), [](float c) {
+      return c == std::nearbyint(c) && c >= -7 && c <= 7;
+    });
+    CHECK(on_grid);
+  }
 }
 
 TEST_CASE("per-token activations: not expressible; the nearest keeps the range source it can") {
