@@ -19,6 +19,7 @@
 #include <cstring>
 #include <filesystem>
 #include <iostream>
+#include <optional>
 #include <stdexcept>
 
 #include "cli/run_config.hpp"
@@ -122,9 +123,13 @@ int main(int argc, char** argv) {
     LoadedModel model = load_model(model_path);
     const auto dataset = open_dataset(config.dataset);
     bind_input_to_samples(model.graph, *dataset);
-    // The inputs as the data has them, to cut to T tokens below.
-    const Graph data_graph = model.graph;
-    if (sequence > 0) cut_token_inputs(model.graph, sequence);
+    // With --sequence, the graph as the data feeds it (a copy, weights included), whose batches
+    // are then cut to T tokens; without, batches load straight into the fp32 plan.
+    std::optional<Graph> data_graph;
+    if (sequence > 0) {
+      data_graph = model.graph;
+      cut_token_inputs(model.graph, sequence);
+    }
     const std::string hash = model_file_hash(model_path);
     QuantSimulator simulator(model.graph, hash,
                              calibration_data(config.dataset, *dataset, {}, config.evaluate.batch));
@@ -135,14 +140,17 @@ int main(int argc, char** argv) {
     const auto int8 = simulator.build_int8(plan);
     ExecutionPlan integer(int8.graph, PlanOptions{batch});
 
-    const ExecutionPlan data_plan(data_graph, PlanOptions{batch});
-    check_plan_takes_batch(data_plan, data_graph, *dataset, batch);
+    std::optional<ExecutionPlan> cut_plan;
+    const Graph& feed_graph = data_graph ? *data_graph : model.graph;
+    const ExecutionPlan& data_plan =
+        data_graph ? cut_plan.emplace(*data_graph, PlanOptions{batch}) : fp32;
+    check_plan_takes_batch(data_plan, feed_graph, *dataset, batch);
     InputSets inputs(4);
     for (std::size_t set = 0; set < inputs.size(); ++set) {
       std::vector<std::int64_t> indices(static_cast<std::size_t>(batch));
       for (std::int64_t i = 0; i < batch; ++i)
         indices[std::size_t(i)] = (std::int64_t(set) * batch + i) % dataset->size();
-      load_batch(data_plan, data_graph, *dataset, indices, inputs[set]);
+      load_batch(data_plan, feed_graph, *dataset, indices, inputs[set]);
       if (sequence > 0)
         for (Tensor& t : inputs[set]) t = first_tokens(t, sequence);
     }
