@@ -29,10 +29,10 @@ const ProfileEntry* HwProfile::find(const std::string& key, const std::string& p
   return nullptr;
 }
 
-const ModelOverhead* HwProfile::find_model(const std::string& model_hash,
-                                           std::int64_t batch) const {
+const ModelOverhead* HwProfile::find_model(const std::string& model_hash, std::int64_t batch,
+                                           const std::string& inputs) const {
   for (const auto& m : models)
-    if (m.model_hash == model_hash && m.batch == batch) return &m;
+    if (m.model_hash == model_hash && m.batch == batch && m.inputs == inputs) return &m;
   return nullptr;
 }
 
@@ -53,7 +53,8 @@ void HwProfile::put(ProfileEntry entry) {
 
 void HwProfile::put(ModelOverhead overhead) {
   for (auto& m : models)
-    if (m.model_hash == overhead.model_hash && m.batch == overhead.batch) {
+    if (m.model_hash == overhead.model_hash && m.batch == overhead.batch &&
+        m.inputs == overhead.inputs) {
       m = std::move(overhead);
       return;
     }
@@ -218,6 +219,7 @@ constexpr KeyReader<ModelOverhead> kModelKeys[] = {
        m.batch = field_value<std::int64_t>(v);
        if (m.batch < 1) v.fail(fmt::format("batch must be >= 1, got {}", m.batch));
      }},
+    {"inputs", [](const KeyValue& v, ModelOverhead& m) { m.inputs = field_value<std::string>(v); }},
     {"other_us", [](const KeyValue& v, ModelOverhead& m) { m.other_us = non_negative(v); }},
     {"other_iqr_us", [](const KeyValue& v, ModelOverhead& m) { m.other_iqr_us = non_negative(v); }},
     {"total_fp32_us",
@@ -313,8 +315,9 @@ constexpr KeyReader<HwProfile> kProfileKeys[] = {
              require_fields(v.file, node, {"model_hash", "batch", "other_us"});
            },
            [](const ModelOverhead& m) {
-             return std::pair{fmt::format("model {} at batch {}", quoted(m.model_hash), m.batch),
-                              fmt::format("{}|{}", m.model_hash, m.batch)};
+             return std::pair{fmt::format("model {} at batch {}{}", quoted(m.model_hash), m.batch,
+                                          m.inputs.empty() ? "" : " with inputs " + m.inputs),
+                              fmt::format("{}|{}|{}", m.model_hash, m.batch, m.inputs)};
            });
      }},
 };
@@ -387,12 +390,15 @@ void save_hw_profile(const std::filesystem::path& path, const HwProfile& p) {
         << YAML::Value << c.iqr_us << YAML::EndMap;
   out << YAML::EndSeq;
   out << YAML::Key << "models" << YAML::Value << YAML::BeginSeq;
-  for (const auto& m : p.models)
+  for (const auto& m : p.models) {
     out << YAML::Flow << YAML::BeginMap << YAML::Key << "model_hash" << YAML::Value << m.model_hash
         << YAML::Key << "model" << YAML::Value << m.model << YAML::Key << "batch" << YAML::Value
-        << m.batch << YAML::Key << "other_us" << YAML::Value << m.other_us << YAML::Key
-        << "other_iqr_us" << YAML::Value << m.other_iqr_us << YAML::Key << "total_fp32_us"
-        << YAML::Value << m.total_fp32_us << YAML::EndMap;
+        << m.batch;
+    if (!m.inputs.empty()) out << YAML::Key << "inputs" << YAML::Value << m.inputs;
+    out << YAML::Key << "other_us" << YAML::Value << m.other_us << YAML::Key << "other_iqr_us"
+        << YAML::Value << m.other_iqr_us << YAML::Key << "total_fp32_us" << YAML::Value
+        << m.total_fp32_us << YAML::EndMap;
+  }
   out << YAML::EndSeq;
   out << YAML::EndMap;
   write_file_atomic(path, std::string(out.c_str()) + "\n");

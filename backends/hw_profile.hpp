@@ -15,8 +15,8 @@
 //   conversions:                         # activation precision changes at layer boundaries
 //     - {from: fp32, to: int8, elements: 802816, median_us: 3.2, iqr_us: 0.1}
 //   models:                              # per-model time outside the quantizable layers
-//     - {model_hash: ..., model: ..., batch: 1, other_us: 40.2, other_iqr_us: 1.0,
-//        total_fp32_us: 512.0}
+//     - {model_hash: ..., model: ..., batch: 1, inputs: "input_ids=128", other_us: 40.2,
+//        other_iqr_us: 1.0, total_fp32_us: 512.0}
 //
 // Precision names: fp32, bf16, fp16, int8, fp8_e4m3, w4a16. A key/precision pair with
 // `unsupported` has no kernel on the target; cost models never invent a latency for it.
@@ -59,6 +59,9 @@ struct ModelOverhead {
   std::int64_t batch = 0;
   double other_us = 0, other_iqr_us = 0;  // whole run minus the quantizable layers
   double total_fp32_us = 0;               // the whole fp32 run, for reference
+  // The inputs' dims after the batch axis it ran at (input_dims_text): a token model at
+  // sequence 1 and at 128 is two entries. Empty in profiles written before it was recorded.
+  std::string inputs;
 };
 
 struct HwProfile {
@@ -71,7 +74,9 @@ struct HwProfile {
   std::vector<ModelOverhead> models;
 
   const ProfileEntry* find(const std::string& key, const std::string& precision) const;
-  const ModelOverhead* find_model(const std::string& model_hash, std::int64_t batch) const;
+  // The model's overhead at `batch` with inputs of `inputs` (input_dims_text of the graph).
+  const ModelOverhead* find_model(const std::string& model_hash, std::int64_t batch,
+                                  const std::string& inputs) const;
   const Ceiling* find_ceiling(const std::string& name) const;
   // Replaces an entry with the same key and precision, or appends.
   void put(ProfileEntry entry);

@@ -16,10 +16,8 @@
 #include <fmt/format.h>
 
 #include <chrono>
-#include <cstring>
 #include <filesystem>
 #include <iostream>
-#include <optional>
 #include <stdexcept>
 
 #include "cli/run_config.hpp"
@@ -62,35 +60,6 @@ void print_steps(const char* title, ExecutionPlan& plan, const InputSets& inputs
                plan.steps()[i].op_type, plan.steps()[i].name);
   }
 }
-// Token inputs: the integer inputs of rank 2 ([batch, S]: ids, attention masks).
-bool token_input(const ValueInfo& input) {
-  return input.dims.size() == 2 && (input.dtype == DType::i64 || input.dtype == DType::i32);
-}
-
-// Binds the token inputs' sequence axis to `t` (at most the data's S).
-void cut_token_inputs(Graph& graph, std::int64_t t) {
-  bool any = false;
-  for (ValueInfo& input : graph.inputs) {
-    if (!token_input(input)) continue;
-    if (t > input.dims[1])
-      throw std::invalid_argument(
-          fmt::format("--sequence {}: input '{}' holds {} tokens", t, input.name, input.dims[1]));
-    input.dims[1] = t;
-    any = true;
-  }
-  if (!any) throw std::invalid_argument("--sequence: the model has no [batch, S] integer input");
-}
-
-// The first `t` tokens of each row of a [batch, S] integer tensor; other tensors as they are.
-Tensor first_tokens(const Tensor& x, std::int64_t t) {
-  if (x.rank() != 2 || (x.dtype() != DType::i64 && x.dtype() != DType::i32)) return x;
-  Tensor out(x.dtype(), {x.dim(0), t});
-  const std::size_t bytes = dtype_size(x.dtype());
-  for (std::int64_t r = 0; r < x.dim(0); ++r)
-    std::memcpy(static_cast<char*>(out.raw()) + r * t * bytes,
-                static_cast<const char*>(x.raw()) + r * x.dim(1) * bytes, t * bytes);
-  return out;
-}
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -121,18 +90,19 @@ int main(int argc, char** argv) {
       }
     }
     LoadedModel model = load_model(model_path);
-    const auto dataset = open_dataset(config.dataset);
-    bind_input_to_samples(model.graph, *dataset);
-    // With --sequence, the graph as the data feeds it (a copy, weights included), whose batches
-    // are then cut to T tokens; without, batches load straight into the fp32 plan.
-    std::optional<Graph> data_graph;
+    // With --sequence, the model is bound to (and fed) the data's first T tokens, and its
+    // static activation ranges come from the calibration samples cut alike.
+    std::shared_ptr<const Dataset> dataset = open_dataset(config.dataset);
+    CalibrationData calibration =
+        calibration_data(config.dataset, *dataset, {}, config.evaluate.batch);
+    const std::shared_ptr<const Dataset> full = dataset;
     if (sequence > 0) {
-      data_graph = model.graph;
-      cut_token_inputs(model.graph, sequence);
+      dataset = token_prefix(full, sequence);
+      calibration = token_prefix_calibration(calibration, sequence);
     }
+    bind_input_to_samples(model.graph, *dataset);
     const std::string hash = model_file_hash(model_path);
-    QuantSimulator simulator(model.graph, hash,
-                             calibration_data(config.dataset, *dataset, {}, config.evaluate.batch));
+    QuantSimulator simulator(model.graph, hash, std::move(calibration));
     const QuantPlan plan = plan_arg.ends_with(".yaml") ? load_plan(plan_arg, model.graph, hash)
                                                        : uniform_plan(plan_arg, model.graph);
     ExecutionPlan fp32(model.graph, PlanOptions{batch});
@@ -140,19 +110,13 @@ int main(int argc, char** argv) {
     const auto int8 = simulator.build_int8(plan);
     ExecutionPlan integer(int8.graph, PlanOptions{batch});
 
-    std::optional<ExecutionPlan> cut_plan;
-    const Graph& feed_graph = data_graph ? *data_graph : model.graph;
-    const ExecutionPlan& data_plan =
-        data_graph ? cut_plan.emplace(*data_graph, PlanOptions{batch}) : fp32;
-    check_plan_takes_batch(data_plan, feed_graph, *dataset, batch);
+    check_plan_takes_batch(fp32, model.graph, *dataset, batch);
     InputSets inputs(4);
     for (std::size_t set = 0; set < inputs.size(); ++set) {
       std::vector<std::int64_t> indices(static_cast<std::size_t>(batch));
       for (std::int64_t i = 0; i < batch; ++i)
         indices[std::size_t(i)] = (std::int64_t(set) * batch + i) % dataset->size();
-      load_batch(data_plan, feed_graph, *dataset, indices, inputs[set]);
-      if (sequence > 0)
-        for (Tensor& t : inputs[set]) t = first_tokens(t, sequence);
+      load_batch(fp32, model.graph, *dataset, indices, inputs[set]);
     }
     const double t_fp32 = median_ms(fp32, inputs, budget);
     const double t_sim = median_ms(simulated, inputs, budget);

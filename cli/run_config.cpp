@@ -176,6 +176,10 @@ constexpr KeyReader<RunConfig> kSearchKeys[] = {
        c.latency_batch_origin = origin(v);
        c.search.latency_batch = parse_batch(scalar_text(v), *c.latency_batch_origin);
      }},
+    {"latency_sequence",
+     [](const KeyValue& v, RunConfig& c) {
+       c.search.latency_sequence = positive<std::int64_t>(v, false);
+     }},
     {"mpi",
      [](const KeyValue& v, RunConfig& c) {
        if (!v.node.IsMap()) v.fail("search.mpi must be {evaluation_timeout: S}");

@@ -216,9 +216,21 @@ options)",
   LoadedModel model = load_model(config.model);
   const std::string hash =
       model_file_hash(config.model) + prepare_fp32_model(model.graph, config.quantization);
-  const auto dataset = open_dataset(config.dataset);
+  const std::shared_ptr<const Dataset> dataset = open_dataset(config.dataset);
+  // search.latency_sequence: the latency is costed and measured on a copy of the model whose
+  // token inputs hold that many tokens, bound (as the model is to the data) to the data's
+  // first tokens.
+  std::optional<Graph> latency_graph;
+  std::shared_ptr<const Dataset> latency_samples;
+  if (config.search.latency_sequence > 0) {
+    latency_samples = token_prefix(dataset, config.search.latency_sequence);
+    latency_graph = model.graph;
+    bind_input_to_samples(*latency_graph, *latency_samples);
+  }
   bind_input_to_samples(model.graph, *dataset);
+  const Graph& costed_graph = latency_graph ? *latency_graph : model.graph;
   search::DriverInputs in;
+  in.latency_graph = latency_graph ? &*latency_graph : nullptr;
   in.graph = &model.graph;
   in.model_name = config.model.filename().string();
   in.model_hash = hash;
@@ -255,6 +267,10 @@ options)",
                     config.metric.output, config.metric.tokens_input, config.metric.mask_input);
   in.calibration =
       calibration_data(config.dataset, *dataset, default_cache_dir(), config.evaluate.batch);
+  std::optional<CalibrationData> latency_calibration;
+  if (latency_graph)
+    in.latency_calibration = &latency_calibration.emplace(
+        token_prefix_calibration(in.calibration, config.search.latency_sequence));
   in.eval_batch = config.evaluate.batch;
   in.options = config.search;
   if (worker) {
@@ -267,8 +283,10 @@ options)",
   if (!config.target.empty()) in.profile = load_hw_profile(config.target);
   if (config.target_is_host) {
     config.target = host_profile_path();
-    in.profile = host_profile_for_space(model.graph, in.model_name, hash, config, in.calibration,
-                                        vm.count("dry-run") != 0);
+    in.profile =
+        host_profile_for_space(costed_graph, in.model_name, hash, config,
+                               in.latency_calibration ? *in.latency_calibration : in.calibration,
+                               vm.count("dry-run") != 0);
   }
   in.dry_run = vm.count("dry-run") != 0;
   in.sensitivity_only = sensitivity_only;
@@ -276,20 +294,29 @@ options)",
     // A profile of another CPU predicts that CPU's latencies, not this one's: say so once.
     for (const auto& warning : profile_warnings(*in.profile, config.target.string()))
       fmt::print(stderr, "bitplan: warning: {}\n", warning);
-    // The latency batch must have been profiled for this model (else roofline estimates).
-    if (config.target_is_host && in.dry_run &&
-        !in.profile->find_model(hash, config.search.latency_batch))
+    // The latency batch (and inputs) must have been profiled for this model (else roofline
+    // estimates).
+    const std::string inputs = input_dims_text(costed_graph);
+    const bool measured =
+        in.profile->find_model(hash, config.search.latency_batch, inputs) != nullptr;
+    if (config.target_is_host && in.dry_run && !measured)
       fmt::print(stderr,
-                 "target host: this CPU has no measurement of {} at batch {} yet (a search "
-                 "measures it first); the dry run's latencies are roofline estimates\n",
-                 in.model_name, config.search.latency_batch);
-    else if (!in.profile->find_model(hash, config.search.latency_batch) &&
-             in.profile->backend == "onednn")
+                 "target host: this CPU has no measurement of {} at batch {} with inputs {} yet "
+                 "(a search measures it first); the dry run's latencies are roofline estimates\n",
+                 in.model_name, config.search.latency_batch, inputs);
+    else if (!measured && in.profile->backend == "onednn") {
+      std::string shapes;
+      for (const ValueInfo& input : costed_graph.inputs)
+        shapes += fmt::format(" --input-shape {}=N,{}", input.name,
+                              fmt::join(input.dims.begin() + 1, input.dims.end(), ","));
       fmt::print(stderr,
-                 "bitplan: warning: profile '{}' has no measurement of {} at batch {}: latencies "
-                 "are roofline estimates; run `bitplan profile --model {} --batch {} --out {}`\n",
-                 config.target.string(), in.model_name, config.search.latency_batch,
-                 config.model.string(), config.search.latency_batch, config.target.string());
+                 "bitplan: warning: profile '{}' has no measurement of {} at batch {} with inputs "
+                 "{}: latencies are roofline estimates; run `bitplan profile --model {} --batch "
+                 "{}{} --out {}` (or search with target: host)\n",
+                 config.target.string(), in.model_name, config.search.latency_batch, inputs,
+                 config.model.string(), config.search.latency_batch, shapes,
+                 config.target.string());
+    }
   }
 
   const bool tty = isatty(STDERR_FILENO);

@@ -7,6 +7,7 @@
 #include <set>
 
 #include "core/error.hpp"
+#include "executor/model.hpp"
 #include "executor/plan.hpp"
 #include "executor/quant/formats.hpp"
 
@@ -15,6 +16,7 @@ CostContext CostContext::build(const Graph& graph, std::string model_hash, std::
   CostContext c;
   c.model_hash = std::move(model_hash);
   c.batch = batch;
+  c.inputs = input_dims_text(graph);
   c.layers = quantizable_layers(graph);
   for (const auto& layer : c.layers) c.kernel_layers.push_back(KernelLayer::of(graph, layer));
   const ExecutionPlan plan(graph, PlanOptions{batch});
@@ -66,7 +68,8 @@ class LatencyModel final : public CostModel {
   std::string unit() const override { return "ms"; }
 
   double fixed_cost() const override {
-    const ModelOverhead* m = profile_.find_model(context_.model_hash, context_.batch);
+    const ModelOverhead* m =
+        profile_.find_model(context_.model_hash, context_.batch, context_.inputs);
     return m ? m->other_us / 1e3 : 0.0;
   }
 

@@ -46,6 +46,7 @@ struct PlanCost {
 struct CostContext {
   std::string model_hash;
   std::int64_t batch = 1;
+  std::string inputs;  // input_dims_text: with the batch, what the model's overhead is keyed by
   std::vector<QuantizableLayer> layers;    // plan order
   std::vector<KernelLayer> kernel_layers;  // same order: what kernels decline on
   std::vector<LayerWorkload> workloads;    // same order

@@ -577,6 +577,74 @@ void Dataset::load_input(std::size_t input, std::span<const std::int64_t> indice
   }
 }
 
+namespace {
+
+bool token_sample(const DataInput& input) {
+  return input.sample_dims.size() == 1 && (input.dtype == DType::i64 || input.dtype == DType::i32);
+}
+
+class TokenPrefixDataset final : public Dataset {
+ public:
+  TokenPrefixDataset(std::shared_ptr<const Dataset> source, std::vector<DataInput> inputs)
+      : Dataset(std::move(inputs), source->size(), {}, {}, source->preprocess_note()),
+        source_(std::move(source)) {}
+
+  void load(std::span<const std::int64_t> indices, float* dst) const override {
+    source_->load(indices, dst);  // a float first input is no token input: as it is
+  }
+
+ protected:
+  void load_raw(std::size_t input, std::span<const std::int64_t> indices,
+                void* dst) const override {
+    const DataInput& full = source_->inputs()[input];
+    const DataInput& cut = inputs()[input];
+    const auto n = static_cast<std::int64_t>(indices.size());
+    if (full.sample_dims == cut.sample_dims) {
+      Tensor whole(full.dtype, concat_dims(n, full.sample_dims));
+      source_->load_input(input, indices, whole);
+      std::memcpy(dst, whole.raw(), whole.nbytes());
+      return;
+    }
+    Tensor whole(full.dtype, {n, full.sample_dims[0]});
+    source_->load_input(input, indices, whole);
+    const std::size_t row = static_cast<std::size_t>(cut.sample_dims[0]) * dtype_size(full.dtype);
+    for (std::int64_t r = 0; r < n; ++r)
+      std::memcpy(static_cast<char*>(dst) + r * row,
+                  static_cast<const char*>(whole.raw()) + r * whole.nbytes() / n, row);
+  }
+
+ private:
+  static Dims concat_dims(std::int64_t n, const Dims& sample) {
+    Dims dims{n};
+    dims.insert(dims.end(), sample.begin(), sample.end());
+    return dims;
+  }
+  std::shared_ptr<const Dataset> source_;
+};
+
+}  // namespace
+
+std::unique_ptr<Dataset> token_prefix(std::shared_ptr<const Dataset> source, std::int64_t tokens) {
+  std::vector<DataInput> inputs = source->inputs();
+  bool any = false;
+  for (DataInput& input : inputs) {
+    if (!token_sample(input)) continue;
+    if (tokens < 1 || tokens > input.sample_dims[0])
+      fail_input(
+          "cutting input '{}' ('{}') to its first {} tokens: its samples hold {} (the "
+          "sequence must be 1 to {})",
+          input.name, input.source, tokens, input.sample_dims[0], input.sample_dims[0]);
+    input.sample_dims[0] = tokens;
+    any = true;
+  }
+  if (!any)
+    fail_input(
+        "cutting a dataset to its first {} tokens: it has no token input (integer "
+        "samples of one axis, e.g. input_ids); its first input is '{}'",
+        tokens, source->inputs()[0].source);
+  return std::make_unique<TokenPrefixDataset>(std::move(source), std::move(inputs));
+}
+
 std::unique_ptr<Dataset> open_dataset(const DatasetConfig& config) {
   if (config.format == "image_folder") return open_image_folder(config);
   if (config.format == "idx" || config.format == "npy") return open_array_dataset(config);

@@ -68,10 +68,10 @@ struct NamedInput {
 };
 
 struct CalibrationConfig : Selection {
-  std::filesystem::path images;  // file (idx/npy) or folder (image_folder); empty: the dataset's
+  std::filesystem::path images;    // file (idx/npy) or folder (image_folder); empty: the dataset's
   std::vector<NamedInput> inputs;  // or several named inputs (a dataset given by `inputs`)
-  std::filesystem::path labels;  // idx/npy labels file, or empty
-  std::string format;            // "idx" | "npy" | "image_folder"; the dataset's when not given
+  std::filesystem::path labels;    // idx/npy labels file, or empty
+  std::string format;              // "idx" | "npy" | "image_folder"; the dataset's when not given
 };
 
 struct DatasetConfig {
@@ -90,8 +90,8 @@ float default_scale(DType source);
 
 // One model input a dataset feeds.
 struct DataInput {
-  std::string name;    // the model input; empty: the model's only input (`dataset.images`)
-  std::string source;  // the file (or folder) it comes from, for messages
+  std::string name;          // the model input; empty: the model's only input (`dataset.images`)
+  std::string source;        // the file (or folder) it comes from, for messages
   DType dtype = DType::f32;  // what it loads: f32 (preprocessed) or i64/i32 (as stored)
   Dims sample_dims;          // one sample, without the batch axis
 };
@@ -141,8 +141,7 @@ class Dataset {
 
   // Writes input `input`'s samples in its own dtype (inputs()[input].dtype). The default
   // serves one float input through load().
-  virtual void load_raw(std::size_t input, std::span<const std::int64_t> indices,
-                        void* dst) const;
+  virtual void load_raw(std::size_t input, std::span<const std::int64_t> indices, void* dst) const;
 
  private:
   std::vector<DataInput> inputs_;
@@ -159,13 +158,19 @@ std::unique_ptr<Dataset> open_dataset(const DatasetConfig& config);
 
 // Opens the separate calibration source config.calibration.images or .inputs (one must be
 // set) as open_dataset would, with the dataset's preprocessing; calibration reads no labels.
-// Its inputs must be `expected`, the evaluation dataset's (names, dtypes, sample dims): the error names both
-// files and both dims. Every error says it is about the calibration source.
+// Its inputs must be `expected`, the evaluation dataset's (names, dtypes, sample dims): the error
+// names both files and both dims. Every error says it is about the calibration source.
 std::unique_ptr<Dataset> open_calibration_dataset(const DatasetConfig& config,
                                                   const std::vector<DataInput>& expected);
 // The same for a one-input dataset of float samples of `sample_dims`.
 std::unique_ptr<Dataset> open_calibration_dataset(const DatasetConfig& config,
                                                   const Dims& sample_dims);
+
+// A view of `source` whose token inputs (integer samples of one axis: token ids, attention
+// masks) hold only their first `tokens` tokens; other inputs as they are, no labels. What a
+// token model's shorter-sequence workload (one decoding step's shapes: `tokens` 1) is fed.
+// Fails (invalid input) when `source` has no token input, or one shorter than `tokens`.
+std::unique_ptr<Dataset> token_prefix(std::shared_ptr<const Dataset> source, std::int64_t tokens);
 
 // A deterministic subset of [0, dataset_size): positions [offset, offset + count) of a
 // permutation that is the identity for seed 0 and a seeded shuffle otherwise (its own

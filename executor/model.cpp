@@ -20,6 +20,15 @@ std::string shape_text(const Dims& dims) {
 
 }  // namespace
 
+std::string input_dims_text(const Graph& graph) {
+  std::vector<std::string> parts;
+  for (const ValueInfo& input : graph.inputs) {
+    const Dims sample(input.dims.begin() + (input.dims.empty() ? 0 : 1), input.dims.end());
+    parts.push_back(fmt::format("{}={}", input.name, fmt::join(sample, "x")));
+  }
+  return fmt::format("{}", fmt::join(parts, ","));
+}
+
 void bind_input_shapes(Graph& graph, std::span<const InputShape> shapes, std::string_view flag) {
   std::set<std::string> seen;
   for (const InputShape& shape : shapes) {

@@ -33,6 +33,11 @@ struct InputShape {
 void bind_input_shapes(Graph& graph, std::span<const InputShape> shapes,
                        std::string_view flag = "--input-shape");
 
+// The dims after the batch axis of every input of `graph`, as "input_ids=128" or
+// "images=3x224x224" (inputs joined by ','): what, besides the batch, sizes a run. A token
+// model's time depends on its sequence, so profiles key a model's measurements by it.
+std::string input_dims_text(const Graph& graph);
+
 // load_onnx + check_supported + simplify, then bind_input_shapes when `shapes` is not empty.
 LoadedModel load_model(const std::filesystem::path& path, std::span<const InputShape> shapes = {});
 

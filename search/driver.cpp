@@ -119,7 +119,10 @@ SearchResult run_search(const DriverInputs& in, const Progress& progress,
   // --- Space, cost tables, budgets: everything --dry-run shows ------------------------------
   const auto layers = quantizable_layers(graph);
   result.space = build_space(layers, opt, in.model_name);
-  const PlanCosts costs(graph, in.model_hash, opt.latency_batch,
+  const Graph& latency_graph = in.latency_graph ? *in.latency_graph : graph;
+  const CalibrationData& latency_calibration =
+      in.latency_calibration ? *in.latency_calibration : in.calibration;
+  const PlanCosts costs(latency_graph, in.model_hash, opt.latency_batch,
                         in.profile ? &*in.profile : nullptr);
   CostTables tables = build_cost_tables(graph, layers, result.space, costs, result.target);
   result.unsupported = tables.table.unsupported_reason;
@@ -259,9 +262,9 @@ SearchResult run_search(const DriverInputs& in, const Progress& progress,
         CpuProfileOptions timing;
         timing.budget_seconds = 0.3;
         timing.min_repeats = 10;
-        timing.calibration = &in.calibration;
+        timing.calibration = &latency_calibration;
         const Spread microseconds =
-            measure_plan_onednn(graph, in.model_hash, plan, opt.latency_batch, timing);
+            measure_plan_onednn(latency_graph, in.model_hash, plan, opt.latency_batch, timing);
         return Spread{microseconds.median / 1e3, microseconds.iqr / 1e3};
       };
     reevaluate_final(result, final_selection, scorer, progress, stop);

@@ -39,6 +39,11 @@ struct DriverInputs {
   std::vector<std::int64_t> validation;  // selection, in order (subsets are prefixes)
   std::string dataset_id;                // names the dataset and selection (results key)
   CalibrationData calibration;
+  // The model as its latency is costed and measured, with its calibration samples: null for
+  // `graph` and `calibration` themselves; with search.latency_sequence, a copy whose token
+  // inputs hold that many tokens (a decoding step's shapes at 1), its samples cut alike.
+  const Graph* latency_graph = nullptr;
+  const CalibrationData* latency_calibration = nullptr;
   std::optional<HwProfile> profile;  // none: latency is not an objective
   std::int64_t eval_batch = 64;
   bitplan::MetricConfig metric;  // what judges a plan (executor/metrics.hpp)

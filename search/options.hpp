@@ -44,6 +44,9 @@ struct SearchOptions {
   std::int64_t sensitivity_subset = 500;
   std::int64_t final_samples = 0;  // re-evaluation of the front: 0 = the whole selection
   std::int64_t latency_batch = 1;  // batch size the latency is costed at
+  // Token models: the sequence length the latency is costed and measured at (1: the shapes
+  // of one decoding step, without a KV cache); 0: the data's.
+  std::int64_t latency_sequence = 0;
   std::filesystem::path output;    // default results/<config name>
   std::filesystem::path database;  // default results/bitplan.sqlite beside the output
   // search.mpi.evaluation_timeout: under mpirun, the longest a worker rank may take over one

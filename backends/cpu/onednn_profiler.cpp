@@ -16,6 +16,7 @@
 #include "core/parallel.hpp"
 #include "executor/kernel_list.hpp"
 #include "executor/kernels/isa.hpp"
+#include "executor/model.hpp"
 #include "executor/plan.hpp"
 #include "executor/quant/simulate.hpp"
 
@@ -191,7 +192,7 @@ std::set<std::string> layer_names(const std::vector<LayerWorkload>& workloads) {
 // the same under every plan.
 void record_fp32(const std::vector<LayerWorkload>& workloads, const ExecutionPlan& plan,
                  TimedRuns& runs, const std::string& model_name, const std::string& model_hash,
-                 std::int64_t batch, HwProfile& profile) {
+                 std::int64_t batch, const std::string& inputs, HwProfile& profile) {
   const std::set<std::string> layers = layer_names(workloads);
   record_layers(workloads, plan, runs, "fp32", "oneDNN fp32 (bitplan executor)", layers, profile);
   // The whole run minus its quantizable layers: the other ops and the executor's own per-run
@@ -203,7 +204,7 @@ void record_fp32(const std::vector<LayerWorkload>& workloads, const ExecutionPla
   const Spread other_spread = median_and_iqr(other);
   const Spread total = median_and_iqr(runs.total_us);
   profile.put(ModelOverhead{model_hash, model_name, batch, other_spread.median, other_spread.iqr,
-                            total.median});
+                            total.median, inputs});
 }
 
 const char* const kInt8Implementation =
@@ -405,6 +406,7 @@ void profile_model_onednn(const Graph& graph, const std::string& model_name,
         onednn_precisions().end())
       fail_input("profiling on oneDNN: precision '{}' is not one of {}", precision,
                  fmt::join(onednn_precisions(), ", "));
+  const std::string inputs = input_dims_text(graph);
   for (const std::int64_t batch : options.batches) {
     ExecutionPlan fp32_plan(graph, PlanOptions{batch});
     const auto workloads = layer_workloads(graph, fp32_plan);
@@ -414,10 +416,10 @@ void profile_model_onednn(const Graph& graph, const std::string& model_name,
 
     const bool want_fp32 = std::count(options.precisions.begin(), options.precisions.end(), "fp32");
     if (want_fp32 && (options.remeasure || !complete(profile, workloads, "fp32") ||
-                      !profile.find_model(model_hash, batch))) {
+                      !profile.find_model(model_hash, batch, inputs))) {
       say("timing fp32");
       TimedRuns runs = time_plan(fp32_plan, options);
-      record_fp32(workloads, fp32_plan, runs, model_name, model_hash, batch, profile);
+      record_fp32(workloads, fp32_plan, runs, model_name, model_hash, batch, inputs, profile);
     }
 
     const bool want_int8 = std::count(options.precisions.begin(), options.precisions.end(), "int8");
@@ -439,7 +441,7 @@ void profile_model_onednn(const Graph& graph, const std::string& model_name,
           raw.push_back(executables.back().get());
         }
         auto runs = time_plans(raw, {true, true, true}, options);
-        const ModelOverhead* overhead = profile.find_model(model_hash, batch);
+        const ModelOverhead* overhead = profile.find_model(model_hash, batch, inputs);
         record_int8(workloads, builds, {raw.begin(), raw.end()}, {&runs[0], &runs[1], &runs[2]},
                     overhead ? overhead->other_us : 0.0, profile);
         for (const auto& w : workloads)
@@ -563,9 +565,10 @@ std::vector<Spread> validate_plans_onednn(const Graph& graph, const std::string&
   const std::size_t first_plan = retime_entries ? 4 : 0;
   if (retime_entries) {
     const auto workloads = layer_workloads(graph, *raw[0]);
-    record_fp32(workloads, *raw[0], runs[0], model_name, model_hash, batch, fresh);
+    record_fp32(workloads, *raw[0], runs[0], model_name, model_hash, batch, input_dims_text(graph),
+                fresh);
     record_int8(workloads, int8_builds, {raw[1], raw[2], raw[3]}, {&runs[1], &runs[2], &runs[3]},
-                fresh.find_model(model_hash, batch)->other_us, fresh);
+                fresh.find_model(model_hash, batch, input_dims_text(graph))->other_us, fresh);
   }
   std::vector<Spread> out;
   for (std::size_t p = first_plan; p < runs.size(); ++p)

@@ -75,6 +75,27 @@ CalibrationRanges calibrate(const Graph& graph, const Dataset& dataset,
   return ranges;
 }
 
+CalibrationData token_prefix_calibration(const CalibrationData& full, std::int64_t tokens) {
+  CalibrationData cut = full;
+  cut.selection_id += fmt::format("|tokens={}", tokens);
+  cut.dataset = nullptr;
+  if (full.dataset) {
+    // Not owned: a shared_ptr that never deletes, so that the view can hold it either way.
+    std::shared_ptr<const Dataset> source(full.dataset, [](const Dataset*) {});
+    cut.open = [source, indices = full.indices, tokens] {
+      return CalibrationData::Samples{token_prefix(source, tokens), indices};
+    };
+  } else {
+    cut.open = [open = full.open, tokens] {
+      CalibrationData::Samples samples = open();
+      samples.dataset = token_prefix(std::move(samples.dataset), tokens);
+      return samples;
+    };
+  }
+  cut.indices.clear();
+  return cut;
+}
+
 CalibrationData calibration_data(const DatasetConfig& config, const Dataset& dataset,
                                  fs::path cache_dir, std::int64_t batch) {
   const CalibrationConfig& selection = config.calibration;

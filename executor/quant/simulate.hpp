@@ -63,6 +63,11 @@ struct CalibrationData {
 CalibrationData calibration_data(const DatasetConfig& config, const Dataset& dataset,
                                  std::filesystem::path cache_dir, std::int64_t batch);
 
+// The same samples cut to their first `tokens` tokens (data/dataset.hpp, token_prefix), for a
+// token model planned at a shorter sequence; `full`'s dataset, when it has one, must outlive
+// the result. The selection id says so, so the two never share a cache entry.
+CalibrationData token_prefix_calibration(const CalibrationData& full, std::int64_t tokens);
+
 // Names the simulation's arithmetic: results measured on simulated graphs (the search's
 // results database) are keyed by it, so a change in what some spec's simulation computes
 // never mixes old and new measurements. 2: per-token integer specs on their kernels' sums.

@@ -327,8 +327,8 @@ TEST_CASE("hardware profile: save then load gives back every field") {
   p.entries.push_back(
       {"gemm:m1:n10:k64", "bf16", 0, 0, 0, "", "no kernel: needs AVX-512 (avx512_core)"});
   p.conversions.push_back({"fp32", "int8", 802816, 3.2, 0.1});
-  p.models.push_back({"5f0cdeadbeef0123", "fmnist_resnet.onnx", 8, 40.2, 1.0, 512.0});
-  p.models.push_back({"00000000000000ff", "m.onnx", 1, 0.0, 0.0, 0.7});
+  p.models.push_back({"5f0cdeadbeef0123", "fmnist_resnet.onnx", 8, 40.2, 1.0, 512.0, ""});
+  p.models.push_back({"00000000000000ff", "m.onnx", 1, 0.0, 0.0, 0.7, "input=1x28x28"});
   const fs::path file = dir.path / "p.yaml";
   save_hw_profile(file, p);
   const HwProfile q = load_hw_profile(file);
@@ -370,13 +370,14 @@ TEST_CASE("hardware profile: save then load gives back every field") {
     CHECK(q.models[i].other_us == p.models[i].other_us);
     CHECK(q.models[i].other_iqr_us == p.models[i].other_iqr_us);
     CHECK(q.models[i].total_fp32_us == p.models[i].total_fp32_us);
+    CHECK(q.models[i].inputs == p.models[i].inputs);
   }
   // Lookups on the loaded profile.
   REQUIRE(q.find("gemm:m1:n10:k64", "bf16") != nullptr);
   CHECK(!q.find("gemm:m1:n10:k64", "bf16")->unsupported.empty());
   CHECK(q.find("gemm:m1:n10:k64", "fp16") == nullptr);
-  REQUIRE(q.find_model("5f0cdeadbeef0123", 8) != nullptr);
-  CHECK(q.find_model("5f0cdeadbeef0123", 1) == nullptr);
+  REQUIRE(q.find_model("5f0cdeadbeef0123", 8, "") != nullptr);
+  CHECK(q.find_model("5f0cdeadbeef0123", 1, "") == nullptr);
   CHECK(q.find_ceiling("memory_bandwidth_gbs")->value == 0.1);
   CHECK(q.find_ceiling("nope") == nullptr);
 
@@ -396,11 +397,15 @@ TEST_CASE("hardware profile: put replaces the same key/precision and model/batch
   REQUIRE(p.entries.size() == 2);
   CHECK(p.find("k", "fp32")->median_us == 5);
   CHECK(p.find("k", "fp32")->repeats == 9);
-  p.put(ModelOverhead{"h", "m", 1, 1, 0, 2});
-  p.put(ModelOverhead{"h", "m", 8, 1, 0, 2});
-  p.put(ModelOverhead{"h", "m", 1, 7, 0, 2});
-  REQUIRE(p.models.size() == 2);
-  CHECK(p.find_model("h", 1)->other_us == 7);
+  p.put(ModelOverhead{"h", "m", 1, 1, 0, 2, ""});
+  p.put(ModelOverhead{"h", "m", 8, 1, 0, 2, ""});
+  p.put(ModelOverhead{"h", "m", 1, 7, 0, 2, ""});
+  // Another input shape (a token model at another sequence) is another entry.
+  p.put(ModelOverhead{"h", "m", 1, 3, 0, 2, "input_ids=1"});
+  REQUIRE(p.models.size() == 3);
+  CHECK(p.find_model("h", 1, "")->other_us == 7);
+  CHECK(p.find_model("h", 1, "input_ids=1")->other_us == 3);
+  CHECK(p.find_model("h", 1, "input_ids=128") == nullptr);
 }
 
 TEST_CASE("hardware profile: malformed files fail with the file, line and rule") {
@@ -600,8 +605,9 @@ TEST_CASE("profile_model_onednn on fmnist_mlp: every key, every precision, then 
       CHECK(contains(w2a8->implementation, "W2A8"));
     }
   }
-  const ModelOverhead* overhead = profile.find_model(hash, 1);
+  const ModelOverhead* overhead = profile.find_model(hash, 1, "input=1x28x28");
   REQUIRE(overhead != nullptr);
+  CHECK(overhead->inputs == input_dims_text(g));
   CHECK(overhead->model == "fmnist_mlp.onnx");
   CHECK(overhead->other_us >= 0);  // Flatten is a view: possibly nothing outside the layers
   CHECK(overhead->total_fp32_us > 0);
@@ -636,7 +642,7 @@ TEST_CASE("profile_model_onednn on fmnist_mlp: every key, every precision, then 
   profile_model_onednn(g, "fmnist_mlp.onnx", hash, options, profile);
   CHECK(profile.entries.size() == before.entries.size() + ws.size());
   CHECK(profile.find("gemm:m2:n256:k784", "fp32") != nullptr);
-  CHECK(profile.find_model(hash, 2) != nullptr);
+  CHECK(profile.find_model(hash, 2, input_dims_text(g)) != nullptr);
 
   // Unknown precisions are refused before anything is timed.
   options.precisions = {"fp32", "fp8"};
@@ -910,8 +916,12 @@ TEST_CASE("latency model on a synthetic profile: fixed + the sum of the layers' 
     p.put(ProfileEntry{c.workloads[i].key, "fp32", fp32_us[i], 1, 10, "", ""});
     if (i < 2) p.put(ProfileEntry{c.workloads[i].key, "int8", int8_us[i], 1, 10, "", ""});
   }
-  p.put(ModelOverhead{"mlp-hash", "fmnist_mlp.onnx", 1, 30.0, 1.0, 400.0});
-  p.put(ModelOverhead{"mlp-hash", "fmnist_mlp.onnx", 8, 999.0, 1.0, 4000.0});  // other batch
+  CHECK(c.inputs == "input=1x28x28");
+  p.put(ModelOverhead{"mlp-hash", "fmnist_mlp.onnx", 1, 30.0, 1.0, 400.0, c.inputs});
+  p.put(ModelOverhead{"mlp-hash", "fmnist_mlp.onnx", 8, 999.0, 1.0, 4000.0,
+                      c.inputs});  // other batch
+  p.put(ModelOverhead{"mlp-hash", "fmnist_mlp.onnx", 1, 777.0, 1.0, 4000.0,
+                      "input=3x28x28"});  // other inputs
   const auto latency = make_latency_model(c, p);
   CHECK(latency->name() == "latency");
   CHECK(latency->unit() == "ms");

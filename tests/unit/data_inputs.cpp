@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include <filesystem>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -34,8 +35,8 @@ std::vector<float> load_all(const Dataset& dataset, const Indices& indices) {
 
 TEST_CASE("the default scale is 1/255 for uint8 data and 1 for float data; preprocess.scale wins") {
   TempDir dir;
-  write_npy(dir / "u8.npy", Tensor::from_values<std::uint8_t>({1, 1, 1, 2},
-                                                              std::vector<std::uint8_t>{255, 0}));
+  write_npy(dir / "u8.npy",
+            Tensor::from_values<std::uint8_t>({1, 1, 1, 2}, std::vector<std::uint8_t>{255, 0}));
   write_npy(dir / "f32.npy",
             Tensor::from_values<float>({1, 1, 1, 2}, std::vector<float>{-1.5f, 0.25f}));
   const auto u8 = open_dataset(npy_config(dir / "u8.npy"));
@@ -53,7 +54,8 @@ TEST_CASE("the default scale is 1/255 for uint8 data and 1 for float data; prepr
 
 TEST_CASE("NPY samples of any rank are fed with their stored dims") {
   TempDir dir;
-  write_npy(dir / "feat.npy", Tensor::from_values<float>({3, 2}, std::vector<float>{0, 1, 2, 3, 4, 5}));
+  write_npy(dir / "feat.npy",
+            Tensor::from_values<float>({3, 2}, std::vector<float>{0, 1, 2, 3, 4, 5}));
   const auto features = open_dataset(npy_config(dir / "feat.npy"));
   CHECK(features->size() == 3);
   CHECK(features->sample_dims() == Dims{2});
@@ -115,10 +117,56 @@ TEST_CASE("named inputs: int64 and int32 stay integer, every input's N must agre
                "every input must hold the same number of samples"});
 }
 
+TEST_CASE("token_prefix feeds the first tokens of the token inputs and the rest as stored") {
+  TempDir dir;
+  write_npy(dir / "ids.npy",
+            Tensor::from_values<std::int64_t>({2, 3}, std::vector<std::int64_t>{1, 2, 3, 4, 5, 6}));
+  write_npy(dir / "mask.npy",
+            Tensor::from_values<std::int32_t>({2, 3}, std::vector<std::int32_t>{1, 1, 0, 1, 0, 1}));
+  write_npy(dir / "pos.npy",
+            Tensor::from_values<std::int64_t>({2, 1, 2}, std::vector<std::int64_t>{7, 8, 9, 10}));
+  DatasetConfig config;
+  config.format = "npy";
+  config.inputs = {{"input_ids", dir / "ids.npy"},
+                   {"attention_mask", dir / "mask.npy"},
+                   {"positions", dir / "pos.npy"}};
+  const std::shared_ptr<const Dataset> full = open_dataset(config);
+  const auto cut = token_prefix(full, 2);
+  REQUIRE(cut->inputs().size() == 3);
+  CHECK(cut->size() == 2);
+  CHECK(cut->inputs()[0].sample_dims == Dims{2});
+  CHECK(cut->inputs()[1].sample_dims == Dims{2});
+  CHECK(cut->inputs()[2].sample_dims == Dims{1, 2});  // two axes: not a token input
+  Tensor ids(DType::i64, {2, 2});
+  cut->load_input(0, Indices{1, 0}, ids);
+  CHECK(ids.to_int64_vector() == std::vector<std::int64_t>{4, 5, 1, 2});
+  Tensor mask(DType::i64, {1, 2});  // int32 data into an int64 input, cut alike
+  cut->load_input(1, Indices{1}, mask);
+  CHECK(mask.to_int64_vector() == std::vector<std::int64_t>{1, 0});
+  Tensor pos(DType::i64, {1, 1, 2});
+  cut->load_input(2, Indices{1}, pos);
+  CHECK(pos.to_int64_vector() == std::vector<std::int64_t>{9, 10});
+  CHECK(token_prefix(full, 3)->inputs()[0].sample_dims == Dims{3});
+
+  check_error([&] { token_prefix(full, 4); },
+              {"input 'input_ids'", "ids.npy", "first 4 tokens", "its samples hold 3",
+               "the sequence must be 1 to 3"});
+  check_error([&] { token_prefix(full, 0); }, {"first 0 tokens", "must be 1 to 3"});
+  write_npy(dir / "img.npy", Tensor(DType::f32, {2, 1, 2, 2}));
+  const std::shared_ptr<const Dataset> images = open_dataset([&] {
+    DatasetConfig c;
+    c.format = "npy";
+    c.images = dir / "img.npy";
+    return c;
+  }());
+  check_error([&] { token_prefix(images, 1); }, {"no token input", "img.npy"});
+}
+
 TEST_CASE("labels are optional for arrays and checked against the sample count when given") {
   TempDir dir;
   write_npy(dir / "ids.npy", Tensor(DType::i64, {4, 2}));
-  write_npy(dir / "y.npy", Tensor::from_values<std::int64_t>({4}, std::vector<std::int64_t>{0, 1, 1, 2}));
+  write_npy(dir / "y.npy",
+            Tensor::from_values<std::int64_t>({4}, std::vector<std::int64_t>{0, 1, 1, 2}));
   DatasetConfig config;
   config.format = "npy";
   config.inputs = {{"input_ids", dir / "ids.npy"}};

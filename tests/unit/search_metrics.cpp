@@ -5,7 +5,11 @@
 #include <cmath>
 #include <random>
 
+#include "cost_models/cost_model.hpp"
 #include "data/npy.hpp"
+#include "executor/evaluate.hpp"
+#include "executor/model.hpp"
+#include "search/driver.hpp"
 #include "search/driver_stages.hpp"
 #include "search/evaluator.hpp"
 #include "search/report.hpp"
@@ -99,6 +103,66 @@ TEST_CASE("the perplexity metric: fp32's perplexity, a candidate's next-token KL
   CHECK(std::isnan(back.cosine));
 }
 
+TEST_CASE("search.latency_sequence costs a token model at that many tokens, judged on all") {
+  test::TempDir dir;
+  std::vector<std::int64_t> ids(10 * 6);
+  for (std::size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<std::int64_t>(i % 8);
+  write_npy(dir / "ids.npy", Tensor::from_values<std::int64_t>({10, 6}, ids));
+  DatasetConfig data;
+  data.format = "npy";
+  data.inputs = {{"input_ids", dir / "ids.npy"}};
+  const std::shared_ptr<const Dataset> dataset = open_dataset(data);
+  // The sequence axis free, as exported LLMs have it: bound to the data's 6 tokens for the
+  // metric, and to 1 in the copy the latency is costed on.
+  Graph graph = toy_lm();
+  graph.inputs[0].dims = {-1, -1};
+  graph.outputs[0].dims = {-1, -1, 8};
+  Graph one_token = graph;
+  bind_input_to_samples(graph, *dataset);
+  bind_input_to_samples(one_token, *token_prefix(dataset, 1));
+  CHECK(input_dims_text(graph) == "input_ids=6");
+  CHECK(input_dims_text(one_token) == "input_ids=1");
+
+  // A profile with the head at both sequences, and the time outside the layers of both.
+  const std::string head_6 = CostContext::build(graph, "h", 1).workloads.at(0).key;
+  const std::string head_1 = CostContext::build(one_token, "h", 1).workloads.at(0).key;
+  CHECK(head_6 != head_1);
+  HwProfile profile;
+  profile.target = "synthetic";
+  profile.backend = "onednn";
+  profile.put(ProfileEntry{head_6, "fp32", 60.0, 1, 10, "", ""});
+  profile.put(ProfileEntry{head_1, "fp32", 10.0, 1, 10, "", ""});
+  profile.put(ModelOverhead{"h", "toy", 1, 400.0, 1, 0, "input_ids=6"});
+  profile.put(ModelOverhead{"h", "toy", 1, 4.0, 1, 0, "input_ids=1"});
+
+  search::DriverInputs in;
+  in.graph = &graph;
+  in.model_name = "toy";
+  in.model_hash = "h";
+  in.dataset = dataset.get();
+  in.validation = all(10);
+  in.metric.kind = MetricKind::perplexity;
+  in.metric.kind_given = true;
+  in.profile = profile;
+  in.options.options = {"fp32"};
+  in.options.objectives = {"perplexity", "latency"};
+  in.dry_run = true;
+  const std::atomic<bool> stop{false};
+  const auto head_ms = [&] {
+    const SearchResult r = run_search(in, {}, stop);
+    REQUIRE(r.latency_ms.size() == 1);
+    return r.latency_ms[0].at(0);
+  };
+  CHECK(head_ms() == doctest::Approx(0.060));  // at the data's sequence
+  in.latency_graph = &one_token;
+  CHECK(head_ms() == doctest::Approx(0.010));  // at one token
+  // The model's whole predicted time takes the overhead of its own inputs.
+  const PlanCosts costs(one_token, "h", 1, &profile);
+  PlanMetrics m;
+  costs.add_costs(QuantPlan{}, m);
+  CHECK(m.latency_ms == doctest::Approx((4.0 + 10.0) / 1e3));
+}
+
 TEST_CASE("the embedding metric: cosine to fp32 and leave-one-out centroid accuracy") {
   test::TempDir dir;
   write_npy(dir / "x.npy", random_tensor({12, 6}, 11));
@@ -128,7 +192,8 @@ TEST_CASE("the embedding metric: cosine to fp32 and leave-one-out centroid accur
   CHECK(std::isnan(m.perplexity));
 }
 
-TEST_CASE("without labels the default metric is fidelity; stored rows of before read as unmeasured") {
+TEST_CASE(
+    "without labels the default metric is fidelity; stored rows of before read as unmeasured") {
   test::TempDir dir;
   write_npy(dir / "x.npy", random_tensor({8, 6}, 4));
   DatasetConfig data;
@@ -139,8 +204,8 @@ TEST_CASE("without labels the default metric is fidelity; stored rows of before 
   CHECK(subset.metric() == MetricKind::fidelity);
   CHECK(subset.evaluate(toy_encoder(9)).fidelity.kl_divergence > 0);
   // A row stored by an earlier version has no perplexity or cosine.
-  const nlohmann::json old = {{"top1", 0.5}, {"worst_class_drop", 0.0}, {"kl", 0.1},
-                              {"sqnr_db", 20.0}, {"agreement", 0.9},    {"samples", 8},
+  const nlohmann::json old = {{"top1", 0.5},           {"worst_class_drop", 0.0}, {"kl", 0.1},
+                              {"sqnr_db", 20.0},       {"agreement", 0.9},        {"samples", 8},
                               {"stopped_early", false}};
   const PlanMetrics m = metrics_from_stored_json(old);
   CHECK(std::isnan(m.perplexity));
