@@ -2,7 +2,14 @@
 // one run: does a 4-bit weight cost less time than an 8- or 32-bit one where the weights'
 // bytes are the time (batch-1 / small-M GEMV and GEMM)?
 //
-//   bench_lowbit [THREADS [SECONDS_PER_CASE]]        (defaults: all cores, 0.3 s)
+//   bench_lowbit [THREADS [SECONDS_PER_CASE]] [--shapes NxK,...] [--m M,...]
+//   (defaults: all cores, 0.3 s; the zoo LLM's and encoder's shapes 576x1536, 1536x576,
+//   49152x576, 1536x384; M = 1, 8, 32)
+//
+// --shapes takes others, e.g. 32768x8192 (268 M weights: 134 MB in 4 bits, 67 MB in 2),
+// larger than any L3, so that the weights come from DRAM on every call: the zoo's shapes fit
+// a 32 MiB L3 in 4 bits, where a kernel's "GB/s" is cache bandwidth. A second table gives
+// every kernel's GB/s and its share of the copy bandwidth.
 //
 // Each case is a one-node graph planned once and run repeatedly through the executor
 // (ExecutionPlan::run, as evaluation runs it): y[M, N] = x[M, K] · W[K, N] for
@@ -30,6 +37,8 @@
 #include <memory>
 #include <numeric>
 #include <random>
+#include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "backends/device.hpp"
@@ -215,12 +224,57 @@ std::vector<Case> cases(std::int64_t m, std::int64_t k, std::int64_t n, std::mt1
   return out;
 }
 
+// "576x1536,1536x576" -> {{576, 1536}, {1536, 576}} (N x K); "1,8" -> {{1}, {8}}.
+std::vector<std::vector<std::int64_t>> parse_list(const std::string& text, char inner) {
+  std::vector<std::vector<std::int64_t>> out;
+  std::size_t start = 0;
+  while (start <= text.size()) {
+    const std::size_t end = std::min(text.find(',', start), text.size());
+    std::vector<std::int64_t> item;
+    std::size_t from = start;
+    while (from < end) {
+      const std::size_t to = std::min(text.find(inner, from), end);
+      item.push_back(std::stoll(text.substr(from, to - from)));
+      from = to + 1;
+    }
+    if (item.empty() || item.front() < 1 || item.back() < 1)
+      throw std::invalid_argument("bench_lowbit: bad list '" + text + "'");
+    out.push_back(std::move(item));
+    start = end + 1;
+  }
+  return out;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   limit_openmp_spinning(argv);
-  const std::int64_t threads = argc > 1 ? std::atoll(argv[1]) : 0;
-  const double budget = argc > 2 ? std::atof(argv[2]) : 0.3;
+  std::vector<std::string> positional;
+  std::vector<std::pair<std::int64_t, std::int64_t>> shapes = {
+      {576, 1536}, {1536, 576}, {49152, 576}, {1536, 384}};
+  std::vector<std::int64_t> rows = {1, 8, 32};
+  try {
+    for (int i = 1; i < argc; ++i) {
+      const std::string arg = argv[i];
+      if (arg == "--shapes" && i + 1 < argc) {
+        shapes.clear();
+        for (const auto& nk : parse_list(argv[++i], 'x')) {
+          if (nk.size() != 2) throw std::invalid_argument("bench_lowbit: --shapes takes NxK,...");
+          shapes.emplace_back(nk[0], nk[1]);
+        }
+      } else if (arg == "--m" && i + 1 < argc) {
+        rows.clear();
+        for (const auto& m : parse_list(argv[++i], 'x')) rows.push_back(m.at(0));
+      } else {
+        positional.push_back(arg);
+      }
+    }
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "{}\n", e.what());
+    return 2;
+  }
+  const std::int64_t threads = positional.size() > 0 ? std::atoll(positional[0].c_str()) : 0;
+  const double budget = positional.size() > 1 ? std::atof(positional[1].c_str()) : 0.3;
   set_num_threads(threads);
   const CpuDevice& cpu = query_cpu();
   fmt::print(
@@ -238,10 +292,13 @@ int main(int argc, char** argv) {
       "w2a8g128 | w3a8g32 GB/s | w2a8g32 GB/s |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:"
       "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
   std::mt19937 rng(1);
-  const std::pair<std::int64_t, std::int64_t> shapes[] = {
-      {576, 1536}, {1536, 576}, {49152, 576}, {1536, 384}};
+  struct Row {
+    std::int64_t n, k, m;
+    std::vector<std::pair<std::string, double>> gbs;  // in case order
+  };
+  std::vector<Row> table;
   for (const auto& [n, k] : shapes)
-    for (const std::int64_t m : {1, 8, 32}) {
+    for (const std::int64_t m : rows) {
       std::map<std::string, double> ms, gbs;
       Tensor x(DType::f32, {m, k});
       std::normal_distribution<float> normal(0.f, 1.f);
@@ -256,9 +313,11 @@ int main(int argc, char** argv) {
             [&x, plan = plans.back().get()] { plan->run(std::span<const Tensor>(&x, 1)); });
       }
       const std::vector<double> seconds = interleaved_medians(runs, budget);
+      table.push_back({n, k, m, {}});
       for (std::size_t i = 0; i < all.size(); ++i) {
         ms[all[i].name] = seconds[i] * 1e3;
         gbs[all[i].name] = (all[i].weight_bytes + 4.0 * double(m * (k + n))) / seconds[i] / 1e9;
+        table.back().gbs.emplace_back(all[i].name, gbs[all[i].name]);
       }
       const auto ratio = [&](const char* a, const char* b) { return ms[a] / ms[b]; };
       fmt::print(
@@ -274,5 +333,17 @@ int main(int argc, char** argv) {
           gbs["w3a8g32"], gbs["w2a8g32"]);
       std::fflush(stdout);
     }
+  // Every kernel's bytes per second (weights as stored + x + y), and its share of the copy.
+  fmt::print("\n| N x K | M |");
+  for (const auto& [name, value] : table.front().gbs) fmt::print(" {} GB/s (% of copy) |", name);
+  fmt::print("\n|---|---:|");
+  for (std::size_t i = 0; i < table.front().gbs.size(); ++i) fmt::print("---:|");
+  fmt::print("\n");
+  for (const Row& row : table) {
+    fmt::print("| {} x {} | {} |", row.n, row.k, row.m);
+    for (const auto& [name, value] : row.gbs)
+      fmt::print(" {:.1f} ({:.0f} %) |", value, 100 * value / bw.copy_gbs);
+    fmt::print("\n");
+  }
   return 0;
 }
