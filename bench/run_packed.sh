@@ -6,7 +6,7 @@
 # the simulation on the full test sets, the low-bit kernels (bench_lowbit; AVX-512 and AVX2)
 # the packed SGEMM against oneDNN (bench_sgemm) and the executor unit tests (the AVX-512 and
 # VNNI kernel paths among them). Output goes to $OUT (default ./out). STAGES picks and orders
-# them (default: int8 agreement lowbit sgemm unit).
+# them (default: int8 agreement lowbit sgemm unit; lowbit_dram on request).
 #   [STAGES="unit lowbit"] bench/run_packed.sh ARCHIVE THREADS [PYTHON]
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -42,6 +42,13 @@ for stage in ${STAGES:-int8 agreement lowbit sgemm unit}; do
       # the widest kernel ISA here and with AVX2 forced.
       "$rt/build/bench/bench_lowbit" "$threads" 2>&1 | tee "$out/lowbit.txt"
       BITPLAN_MAX_CPU_ISA=avx2 "$rt/build/bench/bench_lowbit" "$threads" 2>&1 | tee "$out/lowbit_avx2.txt" ;;
+    lowbit_dram)
+      # Weights larger than any L3 (32768 x 8192: 134 MB in 4 bits), so that every call reads
+      # them from DRAM: the kernels' share of the copy bandwidth, on THREADS and on all cores.
+      for t in "$threads" "$(nproc)"; do
+        "$rt/build/bench/bench_lowbit" "$t" 0.3 --shapes 32768x8192,8192x8192 --m 1,8 2>&1 |
+          tee "$out/lowbit_dram_${t}t.txt"
+      done ;;
     sgemm)
       "$rt/lib/ld-linux-x86-64.so.2" --library-path "$rt/lib" "$rt/bin/bench_sgemm" "$threads" 2>&1 |
         tee "$out/sgemm.txt" ;;
@@ -51,6 +58,6 @@ for stage in ${STAGES:-int8 agreement lowbit sgemm unit}; do
       if [ -n "$src" ] && [ ! -e "$src" ]; then mkdir -p "$(dirname "$src")" && ln -s "$repo" "$src"; fi
       "$rt/lib/ld-linux-x86-64.so.2" --library-path "$rt/lib" "$rt/bin/bitplan_tests_executor" 2>&1 |
         tail -40 | tee "$out/unit_executor.txt" ;;
-    *) echo "unknown stage $stage: use int8 agreement lowbit sgemm unit"; exit 2 ;;
+    *) echo "unknown stage $stage: use int8 agreement lowbit lowbit_dram sgemm unit"; exit 2 ;;
   esac
 done
