@@ -88,6 +88,9 @@ class Tensor {
     data_ = source.data_;
   }
   Tensor clone() const;
+  // The buffer's owner, for caches keyed by buffer identity: while it is alive its address
+  // holds this buffer and no other. Empty for views into storage owned elsewhere (arenas).
+  std::weak_ptr<void> buffer_owner() const { return storage_; }
   // Values as int64 whatever the integer dtype (shape and index inputs).
   std::vector<std::int64_t> to_int64_vector() const;
   // Values converted to float64 (tests, comparisons).

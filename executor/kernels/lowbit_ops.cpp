@@ -15,9 +15,15 @@
 //     activations as W4A8's (w2a8.hpp).
 // The weights are packed here, at plan build, for the kernel ISA of this CPU
 // (kernels::cpu_isa()), and the per-token kernels' activation buffer is made here for the layer's
-// rows; run only computes.
+// rows; run only computes. Plans built from the same weight tensors share one packing
+// (shared_packing below).
+#include <array>
 #include <cmath>
+#include <map>
 #include <memory>
+#include <mutex>
+#include <tuple>
+#include <typeindex>
 
 #include "executor/kernels/w2a8.hpp"
 #include "executor/kernels/w3a8.hpp"
@@ -32,6 +38,7 @@ namespace {
 // the epilogue, and the shapes.
 struct LowbitGemm {
   kernels::W4a32Source source;
+  std::array<Tensor, 3> weights;  // codes, scales, offsets: the handles `source` points into
   std::shared_ptr<std::vector<float>> bias;  // null when absent
   kernels::GemmEpilogue epilogue;            // bias pointer set at run (the vector above)
   std::int64_t m = 0, k = 0, n = 0;
@@ -64,6 +71,7 @@ LowbitGemm read_lowbit_gemm(const OpContext& ctx) {
                   dtype_name(t->dtype()), to_string(t->dims()));
   out.source = kernels::W4a32Source{
       k, n, group, codes.data<std::int8_t>(), n, 1, scales.data<float>(), offsets.data<float>()};
+  out.weights = {codes, scales, offsets};
 
   kernels::GemmEpilogue& epilogue = out.epilogue;
   if (ctx.has_input(2)) {
@@ -102,10 +110,55 @@ LowbitGemm read_lowbit_gemm(const OpContext& ctx) {
   return out;
 }
 
+// The packing of `g`'s weights by `pack` for this CPU's kernel ISA, shared by every plan built
+// from the same weight tensors. A search builds a plan per candidate, and its low-bit layers
+// read the tensors QuantSimulator::lowbit_weights made once per (layer, spec); packing them
+// again per plan took 1.7 s of each SmolLM2 candidate. Entries are keyed by the tensors'
+// buffers, which they watch weakly: an entry lives as long as its weight tensors (the
+// simulator's, for a search: plans come and go between candidates), and a buffer still alive
+// holds the same data (initializers are never written after they are made). Weights whose
+// buffers are owned elsewhere (views) are packed per plan.
+template <class Packed>
+std::shared_ptr<const Packed> shared_packing(const LowbitGemm& g,
+                                             Packed (*pack)(const kernels::W4a32Source&,
+                                                            kernels::Isa)) {
+  const kernels::Isa isa = kernels::cpu_isa();
+  using Key = std::tuple<std::type_index, int, const void*, const void*, const void*, std::int64_t,
+                         std::int64_t, std::int64_t>;
+  struct Entry {
+    std::array<std::weak_ptr<void>, 3> buffers;
+    std::shared_ptr<const void> packed;
+    bool alive() const {
+      return !buffers[0].expired() && !buffers[1].expired() && !buffers[2].expired();
+    }
+  };
+  static std::mutex mutex;
+  static std::map<Key, Entry> cache;
+  const Key key{typeid(Packed),     static_cast<int>(isa), g.weights[0].raw(),
+                g.weights[1].raw(), g.weights[2].raw(),    g.source.k,
+                g.source.n,         g.source.group};
+  const std::array<std::weak_ptr<void>, 3> buffers = {
+      g.weights[0].buffer_owner(), g.weights[1].buffer_owner(), g.weights[2].buffer_owner()};
+  const bool owned = !buffers[0].expired() && !buffers[1].expired() && !buffers[2].expired();
+  if (!owned) return std::make_shared<const Packed>(pack(g.source, isa));
+  std::lock_guard lock(mutex);
+  std::erase_if(cache, [](const auto& item) { return !item.second.alive(); });
+  if (auto it = cache.find(key); it != cache.end()) {
+    // Alive, so the key's addresses are these buffers' own (a live buffer is not reused).
+    bool same = true;
+    for (std::size_t i = 0; i < 3; ++i)
+      same = same && !it->second.buffers[i].owner_before(buffers[i]) &&
+             !buffers[i].owner_before(it->second.buffers[i]);
+    if (same) return std::static_pointer_cast<const Packed>(it->second.packed);
+  }
+  auto packed = std::make_shared<const Packed>(pack(g.source, isa));
+  cache[key] = Entry{buffers, packed};
+  return packed;
+}
+
 OpBuild build_w4a32_matmul(const OpContext& ctx) {
   const LowbitGemm g = read_lowbit_gemm(ctx);
-  auto packed = std::make_shared<const kernels::PackedW4a32>(
-      kernels::pack_w4a32(g.source, kernels::cpu_isa()));
+  auto packed = shared_packing<kernels::PackedW4a32>(g, kernels::pack_w4a32);
   OpBuild b;
   b.outputs.push_back({DType::f32, g.out_dims, {}});
   b.macs = g.m * g.n * g.k;
@@ -126,7 +179,7 @@ OpBuild build_per_token_matmul(const OpContext& ctx,
                                             float*, std::int64_t, kernels::W4a8Activations&,
                                             const kernels::GemmEpilogue&)) {
   const LowbitGemm g = read_lowbit_gemm(ctx);
-  auto packed = std::make_shared<const Packed>(pack(g.source, kernels::cpu_isa()));
+  auto packed = shared_packing<Packed>(g, pack);
   auto activations =
       std::make_shared<kernels::W4a8Activations>(kernels::make_w4a8_activations(*packed, g.m));
   OpBuild b;

@@ -631,6 +631,13 @@ Node QuantSimulator::fake_quant_node(const QuantizableLayer& layer, const LayerQ
   return fq;
 }
 
+struct QuantSimulator::LowbitWeights {
+  Tensor codes, scales, offsets;
+  std::int64_t group = 0;
+  ExecutorPath path = ExecutorPath::cpu_w4a32;  // or cpu_w4a8, cpu_w3a8, cpu_w2a8: its node
+  std::string why;  // non-empty: the weights have no codes for the kernel (a NaN), and why
+};
+
 namespace {
 
 // The inputs of a bitplan::W4A32MatMul, W4A8MatMul, W3A8MatMul or W2A8MatMul node
@@ -643,11 +650,7 @@ namespace {
 // and [0, 3]; the
 // difference is q - zero point, exact, so the product is dequantize_from_grid's). Returns
 // why not where that fails (a NaN weight has no code), naming the kernel.
-struct W4a32Weights {
-  Tensor codes, scales, offsets;
-  std::int64_t group = 0;
-  ExecutorPath path = ExecutorPath::cpu_w4a32;  // or cpu_w4a8, cpu_w3a8, cpu_w2a8: its node
-};
+using W4a32Weights = QuantSimulator::LowbitWeights;
 
 // The node's op type for `path`, which also names the kernel in messages.
 std::string_view lowbit_op_type(ExecutorPath path) {
@@ -704,15 +707,16 @@ std::optional<std::string> w4a32_weights(const Tensor& w, const Tensor& wq, cons
 // `weights.path`, reading the packed weights, which become initializers of `g`. The bias
 // input keeps its index (2), so bias correction applies to the node as to the float one.
 void install_lowbit_node(Graph& g, Node& node, const QuantizableLayer& layer,
-                         W4a32Weights&& weights) {
+                         const W4a32Weights& weights) {
   const std::string prefix = layer.weight + "@" + layer.name +
                              (weights.path == ExecutorPath::cpu_w2a8   ? "@w2a8"
                               : weights.path == ExecutorPath::cpu_w3a8 ? "@w3a8"
                               : weights.path == ExecutorPath::cpu_w4a8 ? "@w4a8"
                                                                        : "@w4a32");
-  g.initializers[prefix + "codes"] = std::move(weights.codes);
-  g.initializers[prefix + "scales"] = std::move(weights.scales);
-  g.initializers[prefix + "offsets"] = std::move(weights.offsets);
+  // Handles to the simulator's tensors, not copies: the kernels key their packed weights by them.
+  g.initializers[prefix + "codes"] = weights.codes;
+  g.initializers[prefix + "scales"] = weights.scales;
+  g.initializers[prefix + "offsets"] = weights.offsets;
   const std::string bias = node.inputs.size() > 2 ? node.inputs[2] : "";
   node.domain = "bitplan";
   node.op_type = std::string(lowbit_op_type(weights.path));
@@ -730,13 +734,25 @@ bool QuantSimulator::simulate_with_integer_sums(const LayerQuant& q, const Quant
   if (path != ExecutorPath::cpu_w4a8 && path != ExecutorPath::cpu_w3a8 &&
       path != ExecutorPath::cpu_w2a8)
     return false;
-  W4a32Weights packed;
-  packed.path = path;
-  if (w4a32_weights(method_float_weight(layer, q), quantized_weight(layer, q),
-                    weight_spec_for(q.weights, layer), layer, packed))
-    return false;  // a weight off the grid (NaN): fake quantization shows what it does
-  install_lowbit_node(g, node, layer, std::move(packed));
+  const LowbitWeights& weights = lowbit_weights(layer, q, path);
+  if (!weights.why.empty())
+    return false;  // a weight off the grid (NaN): fake quantization
+                   // shows what it does
+  install_lowbit_node(g, node, layer, weights);
   return true;
+}
+
+const QuantSimulator::LowbitWeights& QuantSimulator::lowbit_weights(const QuantizableLayer& layer,
+                                                                    const LayerQuant& q,
+                                                                    ExecutorPath path) {
+  const std::string key = fmt::format("{}|{}", weight_key(layer, q), static_cast<int>(path));
+  if (auto it = lowbit_cache_.find(key); it != lowbit_cache_.end()) return *it->second;
+  auto weights = std::make_shared<LowbitWeights>();
+  weights->path = path;
+  if (auto why = w4a32_weights(method_float_weight(layer, q), quantized_weight(layer, q),
+                               weight_spec_for(q.weights, layer), layer, *weights))
+    weights->why = *why;
+  return *(lowbit_cache_[key] = std::move(weights));
 }
 
 Graph QuantSimulator::build(const QuantPlan& plan, bool fuse) {
@@ -933,7 +949,7 @@ QuantSimulator::Int8Build QuantSimulator::build_int8(const QuantPlan& plan) {
   QuantPlan simulated_part;
   std::vector<std::pair<const QuantizableLayer*, LayerQuant>> integer_layers;
   std::vector<const QuantizableLayer*> bf16_layers;
-  std::vector<std::pair<const QuantizableLayer*, W4a32Weights>> lowbit_layers;
+  std::vector<std::pair<const QuantizableLayer*, const LowbitWeights*>> lowbit_layers;
   Int8Build out;
   const KernelTarget host = KernelTarget::host();
   for (const auto& layer : layers_) {
@@ -949,18 +965,15 @@ QuantSimulator::Int8Build QuantSimulator::build_int8(const QuantPlan& plan) {
       out.bf16_layers.push_back(layer.name);
     } else if (path == ExecutorPath::cpu_w4a32 || path == ExecutorPath::cpu_w4a8 ||
                path == ExecutorPath::cpu_w3a8 || path == ExecutorPath::cpu_w2a8) {
-      W4a32Weights packed;
-      packed.path = path;
-      if (auto why = w4a32_weights(method_float_weight(layer, it->second),
-                                   quantized_weight(layer, it->second),
-                                   weight_spec_for(it->second.weights, layer), layer, packed)) {
-        out.why_simulated[layer.name] = *why;
+      const LowbitWeights& packed = lowbit_weights(layer, it->second, path);
+      if (!packed.why.empty()) {
+        out.why_simulated[layer.name] = packed.why;
         simulated_part.layers[layer.name] = it->second;
         continue;
       }
       // All read the float input: W4A8, W3A8 and W2A8 quantize it per token themselves, with the
       // rule of the simulation's FakeQuant, which this layer therefore does not get.
-      lowbit_layers.emplace_back(&layer, std::move(packed));
+      lowbit_layers.emplace_back(&layer, &packed);
       (path == ExecutorPath::cpu_w2a8   ? out.w2a8_layers
        : path == ExecutorPath::cpu_w3a8 ? out.w3a8_layers
        : path == ExecutorPath::cpu_w4a8 ? out.w4a8_layers
@@ -1032,7 +1045,7 @@ QuantSimulator::Int8Build QuantSimulator::build_int8(const QuantPlan& plan) {
     auto node = std::find_if(g.nodes.begin(), g.nodes.end(),
                              [name = layer->name](const Node& n) { return n.name == name; });
     BITPLAN_ASSERT(node != g.nodes.end());
-    install_lowbit_node(g, *node, *layer, std::move(weights));
+    install_lowbit_node(g, *node, *layer, *weights);
   }
   // The layers built here in place of their float node keep the bias input (index 2).
   for (const auto* names : {&out.int8_layers, &out.bf16_layers, &out.w4a32_layers, &out.w4a8_layers,

@@ -136,6 +136,8 @@ class QuantSimulator {
   // cached on disk (as codes, keyed by model, calibration selection, spec, method version and
   // options).
   const Tensor& quantized_weight(const QuantizableLayer& layer, const LayerQuant& q);
+  // A layer's weights in a low-bit CPU kernel's layout (simulate.cpp).
+  struct LowbitWeights;
 
  private:
   // The layer's input Hessian (hessian.hpp); the first call collects every layer's in one
@@ -156,6 +158,12 @@ class QuantSimulator {
   // kernel's node and returns true. Otherwise leaves `g` alone and returns false.
   bool simulate_with_integer_sums(const LayerQuant& q, const QuantizableLayer& layer,
                                   const KernelTarget& host, Graph& g, Node& node);
+  // A layer's weights as the low-bit kernel of `path` reads them (codes, scales, offsets),
+  // or why they cannot be (LowbitWeights::why), computed once per (layer, spec, method, path):
+  // every build of a search's candidates installs the same tensors, so the kernels' packing
+  // of them can be shared too.
+  const LowbitWeights& lowbit_weights(const QuantizableLayer& layer, const LayerQuant& q,
+                                      ExecutorPath path);
   Graph graph_;
   std::string model_hash_;
   CalibrationData calibration_;
@@ -163,6 +171,7 @@ class QuantSimulator {
   std::vector<QuantizableLayer> layers_;
   std::map<std::tuple<CalibrationMethod, bool, int>, CalibrationRanges> ranges_;
   std::map<std::string, Tensor> weight_cache_;  // "<layer>|<spec>[|<method>]" -> weights
+  std::map<std::string, std::shared_ptr<const LowbitWeights>> lowbit_cache_;  // + "|<path>"
   // Methods that scale the layer's input (same keys): the scaled float weights and scales.
   std::map<std::string, Tensor> scaled_weights_;
   std::map<std::string, std::vector<float>> input_scales_;

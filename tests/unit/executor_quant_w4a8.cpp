@@ -7,8 +7,8 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
-
 #include <filesystem>
+#include <random>
 
 #include "backends/device.hpp"
 #include "executor/evaluate.hpp"
@@ -16,6 +16,7 @@
 #include "executor/kernels/isa.hpp"
 #include "executor/metrics.hpp"
 #include "executor/model.hpp"
+#include "executor/plan.hpp"
 #include "executor/quant/simulate.hpp"
 #include "fashion_mnist.hpp"
 #include "tests/unit/executor_kernel_list_util.hpp"
@@ -167,6 +168,77 @@ TEST_CASE("real W4A8 execution agrees with the simulation") {
     // moved by one code.)
     CHECK(sim.logits == run.logits);
   }
+}
+
+// y [4, 64] = x [4, 96] · W on the W4A8 kernel: codes in [1, 15] from `seed`, a scale per 32.
+Graph w4a8_node(const Tensor& codes) {
+  Graph g;
+  g.name = "w4a8";
+  g.opset = 17;
+  g.inputs.push_back({"x", DType::f32, {4, 96}, {}});
+  g.outputs.push_back({"y", DType::f32, {}, {}});
+  Tensor scales(DType::f32, {3, 64}), offsets(DType::f32, {3, 64});
+  std::fill_n(scales.data<float>(), scales.numel(), 0.01f);
+  std::fill_n(offsets.data<float>(), offsets.numel(), 8.f);
+  g.initializers = {{"codes", codes}, {"scales", scales}, {"offsets", offsets}};
+  Node node{"layer", "W4A8MatMul", "bitplan", {"x", "codes", "", "scales", "offsets"}, {"y"}, {}};
+  node.attrs["group"] = std::int64_t{32};
+  g.nodes.push_back(std::move(node));
+  return g;
+}
+
+Tensor random_codes(std::uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_int_distribution<int> code(1, 15);
+  Tensor codes(DType::i8, {96, 64});
+  for (std::int64_t i = 0; i < codes.numel(); ++i)
+    codes.data<std::int8_t>()[i] = static_cast<std::int8_t>(code(rng));
+  return codes;
+}
+
+std::vector<float> run_once(const Graph& g, const Tensor& x) {
+  ExecutionPlan plan(g, PlanOptions{4});
+  const auto values = plan.run(std::span<const Tensor>(&x, 1))[0].values<float>();
+  return {values.begin(), values.end()};
+}
+
+TEST_CASE("plans of the same low-bit weights share one packing; other weights are packed anew") {
+  if (kernels::isa_of_onednn(query_cpu().capabilities.onednn_isa) == kernels::Isa::scalar) {
+    testing::skip("the W4A8 kernel needs AVX2 here");
+    return;
+  }
+  Tensor x(DType::f32, {4, 96});
+  std::mt19937 rng(3);
+  std::normal_distribution<float> normal(0.f, 1.f);
+  for (std::int64_t i = 0; i < x.numel(); ++i) x.data<float>()[i] = normal(rng);
+  std::vector<float> first;
+  {
+    const Graph g = w4a8_node(random_codes(1));
+    first = run_once(g, x);
+    CHECK(run_once(g, x) == first);  // the second plan takes the first one's packing
+  }
+  // The first weights are gone; new ones (maybe at the same address) must not meet their
+  // packing: the result equals that of a copy in a buffer of its own, packed for itself.
+  const Graph g2 = w4a8_node(random_codes(2));
+  const std::vector<float> second = run_once(g2, x);
+  CHECK(second != first);
+  CHECK(run_once(w4a8_node(g2.initializers.at("codes").clone()), x) == second);
+}
+
+TEST_CASE("the simulator makes a layer's low-bit weights once, for every build") {
+  const LoadedModel model = load_model(kSource / "models" / "fmnist_mlp.onnx");
+  QuantSimulator simulator(model.graph, "test", CalibrationData{});
+  const QuantPlan plan = per_token_plan(model.graph, "int4/group16/sym");
+  const Graph a = simulator.build(plan), b = simulator.build(plan);
+  int shared = 0;
+  for (const auto& [name, tensor] : a.initializers)
+    if (name.ends_with("@w4a8codes")) {
+      CHECK(b.initializers.at(name).raw() == tensor.raw());
+      ++shared;
+    }
+  CHECK(shared ==
+        (kernels::isa_of_onednn(query_cpu().capabilities.onednn_isa) == kernels::Isa::scalar ? 0
+                                                                                             : 3));
 }
 
 }  // namespace executor_quant_w4a8_test
