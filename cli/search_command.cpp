@@ -221,11 +221,9 @@ options)",
   // token inputs hold that many tokens, bound (as the model is to the data) to the data's
   // first tokens.
   std::optional<Graph> latency_graph;
-  std::shared_ptr<const Dataset> latency_samples;
   if (config.search.latency_sequence > 0) {
-    latency_samples = token_prefix(dataset, config.search.latency_sequence);
     latency_graph = model.graph;
-    bind_input_to_samples(*latency_graph, *latency_samples);
+    bind_input_to_samples(*latency_graph, *token_prefix(dataset, config.search.latency_sequence));
   }
   bind_input_to_samples(model.graph, *dataset);
   const Graph& costed_graph = latency_graph ? *latency_graph : model.graph;

@@ -650,7 +650,7 @@ namespace {
 // and [0, 3]; the
 // difference is q - zero point, exact, so the product is dequantize_from_grid's). Returns
 // why not where that fails (a NaN weight has no code), naming the kernel.
-using W4a32Weights = QuantSimulator::LowbitWeights;
+using LowbitWeights = QuantSimulator::LowbitWeights;
 
 // The node's op type for `path`, which also names the kernel in messages.
 std::string_view lowbit_op_type(ExecutorPath path) {
@@ -661,7 +661,7 @@ std::string_view lowbit_op_type(ExecutorPath path) {
 }
 
 std::optional<std::string> w4a32_weights(const Tensor& w, const Tensor& wq, const QuantSpec& spec,
-                                         const QuantizableLayer& layer, W4a32Weights& out) {
+                                         const QuantizableLayer& layer, LowbitWeights& out) {
   const QuantParams params = choose_weight_params(spec, w, layer.reduction_axis);
   const FormatTraits& f = format_traits(spec.format);
   const int r = layer.reduction_axis, c = layer.channel_axis;
@@ -707,7 +707,7 @@ std::optional<std::string> w4a32_weights(const Tensor& w, const Tensor& wq, cons
 // `weights.path`, reading the packed weights, which become initializers of `g`. The bias
 // input keeps its index (2), so bias correction applies to the node as to the float one.
 void install_lowbit_node(Graph& g, Node& node, const QuantizableLayer& layer,
-                         const W4a32Weights& weights) {
+                         const LowbitWeights& weights) {
   const std::string prefix = layer.weight + "@" + layer.name +
                              (weights.path == ExecutorPath::cpu_w2a8   ? "@w2a8"
                               : weights.path == ExecutorPath::cpu_w3a8 ? "@w3a8"
@@ -735,9 +735,8 @@ bool QuantSimulator::simulate_with_integer_sums(const LayerQuant& q, const Quant
       path != ExecutorPath::cpu_w2a8)
     return false;
   const LowbitWeights& weights = lowbit_weights(layer, q, path);
-  if (!weights.why.empty())
-    return false;  // a weight off the grid (NaN): fake quantization
-                   // shows what it does
+  // A weight off the grid (NaN): fake quantization shows what it does.
+  if (!weights.why.empty()) return false;
   install_lowbit_node(g, node, layer, weights);
   return true;
 }
