@@ -223,7 +223,12 @@ options)",
   std::optional<Graph> latency_graph;
   if (config.search.latency_sequence > 0) {
     latency_graph = model.graph;
-    bind_input_to_samples(*latency_graph, *token_prefix(dataset, config.search.latency_sequence));
+    try {
+      bind_input_to_samples(*latency_graph, *token_prefix(dataset, config.search.latency_sequence));
+    } catch (const Error& e) {
+      fail_input("config '{}': search.latency_sequence {}: {}", config_path,
+                 config.search.latency_sequence, e.what());
+    }
   }
   bind_input_to_samples(model.graph, *dataset);
   const Graph& costed_graph = latency_graph ? *latency_graph : model.graph;

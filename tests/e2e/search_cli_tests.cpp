@@ -371,6 +371,17 @@ TEST_CASE("search and profile: bad input gives one clear message and the documen
     CHECK(r.exit_code == 3);
     CHECK(contains(r.output, "'W8Z8'"));
   }
+  SUBCASE("search.latency_sequence needs a token model and a whole number >= 1") {
+    const Result images = run("search --config " + ws.config().string() +
+                              " --set search.latency_sequence=1 --dry-run");
+    CHECK(images.exit_code == 3);
+    CHECK(contains(images.output, "search.latency_sequence 1"));
+    CHECK(contains(images.output, "no token input"));
+    const Result zero =
+        run("search --config " + ws.config().string() + " --set search.latency_sequence=0");
+    CHECK(zero.exit_code == 3);
+    CHECK(contains(zero.output, "search.latency_sequence"));
+  }
   SUBCASE("a corrupt hardware profile as the target names the file") {
     std::ofstream(ws.dir() / "corrupt.yaml") << "bitplan_hw_profile: 1\ntarget: [oops\n";
     const Result r = run("search --config " + ws.config().string() + " --target " +
