@@ -6,9 +6,12 @@
 // sequence length are the data's), the model's free dimensions bound to the samples' as
 // `bitplan evaluate` does. Model, dataset and calibration selection come from a run config.
 //
-//   bench_quant CONFIG.yaml PLAN BATCH THREADS [SECONDS] [--steps] [--sequence T]
+//   bench_quant CONFIG.yaml PLAN BATCH THREADS [SECONDS] [--steps] [--sequence T] [--builds N]
 //   PLAN: W8A8, W7A8, plan.yaml...
 //
+// --builds N first builds and plans the simulated graph N times (stderr: seconds of each
+// build and plan), as a search does once per candidate: the first pays the quantization and
+// packing, later ones reuse them.
 // --steps also prints each step's median time in the fp32 and the integer plan (stderr),
 // to see where the integer path spends its time. --sequence T runs a token model (integer
 // inputs [batch, S]) on the first T tokens of each sample: T = 1 is the shape of one decoding
@@ -66,6 +69,7 @@ int main(int argc, char** argv) {
   limit_openmp_spinning(argv);
   if (argc < 5) {
     std::cerr << "usage: bench_quant CONFIG.yaml PLAN BATCH THREADS [SECONDS] [--steps] "
+                 "[--builds N] "
                  "[--sequence T]\n";
     return 2;
   }
@@ -77,11 +81,14 @@ int main(int argc, char** argv) {
     set_num_threads(std::stoi(argv[4]));
     double budget = 2.0;
     bool steps = false;
+    int builds = 0;
     std::int64_t sequence = 0;  // 0: the data's
     for (int i = 5; i < argc; ++i) {
       const std::string arg = argv[i];
       if (arg == "--steps") {
         steps = true;
+      } else if (arg == "--builds" && i + 1 < argc) {
+        builds = std::stoi(argv[++i]);
       } else if (arg == "--sequence" && i + 1 < argc) {
         sequence = std::stoll(argv[++i]);
         if (sequence < 1) throw std::invalid_argument("--sequence must be at least 1");
@@ -106,6 +113,16 @@ int main(int argc, char** argv) {
     const QuantPlan plan = plan_arg.ends_with(".yaml") ? load_plan(plan_arg, model.graph, hash)
                                                        : uniform_plan(plan_arg, model.graph);
     ExecutionPlan fp32(model.graph, PlanOptions{batch});
+    for (int b = 0; b < builds; ++b) {
+      const auto t0 = std::chrono::steady_clock::now();
+      const Graph graph = simulator.build(plan);
+      const auto t1 = std::chrono::steady_clock::now();
+      const ExecutionPlan built(graph, PlanOptions{batch});
+      const auto t2 = std::chrono::steady_clock::now();
+      fmt::print(stderr, "build {}: simulated graph {:.3f} s, plan {:.3f} s\n", b + 1,
+                 std::chrono::duration<double>(t1 - t0).count(),
+                 std::chrono::duration<double>(t2 - t1).count());
+    }
     ExecutionPlan simulated(simulator.build(plan), PlanOptions{batch});
     const auto int8 = simulator.build_int8(plan);
     ExecutionPlan integer(int8.graph, PlanOptions{batch});
