@@ -94,14 +94,28 @@ Int8Io int8_io(const OpContext& ctx) {
   return io;
 }
 
+// The simulation's quantize_to_grid for one run of floats, into u8 or s8 codes. Compiled
+// again for AVX2, where std::nearbyint becomes vroundps (same rounding, half to even) and the
+// loop vectorises; the baseline x86-64 build calls libm's nearbyint per element, which made
+// quantizing a 56x56x24 input take longer than the convolution reading it. Locals, not the
+// grid's fields: a byte store could alias them, which keeps GCC from vectorising. The
+// clamped value is an integer in the code range, so going through int32 is exact.
 template <typename Code>
-void quantize_codes(const float* x, Code* q, std::int64_t n, const CodeGrid& p) {
-  // Locals, not p's fields: a byte store could alias them, which keeps GCC from vectorising.
-  // The clamped value is an integer in the code range, so going through int32 is exact.
-  const float scale = p.scale, zero_point = p.zero_point, qmin = p.qmin(), qmax = p.qmax();
+inline void quantize_codes_run(const float* x, Code* q, std::int64_t n, float scale,
+                               float zero_point, float qmin, float qmax) {
   for (std::int64_t i = 0; i < n; ++i)
     q[i] = static_cast<Code>(
         static_cast<std::int32_t>(quantize_to_grid(x[i], scale, zero_point, qmin, qmax)));
+}
+[[gnu::target_clones("avx2", "default")]] void quantize_u8_codes(const float* x, std::uint8_t* q,
+                                                                 std::int64_t n, float scale,
+                                                                 float zero_point) {
+  quantize_codes_run(x, q, n, scale, zero_point, 0.f, 255.f);
+}
+[[gnu::target_clones("avx2", "default")]] void quantize_s8_codes(const float* x, std::int8_t* q,
+                                                                 std::int64_t n, float scale,
+                                                                 float zero_point) {
+  quantize_codes_run(x, q, n, scale, zero_point, -128.f, 127.f);
 }
 
 // Output scales s_x * s_w[c]: one per output channel, or one for the whole tensor.
@@ -165,13 +179,15 @@ class Int8Kernel final : public Kernel {
       memory& plain = codes_reorder_ ? plain_codes_ : codes_;
       const float* x = in[0].data<float>();
       const std::int64_t n = in[0].numel();
-      parallel_for(n, 16384, [&](std::int64_t b, std::int64_t e) {
+      // On the OpenMP pool, with the oneDNN primitives around it: a TBB loop here would wake
+      // the other pool's sleeping threads at every layer (core/parallel.hpp).
+      parallel_for_openmp(n, 16384, [&](std::int64_t b, std::int64_t e) {
         if (quant_.is_signed)
-          quantize_codes(x + b, static_cast<std::int8_t*>(plain.get_data_handle()) + b, e - b,
-                         quant_);
+          quantize_s8_codes(x + b, static_cast<std::int8_t*>(plain.get_data_handle()) + b, e - b,
+                            quant_.scale, quant_.zero_point);
         else
-          quantize_codes(x + b, static_cast<std::uint8_t*>(plain.get_data_handle()) + b, e - b,
-                         quant_);
+          quantize_u8_codes(x + b, static_cast<std::uint8_t*>(plain.get_data_handle()) + b, e - b,
+                            quant_.scale, quant_.zero_point);
       });
       if (codes_reorder_) codes_reorder_.execute(cpu_stream(), plain_codes_, codes_);
     }
