@@ -6,6 +6,7 @@
 #include <cmath>
 #include <set>
 
+#include "backends/cuda/precision.hpp"
 #include "core/error.hpp"
 #include "executor/model.hpp"
 #include "executor/plan.hpp"
@@ -93,7 +94,8 @@ class LatencyModel final : public CostModel {
     return roofline(w, kernel.precision());
   }
 
-  // CUDA entries take activations already in their precision; CPU entries convert inside.
+  // CUDA entries take activations in the type their precision reads and write the type it
+  // writes, so a conversion is priced where the two differ; CPU entries convert inside.
   double boundary_cost(std::size_t layer, const LayerQuant& previous,
                        const LayerQuant& spec) const override {
     const std::string from =
@@ -102,11 +104,13 @@ class LatencyModel final : public CostModel {
     if (profile_.backend == "onednn" && from == "int8" && to == "int8")
       return -chain_saving(layer - 1, true) - chain_saving(layer, false);
     if (profile_.conversions.empty()) return 0;
-    if (from.empty() || to.empty() || from == to) return 0;
+    if (from.empty() || to.empty()) return 0;
+    const auto [written, read] = activations_between(from, to);
+    if (written == read) return 0;
     const std::int64_t elements = context_.workloads[layer].input_elements;
     const ConversionEntry* nearest = nullptr;
     for (const auto& c : profile_.conversions)
-      if (c.from == from && c.to == to &&
+      if (c.from == written && c.to == read &&
           (!nearest ||
            std::llabs(c.elements - elements) < std::llabs(nearest->elements - elements)))
         nearest = &c;
@@ -117,6 +121,22 @@ class LatencyModel final : public CostModel {
   }
 
  private:
+  // The activations that pass from a layer at precision `from` to one at `to`, by the names a
+  // profile's conversions use. A CUDA layer reads and writes the types its entry was timed
+  // with (backends/cuda/precision.hpp): int8 and fp8 layers read their quantized activations
+  // and write fp16, so int8 -> int8 converts fp16 to int8 and int8 -> fp16 converts nothing.
+  // Other backends name conversions by the precisions themselves.
+  std::pair<std::string, std::string> activations_between(const std::string& from,
+                                                          const std::string& to) const {
+    if (profile_.backend == "cuda") {
+      const auto writer = cuda::find_precision(from), reader = cuda::find_precision(to);
+      if (writer && reader)
+        return {cuda::precision_name(cuda::output_type(*writer)),
+                cuda::precision_name(cuda::input_type(*reader))};
+    }
+    return {from, to};
+  }
+
   // On oneDNN, an int8 entry is the layer between float layers ("int8"), and "int8_chained"
   // the same layer between integer layers (onednn_profiler.cpp): chaining saves the input's
   // quantization and the output's reorder. Each edge between two int8 layers takes its

@@ -1,6 +1,6 @@
 #include "backends/cuda/precision.hpp"
 
-#include "backends/cuda/check.hpp"
+#include "backends/cuda/errors.hpp"
 
 namespace bitplan::cuda {
 
@@ -29,9 +29,14 @@ std::string to_string(Precision p) {
   return "?";
 }
 
-Precision parse_precision(const std::string& name) {
+std::optional<Precision> find_precision(const std::string& name) {
   for (Precision p : all_precisions())
     if (to_string(p) == name) return p;
+  return std::nullopt;
+}
+
+Precision parse_precision(const std::string& name) {
+  if (const auto p = find_precision(name)) return *p;
   throw ProfileError("reading precision: '" + name +
                      "': must be one of fp32, fp16, bf16, int8, fp8_e4m3, w4a16");
 }

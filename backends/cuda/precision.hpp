@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstddef>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -16,6 +17,8 @@ const std::vector<Precision>& all_precisions();
 std::string to_string(Precision p);
 // Throws ProfileError naming the accepted names when `name` is not one of them.
 Precision parse_precision(const std::string& name);
+// The precision named `name`, or nullopt.
+std::optional<Precision> find_precision(const std::string& name);
 
 std::string to_string(ElementType t);
 std::size_t element_bytes(ElementType t);

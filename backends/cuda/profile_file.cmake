@@ -1,11 +1,14 @@
-# The CUDA profiler's profile file (profile_file.cpp): host code that needs only
+# The CUDA profiler's profile file (profile_file.cpp) and its precisions (precision.cpp): host code that needs only
 # nlohmann/json.hpp, the nlohmann_json package when found, otherwise the folder named by
 # BITPLAN_EXTRA_INCLUDE. Included by backends/CMakeLists.txt whether or not the CUDA toolkit is
 # found, so the unit tests check the file format on any machine, and by profiler.cmake.
 include_guard(GLOBAL)
 get_filename_component(BITPLAN_CUDA_REPO_ROOT ${CMAKE_CURRENT_LIST_DIR}/../.. ABSOLUTE)
 
-add_library(bitplan_cuda_profile_file STATIC ${CMAKE_CURRENT_LIST_DIR}/profile_file.cpp)
+# precision.cpp (the precisions and the activation types they read and write) goes with it:
+# the cost model prices a CUDA profile's conversions by the same rule the profiler measured.
+add_library(bitplan_cuda_profile_file STATIC ${CMAKE_CURRENT_LIST_DIR}/profile_file.cpp
+                                             ${CMAKE_CURRENT_LIST_DIR}/precision.cpp)
 target_include_directories(bitplan_cuda_profile_file PUBLIC ${BITPLAN_CUDA_REPO_ROOT})
 target_compile_options(bitplan_cuda_profile_file PRIVATE -Wall -Wextra -Wpedantic)
 

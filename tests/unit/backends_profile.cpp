@@ -1019,7 +1019,11 @@ TEST_CASE("latency model: conversions between precisions where the profile keeps
   // Nearest measured size, scaled linearly: 256 elements -> 2 us x 256 / 512.
   p.conversions.push_back({"fp32", "int8", 512, 2.0, 0});
   p.conversions.push_back({"fp32", "int8", 100000, 50.0, 0});
-  p.conversions.push_back({"int8", "fp32", 128, 1.0, 0});
+  // A CUDA int8 layer writes fp16 (its dequantization is part of its entry): what follows it
+  // converts from fp16, never from int8.
+  p.conversions.push_back({"fp16", "fp32", 128, 1.0, 0});
+  p.conversions.push_back({"int8", "fp32", 128, 100.0, 0});
+  p.conversions.push_back({"fp16", "int8", 128, 3.0, 0});
   const auto latency = make_latency_model(c, p);
   QuantPlan plan;  // fp32, int8, fp32
   plan.layers[c.layers[1].name] = spec("int8/channel/sym", "uint8/tensor/asym");
@@ -1030,6 +1034,11 @@ TEST_CASE("latency model: conversions between precisions where the profile keeps
   CHECK(cost.per_layer[2] == doctest::Approx(10.0 / 1e3 + 1.0 / 1e3 * 128 / 128));
   // The same precision on both sides: no conversion.
   CHECK(latency->plan_cost(QuantPlan{}).total == doctest::Approx(30.0 / 1e3));
+  // int8 after int8: the first writes fp16, which the second quantizes (fp16 -> int8).
+  plan.layers[c.layers[2].name] = spec("int8/channel/sym", "uint8/tensor/asym");
+  const PlanCost both = latency->plan_cost(plan);
+  REQUIRE(both.per_layer.size() == 3);
+  CHECK(both.per_layer[2] == doctest::Approx(4.0 / 1e3 + 3.0 / 1e3 * 128 / 128));
 }
 
 // --- Regression tests for bugs found while writing these tests. ------------------------------
