@@ -103,10 +103,27 @@ class LatencyModel final : public CostModel {
     const std::string to = choose_kernel(spec, context_.kernel_layers[layer], target_).precision();
     if (profile_.backend == "onednn" && from == "int8" && to == "int8")
       return -chain_saving(layer - 1, true) - chain_saving(layer, false);
-    if (profile_.conversions.empty()) return 0;
     if (from.empty() || to.empty()) return 0;
     const auto [written, read] = activations_between(from, to);
-    if (written == read) return 0;
+    const double conversion = written == read ? 0.0 : conversion_cost(layer, written, read);
+    if (profile_.backend == "cuda" && from == "int8" && to == "int8") {
+      // Between two int8 layers the first can write the second's codes itself (its
+      // int8_chained entry: requantization in the GEMM's epilogue), which replaces its fp16
+      // output and the conversion after it; a deployment takes whichever is faster.
+      const std::string& key = context_.workloads[layer - 1].key;
+      const ProfileEntry* alone = profile_.find(key, "int8");
+      const ProfileEntry* chained = profile_.find(key, "int8_chained");
+      if (alone && chained && alone->unsupported.empty() && chained->unsupported.empty())
+        return std::min(conversion, (chained->median_us - alone->median_us) / 1e3);
+    }
+    return conversion;
+  }
+
+ private:
+  // A conversion of layer `layer`'s input from `written` to `read`, from the profile's
+  // nearest measured size; 0 when the profile has none.
+  double conversion_cost(std::size_t layer, const std::string& written,
+                         const std::string& read) const {
     const std::int64_t elements = context_.workloads[layer].input_elements;
     const ConversionEntry* nearest = nullptr;
     for (const auto& c : profile_.conversions)
@@ -120,7 +137,6 @@ class LatencyModel final : public CostModel {
            static_cast<double>(nearest->elements);
   }
 
- private:
   // The activations that pass from a layer at precision `from` to one at `to`, by the names a
   // profile's conversions use. A CUDA layer reads and writes the types its entry was timed
   // with (backends/cuda/precision.hpp): int8 and fp8 layers read their quantized activations

@@ -82,6 +82,11 @@ std::optional<std::string> cudnn_conv_declines(const LayerShape& shape, Precisio
            "type; fp8 convolutions need its graph API, which this backend does not use yet";
   if (p == Precision::w4a16)
     return std::string("cuDNN conv at w4a16: cuDNN has no int4 weight-only convolution");
+  if (p == Precision::int8_chained)
+    return std::string(
+        "cuDNN conv at int8_chained: its legacy int8 convolution writes fp32 sums here, and "
+        "requantizing them into the reader's int8 codes would be a separate pass, which is the "
+        "int8 entry; a fused int8 output needs cuDNN's graph API");
   if (p == Precision::int8 && ((shape.c / shape.groups) % 4 != 0 || shape.k % 4 != 0))
     return "cuDNN int8 conv with " + std::to_string(shape.c / shape.groups) +
            " input channels per group and k=" + std::to_string(shape.k) +

@@ -20,6 +20,10 @@ LtTypes lt_types(Precision p) {
       return {CUDA_R_16BF, CUDA_R_16BF, CUDA_R_32F, CUBLAS_COMPUTE_32F};
     case Precision::int8:
       return {CUDA_R_8I, CUDA_R_32I, CUDA_R_32I, CUBLAS_COMPUTE_32I};
+    case Precision::int8_chained:
+      // cuBLASLt's IMMA kernels with an int8 D take float scales, and alpha as a device
+      // vector of one value per row of D (per output channel): the requantization epilogue.
+      return {CUDA_R_8I, CUDA_R_8I, CUDA_R_32F, CUBLAS_COMPUTE_32I};
     case Precision::fp8_e4m3:
       return {CUDA_R_8F_E4M3, CUDA_R_16F, CUDA_R_32F, CUBLAS_COMPUTE_32F};
     case Precision::w4a16:
@@ -42,15 +46,19 @@ std::string cublaslt_version() {
 
 LtGemm::LtGemm(cublasLtHandle_t handle, Precision precision, std::int64_t m, std::int64_t n,
                std::int64_t k, std::int64_t ldw, std::int64_t ldx, const float* fp8_scale_w,
-               const float* fp8_scale_x)
-    : handle_(handle), precision_(precision) {
+               const float* fp8_scale_x, const float* channel_alpha)
+    : handle_(handle), precision_(precision), channel_alpha_(channel_alpha) {
   const LtTypes types = lt_types(precision);
   const std::string what = to_string(precision) + " GEMM " + shape_text(m, n, k);
   // The documented layout rules of the integer and fp8 tensor-core kernels, checked first so
   // the profile says which rule a shape breaks.
-  if (precision == Precision::int8 && (k % 4 != 0 || n % 4 != 0 || ldw % 4 != 0 || ldx % 4 != 0))
+  const bool integer = precision == Precision::int8 || precision == Precision::int8_chained;
+  if (integer && (k % 4 != 0 || n % 4 != 0 || ldw % 4 != 0 || ldx % 4 != 0))
     throw Unsupported("cuBLASLt int8 " + shape_text(m, n, k) +
                       ": needs k and n multiples of 4 (IMMA kernels, TN layout)");
+  if (precision == Precision::int8_chained && channel_alpha == nullptr)
+    throw ProfileError("creating the int8_chained " + what +
+                       ": needs the per-channel requantization scales (channel_alpha)");
   if (precision == Precision::fp8_e4m3 &&
       (k % 16 != 0 || n % 8 != 0 || ldw % 16 != 0 || ldx % 16 != 0))
     throw Unsupported("cuBLASLt fp8 " + shape_text(m, n, k) +
@@ -65,6 +73,12 @@ LtGemm::LtGemm(cublasLtHandle_t handle, Precision precision, std::int64_t m, std
     check_cublas(
         cublasLtMatmulDescSetAttribute(op_, CUBLASLT_MATMUL_DESC_TRANSB, &keep, sizeof(keep)),
         "setting TRANSB");
+    if (precision == Precision::int8_chained) {
+      const cublasLtPointerMode_t mode = CUBLASLT_POINTER_MODE_ALPHA_DEVICE_VECTOR_BETA_ZERO;
+      check_cublas(
+          cublasLtMatmulDescSetAttribute(op_, CUBLASLT_MATMUL_DESC_POINTER_MODE, &mode, sizeof(mode)),
+          "setting the per-channel alpha vector");
+    }
     if (precision == Precision::fp8_e4m3) {
       check_cublas(cublasLtMatmulDescSetAttribute(op_, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER,
                                                   &fp8_scale_w, sizeof(fp8_scale_w)),
@@ -121,11 +135,14 @@ void LtGemm::run(const void* w, const void* x, void* y, void* workspace,
                  std::size_t workspace_bytes, cudaStream_t stream) const {
   const float one = 1.0f, zero = 0.0f;
   const std::int32_t one_i = 1, zero_i = 0;
-  const bool integer = precision_ == Precision::int8;
+  const bool integer_scales = precision_ == Precision::int8;
+  const void* alpha = precision_ == Precision::int8_chained ? static_cast<const void*>(channel_alpha_)
+                      : integer_scales                      ? static_cast<const void*>(&one_i)
+                                                            : &one;
   const cublasStatus_t status =
-      cublasLtMatmul(handle_, op_, integer ? static_cast<const void*>(&one_i) : &one, w, a_, x, b_,
-                     integer ? static_cast<const void*>(&zero_i) : &zero, y, c_, y, c_, &algo_,
-                     workspace, workspace_bytes, stream);
+      cublasLtMatmul(handle_, op_, alpha, w, a_, x, b_,
+                     integer_scales ? static_cast<const void*>(&zero_i) : &zero, y, c_, y, c_,
+                     &algo_, workspace, workspace_bytes, stream);
   // The heuristic can offer an algorithm that the call then refuses; that is a property of
   // the shape and precision, recorded as such, not a failure of the profiler.
   if (status == CUBLAS_STATUS_NOT_SUPPORTED)

@@ -316,15 +316,28 @@ void pad_nhwc(const void* in, std::size_t element_bytes, const LayerShape& shape
 
 void depthwise_conv_nhwc(const void* in, ElementType type, const void* weights,
                          const float* channel_scales, float input_scale, const LayerShape& shape,
-                         void* out, cudaStream_t stream) {
+                         void* out, ElementType out_type, cudaStream_t stream) {
+  const bool quantized = type == ElementType::s8 || type == ElementType::e4m3;
+  if (quantized ? !(out_type == ElementType::f16 || (type == ElementType::s8 && out_type == type))
+                : out_type != type)
+    throw ProfileError("running a depthwise conv on " + to_string(type) + " into " +
+                       to_string(out_type) +
+                       ": quantized inputs write fp16 (int8 also its own codes), float inputs "
+                       "their own type");
   const std::int64_t oh = shape.out_h(), ow = shape.out_w();
   const unsigned grid = grid_for(shape.batch * oh * ow * shape.c);
   dispatch_type(type, [&](auto tag) {
     using T = decltype(tag);
     if constexpr (std::is_same_v<T, std::int8_t>) {
-      depthwise_kernel<T, int, __half><<<grid, kThreads, 0, stream>>>(
-          static_cast<const T*>(in), static_cast<const T*>(weights), channel_scales, input_scale,
-          shape, oh, ow, static_cast<__half*>(out));
+      // Codes for an int8 reader: channel_scales are then s_w[c] / s_y (requantization).
+      if (out_type == ElementType::s8)
+        depthwise_kernel<T, int, T><<<grid, kThreads, 0, stream>>>(
+            static_cast<const T*>(in), static_cast<const T*>(weights), channel_scales,
+            input_scale, shape, oh, ow, static_cast<T*>(out));
+      else
+        depthwise_kernel<T, int, __half><<<grid, kThreads, 0, stream>>>(
+            static_cast<const T*>(in), static_cast<const T*>(weights), channel_scales,
+            input_scale, shape, oh, ow, static_cast<__half*>(out));
     } else if constexpr (std::is_same_v<T, __nv_fp8_e4m3>) {
       depthwise_kernel<T, float, __half><<<grid, kThreads, 0, stream>>>(
           static_cast<const T*>(in), static_cast<const T*>(weights), channel_scales, input_scale,

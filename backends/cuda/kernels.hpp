@@ -37,11 +37,13 @@ void pad_nhwc(const void* in, std::size_t element_bytes, const LayerShape& shape
               cudaStream_t stream);
 
 // Depthwise convolution (groups == c == k), NHWC, weights [c][r][s] in the input type.
-// Float types accumulate in fp32 and write the input type; s8 accumulates in int32 and e4m3
-// in fp32, both writing fp16 scaled by input_scale * channel_scales[c].
+// Float types accumulate in fp32 and write the input type (out_type must be it); s8
+// accumulates in int32 and e4m3 in fp32, both writing fp16 scaled by input_scale *
+// channel_scales[c], or, for s8 with out_type s8, the reader's codes: the same product
+// rounded to nearest and saturated (channel_scales then hold s_w[c] / s_y).
 void depthwise_conv_nhwc(const void* in, ElementType type, const void* weights,
                          const float* channel_scales, float input_scale, const LayerShape& shape,
-                         void* out, cudaStream_t stream);
+                         void* out, ElementType out_type, cudaStream_t stream);
 
 // y[m][n] (fp16) = acc[m][n] (int32) * input_scale * channel_scales[n].
 void dequantize_s32(const std::int32_t* acc, float input_scale, const float* channel_scales,

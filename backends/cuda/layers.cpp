@@ -47,7 +47,8 @@ class GemmLayerRun final : public LayerRun {
   GemmLayerRun(const GpuContext& gpu, const LayerShape& shape, Precision precision,
                const LayerRunOptions& options)
       : gpu_(gpu), precision_(precision), w4_path_(options.w4_path) {
-    const bool quantized = precision == Precision::int8 || precision == Precision::fp8_e4m3;
+    const bool quantized = precision == Precision::int8 || precision == Precision::int8_chained ||
+                           precision == Precision::fp8_e4m3;
     const std::int64_t align = quantized ? 16 : 8;
     if (shape.op == LayerOp::gemm) {
       m_ = shape.m, n_ = shape.n, k_ = shape.k, ldx_ = shape.k;
@@ -96,13 +97,19 @@ class GemmLayerRun final : public LayerRun {
         check_cuda(cudaMemcpy(fp8_scales_.get(), scales, sizeof(scales), cudaMemcpyHostToDevice),
                    "uploading fp8 scales");
       }
+      // int8_chained: s_x s_w[c] / s_y per channel, read by the GEMM's epilogue.
+      if (precision == Precision::int8_chained)
+        channel_scales_ = random_buffer(gpu, ElementType::f32, n_, 0.01f);
       gemm_ = std::make_unique<LtGemm>(gpu.lt(), precision, m_, n_, k_, k_, ldx_,
-                                       fp8_scales_.as<float>(), fp8_scales_.as<float>() + 4);
+                                       fp8_scales_.as<float>(), fp8_scales_.as<float>() + 4,
+                                       channel_scales_.as<float>());
       gemm_text = gemm_->description();
     }
     implementation_ = (im2col_ ? "im2col kernel + " : "") + gemm_text;
     if (precision == Precision::int8)
       implementation_ += " + int32->fp16 per-channel dequant kernel";
+    if (precision == Precision::int8_chained)
+      implementation_ += ", int8 out (per-channel requantization as the alpha vector)";
 
     sets_ = sets_for(bytes_per_set_, options.rotate_bytes, options.max_sets);
     for (int s = 0; s < sets_; ++s) {
@@ -239,6 +246,7 @@ class DepthwiseRun final : public LayerRun {
       outputs_.push_back(DeviceBuffer(static_cast<std::size_t>(shape.output_elements()) *
                                       element_bytes(out_type)));
     }
+    out_type_ = out_type;
     if (type_ == ElementType::s8 || type_ == ElementType::e4m3)
       channel_scales_ = random_buffer(gpu, ElementType::f32, shape.c, 0.01f);
     implementation_ = "bitplan direct depthwise kernel (NHWC, " +
@@ -249,13 +257,13 @@ class DepthwiseRun final : public LayerRun {
   void run(int set) override {
     const int s = set % sets_;
     depthwise_conv_nhwc(inputs_[s].get(), type_, weights_[s].get(), channel_scales_.as<float>(),
-                        kActivationScale, shape_, outputs_[s].get(), gpu_.stream());
+                        kActivationScale, shape_, outputs_[s].get(), out_type_, gpu_.stream());
   }
 
  private:
   const GpuContext& gpu_;
   LayerShape shape_;
-  ElementType type_;
+  ElementType type_, out_type_ = ElementType::f16;
   std::vector<DeviceBuffer> inputs_, weights_, outputs_;
   DeviceBuffer channel_scales_;
 };

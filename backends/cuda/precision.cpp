@@ -5,9 +5,9 @@
 namespace bitplan::cuda {
 
 const std::vector<Precision>& all_precisions() {
-  static const std::vector<Precision> all = {Precision::fp32,     Precision::fp16,
-                                             Precision::bf16,     Precision::int8,
-                                             Precision::fp8_e4m3, Precision::w4a16};
+  static const std::vector<Precision> all = {
+      Precision::fp32,         Precision::fp16,     Precision::bf16, Precision::int8,
+      Precision::int8_chained, Precision::fp8_e4m3, Precision::w4a16};
   return all;
 }
 
@@ -21,6 +21,8 @@ std::string to_string(Precision p) {
       return "bf16";
     case Precision::int8:
       return "int8";
+    case Precision::int8_chained:
+      return "int8_chained";
     case Precision::fp8_e4m3:
       return "fp8_e4m3";
     case Precision::w4a16:
@@ -38,7 +40,7 @@ std::optional<Precision> find_precision(const std::string& name) {
 Precision parse_precision(const std::string& name) {
   if (const auto p = find_precision(name)) return *p;
   throw ProfileError("reading precision: '" + name +
-                     "': must be one of fp32, fp16, bf16, int8, fp8_e4m3, w4a16");
+                     "': must be one of fp32, fp16, bf16, int8, int8_chained, fp8_e4m3, w4a16");
 }
 
 std::string to_string(ElementType t) {
@@ -80,6 +82,7 @@ ElementType input_type(Precision p) {
     case Precision::bf16:
       return ElementType::bf16;
     case Precision::int8:
+    case Precision::int8_chained:
       return ElementType::s8;
     case Precision::fp8_e4m3:
       return ElementType::e4m3;
@@ -95,6 +98,8 @@ ElementType output_type(Precision p) {
       return ElementType::f32;
     case Precision::bf16:
       return ElementType::bf16;
+    case Precision::int8_chained:
+      return ElementType::s8;
     default:
       return ElementType::f16;
   }

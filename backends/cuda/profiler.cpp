@@ -48,7 +48,7 @@ void measure_ceilings(GpuContext& gpu, ProfileFile& profile,
   const std::int64_t size = 8192;
   const LayerShape square = parse_layer_key("gemm:m8192:n8192:k8192");
   for (Precision p : all_precisions()) {
-    if (p == Precision::w4a16) continue;
+    if (p == Precision::w4a16 || p == Precision::int8_chained) continue;  // int8's rate
     const std::string name = "gemm_" + to_string(p) + (p == Precision::int8 ? "_tops" : "_tflops");
     if (profile.has_ceiling(name)) continue;
     try {
@@ -269,8 +269,10 @@ int run_profile(GpuContext& gpu, const ProfileOptions& options) {
     if (std::find(list.begin(), list.end(), t) == list.end()) list.push_back(t);
   };
   for (Precision p : precisions_used) {
-    add_type(floats, output_type(p));
-    if (p == Precision::int8 || p == Precision::fp8_e4m3) add_type(quantized, input_type(p));
+    const bool quantized_input = p == Precision::int8 || p == Precision::int8_chained ||
+                                 p == Precision::fp8_e4m3;
+    if (quantized_input) add_type(quantized, input_type(p));
+    if (output_type(p) != input_type(p) || !quantized_input) add_type(floats, output_type(p));
   }
   std::vector<std::pair<ElementType, ElementType>> pairs;
   for (ElementType f : floats) {

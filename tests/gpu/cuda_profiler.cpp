@@ -4,6 +4,7 @@
 // usable each case is skipped (tests/skip.hpp) with the CUDA runtime's reason.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -167,6 +168,46 @@ TEST_CASE("int8 GEMM with per-channel dequantisation matches a CPU reference") {
   }
 }
 
+// What an int8_chained layer writes: the reader's codes, round-to-nearest and saturated, of the
+// exact integer sums times the per-channel factor. The GPU multiplies in fp32, so a sum whose
+// product lies within float rounding of a .5 may round the other way: at most one code off.
+void check_requantized(const std::vector<float>& codes, const std::vector<double>& sums,
+                       const std::vector<float>& factor, std::int64_t channels) {
+  REQUIRE(codes.size() == sums.size());
+  std::int64_t off_by_one = 0, worse = 0, saturated = 0;
+  for (std::size_t i = 0; i < sums.size(); ++i) {
+    const double want = std::clamp(std::nearbyint(sums[i] * factor[i % channels]), -128.0, 127.0);
+    const double diff = std::abs(codes[i] - want);
+    off_by_one += diff == 1, worse += diff > 1;
+    saturated += std::abs(want) == 128 || want == 127;
+  }
+  CAPTURE(off_by_one);
+  CHECK(worse == 0);
+  CHECK(off_by_one * 100 <= static_cast<std::int64_t>(sums.size()));
+  // The factors keep most codes inside the range, so rounding is what is checked.
+  CHECK(saturated * 4 < static_cast<std::int64_t>(sums.size()));
+}
+
+TEST_CASE("int8_chained GEMM writes the reader's codes: per-channel requantization in the epilogue") {
+  if (!gpu_available()) return;
+  GpuContext gpu;
+  const std::int64_t m = 45, n = 64, k = 128;
+  std::vector<float> xr, wr;
+  DeviceBuffer x = upload_as(gpu, random_floats(m * k, -127, 127, true), ElementType::s8, xr);
+  DeviceBuffer w = upload_as(gpu, random_floats(n * k, -127, 127, true), ElementType::s8, wr);
+  // s_x s_w[c] / s_y: sums of 128 products of up to 127 x 127 spread about +-1e5.
+  const std::vector<float> alpha = random_floats(n, 1e-4f, 1e-3f);
+  DeviceBuffer alpha_d(n * sizeof(float)), y(m * n);
+  check_cuda(cudaMemcpy(alpha_d.get(), alpha.data(), n * 4, cudaMemcpyHostToDevice), "upload");
+  poison(y);
+  LtGemm gemm(gpu.lt(), Precision::int8_chained, m, n, k, k, k, nullptr, nullptr,
+              alpha_d.as<float>());
+  gemm.run(w.get(), x.get(), y.get(), gpu.workspace(), gpu.workspace_bytes(), gpu.stream());
+  check_requantized(download_as_f32(gpu, y.get(), ElementType::s8, m * n),
+                    reference_gemm(xr, wr, m, n, k), alpha, n);
+  CHECK_THROWS_AS(LtGemm(gpu.lt(), Precision::int8_chained, 8, 64, 64, 64, 64), ProfileError);
+}
+
 TEST_CASE("W4A16 kernel matches fp32 GEMM on dequantised weights, for any m and k") {
   if (!gpu_available()) return;
   GpuContext gpu;
@@ -321,13 +362,34 @@ TEST_CASE("depthwise conv kernel matches a CPU reference (fp32, fp16, int8)") {
     poison(y);
     const float input_scale = integers ? 1.0f / 256 : 1.0f;
     depthwise_conv_nhwc(x.get(), t, w.get(), scales.as<float>(), input_scale, s, y.get(),
-                        gpu.stream());
+                        output_type(p), gpu.stream());
     std::vector<float> out = download_as_f32(gpu, y.get(), output_type(p), s.output_elements());
     for (auto& v : out) v /= input_scale;
     const double error = relative_error(out, reference_conv(xr, wr, s));
     CAPTURE(error);
     CHECK(error < (p == Precision::fp32 ? 1e-6 : 2e-3));
   }
+}
+
+TEST_CASE("depthwise conv kernel writes int8 codes for an int8 reader") {
+  if (!gpu_available()) return;
+  GpuContext gpu;
+  const LayerShape s = parse_layer_key("conv:n2:c24:h7:w9:k24:r3:s3:st2x2:p1x1x1x1:d1x1:g24");
+  std::vector<float> xr, wr;
+  DeviceBuffer x =
+      upload_as(gpu, random_floats(s.input_elements(), -127, 127, true), ElementType::s8, xr);
+  DeviceBuffer w = upload_as(gpu, random_floats(s.c * 9, -127, 127, true), ElementType::s8, wr);
+  const std::vector<float> factor = random_floats(s.c, 2e-3f, 8e-3f);
+  DeviceBuffer scales(s.c * 4), y(s.output_elements());
+  check_cuda(cudaMemcpy(scales.get(), factor.data(), s.c * 4, cudaMemcpyHostToDevice), "up");
+  poison(y);
+  depthwise_conv_nhwc(x.get(), ElementType::s8, w.get(), scales.as<float>(), 1.0f, s, y.get(),
+                      ElementType::s8, gpu.stream());
+  check_requantized(download_as_f32(gpu, y.get(), ElementType::s8, s.output_elements()),
+                    reference_conv(xr, wr, s), factor, s.c);
+  CHECK_THROWS_AS(depthwise_conv_nhwc(x.get(), ElementType::s8, w.get(), scales.as<float>(), 1.0f,
+                                      s, y.get(), ElementType::f32, gpu.stream()),
+                  ProfileError);
 }
 
 TEST_CASE("conversions round to nearest and saturate") {

@@ -1039,6 +1039,19 @@ TEST_CASE("latency model: conversions between precisions where the profile keeps
   const PlanCost both = latency->plan_cost(plan);
   REQUIRE(both.per_layer.size() == 3);
   CHECK(both.per_layer[2] == doctest::Approx(4.0 / 1e3 + 3.0 / 1e3 * 128 / 128));
+
+  SUBCASE("a chained int8 entry: the first int8 layer writes the second's codes") {
+    // int8_chained of layer 1 takes 3.5 us instead of its int8 entry's 4: the edge costs
+    // 3.5 - 4 = -0.5 us (no fp16 output, no conversion), less than the 3 us conversion.
+    HwProfile chained = p;
+    chained.put(ProfileEntry{c.workloads[1].key, "int8_chained", 3.5, 0, 5, "", ""});
+    const PlanCost cost2 = make_latency_model(c, chained)->plan_cost(plan);
+    CHECK(cost2.per_layer[2] == doctest::Approx(4.0 / 1e3 - 0.5 / 1e3));
+    // A chained entry slower than int8 + the conversion is not what a deployment would run.
+    chained.put(ProfileEntry{c.workloads[1].key, "int8_chained", 9.0, 0, 5, "", ""});
+    CHECK(make_latency_model(c, chained)->plan_cost(plan).per_layer[2] ==
+          doctest::Approx(4.0 / 1e3 + 3.0 / 1e3));
+  }
 }
 
 // --- Regression tests for bugs found while writing these tests. ------------------------------
