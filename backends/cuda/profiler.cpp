@@ -314,7 +314,7 @@ void run_chains(GpuContext& gpu, const ChainOptions& options) {
   for (const auto& plan : plans) {
     nlohmann::json result;
     std::vector<std::unique_ptr<LayerRun>> steps;
-    int conversions = 0;
+    int conversions = 0, chained = 0;
     try {
       result["name"] = plan.at("name").get<std::string>();
       const auto& layers = plan.at("layers");
@@ -323,8 +323,22 @@ void run_chains(GpuContext& gpu, const ChainOptions& options) {
       bool first = true;
       for (std::size_t i = 0; i < layers.size(); ++i) {
         const std::string key = layers[i].at("key").get<std::string>();
-        const Precision p = parse_precision(layers[i].at("precision").get<std::string>());
+        const Precision planned = parse_precision(layers[i].at("precision").get<std::string>());
         const LayerShape shape = parse_layer_key(key);
+        // An int8 layer before another int8 layer writes the reader's codes itself
+        // (int8_chained) where a kernel does that for its shape, as a deployment would.
+        const bool int8_reader =
+            i + 1 < layers.size() &&
+            parse_precision(layers[i + 1].at("precision").get<std::string>()) == Precision::int8;
+        Precision p = planned;
+        if (planned == Precision::int8 && int8_reader) {
+          try {
+            make_layer_run(gpu, shape, Precision::int8_chained, LayerRunOptions{});
+            p = Precision::int8_chained;
+            ++chained;
+          } catch (const Unsupported&) {
+          }
+        }
         if (!first && previous_out != input_type(p)) {
           steps.push_back(
               make_conversion_run(gpu, shape.input_elements(), previous_out, input_type(p), 0));
@@ -361,6 +375,7 @@ void run_chains(GpuContext& gpu, const ChainOptions& options) {
         first = false;
       }
       result["conversions"] = conversions;
+      result["chained"] = chained;
       TimingOptions timing = options.timing;
       const TimingResult t = time_on_gpu(
           gpu,
@@ -374,7 +389,8 @@ void run_chains(GpuContext& gpu, const ChainOptions& options) {
       if (options.log)
         options.log("chain " + result["name"].get<std::string>() + ": " + number(t.median_us, 1) +
                     " us (" + std::to_string(layers.size()) + " layers, " +
-                    std::to_string(conversions) + " conversions)");
+                    std::to_string(conversions) + " conversions, " + std::to_string(chained) +
+                    " int8 layers writing their reader's codes)");
     } catch (const Unsupported& e) {
       result["unsupported"] = e.what();
       if (options.log) options.log("chain unsupported: " + std::string(e.what()));

@@ -607,3 +607,36 @@ TEST_CASE("a profile is written, then merged without re-measuring") {
   CHECK(profile.has_conversion("int8", "fp16", 512));
   std::filesystem::remove_all(folder);
 }
+
+TEST_CASE("a chain's int8 layers before int8 layers write their reader's codes") {
+  if (!gpu_available()) return;
+  GpuContext gpu;
+  const auto folder = std::filesystem::temp_directory_path() / "bitplan_cuda_chain_test";
+  std::filesystem::create_directories(folder);
+  const std::string plans = (folder / "plans.json").string(), out = (folder / "c.json").string();
+  // int8 -> int8 -> int8 -> fp16: the first two write codes (no conversion before layers 2
+  // and 3), the third writes fp16 for the fp16 layer (no conversion either); then fp16 ->
+  // int8 after an fp16 layer is one conversion.
+  std::ofstream(plans) << R"({"plans": [
+    {"name": "int8_run", "layers": [
+      {"key": "gemm:m4:n64:k128", "precision": "int8"},
+      {"key": "gemm:m4:n64:k64", "precision": "int8"},
+      {"key": "conv:n1:c64:h8:w8:k64:r3:s3:st1x1:p1x1x1x1:d1x1:g64", "precision": "int8"},
+      {"key": "gemm:m64:n32:k64", "precision": "fp16"},
+      {"key": "gemm:m64:n32:k32", "precision": "int8"}]}]})";
+  ChainOptions options;
+  options.plans = plans;
+  options.out = out;
+  options.timing.min_repeats = 5;
+  options.timing.budget_ms = 1;
+  run_chains(gpu, options);
+  const nlohmann::json results = nlohmann::json::parse(std::ifstream(out));
+  REQUIRE(results["results"].size() == 1);
+  const nlohmann::json& r = results["results"][0];
+  CAPTURE(r.dump());
+  REQUIRE(!r.contains("unsupported"));
+  CHECK(r["chained"] == 2);
+  CHECK(r["conversions"] == 1);
+  CHECK(r["median_us"].get<double>() > 0);
+  std::filesystem::remove_all(folder);
+}
