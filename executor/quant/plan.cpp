@@ -60,8 +60,10 @@ CalibrationMethod parse_calibration_method(std::string_view name) {
 }
 
 LayerQuant uniform_layer_quant(std::string_view shorthand, CalibrationMethod calibration) {
-  // W<bits>[g<group>][A<bits>[d|t]][:<method>[+bc] | :bc]
-  static const std::regex pattern(R"(W(\d+)(?:g(\d+))?(?:A(\d+)([dt])?)?)");
+  // W<bits>[g<group>][z][A<bits>[d|t]][:<method>[+bc] | :bc]; z: asymmetric weights (a zero
+  // point per channel or group: all 2^bits levels, the grid of llama.cpp's Q4_1 and of GPTQ
+  // with sym=False, where symmetric grids use 2^bits - 1)
+  static const std::regex pattern(R"(W(\d+)(?:g(\d+))?(z)?(?:A(\d+)([dt])?)?)");
   std::cmatch m;
   std::string text(shorthand);
   LayerQuant q;
@@ -86,26 +88,28 @@ LayerQuant uniform_layer_quant(std::string_view shorthand, CalibrationMethod cal
   if (!std::regex_match(text.c_str(), m, pattern))
     fail_input(
         "uniform plan '{}' is not fp16, bf16 or of the form "
-        "W<bits>[g<group>][A<bits>[d|t]][:<method>[+bc]|:bc] (e.g. W8A8, W4A16, W4g32A8, W8A8t, "
-        "W4g128A16:gptq)",
+        "W<bits>[g<group>][z][A<bits>[d|t]][:<method>[+bc]|:bc] (e.g. W8A8, W4A16, W4g32A8, "
+        "W8A8t, W4g128A16:gptq, W3g32z:gptq; z = asymmetric weights)",
         shorthand);
   const std::string wbits = m[1].str();
-  q.weights = parse_quant_spec(m[2].matched ? fmt::format("int{}/group{}/sym", wbits, m[2].str())
-                                            : fmt::format("int{}/channel/sym", wbits));
-  if (m[3].matched) {
-    const int abits = std::stoi(m[3].str());
-    if (m[4].matched && (abits == 16 || abits == 32))
+  const char* symmetry = m[3].matched ? "asym" : "sym";
+  q.weights = parse_quant_spec(m[2].matched
+                                   ? fmt::format("int{}/group{}/{}", wbits, m[2].str(), symmetry)
+                                   : fmt::format("int{}/channel/{}", wbits, symmetry));
+  if (m[4].matched) {
+    const int abits = std::stoi(m[4].str());
+    if (m[5].matched && (abits == 16 || abits == 32))
       fail_input(
           "uniform plan '{}': the suffix '{}' asks for run-time ranges, which A{} activations "
           "(float, no scale) do not have; d and t apply to A<bits> with bits <= 8",
-          shorthand, m[4].str(), abits);
-    const bool per_token = m[4].matched && m[4].str() == "t";
+          shorthand, m[5].str(), abits);
+    const bool per_token = m[5].matched && m[5].str() == "t";
     if (abits == 16)
       q.activations = parse_quant_spec("fp16");
     else if (abits != 32)
       q.activations =
           parse_quant_spec(fmt::format("uint{}/{}/asym", abits, per_token ? "token" : "tensor"));
-    q.dynamic = m[4].matched;
+    q.dynamic = m[5].matched;
   }
   if (auto why = weight_method_refusal(q.method, q.weights))
     fail_input("uniform plan '{}': {}", shorthand, *why);

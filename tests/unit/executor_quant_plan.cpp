@@ -67,6 +67,17 @@ TEST_CASE("quantizable layers and uniform plans") {
   CHECK(uniform_plan("W8", resnet.graph).layers.begin()->second.activations.format ==
         FormatId::fp32);
   CHECK_THROWS_WITH_AS(uniform_plan("int8", resnet.graph), doctest::Contains("W<bits>"), Error);
+  // z: asymmetric weights, with any group, activation part and method.
+  CHECK(to_string(uniform_layer_quant("W3g32z:gptq").weights) == "int3/group32/asym");
+  CHECK(uniform_layer_quant("W3g32z:gptq").method == WeightMethod::gptq);
+  CHECK(to_string(uniform_layer_quant("W4z").weights) == "int4/channel/asym");
+  const LayerQuant per_token = uniform_layer_quant("W4g32zA8t");
+  CHECK(to_string(per_token.weights) == "int4/group32/asym");
+  CHECK(to_string(per_token.activations) == "uint8/token/asym");
+  CHECK(per_token.dynamic);
+  CHECK_THROWS_WITH_AS(uniform_layer_quant("W4g32zA16t"), doctest::Contains("the suffix 't'"),
+                       Error);
+  CHECK_THROWS_WITH_AS(uniform_layer_quant("W4zg32"), doctest::Contains("z = asymmetric"), Error);
 }
 
 TEST_CASE("plan YAML: round trip, defaults, overrides and every kind of mistake") {
