@@ -106,13 +106,14 @@ class LatencyModel final : public CostModel {
     if (from.empty() || to.empty()) return 0;
     const auto [written, read] = activations_between(from, to);
     const double conversion = written == read ? 0.0 : conversion_cost(layer, written, read);
-    if (profile_.backend == "cuda" && from == "int8" && to == "int8") {
-      // Between two int8 layers the first can write the second's codes itself (its
-      // int8_chained entry: requantization in the GEMM's epilogue), which replaces its fp16
-      // output and the conversion after it; a deployment takes whichever is faster.
+    if (profile_.backend == "cuda" && from == to && (from == "int8" || from == "fp8_e4m3")) {
+      // Between two int8 (fp8) layers the first can write the second's codes itself (its
+      // int8_chained / fp8_e4m3_chained entry: the (re)quantization in the GEMM's epilogue),
+      // which replaces its fp16 output and the conversion after it; a deployment takes
+      // whichever is faster.
       const std::string& key = context_.workloads[layer - 1].key;
-      const ProfileEntry* alone = profile_.find(key, "int8");
-      const ProfileEntry* chained = profile_.find(key, "int8_chained");
+      const ProfileEntry* alone = profile_.find(key, from);
+      const ProfileEntry* chained = profile_.find(key, from + "_chained");
       if (alone && chained && alone->unsupported.empty() && chained->unsupported.empty())
         return std::min(conversion, (chained->median_us - alone->median_us) / 1e3);
     }

@@ -272,7 +272,8 @@ def compare(profile_path, chains_path, plans_path):
     reads = {"fp32": "fp32", "fp16": "fp16", "bf16": "bf16", "int8": "int8",
              "fp8_e4m3": "fp8_e4m3", "w4a16": "fp16"}
     writes = {"fp32": "fp32", "fp16": "fp16", "bf16": "bf16", "int8": "fp16",
-              "int8_chained": "int8", "fp8_e4m3": "fp16", "w4a16": "fp16"}
+              "int8_chained": "int8", "fp8_e4m3": "fp16", "fp8_e4m3_chained": "fp8_e4m3",
+              "w4a16": "fp16"}
     rows = []
     for result in chains["results"]:
         plan = plans[result["name"]]
@@ -282,12 +283,13 @@ def compare(profile_path, chains_path, plans_path):
         predicted, previous, missing = 0.0, None, None
         for i, layer in enumerate(plan["layers"]):
             precision = layer["precision"]
-            # As --chain runs it: an int8 layer before an int8 layer writes the reader's codes
-            # (its int8_chained entry) where the profile has one.
+            # As --chain runs it: an int8 (fp8) layer before an int8 (fp8) layer writes the
+            # reader's codes (its *_chained entry) where the profile has one.
             following = plan["layers"][i + 1]["precision"] if i + 1 < len(plan["layers"]) else None
-            chained = entries.get((layer["key"], "int8_chained"))
-            if precision == "int8" and following == "int8" and chained and "median_us" in chained:
-                precision = "int8_chained"
+            chained = entries.get((layer["key"], precision + "_chained"))
+            if (precision in ("int8", "fp8_e4m3") and following == precision and chained
+                    and "median_us" in chained):
+                precision += "_chained"
             entry = entries.get((layer["key"], precision))
             if entry is None or "median_us" not in entry:
                 missing = f"no profile entry for {layer['key']} {layer['precision']}"

@@ -77,9 +77,10 @@ Types types_of(Precision p) {
 }  // namespace
 
 std::optional<std::string> cudnn_conv_declines(const LayerShape& shape, Precision p) {
-  if (p == Precision::fp8_e4m3)
-    return "cuDNN conv at fp8_e4m3: cuDNN's convolution API (cudnnConvolutionForward) has no fp8 "
-           "type; fp8 convolutions need its graph API, which this backend does not use yet";
+  if (p == Precision::fp8_e4m3 || p == Precision::fp8_e4m3_chained)
+    return "cuDNN conv at " + to_string(p) +
+           ": cuDNN's convolution API (cudnnConvolutionForward) has no fp8 type; fp8 "
+           "convolutions need its graph API, which this backend does not use yet";
   if (p == Precision::w4a16)
     return std::string("cuDNN conv at w4a16: cuDNN has no int4 weight-only convolution");
   if (p == Precision::int8_chained)

@@ -1,5 +1,7 @@
 #include "backends/cuda/gemm.hpp"
 
+#include <optional>
+
 #include "backends/cuda/check.hpp"
 
 namespace bitplan::cuda {
@@ -8,6 +10,8 @@ namespace {
 struct LtTypes {
   cudaDataType_t ab, cd, scale;
   cublasComputeType_t compute;
+  // C's type where it differs from D's (fp8 outputs take a 16-bit C), else cd.
+  std::optional<cudaDataType_t> c = std::nullopt;
 };
 
 LtTypes lt_types(Precision p) {
@@ -26,6 +30,9 @@ LtTypes lt_types(Precision p) {
       return {CUDA_R_8I, CUDA_R_8I, CUDA_R_32F, CUBLAS_COMPUTE_32I};
     case Precision::fp8_e4m3:
       return {CUDA_R_8F_E4M3, CUDA_R_16F, CUDA_R_32F, CUBLAS_COMPUTE_32F};
+    case Precision::fp8_e4m3_chained:
+      // e4m3 D scaled by the D scale (1 / s_y); cuBLASLt wants C in a 16-bit type then.
+      return {CUDA_R_8F_E4M3, CUDA_R_8F_E4M3, CUDA_R_32F, CUBLAS_COMPUTE_32F, CUDA_R_16F};
     case Precision::w4a16:
       break;
   }
@@ -46,8 +53,8 @@ std::string cublaslt_version() {
 
 LtGemm::LtGemm(cublasLtHandle_t handle, Precision precision, std::int64_t m, std::int64_t n,
                std::int64_t k, std::int64_t ldw, std::int64_t ldx, const float* fp8_scale_w,
-               const float* fp8_scale_x, const float* channel_alpha)
-    : handle_(handle), precision_(precision), channel_alpha_(channel_alpha) {
+               const float* fp8_scale_x, const float* output_scale)
+    : handle_(handle), precision_(precision), output_scale_(output_scale) {
   const LtTypes types = lt_types(precision);
   const std::string what = to_string(precision) + " GEMM " + shape_text(m, n, k);
   // The documented layout rules of the integer and fp8 tensor-core kernels, checked first so
@@ -56,11 +63,13 @@ LtGemm::LtGemm(cublasLtHandle_t handle, Precision precision, std::int64_t m, std
   if (integer && (k % 4 != 0 || n % 4 != 0 || ldw % 4 != 0 || ldx % 4 != 0))
     throw Unsupported("cuBLASLt int8 " + shape_text(m, n, k) +
                       ": needs k and n multiples of 4 (IMMA kernels, TN layout)");
-  if (precision == Precision::int8_chained && channel_alpha == nullptr)
-    throw ProfileError("creating the int8_chained " + what +
-                       ": needs the per-channel requantization scales (channel_alpha)");
-  if (precision == Precision::fp8_e4m3 &&
-      (k % 16 != 0 || n % 8 != 0 || ldw % 16 != 0 || ldx % 16 != 0))
+  const bool chained =
+      precision == Precision::int8_chained || precision == Precision::fp8_e4m3_chained;
+  if (chained && output_scale == nullptr)
+    throw ProfileError("creating the " + what +
+                       ": needs the output scales its epilogue applies (output_scale)");
+  const bool fp8 = precision == Precision::fp8_e4m3 || precision == Precision::fp8_e4m3_chained;
+  if (fp8 && (k % 16 != 0 || n % 8 != 0 || ldw % 16 != 0 || ldx % 16 != 0))
     throw Unsupported("cuBLASLt fp8 " + shape_text(m, n, k) +
                       ": needs k a multiple of 16 and n a multiple of 8 (16-byte aligned rows)");
   try {
@@ -79,7 +88,11 @@ LtGemm::LtGemm(cublasLtHandle_t handle, Precision precision, std::int64_t m, std
           cublasLtMatmulDescSetAttribute(op_, CUBLASLT_MATMUL_DESC_POINTER_MODE, &mode, sizeof(mode)),
           "setting the per-channel alpha vector");
     }
-    if (precision == Precision::fp8_e4m3) {
+    if (precision == Precision::fp8_e4m3_chained)
+      check_cublas(cublasLtMatmulDescSetAttribute(op_, CUBLASLT_MATMUL_DESC_D_SCALE_POINTER,
+                                                  &output_scale, sizeof(output_scale)),
+                   "setting the fp8 output scale");
+    if (fp8) {
       check_cublas(cublasLtMatmulDescSetAttribute(op_, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER,
                                                   &fp8_scale_w, sizeof(fp8_scale_w)),
                    "setting the fp8 weight scale");
@@ -95,7 +108,9 @@ LtGemm::LtGemm(cublasLtHandle_t handle, Precision precision, std::int64_t m, std
     }
     check_cublas(cublasLtMatrixLayoutCreate(&a_, types.ab, k, n, ldw), "creating layout A");
     check_cublas(cublasLtMatrixLayoutCreate(&b_, types.ab, k, m, ldx), "creating layout B");
-    check_cublas(cublasLtMatrixLayoutCreate(&c_, types.cd, n, m, n), "creating layout C");
+    check_cublas(cublasLtMatrixLayoutCreate(&d_, types.cd, n, m, n), "creating layout D");
+    if (types.c)
+      check_cublas(cublasLtMatrixLayoutCreate(&c_, *types.c, n, m, n), "creating layout C");
 
     cublasLtMatmulPreference_t preference = nullptr;
     check_cublas(cublasLtMatmulPreferenceCreate(&preference), "creating a matmul preference");
@@ -104,8 +119,8 @@ LtGemm::LtGemm(cublasLtHandle_t handle, Precision precision, std::int64_t m, std
                                          &workspace, sizeof(workspace));
     cublasLtMatmulHeuristicResult_t result{};
     int found = 0;
-    const cublasStatus_t status = cublasLtMatmulAlgoGetHeuristic(handle_, op_, a_, b_, c_, c_,
-                                                                 preference, 1, &result, &found);
+    const cublasStatus_t status = cublasLtMatmulAlgoGetHeuristic(
+        handle_, op_, a_, b_, c_ ? c_ : d_, d_, preference, 1, &result, &found);
     cublasLtMatmulPreferenceDestroy(preference);
     if (status != CUBLAS_STATUS_SUCCESS || found == 0)
       throw Unsupported("cuBLASLt has no algorithm for " + what + " (heuristic status " +
@@ -124,25 +139,29 @@ LtGemm::~LtGemm() {
 
 void LtGemm::release() {
   if (c_) cublasLtMatrixLayoutDestroy(c_);
+  if (d_) cublasLtMatrixLayoutDestroy(d_);
   if (b_) cublasLtMatrixLayoutDestroy(b_);
   if (a_) cublasLtMatrixLayoutDestroy(a_);
   if (op_) cublasLtMatmulDescDestroy(op_);
-  c_ = b_ = a_ = nullptr;
+  d_ = c_ = b_ = a_ = nullptr;
   op_ = nullptr;
 }
 
 void LtGemm::run(const void* w, const void* x, void* y, void* workspace,
-                 std::size_t workspace_bytes, cudaStream_t stream) const {
+                 std::size_t workspace_bytes, cudaStream_t stream, const void* c) const {
   const float one = 1.0f, zero = 0.0f;
   const std::int32_t one_i = 1, zero_i = 0;
   const bool integer_scales = precision_ == Precision::int8;
-  const void* alpha = precision_ == Precision::int8_chained ? static_cast<const void*>(channel_alpha_)
+  if (c_ && c == nullptr)
+    throw ProfileError("running the " + to_string(precision_) +
+                       " GEMM: an fp8 output needs a 16-bit C buffer (beta is 0: never read)");
+  const void* alpha = precision_ == Precision::int8_chained ? static_cast<const void*>(output_scale_)
                       : integer_scales                      ? static_cast<const void*>(&one_i)
                                                             : &one;
   const cublasStatus_t status =
       cublasLtMatmul(handle_, op_, alpha, w, a_, x, b_,
-                     integer_scales ? static_cast<const void*>(&zero_i) : &zero, y, c_, y, c_,
-                     &algo_, workspace, workspace_bytes, stream);
+                     integer_scales ? static_cast<const void*>(&zero_i) : &zero, c_ ? c : y,
+                     c_ ? c_ : d_, y, d_, &algo_, workspace, workspace_bytes, stream);
   // The heuristic can offer an algorithm that the call then refuses; that is a property of
   // the shape and precision, recorded as such, not a failure of the profiler.
   if (status == CUBLAS_STATUS_NOT_SUPPORTED)

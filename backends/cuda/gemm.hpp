@@ -17,21 +17,23 @@ class LtGemm {
  public:
   // precision: fp32 (true fp32, CUBLAS_COMPUTE_32F: no TF32), fp16/bf16 (fp32 accumulate),
   // int8 (s8 x s8 -> s32; the caller dequantises), int8_chained (s8 x s8 -> s8 codes:
-  // y[m][c] = sat(round(channel_alpha[c] * sum)), channel_alpha a device vector of n floats,
+  // y[m][c] = sat(round(output_scale[c] * sum)), output_scale a device vector of n floats,
   // s_x s_w[c] / s_y, read at every run), fp8_e4m3 (e4m3 x e4m3 -> fp16 with per-tensor
-  // scales from device pointers, fp32 accumulate). Throws Unsupported with the rule when
+  // scales from device pointers, fp32 accumulate), fp8_e4m3_chained (the same -> e4m3 codes
+  // times output_scale, one device float 1 / s_y). Throws Unsupported with the rule when
   // cuBLASLt has no algorithm for the shape.
   LtGemm(cublasLtHandle_t handle, Precision precision, std::int64_t m, std::int64_t n,
          std::int64_t k, std::int64_t ldw, std::int64_t ldx, const float* fp8_scale_w = nullptr,
-         const float* fp8_scale_x = nullptr, const float* channel_alpha = nullptr);
+         const float* fp8_scale_x = nullptr, const float* output_scale = nullptr);
   ~LtGemm();
   LtGemm(const LtGemm&) = delete;
   LtGemm& operator=(const LtGemm&) = delete;
 
-  // y is int32 for int8, int8 for int8_chained, fp16 for fp8 and w4a16-dequantised fp16,
-  // else the input type.
+  // y is int32 for int8, int8 for int8_chained, e4m3 for fp8_e4m3_chained, fp16 for fp8 and
+  // w4a16-dequantised fp16, else the input type. c: fp8_e4m3_chained's C, m x n fp16 that
+  // cuBLASLt requires beside an fp8 D and never reads (beta = 0); unused otherwise.
   void run(const void* w, const void* x, void* y, void* workspace, std::size_t workspace_bytes,
-           cudaStream_t stream) const;
+           cudaStream_t stream, const void* c = nullptr) const;
   const std::string& description() const { return description_; }
 
   static constexpr std::size_t kWorkspaceBytes = 32u << 20;
@@ -41,9 +43,10 @@ class LtGemm {
 
   cublasLtHandle_t handle_;
   Precision precision_;
-  const float* channel_alpha_ = nullptr;
+  const float* output_scale_ = nullptr;
   cublasLtMatmulDesc_t op_ = nullptr;
-  cublasLtMatrixLayout_t a_ = nullptr, b_ = nullptr, c_ = nullptr;
+  // c_ only where C's type differs from D's (d_).
+  cublasLtMatrixLayout_t a_ = nullptr, b_ = nullptr, c_ = nullptr, d_ = nullptr;
   cublasLtMatmulAlgo_t algo_{};
   std::string description_;
 };

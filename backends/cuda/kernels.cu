@@ -318,12 +318,11 @@ void depthwise_conv_nhwc(const void* in, ElementType type, const void* weights,
                          const float* channel_scales, float input_scale, const LayerShape& shape,
                          void* out, ElementType out_type, cudaStream_t stream) {
   const bool quantized = type == ElementType::s8 || type == ElementType::e4m3;
-  if (quantized ? !(out_type == ElementType::f16 || (type == ElementType::s8 && out_type == type))
-                : out_type != type)
+  if (quantized ? !(out_type == ElementType::f16 || out_type == type) : out_type != type)
     throw ProfileError("running a depthwise conv on " + to_string(type) + " into " +
                        to_string(out_type) +
-                       ": quantized inputs write fp16 (int8 also its own codes), float inputs "
-                       "their own type");
+                       ": quantized inputs write fp16 or their own codes, float inputs their own "
+                       "type");
   const std::int64_t oh = shape.out_h(), ow = shape.out_w();
   const unsigned grid = grid_for(shape.batch * oh * ow * shape.c);
   dispatch_type(type, [&](auto tag) {
@@ -339,9 +338,14 @@ void depthwise_conv_nhwc(const void* in, ElementType type, const void* weights,
             static_cast<const T*>(in), static_cast<const T*>(weights), channel_scales,
             input_scale, shape, oh, ow, static_cast<__half*>(out));
     } else if constexpr (std::is_same_v<T, __nv_fp8_e4m3>) {
-      depthwise_kernel<T, float, __half><<<grid, kThreads, 0, stream>>>(
-          static_cast<const T*>(in), static_cast<const T*>(weights), channel_scales, input_scale,
-          shape, oh, ow, static_cast<__half*>(out));
+      if (out_type == ElementType::e4m3)
+        depthwise_kernel<T, float, T><<<grid, kThreads, 0, stream>>>(
+            static_cast<const T*>(in), static_cast<const T*>(weights), channel_scales,
+            input_scale, shape, oh, ow, static_cast<T*>(out));
+      else
+        depthwise_kernel<T, float, __half><<<grid, kThreads, 0, stream>>>(
+            static_cast<const T*>(in), static_cast<const T*>(weights), channel_scales,
+            input_scale, shape, oh, ow, static_cast<__half*>(out));
     } else {
       depthwise_kernel<T, float, T>
           <<<grid, kThreads, 0, stream>>>(static_cast<const T*>(in), static_cast<const T*>(weights),

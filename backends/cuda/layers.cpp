@@ -48,7 +48,8 @@ class GemmLayerRun final : public LayerRun {
                const LayerRunOptions& options)
       : gpu_(gpu), precision_(precision), w4_path_(options.w4_path) {
     const bool quantized = precision == Precision::int8 || precision == Precision::int8_chained ||
-                           precision == Precision::fp8_e4m3;
+                           precision == Precision::fp8_e4m3 ||
+                           precision == Precision::fp8_e4m3_chained;
     const std::int64_t align = quantized ? 16 : 8;
     if (shape.op == LayerOp::gemm) {
       m_ = shape.m, n_ = shape.n, k_ = shape.k, ldx_ = shape.k;
@@ -90,19 +91,26 @@ class GemmLayerRun final : public LayerRun {
                     ", int4 dequantised in registers, group " + std::to_string(w4_.group) + ")";
       }
     } else {
-      if (precision == Precision::fp8_e4m3) {
-        // Weight scale at float 0, activation scale at float 4: each scalar 16-byte aligned.
-        fp8_scales_ = DeviceBuffer(8 * sizeof(float));
-        const float scales[8] = {0.02f, 0, 0, 0, kActivationScale, 0, 0, 0};
+      if (precision == Precision::fp8_e4m3 || precision == Precision::fp8_e4m3_chained) {
+        // Weight scale at float 0, activation scale at float 4, output scale (1 / s_y, for
+        // fp8_e4m3_chained) at float 8: each scalar 16-byte aligned.
+        fp8_scales_ = DeviceBuffer(12 * sizeof(float));
+        const float scales[12] = {0.02f, 0, 0, 0, kActivationScale, 0, 0, 0, 1 / kActivationScale};
         check_cuda(cudaMemcpy(fp8_scales_.get(), scales, sizeof(scales), cudaMemcpyHostToDevice),
                    "uploading fp8 scales");
       }
       // int8_chained: s_x s_w[c] / s_y per channel, read by the GEMM's epilogue.
       if (precision == Precision::int8_chained)
         channel_scales_ = random_buffer(gpu, ElementType::f32, n_, 0.01f);
+      const float* output_scale = precision == Precision::fp8_e4m3_chained
+                                      ? fp8_scales_.as<float>() + 8
+                                      : channel_scales_.as<float>();
       gemm_ = std::make_unique<LtGemm>(gpu.lt(), precision, m_, n_, k_, k_, ldx_,
                                        fp8_scales_.as<float>(), fp8_scales_.as<float>() + 4,
-                                       channel_scales_.as<float>());
+                                       output_scale);
+      // cuBLASLt's C beside an fp8 D: 16-bit, never read (beta = 0).
+      if (precision == Precision::fp8_e4m3_chained)
+        unread_c_ = DeviceBuffer(static_cast<std::size_t>(m_ * n_) * 2);
       gemm_text = gemm_->description();
     }
     implementation_ = (im2col_ ? "im2col kernel + " : "") + gemm_text;
@@ -110,6 +118,8 @@ class GemmLayerRun final : public LayerRun {
       implementation_ += " + int32->fp16 per-channel dequant kernel";
     if (precision == Precision::int8_chained)
       implementation_ += ", int8 out (per-channel requantization as the alpha vector)";
+    if (precision == Precision::fp8_e4m3_chained)
+      implementation_ += ", e4m3 out (D scale)";
 
     sets_ = sets_for(bytes_per_set_, options.rotate_bytes, options.max_sets);
     for (int s = 0; s < sets_; ++s) {
@@ -163,7 +173,7 @@ class GemmLayerRun final : public LayerRun {
         break;
       default:
         gemm_->run(weights_[s].get(), x, outputs_[s].get(), gpu_.workspace(),
-                   gpu_.workspace_bytes(), stream);
+                   gpu_.workspace_bytes(), stream, unread_c_.get());
     }
   }
 
@@ -177,7 +187,7 @@ class GemmLayerRun final : public LayerRun {
   W4Layout w4_;
   std::unique_ptr<LtGemm> gemm_;
   std::vector<DeviceBuffer> inputs_, weights_, outputs_, w4_scales_;
-  DeviceBuffer columns_, accumulators_, channel_scales_, fp8_scales_, dequantized_;
+  DeviceBuffer columns_, accumulators_, channel_scales_, fp8_scales_, dequantized_, unread_c_;
 };
 
 // Any convolution cuDNN plans (cudnn_conv.hpp): NHWC input, KRSC weights, NHWC output in

@@ -6,8 +6,9 @@ namespace bitplan::cuda {
 
 const std::vector<Precision>& all_precisions() {
   static const std::vector<Precision> all = {
-      Precision::fp32,         Precision::fp16,     Precision::bf16, Precision::int8,
-      Precision::int8_chained, Precision::fp8_e4m3, Precision::w4a16};
+      Precision::fp32,         Precision::fp16,     Precision::bf16,
+      Precision::int8,         Precision::int8_chained, Precision::fp8_e4m3,
+      Precision::fp8_e4m3_chained, Precision::w4a16};
   return all;
 }
 
@@ -25,6 +26,8 @@ std::string to_string(Precision p) {
       return "int8_chained";
     case Precision::fp8_e4m3:
       return "fp8_e4m3";
+    case Precision::fp8_e4m3_chained:
+      return "fp8_e4m3_chained";
     case Precision::w4a16:
       return "w4a16";
   }
@@ -40,7 +43,8 @@ std::optional<Precision> find_precision(const std::string& name) {
 Precision parse_precision(const std::string& name) {
   if (const auto p = find_precision(name)) return *p;
   throw ProfileError("reading precision: '" + name +
-                     "': must be one of fp32, fp16, bf16, int8, int8_chained, fp8_e4m3, w4a16");
+                     "': must be one of fp32, fp16, bf16, int8, int8_chained, fp8_e4m3, fp8_e4m3_chained, "
+                     "w4a16");
 }
 
 std::string to_string(ElementType t) {
@@ -85,6 +89,7 @@ ElementType input_type(Precision p) {
     case Precision::int8_chained:
       return ElementType::s8;
     case Precision::fp8_e4m3:
+    case Precision::fp8_e4m3_chained:
       return ElementType::e4m3;
     case Precision::w4a16:
       return ElementType::f16;
@@ -100,6 +105,8 @@ ElementType output_type(Precision p) {
       return ElementType::bf16;
     case Precision::int8_chained:
       return ElementType::s8;
+    case Precision::fp8_e4m3_chained:
+      return ElementType::e4m3;
     default:
       return ElementType::f16;
   }

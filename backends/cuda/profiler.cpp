@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <set>
 
@@ -48,7 +49,9 @@ void measure_ceilings(GpuContext& gpu, ProfileFile& profile,
   const std::int64_t size = 8192;
   const LayerShape square = parse_layer_key("gemm:m8192:n8192:k8192");
   for (Precision p : all_precisions()) {
-    if (p == Precision::w4a16 || p == Precision::int8_chained) continue;  // int8's rate
+    if (p == Precision::w4a16 || p == Precision::int8_chained ||
+        p == Precision::fp8_e4m3_chained)
+      continue;  // the chained GEMMs run at their unchained precision's rate
     const std::string name = "gemm_" + to_string(p) + (p == Precision::int8 ? "_tops" : "_tflops");
     if (profile.has_ceiling(name)) continue;
     try {
@@ -270,7 +273,7 @@ int run_profile(GpuContext& gpu, const ProfileOptions& options) {
   };
   for (Precision p : precisions_used) {
     const bool quantized_input = p == Precision::int8 || p == Precision::int8_chained ||
-                                 p == Precision::fp8_e4m3;
+                                 p == Precision::fp8_e4m3 || p == Precision::fp8_e4m3_chained;
     if (quantized_input) add_type(quantized, input_type(p));
     if (output_type(p) != input_type(p) || !quantized_input) add_type(floats, output_type(p));
   }
@@ -325,16 +328,21 @@ void run_chains(GpuContext& gpu, const ChainOptions& options) {
         const std::string key = layers[i].at("key").get<std::string>();
         const Precision planned = parse_precision(layers[i].at("precision").get<std::string>());
         const LayerShape shape = parse_layer_key(key);
-        // An int8 layer before another int8 layer writes the reader's codes itself
-        // (int8_chained) where a kernel does that for its shape, as a deployment would.
-        const bool int8_reader =
+        // An int8 (fp8) layer before another int8 (fp8) layer writes the reader's codes
+        // itself (int8_chained, fp8_e4m3_chained) where a kernel does that for its shape, as a
+        // deployment would.
+        const bool same_reader =
             i + 1 < layers.size() &&
-            parse_precision(layers[i + 1].at("precision").get<std::string>()) == Precision::int8;
+            parse_precision(layers[i + 1].at("precision").get<std::string>()) == planned;
         Precision p = planned;
-        if (planned == Precision::int8 && int8_reader) {
+        const std::optional<Precision> chained_precision =
+            planned == Precision::int8       ? std::optional(Precision::int8_chained)
+            : planned == Precision::fp8_e4m3 ? std::optional(Precision::fp8_e4m3_chained)
+                                             : std::nullopt;
+        if (chained_precision && same_reader) {
           try {
-            make_layer_run(gpu, shape, Precision::int8_chained, LayerRunOptions{});
-            p = Precision::int8_chained;
+            make_layer_run(gpu, shape, *chained_precision, LayerRunOptions{});
+            p = *chained_precision;
             ++chained;
           } catch (const Unsupported&) {
           }
@@ -390,7 +398,7 @@ void run_chains(GpuContext& gpu, const ChainOptions& options) {
         options.log("chain " + result["name"].get<std::string>() + ": " + number(t.median_us, 1) +
                     " us (" + std::to_string(layers.size()) + " layers, " +
                     std::to_string(conversions) + " conversions, " + std::to_string(chained) +
-                    " int8 layers writing their reader's codes)");
+                    " int8/fp8 layers writing their reader's codes)");
     } catch (const Unsupported& e) {
       result["unsupported"] = e.what();
       if (options.log) options.log("chain unsupported: " + std::string(e.what()));

@@ -116,7 +116,9 @@ TEST_CASE("cuBLASLt GEMMs match a CPU reference in every precision") {
     for (const GemmCase& c : {GemmCase{Precision::fp32, ElementType::f32, 1e-5},
                               GemmCase{Precision::fp16, ElementType::f16, 2e-3},
                               GemmCase{Precision::bf16, ElementType::bf16, 1e-2},
-                              GemmCase{Precision::fp8_e4m3, ElementType::e4m3, 1e-2}}) {
+                              GemmCase{Precision::fp8_e4m3, ElementType::e4m3, 1e-2},
+                              // e4m3 out: 3 mantissa bits, rounding error up to 2^-4 each.
+                              GemmCase{Precision::fp8_e4m3_chained, ElementType::e4m3, 4e-2}}) {
       CAPTURE(to_string(c.precision));
       CAPTURE(m);
       std::vector<float> xr, wr;
@@ -125,13 +127,18 @@ TEST_CASE("cuBLASLt GEMMs match a CPU reference in every precision") {
       const ElementType out_type = output_type(c.precision);
       DeviceBuffer y(m * n * element_bytes(out_type));
       poison(y);
-      DeviceBuffer scales(8 * sizeof(float));
-      const float fp8_scales[8] = {0.5f, 0, 0, 0, 0.25f, 0, 0, 0};
+      // Weight and input scales, and the chained output's scale (1 / s_y = 0.5).
+      DeviceBuffer scales(12 * sizeof(float)), unread_c(m * n * 2);
+      const float fp8_scales[12] = {0.5f, 0, 0, 0, 0.25f, 0, 0, 0, 0.5f};
       check_cuda(cudaMemcpy(scales.get(), fp8_scales, sizeof(fp8_scales), cudaMemcpyHostToDevice),
                  "uploading scales");
-      LtGemm gemm(gpu.lt(), c.precision, m, n, k, k, k, scales.as<float>(), scales.as<float>() + 4);
-      gemm.run(w.get(), x.get(), y.get(), gpu.workspace(), gpu.workspace_bytes(), gpu.stream());
-      const double scale = c.precision == Precision::fp8_e4m3 ? 0.125 : 1.0;
+      LtGemm gemm(gpu.lt(), c.precision, m, n, k, k, k, scales.as<float>(), scales.as<float>() + 4,
+                  scales.as<float>() + 8);
+      gemm.run(w.get(), x.get(), y.get(), gpu.workspace(), gpu.workspace_bytes(), gpu.stream(),
+               unread_c.get());
+      const double scale = c.precision == Precision::fp8_e4m3           ? 0.125
+                           : c.precision == Precision::fp8_e4m3_chained ? 0.0625
+                                                                        : 1.0;
       const double error = relative_error(download_as_f32(gpu, y.get(), out_type, m * n),
                                           reference_gemm(xr, wr, m, n, k, scale));
       CAPTURE(error);
@@ -390,6 +397,24 @@ TEST_CASE("depthwise conv kernel writes int8 codes for an int8 reader") {
   CHECK_THROWS_AS(depthwise_conv_nhwc(x.get(), ElementType::s8, w.get(), scales.as<float>(), 1.0f,
                                       s, y.get(), ElementType::f32, gpu.stream()),
                   ProfileError);
+
+  SUBCASE("and e4m3 codes for an fp8 reader") {
+    std::vector<float> xf, wf;
+    DeviceBuffer x8 =
+        upload_as(gpu, random_floats(s.input_elements(), -4, 4), ElementType::e4m3, xf);
+    DeviceBuffer w8 = upload_as(gpu, random_floats(s.c * 9, -1, 1), ElementType::e4m3, wf);
+    const std::vector<float> ones(s.c, 1.0f);
+    check_cuda(cudaMemcpy(scales.get(), ones.data(), s.c * 4, cudaMemcpyHostToDevice), "up");
+    DeviceBuffer y8(s.output_elements());
+    depthwise_conv_nhwc(x8.get(), ElementType::e4m3, w8.get(), scales.as<float>(), 0.5f, s,
+                        y8.get(), ElementType::e4m3, gpu.stream());
+    std::vector<double> ref = reference_conv(xf, wf, s);
+    for (double& v : ref) v *= 0.5;
+    const double error =
+        relative_error(download_as_f32(gpu, y8.get(), ElementType::e4m3, s.output_elements()), ref);
+    CAPTURE(error);
+    CHECK(error < 4e-2);  // e4m3 out: 3 mantissa bits
+  }
 }
 
 TEST_CASE("conversions round to nearest and saturate") {
@@ -568,7 +593,8 @@ TEST_CASE("every layer kind runs through make_layer_run and the timer") {
           // Only the documented refusals: gemm k=200 is no multiple of 16 for fp8, and there
           // is no w4a16 depthwise kernel.
           const bool expected =
-              (std::string(key) == "gemm:m3:n72:k200" && p == Precision::fp8_e4m3) ||
+              (std::string(key) == "gemm:m3:n72:k200" &&
+               (p == Precision::fp8_e4m3 || p == Precision::fp8_e4m3_chained)) ||
               (shape.depthwise() && p == Precision::w4a16);
           CHECK_MESSAGE(expected, e.what());
         }
@@ -616,14 +642,17 @@ TEST_CASE("a chain's int8 layers before int8 layers write their reader's codes")
   const std::string plans = (folder / "plans.json").string(), out = (folder / "c.json").string();
   // int8 -> int8 -> int8 -> fp16: the first two write codes (no conversion before layers 2
   // and 3), the third writes fp16 for the fp16 layer (no conversion either); then fp16 ->
-  // int8 after an fp16 layer is one conversion.
+  // int8 after an fp16 layer is one conversion, int8 -> fp8 another (from the int8 layer's
+  // fp16), and the first fp8 layer writes the second's e4m3 codes.
   std::ofstream(plans) << R"({"plans": [
     {"name": "int8_run", "layers": [
       {"key": "gemm:m4:n64:k128", "precision": "int8"},
       {"key": "gemm:m4:n64:k64", "precision": "int8"},
       {"key": "conv:n1:c64:h8:w8:k64:r3:s3:st1x1:p1x1x1x1:d1x1:g64", "precision": "int8"},
       {"key": "gemm:m64:n32:k64", "precision": "fp16"},
-      {"key": "gemm:m64:n32:k32", "precision": "int8"}]}]})";
+      {"key": "gemm:m64:n32:k32", "precision": "int8"},
+      {"key": "gemm:m64:n32:k32", "precision": "fp8_e4m3"},
+      {"key": "gemm:m64:n32:k32", "precision": "fp8_e4m3"}]}]})";
   ChainOptions options;
   options.plans = plans;
   options.out = out;
@@ -635,8 +664,8 @@ TEST_CASE("a chain's int8 layers before int8 layers write their reader's codes")
   const nlohmann::json& r = results["results"][0];
   CAPTURE(r.dump());
   REQUIRE(!r.contains("unsupported"));
-  CHECK(r["chained"] == 2);
-  CHECK(r["conversions"] == 1);
+  CHECK(r["chained"] == 3);
+  CHECK(r["conversions"] == 2);
   CHECK(r["median_us"].get<double>() > 0);
   std::filesystem::remove_all(folder);
 }
