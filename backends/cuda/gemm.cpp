@@ -63,6 +63,9 @@ LtGemm::LtGemm(cublasLtHandle_t handle, Precision precision, std::int64_t m, std
   if (integer && (k % 4 != 0 || n % 4 != 0 || ldw % 4 != 0 || ldx % 4 != 0))
     throw Unsupported("cuBLASLt int8 " + shape_text(m, n, k) +
                       ": needs k and n multiples of 4 (IMMA kernels, TN layout)");
+  if (precision == Precision::fp8_e4m3_chained && n % 16 != 0)
+    throw Unsupported("cuBLASLt fp8 with an e4m3 output " + shape_text(m, n, k) +
+                      ": needs n a multiple of 16 (16-byte aligned output rows)");
   const bool chained =
       precision == Precision::int8_chained || precision == Precision::fp8_e4m3_chained;
   if (chained && output_scale == nullptr)
@@ -83,7 +86,9 @@ LtGemm::LtGemm(cublasLtHandle_t handle, Precision precision, std::int64_t m, std
         cublasLtMatmulDescSetAttribute(op_, CUBLASLT_MATMUL_DESC_TRANSB, &keep, sizeof(keep)),
         "setting TRANSB");
     if (precision == Precision::int8_chained) {
-      const cublasLtPointerMode_t mode = CUBLASLT_POINTER_MODE_ALPHA_DEVICE_VECTOR_BETA_ZERO;
+      // (..._BETA_ZERO has no int8-out algorithm on an H100 with cuBLASLt 13; beta = 0 from
+      // the host does.)
+      const cublasLtPointerMode_t mode = CUBLASLT_POINTER_MODE_ALPHA_DEVICE_VECTOR_BETA_HOST;
       check_cublas(
           cublasLtMatmulDescSetAttribute(op_, CUBLASLT_MATMUL_DESC_POINTER_MODE, &mode, sizeof(mode)),
           "setting the per-channel alpha vector");
