@@ -24,6 +24,36 @@ void show(const Progress& progress, const std::string& text) {
   if (progress.status) progress.status(text);
 }
 
+// A plan's key ("layer=option;layer=option;...") as a progress line can hold it: short keys
+// as they are, long ones (an LLM's 211 layers) as how many layers take each option, most
+// first, e.g. "of 211 layers: 120 W3g32z:gptq, 80 W8, 11 W4g32z:gptq"; the full plans are in
+// the results folder.
+std::string plan_in_a_line(const std::string& key) {
+  constexpr std::size_t kLongest = 100;
+  if (key.size() <= kLongest) return key;
+  std::vector<std::pair<std::string, int>> counts;
+  int layers = 0;
+  for (std::size_t begin = 0; begin <= key.size();) {
+    const std::size_t end = std::min(key.find(';', begin), key.size());
+    const std::string_view entry(key.data() + begin, end - begin);
+    if (const std::size_t eq = entry.rfind('='); eq != std::string_view::npos) {
+      const std::string option(entry.substr(eq + 1));
+      auto it = std::find_if(counts.begin(), counts.end(),
+                             [&](const auto& c) { return c.first == option; });
+      if (it == counts.end()) counts.emplace_back(option, 1);
+      else ++it->second;
+      ++layers;
+    }
+    begin = end + 1;
+  }
+  std::stable_sort(counts.begin(), counts.end(),
+                   [](const auto& a, const auto& b) { return a.second > b.second; });
+  std::string text = fmt::format("of {} layers:", layers);
+  for (std::size_t i = 0; i < counts.size(); ++i)
+    text += fmt::format("{} {} {}", i ? "," : "", counts[i].second, counts[i].first);
+  return text;
+}
+
 // Why `spec` cannot be simulated on `layer` at all (group size not dividing the reduction
 // axis), or "".
 std::string simulation_refusal(const LayerQuant& spec, const QuantizableLayer& layer,
@@ -639,7 +669,7 @@ void reevaluate_final(SearchResult& result, const FinalSelection& selection,
   std::vector<std::string> rival_names;
   std::vector<ObjectivePoint> rivals;
   for (const std::size_t i : result.front) {
-    rival_names.push_back(fmt::format("front plan {}", result.evaluations[i].key));
+    rival_names.push_back(fmt::format("front plan {}", plan_in_a_line(result.evaluations[i].key)));
     rivals.push_back(scorer.objective_values(*result.evaluations[i].final_metrics));
   }
   const std::vector<ObjectivePoint> front_points = rivals;
@@ -659,7 +689,7 @@ void reevaluate_final(SearchResult& result, const FinalSelection& selection,
     result.dropped_from_front.push_back({e.key, rival_names[*beaten_by[k]]});
     say(progress, fmt::format("final: plan {} leaves the front: on the final selection {} "
                               "is better on every objective",
-                              e.key, rival_names[*beaten_by[k]]));
+                              plan_in_a_line(e.key), rival_names[*beaten_by[k]]));
   }
   result.front = std::move(kept);
   result.seconds_final = since(start);

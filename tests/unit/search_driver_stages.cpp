@@ -1,6 +1,7 @@
 // The search driver's stages (search/driver_stages.hpp) one at a time, on the fixture MLP
 // (three Gemm layers) with a scripted Evaluator in place of the quantized executor.
 #include <doctest/doctest.h>
+#include <fmt/format.h>
 
 #include <algorithm>
 #include <atomic>
@@ -413,7 +414,11 @@ TEST_CASE("the final re-evaluation: final numbers, measured latency, beaten plan
     result.front.push_back(result.evaluations.size());
     result.evaluations.push_back(e);
   };
-  add("a", 0.90, 100);
+  // "a" is an LLM-sized key: its progress line counts the options instead of listing 60 layers.
+  std::string a;
+  for (int i = 0; i < 60; ++i)
+    a += fmt::format("{}/model/layers.{}/MatMul={}", i ? ";" : "", i, i % 3 ? "W8" : "W4g32z:gptq");
+  add(a, 0.90, 100);
   add("b", 0.89, 90);
   Baseline w8;
   w8.name = "W8A8";
@@ -423,7 +428,7 @@ TEST_CASE("the final re-evaluation: final numbers, measured latency, beaten plan
 
   // On the final selection the baseline turns out better than "a" on every objective.
   ScriptedEvaluator final_selection;
-  final_selection.top1 = {{"a", 0.91}, {"b", 0.88}, {"uniform:W8A8", 0.95}};
+  final_selection.top1 = {{a, 0.91}, {"b", 0.88}, {"uniform:W8A8", 0.95}};
   FinalSelection selection{&final_selection, 1000, [](const QuantPlan&) {
                              return Spread{0.5, 0.01};
                            }};
@@ -432,10 +437,10 @@ TEST_CASE("the final re-evaluation: final numbers, measured latency, beaten plan
   const std::atomic<bool> stop{false};
   reevaluate_final(result, selection, scorer, progress, stop);
 
-  CHECK(final_selection.asked == std::vector<std::string>{"a", "b", "uniform:W8A8"});
+  CHECK(final_selection.asked == std::vector<std::string>{a, "b", "uniform:W8A8"});
   CHECK(result.front == std::vector<std::size_t>{1});
   REQUIRE(result.dropped_from_front.size() == 1);
-  CHECK(result.dropped_from_front[0] == std::pair<std::string, std::string>{"a", "uniform W8A8"});
+  CHECK(result.dropped_from_front[0] == std::pair<std::string, std::string>{a, "uniform W8A8"});
   const EvaluatedPlan& b = result.evaluations[1];
   REQUIRE(b.final_metrics.has_value());
   CHECK(b.final_metrics->top1 == 0.88);
@@ -444,7 +449,9 @@ TEST_CASE("the final re-evaluation: final numbers, measured latency, beaten plan
   CHECK(result.baselines[0].final_metrics->top1 == 0.95);
   REQUIRE(lines.size() == 2);
   CHECK(lines[0].find("final: 2 front plans and 1 baselines on 1000 samples in ") == 0);
-  CHECK(lines[1].find("final: plan a leaves the front") == 0);
+  CHECK(lines[1] ==
+        "final: plan of 60 layers: 40 W8, 20 W4g32z:gptq leaves the front: on the final "
+        "selection uniform W8A8 is better on every objective");
   CHECK_FALSE(result.interrupted);
 }
 
