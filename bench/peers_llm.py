@@ -257,8 +257,8 @@ def main():
     bitplan_rows = []
     if "bitplan" in only:
         exe = REPO / args.bitplan
-        for plan in ["W8", "W4g32", "W4g64", "W4g32:gptq", "W4g64:gptq", "W4g32:awq",
-                     "W4g64:awq"]:
+        for plan in ["W8", "W4g32", "W4g64", "W4g32z", "W4g32:gptq", "W4g64:gptq",
+                     "W4g32z:gptq", "W4g32:awq", "W4g64:awq"]:
             row = {"peer": "bitplan", "method": plan, "plan": plan, "perplexity": None,
                    "kl": None, "quant_seconds": None, "note": ""}
             if not exe.is_file():
