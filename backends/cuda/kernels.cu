@@ -327,29 +327,23 @@ void depthwise_conv_nhwc(const void* in, ElementType type, const void* weights,
   const unsigned grid = grid_for(shape.batch * oh * ow * shape.c);
   dispatch_type(type, [&](auto tag) {
     using T = decltype(tag);
-    if constexpr (std::is_same_v<T, std::int8_t>) {
-      // Codes for an int8 reader: channel_scales are then s_w[c] / s_y (requantization).
-      if (out_type == ElementType::s8)
-        depthwise_kernel<T, int, T><<<grid, kThreads, 0, stream>>>(
-            static_cast<const T*>(in), static_cast<const T*>(weights), channel_scales,
-            input_scale, shape, oh, ow, static_cast<T*>(out));
+    const auto launch = [&](auto accumulator, auto output, const float* scales, float scale) {
+      using Acc = decltype(accumulator);
+      using Out = decltype(output);
+      depthwise_kernel<T, Acc, Out><<<grid, kThreads, 0, stream>>>(
+          static_cast<const T*>(in), static_cast<const T*>(weights), scales, scale, shape, oh, ow,
+          static_cast<Out*>(out));
+    };
+    if constexpr (std::is_same_v<T, std::int8_t> || std::is_same_v<T, __nv_fp8_e4m3>) {
+      // int8 sums exactly in int32, e4m3 in fp32. Codes for a reader of the same type: the
+      // channel scales are then s_w[c] / s_y (requantization).
+      using Acc = std::conditional_t<std::is_same_v<T, std::int8_t>, int, float>;
+      if (out_type == type)
+        launch(Acc{}, T{}, channel_scales, input_scale);
       else
-        depthwise_kernel<T, int, __half><<<grid, kThreads, 0, stream>>>(
-            static_cast<const T*>(in), static_cast<const T*>(weights), channel_scales,
-            input_scale, shape, oh, ow, static_cast<__half*>(out));
-    } else if constexpr (std::is_same_v<T, __nv_fp8_e4m3>) {
-      if (out_type == ElementType::e4m3)
-        depthwise_kernel<T, float, T><<<grid, kThreads, 0, stream>>>(
-            static_cast<const T*>(in), static_cast<const T*>(weights), channel_scales,
-            input_scale, shape, oh, ow, static_cast<T*>(out));
-      else
-        depthwise_kernel<T, float, __half><<<grid, kThreads, 0, stream>>>(
-            static_cast<const T*>(in), static_cast<const T*>(weights), channel_scales,
-            input_scale, shape, oh, ow, static_cast<__half*>(out));
+        launch(Acc{}, __half{}, channel_scales, input_scale);
     } else {
-      depthwise_kernel<T, float, T>
-          <<<grid, kThreads, 0, stream>>>(static_cast<const T*>(in), static_cast<const T*>(weights),
-                                          nullptr, 1.0f, shape, oh, ow, static_cast<T*>(out));
+      launch(float{}, T{}, nullptr, 1.0f);
     }
   });
   check_launch("launching depthwise_conv");
