@@ -153,34 +153,6 @@ TEST_CASE("cuBLASLt GEMMs match a CPU reference in every precision") {
   }
 }
 
-TEST_CASE("int8 GEMM with per-channel dequantisation matches a CPU reference") {
-  if (!gpu_available()) return;
-  GpuContext gpu;
-  const std::int64_t m = 45, n = 64, k = 128;
-  std::vector<float> xr, wr;
-  DeviceBuffer x = upload_as(gpu, random_floats(m * k, -127, 127, true), ElementType::s8, xr);
-  DeviceBuffer w = upload_as(gpu, random_floats(n * k, -127, 127, true), ElementType::s8, wr);
-  const std::vector<float> channel = random_floats(n, 0.001f, 0.01f);
-  DeviceBuffer scales(n * sizeof(float)), acc(m * n * 4), y(m * n * 2);
-  check_cuda(cudaMemcpy(scales.get(), channel.data(), n * 4, cudaMemcpyHostToDevice), "upload");
-  poison(y);
-  LtGemm gemm(gpu.lt(), Precision::int8, m, n, k, k, k);
-  gemm.run(w.get(), x.get(), acc.get(), gpu.workspace(), gpu.workspace_bytes(), gpu.stream());
-  const float input_scale = 0.02f;
-  dequantize_s32(acc.as<std::int32_t>(), input_scale, scales.as<float>(), m, n, y.get(),
-                 gpu.stream());
-  std::vector<double> ref = reference_gemm(xr, wr, m, n, k);
-  for (std::int64_t i = 0; i < m * n; ++i) ref[i] *= double(input_scale) * channel[i % n];
-  const double error = relative_error(download_as_f32(gpu, y.get(), ElementType::f16, m * n), ref);
-  CAPTURE(error);
-  CHECK(error < 1e-3);  // exact integer products; only the fp16 output rounds
-
-  SUBCASE("shapes that break the IMMA rules are refused with the rule") {
-    CHECK_THROWS_AS(LtGemm(gpu.lt(), Precision::int8, 8, 10, 64, 64, 64), Unsupported);
-    CHECK_THROWS_AS(LtGemm(gpu.lt(), Precision::fp8_e4m3, 8, 64, 40, 40, 40), Unsupported);
-  }
-}
-
 // What an int8_chained layer writes: the reader's codes, round-to-nearest and saturated, of the
 // exact integer sums times the per-channel factor. The GPU multiplies in fp32, so a sum whose
 // product lies within float rounding of a .5 may round the other way: at most one code off.
@@ -201,24 +173,47 @@ void check_requantized(const std::vector<float>& codes, const std::vector<double
   CHECK(saturated * 4 < static_cast<std::int64_t>(sums.size()));
 }
 
-TEST_CASE("int8_chained GEMM writes the reader's codes: per-channel requantization in the epilogue") {
+TEST_CASE("int8 GEMM with per-channel dequantisation, or requantization, matches a CPU reference") {
   if (!gpu_available()) return;
   GpuContext gpu;
   const std::int64_t m = 45, n = 64, k = 128;
   std::vector<float> xr, wr;
   DeviceBuffer x = upload_as(gpu, random_floats(m * k, -127, 127, true), ElementType::s8, xr);
   DeviceBuffer w = upload_as(gpu, random_floats(n * k, -127, 127, true), ElementType::s8, wr);
-  // s_x s_w[c] / s_y: sums of 128 products of up to 127 x 127 spread about +-1e5.
-  const std::vector<float> alpha = random_floats(n, 1e-4f, 1e-3f);
-  DeviceBuffer alpha_d(n * sizeof(float)), y(m * n);
-  check_cuda(cudaMemcpy(alpha_d.get(), alpha.data(), n * 4, cudaMemcpyHostToDevice), "upload");
+  const std::vector<float> channel = random_floats(n, 0.001f, 0.01f);
+  DeviceBuffer scales(n * sizeof(float)), acc(m * n * 4), y(m * n * 2);
+  check_cuda(cudaMemcpy(scales.get(), channel.data(), n * 4, cudaMemcpyHostToDevice), "upload");
   poison(y);
-  LtGemm gemm(gpu.lt(), Precision::int8_chained, m, n, k, k, k, nullptr, nullptr,
-              alpha_d.as<float>());
-  gemm.run(w.get(), x.get(), y.get(), gpu.workspace(), gpu.workspace_bytes(), gpu.stream());
-  check_requantized(download_as_f32(gpu, y.get(), ElementType::s8, m * n),
-                    reference_gemm(xr, wr, m, n, k), alpha, n);
-  CHECK_THROWS_AS(LtGemm(gpu.lt(), Precision::int8_chained, 8, 64, 64, 64, 64), ProfileError);
+  LtGemm gemm(gpu.lt(), Precision::int8, m, n, k, k, k);
+  gemm.run(w.get(), x.get(), acc.get(), gpu.workspace(), gpu.workspace_bytes(), gpu.stream());
+  const float input_scale = 0.02f;
+  dequantize_s32(acc.as<std::int32_t>(), input_scale, scales.as<float>(), m, n, y.get(),
+                 gpu.stream());
+  const std::vector<double> sums = reference_gemm(xr, wr, m, n, k);
+  std::vector<double> ref = sums;
+  for (std::int64_t i = 0; i < m * n; ++i) ref[i] *= double(input_scale) * channel[i % n];
+  const double error = relative_error(download_as_f32(gpu, y.get(), ElementType::f16, m * n), ref);
+  CAPTURE(error);
+  CHECK(error < 1e-3);  // exact integer products; only the fp16 output rounds
+
+  SUBCASE("int8_chained writes the reader's codes: per-channel requantization in the epilogue") {
+    // s_x s_w[c] / s_y: sums of 128 products of up to 127 x 127 spread about +-1e5.
+    const std::vector<float> alpha = random_floats(n, 1e-4f, 1e-3f);
+    DeviceBuffer alpha_d(n * sizeof(float)), codes(m * n);
+    check_cuda(cudaMemcpy(alpha_d.get(), alpha.data(), n * 4, cudaMemcpyHostToDevice), "upload");
+    poison(codes);
+    LtGemm chained(gpu.lt(), Precision::int8_chained, m, n, k, k, k, nullptr, nullptr,
+                   alpha_d.as<float>());
+    chained.run(w.get(), x.get(), codes.get(), gpu.workspace(), gpu.workspace_bytes(),
+                gpu.stream());
+    check_requantized(download_as_f32(gpu, codes.get(), ElementType::s8, m * n), sums, alpha, n);
+    CHECK_THROWS_AS(LtGemm(gpu.lt(), Precision::int8_chained, 8, 64, 64, 64, 64), ProfileError);
+  }
+
+  SUBCASE("shapes that break the IMMA rules are refused with the rule") {
+    CHECK_THROWS_AS(LtGemm(gpu.lt(), Precision::int8, 8, 10, 64, 64, 64), Unsupported);
+    CHECK_THROWS_AS(LtGemm(gpu.lt(), Precision::fp8_e4m3, 8, 64, 40, 40, 40), Unsupported);
+  }
 }
 
 TEST_CASE("W4A16 kernel matches fp32 GEMM on dequantised weights, for any m and k") {
