@@ -106,14 +106,16 @@ class LatencyModel final : public CostModel {
     if (from.empty() || to.empty()) return 0;
     const auto [written, read] = activations_between(from, to);
     const double conversion = written == read ? 0.0 : conversion_cost(layer, written, read);
-    if (profile_.backend == "cuda" && from == to && (from == "int8" || from == "fp8_e4m3")) {
+    const auto precision = cuda::find_precision(from);
+    const auto chained_as = precision ? cuda::chained_precision(*precision) : std::nullopt;
+    if (profile_.backend == "cuda" && from == to && chained_as) {
       // Between two int8 (fp8) layers the first can write the second's codes itself (its
       // int8_chained / fp8_e4m3_chained entry: the (re)quantization in the GEMM's epilogue),
       // which replaces its fp16 output and the conversion after it; a deployment takes
       // whichever is faster.
       const std::string& key = context_.workloads[layer - 1].key;
       const ProfileEntry* alone = profile_.find(key, from);
-      const ProfileEntry* chained = profile_.find(key, from + "_chained");
+      const ProfileEntry* chained = profile_.find(key, cuda::to_string(*chained_as));
       if (alone && chained && alone->unsupported.empty() && chained->unsupported.empty())
         return std::min(conversion, (chained->median_us - alone->median_us) / 1e3);
     }

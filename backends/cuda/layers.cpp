@@ -47,10 +47,7 @@ class GemmLayerRun final : public LayerRun {
   GemmLayerRun(const GpuContext& gpu, const LayerShape& shape, Precision precision,
                const LayerRunOptions& options)
       : gpu_(gpu), precision_(precision), w4_path_(options.w4_path) {
-    const bool quantized = precision == Precision::int8 || precision == Precision::int8_chained ||
-                           precision == Precision::fp8_e4m3 ||
-                           precision == Precision::fp8_e4m3_chained;
-    const std::int64_t align = quantized ? 16 : 8;
+    const std::int64_t align = reads_codes(precision) ? 16 : 8;
     if (shape.op == LayerOp::gemm) {
       m_ = shape.m, n_ = shape.n, k_ = shape.k, ldx_ = shape.k;
       input_elements_ = shape.m * shape.k;
@@ -244,19 +241,17 @@ class DepthwiseRun final : public LayerRun {
  public:
   DepthwiseRun(const GpuContext& gpu, const LayerShape& shape, Precision precision,
                const LayerRunOptions& options)
-      : gpu_(gpu), shape_(shape), type_(input_type(precision)) {
-    const ElementType out_type = output_type(precision);
+      : gpu_(gpu), shape_(shape), type_(input_type(precision)), out_type_(output_type(precision)) {
     const std::int64_t weights = shape.c * shape.r * shape.s;
     bytes_per_set_ = (shape.input_elements() + weights) * std::int64_t(element_bytes(type_)) +
-                     shape.output_elements() * std::int64_t(element_bytes(out_type));
+                     shape.output_elements() * std::int64_t(element_bytes(out_type_));
     sets_ = sets_for(bytes_per_set_, options.rotate_bytes, options.max_sets);
     for (int s = 0; s < sets_; ++s) {
       inputs_.push_back(random_buffer(gpu, type_, shape.input_elements(), 1.0f));
       weights_.push_back(random_buffer(gpu, type_, weights, 0.2f));
       outputs_.push_back(DeviceBuffer(static_cast<std::size_t>(shape.output_elements()) *
-                                      element_bytes(out_type)));
+                                      element_bytes(out_type_)));
     }
-    out_type_ = out_type;
     if (type_ == ElementType::s8 || type_ == ElementType::e4m3)
       channel_scales_ = random_buffer(gpu, ElementType::f32, shape.c, 0.01f);
     implementation_ = "bitplan direct depthwise kernel (NHWC, " +
@@ -273,7 +268,7 @@ class DepthwiseRun final : public LayerRun {
  private:
   const GpuContext& gpu_;
   LayerShape shape_;
-  ElementType type_, out_type_ = ElementType::f16;
+  ElementType type_, out_type_;
   std::vector<DeviceBuffer> inputs_, weights_, outputs_;
   DeviceBuffer channel_scales_;
 };

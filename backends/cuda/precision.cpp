@@ -112,6 +112,17 @@ ElementType output_type(Precision p) {
   }
 }
 
+bool reads_codes(Precision p) {
+  const ElementType t = input_type(p);
+  return t == ElementType::s8 || t == ElementType::e4m3;
+}
+
+std::optional<Precision> chained_precision(Precision p) {
+  if (p == Precision::int8) return Precision::int8_chained;
+  if (p == Precision::fp8_e4m3) return Precision::fp8_e4m3_chained;
+  return std::nullopt;
+}
+
 std::string precision_name(ElementType t) {
   switch (t) {
     case ElementType::f32:

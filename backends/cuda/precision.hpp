@@ -34,6 +34,11 @@ std::size_t element_bytes(ElementType t);
 // their codes; w4a16 reads and writes fp16.
 ElementType input_type(Precision p);
 ElementType output_type(Precision p);
+// Whether p reads quantized codes (int8 or e4m3) rather than a float type.
+bool reads_codes(Precision p);
+// The precision of the same layer when its reader takes its codes (int8 -> int8_chained,
+// fp8_e4m3 -> fp8_e4m3_chained), or nullopt.
+std::optional<Precision> chained_precision(Precision p);
 
 // The profile names conversions by precision ("fp16" -> "int8"); each element type has
 // one such name.

@@ -272,10 +272,8 @@ int run_profile(GpuContext& gpu, const ProfileOptions& options) {
     if (std::find(list.begin(), list.end(), t) == list.end()) list.push_back(t);
   };
   for (Precision p : precisions_used) {
-    const bool quantized_input = p == Precision::int8 || p == Precision::int8_chained ||
-                                 p == Precision::fp8_e4m3 || p == Precision::fp8_e4m3_chained;
-    if (quantized_input) add_type(quantized, input_type(p));
-    if (output_type(p) != input_type(p) || !quantized_input) add_type(floats, output_type(p));
+    if (reads_codes(p)) add_type(quantized, input_type(p));
+    if (output_type(p) != input_type(p) || !reads_codes(p)) add_type(floats, output_type(p));
   }
   std::vector<std::pair<ElementType, ElementType>> pairs;
   for (ElementType f : floats) {
@@ -335,14 +333,11 @@ void run_chains(GpuContext& gpu, const ChainOptions& options) {
             i + 1 < layers.size() &&
             parse_precision(layers[i + 1].at("precision").get<std::string>()) == planned;
         Precision p = planned;
-        const std::optional<Precision> chained_precision =
-            planned == Precision::int8       ? std::optional(Precision::int8_chained)
-            : planned == Precision::fp8_e4m3 ? std::optional(Precision::fp8_e4m3_chained)
-                                             : std::nullopt;
-        if (chained_precision && same_reader) {
+        const std::optional<Precision> chained_as = chained_precision(planned);
+        if (chained_as && same_reader) {
           try {
-            make_layer_run(gpu, shape, *chained_precision, LayerRunOptions{});
-            p = *chained_precision;
+            make_layer_run(gpu, shape, *chained_as, LayerRunOptions{});
+            p = *chained_as;
             ++chained;
           } catch (const Unsupported&) {
           }
