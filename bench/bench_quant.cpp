@@ -1,6 +1,6 @@
 // Cost of running a quantization plan, next to fp32, in one run: the simulated plan
 // (fake-quantized weights, FakeQuant on layer inputs) and the real path (int8, bf16 and the
-// W4A32/W4A8/W3A8/W2A8 kernels where they take a layer; "int8_ms" in the output). Plans are
+// W4A32/W4A8/W3A8/W2A8/W8A8 kernels where they take a layer; "int8_ms" in the output). Plans are
 // built once; each timing is the median of repeated runs over rotating inputs: the config's
 // evaluation samples (four batches of BATCH, so token ids, attention masks and a transformer's
 // sequence length are the data's), the model's free dimensions bound to the samples' as
@@ -14,8 +14,9 @@
 // packing, later ones reuse them.
 // --steps also prints each step's median time in the fp32 and the integer plan (stderr),
 // to see where the integer path spends its time. --sequence T runs a token model (integer
-// inputs [batch, S]) on the first T tokens of each sample: T = 1 is the shape of one decoding
-// step without a KV cache (one row per linear layer), which the data's S = 128 never is.
+// inputs [batch, S]) on the first T tokens of each sample, zero-padded past S (mask 0, id 0,
+// as a tokenizer pads to a fixed length): T = 1 is the shape of one decoding step without a KV
+// cache (one row per linear layer), T = 128 an encoder's usual deployment length.
 #include <fmt/format.h>
 
 #include <chrono>
@@ -97,15 +98,16 @@ int main(int argc, char** argv) {
       }
     }
     LoadedModel model = load_model(model_path);
-    // With --sequence, the model is bound to (and fed) the data's first T tokens, and its
-    // static activation ranges come from the calibration samples cut alike.
+    // With --sequence, the model is bound to (and fed) the data's first T tokens (zero-padded
+    // past a sample's end), and its static activation ranges come from the calibration samples
+    // taken alike.
     std::shared_ptr<const Dataset> dataset = open_dataset(config.dataset);
     CalibrationData calibration =
         calibration_data(config.dataset, *dataset, {}, config.evaluate.batch);
     const std::shared_ptr<const Dataset> full = dataset;
     if (sequence > 0) {
-      dataset = token_prefix(full, sequence);
-      calibration = token_prefix_calibration(calibration, sequence);
+      dataset = token_window(full, sequence);
+      calibration = token_window_calibration(calibration, sequence);
     }
     bind_input_to_samples(model.graph, *dataset);
     const std::string hash = model_file_hash(model_path);
@@ -148,13 +150,15 @@ int main(int argc, char** argv) {
         "\"simulated_ms\": {:.4f}, \"int8_ms\": {:.4f}, \"simulated_over_fp32\": {:.3f}, "
         "\"fp32_over_int8\": {:.3f}, \"int8_layers\": {}, \"bf16_layers\": {}, "
         "\"w4a32_layers\": {}, \"w4a8_layers\": {}, \"w3a8_layers\": {}, \"w2a8_layers\": {}, "
+        "\"w8a8_layers\": {}, "
         "\"chained_tensors\": {}, \"channels_last_tensors\": {}, \"simulated_layers\": {}, "
         "\"sequence\": {}}}\n",
         model_path.filename().string(), plan_arg, batch, num_threads(), t_fp32, t_sim, t_int8,
         t_sim / t_fp32, t_fp32 / t_int8, int8.int8_layers.size(), int8.bf16_layers.size(),
         int8.w4a32_layers.size(), int8.w4a8_layers.size(), int8.w3a8_layers.size(),
-        int8.w2a8_layers.size(), int8.chained_tensors, int8.channels_last_tensors,
-        int8.why_simulated.size(), sequence > 0 ? fmt::format("{}", sequence) : "\"data\"");
+        int8.w2a8_layers.size(), int8.w8a8_layers.size(), int8.chained_tensors,
+        int8.channels_last_tensors, int8.why_simulated.size(),
+        sequence > 0 ? fmt::format("{}", sequence) : "\"data\"");
   } catch (const std::exception& e) {
     std::cerr << "bench_quant: " << e.what() << "\n";
     return 1;

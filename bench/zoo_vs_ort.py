@@ -11,11 +11,21 @@ Speed: batch 1 and 32 (sequence 128 for the transformers), ROUNDS rounds that al
 bench_fp32 and ONNX Runtime for SECONDS each (so a busy machine slows both alike); the
 figure is the median of each side's per-round medians, and the ratio bitplan / ORT
 (< 1: bitplan faster).
---int8 (CNNs): bitplan's real integer path (bench_quant with configs/zoo_<model>_imagenet20.yaml,
-W8A8 where the CPU has VNNI, else W7A8) against ONNX Runtime's quantize_static model (QDQ,
-per-channel int8 weights, uint8 activations, MinMax calibrated on the 20 ImageNet images),
-batch 1 and 32, interleaved the same way; each side's int8 time is also given over its own
-fp32 time.
+--int8: the quantized paths, interleaved the same way; each side's int8 time is also given over
+its own fp32 time.
+  CNNs: bitplan's real integer path (bench_quant with configs/zoo_<model>_imagenet20.yaml,
+  W8A8 where the CPU has VNNI, else W7A8) against ONNX Runtime's quantize_static model (QDQ,
+  per-channel int8 weights, uint8 activations, MinMax calibrated on the 20 ImageNet images),
+  batch 1 and 32.
+  Transformers: on the config's own samples at sequence 128 (configs/zoo_<model>.yaml:
+  SmolLM2's enwiki windows hold 128 tokens; MiniLM's polarity sentences 65, zero-padded to 128
+  on both sides as a tokenizer pads to a fixed length, bench_quant --sequence 128; four
+  rotating batches on both sides, as bench_quant takes them), bitplan's static W8A8 (W7A8 without VNNI: oneDNN int8,
+  activations calibrated per tensor) and W4g32A8t (its 4-bit kernel with per-token uint8
+  activations) against ONNX Runtime's quantize_dynamic (per-channel int8 weights, uint8
+  activations quantized per call: the INT8 recipe ORT documents for transformers) and its
+  quantize_static QDQ of the MatMuls with a constant weight (per channel, MinMax on the
+  config's calibration samples). LLM batches are capped at the 16 windows' 4.
 --baseline-build DIR: a second build's bench_fp32 (say, of the commit before a change) runs in
 the same rounds, between bitplan and ORT, for a before/after comparison on a shared machine.
 
@@ -26,6 +36,7 @@ the same rounds, between bitplan and ORT, for a before/after comparison on a sha
 """
 import argparse
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -163,6 +174,110 @@ def ort_int8_model(path, work):
     return out
 
 
+def bench_quant_row(build, config, plan, batch, threads, seconds, sequence=None):
+    cmd = [str(build / "bench" / "bench_quant"), str(config), plan, str(batch), str(threads), str(seconds)]
+    if sequence:
+        cmd += ["--sequence", str(sequence)]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed: {done.stderr.strip()}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def config_arrays(config, section):
+    """The named input arrays of a zoo config's dataset (section "inputs") or its calibration."""
+    import yaml
+
+    text = yaml.safe_load(config.read_text())["dataset"]
+    files = text["inputs"] if section == "inputs" else text["calibration"]["inputs"]
+    return {name: np.load((config.parent / file).resolve()) for name, file in files.items()}
+
+
+def ort_transformer_int8_models(path, config, work):
+    """ONNX Runtime's quantize_dynamic and quantize_static (QDQ) models of a transformer, both
+    restricted to the MatMuls with a constant weight (bitplan's quantized layers)."""
+    import onnx
+    from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType, quantize_dynamic,
+                                          quantize_static)
+
+    logging.getLogger().setLevel(logging.ERROR)  # quantize_*'s advice on pre-processing
+    graph = onnx.load(str(path), load_external_data=False).graph
+    constants = {t.name for t in graph.initializer}
+    constants |= {o for n in graph.node if n.op_type == "Constant" for o in n.output}
+    matmuls = [n.name for n in graph.node if n.op_type == "MatMul" and n.input[1] in constants]
+    dynamic = work / f"{path.stem}_ort_dynamic.onnx"
+    quantize_dynamic(str(path), str(dynamic), per_channel=True, weight_type=QuantType.QInt8,
+                     nodes_to_quantize=matmuls)
+    calibration = config_arrays(config, "calibration")
+    rows = next(iter(calibration.values())).shape[0]
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.rows = iter(range(min(rows, 32)))
+
+        def get_next(self):
+            i = next(self.rows, None)
+            return None if i is None else {k: v[i:i + 1] for k, v in calibration.items()}
+
+    static = work / f"{path.stem}_ort_static.onnx"
+    quantize_static(str(path), str(static), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, nodes_to_quantize=matmuls,
+                    extra_options={"OpTypesToExcludeOutputQuantization": ["MatMul"]})
+    return {"ORT dynamic": dynamic, "ORT static QDQ": static}
+
+
+def transformer_int8_rows(build, model, path, threads, seconds, rounds, batches, work):
+    config = REPO / "configs" / f"zoo_{model}.yaml"
+    plans = ["W8A8" if cpu_has_vnni() else "W7A8", "W4g32A8t"]
+    fp32_session = ort_session(path, threads)
+    sessions = {name: ort_session(file, threads)
+                for name, file in ort_transformer_int8_models(path, config, work).items()}
+    seq = MODELS[model][1]
+    samples = {k: np.pad(v[:, :seq], ((0, 0), (0, seq - min(seq, v.shape[1]))))
+               for k, v in config_arrays(config, "inputs").items()}
+    count = next(iter(samples.values())).shape[0]
+    rows = []
+    for batch in batches:
+        if MODELS[model][0] == "llm":
+            batch = min(batch, 4)
+        feeds = [{k: v[[(s * batch + i) % count for i in range(batch)]] for k, v in samples.items()}
+                 for s in range(4)]
+        ours = {plan: [] for plan in plans}
+        theirs = {name: [] for name in ["ORT fp32", *sessions]}
+        for _ in range(rounds):
+            for plan in plans:
+                ours[plan].append(bench_quant_row(build, config, plan, batch, threads, seconds, seq))
+            for name, session in [("ORT fp32", fp32_session), *sessions.items()]:
+                theirs[name].append(ort_rotating_median_ms(session, feeds, seconds))
+        entry = {"batch": batch, "sequence": int(next(iter(samples.values())).shape[1]),
+                 "bitplan_fp32_ms": float(np.median([o["fp32_ms"] for o in ours[plans[0]]]))}
+        for plan in plans:
+            entry[f"bitplan {plan}_ms"] = float(np.median([o["int8_ms"] for o in ours[plan]]))
+            entry[f"bitplan {plan}_simulated_layers"] = ours[plan][-1]["simulated_layers"]
+        for name, times in theirs.items():
+            entry[f"{name}_ms"] = float(np.median(times))
+        best_ort = min(entry["ORT dynamic_ms"], entry["ORT static QDQ_ms"])
+        rows.append(entry)
+        print(f"  int8 batch {batch:>3} seq {entry['sequence']}: bitplan fp32 {entry['bitplan_fp32_ms']:.2f}, " +
+              ", ".join(f"{plan} {entry[f'bitplan {plan}_ms']:.2f} ms ({entry['bitplan_fp32_ms'] / entry[f'bitplan {plan}_ms']:.2f}x; "
+                        f"{entry[f'bitplan {plan}_simulated_layers']} layers simulated; "
+                        f"ratio to ORT's best int8 {entry[f'bitplan {plan}_ms'] / best_ort:.2f})" for plan in plans) +
+              "; " + ", ".join(f"{name} {entry[f'{name}_ms']:.2f} ms" for name in theirs))
+    return rows
+
+
+def ort_rotating_median_ms(session, feeds, seconds):
+    for feed in feeds[:2]:
+        session.run(None, feed)
+    times = []
+    end = time.perf_counter() + seconds
+    while len(times) < 5 or time.perf_counter() < end:
+        start = time.perf_counter()
+        session.run(None, feeds[len(times) % len(feeds)])
+        times.append((time.perf_counter() - start) * 1e3)
+    return float(np.median(times))
+
+
 def int8_rows(build, model, path, threads, seconds, rounds, batches, work):
     config = REPO / "configs" / f"zoo_{model}_imagenet20.yaml"
     plan = "W8A8" if cpu_has_vnni() else "W7A8"
@@ -173,11 +288,7 @@ def int8_rows(build, model, path, threads, seconds, rounds, batches, work):
         feed = {"input": np.random.default_rng(0).standard_normal((batch, 3, 224, 224)).astype(np.float32)}
         ours, theirs, theirs_fp32 = [], [], []
         for _ in range(rounds):
-            cmd = [str(build / "bench" / "bench_quant"), str(config), plan, str(batch), str(threads), str(seconds)]
-            done = subprocess.run(cmd, capture_output=True, text=True)
-            if done.returncode != 0:
-                raise RuntimeError(f"{' '.join(cmd)} failed: {done.stderr.strip()}")
-            ours.append(json.loads(done.stdout.strip().splitlines()[-1]))
+            ours.append(bench_quant_row(build, config, plan, batch, threads, seconds))
             theirs.append(ort_median_ms(int8_session, feed, seconds))
             theirs_fp32.append(ort_median_ms(fp32_session, feed, seconds))
         entry = {"batch": batch, "plan": plan,
@@ -201,7 +312,7 @@ def main():
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--batches", default="1,32")
-    parser.add_argument("--int8", action="store_true", help="also the CNNs' INT8 paths (see above)")
+    parser.add_argument("--int8", action="store_true", help="also the INT8 paths (see above)")
     parser.add_argument("--json", default=None, help="write the results here too")
     parser.add_argument("--baseline-build", default=None,
                         help="another build whose bench_fp32 runs in the same rounds (before/after)")
@@ -250,9 +361,10 @@ def main():
                 row["speed"].append(entry)
                 print(f"  batch {batch:>3}{f' seq {seq}' if seq else ''}: bitplan {entry['bitplan_ms']:9.2f} ms, "
                       f"ORT {entry['ort_ms']:9.2f} ms, ratio {entry['ratio']:.2f}{baseline}")
-            if args.int8 and kind == "cnn":
-                row["int8"] = int8_rows(build, model, path, args.threads, args.seconds, args.rounds,
-                                        [int(b) for b in args.batches.split(",")], work)
+            if args.int8:
+                rows_of = int8_rows if kind == "cnn" else transformer_int8_rows
+                row["int8"] = rows_of(build, model, path, args.threads, args.seconds, args.rounds,
+                                      [int(b) for b in args.batches.split(",")], work)
             results.append(row)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")

@@ -692,6 +692,7 @@ options)");
             {"w4a8_layers", int8_build->w4a8_layers},
             {"w3a8_layers", int8_build->w3a8_layers},
             {"w2a8_layers", int8_build->w2a8_layers},
+            {"w8a8_layers", int8_build->w8a8_layers},
             {"chained_tensors", int8_build->chained_tensors},
             {"channels_last_tensors", int8_build->channels_last_tensors},
             {"top1", label_num(real->top1)},
@@ -742,12 +743,12 @@ options)");
     fmt::print(
         "real     {} layers on integer kernels ({} activations passed between them as codes, {} "
         "kept channels-last), {} on bf16 kernels, {} on the W4A32 kernel, {} on the W4A8 kernel, "
-        "{} on the W3A8 kernel, {} on the W2A8 kernel, {} simulated\n",
+        "{} on the W3A8 kernel, {} on the W2A8 kernel, {} on the W8A8 kernel, {} simulated\n",
         int8_build->int8_layers.size(), int8_build->chained_tensors,
         int8_build->channels_last_tensors, int8_build->bf16_layers.size(),
         int8_build->w4a32_layers.size(), int8_build->w4a8_layers.size(),
         int8_build->w3a8_layers.size(), int8_build->w2a8_layers.size(),
-        int8_build->why_simulated.size());
+        int8_build->w8a8_layers.size(), int8_build->why_simulated.size());
     // One line per reason: a uniform plan gives every layer the same one.
     std::map<std::string, std::vector<std::string>> layers_by_reason;
     for (const auto& [layer, why] : int8_build->why_simulated)

@@ -219,12 +219,12 @@ options)",
   const std::shared_ptr<const Dataset> dataset = open_dataset(config.dataset);
   // search.latency_sequence: the latency is costed and measured on a copy of the model whose
   // token inputs hold that many tokens, bound (as the model is to the data) to the data's
-  // first tokens.
+  // first tokens, zero-padded where the data's sequences are shorter.
   std::optional<Graph> latency_graph;
   if (config.search.latency_sequence > 0) {
     latency_graph = model.graph;
     try {
-      bind_input_to_samples(*latency_graph, *token_prefix(dataset, config.search.latency_sequence));
+      bind_input_to_samples(*latency_graph, *token_window(dataset, config.search.latency_sequence));
     } catch (const Error& e) {
       fail_input("config '{}': search.latency_sequence {}: {}", config_path,
                  config.search.latency_sequence, e.what());
@@ -273,7 +273,7 @@ options)",
   std::optional<CalibrationData> latency_calibration;
   if (latency_graph)
     in.latency_calibration = &latency_calibration.emplace(
-        token_prefix_calibration(in.calibration, config.search.latency_sequence));
+        token_window_calibration(in.calibration, config.search.latency_sequence));
   in.eval_batch = config.evaluate.batch;
   in.options = config.search;
   if (worker) {

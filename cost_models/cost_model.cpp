@@ -82,13 +82,13 @@ class LatencyModel final : public CostModel {
       if (!e->unsupported.empty()) return {0, false, e->unsupported};
       return {e->median_us / 1e3, false, ""};
     }
-    // A profile measured before the W4A32 / W4A8 / W3A8 / W2A8 kernels existed has no w4a32 /
-    // w4a8 / w3a8 / w2a8 entries: the layer costs fp32 on decompressed weights (what W4A32
-    // layers cost then),
-    // flagged estimated until the profile is re-measured (`bitplan profile`, or
-    // `target: host` on first use).
+    // A profile measured before the W4A32 / W4A8 / W3A8 / W2A8 / W8A8 kernels existed has no
+    // w4a32 / w4a8 / w3a8 / w2a8 / w8a8 entries: the layer costs fp32 on decompressed weights (what
+    // W4A32 layers cost then), flagged estimated until the profile is re-measured (`bitplan
+    // profile`, or `target: host` on first use).
     if (kernel.precision() == "w4a32" || kernel.precision() == "w4a8" ||
-        kernel.precision() == "w3a8" || kernel.precision() == "w2a8")
+        kernel.precision() == "w3a8" || kernel.precision() == "w2a8" ||
+        kernel.precision() == "w8a8")
       if (const ProfileEntry* e = profile_.find(w.key, "fp32"); e && e->unsupported.empty())
         return {e->median_us / 1e3, true, ""};
     return roofline(w, kernel.precision());

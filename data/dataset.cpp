@@ -583,9 +583,9 @@ bool token_sample(const DataInput& input) {
   return input.sample_dims.size() == 1 && (input.dtype == DType::i64 || input.dtype == DType::i32);
 }
 
-class TokenPrefixDataset final : public Dataset {
+class TokenWindowDataset final : public Dataset {
  public:
-  TokenPrefixDataset(std::shared_ptr<const Dataset> source, std::vector<DataInput> inputs)
+  TokenWindowDataset(std::shared_ptr<const Dataset> source, std::vector<DataInput> inputs)
       : Dataset(std::move(inputs), source->size(), {}, {}, source->preprocess_note()),
         source_(std::move(source)) {}
 
@@ -605,12 +605,16 @@ class TokenPrefixDataset final : public Dataset {
       std::memcpy(dst, whole.raw(), whole.nbytes());
       return;
     }
+    // The first min(stored, window) tokens of each row; past a row's end, zeros.
     Tensor whole(full.dtype, {n, full.sample_dims[0]});
     source_->load_input(input, indices, whole);
-    const std::size_t row = static_cast<std::size_t>(cut.sample_dims[0]) * dtype_size(full.dtype);
+    const std::size_t element = dtype_size(full.dtype);
+    const std::size_t row = static_cast<std::size_t>(cut.sample_dims[0]) * element;
+    const std::size_t stored = static_cast<std::size_t>(full.sample_dims[0]) * element;
+    std::memset(dst, 0, row * static_cast<std::size_t>(n));
     for (std::int64_t r = 0; r < n; ++r)
       std::memcpy(static_cast<char*>(dst) + r * row,
-                  static_cast<const char*>(whole.raw()) + r * whole.nbytes() / n, row);
+                  static_cast<const char*>(whole.raw()) + r * stored, std::min(row, stored));
   }
 
  private:
@@ -624,25 +628,23 @@ class TokenPrefixDataset final : public Dataset {
 
 }  // namespace
 
-std::unique_ptr<Dataset> token_prefix(std::shared_ptr<const Dataset> source, std::int64_t tokens) {
+std::unique_ptr<Dataset> token_window(std::shared_ptr<const Dataset> source, std::int64_t tokens) {
   std::vector<DataInput> inputs = source->inputs();
   bool any = false;
   for (DataInput& input : inputs) {
     if (!token_sample(input)) continue;
-    if (tokens < 1 || tokens > input.sample_dims[0])
-      fail_input(
-          "cutting input '{}' ('{}') to its first {} tokens: its samples hold {} (the "
-          "sequence must be 1 to {})",
-          input.name, input.source, tokens, input.sample_dims[0], input.sample_dims[0]);
+    if (tokens < 1)
+      fail_input("taking {} tokens of input '{}' ('{}'): the sequence must be at least 1", tokens,
+                 input.name, input.source);
     input.sample_dims[0] = tokens;
     any = true;
   }
   if (!any)
     fail_input(
-        "cutting a dataset to its first {} tokens: it has no token input (integer "
+        "taking a dataset's first {} tokens: it has no token input (integer "
         "samples of one axis, e.g. input_ids); its first input is '{}'",
         tokens, source->inputs()[0].source);
-  return std::make_unique<TokenPrefixDataset>(std::move(source), std::move(inputs));
+  return std::make_unique<TokenWindowDataset>(std::move(source), std::move(inputs));
 }
 
 std::unique_ptr<Dataset> open_dataset(const DatasetConfig& config) {

@@ -167,10 +167,13 @@ std::unique_ptr<Dataset> open_calibration_dataset(const DatasetConfig& config,
                                                   const Dims& sample_dims);
 
 // A view of `source` whose token inputs (integer samples of one axis: token ids, attention
-// masks) hold only their first `tokens` tokens; other inputs as they are, no labels. What a
-// token model's shorter-sequence workload (one decoding step's shapes: `tokens` 1) is fed.
-// Fails (invalid input) when `source` has no token input, or one shorter than `tokens`.
-std::unique_ptr<Dataset> token_prefix(std::shared_ptr<const Dataset> source, std::int64_t tokens);
+// masks) hold `tokens` tokens: their first ones, or all of them followed by zeros up to
+// `tokens` (padding as a tokenizer pads to a fixed length: mask 0, id 0); other inputs as they
+// are, no labels. What a token model's workload at another sequence is fed: one decoding
+// step's shapes (`tokens` 1), or an encoder's fixed deployment length (128) above the data's.
+// Only shapes and latency depend on it, never a metric. Fails (invalid input) when `source`
+// has no token input, or `tokens` < 1.
+std::unique_ptr<Dataset> token_window(std::shared_ptr<const Dataset> source, std::int64_t tokens);
 
 // A deterministic subset of [0, dataset_size): positions [offset, offset + count) of a
 // permutation that is the identity for seed 0 and a seeded shuffle otherwise (its own

@@ -160,9 +160,19 @@ bool takes_w3a8(const LayerQuant& q) {
   return w.kind == FormatKind::integer && w.bits == 3 && per_token_uint8_activations(q);
 }
 
-// What the integer kernels with per-token activations (`kernel`: W4A8, W3A8, W2A8) decline. A
-// K that is not a multiple of the group, or of 4 (8), is not among them: each pads its groups
-// with codes that add nothing (w4a8.hpp, w3a8.hpp, w2a8.hpp).
+// Signed integer weights of up to 8 bits (int5 ... int8 in practice: narrower ones go to the
+// entries above; any scale granularity, symmetric or not) with the same activations (W8A8t,
+// W8g128A8t): bitplan's W8A8 kernel (w8a8.hpp) sums u8 x s8 products of the codes as stored.
+// Unsigned 8-bit codes (0 ... 255) are no s8 operand: no kernel takes them.
+bool takes_w8a8(const LayerQuant& q) {
+  const FormatTraits& w = format_traits(q.weights.format);
+  return w.kind == FormatKind::integer && w.is_signed && w.bits <= 8 &&
+         per_token_uint8_activations(q);
+}
+
+// What the integer kernels with per-token activations (`kernel`: W4A8, W3A8, W2A8, W8A8)
+// decline. A K that is not a multiple of the group, or of 4 (8), is not among them: each pads
+// its groups with codes that add nothing (w4a8.hpp, w3a8.hpp, w2a8.hpp, w8a8.hpp).
 Reason per_token_kernel_declines(std::string_view kernel, const KernelLayer& layer,
                                  const KernelTarget& t) {
   if (kernels::isa_of_onednn(t.cpu.onednn_isa) == kernels::Isa::scalar)
@@ -193,6 +203,16 @@ Reason cpu_w3a8_declines(const LayerQuant&, const KernelLayer& layer, const Kern
   return per_token_kernel_declines("W3A8", layer, t);
 }
 
+Reason cpu_w8a8_declines(const LayerQuant&, const KernelLayer& layer, const KernelTarget& t) {
+  if (kernels::isa_of_onednn(t.cpu.onednn_isa) != kernels::Isa::avx512_vnni)
+    return fmt::format(
+        "this CPU has no AVX-512 VNNI (oneDNN ISA {}): the W8A8 kernel's u8 x s8 sums of "
+        "8-bit weights would overflow AVX2's 16-bit pair sums (2·255·128 > 32767), and its "
+        "portable path is slower than the simulation's fp32 kernel",
+        t.cpu.onednn_isa.empty() ? "unknown" : t.cpu.onednn_isa);
+  return per_token_kernel_declines("W8A8", layer, t);
+}
+
 // Other weight-only specs with float activations run the float kernel on weights
 // decompressed at load: the saving is size, not time.
 constexpr KernelEntry onednn_kernels[] = {
@@ -210,6 +230,10 @@ constexpr KernelEntry onednn_kernels[] = {
      "w4a8 (<= 4-bit integer weights packed two per byte, any scale granularity, uint8 "
      "activations quantized per token at run time; Gemm/MatMul, AVX2 or AVX-512 VNNI)",
      ExecutorPath::cpu_w4a8, takes_w4a8, cpu_w4a8_declines},
+    {"cpu_w8a8", "w8a8",
+     "w8a8 (signed <= 8-bit integer weights, any scale granularity, uint8 activations quantized "
+     "per token at run time; Gemm/MatMul, AVX-512 VNNI)",
+     ExecutorPath::cpu_w8a8, takes_w8a8, cpu_w8a8_declines},
     {"onednn_int8", "int8",
      "int8 (signed <= 8-bit symmetric per-channel/tensor weights, 8-bit static activations)",
      ExecutorPath::onednn_int8, takes_8bit_activations, onednn_int8_declines},

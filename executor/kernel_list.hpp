@@ -52,6 +52,7 @@ enum class ExecutorPath {
   cpu_w4a8,      // bitplan's W4A8 kernel: the same codes, per-token uint8 activations (w4a8.hpp)
   cpu_w3a8,      // bitplan's W3A8 kernel: 3-bit codes in a 2-bit and a 1-bit plane (w3a8.hpp)
   cpu_w2a8,      // bitplan's W2A8 kernel: <= 2-bit codes four per byte, as W4A8 (w2a8.hpp)
+  cpu_w8a8,      // bitplan's W8A8 kernel: signed <= 8-bit codes, as W4A8 (w8a8.hpp)
   profiled_only  // another device's kernel: timed by its profiler, simulated here
 };
 

@@ -127,7 +127,7 @@ void register_nn_ops(OpRegistry& registry);
 void register_onednn_ops(OpRegistry& registry);
 void register_quant_ops(OpRegistry& registry);  // bitplan::FakeQuant
 void register_int8_ops(OpRegistry& registry);   // bitplan::Int8Conv, bitplan::Int8MatMul
-// bitplan::W4A32MatMul, W4A8MatMul, W3A8MatMul, W2A8MatMul (executor/kernels/)
+// bitplan::W4A32MatMul, W4A8MatMul, W3A8MatMul, W2A8MatMul, W8A8MatMul (executor/kernels/)
 void register_lowbit_ops(OpRegistry& registry);
 
 }  // namespace bitplan

@@ -285,7 +285,7 @@ bool complete(const HwProfile& profile, const std::vector<LayerWorkload>& worklo
 
 const std::vector<std::string>& onednn_precisions() {
   static const std::vector<std::string> names{"fp32", "int8", "bf16", "w4a32",
-                                              "w4a8", "w3a8", "w2a8"};
+                                              "w4a8", "w3a8", "w2a8", "w8a8"};
   return names;
 }
 
@@ -479,7 +479,8 @@ void profile_model_onednn(const Graph& graph, const std::string& model_name,
     // bitplan's own low-bit kernels, each timed in one run of a uniform plan over every layer
     // the kernel list gives it: W4A32 (packed <= 4-bit weights, float activations) under the
     // weight-only int4 plan, W4A8 (the same weights, per-token uint8 activations) under W4A8t,
-    // W3A8 (int3 weights, the same activations) under W3A8t, W2A8 (int2) under W2A8t.
+    // W3A8 (int3 weights, the same activations) under W3A8t, W2A8 (int2) under W2A8t, W8A8
+    // (int8) under W8A8t.
     // Their time does not depend on the scale granularity's bookkeeping beyond a few percent
     // (bench/bench_lowbit.cpp), so one granularity (per channel) stands for all.
     const auto time_lowbit = [&](const std::string& precision, const std::string& shorthand,
@@ -520,6 +521,9 @@ void profile_model_onednn(const Graph& graph, const std::string& model_name,
     time_lowbit("w2a8", "W2A8t", &QuantSimulator::Int8Build::w2a8_layers,
                 "bitplan W2A8: int2 codes packed four per byte, activations quantized per token "
                 "to uint8, int32 dot products");
+    time_lowbit("w8a8", "W8A8t", &QuantSimulator::Int8Build::w8a8_layers,
+                "bitplan W8A8: int8 codes, activations quantized per token to uint8, int32 dot "
+                "products");
   }
 }
 

@@ -31,7 +31,8 @@ struct CalibrationData;  // executor/quant/simulate.hpp
 
 struct CpuProfileOptions {
   std::vector<std::int64_t> batches{1};
-  std::vector<std::string> precisions{"fp32", "int8", "bf16", "w4a32", "w4a8", "w3a8", "w2a8"};
+  std::vector<std::string> precisions{"fp32", "int8", "bf16", "w4a32",
+                                      "w4a8", "w3a8", "w2a8", "w8a8"};
   int warmup_runs = 3;
   int min_repeats = 15;
   double budget_seconds = 1.5;  // per (batch, precision): repeats until spent

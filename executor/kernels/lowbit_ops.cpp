@@ -12,7 +12,9 @@
 //   bitplan::W3A8MatMul: 3-bit weights (codes and offsets in [0, 7]: code = q - qmin),
 //     activations as W4A8's (w3a8.hpp);
 //   bitplan::W2A8MatMul: 2-bit weights (codes and offsets in [0, 3]: code = q - qmin),
-//     activations as W4A8's (w2a8.hpp).
+//     activations as W4A8's (w2a8.hpp);
+//   bitplan::W8A8MatMul: signed <= 8-bit weights (codes = q, offsets = zero points, in
+//     [-128, 127]), activations as W4A8's (w8a8.hpp).
 // The weights are packed here, at plan build, for the kernel ISA of this CPU
 // (kernels::cpu_isa()), and the per-token kernels' activation buffer is made here for the layer's
 // rows; run only computes. Plans built from the same weight tensors share one packing
@@ -29,6 +31,7 @@
 #include "executor/kernels/w3a8.hpp"
 #include "executor/kernels/w4a32.hpp"
 #include "executor/kernels/w4a8.hpp"
+#include "executor/kernels/w8a8.hpp"
 #include "executor/op_registry.hpp"
 
 namespace bitplan {
@@ -170,7 +173,7 @@ OpBuild build_w4a32_matmul(const OpContext& ctx) {
   return b;
 }
 
-// W4A8, W3A8 and W2A8 (per_token.hpp): the weights packed by `pack`, and the quantized
+// W4A8, W3A8, W2A8 and W8A8 (per_token.hpp): the weights packed by `pack`, and the quantized
 // activations' buffer, once per plan: a plan runs one op at a time, so the kernel owns it.
 template <class Packed>
 OpBuild build_per_token_matmul(const OpContext& ctx,
@@ -206,6 +209,10 @@ OpBuild build_w2a8_matmul(const OpContext& ctx) {
   return build_per_token_matmul<kernels::PackedW2a8>(ctx, kernels::pack_w2a8, kernels::w2a8_gemm);
 }
 
+OpBuild build_w8a8_matmul(const OpContext& ctx) {
+  return build_per_token_matmul<kernels::PackedW8a8>(ctx, kernels::pack_w8a8, kernels::w8a8_gemm);
+}
+
 }  // namespace
 
 void register_lowbit_ops(OpRegistry& r) {
@@ -213,6 +220,7 @@ void register_lowbit_ops(OpRegistry& r) {
   r.add("bitplan::W4A8MatMul", build_w4a8_matmul);
   r.add("bitplan::W3A8MatMul", build_w3a8_matmul);
   r.add("bitplan::W2A8MatMul", build_w2a8_matmul);
+  r.add("bitplan::W8A8MatMul", build_w8a8_matmul);
 }
 
 }  // namespace bitplan

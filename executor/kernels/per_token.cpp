@@ -7,8 +7,9 @@
 
 namespace bitplan::kernels {
 
-void pack_per_token_metadata(const W4a32Source& src, Isa isa, std::string_view kernel, int max_code,
-                             std::int64_t k_multiple, std::int64_t panel, PerTokenWeights& p) {
+void pack_per_token_metadata(const W4a32Source& src, Isa isa, std::string_view kernel, int min_code,
+                             int max_code, std::int64_t k_multiple, std::int64_t panel,
+                             PerTokenWeights& p) {
   if (src.k <= 0 || src.n <= 0 || src.group <= 0)
     fail_input("packing {} weights: K {}, N {} and group {} must be positive", kernel, src.k, src.n,
                src.group);
@@ -18,9 +19,10 @@ void pack_per_token_metadata(const W4a32Source& src, Isa isa, std::string_view k
   p.group = std::min(src.group, src.k);
   p.groups = (p.k + p.group - 1) / p.group;
   p.group_padded = (p.group + k_multiple - 1) / k_multiple * k_multiple;
-  // The bound of the header: every partial integer sum below 2·255·max_code·group_padded.
+  // The bound of the header: every partial integer sum below 2·255·|code|max·group_padded.
+  const std::int64_t largest = std::max(-std::int64_t{min_code}, std::int64_t{max_code});
   const std::int64_t max_group_padded =
-      std::numeric_limits<std::int32_t>::max() / (2 * 255 * std::int64_t{max_code});
+      std::numeric_limits<std::int32_t>::max() / (2 * 255 * largest);
   if (p.group_padded > max_group_padded)
     fail_input(
         "packing {} weights: a group of {} weights is too long: its integer sums could "
@@ -35,26 +37,26 @@ void pack_per_token_metadata(const W4a32Source& src, Isa isa, std::string_view k
   const auto at = [&](std::int64_t g, std::int64_t n) {
     return static_cast<std::size_t>(((n / p.panel) * p.groups + g) * p.panel + n % p.panel);
   };
-  const auto top = static_cast<float>(max_code);
+  const auto bottom = static_cast<float>(min_code), top = static_cast<float>(max_code);
   for (std::int64_t g = 0; g < p.groups; ++g)
     for (std::int64_t n = 0; n < p.n; ++n) {
       const float s = src.scales[g * p.n + n], o = src.offsets[g * p.n + n];
       if (!(std::isfinite(s) && s > 0))
         fail_input("packing {} weights: scale {} of column {}, group {} is not finite and > 0",
                    kernel, s, n, g);
-      if (!(o >= 0 && o <= top && o == std::nearbyint(o)))
+      if (!(o >= bottom && o <= top && o == std::nearbyint(o)))
         fail_input(
-            "packing {} weights: offset {} of column {}, group {} is not an integer in [0, {}]",
-            kernel, o, n, g, max_code);
+            "packing {} weights: offset {} of column {}, group {} is not an integer in [{}, {}]",
+            kernel, o, n, g, min_code, max_code);
       p.scales[at(g, n)] = s;
       p.offsets[at(g, n)] = static_cast<std::int32_t>(o);
     }
   for (std::int64_t k = 0; k < p.k; ++k)
     for (std::int64_t n = 0; n < p.n; ++n) {
       const int c = src.codes[k * src.stride_k + n * src.stride_n];
-      if (c < 0 || c > max_code)
-        fail_input("packing {} weights: code {} at (k {}, n {}) is not in [0, {}]", kernel, c, k, n,
-                   max_code);
+      if (c < min_code || c > max_code)
+        fail_input("packing {} weights: code {} at (k {}, n {}) is not in [{}, {}]", kernel, c, k,
+                   n, min_code, max_code);
       p.weight_sums[at(k / p.group, n)] += c - p.offsets[at(k / p.group, n)];
     }
   // Symmetric grids have one offset for all: keep P copies of it. The padding columns'
@@ -122,24 +124,24 @@ void quantize_w4a8_activations(const ActivationLayout& w, const float* x, std::i
   constexpr FormatId kFormat = FormatId::uint8;
   const FormatTraits& f = format_traits(kFormat);
   const auto qmin = static_cast<float>(f.qmin), qmax = static_cast<float>(f.qmax);
-  parallel_for_openmp(m, std::max<std::int64_t>(1, (std::int64_t{1} << 14) / w.k),
-               [&](std::int64_t begin, std::int64_t end) {
-                 for (std::int64_t r = begin; r < end; ++r) {
-                   const float* row = x + r * ldx;
-                   const AffineParams p = per_token_params(kFormat, /*symmetric=*/false, row, w.k);
-                   bool nan = false;
-                   for (std::int64_t g = 0; g < w.groups; ++g) {
-                     const std::int64_t k0 = g * w.group, len = std::min(w.group, w.k - k0);
-                     a.code_sums[static_cast<std::size_t>(r * w.groups + g)] =
-                         quantize_run(row + k0, len, p.scale, p.zero_point, qmin, qmax,
-                                      a.codes.data() + r * a.padded_k + g * w.group_padded, nan);
-                   }
-                   a.scales[static_cast<std::size_t>(r)] =
-                       nan ? std::numeric_limits<float>::quiet_NaN() : p.scale;
-                   a.zero_points[static_cast<std::size_t>(r)] =
-                       static_cast<std::int32_t>(p.zero_point);
-                 }
-               });
+  parallel_for_openmp(
+      m, std::max<std::int64_t>(1, (std::int64_t{1} << 14) / w.k),
+      [&](std::int64_t begin, std::int64_t end) {
+        for (std::int64_t r = begin; r < end; ++r) {
+          const float* row = x + r * ldx;
+          const AffineParams p = per_token_params(kFormat, /*symmetric=*/false, row, w.k);
+          bool nan = false;
+          for (std::int64_t g = 0; g < w.groups; ++g) {
+            const std::int64_t k0 = g * w.group, len = std::min(w.group, w.k - k0);
+            a.code_sums[static_cast<std::size_t>(r * w.groups + g)] =
+                quantize_run(row + k0, len, p.scale, p.zero_point, qmin, qmax,
+                             a.codes.data() + r * a.padded_k + g * w.group_padded, nan);
+          }
+          a.scales[static_cast<std::size_t>(r)] =
+              nan ? std::numeric_limits<float>::quiet_NaN() : p.scale;
+          a.zero_points[static_cast<std::size_t>(r)] = static_cast<std::int32_t>(p.zero_point);
+        }
+      });
 }
 
 }  // namespace bitplan::kernels

@@ -74,14 +74,16 @@ struct PerTokenWeights {
 };
 
 // Checks `src` for `kernel` ("W4A8", ...: messages name it) with container codes in
-// [0, max_code] and fills `p` but for the codes: shape, groups padded to a multiple of
+// [min_code, max_code] and fills `p` but for the codes: shape, groups padded to a multiple of
 // `k_multiple`, `panel` columns per panel, scales, offsets, weight sums. Fails (invalid
-// input) on a code outside [0, max_code], an offset that is not an integer in [0, max_code],
-// a non-positive or non-finite scale, a group of 0, or a group so long that its integer sums
-// could overflow int32: |sum xq·c|, |o·X| and |zx·S| are each at most 255·max_code per weight
-// of the group, so |I| and every partial sum stay below 2·255·max_code·(padded group).
-void pack_per_token_metadata(const W4a32Source& src, Isa isa, std::string_view kernel, int max_code,
-                             std::int64_t k_multiple, std::int64_t panel, PerTokenWeights& p);
+// input) on a code outside [min_code, max_code], an offset that is not an integer in that
+// range, a non-positive or non-finite scale, a group of 0, or a group so long that its integer
+// sums could overflow int32: with L = max(|min_code|, |max_code|), |sum xq·c| and |o·X| are
+// at most 255·L per weight of the group and |zx·S| and |I| at most 255·2L (|c - o| <= 2L), so
+// every partial sum stays below 2·255·L·(padded group).
+void pack_per_token_metadata(const W4a32Source& src, Isa isa, std::string_view kernel, int min_code,
+                             int max_code, std::int64_t k_multiple, std::int64_t panel,
+                             PerTokenWeights& p);
 
 // Room for `m` rows of activations laid out as `layout` (or as `weights` reads them).
 W4a8Activations make_w4a8_activations(const ActivationLayout& layout, std::int64_t m);

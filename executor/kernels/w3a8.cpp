@@ -44,7 +44,7 @@ std::int64_t w3a8_panel_width(Isa isa) {
 
 PackedW3a8 pack_w3a8(const W4a32Source& src, Isa isa) {
   PackedW3a8 p;
-  pack_per_token_metadata(src, isa, "W3A8", 7, 8, w3a8_panel_width(isa), p);
+  pack_per_token_metadata(src, isa, "W3A8", 0, 7, 8, w3a8_panel_width(isa), p);
   p.codes.assign(static_cast<std::size_t>(p.panels * p.panel_bytes()), 0);
   for (std::int64_t k = 0; k < p.k; ++k)
     for (std::int64_t n = 0; n < p.n; ++n) {

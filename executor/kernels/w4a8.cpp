@@ -8,7 +8,7 @@ std::int64_t w4a8_panel_width(Isa isa) {
 
 PackedW4a8 pack_w4a8(const W4a32Source& src, Isa isa) {
   PackedW4a8 p;
-  pack_per_token_metadata(src, isa, "W4A8", 15, 4, w4a8_panel_width(isa), p);
+  pack_per_token_metadata(src, isa, "W4A8", 0, 15, 4, w4a8_panel_width(isa), p);
   p.codes.assign(static_cast<std::size_t>(p.panels * p.panel_bytes()), 0);
   const std::int64_t half = p.panel / 2, quad_bytes = 2 * p.panel;
   for (std::int64_t k = 0; k < p.k; ++k) {

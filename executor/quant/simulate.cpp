@@ -75,7 +75,7 @@ CalibrationRanges calibrate(const Graph& graph, const Dataset& dataset,
   return ranges;
 }
 
-CalibrationData token_prefix_calibration(const CalibrationData& full, std::int64_t tokens) {
+CalibrationData token_window_calibration(const CalibrationData& full, std::int64_t tokens) {
   CalibrationData cut = full;
   cut.selection_id += fmt::format("|tokens={}", tokens);
   cut.dataset = nullptr;
@@ -83,12 +83,12 @@ CalibrationData token_prefix_calibration(const CalibrationData& full, std::int64
     // Not owned: a shared_ptr that never deletes, so that the view can hold it either way.
     std::shared_ptr<const Dataset> source(full.dataset, [](const Dataset*) {});
     cut.open = [source, indices = full.indices, tokens] {
-      return CalibrationData::Samples{token_prefix(source, tokens), indices};
+      return CalibrationData::Samples{token_window(source, tokens), indices};
     };
   } else {
     cut.open = [open = full.open, tokens] {
       CalibrationData::Samples samples = open();
-      samples.dataset = token_prefix(std::move(samples.dataset), tokens);
+      samples.dataset = token_window(std::move(samples.dataset), tokens);
       return samples;
     };
   }
@@ -634,20 +634,20 @@ Node QuantSimulator::fake_quant_node(const QuantizableLayer& layer, const LayerQ
 struct QuantSimulator::LowbitWeights {
   Tensor codes, scales, offsets;
   std::int64_t group = 0;
-  ExecutorPath path = ExecutorPath::cpu_w4a32;  // or cpu_w4a8, cpu_w3a8, cpu_w2a8: its node
+  ExecutorPath path = ExecutorPath::cpu_w4a32;  // or cpu_w4a8, cpu_w3a8, cpu_w2a8, cpu_w8a8
   std::string why;  // non-empty: the weights have no codes for the kernel (a NaN), and why
 };
 
 namespace {
 
-// The inputs of a bitplan::W4A32MatMul, W4A8MatMul, W3A8MatMul or W2A8MatMul node
+// The inputs of a bitplan::W4A32MatMul, W4A8MatMul, W3A8MatMul, W2A8MatMul or W8A8MatMul node
 // (executor/kernels/lowbit_ops.cpp) for a 2-D weight `w` whose simulation is `wq`
 // (fake-quantized with `spec` and `params`): container codes [K, N], and per (group, column)
 // scales and offsets [G, N], such that
 //   (code - offset) * scale == wq   bit for bit, for every weight
 // (the 4-bit kernels: code = q + 8 and offset = zero point + 8 on signed grids, both + 0 on
 // unsigned ones; W3A8 and W2A8: code = q - qmin and offset = zero point - qmin, in [0, 7]
-// and [0, 3]; the
+// and [0, 3]; W8A8: code = q and offset = zero point, signed grids only; the
 // difference is q - zero point, exact, so the product is dequantize_from_grid's). Returns
 // why not where that fails (a NaN weight has no code), naming the kernel.
 using LowbitWeights = QuantSimulator::LowbitWeights;
@@ -656,6 +656,7 @@ using LowbitWeights = QuantSimulator::LowbitWeights;
 std::string_view lowbit_op_type(ExecutorPath path) {
   return path == ExecutorPath::cpu_w2a8   ? "W2A8MatMul"
          : path == ExecutorPath::cpu_w3a8 ? "W3A8MatMul"
+         : path == ExecutorPath::cpu_w8a8 ? "W8A8MatMul"
          : path == ExecutorPath::cpu_w4a8 ? "W4A8MatMul"
                                           : "W4A32MatMul";
 }
@@ -671,7 +672,10 @@ std::optional<std::string> w4a32_weights(const Tensor& w, const Tensor& wq, cons
   out.group = grouped ? spec.group_size : k;
   const std::int64_t groups = (k + out.group - 1) / out.group;
   const bool from_qmin = out.path == ExecutorPath::cpu_w2a8 || out.path == ExecutorPath::cpu_w3a8;
-  const float base = from_qmin ? static_cast<float>(f.qmin) : f.is_signed ? -8.f : 0.f;
+  const float base = from_qmin                            ? static_cast<float>(f.qmin)
+                     : out.path == ExecutorPath::cpu_w8a8 ? 0.f
+                     : f.is_signed                        ? -8.f
+                                                          : 0.f;
   out.codes = Tensor(DType::i8, {k, n});
   out.scales = Tensor(DType::f32, {groups, n});
   out.offsets = Tensor(DType::f32, {groups, n});
@@ -711,6 +715,7 @@ void install_lowbit_node(Graph& g, Node& node, const QuantizableLayer& layer,
   const std::string prefix = layer.weight + "@" + layer.name +
                              (weights.path == ExecutorPath::cpu_w2a8   ? "@w2a8"
                               : weights.path == ExecutorPath::cpu_w3a8 ? "@w3a8"
+                              : weights.path == ExecutorPath::cpu_w8a8 ? "@w8a8"
                               : weights.path == ExecutorPath::cpu_w4a8 ? "@w4a8"
                                                                        : "@w4a32");
   // Handles to the simulator's tensors, not copies: the kernels key their packed weights by them.
@@ -732,7 +737,7 @@ bool QuantSimulator::simulate_with_integer_sums(const LayerQuant& q, const Quant
   if (!choice.kernel) return false;
   const ExecutorPath path = choice.kernel->path;
   if (path != ExecutorPath::cpu_w4a8 && path != ExecutorPath::cpu_w3a8 &&
-      path != ExecutorPath::cpu_w2a8)
+      path != ExecutorPath::cpu_w2a8 && path != ExecutorPath::cpu_w8a8)
     return false;
   const LowbitWeights& weights = lowbit_weights(layer, q, path);
   // A weight off the grid (NaN): fake quantization shows what it does.
@@ -963,18 +968,20 @@ QuantSimulator::Int8Build QuantSimulator::build_int8(const QuantPlan& plan) {
       bf16_layers.push_back(&layer);
       out.bf16_layers.push_back(layer.name);
     } else if (path == ExecutorPath::cpu_w4a32 || path == ExecutorPath::cpu_w4a8 ||
-               path == ExecutorPath::cpu_w3a8 || path == ExecutorPath::cpu_w2a8) {
+               path == ExecutorPath::cpu_w3a8 || path == ExecutorPath::cpu_w2a8 ||
+               path == ExecutorPath::cpu_w8a8) {
       const LowbitWeights& packed = lowbit_weights(layer, it->second, path);
       if (!packed.why.empty()) {
         out.why_simulated[layer.name] = packed.why;
         simulated_part.layers[layer.name] = it->second;
         continue;
       }
-      // All read the float input: W4A8, W3A8 and W2A8 quantize it per token themselves, with the
-      // rule of the simulation's FakeQuant, which this layer therefore does not get.
+      // All read the float input: W4A8, W3A8, W2A8 and W8A8 quantize it per token themselves, with
+      // the rule of the simulation's FakeQuant, which this layer therefore does not get.
       lowbit_layers.emplace_back(&layer, &packed);
       (path == ExecutorPath::cpu_w2a8   ? out.w2a8_layers
        : path == ExecutorPath::cpu_w3a8 ? out.w3a8_layers
+       : path == ExecutorPath::cpu_w8a8 ? out.w8a8_layers
        : path == ExecutorPath::cpu_w4a8 ? out.w4a8_layers
                                         : out.w4a32_layers)
           .push_back(layer.name);
@@ -1048,7 +1055,7 @@ QuantSimulator::Int8Build QuantSimulator::build_int8(const QuantPlan& plan) {
   }
   // The layers built here in place of their float node keep the bias input (index 2).
   for (const auto* names : {&out.int8_layers, &out.bf16_layers, &out.w4a32_layers, &out.w4a8_layers,
-                            &out.w3a8_layers, &out.w2a8_layers})
+                            &out.w3a8_layers, &out.w2a8_layers, &out.w8a8_layers})
     for (const std::string& name : *names) {
       const LayerQuant& q = plan.layers.at(name);
       if (!q.bias_correction) continue;
@@ -1061,8 +1068,8 @@ QuantSimulator::Int8Build QuantSimulator::build_int8(const QuantPlan& plan) {
     }
   // Layers whose method scales their input (awq) read it through its Mul, as in build().
   std::vector<Node> scaling_nodes;
-  for (const auto* names :
-       {&out.int8_layers, &out.w4a32_layers, &out.w4a8_layers, &out.w3a8_layers, &out.w2a8_layers})
+  for (const auto* names : {&out.int8_layers, &out.w4a32_layers, &out.w4a8_layers, &out.w3a8_layers,
+                            &out.w2a8_layers, &out.w8a8_layers})
     for (const std::string& name : *names) {
       auto node = std::find_if(g.nodes.begin(), g.nodes.end(),
                                [&name](const Node& n) { return n.name == name; });

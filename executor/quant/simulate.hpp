@@ -10,11 +10,11 @@
 // every kernel but the fake quantization.
 //
 // One exception, so that the simulation computes what deployment computes: a layer whose
-// spec has integer weights and dynamic per-token uint8 activations (W4g32A8t, W3A8t, W2A8t)
+// spec has integer weights and dynamic per-token uint8 activations (W4g32A8t, W3A8t, W8A8t)
 // is defined by integer arithmetic - exact int32 sums per group of K, then one float
 // multiply-add per group (executor/kernels/per_token.hpp) - which fake quantization matches
 // only up to the order of float sums. Where the CPU kernel list runs such a layer on a
-// per-token kernel (W4A8, W3A8, W2A8), the simulation runs it on that kernel too: every ISA
+// per-token kernel (W4A8, W3A8, W2A8, W8A8), the simulation runs it on that kernel too: every ISA
 // path of those kernels gives the scalar definition's bits, so the result does not depend on
 // the CPU, and simulated and real runs of such a layer agree bit for bit. (Before, on the
 // 30-layer LLM, the last-bit differences crossed rounding boundaries of later layers' per-token
@@ -63,10 +63,10 @@ struct CalibrationData {
 CalibrationData calibration_data(const DatasetConfig& config, const Dataset& dataset,
                                  std::filesystem::path cache_dir, std::int64_t batch);
 
-// The same samples cut to their first `tokens` tokens (data/dataset.hpp, token_prefix), for a
-// token model planned at a shorter sequence; `full`'s dataset, when it has one, must outlive
+// The same samples at `tokens` tokens, cut or zero-padded (data/dataset.hpp, token_window), for
+// a token model planned at another sequence; `full`'s dataset, when it has one, must outlive
 // the result. The selection id says so, so the two never share a cache entry.
-CalibrationData token_prefix_calibration(const CalibrationData& full, std::int64_t tokens);
+CalibrationData token_window_calibration(const CalibrationData& full, std::int64_t tokens);
 
 // Names the simulation's arithmetic: results measured on simulated graphs (the search's
 // results database) are keyed by it, so a change in what some spec's simulation computes
@@ -91,7 +91,8 @@ class QuantSimulator {
   // kernels (bf16_layers), the W4A32 kernel on packed <= 4-bit weights (w4a32_layers) and
   // the W4A8 kernel on the same weights with per-token uint8 activations (w4a8_layers), the
   // W3A8 kernel on 3-bit weights with the same activations (w3a8_layers), the W2A8 kernel
-  // on <= 2-bit weights with the same activations (w2a8_layers); every
+  // on <= 2-bit weights with the same activations (w2a8_layers), the W8A8 kernel on signed
+  // 5- to 8-bit weights with the same activations (w8a8_layers); every
   // other quantized layer is simulated, and `why_simulated` says why, layer by layer
   // (the list's reason, or the float kernel that runs it on the simulation's decompressed
   // weights).
@@ -103,6 +104,7 @@ class QuantSimulator {
     std::vector<std::string> w4a8_layers;
     std::vector<std::string> w3a8_layers;
     std::vector<std::string> w2a8_layers;
+    std::vector<std::string> w8a8_layers;
     std::map<std::string, std::string> why_simulated;
     int chained_tensors = 0;        // activations passed between integer layers as codes
     int channels_last_tensors = 0;  // float activations kept channels-last between them
@@ -154,7 +156,7 @@ class QuantSimulator {
   const Dataset& calibration_dataset(std::string_view purpose);
   Node fake_quant_node(const QuantizableLayer& layer, const LayerQuant& q);
   // When `host`'s kernel list runs `layer` under `q` on a per-token integer kernel (W4A8,
-  // W3A8, W2A8) and its weights pack: rewrites `node` (the layer's node in `g`) into that
+  // W3A8, W2A8, W8A8) and its weights pack: rewrites `node` (the layer's node in `g`) into that
   // kernel's node and returns true. Otherwise leaves `g` alone and returns false.
   bool simulate_with_integer_sums(const LayerQuant& q, const QuantizableLayer& layer,
                                   const KernelTarget& host, Graph& g, Node& node);

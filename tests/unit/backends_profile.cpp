@@ -25,6 +25,7 @@
 #include "cost_models/cost_model.hpp"
 #include "data/dataset.hpp"
 #include "data/npy.hpp"
+#include "executor/kernels/isa.hpp"
 #include "executor/model.hpp"
 #include "executor/plan.hpp"
 #include "executor/quant/formats.hpp"
@@ -542,8 +543,8 @@ TEST_CASE("profile_model_onednn on fmnist_mlp: every key, every precision, then 
   const auto ws = workloads_of(g, 1);
   REQUIRE(ws.size() == 3);
   // fp32, int8 (between float layers), int8_chained (between int8 layers), bf16, w4a32, w4a8,
-  // w3a8, w2a8 per key
-  CHECK(profile.entries.size() == 8 * ws.size());
+  // w3a8, w2a8, w8a8 per key
+  CHECK(profile.entries.size() == 9 * ws.size());
   const bool bf16_isa =
       contains(query_cpu().onednn_isa, "avx512") || contains(query_cpu().onednn_isa, "amx");
   for (const auto& w : ws) {
@@ -603,6 +604,16 @@ TEST_CASE("profile_model_onednn on fmnist_mlp: every key, every precision, then 
       CHECK(w2a8->unsupported.empty());
       CHECK(w2a8->median_us > 0);
       CHECK(contains(w2a8->implementation, "W2A8"));
+    }
+    // And on the W8A8 kernel under W8A8t where oneDNN's ISA has VNNI; else unsupported, why.
+    const ProfileEntry* w8a8 = profile.find(w.key, "w8a8");
+    REQUIRE(w8a8 != nullptr);
+    if (kernels::isa_of_onednn(query_cpu().onednn_isa) == kernels::Isa::avx512_vnni) {
+      CHECK(w8a8->unsupported.empty());
+      CHECK(w8a8->median_us > 0);
+      CHECK(contains(w8a8->implementation, "W8A8"));
+    } else {
+      CHECK(contains(w8a8->unsupported, "no AVX-512 VNNI"));
     }
   }
   const ModelOverhead* overhead = profile.find_model(hash, 1, "input=1x28x28");

@@ -117,7 +117,9 @@ TEST_CASE("named inputs: int64 and int32 stay integer, every input's N must agre
                "every input must hold the same number of samples"});
 }
 
-TEST_CASE("token_prefix feeds the first tokens of the token inputs and the rest as stored") {
+TEST_CASE(
+    "token_window feeds the first tokens of the token inputs, zeros past their end, the rest as "
+    "stored") {
   TempDir dir;
   write_npy(dir / "ids.npy",
             Tensor::from_values<std::int64_t>({2, 3}, std::vector<std::int64_t>{1, 2, 3, 4, 5, 6}));
@@ -131,7 +133,7 @@ TEST_CASE("token_prefix feeds the first tokens of the token inputs and the rest 
                    {"attention_mask", dir / "mask.npy"},
                    {"positions", dir / "pos.npy"}};
   const std::shared_ptr<const Dataset> full = open_dataset(config);
-  const auto cut = token_prefix(full, 2);
+  const auto cut = token_window(full, 2);
   REQUIRE(cut->inputs().size() == 3);
   CHECK(cut->size() == 2);
   CHECK(cut->inputs()[0].sample_dims == Dims{2});
@@ -146,12 +148,21 @@ TEST_CASE("token_prefix feeds the first tokens of the token inputs and the rest 
   Tensor pos(DType::i64, {1, 1, 2});
   cut->load_input(2, Indices{1}, pos);
   CHECK(pos.to_int64_vector() == std::vector<std::int64_t>{9, 10});
-  CHECK(token_prefix(full, 3)->inputs()[0].sample_dims == Dims{3});
+  CHECK(token_window(full, 3)->inputs()[0].sample_dims == Dims{3});
 
-  check_error([&] { token_prefix(full, 4); },
-              {"input 'input_ids'", "ids.npy", "first 4 tokens", "its samples hold 3",
-               "the sequence must be 1 to 3"});
-  check_error([&] { token_prefix(full, 0); }, {"first 0 tokens", "must be 1 to 3"});
+  // Longer than the data: each row whole, then zeros (a tokenizer's padding: mask 0).
+  const auto padded = token_window(full, 5);
+  CHECK(padded->inputs()[0].sample_dims == Dims{5});
+  CHECK(padded->inputs()[2].sample_dims == Dims{1, 2});
+  Tensor padded_ids(DType::i64, {2, 5});
+  padded->load_input(0, Indices{1, 0}, padded_ids);
+  CHECK(padded_ids.to_int64_vector() == std::vector<std::int64_t>{4, 5, 6, 0, 0, 1, 2, 3, 0, 0});
+  Tensor padded_mask(DType::i64, {1, 5});
+  padded->load_input(1, Indices{0}, padded_mask);
+  CHECK(padded_mask.to_int64_vector() == std::vector<std::int64_t>{1, 1, 0, 0, 0});
+
+  check_error([&] { token_window(full, 0); },
+              {"taking 0 tokens", "input 'input_ids'", "ids.npy", "must be at least 1"});
   write_npy(dir / "img.npy", Tensor(DType::f32, {2, 1, 2, 2}));
   const std::shared_ptr<const Dataset> images = open_dataset([&] {
     DatasetConfig c;
@@ -159,7 +170,7 @@ TEST_CASE("token_prefix feeds the first tokens of the token inputs and the rest 
     c.images = dir / "img.npy";
     return c;
   }());
-  check_error([&] { token_prefix(images, 1); }, {"no token input", "img.npy"});
+  check_error([&] { token_window(images, 1); }, {"no token input", "img.npy"});
 }
 
 TEST_CASE("labels are optional for arrays and checked against the sample count when given") {

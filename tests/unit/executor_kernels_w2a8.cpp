@@ -27,7 +27,7 @@ namespace {
 
 struct W2Kernel {
   static constexpr const char* name = "W2A8";
-  static constexpr int bits = 2, max_code = 3, k_multiple = 4, symmetric_offset = 2;
+  static constexpr int bits = 2, min_code = 0, max_code = 3, k_multiple = 4, symmetric_offset = 2;
   static PackedW2a8 pack(const W4a32Source& source, Isa isa) { return pack_w2a8(source, isa); }
   static void gemm(const PackedW2a8& w, const float* x, std::int64_t m, std::int64_t ldx, float* y,
                    std::int64_t ldy, W4a8Activations& a, const GemmEpilogue& e) {

@@ -26,7 +26,7 @@ namespace {
 
 struct W3Kernel {
   static constexpr const char* name = "W3A8";
-  static constexpr int bits = 3, max_code = 7, k_multiple = 8, symmetric_offset = 4;
+  static constexpr int bits = 3, min_code = 0, max_code = 7, k_multiple = 8, symmetric_offset = 4;
   static PackedW3a8 pack(const W4a32Source& source, Isa isa) { return pack_w3a8(source, isa); }
   static void gemm(const PackedW3a8& w, const float* x, std::int64_t m, std::int64_t ldx, float* y,
                    std::int64_t ldy, W4a8Activations& a, const GemmEpilogue& e) {

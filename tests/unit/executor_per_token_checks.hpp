@@ -1,12 +1,14 @@
 // The checks the per-token integer kernels' tests share (executor_kernels_w3a8.cpp,
-// executor_kernels_w2a8.cpp): a random problem of container codes, scales and offsets; each
-// ISA path bit for bit against the scalar path and within W4A8's error bound against a
-// double-precision reference on the simulation's values (executor_kernels_w4a8.cpp derives
-// it: the same float steps, one fma per group, then the row's scale); exact integer sums with
-// unit scales, also with every code and activation code at its maximum (the AVX2 paths' s16
+// executor_kernels_w2a8.cpp, executor_kernels_w8a8.cpp): a random problem of container codes,
+// scales and offsets; each ISA path bit for bit against the scalar path and within W4A8's error
+// bound against a double-precision reference on the simulation's values (executor_kernels_w4a8.cpp
+// derives it: the same float steps, one fma per group, then the row's scale); exact integer sums
+// with unit scales, also with every code and activation code at its maximum (the AVX2 paths' s16
 // bound); packing read back; the epilogue and NaN rows. Each test file names its kernel with
 // a traits struct K:
-//   K::name ("W3A8"), K::bits, K::max_code, K::k_multiple (the group padding),
+//   K::name ("W3A8"), K::bits, K::min_code and K::max_code (the codes' range: 0 and 2^bits - 1
+//   for the container codes of the 2- and 3-bit kernels, -128 and 127 for W8A8's), K::k_multiple
+//   (the group padding),
 //   K::symmetric_offset (the offset of the signed symmetric grid), K::pack, K::gemm,
 //   K::panel_width.
 #pragma once
@@ -26,7 +28,7 @@
 
 namespace bitplan::testing::per_token {
 
-// A random problem: container codes [K, N] in [0, max_code], a scale and offset per (group,
+// A random problem: codes [K, N] in [min_code, max_code], a scale and offset per (group,
 // column), activations x [M, K].
 struct Problem {
   std::int64_t m, k, n, group, groups;
@@ -45,15 +47,15 @@ struct Problem {
   }
 };
 
-// `symmetric_signed`: the signed symmetric grid (offsets all K::symmetric_offset); else the
-// unsigned asymmetric one (random offsets in [0, max_code]). `unit_scales`: every weight
+// `symmetric_signed`: the signed symmetric grid (offsets all K::symmetric_offset); else an
+// asymmetric one (random offsets in [min_code, max_code]). `unit_scales`: every weight
 // scale 1, for the exact-integer checks.
 template <class K>
 Problem make_problem(std::int64_t m, std::int64_t k, std::int64_t n, std::int64_t group,
                      bool symmetric_signed, std::uint32_t seed, bool unit_scales = false) {
   std::mt19937 rng(seed);
   Problem p{m, k, n, group, (k + std::min(group, k) - 1) / std::min(group, k), {}, {}, {}, {}};
-  std::uniform_int_distribution<int> code(0, K::max_code);
+  std::uniform_int_distribution<int> code(K::min_code, K::max_code);
   std::uniform_real_distribution<float> scale(0.001f, 0.1f);
   std::normal_distribution<float> act(0.3f, 1.f);
   p.codes.resize(static_cast<std::size_t>(k * n));
@@ -176,17 +178,21 @@ void check_exact_integers(kernels::Isa isa) {
   // (x all 1: per-token range [0, 1]) make each vpmaddubsw pair 2·255·max_code, the most
   // each widening span adds (W3A8: 8 quads, 28560; W2A8: 16 quads, 24480); offsets 0 keep
   // the weights at their maximum.
-  for (const std::int64_t group : {32, 128, 1 << 20}) {
-    Problem p = make_problem<K>(3, 256, 40, group, false, seed++, true);
-    std::fill(p.codes.begin(), p.codes.end(), static_cast<std::int8_t>(K::max_code));
-    std::fill(p.offsets.begin(), p.offsets.end(), 0.f);
-    std::fill(p.x.begin(), p.x.end(), 1.f);
-    kernels::W4a8Activations a;
-    run<K>(p, isa, &a);
-    CHECK(a.codes[0] == 255);
-    CHECK_MESSAGE(exact_integers<K>(p, isa), std::string(K::name)
-                                                 << " " << isa_name(isa)
-                                                 << " all codes at their maximum, group " << group);
+  // The codes' other end too where it is larger in magnitude (W8A8: -128).
+  for (const int extreme : {K::max_code, K::min_code}) {
+    if (extreme == 0) continue;
+    for (const std::int64_t group : {32, 128, 1 << 20}) {
+      Problem p = make_problem<K>(3, 256, 40, group, false, seed++, true);
+      std::fill(p.codes.begin(), p.codes.end(), static_cast<std::int8_t>(extreme));
+      std::fill(p.offsets.begin(), p.offsets.end(), 0.f);
+      std::fill(p.x.begin(), p.x.end(), 1.f);
+      kernels::W4a8Activations a;
+      run<K>(p, isa, &a);
+      CHECK(a.codes[0] == 255);
+      CHECK_MESSAGE(exact_integers<K>(p, isa), std::string(K::name)
+                                                   << " " << isa_name(isa) << " all codes "
+                                                   << extreme << ", group " << group);
+    }
   }
 }
 

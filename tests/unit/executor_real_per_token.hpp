@@ -1,8 +1,9 @@
-// Real execution of the per-token integer kernels against the simulation, shared by the W3A8
-// and W2A8 tests (executor_quant_w3a8.cpp, executor_quant_w2a8.cpp): each case's uniform plan
-// (the kernel's shorthand, with the case's weight spec) built with QuantSimulator::build_int8
-// sends every Gemm/MatMul layer to the kernel (where oneDNN's ISA is AVX2 or wider; none
-// below), no layer to another low-bit kernel, and the rest is simulated with a reason; on 500
+// Real execution of the per-token integer kernels against the simulation, shared by the W3A8,
+// W2A8 and W8A8 tests (executor_quant_w3a8.cpp, executor_quant_w2a8.cpp,
+// executor_quant_w8a8.cpp): each case's uniform plan (the kernel's shorthand, with the case's
+// weight spec) built with QuantSimulator::build_int8 sends every Gemm/MatMul layer to the
+// kernel (where oneDNN's ISA is at least the kernel's `needs`: AVX2, or AVX-512 VNNI for W8A8;
+// none below), no layer to another low-bit kernel, and the rest is simulated with a reason; on 500
 // test samples real and simulated runs give the same outputs bit for bit (the simulation runs
 // those layers on the same kernel: simulate.hpp).
 #pragma once
@@ -31,14 +32,14 @@ struct RealCase {
 // build's list of its layers.
 inline void check_real_per_token_kernel(const std::string& kernel, const std::string& shorthand,
                                         std::vector<std::string> QuantSimulator::Int8Build::*layers,
-                                        const std::vector<RealCase>& cases) {
+                                        const std::vector<RealCase>& cases,
+                                        kernels::Isa needs = kernels::Isa::avx2) {
   const auto dataset = open_fashion_mnist_test();
   if (!dataset) {
     skip(kFashionMnistMissing);
     return;
   }
-  const bool listed =
-      kernels::isa_of_onednn(query_cpu().capabilities.onednn_isa) != kernels::Isa::scalar;
+  const bool listed = kernels::isa_of_onednn(query_cpu().capabilities.onednn_isa) >= needs;
   MESSAGE(kernel << " kernel path: " << kernels::isa_name(kernels::cpu_isa()));
   CalibrationData calibration;
   calibration.dataset = &*dataset;
@@ -60,6 +61,7 @@ inline void check_real_per_token_kernel(const std::string& kernel, const std::st
     CHECK(real.w4a8_layers.empty());
     CHECK(real.w3a8_layers.empty());
     CHECK(real.w2a8_layers.empty());
+    CHECK(real.w8a8_layers.empty());
     std::size_t matmuls = 0;
     for (const auto& layer : simulator.layers()) matmuls += layer.op_type != "Conv";
     CHECK(mine.size() == (listed ? matmuls : 0));

@@ -119,7 +119,7 @@ TEST_CASE("search.latency_sequence costs a token model at that many tokens, judg
   graph.outputs[0].dims = {-1, -1, 8};
   Graph one_token = graph;
   bind_input_to_samples(graph, *dataset);
-  bind_input_to_samples(one_token, *token_prefix(dataset, 1));
+  bind_input_to_samples(one_token, *token_window(dataset, 1));
   CHECK(input_dims_text(graph) == "input_ids=6");
   CHECK(input_dims_text(one_token) == "input_ids=1");
 
