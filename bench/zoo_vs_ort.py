@@ -20,9 +20,10 @@ its own fp32 time.
   Transformers: on the config's own samples at sequence 128 (configs/zoo_<model>.yaml:
   SmolLM2's enwiki windows hold 128 tokens; MiniLM's polarity sentences 65, zero-padded to 128
   on both sides as a tokenizer pads to a fixed length, bench_quant --sequence 128; four
-  rotating batches on both sides, as bench_quant takes them), bitplan's static W8A8 (W7A8 without VNNI: oneDNN int8,
-  activations calibrated per tensor) and W4g32A8t (its 4-bit kernel with per-token uint8
-  activations) against ONNX Runtime's quantize_dynamic (per-channel int8 weights, uint8
+  rotating batches on both sides, as bench_quant takes them), bitplan's static W8A8 (W7A8
+  without VNNI: oneDNN int8, activations calibrated per tensor), W8A8t (its W8A8 kernel: int8
+  weights, activations quantized per token at run time; AVX-512 VNNI only) and W4g32A8t (its
+  4-bit kernel with the same activations) against ONNX Runtime's quantize_dynamic (per-channel int8 weights, uint8
   activations quantized per call: the INT8 recipe ORT documents for transformers) and its
   quantize_static QDQ of the MatMuls with a constant weight (per channel, MinMax on the
   config's calibration samples). LLM batches are capped at the 16 windows' 4.
@@ -228,7 +229,7 @@ def ort_transformer_int8_models(path, config, work):
 
 def transformer_int8_rows(build, model, path, threads, seconds, rounds, batches, work):
     config = REPO / "configs" / f"zoo_{model}.yaml"
-    plans = ["W8A8" if cpu_has_vnni() else "W7A8", "W4g32A8t"]
+    plans = ["W8A8", "W8A8t", "W4g32A8t"] if cpu_has_vnni() else ["W7A8", "W4g32A8t"]
     fp32_session = ort_session(path, threads)
     sessions = {name: ort_session(file, threads)
                 for name, file in ort_transformer_int8_models(path, config, work).items()}

@@ -71,7 +71,8 @@ CalibrationData token_window_calibration(const CalibrationData& full, std::int64
 // Names the simulation's arithmetic: results measured on simulated graphs (the search's
 // results database) are keyed by it, so a change in what some spec's simulation computes
 // never mixes old and new measurements. 2: per-token integer specs on their kernels' sums.
-inline constexpr int kSimulationVersion = 2;
+// 3: signed 5- to 8-bit weights with per-token activations (W8A8t) too, on the W8A8 kernel.
+inline constexpr int kSimulationVersion = 3;
 
 class QuantSimulator {
  public:
