@@ -21,11 +21,16 @@ seed 7, as `--count 200`) and its calibration selection (256 images of the separ
 calibration split, seed 1) after bitplan's own decoding and normalisation. The figures are
 top-1 agreement with the fp32 model and mean KL(fp32 || q) over the 1000 classes (nats), the
 peers' models run in ONNX Runtime against ONNX Runtime's fp32 model. "quant s" is the wall
-time of the peer's quantization call.
+time of the peer's quantization call. "ORT ms" is each model's latency in ONNX Runtime at
+batch 1 (median over --seconds of runs on rotating evaluation images, after the fidelity run;
+fp32 for reference), so accuracy and deployment speed sit side by side.
+bitplan's plans are also exported (`bitplan export --format onnx-qdq`, the same calibration)
+and run in ONNX Runtime: their agreement / KL there, against ORT's fp32, and their ORT latency
+(the "exported" rows); the simulated figures are bitplan's own executor's.
 
 Run (from the repository root, the venv of bench/peers_requirements.txt, the release build):
   .venv-peers/bin/python bench/peers_cnn.py --threads 2 [--models mobilenet_v2,efficientnet_lite0]
-      [--json out.json] [--only ort,nncf,bitplan] [--cache-dir /work/bpcache-zoo]
+      [--json out.json] [--only ort,nncf,bitplan] [--cache-dir /work/bpcache-zoo] [--seconds 2]
 Exit 77 (skip) when a model or the CIFAR-10 images (../shared/data/cifar10) are missing.
 """
 import argparse
@@ -71,6 +76,7 @@ def main():
     ap.add_argument("--bitplan", default="build/cli/bitplan")
     ap.add_argument("--dump", default="build/tests/interop/bitplan_interop_dump_samples")
     ap.add_argument("--cache-dir", default="/work/bpcache-zoo")
+    ap.add_argument("--seconds", type=float, default=2.0, help="ORT timing per model")
     args = ap.parse_args()
     models = args.models.split(",")
     for m in models:
@@ -105,6 +111,20 @@ def main():
         name = s.get_inputs()[0].name
         return np.concatenate([s.run(None, {name: x[i:i + 32]})[0] for i in range(0, len(x), 32)])
 
+    def ort_ms(path, x):
+        """Median batch-1 latency in ONNX Runtime over `args.seconds`, rotating the images."""
+        s = session(path)
+        name = s.get_inputs()[0].name
+        for i in range(3):
+            s.run(None, {name: x[i:i + 1]})
+        times, end = [], time.perf_counter() + args.seconds
+        while len(times) < 10 or time.perf_counter() < end:
+            i = len(times) % len(x)
+            t0 = time.perf_counter()
+            s.run(None, {name: x[i:i + 1]})
+            times.append((time.perf_counter() - t0) * 1e3)
+        return float(np.median(times))
+
     def dump(config, count, out):
         subprocess.run([str(REPO / args.dump), str(config), str(count), str(out),
                         str(out.with_suffix(".labels.npy"))], check=True, cwd=REPO)
@@ -128,20 +148,24 @@ def main():
         calib = dump(cal_config, cal["count"], work / f"{m}_calib.npy")
         input_name = session(model).get_inputs()[0].name
         ref = logits_of(model, x)
-        print(f"# {m}: {len(x)} evaluation and {len(calib)} calibration images", file=sys.stderr)
+        fp32_ms = ort_ms(model, x)
+        print(f"# {m}: {len(x)} evaluation and {len(calib)} calibration images; ORT fp32 "
+              f"{fp32_ms:.2f} ms at batch 1", file=sys.stderr)
         rows = []
 
         def add(peer, method, plan, fn):
             print(f"# {m} {peer}: {method} ...", file=sys.stderr, flush=True)
             row = {"peer": peer, "method": method, "plan": plan, "agreement": None, "kl": None,
-                   "quant_seconds": None, "note": ""}
+                   "quant_seconds": None, "ort_ms": None, "note": ""}
             try:
                 with contextlib.redirect_stdout(sys.stderr):
                     t0 = time.perf_counter()
                     path = fn()
                     row["quant_seconds"] = time.perf_counter() - t0
                 row["agreement"], row["kl"] = fidelity(ref, logits_of(path, x))
-                print(f"#   agreement {row['agreement']:.3f}, KL {row['kl']:.4f}", file=sys.stderr)
+                row["ort_ms"] = ort_ms(path, x)
+                print(f"#   agreement {row['agreement']:.3f}, KL {row['kl']:.4f}, ORT "
+                      f"{row['ort_ms']:.2f} ms", file=sys.stderr)
             except Exception as e:  # a refusal or a failure is a result
                 row["note"] = refusal(e)
             rows.append(row)
@@ -220,7 +244,19 @@ def main():
                     row["note"] = "wall time of the whole evaluate command (fp32 + plan runs)"
                 print(f"#   {row['agreement']} {row['kl']} {row['note']}", file=sys.stderr)
                 bitplan_rows.append(row)
-        all_rows[m] = {"peers": rows, "bitplan": bitplan_rows}
+
+                def exported(plan=plan, extra=extra):
+                    out = work / f"{m}_bitplan_{plan.split()[0].replace(':', '_')}_{len(extra)}.onnx"
+                    cmd = [str(REPO / args.bitplan), "export", "--config", str(config), "--plan",
+                           plan.split()[0], "--format", "onnx-qdq", "--output", str(out), "--force",
+                           "--cache-dir", args.cache_dir, *extra]
+                    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+                    if done.returncode != 0:
+                        raise RuntimeError(f"bitplan export exit {done.returncode}: "
+                                           f"{done.stderr.strip()[-200:]}")
+                    return out
+                add("bitplan export -> ORT", f"`{plan}` as ONNX QDQ", plan, exported)
+        all_rows[m] = {"peers": rows, "bitplan": bitplan_rows, "ort_fp32_ms": fp32_ms}
 
         def fmt(v, digits=3):
             return "—" if v is None else f"{v:.{digits}f}"
@@ -228,19 +264,22 @@ def main():
         bp = {r["plan"]: r for r in bitplan_rows}
         print(f"\n{m}: {COUNT} CIFAR-10 test images at 224 px, top-1 agreement / KL to fp32; "
               f"ONNX Runtime {versions['onnxruntime']}, {args.threads} threads\n")
-        print("| peer | method | agreement / KL | quant s | bitplan plan | bitplan agreement / KL |")
-        print("|---|---|---|---|---|---|")
+        print(f"ONNX Runtime fp32 at batch 1: {fp32_ms:.2f} ms\n")
+        print("| peer | method | agreement / KL | quant s | ORT ms (x fp32) | bitplan plan | "
+              "bitplan agreement / KL (simulated) |")
+        print("|---|---|---|---|---|---|---|")
         for r in rows:
             b = bp.get(r["plan"])
             bcol = f"{fmt(b['agreement'])} / {fmt(b['kl'], 4)}" if b else ""
             res = f"{fmt(r['agreement'])} / {fmt(r['kl'], 4)}" if r["agreement"] is not None \
                 else r["note"]
+            speed = f"{fmt(r['ort_ms'], 2)} ({fp32_ms / r['ort_ms']:.2f}x)" if r["ort_ms"] else "—"
             print(f"| {r['peer']} | {r['method']} | {res} | {fmt(r['quant_seconds'], 1)} | "
-                  f"{r['plan']} | {bcol} |")
+                  f"{speed} | {r['plan']} | {bcol} |")
         for b in bitplan_rows:
             res = f"{fmt(b['agreement'])} / {fmt(b['kl'], 4)}" if b["agreement"] is not None \
                 else b["note"]
-            print(f"| bitplan | `{b['method']}` | {res} | {fmt(b['quant_seconds'], 1)} | "
+            print(f"| bitplan | `{b['method']}` | {res} | {fmt(b['quant_seconds'], 1)} | — | "
                   f"{b['plan']} | (simulated) |")
     print("\nversions: " + ", ".join(f"{k} {v}" for k, v in sorted(versions.items())))
     if args.json:
