@@ -23,6 +23,8 @@
 //          3/8 of a byte each, the same activations and dot products: executor/kernels/w3a8.hpp),
 //   w2a8g32 / w2a8g128      bitplan::W2A8MatMul (int2 weights four per byte, the same
 //          activations and dot products: executor/kernels/w2a8.hpp),
+//   w8a8ch  bitplan::W8A8MatMul (int8 weights as stored, a scale per column, the same
+//          activations and dot products: executor/kernels/w8a8.hpp; AVX-512 VNNI CPUs only),
 // timed in interleaved blocks (a drifting load on a shared machine weighs on all alike),
 // and a STREAM-style copy (b[i] = a[i], 2 x 256 MiB, counted as read + write bytes, as STREAM
 // does) and read (sum of 256 MiB) on the same threads. GB/s of a kernel = (weight bytes as
@@ -165,6 +167,24 @@ std::vector<Case> cases(std::int64_t m, std::int64_t k, std::int64_t n, std::mt1
     out.push_back({"int8", 1.0 * double(k * n) + 4.0 * double(n),
                    one_node(m, k, std::move(node), {{"codes", std::move(codes)}})});
   }
+  // W8A8: int8 codes as stored, a scale per column, x quantized per row in the kernel
+  // (executor/kernels/w8a8.hpp). Only where its VNNI path runs: elsewhere the kernel list
+  // declines it and its portable path is the definition, not a kernel to time.
+  if (kernels::cpu_isa() == kernels::Isa::avx512_vnni) {
+    std::uniform_int_distribution<int> code8(-127, 127);
+    Tensor codes(DType::i8, {k, n}), scales(DType::f32, {1, n}), offsets(DType::f32, {1, n});
+    for (auto& v : std::span(codes.data<std::int8_t>(), static_cast<std::size_t>(codes.numel())))
+      v = static_cast<std::int8_t>(code8(rng));
+    std::fill_n(scales.data<float>(), scales.numel(), 0.001f);
+    std::fill_n(offsets.data<float>(), offsets.numel(), 0.f);
+    Node node{"", "W8A8MatMul", "bitplan", {"x", "codes", "", "scales", "offsets"}, {}, {}};
+    node.attrs["group"] = k;
+    out.push_back({"w8a8ch", 1.0 * double(k * n) + 8.0 * double(n),
+                   one_node(m, k, std::move(node),
+                            {{"codes", std::move(codes)},
+                             {"scales", std::move(scales)},
+                             {"offsets", std::move(offsets)}})});
+  }
   for (const std::int64_t group : {std::int64_t{32}, std::int64_t{128}, k}) {
     const std::int64_t groups = (k + group - 1) / group;
     Tensor codes(DType::i8, {k, n}), scales(DType::f32, {groups, n}),
@@ -278,7 +298,8 @@ int main(int argc, char** argv) {
   set_num_threads(threads);
   const CpuDevice& cpu = query_cpu();
   fmt::print(
-      "# {} ({} logical cores, oneDNN ISA {}), {} threads, W4A32/W4A8/W3A8/W2A8 kernel ISA {}\n",
+      "# {} ({} logical cores, oneDNN ISA {}), {} threads, W4A32/W4A8/W3A8/W2A8/W8A8 kernel ISA "
+      "{}\n",
       cpu.model, cpu.logical_cores, cpu.onednn_isa, num_threads(),
       kernels::isa_name(kernels::cpu_isa()));
   const Bandwidth bw = measure_bandwidth(budget);
@@ -289,8 +310,9 @@ int main(int argc, char** argv) {
       "| w3a8g32 ms | w3a8g128 ms | w2a8g32 ms | w2a8g128 ms | w4g32 GB/s | % of copy | fp32 / "
       "w4g32 | int8 / w4g32 | fp32 / w4a8g32 | w4g32 / w4a8g32 | w4a8g32 / w3a8g32 | w4a8g128 / "
       "w3a8g128 | w3a8g32 / w2a8g32 | w3a8g128 / w2a8g128 | w4a8g32 / w2a8g32 | w4a8g128 / "
-      "w2a8g128 | w3a8g32 GB/s | w2a8g32 GB/s |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:"
-      "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+      "w2a8g128 | w3a8g32 GB/s | w2a8g32 GB/s | w8a8ch ms | int8 / w8a8ch |\n|---|---:|---:|---:|"
+      "---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+      "---:|---:|---:|---:|---:|---:|---:|\n");
   std::mt19937 rng(1);
   struct Row {
     std::int64_t n, k, m;
@@ -323,14 +345,16 @@ int main(int argc, char** argv) {
       fmt::print(
           "| {} x {} | {} | {:.4f} | {:.4f} | {:.4f} | {:.4f} | {:.4f} | {:.4f} | {:.4f} | {:.4f} "
           "| {:.4f} | {:.4f} | {:.4f} | {:.1f} | {:.0f} % | {:.2f}x | {:.2f}x | {:.2f}x | {:.2f}x "
-          "| {:.2f}x | {:.2f}x | {:.2f}x | {:.2f}x | {:.2f}x | {:.2f}x | {:.1f} | {:.1f} |\n",
+          "| {:.2f}x | {:.2f}x | {:.2f}x | {:.2f}x | {:.2f}x | {:.2f}x | {:.1f} | {:.1f} | {} | {} |\n",
           n, k, m, ms["fp32"], ms["int8"], ms["w4g32"], ms["w4g128"], ms["w4ch"], ms["w4a8g32"],
           ms["w4a8g128"], ms["w3a8g32"], ms["w3a8g128"], ms["w2a8g32"], ms["w2a8g128"],
           gbs["w4g32"], 100 * gbs["w4g32"] / bw.copy_gbs, ratio("fp32", "w4g32"),
           ratio("int8", "w4g32"), ratio("fp32", "w4a8g32"), ratio("w4g32", "w4a8g32"),
           ratio("w4a8g32", "w3a8g32"), ratio("w4a8g128", "w3a8g128"), ratio("w3a8g32", "w2a8g32"),
           ratio("w3a8g128", "w2a8g128"), ratio("w4a8g32", "w2a8g32"), ratio("w4a8g128", "w2a8g128"),
-          gbs["w3a8g32"], gbs["w2a8g32"]);
+          gbs["w3a8g32"], gbs["w2a8g32"],
+          ms.count("w8a8ch") ? fmt::format("{:.4f}", ms["w8a8ch"]) : "-",
+          ms.count("w8a8ch") ? fmt::format("{:.2f}x", ratio("int8", "w8a8ch")) : "-");
       std::fflush(stdout);
     }
   // Every kernel's bytes per second (weights as stored + x + y), and its share of the copy.

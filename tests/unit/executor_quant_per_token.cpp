@@ -212,6 +212,35 @@ TEST_CASE("per-token: zero-range tokens, NaN and Inf") {
   }
 }
 
+TEST_CASE("per-token ranges are the finite min and max, on every row length") {
+  // What the per-token kernels quantize each row with (per_token_params): the range of the
+  // row's finite values, NaN and ±Inf skipped wherever they sit, as affine_params_from_range
+  // turns it into a scale and zero point.
+  std::mt19937 rng(17);
+  std::normal_distribution<float> normal(0.f, 3.f);
+  std::uniform_int_distribution<int> special(0, 9);
+  for (std::int64_t n = 1; n <= 40; ++n)
+    for (int trial = 0; trial < 8; ++trial) {
+      std::vector<float> row(static_cast<std::size_t>(n));
+      float lo = std::numeric_limits<float>::infinity(), hi = -lo;
+      for (float& v : row) {
+        const int kind = special(rng);
+        v = kind == 0 ? kNaN : kind == 1 ? kInf : kind == 2 ? -kInf : normal(rng);
+        if (std::isfinite(v)) lo = std::min(lo, v), hi = std::max(hi, v);
+      }
+      if (!(lo <= hi)) lo = hi = 0.f;
+      for (const auto& [format, symmetric] :
+           {std::pair{FormatId::uint8, false}, std::pair{FormatId::int8, true}}) {
+        const AffineParams got = per_token_params(format, symmetric, row.data(), n);
+        const AffineParams want = affine_params_from_range(format, symmetric, lo, hi);
+        CHECK_MESSAGE((got.scale == want.scale && got.zero_point == want.zero_point),
+                      "n " << n << " trial " << trial << ": scale " << got.scale << " vs "
+                           << want.scale << ", zero point " << got.zero_point << " vs "
+                           << want.zero_point);
+      }
+    }
+}
+
 TEST_CASE("per-token ranges: formats without a scale, and static per-token nodes, are refused") {
   const Tensor x = random_tensor({2, 8}, 7);
   CHECK(error_of([&] { run_fake_quant(x, -1, FormatId::fp16, true); }).find("integer or fp8") !=
