@@ -75,26 +75,34 @@ def ref_inputs(model):
     return {f.stem[len(prefix):]: np.load(f) for f in sorted((ZOO / "ref").glob(prefix + "*.npy"))}
 
 
-def bitplan_run(build, model_path, batch, threads, seconds, input_files, output=None):
-    cmd = [str(build / "bench" / "bench_fp32"), str(model_path), str(batch), str(threads), str(seconds)]
-    for name, file in input_files.items():
-        cmd += ["--input", f"{name}={file}"]
-    if output:
-        cmd += ["--output", str(output)]
+def bench_json(cmd):
+    """Runs a bench/ program and returns the JSON object of its last stdout line."""
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed: {done.stderr.strip()}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def ort_median_ms(session, feed, seconds):
-    for _ in range(2):
+def bitplan_run(build, model_path, batch, threads, seconds, input_files, output=None):
+    cmd = [str(build / "bench" / "bench_fp32"), str(model_path), str(batch), str(threads), str(seconds)]
+    for name, file in input_files.items():
+        cmd += ["--input", f"{name}={file}"]
+    if output:
+        cmd += ["--output", str(output)]
+    return bench_json(cmd)
+
+
+def ort_median_ms(session, feeds, seconds):
+    """Median ms of `session` over `seconds` of runs (at least 5), rotating `feeds` (a feed or
+    a list of them), after two warm runs."""
+    feeds = feeds if isinstance(feeds, list) else [feeds]
+    for feed in (feeds * 2)[:2]:
         session.run(None, feed)
     times = []
     end = time.perf_counter() + seconds
     while len(times) < 5 or time.perf_counter() < end:
         start = time.perf_counter()
-        session.run(None, feed)
+        session.run(None, feeds[len(times) % len(feeds)])
         times.append((time.perf_counter() - start) * 1e3)
     return float(np.median(times))
 
@@ -179,10 +187,7 @@ def bench_quant_row(build, config, plan, batch, threads, seconds, sequence=None)
     cmd = [str(build / "bench" / "bench_quant"), str(config), plan, str(batch), str(threads), str(seconds)]
     if sequence:
         cmd += ["--sequence", str(sequence)]
-    done = subprocess.run(cmd, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed: {done.stderr.strip()}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return bench_json(cmd)
 
 
 def config_arrays(config, section):
@@ -249,7 +254,7 @@ def transformer_int8_rows(build, model, path, threads, seconds, rounds, batches,
             for plan in plans:
                 ours[plan].append(bench_quant_row(build, config, plan, batch, threads, seconds, seq))
             for name, session in [("ORT fp32", fp32_session), *sessions.items()]:
-                theirs[name].append(ort_rotating_median_ms(session, feeds, seconds))
+                theirs[name].append(ort_median_ms(session, feeds, seconds))
         entry = {"batch": batch, "sequence": int(next(iter(samples.values())).shape[1]),
                  "bitplan_fp32_ms": float(np.median([o["fp32_ms"] for o in ours[plans[0]]]))}
         for plan in plans:
@@ -265,18 +270,6 @@ def transformer_int8_rows(build, model, path, threads, seconds, rounds, batches,
                         f"ratio to ORT's best int8 {entry[f'bitplan {plan}_ms'] / best_ort:.2f})" for plan in plans) +
               "; " + ", ".join(f"{name} {entry[f'{name}_ms']:.2f} ms" for name in theirs))
     return rows
-
-
-def ort_rotating_median_ms(session, feeds, seconds):
-    for feed in feeds[:2]:
-        session.run(None, feed)
-    times = []
-    end = time.perf_counter() + seconds
-    while len(times) < 5 or time.perf_counter() < end:
-        start = time.perf_counter()
-        session.run(None, feeds[len(times) % len(feeds)])
-        times.append((time.perf_counter() - start) * 1e3)
-    return float(np.median(times))
 
 
 def int8_rows(build, model, path, threads, seconds, rounds, batches, work):
