@@ -1,10 +1,15 @@
 #include "backends/workload.hpp"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
+#include <algorithm>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
+#include <set>
 
+#include "backends/cuda/workloads.hpp"
 #include "core/error.hpp"
 #include "core/files.hpp"
 #include "core/text.hpp"
@@ -100,7 +105,133 @@ LayerWorkload gemm_workload(const Node& node, const StepInfo& step) {
   return w;
 }
 
+using cuda::OpKind;
+
+// What each ONNX op costs like on a GPU: one home for the classification, so a new op type
+// is one entry. Ops not listed are unsupported (OpWorkload::unsupported), never guessed.
+const std::map<std::string, OpKind>& op_kinds() {
+  static const std::map<std::string, OpKind> kinds = [] {
+    std::map<std::string, OpKind> k;
+    // clang-format off
+    for (const char* op :
+         {"Add", "Sub", "Mul", "Div", "Pow", "Sqrt", "Reciprocal", "Neg", "Abs", "Exp", "Log",
+          "Erf", "Tanh", "Sigmoid", "Relu", "LeakyRelu", "PRelu", "Elu", "Selu", "Softplus",
+          "Clip", "HardSigmoid", "HardSwish", "Gelu", "Where", "Equal", "Less", "LessOrEqual",
+          "Greater", "GreaterOrEqual", "Not", "And", "Or", "Xor", "Cast", "Min", "Max", "Mod",
+          "Floor", "Ceil", "Round", "Sin", "Cos", "Sign", "IsNaN", "IsInf",
+          "BatchNormalization", "QuantizeLinear", "DequantizeLinear"})
+      k[op] = OpKind::eltwise;
+    for (const char* op : {"ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceProd",
+                           "ReduceL1", "ReduceL2", "ReduceSumSquare", "ReduceLogSumExp",
+                           "GlobalAveragePool", "GlobalMaxPool", "AveragePool", "MaxPool",
+                           "ArgMax", "ArgMin"})
+      k[op] = OpKind::reduce;
+    for (const char* op : {"Softmax", "LogSoftmax", "LayerNormalization",
+                           "SimplifiedLayerNormalization", "InstanceNormalization",
+                           "LpNormalization", "CumSum"})
+      k[op] = OpKind::rownorm;
+    for (const char* op : {"Transpose", "Concat", "Slice", "Gather", "GatherElements",
+                           "GatherND", "Split", "Expand", "Pad", "Tile", "Resize", "Upsample",
+                           "DepthToSpace", "SpaceToDepth", "ScatterND", "ScatterElements",
+                           "Trilu", "Range", "ConstantOfShape", "Shape", "Size", "NonZero"})
+      k[op] = OpKind::copy;
+    // clang-format on
+    k["MatMul"] = OpKind::bmm;
+    return k;
+  }();
+  return kinds;
+}
+
+std::int64_t elements_of(const Dims& dims) {
+  return dims.empty() ? 1 : product(dims);
+}
+
+// The shape of one executed, non-view step that is not a quantizable layer, or nullopt with
+// `unsupported` set when no kernel class describes it.
+std::optional<cuda::OpShape> op_shape(const StepInfo& step, std::string& unsupported) {
+  const auto kind = op_kinds().find(step.op_type);
+  const bool weighted_matmul = step.op_type == "MatMul" && step.input_constant.size() == 2 &&
+                               (step.input_constant[0] || step.input_constant[1]);
+  const bool too_many_inputs =
+      kind != op_kinds().end() && kind->second == OpKind::eltwise && step.input_dims.size() > 4;
+  if (kind == op_kinds().end() || weighted_matmul || too_many_inputs || step.output_dims.empty()) {
+    unsupported = fmt::format(
+        "op {} ('{}') has no GPU kernel class in bitplan's op list (backends/workload.cpp)",
+        step.op_type, step.name);
+    return std::nullopt;
+  }
+  const auto at_least_one = [](std::int64_t v) { return std::max<std::int64_t>(v, 1); };
+  std::int64_t outputs = 0;
+  for (const Dims& d : step.output_dims) outputs += elements_of(d);
+  const Dims& first = step.input_dims.empty() ? step.output_dims[0] : step.input_dims[0];
+  cuda::OpShape s;
+  s.kind = kind->second;
+  switch (s.kind) {
+    case OpKind::eltwise:
+      s.outputs = at_least_one(outputs);
+      for (const Dims& d : step.input_dims) s.inputs.push_back(elements_of(d));
+      // Which input is which does not change the bytes moved: one key per multiset.
+      std::sort(s.inputs.rbegin(), s.inputs.rend());
+      break;
+    case OpKind::reduce:
+      s.rows = at_least_one(outputs);
+      s.cols = at_least_one(elements_of(first) / s.rows);
+      break;
+    case OpKind::rownorm:
+      s.cols = first.empty() ? 1 : at_least_one(first.back());
+      s.rows = at_least_one(elements_of(first) / s.cols);
+      break;
+    case OpKind::bmm: {
+      const Dims& a = step.input_dims.at(0);
+      const Dims& b = step.input_dims.at(1);
+      s.m = a.size() >= 2 ? at_least_one(a[a.size() - 2]) : 1;
+      s.k = a.empty() ? 1 : at_least_one(a.back());
+      s.n = b.size() >= 2 ? at_least_one(b.back()) : 1;
+      s.batch = at_least_one(outputs / (s.m * s.n));
+      break;
+    }
+    case OpKind::copy: {
+      // Gather and Slice read only what they write (plus Gather's indices); the others read
+      // their non-constant inputs whole.
+      std::int64_t inputs = 0;
+      if (step.op_type == "Gather" || step.op_type == "Slice") {
+        inputs = outputs;
+        if (step.op_type == "Gather" && step.input_dims.size() > 1)
+          inputs += elements_of(step.input_dims[1]);
+      } else {
+        for (std::size_t i = 0; i < step.input_dims.size(); ++i)
+          if (!step.input_constant[i]) inputs += elements_of(step.input_dims[i]);
+      }
+      s.inputs = {at_least_one(inputs)};
+      s.outputs = at_least_one(outputs);
+      break;
+    }
+  }
+  return s;
+}
+
 }  // namespace
+
+std::vector<OpWorkload> op_workloads(const Graph& graph, const ExecutionPlan& plan) {
+  std::set<std::string> layers;
+  for (const auto& layer : quantizable_layers(graph)) layers.insert(layer.name);
+  std::vector<OpWorkload> out;
+  std::size_t layers_before = 0;
+  for (const auto& step : plan.steps()) {
+    if (layers.count(step.name)) {
+      ++layers_before;
+      continue;
+    }
+    if (step.view) continue;
+    OpWorkload op;
+    op.node = step.name;
+    op.op_type = step.op_type;
+    if (const auto shape = op_shape(step, op.unsupported)) op.key = cuda::op_key(*shape);
+    op.layers_before = layers_before;
+    out.push_back(std::move(op));
+  }
+  return out;
+}
 
 std::vector<LayerWorkload> layer_workloads(const Graph& graph, const ExecutionPlan& plan) {
   std::map<std::string, const Node*> quantizable;
@@ -119,7 +250,8 @@ std::vector<LayerWorkload> layer_workloads(const Graph& graph, const ExecutionPl
 
 void write_workloads_json(const std::filesystem::path& path, const std::string& model,
                           std::int64_t batch, const std::vector<std::string>& precisions,
-                          const std::vector<LayerWorkload>& workloads) {
+                          const std::vector<LayerWorkload>& workloads,
+                          const std::vector<OpWorkload>& ops) {
   nlohmann::ordered_json doc;
   doc["bitplan_workloads"] = 1;
   doc["model"] = model;
@@ -153,6 +285,18 @@ void write_workloads_json(const std::filesystem::path& path, const std::string& 
     j["input_elements"] = w.input_elements;
     j["output_elements"] = w.output_elements;
     layers.push_back(std::move(j));
+  }
+  auto& op_list = doc["ops"] = nlohmann::ordered_json::array();
+  for (const auto& op : ops) {
+    nlohmann::ordered_json j;
+    j["name"] = op.node;
+    j["op_type"] = op.op_type;
+    if (op.unsupported.empty())
+      j["key"] = op.key;
+    else
+      j["unsupported"] = op.unsupported;
+    j["layers_before"] = op.layers_before;
+    op_list.push_back(std::move(j));
   }
   write_file_atomic(path, json_text(doc, 1) + "\n");
 }

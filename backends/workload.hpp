@@ -7,6 +7,16 @@
 //   conv:n{N}:c{C}:h{H}:w{W}:k{K}:r{R}:s{S}:st{sh}x{sw}:p{top}x{left}x{bottom}x{right}:d{dh}x{dw}:g{G}
 //   gemm:m{M}:n{N}:k{K}          Y[M,N] = X[M,K] * W[K,N]; M holds the batch and leading dims
 //
+// The model's other ops - every executed node that is not such a layer and runs a kernel
+// (views such as Reshape run none; constant subgraphs were folded when planning) - are reduced
+// to what a memory-bound kernel's time depends on, with keys of their own:
+//
+//   eltwise:o{N}:i{a}x{b}...     N outputs from inputs of a, b, ... elements (broadcast)
+//   reduce:r{R}:c{C}             R outputs, each from C inputs (ReduceMean, pooling)
+//   rownorm:r{R}:c{C}            R rows of C normalised in place (Softmax, LayerNormalization)
+//   bmm:b{B}:m{M}:n{N}:k{K}      B products of two activations (attention's Q.K^T and P.V)
+//   copy:i{I}:o{O}               O outputs gathered from I inputs (Transpose, Concat, Gather)
+//
 // `bitplan profile --emit-workloads` writes them as JSON (schema "bitplan_workloads": 1) for
 // backends that run elsewhere (backends/cuda's standalone profiler on a GPU machine).
 #pragma once
@@ -42,10 +52,26 @@ struct LayerWorkload {
 // one with unit height; 3-D convolutions are refused (unsupported).
 std::vector<LayerWorkload> layer_workloads(const Graph& graph, const ExecutionPlan& plan);
 
+struct OpWorkload {
+  std::string node;     // ONNX node name
+  std::string op_type;  // ONNX op type
+  std::string key;      // empty when unsupported
+  // Non-empty: no kernel class above describes the op (an op type this list does not know):
+  // its time is unknown, never guessed.
+  std::string unsupported;
+  // How many of layer_workloads' layers run before it: 0 before the first layer, i + 1 right
+  // after layer i.
+  std::size_t layers_before = 0;
+};
+
+// The other ops of `graph` as `plan` executes them, in execution order.
+std::vector<OpWorkload> op_workloads(const Graph& graph, const ExecutionPlan& plan);
+
 // JSON document for external profilers: {"bitplan_workloads": 1, "model", "batch",
-// "precisions", "layers": [...]}; written atomically.
+// "precisions", "layers": [...], "ops": [...]}; written atomically.
 void write_workloads_json(const std::filesystem::path& path, const std::string& model,
                           std::int64_t batch, const std::vector<std::string>& precisions,
-                          const std::vector<LayerWorkload>& workloads);
+                          const std::vector<LayerWorkload>& workloads,
+                          const std::vector<OpWorkload>& ops);
 
 }  // namespace bitplan

@@ -128,7 +128,8 @@ options)");
             fs::path(emit_dir) /
             fmt::format("{}_b{}.json", fs::path(model_path).stem().string(), batch);
         write_workloads_json(file, fs::path(model_path).filename().string(), batch,
-                             options.precisions, layer_workloads(model.graph, plan));
+                             options.precisions, layer_workloads(model.graph, plan),
+                             op_workloads(model.graph, plan));
         fmt::print("wrote {}\n", file.string());
       }
     }

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 #include <set>
 
 #include "backends/cuda/precision.hpp"
@@ -22,6 +23,7 @@ CostContext CostContext::build(const Graph& graph, std::string model_hash, std::
   for (const auto& layer : c.layers) c.kernel_layers.push_back(KernelLayer::of(graph, layer));
   const ExecutionPlan plan(graph, PlanOptions{batch});
   const auto workloads = layer_workloads(graph, plan);
+  c.ops = op_workloads(graph, plan);
   std::set<std::string> weights;
   for (const auto& layer : c.layers) {
     auto it = std::find_if(workloads.begin(), workloads.end(),
@@ -64,7 +66,22 @@ namespace {
 class LatencyModel final : public CostModel {
  public:
   LatencyModel(const CostContext& context, const HwProfile& profile)
-      : CostModel(context), profile_(profile), target_(kernel_target(profile)) {}
+      : CostModel(context), profile_(profile), target_(kernel_target(profile)) {
+    // A CUDA profile prices the model's other ops once it holds any of their entries (a
+    // profile measured before ops were profiled prices the layers alone, as it did); ops
+    // still missing then make the layer they follow "estimated".
+    ops_after_.resize(context_.layers.size() + 1);
+    if (profile_.backend != "cuda") return;
+    std::set<std::string> keys;
+    for (const auto& op : context_.ops) {
+      ops_after_[std::min(op.layers_before, context_.layers.size())].push_back(&op);
+      if (!op.key.empty()) keys.insert(op.key);
+    }
+    // One pass over the profile (thousands of entries) instead of a search per op and plan.
+    for (const auto& e : profile_.entries)
+      if (keys.count(e.key)) op_entries_.emplace(e.key + " " + e.precision, &e);
+    prices_ops_ = !op_entries_.empty();
+  }
   std::string name() const override { return "latency"; }
   std::string unit() const override { return "ms"; }
 
@@ -77,8 +94,20 @@ class LatencyModel final : public CostModel {
   LayerCost layer_cost(std::size_t layer, const LayerQuant& spec) const override {
     const KernelChoice kernel = choose_kernel(spec, context_.kernel_layers[layer], target_);
     if (!kernel.kernel) return {0, false, kernel.why_not};
+    LayerCost cost = layer_entry_cost(layer, kernel.precision());
+    if (prices_ops_ && cost.unsupported.empty()) {
+      const auto precision = cuda::find_precision(kernel.precision());
+      if (precision) {
+        add_ops(ops_after_[layer + 1], cuda::output_type(*precision), cost);
+        if (layer == 0) add_ops(ops_after_[0], cuda::input_type(*precision), cost);
+      }
+    }
+    return cost;
+  }
+
+  LayerCost layer_entry_cost(std::size_t layer, const std::string& precision) const {
     const LayerWorkload& w = context_.workloads[layer];
-    if (const ProfileEntry* e = profile_.find(w.key, kernel.precision())) {
+    if (const ProfileEntry* e = profile_.find(w.key, precision)) {
       if (!e->unsupported.empty()) return {0, false, e->unsupported};
       return {e->median_us / 1e3, false, ""};
     }
@@ -86,12 +115,29 @@ class LatencyModel final : public CostModel {
     // w4a32 / w4a8 / w3a8 / w2a8 / w8a8 entries: the layer costs fp32 on decompressed weights (what
     // W4A32 layers cost then), flagged estimated until the profile is re-measured (`bitplan
     // profile`, or `target: host` on first use).
-    if (kernel.precision() == "w4a32" || kernel.precision() == "w4a8" ||
-        kernel.precision() == "w3a8" || kernel.precision() == "w2a8" ||
-        kernel.precision() == "w8a8")
+    if (precision == "w4a32" || precision == "w4a8" || precision == "w3a8" || precision == "w2a8" ||
+        precision == "w8a8")
       if (const ProfileEntry* e = profile_.find(w.key, "fp32"); e && e->unsupported.empty())
         return {e->median_us / 1e3, true, ""};
-    return roofline(w, kernel.precision());
+    return roofline(w, precision);
+  }
+
+  // Adds the entries of `ops`, run in the float type of `activations` (a layer that writes or
+  // reads int8 / e4m3 codes has fp16 beside them: backends/cuda/precision.hpp), to `cost`;
+  // an op without an entry marks it estimated.
+  void add_ops(const std::vector<const OpWorkload*>& ops, cuda::ElementType activations,
+               LayerCost& cost) const {
+    const std::string type = activations == cuda::ElementType::f32    ? "fp32"
+                             : activations == cuda::ElementType::bf16 ? "bf16"
+                                                                      : "fp16";
+    for (const OpWorkload* op : ops) {
+      const auto found = op_entries_.find(op->key + " " + type);
+      const ProfileEntry* e = found == op_entries_.end() ? nullptr : found->second;
+      if (e && e->unsupported.empty())
+        cost.value += e->median_us / 1e3;
+      else
+        cost.estimated = true;
+    }
   }
 
   // CUDA entries take activations in the type their precision reads and write the type it
@@ -108,7 +154,10 @@ class LatencyModel final : public CostModel {
     const double conversion = written == read ? 0.0 : conversion_cost(layer, written, read);
     const auto precision = cuda::find_precision(from);
     const auto chained_as = precision ? cuda::chained_precision(*precision) : std::nullopt;
-    if (profile_.backend == "cuda" && from == to && chained_as) {
+    // With the model's other ops priced, an op between the two layers (a residual add, a
+    // softmax) needs the float output, so the first layer cannot write codes for the second.
+    const bool op_between = prices_ops_ && !ops_after_[layer].empty();
+    if (profile_.backend == "cuda" && from == to && chained_as && !op_between) {
       // Between two int8 (fp8) layers the first can write the second's codes itself (its
       // int8_chained / fp8_e4m3_chained entry: the (re)quantization in the GEMM's epilogue),
       // which replaces its fp16 output and the conversion after it; a deployment takes
@@ -198,6 +247,10 @@ class LatencyModel final : public CostModel {
 
   const HwProfile& profile_;
   const KernelTarget target_;
+  // ops_after_[i]: the other ops that run after i layers (0: before the first layer).
+  std::vector<std::vector<const OpWorkload*>> ops_after_;
+  std::map<std::string, const ProfileEntry*> op_entries_;  // "key precision" -> entry
+  bool prices_ops_ = false;
 };
 
 class SizeModel final : public CostModel {

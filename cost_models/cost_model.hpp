@@ -7,10 +7,13 @@
 //             for the precision of the kernel that runs its spec on the profile's target
 //             (executor/kernel_list.hpp), plus precision conversions between
 //             layers where the profile keeps them separately (CUDA), plus the model's
-//             measured time outside the quantizable layers. A shape missing from the table
-//             is estimated from the profile's ceilings (roofline) and flagged as estimated;
-//             a spec with no kernel on the target is unsupported, with the reason - never a
-//             made-up latency.
+//             time outside the quantizable layers: a CPU profile's measured remainder of the
+//             whole run, or on a CUDA profile the entries of the model's other ops (Add,
+//             Softmax, attention's products, ...), each charged to the layer it follows in
+//             the float type that layer writes (the ops before the first layer to it). A shape
+//             missing from the table is estimated from the profile's ceilings (roofline) and
+//             flagged as estimated; a spec with no kernel on the target is unsupported, with the
+//             reason - never a made-up latency.
 //   size    - bytes of the stored model: packed codes, scales, zero points, codebooks, and
 //             every initializer that stays float.
 //   bops    - bit operations: MACs x weight bits x activation bits.
@@ -50,6 +53,7 @@ struct CostContext {
   std::vector<QuantizableLayer> layers;    // plan order
   std::vector<KernelLayer> kernel_layers;  // same order: what kernels decline on
   std::vector<LayerWorkload> workloads;    // same order
+  std::vector<OpWorkload> ops;             // the other ops, in execution order
   std::vector<Dims> weight_dims;           // same order
   std::int64_t float_bytes_outside = 0;    // initializers that are not a layer's weight
 

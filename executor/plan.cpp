@@ -150,8 +150,12 @@ ExecutionPlan::ExecutionPlan(const Graph& source, const PlanOptions& options) : 
         ctx.invalid("output '{}' of shape {}: its size in bytes does not fit in 64 bits",
                     node.outputs[i], to_string(build.outputs[i].dims));
 
-    StepInfo info{node.name, node.op_type, {}, {}, params, build.macs};
-    for (const auto* m : in_meta) info.input_dims.push_back(m ? m->dims : Dims{});
+    StepInfo info{node.name, node.op_type, {}, {}, params, build.macs, {}, false};
+    for (const auto* m : in_meta) {
+      info.input_dims.push_back(m ? m->dims : Dims{});
+      info.input_constant.push_back(m && m->constant.has_value());
+    }
+    info.view = build.output_is_view_of_input;
     for (const auto& m : build.outputs) info.output_dims.push_back(m.dims);
 
     // Fold: when every input is known, run the kernel now and keep the results as constants.

@@ -47,6 +47,8 @@ struct StepInfo {
   std::vector<Dims> output_dims;
   std::int64_t params = 0;  // elements of constant inputs (weights, biases)
   std::int64_t macs = 0;
+  std::vector<bool> input_constant;  // per input: known when planning (initializer or folded)
+  bool view = false;                 // the output is a view of the input: no kernel runs
 };
 
 class ExecutionPlan {

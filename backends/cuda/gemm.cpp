@@ -53,10 +53,11 @@ std::string cublaslt_version() {
 
 LtGemm::LtGemm(cublasLtHandle_t handle, Precision precision, std::int64_t m, std::int64_t n,
                std::int64_t k, std::int64_t ldw, std::int64_t ldx, const float* fp8_scale_w,
-               const float* fp8_scale_x, const float* output_scale)
+               const float* fp8_scale_x, const float* output_scale, std::int64_t batch)
     : handle_(handle), precision_(precision), output_scale_(output_scale) {
   const LtTypes types = lt_types(precision);
-  const std::string what = to_string(precision) + " GEMM " + shape_text(m, n, k);
+  const std::string what = to_string(precision) + " GEMM " + shape_text(m, n, k) +
+                           (batch > 1 ? " batch " + std::to_string(batch) : "");
   // The documented layout rules of the integer and fp8 tensor-core kernels, checked first so
   // the profile says which rule a shape breaks.
   const bool integer = precision == Precision::int8 || precision == Precision::int8_chained;
@@ -116,6 +117,22 @@ LtGemm::LtGemm(cublasLtHandle_t handle, Precision precision, std::int64_t m, std
     check_cublas(cublasLtMatrixLayoutCreate(&d_, types.cd, n, m, n), "creating layout D");
     if (types.c)
       check_cublas(cublasLtMatrixLayoutCreate(&c_, *types.c, n, m, n), "creating layout C");
+    if (batch > 1) {
+      const int count = static_cast<int>(batch);
+      const auto batched = [&](cublasLtMatrixLayout_t layout, std::int64_t stride) {
+        check_cublas(cublasLtMatrixLayoutSetAttribute(layout, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT,
+                                                      &count, sizeof(count)),
+                     "setting the batch count");
+        check_cublas(
+            cublasLtMatrixLayoutSetAttribute(layout, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET,
+                                             &stride, sizeof(stride)),
+            "setting the batch stride");
+      };
+      batched(a_, n * ldw);
+      batched(b_, m * ldx);
+      batched(d_, m * n);
+      if (c_) batched(c_, m * n);
+    }
 
     cublasLtMatmulPreference_t preference = nullptr;
     check_cublas(cublasLtMatmulPreferenceCreate(&preference), "creating a matmul preference");

@@ -21,10 +21,13 @@ class LtGemm {
   // s_x s_w[c] / s_y, read at every run), fp8_e4m3 (e4m3 x e4m3 -> fp16 with per-tensor
   // scales from device pointers, fp32 accumulate), fp8_e4m3_chained (the same -> e4m3 codes
   // times output_scale, one device float 1 / s_y). Throws Unsupported with the rule when
-  // cuBLASLt has no algorithm for the shape.
+  // cuBLASLt has no algorithm for the shape. `batch` > 1: that many products of densely
+  // packed operands one after another (W n * ldw, X m * ldx, Y m * n elements apart), as
+  // attention's activation products run.
   LtGemm(cublasLtHandle_t handle, Precision precision, std::int64_t m, std::int64_t n,
          std::int64_t k, std::int64_t ldw, std::int64_t ldx, const float* fp8_scale_w = nullptr,
-         const float* fp8_scale_x = nullptr, const float* output_scale = nullptr);
+         const float* fp8_scale_x = nullptr, const float* output_scale = nullptr,
+         std::int64_t batch = 1);
   ~LtGemm();
   LtGemm(const LtGemm&) = delete;
   LtGemm& operator=(const LtGemm&) = delete;

@@ -229,7 +229,166 @@ void dispatch_type(ElementType t, F&& f) {
   }
 }
 
+// ---- The model's other ops (workloads.hpp, OpKind) ----------------------------------------
+
+struct EltwiseInputs {
+  const void* data[4];
+  std::int64_t count[4];
+  int inputs;
+};
+
+template <typename T>
+__global__ void eltwise_kernel(EltwiseInputs in, std::int64_t outputs, T* y) {
+  for (std::int64_t i = blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x; i < outputs;
+       i += std::int64_t(gridDim.x) * blockDim.x) {
+    float sum = 0;
+    for (int j = 0; j < in.inputs; ++j) {
+      const std::int64_t n = in.count[j];
+      // Full-size inputs (most of them) skip the 64-bit modulo.
+      sum += to_float(static_cast<const T*>(in.data[j])[n == outputs ? i : i % n]);
+    }
+    y[i] = from_float<T>(sum);
+  }
+}
+
+// One warp per row: the mean of its cols values.
+template <typename T>
+__global__ void reduce_rows_kernel(const T* x, std::int64_t rows, std::int64_t cols, T* y) {
+  const int lane = threadIdx.x % 32;
+  const std::int64_t warps = std::int64_t(gridDim.x) * (blockDim.x / 32);
+  for (std::int64_t r = blockIdx.x * std::int64_t(blockDim.x / 32) + threadIdx.x / 32; r < rows;
+       r += warps) {
+    const T* row = x + r * cols;
+    float sum = 0;
+    for (std::int64_t c = lane; c < cols; c += 32) sum += to_float(row[c]);
+    for (int offset = 16; offset > 0; offset /= 2) sum += __shfl_xor_sync(0xffffffffu, sum, offset);
+    if (lane == 0) y[r] = from_float<T>(sum / float(cols));
+  }
+}
+
+// One warp per row: softmax, with the maximum and the sum of exponentials in one online pass
+// (each new maximum rescales the running sum), then a second pass that writes.
+template <typename T>
+__global__ void softmax_rows_kernel(const T* x, std::int64_t rows, std::int64_t cols, T* y) {
+  const int lane = threadIdx.x % 32;
+  const std::int64_t warps = std::int64_t(gridDim.x) * (blockDim.x / 32);
+  for (std::int64_t r = blockIdx.x * std::int64_t(blockDim.x / 32) + threadIdx.x / 32; r < rows;
+       r += warps) {
+    const T* row = x + r * cols;
+    float peak = -INFINITY, sum = 0;
+    for (std::int64_t c = lane; c < cols; c += 32) {
+      const float v = to_float(row[c]);
+      if (v > peak) sum *= __expf(peak - v), peak = v;
+      sum += __expf(v - peak);
+    }
+    for (int offset = 16; offset > 0; offset /= 2) {
+      const float other_peak = __shfl_xor_sync(0xffffffffu, peak, offset);
+      const float other_sum = __shfl_xor_sync(0xffffffffu, sum, offset);
+      const float top = fmaxf(peak, other_peak);
+      sum = (sum == 0 ? 0 : sum * __expf(peak - top)) +
+            (other_sum == 0 ? 0 : other_sum * __expf(other_peak - top));
+      peak = top;
+    }
+    const float inverse = 1.0f / sum;
+    for (std::int64_t c = lane; c < cols; c += 32)
+      y[r * cols + c] = from_float<T>(__expf(to_float(row[c]) - peak) * inverse);
+  }
+}
+
+template <typename T>
+__global__ void copy_kernel(const T* x, std::int64_t inputs, T* y, std::int64_t outputs) {
+  for (std::int64_t i = blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x; i < outputs;
+       i += std::int64_t(gridDim.x) * blockDim.x)
+    y[i] = x[inputs == outputs ? i : i % inputs];
+}
+
+// One thread per output: y[b][i][j] = sum_q x[b][i][q] * w[b][j][q] in fp32.
+template <typename T>
+__global__ void bmm_direct_kernel(const T* w, const T* x, T* y, std::int64_t batch, std::int64_t m,
+                                  std::int64_t n, std::int64_t k) {
+  const std::int64_t total = batch * m * n;
+  for (std::int64_t o = blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x; o < total;
+       o += std::int64_t(gridDim.x) * blockDim.x) {
+    const std::int64_t b = o / (m * n), i = o / n % m, j = o % n;
+    const T* xr = x + (b * m + i) * k;
+    const T* wr = w + (b * n + j) * k;
+    float sum = 0;
+    for (std::int64_t q = 0; q < k; ++q) sum += to_float(xr[q]) * to_float(wr[q]);
+    y[o] = from_float<T>(sum);
+  }
+}
+
+void check_float(ElementType type, const char* op) {
+  if (type != ElementType::f32 && type != ElementType::f16 && type != ElementType::bf16)
+    throw ProfileError(std::string("running ") + op + " on " + to_string(type) +
+                       ": the model's other ops run in a float type (fp32, fp16, bf16)");
+}
+
 }  // namespace
+
+void eltwise_op(const std::vector<const void*>& inputs, const std::vector<std::int64_t>& counts,
+                ElementType type, void* y, std::int64_t outputs, cudaStream_t stream) {
+  check_float(type, "an eltwise op");
+  if (inputs.size() != counts.size() || inputs.size() > 4)
+    throw ProfileError("running an eltwise op with " + std::to_string(inputs.size()) +
+                       " inputs: must be at most 4, with one count each");
+  EltwiseInputs in{};
+  in.inputs = static_cast<int>(inputs.size());
+  for (std::size_t j = 0; j < inputs.size(); ++j) in.data[j] = inputs[j], in.count[j] = counts[j];
+  dispatch_type(type, [&](auto tag) {
+    using T = decltype(tag);
+    if constexpr (std::is_floating_point_v<T> || std::is_same_v<T, __half> ||
+                  std::is_same_v<T, __nv_bfloat16>)
+      eltwise_kernel<T>
+          <<<grid_for(outputs), kThreads, 0, stream>>>(in, outputs, static_cast<T*>(y));
+  });
+  check_launch("launching eltwise_op");
+}
+
+void reduce_rows(const void* x, ElementType type, std::int64_t rows, std::int64_t cols, void* y,
+                 bool softmax, cudaStream_t stream) {
+  check_float(type, softmax ? "a softmax" : "a row reduction");
+  const unsigned grid = grid_for(rows * 32);
+  dispatch_type(type, [&](auto tag) {
+    using T = decltype(tag);
+    if constexpr (std::is_floating_point_v<T> || std::is_same_v<T, __half> ||
+                  std::is_same_v<T, __nv_bfloat16>) {
+      if (softmax)
+        softmax_rows_kernel<T><<<grid, kThreads, 0, stream>>>(static_cast<const T*>(x), rows, cols,
+                                                              static_cast<T*>(y));
+      else
+        reduce_rows_kernel<T><<<grid, kThreads, 0, stream>>>(static_cast<const T*>(x), rows, cols,
+                                                             static_cast<T*>(y));
+    }
+  });
+  check_launch(softmax ? "launching softmax_rows" : "launching reduce_rows");
+}
+
+void bmm_direct(const void* w, const void* x, ElementType type, void* y, std::int64_t batch,
+                std::int64_t m, std::int64_t n, std::int64_t k, cudaStream_t stream) {
+  check_float(type, "a direct batched matmul");
+  dispatch_type(type, [&](auto tag) {
+    using T = decltype(tag);
+    if constexpr (std::is_floating_point_v<T> || std::is_same_v<T, __half> ||
+                  std::is_same_v<T, __nv_bfloat16>)
+      bmm_direct_kernel<T><<<grid_for(batch * m * n), kThreads, 0, stream>>>(
+          static_cast<const T*>(w), static_cast<const T*>(x), static_cast<T*>(y), batch, m, n, k);
+  });
+  check_launch("launching bmm_direct");
+}
+
+void copy_op(const void* x, std::int64_t inputs, ElementType type, void* y, std::int64_t outputs,
+             cudaStream_t stream) {
+  check_float(type, "a copy op");
+  dispatch_type(type, [&](auto tag) {
+    using T = decltype(tag);
+    if constexpr (std::is_floating_point_v<T> || std::is_same_v<T, __half> ||
+                  std::is_same_v<T, __nv_bfloat16>)
+      copy_kernel<T><<<grid_for(outputs), kThreads, 0, stream>>>(static_cast<const T*>(x), inputs,
+                                                                 static_cast<T*>(y), outputs);
+  });
+  check_launch("launching copy_op");
+}
 
 void fill_random(void* data, ElementType type, std::int64_t count, std::uint32_t seed,
                  float amplitude, cudaStream_t stream) {

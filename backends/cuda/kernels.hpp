@@ -52,6 +52,23 @@ void dequantize_s32(const std::int32_t* acc, float input_scale, const float* cha
 void dequantize_f32(const float* acc, float input_scale, const float* channel_scales,
                     std::int64_t m, std::int64_t n, void* y, cudaStream_t stream);
 
+// ---- The model's other ops (workloads.hpp, OpKind), in fp32, fp16 or bf16 -----------------
+// eltwise: y[i] = sum_j x_j[i mod counts[j]] for i < outputs (at most 4 inputs; fp32 math).
+void eltwise_op(const std::vector<const void*>& inputs, const std::vector<std::int64_t>& counts,
+                ElementType type, void* y, std::int64_t outputs, cudaStream_t stream);
+// x [rows][cols] -> y [rows] (the mean of each row), or with `softmax` y [rows][cols] (each
+// row's softmax); one warp per row.
+void reduce_rows(const void* x, ElementType type, std::int64_t rows, std::int64_t cols, void* y,
+                 bool softmax, cudaStream_t stream);
+// y[b][i][j] = sum_q x[b][i][q] * w[b][j][q] (fp32 sums), one thread per output: the
+// activation products whose shapes cuBLASLt takes no algorithm for (a decode step's
+// attention over one token: k or n of 1).
+void bmm_direct(const void* w, const void* x, ElementType type, void* y, std::int64_t batch,
+                std::int64_t m, std::int64_t n, std::int64_t k, cudaStream_t stream);
+// y[i] = x[i mod inputs] for i < outputs.
+void copy_op(const void* x, std::int64_t inputs, ElementType type, void* y, std::int64_t outputs,
+             cudaStream_t stream);
+
 // Busy-waits on the GPU for about `microseconds` (global timer), so the host can queue a
 // batch of timed launches behind it and they then run back to back with no host gaps.
 void spin(double microseconds, cudaStream_t stream);

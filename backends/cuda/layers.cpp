@@ -304,6 +304,103 @@ class ConversionRun final : public LayerRun {
   std::vector<DeviceBuffer> inputs_, outputs_;
 };
 
+// One of the model's other ops (workloads.hpp, OpKind) in a float type: its inputs are
+// random, its outputs written by the op kind's kernel (kernels.hpp) or, for bmm, cuBLASLt.
+class OpRun final : public LayerRun {
+ public:
+  OpRun(const GpuContext& gpu, const OpShape& shape, ElementType type, std::int64_t rotate_bytes,
+        int max_sets)
+      : gpu_(gpu), shape_(shape), type_(type) {
+    if (type != ElementType::f32 && type != ElementType::f16 && type != ElementType::bf16)
+      throw ProfileError("running op " + op_key(shape) + " in " + to_string(type) +
+                         ": other ops run in fp32, fp16 or bf16");
+    std::vector<std::int64_t> input_sizes = shape.inputs;
+    if (shape.kind == OpKind::reduce || shape.kind == OpKind::rownorm)
+      input_sizes = {shape.rows * shape.cols};
+    if (shape.kind == OpKind::bmm) {
+      const Precision p = type == ElementType::f32   ? Precision::fp32
+                          : type == ElementType::f16 ? Precision::fp16
+                                                     : Precision::bf16;
+      try {
+        gemm_ = std::make_unique<LtGemm>(gpu.lt(), p, shape.m, shape.n, shape.k, shape.k, shape.k,
+                                         nullptr, nullptr, nullptr, shape.batch);
+      } catch (const Unsupported& e) {
+        direct_reason_ = e.what();  // runs on bitplan's direct kernel instead
+      }
+      // W holds the second operand as [n][k] per product (K's rows for Q.K^T; P.V's V
+      // transposed, which times the same work).
+      input_sizes = {shape.batch * shape.n * shape.k, shape.batch * shape.m * shape.k};
+    }
+    const std::size_t bytes = element_bytes(type);
+    bytes_per_set_ = (shape.elements_read() + shape.elements_written()) * std::int64_t(bytes);
+    sets_ = sets_for(bytes_per_set_, rotate_bytes, max_sets);
+    for (int s = 0; s < sets_; ++s) {
+      std::vector<DeviceBuffer> set;
+      for (std::int64_t count : input_sizes) set.push_back(random_buffer(gpu, type, count, 1.0f));
+      inputs_.push_back(std::move(set));
+      outputs_.push_back(DeviceBuffer(static_cast<std::size_t>(shape.elements_written()) * bytes));
+    }
+    switch (shape.kind) {
+      case OpKind::eltwise:
+        implementation_ = "bitplan eltwise kernel (broadcast by index)";
+        break;
+      case OpKind::reduce:
+        implementation_ = "bitplan row reduction kernel (a warp per row)";
+        break;
+      case OpKind::rownorm:
+        implementation_ = "bitplan softmax kernel (a warp per row, online max and sum)";
+        break;
+      case OpKind::copy:
+        implementation_ = "bitplan copy kernel";
+        break;
+      case OpKind::bmm:
+        implementation_ = gemm_ ? "batched " + gemm_->description()
+                                : "bitplan direct batched matmul kernel (" + direct_reason_ + ")";
+        break;
+    }
+    gpu.synchronize();
+  }
+
+  void run(int set) override {
+    const int s = set % sets_;
+    const cudaStream_t stream = gpu_.stream();
+    const std::vector<DeviceBuffer>& in = inputs_[s];
+    void* y = outputs_[s].get();
+    switch (shape_.kind) {
+      case OpKind::eltwise: {
+        std::vector<const void*> pointers;
+        for (const auto& b : in) pointers.push_back(b.get());
+        eltwise_op(pointers, shape_.inputs, type_, y, shape_.outputs, stream);
+        break;
+      }
+      case OpKind::reduce:
+      case OpKind::rownorm:
+        reduce_rows(in[0].get(), type_, shape_.rows, shape_.cols, y, shape_.kind == OpKind::rownorm,
+                    stream);
+        break;
+      case OpKind::copy:
+        copy_op(in[0].get(), shape_.inputs[0], type_, y, shape_.outputs, stream);
+        break;
+      case OpKind::bmm:
+        if (gemm_)
+          gemm_->run(in[0].get(), in[1].get(), y, gpu_.workspace(), gpu_.workspace_bytes(), stream);
+        else
+          bmm_direct(in[0].get(), in[1].get(), type_, y, shape_.batch, shape_.m, shape_.n, shape_.k,
+                     stream);
+        break;
+    }
+  }
+
+ private:
+  const GpuContext& gpu_;
+  OpShape shape_;
+  ElementType type_;
+  std::unique_ptr<LtGemm> gemm_;  // bmm on cuBLASLt; null: on bmm_direct, for direct_reason_
+  std::string direct_reason_;
+  std::vector<std::vector<DeviceBuffer>> inputs_;
+  std::vector<DeviceBuffer> outputs_;
+};
+
 std::optional<std::string> depthwise_declines(const LayerShape& shape, Precision precision) {
   if (!shape.depthwise())
     return "bitplan depthwise kernel on a conv with groups=" + std::to_string(shape.groups) +
@@ -370,6 +467,11 @@ std::unique_ptr<LayerRun> make_conversion_run(const GpuContext& gpu, std::int64_
                                               ElementType from, ElementType to,
                                               std::int64_t rotate_bytes, int max_sets) {
   return std::make_unique<ConversionRun>(gpu, elements, from, to, rotate_bytes, max_sets);
+}
+
+std::unique_ptr<LayerRun> make_op_run(const GpuContext& gpu, const OpShape& shape, ElementType type,
+                                      std::int64_t rotate_bytes, int max_sets) {
+  return std::make_unique<OpRun>(gpu, shape, type, rotate_bytes, max_sets);
 }
 
 }  // namespace bitplan::cuda

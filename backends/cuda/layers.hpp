@@ -71,4 +71,10 @@ std::unique_ptr<LayerRun> make_conversion_run(const GpuContext& gpu, std::int64_
                                               ElementType from, ElementType to,
                                               std::int64_t rotate_bytes, int max_sets = 32);
 
+// One of the model's other ops (workloads.hpp, OpKind) with its activations in `type` (fp32,
+// fp16 or bf16); a bmm that cuBLASLt takes no algorithm for runs on bmm_direct (kernels.hpp),
+// and its implementation text says why.
+std::unique_ptr<LayerRun> make_op_run(const GpuContext& gpu, const OpShape& shape, ElementType type,
+                                      std::int64_t rotate_bytes, int max_sets = 32);
+
 }  // namespace bitplan::cuda

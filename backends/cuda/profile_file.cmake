@@ -8,7 +8,8 @@ get_filename_component(BITPLAN_CUDA_REPO_ROOT ${CMAKE_CURRENT_LIST_DIR}/../.. AB
 # precision.cpp (the precisions and the activation types they read and write) goes with it:
 # the cost model prices a CUDA profile's conversions by the same rule the profiler measured.
 add_library(bitplan_cuda_profile_file STATIC ${CMAKE_CURRENT_LIST_DIR}/profile_file.cpp
-                                             ${CMAKE_CURRENT_LIST_DIR}/precision.cpp)
+                                             ${CMAKE_CURRENT_LIST_DIR}/precision.cpp
+                                             ${CMAKE_CURRENT_LIST_DIR}/workloads.cpp)
 target_include_directories(bitplan_cuda_profile_file PUBLIC ${BITPLAN_CUDA_REPO_ROOT})
 target_compile_options(bitplan_cuda_profile_file PRIVATE -Wall -Wextra -Wpedantic)
 

@@ -61,10 +61,12 @@ struct CommandLine {
 std::string combination_error(const CommandLine& command) {
   if (!command.profile.workloads.empty() && command.profile.out.empty())
     return "reading --workloads: no --out: a profile path is needed to write the results";
-  if (command.chain.plans.empty() != command.chain.out.empty())
-    return "reading --chain/--chain-out: only one given: they go together";
-  if (command.profile.workloads.empty() && command.chain.plans.empty())
-    return "reading the command line: nothing to do: give --workloads or --chain";
+  const bool chains = !command.chain.plans.empty() || !command.chain.model_workloads.empty();
+  if (chains != !command.chain.out.empty())
+    return "reading --chain/--model-chain/--chain-out: --chain-out goes with --chain or "
+           "--model-chain, and they with it";
+  if (command.profile.workloads.empty() && !chains)
+    return "reading the command line: nothing to do: give --workloads, --chain or --model-chain";
   return {};
 }
 
@@ -112,6 +114,10 @@ void add_flags(CLI::App& app, CommandLine& command) {
                "skip the micro-benchmarks of the GPU's limits");
   app.add_option("--chain", command.chain.plans, "plans to run layer after layer")
       ->type_name("PLANS.json");
+  app.add_option("--model-chain", command.chain.model_workloads,
+                 "workloads files to run as whole models (layers and other ops in order), once "
+                 "per precision of --precisions (default: each file's own list)")
+      ->type_name("W.json");
   app.add_option("--chain-out", command.chain.out, "the chains' measured totals")
       ->type_name("RESULTS.json");
 }
@@ -139,6 +145,7 @@ int main(int argc, char** argv) {
   ChainOptions& chain = command.chain;
   for (const auto& name : command.precision_names)
     profile.precisions.push_back(parse_precision(name));
+  chain.model_precisions = profile.precisions;
   profile.ceilings = !command.no_ceilings;
 
   const auto log = [](const std::string& line) { std::cerr << line << "\n"; };
@@ -153,7 +160,7 @@ int main(int argc, char** argv) {
       const int measured = run_profile(gpu, profile);
       std::cerr << "profile " << profile.out << ": " << measured << " new measurements\n";
     }
-    if (!chain.plans.empty()) {
+    if (!chain.plans.empty() || !chain.model_workloads.empty()) {
       run_chains(gpu, chain);
       std::cerr << "chains " << chain.out << " written\n";
     }

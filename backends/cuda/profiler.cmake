@@ -9,7 +9,6 @@ set(BITPLAN_CUDA_SOURCE_DIR ${CMAKE_CURRENT_LIST_DIR})
 include(${CMAKE_CURRENT_LIST_DIR}/profile_file.cmake)
 
 add_library(bitplan_cuda_profiler STATIC
-  ${BITPLAN_CUDA_SOURCE_DIR}/workloads.cpp
   ${BITPLAN_CUDA_SOURCE_DIR}/gemm.cpp
   ${BITPLAN_CUDA_SOURCE_DIR}/runtime.cpp
   ${BITPLAN_CUDA_SOURCE_DIR}/layers.cpp

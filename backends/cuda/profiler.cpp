@@ -40,6 +40,21 @@ std::string number(double value, int decimals) {
   return buffer;
 }
 
+// The float type of the activations after a layer at precision p, which the model's other
+// ops that follow it run in: what it writes, or fp16 beside int8 / e4m3 codes (the
+// activation precision of the GPU plans: precision.hpp).
+ElementType float_type_after(Precision p) {
+  const ElementType out = output_type(p);
+  return out == ElementType::s8 || out == ElementType::e4m3 ? ElementType::f16 : out;
+}
+
+// The float type of the activations before a layer at precision p (the ops in front of a
+// model's first layer run in it).
+ElementType float_type_before(Precision p) {
+  const ElementType in = input_type(p);
+  return in == ElementType::s8 || in == ElementType::e4m3 ? ElementType::f16 : in;
+}
+
 void measure_ceilings(GpuContext& gpu, ProfileFile& profile,
                       const std::function<void(const std::string&)>& log) {
   TimingOptions heavy;
@@ -202,6 +217,9 @@ int run_profile(GpuContext& gpu, const ProfileOptions& options) {
   // Everything the workloads ask for, in file order, each key once.
   std::vector<std::pair<LayerShape, std::vector<Precision>>> wanted;
   std::map<std::string, std::size_t> position;
+  // The model's other ops, each key once, in the float types the precisions' layers write.
+  std::vector<std::pair<OpShape, std::vector<ElementType>>> wanted_ops;
+  std::map<std::string, std::size_t> op_position;
   std::set<std::int64_t> conversion_sizes;
   std::set<Precision> precisions_used;
   for (const auto& path : options.workloads) {
@@ -218,6 +236,15 @@ int run_profile(GpuContext& gpu, const ProfileOptions& options) {
       for (Precision p : precisions)
         if (std::find(list.begin(), list.end(), p) == list.end()) list.push_back(p);
       conversion_sizes.insert(layer.shape.input_elements());
+    }
+    for (const auto& op : w.ops) {
+      if (!op.unsupported.empty()) continue;
+      auto [it, added] = op_position.emplace(op.key, wanted_ops.size());
+      if (added) wanted_ops.push_back({op.shape, {}});
+      auto& types = wanted_ops[it->second].second;
+      for (Precision p : precisions)
+        if (std::find(types.begin(), types.end(), float_type_after(p)) == types.end())
+          types.push_back(float_type_after(p));
     }
     precisions_used.insert(precisions.begin(), precisions.end());
   }
@@ -265,6 +292,25 @@ int run_profile(GpuContext& gpu, const ProfileOptions& options) {
     }
   }
 
+  for (const auto& [shape, types] : wanted_ops) {
+    const std::string key = op_key(shape);
+    for (ElementType type : types) {
+      const std::string name = precision_name(type);
+      if (profile.has_entry(key, name)) continue;
+      try {
+        auto run = make_op_run(gpu, shape, type, run_options.rotate_bytes);
+        const TimingResult t = time_on_gpu(
+            gpu, [&](int i) { run->run(i); }, options.timing);
+        profile.add_entry(key, name, t, run->implementation());
+        if (options.log) options.log(key + " " + name + " " + number(t.median_us, 2) + " us");
+      } catch (const Unsupported& e) {
+        profile.add_unsupported(key, name, e.what());
+        if (options.log) options.log(key + " " + name + " unsupported: " + e.what());
+      }
+      if (++measured % 50 == 0) save();
+    }
+  }
+
   // Activation conversions: float types in use (fp16 whenever a layer emits it) to and from
   // the quantised types in use, and between the float types.
   std::vector<ElementType> floats, quantized;
@@ -297,132 +343,259 @@ int run_profile(GpuContext& gpu, const ProfileOptions& options) {
   return measured;
 }
 
-void run_chains(GpuContext& gpu, const ChainOptions& options) {
-  std::ifstream file(options.plans);
-  if (!file) throw ProfileError("reading plans '" + options.plans + "': the file must be readable");
-  nlohmann::json doc;
-  try {
-    doc = nlohmann::json::parse(file);
-  } catch (const nlohmann::json::exception& e) {
-    throw ProfileError("reading plans '" + options.plans + "': must be JSON (" + e.what() + ")");
-  }
-  const nlohmann::json plans = doc.is_object() && doc.contains("plans") ? doc["plans"] : doc;
-  if (!plans.is_array())
-    throw ProfileError("reading plans '" + options.plans +
-                       "': top level: must be an array of plans or {\"plans\": [...]}");
+namespace {
 
-  nlohmann::json results = nlohmann::json::array();
-  for (const auto& plan : plans) {
-    nlohmann::json result;
-    std::vector<std::unique_ptr<LayerRun>> steps;
-    int conversions = 0, chained = 0;
+// One step of a chain: a layer at a precision, or one of the model's other ops, whose float
+// type follows from the step before it.
+struct ChainItem {
+  std::string key;
+  std::optional<LayerShape> layer;
+  std::optional<OpShape> op;
+  Precision precision = Precision::fp32;  // a layer's
+  std::optional<ElementType> op_type;     // an op's, when the plan names it
+};
+
+struct Chain {
+  std::vector<std::unique_ptr<LayerRun>> steps;
+  int layers = 0, ops = 0, conversions = 0, chained = 0;
+};
+
+// Builds the runs of `items` in order. An int8 (fp8) layer whose next step is another int8
+// (fp8) layer writes the reader's codes itself (int8_chained, fp8_e4m3_chained) where a kernel
+// does that for its shape, as a deployment would; an op between them needs the float output,
+// so it does not. An op runs in the float type the step before it writes (the first layer's
+// float input type when it leads); a conversion kernel goes wherever the type one step
+// writes differs from the type the next reads.
+Chain build_chain(GpuContext& gpu, const std::vector<ChainItem>& items) {
+  Chain chain;
+  // The same choices as the profile makes, timed briefly on the chain's own buffers.
+  TimingOptions quick;
+  quick.min_repeats = 10;
+  quick.budget_ms = 2;
+  std::optional<ElementType> previous_out;
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    const ChainItem& item = items[i];
     try {
-      result["name"] = plan.at("name").get<std::string>();
-      const auto& layers = plan.at("layers");
-      result["layers"] = layers.size();
-      ElementType previous_out = ElementType::f32;
-      bool first = true;
-      for (std::size_t i = 0; i < layers.size(); ++i) {
-        const std::string key = layers[i].at("key").get<std::string>();
-        const Precision planned = parse_precision(layers[i].at("precision").get<std::string>());
-        const LayerShape shape = parse_layer_key(key);
-        // An int8 (fp8) layer before another int8 (fp8) layer writes the reader's codes
-        // itself (int8_chained, fp8_e4m3_chained) where a kernel does that for its shape, as a
-        // deployment would.
-        const bool same_reader =
-            i + 1 < layers.size() &&
-            parse_precision(layers[i + 1].at("precision").get<std::string>()) == planned;
-        Precision p = planned;
-        const std::optional<Precision> chained_as = chained_precision(planned);
-        if (chained_as && same_reader) {
-          try {
-            make_layer_run(gpu, shape, *chained_as, LayerRunOptions{});
-            p = *chained_as;
-            ++chained;
-          } catch (const Unsupported&) {
-          }
+      if (item.op) {
+        ElementType type = ElementType::f32;
+        if (item.op_type) {
+          type = *item.op_type;
+        } else if (previous_out) {
+          type = *previous_out;
+        } else {
+          const auto first_layer =
+              std::find_if(items.begin(), items.end(), [](const ChainItem& c) { return c.layer; });
+          if (first_layer != items.end()) type = float_type_before(first_layer->precision);
         }
-        if (!first && previous_out != input_type(p)) {
-          steps.push_back(
-              make_conversion_run(gpu, shape.input_elements(), previous_out, input_type(p), 0));
-          ++conversions;
+        if (previous_out && *previous_out != type) {
+          chain.steps.push_back(
+              make_conversion_run(gpu, item.op->elements_read(), *previous_out, type, 0));
+          ++chain.conversions;
         }
-        try {
-          // The same choice as the profile makes, timed briefly on the chain's own buffers.
-          TimingOptions quick;
-          quick.min_repeats = 10;
-          quick.budget_ms = 2;
-          if (shape.op == LayerOp::conv) {
-            const LayerRunOptions fastest =
-                time_conv_kernels(gpu, shape, p, LayerRunOptions{}, quick).fastest;
-            steps.push_back(make_layer_run(gpu, shape, p, fastest));
-          } else {
-            steps.push_back(make_layer_run(gpu, shape, p, LayerRunOptions{}));
-            if (has_w4_alternative(shape, p)) {
-              LayerRunOptions alternative;
-              alternative.w4_path = W4Path::dequantize_then_cublaslt;
-              auto other = make_layer_run(gpu, shape, p, alternative);
-              const auto time_of = [&](LayerRun& r) {
-                return time_on_gpu(
-                           gpu, [&](int) { r.run(0); }, quick)
-                    .median_us;
-              };
-              if (time_of(*other) < time_of(*steps.back())) steps.back() = std::move(other);
-            }
-          }
-        } catch (const Unsupported& e) {
-          throw Unsupported("layer " + std::to_string(i) + " (" + key + ", " + to_string(p) +
-                            "): " + e.what());
-        }
-        previous_out = output_type(p);
-        first = false;
+        chain.steps.push_back(make_op_run(gpu, *item.op, type, 0));
+        previous_out = type;
+        ++chain.ops;
+        continue;
       }
-      result["conversions"] = conversions;
-      result["chained"] = chained;
-      TimingOptions timing = options.timing;
-      const TimingResult t = time_on_gpu(
-          gpu,
-          [&](int) {
-            for (auto& step : steps) step->run(0);
-          },
-          timing);
-      result["median_us"] = t.median_us;
-      result["iqr_us"] = t.iqr_us;
-      result["repeats"] = t.repeats;
-      if (options.log)
-        options.log("chain " + result["name"].get<std::string>() + ": " + number(t.median_us, 1) +
-                    " us (" + std::to_string(layers.size()) + " layers, " +
-                    std::to_string(conversions) + " conversions, " + std::to_string(chained) +
-                    " int8/fp8 layers writing their reader's codes)");
+      const LayerShape& shape = *item.layer;
+      Precision p = item.precision;
+      const std::optional<Precision> chained_as = chained_precision(p);
+      const bool same_reader =
+          i + 1 < items.size() && items[i + 1].layer && items[i + 1].precision == p;
+      if (chained_as && same_reader) {
+        try {
+          make_layer_run(gpu, shape, *chained_as, LayerRunOptions{});
+          p = *chained_as;
+          ++chain.chained;
+        } catch (const Unsupported&) {
+        }
+      }
+      if (previous_out && *previous_out != input_type(p)) {
+        chain.steps.push_back(
+            make_conversion_run(gpu, shape.input_elements(), *previous_out, input_type(p), 0));
+        ++chain.conversions;
+      }
+      if (shape.op == LayerOp::conv) {
+        const LayerRunOptions fastest =
+            time_conv_kernels(gpu, shape, p, LayerRunOptions{}, quick).fastest;
+        chain.steps.push_back(make_layer_run(gpu, shape, p, fastest));
+      } else {
+        chain.steps.push_back(make_layer_run(gpu, shape, p, LayerRunOptions{}));
+        if (has_w4_alternative(shape, p)) {
+          LayerRunOptions alternative;
+          alternative.w4_path = W4Path::dequantize_then_cublaslt;
+          auto other = make_layer_run(gpu, shape, p, alternative);
+          const auto time_of = [&](LayerRun& r) {
+            return time_on_gpu(
+                       gpu, [&](int) { r.run(0); }, quick)
+                .median_us;
+          };
+          if (time_of(*other) < time_of(*chain.steps.back())) chain.steps.back() = std::move(other);
+        }
+      }
+      previous_out = output_type(p);
+      ++chain.layers;
     } catch (const Unsupported& e) {
-      result["unsupported"] = e.what();
-      if (options.log) options.log("chain unsupported: " + std::string(e.what()));
-    } catch (const nlohmann::json::exception& e) {
-      throw ProfileError("reading plans '" + options.plans + "': plan " + result.dump() + ": " +
-                         e.what() +
-                         ": each plan needs \"name\" and \"layers\" of {key, precision}");
+      throw Unsupported("step " + std::to_string(i) + " (" + item.key +
+                        (item.layer ? ", " + to_string(item.precision) : "") + "): " + e.what());
     }
-    results.push_back(result);
+  }
+  return chain;
+}
+
+// Times a built chain and fills the result's numbers.
+void time_chain(GpuContext& gpu, Chain& chain, const TimingOptions& timing, nlohmann::json& result,
+                const std::function<void(const std::string&)>& log) {
+  result["layers"] = chain.layers;
+  result["ops"] = chain.ops;
+  result["conversions"] = chain.conversions;
+  result["chained"] = chain.chained;
+  const TimingResult t = time_on_gpu(
+      gpu,
+      [&](int) {
+        for (auto& step : chain.steps) step->run(0);
+      },
+      timing);
+  result["median_us"] = t.median_us;
+  result["iqr_us"] = t.iqr_us;
+  result["repeats"] = t.repeats;
+  if (log)
+    log("chain " + result["name"].get<std::string>() + ": " + number(t.median_us, 1) + " us (" +
+        std::to_string(chain.layers) + " layers, " + std::to_string(chain.ops) + " other ops, " +
+        std::to_string(chain.conversions) + " conversions, " + std::to_string(chain.chained) +
+        " int8/fp8 layers writing their reader's codes)");
+}
+
+}  // namespace
+
+void run_chains(GpuContext& gpu, const ChainOptions& options) {
+  nlohmann::json results = nlohmann::json::array();
+  // Written after every chain (through a temporary file renamed over the target), so a run
+  // cut off by a time limit keeps what it measured.
+  const auto save = [&] {
+    nlohmann::json out;
+    out["bitplan_chain_results"] = 1;
+    out["device"] = gpu.device().name;
+    out["what"] =
+        "layer sequence: each plan's steps back to back in one stream (conv/gemm layers and, "
+        "where the plan or workloads file lists them, the model's other ops on bitplan's "
+        "kernels), plus a conversion kernel wherever a step's output type differs from the "
+        "next step's input type; each step reads its own buffers, not its predecessor's output";
+    out["timing"] = {{"warmup_runs", options.timing.warmup_runs},
+                     {"min_repeats", options.timing.min_repeats},
+                     {"budget_ms", options.timing.budget_ms},
+                     {"statistic", "median"},
+                     {"clock", "cuda_events"},
+                     {"buffers", "one set per step, reused every repeat (steady-state inference)"}};
+    out["results"] = results;
+    const std::string temporary = options.out + ".tmp";
+    {
+      std::ofstream file_out(temporary);
+      if (!file_out)
+        throw ProfileError("writing chain results '" + options.out + "': must be writable");
+      file_out << out.dump(2) << "\n";
+      if (!file_out.flush())
+        throw ProfileError("writing chain results '" + temporary + "': the write failed");
+    }
+    if (std::rename(temporary.c_str(), options.out.c_str()) != 0)
+      throw ProfileError("writing chain results: renaming '" + temporary + "' to '" + options.out +
+                         "' failed");
+  };
+  if (!options.plans.empty()) {
+    std::ifstream file(options.plans);
+    if (!file)
+      throw ProfileError("reading plans '" + options.plans + "': the file must be readable");
+    nlohmann::json doc;
+    try {
+      doc = nlohmann::json::parse(file);
+    } catch (const nlohmann::json::exception& e) {
+      throw ProfileError("reading plans '" + options.plans + "': must be JSON (" + e.what() + ")");
+    }
+    const nlohmann::json plans = doc.is_object() && doc.contains("plans") ? doc["plans"] : doc;
+    if (!plans.is_array())
+      throw ProfileError("reading plans '" + options.plans +
+                         "': top level: must be an array of plans or {\"plans\": [...]}");
+    for (const auto& plan : plans) {
+      nlohmann::json result;
+      try {
+        result["name"] = plan.at("name").get<std::string>();
+        std::vector<ChainItem> items;
+        for (const auto& layer : plan.at("layers")) {
+          ChainItem item;
+          item.key = layer.at("key").get<std::string>();
+          const std::string precision = layer.at("precision").get<std::string>();
+          if (is_op_key(item.key)) {
+            item.op = parse_op_key(item.key);
+            item.op_type = input_type(parse_precision(precision));
+          } else {
+            item.layer = parse_layer_key(item.key);
+            item.precision = parse_precision(precision);
+          }
+          items.push_back(std::move(item));
+        }
+        Chain chain = build_chain(gpu, items);
+        time_chain(gpu, chain, options.timing, result, options.log);
+      } catch (const Unsupported& e) {
+        result["unsupported"] = e.what();
+        if (options.log) options.log("chain unsupported: " + std::string(e.what()));
+      } catch (const nlohmann::json::exception& e) {
+        throw ProfileError("reading plans '" + options.plans + "': plan " + result.dump() + ": " +
+                           e.what() +
+                           ": each plan needs \"name\" and \"layers\" of {key, precision}");
+      }
+      results.push_back(result);
+      save();
+    }
   }
 
-  nlohmann::json out;
-  out["bitplan_chain_results"] = 1;
-  out["device"] = gpu.device().name;
-  out["what"] =
-      "layer sequence: each plan's conv/gemm layers back to back in one stream, plus a "
-      "conversion kernel wherever a layer's output type differs from the next layer's input "
-      "type; the model's other ops (activations, pooling, residual adds, attention) are not run";
-  out["timing"] = {{"warmup_runs", options.timing.warmup_runs},
-                   {"min_repeats", options.timing.min_repeats},
-                   {"budget_ms", options.timing.budget_ms},
-                   {"statistic", "median"},
-                   {"clock", "cuda_events"},
-                   {"buffers", "one set per layer, reused every repeat (steady-state inference)"}};
-  out["results"] = results;
-  std::ofstream file_out(options.out);
-  if (!file_out)
-    throw ProfileError("writing chain results '" + options.out + "': must be writable");
-  file_out << out.dump(2) << "\n";
+  for (const auto& path : options.model_workloads) {
+    const Workloads w = read_workloads(path);
+    const std::vector<Precision>& precisions =
+        options.model_precisions.empty() ? w.precisions : options.model_precisions;
+    int unsupported_ops = 0;
+    std::vector<ChainItem> base;
+    std::size_t next_op = 0;
+    for (std::size_t layer = 0; layer <= w.layers.size(); ++layer) {
+      for (; next_op < w.ops.size() && w.ops[next_op].layers_before <= layer; ++next_op) {
+        const WorkloadOp& op = w.ops[next_op];
+        if (!op.unsupported.empty()) {
+          ++unsupported_ops;
+          continue;
+        }
+        ChainItem item;
+        item.key = op.key;
+        item.op = op.shape;
+        base.push_back(std::move(item));
+      }
+      if (layer == w.layers.size()) break;
+      ChainItem item;
+      item.key = w.layers[layer].key;
+      item.layer = w.layers[layer].shape;
+      base.push_back(std::move(item));
+    }
+    for (Precision p : precisions) {
+      nlohmann::json result;
+      result["name"] = w.model + " b" + std::to_string(w.batch) + " " + to_string(p);
+      result["model"] = w.model;
+      result["batch"] = w.batch;
+      result["precision"] = to_string(p);
+      result["workloads"] = path;
+      result["ops_without_kernel"] = unsupported_ops;
+      std::vector<ChainItem> items = base;
+      for (auto& item : items) item.precision = p;
+      try {
+        Chain chain = build_chain(gpu, items);
+        time_chain(gpu, chain, options.timing, result, options.log);
+      } catch (const Unsupported& e) {
+        result["unsupported"] = e.what();
+        if (options.log) options.log("chain unsupported: " + std::string(e.what()));
+      }
+      results.push_back(result);
+      save();
+    }
+  }
+
+  save();
 }
 
 }  // namespace bitplan::cuda

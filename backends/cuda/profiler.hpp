@@ -28,15 +28,23 @@ struct ProfileOptions {
 int run_profile(GpuContext& gpu, const ProfileOptions& options);
 
 struct ChainOptions {
-  std::string
-      plans;        // plans JSON: [{"name", "layers": [{"key", "precision"}]}] or {"plans": [...]}
+  // plans JSON: [{"name", "layers": [{"key", "precision"}]}] or {"plans": [...]}; a key may
+  // also name one of the model's other ops (workloads.hpp, op keys), its precision then the
+  // float type it runs in.
+  std::string plans;
+  // Workloads files run as whole models: each file's layers and other ops in execution order,
+  // once per precision of `model_precisions` (every layer at it, the ops in the float type
+  // the layer before them writes).
+  std::vector<std::string> model_workloads;
+  std::vector<Precision> model_precisions;
   std::string out;  // results JSON
   TimingOptions timing;
   std::function<void(const std::string&)> log;
 };
 
-// Runs each plan's layers back to back in one stream (a conversion kernel between layers
-// whose output and input element types differ) and writes the measured totals.
+// Runs each plan's layers (and the models of `model_workloads`) back to back in one stream,
+// with a conversion kernel between steps whose output and input element types differ, and
+// writes the measured totals.
 void run_chains(GpuContext& gpu, const ChainOptions& options);
 
 // Target name for a device: "nvidia-h100-80gb-hbm3" from "NVIDIA H100 80GB HBM3".

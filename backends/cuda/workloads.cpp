@@ -1,10 +1,11 @@
 #include "backends/cuda/workloads.hpp"
 
+#include <algorithm>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "backends/cuda/check.hpp"
+#include "backends/cuda/errors.hpp"
 
 namespace bitplan::cuda {
 
@@ -72,6 +73,110 @@ std::vector<std::int64_t> numbers_after(const std::string& key, const std::strin
 }
 
 }  // namespace
+
+std::int64_t OpShape::elements_read() const {
+  switch (kind) {
+    case OpKind::eltwise:
+    case OpKind::copy: {
+      std::int64_t total = 0;
+      for (std::int64_t v : inputs) total += v;
+      return total;
+    }
+    case OpKind::reduce:
+    case OpKind::rownorm:
+      return rows * cols;
+    case OpKind::bmm:
+      return batch * (m * k + n * k);
+  }
+  return 0;
+}
+
+std::int64_t OpShape::elements_written() const {
+  switch (kind) {
+    case OpKind::eltwise:
+    case OpKind::copy:
+      return outputs;
+    case OpKind::reduce:
+      return rows;
+    case OpKind::rownorm:
+      return rows * cols;
+    case OpKind::bmm:
+      return batch * m * n;
+  }
+  return 0;
+}
+
+std::string op_key(const OpShape& s) {
+  std::ostringstream o;
+  switch (s.kind) {
+    case OpKind::eltwise:
+      o << "eltwise:o" << s.outputs << ":i";
+      for (std::size_t i = 0; i < s.inputs.size(); ++i) o << (i ? "x" : "") << s.inputs[i];
+      break;
+    case OpKind::reduce:
+      o << "reduce:r" << s.rows << ":c" << s.cols;
+      break;
+    case OpKind::rownorm:
+      o << "rownorm:r" << s.rows << ":c" << s.cols;
+      break;
+    case OpKind::copy:
+      o << "copy:i" << (s.inputs.empty() ? 0 : s.inputs[0]) << ":o" << s.outputs;
+      break;
+    case OpKind::bmm:
+      o << "bmm:b" << s.batch << ":m" << s.m << ":n" << s.n << ":k" << s.k;
+      break;
+  }
+  return o.str();
+}
+
+bool is_op_key(const std::string& key) {
+  const std::string head = key.substr(0, key.find(':'));
+  return head == "eltwise" || head == "reduce" || head == "rownorm" || head == "copy" ||
+         head == "bmm";
+}
+
+OpShape parse_op_key(const std::string& key) {
+  std::vector<std::string> fields;
+  std::stringstream in(key);
+  std::string field;
+  while (std::getline(in, field, ':')) fields.push_back(field);
+  const auto one = [&](std::size_t i, const std::string& prefix) {
+    const std::int64_t v = numbers_after(key, fields[i], prefix, 1)[0];
+    if (v <= 0) bad_key(key, "field '" + fields[i] + "' must be positive");
+    return v;
+  };
+  OpShape s;
+  const std::string head = fields.empty() ? "" : fields[0];
+  if (head == "eltwise" && fields.size() == 3) {
+    s.kind = OpKind::eltwise;
+    s.outputs = one(1, "o");
+    const std::size_t count = std::count(fields[2].begin(), fields[2].end(), 'x') + 1;
+    s.inputs = numbers_after(key, fields[2], "i", count);
+    if (s.inputs.size() > 4) bad_key(key, "an eltwise op takes at most 4 inputs");
+    for (std::int64_t v : s.inputs)
+      if (v <= 0) bad_key(key, "input sizes must be positive");
+  } else if ((head == "reduce" || head == "rownorm") && fields.size() == 3) {
+    s.kind = head == "reduce" ? OpKind::reduce : OpKind::rownorm;
+    s.rows = one(1, "r");
+    s.cols = one(2, "c");
+  } else if (head == "copy" && fields.size() == 3) {
+    s.kind = OpKind::copy;
+    s.inputs = {one(1, "i")};
+    s.outputs = one(2, "o");
+  } else if (head == "bmm" && fields.size() == 5) {
+    s.kind = OpKind::bmm;
+    s.batch = one(1, "b");
+    s.m = one(2, "m");
+    s.n = one(3, "n");
+    s.k = one(4, "k");
+  } else {
+    bad_key(key,
+            "expected eltwise:o{N}:i{a}x{b}..., reduce:r{R}:c{C}, rownorm:r{R}:c{C}, "
+            "copy:i{I}:o{O} or bmm:b{B}:m{M}:n{N}:k{K}");
+  }
+  if (op_key(s) != key) bad_key(key, "not in canonical form (expected '" + op_key(s) + "')");
+  return s;
+}
 
 LayerShape parse_layer_key(const std::string& key) {
   std::vector<std::string> fields;
@@ -168,6 +273,23 @@ Workloads read_workloads(const std::string& path) {
         throw ProfileError(where("layer '" + l.name + "'") + ": fields give key '" +
                            layer_key(fields) + "' but \"key\" is '" + l.key + "': they must agree");
       w.layers.push_back(std::move(l));
+    }
+    for (const auto& op : doc.value("ops", nlohmann::json::array())) {
+      WorkloadOp o;
+      o.name = op.value("name", std::string());
+      o.op_type = op.value("op_type", std::string());
+      o.layers_before = op.at("layers_before").get<std::size_t>();
+      if (o.layers_before > w.layers.size())
+        throw ProfileError(where("op '" + o.name + "'") + ": \"layers_before\" " +
+                           std::to_string(o.layers_before) + " exceeds the file's " +
+                           std::to_string(w.layers.size()) + " layers");
+      if (op.contains("unsupported")) {
+        o.unsupported = op.at("unsupported").get<std::string>();
+      } else {
+        o.key = op.at("key").get<std::string>();
+        o.shape = parse_op_key(o.key);
+      }
+      w.ops.push_back(std::move(o));
     }
   } catch (const nlohmann::json::exception& e) {
     throw ProfileError(where("layer fields") + ": " + e.what() +

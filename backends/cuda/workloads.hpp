@@ -39,6 +39,41 @@ std::string layer_key(const LayerShape& shape);
 // Throws ProfileError naming the key and the expected format when it does not parse.
 LayerShape parse_layer_key(const std::string& key);
 
+// A model's other ops (backends/workload.hpp, "other ops"): what a memory-bound kernel, or
+// a batched GEMM of two activations, takes. Every op kind has one kernel (kernels.hpp):
+//   eltwise  y[i] = sum_j x_j[i mod inputs[j]]  (broadcast by index, as a per-channel bias in
+//            NHWC or a row vector is)
+//   reduce   y[r] = mean of x[r][0..cols)
+//   rownorm  y[r][c] = softmax of x[r][0..cols)
+//   copy     y[i] = x[i mod inputs[0]], i < outputs
+//   bmm      batch x (Y[m][n] = X[m][k] * W[n][k]^T) on cuBLASLt
+enum class OpKind { eltwise, reduce, rownorm, copy, bmm };
+
+struct OpShape {
+  OpKind kind = OpKind::eltwise;
+  std::int64_t outputs = 0;                     // eltwise, copy
+  std::vector<std::int64_t> inputs;             // eltwise: each input; copy: one total
+  std::int64_t rows = 0, cols = 0;              // reduce, rownorm
+  std::int64_t batch = 0, m = 0, n = 0, k = 0;  // bmm
+  std::int64_t elements_read() const;
+  std::int64_t elements_written() const;
+};
+
+// eltwise:o{N}:i{a}x{b}..., reduce:r{R}:c{C}, rownorm:r{R}:c{C}, copy:i{I}:o{O},
+// bmm:b{B}:m{M}:n{N}:k{K}.
+std::string op_key(const OpShape& shape);
+// Throws ProfileError naming the key and the expected formats when it does not parse.
+OpShape parse_op_key(const std::string& key);
+// Whether `key` names an op (rather than a layer): by its first field.
+bool is_op_key(const std::string& key);
+
+struct WorkloadOp {
+  std::string name, op_type, key;
+  std::string unsupported;  // non-empty: the host found no kernel class for it; key empty
+  OpShape shape;
+  std::size_t layers_before = 0;  // of the file's layers, how many run before it
+};
+
 struct WorkloadLayer {
   std::string name;
   std::string key;
@@ -51,6 +86,7 @@ struct Workloads {
   std::int64_t batch = 0;
   std::vector<Precision> precisions;
   std::vector<WorkloadLayer> layers;
+  std::vector<WorkloadOp> ops;  // empty in files written before ops were emitted
 };
 
 // Reads and checks a workloads file (format version 1): every layer's key must equal the

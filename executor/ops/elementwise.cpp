@@ -493,6 +493,12 @@ OpBuild build_cast(const OpContext& ctx) {
   }
   OpBuild b;
   b.outputs.push_back({target, x.dims, {}});
+  // A cast to the type the input already has changes nothing: a view, no kernel (exporters
+  // leave such casts around mixed-precision blocks; runtimes drop them).
+  if (target == x.dtype) {
+    b.output_is_view_of_input = true;
+    return b;
+  }
   visit_dtype(x.dtype, [&](auto from) {
     visit_dtype(target, [&](auto to_tag) {
       b.kernel = std::make_unique<CastKernel<decltype(from), decltype(to_tag)>>();

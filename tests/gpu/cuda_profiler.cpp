@@ -673,3 +673,177 @@ TEST_CASE("a chain's int8 layers before int8 layers write their reader's codes")
   CHECK(r["median_us"].get<double>() > 0);
   std::filesystem::remove_all(folder);
 }
+
+TEST_CASE("the model's other ops match CPU references (fp32, fp16, bf16)") {
+  if (!gpu_available()) return;
+  GpuContext gpu;
+  for (ElementType type : {ElementType::f32, ElementType::f16, ElementType::bf16}) {
+    CAPTURE(to_string(type));
+    // Half-precision outputs round once: 2^-8 relative (bf16), a little more after sums.
+    const double tolerance = type == ElementType::f32   ? 1e-6
+                             : type == ElementType::f16 ? 2e-3
+                                                        : 1e-2;
+    SUBCASE("eltwise: a sum of inputs broadcast by index") {
+      const std::int64_t outputs = 6 * 40;
+      const std::vector<std::int64_t> counts = {outputs, 40, 1};
+      std::vector<std::vector<float>> held(counts.size());
+      std::vector<DeviceBuffer> buffers;
+      std::vector<const void*> pointers;
+      for (std::size_t j = 0; j < counts.size(); ++j) {
+        buffers.push_back(
+            upload_as(gpu, random_floats(std::size_t(counts[j]), -2, 2), type, held[j]));
+        pointers.push_back(buffers.back().get());
+      }
+      DeviceBuffer y(std::size_t(outputs) * element_bytes(type));
+      poison(y);
+      eltwise_op(pointers, counts, type, y.get(), outputs, gpu.stream());
+      const auto out = download_as_f32(gpu, y.get(), type, std::size_t(outputs));
+      std::vector<double> ref(outputs);
+      for (std::int64_t i = 0; i < outputs; ++i)
+        for (std::size_t j = 0; j < counts.size(); ++j) ref[i] += held[j][i % counts[j]];
+      CHECK(relative_error(out, ref) < tolerance);
+    }
+    SUBCASE("reduce: the mean of each row; rownorm: each row's softmax") {
+      for (std::int64_t cols : {1, 7, 33, 576}) {
+        CAPTURE(cols);
+        const std::int64_t rows = 70;
+        std::vector<float> x;
+        DeviceBuffer in = upload_as(gpu, random_floats(std::size_t(rows * cols), -4, 4), type, x);
+        DeviceBuffer means(std::size_t(rows) * element_bytes(type));
+        DeviceBuffer soft(std::size_t(rows * cols) * element_bytes(type));
+        poison(means);
+        poison(soft);
+        reduce_rows(in.get(), type, rows, cols, means.get(), false, gpu.stream());
+        reduce_rows(in.get(), type, rows, cols, soft.get(), true, gpu.stream());
+        const auto mean_out = download_as_f32(gpu, means.get(), type, std::size_t(rows));
+        const auto soft_out = download_as_f32(gpu, soft.get(), type, std::size_t(rows * cols));
+        std::vector<double> mean_ref(rows), soft_ref(rows * cols);
+        for (std::int64_t r = 0; r < rows; ++r) {
+          double peak = -1e30, sum = 0;
+          for (std::int64_t c = 0; c < cols; ++c) {
+            mean_ref[r] += x[r * cols + c] / double(cols);
+            peak = std::max(peak, double(x[r * cols + c]));
+          }
+          for (std::int64_t c = 0; c < cols; ++c) sum += std::exp(x[r * cols + c] - peak);
+          for (std::int64_t c = 0; c < cols; ++c)
+            soft_ref[r * cols + c] = std::exp(x[r * cols + c] - peak) / sum;
+        }
+        // Means of values in [-4, 4] can be near zero: compare against the values' scale.
+        for (std::int64_t r = 0; r < rows; ++r)
+          CHECK(std::abs(mean_out[r] - mean_ref[r]) < 4 * tolerance + 1e-6);
+        CHECK(relative_error(soft_out, soft_ref) < 2 * tolerance + 1e-5);
+      }
+    }
+    SUBCASE("copy: outputs gathered from a smaller input") {
+      std::vector<float> x;
+      DeviceBuffer in = upload_as(gpu, random_floats(50, -1, 1), type, x);
+      DeviceBuffer y(120 * element_bytes(type));
+      poison(y);
+      copy_op(in.get(), 50, type, y.get(), 120, gpu.stream());
+      const auto out = download_as_f32(gpu, y.get(), type, 120);
+      for (int i = 0; i < 120; ++i) CHECK(out[i] == x[i % 50]);
+    }
+    SUBCASE("bmm: batched products of two activations on cuBLASLt and the direct kernel") {
+      const std::int64_t batch = 3, m = 5, n = 16, k = 32;
+      const Precision p = type == ElementType::f32   ? Precision::fp32
+                          : type == ElementType::f16 ? Precision::fp16
+                                                     : Precision::bf16;
+      std::vector<float> w, x;
+      DeviceBuffer wb = upload_as(gpu, random_floats(batch * n * k, -1, 1), type, w);
+      DeviceBuffer xb = upload_as(gpu, random_floats(batch * m * k, -1, 1), type, x);
+      DeviceBuffer y(std::size_t(batch * m * n) * element_bytes(type));
+      poison(y);
+      const LtGemm gemm(gpu.lt(), p, m, n, k, k, k, nullptr, nullptr, nullptr, batch);
+      gemm.run(wb.get(), xb.get(), y.get(), gpu.workspace(), gpu.workspace_bytes(), gpu.stream());
+      const auto lt_out = download_as_f32(gpu, y.get(), type, std::size_t(batch * m * n));
+      poison(y);
+      bmm_direct(wb.get(), xb.get(), type, y.get(), batch, m, n, k, gpu.stream());
+      const auto direct_out = download_as_f32(gpu, y.get(), type, std::size_t(batch * m * n));
+      for (const auto* out_ptr : {&lt_out, &direct_out})
+        for (std::int64_t b = 0; b < batch; ++b) {
+          const auto& out = *out_ptr;
+          const std::vector<float> wi(w.begin() + b * n * k, w.begin() + (b + 1) * n * k);
+          const std::vector<float> xi(x.begin() + b * m * k, x.begin() + (b + 1) * m * k);
+          const std::vector<float> oi(out.begin() + b * m * n, out.begin() + (b + 1) * m * n);
+          CHECK(relative_error(oi, reference_gemm(xi, wi, m, n, k)) < 4 * tolerance + 1e-5);
+        }
+    }
+  }
+}
+
+namespace {
+
+// A two-layer model with ops before, between and after its layers.
+constexpr const char* kModelWorkloads = R"({"bitplan_workloads": 1, "model": "m", "batch": 1,
+    "precisions": ["fp16", "int8"],
+    "layers": [{"name": "fc", "key": "gemm:m4:n64:k128", "op": "gemm", "m": 4, "n": 64, "k": 128,
+                "input_elements": 512, "output_elements": 256},
+               {"name": "fc2", "key": "gemm:m4:n64:k64", "op": "gemm", "m": 4, "n": 64, "k": 64,
+                "input_elements": 256, "output_elements": 256}],
+    "ops": [{"name": "embed", "op_type": "Gather", "key": "copy:i516:o512", "layers_before": 0},
+            {"name": "bias", "op_type": "Add", "key": "eltwise:o256:i256x64", "layers_before": 1},
+            {"name": "odd", "op_type": "Foo", "unsupported": "op Foo: no kernel", "layers_before": 1},
+            {"name": "probs", "op_type": "Softmax", "key": "rownorm:r4:c64", "layers_before": 2},
+            {"name": "scores", "op_type": "MatMul", "key": "bmm:b2:m4:n8:k32", "layers_before": 2}]})";
+
+}  // namespace
+
+TEST_CASE("a profile measures the model's other ops in the float types its layers write") {
+  if (!gpu_available()) return;
+  GpuContext gpu;
+  const auto folder = std::filesystem::temp_directory_path() / "bitplan_cuda_ops_test";
+  std::filesystem::create_directories(folder);
+  const std::string workloads = (folder / "w.json").string(), out = (folder / "p.yaml").string();
+  std::filesystem::remove(out);
+  std::ofstream(workloads) << kModelWorkloads;
+  ProfileOptions options;
+  options.workloads = {workloads};
+  options.out = out;
+  options.ceilings = false;
+  options.timing.min_repeats = 5;
+  options.timing.budget_ms = 1;
+  options.precisions = {Precision::fp32, Precision::int8};
+  run_profile(gpu, options);
+  const ProfileFile profile = ProfileFile::load_or_empty(out);
+  // fp32 layers write fp32; int8 layers write fp16 beside their codes.
+  for (const char* key :
+       {"copy:i516:o512", "eltwise:o256:i256x64", "rownorm:r4:c64", "bmm:b2:m4:n8:k32"}) {
+    CAPTURE(key);
+    CHECK(profile.has_entry(key, "fp32"));
+    CHECK(profile.has_entry(key, "fp16"));
+    CHECK(!profile.has_entry(key, "bf16"));
+  }
+  std::filesystem::remove_all(folder);
+}
+
+TEST_CASE("a workloads file runs as a whole model: layers and other ops in order") {
+  if (!gpu_available()) return;
+  GpuContext gpu;
+  const auto folder = std::filesystem::temp_directory_path() / "bitplan_cuda_model_chain_test";
+  std::filesystem::create_directories(folder);
+  const std::string workloads = (folder / "w.json").string(), out = (folder / "c.json").string();
+  std::ofstream(workloads) << kModelWorkloads;
+  ChainOptions options;
+  options.model_workloads = {workloads};
+  options.model_precisions = {Precision::fp32, Precision::int8};
+  options.out = out;
+  options.timing.min_repeats = 5;
+  options.timing.budget_ms = 1;
+  run_chains(gpu, options);
+  const nlohmann::json results = nlohmann::json::parse(std::ifstream(out));
+  REQUIRE(results["results"].size() == 2);
+  for (const auto& r : results["results"]) {
+    CAPTURE(r.dump());
+    REQUIRE(!r.contains("unsupported"));
+    CHECK(r["layers"] == 2);
+    CHECK(r["ops"] == 4);
+    CHECK(r["ops_without_kernel"] == 1);
+    CHECK(r["median_us"].get<double>() > 0);
+    // The bias add between the int8 layers needs fp16, so the first writes no codes: fp16 ->
+    // int8 before each int8 layer (the leading gather runs in fp16, the first layer's float
+    // type). fp32 converts nothing.
+    CHECK(r["chained"] == 0);
+    CHECK(r["conversions"] == (r["precision"] == "int8" ? 2 : 0));
+  }
+  std::filesystem::remove_all(folder);
+}

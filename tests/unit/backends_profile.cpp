@@ -18,6 +18,8 @@
 #include <string>
 
 #include "backends/cpu/onednn_profiler.hpp"
+#include "backends/cuda/errors.hpp"
+#include "backends/cuda/workloads.hpp"
 #include "backends/device.hpp"
 #include "backends/hw_profile.hpp"
 #include "backends/workload.hpp"
@@ -43,6 +45,11 @@ const fs::path kModels = fs::path(BITPLAN_SOURCE_DIR) / "models";
 
 const LoadedModel& mlp() {
   static const LoadedModel model = load_model(kModels / "fmnist_mlp.onnx");
+  return model;
+}
+
+const LoadedModel& vit() {
+  static const LoadedModel model = load_model(kModels / "fmnist_vit.onnx");
   return model;
 }
 
@@ -287,7 +294,9 @@ TEST_CASE("conv workloads resolve auto_pad, explicit pads, dilation, groups and 
 TEST_CASE("write_workloads_json: the document external profilers read") {
   const TempDir dir("bitplan_workloads_json");
   const auto ws = workloads_of(resnet().graph, 2);
-  write_workloads_json(dir.path / "w.json", "fmnist_resnet.onnx", 2, {"fp32", "int8"}, ws);
+  const ExecutionPlan plan(resnet().graph, PlanOptions{2});
+  const auto ops = op_workloads(resnet().graph, plan);
+  write_workloads_json(dir.path / "w.json", "fmnist_resnet.onnx", 2, {"fp32", "int8"}, ws, ops);
   std::ifstream in(dir.path / "w.json");
   const nlohmann::json doc = nlohmann::json::parse(in);
   CHECK(doc["bitplan_workloads"] == 1);
@@ -308,6 +317,11 @@ TEST_CASE("write_workloads_json: the document external profilers read") {
   CHECK(fc["n"] == 10);
   CHECK(fc["k"] == 64);
   CHECK(fc["output_elements"] == 20);
+  REQUIRE(doc["ops"].size() == ops.size());
+  REQUIRE(!ops.empty());
+  CHECK(doc["ops"][0]["name"] == ops[0].node);
+  CHECK(doc["ops"][0]["key"] == ops[0].key);
+  CHECK(doc["ops"][0]["layers_before"] == ops[0].layers_before);
 }
 
 // --- Hardware profiles on disk ----------------------------------------------------------------
@@ -1062,6 +1076,97 @@ TEST_CASE("latency model: conversions between precisions where the profile keeps
     chained.put(ProfileEntry{c.workloads[1].key, "int8_chained", 9.0, 0, 5, "", ""});
     CHECK(make_latency_model(c, chained)->plan_cost(plan).per_layer[2] ==
           doctest::Approx(4.0 / 1e3 + 3.0 / 1e3));
+  }
+}
+
+TEST_CASE("op workloads of fmnist_vit: attention's products, softmax, norms, adds; no views") {
+  const Graph& g = vit().graph;
+  const ExecutionPlan plan(g, PlanOptions{2});
+  const auto layers = layer_workloads(g, plan);
+  const auto ops = op_workloads(g, plan);
+  REQUIRE(!ops.empty());
+  std::map<std::string, int> kinds;
+  std::size_t previous = 0;
+  for (const auto& op : ops) {
+    CAPTURE(op.node);
+    CHECK(op.unsupported.empty());
+    CHECK(op.op_type != "Reshape");       // a view: no kernel runs
+    CHECK(op.layers_before >= previous);  // execution order
+    CHECK(op.layers_before <= layers.size());
+    previous = op.layers_before;
+    // The GPU profiler reads the same grammar back (backends/cuda/workloads.hpp).
+    const cuda::OpShape shape = cuda::parse_op_key(op.key);
+    CHECK(cuda::op_key(shape) == op.key);
+    ++kinds[op.key.substr(0, op.key.find(':'))];
+  }
+  CHECK(kinds["bmm"] > 0);      // Q.K^T and P.V
+  CHECK(kinds["rownorm"] > 0);  // softmax, layer norm
+  CHECK(kinds["eltwise"] > 0);  // residual adds
+  // Attention's first product at batch 2: [2, heads, tokens, d] x [2, heads, d, tokens].
+  const auto scores = std::find_if(ops.begin(), ops.end(),
+                                   [](const OpWorkload& op) { return op.op_type == "MatMul"; });
+  REQUIRE(scores != ops.end());
+  const cuda::OpShape s = cuda::parse_op_key(scores->key);
+  CHECK(s.batch % 2 == 0);
+  CHECK(s.m == s.n);  // tokens x tokens
+}
+
+TEST_CASE("op keys: canonical form, and clear errors for malformed ones") {
+  using cuda::parse_op_key;
+  CHECK(parse_op_key("eltwise:o256:i256x64x1").inputs == std::vector<std::int64_t>{256, 64, 1});
+  CHECK(parse_op_key("reduce:r4:c64").elements_written() == 4);
+  CHECK(parse_op_key("rownorm:r4:c64").elements_written() == 256);
+  CHECK(parse_op_key("copy:i516:o512").elements_read() == 516);
+  CHECK(parse_op_key("bmm:b2:m4:n8:k32").elements_written() == 64);
+  CHECK(cuda::is_op_key("bmm:b2:m4:n8:k32"));
+  CHECK(!cuda::is_op_key("gemm:m4:n8:k32"));
+  for (const char* bad : {"eltwise:o0:i4", "eltwise:o4:i1x2x3x4x5", "reduce:r4", "bmm:b2:m4:n8",
+                          "copy:i5:o-1", "rownorm:r04:c5", "softmax:r4:c5"}) {
+    CAPTURE(bad);
+    CHECK_THROWS_AS(parse_op_key(bad), cuda::ProfileError);
+  }
+}
+
+TEST_CASE("latency model on a CUDA profile with op entries: each op in its layer's float type") {
+  const Graph& g = vit().graph;
+  const CostContext c = CostContext::build(g, "h", 1);
+  REQUIRE(!c.ops.empty());
+  HwProfile p;
+  p.backend = "cuda";
+  for (const auto& w : c.workloads) {
+    p.put(ProfileEntry{w.key, "fp32", 10, 0, 5, "", ""});
+    p.put(ProfileEntry{w.key, "fp16", 4, 0, 5, "", ""});
+  }
+  const double layers = static_cast<double>(c.layers.size());
+  const double ops = static_cast<double>(c.ops.size());
+  SUBCASE("a profile without op entries prices the layers alone, as before") {
+    const PlanCost cost = make_latency_model(c, p)->plan_cost(QuantPlan{});
+    CHECK(cost.total == doctest::Approx(layers * 10 / 1e3));
+    CHECK(cost.estimated_layers == 0);
+  }
+  for (const auto& op : c.ops) {
+    p.put(ProfileEntry{op.key, "fp32", 3, 0, 5, "", ""});
+    p.put(ProfileEntry{op.key, "fp16", 2, 0, 5, "", ""});
+  }
+  const auto latency = make_latency_model(c, p);
+  // fp32 layers write fp32: every op at its fp32 entry; fp16 layers: at fp16.
+  CHECK(latency->plan_cost(QuantPlan{}).total == doctest::Approx((layers * 10 + ops * 3) / 1e3));
+  QuantPlan half;
+  for (const auto& layer : c.layers) half.layers[layer.name] = spec("fp16", "fp16");
+  CHECK(latency->plan_cost(half).total == doctest::Approx((layers * 4 + ops * 2) / 1e3));
+  // The ops before the first layer are charged to it, the rest to the layer they follow.
+  std::size_t leading = 0, after_first = 0;
+  for (const auto& op : c.ops)
+    leading += op.layers_before == 0, after_first += op.layers_before == 1;
+  CHECK(latency->layer_cost(0, LayerQuant{}).value ==
+        doctest::Approx((10 + 3.0 * double(leading + after_first)) / 1e3));
+  SUBCASE("an op missing from the profile makes its layer estimated, never guessed") {
+    HwProfile partial = p;
+    std::erase_if(partial.entries,
+                  [&](const ProfileEntry& e) { return e.key == c.ops.back().key; });
+    const PlanCost cost = make_latency_model(c, partial)->plan_cost(QuantPlan{});
+    CHECK(cost.estimated_layers >= 1);
+    CHECK(cost.total < (layers * 10 + ops * 3) / 1e3);
   }
 }
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the CUDA profiler standalone on a GPU machine, runs its GPU test, then profiles and
 # runs chains. Everything it writes goes to $OUT (default ./gpu-out). Stages, in order, any
-# subset: build test profile chains sweep (sweep: issue 15's W4A16 decode-kernel sweep,
+# subset: build test profile chains models sweep (models: whole models, layers and other ops,
+# from $MODEL_WORKLOADS at $MODEL_PRECISIONS into $OUT/h100_models.json; sweep: issue 15's W4A16 decode-kernel sweep,
 # $OUT/w4a16_sweep.txt; it needs only the build stage). Inputs (prepared on the workstation, see
 # docs/cuda_backend.md): .carry/include (nlohmann/json.hpp, CLI/ of CLI11, doctest/doctest.h),
 # .carry/workloads/*.json, .carry/plans.json, and an optional earlier profile
@@ -17,6 +18,7 @@ PROFILE_SECONDS=${PROFILE_SECONDS:-420}
 # PROFILE_ARGS: extra bitplan-cuda-profile options, e.g. "--precisions w4a16".
 # WORKLOADS: the workloads files to profile (default: every .carry/workloads file, batch 1 first).
 WORKLOADS=${WORKLOADS:-$(ls .carry/workloads/*_b1.json .carry/workloads/*_b16.json .carry/workloads/*_b256.json 2>/dev/null)}
+MODEL_WORKLOADS=${MODEL_WORKLOADS:-$WORKLOADS}
 # nvidia.cudnn (wheel nvidia-cudnn-cu13) has no __init__.py, so no __file__: __path__ names it.
 CUDNN_ROOT=${CUDNN_ROOT:-$(python3 -c 'import nvidia.cudnn; print(list(nvidia.cudnn.__path__)[0])' 2>/dev/null)}
 mkdir -p "$OUT"
@@ -49,6 +51,13 @@ for stage in "$@"; do
       "$BUILD/bitplan-cuda-profile" --chain .carry/plans.json --chain-out "$OUT/h100_chains.json" \
         > "$OUT/chains.log" 2>&1
       echo "chains rc=$?"; tail -70 "$OUT/chains.log" ;;
+    models)
+      # Each file's layers and other ops in order, once per precision; results are saved after
+      # every model, so a run cut off by the timeout keeps what it measured.
+      timeout "${MODELS_SECONDS:-300}" "$BUILD/bitplan-cuda-profile" --model-chain $MODEL_WORKLOADS \
+        --precisions "${MODEL_PRECISIONS:-fp32,fp16,int8,fp8_e4m3}" \
+        --chain-out "$OUT/h100_models.json" > "$OUT/models.log" 2>&1
+      echo "models rc=$?"; grep -E '^chain|error|bitplan-cuda-profile:' "$OUT/models.log" | tail -60 ;;
     sweep)
       # About a minute on an H100. A variant that faults (the sweep exits 3 naming it) or hangs
       # (the timeout; stderr's last "running NAME" names it) is skipped in a fresh process;
@@ -67,6 +76,6 @@ for stage in "$@"; do
         echo "skipping $culprit"
       done
       tail -n 12 "$OUT/w4a16_sweep.txt"; tail -n 3 "$OUT/w4a16_sweep.log" ;;
-    *) echo "unknown stage $stage: use build test profile chains sweep"; exit 2 ;;
+    *) echo "unknown stage $stage: use build test profile chains models sweep"; exit 2 ;;
   esac
 done
