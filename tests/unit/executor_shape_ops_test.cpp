@@ -181,6 +181,26 @@ TEST_CASE("Reshape: 0 copies a dim, -1 is inferred, the output is a view") {
               "must be known before running");
 }
 
+TEST_CASE("Cast to the type the input has is a view; other casts convert") {
+  const Tensor x = f32({2, 2}, {1.5f, -2.5f, 3.0f, 4.25f});
+  Graph graph;
+  graph.opset = 13;
+  graph.inputs.push_back({"x", DType::f32, {2, 2}, {}});
+  graph.nodes.push_back({"same", "Cast", "", {"x"}, {"y"}, {{"to", std::int64_t{1}}}});
+  graph.nodes.push_back({"wide", "Cast", "", {"x"}, {"z"}, {{"to", std::int64_t{7}}}});
+  graph.outputs.push_back({"y", DType::f32, {}, {}});
+  graph.outputs.push_back({"z", DType::i64, {}, {}});
+  ExecutionPlan plan(graph, PlanOptions{});
+  REQUIRE(plan.steps().size() == 2);
+  CHECK(plan.steps()[0].view);  // float -> float: no kernel (what the GPU cost model skips)
+  CHECK(!plan.steps()[1].view);
+  const std::vector<Tensor> feeds{x};
+  const auto out = plan.run(feeds);
+  CHECK(out[0].raw() == x.raw());
+  check_values(out[0], {2, 2}, {1.5, -2.5, 3.0, 4.25});
+  check_values(out[1], {2, 2}, {1, -2, 3, 4});
+}
+
 TEST_CASE("Flatten, Squeeze, Unsqueeze, Identity") {
   const Tensor x = iota_f32({2, 1, 3, 1});
   const auto v = x.to_double_vector();
