@@ -326,6 +326,7 @@ options)");
                       {"kernel", kernel.kernel ? json(kernel.kernel->name) : json(nullptr)},
                       {"precision", kernel.precision()},
                       {"latency_ms", c.unsupported.empty() ? json(c.value) : json(nullptr)},
+                      {"other_ops_ms", c.other_ops},
                       {"edge_ms", edge},
                       {"estimated", c.estimated},
                       {"unsupported", c.unsupported},
@@ -365,8 +366,15 @@ options)");
           "edge ms: the edge from the previous layer (precision conversions; a negative value "
           "is the saving of int8 layers passing codes to each other), {:+.4f} ms in all\n",
           edges);
+    double charged = 0;
+    for (const auto& l : layers) charged += l["other_ops_ms"].get<double>();
+    if (charged > 0)
+      fmt::print(
+          "latency ms: a layer's entry plus the model's other ops that run after it (before the "
+          "first layer: charged to it), {:.4f} ms in all\n",
+          charged);
     fmt::print("other ops {:.4f} ms; total latency {} ms{}, size {:.0f} bytes, {:.4g} GBOPs\n",
-               lat.fixed, lat.supported() ? fmt::format("{:.4f}", lat.total) : "n/a",
+               lat.fixed + charged, lat.supported() ? fmt::format("{:.4f}", lat.total) : "n/a",
                lat.estimated_layers
                    ? fmt::format(" ({} layers estimated from ceilings, *)", lat.estimated_layers)
                    : "",

@@ -133,10 +133,12 @@ class LatencyModel final : public CostModel {
     for (const OpWorkload* op : ops) {
       const auto found = op_entries_.find(op->key + " " + type);
       const ProfileEntry* e = found == op_entries_.end() ? nullptr : found->second;
-      if (e && e->unsupported.empty())
+      if (e && e->unsupported.empty()) {
         cost.value += e->median_us / 1e3;
-      else
+        cost.other_ops += e->median_us / 1e3;
+      } else {
         cost.estimated = true;
+      }
     }
   }
 

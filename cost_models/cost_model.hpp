@@ -34,6 +34,7 @@ struct LayerCost {
   double value = 0;
   bool estimated = false;   // roofline, not measured
   std::string unsupported;  // non-empty: no kernel; value is meaningless
+  double other_ops = 0;     // the part of value that is the model's other ops charged to it
 };
 
 struct PlanCost {

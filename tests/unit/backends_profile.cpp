@@ -1158,8 +1158,9 @@ TEST_CASE("latency model on a CUDA profile with op entries: each op in its layer
   std::size_t leading = 0, after_first = 0;
   for (const auto& op : c.ops)
     leading += op.layers_before == 0, after_first += op.layers_before == 1;
-  CHECK(latency->layer_cost(0, LayerQuant{}).value ==
-        doctest::Approx((10 + 3.0 * double(leading + after_first)) / 1e3));
+  const LayerCost first = latency->layer_cost(0, LayerQuant{});
+  CHECK(first.value == doctest::Approx((10 + 3.0 * double(leading + after_first)) / 1e3));
+  CHECK(first.other_ops == doctest::Approx(3.0 * double(leading + after_first) / 1e3));
   SUBCASE("an op missing from the profile makes its layer estimated, never guessed") {
     HwProfile partial = p;
     std::erase_if(partial.entries,
