@@ -53,7 +53,8 @@ std::string cublaslt_version() {
 
 LtGemm::LtGemm(cublasLtHandle_t handle, Precision precision, std::int64_t m, std::int64_t n,
                std::int64_t k, std::int64_t ldw, std::int64_t ldx, const float* fp8_scale_w,
-               const float* fp8_scale_x, const float* output_scale, std::int64_t batch)
+               const float* fp8_scale_x, const float* output_scale, std::int64_t batch,
+               int algorithm)
     : handle_(handle), precision_(precision), output_scale_(output_scale) {
   const LtTypes types = lt_types(precision);
   const std::string what = to_string(precision) + " GEMM " + shape_text(m, n, k) +
@@ -139,16 +140,20 @@ LtGemm::LtGemm(cublasLtHandle_t handle, Precision precision, std::int64_t m, std
     const std::size_t workspace = kWorkspaceBytes;
     cublasLtMatmulPreferenceSetAttribute(preference, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
                                          &workspace, sizeof(workspace));
-    cublasLtMatmulHeuristicResult_t result{};
+    cublasLtMatmulHeuristicResult_t results[kMaxAlgorithms] = {};
     int found = 0;
     const cublasStatus_t status = cublasLtMatmulAlgoGetHeuristic(
-        handle_, op_, a_, b_, c_ ? c_ : d_, d_, preference, 1, &result, &found);
+        handle_, op_, a_, b_, c_ ? c_ : d_, d_, preference, kMaxAlgorithms, results, &found);
     cublasLtMatmulPreferenceDestroy(preference);
     if (status != CUBLAS_STATUS_SUCCESS || found == 0)
       throw Unsupported("cuBLASLt has no algorithm for " + what + " (heuristic status " +
                         std::to_string(static_cast<int>(status)) + ")");
-    algo_ = result.algo;
-    description_ = "cublasLt heuristic #0";
+    if (algorithm < 0 || algorithm >= found)
+      throw Unsupported("cuBLASLt's heuristic offers " + std::to_string(found) +
+                        " algorithms for " + what + ": rank " + std::to_string(algorithm) +
+                        " must be below that");
+    algo_ = results[algorithm].algo;
+    description_ = "cublasLt heuristic #" + std::to_string(algorithm);
   } catch (...) {
     release();
     throw;

@@ -23,11 +23,13 @@ class LtGemm {
   // times output_scale, one device float 1 / s_y). Throws Unsupported with the rule when
   // cuBLASLt has no algorithm for the shape. `batch` > 1: that many products of densely
   // packed operands one after another (W n * ldw, X m * ldx, Y m * n elements apart), as
-  // attention's activation products run.
+  // attention's activation products run. `algorithm`: the rank, among the first
+  // kMaxAlgorithms of cuBLASLt's heuristic, of the algorithm to run (0: its first choice);
+  // Unsupported when it offers fewer.
   LtGemm(cublasLtHandle_t handle, Precision precision, std::int64_t m, std::int64_t n,
          std::int64_t k, std::int64_t ldw, std::int64_t ldx, const float* fp8_scale_w = nullptr,
          const float* fp8_scale_x = nullptr, const float* output_scale = nullptr,
-         std::int64_t batch = 1);
+         std::int64_t batch = 1, int algorithm = 0);
   ~LtGemm();
   LtGemm(const LtGemm&) = delete;
   LtGemm& operator=(const LtGemm&) = delete;
@@ -40,6 +42,7 @@ class LtGemm {
   const std::string& description() const { return description_; }
 
   static constexpr std::size_t kWorkspaceBytes = 32u << 20;
+  static constexpr int kMaxAlgorithms = 8;
 
  private:
   void release();

@@ -104,7 +104,7 @@ class GemmLayerRun final : public LayerRun {
                                       : channel_scales_.as<float>();
       gemm_ = std::make_unique<LtGemm>(gpu.lt(), precision, m_, n_, k_, k_, ldx_,
                                        fp8_scales_.as<float>(), fp8_scales_.as<float>() + 4,
-                                       output_scale);
+                                       output_scale, 1, options.gemm_algorithm);
       // cuBLASLt's C beside an fp8 D: 16-bit, never read (beta = 0).
       if (precision == Precision::fp8_e4m3_chained)
         unread_c_ = DeviceBuffer(static_cast<std::size_t>(m_ * n_) * 2);
@@ -467,6 +467,10 @@ std::unique_ptr<LayerRun> make_conversion_run(const GpuContext& gpu, std::int64_
                                               ElementType from, ElementType to,
                                               std::int64_t rotate_bytes, int max_sets) {
   return std::make_unique<ConversionRun>(gpu, elements, from, to, rotate_bytes, max_sets);
+}
+
+bool times_gemm_algorithms(Precision p) {
+  return p == Precision::int8 || p == Precision::int8_chained;
 }
 
 std::unique_ptr<LayerRun> make_op_run(const GpuContext& gpu, const OpShape& shape, ElementType type,

@@ -44,6 +44,8 @@ struct LayerRunOptions {
   // A conv runs on the conv_kernels() entry of this name; empty: on the first entry that
   // neither declines it nor fails to plan it.
   std::string conv_kernel;
+  // The rank of the cuBLASLt algorithm a GEMM runs among its heuristic's offers (LtGemm).
+  int gemm_algorithm = 0;
 };
 
 // Runs a gemm layer on cuBLASLt (or the W4A16 kernel), a conv layer on a conv_kernels()
@@ -65,6 +67,11 @@ struct ConvKernel {
                                     Precision precision, const LayerRunOptions& options);
 };
 std::span<const ConvKernel> conv_kernels();
+
+// Whether the profile and the chains time several of cuBLASLt's algorithms for a GEMM at p
+// and keep the fastest: int8, whose first heuristic choice was measured up to 1.9x slower
+// than another on an H100 (docs/cuda_backend.md).
+bool times_gemm_algorithms(Precision p);
 
 // A conversion of `elements` activations between two element types (scale applied).
 std::unique_ptr<LayerRun> make_conversion_run(const GpuContext& gpu, std::int64_t elements,

@@ -134,6 +134,63 @@ bool has_w4_alternative(const LayerShape& shape, Precision p) {
   return gemm_m > 16;
 }
 
+// The ways a GEMM-shaped layer can run at p, each a deployment's option: the W4A16 paths
+// above, and for int8 (times_gemm_algorithms) the first LtGemm::kMaxAlgorithms of cuBLASLt's
+// heuristic ranking, whose first choice is not always the fastest.
+std::vector<LayerRunOptions> gemm_variants(const LayerShape& shape, Precision p,
+                                           const LayerRunOptions& base) {
+  std::vector<LayerRunOptions> variants = {base};
+  if (has_w4_alternative(shape, p)) {
+    variants.push_back(base);
+    variants.back().w4_path = W4Path::dequantize_then_cublaslt;
+  }
+  if (times_gemm_algorithms(p))
+    for (int rank = 1; rank < LtGemm::kMaxAlgorithms; ++rank) {
+      variants.push_back(base);
+      variants.back().gemm_algorithm = rank;
+    }
+  return variants;
+}
+
+std::string variant_name(const LayerRunOptions& variant, Precision p) {
+  if (p == Precision::w4a16)
+    return variant.w4_path == W4Path::own_kernel ? "own int4 kernel" : "dequant + cublasLt fp16";
+  return "cublasLt #" + std::to_string(variant.gemm_algorithm);
+}
+
+// The fastest variant of a GEMM-shaped layer (gemm_variants) on `timing`; variants that
+// cannot run the shape are skipped, and when none can, the first one's reason is thrown.
+struct Fastest {
+  LayerRunOptions options;
+  TimingResult timing;
+  std::string implementation;  // the fastest's text, then "(timed: ...)" when several ran
+};
+
+Fastest fastest_gemm_variant(GpuContext& gpu, const LayerShape& shape, Precision p,
+                             const LayerRunOptions& base, const TimingOptions& timing,
+                             bool rotate_sets) {
+  std::optional<Fastest> best;
+  std::string timed, first_refusal;
+  int ran = 0;
+  for (const LayerRunOptions& variant : gemm_variants(shape, p, base)) {
+    try {
+      auto run = make_layer_run(gpu, shape, p, variant);
+      const TimingResult t = time_on_gpu(
+          gpu, [&](int i) { run->run(rotate_sets ? i : 0); }, timing);
+      timed += (timed.empty() ? "" : ", ") + variant_name(variant, p) + " " +
+               number(t.median_us, 1) + " us";
+      ++ran;
+      if (!best || t.median_us < best->timing.median_us)
+        best = Fastest{variant, t, run->implementation()};
+    } catch (const Unsupported& e) {
+      if (first_refusal.empty()) first_refusal = e.what();
+    }
+  }
+  if (!best) throw Unsupported(first_refusal);
+  if (ran > 1) best->implementation += " (timed: " + timed + ")";
+  return *best;
+}
+
 // A conv has several kernels (conv_kernels(): cuDNN, bitplan's depthwise, im2col + GEMM, the
 // last at w4a16 in both W4Path variants); a deployment would run the fastest, so the
 // profile and the chains time every one that runs the shape and keep the fastest.
@@ -153,25 +210,26 @@ ConvTimings time_conv_kernels(GpuContext& gpu, const LayerShape& shape, Precisio
       not_run += (not_run.empty() ? "" : "; ") + std::string(kernel.name) + ": " + *declined;
       continue;
     }
-    std::vector<W4Path> paths = {W4Path::own_kernel};
-    if (kernel.name == "bitplan_im2col_gemm" && has_w4_alternative(shape, p))
-      paths.push_back(W4Path::dequantize_then_cublaslt);
-    for (W4Path path : paths) {
-      LayerRunOptions options = run_options;
-      options.conv_kernel = kernel.name;
-      options.w4_path = path;
-      try {
+    LayerRunOptions options = run_options;
+    options.conv_kernel = kernel.name;
+    try {
+      // im2col + GEMM has the GEMM's variants; the other kernels one way to run.
+      Fastest f;
+      if (kernel.name == "bitplan_im2col_gemm") {
+        f = fastest_gemm_variant(gpu, shape, p, options, timing, true);
+      } else {
         auto run = make_layer_run(gpu, shape, p, options);
-        const TimingResult t = time_on_gpu(
-            gpu, [&](int i) { run->run(i); }, timing);
-        timed += (timed.empty() ? "" : ", ") + std::string(kernel.name) +
-                 (path == W4Path::own_kernel ? "" : " (w4 dequant + cublasLt fp16)") + " " +
-                 number(t.median_us, 2) + " us";
-        if (!any || t.median_us < out.timing.median_us) out = {options, t, run->implementation()};
-        any = true;
-      } catch (const Unsupported& e) {
-        not_run += (not_run.empty() ? "" : "; ") + std::string(kernel.name) + ": " + e.what();
+        f = {options, time_on_gpu(
+                          gpu, [&](int i) { run->run(i); }, timing),
+             run->implementation()};
       }
+      timed += (timed.empty() ? "" : ", ") + std::string(kernel.name) + " " +
+               number(f.timing.median_us, 2) + " us";
+      if (!any || f.timing.median_us < out.timing.median_us)
+        out = {f.options, f.timing, f.implementation};
+      any = true;
+    } catch (const Unsupported& e) {
+      not_run += (not_run.empty() ? "" : "; ") + std::string(kernel.name) + ": " + e.what();
     }
   }
   if (!any) throw Unsupported(not_run);
@@ -180,35 +238,16 @@ ConvTimings time_conv_kernels(GpuContext& gpu, const LayerShape& shape, Precisio
   return out;
 }
 
-// A gemm layer's entry: cuBLASLt, or at w4a16 the faster of the int4 kernel and
-// "dequantise, then a tensor-core GEMM" above m = 16.
+// A gemm layer's entry: the fastest of its variants (gemm_variants).
 void measure_gemm(GpuContext& gpu, const LayerShape& shape, Precision p,
                   const LayerRunOptions& run_options, const ProfileOptions& options,
                   ProfileFile& profile) {
   const std::string key = layer_key(shape);
-  auto run = make_layer_run(gpu, shape, p, run_options);
-  TimingResult t = time_on_gpu(
-      gpu, [&](int i) { run->run(i); }, options.timing);
-  std::string implementation = run->implementation();
-  // At larger m the int4 kernel competes with "dequantise, then a tensor-core GEMM";
-  // a deployment would pick the faster, so the profile does too (and says which).
-  if (has_w4_alternative(shape, p)) {
-    run.reset();
-    LayerRunOptions alternative = run_options;
-    alternative.w4_path = W4Path::dequantize_then_cublaslt;
-    auto other = make_layer_run(gpu, shape, p, alternative);
-    const TimingResult u = time_on_gpu(
-        gpu, [&](int i) { other->run(i); }, options.timing);
-    if (u.median_us < t.median_us) {
-      implementation =
-          other->implementation() + " (own int4 kernel: " + number(t.median_us, 1) + " us)";
-      t = u;
-    } else {
-      implementation += " (dequant + cublasLt fp16: " + number(u.median_us, 1) + " us)";
-    }
-  }
-  profile.add_entry(key, to_string(p), t, implementation);
-  if (options.log) options.log(key + " " + to_string(p) + " " + number(t.median_us, 2) + " us");
+  const Fastest f = fastest_gemm_variant(gpu, shape, p, run_options, options.timing, true);
+  profile.add_entry(key, to_string(p), f.timing, f.implementation);
+  if (options.log)
+    options.log(key + " " + to_string(p) + " " + number(f.timing.median_us, 2) + " us " +
+                f.implementation);
 }
 
 }  // namespace
@@ -421,18 +460,9 @@ Chain build_chain(GpuContext& gpu, const std::vector<ChainItem>& items) {
             time_conv_kernels(gpu, shape, p, LayerRunOptions{}, quick).fastest;
         chain.steps.push_back(make_layer_run(gpu, shape, p, fastest));
       } else {
-        chain.steps.push_back(make_layer_run(gpu, shape, p, LayerRunOptions{}));
-        if (has_w4_alternative(shape, p)) {
-          LayerRunOptions alternative;
-          alternative.w4_path = W4Path::dequantize_then_cublaslt;
-          auto other = make_layer_run(gpu, shape, p, alternative);
-          const auto time_of = [&](LayerRun& r) {
-            return time_on_gpu(
-                       gpu, [&](int) { r.run(0); }, quick)
-                .median_us;
-          };
-          if (time_of(*other) < time_of(*chain.steps.back())) chain.steps.back() = std::move(other);
-        }
+        const LayerRunOptions fastest =
+            fastest_gemm_variant(gpu, shape, p, LayerRunOptions{}, quick, false).options;
+        chain.steps.push_back(make_layer_run(gpu, shape, p, fastest));
       }
       previous_out = output_type(p);
       ++chain.layers;

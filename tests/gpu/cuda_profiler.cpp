@@ -847,3 +847,30 @@ TEST_CASE("a workloads file runs as a whole model: layers and other ops in order
   }
   std::filesystem::remove_all(folder);
 }
+
+TEST_CASE("int8 GEMMs run on any of cuBLASLt's offered algorithms, and say when one is not offered") {
+  if (!gpu_available()) return;
+  GpuContext gpu;
+  const LayerShape shape = parse_layer_key("gemm:m64:n64:k128");
+  CHECK(times_gemm_algorithms(Precision::int8));
+  CHECK(times_gemm_algorithms(Precision::int8_chained));
+  CHECK(!times_gemm_algorithms(Precision::fp16));
+  int ran = 0;
+  for (int rank = 0; rank < LtGemm::kMaxAlgorithms; ++rank) {
+    LayerRunOptions options;
+    options.gemm_algorithm = rank;
+    try {
+      auto run = make_layer_run(gpu, shape, Precision::int8, options);
+      run->run(0);
+      gpu.synchronize();
+      CHECK(run->implementation().find("heuristic #" + std::to_string(rank)) != std::string::npos);
+      ++ran;
+    } catch (const Unsupported& e) {
+      CHECK_MESSAGE(std::string(e.what()).find("offers") != std::string::npos, e.what());
+    }
+  }
+  CHECK(ran >= 1);
+  LayerRunOptions beyond;
+  beyond.gemm_algorithm = LtGemm::kMaxAlgorithms;
+  CHECK_THROWS_AS(make_layer_run(gpu, shape, Precision::int8, beyond), Unsupported);
+}
