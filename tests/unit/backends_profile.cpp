@@ -1171,6 +1171,45 @@ TEST_CASE("latency model on a CUDA profile with op entries: each op in its layer
   }
 }
 
+TEST_CASE("latency model: ops before the first layer run in the float type beside its input") {
+  // x -> Add(bias) -> MatMul(w1) -> Relu -> MatMul(w2): one leading op, one between.
+  Graph g;
+  g.name = "leading_ops";
+  g.opset = 13;
+  g.inputs.push_back({"x", DType::f32, {-1, 16}, {}});
+  g.outputs.push_back({"y", DType::f32, {-1, 16}, {}});
+  g.initializers["b"] = filled({16}, 1);
+  g.initializers["w1"] = filled({16, 16}, 2);
+  g.initializers["w2"] = filled({16, 16}, 3);
+  g.nodes.push_back({"add", "Add", "", {"x", "b"}, {"a"}, {}});
+  g.nodes.push_back({"mm1", "MatMul", "", {"a", "w1"}, {"h"}, {}});
+  g.nodes.push_back({"relu", "Relu", "", {"h"}, {"r"}, {}});
+  g.nodes.push_back({"mm2", "MatMul", "", {"r", "w2"}, {"y"}, {}});
+  const CostContext c = CostContext::build(g, "h", 4);
+  REQUIRE(c.layers.size() == 2);
+  REQUIRE(c.ops.size() == 2);
+  CHECK(c.ops[0].layers_before == 0);
+  CHECK(c.ops[1].layers_before == 1);
+  HwProfile p;
+  p.backend = "cuda";
+  for (const auto& w : c.workloads) {
+    p.put(ProfileEntry{w.key, "fp16", 4, 0, 5, "", ""});
+    p.put(ProfileEntry{w.key, "int8", 3, 0, 5, "", ""});
+    p.put(ProfileEntry{w.key, "int8_chained", 1, 0, 5, "", ""});
+  }
+  for (const auto& op : c.ops) p.put(ProfileEntry{op.key, "fp16", 2, 0, 5, "", ""});
+  p.conversions.push_back({"fp16", "int8", 64, 5.0, 0});
+  const auto latency = make_latency_model(c, p);
+  QuantPlan int8;
+  for (const auto& layer : c.layers) int8.layers[layer.name] = spec("int8/channel/sym", "int8/tensor/sym");
+  const PlanCost cost = latency->plan_cost(int8);
+  REQUIRE(cost.per_layer.size() == 2);
+  // Layer 0: its entry, the leading add at fp16, its quantization (fp16 -> int8), the relu.
+  CHECK(cost.per_layer[0] == doctest::Approx((3 + 2 + 5 + 2) / 1e3));
+  // Layer 1: the relu between them needs layer 0's fp16 output, so no chaining: a conversion.
+  CHECK(cost.per_layer[1] == doctest::Approx((3 + 5) / 1e3));
+}
+
 // --- Regression tests for bugs found while writing these tests. ------------------------------
 
 TEST_CASE("roofline: fp8 moves one byte per element") {
