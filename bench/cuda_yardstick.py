@@ -15,13 +15,21 @@ PyTorch equivalents of bitplan's precisions (each an entry's whole work, as a us
   fp8_e4m3        torch._scaled_mm (per-tensor scales, fp16 out; m padded to a multiple of 16)
   w4a16           torch.ops.aten._weight_int4pack_mm (tinygemm: int4, group 128, or 64/32
                   where k is no multiple of 128; bf16 activations)
+The model's other ops (workloads' "ops", docs/cuda_backend.md), at fp32 and fp16:
+  eltwise         torch.neg (one input), torch.add (two, the smaller broadcast over rows),
+                  torch.addcmul (three)
+  reduce          mean over the rows of x.view(rows, cols)
+  rownorm         torch.softmax over the rows of x.view(rows, cols)
+  copy            a transpose made contiguous (same size), expand (more outputs), a slice
+                  (fewer)
+  bmm             torch.bmm (x [b][m][k] times w [b][n][k] transposed)
 
 Timing follows bitplan-cuda-profile (docs/cuda_backend.md): 10 warm-up calls; each call timed
 with CUDA events after a spin kernel has let the host queue the batch; inputs and weights
 rotate among buffer sets of more than 2 x L2 together, so every call reads from DRAM; the
 median of at least 50 calls (and 20 ms).
 
-  python3 bench/cuda_yardstick.py measure --workloads W1.json ... --out torch.json
+  python3 bench/cuda_yardstick.py measure --workloads W1.json ... --out torch.json [--kinds eltwise,...]
   python3 bench/cuda_yardstick.py table --torch torch.json --profile hw_profiles/h100.yaml
 """
 import argparse
@@ -46,9 +54,13 @@ def workload_keys(paths):
     keys = []
     for path in paths:
         with open(path) as f:
-            for layer in json.load(f)["layers"]:
-                if layer["key"] not in keys and layer["op"] in ("gemm", "conv"):
-                    keys.append(layer["key"])
+            doc = json.load(f)
+        for layer in doc["layers"]:
+            if layer["key"] not in keys and layer["op"] in ("gemm", "conv"):
+                keys.append(layer["key"])
+        for op in doc.get("ops", []):
+            if "key" in op and op["key"] not in keys:
+                keys.append(op["key"])
     return keys
 
 
@@ -100,8 +112,54 @@ def measure(args):
             results.append({"key": key, "precision": precision, "torch": how, "error": str(error).splitlines()[0][:200]})
         torch.cuda.empty_cache()
 
+    def measure_other_op(record, key, op, v, dtype, name):
+        def randn(*shape):
+            return torch.randn(*shape, device=device, dtype=dtype)
+
+        if op == "eltwise":
+            out, inputs = v["o"][0], v["i"]
+            if any(out % n for n in inputs):
+                results.append({"key": key, "precision": name, "torch": "eltwise",
+                                "error": "an input size does not divide the output's"})
+                return
+            views = lambda: tuple(randn(out // n, n) if n != out else randn(out) for n in inputs)
+            if len(inputs) == 1:
+                record(key, name, "torch.neg", views, torch.neg)
+            elif len(inputs) == 2:
+                record(key, name, "torch.add", lambda: (randn(out // inputs[1], inputs[1]), randn(inputs[1])),
+                       torch.add)
+            else:
+                record(key, name, "torch.addcmul",
+                       lambda: tuple(randn(out // inputs[-1], inputs[-1]) if j == 0 else randn(inputs[-1])
+                                     for j in range(3)), torch.addcmul)
+        elif op in ("reduce", "rownorm"):
+            rows, cols = v["r"][0], v["c"][0]
+            if op == "reduce":
+                record(key, name, "Tensor.mean(dim=1)", lambda: (randn(rows, cols),), lambda x: x.mean(dim=1))
+            else:
+                record(key, name, "torch.softmax(dim=-1)", lambda: (randn(rows, cols),),
+                       lambda x: torch.softmax(x, dim=-1))
+        elif op == "copy":
+            i, o = v["i"][0], v["o"][0]
+            if i == o:
+                inner = next((d for d in (64, 32, 16, 8, 4, 2) if o % d == 0), 1)
+                record(key, name, "transpose().contiguous()", lambda: (randn(o // inner, inner),),
+                       lambda x: x.t().contiguous())
+            elif o > i and o % i == 0:
+                record(key, name, "expand().contiguous()", lambda: (randn(1, i),),
+                       lambda x: x.expand(o // i, i).contiguous())
+            else:
+                record(key, name, "slice clone", lambda: (randn(max(i, o)),), lambda x: x[:o].clone())
+        else:  # bmm
+            b, m, n, k = v["b"][0], v["m"][0], v["n"][0], v["k"][0]
+            record(key, name, "torch.bmm", lambda: (randn(b, m, k), randn(b, n, k)),
+                   lambda x, w: torch.bmm(x, w.transpose(1, 2)))
+
+    kinds = set(args.kinds.split(","))
     for key in workload_keys(args.workloads):
         op, v = parse_key(key)
+        if op not in kinds:
+            continue
         if op == "gemm":
             m, n, k = v["m"][0], v["n"][0], v["k"][0]
             for dtype, name in ((torch.float32, "fp32"), (torch.float16, "fp16"), (torch.bfloat16, "bf16")):
@@ -135,6 +193,9 @@ def measure(args):
 
             record(key, "w4a16", f"_weight_int4pack_mm (g{group})", int4_inputs,
                    lambda x, w, sz: torch.ops.aten._weight_int4pack_mm(x, w, group, sz))
+        elif op in ("eltwise", "reduce", "rownorm", "copy", "bmm"):
+            for dtype, name in ((torch.float32, "fp32"), (torch.float16, "fp16")):
+                measure_other_op(record, key, op, v, dtype, name)
         elif op == "conv":
             n_, c, h, w = v["n"][0], v["c"][0], v["h"][0], v["w"][0]
             kout, r, s, groups = v["k"][0], v["r"][0], v["s"][0], v["g"][0]
@@ -189,7 +250,7 @@ def table(args):
     torch_precision = {"int8_chained": "int8"}
     wins = losses = 0
     summary = {}  # (op, precision) -> ratios
-    for op in ("gemm", "conv"):
+    for op in ("gemm", "conv", "eltwise", "reduce", "rownorm", "copy", "bmm"):
         rows = [k for k in keys if k.startswith(op + ":")]
         if not rows:
             continue
@@ -224,6 +285,8 @@ def main():
     m = sub.add_parser("measure")
     m.add_argument("--workloads", nargs="+", required=True)
     m.add_argument("--out", required=True)
+    m.add_argument("--kinds", default="gemm,conv,eltwise,reduce,rownorm,copy,bmm",
+                   help="the key kinds to time, comma-separated")
     t = sub.add_parser("table")
     t.add_argument("--torch", required=True)
     t.add_argument("--profile", required=True)
