@@ -251,6 +251,33 @@ __global__ void eltwise_kernel(EltwiseInputs in, std::int64_t outputs, T* y) {
   }
 }
 
+// The same with 16-byte loads and stores: V = 16 / sizeof(T) consecutive elements a thread,
+// for when every input size and the output size are multiples of V (then the V elements of a
+// broadcast input are consecutive too).
+template <typename T>
+__global__ void eltwise_vector_kernel(EltwiseInputs in, std::int64_t outputs, T* y) {
+  constexpr int V = 16 / sizeof(T);
+  const std::int64_t vectors = outputs / V;
+  for (std::int64_t v = blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x; v < vectors;
+       v += std::int64_t(gridDim.x) * blockDim.x) {
+    const std::int64_t i = v * V;
+    float sum[V] = {};
+    for (int j = 0; j < in.inputs; ++j) {
+      const std::int64_t n = in.count[j];
+      const uint4 raw = *reinterpret_cast<const uint4*>(static_cast<const T*>(in.data[j]) +
+                                                        (n == outputs ? i : i % n));
+      const T* values = reinterpret_cast<const T*>(&raw);
+#pragma unroll
+      for (int e = 0; e < V; ++e) sum[e] += to_float(values[e]);
+    }
+    uint4 packed;
+    T* out = reinterpret_cast<T*>(&packed);
+#pragma unroll
+    for (int e = 0; e < V; ++e) out[e] = from_float<T>(sum[e]);
+    *reinterpret_cast<uint4*>(y + i) = packed;
+  }
+}
+
 // One warp per row: the mean of its cols values.
 template <typename T>
 __global__ void reduce_rows_kernel(const T* x, std::int64_t rows, std::int64_t cols, T* y) {
@@ -293,6 +320,14 @@ __global__ void softmax_rows_kernel(const T* x, std::int64_t rows, std::int64_t 
     for (std::int64_t c = lane; c < cols; c += 32)
       y[r * cols + c] = from_float<T>(__expf(to_float(row[c]) - peak) * inverse);
   }
+}
+
+// 16 bytes a thread, for sizes that are multiples of them.
+__global__ void copy_vector_kernel(const uint4* x, std::int64_t inputs, uint4* y,
+                                   std::int64_t outputs) {
+  for (std::int64_t i = blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x; i < outputs;
+       i += std::int64_t(gridDim.x) * blockDim.x)
+    y[i] = x[inputs == outputs ? i : i % inputs];
 }
 
 template <typename T>
@@ -338,9 +373,18 @@ void eltwise_op(const std::vector<const void*>& inputs, const std::vector<std::i
   dispatch_type(type, [&](auto tag) {
     using T = decltype(tag);
     if constexpr (std::is_floating_point_v<T> || std::is_same_v<T, __half> ||
-                  std::is_same_v<T, __nv_bfloat16>)
-      eltwise_kernel<T>
-          <<<grid_for(outputs), kThreads, 0, stream>>>(in, outputs, static_cast<T*>(y));
+                  std::is_same_v<T, __nv_bfloat16>) {
+      constexpr std::int64_t V = 16 / sizeof(T);
+      const bool vectors = outputs % V == 0 &&
+                           std::all_of(counts.begin(), counts.end(),
+                                       [](std::int64_t n) { return n % V == 0; });
+      if (vectors)
+        eltwise_vector_kernel<T>
+            <<<grid_for(outputs / V), kThreads, 0, stream>>>(in, outputs, static_cast<T*>(y));
+      else
+        eltwise_kernel<T>
+            <<<grid_for(outputs), kThreads, 0, stream>>>(in, outputs, static_cast<T*>(y));
+    }
   });
   check_launch("launching eltwise_op");
 }
@@ -380,6 +424,14 @@ void bmm_direct(const void* w, const void* x, ElementType type, void* y, std::in
 void copy_op(const void* x, std::int64_t inputs, ElementType type, void* y, std::int64_t outputs,
              cudaStream_t stream) {
   check_float(type, "a copy op");
+  const std::int64_t bytes = std::int64_t(element_bytes(type));
+  if ((inputs * bytes) % 16 == 0 && (outputs * bytes) % 16 == 0) {
+    copy_vector_kernel<<<grid_for(outputs * bytes / 16), kThreads, 0, stream>>>(
+        static_cast<const uint4*>(x), inputs * bytes / 16, static_cast<uint4*>(y),
+        outputs * bytes / 16);
+    check_launch("launching copy_op");
+    return;
+  }
   dispatch_type(type, [&](auto tag) {
     using T = decltype(tag);
     if constexpr (std::is_floating_point_v<T> || std::is_same_v<T, __half> ||

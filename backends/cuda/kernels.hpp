@@ -53,7 +53,8 @@ void dequantize_f32(const float* acc, float input_scale, const float* channel_sc
                     std::int64_t m, std::int64_t n, void* y, cudaStream_t stream);
 
 // ---- The model's other ops (workloads.hpp, OpKind), in fp32, fp16 or bf16 -----------------
-// eltwise: y[i] = sum_j x_j[i mod counts[j]] for i < outputs (at most 4 inputs; fp32 math).
+// eltwise: y[i] = sum_j x_j[i mod counts[j]] for i < outputs (at most 4 inputs; fp32 math;
+// 16-byte accesses where every size is a multiple of 16 bytes' worth of elements).
 void eltwise_op(const std::vector<const void*>& inputs, const std::vector<std::int64_t>& counts,
                 ElementType type, void* y, std::int64_t outputs, cudaStream_t stream);
 // x [rows][cols] -> y [rows] (the mean of each row), or with `softmax` y [rows][cols] (each
@@ -65,7 +66,7 @@ void reduce_rows(const void* x, ElementType type, std::int64_t rows, std::int64_
 // attention over one token: k or n of 1).
 void bmm_direct(const void* w, const void* x, ElementType type, void* y, std::int64_t batch,
                 std::int64_t m, std::int64_t n, std::int64_t k, cudaStream_t stream);
-// y[i] = x[i mod inputs] for i < outputs.
+// y[i] = x[i mod inputs] for i < outputs (16-byte accesses where both sizes allow).
 void copy_op(const void* x, std::int64_t inputs, ElementType type, void* y, std::int64_t outputs,
              cudaStream_t stream);
 

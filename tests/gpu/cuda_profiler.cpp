@@ -683,25 +683,30 @@ TEST_CASE("the model's other ops match CPU references (fp32, fp16, bf16)") {
     const double tolerance = type == ElementType::f32   ? 1e-6
                              : type == ElementType::f16 ? 2e-3
                                                         : 1e-2;
-    SUBCASE("eltwise: a sum of inputs broadcast by index") {
-      const std::int64_t outputs = 6 * 40;
-      const std::vector<std::int64_t> counts = {outputs, 40, 1};
-      std::vector<std::vector<float>> held(counts.size());
-      std::vector<DeviceBuffer> buffers;
-      std::vector<const void*> pointers;
-      for (std::size_t j = 0; j < counts.size(); ++j) {
-        buffers.push_back(
-            upload_as(gpu, random_floats(std::size_t(counts[j]), -2, 2), type, held[j]));
-        pointers.push_back(buffers.back().get());
+    SUBCASE("eltwise: a sum of inputs broadcast by index (scalar and 16-byte paths)") {
+      using Case = std::pair<std::int64_t, std::vector<std::int64_t>>;
+      for (const Case& c : {Case{6 * 40, {6 * 40, 40, 1}}, Case{5 * 64, {5 * 64, 64}},
+                            Case{5 * 64, {5 * 64}}}) {
+        const std::int64_t outputs = c.first;
+        const std::vector<std::int64_t>& counts = c.second;
+        CAPTURE(counts.size());
+        std::vector<std::vector<float>> held(counts.size());
+        std::vector<DeviceBuffer> buffers;
+        std::vector<const void*> pointers;
+        for (std::size_t j = 0; j < counts.size(); ++j) {
+          buffers.push_back(
+              upload_as(gpu, random_floats(std::size_t(counts[j]), -2, 2), type, held[j]));
+          pointers.push_back(buffers.back().get());
+        }
+        DeviceBuffer y(std::size_t(outputs) * element_bytes(type));
+        poison(y);
+        eltwise_op(pointers, counts, type, y.get(), outputs, gpu.stream());
+        const auto out = download_as_f32(gpu, y.get(), type, std::size_t(outputs));
+        std::vector<double> ref(outputs);
+        for (std::int64_t i = 0; i < outputs; ++i)
+          for (std::size_t j = 0; j < counts.size(); ++j) ref[i] += held[j][i % counts[j]];
+        CHECK(relative_error(out, ref) < tolerance);
       }
-      DeviceBuffer y(std::size_t(outputs) * element_bytes(type));
-      poison(y);
-      eltwise_op(pointers, counts, type, y.get(), outputs, gpu.stream());
-      const auto out = download_as_f32(gpu, y.get(), type, std::size_t(outputs));
-      std::vector<double> ref(outputs);
-      for (std::int64_t i = 0; i < outputs; ++i)
-        for (std::size_t j = 0; j < counts.size(); ++j) ref[i] += held[j][i % counts[j]];
-      CHECK(relative_error(out, ref) < tolerance);
     }
     SUBCASE("reduce: the mean of each row; rownorm: each row's softmax") {
       for (std::int64_t cols : {1, 7, 33, 576}) {
@@ -734,14 +739,17 @@ TEST_CASE("the model's other ops match CPU references (fp32, fp16, bf16)") {
         CHECK(relative_error(soft_out, soft_ref) < 2 * tolerance + 1e-5);
       }
     }
-    SUBCASE("copy: outputs gathered from a smaller input") {
-      std::vector<float> x;
-      DeviceBuffer in = upload_as(gpu, random_floats(50, -1, 1), type, x);
-      DeviceBuffer y(120 * element_bytes(type));
-      poison(y);
-      copy_op(in.get(), 50, type, y.get(), 120, gpu.stream());
-      const auto out = download_as_f32(gpu, y.get(), type, 120);
-      for (int i = 0; i < 120; ++i) CHECK(out[i] == x[i % 50]);
+    SUBCASE("copy: outputs gathered from a smaller input (scalar and 16-byte paths)") {
+      for (const auto& [inputs, outputs] : {std::pair<int, int>{50, 120}, {64, 192}, {64, 64}}) {
+        CAPTURE(inputs);
+        std::vector<float> x;
+        DeviceBuffer in = upload_as(gpu, random_floats(std::size_t(inputs), -1, 1), type, x);
+        DeviceBuffer y(std::size_t(outputs) * element_bytes(type));
+        poison(y);
+        copy_op(in.get(), inputs, type, y.get(), outputs, gpu.stream());
+        const auto out = download_as_f32(gpu, y.get(), type, std::size_t(outputs));
+        for (int i = 0; i < outputs; ++i) CHECK(out[i] == x[i % inputs]);
+      }
     }
     SUBCASE("bmm: batched products of two activations on cuBLASLt and the direct kernel") {
       const std::int64_t batch = 3, m = 5, n = 16, k = 32;
