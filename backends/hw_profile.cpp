@@ -15,6 +15,8 @@
 #include <utility>
 #include <vector>
 
+#include "backends/cuda/errors.hpp"
+#include "backends/cuda/workloads.hpp"
 #include "backends/device.hpp"
 #include "core/error.hpp"
 #include "core/files.hpp"
@@ -125,12 +127,21 @@ std::string workload_key(const KeyValue& v) {
       R"(conv:n\d+:c\d+:h\d+:w\d+:k\d+:r\d+:s\d+:st\d+x\d+:p\d+x\d+x\d+x\d+:d\d+x\d+:g\d+|)"
       R"(gemm:m\d+:n\d+:k\d+)");
   const std::string key = field_value<std::string>(v);
+  if (key.size() <= kMaxKeyLength && cuda::is_op_key(key)) {
+    // One of the model's other ops (backends/workload.hpp): the GPU profiler's own grammar.
+    try {
+      cuda::parse_op_key(key);
+    } catch (const cuda::ProfileError& e) {
+      v.fail(fmt::format("key {} is not an op key: {}", quoted(key), e.what()));
+    }
+    return key;
+  }
   if (key.size() > kMaxKeyLength || !std::regex_match(key, pattern))
     v.fail(
         fmt::format("key {} is not a workload key: conv:n{{N}}:c{{C}}:h{{H}}:w{{W}}:"
                     "k{{K}}:r{{R}}:s{{S}}:st{{sh}}x{{sw}}:p{{t}}x{{l}}x{{b}}x{{r}}:"
-                    "d{{dh}}x{{dw}}:g{{G}} or gemm:m{{M}}:n{{N}}:k{{K}}, at most {} "
-                    "characters",
+                    "d{{dh}}x{{dw}}:g{{G}}, gemm:m{{M}}:n{{N}}:k{{K}} or an op key "
+                    "(eltwise, reduce, rownorm, copy, bmm), at most {} characters",
                     quoted(key), kMaxKeyLength));
   return key;
 }

@@ -119,8 +119,20 @@ TEST_CASE("17.8 malformed or huge keys") {
   const ProfileFiles files;
   CHECK(files.error("entries:\n  - {key: 'gemm:m1:n-10:k64', precision: fp32, median_us: 1}\n") ==
         "line 5, column 11: key 'gemm:m1:n-10:k64' is not a workload key: "
-        "conv:n{N}:c{C}:h{H}:w{W}:k{K}:r{R}:s{S}:st{sh}x{sw}:p{t}x{l}x{b}x{r}:d{dh}x{dw}:g{G} or "
-        "gemm:m{M}:n{N}:k{K}, at most 256 characters");
+        "conv:n{N}:c{C}:h{H}:w{W}:k{K}:r{R}:s{S}:st{sh}x{sw}:p{t}x{l}x{b}x{r}:d{dh}x{dw}:g{G}, "
+        "gemm:m{M}:n{N}:k{K} or an op key (eltwise, reduce, rownorm, copy, bmm), at most 256 "
+        "characters");
+  // The model's other ops have keys of their own, checked by the GPU profiler's grammar.
+  {
+    const fs::path file = fs::temp_directory_path() / "bitplan_profile_op_key.yaml";
+    std::ofstream(file) << "bitplan_hw_profile: 1\ntarget: t\nbackend: cuda\nentries:\n"
+                           "  - {key: 'rownorm:r4:c64', precision: fp16, median_us: 1}\n";
+    CHECK(load_hw_profile(file).find("rownorm:r4:c64", "fp16") != nullptr);
+    fs::remove(file);
+  }
+  CHECK(files.error("entries:\n  - {key: 'eltwise:o0:i4', precision: fp16, median_us: 1}\n")
+            .find("key 'eltwise:o0:i4' is not an op key: parsing layer key: 'eltwise:o0:i4': "
+                  "field 'o0' must be positive") != std::string::npos);
   CHECK(files.error("entries:\n  - {key: k, precision: fp32, median_us: 1}\n")
             .find("key 'k' is not a workload key") ==
         0 + std::string("line 5, column 10: ").size());
