@@ -252,8 +252,8 @@ __global__ void eltwise_kernel(EltwiseInputs in, std::int64_t outputs, T* y) {
 }
 
 // The same with 16-byte loads and stores: V = 16 / sizeof(T) consecutive elements a thread,
-// for when every input size and the output size are multiples of V (then the V elements of a
-// broadcast input are consecutive too).
+// for when every input size (or 1: a scalar) and the output size are multiples of V (then the
+// V elements of a broadcast input are consecutive too).
 template <typename T>
 __global__ void eltwise_vector_kernel(EltwiseInputs in, std::int64_t outputs, T* y) {
   constexpr int V = 16 / sizeof(T);
@@ -264,6 +264,12 @@ __global__ void eltwise_vector_kernel(EltwiseInputs in, std::int64_t outputs, T*
     float sum[V] = {};
     for (int j = 0; j < in.inputs; ++j) {
       const std::int64_t n = in.count[j];
+      if (n == 1) {  // a scalar (a Div by a constant): one value for all V
+        const float value = to_float(*static_cast<const T*>(in.data[j]));
+#pragma unroll
+        for (int e = 0; e < V; ++e) sum[e] += value;
+        continue;
+      }
       const uint4 raw = *reinterpret_cast<const uint4*>(static_cast<const T*>(in.data[j]) +
                                                         (n == outputs ? i : i % n));
       const T* values = reinterpret_cast<const T*>(&raw);
@@ -377,7 +383,7 @@ void eltwise_op(const std::vector<const void*>& inputs, const std::vector<std::i
       constexpr std::int64_t V = 16 / sizeof(T);
       const bool vectors = outputs % V == 0 &&
                            std::all_of(counts.begin(), counts.end(),
-                                       [](std::int64_t n) { return n % V == 0; });
+                                       [](std::int64_t n) { return n % V == 0 || n == 1; });
       if (vectors)
         eltwise_vector_kernel<T>
             <<<grid_for(outputs / V), kThreads, 0, stream>>>(in, outputs, static_cast<T*>(y));

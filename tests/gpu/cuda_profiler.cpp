@@ -686,7 +686,7 @@ TEST_CASE("the model's other ops match CPU references (fp32, fp16, bf16)") {
     SUBCASE("eltwise: a sum of inputs broadcast by index (scalar and 16-byte paths)") {
       using Case = std::pair<std::int64_t, std::vector<std::int64_t>>;
       for (const Case& c : {Case{6 * 40, {6 * 40, 40, 1}}, Case{5 * 64, {5 * 64, 64}},
-                            Case{5 * 64, {5 * 64}}}) {
+                            Case{5 * 64, {5 * 64}}, Case{5 * 64, {5 * 64, 64, 1}}}) {
         const std::int64_t outputs = c.first;
         const std::vector<std::int64_t>& counts = c.second;
         CAPTURE(counts.size());
