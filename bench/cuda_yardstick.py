@@ -35,6 +35,7 @@ median of at least 50 calls (and 20 ms).
 import argparse
 import json
 import math
+import os
 import re
 import statistics
 import sys
@@ -155,11 +156,26 @@ def measure(args):
             record(key, name, "torch.bmm", lambda: (randn(b, m, k), randn(b, n, k)),
                    lambda x, w: torch.bmm(x, w.transpose(1, 2)))
 
+    def save():
+        """The document so far (after every key: a run cut off by a time limit keeps it)."""
+        document = {
+            "device": torch.cuda.get_device_name(device),
+            "torch": torch.__version__,
+            "cuda": torch.version.cuda,
+            "cudnn": torch.backends.cudnn.version(),
+            "results": results,
+        }
+        with open(args.out + ".tmp", "w") as f:
+            json.dump(document, f, indent=1)
+        os.replace(args.out + ".tmp", args.out)
+        return document
+
     kinds = set(args.kinds.split(","))
     for key in workload_keys(args.workloads):
         op, v = parse_key(key)
         if op not in kinds:
             continue
+        save()
         if op == "gemm":
             m, n, k = v["m"][0], v["n"][0], v["k"][0]
             for dtype, name in ((torch.float32, "fp32"), (torch.float16, "fp16"), (torch.bfloat16, "bf16")):
@@ -212,15 +228,7 @@ def measure(args):
                                torch.randn(n_, c, h, w, device=device, dtype=d).to(memory_format=lf),
                                torch.randn(kout, c // groups, r, s, device=device, dtype=d).to(memory_format=lf)),
                            lambda x, wt: F.conv2d(x, wt, None, stride, padding, dilation, groups))
-    document = {
-        "device": torch.cuda.get_device_name(device),
-        "torch": torch.__version__,
-        "cuda": torch.version.cuda,
-        "cudnn": torch.backends.cudnn.version(),
-        "results": results,
-    }
-    with open(args.out, "w") as f:
-        json.dump(document, f, indent=1)
+    document = save()
     print(f"cuda_yardstick: {len(results)} measurements on {document['device']} -> {args.out}")
 
 
