@@ -193,16 +193,11 @@ Fastest fastest_gemm_variant(GpuContext& gpu, const LayerShape& shape, Precision
 
 // A conv has several kernels (conv_kernels(): cuDNN, bitplan's depthwise, im2col + GEMM, the
 // last at w4a16 in both W4Path variants); a deployment would run the fastest, so the
-// profile and the chains time every one that runs the shape and keep the fastest.
-struct ConvTimings {
-  LayerRunOptions fastest;     // the options that make the fastest run
-  TimingResult timing;         // its time
-  std::string implementation;  // its text, then "| timed: ..." and "| not run: ..."
-};
-
-ConvTimings time_conv_kernels(GpuContext& gpu, const LayerShape& shape, Precision p,
-                              const LayerRunOptions& run_options, const TimingOptions& timing) {
-  ConvTimings out;
+// profile and the chains time every one that runs the shape and keep the fastest (its
+// implementation text then lists "| timed: ..." and "| not run: ...").
+Fastest time_conv_kernels(GpuContext& gpu, const LayerShape& shape, Precision p,
+                          const LayerRunOptions& run_options, const TimingOptions& timing) {
+  Fastest out;
   std::string timed, not_run;
   bool any = false;
   for (const ConvKernel& kernel : conv_kernels()) {
@@ -225,8 +220,7 @@ ConvTimings time_conv_kernels(GpuContext& gpu, const LayerShape& shape, Precisio
       }
       timed += (timed.empty() ? "" : ", ") + std::string(kernel.name) + " " +
                number(f.timing.median_us, 2) + " us";
-      if (!any || f.timing.median_us < out.timing.median_us)
-        out = {f.options, f.timing, f.implementation};
+      if (!any || f.timing.median_us < out.timing.median_us) out = f;
       any = true;
     } catch (const Unsupported& e) {
       not_run += (not_run.empty() ? "" : "; ") + std::string(kernel.name) + ": " + e.what();
@@ -335,7 +329,7 @@ int run_profile(GpuContext& gpu, const ProfileOptions& options) {
       if (profile.has_entry(key, to_string(p))) continue;
       try {
         if (shape.op == LayerOp::conv) {
-          const ConvTimings c = time_conv_kernels(gpu, shape, p, run_options, options.timing);
+          const Fastest c = time_conv_kernels(gpu, shape, p, run_options, options.timing);
           profile.add_entry(key, to_string(p), c.timing, c.implementation);
           if (options.log)
             options.log(key + " " + to_string(p) + " " + number(c.timing.median_us, 2) + " us " +
@@ -457,7 +451,7 @@ Chain build_chain(GpuContext& gpu, const std::vector<ChainItem>& items) {
       }
       if (shape.op == LayerOp::conv) {
         const LayerRunOptions fastest =
-            time_conv_kernels(gpu, shape, p, LayerRunOptions{}, quick).fastest;
+            time_conv_kernels(gpu, shape, p, LayerRunOptions{}, quick).options;
         chain.steps.push_back(make_layer_run(gpu, shape, p, fastest));
       } else {
         const LayerRunOptions fastest =
