@@ -104,7 +104,8 @@ class LatencyModel final : public CostModel {
           // fp8 first layer then quantizes their output, as it does between layers.
           add_ops(ops_after_[0], cuda::input_type(*precision), cost);
           const std::string read = cuda::precision_name(cuda::input_type(*precision));
-          const std::string written = float_name(cuda::input_type(*precision));
+          const std::string written =
+              cuda::precision_name(cuda::float_beside(cuda::input_type(*precision)));
           if (read != written) cost.value += conversion_cost(0, written, read);
         }
       }
@@ -129,18 +130,11 @@ class LatencyModel final : public CostModel {
     return roofline(w, precision);
   }
 
-  // The float type beside activations of type t (fp16 beside int8 and e4m3 codes, the GPU
-  // plans' activation precision: backends/cuda/precision.hpp), by its profile name.
-  static std::string float_name(cuda::ElementType t) {
-    return t == cuda::ElementType::f32 ? "fp32" : t == cuda::ElementType::bf16 ? "bf16" : "fp16";
-  }
-
-  // Adds the entries of `ops`, run in the float type of `activations` (a layer that writes or
-  // reads int8 / e4m3 codes has fp16 beside them: backends/cuda/precision.hpp), to `cost`;
-  // an op without an entry marks it estimated.
+  // Adds the entries of `ops`, run in the float type beside `activations` (cuda::float_beside),
+  // to `cost`; an op without an entry marks it estimated.
   void add_ops(const std::vector<const OpWorkload*>& ops, cuda::ElementType activations,
                LayerCost& cost) const {
-    const std::string type = float_name(activations);
+    const std::string type = cuda::precision_name(cuda::float_beside(activations));
     for (const OpWorkload* op : ops) {
       const auto found = op_entries_.find(op->key + " " + type);
       const ProfileEntry* e = found == op_entries_.end() ? nullptr : found->second;

@@ -123,6 +123,10 @@ std::optional<Precision> chained_precision(Precision p) {
   return std::nullopt;
 }
 
+ElementType float_beside(ElementType t) {
+  return t == ElementType::s8 || t == ElementType::e4m3 ? ElementType::f16 : t;
+}
+
 std::string precision_name(ElementType t) {
   switch (t) {
     case ElementType::f32:

@@ -40,6 +40,11 @@ bool reads_codes(Precision p);
 // fp8_e4m3 -> fp8_e4m3_chained), or nullopt.
 std::optional<Precision> chained_precision(Precision p);
 
+// The float type beside activations of type t: t itself, or fp16 beside int8 and e4m3 codes
+// (the activation precision of the GPU plans). The model's other ops run in it: after a layer,
+// beside what the layer writes; before the first layer, beside what it reads.
+ElementType float_beside(ElementType t);
+
 // The profile names conversions by precision ("fp16" -> "int8"); each element type has
 // one such name.
 std::string precision_name(ElementType t);

@@ -40,19 +40,13 @@ std::string number(double value, int decimals) {
   return buffer;
 }
 
-// The float type of the activations after a layer at precision p, which the model's other
-// ops that follow it run in: what it writes, or fp16 beside int8 / e4m3 codes (the
-// activation precision of the GPU plans: precision.hpp).
+// The float types the model's other ops run in after a layer at p, and before a first layer
+// at p (float_beside, precision.hpp).
 ElementType float_type_after(Precision p) {
-  const ElementType out = output_type(p);
-  return out == ElementType::s8 || out == ElementType::e4m3 ? ElementType::f16 : out;
+  return float_beside(output_type(p));
 }
-
-// The float type of the activations before a layer at precision p (the ops in front of a
-// model's first layer run in it).
 ElementType float_type_before(Precision p) {
-  const ElementType in = input_type(p);
-  return in == ElementType::s8 || in == ElementType::e4m3 ? ElementType::f16 : in;
+  return float_beside(input_type(p));
 }
 
 void measure_ceilings(GpuContext& gpu, ProfileFile& profile,
