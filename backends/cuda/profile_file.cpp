@@ -190,15 +190,22 @@ void ProfileFile::save(const std::string& path, const ProfileHeader& header) con
   document["entries"] = entries_.items();
   document["conversions"] = conversions_.items();
 
+  write_atomically(path, "profile",
+                   [&](std::ostream& out) { write_one_item_per_line(out, document); });
+}
+
+void write_atomically(const std::string& path, const std::string& what,
+                      const std::function<void(std::ostream&)>& write) {
   const std::string temporary = path + ".tmp";
   {
     std::ofstream out(temporary);
-    if (!out) throw ProfileError("writing profile '" + temporary + "': the file must be writable");
-    write_one_item_per_line(out, document);
-    if (!out) throw ProfileError("writing profile '" + temporary + "': the write failed");
+    if (!out)
+      throw ProfileError("writing " + what + " '" + temporary + "': the file must be writable");
+    write(out);
+    if (!out.flush()) throw ProfileError("writing " + what + " '" + temporary + "': the write failed");
   }
   if (std::rename(temporary.c_str(), path.c_str()) != 0)
-    throw ProfileError("writing profile '" + path + "': renaming the temporary file failed");
+    throw ProfileError("writing " + what + " '" + path + "': renaming the temporary file failed");
 }
 
 }  // namespace bitplan::cuda

@@ -6,6 +6,8 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <iosfwd>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <string>
@@ -15,6 +17,11 @@
 #include "backends/device.hpp"
 
 namespace bitplan::cuda {
+
+// Writes `path` through a temporary file renamed over it, so a run cut off mid-write leaves
+// the previous file intact; `what` names the file in errors ("profile", "chain results").
+void write_atomically(const std::string& path, const std::string& what,
+                      const std::function<void(std::ostream&)>& write);
 
 // Where and how a profile was measured: the fields before its lists.
 struct ProfileHeader {

@@ -507,18 +507,8 @@ void run_chains(GpuContext& gpu, const ChainOptions& options) {
                      {"clock", "cuda_events"},
                      {"buffers", "one set per step, reused every repeat (steady-state inference)"}};
     out["results"] = results;
-    const std::string temporary = options.out + ".tmp";
-    {
-      std::ofstream file_out(temporary);
-      if (!file_out)
-        throw ProfileError("writing chain results '" + options.out + "': must be writable");
-      file_out << out.dump(2) << "\n";
-      if (!file_out.flush())
-        throw ProfileError("writing chain results '" + temporary + "': the write failed");
-    }
-    if (std::rename(temporary.c_str(), options.out.c_str()) != 0)
-      throw ProfileError("writing chain results: renaming '" + temporary + "' to '" + options.out +
-                         "' failed");
+    write_atomically(options.out, "chain results",
+                     [&](std::ostream& file) { file << out.dump(2) << "\n"; });
   };
   if (!options.plans.empty()) {
     std::ifstream file(options.plans);
