@@ -4,7 +4,9 @@
 Measured: `bitplan-cuda-profile --model-chain W.json --precisions P --chain-out M.json` on the
 GPU (backends/cuda/standalone/run_on_gpu.sh, stage `models`): each workloads file's layers and
 other ops (attention's products, softmax, norms, residual adds, ...) back to back on one
-stream, every layer at one precision. Predicted: `bitplan cost --json` of the same model, batch
+stream, every layer at one precision, replayed as one CUDA graph (a deployment's steady
+state; chain results from before graphs were timed have the eager time only, used then). The
+eager time (each step launched by the host) is printed beside it. Predicted: `bitplan cost --json` of the same model, batch
 and uniform plan against a hardware profile holding the layers' and the ops' entries. Also
 printed: the prediction of the layers (and conversions) alone, the model's time as profiles
 without op entries saw it.
@@ -78,7 +80,7 @@ def main():
                 continue  # a --chain plan, not a whole model
             name = f"{Path(r['workloads']).stem} {r['precision']}"
             if "unsupported" in r:
-                rows.append((name, r["batch"], None, None, None, None, r["unsupported"]))
+                rows.append((name, r["batch"], None, None, None, None, r["unsupported"], None))
                 continue
             plan = PLAN_OF_PRECISION.get(r["precision"])
             if plan is None:
@@ -87,29 +89,36 @@ def main():
             model_path = Path(args.models) / r["model"]
             whole, estimated = predicted_ms(args.bitplan, model_path, args.profile, r["batch"], plan, shapes)
             alone, _ = predicted_ms(args.bitplan, model_path, layers_only, r["batch"], plan, shapes)
-            measured = r["median_us"] / 1e3
+            eager = r["median_us"] / 1e3
+            measured = r.get("graph_median_us", r["median_us"]) / 1e3
             note = f"{estimated} layers estimated" if estimated else ""
+            if "graph_median_us" not in r:
+                note += " eager (no graph time)"
             if r.get("ops_without_kernel"):
                 note += f" {r['ops_without_kernel']} ops without a kernel (not run)"
-            rows.append((name, r["batch"], measured, whole, alone, (whole / measured - 1) * 100, note))
+            rows.append((name, r["batch"], measured, whole, alone, (whole / measured - 1) * 100, note,
+                         eager))
 
     if args.markdown:
-        print("| workload, precision | measured ms | predicted ms | error | layers alone ms | note |")
-        print("|---|---:|---:|---:|---:|---|")
-        for name, _, measured, whole, alone, error, note in rows:
+        print("| workload, precision | measured ms (graph) | predicted ms | error | eager ms | "
+              "layers alone ms | note |")
+        print("|---|---:|---:|---:|---:|---:|---|")
+        for name, _, measured, whole, alone, error, note, eager in rows:
             if measured is None:
-                print(f"| {name} | | | | | unsupported: {note} |")
+                print(f"| {name} | | | | | | unsupported: {note} |")
             else:
-                print(f"| {name} | {measured:.3f} | {whole:.3f} | {error:+.1f} % | {alone:.3f} | {note} |")
+                print(f"| {name} | {measured:.3f} | {whole:.3f} | {error:+.1f} % | {eager:.3f} | "
+                      f"{alone:.3f} | {note} |")
     else:
-        for name, _, measured, whole, alone, error, note in rows:
+        for name, _, measured, whole, alone, error, note, eager in rows:
             if measured is None:
                 print(f"{name:45s} unsupported: {note}")
             else:
                 print(f"{name:45s} measured {measured:8.3f} ms  predicted {whole:8.3f} ms  "
-                      f"error {error:+6.1f} %  layers alone {alone:8.3f} ms  {note}")
+                      f"error {error:+6.1f} %  eager {eager:8.3f} ms  layers alone {alone:8.3f} ms  "
+                      f"{note}")
     by_batch = {}
-    for _, batch, measured, _, _, error, _ in rows:
+    for _, batch, measured, _, _, error, _, _ in rows:
         if measured is not None:
             by_batch.setdefault(batch, []).append(abs(error))
     for batch in sorted(by_batch):

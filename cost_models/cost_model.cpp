@@ -72,6 +72,8 @@ class LatencyModel final : public CostModel {
     // still missing then make the layer they follow "estimated".
     ops_after_.resize(context_.layers.size() + 1);
     if (profile_.backend != "cuda") return;
+    if (const Ceiling* c = profile_.find_ceiling("step_overhead_us")) step_overhead_us_ = c->value;
+    if (const Ceiling* c = profile_.find_ceiling("graph_step_us")) graph_step_us_ = c->value;
     std::set<std::string> keys;
     for (const auto& op : context_.ops) {
       ops_after_[std::min(op.layers_before, context_.layers.size())].push_back(&op);
@@ -117,7 +119,7 @@ class LatencyModel final : public CostModel {
     const LayerWorkload& w = context_.workloads[layer];
     if (const ProfileEntry* e = profile_.find(w.key, precision)) {
       if (!e->unsupported.empty()) return {0, false, e->unsupported};
-      return {e->median_us / 1e3, false, ""};
+      return {step_ms(e->median_us), false, ""};
     }
     // A profile measured before the W4A32 / W4A8 / W3A8 / W2A8 / W8A8 kernels existed has no
     // w4a32 / w4a8 / w3a8 / w2a8 / w8a8 entries: the layer costs fp32 on decompressed weights (what
@@ -139,8 +141,8 @@ class LatencyModel final : public CostModel {
       const auto found = op_entries_.find(op->key + " " + type);
       const ProfileEntry* e = found == op_entries_.end() ? nullptr : found->second;
       if (e && e->unsupported.empty()) {
-        cost.value += e->median_us / 1e3;
-        cost.other_ops += e->median_us / 1e3;
+        cost.value += step_ms(e->median_us);
+        cost.other_ops += step_ms(e->median_us);
       } else {
         cost.estimated = true;
       }
@@ -173,7 +175,7 @@ class LatencyModel final : public CostModel {
       const ProfileEntry* alone = profile_.find(key, from);
       const ProfileEntry* chained = profile_.find(key, cuda::to_string(*chained_as));
       if (alone && chained && alone->unsupported.empty() && chained->unsupported.empty())
-        return std::min(conversion, (chained->median_us - alone->median_us) / 1e3);
+        return std::min(conversion, step_ms(chained->median_us) - step_ms(alone->median_us));
     }
     return conversion;
   }
@@ -192,8 +194,17 @@ class LatencyModel final : public CostModel {
         nearest = &c;
     if (!nearest || nearest->elements == 0) return 0;
     // Conversions are bandwidth-bound: scale the nearest measured size linearly.
-    return nearest->median_us / 1e3 * static_cast<double>(elements) /
+    return step_ms(nearest->median_us) * static_cast<double>(elements) /
            static_cast<double>(nearest->elements);
+  }
+
+  // A CUDA entry's time as one step of the whole model. Entries were timed alone between two
+  // events; the profile's "step_overhead_us" ceiling is what those events add over the same
+  // kernel as a step of a CUDA graph (the profiler's measure_step_overhead), taken off every
+  // entry, down to the graph's floor for a step ("graph_step_us"). Profiles without the
+  // ceiling (CPU ones, CUDA ones measured before it) count entries as measured.
+  double step_ms(double median_us) const {
+    return std::max(median_us - step_overhead_us_, graph_step_us_) / 1e3;
   }
 
   // The activations that pass from a layer at precision `from` to one at `to`, by the names a
@@ -258,6 +269,7 @@ class LatencyModel final : public CostModel {
   std::vector<std::vector<const OpWorkload*>> ops_after_;
   std::map<std::string, const ProfileEntry*> op_entries_;  // "key precision" -> entry
   bool prices_ops_ = false;
+  double step_overhead_us_ = 0, graph_step_us_ = 0;
 };
 
 class SizeModel final : public CostModel {

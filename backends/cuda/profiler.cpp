@@ -5,8 +5,8 @@
 #include <cstdio>
 #include <fstream>
 #include <map>
-#include <optional>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
 
 #include "backends/cuda/check.hpp"
@@ -58,8 +58,7 @@ void measure_ceilings(GpuContext& gpu, ProfileFile& profile,
   const std::int64_t size = 8192;
   const LayerShape square = parse_layer_key("gemm:m8192:n8192:k8192");
   for (Precision p : all_precisions()) {
-    if (p == Precision::w4a16 || p == Precision::int8_chained ||
-        p == Precision::fp8_e4m3_chained)
+    if (p == Precision::w4a16 || p == Precision::int8_chained || p == Precision::fp8_e4m3_chained)
       continue;  // the chained GEMMs run at their unchained precision's rate
     const std::string name = "gemm_" + to_string(p) + (p == Precision::int8 ? "_tops" : "_tflops");
     if (profile.has_ceiling(name)) continue;
@@ -116,6 +115,47 @@ void measure_ceilings(GpuContext& gpu, ProfileFile& profile,
     profile.add_ceiling("dram_bandwidth", rate, "GB/s", "device copy 1 GiB, bytes read+written");
     if (log) log("ceiling dram_bandwidth = " + number(rate, 1) + " GB/s");
   }
+}
+
+// An entry is one run between two timing events (time_on_gpu); in a deployment that
+// issues the model as a CUDA graph the same kernels run back to back with no events between
+// them. The difference is one constant a step, measured here on the empty spin kernel
+// (spin(0)) both ways: "step_overhead_us" = evented - in-graph time, which the cost model
+// takes off every entry it adds up, and "graph_step_us", the in-graph floor of a step. Two
+// copies, one small and one past the L2, are timed both ways too, so the profile shows
+// whether the difference stays constant as kernels grow.
+void measure_step_overhead(GpuContext& gpu, ProfileFile& profile,
+                           const std::function<void(const std::string&)>& log) {
+  if (profile.has_ceiling("step_overhead_us") && profile.has_ceiling("graph_step_us")) return;
+  constexpr int kRunsPerGraph = 64;
+  const auto empty = [&](int) { spin(0.0, gpu.stream()); };
+  const TimingResult evented = time_on_gpu(gpu, empty, TimingOptions{});
+  const TimingResult in_graph = time_in_graph(gpu, empty, kRunsPerGraph, TimingOptions{});
+  std::string evidence;
+  for (std::int64_t elements : {std::int64_t{1} << 16, std::int64_t{1} << 25}) {
+    OpShape copy;
+    copy.kind = OpKind::copy;
+    copy.outputs = elements;
+    copy.inputs = {elements};
+    auto run = make_op_run(gpu, copy, ElementType::f16, 2 * gpu.device().l2_bytes + (8 << 20));
+    const auto step = [&](int i) { run->run(i); };
+    const TimingResult e = time_on_gpu(gpu, step, TimingOptions{});
+    const TimingResult g = time_in_graph(gpu, step, kRunsPerGraph, TimingOptions{});
+    evidence += "; fp16 copy of " + std::to_string(elements) + " elements " +
+                number(e.median_us, 2) + " us evented, " + number(g.median_us, 2) +
+                " us in a graph (difference " + number(e.median_us - g.median_us, 2) + ")";
+  }
+  const double overhead = evented.median_us - in_graph.median_us;
+  const std::string how = "empty kernel timed alone between events " +
+                          number(evented.median_us, 2) + " us, as one of " +
+                          std::to_string(kRunsPerGraph) + " steps of a CUDA graph " +
+                          number(in_graph.median_us, 2) + " us" + evidence;
+  if (log) log("step overhead: " + how);
+  // Ceilings are positive rates; a GPU where events cost nothing records no overhead.
+  if (overhead > 0 && !profile.has_ceiling("step_overhead_us"))
+    profile.add_ceiling("step_overhead_us", overhead, "us", how);
+  if (!profile.has_ceiling("graph_step_us"))
+    profile.add_ceiling("graph_step_us", in_graph.median_us, "us", how);
 }
 
 // W4A16 above m = 16 has two implementations: the int4 kernel, or "dequantise the weights,
@@ -208,8 +248,9 @@ Fastest time_conv_kernels(GpuContext& gpu, const LayerShape& shape, Precision p,
         f = fastest_gemm_variant(gpu, shape, p, options, timing, true);
       } else {
         auto run = make_layer_run(gpu, shape, p, options);
-        f = {options, time_on_gpu(
-                          gpu, [&](int i) { run->run(i); }, timing),
+        f = {options,
+             time_on_gpu(
+                 gpu, [&](int i) { run->run(i); }, timing),
              run->implementation()};
       }
       timed += (timed.empty() ? "" : ", ") + std::string(kernel.name) + " " +
@@ -292,6 +333,7 @@ int run_profile(GpuContext& gpu, const ProfileOptions& options) {
   const auto save = [&] { profile.save(options.out, header); };
 
   if (options.ceilings) measure_ceilings(gpu, profile, options.log);
+  measure_step_overhead(gpu, profile, options.log);
   save();
 
   LayerRunOptions run_options;
@@ -469,20 +511,30 @@ void time_chain(GpuContext& gpu, Chain& chain, const TimingOptions& timing, nloh
   result["ops"] = chain.ops;
   result["conversions"] = chain.conversions;
   result["chained"] = chain.chained;
-  const TimingResult t = time_on_gpu(
-      gpu,
-      [&](int) {
-        for (auto& step : chain.steps) step->run(0);
-      },
-      timing);
+  const auto whole_model = [&](int) {
+    for (auto& step : chain.steps) step->run(0);
+  };
+  // Issued step by step (an eager runtime: at small batches the host's launches can be
+  // what bounds it), and as one CUDA graph (a deployment's steady state).
+  const TimingResult t = time_on_gpu(gpu, whole_model, timing);
   result["median_us"] = t.median_us;
   result["iqr_us"] = t.iqr_us;
   result["repeats"] = t.repeats;
+  std::string graph_text;
+  try {
+    const TimingResult g = time_in_graph(gpu, whole_model, 1, timing);
+    result["graph_median_us"] = g.median_us;
+    result["graph_iqr_us"] = g.iqr_us;
+    graph_text = ", " + number(g.median_us, 1) + " us as a CUDA graph";
+  } catch (const Unsupported& e) {
+    result["graph_unsupported"] = e.what();
+    graph_text = ", no CUDA graph: " + std::string(e.what());
+  }
   if (log)
-    log("chain " + result["name"].get<std::string>() + ": " + number(t.median_us, 1) + " us (" +
-        std::to_string(chain.layers) + " layers, " + std::to_string(chain.ops) + " other ops, " +
-        std::to_string(chain.conversions) + " conversions, " + std::to_string(chain.chained) +
-        " int8/fp8 layers writing their reader's codes)");
+    log("chain " + result["name"].get<std::string>() + ": " + number(t.median_us, 1) + " us eager" +
+        graph_text + " (" + std::to_string(chain.layers) + " layers, " + std::to_string(chain.ops) +
+        " other ops, " + std::to_string(chain.conversions) + " conversions, " +
+        std::to_string(chain.chained) + " int8/fp8 layers writing their reader's codes)");
 }
 
 }  // namespace
@@ -505,6 +557,9 @@ void run_chains(GpuContext& gpu, const ChainOptions& options) {
                      {"budget_ms", options.timing.budget_ms},
                      {"statistic", "median"},
                      {"clock", "cuda_events"},
+                     {"graph",
+                      "graph_median_us: the same steps captured once into a CUDA "
+                      "graph and replayed (no host launches between them)"},
                      {"buffers", "one set per step, reused every repeat (steady-state inference)"}};
     out["results"] = results;
     write_atomically(options.out, "chain results",

@@ -184,4 +184,61 @@ TimingResult time_on_gpu(const GpuContext& gpu, const std::function<void(int)>& 
   return result;
 }
 
+CapturedGraph::CapturedGraph(const GpuContext& gpu, const std::function<void(int)>& run, int runs)
+    : stream_(gpu.stream()) {
+  gpu.synchronize();
+  // Relaxed: cuBLASLt and cuDNN may query attributes while a capture is open.
+  check_cuda(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeRelaxed),
+             "starting a CUDA graph capture");
+  try {
+    for (int i = 0; i < runs; ++i) run(i);
+  } catch (const std::exception& e) {
+    // Whatever failed inside an open capture failed because of it (a call the capture does
+    // not allow); the stream leaves capture mode either way.
+    cudaGraph_t partial = nullptr;
+    cudaStreamEndCapture(stream_, &partial);
+    if (partial) cudaGraphDestroy(partial);
+    cudaGetLastError();
+    throw Unsupported(std::string("capturing the run into a CUDA graph: ") + e.what());
+  }
+  const cudaError_t ended = cudaStreamEndCapture(stream_, &graph_);
+  if (ended != cudaSuccess || !graph_) {
+    cudaGetLastError();
+    throw Unsupported(std::string("capturing the run into a CUDA graph: ") +
+                      cudaGetErrorString(ended) +
+                      ": every call in it must be capturable (no synchronisation, no allocation)");
+  }
+  const cudaError_t made = cudaGraphInstantiate(&exec_, graph_, 0);
+  if (made != cudaSuccess) {
+    cudaGetLastError();
+    cudaGraphDestroy(graph_);
+    graph_ = nullptr;
+    throw Unsupported(std::string("instantiating the captured CUDA graph: ") +
+                      cudaGetErrorString(made));
+  }
+}
+
+CapturedGraph::~CapturedGraph() {
+  if (exec_) cudaGraphExecDestroy(exec_);
+  if (graph_) cudaGraphDestroy(graph_);
+}
+
+void CapturedGraph::launch() const {
+  check_cuda(cudaGraphLaunch(exec_, stream_), "launching a CUDA graph");
+}
+
+TimingResult time_in_graph(const GpuContext& gpu, const std::function<void(int)>& run,
+                           int runs_per_graph, const TimingOptions& options) {
+  const CapturedGraph graph(gpu, run, runs_per_graph);
+  TimingOptions per_graph = options;
+  per_graph.warmup_runs = std::max(1, options.warmup_runs / runs_per_graph);
+  per_graph.min_repeats = std::max(5, options.min_repeats / runs_per_graph);
+  TimingResult t = time_on_gpu(
+      gpu, [&](int) { graph.launch(); }, per_graph);
+  t.median_us /= runs_per_graph;
+  t.iqr_us /= runs_per_graph;
+  t.repeats *= runs_per_graph;
+  return t;
+}
+
 }  // namespace bitplan::cuda

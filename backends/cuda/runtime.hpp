@@ -78,4 +78,29 @@ class GpuContext {
 TimingResult time_on_gpu(const GpuContext& gpu, const std::function<void(int)>& run,
                          const TimingOptions& options);
 
+// run(0) ... run(runs - 1) captured once into a CUDA graph on the context's stream, then
+// replayed: how a deployment with CUDA graphs (TensorRT, vLLM, torch.compile's
+// "reduce-overhead") issues a model, with no host launch cost and no timing events between
+// kernels. Throws Unsupported when a call inside run() cannot be captured (say, a
+// synchronisation), with the runtime's reason.
+class CapturedGraph {
+ public:
+  CapturedGraph(const GpuContext& gpu, const std::function<void(int)>& run, int runs);
+  ~CapturedGraph();
+  CapturedGraph(const CapturedGraph&) = delete;
+  CapturedGraph& operator=(const CapturedGraph&) = delete;
+  void launch() const;
+
+ private:
+  cudaStream_t stream_;
+  cudaGraph_t graph_ = nullptr;
+  cudaGraphExec_t exec_ = nullptr;
+};
+
+// The time of one run(i) as a step of a CUDA graph: `runs_per_graph` runs captured into one
+// graph (CapturedGraph), the graph timed by time_on_gpu, its times divided by the runs. The
+// events around each replay then cost 1 / runs_per_graph of an event pair per run.
+TimingResult time_in_graph(const GpuContext& gpu, const std::function<void(int)>& run,
+                           int runs_per_graph, const TimingOptions& options);
+
 }  // namespace bitplan::cuda

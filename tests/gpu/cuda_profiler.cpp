@@ -593,13 +593,16 @@ TEST_CASE("every layer kind runs through make_layer_run and the timer") {
           CHECK(t.median_us > 0);
           CHECK(t.repeats >= 5);
           CHECK(run->sets() >= 2);
+          // Every kernel a chain may hold can be a step of a CUDA graph.
+          const TimingResult g = time_in_graph(
+              gpu, [&](int i) { run->run(i); }, 4, quick);
+          CHECK(g.median_us > 0);
         } catch (const Unsupported& e) {
           // Only the documented refusals: gemm k=200 is no multiple of 16 for fp8, and there
           // is no w4a16 depthwise kernel.
-          const bool expected =
-              (std::string(key) == "gemm:m3:n72:k200" &&
-               (p == Precision::fp8_e4m3 || p == Precision::fp8_e4m3_chained)) ||
-              (shape.depthwise() && p == Precision::w4a16);
+          const bool expected = (std::string(key) == "gemm:m3:n72:k200" &&
+                                 (p == Precision::fp8_e4m3 || p == Precision::fp8_e4m3_chained)) ||
+                                (shape.depthwise() && p == Precision::w4a16);
           CHECK_MESSAGE(expected, e.what());
         }
       }
@@ -635,7 +638,30 @@ TEST_CASE("a profile is written, then merged without re-measuring") {
   CHECK(profile.has_entry("gemm:m4:n64:k128", "fp16"));
   CHECK(profile.has_conversion("fp16", "int8", 512));
   CHECK(profile.has_conversion("int8", "fp16", 512));
+  // How much the events around an entry add over a step of a CUDA graph (the cost model
+  // takes it off each entry): measured once, with the graph's floor for a step.
+  CHECK(profile.has_ceiling("graph_step_us"));
+  CHECK(profile.has_ceiling("step_overhead_us"));
   std::filesystem::remove_all(folder);
+}
+
+TEST_CASE("a CUDA graph of empty kernels times each below the same kernel between events") {
+  if (!gpu_available()) return;
+  GpuContext gpu;
+  const auto empty = [&](int) { spin(0.0, gpu.stream()); };
+  const TimingResult evented = time_on_gpu(gpu, empty, TimingOptions{});
+  const TimingResult in_graph = time_in_graph(gpu, empty, 64, TimingOptions{});
+  MESSAGE("empty kernel: " << evented.median_us << " us between events, " << in_graph.median_us
+                           << " us as a graph step");
+  CHECK(in_graph.median_us > 0);
+  CHECK(in_graph.median_us < evented.median_us);
+  CHECK(in_graph.repeats >= 64);
+  // A run that cannot be captured (it synchronises) is refused with the runtime's reason.
+  CHECK_THROWS_AS(CapturedGraph(
+                      gpu, [&](int) { gpu.synchronize(); }, 1),
+                  Unsupported);
+  // ... and leaves the stream usable.
+  CHECK(time_on_gpu(gpu, empty, TimingOptions{}).median_us > 0);
 }
 
 TEST_CASE("a chain's int8 layers before int8 layers write their reader's codes") {
@@ -847,6 +873,10 @@ TEST_CASE("a workloads file runs as a whole model: layers and other ops in order
     CHECK(r["ops"] == 4);
     CHECK(r["ops_without_kernel"] == 1);
     CHECK(r["median_us"].get<double>() > 0);
+    // As one CUDA graph: no host launches between the steps, so never much slower.
+    REQUIRE(r.contains("graph_median_us"));
+    CHECK(r["graph_median_us"].get<double>() > 0);
+    CHECK(r["graph_median_us"].get<double>() <= 1.1 * r["median_us"].get<double>());
     // The bias add between the int8 layers needs fp16, so the first writes no codes: fp16 ->
     // int8 before each int8 layer (the leading gather runs in fp16, the first layer's float
     // type). fp32 converts nothing.
@@ -856,7 +886,8 @@ TEST_CASE("a workloads file runs as a whole model: layers and other ops in order
   std::filesystem::remove_all(folder);
 }
 
-TEST_CASE("int8 GEMMs run on any of cuBLASLt's offered algorithms, and say when one is not offered") {
+TEST_CASE(
+    "int8 GEMMs run on any of cuBLASLt's offered algorithms, and say when one is not offered") {
   if (!gpu_available()) return;
   GpuContext gpu;
   const LayerShape shape = parse_layer_key("gemm:m64:n64:k128");

@@ -1201,13 +1201,68 @@ TEST_CASE("latency model: ops before the first layer run in the float type besid
   p.conversions.push_back({"fp16", "int8", 64, 5.0, 0});
   const auto latency = make_latency_model(c, p);
   QuantPlan int8;
-  for (const auto& layer : c.layers) int8.layers[layer.name] = spec("int8/channel/sym", "int8/tensor/sym");
+  for (const auto& layer : c.layers)
+    int8.layers[layer.name] = spec("int8/channel/sym", "int8/tensor/sym");
   const PlanCost cost = latency->plan_cost(int8);
   REQUIRE(cost.per_layer.size() == 2);
   // Layer 0: its entry, the leading add at fp16, its quantization (fp16 -> int8), the relu.
   CHECK(cost.per_layer[0] == doctest::Approx((3 + 2 + 5 + 2) / 1e3));
   // Layer 1: the relu between them needs layer 0's fp16 output, so no chaining: a conversion.
   CHECK(cost.per_layer[1] == doctest::Approx((3 + 5) / 1e3));
+}
+
+TEST_CASE(
+    "latency model: a CUDA profile's step overhead comes off every entry, down to the floor") {
+  // Two layers of different shapes, a leading add and a relu between them.
+  Graph g;
+  g.name = "step_overhead";
+  g.opset = 13;
+  g.inputs.push_back({"x", DType::f32, {-1, 16}, {}});
+  g.outputs.push_back({"y", DType::f32, {-1, 8}, {}});
+  g.initializers["b"] = filled({16}, 1);
+  g.initializers["w1"] = filled({16, 16}, 2);
+  g.initializers["w2"] = filled({16, 8}, 3);
+  g.nodes.push_back({"add", "Add", "", {"x", "b"}, {"a"}, {}});
+  g.nodes.push_back({"mm1", "MatMul", "", {"a", "w1"}, {"h"}, {}});
+  g.nodes.push_back({"relu", "Relu", "", {"h"}, {"r"}, {}});
+  g.nodes.push_back({"mm2", "MatMul", "", {"r", "w2"}, {"y"}, {}});
+  const CostContext c = CostContext::build(g, "h", 4);
+  REQUIRE(c.layers.size() == 2);
+  REQUIRE(c.ops.size() == 2);
+  REQUIRE(c.workloads[0].key != c.workloads[1].key);
+  HwProfile p;
+  p.backend = "cuda";
+  p.put(ProfileEntry{c.workloads[0].key, "fp16", 10, 0, 5, "", ""});
+  p.put(ProfileEntry{c.workloads[1].key, "fp16", 6, 0, 5, "", ""});
+  p.put(ProfileEntry{c.workloads[0].key, "int8", 9, 0, 5, "", ""});
+  p.put(ProfileEntry{c.workloads[1].key, "int8", 9, 0, 5, "", ""});
+  for (const auto& op : c.ops) p.put(ProfileEntry{op.key, "fp16", 3, 0, 5, "", ""});
+  p.conversions.push_back({"fp16", "int8", 64, 4.0, 0});
+  QuantPlan half, int8;
+  for (const auto& layer : c.layers) {
+    half.layers[layer.name] = spec("fp16", "fp16");
+    int8.layers[layer.name] = spec("int8/channel/sym", "int8/tensor/sym");
+  }
+  SUBCASE("without the ceilings the entries count as measured") {
+    CHECK(make_latency_model(c, p)->plan_cost(half).total ==
+          doctest::Approx((10 + 6 + 3 + 3) / 1e3));
+  }
+  // Events add 2.5 us to a step; a step in a graph takes at least 1 us.
+  p.ceilings.push_back({"step_overhead_us", 2.5, "us", ""});
+  p.ceilings.push_back({"graph_step_us", 1.0, "us", ""});
+  const auto latency = make_latency_model(c, p);
+  // Four steps, each 2.5 us less; the 3 us ops would be 0.5 us, under the floor: 1 us each.
+  CHECK(latency->plan_cost(half).total == doctest::Approx((7.5 + 3.5 + 1 + 1) / 1e3));
+  // int8: two layers (6.5 each), two ops (1 each), two quantizations (1.5 each).
+  CHECK(latency->plan_cost(int8).total == doctest::Approx((6.5 + 6.5 + 1 + 1 + 1.5 + 1.5) / 1e3));
+  SUBCASE("a CPU profile has no steps to correct") {
+    HwProfile cpu = p;
+    cpu.backend = "onednn";
+    cpu.put(ProfileEntry{c.workloads[0].key, "fp32", 10, 0, 5, "", ""});
+    cpu.put(ProfileEntry{c.workloads[1].key, "fp32", 6, 0, 5, "", ""});
+    CHECK(make_latency_model(c, cpu)->plan_cost(QuantPlan{}).total ==
+          doctest::Approx((10 + 6) / 1e3));
+  }
 }
 
 // --- Regression tests for bugs found while writing these tests. ------------------------------
