@@ -2,11 +2,11 @@
 # Builds the CUDA profiler standalone on a GPU machine, runs its GPU test, then profiles and
 # runs chains. Everything it writes goes to $OUT (default ./gpu-out). Stages, in order, any
 # subset: build test profile chains models sweep (models: whole models, layers and other ops,
-# from $MODEL_WORKLOADS at $MODEL_PRECISIONS into $OUT/h100_models.json; sweep: issue 15's W4A16 decode-kernel sweep,
+# from $MODEL_WORKLOADS at $MODEL_PRECISIONS into $OUT/${PROFILE}_models.json; sweep: issue 15's W4A16 decode-kernel sweep,
 # $OUT/w4a16_sweep.txt; it needs only the build stage). Inputs (prepared on the workstation, see
 # docs/cuda_backend.md): .carry/include (nlohmann/json.hpp, CLI/ of CLI11, doctest/doctest.h),
 # .carry/workloads/*.json, .carry/plans.json, and an optional earlier profile
-# .carry/h100.yaml to merge into. cuDNN: CUDNN_ROOT when set, else PyTorch's nvidia.cudnn
+# .carry/$PROFILE.yaml to merge into. cuDNN: CUDNN_ROOT when set, else PyTorch's nvidia.cudnn
 # package when python3 has it; BITPLAN_CUDNN=ON|OFF overrides AUTO.
 #   backends/cuda/standalone/run_on_gpu.sh build test profile chains
 #   backends/cuda/standalone/run_on_gpu.sh build sweep test    (issue 15: sweep before the test,
@@ -15,6 +15,9 @@ set -uo pipefail
 OUT=${OUT:-$PWD/gpu-out}
 BUILD=${BUILD:-$PWD/build-cuda-standalone}
 PROFILE_SECONDS=${PROFILE_SECONDS:-420}
+# PROFILE: the profile's name (a profile holds one device): .carry/$PROFILE.yaml is merged
+# into, $OUT/$PROFILE.yaml and $OUT/${PROFILE}_models.json are written.
+PROFILE=${PROFILE:-h100}
 # PROFILE_ARGS: extra bitplan-cuda-profile options, e.g. "--precisions w4a16".
 # WORKLOADS: the workloads files to profile (default: every .carry/workloads file, batch 1 first).
 WORKLOADS=${WORKLOADS:-$(ls .carry/workloads/*_b1.json .carry/workloads/*_b16.json .carry/workloads/*_b256.json 2>/dev/null)}
@@ -40,12 +43,12 @@ for stage in "$@"; do
       "$BUILD/bitplan_tests_gpu_profiler" 2>&1 | tee "$OUT/test.log" | tail -25
       [ "${PIPESTATUS[0]}" -eq 0 ] || { echo "gpu test failed"; exit 1; } ;;
     profile)
-      [ -f .carry/h100.yaml ] && cp .carry/h100.yaml "$OUT/h100.yaml"
+      [ -f ".carry/$PROFILE.yaml" ] && cp ".carry/$PROFILE.yaml" "$OUT/$PROFILE.yaml"
       # Small batches first, so a cut-off run still holds the most used entries; the profile
       # is saved every 50 measurements and a rerun only adds what is missing.
-      timeout "$PROFILE_SECONDS" "$BUILD/bitplan-cuda-profile" ${PROFILE_ARGS:-} --out "$OUT/h100.yaml" \
+      timeout "$PROFILE_SECONDS" "$BUILD/bitplan-cuda-profile" ${PROFILE_ARGS:-} --out "$OUT/$PROFILE.yaml" \
         --workloads $WORKLOADS > "$OUT/profile.log" 2>&1
-      echo "profile rc=$? entries=$(grep -c '"precision":' "$OUT/h100.yaml")"
+      echo "profile rc=$? entries=$(grep -c '"precision":' "$OUT/$PROFILE.yaml")"
       grep -E "ceiling|error|bitplan-cuda-profile:" "$OUT/profile.log" | head -30 ;;
     chains)
       "$BUILD/bitplan-cuda-profile" --chain .carry/plans.json --chain-out "$OUT/h100_chains.json" \
@@ -56,7 +59,7 @@ for stage in "$@"; do
       # every model, so a run cut off by the timeout keeps what it measured.
       timeout "${MODELS_SECONDS:-300}" "$BUILD/bitplan-cuda-profile" --model-chain $MODEL_WORKLOADS \
         --precisions "${MODEL_PRECISIONS:-fp32,fp16,int8,fp8_e4m3}" \
-        --chain-out "$OUT/h100_models.json" > "$OUT/models.log" 2>&1
+        --chain-out "$OUT/${PROFILE}_models.json" > "$OUT/models.log" 2>&1
       echo "models rc=$?"; grep -E '^chain|error|bitplan-cuda-profile:' "$OUT/models.log" | tail -60 ;;
     sweep)
       # About a minute on an H100. A variant that faults (the sweep exits 3 naming it) or hangs
