@@ -130,7 +130,7 @@ bool ProfileFile::has_conversion(const std::string& from, const std::string& to,
 
 void ProfileFile::add_ceiling(const std::string& name, double value, const std::string& unit,
                               const std::string& how) {
-  ceilings_.add(name, {{"name", name}, {"value", rounded(value, 1)}, {"unit", unit}, {"how", how}});
+  ceilings_.add(name, {{"name", name}, {"value", rounded(value, 3)}, {"unit", unit}, {"how", how}});
 }
 
 void ProfileFile::add_entry(const std::string& key, const std::string& precision,

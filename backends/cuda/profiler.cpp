@@ -119,43 +119,63 @@ void measure_ceilings(GpuContext& gpu, ProfileFile& profile,
 
 // An entry is one run between two timing events (time_on_gpu); in a deployment that
 // issues the model as a CUDA graph the same kernels run back to back with no events between
-// them. The difference is one constant a step, measured here on the empty spin kernel
-// (spin(0)) both ways: "step_overhead_us" = evented - in-graph time, which the cost model
-// takes off every entry it adds up, and "graph_step_us", the in-graph floor of a step. Two
-// copies, one small and one past the L2, are timed both ways too, so the profile shows
-// whether the difference stays constant as kernels grow.
+// them. The difference is taken as one constant a step, measured on a round of the kinds of
+// kernels a model runs (a copy, an eltwise, a softmax, a row mean, a cuBLASLt GEMM, each at a
+// small size) timed alone between events and as steps of one graph: "step_overhead_us" = (sum
+// alone - round in the graph) / kernels, which the cost model takes off every entry it adds
+// up. "graph_step_us" is the in-graph floor of a step (an empty kernel). The empty kernel
+// and a copy past the L2 are timed both ways too, so the profile shows whether the
+// difference stays constant across kernels and sizes.
 void measure_step_overhead(GpuContext& gpu, ProfileFile& profile,
                            const std::function<void(const std::string&)>& log) {
   if (profile.has_ceiling("step_overhead_us") && profile.has_ceiling("graph_step_us")) return;
   constexpr int kRunsPerGraph = 64;
-  const auto empty = [&](int) { spin(0.0, gpu.stream()); };
-  const TimingResult evented = time_on_gpu(gpu, empty, TimingOptions{});
-  const TimingResult in_graph = time_in_graph(gpu, empty, kRunsPerGraph, TimingOptions{});
-  std::string evidence;
-  for (std::int64_t elements : {std::int64_t{1} << 16, std::int64_t{1} << 25}) {
-    OpShape copy;
-    copy.kind = OpKind::copy;
-    copy.outputs = elements;
-    copy.inputs = {elements};
-    auto run = make_op_run(gpu, copy, ElementType::f16, 2 * gpu.device().l2_bytes + (8 << 20));
-    const auto step = [&](int i) { run->run(i); };
-    const TimingResult e = time_on_gpu(gpu, step, TimingOptions{});
-    const TimingResult g = time_in_graph(gpu, step, kRunsPerGraph, TimingOptions{});
-    evidence += "; fp16 copy of " + std::to_string(elements) + " elements " +
-                number(e.median_us, 2) + " us evented, " + number(g.median_us, 2) +
-                " us in a graph (difference " + number(e.median_us - g.median_us, 2) + ")";
-  }
-  const double overhead = evented.median_us - in_graph.median_us;
-  const std::string how = "empty kernel timed alone between events " +
-                          number(evented.median_us, 2) + " us, as one of " +
-                          std::to_string(kRunsPerGraph) + " steps of a CUDA graph " +
-                          number(in_graph.median_us, 2) + " us" + evidence;
-  if (log) log("step overhead: " + how);
+  const std::int64_t rotate = 2 * gpu.device().l2_bytes + (8 << 20);
+  const auto both_ways = [&](const std::function<void(int)>& run, int runs_per_graph) {
+    return std::pair{time_on_gpu(gpu, run, TimingOptions{}),
+                     time_in_graph(gpu, run, runs_per_graph, TimingOptions{})};
+  };
+  std::vector<std::unique_ptr<LayerRun>> round;
+  for (const char* key : {"copy:i65536:o65536", "eltwise:o65536:i65536x65536", "rownorm:r512:c128",
+                          "reduce:r512:c128"})
+    round.push_back(make_op_run(gpu, parse_op_key(key), ElementType::f16, rotate));
+  LayerRunOptions gemm_options;
+  gemm_options.rotate_bytes = rotate;
+  round.push_back(
+      make_layer_run(gpu, parse_layer_key("gemm:m16:n576:k576"), Precision::fp16, gemm_options));
+  double alone_us = 0;
+  for (auto& step : round)
+    alone_us += time_on_gpu(
+                    gpu, [&](int i) { step->run(i); }, TimingOptions{})
+                    .median_us;
+  const TimingResult in_graph = time_in_graph(
+      gpu,
+      [&](int i) {
+        for (auto& step : round) step->run(i);
+      },
+      kRunsPerGraph / int(round.size()), TimingOptions{});
+  const double overhead = (alone_us - in_graph.median_us) / double(round.size());
+
+  const auto [empty_alone, empty_in_graph] =
+      both_ways([&](int) { spin(0.0, gpu.stream()); }, kRunsPerGraph);
+  auto big_copy =
+      make_op_run(gpu, parse_op_key("copy:i33554432:o33554432"), ElementType::f16, rotate);
+  const auto [copy_alone, copy_in_graph] =
+      both_ways([&](int i) { big_copy->run(i); }, kRunsPerGraph);
+  const std::string how =
+      "copy, eltwise, softmax, row mean (64K fp16 elements, 512 x 128) and a cuBLASLt fp16 GEMM "
+      "(16 x 576 x 576): " +
+      number(alone_us, 2) + " us timed alone between events, " + number(in_graph.median_us, 2) +
+      " us as steps of a CUDA graph; an empty kernel " + number(empty_alone.median_us, 2) +
+      " us alone, " + number(empty_in_graph.median_us, 2) +
+      " us in a graph; a 32M-element fp16 copy " + number(copy_alone.median_us, 2) + " us alone, " +
+      number(copy_in_graph.median_us, 2) + " us in a graph";
+  if (log) log("step overhead " + number(overhead, 2) + " us: " + how);
   // Ceilings are positive rates; a GPU where events cost nothing records no overhead.
   if (overhead > 0 && !profile.has_ceiling("step_overhead_us"))
     profile.add_ceiling("step_overhead_us", overhead, "us", how);
   if (!profile.has_ceiling("graph_step_us"))
-    profile.add_ceiling("graph_step_us", in_graph.median_us, "us", how);
+    profile.add_ceiling("graph_step_us", empty_in_graph.median_us, "us", how);
 }
 
 // W4A16 above m = 16 has two implementations: the int4 kernel, or "dequantise the weights,
