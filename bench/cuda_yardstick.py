@@ -84,8 +84,10 @@ def measure(args):
         """Median µs of `call(*inputs)` over buffer sets rotated past 2 x L2."""
         first = make_inputs()
         set_bytes = sum(t.numel() * t.element_size() for t in first if torch.is_tensor(t))
-        sets = [first] + [make_inputs() for _ in range(max(1, math.ceil(2.2 * l2_bytes / max(set_bytes, 1))) - 1)]
-        sets = sets[: max(2, min(len(sets), 64))]
+        # Enough sets to pass 2.2 x L2, at most 64 (small ops would otherwise make hundreds of
+        # thousands: a first run spent 6 s a key making them).
+        count = max(2, min(64, math.ceil(2.2 * l2_bytes / max(set_bytes, 1))))
+        sets = [first] + [make_inputs() for _ in range(count - 1)]
         for i in range(10):
             call(*sets[i % len(sets)])
         torch.cuda.synchronize()
