@@ -335,6 +335,33 @@ constexpr KeyReader<HwProfile> kProfileKeys[] = {
 
 }  // namespace
 
+namespace {
+
+// The cost model takes a CUDA profile's step_overhead_us off every entry, down to
+// graph_step_us (docs/cuda_backend.md, "What the events add"). An entry was timed between the
+// events whose cost that is, so it cannot be shorter: a larger value (or one without its floor)
+// would make entries cost nothing and rank plans on noise.
+void check_step_overhead(const std::filesystem::path& path, const HwProfile& p) {
+  const Ceiling* overhead = p.find_ceiling("step_overhead_us");
+  if (!overhead) return;
+  if (!p.find_ceiling("graph_step_us"))
+    fail_input(
+        "hardware profile '{}': ceiling 'step_overhead_us' ({} us) needs the ceiling "
+        "'graph_step_us', the floor of a step it is taken down to",
+        path.string(), overhead->value);
+  const ProfileEntry* shortest = nullptr;
+  for (const auto& e : p.entries)
+    if (e.unsupported.empty() && (!shortest || e.median_us < shortest->median_us)) shortest = &e;
+  if (shortest && shortest->median_us <= overhead->value)
+    fail_input(
+        "hardware profile '{}': ceiling 'step_overhead_us' ({} us) is not below entry {} {} "
+        "({} us): an entry is timed between the events whose cost it is, so every entry "
+        "must be longer; re-measure the profile",
+        path.string(), overhead->value, shortest->key, shortest->precision, shortest->median_us);
+}
+
+}  // namespace
+
 HwProfile load_hw_profile(const std::filesystem::path& path) {
   const YamlFile file = YamlFile::load(path, "hardware profile", std::uint64_t{256} << 20);
   const YAML::Node& root = file.root();
@@ -357,6 +384,7 @@ HwProfile load_hw_profile(const std::filesystem::path& path) {
   HwProfile p;
   read_section(file, root, "", kProfileKeys, p);
   require_fields(file, root, {"target", "backend"});
+  check_step_overhead(path, p);
   return p;
 }
 

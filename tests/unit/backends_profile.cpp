@@ -1297,6 +1297,34 @@ TEST_CASE("hardware profile: ceilings and model times must be positive numbers")
   CHECK_THROWS_AS(load_hw_profile(negative), Error);
 }
 
+TEST_CASE("hardware profile: the step overhead needs its floor and must be below every entry") {
+  const TempDir dir("bitplan_hw_profile_step_overhead");
+  const std::string head =
+      "bitplan_hw_profile: 1\ntarget: t\nbackend: cuda\n"
+      "entries:\n  - {key: 'gemm:m1:n8:k8', precision: fp16, median_us: 4.5}\n"
+      "  - {key: 'gemm:m2:n8:k8', precision: fp16, median_us: 3.5}\n";
+  const auto message = [&](const std::string& name, const std::string& ceilings) {
+    try {
+      load_hw_profile(dir.write(name, head + "ceilings:\n" + ceilings));
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  CHECK(message("good.yaml",
+                "  - {name: step_overhead_us, value: 2.9, unit: us}\n"
+                "  - {name: graph_step_us, value: 0.8, unit: us}\n") == "");
+  const std::string no_floor =
+      message("no_floor.yaml", "  - {name: step_overhead_us, value: 2.9, unit: us}\n");
+  CHECK(no_floor.find("no_floor.yaml") != std::string::npos);
+  CHECK(no_floor.find("needs the ceiling 'graph_step_us'") != std::string::npos);
+  const std::string too_large = message("too_large.yaml",
+                                        "  - {name: step_overhead_us, value: 3.5, unit: us}\n"
+                                        "  - {name: graph_step_us, value: 0.8, unit: us}\n");
+  CHECK(too_large.find("too_large.yaml") != std::string::npos);
+  CHECK(too_large.find("is not below entry gemm:m2:n8:k8 fp16 (3.5 us)") != std::string::npos);
+}
+
 TEST_CASE("a profile of another CPU is named as such; this CPU's default name is unique") {
   const CpuDevice& host = query_cpu();
   HwProfile p;
