@@ -73,7 +73,7 @@ TEST_CASE("a profile the CUDA profiler writes loads with load_hw_profile") {
 
   REQUIRE(profile.ceilings.size() == 1);
   CHECK(profile.ceilings[0].name == "gemm_fp16_tflops");
-  CHECK(profile.ceilings[0].value == doctest::Approx(689.2));
+  CHECK(profile.ceilings[0].value == doctest::Approx(689.234));
   CHECK(profile.ceilings[0].unit == "TFLOP/s");
 
   REQUIRE(profile.entries.size() == 2);
