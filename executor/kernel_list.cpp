@@ -258,6 +258,14 @@ Reason w4a16_declines(const LayerQuant& q, const KernelLayer&, const KernelTarge
         "the w4a16 kernel takes symmetric signed integer weights of <= 4 bits; weights '{}' are "
         "not",
         to_string(q.weights));
+  // backends/cuda/w4a16.cu scales each 128-k chunk of a column by one fp16 scale: groups of
+  // 128, or one scale per channel or tensor repeated over the chunks. Smaller groups would
+  // read more scales than the timed kernel does, and no kernel of bitplan's reads them.
+  if (q.weights.granularity == Granularity::per_group && q.weights.group_size != 128)
+    return fmt::format(
+        "weights '{}' have a scale per group of {} weights; the w4a16 kernel takes one scale per "
+        "128 weights of a column (group 128), per channel or per tensor",
+        to_string(q.weights), q.weights.group_size);
   return std::nullopt;
 }
 

@@ -794,6 +794,11 @@ TEST_CASE("kernel lists: which kernel runs a spec on each backend, and why not")
   CHECK(contains(cpu.why_not, "no oneDNN CPU kernel"));
   CHECK(contains(cpu.why_not, "int4/group128/sym"));
   CHECK(precision(w4g128a16, cuda) == "w4a16");
+  // The CUDA kernel scales 128-k chunks: smaller groups have no kernel there, and say why.
+  const KernelChoice w4g32 = choose_kernel(spec("int4/group32/sym", "fp16"), conv, cuda);
+  CHECK(w4g32.kernel == nullptr);
+  CHECK(w4g32.why_not.find("group 128") != std::string::npos);
+  CHECK(precision(spec("int4/channel/sym", "fp16"), cuda) == "w4a16");
   CHECK(contains(choose_kernel(spec("int8/channel/sym", "fp16"), conv, cuda).why_not, "<= 4 bits"));
 
   CHECK(precision(spec("fp16", "fp16"), cuda) == "fp16");
