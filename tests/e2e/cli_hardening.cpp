@@ -211,6 +211,22 @@ TEST_CASE("17.13 cost takes fp32 and shows int8 edge credits apart from the laye
   CHECK(contains(text.output, "edge ms"));
 }
 
+TEST_CASE(
+    "cost on a CUDA profile says its latency is a CUDA graph's, with the overhead taken off") {
+  const std::string gpu_profile = (kSource / "hw_profiles/h100.yaml").string();
+  const Result r = run("cost --model " + kMlp + " --plan fp16 --target " + gpu_profile + " --json");
+  INFO(r.output);
+  REQUIRE(r.exit_code == 0);
+  CHECK(json_of(r.output)["step_overhead_us"].get<double>() > 0);
+  const Result text = run("cost --model " + kMlp + " --plan fp16 --target " + gpu_profile);
+  CHECK(contains(text.output, "latency as a CUDA graph runs the model"));
+  // A CPU profile has no such correction.
+  const Result cpu =
+      run("cost --model " + kMlp + " --plan fp32 --target " + kCpuProfile + " --json");
+  REQUIRE(cpu.exit_code == 0);
+  CHECK(json_of(cpu.output)["step_overhead_us"].is_null());
+}
+
 TEST_CASE("17.15 evaluate --plan: the per-class table shows the plan's numbers") {
   if (!have_dataset()) return;
   const std::string args = "evaluate --config " + kMlpConfig + " --count 300 --plan W4A8";
