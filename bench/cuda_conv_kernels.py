@@ -9,13 +9,10 @@ bitplan_im2col_gemm 20.10 us | not run: ..."). This script reads those lists bac
   table  sums each workload's conv layers per precision: bitplan's own kernels (the faster
          of them per layer), cuDNN (where it ran), and the kept entry (the fastest), split
          into depthwise and other convs.
-  merge  replaces a profile's entries by those of another profile of the same GPU (same
-         (key, precision)), line by line, keeping the file's layout, and takes the other's
-         libraries line (its cuDNN version).
+(Re-measured entries go into a profile with tools/merge_cuda_profile.py.)
 
   python3 bench/cuda_conv_kernels.py table --profile P.yaml --workloads W1.json ... \
       [--precisions fp16,int8]
-  python3 bench/cuda_conv_kernels.py merge --into hw_profiles/h100.yaml --from P.yaml
 """
 import argparse
 import json
@@ -84,40 +81,6 @@ def table(args):
                       f"({cudnn_ran}) | {kept:.0f} | {cudnn_wins} | {own / kept:.2f}x |")
 
 
-def entry_line(entry, indent, comma):
-    return indent + json.dumps(entry, separators=(",", ":"), ensure_ascii=False) + comma + "\n"
-
-
-def merge(args):
-    with open(getattr(args, "from")) as f:
-        source = json.load(f)
-    with open(args.into) as f:
-        target_lines = f.readlines()
-    target = json.loads("".join(target_lines))
-    if source["device"]["name"] != target["device"]["name"]:
-        sys.exit(f"merge: --from is a profile of {source['device']['name']}, --into of "
-                 f"{target['device']['name']}: both must be of one GPU model")
-    new = {(e["key"], e["precision"]): e for e in source["entries"]}
-    replaced = 0
-    out = []
-    for line in target_lines:
-        stripped = line.strip()
-        if stripped.startswith('"libraries":'):
-            line = ' "libraries": ' + json.dumps(source["libraries"], separators=(",", ":")) + ",\n"
-        elif stripped.startswith('{"key":'):
-            comma = "," if stripped.endswith(",") else ""
-            entry = json.loads(stripped.rstrip(","))
-            update = new.get((entry["key"], entry["precision"]))
-            if update is not None:
-                line = entry_line(update, line[: len(line) - len(line.lstrip())], comma)
-                replaced += 1
-        out.append(line)
-    json.loads("".join(out))  # still one JSON document
-    with open(args.into, "w") as f:
-        f.writelines(out)
-    print(f"merge: {replaced} of {len(new)} entries replaced in {args.into}")
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -125,11 +88,8 @@ def main():
     t.add_argument("--profile", required=True)
     t.add_argument("--workloads", nargs="+", required=True)
     t.add_argument("--precisions", default="fp16,int8")
-    m = sub.add_parser("merge")
-    m.add_argument("--into", required=True)
-    m.add_argument("--from", required=True)
     args = parser.parse_args()
-    return table(args) if args.command == "table" else merge(args)
+    return table(args)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@
 workloads (say, measured in the same device call as whole-model chains, so that validation
 compares numbers of one machine and hour), this puts its measurements into the main profile:
 every entry (key, precision), conversion (from, to, elements) and ceiling (name) of --newer
-replaces the one of --into with the same identity, or is appended. Both must be of one device.
+replaces the one of --into with the same identity, or is appended, and --newer's `libraries`
+(say, a newer cuDNN) become the profile's. Both must be of one device.
 
     python3 tools/merge_cuda_profile.py --into hw_profiles/h100.yaml --newer NEW.yaml
 
@@ -46,6 +47,9 @@ def main():
     if into["device"]["name"] != newer["device"]["name"]:
         raise SystemExit(f"merge_cuda_profile: {args.newer} was measured on '{newer['device']['name']}', "
                          f"{args.into} on '{into['device']['name']}': a profile holds one device")
+    if into.get("libraries") != newer.get("libraries"):
+        print(f"libraries: {into.get('libraries')} -> {newer.get('libraries')}")
+        into["libraries"] = newer["libraries"]
     for section, identity in IDENTITY.items():
         items = into.setdefault(section, [])
         position = {identity(item): i for i, item in enumerate(items)}
