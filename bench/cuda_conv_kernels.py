@@ -17,7 +17,6 @@ bitplan_im2col_gemm 20.10 us | not run: ..."). This script reads those lists bac
 import argparse
 import json
 import re
-import sys
 
 OWN = ("bitplan_depthwise", "bitplan_im2col_gemm")
 
