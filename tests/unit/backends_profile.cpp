@@ -1176,20 +1176,30 @@ TEST_CASE("latency model on a CUDA profile with op entries: each op in its layer
   }
 }
 
-TEST_CASE("latency model: ops before the first layer run in the float type beside its input") {
-  // x -> Add(bias) -> MatMul(w1) -> Relu -> MatMul(w2): one leading op, one between.
+namespace {
+
+// x -> Add(bias) -> MatMul(w1: 16 x 16) -> Relu -> MatMul(w2: 16 x outputs): two layers, one
+// op before the first and one between them.
+Graph add_matmul_relu_matmul(const std::string& name, std::int64_t outputs) {
   Graph g;
-  g.name = "leading_ops";
+  g.name = name;
   g.opset = 13;
   g.inputs.push_back({"x", DType::f32, {-1, 16}, {}});
-  g.outputs.push_back({"y", DType::f32, {-1, 16}, {}});
+  g.outputs.push_back({"y", DType::f32, {-1, outputs}, {}});
   g.initializers["b"] = filled({16}, 1);
   g.initializers["w1"] = filled({16, 16}, 2);
-  g.initializers["w2"] = filled({16, 16}, 3);
+  g.initializers["w2"] = filled({16, outputs}, 3);
   g.nodes.push_back({"add", "Add", "", {"x", "b"}, {"a"}, {}});
   g.nodes.push_back({"mm1", "MatMul", "", {"a", "w1"}, {"h"}, {}});
   g.nodes.push_back({"relu", "Relu", "", {"h"}, {"r"}, {}});
   g.nodes.push_back({"mm2", "MatMul", "", {"r", "w2"}, {"y"}, {}});
+  return g;
+}
+
+}  // namespace
+
+TEST_CASE("latency model: ops before the first layer run in the float type beside its input") {
+  const Graph g = add_matmul_relu_matmul("leading_ops", 16);
   const CostContext c = CostContext::build(g, "h", 4);
   REQUIRE(c.layers.size() == 2);
   REQUIRE(c.ops.size() == 2);
@@ -1218,19 +1228,8 @@ TEST_CASE("latency model: ops before the first layer run in the float type besid
 
 TEST_CASE(
     "latency model: a CUDA profile's step overhead comes off every entry, down to the floor") {
-  // Two layers of different shapes, a leading add and a relu between them.
-  Graph g;
-  g.name = "step_overhead";
-  g.opset = 13;
-  g.inputs.push_back({"x", DType::f32, {-1, 16}, {}});
-  g.outputs.push_back({"y", DType::f32, {-1, 8}, {}});
-  g.initializers["b"] = filled({16}, 1);
-  g.initializers["w1"] = filled({16, 16}, 2);
-  g.initializers["w2"] = filled({16, 8}, 3);
-  g.nodes.push_back({"add", "Add", "", {"x", "b"}, {"a"}, {}});
-  g.nodes.push_back({"mm1", "MatMul", "", {"a", "w1"}, {"h"}, {}});
-  g.nodes.push_back({"relu", "Relu", "", {"h"}, {"r"}, {}});
-  g.nodes.push_back({"mm2", "MatMul", "", {"r", "w2"}, {"y"}, {}});
+  // Two layers of different shapes (so two workload keys), a leading add and a relu between.
+  const Graph g = add_matmul_relu_matmul("step_overhead", 8);
   const CostContext c = CostContext::build(g, "h", 4);
   REQUIRE(c.layers.size() == 2);
   REQUIRE(c.ops.size() == 2);
