@@ -81,6 +81,9 @@ void spin(double microseconds, cudaStream_t stream);
 // each (8 columns, 128-k chunk) tile as 512 contiguous bytes (64 per column), and orders
 // each column's 64 bytes so that one 16-byte load per lane yields that lane's tensor-core
 // (mma.m16n8k16) B fragments for the chunk; the kernel dequantises them in registers.
+// The scales follow the tiles: [n / 8][chunk][8 columns], so the 8 scales a warp needs for one
+// tile's chunk are one 16-byte sector (a [column][chunk] layout spread them over 8 cache
+// lines).
 struct W4Layout {
   std::int64_t n = 0, k = 0, padded_n = 0, padded_k = 0, group = 0;
   std::int64_t packed_bytes() const { return padded_n * padded_k / 2; }

@@ -74,12 +74,13 @@ __global__ void __launch_bounds__(kWarps * 32, kMTiles == 1 ? 4 : 1)
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int g = lane / 4, t = lane % 4;  // mma "group" (row / column) and thread-in-group
   const std::int64_t chunks = padded_k / kChunk;
-  const std::int64_t col = std::int64_t(blockIdx.x) * kTileN + g;  // this lane's B column
   const std::int64_t row0 = std::int64_t(blockIdx.y) * 16 * kMTiles;
   // 16-byte units; a (column tile, chunk) is 512 contiguous bytes, so one warp-wide load
   // reads one contiguous 512-byte piece and a block's 8 warps read 4 KB in a row.
   const uint4* wrow = packed + std::int64_t(blockIdx.x) * chunks * 32 + g * 4 + t;
-  const __half* srow = chunk_scales + col * chunks;
+  // Scales [tile][chunk][8 columns]: a warp's scales of one chunk are one 16-byte sector; this
+  // lane's are those of its B column g.
+  const __half* srow = chunk_scales + std::int64_t(blockIdx.x) * chunks * kTileN + g;
 
   // A warp takes kBatch chunks at a time and issues all their weight loads before using
   // any: at decode sizes each warp has only a few chunks, so one DRAM round trip per batch
@@ -94,7 +95,7 @@ __global__ void __launch_bounds__(kWarps * 32, kMTiles == 1 ? 4 : 1)
     for (int u = 0; u < kBatch; ++u) {
       const std::int64_t c = c0 + std::int64_t(u) * kWarps;
       wbits[u] = c < chunks ? __ldg(wrow + c * 32) : make_uint4(0, 0, 0, 0);
-      scales[u] = c < chunks ? srow[c] : __float2half(0.0f);
+      scales[u] = c < chunks ? srow[c * kTileN] : __float2half(0.0f);
     }
 #pragma unroll
     for (int u = 0; u < kBatch; ++u) {
@@ -170,7 +171,8 @@ __global__ void w4_dequantize_kernel(const uint4* packed, const __half* chunk_sc
        u += std::int64_t(gridDim.x) * blockDim.x) {
     const std::int64_t t = u % 4, c = (u / 4) % chunks, col = u / (4 * chunks);
     const uint4 bits = packed[((col / kTileN) * chunks + c) * 32 + (col % kTileN) * 4 + t];
-    const __half2 scale = __half2half2(chunk_scales[col * chunks + c]);
+    const __half2 scale =
+        __half2half2(chunk_scales[((col / kTileN) * chunks + c) * kTileN + col % kTileN]);
     const std::uint32_t words[4] = {bits.x, bits.y, bits.z, bits.w};
     __half* out = w + col * padded_k + c * kChunk + 8 * t;
 #pragma unroll
@@ -221,7 +223,8 @@ void w4_pack(const W4Layout& l, const std::vector<std::uint8_t>& q,
     for (std::int64_t c = 0; c < chunks; ++c) {
       const float scale = col < l.n ? group_scales[col * groups + c * kChunk / l.group] : 0.0f;
       const __half hs = __float2half_rn(scale);
-      chunk_scales[col * chunks + c] = *reinterpret_cast<const std::uint16_t*>(&hs);
+      chunk_scales[((col / kTileN) * chunks + c) * kTileN + col % kTileN] =
+          *reinterpret_cast<const std::uint16_t*>(&hs);
       for (int t = 0; t < 4; ++t)
         for (int p = 0; p < 4; ++p)
           for (int i = 0; i < 8; ++i) {
@@ -250,19 +253,19 @@ struct DecodeChoice {
   std::int64_t min_n;
   const char* variant;
 };
-// From the first sweep on an H100 (2026-12-07, docs/cuda_backend.md). Wide layers (n = 28672
-// and 49152 were swept): 4 warps over K and 4 column tiles of 8 per block, 8 loads of 16 bytes
-// in flight per lane; CUDA-core FMAs at m = 1 (55.4 us at 28672 x 8192, 72 % of the copy
-// bandwidth, against 89.1 us for the tile kernel), mma up to m = 8 (61.9 us at m = 4). Up to
-// n = 8192 (4096 and 8192 were swept) a block of 4 tiles leaves SMs idle (n / 32 = 128 blocks
-// at n = 4096 on 132 SMs): 8 warps and 2 tiles there (10.2 against 12.6 us at 4096 x 4096,
-// m = 1). m = 9..16: mma on 16 rows, 4 warps, 2 tiles (76.6 us at m = 16 on 28672 x 8192, 126.9
-// for the tile kernel; fastest on 4096² and 8192² too). Between n = 8192 and 28672 nothing was
-// swept: the threshold 16384 is a guess. m = 8 itself was not swept.
+// From the third sweep on an H100 (2026-12-08, docs/cuda_backend.md), n swept at 576, 1536,
+// 4096, 8192, 28672 and 49152; the thresholds between them are guesses. m <= 8: tensor cores
+// with the weights as the A operand (mmat8: 16 weight columns x 16 k per mma). Wide layers:
+// 4 warps over K and 4 column tiles per block (48.96 us at 28672 x 8192, m = 1: 82 % of the
+// copy bandwidth, 3.18x cuBLASLt fp16); n = 8192: 8 warps, 4 tiles (18.69 us at 8192 x 8192);
+// 1024..8191: 8 warps, 2 tiles, 4 loads in flight per lane (9.41 us at 4096 x 4096); narrower
+// (576) the B-operand mma kernel with 16 warps over K (5.50 against 5.86 us). m = 9..16: mma on
+// 16 rows, 4 warps and 2 tiles from n = 4096 (69.5 us at m = 16 on 28672 x 8192), 8 warps and 1
+// tile below (5.79 against 6.34 us at 1536 x 576).
 constexpr DecodeChoice kDecodeChoices[] = {
-    {1, 16384, "fma1_w4_t4_d8_noalloc_s1"}, {1, 0, "fma1_w8_t2_d8_noalloc_s1"},
-    {8, 16384, "mma8_w4_t4_d8_noalloc_s1"}, {8, 0, "mma8_w8_t2_d8_noalloc_s1"},
-    {16, 0, "mma16_w4_t2_d8_noalloc_s1"},
+    {8, 16384, "mmat8_w4_t4_d8_noalloc_s1"}, {8, 8192, "mmat8_w8_t4_d8_noalloc_s1"},
+    {8, 1024, "mmat8_w8_t2_d4_noalloc_s1"},  {8, 0, "mma8_w16_t1_d4_noalloc_s1"},
+    {16, 4096, "mma16_w4_t2_d8_noalloc_s1"}, {16, 0, "mma16_w8_t1_d4_noalloc_s1"},
 };
 
 // kDecodeChoices' variants, looked up once (by name, so a wrong name fails loudly here).

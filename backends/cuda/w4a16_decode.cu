@@ -51,7 +51,7 @@ namespace cg = cooperative_groups;
 constexpr int kChunk = 128;  // k per packed chunk and per scale (w4a16.cu)
 constexpr int kTileN = 8;    // columns per packed tile (w4a16.cu)
 
-enum class Math { mma, fma };
+enum class Math { mma, mma_t, fma };
 enum class Load { ldg, no_alloc, l2_prefetch, cp_async };
 // per_tile: one block per group of T column tiles, activations read through L1.
 // persistent: as many blocks as fit at once, each looping over column-tile groups; the
@@ -65,7 +65,7 @@ constexpr int kXPad = 32;  // halves after each staged activation row: rows g st
 constexpr int kMaxSharedBytes = 200 * 1024;  // staged activations + ring, per block
 
 template <Math kMath_, int kRows_, int kWarps_, int kTiles_, int kDepth_, Load kLoad_, int kSplit_,
-          Schedule kSchedule_>
+          Schedule kSchedule_, int kBlocksPerSm_ = 0>
 struct Config {
   static constexpr Math kMath = kMath_;
   static constexpr int kRows = kRows_, kWarps = kWarps_, kTiles = kTiles_, kDepth = kDepth_;
@@ -75,11 +75,18 @@ struct Config {
   static constexpr int kStages = kDepth / kTiles;  // chunk steps in flight per warp
   static constexpr int kCols = kTiles * kTileN;    // output columns per block
   static constexpr int kRingBytes = kLoad == Load::cp_async ? kStages * kTiles * kWarps * 512 : 0;
-  // At most 128 registers per thread: at least 16 warps (512 lanes x D loads) per SM.
-  static constexpr int kMinBlocks = kWarps >= 16 ? 1 : 16 / kWarps;
+  // At most 128 registers per thread: at least 16 warps (512 lanes x D loads) per SM, unless
+  // the variant asks for more resident blocks (bN: the compiler then keeps the registers to
+  // 64K / (N x threads), so more warps hide each one's waits).
+  static constexpr int kBlocksPerSm = kBlocksPerSm_;
+  static constexpr int kMinBlocks = kBlocksPerSm_ > 0 ? kBlocksPerSm_
+                                    : kWarps >= 16    ? 1
+                                                      : 16 / kWarps;
   static_assert(kDepth % kTiles == 0, "loads in flight must be whole chunk steps");
-  static_assert(kMath == Math::fma || kRows == 8 || kRows == 16,
+  static_assert(kMath != Math::mma || kRows == 8 || kRows == 16,
                 "mma variants use rows 0..7 (A fragment rows g) or 0..15 (g and g + 8)");
+  static_assert(kMath != Math::mma_t || (kRows == 8 && kTiles % 2 == 0),
+                "mma_t variants take 8 rows (the B fragment's columns) and tile pairs (16 A rows)");
   static_assert(!(kPersistent && kSplit > 1), "a cluster splits one tile group, not a loop");
 };
 
@@ -130,11 +137,34 @@ __device__ __forceinline__ void mma_16816(float (&d)[4], const uint4& a, std::ui
       : "r"(a.x), "r"(a.y), "r"(a.z), "r"(a.w), "r"(b0), "r"(b1));
 }
 
-// Two int4 values (bits 0-3 and 16-19) -> half2 of q - 8, exactly: 0x6400 | q is 1024 + q.
-__device__ __forceinline__ std::uint32_t nibbles_minus8(std::uint32_t bits) {
-  const std::uint32_t biased = (bits & 0x000F000Fu) | 0x64006400u;
+// The 8 int4 values of a word -> 4 half2 of q - 8, exactly; pair s holds the nibbles at bits
+// 4s and 16 + 4s. 0x6400 | q is the fp16 1024 + q; a nibble left in bits 4-7 gives
+// 1024 + 16q instead, which one fma maps to (1024 + 16q) / 16 - 72 = q - 8 (exact: the
+// product by 1/16 is exact and q - 8 is representable), so the 4 pairs take one shift, 4 ands
+// with 0x6400 or-ed in (lop3) and 4 half2 subtractions or fmas, where shifting each pair to
+// bit 0 takes 3 shifts more. (Bits 12-15 would overlap the fp16 exponent: they go through
+// the one shift by 8.)
+struct FourPairs {
+  std::uint32_t pair[4];
+};
+__device__ __forceinline__ std::uint32_t or_exponent(std::uint32_t bits, std::uint32_t mask) {
+  return (bits & mask) | 0x64006400u;
+}
+__device__ __forceinline__ std::uint32_t half2_sub_1032(std::uint32_t biased) {
   const __half2 v = __hsub2(*reinterpret_cast<const __half2*>(&biased), __float2half2_rn(1032.0f));
   return *reinterpret_cast<const std::uint32_t*>(&v);
+}
+__device__ __forceinline__ std::uint32_t half2_div16_sub_72(std::uint32_t biased) {
+  const __half2 v = __hfma2(*reinterpret_cast<const __half2*>(&biased),
+                            __float2half2_rn(1.0f / 16.0f), __float2half2_rn(-72.0f));
+  return *reinterpret_cast<const std::uint32_t*>(&v);
+}
+__device__ __forceinline__ FourPairs nibbles_minus8(std::uint32_t word) {
+  const std::uint32_t high = word >> 8;
+  return {{half2_sub_1032(or_exponent(word, 0x000F000Fu)),
+           half2_div16_sub_72(or_exponent(word, 0x00F000F0u)),
+           half2_sub_1032(or_exponent(high, 0x000F000Fu)),
+           half2_div16_sub_72(or_exponent(high, 0x00F000F0u))}};
 }
 
 __device__ __forceinline__ float2 half2_bits_to_float2(std::uint32_t bits) {
@@ -161,11 +191,10 @@ __device__ __forceinline__ void step_mma(const uint4 (&w)[C::kTiles],
     const std::uint32_t words[4] = {w[j].x, w[j].y, w[j].z, w[j].w};
 #pragma unroll
     for (int p = 0; p < 4; ++p) {
+      const FourPairs q = nibbles_minus8(words[p]);
       // A registers: {row g, e0e1}, {row g+8, e0e1}, {row g, e2e3}, {row g+8, e2e3}.
-      mma_16816(d[0], make_uint4(lo[p].x, hi[p].x, lo[p].y, hi[p].y), nibbles_minus8(words[p]),
-                nibbles_minus8(words[p] >> 4));
-      mma_16816(d[1], make_uint4(lo[p].z, hi[p].z, lo[p].w, hi[p].w), nibbles_minus8(words[p] >> 8),
-                nibbles_minus8(words[p] >> 12));
+      mma_16816(d[0], make_uint4(lo[p].x, hi[p].x, lo[p].y, hi[p].y), q.pair[0], q.pair[1]);
+      mma_16816(d[1], make_uint4(lo[p].z, hi[p].z, lo[p].w, hi[p].w), q.pair[2], q.pair[3]);
     }
     const float2 s = __half22float2(scales[j]);
     acc[j][0] = fmaf(d[0][0] + d[1][0], s.x, acc[j][0]);
@@ -174,6 +203,37 @@ __device__ __forceinline__ void step_mma(const uint4 (&w)[C::kTiles],
       acc[j][2] = fmaf(d[0][2] + d[1][2], s.x, acc[j][2]);
       acc[j][3] = fmaf(d[0][3] + d[1][3], s.y, acc[j][3]);
     }
+  }
+}
+
+// Tensor-core step with the weights as the A operand: a pair of tiles is the 16 rows of A
+// (tile j's column g is row g, tile j + 1's is row g + 8) and the activations are B, its 8
+// columns the rows of x (lane (g, t) loads x row g). Both fragments hold the same k slots
+// (2t, 2t + 1 and 2t + 8, 2t + 9 of a k-step) as in step_mma, so the packed words serve
+// unchanged: a lane's A registers are its B fragments of tiles j and j + 1. An mma then does
+// 16 weight columns x 16 k, twice the useful work of step_mma's at m <= 8, where that one
+// uses 8 of A's 16 rows and needs twice the mma for the same weights. C: c0, c1 at (column
+// (j, g), x rows 2t, 2t + 1), c2, c3 at (column (j + 1, g), the same rows).
+template <class C>
+__device__ __forceinline__ void step_mma_t(const uint4 (&w)[C::kTiles],
+                                           const __half2 (&scales)[C::kTiles],
+                                           const uint4 (&xg)[4], float (&acc)[C::kTiles][2]) {
+#pragma unroll
+  for (int j = 0; j < C::kTiles; j += 2) {
+    float d[2][4] = {};
+    const std::uint32_t a[4] = {w[j].x, w[j].y, w[j].z, w[j].w};
+    const std::uint32_t b[4] = {w[j + 1].x, w[j + 1].y, w[j + 1].z, w[j + 1].w};
+#pragma unroll
+    for (int p = 0; p < 4; ++p) {
+      const FourPairs qa = nibbles_minus8(a[p]), qb = nibbles_minus8(b[p]);
+      mma_16816(d[0], make_uint4(qa.pair[0], qb.pair[0], qa.pair[1], qb.pair[1]), xg[p].x, xg[p].y);
+      mma_16816(d[1], make_uint4(qa.pair[2], qb.pair[2], qa.pair[3], qb.pair[3]), xg[p].z, xg[p].w);
+    }
+    const float s0 = __low2float(scales[j]), s1 = __low2float(scales[j + 1]);
+    acc[j][0] = fmaf(d[0][0] + d[1][0], s0, acc[j][0]);
+    acc[j][1] = fmaf(d[0][1] + d[1][1], s0, acc[j][1]);
+    acc[j + 1][0] = fmaf(d[0][2] + d[1][2], s1, acc[j + 1][0]);
+    acc[j + 1][1] = fmaf(d[0][3] + d[1][3], s1, acc[j + 1][1]);
   }
 }
 
@@ -192,9 +252,10 @@ __device__ __forceinline__ void step_fma(const uint4 (&w)[C::kTiles],
     const std::uint32_t words[4] = {w[j].x, w[j].y, w[j].z, w[j].w};
 #pragma unroll
     for (int p = 0; p < 4; ++p) {
+      const FourPairs pairs = nibbles_minus8(words[p]);
 #pragma unroll
       for (int q = 0; q < 4; ++q) {
-        const float2 wf = half2_bits_to_float2(nibbles_minus8(words[p] >> (4 * q)));
+        const float2 wf = half2_bits_to_float2(pairs.pair[q]);
 #pragma unroll
         for (int r = 0; r < C::kRows; ++r) {
           const std::uint32_t xw[4] = {xv[r][p].x, xv[r][p].y, xv[r][p].z, xv[r][p].w};
@@ -223,7 +284,8 @@ __global__ void __launch_bounds__(C::kWarps * 32, C::kMinBlocks)
   // Warp partial sums by tile parity: one barrier per tile suffices (see flush).
   __shared__ float partial[2][C::kWarps][C::kRows][C::kCols];
   constexpr bool kMma = C::kMath == Math::mma;
-  constexpr int kAccRegs = kMma ? 4 : C::kRows;
+  constexpr bool kMmaT = C::kMath == Math::mma_t;
+  constexpr int kAccRegs = kMma ? 4 : kMmaT ? 2 : C::kRows;
   constexpr int kS = C::kStages;
 
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -238,7 +300,8 @@ __global__ void __launch_bounds__(C::kWarps * 32, C::kMinBlocks)
                              : 0;
   const int total_steps = iterations * steps_per_tile;
   const auto group_of = [&](int iteration) { return blockIdx.x + iteration * gridDim.x; };
-  // Scales [column][chunk]: mma lanes scale C columns 2t and 2t + 1, fma lanes column g.
+  // Scales [tile][chunk][8 columns] (w4_pack): mma lanes scale C columns 2t and 2t + 1 (one
+  // 4-byte load), mma_t and fma lanes column g.
   const int scale_col = kMma ? 2 * t : g;
   const int k_left = k - 8 * t;  // x[.. + 8t + kk] is in range while kk < k_left
 
@@ -258,14 +321,17 @@ __global__ void __launch_bounds__(C::kWarps * 32, C::kMinBlocks)
       // Tile j, chunk c: 512 bytes at ((tile0 + j) * chunks + c) * 32 uint4; this lane's 16 at
       // + lane.
       const uint4* src = packed + (std::int64_t(tile0 + j) * chunks + c) * 32 + lane;
-      const __half* s = scales + std::int64_t((tile0 + j) * kTileN + scale_col) * chunks + c;
+      const __half* s = scales + (std::int64_t(tile0 + j) * chunks + c) * kTileN + scale_col;
       if constexpr (C::kLoad == Load::cp_async)
         cp_async_16(&dynamic_shared[((u * C::kTiles + j) * C::kWarps + warp) * 32 + lane],
                     ok ? src : packed, ok);
       else
         wring[u][j] = ok ? load_weights<C::kLoad>(src) : make_uint4(0, 0, 0, 0);
       const __half zero = __float2half(0.0f);
-      sring[u][j] = __halves2half2(ok ? __ldg(s) : zero, kMma && ok ? __ldg(s + chunks) : zero);
+      if constexpr (kMma)
+        sring[u][j] = ok ? __ldg(reinterpret_cast<const __half2*>(s)) : __halves2half2(zero, zero);
+      else
+        sring[u][j] = __halves2half2(ok ? __ldg(s) : zero, zero);
     }
     if constexpr (C::kLoad == Load::cp_async) cp_async_commit();
     if (++issue_i == steps_per_tile) {
@@ -287,7 +353,7 @@ __global__ void __launch_bounds__(C::kWarps * 32, C::kMinBlocks)
   const auto consume = [&](int u) {
     const int c = first + use_i * stride;
     const int kk = c * kChunk;
-    if constexpr (kMma) {
+    if constexpr (kMma || kMmaT) {
       uint4 lo[4], hi[4];
 #pragma unroll
       for (int p = 0; p < 4; ++p) {
@@ -300,7 +366,10 @@ __global__ void __launch_bounds__(C::kWarps * 32, C::kMinBlocks)
         for (int j = 0; j < C::kTiles; ++j)
           wring[u][j] = dynamic_shared[((u * C::kTiles + j) * C::kWarps + warp) * 32 + lane];
       }
-      step_mma<C>(wring[u], sring[u], lo, hi, acc);
+      if constexpr (kMmaT)
+        step_mma_t<C>(wring[u], sring[u], lo, acc);
+      else
+        step_mma<C>(wring[u], sring[u], lo, hi, acc);
     } else {
       uint4 xv[C::kRows][4];
 #pragma unroll
@@ -337,6 +406,12 @@ __global__ void __launch_bounds__(C::kWarps * 32, C::kMinBlocks)
           part[warp][g + 8][col] = acc[j][2];
           part[warp][g + 8][col + 1] = acc[j][3];
         }
+      }
+    } else if constexpr (kMmaT) {
+#pragma unroll
+      for (int j = 0; j < C::kTiles; ++j) {
+        part[warp][2 * t][j * kTileN + g] = acc[j][0];
+        part[warp][2 * t + 1][j * kTileN + g] = acc[j][1];
       }
     } else {
 #pragma unroll
@@ -523,11 +598,13 @@ cudaError_t resources_of(W4DecodeResources& r) {
 template <class C>
 W4DecodeVariant variant() {
   static const char* const loads[] = {"ldg", "noalloc", "l2pf", "cpasync"};
-  const std::string name = std::string(C::kMath == Math::mma ? "mma" : "fma") +
+  static const char* const maths[] = {"mma", "mmat", "fma"};
+  const std::string name = std::string(maths[static_cast<int>(C::kMath)]) +
                            std::to_string(C::kRows) + "_w" + std::to_string(C::kWarps) + "_t" +
                            std::to_string(C::kTiles) + "_d" + std::to_string(C::kDepth) + "_" +
                            loads[static_cast<int>(C::kLoad)] +
-                           (C::kPersistent ? "_persist" : "_s" + std::to_string(C::kSplit));
+                           (C::kPersistent ? "_persist" : "_s" + std::to_string(C::kSplit)) +
+                           (C::kBlocksPerSm > 0 ? "_b" + std::to_string(C::kBlocksPerSm) : "");
   return {name, C::kRows, &launch_decode<C>, &resources_of<C>, &shared_bytes<C>};
 }
 
@@ -535,6 +612,9 @@ template <int kWarps, int kTiles, int kDepth, Load kLoad, int kSplit = 1>
 using Mma8 = Config<Math::mma, 8, kWarps, kTiles, kDepth, kLoad, kSplit, Schedule::per_tile>;
 template <int kWarps, int kTiles, int kDepth, Load kLoad, int kSplit = 1>
 using Mma16 = Config<Math::mma, 16, kWarps, kTiles, kDepth, kLoad, kSplit, Schedule::per_tile>;
+template <int kWarps, int kTiles, int kDepth, Load kLoad, int kBlocksPerSm = 0>
+using MmaT8 =
+    Config<Math::mma_t, 8, kWarps, kTiles, kDepth, kLoad, 1, Schedule::per_tile, kBlocksPerSm>;
 template <int kRows, int kWarps, int kTiles, int kDepth, Load kLoad>
 using Fma = Config<Math::fma, kRows, kWarps, kTiles, kDepth, kLoad, 1, Schedule::per_tile>;
 template <Math kMath, int kRows, int kWarps, int kTiles, int kDepth, Load kLoad>
@@ -579,6 +659,25 @@ const std::vector<W4DecodeVariant>& w4_decode_variants() {
       variant<Fma<1, 8, 1, 8, L::cp_async>>(),
       variant<Fma<4, 8, 1, 8, L::no_alloc>>(),
       variant<Fma<4, 8, 2, 8, L::no_alloc>>(),
+      variant<Fma<1, 4, 4, 16, L::no_alloc>>(),
+      variant<Fma<1, 4, 8, 16, L::no_alloc>>(),
+      variant<Fma<1, 8, 4, 8, L::no_alloc>>(),
+      // Tensor cores with the weights as A (16 columns x 16 k per mma, up to 8 rows).
+      variant<MmaT8<4, 4, 8, L::no_alloc>>(),
+      variant<MmaT8<4, 2, 8, L::no_alloc>>(),
+      variant<MmaT8<8, 2, 8, L::no_alloc>>(),
+      variant<MmaT8<4, 4, 16, L::no_alloc>>(),
+      variant<MmaT8<4, 8, 16, L::no_alloc>>(),
+      variant<MmaT8<8, 4, 8, L::no_alloc>>(),
+      variant<MmaT8<2, 8, 16, L::no_alloc>>(),
+      variant<MmaT8<8, 2, 4, L::no_alloc>>(),
+      // ... with more resident blocks per SM (fewer registers each).
+      variant<MmaT8<4, 4, 8, L::no_alloc, 5>>(),
+      variant<MmaT8<4, 4, 8, L::no_alloc, 6>>(),
+      variant<MmaT8<4, 2, 8, L::no_alloc, 6>>(),
+      variant<MmaT8<4, 2, 8, L::no_alloc, 8>>(),
+      variant<MmaT8<8, 4, 8, L::no_alloc, 3>>(),
+      variant<MmaT8<4, 2, 4, L::no_alloc, 8>>(),
       // Persistent blocks, activations in shared memory, the ring running across tiles.
       variant<Persistent<Math::mma, 8, 8, 1, 8, L::no_alloc>>(),
       variant<Persistent<Math::mma, 8, 4, 1, 8, L::no_alloc>>(),

@@ -5,6 +5,8 @@
 //
 // Variant names spell their template knobs, e.g. "mma8_w8_t1_d8_noalloc_s1":
 //   mma8 / mma16   tensor-core math (mma.m16n8k16), rows 0..7 / 0..15 of the A tile used;
+//   mmat8          tensor-core math with the weights as the A operand: a pair of column
+//                  tiles is A's 16 rows, up to 8 rows of x are B's columns;
 //   fma1 / fma4    CUDA-core math (fp32 FMA on dequantised halves) for up to 1 / 4 rows;
 //   wW             W warps per block, splitting K between them (chunks interleaved);
 //   tT             T column tiles of 8 (8T output columns) per block; a warp step reads one
@@ -18,6 +20,7 @@
 //   persist        instead of sS: as many blocks as fit at once, each looping over column
 //                  tiles with the activations staged in its shared memory and the load
 //                  ring running on from one tile into the next.
+//   bN             (optional) at least N resident blocks per SM: registers capped to fit them.
 #pragma once
 
 #include <cuda_runtime_api.h>

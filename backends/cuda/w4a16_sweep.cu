@@ -53,10 +53,12 @@ struct ContextLost {
   std::string variant, what;
 };
 
-// BITPLAN_W4A16_SWEEP_SKIP, split at commas.
-std::vector<std::string> skipped_variants() {
+// An environment variable's comma-separated names (BITPLAN_W4A16_SWEEP_SKIP: kernels not to
+// run; BITPLAN_W4A16_SWEEP_ONLY: when set, the only kernels to run, e.g. one variant for a
+// profiler such as Nsight Compute).
+std::vector<std::string> names_in(const char* variable) {
   std::vector<std::string> names;
-  const char* env = std::getenv("BITPLAN_W4A16_SWEEP_SKIP");
+  const char* env = std::getenv(variable);
   std::string list = env ? env : "";
   for (std::size_t start = 0; start <= list.size();) {
     const std::size_t end = std::min(list.find(',', start), list.size());
@@ -208,9 +210,11 @@ void run_case(const GpuContext& gpu, const Bandwidth& bw, const Shape& shape, st
   for (float v : ref) ref_max = std::max(ref_max, std::fabs(v));
   const double tolerance = 1e-2 * std::max(1.0f, ref_max);
 
-  static const std::vector<std::string> skip = skipped_variants();
+  static const std::vector<std::string> skip = names_in("BITPLAN_W4A16_SWEEP_SKIP");
+  static const std::vector<std::string> only = names_in("BITPLAN_W4A16_SWEEP_ONLY");
   std::vector<Row> rows;
   for (const Candidate& c : candidates) {
+    if (!only.empty() && std::find(only.begin(), only.end(), c.name) == only.end()) continue;
     Row row{c.name, c.notes, "", 0, 0};
     if (std::find(skip.begin(), skip.end(), c.name) != skip.end()) {
       row.status = "skipped: BITPLAN_W4A16_SWEEP_SKIP (it lost the context or hung before)";

@@ -113,7 +113,7 @@ constexpr Case kCases[] = {{44, 200}, {37, 1000}, {269, 264}, {75, 512}};
 TEST_CASE("kDecodeChoices names compiled decode variants, and every name is unique") {
   // Host only: runs where no GPU is usable too.
   for (std::int64_t m = 1; m <= 17; ++m)
-    for (const std::int64_t n : {1, 4096, 16384, 28672}) {
+    for (const std::int64_t n : {1, 1024, 4096, 8192, 16384, 28672}) {
       CAPTURE(m);
       CAPTURE(n);
       CHECK_NOTHROW(w4a16_kernel_name(m, n));
@@ -161,8 +161,9 @@ TEST_CASE("w4a16_gemm's kernel choice by m computes the GEMM, decode path or not
   GpuContext gpu;
   // k = 100: activation rows not a multiple of 8 halves, so the decode kernels decline and
   // w4a16_gemm runs the tile kernel instead.
-  // n = 16392: the rows of kDecodeChoices for wide layers.
-  for (const Case& c : {Case{44, 200}, Case{269, 264}, Case{21, 100}, Case{16392, 264}}) {
+  // n = 1100, 4100, 8200, 16392: the rows of kDecodeChoices from n = 1024, 4096, 8192, 16384.
+  for (const Case& c : {Case{44, 200}, Case{269, 264}, Case{21, 100}, Case{1100, 264},
+                        Case{4100, 264}, Case{8200, 264}, Case{16392, 264}}) {
     const Weights w = make_weights(c.n, c.k);
     for (std::int64_t m = 1; m <= 17; ++m) {  // every row of kDecodeChoices and beyond
       CAPTURE(w4a16_kernel_name(m, c.n));
