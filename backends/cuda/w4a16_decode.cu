@@ -216,8 +216,8 @@ __device__ __forceinline__ void step_mma(const uint4 (&w)[C::kTiles],
 // (j, g), x rows 2t, 2t + 1), c2, c3 at (column (j + 1, g), the same rows).
 template <class C>
 __device__ __forceinline__ void step_mma_t(const uint4 (&w)[C::kTiles],
-                                           const __half2 (&scales)[C::kTiles],
-                                           const uint4 (&xg)[4], float (&acc)[C::kTiles][2]) {
+                                           const __half2 (&scales)[C::kTiles], const uint4 (&xg)[4],
+                                           float (&acc)[C::kTiles][2]) {
 #pragma unroll
   for (int j = 0; j < C::kTiles; j += 2) {
     float d[2][4] = {};
