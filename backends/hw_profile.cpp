@@ -69,7 +69,7 @@ namespace {
 // int8 chains) and the activation precisions a conversion goes between.
 constexpr std::string_view kPrecisions[] = {
     "fp32",  "int8",  "int8_chained", "bf16", "fp16", "fp8_e4m3", "fp8_e4m3_chained",
-    "w4a16", "w4a32", "w4a8",         "w3a8", "w2a8", "w8a8"};
+    "w4a16", "w8a16", "w4a32",        "w4a8", "w3a8", "w2a8",     "w8a8"};
 constexpr std::string_view kActivationPrecisions[] = {"fp32", "int8", "bf16", "fp16", "fp8_e4m3"};
 
 // Workload keys as backends/workload.hpp writes them; longer ones are not workloads.

@@ -18,7 +18,7 @@
 //     - {model_hash: ..., model: ..., batch: 1, inputs: "input_ids=128", other_us: 40.2,
 //        other_iqr_us: 1.0, total_fp32_us: 512.0}
 //
-// Precision names: fp32, bf16, fp16, int8, int8_chained, fp8_e4m3, w4a16 (int8_chained: the
+// Precision names: fp32, bf16, fp16, int8, int8_chained, fp8_e4m3, w4a16, w8a16 (int8_chained: the
 // int8 layer between int8 layers, writing its reader's codes itself; on oneDNN and CUDA
 // alike). A key/precision pair with
 // `unsupported` has no kernel on the target; cost models never invent a latency for it.

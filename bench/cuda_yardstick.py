@@ -15,6 +15,8 @@ PyTorch equivalents of bitplan's precisions (each an entry's whole work, as a us
   fp8_e4m3        torch._scaled_mm (per-tensor scales, fp16 out; m padded to a multiple of 16)
   w4a16           torch.ops.aten._weight_int4pack_mm (tinygemm: int4, group 128, or 64/32
                   where k is no multiple of 128; bf16 activations)
+  w8a16           torch.ops.aten._weight_int8pack_mm (int8 weights, per-channel fp16 scales),
+                  recorded as an error where the build has no CUDA kernel for it
 The model's other ops (workloads' "ops", docs/cuda_backend.md), at fp32 and fp16:
   eltwise         torch.neg (one input), torch.add (two, the smaller broadcast over rows),
                   torch.addcmul (three)
@@ -195,6 +197,13 @@ def measure(args):
                    lambda: (torch.randn(m_fp8, k, device=device).to(torch.float8_e4m3fn),
                             torch.randn(n, k, device=device).to(torch.float8_e4m3fn).t()),
                    lambda a, b: torch._scaled_mm(a, b, scale_a=one, scale_b=one, out_dtype=torch.float16))
+            # Weight-only int8: PyTorch's int8 x fp16 kernel (per-channel scales), where its
+            # build has one for CUDA; an error says when it has not.
+            record(key, "w8a16", "_weight_int8pack_mm",
+                   lambda: (torch.randn(m, k, device=device, dtype=torch.float16),
+                            torch.randint(-127, 127, (n, k), device=device, dtype=torch.int8),
+                            torch.rand(n, device=device, dtype=torch.float16)),
+                   torch.ops.aten._weight_int8pack_mm)
             group = next((g for g in (128, 64, 32) if k % g == 0), None)
             inner_k_tiles = next((t for t in (8, 4, 2) if k % (t * 16) == 0), None)
             if group is None or inner_k_tiles is None:
@@ -253,7 +262,7 @@ def table(args):
     for r in torch_doc["results"]:
         if r["key"] not in keys:
             keys.append(r["key"])
-    precisions = ["fp32", "fp16", "bf16", "int8", "int8_chained", "fp8_e4m3", "w4a16"]
+    precisions = ["fp32", "fp16", "bf16", "int8", "int8_chained", "fp8_e4m3", "w4a16", "w8a16"]
     # int8_chained (int8 codes out, the requantization in cuBLASLt's epilogue) stands beside
     # the same torch._int_mm call as int8: PyTorch has no int8-out GEMM, and _int_mm's int32
     # result is the smaller task.

@@ -256,7 +256,7 @@ class LatencyModel final : public CostModel {
     const double act_bytes = precision == "fp32"                                ? 4
                              : (precision == "int8" || precision == "fp8_e4m3") ? 1
                                                                                 : 2;
-    const double weight_bytes = precision == "w4a16" ? 0.5 : act_bytes;
+    const double weight_bytes = precision == "w4a16" ? 0.5 : precision == "w8a16" ? 1 : act_bytes;
     const double bytes = static_cast<double>(w.input_elements + w.output_elements) * act_bytes +
                          static_cast<double>(w.weight_elements) * weight_bytes;
     const double memory_s = bytes / (bandwidth->value * 1e9);

@@ -247,7 +247,9 @@ constexpr KernelEntry onednn_kernels[] = {
 
 // --- CUDA (backends/cuda: timed by bitplan-cuda-profile, simulated on the CPU) --------------
 
-bool takes_w4a16(const LayerQuant& q) {
+// Integer weights with fp16 activations: the weight-only kernels (w4a16, then w8a16: a spec
+// the int4 kernel declines for its bits goes on to the int8 one).
+bool takes_integer_weights_fp16(const LayerQuant& q) {
   return q.activations.format == FormatId::fp16 &&
          format_traits(q.weights.format).kind == FormatKind::integer;
 }
@@ -264,6 +266,21 @@ Reason w4a16_declines(const LayerQuant& q, const KernelLayer&, const KernelTarge
   if (q.weights.granularity == Granularity::per_group && q.weights.group_size != 128)
     return fmt::format(
         "weights '{}' have a scale per group of {} weights; the w4a16 kernel takes one scale per "
+        "128 weights of a column (group 128), per channel or per tensor",
+        to_string(q.weights), q.weights.group_size);
+  return std::nullopt;
+}
+
+Reason w8a16_declines(const LayerQuant& q, const KernelLayer&, const KernelTarget&) {
+  if (!signed_symmetric_integer_up_to(q.weights, 8))
+    return fmt::format(
+        "the w8a16 kernel takes symmetric signed integer weights of <= 8 bits; weights '{}' are "
+        "not",
+        to_string(q.weights));
+  // backends/cuda/w8a16.cu scales each 128-k group of a column by one fp16 scale, as w4a16.
+  if (q.weights.granularity == Granularity::per_group && q.weights.group_size != 128)
+    return fmt::format(
+        "weights '{}' have a scale per group of {} weights; the w8a16 kernel takes one scale per "
         "128 weights of a column (group 128), per channel or per tensor",
         to_string(q.weights), q.weights.group_size);
   return std::nullopt;
@@ -292,7 +309,9 @@ bool takes_cuda_bf16(const LayerQuant& q) {
 
 constexpr KernelEntry cuda_kernels[] = {
     {"cuda_w4a16", "w4a16", "w4a16 (<= 4-bit weights, fp16 activations)",
-     ExecutorPath::profiled_only, takes_w4a16, w4a16_declines},
+     ExecutorPath::profiled_only, takes_integer_weights_fp16, w4a16_declines},
+    {"cuda_w8a16", "w8a16", "w8a16 (<= 8-bit weights, fp16 activations)",
+     ExecutorPath::profiled_only, takes_integer_weights_fp16, w8a16_declines},
     {"cuda_int8", "int8", "int8 (<= 8-bit weights, 8-bit activations)", ExecutorPath::profiled_only,
      takes_8bit_activations, cuda_int8_declines},
     {"cuda_fp8_e4m3", "fp8_e4m3", "fp8 e4m3", ExecutorPath::profiled_only, takes_fp8,

@@ -81,8 +81,8 @@ std::optional<std::string> cudnn_conv_declines(const LayerShape& shape, Precisio
     return "cuDNN conv at " + to_string(p) +
            ": cuDNN's convolution API (cudnnConvolutionForward) has no fp8 type; fp8 "
            "convolutions need its graph API, which this backend does not use yet";
-  if (p == Precision::w4a16)
-    return std::string("cuDNN conv at w4a16: cuDNN has no int4 weight-only convolution");
+  if (p == Precision::w4a16 || p == Precision::w8a16)
+    return "cuDNN conv at " + to_string(p) + ": cuDNN has no integer weight-only convolution";
   if (p == Precision::int8_chained)
     return std::string(
         "cuDNN conv at int8_chained: its legacy int8 convolution writes fp32 sums here, and "

@@ -34,9 +34,11 @@ LtTypes lt_types(Precision p) {
       // e4m3 D scaled by the D scale (1 / s_y); cuBLASLt wants C in a 16-bit type then.
       return {CUDA_R_8F_E4M3, CUDA_R_8F_E4M3, CUDA_R_32F, CUBLAS_COMPUTE_32F, CUDA_R_16F};
     case Precision::w4a16:
+    case Precision::w8a16:
       break;
   }
-  throw ProfileError("creating a cuBLASLt GEMM: precision w4a16: runs on bitplan's own kernel");
+  throw ProfileError("creating a cuBLASLt GEMM: precision " + to_string(p) +
+                     ": a weight-only precision runs on bitplan's own kernel");
 }
 
 std::string shape_text(std::int64_t m, std::int64_t n, std::int64_t k) {

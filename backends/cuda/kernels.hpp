@@ -116,4 +116,55 @@ std::string w4a16_kernel_name(std::int64_t m, std::int64_t n);
 void w4_dequantize(const std::uint8_t* packed, const void* chunk_scales, const W4Layout& layout,
                    void* w_fp16, cudaStream_t stream);
 
+// ---- W8A16: weight-only int8 GEMM with fp16 activations (w8a16.cu) ------------------------
+// Weights W[k][n] are symmetric int8 (q in -128..127) with one fp16 scale per (n, group of
+// `group` consecutive k): 128 when k is a multiple of 128, else k (per channel). The packed
+// layout pads n to a multiple of 16 and k to a multiple of 128 (zeros) and orders each
+// (16 columns, 32-k chunk) as 512 contiguous bytes, one 16-byte load per lane holding its
+// tensor-core A fragments (w8a16.cu says how).
+struct W8Layout {
+  std::int64_t n = 0, k = 0, padded_n = 0, padded_k = 0, group = 0;
+  std::int64_t packed_bytes() const { return padded_n * padded_k; }
+  std::int64_t scale_count() const { return padded_n * (padded_k / 128); }
+};
+W8Layout w8_layout(std::int64_t n, std::int64_t k);
+
+// Host packer: q[n * k + kk] (row n holds output channel n's k weights) and
+// scales[n * groups + g] -> packed bytes and fp16 scales (raw uint16 bits) in the kernel's order.
+void w8_pack(const W8Layout& layout, const std::vector<std::int8_t>& q,
+             const std::vector<float>& group_scales, std::vector<std::uint8_t>& packed,
+             std::vector<std::uint16_t>& scales);
+
+// One call's operands.
+struct W8A16Args {
+  const void* x = nullptr;  // fp16 [m][x_row_stride]
+  std::int64_t x_row_stride = 0;
+  const std::uint8_t* packed = nullptr;  // w8_pack layout
+  const void* scales = nullptr;          // fp16, w8_pack layout
+  W8Layout layout;
+  std::int64_t m = 0;
+  void* y = nullptr;  // fp16 [m][n]
+};
+// A compiled kernel configuration, named "w8_wW_gG_sS": W warps splitting K, G groups of 16
+// columns per block, S chunk steps of loads in flight per warp. Any m (blocks of 8 rows each
+// read the weights once: a decode kernel, m <= 16 is what it is for).
+struct W8A16Variant {
+  std::string name;
+  cudaError_t (*launch)(const W8A16Args& args, cudaStream_t stream);
+};
+const std::vector<W8A16Variant>& w8a16_variants();
+const W8A16Variant* find_w8a16_variant(const std::string& name);
+
+// Y[m][n] fp16 = X[m][k] fp16 * dequant(W), on the variant chosen for n (kW8Choices in
+// w8a16.cu). `x_row_stride` is in elements (>= k).
+void w8a16_gemm(const void* x, std::int64_t x_row_stride, const std::uint8_t* packed,
+                const void* scales, const W8Layout& layout, std::int64_t m, void* y,
+                cudaStream_t stream);
+// Which variant w8a16_gemm runs for n output columns.
+std::string w8a16_kernel_name(std::int64_t n);
+// W[n][k] fp16 (row stride padded_k) = dequant(packed), for the large-m path that hands the
+// weights to a cuBLASLt fp16 GEMM.
+void w8_dequantize(const std::uint8_t* packed, const void* scales, const W8Layout& layout,
+                   void* w_fp16, cudaStream_t stream);
+
 }  // namespace bitplan::cuda

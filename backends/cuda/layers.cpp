@@ -46,7 +46,7 @@ class GemmLayerRun final : public LayerRun {
  public:
   GemmLayerRun(const GpuContext& gpu, const LayerShape& shape, Precision precision,
                const LayerRunOptions& options)
-      : gpu_(gpu), precision_(precision), w4_path_(options.w4_path) {
+      : gpu_(gpu), precision_(precision), weight_only_path_(options.weight_only_path) {
     const std::int64_t align = reads_codes(precision) ? 16 : 8;
     if (shape.op == LayerOp::gemm) {
       m_ = shape.m, n_ = shape.n, k_ = shape.k, ldx_ = shape.k;
@@ -71,6 +71,9 @@ class GemmLayerRun final : public LayerRun {
     if (precision == Precision::w4a16) {
       w4_ = w4_layout(n_, k_);
       weight_bytes = w4_.packed_bytes() + 2 * w4_.scale_count();
+    } else if (precision == Precision::w8a16) {
+      w8_ = w8_layout(n_, k_);
+      weight_bytes = w8_.packed_bytes() + 2 * w8_.scale_count();
     } else {
       weight_bytes = n_ * k_ * static_cast<std::int64_t>(element_bytes(in_type));
     }
@@ -80,12 +83,20 @@ class GemmLayerRun final : public LayerRun {
     // GEMM plan first: an unsupported shape fails before any allocation.
     std::string gemm_text;
     if (precision == Precision::w4a16) {
-      if (w4_path_ == W4Path::dequantize_then_cublaslt) {
+      if (weight_only_path_ == WeightOnlyPath::dequantize_then_cublaslt) {
         gemm_ = std::make_unique<LtGemm>(gpu.lt(), Precision::fp16, m_, n_, k_, w4_.padded_k, ldx_);
         gemm_text = "int4->fp16 weight dequant kernel + cublasLt fp16 " + gemm_->description();
       } else {
         gemm_text = "bitplan w4a16 kernel (" + w4a16_kernel_name(m_, n_) +
                     ", int4 dequantised in registers, group " + std::to_string(w4_.group) + ")";
+      }
+    } else if (precision == Precision::w8a16) {
+      if (weight_only_path_ == WeightOnlyPath::dequantize_then_cublaslt) {
+        gemm_ = std::make_unique<LtGemm>(gpu.lt(), Precision::fp16, m_, n_, k_, w8_.padded_k, ldx_);
+        gemm_text = "int8->fp16 weight dequant kernel + cublasLt fp16 " + gemm_->description();
+      } else {
+        gemm_text = "bitplan w8a16 kernel (" + w8a16_kernel_name(n_) +
+                    ", int8 dequantised in registers, group " + std::to_string(w8_.group) + ")";
       }
     } else {
       if (precision == Precision::fp8_e4m3 || precision == Precision::fp8_e4m3_chained) {
@@ -125,7 +136,12 @@ class GemmLayerRun final : public LayerRun {
         DeviceBuffer packed(static_cast<std::size_t>(w4_.packed_bytes()));
         fill_random_bytes(packed.get(), w4_.packed_bytes(), next_seed(), gpu.stream());
         weights_.push_back(std::move(packed));
-        w4_scales_.push_back(random_buffer(gpu, ElementType::f16, w4_.scale_count(), 0.01f));
+        weight_scales_.push_back(random_buffer(gpu, ElementType::f16, w4_.scale_count(), 0.01f));
+      } else if (precision == Precision::w8a16) {
+        DeviceBuffer packed(static_cast<std::size_t>(w8_.packed_bytes()));
+        fill_random_bytes(packed.get(), w8_.packed_bytes(), next_seed(), gpu.stream());
+        weights_.push_back(std::move(packed));
+        weight_scales_.push_back(random_buffer(gpu, ElementType::f16, w8_.scale_count(), 0.01f));
       } else {
         weights_.push_back(random_buffer(gpu, in_type, n_ * k_, 0.05f));
       }
@@ -137,8 +153,12 @@ class GemmLayerRun final : public LayerRun {
       accumulators_ = DeviceBuffer(static_cast<std::size_t>(m_ * n_) * sizeof(std::int32_t));
       channel_scales_ = random_buffer(gpu, ElementType::f32, n_, 0.01f);
     }
-    if (precision == Precision::w4a16 && w4_path_ == W4Path::dequantize_then_cublaslt)
+    if (precision == Precision::w4a16 &&
+        weight_only_path_ == WeightOnlyPath::dequantize_then_cublaslt)
       dequantized_ = DeviceBuffer(static_cast<std::size_t>(w4_.padded_n * w4_.padded_k) * 2);
+    if (precision == Precision::w8a16 &&
+        weight_only_path_ == WeightOnlyPath::dequantize_then_cublaslt)
+      dequantized_ = DeviceBuffer(static_cast<std::size_t>(w8_.padded_n * w8_.padded_k) * 2);
     gpu.synchronize();
   }
 
@@ -158,11 +178,22 @@ class GemmLayerRun final : public LayerRun {
                        channel_scales_.as<float>(), m_, n_, outputs_[s].get(), stream);
         break;
       case Precision::w4a16:
-        if (w4_path_ == W4Path::own_kernel) {
-          w4a16_gemm(x, ldx_, weights_[s].as<std::uint8_t>(), w4_scales_[s].get(), w4_, m_,
+        if (weight_only_path_ == WeightOnlyPath::own_kernel) {
+          w4a16_gemm(x, ldx_, weights_[s].as<std::uint8_t>(), weight_scales_[s].get(), w4_, m_,
                      outputs_[s].get(), stream);
         } else {
-          w4_dequantize(weights_[s].as<std::uint8_t>(), w4_scales_[s].get(), w4_,
+          w4_dequantize(weights_[s].as<std::uint8_t>(), weight_scales_[s].get(), w4_,
+                        dequantized_.get(), stream);
+          gemm_->run(dequantized_.get(), x, outputs_[s].get(), gpu_.workspace(),
+                     gpu_.workspace_bytes(), stream);
+        }
+        break;
+      case Precision::w8a16:
+        if (weight_only_path_ == WeightOnlyPath::own_kernel) {
+          w8a16_gemm(x, ldx_, weights_[s].as<std::uint8_t>(), weight_scales_[s].get(), w8_, m_,
+                     outputs_[s].get(), stream);
+        } else {
+          w8_dequantize(weights_[s].as<std::uint8_t>(), weight_scales_[s].get(), w8_,
                         dequantized_.get(), stream);
           gemm_->run(dequantized_.get(), x, outputs_[s].get(), gpu_.workspace(),
                      gpu_.workspace_bytes(), stream);
@@ -177,13 +208,14 @@ class GemmLayerRun final : public LayerRun {
  private:
   const GpuContext& gpu_;
   Precision precision_;
-  W4Path w4_path_;
+  WeightOnlyPath weight_only_path_;
   LayerShape conv_;
   bool im2col_ = false;
   std::int64_t m_ = 0, n_ = 0, k_ = 0, ldx_ = 0, input_elements_ = 0;
   W4Layout w4_;
+  W8Layout w8_;
   std::unique_ptr<LtGemm> gemm_;
-  std::vector<DeviceBuffer> inputs_, weights_, outputs_, w4_scales_;
+  std::vector<DeviceBuffer> inputs_, weights_, outputs_, weight_scales_;
   DeviceBuffer columns_, accumulators_, channel_scales_, fp8_scales_, dequantized_, unread_c_;
 };
 
@@ -406,10 +438,10 @@ std::optional<std::string> depthwise_declines(const LayerShape& shape, Precision
     return "bitplan depthwise kernel on a conv with groups=" + std::to_string(shape.groups) +
            ", c=" + std::to_string(shape.c) + ", k=" + std::to_string(shape.k) +
            ": it runs groups == c == k only";
-  if (precision == Precision::w4a16)
-    return std::string(
-        "w4a16 depthwise conv: the int4 weight-only kernel is a GEMM; a depthwise layer has "
-        "only r*s weights per channel, so there is no w4a16 depthwise kernel");
+  if (precision == Precision::w4a16 || precision == Precision::w8a16)
+    return to_string(precision) +
+           " depthwise conv: the weight-only kernels are GEMMs; a depthwise layer has only r*s "
+           "weights per channel, so there is no weight-only depthwise kernel";
   return std::nullopt;
 }
 

@@ -33,14 +33,16 @@ class LayerRun {
   std::int64_t bytes_per_set_ = 0;
 };
 
-enum class W4Path { own_kernel, dequantize_then_cublaslt };
+// How a weight-only layer (w4a16, w8a16) runs: bitplan's kernel on the packed weights, or
+// the weights dequantised to fp16 and a cuBLASLt fp16 GEMM (the larger-m option).
+enum class WeightOnlyPath { own_kernel, dequantize_then_cublaslt };
 
 struct LayerRunOptions {
   // Buffer sets are added until they exceed this many bytes together (>= 2 x L2 on the
   // profile; 0 for a single set, as the chain validation uses).
   std::int64_t rotate_bytes = 0;
   int max_sets = 32;
-  W4Path w4_path = W4Path::own_kernel;
+  WeightOnlyPath weight_only_path = WeightOnlyPath::own_kernel;
   // A conv runs on the conv_kernels() entry of this name; empty: on the first entry that
   // neither declines it nor fails to plan it.
   std::string conv_kernel;

@@ -5,10 +5,15 @@
 namespace bitplan::cuda {
 
 const std::vector<Precision>& all_precisions() {
-  static const std::vector<Precision> all = {
-      Precision::fp32,         Precision::fp16,     Precision::bf16,
-      Precision::int8,         Precision::int8_chained, Precision::fp8_e4m3,
-      Precision::fp8_e4m3_chained, Precision::w4a16};
+  static const std::vector<Precision> all = {Precision::fp32,
+                                             Precision::fp16,
+                                             Precision::bf16,
+                                             Precision::int8,
+                                             Precision::int8_chained,
+                                             Precision::fp8_e4m3,
+                                             Precision::fp8_e4m3_chained,
+                                             Precision::w4a16,
+                                             Precision::w8a16};
   return all;
 }
 
@@ -30,6 +35,8 @@ std::string to_string(Precision p) {
       return "fp8_e4m3_chained";
     case Precision::w4a16:
       return "w4a16";
+    case Precision::w8a16:
+      return "w8a16";
   }
   return "?";
 }
@@ -42,9 +49,10 @@ std::optional<Precision> find_precision(const std::string& name) {
 
 Precision parse_precision(const std::string& name) {
   if (const auto p = find_precision(name)) return *p;
-  throw ProfileError("reading precision: '" + name +
-                     "': must be one of fp32, fp16, bf16, int8, int8_chained, fp8_e4m3, fp8_e4m3_chained, "
-                     "w4a16");
+  throw ProfileError(
+      "reading precision: '" + name +
+      "': must be one of fp32, fp16, bf16, int8, int8_chained, fp8_e4m3, fp8_e4m3_chained, "
+      "w4a16, w8a16");
 }
 
 std::string to_string(ElementType t) {
@@ -92,6 +100,7 @@ ElementType input_type(Precision p) {
     case Precision::fp8_e4m3_chained:
       return ElementType::e4m3;
     case Precision::w4a16:
+    case Precision::w8a16:
       return ElementType::f16;
   }
   return ElementType::f16;

@@ -13,7 +13,17 @@ namespace bitplan::cuda {
 // neither its fp16 output nor the reader's quantization pass exists; the CPU profiles'
 // "int8_chained" entries are the same idea on oneDNN. fp8_e4m3_chained is the same for fp8:
 // the GEMM writes e4m3 codes for an fp8 reader (per-tensor scales, cuBLASLt's D scale).
-enum class Precision { fp32, fp16, bf16, int8, int8_chained, fp8_e4m3, fp8_e4m3_chained, w4a16 };
+enum class Precision {
+  fp32,
+  fp16,
+  bf16,
+  int8,
+  int8_chained,
+  fp8_e4m3,
+  fp8_e4m3_chained,
+  w4a16,
+  w8a16
+};
 
 // Element types of activations in device memory.
 enum class ElementType { f32, f16, bf16, s8, e4m3 };
@@ -31,7 +41,7 @@ std::size_t element_bytes(ElementType t);
 // A layer at precision p reads its input in input_type(p) and writes output_type(p):
 // int8 and fp8 layers take quantized activations and scale their result back to fp16,
 // the activation precision of the GPU plans; int8_chained and fp8_e4m3_chained read and write
-// their codes; w4a16 reads and writes fp16.
+// their codes; w4a16 and w8a16 (weight-only) read and write fp16.
 ElementType input_type(Precision p);
 ElementType output_type(Precision p);
 // Whether p reads quantized codes (int8 or e4m3) rather than a float type.

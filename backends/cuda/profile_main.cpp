@@ -83,7 +83,7 @@ void add_flags(CLI::App& app, CommandLine& command) {
   app.add_option("--precisions", command.precision_names,
                  "precisions to measure, instead of each workloads file's own list")
       ->delimiter(',')
-      ->type_name("fp32,fp16,bf16,int8,fp8_e4m3,w4a16")
+      ->type_name("fp32,fp16,bf16,int8,fp8_e4m3,w4a16,w8a16")
       ->check(CLI::Validator(
           [](std::string& name) {
             try {

@@ -15,7 +15,8 @@ add_library(bitplan_cuda_profiler STATIC
   ${BITPLAN_CUDA_SOURCE_DIR}/profiler.cpp
   ${BITPLAN_CUDA_SOURCE_DIR}/kernels.cu
   ${BITPLAN_CUDA_SOURCE_DIR}/w4a16.cu
-  ${BITPLAN_CUDA_SOURCE_DIR}/w4a16_decode.cu)
+  ${BITPLAN_CUDA_SOURCE_DIR}/w4a16_decode.cu
+  ${BITPLAN_CUDA_SOURCE_DIR}/w8a16.cu)
 target_link_libraries(bitplan_cuda_profiler PUBLIC bitplan_cuda_profile_file CUDA::cudart
                       CUDA::cublasLt ${CMAKE_DL_LIBS})
 include(${BITPLAN_CUDA_SOURCE_DIR}/cudnn.cmake)

@@ -58,8 +58,10 @@ void measure_ceilings(GpuContext& gpu, ProfileFile& profile,
   const std::int64_t size = 8192;
   const LayerShape square = parse_layer_key("gemm:m8192:n8192:k8192");
   for (Precision p : all_precisions()) {
-    if (p == Precision::w4a16 || p == Precision::int8_chained || p == Precision::fp8_e4m3_chained)
-      continue;  // the chained GEMMs run at their unchained precision's rate
+    if (p == Precision::w4a16 || p == Precision::w8a16 || p == Precision::int8_chained ||
+        p == Precision::fp8_e4m3_chained)
+      continue;  // the chained GEMMs run at their unchained precision's rate; the weight-only
+                 // kernels are decode kernels (w4a16's weight stream is measured below)
     const std::string name = "gemm_" + to_string(p) + (p == Precision::int8 ? "_tops" : "_tflops");
     if (profile.has_ceiling(name)) continue;
     try {
@@ -178,11 +180,11 @@ void measure_step_overhead(GpuContext& gpu, ProfileFile& profile,
     profile.add_ceiling("graph_step_us", empty_in_graph.median_us, "us", how);
 }
 
-// W4A16 above m = 16 has two implementations: the int4 kernel, or "dequantise the weights,
-// then a cuBLASLt fp16 GEMM". A deployment would run the faster, so the profile and the
-// chains time both and keep the faster.
-bool has_w4_alternative(const LayerShape& shape, Precision p) {
-  if (p != Precision::w4a16 || shape.depthwise()) return false;
+// W4A16 and W8A16 above m = 16 have two implementations: bitplan's kernel, or "dequantise the
+// weights, then a cuBLASLt fp16 GEMM". A deployment would run the faster, so the profile and
+// the chains time both and keep the faster.
+bool has_weight_only_alternative(const LayerShape& shape, Precision p) {
+  if ((p != Precision::w4a16 && p != Precision::w8a16) || shape.depthwise()) return false;
   const std::int64_t gemm_m =
       shape.op == LayerOp::gemm ? shape.m : shape.batch * shape.out_h() * shape.out_w();
   return gemm_m > 16;
@@ -194,9 +196,9 @@ bool has_w4_alternative(const LayerShape& shape, Precision p) {
 std::vector<LayerRunOptions> gemm_variants(const LayerShape& shape, Precision p,
                                            const LayerRunOptions& base) {
   std::vector<LayerRunOptions> variants = {base};
-  if (has_w4_alternative(shape, p)) {
+  if (has_weight_only_alternative(shape, p)) {
     variants.push_back(base);
-    variants.back().w4_path = W4Path::dequantize_then_cublaslt;
+    variants.back().weight_only_path = WeightOnlyPath::dequantize_then_cublaslt;
   }
   if (times_gemm_algorithms(p))
     for (int rank = 1; rank < LtGemm::kMaxAlgorithms; ++rank) {
@@ -207,8 +209,10 @@ std::vector<LayerRunOptions> gemm_variants(const LayerShape& shape, Precision p,
 }
 
 std::string variant_name(const LayerRunOptions& variant, Precision p) {
-  if (p == Precision::w4a16)
-    return variant.w4_path == W4Path::own_kernel ? "own int4 kernel" : "dequant + cublasLt fp16";
+  if (p == Precision::w4a16 || p == Precision::w8a16)
+    return variant.weight_only_path == WeightOnlyPath::own_kernel
+               ? (p == Precision::w4a16 ? "own int4 kernel" : "own int8 kernel")
+               : "dequant + cublasLt fp16";
   return "cublasLt #" + std::to_string(variant.gemm_algorithm);
 }
 
@@ -246,7 +250,7 @@ Fastest fastest_gemm_variant(GpuContext& gpu, const LayerShape& shape, Precision
 }
 
 // A conv has several kernels (conv_kernels(): cuDNN, bitplan's depthwise, im2col + GEMM, the
-// last at w4a16 in both W4Path variants); a deployment would run the fastest, so the
+// last at w4a16 in both WeightOnlyPath variants); a deployment would run the fastest, so the
 // profile and the chains time every one that runs the shape and keep the fastest (its
 // implementation text then lists "| timed: ..." and "| not run: ...").
 Fastest time_conv_kernels(GpuContext& gpu, const LayerShape& shape, Precision p,

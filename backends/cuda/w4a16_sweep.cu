@@ -347,6 +347,104 @@ void print_suggestion(const Ranking& ranking) {
   }
 }
 
+// The W8A16 kernel's variants (w8a16.cu) on the same shapes and m, against cuBLASLt fp16 on
+// fp16 weights: cold (rotated operand sets), each output first compared with the first
+// variant's (tested against a CPU reference in tests/gpu).
+void sweep_w8a16(const GpuContext& gpu, const Bandwidth& bw) {
+  std::printf(
+      "\n==== W8A16 (int8 weights, fp16 activations; w8a16_gemm today: n = 4096 %s, "
+      "n = 28672 %s)\n",
+      w8a16_kernel_name(4096).c_str(), w8a16_kernel_name(28672).c_str());
+  static const std::vector<std::string> only = names_in("BITPLAN_W4A16_SWEEP_ONLY");
+  for (const Shape& shape : kShapes) {
+    const W8Layout layout = w8_layout(shape.n, shape.k);
+    const std::int64_t wbytes = align256(layout.packed_bytes()),
+                       sbytes = align256(2 * layout.scale_count()),
+                       xbytes = align256(kMaxM * shape.k * 2),
+                       ybytes = align256(kMaxM * shape.n * 2);
+    const int sets = sets_for(wbytes + sbytes);
+    DeviceBuffer packed(static_cast<std::size_t>(wbytes * sets)),
+        scales(static_cast<std::size_t>(sbytes * sets)), x(static_cast<std::size_t>(xbytes * sets)),
+        y(static_cast<std::size_t>(ybytes * sets));
+    fill_random_bytes(packed.get(), wbytes * sets, 21, gpu.stream());
+    fill_random(scales.get(), ElementType::f16, sbytes * sets / 2, 22, 0.01f, gpu.stream());
+    fill_random(x.get(), ElementType::f16, xbytes * sets / 2, 23, 1.0f, gpu.stream());
+    const std::int64_t w16_bytes = align256(shape.n * shape.k * 2);
+    const int sets16 = sets_for(w16_bytes);
+    DeviceBuffer w16(static_cast<std::size_t>(w16_bytes * sets16));
+    fill_random(w16.get(), ElementType::f16, w16_bytes * sets16 / 2, 24, 0.05f, gpu.stream());
+    gpu.synchronize();
+    const auto at = [](const DeviceBuffer& b, std::int64_t stride, int set) {
+      return static_cast<char*>(b.get()) + stride * set;
+    };
+    for (const std::int64_t m : kMs) {
+      const auto args = [&](int set) {
+        return W8A16Args{at(x, xbytes, set),
+                         shape.k,
+                         reinterpret_cast<const std::uint8_t*>(at(packed, wbytes, set)),
+                         at(scales, sbytes, set),
+                         layout,
+                         m,
+                         at(y, ybytes, set)};
+      };
+      double lt_us = 0;
+      try {
+        LtGemm gemm(gpu.lt(), Precision::fp16, m, shape.n, shape.k, shape.k, shape.k);
+        lt_us = time_on_gpu(
+                    gpu,
+                    [&](int i) {
+                      gemm.run(at(w16, w16_bytes, i % sets16), at(x, xbytes, i % sets),
+                               at(y, ybytes, i % sets), gpu.workspace(), gpu.workspace_bytes(),
+                               gpu.stream());
+                    },
+                    kTiming)
+                    .median_us;
+      } catch (const std::exception& e) {
+        std::fprintf(stderr, "cuBLASLt fp16 on n=%lld k=%lld m=%lld: %s\n",
+                     static_cast<long long>(shape.n), static_cast<long long>(shape.k),
+                     static_cast<long long>(m), e.what());
+      }
+      const double bytes = double(layout.packed_bytes() + 2 * layout.scale_count()) +
+                           2.0 * double(m) * double(shape.k + shape.n);
+      std::printf(
+          "\n== w8a16 n=%lld k=%lld m=%lld: %.2f MB per run, %d sets; cuBLASLt fp16 %.2f us\n",
+          static_cast<long long>(shape.n), static_cast<long long>(shape.k),
+          static_cast<long long>(m), bytes / 1e6, sets, lt_us);
+      std::vector<float> ref;
+      for (const W8A16Variant& v : w8a16_variants()) {
+        if (!only.empty() && std::find(only.begin(), only.end(), v.name) == only.end()) continue;
+        check_cuda(v.launch(args(0), gpu.stream()), ("launching " + v.name).c_str());
+        gpu.synchronize();
+        const std::vector<float> out = download_half(y.get(), m * shape.n);
+        if (ref.empty()) ref = out;
+        double max_error = 0, ref_max = 0;
+        for (std::size_t i = 0; i < out.size(); ++i) {
+          max_error = std::max(max_error, double(std::fabs(out[i] - ref[i])));
+          ref_max = std::max(ref_max, double(std::fabs(ref[i])));
+        }
+        if (!(max_error <= 1e-2 * std::max(1.0, ref_max))) {
+          std::printf("%-28s FAILED (max abs error %.3g against %s)\n", v.name.c_str(), max_error,
+                      w8a16_variants().front().name.c_str());
+          continue;
+        }
+        const double us = time_on_gpu(
+                              gpu,
+                              [&](int i) {
+                                check_cuda(v.launch(args(i % sets), gpu.stream()),
+                                           ("launching " + v.name).c_str());
+                              },
+                              kTiming)
+                              .median_us;
+        const double gbs = bytes / (us * 1e3);
+        std::printf("%-28s %9.2f us %7.3f TB/s %6.1f%% of copy %8.2fx cuBLASLt fp16\n",
+                    v.name.c_str(), us, gbs / 1e3, 100.0 * gbs / bw.copy_gbs,
+                    lt_us > 0 ? lt_us / us : 0.0);
+      }
+      std::fflush(stdout);
+    }
+  }
+}
+
 int sweep() {
   std::string why;
   if (!cuda_device_usable(why)) {
@@ -393,6 +491,7 @@ int sweep() {
     ++all_cases;
     if (shape.n >= 4096 && shape.k >= 4096) ++large_cases;
   }
+  sweep_w8a16(gpu, bw);
   const Ranking target = rank(large, large_cases);
   print_ranking("n, k >= 4096 (issue 15's target shapes)", target);
   print_ranking("all shapes", rank(all, all_cases));

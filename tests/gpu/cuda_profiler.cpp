@@ -581,11 +581,12 @@ TEST_CASE("every layer kind runs through make_layer_run and the timer") {
     for (Precision p : all_precisions()) {
       CAPTURE(key);
       CAPTURE(to_string(p));
-      for (W4Path path : {W4Path::own_kernel, W4Path::dequantize_then_cublaslt}) {
-        if (path == W4Path::dequantize_then_cublaslt && p != Precision::w4a16) continue;
+      for (WeightOnlyPath path :
+           {WeightOnlyPath::own_kernel, WeightOnlyPath::dequantize_then_cublaslt}) {
+        if (path == WeightOnlyPath::dequantize_then_cublaslt && p != Precision::w4a16) continue;
         LayerRunOptions options;
         options.rotate_bytes = 1 << 20;
-        options.w4_path = path;
+        options.weight_only_path = path;
         try {
           auto run = make_layer_run(gpu, shape, p, options);
           const TimingResult t = time_on_gpu(

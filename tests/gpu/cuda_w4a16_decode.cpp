@@ -1,12 +1,15 @@
-// GPU tests of the W4A16 decode kernels (backends/cuda/w4a16_decode.hpp): every compiled
-// variant, and w4a16_gemm's choice by m, against a CPU reference on shapes that leave every
+// GPU tests of the weight-only kernels: the W4A16 decode kernels
+// (backends/cuda/w4a16_decode.hpp), every compiled variant and w4a16_gemm's choice by m, and
+// the W8A16 kernel's variants (w8a16.cu), against a CPU reference on shapes that leave every
 // kernel a ragged edge. Skipped (tests/skip.hpp) where no GPU is usable.
 #include <doctest/doctest.h>
 
 #include <cmath>
 #include <cstdint>
+#include <functional>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "backends/cuda/check.hpp"
@@ -184,6 +187,98 @@ TEST_CASE("w4a16_gemm's kernel choice by m computes the GEMM, decode path or not
   const W4DecodeVariant& any = w4_decode_variants().front();
   const W4DecodeArgs misaligned{nullptr, 100, nullptr, nullptr, w4_layout(8, 100), 1, nullptr};
   CHECK(w4_decode_declines(any, misaligned).find("multiples of 8") != std::string::npos);
+}
+
+// ---- W8A16 ------------------------------------------------------------------------------
+
+struct Weights8 {
+  W8Layout layout;
+  DeviceBuffer packed, scales;
+  std::vector<float> dequantised;  // [n][k]: q * scale, exactly as the kernel sees it
+};
+
+Weights8 make_weights8(std::int64_t n, std::int64_t k) {
+  Weights8 w;
+  w.layout = w8_layout(n, k);
+  const std::int64_t groups = k / w.layout.group;
+  std::uniform_int_distribution<int> code(-128, 127), step(0, 15);
+  std::vector<std::int8_t> q(static_cast<std::size_t>(n * k));
+  for (auto& v : q) v = static_cast<std::int8_t>(code(rng()));
+  std::vector<float> group_scales(static_cast<std::size_t>(n * groups));
+  for (auto& s : group_scales) s = float(16 + step(rng())) / 4096.0f;  // exact in fp16
+  std::vector<std::uint8_t> packed;
+  std::vector<std::uint16_t> scales;
+  w8_pack(w.layout, q, group_scales, packed, scales);
+  w.packed = DeviceBuffer(packed.size());
+  w.scales = DeviceBuffer(scales.size() * 2);
+  check_cuda(cudaMemcpy(w.packed.get(), packed.data(), packed.size(), cudaMemcpyHostToDevice),
+             "uploading packed weights");
+  check_cuda(cudaMemcpy(w.scales.get(), scales.data(), scales.size() * 2, cudaMemcpyHostToDevice),
+             "uploading scales");
+  w.dequantised.resize(q.size());
+  for (std::int64_t j = 0; j < n; ++j)
+    for (std::int64_t kk = 0; kk < k; ++kk)
+      w.dequantised[j * k + kk] =
+          float(q[j * k + kk]) * group_scales[j * groups + kk / w.layout.group];
+  return w;
+}
+
+TEST_CASE("W8A16 variants and w8a16_gemm match a CPU reference for m = 1..17 and ragged n, k") {
+  if (!gpu_available()) return;
+  GpuContext gpu;
+  // k = 100: rows not a multiple of 8 halves (the scalar activation path); 200, 1000: one
+  // scale per channel, the last chunk partly past k; 512: four groups of 128. n: not a
+  // multiple of 16 nor of a block's columns; 16400: kW8Choices' wide row.
+  const Case cases[] = {{44, 200}, {37, 1000}, {269, 264}, {75, 512}, {21, 100}, {16400, 264}};
+  for (const Case& c : cases) {
+    const Weights8 w = make_weights8(c.n, c.k);
+    for (const std::int64_t m : {1, 2, 3, 5, 8, 10, 17}) {
+      const std::vector<float> x = make_activations(m * c.k);
+      const DeviceBuffer dx = upload_f16(gpu, x);
+      DeviceBuffer y(static_cast<std::size_t>(m * c.n) * 2);
+      const W8A16Args args{dx.get(), c.k,    w.packed.as<std::uint8_t>(), w.scales.get(), w.layout,
+                           m,        y.get()};
+      std::vector<std::pair<std::string, std::function<void()>>> runs;
+      for (const W8A16Variant& v : w8a16_variants())
+        runs.emplace_back(v.name, [&, launch = v.launch] {
+          check_cuda(launch(args, gpu.stream()), "launching");
+        });
+      runs.emplace_back("w8a16_gemm (" + w8a16_kernel_name(c.n) + ")", [&] {
+        w8a16_gemm(dx.get(), c.k, w.packed.as<std::uint8_t>(), w.scales.get(), w.layout, m, y.get(),
+                   gpu.stream());
+      });
+      for (const auto& [name, run] : runs) {
+        CAPTURE(name);
+        CAPTURE(c.n);
+        CAPTURE(c.k);
+        CAPTURE(m);
+        check_cuda(cudaMemset(y.get(), 0xFF, y.bytes()), "poisoning");  // NaN if unwritten
+        run();
+        const double error =
+            relative_error(download_f16(gpu, y, m * c.n), x, w.dequantised, m, c.n, c.k);
+        CAPTURE(error);
+        CHECK(error < 2e-3);  // exact products, fp32 sums: only the fp16 output rounds
+      }
+    }
+  }
+}
+
+TEST_CASE("w8_dequantize inverts w8_pack") {
+  if (!gpu_available()) return;
+  GpuContext gpu;
+  const Case c{37, 300};
+  const Weights8 w = make_weights8(c.n, c.k);
+  DeviceBuffer dense(static_cast<std::size_t>(w.layout.padded_n * w.layout.padded_k) * 2);
+  w8_dequantize(w.packed.as<std::uint8_t>(), w.scales.get(), w.layout, dense.get(), gpu.stream());
+  const std::vector<float> out = download_f16(gpu, dense, w.layout.padded_n * w.layout.padded_k);
+  int wrong = 0;
+  for (std::int64_t j = 0; j < w.layout.padded_n; ++j)
+    for (std::int64_t kk = 0; kk < w.layout.padded_k; ++kk) {
+      const float expected = j < c.n && kk < c.k ? w.dequantised[j * c.k + kk] : 0.0f;
+      const float got = out[j * w.layout.padded_k + kk];
+      if (std::fabs(got - expected) > 1e-3f * std::fabs(expected) + 1e-7f) ++wrong;
+    }
+  CHECK(wrong == 0);
 }
 
 }  // namespace cuda_w4a16_decode_test

@@ -799,7 +799,17 @@ TEST_CASE("kernel lists: which kernel runs a spec on each backend, and why not")
   CHECK(w4g32.kernel == nullptr);
   CHECK(w4g32.why_not.find("group 128") != std::string::npos);
   CHECK(precision(spec("int4/channel/sym", "fp16"), cuda) == "w4a16");
-  CHECK(contains(choose_kernel(spec("int8/channel/sym", "fp16"), conv, cuda).why_not, "<= 4 bits"));
+  // 8-bit weights pass the int4 kernel over (it says why) to the int8 weight-only kernel.
+  const KernelChoice w8 = choose_kernel(spec("int8/channel/sym", "fp16"), conv, cuda);
+  REQUIRE(w8.kernel != nullptr);
+  CHECK(std::string(w8.kernel->name) == "cuda_w8a16");
+  CHECK(contains(w8.passed_over, "<= 4 bits"));
+  CHECK(precision(spec("int8/group128/sym", "fp16"), cuda) == "w8a16");
+  const KernelChoice w8g32 = choose_kernel(spec("int8/group32/sym", "fp16"), conv, cuda);
+  CHECK(w8g32.kernel == nullptr);
+  CHECK(contains(w8g32.why_not, "the w8a16 kernel takes one scale per 128 weights"));
+  CHECK(
+      contains(choose_kernel(spec("int8/channel/asym", "fp16"), conv, cuda).why_not, "<= 8 bits"));
 
   CHECK(precision(spec("fp16", "fp16"), cuda) == "fp16");
   CHECK(precision(spec("fp32", "fp16"), cuda) == "fp16");

@@ -57,7 +57,7 @@ TEST_CASE("17.8 unknown precision") {
   CHECK(files.error(
             fmt::format("entries:\n  - {{key: {}, precision: int3, median_us: 1}}\n", kGemm)) ==
         "line 5, column 39: precision 'int3' is not one of fp32, int8, int8_chained, bf16, fp16, "
-        "fp8_e4m3, fp8_e4m3_chained, w4a16, w4a32, w4a8, w3a8, w2a8, w8a8");
+        "fp8_e4m3, fp8_e4m3_chained, w4a16, w8a16, w4a32, w4a8, w3a8, w2a8, w8a8");
   CHECK(files.error("conversions:\n  - {from: fp32, to: int4, elements: 8, median_us: 1}\n") ==
         "line 5, column 22: to 'int4' is not one of fp32, int8, bf16, fp16, fp8_e4m3");
 }
