@@ -239,13 +239,18 @@ __global__ void w8_dequantize_kernel(const uint4* packed, const __half* scales,
   }
 }
 
-// Which variant serves which n (the first row whose min_n is <= n). From the sweep on an H100
-// (docs/cuda_backend.md, "W8A16"); every row is used by the GPU test.
+// Which variant serves which n (the first row whose min_n is <= n); every row is used by the
+// GPU test. Before its first sweep: the block shapes the W4A16 sweep found fastest per n
+// (kDecodeChoices in w4a16.cu: 32 columns and 4 warps for wide layers, 32 columns and 8 warps
+// at n = 8192, 16 columns and 8 warps with more loads in flight below, 16 warps on narrow ones).
 struct W8Choice {
   std::int64_t min_n;
   const char* variant;
 };
-constexpr W8Choice kW8Choices[] = {{16384, "w8_w4_g2_s2"}, {0, "w8_w8_g1_s2"}};
+constexpr W8Choice kW8Choices[] = {{16384, "w8_w4_g2_s2"},
+                                   {8192, "w8_w8_g2_s2"},
+                                   {1024, "w8_w8_g1_s4"},
+                                   {0, "w8_w16_g1_s2"}};
 
 const W8A16Variant& variant_for(std::int64_t n) {
   static const std::vector<const W8A16Variant*> chosen = [] {

@@ -228,8 +228,10 @@ TEST_CASE("W8A16 variants and w8a16_gemm match a CPU reference for m = 1..17 and
   GpuContext gpu;
   // k = 100: rows not a multiple of 8 halves (the scalar activation path); 200, 1000: one
   // scale per channel, the last chunk partly past k; 512: four groups of 128. n: not a
-  // multiple of 16 nor of a block's columns; 16400: kW8Choices' wide row.
-  const Case cases[] = {{44, 200}, {37, 1000}, {269, 264}, {75, 512}, {21, 100}, {16400, 264}};
+  // multiple of 16 nor of a block's columns; 1100, 8200, 16400: kW8Choices' rows from n = 1024,
+  // 8192 and 16384.
+  const Case cases[] = {{44, 200},   {37, 1000},  {269, 264},  {75, 512},
+                        {21, 100},   {1100, 264}, {8200, 136}, {16400, 264}};
   for (const Case& c : cases) {
     const Weights8 w = make_weights8(c.n, c.k);
     for (const std::int64_t m : {1, 2, 3, 5, 8, 10, 17}) {
