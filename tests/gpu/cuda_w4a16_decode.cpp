@@ -223,6 +223,76 @@ Weights8 make_weights8(std::int64_t n, std::int64_t k) {
   return w;
 }
 
+// The host half of the W8A16 kernel's contract, where no GPU is needed: w8_pack's bytes, read
+// by each lane as w8a16_kernel reads them and placed where PTX's mma.m16n8k16 fragment
+// layout puts each register (A 16x16 row-major: a0a1 (g, 2t..), a2a3 (g + 8, 2t..), a4a5
+// (g, 2t + 8..), a6a7 (g + 8, 2t + 8..); B 16x8: b0b1 (2t.., g), b2b3 (2t + 8.., g); C 16x8:
+// c0c1 (g, 2t..), c2c3 (g + 8, 2t..)), multiply to X * W^T. A wrong byte order, K
+// permutation or column map fails here before any GPU runs.
+TEST_CASE("w8_pack's layout is what the W8A16 kernel's fragments assume (host emulation)") {
+  for (const std::int64_t n : {1, 1024, 8192, 16384, 49152}) CHECK_NOTHROW(w8a16_kernel_name(n));
+  const Case c{37, 300};
+  const std::int64_t m = 5;  // rows of B (x); at most 8 per block
+  const W8Layout l = w8_layout(c.n, c.k);
+  REQUIRE(l.group == c.k);  // 300: one scale per column
+  std::uniform_int_distribution<int> code(-128, 127);
+  std::vector<std::int8_t> q(static_cast<std::size_t>(c.n * c.k));
+  for (auto& v : q) v = static_cast<std::int8_t>(code(rng()));
+  std::vector<float> scales(static_cast<std::size_t>(c.n), 1.0f);
+  std::vector<std::uint8_t> packed;
+  std::vector<std::uint16_t> packed_scales;
+  w8_pack(l, q, scales, packed, packed_scales);
+  const std::vector<float> x = make_activations(m * c.k);
+  const auto x_at = [&](std::int64_t row, std::int64_t kk) {
+    return row < m && kk < c.k ? double(x[row * c.k + kk]) : 0.0;
+  };
+  const std::int64_t chunks = l.padded_k / 32;
+  std::vector<double> y(static_cast<std::size_t>(l.padded_n * 8), 0.0);  // [column][row]
+  for (std::int64_t group = 0; group < l.padded_n / 16; ++group)
+    for (std::int64_t chunk = 0; chunk < chunks; ++chunk)
+      for (int step = 0; step < 2; ++step) {  // the kernel's two mma per chunk
+        double a[16][16] = {}, b[16][8] = {};
+        for (int lane = 0; lane < 32; ++lane) {
+          const int g = lane / 4, t = lane % 4;
+          const std::uint8_t* bytes = &packed[((group * chunks + chunk) * 32 + lane) * 16];
+          // Words x, z (step 0) or y, w (step 1): columns g and g + 8; bytes 0-1 then 2-3.
+          const auto code_at = [&](int word, int byte) {
+            return double(int(bytes[4 * word + byte]) - 128);
+          };
+          const int column_g = step, column_g8 = 2 + step;
+          a[g][2 * t] = code_at(column_g, 0), a[g][2 * t + 1] = code_at(column_g, 1);
+          a[g + 8][2 * t] = code_at(column_g8, 0), a[g + 8][2 * t + 1] = code_at(column_g8, 1);
+          a[g][2 * t + 8] = code_at(column_g, 2), a[g][2 * t + 9] = code_at(column_g, 3);
+          a[g + 8][2 * t + 8] = code_at(column_g8, 2), a[g + 8][2 * t + 9] = code_at(column_g8, 3);
+          // x[g][32 chunk + 8t .. + 7]: halves 0-3 for step 0, 4-7 for step 1.
+          const std::int64_t k0 = chunk * 32 + 8 * t + 4 * step;
+          b[2 * t][g] = x_at(g, k0), b[2 * t + 1][g] = x_at(g, k0 + 1);
+          b[2 * t + 8][g] = x_at(g, k0 + 2), b[2 * t + 9][g] = x_at(g, k0 + 3);
+        }
+        for (int row = 0; row < 16; ++row)
+          for (int col = 0; col < 8; ++col) {
+            double d = 0;
+            for (int kk = 0; kk < 16; ++kk) d += a[row][kk] * b[kk][col];
+            // C row = column `row` of the group, C column = activation row `col`.
+            y[(group * 16 + row) * 8 + col] += d;
+          }
+      }
+  int wrong = 0;
+  for (std::int64_t j = 0; j < c.n; ++j)
+    for (std::int64_t row = 0; row < m; ++row) {
+      double expected = 0;
+      for (std::int64_t kk = 0; kk < c.k; ++kk) expected += double(q[j * c.k + kk]) * x_at(row, kk);
+      if (std::fabs(y[j * 8 + row] - expected) > 1e-9 * (1 + std::fabs(expected))) ++wrong;
+    }
+  CHECK(wrong == 0);
+  // Scales: [16-column group][128-k group][16 columns]; padding columns hold zero.
+  const std::int64_t scale_groups = l.padded_k / 128;
+  for (std::int64_t j = 0; j < l.padded_n; ++j) {
+    const std::uint16_t bits = packed_scales[((j / 16) * scale_groups) * 16 + j % 16];
+    CHECK(bits == (j < c.n ? 0x3C00 : 0));  // fp16 1.0 or 0
+  }
+}
+
 TEST_CASE("W8A16 variants and w8a16_gemm match a CPU reference for m = 1..17 and ragged n, k") {
   if (!gpu_available()) return;
   GpuContext gpu;
@@ -230,8 +300,8 @@ TEST_CASE("W8A16 variants and w8a16_gemm match a CPU reference for m = 1..17 and
   // scale per channel, the last chunk partly past k; 512: four groups of 128. n: not a
   // multiple of 16 nor of a block's columns; 1100, 8200, 16400: kW8Choices' rows from n = 1024,
   // 8192 and 16384.
-  const Case cases[] = {{44, 200},   {37, 1000},  {269, 264},  {75, 512},
-                        {21, 100},   {1100, 264}, {8200, 136}, {16400, 264}};
+  const Case cases[] = {{44, 200}, {37, 1000},  {269, 264},  {75, 512},
+                        {21, 100}, {1100, 264}, {8200, 136}, {16400, 264}};
   for (const Case& c : cases) {
     const Weights8 w = make_weights8(c.n, c.k);
     for (const std::int64_t m : {1, 2, 3, 5, 8, 10, 17}) {
