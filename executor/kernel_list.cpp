@@ -254,36 +254,31 @@ bool takes_integer_weights_fp16(const LayerQuant& q) {
          format_traits(q.weights.format).kind == FormatKind::integer;
 }
 
-Reason w4a16_declines(const LayerQuant& q, const KernelLayer&, const KernelTarget&) {
-  if (!signed_symmetric_integer_up_to(q.weights, 4))
+// The weight-only kernels' rule: symmetric signed integer weights of at most `bits` bits, and
+// one fp16 scale per 128 k of a column. backends/cuda/w4a16.cu and w8a16.cu scale each 128-k
+// chunk of a column by one scale: groups of 128, or one scale per channel or tensor repeated
+// over the chunks. Smaller groups would read more scales than the timed kernels do, and no
+// kernel of bitplan's reads them.
+Reason weight_only_declines(const LayerQuant& q, int bits, std::string_view kernel) {
+  if (!signed_symmetric_integer_up_to(q.weights, bits))
     return fmt::format(
-        "the w4a16 kernel takes symmetric signed integer weights of <= 4 bits; weights '{}' are "
+        "the {} kernel takes symmetric signed integer weights of <= {} bits; weights '{}' are "
         "not",
-        to_string(q.weights));
-  // backends/cuda/w4a16.cu scales each 128-k chunk of a column by one fp16 scale: groups of
-  // 128, or one scale per channel or tensor repeated over the chunks. Smaller groups would
-  // read more scales than the timed kernel does, and no kernel of bitplan's reads them.
+        kernel, bits, to_string(q.weights));
   if (q.weights.granularity == Granularity::per_group && q.weights.group_size != 128)
     return fmt::format(
-        "weights '{}' have a scale per group of {} weights; the w4a16 kernel takes one scale per "
+        "weights '{}' have a scale per group of {} weights; the {} kernel takes one scale per "
         "128 weights of a column (group 128), per channel or per tensor",
-        to_string(q.weights), q.weights.group_size);
+        to_string(q.weights), q.weights.group_size, kernel);
   return std::nullopt;
 }
 
+Reason w4a16_declines(const LayerQuant& q, const KernelLayer&, const KernelTarget&) {
+  return weight_only_declines(q, 4, "w4a16");
+}
+
 Reason w8a16_declines(const LayerQuant& q, const KernelLayer&, const KernelTarget&) {
-  if (!signed_symmetric_integer_up_to(q.weights, 8))
-    return fmt::format(
-        "the w8a16 kernel takes symmetric signed integer weights of <= 8 bits; weights '{}' are "
-        "not",
-        to_string(q.weights));
-  // backends/cuda/w8a16.cu scales each 128-k group of a column by one fp16 scale, as w4a16.
-  if (q.weights.granularity == Granularity::per_group && q.weights.group_size != 128)
-    return fmt::format(
-        "weights '{}' have a scale per group of {} weights; the w8a16 kernel takes one scale per "
-        "128 weights of a column (group 128), per channel or per tensor",
-        to_string(q.weights), q.weights.group_size);
-  return std::nullopt;
+  return weight_only_declines(q, 8, "w8a16");
 }
 
 Reason cuda_int8_declines(const LayerQuant& q, const KernelLayer&, const KernelTarget&) {

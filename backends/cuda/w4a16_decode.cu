@@ -41,6 +41,7 @@
 #include <string>
 #include <vector>
 
+#include "backends/cuda/mma.cuh"
 #include "backends/cuda/w4a16_decode.hpp"
 
 namespace bitplan::cuda {
@@ -100,9 +101,7 @@ template <Load kLoad>
 __device__ __forceinline__ uint4 load_weights(const uint4* p) {
   uint4 v;
   if constexpr (kLoad == Load::no_alloc) {
-    asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
-        : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-        : "l"(p));
+    v = load_streamed(p);
   } else if constexpr (kLoad == Load::l2_prefetch) {
     asm("ld.global.nc.L1::no_allocate.L2::256B.v4.u32 {%0, %1, %2, %3}, [%4];"
         : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
@@ -127,14 +126,6 @@ __device__ __forceinline__ void cp_async_commit() {
 template <int kPending>
 __device__ __forceinline__ void cp_async_wait() {
   asm volatile("cp.async.wait_group %0;" ::"n"(kPending) : "memory");
-}
-
-__device__ __forceinline__ void mma_16816(float (&d)[4], const uint4& a, std::uint32_t b0,
-                                          std::uint32_t b1) {
-  asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
-      "{%8,%9}, {%0,%1,%2,%3};"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-      : "r"(a.x), "r"(a.y), "r"(a.z), "r"(a.w), "r"(b0), "r"(b1));
 }
 
 // The 8 int4 values of a word -> 4 half2 of q - 8, exactly; pair s holds the nibbles at bits

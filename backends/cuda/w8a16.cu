@@ -27,6 +27,7 @@
 
 #include "backends/cuda/check.hpp"
 #include "backends/cuda/kernels.hpp"
+#include "backends/cuda/mma.cuh"
 
 namespace bitplan::cuda {
 namespace {
@@ -37,14 +38,6 @@ constexpr int kScaleK = 128;  // k per scale group
 constexpr int kChunksPerGroup = kScaleK / kChunk;
 constexpr int kRows = 8;  // activation rows per block (B's columns)
 
-__device__ __forceinline__ void mma_16816(float (&d)[4], const uint4& a, std::uint32_t b0,
-                                          std::uint32_t b1) {
-  asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
-      "{%8,%9}, {%0,%1,%2,%3};"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-      : "r"(a.x), "r"(a.y), "r"(a.z), "r"(a.w), "r"(b0), "r"(b1));
-}
-
 // Bytes 2h, 2h + 1 of `word` (uint8 q + 128) -> half2 of q, exactly: prmt puts each byte under
 // the 0x64 exponent byte (fp16 1024 + byte), then 1024 + 128 is subtracted.
 template <int kHalf>
@@ -54,14 +47,6 @@ __device__ __forceinline__ std::uint32_t bytes_to_q(std::uint32_t word) {
   asm("prmt.b32 %0, %1, %2, %3;" : "=r"(biased) : "r"(word), "r"(0x64646464u), "n"(selector));
   const __half2 v = __hsub2(*reinterpret_cast<const __half2*>(&biased), __float2half2_rn(1152.0f));
   return *reinterpret_cast<const std::uint32_t*>(&v);
-}
-
-__device__ __forceinline__ uint4 load_streamed(const uint4* p) {
-  uint4 v;
-  asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
-      : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-      : "l"(p));
-  return v;
 }
 
 // 8 activations x[row][k0 .. k0 + 7] as a uint4 of half pairs; zeros outside the matrix.
@@ -247,10 +232,8 @@ struct W8Choice {
   std::int64_t min_n;
   const char* variant;
 };
-constexpr W8Choice kW8Choices[] = {{16384, "w8_w4_g2_s2"},
-                                   {8192, "w8_w8_g2_s2"},
-                                   {1024, "w8_w8_g1_s4"},
-                                   {0, "w8_w16_g1_s2"}};
+constexpr W8Choice kW8Choices[] = {
+    {16384, "w8_w4_g2_s2"}, {8192, "w8_w8_g2_s2"}, {1024, "w8_w8_g1_s4"}, {0, "w8_w16_g1_s2"}};
 
 const W8A16Variant& variant_for(std::int64_t n) {
   static const std::vector<const W8A16Variant*> chosen = [] {
